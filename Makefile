@@ -1,0 +1,59 @@
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+CLUSTER := PYTHONPATH=operator:hack/cluster $(PY) -m kfncluster
+KFN_CACHE ?= $(HOME)/.cache/kfn
+export KUBECONFIG := $(CURDIR)/.kfn/kubeconfig
+export PATH := $(KFN_CACHE)/bin:$(PATH)
+
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+$(PIP_STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(PIP_STAMP) ## Create the virtualenv with kfn and its development tools.
+
+up: venv cluster ## Bring up the cluster, install kfn with Helm and run the example function.
+	@echo "kfn is up. export KUBECONFIG=$(KUBECONFIG) PATH=$(KFN_CACHE)/bin:\$$PATH"
+
+cluster: venv ## Bring up the local Kubernetes cluster (idempotent; builds it the first time).
+	$(CLUSTER) up
+
+cluster-down: venv ## Tear the local cluster down, leaving no process, mount, interface or rule.
+	$(CLUSTER) down
+
+cluster-status: venv ## Say whether the cluster runs, or what a killed run left behind.
+	$(CLUSTER) status
+
+lint: venv ## ruff (lint and format check), mypy strict and the import layering contracts.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: venv ## Format and fix what ruff can.
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: venv ## Run every test: lint, unit tests, then cluster tests (starting the cluster if needed).
+	$(MAKE) lint
+	$(VENV)/bin/pytest tests/unit
+	$(VENV)/bin/pytest -m cluster tests/cluster
+
+test-unit: venv ## Run the unit tests only.
+	$(VENV)/bin/pytest tests/unit
+
+test-cluster: venv ## Run the cluster tests only.
+	$(VENV)/bin/pytest -m cluster tests/cluster
+
+bench-pod-start: cluster ## Pod start latency floor: kubectl scale 0→1 to HTTP answer, 20 trials.
+	$(PY) bench/pod_start.py --trials 20
+
+.PHONY: help venv up cluster cluster-down cluster-status lint fmt test test-unit test-cluster bench-pod-start

@@ -1,0 +1,32 @@
+"""``python -m kfncluster up|down|status``: the local cluster's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kfncluster import cluster, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kfncluster", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="bring the cluster up (idempotent)")
+    sub.add_parser("down", help="tear the cluster down, leaving nothing behind")
+    sub.add_parser("status", help="say whether the cluster runs and what a previous run left")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return cluster.up()
+    if args.command == "down":
+        return cluster.down()
+    paths = config.Paths()
+    if cluster.running(paths):
+        print("running")
+        return 0
+    left = cluster.leftovers(paths)
+    print("not running" + ("; left behind:\n  " + "\n  ".join(left) if left else ""))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,580 @@
+"""Bringing the local cluster up and tearing it down.
+
+``up`` is idempotent: a healthy cluster is left alone; state left by a killed
+run (dead PIDs, a bridge, rules, mounts) is cleaned first; a second ``up``
+while one is under way says so and does nothing. ``down`` removes every
+process, mount, interface, network namespace and rule the cluster made, and is
+safe to run twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.client
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+from kfn import oci
+from kfncluster import addons, build, components, config, hostdeps, images, network, pki, procs
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+
+
+class AlreadyRunningError(RuntimeError):
+    """Another bring-up or tear-down holds the lock."""
+
+
+class Progress:
+    """Numbered progress lines with the time each step took."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.step = 0
+        self.started = time.monotonic()
+
+    @contextlib.contextmanager
+    def __call__(self, what: str) -> Iterator[Callable[[str], None]]:
+        self.step += 1
+        t0 = time.monotonic()
+        prefix = f"[{self.step:2d}/{self.total}] {what}"
+        print(f"{prefix} ...", flush=True)
+        notes: list[str] = []
+        yield notes.append
+        extra = f" ({', '.join(notes)})" if notes else ""
+        print(f"{prefix}: done in {time.monotonic() - t0:.1f}s{extra}", flush=True)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+@contextlib.contextmanager
+def locked(paths: config.Paths) -> Iterator[None]:
+    paths.run.mkdir(parents=True, exist_ok=True)
+    with paths.lock.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise AlreadyRunningError(holder) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+
+
+def supervisor(paths: config.Paths) -> procs.Supervisor:
+    return procs.Supervisor(paths.pids, paths.logs)
+
+
+# --- health checks ---------------------------------------------------------
+
+
+def _tls_context(paths: config.Paths, client: str | None = "admin") -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(paths.pki / "ca.crt"))
+    if client:
+        ctx.load_cert_chain(str(paths.pki / f"{client}.crt"), str(paths.pki / f"{client}.key"))
+    return ctx
+
+
+def _insecure_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _get(host: str, port: int, path: str, ctx: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    conn: http.client.HTTPConnection
+    if ctx is None:
+        conn = http.client.HTTPConnection(host, port, timeout=2)
+    else:
+        conn = http.client.HTTPSConnection(host, port, timeout=2, context=ctx)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _http_ok(
+    host: str, port: int, path: str, ctx: ssl.SSLContext | None = None
+) -> Callable[[], bool]:
+    return lambda: _get(host, port, path, ctx)[0] == 200
+
+
+def _socket_ok(path: pathlib.Path) -> Callable[[], bool]:
+    def check() -> bool:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(1)
+            s.connect(str(path))
+        return True
+
+    return check
+
+
+def readiness(name: str, paths: config.Paths) -> tuple[Callable[[], bool], float]:
+    """How to tell that component ``name`` is serving, and how long to wait."""
+    checks: dict[str, tuple[Callable[[], bool], float]] = {
+        "etcd": (_http_ok("127.0.0.1", 2379, "/health"), 60),
+        "registry": (_http_ok(config.NODE_IP, config.REGISTRY_PORT, "/v2/"), 30),
+        "containerd": (_socket_ok(paths.containerd_socket), 30),
+        "kube-apiserver": (
+            lambda: (
+                _get(config.NODE_IP, config.APISERVER_PORT, "/readyz", _tls_context(paths))[0]
+                == 200
+            ),
+            120,
+        ),
+        "kube-controller-manager": (
+            _http_ok("127.0.0.1", 10257, "/healthz", _insecure_context()),
+            60,
+        ),
+        "kube-scheduler": (_http_ok("127.0.0.1", 10259, "/healthz", _insecure_context()), 60),
+        "kubelet": (_http_ok("127.0.0.1", 10248, "/healthz"), 90),
+        "kube-proxy": (_http_ok("127.0.0.1", 10256, "/healthz"), 60),
+    }
+    return checks[name]
+
+
+def kubectl(paths: config.Paths, *args: str, check: bool = True, input: str | None = None) -> str:
+    bins = build.binaries(paths)
+    result = subprocess.run(
+        [str(bins["kubectl"]), f"--kubeconfig={paths.admin_kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def crictl(paths: config.Paths, *args: str) -> subprocess.CompletedProcess[str]:
+    bins = build.binaries(paths)
+    return subprocess.run(
+        [
+            str(bins["crictl"]),
+            f"--runtime-endpoint=unix://{paths.containerd_socket}",
+            f"--image-endpoint=unix://{paths.containerd_socket}",
+            "--timeout=30s",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+# --- state -----------------------------------------------------------------
+
+
+def running(paths: config.Paths) -> bool:
+    """All components alive and the API server ready."""
+    records = {r.name: r for r in supervisor(paths).records()}
+    if any(name not in records or not records[name].alive() for name in components.ORDER):
+        return False
+    try:
+        return readiness("kube-apiserver", paths)[0]()
+    except OSError:
+        return False
+
+
+def leftovers(paths: config.Paths) -> list[str]:
+    """What a previous run left behind (for ``up`` to clean, for ``down``'s test to see)."""
+    found = []
+    for record in supervisor(paths).records():
+        found.append(
+            f"process {record.name} (pid {record.pid}{'' if record.alive() else ', dead'})"
+        )
+    found += [f"process {p} (pid {pid})" for pid, p in _pod_processes()]
+    found += [f"mount {m}" for m in _our_mounts(paths)]
+    found += [f"netns {n}" for n in network.pod_netns()]
+    if network.bridge_exists():
+        found.append(f"interface {config.BRIDGE}")
+    if _guard_present():
+        found.append(f"iptables chain {config.SAFETY_CHAIN}")
+    found += [f"iptables chains {k}: {len(v)}" for k, v in network.kube_chains().items()]
+    found += [f"cgroup {c}" for c in _kubepods_cgroups()]
+    return found
+
+
+def _guard_present() -> bool:
+    return (
+        subprocess.run(
+            ["iptables", "-w", "-t", "mangle", "-L", config.SAFETY_CHAIN, "-n"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+
+
+def _our_mounts(paths: config.Paths) -> list[str]:
+    roots = (str(paths.state), str(paths.run))
+    netns = {f"/run/netns/{n}" for n in network.pod_netns()}
+    netns |= {f"/var/run/netns/{n}" for n in network.pod_netns()}
+    mounts = []
+    for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point.startswith(roots) or point in netns:
+            mounts.append(point)
+    return mounts
+
+
+def _kubepods_cgroups() -> list[str]:
+    found = []
+    for controller in pathlib.Path("/sys/fs/cgroup").iterdir():
+        candidate = controller / "kubepods"
+        if candidate.is_dir():
+            found.append(str(candidate))
+    return found
+
+
+def _pod_processes() -> list[tuple[int, str]]:
+    """Processes inside the cluster's pod cgroups (containers and their sandboxes),
+    plus containerd shims serving our containerd."""
+    pids: set[int] = set()
+    for cg in _kubepods_cgroups():
+        for procs_file in pathlib.Path(cg).rglob("cgroup.procs"):
+            with contextlib.suppress(OSError):
+                pids.update(int(p) for p in procs_file.read_text().split())
+    marker = str(config.Paths().containerd_socket)
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and marker.encode() in argv:
+            pids.add(int(proc.name))
+    out = []
+    for pid in sorted(pids):
+        try:
+            name = pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        out.append((pid, name))
+    return out
+
+
+# --- up ----------------------------------------------------------------------
+
+
+def up(paths: config.Paths | None = None) -> int:
+    paths = paths or config.Paths()
+    if os.geteuid() != 0:
+        print("kfn cluster: must run as root (it manages containerd, the kubelet and iptables)")
+        return 2
+    try:
+        with locked(paths):
+            return _up(paths)
+    except AlreadyRunningError as exc:
+        print(f"kfn cluster: another bring-up or tear-down is in progress ({exc}); nothing to do.")
+        return 0
+    except (procs.ComponentError, RuntimeError) as exc:
+        print(f"\nkfn cluster: bring-up failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _up(paths: config.Paths) -> int:
+    if running(paths):
+        _finish(paths, None)
+        print("kfn cluster: already running; nothing to do.")
+        return 0
+    steps = Progress(8 + len(components.ORDER))
+    found = leftovers(paths)
+    with steps("clean up what a previous run left") as note:
+        if found:
+            note(f"{len(found)} leftovers")
+            _teardown(paths, keep_cache=True)
+        else:
+            note("nothing found")
+    with steps("host packages") as note:
+        installed = hostdeps.ensure(paths.logs / "apt.log")
+        note(f"installed {', '.join(installed)}" if installed else "all present")
+    with steps("build components (cached by version)") as note:
+        _build_components(paths, note)
+    bins = build.binaries(paths)
+    with steps("images (pause, coredns, debian base)") as note:
+        made = _make_images(paths, bins)
+        note("cached in " + str(paths.images))
+    with steps("certificates, kubeconfigs and configs"):
+        _write_pki_and_configs(paths)
+    with steps("node network: bridge, egress guard, CNI") as note:
+        _set_up_network(paths)
+        note(f"{config.BRIDGE} {config.NODE_IP}, pods {config.POD_CIDR}")
+    _save_kernel_tunables(paths)
+    sup = supervisor(paths)
+    for name in components.ORDER:
+        with steps(f"start {name}") as note:
+            record = sup.start(name, components.argv(name, paths, bins))
+            check, timeout = readiness(name, paths)
+            sup.wait_until(record, check, timeout)
+            note(f"pid {record.pid}, log {sup.log_path(name)}")
+            if name == "registry":
+                for ref, image in made.items():
+                    images.push(image, ref)
+            if name == "containerd":
+                _remove_stale_pods(paths)
+    with steps("node Ready") as note:
+        _wait_node_ready(paths, sup)
+        note(config.NODE_NAME)
+    with steps("cluster DNS (CoreDNS)"):
+        addons.apply_coredns(lambda *a, **kw: kubectl(paths, *a, **kw))
+    _finish(paths, steps)
+    return 0
+
+
+def _build_components(paths: config.Paths, note: Callable[[str], None]) -> None:
+    for component in build.COMPONENTS:
+        if build.is_built(paths, component):
+            continue
+        print(
+            f"        building {component.name} {component.version} "
+            f"(first time on this machine, {component.expect})",
+            flush=True,
+        )
+        t0 = time.monotonic()
+        build.build(paths, component, paths.logs / f"build-{component.name}.log")
+        note(f"{component.name} {time.monotonic() - t0:.0f}s")
+    build.link_tools(paths)
+
+
+def _make_images(paths: config.Paths, bins: dict[str, pathlib.Path]) -> dict[str, oci.Image]:
+    """The locally made images, by the reference they are pushed as."""
+    made = {
+        config.PAUSE_IMAGE: images.pause(paths, bins["pause"]),
+        config.COREDNS_IMAGE: images.coredns(paths, bins["coredns"]),
+    }
+    print("        debian base image (debootstrap on first run, ~1 min)", flush=True)
+    made[config.BASE_PYTHON_IMAGE] = images.debian_base(
+        paths, "base-python", ("python3",), paths.logs / "debootstrap.log"
+    )
+    return made
+
+
+def _write_pki_and_configs(paths: config.Paths) -> None:
+    pki.ensure(paths.pki)
+    paths.config.mkdir(parents=True, exist_ok=True)
+    server = f"https://{config.NODE_IP}:{config.APISERVER_PORT}"
+    for client in pki.CLIENTS:
+        target = paths.config / f"{client.stem}.kubeconfig"
+        target.write_text(pki.kubeconfig(paths.pki, client.stem, server))
+        target.chmod(0o600)
+    shutil.copy(paths.config / "admin.kubeconfig", paths.admin_kubeconfig)
+    components.write_configs(paths)
+    for d in (paths.etcd_data, paths.kubelet_root, paths.pod_logs, paths.registry_data):
+        d.mkdir(parents=True, exist_ok=True)
+    paths.etcd_data.chmod(0o700)
+
+
+def _set_up_network(paths: config.Paths) -> None:
+    network.install_guard()
+    if not network.guard_installed():
+        raise RuntimeError("the egress guard did not install as expected; refusing to start pods")
+    network.ensure_bridge()
+    network.set_sysctls()
+    network.write_cni_config(paths)
+
+
+def _remove_stale_pods(paths: config.Paths) -> None:
+    """Removes sandboxes containerd kept from an earlier run, before the kubelet starts."""
+    listing = crictl(paths, "pods", "-q")
+    if listing.stdout.strip():
+        crictl(paths, "rmp", "-fa")
+
+
+def _wait_node_ready(paths: config.Paths, sup: procs.Supervisor) -> None:
+    deadline = time.monotonic() + 120
+    kubelet = sup.record("kubelet")
+    assert kubelet is not None
+    while time.monotonic() < deadline:
+        if not kubelet.alive():
+            raise procs.ComponentError("kubelet", sup.log_path("kubelet"), "exited")
+        out = kubectl(paths, "get", "node", config.NODE_NAME, "-o", "json", check=False)
+        if out:
+            conditions = json.loads(out)["status"].get("conditions", [])
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                return
+        time.sleep(0.5)
+    raise procs.ComponentError(
+        "kubelet", sup.log_path("kubelet"), "node did not become Ready in 120s"
+    )
+
+
+def _finish(paths: config.Paths, steps: Progress | None) -> None:
+    target = REPO / ".kfn" / "kubeconfig"
+    target.parent.mkdir(exist_ok=True)
+    shutil.copy(paths.admin_kubeconfig, target)
+    target.chmod(0o600)
+    build.link_tools(paths)
+    if steps is not None:
+        print(f"\nkfn cluster is up in {steps.elapsed():.1f}s ({config.KUBERNETES_VERSION}).")
+        print(f"Logs: {paths.logs}/<component>.log")
+    print(f"export KUBECONFIG={target} PATH={paths.bin}:$PATH")
+
+
+# --- kernel tunables the kubelet changes ----------------------------------------
+
+#: The kubelet sets these at start (as on every Kubernetes node); we put the
+#: machine's own values back on tear-down.
+_TUNABLES = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
+
+
+def _save_kernel_tunables(paths: config.Paths) -> None:
+    saved = paths.state / "sysctl-before.json"
+    if saved.exists():
+        return
+    values = {k: pathlib.Path("/proc/sys", k).read_text().strip() for k in _TUNABLES}
+    saved.write_text(json.dumps(values))
+
+
+def _restore_kernel_tunables(paths: config.Paths) -> None:
+    saved = paths.state / "sysctl-before.json"
+    if not saved.exists():
+        return
+    for key, value in json.loads(saved.read_text()).items():
+        with contextlib.suppress(OSError):
+            pathlib.Path("/proc/sys", key).write_text(value)
+    saved.unlink()
+
+
+# --- down --------------------------------------------------------------------
+
+
+def down(paths: config.Paths | None = None) -> int:
+    paths = paths or config.Paths()
+    if os.geteuid() != 0:
+        print("kfn cluster: must run as root")
+        return 2
+    try:
+        with locked(paths):
+            t0 = time.monotonic()
+            found = leftovers(paths)
+            if not found:
+                print("kfn cluster: nothing to tear down.")
+                return 0
+            _teardown(paths, keep_cache=True)
+            left = leftovers(paths)
+            if left:
+                print(
+                    "kfn cluster: tear-down left behind:\n  " + "\n  ".join(left), file=sys.stderr
+                )
+                return 1
+            print(f"kfn cluster: torn down in {time.monotonic() - t0:.1f}s; nothing left behind.")
+            return 0
+    except AlreadyRunningError as exc:
+        print(f"kfn cluster: another bring-up or tear-down is in progress ({exc}); nothing to do.")
+        return 0
+
+
+def _teardown(paths: config.Paths, keep_cache: bool) -> None:
+    _stop_processes(paths)
+    for point in sorted(_our_mounts(paths), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    network.remove_netns(network.pod_netns())
+    _remove_pod_cgroups()
+    bins = build.binaries(paths)
+    if bins["kube-proxy"].exists():
+        subprocess.run([str(bins["kube-proxy"]), "--cleanup"], capture_output=True, check=False)
+    network.remove_kube_chains()
+    network.remove_bridge()
+    network.remove_guard()
+    _restore_kernel_tunables(paths)
+    for cache in pathlib.Path("/var/lib/cni/results").glob("kfn-*"):
+        cache.unlink()
+    _remove_state(paths, keep_cache)
+    _clean_container_log_links(paths)
+
+
+def _stop_processes(paths: config.Paths) -> None:
+    sup = supervisor(paths)
+    records = {r.name: r for r in sup.records()}
+    # The node first, so nothing restarts pods while they are removed.
+    for name in ("kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager"):
+        if name in records:
+            sup.stop(records.pop(name))
+    if "containerd" in records and records["containerd"].alive():
+        crictl(paths, "rmp", "-fa")
+    for name in ("containerd", "kube-apiserver", "etcd", "registry"):
+        if name in records:
+            sup.stop(records.pop(name))
+    for record in records.values():
+        sup.stop(record)
+    # Whatever a killed run left in the pod cgroups: containers, sandboxes, shims.
+    for _ in range(3):
+        left = _pod_processes()
+        if not left:
+            break
+        for pid, _name in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+
+
+def _remove_pod_cgroups() -> None:
+    for cg in _kubepods_cgroups():
+        for d in sorted(pathlib.Path(cg).rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if d.is_dir():
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+        with contextlib.suppress(OSError):
+            pathlib.Path(cg).rmdir()
+
+
+def _remove_state(paths: config.Paths, keep_cache: bool) -> None:
+    """Everything of the cluster goes but the registry's images (a cache)."""
+    keep = {paths.registry_data.name} if keep_cache else set()
+    if paths.state.is_dir():
+        for child in paths.state.iterdir():
+            if child.name not in keep:
+                _remove(child)
+    if paths.run.is_dir():
+        for child in paths.run.iterdir():
+            if child != paths.lock:
+                _remove(child)
+
+
+def _remove(path: pathlib.Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _clean_container_log_links(paths: config.Paths) -> None:
+    """The kubelet links container logs into /var/log/containers; drop our links."""
+    links = pathlib.Path("/var/log/containers")
+    if not links.is_dir():
+        return
+    for link in links.iterdir():
+        if link.is_symlink() and str(os.readlink(link)).startswith(str(paths.pod_logs)):
+            link.unlink()
+    with contextlib.suppress(OSError):
+        links.rmdir()

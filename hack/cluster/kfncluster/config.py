@@ -1,0 +1,134 @@
+"""Everything about the local cluster's shape, in one place.
+
+The cluster is one per machine: its state lives under fixed system paths
+(``/var/lib/kfn-cluster`` and ``/run/kfn-cluster``) rather than inside a
+checkout, so that a cluster left behind by a killed run of *any* checkout is
+found and cleaned up by the next bring-up. Built binaries and images live in
+the user's cache (``~/.cache/kfn``), keyed by version, so a fresh clone on the
+same machine starts in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+KUBERNETES_VERSION = "v1.34.4"
+ETCD_VERSION = "v3.5.35"
+COREDNS_VERSION = "v1.12.4"
+HELM_VERSION = "v3.19.5"
+CRICTL_VERSION = "v1.34.0"
+PAUSE_VERSION = "1.0"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = os.environ.get("KFN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+NODE_NAME = "kfn-node"
+#: The bridge that joins pods to the node. The node's own address on it is the
+#: node IP: the API server, the registry and the kubelet listen there, so pods
+#: reach them without any route leaving the machine.
+BRIDGE = "kfn0"
+POD_CIDR = "10.244.0.0/24"
+CLUSTER_CIDR = "10.244.0.0/16"
+NODE_IP = "10.244.0.1"
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+DNS_SERVICE_IP = "10.96.0.10"
+CLUSTER_DOMAIN = "cluster.local"
+
+APISERVER_PORT = 6443
+REGISTRY_PORT = 5000
+REGISTRY = f"{NODE_IP}:{REGISTRY_PORT}"
+ETCD_CLIENT_URL = "http://127.0.0.1:2379"
+ETCD_PEER_URL = "http://127.0.0.1:2380"
+
+#: The names under which locally built images are pushed to the registry.
+PAUSE_IMAGE = f"{REGISTRY}/kfn/pause:{PAUSE_VERSION}"
+COREDNS_IMAGE = f"{REGISTRY}/kfn/coredns:{COREDNS_VERSION}"
+BASE_PYTHON_IMAGE = f"{REGISTRY}/kfn/base-python:{DEBIAN_SUITE}"
+
+#: Chains this tool adds to iptables; tear-down removes them by these names.
+SAFETY_CHAIN = "KFN-POD-EGRESS"
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    """Where the cluster keeps its state, its logs and its cache."""
+
+    state: pathlib.Path = pathlib.Path("/var/lib/kfn-cluster")
+    run: pathlib.Path = pathlib.Path("/run/kfn-cluster")
+    cache: pathlib.Path = pathlib.Path(
+        os.environ.get("KFN_CACHE", str(pathlib.Path.home() / ".cache" / "kfn"))
+    )
+
+    @property
+    def pki(self) -> pathlib.Path:
+        return self.state / "pki"
+
+    @property
+    def logs(self) -> pathlib.Path:
+        return self.state / "logs"
+
+    @property
+    def etcd_data(self) -> pathlib.Path:
+        return self.state / "etcd"
+
+    @property
+    def kubelet_root(self) -> pathlib.Path:
+        return self.state / "kubelet"
+
+    @property
+    def pod_logs(self) -> pathlib.Path:
+        return self.state / "pod-logs"
+
+    @property
+    def containerd_root(self) -> pathlib.Path:
+        return self.state / "containerd"
+
+    @property
+    def containerd_state(self) -> pathlib.Path:
+        return self.run / "containerd"
+
+    @property
+    def containerd_socket(self) -> pathlib.Path:
+        return self.containerd_state / "containerd.sock"
+
+    @property
+    def cni_conf_dir(self) -> pathlib.Path:
+        return self.state / "cni" / "net.d"
+
+    @property
+    def cni_ipam_dir(self) -> pathlib.Path:
+        return self.state / "cni" / "ipam"
+
+    @property
+    def registry_data(self) -> pathlib.Path:
+        return self.state / "registry"
+
+    @property
+    def config(self) -> pathlib.Path:
+        return self.state / "config"
+
+    @property
+    def pids(self) -> pathlib.Path:
+        return self.run / "pids"
+
+    @property
+    def lock(self) -> pathlib.Path:
+        return self.run / "lock"
+
+    @property
+    def admin_kubeconfig(self) -> pathlib.Path:
+        return self.state / "admin.kubeconfig"
+
+    @property
+    def bin(self) -> pathlib.Path:
+        """Directory of the current tools (kubectl, helm, crictl), for PATH."""
+        return self.cache / "bin"
+
+    @property
+    def images(self) -> pathlib.Path:
+        return self.cache / "images"
+
+    def component_bin(self, component: str, version: str) -> pathlib.Path:
+        return self.cache / "components" / f"{component}-{version}"

@@ -1,0 +1,62 @@
+"""The Debian packages the cluster runs on, installed when missing."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+
+#: Command that must exist → the Debian package that provides it.
+REQUIRED = {
+    "containerd": "containerd",
+    "containerd-shim-runc-v2": "containerd",
+    "runc": "runc",
+    "/usr/lib/cni/bridge": "containernetworking-plugins",
+    "docker-registry": "docker-registry",
+    "debootstrap": "debootstrap",
+    "iptables": "iptables",
+    "ip6tables": "iptables",
+    "conntrack": "conntrack",
+    "ip": "iproute2",
+    "mount": "mount",
+    "nsenter": "util-linux",
+    "socat": "socat",
+    "go": "",  # the Go toolchain comes with the machine
+}
+
+
+def missing() -> list[str]:
+    """Debian packages that are needed and not installed."""
+    needed = []
+    for command, package in REQUIRED.items():
+        present = (
+            pathlib.Path(command).exists() if command.startswith("/") else shutil.which(command)
+        )
+        if not present:
+            if not package:
+                raise RuntimeError(f"{command} is required and cannot be installed by this tool")
+            needed.append(package)
+    return sorted(set(needed))
+
+
+def ensure(log: pathlib.Path) -> list[str]:
+    """Installs the missing packages with apt-get; returns what it installed."""
+    packages = missing()
+    if not packages:
+        return []
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with log.open("ab") as out:
+        for cmd in (
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+        ):
+            if subprocess.run(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False
+            ).returncode:
+                raise RuntimeError(f"host packages: {' '.join(cmd)} failed — read {log}")
+    still = missing()
+    if still:
+        raise RuntimeError(f"host packages still missing after apt-get: {still} — read {log}")
+    return packages

@@ -1,0 +1,170 @@
+"""Images the cluster needs, made on this machine with no registry to pull from.
+
+* ``pause``: the pod sandbox, a static Go program built with the components.
+* ``coredns``: the cluster DNS, the static CoreDNS binary alone.
+* ``base-python``: Debian (debootstrap minbase) with Python 3, the base of
+  kfn's own image and of the Python runtime.
+
+Each is kept in the cache as an OCI image layout keyed by what it is built
+from, and pushed to the local registry when the registry lacks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable
+
+from kfn import oci
+from kfncluster import config
+
+#: Removed from the debootstrap tree: documentation, caches and package lists
+#: that only make the image larger.
+_PRUNE = (
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "var/log",
+)
+
+
+def _static_binary_image(
+    store: oci.BlobStore, binary: pathlib.Path, target: str, image_config: oci.ImageConfig
+) -> oci.Image:
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    for d in ("etc", "tmp", "usr", "usr/local", "usr/local/bin"):
+        info = tarfile.TarInfo(d)
+        info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
+        members.append((info, None))
+    data = binary.read_bytes()
+    info = tarfile.TarInfo(target.lstrip("/"))
+    info.size, info.mode = len(data), 0o755
+    members.append((info, data))
+    for name, content in (
+        ("etc/passwd", b"root:x:0:0:root:/:/sbin/nologin\nnobody:x:65532:65532::/:/sbin/nologin\n"),
+        ("etc/group", b"root:x:0:\nnobody:x:65532:\n"),
+    ):
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(content), 0o644
+        members.append((info, content))
+    layer = store.layer_from_members(members)
+    return store.image([layer], image_config, history=[f"COPY {binary.name} {target}"])
+
+
+def _cached(
+    paths: config.Paths, name: str, key: str, make: Callable[[oci.BlobStore], oci.Image]
+) -> oci.Image:
+    root = paths.images / f"{name}-{key}"
+    store = oci.BlobStore(root)
+    image = store.load_index()
+    if image is None:
+        image = make(store)
+        store.save_index(image, name)
+    return image
+
+
+def _file_key(*parts: pathlib.Path | str) -> str:
+    sha = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pathlib.Path):
+            sha.update(hashlib.sha256(part.read_bytes()).digest())
+        else:
+            sha.update(part.encode())
+    return sha.hexdigest()[:16]
+
+
+def pause(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
+    return _cached(
+        paths,
+        "pause",
+        _file_key(binary),
+        lambda store: _static_binary_image(
+            store, binary, "/pause", oci.ImageConfig(entrypoint=["/pause"], user="65532")
+        ),
+    )
+
+
+def coredns(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
+    return _cached(
+        paths,
+        "coredns",
+        _file_key(binary),
+        lambda store: _static_binary_image(
+            store,
+            binary,
+            "/coredns",
+            oci.ImageConfig(entrypoint=["/coredns"], user="65532"),
+        ),
+    )
+
+
+def debian_base(
+    paths: config.Paths,
+    name: str,
+    packages: tuple[str, ...],
+    log: pathlib.Path,
+) -> oci.Image:
+    """Debian minbase with ``packages``, made once with debootstrap and cached."""
+
+    def make(store: oci.BlobStore) -> oci.Image:
+        rootfs = store.root / "rootfs"
+        if rootfs.exists():
+            shutil.rmtree(rootfs)
+        cmd = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(packages)}",
+            config.DEBIAN_SUITE,
+            str(rootfs),
+            config.DEBIAN_MIRROR,
+        ]
+        with log.open("ab") as out:
+            out.write(f"\n=== {' '.join(cmd)}\n".encode())
+            out.flush()
+            result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"debootstrap failed (exit {result.returncode}) — read {log}")
+        for rel in _PRUNE:
+            target = rootfs / rel
+            if target.is_dir():
+                shutil.rmtree(target)
+                target.mkdir()
+        # A container's /dev, /proc and /sys are mounted by the runtime.
+        for rel in ("dev", "proc", "sys"):
+            target = rootfs / rel
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir()
+        (rootfs / "etc" / "hostname").write_text("kfn\n")
+        layer = store.layer_from_tree([("", rootfs)], owner=None)
+        shutil.rmtree(rootfs)
+        return store.image(
+            [layer],
+            oci.ImageConfig(
+                cmd=["/bin/bash"],
+                env={
+                    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "LANG": "C.UTF-8",
+                },
+            ),
+            history=[f"debootstrap --variant=minbase --include={','.join(packages)}"],
+        )
+
+    key = _file_key(config.DEBIAN_SUITE, config.DEBIAN_MIRROR, *packages)
+    return _cached(paths, name, key, make)
+
+
+def push(image: oci.Image, ref: str) -> str:
+    """Pushes ``image`` as ``ref`` unless the registry already has it; returns the digest."""
+    reference = oci.Reference.parse(ref)
+    registry = oci.Registry(reference.registry)
+    existing = registry.get_manifest(reference)
+    if existing is not None and existing[0] == image.digest:
+        return image.digest
+    return registry.push_image(image, reference)

@@ -1,0 +1,89 @@
+"""Small helpers for cluster tests: kubectl, waiting, and test images."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kfn import oci
+from kfncluster import config
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+KUBECONFIG = REPO / ".kfn" / "kubeconfig"
+KUBECTL = config.Paths().bin / "kubectl"
+
+T = TypeVar("T")
+
+
+def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
+    result = subprocess.run(
+        [str(KUBECTL), f"--kubeconfig={KUBECONFIG}", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def kubectl_json(*args: str) -> Any:
+    return json.loads(kubectl(*args, "-o", "json"))
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 60, every: float = 0.2
+) -> T:
+    """Polls ``probe`` until it returns something truthy; fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+            if value:
+                return value
+        except (AssertionError, OSError, ValueError) as exc:
+            last = exc
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last error: {last}")
+
+
+def apply_crds() -> None:
+    crds = sorted((REPO / "crds").glob("*.yaml"))
+    if crds:
+        for crd in crds:
+            kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", *(
+            f"-f={c}" for c in crds
+        ))  # fmt: skip
+
+
+def push_python_app(repository: str, tag: str, files: dict[str, str], cmd: list[str]) -> str:
+    """Pushes the Debian Python base plus ``files`` under /app; returns ``repo@digest``."""
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(tmp) / "app"
+        root.mkdir()
+        for name, content in files.items():
+            (root / name).write_text(content)
+        store = oci.BlobStore(pathlib.Path(tmp) / "blobs")
+        layer = store.layer_from_tree([("app", root)])
+        registry = oci.Registry(config.REGISTRY)
+        target = oci.Reference(config.REGISTRY, repository, tag)
+        digest = oci.extend(
+            registry,
+            oci.Reference.parse(config.BASE_PYTHON_IMAGE),
+            store=store,
+            layers=[layer],
+            overrides=oci.ImageConfig(cmd=cmd, workdir="/app", user="65532"),
+            target=target,
+            history="test application",
+        )
+    return f"{config.REGISTRY}/{repository}@{digest}"

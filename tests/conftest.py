@@ -1,0 +1,44 @@
+"""Fixtures shared by every test: the local cluster and clients of it.
+
+Cluster tests are marked ``cluster``. The session fixture reuses a running
+cluster or brings one up (building it the first time on a machine), so
+``pytest -m cluster`` works from a fresh clone.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client, config
+
+from tests.cluster import kubeutil
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cluster() -> pathlib.Path:
+    """The admin kubeconfig of a running local cluster (brought up if needed)."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'operator'}:{REPO / 'hack' / 'cluster'}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "kfncluster", "up"], cwd=REPO, env=env, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail("the local cluster did not come up; its progress and log paths are above")
+    return kubeutil.KUBECONFIG
+
+
+@pytest.fixture(scope="session")
+def kube_api(cluster: pathlib.Path) -> Iterator[client.ApiClient]:
+    """A ``kubernetes.client.ApiClient`` for the cluster, with kfn's CRDs installed."""
+    kubeutil.apply_crds()
+    api = config.new_client_from_config(config_file=str(cluster))
+    try:
+        yield api
+    finally:
+        api.close()

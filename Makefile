@@ -38,6 +38,9 @@ lint: venv ## ruff (lint and format check), mypy strict and the import layering 
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+crds: venv ## Regenerate crds/ from the pydantic models in kfn.api.
+	PYTHONPATH=operator $(PY) -m kfn.api.crdgen --out crds/
+
 fmt: venv ## Format and fix what ruff can.
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -56,4 +59,4 @@ test-cluster: venv ## Run the cluster tests only.
 bench-pod-start: cluster ## Pod start latency floor: kubectl scale 0→1 to HTTP answer, 20 trials.
 	$(PY) bench/pod_start.py --trials 20
 
-.PHONY: help venv up cluster cluster-down cluster-status lint fmt test test-unit test-cluster bench-pod-start
+.PHONY: help venv up cluster cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start

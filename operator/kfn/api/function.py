@@ -1,0 +1,618 @@
+"""The ``Function`` kind: code, how to run it, and how far it may scale.
+
+Defaults follow AWS Lambda where Lambda has an answer (128 MiB of memory, one request per
+instance, a 30-second timeout here instead of Lambda's 3 s because HTTP functions behind an
+activator routinely need more), so that an unchanged Lambda handler behaves the same.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any, Final, Literal
+
+import pydantic
+
+from kfn.api import meta
+from kfn.api.meta import Cel, DurationRange, Rule
+
+KIND: Final = "Function"
+PLURAL: Final = "functions"
+
+RUNTIMES: Final = ("python3.11", "nodejs18")
+Runtime = Literal["python3.11", "nodejs18"]
+
+PYTHON_HANDLER_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+"""``module.function``; the module may be dotted (``app.main.handler``)."""
+
+NODE_HANDLER_PATTERN: Final = (
+    r"^[A-Za-z0-9_][A-Za-z0-9_-]*(/[A-Za-z0-9_][A-Za-z0-9_-]*)*"
+    r"(\.[A-Za-z_$][A-Za-z0-9_$]*)+$"
+)
+"""``file.export``; the file may sit in a folder (``src/app.handler``), without extension."""
+
+INLINE_SOURCE_LIMIT: Final = 262_144
+"""Characters of inline source in total (256 Ki).
+
+A Function is stored in etcd, whose objects are limited to 1.5 MiB, and is sent whole to every
+watcher on each change; 256 Ki keeps the object far below that limit with room for env and status.
+Code beyond that belongs in a ConfigMap (up to 1 MiB) or, better, an archive.
+"""
+
+MAX_FUNCTION_NAME: Final = 63
+
+
+class ConditionType(enum.StrEnum):
+    """Condition types of a Function. ``Active`` is deliberately not part of ``Ready``."""
+
+    READY = "Ready"
+    SOURCE_READY = "SourceReady"
+    BUILD_SUCCEEDED = "BuildSucceeded"
+    DEPLOYED = "Deployed"
+    ACTIVE = "Active"
+
+
+READY_DEPENDS_ON: Final = (
+    ConditionType.SOURCE_READY,
+    ConditionType.BUILD_SUCCEEDED,
+    ConditionType.DEPLOYED,
+)
+"""The conditions that make up ``Ready``; a function scaled to zero is still Ready."""
+
+
+class Reason(enum.StrEnum):
+    """Reasons the operator writes into a Function's conditions."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    SOURCE_RESOLVED = "SourceResolved"
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    SOURCE_FETCH_FAILED = "SourceFetchFailed"
+    SOURCE_CHECKSUM_MISMATCH = "SourceChecksumMismatch"
+    IMAGE_PROVIDED = "ImageProvided"
+    BUILDING = "Building"
+    BUILD_FAILED = "BuildFailed"
+    BUILT = "Built"
+    DEPLOYING = "Deploying"
+    DEPLOYED = "Deployed"
+    DEPLOYMENT_FAILED = "DeploymentFailed"
+    PODS_FAILING = "PodsFailing"
+    ACTIVE = "Active"
+    ACTIVATING = "Activating"
+    SCALED_TO_ZERO = "ScaledToZero"
+
+
+# --- source ----------------------------------------------------------------------------------
+
+FILE_NAME_PATTERN: Final = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+
+
+def _is_plain_relative_path(name: str) -> bool:
+    return not any(part in {".", ".."} for part in name.split("/"))
+
+
+FileName = Annotated[
+    str,
+    pydantic.Field(min_length=1, max_length=253, pattern=FILE_NAME_PATTERN),
+    Cel(
+        Rule(
+            cel="!('/' + self + '/').contains('/../') && !('/' + self + '/').contains('/./')",
+            message="file names must be relative paths without '.' or '..' segments",
+            check=_is_plain_relative_path,
+        )
+    ),
+]
+
+
+class InlineFile(meta.Model):
+    """One file of inline source."""
+
+    name: FileName = pydantic.Field(
+        description="Path of the file below the code root (/var/task), e.g. handler.py or "
+        "lib/util.js. Relative, '/'-separated, without '.' or '..' segments."
+    )
+    content: str = pydantic.Field(
+        max_length=INLINE_SOURCE_LIMIT, description="Content of the file as UTF-8 text."
+    )
+
+
+def _inline_size(source: Any) -> int:
+    return sum(len(file.content) for file in source.files)
+
+
+class InlineSource(meta.Model):
+    """Source code written into the Function itself, for small functions and examples."""
+
+    files: list[InlineFile] = pydantic.Field(
+        min_length=1,
+        max_length=100,
+        description="The files of the function. Together at most 262144 characters (256 Ki): "
+        "the Function is stored in etcd (1.5 MiB per object) and sent to every watcher, so larger "
+        "code belongs in a ConfigMap or an archive.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+
+    __rules__ = (
+        Rule(
+            cel=f"self.files.map(f, size(f.content)).sum() <= {INLINE_SOURCE_LIMIT}",
+            message="inline source is limited to 262144 characters in total; use an archive "
+            "or a configMapRef for larger code",
+            check=lambda source: _inline_size(source) <= INLINE_SOURCE_LIMIT,
+        ),
+    )
+
+
+class ArchiveSource(meta.Model):
+    """A zip or tar.gz archive of the code, fetched over HTTP(S) and checked by its digest."""
+
+    url: str = pydantic.Field(
+        max_length=2048,
+        pattern=r"^https?://[^\s/?#]+[^\s]*$",
+        description="http:// or https:// URL of a .zip or .tar.gz archive of the code.",
+    )
+    sha256: str = pydantic.Field(
+        max_length=64,
+        pattern=r"^[a-f0-9]{64}$",
+        description="Lower-case hex SHA-256 of the archive. The download is refused if it "
+        "differs, and the build is keyed by it, so a new archive needs a new digest.",
+    )
+
+
+IMAGE_PATTERN: Final = r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$"
+
+
+def _count_set(*values: object) -> int:
+    return sum(value is not None for value in values)
+
+
+class FunctionSource(meta.Model):
+    """Where the code comes from: exactly one of inline, configMapRef, archive or image."""
+
+    inline: InlineSource | None = pydantic.Field(
+        default=None, description="Files written into the Function (small functions only)."
+    )
+    config_map_ref: meta.LocalObjectReference | None = pydantic.Field(
+        default=None,
+        description="A ConfigMap in the same namespace whose keys become files of the code root. "
+        "A change to the ConfigMap rebuilds the function.",
+    )
+    archive: ArchiveSource | None = pydantic.Field(
+        default=None, description="An archive of the code fetched over HTTP(S)."
+    )
+    image: str | None = pydantic.Field(
+        default=None,
+        max_length=512,
+        pattern=IMAGE_PATTERN,
+        description="A prebuilt image that already contains a kfn runtime and the code; "
+        "nothing is built. Pin it by digest for reproducible rollouts.",
+    )
+
+    __rules__ = (
+        Rule(
+            cel="(has(self.inline) ? 1 : 0) + (has(self.configMapRef) ? 1 : 0)"
+            " + (has(self.archive) ? 1 : 0) + (has(self.image) ? 1 : 0) == 1",
+            message="source must set exactly one of inline, configMapRef, archive or image",
+            check=lambda s: _count_set(s.inline, s.config_map_ref, s.archive, s.image) == 1,
+        ),
+    )
+
+
+# --- environment -----------------------------------------------------------------------------
+
+ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+RESERVED_ENV_PREFIXES: Final = ("KFN_", "AWS_LAMBDA_")
+RESERVED_ENV_NAMES: Final = ("_HANDLER", "LAMBDA_TASK_ROOT")
+
+
+def _not_reserved(name: str) -> bool:
+    return not name.startswith(RESERVED_ENV_PREFIXES) and name not in RESERVED_ENV_NAMES
+
+
+EnvName = Annotated[
+    str,
+    pydantic.Field(min_length=1, max_length=253, pattern=ENV_NAME_PATTERN),
+    Cel(
+        Rule(
+            cel="!self.startsWith('KFN_') && !self.startsWith('AWS_LAMBDA_')"
+            " && !(self in ['_HANDLER', 'LAMBDA_TASK_ROOT'])",
+            message="names starting with KFN_ or AWS_LAMBDA_, _HANDLER and LAMBDA_TASK_ROOT "
+            "are set by kfn and cannot be overridden",
+            check=_not_reserved,
+        )
+    ),
+]
+
+
+class KeySelector(meta.Model):
+    """One key of a Secret or ConfigMap in the same namespace."""
+
+    name: meta.ObjectName = pydantic.Field(description="Name of the Secret or ConfigMap.")
+    key: str = pydantic.Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="The key whose value is used.",
+    )
+    optional: bool | None = pydantic.Field(
+        default=None,
+        description="Start the function even if the object or key is missing (default false).",
+    )
+
+
+class EnvVarSource(meta.Model):
+    """Where the value of an environment variable comes from: a Secret or a ConfigMap key."""
+
+    secret_key_ref: KeySelector | None = pydantic.Field(
+        default=None, description="A key of a Secret."
+    )
+    config_map_key_ref: KeySelector | None = pydantic.Field(
+        default=None, description="A key of a ConfigMap."
+    )
+
+    __rules__ = (
+        Rule(
+            cel="has(self.secretKeyRef) != has(self.configMapKeyRef)",
+            message="valueFrom must set exactly one of secretKeyRef or configMapKeyRef",
+            check=lambda s: _count_set(s.secret_key_ref, s.config_map_key_ref) == 1,
+        ),
+    )
+
+
+class EnvVar(meta.Model):
+    """An environment variable of the function. Values are literal: ``$(VAR)`` is not expanded."""
+
+    name: EnvName = pydantic.Field(description="Name of the variable.")
+    value: str | None = pydantic.Field(
+        default=None, max_length=32768, description="Literal value of the variable."
+    )
+    value_from: EnvVarSource | None = pydantic.Field(
+        default=None, description="Take the value from a Secret or ConfigMap key instead."
+    )
+
+    __rules__ = (
+        Rule(
+            cel="!(has(self.value) && has(self.valueFrom))",
+            message="set either value or valueFrom, not both",
+            check=lambda s: s.value is None or s.value_from is None,
+        ),
+    )
+
+
+class EnvFromSource(meta.Model):
+    """All keys of a Secret or ConfigMap as environment variables."""
+
+    prefix: str | None = pydantic.Field(
+        default=None,
+        max_length=253,
+        pattern=ENV_NAME_PATTERN,
+        description="Prefix added to every variable name taken from the object.",
+    )
+    secret_ref: meta.LocalObjectReference | None = pydantic.Field(
+        default=None, description="A Secret whose keys become variables."
+    )
+    config_map_ref: meta.LocalObjectReference | None = pydantic.Field(
+        default=None, description="A ConfigMap whose keys become variables."
+    )
+
+    __rules__ = (
+        Rule(
+            cel="has(self.secretRef) != has(self.configMapRef)",
+            message="envFrom entries must set exactly one of secretRef or configMapRef",
+            check=lambda s: _count_set(s.secret_ref, s.config_map_ref) == 1,
+        ),
+    )
+
+
+# --- resources -------------------------------------------------------------------------------
+
+
+class ResourceList(meta.Model):
+    """CPU and memory amounts."""
+
+    cpu: str | None = pydantic.Field(
+        default=None,
+        max_length=32,
+        pattern=meta.CPU_PATTERN,
+        description="CPU in cores (1, 0.5) or millicores (250m).",
+    )
+    memory: str | None = pydantic.Field(
+        default=None,
+        max_length=32,
+        pattern=meta.MEMORY_PATTERN,
+        description="Memory in bytes with an optional suffix (128Mi, 1Gi, 512M).",
+    )
+
+
+def _limit_not_below_request(resource: str) -> Rule:
+    def check(resources: Any) -> bool:
+        request = getattr(resources.requests, resource, None) if resources.requests else None
+        limit = getattr(resources.limits, resource, None) if resources.limits else None
+        if request is None or limit is None:
+            return True
+        parse = meta.parse_cpu_millis if resource == "cpu" else meta.parse_memory_bytes
+        return bool(parse(limit) >= parse(request))
+
+    return Rule(
+        cel=f"!has(self.requests) || !has(self.limits) || !has(self.requests.{resource})"
+        f" || !has(self.limits.{resource})"
+        f" || !quantity(self.limits.{resource}).isLessThan(quantity(self.requests.{resource}))",
+        message=f"limits.{resource} must not be less than requests.{resource}",
+        check=check,
+    )
+
+
+class Resources(meta.Model):
+    """Compute resources of each function pod.
+
+    The default, used when ``resources`` is not given at all, is 128Mi of memory requested and
+    as the limit (Lambda's default memory size, reported to the code as KFN_MEMORY_MB) and 100m
+    of CPU requested without a CPU limit: a CPU limit throttles a busy handler and lengthens cold
+    starts, while a memory limit keeps one function from starving its node.
+    """
+
+    requests: ResourceList | None = pydantic.Field(
+        default=None, description="Amounts reserved for each pod by the scheduler."
+    )
+    limits: ResourceList | None = pydantic.Field(
+        default=None,
+        description="Upper bounds for each pod. The memory limit is the function's memory size.",
+    )
+
+    __rules__ = (_limit_not_below_request("cpu"), _limit_not_below_request("memory"))
+
+
+DEFAULT_MEMORY: Final = "128Mi"
+DEFAULT_CPU_REQUEST: Final = "100m"
+
+
+def default_resources() -> Resources:
+    """The resources of a Function that does not say (see :class:`Resources`)."""
+    return Resources(
+        requests=ResourceList(cpu=DEFAULT_CPU_REQUEST, memory=DEFAULT_MEMORY),
+        limits=ResourceList(memory=DEFAULT_MEMORY),
+    )
+
+
+# --- scaling ---------------------------------------------------------------------------------
+
+
+class Scale(meta.Model):
+    """How many pods the autoscaler may run."""
+
+    min_replicas: int = pydantic.Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Pods kept even without traffic. 0 scales to zero after idleTimeout; "
+        "the first request then waits for a cold start.",
+    )
+    max_replicas: int = pydantic.Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Upper bound of pods, protecting the cluster and the services the "
+        "function calls. Requests beyond maxReplicas x concurrency wait in the activator's "
+        "bounded queue and are refused with 429 when it is full.",
+    )
+    target_concurrency: int | None = pydantic.Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="In-flight requests per pod the autoscaler aims for; defaults to "
+        "concurrency. Lower it to keep headroom for bursts. At most concurrency.",
+    )
+    idle_timeout: Annotated[meta.Duration, DurationRange("1s", "24h")] = pydantic.Field(
+        default="60s",
+        description="Time without requests after which the function scales to minReplicas "
+        "(a duration such as 60s or 5m; 1s to 24h).",
+    )
+
+    __rules__ = (
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="minReplicas must not be greater than maxReplicas",
+            check=lambda s: s.min_replicas <= s.max_replicas,
+        ),
+    )
+
+
+# --- the spec --------------------------------------------------------------------------------
+
+
+class FunctionSpec(meta.Model):
+    """The desired state of a Function."""
+
+    runtime: Runtime | None = pydantic.Field(
+        default=None,
+        description="Language runtime: python3.11 or nodejs18. Required unless source.image "
+        "is set.",
+    )
+    handler: str | None = pydantic.Field(
+        default=None,
+        min_length=3,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_$./-]+$",
+        description="Entry point, as in Lambda. python3.11: module.function (the module may be "
+        "dotted: app.main.handler). nodejs18: file.export (src/app.handler). Required unless "
+        "source.image is set.",
+    )
+    source: FunctionSource = pydantic.Field(description="Where the code comes from.")
+    dependencies: list[
+        Annotated[
+            str,
+            pydantic.Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9@][^\r\n]*$"),
+        ]
+    ] = pydantic.Field(
+        default_factory=list,
+        max_length=200,
+        description="Packages installed into the image by the build: pip requirement lines "
+        "(requests==2.32.3) for python3.11, name@range (lodash@^4.17.0) for nodejs18. "
+        "Options such as --index-url are not accepted. Not allowed with source.image.",
+    )
+    env: list[EnvVar] = pydantic.Field(
+        default_factory=list,
+        max_length=100,
+        description="Environment variables of the function.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    env_from: list[EnvFromSource] = pydantic.Field(
+        default_factory=list,
+        max_length=20,
+        description="Secrets and ConfigMaps whose keys all become environment variables.",
+    )
+    resources: Resources = pydantic.Field(
+        default_factory=default_resources,
+        description="CPU and memory of each pod. Default: 128Mi memory (request and limit, like "
+        "Lambda's default memory size) and a 100m CPU request without a CPU limit, which would "
+        "throttle handlers and slow cold starts.",
+    )
+    timeout: Annotated[meta.Duration, DurationRange("1s", "15m")] = pydantic.Field(
+        default="30s",
+        description="Longest time one invocation may run before it fails with a timeout "
+        "(a duration such as 30s or 5m; 1s to 15m, Lambda's maximum).",
+    )
+    concurrency: int = pydantic.Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Requests one pod handles at the same time. 1, as in Lambda, is safe for "
+        "handlers written for Lambda that keep state in globals; raise it for I/O-bound code.",
+    )
+    scale: Scale = pydantic.Field(default_factory=Scale, description="Autoscaling bounds.")
+    service_account_name: str | None = pydantic.Field(
+        default=None,
+        max_length=253,
+        pattern=meta.DNS1123_SUBDOMAIN_PATTERN,
+        description="ServiceAccount the pods run as. When unset, kfn creates one named after "
+        "the function with no API access and no mounted token.",
+    )
+
+    __rules__ = (
+        Rule(
+            cel="has(self.runtime) || has(self.source.image)",
+            message="runtime is required unless source.image is set",
+            check=lambda s: s.runtime is not None or s.source.image is not None,
+        ),
+        Rule(
+            cel="has(self.handler) || has(self.source.image)",
+            message="handler is required unless source.image is set",
+            check=lambda s: s.handler is not None or s.source.image is not None,
+        ),
+        Rule(
+            cel="!has(self.handler) || !has(self.runtime) || self.runtime != 'python3.11'"
+            f" || self.handler.matches(r'{PYTHON_HANDLER_PATTERN}')",
+            message="a python3.11 handler must look like module.function "
+            "(e.g. handler.main or app.api.handler)",
+            check=lambda s: _handler_matches(s, "python3.11", PYTHON_HANDLER_PATTERN),
+        ),
+        Rule(
+            cel="!has(self.handler) || !has(self.runtime) || self.runtime != 'nodejs18'"
+            f" || self.handler.matches(r'{NODE_HANDLER_PATTERN}')",
+            message="a nodejs18 handler must look like file.export "
+            "(e.g. index.handler or src/app.handler)",
+            check=lambda s: _handler_matches(s, "nodejs18", NODE_HANDLER_PATTERN),
+        ),
+        Rule(
+            cel="!has(self.source.image) || !has(self.dependencies)"
+            " || size(self.dependencies) == 0",
+            message="dependencies cannot be used with source.image: a prebuilt image is not built",
+            check=lambda s: s.source.image is None or not s.dependencies,
+        ),
+        Rule(
+            cel="!has(self.scale) || !has(self.scale.targetConcurrency)"
+            " || self.scale.targetConcurrency <= (has(self.concurrency) ? self.concurrency : 1)",
+            message="scale.targetConcurrency must not be greater than concurrency",
+            check=lambda s: (
+                s.scale.target_concurrency is None or s.scale.target_concurrency <= s.concurrency
+            ),
+        ),
+    )
+
+    @property
+    def target_concurrency(self) -> int:
+        """In-flight requests per pod the autoscaler aims for."""
+        return self.scale.target_concurrency or self.concurrency
+
+    @property
+    def memory_bytes(self) -> int:
+        """The function's memory size: its memory limit, else its request, else the default."""
+        for amounts in (self.resources.limits, self.resources.requests):
+            if amounts is not None and amounts.memory is not None:
+                return meta.parse_memory_bytes(amounts.memory)
+        return meta.parse_memory_bytes(DEFAULT_MEMORY)
+
+
+def _handler_matches(spec: FunctionSpec, runtime: str, pattern: str) -> bool:
+    if spec.handler is None or spec.runtime != runtime:
+        return True
+    return re.fullmatch(pattern, spec.handler) is not None
+
+
+class FunctionStatus(meta.StatusModel):
+    """The observed state of a Function, written by the operator."""
+
+    conditions: list[meta.Condition] = pydantic.Field(
+        default_factory=list,
+        max_length=16,
+        description="Ready (summary of SourceReady, BuildSucceeded and Deployed), SourceReady, "
+        "BuildSucceeded, Deployed, and Active (pods running; not part of Ready, so a function "
+        "scaled to zero stays Ready).",
+        json_schema_extra=meta.CONDITIONS_EXTRA,
+    )
+    observed_generation: int | None = pydantic.Field(
+        default=None, ge=0, description="The generation of the spec the status describes."
+    )
+    image: str | None = pydantic.Field(
+        default=None, max_length=512, description="The image running, referenced by digest."
+    )
+    url: str | None = pydantic.Field(
+        default=None, max_length=2048, description="In-cluster URL that invokes the function."
+    )
+    replicas: int | None = pydantic.Field(
+        default=None, ge=0, description="Pods that exist for the function."
+    )
+    ready_replicas: int | None = pydantic.Field(
+        default=None, ge=0, description="Pods ready to take requests."
+    )
+    source_hash: str | None = pydantic.Field(
+        default=None,
+        max_length=64,
+        description="SHA-256 of the build inputs (runtime, files, dependencies); names the image.",
+    )
+
+
+FUNCTION_NAME_RULE: Final = Rule(
+    cel=f"size(self.metadata.name) <= {MAX_FUNCTION_NAME}"
+    f" && self.metadata.name.matches(r'{meta.DNS1035_LABEL_PATTERN}')",
+    message="a Function name must be a DNS-1035 label: at most 63 lower-case letters, digits "
+    "and '-', starting with a letter and ending with a letter or digit (it names a Service)",
+)
+
+
+class Function(pydantic.BaseModel):
+    """A Function as stored by the API server."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    api_version: Literal["kfn.dev/v1alpha1"] = pydantic.Field(
+        default="kfn.dev/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["Function"] = KIND
+    metadata: meta.ObjectMeta
+    spec: FunctionSpec
+    status: FunctionStatus | None = None
+
+    @pydantic.field_validator("metadata")
+    @classmethod
+    def _name_is_a_dns1035_label(cls, value: meta.ObjectMeta) -> meta.ObjectMeta:
+        if len(value.name) > MAX_FUNCTION_NAME or not re.fullmatch(
+            meta.DNS1035_LABEL_PATTERN, value.name
+        ):
+            raise ValueError(FUNCTION_NAME_RULE.message)
+        return value

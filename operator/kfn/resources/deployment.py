@@ -1,0 +1,270 @@
+"""The Deployment that runs a Function's pods."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final, Literal, NotRequired, TypedDict
+
+from kfn.api import function, meta
+from kfn.resources import objects, service
+
+CONTAINER_NAME: Final = "function"
+CONTAINER_PORT: Final = 8080
+TASK_ROOT: Final = "/var/task"
+RUN_AS_USER: Final = 65532
+"""The conventional ``nonroot`` uid of distroless images, also used by kfn's runtime images."""
+
+TMP_SIZE_LIMIT: Final = "512Mi"
+"""Lambda's default ephemeral /tmp size; the root filesystem itself is read-only."""
+
+REVISION_HISTORY_LIMIT: Final = 2
+SHUTDOWN_GRACE_SECONDS: Final = 10
+"""Beyond the function timeout, for the runtime to finish an in-flight request and exit."""
+
+LIVENESS_PERIOD_SECONDS: Final = 10
+DEFAULT_REGION: Final = "local"
+
+
+class EnvVar(TypedDict):
+    name: str
+    value: NotRequired[str]
+    valueFrom: NotRequired[dict[str, Any]]
+
+
+class HttpGet(TypedDict):
+    path: str
+    port: str
+
+
+class Probe(TypedDict):
+    httpGet: HttpGet
+    periodSeconds: int
+    timeoutSeconds: int
+    failureThreshold: int
+    successThreshold: int
+
+
+class Container(TypedDict):
+    name: str
+    image: str
+    imagePullPolicy: Literal["IfNotPresent"]
+    ports: list[dict[str, Any]]
+    env: list[EnvVar]
+    envFrom: NotRequired[list[dict[str, Any]]]
+    resources: dict[str, dict[str, str]]
+    readinessProbe: Probe
+    livenessProbe: Probe
+    securityContext: dict[str, Any]
+    volumeMounts: list[dict[str, str]]
+
+
+class PodSpec(TypedDict):
+    serviceAccountName: str
+    automountServiceAccountToken: bool
+    enableServiceLinks: bool
+    terminationGracePeriodSeconds: int
+    securityContext: dict[str, Any]
+    containers: list[Container]
+    volumes: list[dict[str, Any]]
+
+
+class PodTemplate(TypedDict):
+    metadata: dict[str, dict[str, str]]
+    spec: PodSpec
+
+
+class DeploymentSpec(TypedDict):
+    replicas: NotRequired[int]
+    revisionHistoryLimit: int
+    selector: dict[str, dict[str, str]]
+    strategy: dict[str, Any]
+    template: PodTemplate
+
+
+class Deployment(TypedDict):
+    apiVersion: Literal["apps/v1"]
+    kind: Literal["Deployment"]
+    metadata: objects.ObjectMeta
+    spec: DeploymentSpec
+
+
+def build_deployment(
+    fn: function.Function,
+    *,
+    image: str,
+    source_hash: str,
+    initial_replicas: int | None,
+) -> Deployment:
+    """The Deployment of a function, pinned to ``image`` (a digest reference).
+
+    ``initial_replicas`` has no default on purpose: pass a number only when creating the
+    Deployment, and ``None`` on every later update. Without it the object has no
+    ``spec.replicas`` at all, so a server-side apply by the operator leaves the replica count the
+    autoscaler set alone.
+    """
+    annotations = {objects.ANNOTATION_SOURCE_HASH: source_hash}
+    spec: DeploymentSpec = {
+        "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+        "selector": {"matchLabels": objects.selector_for(fn)},
+        # A rollout adds a pod before it removes one, so capacity never drops mid-rollout.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "template": {
+            "metadata": {"labels": objects.pod_labels_for(fn), "annotations": dict(annotations)},
+            "spec": _pod_spec(fn, image),
+        },
+    }
+    if initial_replicas is not None:
+        if initial_replicas < 0:
+            raise ValueError(f"initial_replicas must not be negative, got {initial_replicas}")
+        spec = {"replicas": initial_replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": objects.object_meta(fn, annotations=annotations),
+        "spec": spec,
+    }
+
+
+def timeout_seconds(fn: function.Function) -> float:
+    """The function timeout in seconds."""
+    return meta.parse_duration(fn.spec.timeout).total_seconds()
+
+
+def _pod_spec(fn: function.Function, image: str) -> PodSpec:
+    """The pod: one container, Pod Security "restricted", nothing from the API by default."""
+    container: Container = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "env": [*_contract_env(fn), *(_user_env(var) for var in fn.spec.env)],
+        "envFrom": [_user_env_from(source) for source in fn.spec.env_from],
+        "resources": _resources(fn.spec.resources),
+        # Ready only once the handler imported; fails fast (1s, 1 failure) so a draining pod
+        # leaves the endpoints at once and a new one joins as soon as it can serve.
+        "readinessProbe": _probe("/_kfn/ready", period=1, timeout=1, failures=1),
+        "livenessProbe": _liveness_probe(fn),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if not container["envFrom"]:
+        del container["envFrom"]
+    return {
+        "serviceAccountName": service.service_account_name(fn),
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": math.ceil(timeout_seconds(fn)) + SHUTDOWN_GRACE_SECONDS,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}],
+    }
+
+
+def _probe(path: str, *, period: int, timeout: int, failures: int) -> Probe:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+        "successThreshold": 1,
+    }
+
+
+def _liveness_probe(fn: function.Function) -> Probe:
+    """Lenient: a synchronous handler may keep the runtime from answering for a whole timeout.
+
+    The pod is restarted only after failing for longer than the function timeout plus a period,
+    so a slow but legitimate invocation is never killed by its own liveness check.
+    """
+    failures = max(3, math.ceil(timeout_seconds(fn) / LIVENESS_PERIOD_SECONDS) + 1)
+    return _probe("/_kfn/live", period=LIVENESS_PERIOD_SECONDS, timeout=5, failures=failures)
+
+
+def _contract_env(fn: function.Function) -> list[EnvVar]:
+    """The variables of the runtime contract; AWS_REGION only when the user sets none."""
+    name = fn.metadata.name
+    memory_mb = str(fn.spec.memory_bytes // 2**20)
+    timeout_ms = str(round(timeout_seconds(fn) * 1000))
+    values: list[tuple[str, str | None]] = [
+        ("KFN_FUNCTION_NAME", name),
+        ("KFN_HANDLER", fn.spec.handler),
+        ("_HANDLER", fn.spec.handler),
+        ("KFN_TIMEOUT_MS", timeout_ms),
+        ("KFN_CONCURRENCY", str(fn.spec.concurrency)),
+        ("KFN_MEMORY_MB", memory_mb),
+        ("KFN_PORT", str(CONTAINER_PORT)),
+        ("AWS_LAMBDA_FUNCTION_NAME", name),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("LAMBDA_TASK_ROOT", TASK_ROOT),
+    ]
+    if not any(var.name == "AWS_REGION" for var in fn.spec.env):
+        values.append(("AWS_REGION", DEFAULT_REGION))
+    return [{"name": key, "value": value} for key, value in values if value is not None]
+
+
+def _user_env(var: function.EnvVar) -> EnvVar:
+    """One user variable; ``$`` is doubled so the kubelet passes values through literally.
+
+    Kubernetes expands ``$(NAME)`` in env values and turns ``$$`` into ``$``; Lambda does no
+    expansion, so a value copied from a Lambda configuration must arrive unchanged.
+    """
+    if var.value_from is None:
+        return {"name": var.name, "value": (var.value or "").replace("$", "$$")}
+    source = var.value_from
+    if source.secret_key_ref is not None:
+        return {
+            "name": var.name,
+            "valueFrom": {"secretKeyRef": _key_selector(source.secret_key_ref)},
+        }
+    assert source.config_map_key_ref is not None  # validation: exactly one is set
+    return {
+        "name": var.name,
+        "valueFrom": {"configMapKeyRef": _key_selector(source.config_map_key_ref)},
+    }
+
+
+def _key_selector(selector: function.KeySelector) -> dict[str, Any]:
+    result: dict[str, Any] = {"name": selector.name, "key": selector.key}
+    if selector.optional is not None:
+        result["optional"] = selector.optional
+    return result
+
+
+def _user_env_from(source: function.EnvFromSource) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if source.prefix is not None:
+        result["prefix"] = source.prefix
+    if source.secret_ref is not None:
+        result["secretRef"] = {"name": source.secret_ref.name}
+    if source.config_map_ref is not None:
+        result["configMapRef"] = {"name": source.config_map_ref.name}
+    return result
+
+
+def _resources(resources: function.Resources) -> dict[str, dict[str, str]]:
+    result: dict[str, dict[str, str]] = {}
+    for key, amounts in (("requests", resources.requests), ("limits", resources.limits)):
+        if amounts is None:
+            continue
+        values = amounts.model_dump(exclude_none=True)
+        if values:
+            result[key] = values
+    return result

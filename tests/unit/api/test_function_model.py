@@ -1,0 +1,169 @@
+"""The Function model: defaults like Lambda's, and the rules the API server also enforces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+import pytest
+
+from kfn.api import function
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "runtime": "python3.11",
+        "handler": "app.handler",
+        "source": {"inline": {"files": [{"name": "app.py", "content": "def handler(e, c): ..."}]}},
+    }
+    spec.update(changes)
+    return {key: value for key, value in spec.items() if value is not None}
+
+
+def _function(name: str = "hello", **changes: Any) -> function.Function:
+    return function.Function.model_validate(
+        {"metadata": {"name": name, "namespace": "team", "uid": "u-1"}, "spec": _spec(**changes)}
+    )
+
+
+def test_defaults_follow_lambda() -> None:
+    spec = _function().spec
+    assert spec.timeout == "30s"
+    assert spec.concurrency == 1
+    assert spec.memory_bytes == 128 * 2**20
+    assert spec.scale.min_replicas == 0
+    assert spec.scale.max_replicas == 10
+    assert spec.scale.idle_timeout == "60s"
+
+
+def test_target_concurrency_defaults_to_concurrency() -> None:
+    assert _function(concurrency=8).spec.target_concurrency == 8
+    spec = _function(concurrency=8, scale={"targetConcurrency": 6}).spec
+    assert spec.target_concurrency == 6
+
+
+def test_memory_size_is_the_limit_before_the_request() -> None:
+    spec = _function(resources={"requests": {"memory": "256Mi"}, "limits": {"memory": "1Gi"}}).spec
+    assert spec.memory_bytes == 2**30
+    assert _function(resources={"requests": {"memory": "256Mi"}}).spec.memory_bytes == 256 * 2**20
+
+
+def test_wire_names_are_camel_case_and_python_names_snake_case() -> None:
+    fn = _function(envFrom=[{"configMapRef": {"name": "settings"}}])
+    assert fn.spec.env_from[0].config_map_ref is not None
+    dumped = fn.spec.model_dump(by_alias=True, exclude_none=True)
+    assert "envFrom" in dumped
+    assert "configMapRef" in dumped["envFrom"][0]
+
+
+@pytest.mark.parametrize(
+    "handler", ["app.handler", "app.api.handler", "_private.main", "pkg.mod_2.fn_1"]
+)
+def test_python_handlers_name_a_module_and_a_function(handler: str) -> None:
+    assert _function(handler=handler).spec.handler == handler
+
+
+@pytest.mark.parametrize("handler", ["handler", "app/handler", "app.", ".handler", "1app.fn"])
+def test_malformed_python_handlers_are_refused(handler: str) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        _function(handler=handler)
+
+
+@pytest.mark.parametrize("handler", ["index.handler", "src/app.handler", "my-file.main"])
+def test_node_handlers_name_a_file_and_an_export(handler: str) -> None:
+    assert _function(runtime="nodejs18", handler=handler).spec.handler == handler
+
+
+@pytest.mark.parametrize("handler", ["index", "index.js/handler", "../up.handler"])
+def test_malformed_node_handlers_are_refused(handler: str) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        _function(runtime="nodejs18", handler=handler)
+
+
+def test_prebuilt_image_needs_neither_runtime_nor_handler() -> None:
+    fn = _function(runtime=None, handler=None, source={"image": "registry.local/fn:1"})
+    assert fn.spec.runtime is None
+
+
+def test_timeout_bounds_are_lambdas() -> None:
+    assert _function(timeout="15m").spec.timeout == "15m"
+    with pytest.raises(pydantic.ValidationError, match="must be at most 15m"):
+        _function(timeout="15m1s")
+    with pytest.raises(pydantic.ValidationError, match="must be at least 1s"):
+        _function(timeout="999ms")
+
+
+def test_inline_source_at_the_limit_is_accepted_and_one_more_character_is_not() -> None:
+    half = function.INLINE_SOURCE_LIMIT // 2
+    files = [{"name": "a.py", "content": "x" * half}, {"name": "b.py", "content": "x" * half}]
+    assert _function(source={"inline": {"files": files}}).spec.source.inline is not None
+    files[1]["content"] += "x"
+    with pytest.raises(pydantic.ValidationError, match="limited to 262144 characters"):
+        _function(source={"inline": {"files": files}})
+
+
+@pytest.mark.parametrize("name", ["a/../b.py", "./a.py", "a/./b.py", ".."])
+def test_file_names_with_dot_segments_are_refused(name: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=r"'\.' or '\.\.' segments"):
+        _function(source={"inline": {"files": [{"name": name, "content": ""}]}})
+
+
+def test_dotfiles_are_allowed() -> None:
+    files = [{"name": ".npmrc", "content": ""}, {"name": "lib/..hidden", "content": ""}]
+    assert _function(source={"inline": {"files": files}}).spec.source.inline is not None
+
+
+@pytest.mark.parametrize("name", ["KFN_PORT", "AWS_LAMBDA_FUNCTION_NAME", "_HANDLER"])
+def test_runtime_contract_variables_cannot_be_overridden(name: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match="set by kfn"):
+        _function(env=[{"name": name, "value": "x"}])
+
+
+def test_aws_region_may_be_overridden() -> None:
+    assert _function(env=[{"name": "AWS_REGION", "value": "eu-west-1"}]).spec.env[0].value
+
+
+def test_duplicate_environment_variables_are_refused() -> None:
+    env = [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]
+    with pytest.raises(pydantic.ValidationError, match="Duplicate value"):
+        _function(env=env)
+
+
+def test_cpu_limit_below_request_is_refused() -> None:
+    with pytest.raises(pydantic.ValidationError, match=r"limits.cpu must not be less"):
+        _function(resources={"requests": {"cpu": "1"}, "limits": {"cpu": "500m"}})
+
+
+def test_equal_limit_and_request_are_fine() -> None:
+    resources = {"requests": {"cpu": "0.5"}, "limits": {"cpu": "500m"}}
+    assert _function(resources=resources).spec.resources.limits is not None
+
+
+@pytest.mark.parametrize("name", ["hello", "a", "fn-2", "x" * 63])
+def test_function_names_that_can_name_a_service_are_accepted(name: str) -> None:
+    assert _function(name=name).metadata.name == name
+
+
+@pytest.mark.parametrize("name", ["Hello", "2fn", "fn-", "a.b", "x" * 64])
+def test_function_names_that_cannot_name_a_service_are_refused(name: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match="DNS-1035"):
+        _function(name=name)
+
+
+def test_unknown_spec_fields_are_refused_offline() -> None:
+    with pytest.raises(pydantic.ValidationError, match="timeOut"):
+        _function(timeOut="5s")
+
+
+def test_status_tolerates_fields_it_does_not_know() -> None:
+    status = function.FunctionStatus.model_validate({"replicas": 2, "somethingNew": True})
+    assert status.replicas == 2
+
+
+def test_ready_depends_on_everything_but_active() -> None:
+    assert function.ConditionType.ACTIVE not in function.READY_DEPENDS_ON
+    assert set(function.READY_DEPENDS_ON) == {
+        function.ConditionType.SOURCE_READY,
+        function.ConditionType.BUILD_SUCCEEDED,
+        function.ConditionType.DEPLOYED,
+    }

@@ -1,0 +1,128 @@
+"""The Trigger model: one kind per Trigger, Lambda's retry semantics, schedule shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+import pytest
+
+from kfn.api import trigger
+
+KAFKA = {"bootstrapServers": ["kafka:9092"], "topic": "orders"}
+
+
+def _trigger(**spec: Any) -> trigger.Trigger:
+    return trigger.Trigger.model_validate(
+        {"metadata": {"name": "t"}, "spec": {"functionRef": {"name": "hello"}, **spec}}
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"http": {}}, trigger.TriggerType.HTTP),
+        ({"cron": {"schedule": "@hourly"}}, trigger.TriggerType.CRON),
+        ({"stream": {"kafka": KAFKA}}, trigger.TriggerType.STREAM),
+        (
+            {
+                "bucket": {
+                    "endpoint": "http://s3:9000",
+                    "bucket": "uploads",
+                    "events": ["s3:ObjectRemoved:*"],
+                }
+            },
+            trigger.TriggerType.BUCKET,
+        ),
+    ],
+)
+def test_type_names_the_one_source_that_is_set(
+    spec: dict[str, Any], expected: trigger.TriggerType
+) -> None:
+    assert _trigger(**spec).spec.type is expected
+
+
+def test_stream_defaults_follow_lambda() -> None:
+    stream = _trigger(stream={"kafka": KAFKA}).spec.stream
+    assert stream is not None
+    assert stream.batch_size == 100
+    assert stream.max_retries == -1
+    assert stream.max_record_age == trigger.INFINITE
+    assert stream.starting_position == "Latest"
+    assert stream.bisect_batch_on_error is False
+
+
+def test_async_delivery_defaults_follow_lambda() -> None:
+    cron = _trigger(cron={"schedule": "*/5 * * * *"}).spec.cron
+    assert cron is not None
+    assert cron.delivery.max_retries == 2
+    assert cron.delivery.max_event_age == "6h"
+    assert cron.time_zone == "UTC"
+    assert cron.missed_ticks.policy == "Skip"
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "*/5 * * * *",
+        "0 9 * * MON-FRI",
+        "0,30 8-18 1 JAN,JUL ?",
+        "rate(1 minute)",
+        "rate(12 hours)",
+        "@every 10s",
+        "@every 1m30s",
+        "@daily",
+    ],
+)
+def test_schedules_in_every_supported_shape_are_accepted(schedule: str) -> None:
+    assert _trigger(cron={"schedule": schedule}).spec.cron is not None
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["* * * *", "* * * * * * *", "rate(5 weeks)", "rate(0 minutes)", "@every", "@sometimes"],
+)
+def test_schedules_in_other_shapes_are_refused(schedule: str) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        _trigger(cron={"schedule": schedule})
+
+
+def test_every_below_one_second_is_refused() -> None:
+    with pytest.raises(pydantic.ValidationError, match="at least 1s"):
+        _trigger(cron={"schedule": "@every 999ms"})
+
+
+@pytest.mark.parametrize(
+    ("age", "ok"),
+    [("-1", True), ("60s", True), ("168h", True), ("59s", False), ("169h", False), ("-2", False)],
+)
+def test_record_age_is_infinite_or_between_a_minute_and_a_week(age: str, ok: bool) -> None:
+    stream = {"kafka": KAFKA, "maxRecordAge": age}
+    if ok:
+        assert _trigger(stream=stream).spec.stream is not None
+    else:
+        with pytest.raises(pydantic.ValidationError):
+            _trigger(stream=stream)
+
+
+def test_starting_timestamp_is_written_in_rfc3339() -> None:
+    stream = {
+        "kafka": KAFKA,
+        "startingPosition": "AtTimestamp",
+        "startingTimestamp": "2024-05-01T02:00:00+02:00",
+    }
+    spec = _trigger(stream=stream).spec
+    dumped = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert dumped["stream"]["startingTimestamp"] == "2024-05-01T00:00:00Z"
+
+
+def test_duplicate_methods_are_refused() -> None:
+    with pytest.raises(pydantic.ValidationError, match="Duplicate value"):
+        _trigger(http={"methods": ["GET", "GET"]})
+
+
+def test_payload_may_be_any_json() -> None:
+    for payload in ({"a": [1, {"b": None}]}, [1, 2], "text", 3):
+        cron = _trigger(cron={"schedule": "@hourly", "payload": payload}).spec.cron
+        assert cron is not None
+        assert cron.payload == payload

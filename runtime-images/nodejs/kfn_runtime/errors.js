@@ -1,0 +1,52 @@
+'use strict';
+/**
+ * Lambda's error shape, {errorType, errorMessage, stackTrace}. Callers parse this shape, so every
+ * error on the invoke path uses it, whether it came from the handler or from the runtime.
+ */
+
+const IMPORT_MODULE_ERROR = 'Runtime.ImportModuleError';
+const HANDLER_NOT_FOUND = 'Runtime.HandlerNotFound';
+const MALFORMED_HANDLER_NAME = 'Runtime.MalformedHandlerName';
+const USER_CODE_SYNTAX_ERROR = 'Runtime.UserCodeSyntaxError';
+const MARSHAL_ERROR = 'Runtime.MarshalError';
+const TIMEOUT = 'TimeoutError';
+const TOO_MANY_REQUESTS = 'TooManyRequestsException';
+const REQUEST_TOO_LARGE = 'RequestEntityTooLargeException';
+const RESPONSE_TOO_LARGE = 'ResponseSizeTooLarge';
+const INVALID_REQUEST_CONTENT = 'InvalidRequestContentException';
+const SERVICE_UNAVAILABLE = 'ServiceUnavailableException';
+const INVALID_RESPONSE = 'Runtime.InvalidResponse';
+
+function shape(errorType, errorMessage, stackTrace) {
+  return { errorType, errorMessage, stackTrace: stackTrace || [] };
+}
+
+/** The shape of whatever a handler threw or passed to its callback, as Lambda's Node runtime. */
+function fromThrown(err) {
+  if (err instanceof Error) {
+    const type = err.name || (err.constructor && err.constructor.name) || 'Error';
+    let stack = typeof err.stack === 'string' ? err.stack.split('\n') : [];
+    // The frames below the user's code are the runtime's own; they say nothing about the error.
+    const cut = stack.findIndex((line) => line.includes(__dirname));
+    if (cut > 0) stack = stack.slice(0, cut);
+    return shape(type, err.message, stack);
+  }
+  if (typeof err === 'string') return shape('string', err);
+  let message;
+  try {
+    message = JSON.stringify(err);
+  } catch (e) {
+    message = String(err);
+  }
+  return shape(typeof err, message === undefined ? String(err) : message);
+}
+
+function timeoutMessage(budgetMs) {
+  return `Task timed out after ${(Math.max(0, budgetMs) / 1000).toFixed(2)} seconds`;
+}
+
+module.exports = {
+  IMPORT_MODULE_ERROR, HANDLER_NOT_FOUND, MALFORMED_HANDLER_NAME, USER_CODE_SYNTAX_ERROR, MARSHAL_ERROR,
+  TIMEOUT, TOO_MANY_REQUESTS, REQUEST_TOO_LARGE, RESPONSE_TOO_LARGE, INVALID_REQUEST_CONTENT,
+  SERVICE_UNAVAILABLE, INVALID_RESPONSE, shape, fromThrown, timeoutMessage,
+};

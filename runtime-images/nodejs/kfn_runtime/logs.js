@@ -1,0 +1,68 @@
+'use strict';
+/**
+ * Function logs: every console line a handler writes is tagged with its request id, in Lambda's
+ * Node format `<ISO time>\t<request id>\t<LEVEL>\t<message>` (newlines inside a message become \r
+ * so that one record stays one line). The request id travels in AsyncLocalStorage, so concurrent
+ * invocations are told apart. START/END/REPORT lines are formatted here by pure functions.
+ */
+const { AsyncLocalStorage } = require('async_hooks');
+const util = require('util');
+
+const requestStore = new AsyncLocalStorage();
+
+function currentRequestId() {
+  return requestStore.getStore() || '';
+}
+
+function startLine(rid, version) {
+  return `START RequestId: ${rid} Version: ${version}\n`;
+}
+
+function endLine(rid) {
+  return `END RequestId: ${rid}\n`;
+}
+
+/** Lambda's REPORT line: tab-separated fields, billed time rounded up to the millisecond. */
+function reportLine(rid, { durationMs, memoryMb, maxMemoryUsedMb, initDurationMs, status }) {
+  const fields = [
+    `REPORT RequestId: ${rid}`,
+    `Duration: ${durationMs.toFixed(2)} ms`,
+    `Billed Duration: ${Math.max(1, Math.ceil(durationMs))} ms`,
+    `Memory Size: ${memoryMb} MB`,
+    `Max Memory Used: ${maxMemoryUsedMb} MB`,
+  ];
+  if (initDurationMs !== undefined && initDurationMs !== null) fields.push(`Init Duration: ${initDurationMs.toFixed(2)} ms`);
+  if (status) fields.push(`Status: ${status}`);
+  return fields.join('\t') + '\n';
+}
+
+function record(level, rid, message, now) {
+  return `${new Date(now).toISOString()}\t${rid}\t${level}\t${message}`.replace(/\n/g, '\r') + '\n';
+}
+
+/** An ERROR record for an error shape, on one line, as Lambda's Node runtime prints it. */
+function errorRecord(rid, now, shape) {
+  return record('ERROR', rid || '', `Invoke Error \t${JSON.stringify(shape)}`, now);
+}
+
+function maxMemoryUsedMb() {
+  return Math.ceil(process.resourceUsage().maxRSS / 1024);
+}
+
+function write(text) {
+  process.stdout.write(text);
+}
+
+/** Replaces the console methods so that handler output carries the request id and level. */
+function install() {
+  const levels = { log: 'INFO', info: 'INFO', warn: 'WARN', error: 'ERROR', debug: 'DEBUG', trace: 'TRACE' };
+  for (const [method, level] of Object.entries(levels)) {
+    console[method] = (...args) => {
+      let message = util.format(...args);
+      if (method === 'trace') message += '\n' + new Error().stack.split('\n').slice(2).join('\n');
+      write(record(level, currentRequestId(), message, Date.now()));
+    };
+  }
+}
+
+module.exports = { requestStore, currentRequestId, startLine, endLine, reportLine, errorRecord, record, maxMemoryUsedMb, write, install };

@@ -1,0 +1,493 @@
+'use strict';
+/**
+ * The runtime's HTTP server: routing, concurrency, time-outs and draining, on Node's http module.
+ *
+ * Time-outs: at the deadline the caller gets 504 and the handler's promise is abandoned; its
+ * concurrency slot stays taken until it settles (JavaScript cannot stop it). A handler that blocks
+ * the event loop cannot be interrupted at all; when it returns past its deadline the answer is a
+ * 504 all the same. A pod whose every slot is stuck turns unready, then not live (see health.js).
+ */
+const http = require('http');
+const crypto = require('crypto');
+const config = require('./config');
+const context = require('./context');
+const errors = require('./errors');
+const events = require('./events');
+const health = require('./health');
+const loader = require('./loader');
+const logs = require('./logs');
+
+const READY_PATH = '/_kfn/ready';
+const LIVE_PATH = '/_kfn/live';
+const INVOKE_PATH = '/_kfn/invoke';
+const RESERVED_PREFIX = '/_kfn/';
+const JSON_TYPE = ['Content-Type', 'application/json'];
+const UNHANDLED = ['Kfn-Function-Error', 'Unhandled'];
+
+class BodyTooLargeError extends Error {}
+
+function dump(value) {
+  return Buffer.from(JSON.stringify(value), 'utf-8');
+}
+
+function deadlineFrom(header, receivedMs, timeoutMs) {
+  const value = header ? Number(header) : NaN;
+  return Number.isFinite(value) ? Math.trunc(value) : receivedMs + timeoutMs;
+}
+
+function tooLargeResponse(size) {
+  return errors.shape(errors.RESPONSE_TOO_LARGE,
+    `Response payload size (${size} bytes) exceeded maximum allowed payload size (${config.MAX_PAYLOAD_BYTES} bytes).`);
+}
+
+/** [status, headers, body] answering POST /_kfn/invoke for an outcome {kind, result, error}. */
+function invokeResponse(outcome) {
+  if (outcome.kind === 'ok') {
+    let text;
+    try {
+      text = JSON.stringify(outcome.result === undefined ? null : outcome.result);
+    } catch (err) {
+      return [500, [JSON_TYPE, UNHANDLED], dump(errors.shape(errors.MARSHAL_ERROR, `Unable to stringify response body: ${err.message}`))];
+    }
+    const body = Buffer.from(text, 'utf-8');
+    if (body.length > config.MAX_PAYLOAD_BYTES) return [502, [JSON_TYPE, UNHANDLED], dump(tooLargeResponse(body.length))];
+    return [200, [JSON_TYPE], body];
+  }
+  const extra = {
+    error: [500, [UNHANDLED]],
+    timeout: [504, [UNHANDLED]],
+    init_error: [502, [UNHANDLED]],
+    busy: [429, [['Retry-After', '1']]],
+    draining: [503, [['Retry-After', '1']]],
+  }[outcome.kind];
+  return [extra[0], [JSON_TYPE, ...extra[1]], dump(outcome.error)];
+}
+
+function gateway(status, message, { functionError = false, retry = false } = {}) {
+  const headers = [JSON_TYPE];
+  if (functionError) headers.push(UNHANDLED);
+  if (retry) headers.push(['Retry-After', '1']);
+  return [status, headers, dump({ message })];
+}
+
+/**
+ * [status, headers, body, problem] answering an HTTP event. Errors are answered as API Gateway
+ * does, {"message": ...}, never with a stack trace; the detail goes to the function's log.
+ */
+function httpResponse(outcome) {
+  if (outcome.kind === 'ok') {
+    let response;
+    try {
+      response = events.fromResult(outcome.result);
+    } catch (err) {
+      return [...gateway(502, 'Internal Server Error', { functionError: true }), `${errors.INVALID_RESPONSE}: ${err.message}`];
+    }
+    if (response.body.length > config.MAX_PAYLOAD_BYTES) {
+      return [...gateway(502, 'Internal Server Error', { functionError: true }), tooLargeResponse(response.body.length).errorMessage];
+    }
+    return [response.status, response.headers, response.body, null];
+  }
+  const answer = {
+    error: gateway(502, 'Internal Server Error', { functionError: true }),
+    init_error: gateway(502, 'Internal Server Error', { functionError: true }),
+    timeout: gateway(504, 'Endpoint request timed out', { functionError: true }),
+    busy: gateway(429, 'Too Many Requests', { retry: true }),
+    draining: gateway(503, 'Service Unavailable', { retry: true }),
+  }[outcome.kind];
+  return [...answer, null];
+}
+
+/**
+ * Calls a handler in any of Lambda's forms: async (promise), callback (event, context, callback),
+ * the legacy context.succeed/fail/done, or a plain function returning a value. Resolves with the
+ * result, rejects with what the handler threw or passed as error. Only the first settlement counts.
+ */
+function callHandler(handler, event, makeCtx) {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (err, result) => {
+      if (settled) return;
+      settled = true;
+      if (err !== null && err !== undefined) reject(err);
+      else resolve(result);
+    };
+    const ctx = makeCtx(settle);
+    let returned;
+    try {
+      returned = handler(event, ctx, settle);
+    } catch (err) {
+      settle(err === null || err === undefined ? new Error(String(err)) : err);
+      return;
+    }
+    if (returned && typeof returned.then === 'function') {
+      returned.then((value) => settle(null, value), (err) => settle(err === null || err === undefined ? new Error('Promise rejected') : err));
+    } else if (handler.length < 3 && returned !== undefined) {
+      settle(null, returned);
+    } else if (handler.length < 3) {
+      // Neither a promise nor a callback parameter: Lambda answers null once the work is done;
+      // a server's event loop is never empty, so wait one turn for context.succeed/done instead.
+      setImmediate(() => settle(null, null));
+    }
+  });
+}
+
+class Runtime {
+  constructor(cfg, clock = Date.now) {
+    this.cfg = cfg;
+    this.clock = clock;
+    this.handler = null;
+    this.initError = null;
+    this.initialized = false;
+    this.initWaiters = [];
+    this.initDurationMs = null;
+    this.slots = new Map();
+    this.slotIds = 0;
+    this.answering = 0;
+    this.draining = false;
+    this.exiting = false;
+    this.server = null;
+  }
+
+  /** Starts listening, then loads the handler; resolves with the bound port. */
+  listen() {
+    this.server = http.createServer({ maxHeaderSize: config.MAX_HEAD_BYTES }, (req, res) => this.onRequest(req, res));
+    this.server.keepAliveTimeout = config.IDLE_TIMEOUT_MS;
+    this.server.headersTimeout = config.IDLE_TIMEOUT_MS + 1000;
+    this.server.requestTimeout = 0;
+    this.server.on('checkContinue', (req, res) => {
+      const length = Number(req.headers['content-length'] || 0);
+      if (length > config.MAX_PAYLOAD_BYTES) {
+        this.onRequest(req, res); // answers 413 without asking for the body
+      } else {
+        res.writeContinue();
+        this.onRequest(req, res);
+      }
+    });
+    this.server.on('clientError', (err, socket) => {
+      if (socket.writable) {
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+        socket.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      } else {
+        socket.destroy();
+      }
+    });
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.cfg.port, this.cfg.host, () => {
+        const port = this.server.address().port;
+        logs.write(`kfn runtime: nodejs listening on ${this.cfg.host || '*'}:${port}, handler ${this.cfg.handler}, ` +
+          `concurrency ${this.cfg.concurrency}, timeout ${this.cfg.timeoutMs} ms\n`);
+        resolve(port);
+      });
+    }).then((port) => {
+      this.initialize();
+      return port;
+    });
+  }
+
+  async initialize() {
+    const started = this.clock();
+    try {
+      this.handler = await loader.loadHandler(this.cfg.taskRoot, this.cfg.handler);
+    } catch (err) {
+      this.initError = err instanceof loader.InitError ? err.shape : errors.fromThrown(err);
+      logs.write(logs.errorRecord('', this.clock(), this.initError));
+    }
+    this.initDurationMs = this.clock() - started;
+    this.initialized = true;
+    for (const wake of this.initWaiters.splice(0)) wake();
+  }
+
+  waitForInit(ms) {
+    if (this.initialized) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.max(0, ms));
+      this.initWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Stops taking work: readiness fails at once, in-flight requests finish, then exit 0. */
+  drain() {
+    if (this.draining) return;
+    this.draining = true;
+    logs.write(`kfn runtime: draining ${this.answering} in-flight request(s)\n`);
+    const bound = this.cfg.timeoutMs + config.DRAIN_GRACE_MS;
+    setTimeout(() => {
+      logs.write(`kfn runtime: drain bound of ${(bound / 1000).toFixed(2)} s passed with ${this.answering} request(s) unanswered\n`);
+      this.exit();
+    }, bound);
+    if (this.answering === 0) this.exit();
+  }
+
+  exit() {
+    if (this.exiting) return;
+    this.exiting = true;
+    logs.write('kfn runtime: drained, exiting\n');
+    if (this.server) {
+      this.server.close();
+      if (typeof this.server.closeAllConnections === 'function') this.server.closeAllConnections();
+    }
+    // Exit once stdout has flushed (it is asynchronous when it is a pipe).
+    process.stdout.write('', () => process.exit(0));
+  }
+
+  send(req, res, status, headers, body, { keepAlive = true } = {}) {
+    const names = new Map();
+    for (const [name, value] of headers) {
+      const key = name.toLowerCase();
+      if (names.has(key)) {
+        const prior = names.get(key);
+        names.set(key, [prior[0], [].concat(prior[1], value)]);
+      } else {
+        names.set(key, [name, value]);
+      }
+    }
+    for (const [name, value] of names.values()) res.setHeader(name, value);
+    res.setHeader('Content-Length', body.length);
+    if (!keepAlive || this.draining) res.setHeader('Connection', 'close');
+    res.statusCode = status;
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  /**
+   * Answers 413 and closes. The unread body is discarded first (up to MAX_DISCARD_BYTES, 5 s):
+   * closing a socket with unread input resets the connection, and a client still sending would
+   * get that reset instead of the answer. After Expect: 100-continue nothing was sent.
+   */
+  async refuseBody(req, res, headers, body) {
+    const expecting = (req.headers.expect || '').toLowerCase() === '100-continue';
+    if (!expecting && !req.complete) {
+      await new Promise((resolve) => {
+        let seen = 0;
+        const timer = setTimeout(resolve, 5000);
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        req.on('data', (chunk) => {
+          seen += chunk.length;
+          if (seen > config.MAX_DISCARD_BYTES) done();
+        });
+        req.on('end', done);
+        req.on('error', done);
+        req.on('close', done);
+        req.resume();
+      });
+    }
+    this.send(req, res, 413, headers, body, { keepAlive: false });
+    return this.finished(res);
+  }
+
+  readBody(req) {
+    return new Promise((resolve, reject) => {
+      const declared = Number(req.headers['content-length'] || 0);
+      if (declared > config.MAX_PAYLOAD_BYTES) {
+        reject(new BodyTooLargeError());
+        return;
+      }
+      const chunks = [];
+      let size = 0;
+      let failed = false;
+      req.on('data', (chunk) => {
+        if (failed) return;
+        size += chunk.length;
+        if (size > config.MAX_PAYLOAD_BYTES) {
+          failed = true;
+          reject(new BodyTooLargeError());
+          return;
+        }
+        chunks.push(chunk);
+      });
+      req.on('end', () => {
+        if (!failed) resolve(Buffer.concat(chunks));
+      });
+      req.on('error', (err) => {
+        if (!failed) reject(err);
+      });
+    });
+  }
+
+  onRequest(req, res) {
+    const path = req.url.split('?', 1)[0];
+    if (!path.startsWith(RESERVED_PREFIX)) {
+      this.tracked(() => this.httpEvent(req, res));
+      return;
+    }
+    if (path === INVOKE_PATH && req.method === 'POST') {
+      this.tracked(() => this.invoke(req, res));
+      return;
+    }
+    req.resume();
+    if ((path === READY_PATH || path === LIVE_PATH) && (req.method === 'GET' || req.method === 'HEAD')) {
+      const [status, body] = this.probe(path);
+      this.send(req, res, status, [JSON_TYPE], body);
+      return;
+    }
+    const known = [READY_PATH, LIVE_PATH, INVOKE_PATH].includes(path);
+    this.send(req, res, known ? 405 : 404, [JSON_TYPE],
+      dump(errors.shape('ResourceNotFoundException', `${req.method} ${path} is not served`)));
+  }
+
+  /** Counts a request as in flight until its answer is written, for draining. */
+  tracked(answer) {
+    this.answering += 1;
+    answer()
+      .catch((err) => logs.write(`kfn runtime: request failed: ${err && err.stack ? err.stack : err}\n`))
+      .finally(() => {
+        this.answering -= 1;
+        if (this.draining && this.answering === 0) this.exit();
+      });
+  }
+
+  probe(path) {
+    const nowMs = this.clock();
+    const deadlinesMs = [...this.slots.values()];
+    if (path === LIVE_PATH) {
+      const v = health.liveness({ deadlinesMs, concurrency: this.cfg.concurrency, nowMs, stuckGraceMs: this.cfg.stuckGraceMs });
+      return [v.ok ? 200 : 503, dump({ status: v.reason })];
+    }
+    if (this.initError && !this.draining) return [503, dump(this.initError)];
+    const v = health.readiness({
+      initialized: this.initialized, initFailed: this.initError !== null, draining: this.draining,
+      deadlinesMs, concurrency: this.cfg.concurrency, nowMs,
+    });
+    return [v.ok ? 200 : 503, dump({ status: v.reason })];
+  }
+
+  async finished(res) {
+    if (res.writableFinished) return;
+    await new Promise((resolve) => {
+      res.once('finish', resolve);
+      res.once('close', resolve);
+    });
+  }
+
+  async invoke(req, res) {
+    const receivedMs = this.clock();
+    const rid = req.headers['kfn-request-id'] || crypto.randomUUID();
+    const ids = [['Kfn-Request-Id', rid]];
+    let raw;
+    try {
+      raw = await this.readBody(req);
+    } catch (err) {
+      if (!(err instanceof BodyTooLargeError)) throw err;
+      const shape = errors.shape(errors.REQUEST_TOO_LARGE,
+        `Request must be smaller than ${config.MAX_PAYLOAD_BYTES} bytes for the InvokeFunction operation`);
+      return this.refuseBody(req, res, [JSON_TYPE, ...ids], dump(shape));
+    }
+    let event;
+    try {
+      const text = raw.toString('utf-8');
+      event = text.trim() ? JSON.parse(text) : {};
+    } catch (err) {
+      const shape = errors.shape(errors.INVALID_REQUEST_CONTENT, `Could not parse request body into json: ${err.message}`);
+      this.send(req, res, 400, [JSON_TYPE, ...ids], dump(shape));
+      return this.finished(res);
+    }
+    const outcome = await this.call(event, {
+      rid,
+      receivedMs,
+      deadlineMs: deadlineFrom(req.headers['kfn-deadline-ms'], receivedMs, this.cfg.timeoutMs),
+      invocationType: req.headers['kfn-invocation-type'] || 'RequestResponse',
+      clientContext: context.parseClientContext(req.headers['kfn-client-context']),
+    });
+    const [status, headers, body] = invokeResponse(outcome);
+    if (outcome.kind === 'ok' && status !== 200) logs.write(logs.errorRecord(rid, this.clock(), JSON.parse(body)));
+    this.send(req, res, status, [...headers, ...ids], body);
+    return this.finished(res);
+  }
+
+  async httpEvent(req, res) {
+    const receivedMs = this.clock();
+    const rid = req.headers['kfn-request-id'] || crypto.randomUUID();
+    const ids = [['Kfn-Request-Id', rid]];
+    let raw;
+    try {
+      raw = await this.readBody(req);
+    } catch (err) {
+      if (!(err instanceof BodyTooLargeError)) throw err;
+      const [, headers, body] = gateway(413, 'Request Entity Too Large');
+      return this.refuseBody(req, res, [...headers, ...ids], body);
+    }
+    const event = events.toEvent({
+      method: req.method,
+      target: req.url,
+      protocol: `HTTP/${req.httpVersion}`,
+      rawHeaders: req.rawHeaders,
+      body: raw,
+      peer: req.socket.remoteAddress || '',
+    }, { requestId: rid, nowMs: receivedMs, apiId: this.cfg.functionName });
+    const outcome = await this.call(event, {
+      rid,
+      receivedMs,
+      deadlineMs: deadlineFrom(req.headers['kfn-deadline-ms'], receivedMs, this.cfg.timeoutMs),
+      invocationType: 'RequestResponse',
+      clientContext: undefined,
+    });
+    const [status, headers, body, problem] = httpResponse(outcome);
+    if (problem) logs.write(logs.errorRecord(rid, this.clock(), errors.shape(errors.INVALID_RESPONSE, problem)));
+    this.send(req, res, status, [...headers, ...ids], body);
+    return this.finished(res);
+  }
+
+  /** Runs the handler once within the deadline and the concurrency limit; resolves with an outcome. */
+  async call(event, { rid, receivedMs, deadlineMs, invocationType, clientContext }) {
+    const message = errors.timeoutMessage(deadlineMs - receivedMs);
+    const timeout = { kind: 'timeout', error: errors.shape(errors.TIMEOUT, message) };
+    if (this.draining) {
+      return { kind: 'draining', error: errors.shape(errors.SERVICE_UNAVAILABLE, 'The runtime is shutting down; the request was not started.') };
+    }
+    if (!(await this.waitForInit(deadlineMs - this.clock()))) return timeout;
+    if (this.initError || !this.handler) return { kind: 'init_error', error: this.initError };
+    if (this.slots.size >= this.cfg.concurrency) {
+      return {
+        kind: 'busy',
+        error: errors.shape(errors.TOO_MANY_REQUESTS,
+          `Rate Exceeded: ${this.slots.size} of ${this.cfg.concurrency} concurrent invocations in flight`),
+      };
+    }
+    if (deadlineMs <= this.clock()) return timeout;
+    const slot = ++this.slotIds;
+    this.slots.set(slot, deadlineMs);
+    const started = process.hrtime.bigint();
+    logs.write(logs.startLine(rid, this.cfg.functionVersion));
+    const makeCtx = (settle) => context.makeContext({
+      cfg: this.cfg, requestId: rid, deadlineMs, invocationType, clientContext, settle, clock: this.clock,
+    });
+    const running = logs.requestStore.run(rid, () => callHandler(this.handler, event, makeCtx));
+    running.then(() => this.slots.delete(slot), () => this.slots.delete(slot));
+    let timer;
+    const expired = new Promise((resolve) => {
+      timer = setTimeout(() => resolve({ kind: 'timeout' }), Math.max(0, deadlineMs - this.clock()));
+    });
+    const settled = await Promise.race([
+      running.then((result) => ({ kind: 'ok', result }), (err) => ({ kind: 'error', err })),
+      expired,
+    ]);
+    clearTimeout(timer);
+    let outcome;
+    if (settled.kind === 'timeout' || this.clock() > deadlineMs) {
+      outcome = timeout;
+      logs.write(`${new Date(this.clock()).toISOString()}\t${rid}\t${message}\n`);
+    } else if (settled.kind === 'error') {
+      outcome = { kind: 'error', error: errors.fromThrown(settled.err) };
+      logs.write(logs.errorRecord(rid, this.clock(), outcome.error));
+    } else {
+      outcome = { kind: 'ok', result: settled.result };
+    }
+    const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    const initDurationMs = this.initDurationMs;
+    this.initDurationMs = null;
+    logs.write(logs.endLine(rid));
+    logs.write(logs.reportLine(rid, {
+      durationMs, memoryMb: this.cfg.memoryMb, maxMemoryUsedMb: logs.maxMemoryUsedMb(), initDurationMs,
+      status: outcome.kind === 'timeout' ? 'timeout' : undefined,
+    }));
+    return outcome;
+  }
+}
+
+module.exports = { Runtime, callHandler, invokeResponse, httpResponse, deadlineFrom };

@@ -1,0 +1,61 @@
+"""Lambda's error shape, ``{"errorType", "errorMessage", "stackTrace"}``.
+
+Callers (the activator, trigger workers, SDK users) parse this shape, so every error the runtime
+reports on the invoke path uses it, whether it came from the handler or from the runtime itself.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from typing import TypedDict
+
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+#: errorType names, as Lambda spells them.
+IMPORT_MODULE_ERROR = "Runtime.ImportModuleError"
+HANDLER_NOT_FOUND = "Runtime.HandlerNotFound"
+MALFORMED_HANDLER_NAME = "Runtime.MalformedHandlerName"
+USER_CODE_SYNTAX_ERROR = "Runtime.UserCodeSyntaxError"
+MARSHAL_ERROR = "Runtime.MarshalError"
+TIMEOUT = "TimeoutError"
+TOO_MANY_REQUESTS = "TooManyRequestsException"
+REQUEST_TOO_LARGE = "RequestEntityTooLargeException"
+RESPONSE_TOO_LARGE = "ResponseSizeTooLarge"
+INVALID_REQUEST_CONTENT = "InvalidRequestContentException"
+SERVICE_UNAVAILABLE = "ServiceUnavailableException"
+INVALID_RESPONSE = "Runtime.InvalidResponse"
+
+
+class ErrorShape(TypedDict):
+    errorType: str
+    errorMessage: str
+    stackTrace: list[str]
+
+
+def shape(error_type: str, message: str, stack: list[str] | None = None) -> ErrorShape:
+    return {"errorType": error_type, "errorMessage": message, "stackTrace": stack or []}
+
+
+_STDLIB_DIR = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
+
+
+def _is_runtime_frame(filename: str) -> bool:
+    return filename.startswith((_RUNTIME_DIR, _STDLIB_DIR, "<frozen importlib"))
+
+
+def from_exception(exc: BaseException) -> ErrorShape:
+    """The shape of an exception raised by user code, its stack as Lambda lists it.
+
+    The leading frames of the runtime, the thread pool and the import machinery are left out:
+    they say nothing about the user's code.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    while frames and _is_runtime_frame(frames[0].filename):
+        frames.pop(0)
+    return shape(type(exc).__name__, str(exc), traceback.format_list(frames))
+
+
+def timeout_message(budget_ms: float) -> str:
+    """Lambda's wording, with the time the handler was given in seconds."""
+    return f"Task timed out after {max(0.0, budget_ms) / 1000:.2f} seconds"

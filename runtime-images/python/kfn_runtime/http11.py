@@ -1,0 +1,164 @@
+"""A small HTTP/1.1 server-side reader and writer on asyncio streams.
+
+Only what a function pod needs: request line and headers, bodies by ``Content-Length`` or chunked
+transfer coding, ``Expect: 100-continue``, keep-alive, and responses with a ``Content-Length``.
+The standard library's ``http.server`` is thread-per-connection and blocking; this keeps the whole
+server on one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import http
+
+from kfn_runtime import config
+
+
+class ProtocolError(Exception):
+    """The request is malformed; answer ``status`` and close the connection."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BodyTooLargeError(Exception):
+    """The body is longer than allowed; the rest of it is not read."""
+
+
+@dataclasses.dataclass
+class RequestHead:
+    method: str
+    target: str
+    protocol: str
+    headers: list[tuple[str, str]]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive)."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    @property
+    def keep_alive(self) -> bool:
+        tokens = {t.strip().lower() for t in (self.header("connection") or "").split(",")}
+        if self.protocol == "HTTP/1.0":
+            return "keep-alive" in tokens
+        return "close" not in tokens
+
+
+async def read_head(reader: asyncio.StreamReader) -> RequestHead | None:
+    """The next request's head, or None when the client closed the connection between requests."""
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial.strip():
+            return None
+        raise ProtocolError(400, "incomplete request head") from None
+    except asyncio.LimitOverrunError:
+        raise ProtocolError(431, "request head too large") from None
+    lines = raw.decode("latin-1").split("\r\n")
+    while lines and not lines[0]:
+        lines.pop(0)  # tolerate stray CRLF between requests (RFC 9112 section 2.2)
+    if not lines:
+        return None
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise ProtocolError(400, "malformed request line")
+    method, target, protocol = parts
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise ProtocolError(400, "malformed header line")
+        headers.append((name, value.strip()))
+    return RequestHead(method.upper(), target, protocol, headers)
+
+
+async def read_body(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    head: RequestHead,
+    limit: int,
+) -> bytes:
+    """The request body, at most ``limit`` bytes; sends ``100 Continue`` if the client waits."""
+    transfer = (head.header("transfer-encoding") or "").lower()
+    chunked = "chunked" in transfer
+    length_header = head.header("content-length")
+    length = 0
+    if not chunked and length_header is not None:
+        if not length_header.isdigit():
+            raise ProtocolError(400, "bad Content-Length")
+        length = int(length_header)
+        if length > limit:
+            raise BodyTooLargeError
+    if not chunked and length == 0:
+        return b""
+    if (head.header("expect") or "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+    try:
+        if not chunked:
+            return await reader.readexactly(length)
+        return await _read_chunked(reader, limit)
+    except asyncio.IncompleteReadError:
+        raise ProtocolError(400, "incomplete body") from None
+
+
+async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
+    body = bytearray()
+    while True:
+        size_line = (await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip()
+        try:
+            size = int(size_line, 16)
+        except ValueError:
+            raise ProtocolError(400, "bad chunk size") from None
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass  # trailers are not used
+            return bytes(body)
+        if len(body) + size > limit:
+            raise BodyTooLargeError
+        body += await reader.readexactly(size)
+        if await reader.readexactly(2) != b"\r\n":
+            raise ProtocolError(400, "bad chunk terminator")
+
+
+def render(
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    *,
+    keep_alive: bool,
+    head_only: bool = False,
+) -> bytes:
+    """A complete HTTP/1.1 response; ``head_only`` keeps the length but drops the body (HEAD)."""
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    lines = [f"HTTP/1.1 {status} {reason}"]
+    lines.extend(f"{name}: {_clean(value)}" for name, value in headers)
+    lines.append(f"Content-Length: {len(body)}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    return data if head_only else data + body
+
+
+def _clean(value: str) -> str:
+    """Header values must not split the response; CR and LF would."""
+    return value.replace("\r", " ").replace("\n", " ")
+
+
+#: The reader's buffer limit bounds the request head.
+STREAM_LIMIT = config.MAX_HEAD_BYTES

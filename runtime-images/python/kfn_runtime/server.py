@@ -1,0 +1,590 @@
+"""The runtime's HTTP server: routing, concurrency, time-outs, draining.
+
+One asyncio event loop serves every connection. Sync handlers run in a thread pool sized to the
+function's concurrency, so a blocking handler never stalls the loop (health probes keep answering);
+``async def`` handlers run as tasks on the loop.
+
+Time-outs: an ``async def`` handler past its deadline is cancelled. A sync handler cannot be killed
+in Python, so the runtime answers 504 at the deadline and keeps the handler's concurrency slot taken
+until it returns; the pool never runs more than ``KFN_CONCURRENCY`` handlers, and a pod whose every
+slot is stuck turns unready and then not live (see :mod:`kfn_runtime.health`). We do not exit the
+process on a time-out as Lambda does, because with concurrency above one that would kill other
+invocations in flight, and a restart costs a cold start for every request that follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import dataclasses
+import inspect
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from kfn_runtime import config, context, errors, events, health, http11, loader, logs
+
+READY_PATH = "/_kfn/ready"
+LIVE_PATH = "/_kfn/live"
+INVOKE_PATH = "/_kfn/invoke"
+RESERVED_PREFIX = "/_kfn/"
+
+_JSON = ("Content-Type", "application/json")
+_UNHANDLED = ("Kfn-Function-Error", "Unhandled")
+
+Kind = Literal["ok", "error", "timeout", "init_error", "busy", "draining"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How an invocation ended: a result, or an error shape and why."""
+
+    kind: Kind
+    result: Any = None
+    error: errors.ErrorShape | None = None
+
+
+def deadline_from(header: str | None, received_ms: int, timeout_ms: int) -> int:
+    """The absolute deadline: ``Kfn-Deadline-Ms`` when the caller sent one, else the timeout."""
+    if header:
+        try:
+            return int(float(header))
+        except ValueError:
+            pass
+    return received_ms + timeout_ms
+
+
+def invoke_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body answering ``POST /_kfn/invoke``."""
+    if outcome.kind == "ok":
+        try:
+            body = json.dumps(outcome.result, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            shape = errors.shape(errors.MARSHAL_ERROR, f"Unable to marshal response: {exc}")
+            return 500, [_JSON, _UNHANDLED], _dump(shape)
+        if len(body) > config.MAX_PAYLOAD_BYTES:
+            return 502, [_JSON, _UNHANDLED], _dump(_too_large_response(len(body)))
+        return 200, [_JSON], body
+    error = outcome.error or errors.shape("Unknown", "unknown error")
+    status, extra = {
+        "error": (500, [_UNHANDLED]),
+        "timeout": (504, [_UNHANDLED]),
+        "init_error": (502, [_UNHANDLED]),
+        "busy": (429, [("Retry-After", "1")]),
+        "draining": (503, [("Retry-After", "1")]),
+    }[outcome.kind]
+    return status, [_JSON, *extra], _dump(error)
+
+
+def http_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes, str | None]:
+    """Status, headers, body answering an HTTP event, and an error to log if the result was bad.
+
+    Errors are answered as API Gateway does, ``{"message": ...}``, never with a stack trace: HTTP
+    callers are end users. The detail goes to the function's log.
+    """
+    if outcome.kind == "ok":
+        try:
+            response = events.from_result(outcome.result)
+        except (events.InvalidResultError, TypeError, ValueError, RecursionError) as exc:
+            status, headers, body = _gateway(502, "Internal Server Error", function_error=True)
+            return status, headers, body, f"{errors.INVALID_RESPONSE}: {exc}"
+        if len(response.body) > config.MAX_PAYLOAD_BYTES:
+            status, headers, body = _gateway(502, "Internal Server Error", function_error=True)
+            return status, headers, body, _too_large_response(len(response.body))["errorMessage"]
+        return response.status, response.headers, response.body, None
+    status, headers, body = {
+        "error": _gateway(502, "Internal Server Error", function_error=True),
+        "init_error": _gateway(502, "Internal Server Error", function_error=True),
+        "timeout": _gateway(504, "Endpoint request timed out", function_error=True),
+        "busy": _gateway(429, "Too Many Requests", retry=True),
+        "draining": _gateway(503, "Service Unavailable", retry=True),
+    }[outcome.kind]
+    return status, headers, body, None
+
+
+def _gateway(
+    status: int, message: str, *, function_error: bool = False, retry: bool = False
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    headers = [_JSON]
+    if function_error:
+        headers.append(_UNHANDLED)
+    if retry:
+        headers.append(("Retry-After", "1"))
+    return status, headers, _dump({"message": message})
+
+
+def _too_large_response(size: int) -> errors.ErrorShape:
+    return errors.shape(
+        errors.RESPONSE_TOO_LARGE,
+        f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+        f"({config.MAX_PAYLOAD_BYTES} bytes).",
+    )
+
+
+def _dump(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+class Runtime:
+    """One function's server. ``serve`` returns the process exit code."""
+
+    def __init__(
+        self, cfg: config.Config, out: logs.TaggingStream, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.cfg = cfg
+        self._out = out
+        self._clock = clock
+        self._handler: Callable[..., Any] | None = None
+        self._is_async = False
+        self._init_error: errors.ErrorShape | None = None
+        self._init_done = asyncio.Event()
+        self._init_duration_ms: float | None = None
+        self._slots: dict[int, int] = {}
+        self._slot_ids = 0
+        self._answering = 0
+        self._draining = False
+        self._drain_requested = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=cfg.concurrency, thread_name_prefix="kfn-handler"
+        )
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        server = await asyncio.start_server(
+            self._connection, self.cfg.host, self.cfg.port, limit=http11.STREAM_LIMIT
+        )
+        port = server.sockets[0].getsockname()[1]
+        self._out.raw_write(
+            f"kfn runtime: python listening on {self.cfg.host or '*'}:{port}, "
+            f"handler {self.cfg.handler}, concurrency {self.cfg.concurrency}, "
+            f"timeout {self.cfg.timeout_ms} ms\n"
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.drain)
+        init = asyncio.create_task(self._initialize())
+        await self._drain_requested.wait()
+        bound_s = (self.cfg.timeout_ms + config.DRAIN_GRACE_MS) / 1000
+        try:
+            await asyncio.wait_for(self._drained.wait(), bound_s)
+        except TimeoutError:
+            self._out.raw_write(
+                f"kfn runtime: drain bound of {bound_s:.2f} s passed with "
+                f"{self._answering} request(s) unanswered\n"
+            )
+        server.close()
+        for writer in list(self._connections):
+            writer.close()
+        init.cancel()
+        self._out.raw_write("kfn runtime: drained, exiting\n")
+        return 0
+
+    def drain(self) -> None:
+        """Stops taking work: readiness fails at once, in-flight requests finish, then exit."""
+        if self._draining:
+            return
+        self._draining = True
+        self._out.raw_write(f"kfn runtime: draining {self._answering} in-flight request(s)\n")
+        self._drain_requested.set()
+        if self._answering == 0:
+            self._drained.set()
+
+    async def _initialize(self) -> None:
+        """Imports the handler off the loop so that liveness answers during a slow import."""
+        started = self._clock()
+        try:
+            handler = await asyncio.get_running_loop().run_in_executor(
+                None, loader.load_handler, self.cfg.handler
+            )
+        except loader.InitError as exc:
+            self._init_error = exc.shape
+            self._out.raw_write(
+                logs.error_record(
+                    None,
+                    self._clock(),
+                    exc.shape["errorType"],
+                    exc.shape["errorMessage"],
+                    exc.shape["stackTrace"],
+                )
+            )
+        else:
+            self._handler = handler
+            self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+                getattr(handler, "__call__", None)  # noqa: B004 - async __call__ of an instance
+            )
+        self._init_duration_ms = (self._clock() - started) * 1000
+        self._init_done.set()
+
+    # ---- connections -----------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        peer = writer.get_extra_info("peername")
+        peer_ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(http11.read_head(reader), config.IDLE_TIMEOUT_S)
+                except TimeoutError:
+                    break
+                except http11.ProtocolError as exc:
+                    await self._send(
+                        writer, exc.status, [_JSON], _dump({"message": str(exc)}), False
+                    )
+                    break
+                if head is None or not await self._request(head, reader, writer, peer_ip):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, http11.ProtocolError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        keep_alive: bool,
+        *,
+        head_only: bool = False,
+    ) -> bool:
+        keep = keep_alive and not self._draining
+        writer.write(http11.render(status, headers, body, keep_alive=keep, head_only=head_only))
+        await writer.drain()
+        return keep
+
+    async def _request(
+        self,
+        head: http11.RequestHead,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str,
+    ) -> bool:
+        """Answers one request; returns whether the connection stays open."""
+        path = head.path
+        if not path.startswith(RESERVED_PREFIX):
+            return await self._tracked(self._http_event(head, reader, writer, peer))
+        if path == INVOKE_PATH and head.method == "POST":
+            return await self._tracked(self._invoke(head, reader, writer))
+        try:
+            await http11.read_body(reader, writer, head, 64 * 1024)
+        except http11.BodyTooLargeError:
+            return await self._refuse_body(head, reader, writer, [_JSON], b"{}")
+        if path in (READY_PATH, LIVE_PATH) and head.method in ("GET", "HEAD"):
+            status, body = self._probe(path)
+            return await self._send(
+                writer, status, [_JSON], body, head.keep_alive, head_only=head.method == "HEAD"
+            )
+        known = path in (READY_PATH, LIVE_PATH, INVOKE_PATH)
+        status = 405 if known else 404
+        shape = errors.shape("ResourceNotFoundException", f"{head.method} {path} is not served")
+        return await self._send(writer, status, [_JSON], _dump(shape), head.keep_alive)
+
+    async def _refuse_body(
+        self,
+        head: http11.RequestHead,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> bool:
+        """Answers 413 and closes; the unread body is discarded first so the client sees the 413.
+
+        Closing a socket with unread input makes the kernel reset the connection, and a client
+        still sending would get that reset instead of the answer. A client that asked
+        ``Expect: 100-continue`` has sent nothing, so there is nothing to discard.
+        """
+        await self._send(writer, 413, headers, body, False)
+        if (head.header("expect") or "").lower() != "100-continue":
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(_discard(reader, config.MAX_DISCARD_BYTES), 5.0)
+        return False
+
+    async def _tracked(self, answer: Awaitable[bool]) -> bool:
+        """Counts a request as in flight until its answer is written, for draining."""
+        self._answering += 1
+        try:
+            return await answer
+        finally:
+            self._answering -= 1
+            if self._draining and self._answering == 0:
+                self._drained.set()
+
+    def _probe(self, path: str) -> tuple[int, bytes]:
+        now = self._now_ms()
+        deadlines = list(self._slots.values())
+        if path == LIVE_PATH:
+            verdict = health.liveness(
+                deadlines_ms=deadlines,
+                concurrency=self.cfg.concurrency,
+                now_ms=now,
+                stuck_grace_ms=self.cfg.stuck_grace_ms,
+            )
+        else:
+            verdict = health.readiness(
+                initialized=self._init_done.is_set(),
+                init_failed=self._init_error is not None,
+                draining=self._draining,
+                deadlines_ms=deadlines,
+                concurrency=self.cfg.concurrency,
+                now_ms=now,
+            )
+            if self._init_error is not None and not self._draining:
+                return 503, _dump(self._init_error)
+        return (200 if verdict.ok else 503), _dump({"status": verdict.reason})
+
+    # ---- invocations -----------------------------------------------------------------------
+
+    async def _invoke(
+        self, head: http11.RequestHead, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        received_ms = self._now_ms()
+        rid = head.header("kfn-request-id") or str(uuid.uuid4())
+        ids = [("Kfn-Request-Id", rid)]
+        try:
+            raw = await http11.read_body(reader, writer, head, config.MAX_PAYLOAD_BYTES)
+        except http11.BodyTooLargeError:
+            shape = errors.shape(
+                errors.REQUEST_TOO_LARGE,
+                f"Request must be smaller than {config.MAX_PAYLOAD_BYTES} bytes for the "
+                "InvokeFunction operation",
+            )
+            return await self._refuse_body(head, reader, writer, [_JSON, *ids], _dump(shape))
+        try:
+            event = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            shape = errors.shape(
+                errors.INVALID_REQUEST_CONTENT, f"Could not parse request body into json: {exc}"
+            )
+            return await self._send(writer, 400, [_JSON, *ids], _dump(shape), head.keep_alive)
+        outcome = await self._call(
+            event,
+            rid=rid,
+            received_ms=received_ms,
+            deadline_ms=deadline_from(
+                head.header("kfn-deadline-ms"), received_ms, self.cfg.timeout_ms
+            ),
+            invocation_type=head.header("kfn-invocation-type") or "RequestResponse",
+            client_context=context.parse_client_context(head.header("kfn-client-context")),
+        )
+        status, headers, body = invoke_response(outcome)
+        if outcome.kind == "ok" and status != 200:
+            self._log_error(rid, json.loads(body))
+        return await self._send(writer, status, [*headers, *ids], body, head.keep_alive)
+
+    async def _http_event(
+        self,
+        head: http11.RequestHead,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str,
+    ) -> bool:
+        received_ms = self._now_ms()
+        rid = head.header("kfn-request-id") or str(uuid.uuid4())
+        ids = [("Kfn-Request-Id", rid)]
+        head_only = head.method == "HEAD"
+        try:
+            raw = await http11.read_body(reader, writer, head, config.MAX_PAYLOAD_BYTES)
+        except http11.BodyTooLargeError:
+            _, headers, body = _gateway(413, "Request Entity Too Large")
+            return await self._refuse_body(head, reader, writer, [*headers, *ids], body)
+        request = events.HttpRequest(
+            method=head.method,
+            target=head.target,
+            protocol=head.protocol,
+            headers=head.headers,
+            body=raw,
+            peer=peer,
+        )
+        event = events.to_event(
+            request, request_id=rid, now_ms=received_ms, api_id=self.cfg.function_name
+        )
+        outcome = await self._call(
+            event,
+            rid=rid,
+            received_ms=received_ms,
+            deadline_ms=deadline_from(
+                head.header("kfn-deadline-ms"), received_ms, self.cfg.timeout_ms
+            ),
+            invocation_type="RequestResponse",
+            client_context=None,
+        )
+        status, headers, body, problem = http_response(outcome)
+        if problem is not None:
+            self._log_error(rid, errors.shape(errors.INVALID_RESPONSE, problem))
+        return await self._send(
+            writer, status, [*headers, *ids], body, head.keep_alive, head_only=head_only
+        )
+
+    def _log_error(self, rid: str | None, shape: errors.ErrorShape) -> None:
+        self._out.raw_write(
+            logs.error_record(
+                rid, self._clock(), shape["errorType"], shape["errorMessage"], shape["stackTrace"]
+            )
+        )
+
+    async def _call(
+        self,
+        event: Any,
+        *,
+        rid: str,
+        received_ms: int,
+        deadline_ms: int,
+        invocation_type: str,
+        client_context: context.ClientContext | None,
+    ) -> Outcome:
+        """Runs the handler once within the deadline and the concurrency limit."""
+        timeout_message = errors.timeout_message(deadline_ms - received_ms)
+        timeout = Outcome("timeout", error=errors.shape(errors.TIMEOUT, timeout_message))
+        if self._draining:
+            return Outcome(
+                "draining",
+                error=errors.shape(
+                    errors.SERVICE_UNAVAILABLE,
+                    "The runtime is shutting down; the request was not started.",
+                ),
+            )
+        if not self._init_done.is_set():
+            try:
+                await asyncio.wait_for(
+                    self._init_done.wait(), max(0.0, deadline_ms / 1000 - self._clock())
+                )
+            except TimeoutError:
+                return timeout
+        if self._init_error is not None or self._handler is None:
+            return Outcome("init_error", error=self._init_error)
+        if len(self._slots) >= self.cfg.concurrency:
+            return Outcome(
+                "busy",
+                error=errors.shape(
+                    errors.TOO_MANY_REQUESTS,
+                    f"Rate Exceeded: {len(self._slots)} of {self.cfg.concurrency} concurrent "
+                    "invocations in flight",
+                ),
+            )
+        if deadline_ms <= self._now_ms():
+            return timeout
+        slot = self._slot_ids = self._slot_ids + 1
+        self._slots[slot] = deadline_ms
+        started = self._clock()
+        self._out.raw_write(logs.start_line(rid, self.cfg.function_version))
+        ctx = contextvars.copy_context()
+        ctx.run(logs.request_id.set, rid)
+        lambda_context = context.LambdaContext(
+            aws_request_id=rid,
+            deadline_ms=deadline_ms,
+            function_name=self.cfg.function_name,
+            function_version=self.cfg.function_version,
+            invoked_function_arn=self.cfg.function_arn,
+            memory_limit_in_mb=self.cfg.memory_mb,
+            log_group_name=self.cfg.log_group_name,
+            log_stream_name=self.cfg.log_stream_name,
+            invocation_type=invocation_type,
+            client_context=client_context,
+            clock=self._clock,
+        )
+        running = self._start(ctx, event, lambda_context)
+        finished = await self._wait(running, deadline_ms)
+        if finished and _awaitable_result(running):
+            # A plain function handed back a coroutine (a wrapped async handler): run it too.
+            running = asyncio.get_running_loop().create_task(_await(running.result()), context=ctx)
+            finished = await self._wait(running, deadline_ms)
+        running.add_done_callback(lambda _f: self._slots.pop(slot, None))
+        if not finished:
+            if isinstance(running, asyncio.Task):
+                running.cancel()  # a thread cannot be stopped: it runs on, holding its slot
+            outcome = timeout
+            self._out.raw_write(f"{logs.iso_time(self._clock())}\t{rid}\t{timeout_message}\n")
+        elif running.cancelled():
+            outcome = Outcome(
+                "error", error=errors.shape("CancelledError", "handler was cancelled")
+            )
+        elif (exc := running.exception()) is not None:
+            outcome = Outcome("error", error=errors.from_exception(exc))
+            self._log_error(rid, outcome.error or errors.from_exception(exc))
+        else:
+            outcome = Outcome("ok", result=running.result())
+        self._out.end_request(rid)
+        duration_ms = (self._clock() - started) * 1000
+        init_ms, self._init_duration_ms = self._init_duration_ms, None
+        self._out.raw_write(logs.end_line(rid))
+        self._out.raw_write(
+            logs.report_line(
+                rid,
+                duration_ms=duration_ms,
+                memory_mb=self.cfg.memory_mb,
+                max_memory_used_mb=logs.max_memory_used_mb(),
+                init_duration_ms=init_ms,
+                status="timeout" if outcome.kind == "timeout" else None,
+            )
+        )
+        return outcome
+
+    def _start(
+        self, ctx: contextvars.Context, event: Any, lambda_context: context.LambdaContext
+    ) -> asyncio.Future[Any]:
+        assert self._handler is not None
+        loop = asyncio.get_running_loop()
+        if self._is_async:
+            return loop.create_task(_await(self._handler(event, lambda_context)), context=ctx)
+        return loop.run_in_executor(self._pool, ctx.run, self._handler, event, lambda_context)
+
+    async def _wait(self, running: asyncio.Future[Any], deadline_ms: int) -> bool:
+        remaining_s = max(0.0, deadline_ms / 1000 - self._clock())
+        done, _ = await asyncio.wait({running}, timeout=remaining_s)
+        return running in done
+
+
+async def _discard(reader: asyncio.StreamReader, limit: int) -> None:
+    received = 0
+    while received < limit and (chunk := await reader.read(64 * 1024)):
+        received += len(chunk)
+
+
+def _awaitable_result(future: asyncio.Future[Any]) -> bool:
+    return (
+        not future.cancelled()
+        and future.exception() is None
+        and inspect.isawaitable(future.result())
+    )
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def main() -> None:
+    """Configures the process as Lambda would, serves until drained, then exits.
+
+    The exit is ``os._exit``: a sync handler stuck past its deadline must not hold the process
+    open after draining (the pool's threads are joined at interpreter exit otherwise).
+    """
+    cfg = config.load()
+    config.export_lambda_environment(cfg, os.environ)
+    loader.setup_sys_path(cfg.task_root)
+    if os.path.isdir(cfg.task_root):
+        os.chdir(cfg.task_root)
+    out = logs.install()
+
+    async def run() -> int:
+        return await Runtime(cfg, out).serve()
+
+    code = asyncio.run(run())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

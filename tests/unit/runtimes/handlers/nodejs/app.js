@@ -1,0 +1,65 @@
+'use strict';
+// Test handlers for the Node.js runtime; handlers/python/app.py has the same ones in Python.
+
+class BoomError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'BoomError';
+  }
+}
+
+exports.echo = async (event, context) => {
+  console.log('echo says hi');
+  console.info('echo logs via logging');
+  return {
+    event,
+    context: {
+      function_name: context.functionName,
+      function_version: context.functionVersion,
+      invoked_function_arn: context.invokedFunctionArn,
+      memory_limit_in_mb: context.memoryLimitInMB,
+      aws_request_id: context.awsRequestId,
+      log_group_name: context.logGroupName,
+      log_stream_name: context.logStreamName,
+      remaining_ms: context.getRemainingTimeInMillis(),
+      callback_waits: context.callbackWaitsForEmptyEventLoop,
+    },
+  };
+};
+
+exports.fail = async () => {
+  throw new BoomError('the handler failed on purpose');
+};
+
+exports.slow = async (event) => {
+  await new Promise((resolve) => setTimeout(resolve, event.ms || 0));
+  return { slept: event.ms || 0 };
+};
+exports.slow_async = exports.slow;
+
+exports.http = async (event) => ({
+  statusCode: 201,
+  headers: { 'X-Method': event.requestContext.http.method, 'X-Count': 3 },
+  cookies: ['session=abc; Path=/', 'theme=dark'],
+  body: JSON.stringify(event),
+});
+
+exports.binary = async (event) => {
+  const data = event.isBase64Encoded ? Buffer.from(event.body, 'base64') : Buffer.alloc(0);
+  return {
+    statusCode: 200,
+    headers: { 'Content-Type': 'application/octet-stream' },
+    body: Buffer.from(data).reverse().toString('base64'),
+    isBase64Encoded: true,
+  };
+};
+
+exports.plain = async () => ['plain', 1];
+
+exports.callback = (event, context, callback) => {
+  setTimeout(() => callback(null, { via: 'callback', event }), 5);
+};
+
+exports.callback_error = (event, context, callback) => {
+  callback(new BoomError('the callback failed on purpose'));
+};

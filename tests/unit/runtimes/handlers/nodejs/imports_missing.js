@@ -1,0 +1,3 @@
+const missing = require('kfn-no-such-dependency');
+
+exports.handler = async (event) => missing(event);

@@ -1,0 +1,69 @@
+"""Test handlers for the Python runtime; handlers/nodejs/app.js has the same ones in JavaScript."""
+
+import asyncio
+import base64
+import json
+import logging
+import time
+
+logger = logging.getLogger()
+logger.setLevel(logging.INFO)
+
+
+class BoomError(Exception):
+    pass
+
+
+def echo(event, context):
+    print("echo says hi")
+    logger.info("echo logs via logging")
+    return {
+        "event": event,
+        "context": {
+            "function_name": context.function_name,
+            "function_version": context.function_version,
+            "invoked_function_arn": context.invoked_function_arn,
+            "memory_limit_in_mb": context.memory_limit_in_mb,
+            "aws_request_id": context.aws_request_id,
+            "log_group_name": context.log_group_name,
+            "log_stream_name": context.log_stream_name,
+            "remaining_ms": context.get_remaining_time_in_millis(),
+        },
+    }
+
+
+def fail(event, context):
+    raise BoomError("the handler failed on purpose")
+
+
+def slow(event, context):
+    time.sleep(event.get("ms", 0) / 1000)
+    return {"slept": event.get("ms", 0)}
+
+
+async def slow_async(event, context):
+    await asyncio.sleep(event.get("ms", 0) / 1000)
+    return {"slept": event.get("ms", 0)}
+
+
+def http(event, context):
+    return {
+        "statusCode": 201,
+        "headers": {"X-Method": event["requestContext"]["http"]["method"], "X-Count": 3},
+        "cookies": ["session=abc; Path=/", "theme=dark"],
+        "body": json.dumps(event),
+    }
+
+
+def binary(event, context):
+    data = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else b""
+    return {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/octet-stream"},
+        "body": base64.b64encode(data[::-1]).decode("ascii"),
+        "isBase64Encoded": True,
+    }
+
+
+def plain(event, context):
+    return ["plain", 1]

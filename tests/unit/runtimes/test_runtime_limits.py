@@ -1,0 +1,114 @@
+"""Time-outs, the per-pod concurrency limit and payload limits."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+from .conftest import Response, RunningRuntime, Starter
+
+SIX_MIB = 6 * 1024 * 1024
+
+
+def _in_background(
+    pool: concurrent.futures.ThreadPoolExecutor, rt: RunningRuntime, event: dict[str, int]
+) -> concurrent.futures.Future[Response]:
+    return pool.submit(rt.invoke, event)
+
+
+def _wait_until_started(rt: RunningRuntime, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while rt.output().count("START RequestId") < count:
+        assert time.monotonic() < deadline, rt.output()
+        time.sleep(0.01)
+
+
+def test_a_handler_past_the_function_timeout_answers_504(
+    start_runtime: Starter, language: str
+) -> None:
+    rt = start_runtime(language, "app.slow_async", KFN_TIMEOUT_MS="300")
+    began = time.monotonic()
+    r = rt.invoke({"ms": 3000})
+    assert time.monotonic() - began < 2.5
+    assert r.status == 504
+    assert r.headers["Kfn-Function-Error"] == "Unhandled"
+    assert r.json()["errorType"] == "TimeoutError"
+    assert r.json()["errorMessage"] == "Task timed out after 0.30 seconds"
+    assert "Status: timeout" in rt.wait_for_output("Status: timeout")
+
+
+def test_the_deadline_header_overrides_the_function_timeout(
+    start_runtime: Starter, language: str
+) -> None:
+    rt = start_runtime(language, "app.slow_async", KFN_TIMEOUT_MS="60000")
+    deadline = int(time.time() * 1000) + 400
+    r = rt.invoke({"ms": 3000}, {"Kfn-Deadline-Ms": str(deadline)})
+    assert r.status == 504
+    assert r.json()["errorMessage"].startswith("Task timed out after 0.")
+
+
+def test_a_deadline_already_past_answers_504_without_calling_the_handler(
+    start_runtime: Starter, language: str
+) -> None:
+    rt = start_runtime(language, "app.echo")
+    rt.wait_ready()
+    past = int(time.time() * 1000) - 1000
+    r = rt.invoke({}, {"Kfn-Deadline-Ms": str(past), "Kfn-Request-Id": "late"})
+    assert r.status == 504
+    assert "START RequestId: late" not in rt.output()
+
+
+def test_a_sync_python_handler_past_its_deadline_keeps_its_slot_until_it_returns(
+    start_runtime: Starter,
+) -> None:
+    rt = start_runtime("python", "app.slow", KFN_TIMEOUT_MS="200", KFN_CONCURRENCY="1")
+    assert rt.invoke({"ms": 1200}).status == 504
+    # The thread still runs: the only slot is taken, so the pod is neither free nor ready.
+    assert rt.invoke({"ms": 0}).status == 429
+    assert rt.request("GET", "/_kfn/ready").status == 503
+    time.sleep(1.2)
+    assert rt.invoke({"ms": 0}).status == 200
+    assert rt.request("GET", "/_kfn/ready").status == 200
+
+
+def test_invocations_over_the_concurrency_limit_answer_429(
+    start_runtime: Starter, language: str
+) -> None:
+    rt = start_runtime(language, "app.slow_async", KFN_CONCURRENCY="2")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = [_in_background(pool, rt, {"ms": 800}) for _ in range(2)]
+        _wait_until_started(rt, 2)
+        refused = rt.invoke({"ms": 0})
+        assert refused.status == 429
+        assert refused.json()["errorType"] == "TooManyRequestsException"
+        assert refused.headers["Retry-After"] == "1"
+        assert [f.result().status for f in slow] == [200, 200]
+    assert rt.invoke({"ms": 0}).status == 200
+
+
+def test_a_request_body_over_6_mib_answers_413(start_runtime: Starter, language: str) -> None:
+    rt = start_runtime(language, "app.echo")
+    body = b'"' + b"x" * SIX_MIB + b'"'
+    r = rt.request("POST", "/_kfn/invoke", body, {"Content-Type": "application/json"})
+    assert r.status == 413
+    assert r.json()["errorType"] == "RequestEntityTooLargeException"
+    http_event = rt.request("PUT", "/upload", body, {"Content-Type": "text/plain"})
+    assert http_event.status == 413
+
+
+def test_a_request_body_just_under_the_limit_is_accepted(
+    start_runtime: Starter, language: str
+) -> None:
+    rt = start_runtime(language, "app.plain")
+    body = b'"' + b"x" * (SIX_MIB - 2) + b'"'
+    assert rt.request("POST", "/_kfn/invoke", body).status == 200
+
+
+def test_a_response_over_6_mib_answers_502(start_runtime: Starter, language: str) -> None:
+    rt = start_runtime(language, "app.echo")
+    # The echo handler returns the event and its context: a bit more than came in.
+    body = b'{"blob":"' + b"x" * (SIX_MIB - 100) + b'"}'
+    assert len(body) <= SIX_MIB
+    r = rt.request("POST", "/_kfn/invoke", body)
+    assert r.status == 502
+    assert r.json()["errorType"] == "ResponseSizeTooLarge"

@@ -1,0 +1,146 @@
+"""An invocation made by the activator itself (for ``Event`` delivery), response buffered.
+
+It takes the same path as a client's request: a slot from the function's
+throttler (queueing, and poking the autoscaler, if the function is at zero), a
+pooled connection, a refused connection retried on another endpoint, and the
+function's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from kfn.activator import async_invoke, router, throttler, upstream
+
+#: A response larger than this is not kept (Lambda's synchronous limit is 6 MiB).
+RESPONSE_LIMIT = 6 * 1024 * 1024 + 1024
+
+
+class _BufferedSink:
+    """Collects one response into memory, for the activator's own invocations."""
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[async_invoke.Outcome] = asyncio.get_running_loop().create_future()
+        self.status = 0
+        self.function_error = False
+        self.body = bytearray()
+        self.reusable = False
+
+    def on_interim(self, status: int, reason: bytes, headers: bytes) -> None:
+        pass
+
+    def on_response_head(
+        self, status: int, reason: bytes, headers: bytes, length_known: bool
+    ) -> None:
+        self.status = status
+        self.function_error = b"\r\nkfn-function-error:" in b"\r\n" + headers.lower()
+
+    def on_response_body(self, data: bytes) -> None:
+        if len(self.body) < RESPONSE_LIMIT:
+            self.body += data
+
+    def on_response_complete(self, reusable: bool) -> None:
+        self.reusable = reusable
+        if not self.done.done():
+            self.done.set_result(
+                async_invoke.Outcome(self.status, bytes(self.body), self.function_error)
+            )
+
+    def on_upstream_lost(self, exc: BaseException | None) -> None:
+        if not self.done.done():
+            self.done.set_result(async_invoke.Outcome(502, str(exc or "closed").encode()))
+
+    def on_upstream_pause(self, paused: bool) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+async def invoke(
+    throttle: throttler.Throttler,
+    function_name: str,
+    request_id: str,
+    payload: bytes,
+    *,
+    timeout_s: float,
+    invocation_type: bytes = b"Event",
+) -> async_invoke.Outcome:
+    """POST the payload to a pod's invoke path; the outcome says how it went.
+
+    A function that does not answer within ``timeout_s`` (queueing included) counts
+    as a function error with status 504, as a Lambda timeout does.
+    """
+    throttle.note_request()
+    try:
+        async with asyncio.timeout(timeout_s):
+            endpoint = await _acquire(throttle)
+            try:
+                return await _exchange(
+                    endpoint,
+                    function_name=function_name,
+                    request_id=request_id,
+                    payload=payload,
+                    deadline_ms=int((time.time() + timeout_s) * 1000),
+                    invocation_type=invocation_type,
+                )
+            finally:
+                throttle.release(endpoint)
+    except TimeoutError:
+        return async_invoke.Outcome(504, b"timed out", function_error=True)
+    except throttler.QueueFullError:
+        return async_invoke.Outcome(429, b"queue full")
+
+
+async def _acquire(throttle: throttler.Throttler) -> upstream.Endpoint:
+    endpoint = throttle.try_acquire()
+    if endpoint is not None:
+        return endpoint
+    waiter = throttle.wait()
+    try:
+        return await waiter
+    except asyncio.CancelledError:
+        throttle.cancel(waiter)
+        raise
+
+
+async def _exchange(
+    endpoint: upstream.Endpoint,
+    *,
+    function_name: str,
+    request_id: str,
+    payload: bytes,
+    deadline_ms: int,
+    invocation_type: bytes,
+) -> async_invoke.Outcome:
+    conn = endpoint.take_idle()
+    if conn is None:
+        conn = await endpoint.connect()
+    sink = _BufferedSink()
+    head = (
+        b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nKfn-Request-Id: %s\r\nKfn-Deadline-Ms: %d\r\n"
+        b"Kfn-Function-Name: %s\r\nKfn-Invocation-Type: %s\r\n\r\n"
+        % (
+            router.POD_INVOKE_PATH,
+            endpoint.address.encode(),
+            len(payload),
+            request_id.encode(),
+            deadline_ms,
+            function_name.encode(),
+            invocation_type,
+        )
+    )
+    conn.send(head, sink, head_request=False)
+    conn.write(payload)
+    try:
+        outcome = await sink.done
+    except asyncio.CancelledError:
+        conn.abort()
+        raise
+    if sink.reusable:
+        endpoint.put_idle(conn)
+    else:
+        conn.abort()
+    return outcome

@@ -1,0 +1,110 @@
+"""Which function a request is for: host, longest path prefix, method; or the invoke API.
+
+Two kinds of request reach the activator:
+
+* The invoke API, ``POST /_kfn/functions/{namespace}/{name}/invoke``, used by
+  triggers and clients; the header ``Kfn-Invocation-Type`` (or Lambda's
+  ``X-Amz-Invocation-Type``) chooses ``RequestResponse`` (default) or ``Event``.
+  It is proxied to the pod's ``POST /_kfn/invoke``.
+* HTTP-trigger requests, matched against :class:`Route`s and proxied unchanged.
+
+Routes for a named host win over routes for any host (``""`` or ``"*"``); within
+those, the longest path prefix wins, matched on whole segments (``/api`` matches
+``/api`` and ``/api/x`` but not ``/apix``). Lookups are cached (bounded), so the hot
+path is one dict access.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from kfn import stats
+
+INVOKE_PREFIX = b"/_kfn/functions/"
+INVOKE_SUFFIX = b"/invoke"
+#: Where a pod serves invocations (the runtime contract).
+POD_INVOKE_PATH = b"/_kfn/invoke"
+
+_CACHE_LIMIT = 4096
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """An HTTP trigger: requests for ``host`` under ``path_prefix`` go to ``function``."""
+
+    host: str
+    path_prefix: str
+    function: stats.FunctionKey
+    methods: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.path_prefix.startswith("/"):
+            raise ValueError(f"a path prefix starts with '/': {self.path_prefix!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Match:
+    """The outcome of routing: the function and whether this is the invoke API."""
+
+    function: stats.FunctionKey
+    invoke: bool = False
+
+
+class Router:
+    """Immutable routing table; build a new one when routes change."""
+
+    def __init__(self, routes: Iterable[Route] = ()) -> None:
+        by_host: dict[bytes, list[tuple[bytes, frozenset[bytes], Match]]] = {}
+        for route in routes:
+            host = b"" if route.host in ("", "*") else route.host.lower().encode()
+            prefix = route.path_prefix.rstrip("/").encode()
+            methods = frozenset(m.upper().encode() for m in route.methods)
+            by_host.setdefault(host, []).append((prefix, methods, Match(route.function)))
+        for entries in by_host.values():
+            entries.sort(key=lambda entry: len(entry[0]), reverse=True)
+        self._by_host = by_host
+        self._cache: dict[tuple[bytes, bytes, bytes], Match | None] = {}
+
+    def match(self, host: bytes, path: bytes, method: bytes) -> Match | None:
+        """Route a request; ``path`` may carry a query string, ``host`` a port."""
+        key = (host, path, method)
+        cache = self._cache
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        result = self._match(host, path, method)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = result
+        return result
+
+    def _match(self, host: bytes, path: bytes, method: bytes) -> Match | None:
+        path = path.split(b"?", 1)[0]
+        if path.startswith(INVOKE_PREFIX):
+            return _invoke_match(path)
+        name = host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
+        name = name.lower()
+        for candidates in (self._by_host.get(name), self._by_host.get(b"")):
+            if not candidates:
+                continue
+            for prefix, methods, match in candidates:
+                if methods and method not in methods:
+                    continue
+                if not prefix or path == prefix or path.startswith(prefix + b"/"):
+                    return match
+        return None
+
+
+def _invoke_match(path: bytes) -> Match | None:
+    if not path.endswith(INVOKE_SUFFIX):
+        return None
+    parts = path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)].split(b"/")
+    if len(parts) != 2 or not all(parts):
+        return None
+    try:
+        namespace, name = (part.decode("ascii") for part in parts)
+    except UnicodeDecodeError:
+        return None
+    return Match(stats.FunctionKey(namespace, name), invoke=True)

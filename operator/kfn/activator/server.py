@@ -1,0 +1,180 @@
+"""Wiring the activator: proxy, throttlers, async invoker, metrics, stats, endpoints.
+
+:class:`Activator` owns the pieces and the lifecycle. Its inputs — routes,
+per-function limits and ready endpoints — are pushed in by whoever knows them (a
+static config here; a Kubernetes watcher in a cluster).
+
+Graceful shutdown: stop accepting, tell idle keep-alive connections to close and
+busy ones to close after their response (``Connection: close``), wait for
+in-flight requests and accepted events up to a drain timeout, then stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+
+from kfn import stats
+from kfn.activator import (
+    async_invoke,
+    call,
+    endpoints,
+    metrics,
+    proxy,
+    router,
+    stats_reporter,
+    throttler,
+)
+from kfn.activator import config as configs
+
+logger = logging.getLogger(__name__)
+
+
+class Activator:
+    """One activator process's state and lifecycle."""
+
+    def __init__(
+        self,
+        *,
+        routes: Iterable[router.Route] = (),
+        functions: Mapping[stats.FunctionKey, configs.FunctionLimits] | None = None,
+        activator_id: str = "activator",
+        stats_sink: stats_reporter.StatsSink | None = None,
+        destination: async_invoke.Destination | None = None,
+        event_capacity: int = 10_000,
+        event_retry_delays: tuple[float, ...] = (60.0, 120.0),
+        event_throttle_backoff: tuple[float, float] = (1.0, 300.0),
+    ) -> None:
+        self.metrics = metrics.Metrics(lambda: self.throttlers)
+        self.reporter = (
+            stats_reporter.StatsReporter(activator_id, lambda: self.throttlers, stats_sink)
+            if stats_sink is not None
+            else None
+        )
+        self.invoker = async_invoke.AsyncInvoker(
+            self._deliver,
+            destination or async_invoke.LoggingDestination(),
+            capacity=event_capacity,
+            retry_delays=event_retry_delays,
+            throttle_backoff=event_throttle_backoff,
+        )
+        self.ctx = proxy.Context(router.Router(routes), self.invoker)
+        self._pending_endpoints: dict[stats.FunctionKey, frozenset[str]] = {}
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.set_functions(functions or {})
+
+    # --- inputs -------------------------------------------------------------------------
+
+    @property
+    def throttlers(self) -> dict[stats.FunctionKey, throttler.Throttler]:
+        return {key: entry.throttler for key, entry in self.ctx.functions.items()}
+
+    def set_routes(self, routes: Iterable[router.Route]) -> None:
+        self.ctx.router = router.Router(routes)
+
+    def set_functions(self, functions: Mapping[stats.FunctionKey, configs.FunctionLimits]) -> None:
+        """Add, update and remove functions; removed ones fail their queued requests."""
+        current = self.ctx.functions
+        for key in list(current):
+            if key not in functions:
+                current.pop(key).throttler.close()
+        for key, limits in functions.items():
+            entry = current.get(key)
+            if entry is None:
+                throttle = throttler.Throttler(
+                    key,
+                    concurrency=limits.concurrency,
+                    queue_limit=limits.queue_limit,
+                    poke=self._poke,
+                    on_cold_start=self.metrics.cold_start,
+                )
+                current[key] = proxy.FunctionEntry(key, limits, throttle, self.metrics.of(key))
+                pending = self._pending_endpoints.pop(key, None)
+                if pending is not None:
+                    throttle.update_endpoints(pending)
+            elif entry.limits != limits:
+                entry.throttler.concurrency = limits.concurrency
+                entry.throttler.queue_limit = limits.queue_limit
+                current[key] = proxy.FunctionEntry(key, limits, entry.throttler, entry.metrics)
+
+    def update_endpoints(self, function: stats.FunctionKey, addresses: frozenset[str]) -> None:
+        """The ready endpoints of a function changed (an ``EndpointSource`` update)."""
+        entry = self.ctx.functions.get(function)
+        if entry is None:
+            self._pending_endpoints[function] = addresses
+        else:
+            entry.throttler.update_endpoints(addresses)
+
+    def _poke(self, function: stats.FunctionKey) -> None:
+        if self.reporter is not None:
+            self.reporter.poke(function)
+
+    async def _deliver(
+        self, function: stats.FunctionKey, request_id: str, payload: bytes
+    ) -> async_invoke.Outcome:
+        entry = self.ctx.functions.get(function)
+        if entry is None:
+            return async_invoke.Outcome(404, b"no such function")
+        return await call.invoke(
+            entry.throttler, function.name, request_id, payload, timeout_s=entry.timeout
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        metrics_port: int | None = None,
+        endpoint_source: endpoints.EndpointSource | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        ctx = self.ctx
+        server = await loop.create_server(
+            lambda: proxy.ClientProtocol(ctx), host, port, backlog=2048
+        )
+        self._servers.append(server)
+        if metrics_port is not None:
+            self._servers.append(await metrics.serve(self.metrics, host, metrics_port))
+        self.invoker.start()
+        if self.reporter is not None:
+            self._tasks.append(loop.create_task(self.reporter.run()))
+        if endpoint_source is not None:
+            self._tasks.append(loop.create_task(endpoint_source.run(self.update_endpoints)))
+
+    @property
+    def ports(self) -> list[int]:
+        """The bound ports: the proxy's first, then the metrics port if any."""
+        return [s.sockets[0].getsockname()[1] for s in self._servers if s.sockets]
+
+    async def shutdown(self, drain_timeout: float = 30.0) -> None:
+        """Stop accepting, let in-flight requests and accepted events finish, then stop."""
+        ctx = self.ctx
+        ctx.draining = True
+        for server in self._servers:
+            server.close()
+        for connection in list(ctx.connections):
+            connection.drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_timeout):
+                await ctx.all_closed.wait()
+        for connection in list(ctx.connections):
+            connection.abort()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                await self.invoker.wait_idle()
+        await self.invoker.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for entry in ctx.functions.values():
+            entry.throttler.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()

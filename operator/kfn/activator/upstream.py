@@ -1,0 +1,303 @@
+"""Connections to function pods: one keep-alive pool per endpoint.
+
+An :class:`Endpoint` is one ready pod address (``ip:port``) with its in-flight
+count (kept by the throttler) and its idle keep-alive connections. Reusing a
+connection saves a TCP handshake and a socket per request, the largest single
+cost of a naive proxy.
+
+An :class:`UpstreamConnection` sends one request at a time and parses the response
+with httptools, handing the pieces to a :class:`ResponseSink` (the client-side
+exchange, or a buffering sink for async invocations). Response headers are
+filtered while parsed (hop-by-hop ones dropped) into one byte string, so the sink
+writes them on without building a header dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+from typing import Protocol
+
+import httptools
+
+#: Response headers that belong to one connection (RFC 9110 §7.6.1), plus the
+#: framing headers the proxy rewrites itself.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+
+class ResponseSink(Protocol):
+    """Receives one response from an :class:`UpstreamConnection`."""
+
+    def on_interim(self, status: int, reason: bytes, headers: bytes) -> None:
+        """A 1xx response (not 101) arrived; a final one follows."""
+
+    def on_response_head(
+        self, status: int, reason: bytes, headers: bytes, length_known: bool
+    ) -> None:
+        """The final response's head; ``headers`` are filtered, CRLF-terminated lines."""
+
+    def on_response_body(self, data: bytes) -> None:
+        """A piece of the (de-chunked) response body."""
+
+    def on_response_complete(self, reusable: bool) -> None:
+        """The response ended; ``reusable``: the upstream connection may carry another."""
+
+    def on_upstream_lost(self, exc: BaseException | None) -> None:
+        """The connection failed or closed before the response completed."""
+
+    def on_upstream_pause(self, paused: bool) -> None:
+        """The upstream socket's write buffer is full (True) or drained (False)."""
+
+    def flush(self) -> None:
+        """A batch of received bytes was handled: write out what it produced at once."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to a pod, carrying one request at a time."""
+
+    __slots__ = (
+        "_chunked",
+        "_head_request",
+        "_headers",
+        "_length_known",
+        "_parser",
+        "_reason",
+        "_reset_parser",
+        "_status",
+        "_until_close",
+        "closed",
+        "endpoint",
+        "sink",
+        "transport",
+    )
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self.sink: ResponseSink | None = None
+        self.closed = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers = bytearray()
+        self._reason = b""
+        self._status = 0
+        self._length_known = False
+        self._chunked = False
+        self._head_request = False
+        self._reset_parser = False
+        self._until_close = False
+
+    # --- used by the sink ---------------------------------------------------------
+
+    def send(self, head: bytes, sink: ResponseSink, *, head_request: bool) -> None:
+        """Start a request: write its head; the body follows through :meth:`write`."""
+        assert self.transport is not None
+        self.sink = sink
+        self._head_request = head_request
+        self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def pause_reading(self, paused: bool) -> None:
+        """Stop (or restart) reading the response while the client cannot keep up."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if paused:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        """Drop the connection: the request it carries was abandoned."""
+        self.sink = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport.
+        self.transport = typing.cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.endpoint.forget(self)
+        sink, self.sink = self.sink, None
+        if sink is None:
+            return
+        if self._until_close and exc is None:
+            # A response without Content-Length or chunking ends when the pod closes.
+            sink.on_response_complete(False)
+        else:
+            sink.on_upstream_lost(exc)
+        sink.flush()
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_pause(True)
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_pause(False)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:
+            # A pod talking out of turn: the connection's state is unknown.
+            self.abort()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            sink, self.sink = self.sink, None
+            self.abort()
+            if sink is not None:
+                sink.on_upstream_lost(exc)
+            return
+        if self._reset_parser:
+            self._reset_parser = False
+            self._parser = httptools.HttpResponseParser(self)
+        # One write per batch of bytes received: head and body of a small response
+        # leave in one segment, not two.
+        sink.flush()
+
+    # --- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = bytearray()
+        self._reason = b""
+        self._length_known = False
+        self._chunked = False
+        self._until_close = False
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            if lower == b"transfer-encoding":
+                self._chunked = value.lower().endswith(b"chunked")
+            return
+        if lower == b"content-length":
+            self._length_known = True
+        self._headers += name + b": " + value + b"\r\n"
+
+    def on_headers_complete(self) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        status = self._parser.get_status_code()
+        self._status = status
+        if 100 <= status < 200:
+            if status != 101:
+                sink.on_interim(status, self._reason, bytes(self._headers))
+            return
+        no_body = status in (204, 304) or self._head_request
+        length_known = self._length_known or no_body
+        self._until_close = not (length_known or self._chunked)
+        sink.on_response_head(status, self._reason, bytes(self._headers), length_known)
+        if self._head_request:
+            # httptools cannot be told that a HEAD response has no body; end it here
+            # and give the next response a fresh parser.
+            self._reset_parser = True
+            self._finish()
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None and not self._head_request:
+            self.sink.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self._status < 200 or self._head_request:
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            reusable = self._parser.should_keep_alive() and not self.closed
+            sink.on_response_complete(reusable)
+
+
+class Endpoint:
+    """A ready pod address with its in-flight count and idle connections."""
+
+    __slots__ = (
+        "address",
+        "closed",
+        "connect_timeout",
+        "draining",
+        "host",
+        "idle",
+        "in_flight",
+        "max_idle",
+        "port",
+    )
+
+    def __init__(self, address: str, *, max_idle: int = 256, connect_timeout: float = 2.0) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"endpoint address must be host:port, got {address!r}")
+        self.address = address
+        self.host = host.strip("[]")
+        self.port = int(port)
+        self.in_flight = 0
+        self.draining = False
+        self.closed = False
+        self.idle: list[UpstreamConnection] = []
+        self.max_idle = max_idle
+        self.connect_timeout = connect_timeout
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.address!r}, in_flight={self.in_flight})"
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle keep-alive connection, or None (most recently used first)."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        return None
+
+    async def connect(self) -> UpstreamConnection:
+        """Open a new connection; raises OSError (or TimeoutError) when the pod is not there."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            _, protocol = await loop.create_connection(
+                lambda: UpstreamConnection(self), self.host, self.port
+            )
+        return protocol
+
+    def put_idle(self, conn: UpstreamConnection) -> None:
+        """Return a connection after a complete exchange, or close it if not wanted."""
+        if self.closed or conn.closed or len(self.idle) >= self.max_idle:
+            conn.abort()
+            return
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """A connection closed; drop it from the idle list if it sits there."""
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    def close(self) -> None:
+        """The endpoint left: close idle connections now, busy ones when they finish."""
+        self.closed = True
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.abort()

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import uvloop
+
+from kfn import stats
+from kfn.activator import config, router, server
+
+from .http import Backend
+
+FN = stats.FunctionKey("default", "hello")
+
+MakeActivator = Callable[..., Awaitable[server.Activator]]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run every test on the standard loop and on uvloop (what the activator runs on)."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+@pytest_asyncio.fixture
+async def backend() -> AsyncIterator[Backend]:
+    started = await Backend("a").start()
+    yield started
+    await started.stop()
+
+
+@pytest_asyncio.fixture
+async def make_activator() -> AsyncIterator[MakeActivator]:
+    """Start activators on free ports; each serves FN for any host under '/'."""
+    started: list[server.Activator] = []
+
+    async def make(
+        *,
+        concurrency: int = 10,
+        timeout_ms: int = 3000,
+        queue_limit: int = 1000,
+        endpoints: frozenset[str] = frozenset(),
+        metrics_port: int | None = None,
+        **kwargs: Any,
+    ) -> server.Activator:
+        activator = server.Activator(
+            routes=[router.Route(host="*", path_prefix="/", function=FN)],
+            functions={
+                FN: config.FunctionLimits(
+                    concurrency=concurrency, timeout_ms=timeout_ms, queue_limit=queue_limit
+                )
+            },
+            **kwargs,
+        )
+        await activator.start("127.0.0.1", 0, metrics_port=metrics_port)
+        activator.update_endpoints(FN, endpoints)
+        started.append(activator)
+        return activator
+
+    yield make
+    for activator in started:
+        await activator.shutdown(drain_timeout=1)

@@ -1,0 +1,148 @@
+"""The invoke API: synchronous and asynchronous (Event) invocations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from kfn.activator import async_invoke
+
+from .conftest import FN, MakeActivator
+from .http import Backend, Client
+
+INVOKE = "/_kfn/functions/default/hello/invoke"
+
+
+class CollectingDestination:
+    """An on-failure destination that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.records: list[async_invoke.FailedEvent] = []
+
+    async def on_failure(self, record: async_invoke.FailedEvent) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.asyncio
+async def test_sync_invoke_goes_to_the_pod_invoke_path_with_contract_headers(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(timeout_ms=5000, endpoints=frozenset({backend.address}))
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("POST", INVOKE, b'{"n": 1}')
+    assert response.status == 200
+    seen = response.json()
+    assert seen["path"] == "/_kfn/invoke"
+    assert seen["headers"]["kfn-function-name"] == "hello"
+    assert seen["headers"]["kfn-invocation-type"] == "RequestResponse"
+    assert seen["headers"]["kfn-request-id"] == response.headers["kfn-request-id"]
+    deadline = int(seen["headers"]["kfn-deadline-ms"])
+    assert 4000 < deadline - int(time.time() * 1000) <= 5000
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_invoke_api_needs_post(make_activator: MakeActivator) -> None:
+    activator = await make_activator()
+    client = await Client.connect(activator.ports[0])
+    assert (await client.request("GET", INVOKE)).status == 405
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_invoke_of_an_unknown_function_answers_404(make_activator: MakeActivator) -> None:
+    activator = await make_activator()
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("POST", "/_kfn/functions/default/nope/invoke", b"{}")
+    assert response.status == 404
+    await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("header", ["Kfn-Invocation-Type", "X-Amz-Invocation-Type"])
+async def test_event_invoke_is_accepted_at_once_and_delivered_later(
+    header: str, backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator()
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("POST", INVOKE, b'{"e": 1}', headers={header: "Event"})
+    assert response.status == 202
+    request_id = response.json()["requestId"]
+    assert response.headers["kfn-request-id"] == request_id
+    assert backend.seen == []
+    activator.update_endpoints(FN, frozenset({backend.address}))
+    await asyncio.wait_for(activator.invoker.wait_idle(), 2)
+    assert [s.path for s in backend.seen] == ["/_kfn/invoke"]
+    assert backend.seen[0].headers["kfn-request-id"] == request_id
+    assert backend.seen[0].headers["kfn-invocation-type"] == "Event"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_event_function_error_is_retried_twice_then_sent_to_the_destination(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    destination = CollectingDestination()
+    backend.invoke_failures = 10
+    activator = await make_activator(
+        endpoints=frozenset({backend.address}),
+        destination=destination,
+        event_retry_delays=(0.01, 0.02),
+    )
+    client = await Client.connect(activator.ports[0])
+    response = await client.request(
+        "POST", INVOKE, b'{"e": 2}', headers={"Kfn-Invocation-Type": "Event"}
+    )
+    await asyncio.wait_for(activator.invoker.wait_idle(), 2)
+    assert len(backend.seen) == 3
+    [record] = destination.records
+    assert record.request_id == response.json()["requestId"]
+    assert record.condition == "RetriesExhausted"
+    assert record.attempts == 3
+    assert record.payload == b'{"e": 2}'
+    assert json.loads(record.response)["errorType"] == "Boom"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_event_succeeds_on_a_retry_and_reaches_no_destination(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    destination = CollectingDestination()
+    backend.invoke_failures = 1
+    activator = await make_activator(
+        endpoints=frozenset({backend.address}),
+        destination=destination,
+        event_retry_delays=(0.01, 0.02),
+    )
+    client = await Client.connect(activator.ports[0])
+    await client.request("POST", INVOKE, b"{}", headers={"Kfn-Invocation-Type": "Event"})
+    await asyncio.wait_for(activator.invoker.wait_idle(), 2)
+    assert len(backend.seen) == 2
+    assert destination.records == []
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_event_queue_full_answers_429(make_activator: MakeActivator) -> None:
+    activator = await make_activator(event_capacity=1)
+    client = await Client.connect(activator.ports[0])
+    headers = {"Kfn-Invocation-Type": "Event"}
+    assert (await client.request("POST", INVOKE, b"{}", headers=headers)).status == 202
+    refused = await client.request("POST", INVOKE, b"{}", headers=headers)
+    assert refused.status == 429
+    assert refused.json()["errorType"] == "TooManyRequestsException"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_event_payload_over_256_kib_answers_413(make_activator: MakeActivator) -> None:
+    activator = await make_activator()
+    client = await Client.connect(activator.ports[0])
+    big = b"x" * (256 * 1024 + 1)
+    response = await client.request("POST", INVOKE, big, headers={"Kfn-Invocation-Type": "Event"})
+    assert response.status == 413
+    await client.close()

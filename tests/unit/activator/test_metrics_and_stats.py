@@ -1,0 +1,98 @@
+"""Metrics on their own port, and the stats messages sent to the autoscaler."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from kfn import stats
+from kfn.activator import stats_reporter
+from kfn.autoscaler import server as stats_server
+
+from .conftest import FN, MakeActivator
+from .http import Backend, Client
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Collecting:
+    def __init__(self) -> None:
+        self.messages: list[stats.StatMessage] = []
+
+    async def send(self, message: stats.StatMessage) -> None:
+        self.messages.append(message)
+
+
+@pytest.mark.asyncio
+async def test_metrics_are_served_with_conventional_names(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(
+        metrics_port=_free_port(), endpoints=frozenset({backend.address})
+    )
+    client = await Client.connect(activator.ports[0])
+    for _ in range(3):
+        await client.request("GET", "/")
+    await client.close()
+    scraper = await Client.connect(activator.ports[1])
+    page = (await scraper.request("GET", "/metrics")).body.decode()
+    assert 'kfn_activator_requests_total{code="200",function="default/hello"} 3.0' in page
+    assert 'kfn_activator_request_duration_seconds_count{function="default/hello"} 3.0' in page
+    assert 'kfn_activator_cold_starts_total{function="default/hello"} 0.0' in page
+    assert "kfn_activator_cold_start_duration_seconds_bucket" in page
+    assert 'kfn_activator_queue_depth{function="default/hello"} 0.0' in page
+    assert 'kfn_activator_in_flight{function="default/hello"} 0.0' in page
+
+
+@pytest.mark.asyncio
+async def test_reporter_lists_functions_with_activity(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    sink = Collecting()
+    activator = await make_activator(endpoints=frozenset({backend.address}), stats_sink=sink)
+    assert activator.reporter is not None
+    assert activator.reporter.build().functions == ()
+    client = await Client.connect(activator.ports[0])
+    await client.request("GET", "/")
+    message = activator.reporter.build()
+    [stat] = message.functions
+    assert stat.function == FN
+    assert stat.requests == 1
+    assert stat.peak_concurrency == 1
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_cold_request_pokes_the_autoscaler_over_http_at_once(
+    make_activator: MakeActivator,
+) -> None:
+    received: list[stats.StatMessage] = []
+
+    async def receive(message: stats.StatMessage) -> None:
+        received.append(message)
+
+    port = _free_port()
+    endpoint = await stats_server.serve(receive, "127.0.0.1", port)
+    sink = stats_reporter.HttpStatsSink(f"http://127.0.0.1:{port}/stats")
+    activator = await make_activator(stats_sink=sink, timeout_ms=300, activator_id="act-1")
+    client = await Client.connect(activator.ports[0])
+    pending = asyncio.ensure_future(client.request("GET", "/"))
+    for _ in range(50):
+        if received:
+            break
+        await asyncio.sleep(0.01)
+    [poke] = received
+    assert poke.poke
+    assert poke.activator == "act-1"
+    assert poke.functions[0].function == FN
+    assert poke.functions[0].queued == 1
+    assert (await pending).status == 504
+    await client.close()
+    endpoint.close()

@@ -1,0 +1,214 @@
+"""Holding, balancing and limiting requests through the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import tracemalloc
+
+import pytest
+
+from kfn import stats
+from kfn.activator import server
+
+from .conftest import FN, MakeActivator
+from .http import Backend, Client
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.asyncio
+async def test_request_waits_in_queue_until_an_endpoint_is_ready(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    pokes: list[stats.FunctionKey] = []
+    activator = await make_activator()
+    activator.ctx.functions[FN].throttler.poke = pokes.append
+    client = await Client.connect(activator.ports[0])
+    pending = asyncio.ensure_future(client.request("GET", "/cold"))
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    assert pokes == [FN]
+    activator.update_endpoints(FN, frozenset({backend.address}))
+    response = await asyncio.wait_for(pending, 2)
+    assert response.json()["path"] == "/cold"
+    assert activator.metrics.functions[FN].cold_starts == 1
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_never_more_than_concurrency_requests_per_endpoint(
+    make_activator: MakeActivator,
+) -> None:
+    first, second = await Backend("a").start(), await Backend("b").start()
+    activator = await make_activator(
+        concurrency=2, endpoints=frozenset({first.address, second.address})
+    )
+    clients = [await Client.connect(activator.ports[0]) for _ in range(12)]
+    responses = await asyncio.gather(*(c.request("GET", "/slow?ms=30") for c in clients))
+    assert all(r.status == 200 for r in responses)
+    assert first.peak <= 2
+    assert second.peak <= 2
+    assert {r.json()["backend"] for r in responses} == {"a", "b"}
+    for client in clients:
+        await client.close()
+    await first.stop()
+    await second.stop()
+
+
+@pytest.mark.asyncio
+async def test_queue_bound_answers_503_with_retry_after(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(queue_limit=2)
+    clients = [await Client.connect(activator.ports[0]) for _ in range(3)]
+    waiting = [asyncio.ensure_future(c.request("GET", "/")) for c in clients[:2]]
+    await asyncio.sleep(0.05)
+    refused = await clients[2].request("GET", "/")
+    assert refused.status == 503
+    assert refused.headers["retry-after"] == "1"
+    activator.update_endpoints(FN, frozenset({backend.address}))
+    assert [r.status for r in await asyncio.gather(*waiting)] == [200, 200]
+    for client in clients:
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_waiting_past_the_function_timeout_answers_504_in_lambda_shape(
+    make_activator: MakeActivator,
+) -> None:
+    activator = await make_activator(timeout_ms=100)
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("GET", "/")
+    assert response.status == 504
+    assert response.json() == {
+        "errorType": "TimeoutError",
+        "errorMessage": "Task timed out after 0.10 seconds",
+    }
+    assert activator.ctx.functions[FN].throttler.queued == 0
+    # The connection stays usable after a timeout with the request fully read.
+    assert (await client.request("GET", "/")).status == 504
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_slow_function_times_out_with_504_and_frees_its_slot(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(
+        timeout_ms=100, concurrency=1, endpoints=frozenset({backend.address})
+    )
+    client = await Client.connect(activator.ports[0])
+    assert (await client.request("GET", "/slow?ms=1000")).status == 504
+    assert activator.ctx.functions[FN].throttler.in_flight == 0
+    assert (await client.request("GET", "/fast")).status == 200
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_refused_connection_is_retried_on_another_endpoint(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    dead = f"127.0.0.1:{_free_port()}"
+    activator = await make_activator(concurrency=1, endpoints=frozenset({dead, backend.address}))
+    # Occupy nothing: least-loaded picks either; ask enough times to hit the dead one.
+    for _ in range(4):
+        client = await Client.connect(activator.ports[0])
+        response = await client.request("GET", "/")
+        assert response.status == 200
+        await client.close()
+    assert len(backend.seen) == 4
+
+
+@pytest.mark.asyncio
+async def test_only_dead_endpoints_answer_502(make_activator: MakeActivator) -> None:
+    activator = await make_activator(endpoints=frozenset({f"127.0.0.1:{_free_port()}"}))
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("GET", "/")
+    assert response.status == 502
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_removed_endpoint_finishes_in_flight_requests_and_gets_no_new_ones(
+    make_activator: MakeActivator,
+) -> None:
+    old, new = await Backend("old").start(), await Backend("new").start()
+    activator = await make_activator(endpoints=frozenset({old.address}))
+    first = await Client.connect(activator.ports[0])
+    slow = asyncio.ensure_future(first.request("GET", "/slow?ms=100"))
+    await asyncio.sleep(0.03)
+    activator.update_endpoints(FN, frozenset({new.address}))
+    second = await Client.connect(activator.ports[0])
+    assert (await second.request("GET", "/")).json()["backend"] == "new"
+    assert (await slow).json()["backend"] == "old"
+    assert len(old.seen) == 1
+    for client in (first, second):
+        await client.close()
+    await old.stop()
+    await new.stop()
+
+
+@pytest.mark.asyncio
+async def test_unknown_route_answers_404(make_activator: MakeActivator) -> None:
+    activator = await make_activator()
+    activator.set_routes([])
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("GET", "/nothing")
+    assert response.status == 404
+    assert response.json()["errorType"] == "ResourceNotFoundException"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_fifty_mebibyte_body_streams_both_ways_without_buffering(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(timeout_ms=60_000, endpoints=frozenset({backend.address}))
+    client = await Client.connect(activator.ports[0])
+    size = 50 * 1024 * 1024
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    digest = hashlib.sha256()
+    tracemalloc.start()
+    await client.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    for _ in range(size // len(chunk)):
+        digest.update(chunk)
+        await client.send(chunk)
+    response = await client.read_response()
+    download = await client.request("GET", "/stream?mib=50")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert response.json()["body_size"] == size
+    assert response.json()["body_sha256"] == digest.hexdigest()
+    assert len(download.body) == size
+    # The client keeps the 50 MiB download (plus parsing copies); the proxy adds
+    # little on top: an activator that buffered both bodies would add 100 MiB.
+    assert peak < 3 * size
+
+
+@pytest.mark.asyncio
+async def test_graceful_shutdown_finishes_in_flight_requests_and_closes(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator: server.Activator = await make_activator(endpoints=frozenset({backend.address}))
+    port = activator.ports[0]
+    busy = await Client.connect(port)
+    idle = await Client.connect(port)
+    assert (await idle.request("GET", "/")).status == 200
+    pending = asyncio.ensure_future(busy.request("GET", "/slow?ms=200"))
+    await asyncio.sleep(0.05)
+    shutdown = asyncio.ensure_future(activator.shutdown(drain_timeout=5))
+    await asyncio.sleep(0.05)
+    assert await idle.closed()
+    response = await pending
+    assert response.status == 200
+    assert response.headers["connection"] == "close"
+    await shutdown
+    with pytest.raises(ConnectionRefusedError):
+        await Client.connect(port)

@@ -1,0 +1,66 @@
+"""Routing: host, longest path prefix on whole segments, methods; the invoke API."""
+
+from __future__ import annotations
+
+from kfn import stats
+from kfn.activator import router
+
+API = stats.FunctionKey("default", "api")
+USERS = stats.FunctionKey("default", "users")
+SITE = stats.FunctionKey("web", "site")
+ANY = stats.FunctionKey("default", "any")
+
+
+def _router() -> router.Router:
+    return router.Router(
+        [
+            router.Route(host="*", path_prefix="/", function=ANY),
+            router.Route(host="*", path_prefix="/api", function=API),
+            router.Route(
+                host="*", path_prefix="/api/users/", function=USERS, methods=frozenset({"GET"})
+            ),
+            router.Route(host="site.example.com", path_prefix="/", function=SITE),
+        ]
+    )
+
+
+def test_longest_prefix_wins() -> None:
+    routes = _router()
+    assert routes.match(b"x", b"/api/users/7", b"GET") == router.Match(USERS)
+    assert routes.match(b"x", b"/api/orders", b"GET") == router.Match(API)
+    assert routes.match(b"x", b"/other", b"GET") == router.Match(ANY)
+
+
+def test_prefix_matches_whole_segments_only() -> None:
+    assert _router().match(b"x", b"/apix", b"GET") == router.Match(ANY)
+    assert _router().match(b"x", b"/api", b"GET") == router.Match(API)
+
+
+def test_method_restriction_falls_back_to_a_shorter_prefix() -> None:
+    assert _router().match(b"x", b"/api/users/7", b"POST") == router.Match(API)
+
+
+def test_named_host_wins_over_any_host_and_ignores_port_and_case() -> None:
+    routes = _router()
+    assert routes.match(b"Site.Example.com:8080", b"/api", b"GET") == router.Match(SITE)
+
+
+def test_query_string_is_ignored_for_matching() -> None:
+    assert _router().match(b"x", b"/api?x=/y", b"GET") == router.Match(API)
+
+
+def test_no_route_gives_none() -> None:
+    routes = router.Router([router.Route(host="a.example", path_prefix="/", function=ANY)])
+    assert routes.match(b"b.example", b"/", b"GET") is None
+
+
+def test_invoke_api_path_names_the_function() -> None:
+    match = router.Router().match(b"x", b"/_kfn/functions/team-a/resize/invoke", b"POST")
+    assert match == router.Match(stats.FunctionKey("team-a", "resize"), invoke=True)
+
+
+def test_malformed_invoke_paths_do_not_match() -> None:
+    routes = router.Router()
+    assert routes.match(b"x", b"/_kfn/functions/only-one/invoke", b"POST") is None
+    assert routes.match(b"x", b"/_kfn/functions/a/b/c/invoke", b"POST") is None
+    assert routes.match(b"x", b"/_kfn/functions/a/b", b"POST") is None

@@ -1,0 +1,185 @@
+"""A Function's status, decided from what the cluster shows (pure; time passed in).
+
+The operator gathers the facts — how the source resolved, the live Deployment,
+the problems its pods report — and this module turns them into conditions a
+user can act on. ``Active`` is computed here too but never feeds ``Ready``: a
+function scaled to zero is Ready and not Active.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from kfn.api import conditions, function, meta
+
+#: Container states that will not fix themselves; they make ``Deployed`` False.
+POD_FAILURES: Final = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One condition's status, reason and message."""
+
+    status: meta.ConditionStatus
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """What the operator found out about a Function in one reconcile."""
+
+    source: Verdict
+    build: Verdict
+    image: str | None
+    source_hash: str | None
+    deployment: Mapping[str, Any] | None
+    pod_problems: Sequence[str] = ()
+
+
+def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``"<pod>: <Reason>: <message>"`` for each container stuck in a failure state."""
+    found = []
+    for pod in pods:
+        name = pod.get("metadata", {}).get("name", "?")
+        statuses = pod.get("status", {}).get("containerStatuses", []) or []
+        for status in statuses:
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in POD_FAILURES:
+                message = (waiting.get("message") or "").strip()
+                found.append(f"{name}: {reason}" + (f": {message[:300]}" if message else ""))
+    return found
+
+
+def _failure(status: Mapping[str, Any]) -> str | None:
+    """The message of a Deployment condition that says it cannot progress."""
+    for cond in status.get("conditions", []) or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return str(cond.get("message", "ReplicaFailure"))
+        if (
+            cond.get("type") == "Progressing"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return str(cond.get("message", "ProgressDeadlineExceeded"))
+    return None
+
+
+def deployed(deployment: Mapping[str, Any] | None, problems: Sequence[str]) -> Verdict:
+    """Whether the function's Deployment runs the current spec."""
+    if deployment is None:
+        return Verdict("Unknown", function.Reason.DEPLOYING, "creating the Deployment")
+    status = deployment.get("status", {}) or {}
+    generation = deployment.get("metadata", {}).get("generation", 0)
+    failure = _failure(status)
+    if failure is not None:
+        return Verdict("False", function.Reason.DEPLOYMENT_FAILED, failure)
+    if problems:
+        return Verdict("False", function.Reason.PODS_FAILING, "; ".join(problems[:3]))
+    if status.get("observedGeneration", 0) < generation:
+        return Verdict(
+            "Unknown", function.Reason.DEPLOYING, "the Deployment controller is catching up"
+        )
+    wanted = deployment.get("spec", {}).get("replicas", 0) or 0
+    updated = status.get("updatedReplicas", 0) or 0
+    total = status.get("replicas", 0) or 0
+    ready = status.get("readyReplicas", 0) or 0
+    if updated < wanted or total > updated or ready < wanted:
+        return Verdict(
+            "Unknown",
+            function.Reason.DEPLOYING,
+            f"rolling out: {min(ready, updated)} of {wanted} pods ready with the current version",
+        )
+    return Verdict("True", function.Reason.DEPLOYED, "")
+
+
+def active(deployment: Mapping[str, Any] | None) -> Verdict:
+    """Whether pods are running; outside Ready on purpose."""
+    if deployment is None:
+        return Verdict("False", function.Reason.SCALED_TO_ZERO, "no pods")
+    ready = (deployment.get("status", {}) or {}).get("readyReplicas", 0) or 0
+    wanted = deployment.get("spec", {}).get("replicas", 0) or 0
+    if ready > 0:
+        return Verdict("True", function.Reason.ACTIVE, f"{ready} pod(s) ready")
+    if wanted == 0:
+        return Verdict(
+            "False", function.Reason.SCALED_TO_ZERO, "scaled to zero; the next request starts a pod"
+        )
+    return Verdict("False", function.Reason.ACTIVATING, f"starting {wanted} pod(s)")
+
+
+def compute(
+    fn: function.Function, facts: Facts, *, now: datetime.datetime, url: str | None
+) -> dict[str, Any]:
+    """The whole ``status`` to write, as JSON-ready data."""
+    previous = fn.status.conditions if fn.status else []
+    generation = fn.metadata.generation
+    result = list(previous)
+    verdicts: list[tuple[str, Verdict]] = [
+        (function.ConditionType.SOURCE_READY, facts.source),
+        (function.ConditionType.BUILD_SUCCEEDED, facts.build),
+    ]
+    if facts.image is not None:
+        verdicts.append(
+            (function.ConditionType.DEPLOYED, deployed(facts.deployment, facts.pod_problems))
+        )
+    else:
+        verdicts.append(
+            (
+                function.ConditionType.DEPLOYED,
+                Verdict("False", facts.source.reason, "nothing to deploy: " + facts.source.message)
+                if facts.source.status == "False"
+                else Verdict("Unknown", function.Reason.DEPLOYING, "waiting for an image"),
+            )
+        )
+    verdicts.append((function.ConditionType.ACTIVE, active(facts.deployment)))
+    for type_, verdict in verdicts:
+        result = conditions.set_condition(
+            result,
+            type_,
+            verdict.status,
+            verdict.reason,
+            verdict.message,
+            now=now,
+            observed_generation=generation,
+        )
+    result = conditions.summarize(
+        result,
+        function.READY_DEPENDS_ON,
+        ready_type=function.ConditionType.READY,
+        ready_reason=function.Reason.READY,
+        now=now,
+        observed_generation=generation,
+    )
+    order = [t.value for t in function.ConditionType]
+    result.sort(key=lambda c: order.index(c.type) if c.type in order else len(order))
+    dep_status = (facts.deployment or {}).get("status", {}) or {}
+    status = function.FunctionStatus(
+        conditions=result,
+        observed_generation=generation,
+        image=facts.image,
+        url=url,
+        replicas=dep_status.get("replicas", 0) or 0,
+        ready_replicas=dep_status.get("readyReplicas", 0) or 0,
+        source_hash=facts.source_hash,
+    )
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def same(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """True when writing ``new`` would change nothing a reader can see."""
+    return dict(current or {}) == dict(new)

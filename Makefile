@@ -20,8 +20,12 @@ $(PIP_STAMP): pyproject.toml
 
 venv: $(PIP_STAMP) ## Create the virtualenv with kfn and its development tools.
 
-up: venv cluster ## Bring up the cluster, install kfn with Helm and run the example function.
-	@echo "kfn is up. export KUBECONFIG=$(KUBECONFIG) PATH=$(KFN_CACHE)/bin:\$$PATH"
+up: venv ## Bring up the cluster, install kfn with Helm and run the example web backend.
+	$(CLUSTER) install
+	@echo "export KUBECONFIG=$(KUBECONFIG) PATH=$(KFN_CACHE)/bin:\$$PATH"
+
+image: venv ## Build the kfn image from operator/Dockerfile and push it to the local registry.
+	$(CLUSTER) image
 
 cluster: venv ## Bring up the local Kubernetes cluster (idempotent; builds it the first time).
 	$(CLUSTER) up
@@ -38,8 +42,9 @@ lint: venv ## ruff (lint and format check), mypy strict and the import layering 
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-crds: venv ## Regenerate crds/ from the pydantic models in kfn.api.
+crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models in kfn.api.
 	PYTHONPATH=operator $(PY) -m kfn.api.crdgen --out crds/
+	mkdir -p charts/kfn/crds && cp crds/*.yaml charts/kfn/crds/
 
 fmt: venv ## Format and fix what ruff can.
 	$(VENV)/bin/ruff format .
@@ -59,4 +64,4 @@ test-cluster: venv ## Run the cluster tests only.
 bench-pod-start: cluster ## Pod start latency floor: kubectl scale 0→1 to HTTP answer, 20 trials.
 	$(PY) bench/pod_start.py --trials 20
 
-.PHONY: help venv up cluster cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start
+.PHONY: help venv up image cluster cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start

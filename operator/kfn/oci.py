@@ -31,6 +31,8 @@ MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 _CHUNK = 1 << 20
+#: Never part of a layer made from a source tree: caches of the machine that made it.
+_SKIPPED = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache"})
 
 
 class RegistryError(RuntimeError):
@@ -496,6 +498,8 @@ def _add_tree(
     tar: tarfile.TarFile, arcname: str, source: pathlib.Path, owner: tuple[int, int] | None
 ) -> None:
     """Adds ``source`` as ``arcname``, recursing into directories in sorted order."""
+    if source.name in _SKIPPED or source.suffix == ".pyc":
+        return
     st = source.lstat()
     info = tarfile.TarInfo(arcname)
     info.mtime = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kfncluster import cluster, config
+from kfncluster import cluster, config, install, kfnimage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,11 +14,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="bring the cluster up (idempotent)")
     sub.add_parser("down", help="tear the cluster down, leaving nothing behind")
     sub.add_parser("status", help="say whether the cluster runs and what a previous run left")
+    sub.add_parser("image", help="build and push the kfn image from operator/Dockerfile")
+    sub.add_parser("install", help="up, then install kfn with Helm and run the example")
     args = parser.parse_args(argv)
     if args.command == "up":
         return cluster.up()
     if args.command == "down":
         return cluster.down()
+    if args.command == "image":
+        print(kfnimage.build(config.Paths()))
+        return 0
+    if args.command == "install":
+        return install.up()
     paths = config.Paths()
     if cluster.running(paths):
         print("running")

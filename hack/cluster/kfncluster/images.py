@@ -12,6 +12,7 @@ from, and pushed to the local registry when the registry lacks it.
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
 import shutil
 import subprocess
@@ -20,6 +21,10 @@ from collections.abc import Callable
 
 from kfn import oci
 from kfncluster import config
+
+NONROOT = 65532
+#: Bumped when what :func:`debian_base` does to the tree changes, to rebuild it.
+BASE_LAYOUT_VERSION = "2"
 
 #: Removed from the debootstrap tree: documentation, caches and package lists
 #: that only make the image larger.
@@ -66,6 +71,9 @@ def _cached(
     if image is None:
         image = make(store)
         store.save_index(image, name)
+        for stale in paths.images.glob(f"{name}-*"):
+            if stale != root:
+                shutil.rmtree(stale, ignore_errors=True)
     return image
 
 
@@ -142,6 +150,15 @@ def debian_base(
                 shutil.rmtree(target)
             target.mkdir()
         (rootfs / "etc" / "hostname").write_text("kfn\n")
+        # The unprivileged user every kfn container runs as (uid 65532, as in
+        # distroless), so that programs asking "who am I" get an answer.
+        with (rootfs / "etc" / "passwd").open("a") as passwd:
+            passwd.write(f"nonroot:x:{NONROOT}:{NONROOT}:nonroot:/home/nonroot:/usr/sbin/nologin\n")
+        with (rootfs / "etc" / "group").open("a") as group:
+            group.write(f"nonroot:x:{NONROOT}:\n")
+        home = rootfs / "home" / "nonroot"
+        home.mkdir(parents=True, exist_ok=True)
+        os.chown(home, NONROOT, NONROOT)
         layer = store.layer_from_tree([("", rootfs)], owner=None)
         shutil.rmtree(rootfs)
         return store.image(
@@ -156,7 +173,7 @@ def debian_base(
             history=[f"debootstrap --variant=minbase --include={','.join(packages)}"],
         )
 
-    key = _file_key(config.DEBIAN_SUITE, config.DEBIAN_MIRROR, *packages)
+    key = _file_key(BASE_LAYOUT_VERSION, config.DEBIAN_SUITE, config.DEBIAN_MIRROR, *packages)
     return _cached(paths, name, key, make)
 
 

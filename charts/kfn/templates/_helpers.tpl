@@ -1,0 +1,108 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{/*
+Chart-wide names and labels.
+*/}}
+
+{{/*
+The chart's name, used in the app.kubernetes.io/name label. nameOverride exists
+for installing kfn under a different name next to a chart that is also called kfn.
+*/}}
+{{- define "kfn.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The release's base name; every object's name starts with it.
+Names are cut to 63 characters because Kubernetes names and label values are DNS
+labels. A release whose name already contains the chart name is not repeated
+("kfn" gives "kfn", not "kfn-kfn").
+*/}}
+{{- define "kfn.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Chart name and version for the helm.sh/chart label ("+" is not allowed in labels).
+*/}}
+{{- define "kfn.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Labels every object carries. Components add app.kubernetes.io/component through
+their own helper (kfn.operator.labels and so on).
+*/}}
+{{- define "kfn.labels" -}}
+app.kubernetes.io/name: {{ include "kfn.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kfn
+helm.sh/chart: {{ include "kfn.chart" . }}
+{{- end -}}
+
+{{/*
+The image reference shared by kfn's components: a digest, when given, pins the
+exact image and wins over the tag; the tag defaults to the chart's appVersion.
+*/}}
+{{- define "kfn.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Operator: the kopf process that turns Functions and Triggers into Deployments,
+Services and ServiceAccounts.
+*/}}
+
+{{/*
+The operator's object names: the base name cut to 54 characters plus "-operator",
+so the result stays within 63.
+*/}}
+{{- define "kfn.operator.fullname" -}}
+{{- $base := include "kfn.fullname" . | trunc 54 | trimSuffix "-" -}}
+{{- printf "%s-operator" $base -}}
+{{- end -}}
+
+{{/*
+Selector labels of the operator's pods. They never include the version: a
+Deployment's selector cannot change, and upgrades change the version.
+*/}}
+{{- define "kfn.operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kfn.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/*
+Labels of every operator object.
+*/}}
+{{- define "kfn.operator.labels" -}}
+{{ include "kfn.labels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/*
+The service account the operator runs as: the chart's own when it creates one,
+otherwise the one the installer names ("default" if none is named).
+*/}}
+{{- define "kfn.operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "kfn.operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,57 @@
+"""Prebuilt function images for the examples and tests: base + kfn runtime + code.
+
+A Function with ``source.image`` runs an image like these. The layers are the
+same as the in-cluster builder's (the runtime directory and ``/var/task``),
+assembled here with :mod:`kfn.oci` and pushed to the local registry.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import tempfile
+from collections.abc import Mapping
+
+from kfn import oci
+from kfncluster import config
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+RUNTIMES = REPO / "runtime-images"
+
+
+def push_python_function(repository: str, tag: str, files: Mapping[str, str]) -> str:
+    """Pushes the Python runtime with ``files`` in /var/task; returns ``repo@digest``."""
+    spec = json.loads((RUNTIMES / "python" / "image.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        code = pathlib.Path(tmp) / "task"
+        code.mkdir()
+        for name, content in files.items():
+            target = code / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        store = oci.BlobStore(pathlib.Path(tmp) / "blobs")
+        runtime = store.layer_from_tree(
+            [(dest, RUNTIMES / "python" / src) for src, dest in spec["copy"].items()]
+        )
+        task = store.layer_from_tree([("var/task", code)])
+        digest = oci.extend(
+            oci.Registry(config.REGISTRY),
+            oci.Reference.parse(config.BASE_PYTHON_IMAGE),
+            store=store,
+            layers=[runtime, task],
+            overrides=oci.ImageConfig(
+                entrypoint=spec["entrypoint"],
+                env=spec["env"],
+                workdir=spec["workdir"],
+                user=spec["user"],
+            ),
+            target=oci.Reference(config.REGISTRY, repository, tag),
+            history="kfn python runtime and function code",
+        )
+    return f"{config.REGISTRY}/{repository}@{digest}"
+
+
+def push_example(directory: pathlib.Path) -> str:
+    """Pushes a Python example function (every ``*.py`` of the folder)."""
+    files = {p.name: p.read_text() for p in sorted(directory.glob("*.py"))}
+    return push_python_function(f"examples/{directory.name}", "latest", files)

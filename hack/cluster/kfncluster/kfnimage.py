@@ -1,0 +1,105 @@
+"""Building kfn's own image from ``operator/Dockerfile`` and pushing it to the local registry.
+
+The Python dependencies are installed on the host (``pip install --target``
+with ``--only-binary``, for CPython 3.11 on manylinux), so the build itself
+needs no network; buildah then builds the Dockerfile unprivileged (chroot
+isolation, vfs storage in the cache) on the cluster's Debian base image and
+pushes it through the registry's HTTP API. The result is pinned by digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import shutil
+import subprocess
+import sys
+import tomllib
+
+from kfncluster import config
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+DOCKERFILE = REPO / "operator" / "Dockerfile"
+REPOSITORY = f"{config.REGISTRY}/kfn/kfn"
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
+
+
+def dependencies() -> list[str]:
+    with (REPO / "pyproject.toml").open("rb") as f:
+        return list(tomllib.load(f)["project"]["dependencies"])
+
+
+def _site_packages(paths: config.Paths, log: pathlib.Path) -> pathlib.Path:
+    """The dependencies installed for the image, cached by the requirement list."""
+    deps = dependencies()
+    key = hashlib.sha256("\n".join(deps).encode()).hexdigest()[:12]
+    target = paths.cache / "image-deps" / key
+    if (target / ".complete").exists():
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+        "--target", str(target),
+        "--only-binary=:all:", "--platform", "manylinux2014_x86_64",
+        "--python-version", "3.11", "--implementation", "cp",
+        *deps,
+    ]  # fmt: skip
+    _run(cmd, log, "installing kfn's dependencies for the image")
+    (target / ".complete").touch()
+    return target
+
+
+def _run(cmd: list[str], log: pathlib.Path, what: str) -> str:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        out.write(f"\n=== {' '.join(cmd)}\n")
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    with log.open("a") as out:
+        out.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {result.returncode}) — read {log}")
+    return result.stdout
+
+
+def build(paths: config.Paths, tag: str = "dev") -> str:
+    """Builds and pushes the kfn image; returns ``repository@digest``."""
+    log = paths.logs / "kfn-image.log"
+    site = _site_packages(paths, log)
+    context = REPO / "build" / "kfn-image"
+    if context.exists():
+        shutil.rmtree(context)
+    context.mkdir(parents=True)
+    shutil.copytree(site, context / "site-packages", ignore=_IGNORED, symlinks=True)
+    shutil.copytree(REPO / "operator" / "kfn", context / "kfn", ignore=_IGNORED)
+    storage = [
+        "--root", str(paths.cache / "buildah" / "root"),
+        "--runroot", str(paths.run / "buildah"),
+        "--storage-driver", "vfs",
+    ]  # fmt: skip
+    image = f"{REPOSITORY}:{tag}"
+    _run(
+        [
+            "buildah", *storage, "bud", "--isolation", "chroot", "--tls-verify=false",
+            "--layers", "--build-arg", f"BASE_IMAGE={config.BASE_PYTHON_IMAGE}",
+            "-f", str(DOCKERFILE), "-t", image, str(context),
+        ],
+        log,
+        "buildah bud of operator/Dockerfile",
+    )  # fmt: skip
+    digest_file = context / "digest"
+    _run(
+        [
+            "buildah",
+            *storage,
+            "push",
+            "--tls-verify=false",
+            "--digestfile",
+            str(digest_file),
+            image,
+        ],
+        log,
+        "buildah push of the kfn image",
+    )
+    return f"{REPOSITORY}@{digest_file.read_text().strip()}"

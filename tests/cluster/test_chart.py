@@ -1,0 +1,568 @@
+"""The kfn Helm chart renders what a cluster admin expects, and refuses what it must not accept.
+
+Most tests render the chart with ``helm template`` and assert on the objects, the way
+cert-manager's chart tests do. Two ask the cluster's API server without storing anything:
+a server-side dry run proves the objects are valid for the running Kubernetes (and that the
+operator's pod passes the restricted Pod Security Standard), and ``helm install
+--dry-run=server`` renders NOTES.txt, which ``helm template`` leaves out. Nothing is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from kfncluster import config
+from tests.cluster import kubeutil
+
+pytestmark = pytest.mark.cluster
+
+CHART = kubeutil.REPO / "charts" / "kfn"
+HELM = config.Paths().bin / "helm"
+NAMESPACE = "kfn-system"
+CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
+DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
+
+# A Helm release name may be 53 characters long; this one is, and it does not contain "kfn",
+# so the base name becomes "<release>-kfn" and the operator's "<base>-operator" (70 characters)
+# must be cut.
+LONG_RELEASE = "payments-platform-production-europe-west-serverless-x"
+
+# What the operator may do, as (API group, resource, verb); the contract of operator-rbac.yaml.
+OPERATOR_RULES = {
+    *((g, r, v) for g, r in [("kfn.dev", "functions"), ("kfn.dev", "triggers")]
+      for v in ["get", "list", "watch", "patch", "update"]),
+    *((g, r, v) for g, r in [("kfn.dev", "functions/status"), ("kfn.dev", "triggers/status")]
+      for v in ["get", "patch", "update"]),
+    *(("apps", "deployments", v)
+      for v in ["get", "list", "watch", "create", "patch", "update", "delete"]),
+    *(("apps", "deployments/scale", v) for v in ["get", "patch", "update"]),
+    *(("", r, v) for r in ["services", "serviceaccounts"]
+      for v in ["get", "list", "watch", "create", "patch", "update", "delete"]),
+    *(("", r, v) for r in ["configmaps", "pods"] for v in ["get", "list", "watch"]),
+    *((g, "events", v) for g in ["", "events.k8s.io"] for v in ["create", "patch"]),
+    *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ["get", "list", "watch"]),
+    *(("", "namespaces", v) for v in ["get", "list", "watch"]),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def helm(cluster: pathlib.Path) -> pathlib.Path:
+    """The helm binary the cluster tool built (the ``cluster`` fixture makes sure it exists)."""
+    assert HELM.is_file(), f"{HELM} is missing; `make cluster` builds it"
+    return HELM
+
+
+def _run_helm(
+    helm: pathlib.Path, *args: str, values: dict[str, Any] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs helm; ``values`` go in as a values file so nested maps and lists keep their types."""
+    extra = ["--values", "-"] if values is not None else []
+    return subprocess.run(
+        [str(helm), *args, *extra],
+        input=json.dumps(values) if values is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _render(
+    helm: pathlib.Path,
+    values: dict[str, Any] | None = None,
+    *,
+    release: str = "kfn",
+    set_: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """The objects ``helm template`` renders, for the Kubernetes version the cluster runs."""
+    sets = [arg for s in set_ for arg in ("--set", s)]
+    result = _run_helm(
+        helm,
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        config.KUBERNETES_VERSION,
+        *sets,
+        values=values,
+    )
+    assert result.returncode == 0, f"helm template failed: {result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def _render_error(helm: pathlib.Path, *set_: str) -> str:
+    """The message of a ``helm template`` that must fail."""
+    sets = [arg for s in set_ for arg in ("--set", s)]
+    result = _run_helm(
+        helm, "template", "kfn", str(CHART), "--kube-version", config.KUBERNETES_VERSION, *sets
+    )
+    assert result.returncode != 0, f"helm template accepted {set_}"
+    return result.stderr
+
+
+def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def _kinds(objects: list[dict[str, Any]]) -> list[str]:
+    return sorted(o["kind"] for o in objects)
+
+
+def _operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    return dict(containers[0])
+
+
+def _granted(cluster_role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in cluster_role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+# --- names and labels -------------------------------------------------------------------------
+
+
+def test_a_release_named_kfn_names_the_operator_kfn_operator(helm: pathlib.Path) -> None:
+    objects = _render(helm)
+    assert _kinds(objects) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "ServiceAccount",
+    ]
+    assert {o["metadata"]["name"] for o in objects} == {"kfn-operator"}
+
+
+def test_names_and_labels_are_cut_to_63_characters_for_the_longest_release_name(
+    helm: pathlib.Path,
+) -> None:
+    assert len(LONG_RELEASE) == 53
+    objects = _render(helm, release=LONG_RELEASE)
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        assert len(name) <= 63, name
+        assert name.endswith("-operator"), name
+        assert name.startswith(LONG_RELEASE[:40]), name
+        assert not name.removesuffix("-operator").endswith("-"), name
+        for key, value in obj["metadata"]["labels"].items():
+            assert len(value) <= 63, (key, value)
+    assert len({o["metadata"]["name"] for o in objects}) == 1
+
+
+def test_a_long_full_name_override_is_cut_to_63_characters(helm: pathlib.Path) -> None:
+    objects = _render(helm, {"fullnameOverride": "x" * 70})
+    assert {o["metadata"]["name"] for o in objects} == {"x" * 54 + "-operator"}
+
+
+def test_every_object_carries_the_recommended_labels(helm: pathlib.Path) -> None:
+    objects = _render(helm, release="fns")
+    expected = {
+        "app.kubernetes.io/name": "kfn",
+        "app.kubernetes.io/instance": "fns",
+        "app.kubernetes.io/version": CHART_META["appVersion"],
+        "app.kubernetes.io/managed-by": "Helm",
+        "app.kubernetes.io/component": "operator",
+        "helm.sh/chart": f"kfn-{CHART_META['version']}",
+    }
+    for obj in objects:
+        labels = obj["metadata"]["labels"]
+        assert labels | expected == labels, (obj["kind"], labels)
+
+
+def test_the_operator_selector_leaves_out_the_version_so_upgrades_keep_it(
+    helm: pathlib.Path,
+) -> None:
+    deployment = _one(_render(helm), "Deployment")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector == {
+        "app.kubernetes.io/name": "kfn",
+        "app.kubernetes.io/instance": "kfn",
+        "app.kubernetes.io/component": "operator",
+    }
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels | selector == pod_labels
+
+
+def test_pod_labels_and_annotations_are_added_but_cannot_replace_the_selector_labels(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(
+        helm,
+        {
+            "operator": {
+                "podLabels": {"team": "payments", "app.kubernetes.io/component": "mine"},
+                "podAnnotations": {"example.com/scrape": "true"},
+            }
+        },
+    )
+    template = _one(objects, "Deployment")["spec"]["template"]
+    assert template["metadata"]["labels"]["team"] == "payments"
+    assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    assert template["metadata"]["annotations"] == {"example.com/scrape": "true"}
+
+
+# --- the operator's Deployment ----------------------------------------------------------------
+
+
+def test_the_operator_runs_one_replica_replaced_rather_than_rolled(helm: pathlib.Path) -> None:
+    spec = _one(_render(helm), "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_the_operator_container_runs_the_operator_module_with_health_probes(
+    helm: pathlib.Path,
+) -> None:
+    container = _operator_container(_render(helm))
+    assert container["command"] == ["python3", "-m", "kfn.operator"]
+    assert container["env"] == [{"name": "KFN_LOG_LEVEL", "value": "INFO"}]
+    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "256Mi"},
+    }
+
+
+def test_the_log_level_reaches_the_operator(helm: pathlib.Path) -> None:
+    container = _operator_container(_render(helm, {"operator": {"logLevel": "DEBUG"}}))
+    assert {"name": "KFN_LOG_LEVEL", "value": "DEBUG"} in container["env"]
+
+
+def test_the_operator_pod_meets_the_restricted_pod_security_standard(
+    helm: pathlib.Path,
+) -> None:
+    pod = _one(_render(helm), "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    context = container["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    # The read-only root needs somewhere to write: an emptyDir at /tmp.
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    (volume,) = pod["volumes"]
+    assert volume["name"] == "tmp"
+    assert "emptyDir" in volume
+    assert pod["automountServiceAccountToken"] is True
+
+
+def test_scheduling_settings_are_passed_to_the_pod_unchanged(helm: pathlib.Path) -> None:
+    scheduling = {
+        "priorityClassName": "system-cluster-critical",
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "kfn", "effect": "NoSchedule"}
+        ],
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 50,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": {"app": "other"}},
+                        },
+                    }
+                ]
+            }
+        },
+    }
+    pod = _one(_render(helm, {"operator": scheduling}), "Deployment")["spec"]["template"]["spec"]
+    assert {key: pod[key] for key in scheduling} == scheduling
+
+
+def test_the_pod_sets_no_scheduling_settings_by_default(helm: pathlib.Path) -> None:
+    pod = _one(_render(helm), "Deployment")["spec"]["template"]["spec"]
+    assert not {"priorityClassName", "nodeSelector", "tolerations", "affinity"} & pod.keys()
+
+
+# --- image --------------------------------------------------------------------------------------
+
+
+def test_the_image_tag_defaults_to_the_app_version(helm: pathlib.Path) -> None:
+    container = _operator_container(_render(helm))
+    assert container["image"] == f"{DEFAULTS['image']['repository']}:{CHART_META['appVersion']}"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_an_image_tag_replaces_the_app_version(helm: pathlib.Path) -> None:
+    container = _operator_container(
+        _render(helm, {"image": {"repository": "registry.example/kfn", "tag": "dev-1"}})
+    )
+    assert container["image"] == "registry.example/kfn:dev-1"
+
+
+def test_an_image_digest_takes_precedence_over_the_tag(helm: pathlib.Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    container = _operator_container(
+        _render(helm, {"image": {"tag": "dev-1", "digest": digest, "pullPolicy": "Always"}})
+    )
+    assert container["image"] == f"{DEFAULTS['image']['repository']}@{digest}"
+    assert container["imagePullPolicy"] == "Always"
+
+
+# --- RBAC and the service account ---------------------------------------------------------------
+
+
+def test_the_operator_is_granted_exactly_what_it_touches(helm: pathlib.Path) -> None:
+    objects = _render(helm)
+    role = _one(objects, "ClusterRole")
+    assert _granted(role) == OPERATOR_RULES
+    assert all("resourceNames" not in rule for rule in role["rules"])
+    binding = _one(objects, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kfn-operator", "namespace": NAMESPACE}
+    ]
+
+
+def test_rbac_can_be_left_to_the_cluster_admin(helm: pathlib.Path) -> None:
+    objects = _render(helm, {"rbac": {"create": False}})
+    assert _kinds(objects) == ["Deployment", "ServiceAccount"]
+
+
+def test_an_existing_service_account_is_used_and_bound_by_name(helm: pathlib.Path) -> None:
+    objects = _render(helm, {"serviceAccount": {"create": False, "name": "platform-operator"}})
+    assert "ServiceAccount" not in _kinds(objects)
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "platform-operator"
+    (subject,) = _one(objects, "ClusterRoleBinding")["subjects"]
+    assert subject["name"] == "platform-operator"
+
+
+def test_service_account_annotations_are_passed_through(helm: pathlib.Path) -> None:
+    annotations = {"iam.example/role": "kfn-operator"}
+    objects = _render(helm, {"serviceAccount": {"annotations": annotations}})
+    account = _one(objects, "ServiceAccount")
+    assert account["metadata"]["annotations"] == annotations
+    assert (
+        _one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+        == (account["metadata"]["name"])
+    )
+
+
+# --- values schema and lint ---------------------------------------------------------------------
+
+
+def test_helm_lint_strict_passes(helm: pathlib.Path) -> None:
+    result = _run_helm(
+        helm, "lint", "--strict", str(CHART), "--kube-version", config.KUBERNETES_VERSION
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_the_schema_rejects_an_unknown_key_naming_it(helm: pathlib.Path) -> None:
+    message = _render_error(helm, "operator.replicas=2")
+    assert "/operator" in message
+    assert "'replicas' not allowed" in message
+
+
+def test_the_schema_rejects_an_unknown_top_level_key(helm: pathlib.Path) -> None:
+    message = _render_error(helm, "imagePullPolicy=Always")
+    assert "'imagePullPolicy' not allowed" in message
+
+
+def test_the_schema_rejects_a_wrong_type_naming_the_key_and_the_type(helm: pathlib.Path) -> None:
+    message = _render_error(helm, "rbac.create=yes")
+    assert "/rbac/create" in message
+    assert "boolean" in message
+
+
+def test_the_schema_rejects_a_malformed_digest(helm: pathlib.Path) -> None:
+    message = _render_error(helm, "image.digest=latest")
+    assert "/image/digest" in message
+
+
+def test_the_schema_rejects_an_unknown_log_level(helm: pathlib.Path) -> None:
+    message = _render_error(helm, "operator.logLevel=verbose")
+    assert "/operator/logLevel" in message
+
+
+def _object_schemas(schema: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(schema, dict):
+        if schema.get("type") == "object":
+            yield path, schema
+        for key, value in schema.items():
+            yield from _object_schemas(value, f"{path}/{key}")
+    elif isinstance(schema, list):
+        for index, value in enumerate(schema):
+            yield from _object_schemas(value, f"{path}/{index}")
+
+
+def test_every_object_in_the_schema_closes_its_keys_or_types_its_map_values() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    objects = dict(_object_schemas(schema))
+    # Helm hands a parent chart's globals to every subchart; kfn must not reject them.
+    objects.pop("/properties/global")
+    for path, obj in objects.items():
+        closed = obj.get("additionalProperties")
+        assert closed is False or isinstance(closed, dict), path
+
+
+def test_every_value_is_described_in_the_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def walk(values: dict[str, Any], node: dict[str, Any], path: str) -> None:
+        for key, value in values.items():
+            assert key in node["properties"], f"{path}{key} is not in the schema"
+            child = node["properties"][key]
+            if isinstance(value, dict) and "properties" in child:
+                walk(value, child, f"{path}{key}.")
+
+    walk(DEFAULTS, schema, "")
+
+
+# --- CRDs -----------------------------------------------------------------------------------------
+
+
+def test_the_chart_ships_the_generated_crds_unchanged() -> None:
+    generated = {p.name: p.read_bytes() for p in (kubeutil.REPO / "crds").glob("*.yaml")}
+    shipped = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert generated, "crds/ is empty"
+    assert shipped == generated, "charts/kfn/crds differs from crds/; run `make crds`"
+
+
+# --- against the cluster, storing nothing -------------------------------------------------------
+
+
+@pytest.fixture
+def restricted_namespace(cluster: pathlib.Path) -> Iterator[str]:
+    """A throwaway namespace enforcing (and warning about) the restricted Pod Security Standard."""
+    name = f"kfn-chart-{uuid.uuid4().hex[:8]}"
+    kubeutil.kubectl("create", "namespace", name)
+    try:
+        kubeutil.kubectl(
+            "label",
+            "namespace",
+            name,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/warn=restricted",
+        )
+        yield name
+    finally:
+        kubeutil.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _dry_run(namespace: str, objects: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    body = {"apiVersion": "v1", "kind": "List", "items": objects}
+    return subprocess.run(
+        [
+            str(kubeutil.KUBECTL),
+            f"--kubeconfig={kubeutil.KUBECONFIG}",
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            f"--namespace={namespace}",
+            "-f",
+            "-",
+        ],
+        input=json.dumps(body),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_api_server_accepts_every_object_and_the_restricted_standard_admits_the_pod(
+    helm: pathlib.Path, restricted_namespace: str
+) -> None:
+    objects = _render(helm, release=f"dry-{restricted_namespace}")
+    for obj in objects:
+        if "namespace" in obj["metadata"]:
+            obj["metadata"]["namespace"] = restricted_namespace
+    result = _dry_run(restricted_namespace, objects)
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+
+    # Pod Security admission only enforces on pods, so submit the Deployment's pod as one.
+    # It runs as the namespace's "default" account, which the dry run above did not create.
+    template = _one(objects, "Deployment")["spec"]["template"]
+    pod_spec = template["spec"] | {"serviceAccountName": "default"}
+    kubeutil.wait_for(
+        "the namespace's default ServiceAccount",
+        lambda: kubeutil.kubectl(
+            "get", "serviceaccount", "default", "-n", restricted_namespace, check=False
+        ),
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kfn-operator-dry-run", "labels": template["metadata"]["labels"]},
+        "spec": pod_spec,
+    }
+    result = _dry_run(restricted_namespace, [pod])
+    assert result.returncode == 0, result.stderr
+
+
+def _notes(helm: pathlib.Path, values: dict[str, Any] | None = None) -> str:
+    """NOTES.txt as ``helm install --dry-run=server`` prints it; nothing is installed."""
+    suffix = uuid.uuid4().hex[:8]
+    result = _run_helm(
+        helm,
+        "install",
+        f"notes-{suffix}",
+        str(CHART),
+        "--namespace",
+        f"kfn-notes-{suffix}",
+        "--kubeconfig",
+        str(kubeutil.KUBECONFIG),
+        "--dry-run=server",
+        values=values,
+    )
+    assert result.returncode == 0, result.stderr
+    _, marker, notes = result.stdout.partition("\nNOTES:\n")
+    assert marker, f"no NOTES in: {result.stdout[-2000:]}"
+    return notes
+
+
+def test_the_notes_give_the_next_steps_and_no_warning_by_default(helm: pathlib.Path) -> None:
+    notes = _notes(helm)
+    assert "WARNING" not in notes
+    assert "rollout status deployment/notes-" in notes
+    assert "kubectl apply -f examples/hello/function.yaml" in notes
+    assert "kubectl get fn" in notes
+    assert "docs/install.md" in notes
+    assert notes.index("examples/hello/function.yaml") < notes.index("docs/install.md")
+
+
+def test_the_notes_put_warnings_first(helm: pathlib.Path) -> None:
+    notes = _notes(helm, {"rbac": {"create": False}, "operator": {"logLevel": "DEBUG"}})
+    assert notes.startswith("WARNING: rbac.create is false")
+    assert "WARNING: operator.logLevel is DEBUG" in notes
+    assert notes.rindex("WARNING") < notes.index("kubectl apply -f examples/hello/function.yaml")
+
+
+def test_the_notes_warn_when_the_default_service_account_gets_the_permissions(
+    helm: pathlib.Path,
+) -> None:
+    notes = _notes(helm, {"serviceAccount": {"create": False}})
+    assert notes.startswith("WARNING: serviceAccount.create is false")
+    assert '"default" ServiceAccount' in notes

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, config
 
+from kfncluster import config as cluster_config
+from kfncluster import install, kfnimage
 from tests.cluster import kubeutil
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -42,3 +44,14 @@ def kube_api(cluster: pathlib.Path) -> Iterator[client.ApiClient]:
         yield api
     finally:
         api.close()
+
+
+@pytest.fixture(scope="session")
+def kfn(cluster: pathlib.Path) -> str:
+    """kfn installed with Helm from an image built from this tree (as `make up` does).
+
+    Returns the namespace kfn runs in.
+    """
+    paths = cluster_config.Paths()
+    install.install_kfn(paths, kfnimage.build(paths))
+    return install.NAMESPACE

@@ -11,21 +11,13 @@ from typing import Any
 
 import pytest
 
-from kfncluster import config, fnimage, install, kfnimage
+from kfncluster import config, fnimage, install
 from tests.cluster.kubeutil import kubectl, kubectl_json, wait_for
 
 pytestmark = pytest.mark.cluster
 
 HANDLER = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
 OPERATOR = ("-n", install.NAMESPACE, "deploy/kfn-operator")
-
-
-@pytest.fixture(scope="session")
-def kfn(cluster: pathlib.Path) -> str:
-    """kfn installed with Helm from a freshly built image (as `make up` does)."""
-    paths = config.Paths()
-    install.install_kfn(paths, kfnimage.build(paths))
-    return install.NAMESPACE
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "hack" / "cluster")]
 
 from kubernetes import client, config  # noqa: E402
+from tests.cluster.kubeutil import KUBECONFIG, kubectl  # noqa: E402
 
 from kfncluster import cluster as kcluster  # noqa: E402
 from kfncluster import config as kconfig  # noqa: E402
 from kfncluster import fnimage, install, kfnimage  # noqa: E402
-from tests.cluster.kubeutil import KUBECONFIG, kubectl  # noqa: E402
 
 HANDLER = "def handler(event, context):\n    return 'ok'\n"
 THREADS = 16
@@ -179,7 +179,7 @@ def main() -> int:
     api = config.new_client_from_config(config_file=str(KUBECONFIG))
     api.configuration.connection_pool_maxsize = THREADS
 
-    print(f"baseline: {args.functions} × (ServiceAccount, Service, Deployment) created directly")
+    print(f"baseline: {args.functions} x (ServiceAccount, Service, Deployment) created directly")
     raw = baseline(api, image, args.functions)
     rss_before = operator_peak_rss_mib()
     print(f"kfn: {args.functions} Functions applied at once")
@@ -187,7 +187,7 @@ def main() -> int:
     rss = operator_peak_rss_mib()
     print(
         f"\n{args.functions} Functions Ready in {took:.1f}s (target ≤ 60 s); "
-        f"the same children created directly: {raw:.1f}s; ratio {took / raw:.2f}×\n"
+        f"the same children created directly: {raw:.1f}s; ratio {took / raw:.2f}x\n"
         f"operator peak RSS {rss:.0f} MiB (target ≤ 256 MiB; {rss_before:.0f} MiB before the batch)"
     )
     return 0

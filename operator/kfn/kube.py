@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
-from collections.abc import Mapping
-from typing import Any, Final, cast
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, Protocol, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client import exceptions
 
@@ -25,6 +27,8 @@ REPLICAS_MANAGER: Final = "kfn-initial-scale"
 
 Object = dict[str, Any]
 
+_logger = logging.getLogger(__name__)
+
 #: The kinds kfn writes, with their API paths.
 _PATHS: Final[Mapping[tuple[str, str], tuple[str, str]]] = {
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
@@ -32,6 +36,7 @@ _PATHS: Final[Mapping[tuple[str, str], tuple[str, str]]] = {
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts"),
     ("v1", "Pod"): ("/api/v1", "pods"),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
+    ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
     ("kfn.dev/v1alpha1", "Function"): ("/apis/kfn.dev/v1alpha1", "functions"),
     ("kfn.dev/v1alpha1", "Trigger"): ("/apis/kfn.dev/v1alpha1", "triggers"),
 }
@@ -180,5 +185,178 @@ def patch_status(
         "PATCH",
         _path(api_version, kind, namespace, name) + "/status",
         body={"status": dict(status)},
+        content_type="application/merge-patch+json",
+    )
+
+
+# --- reading collections, watching, and the scale subresource ------------------------------
+#
+# The activator and the autoscaler are asyncio programs; these calls block. They run the
+# blocking ``kubernetes`` client in a thread (see :func:`reflect`) rather than a second,
+# asynchronous HTTP client: the client already knows every way a kubeconfig or an
+# in-cluster account authenticates, and a watch is one long-lived request per kind, so
+# one thread per watched kind costs nothing worth saving.
+
+SCALE_MANAGER: Final = "kfn-autoscaler"
+"""The field manager of every replica count the autoscaler writes."""
+
+
+def _collection(api_version: str, kind: str, namespace: str | None) -> str:
+    prefix, plural = _PATHS[(api_version, kind)]
+    if namespace is None:
+        return f"{prefix}/{plural}"
+    return f"{prefix}/namespaces/{namespace}/{plural}"
+
+
+def list_all(
+    api_version: str, kind: str, *, namespace: str | None = None, label_selector: str = ""
+) -> tuple[list[Object], str]:
+    """Every object of a kind (all namespaces when ``namespace`` is None) and the list's
+    resourceVersion, the point a following :func:`watch` starts from."""
+    query = [("labelSelector", label_selector)] if label_selector else []
+    result = _call("GET", _collection(api_version, kind, namespace), query=query)
+    version = str(result.get("metadata", {}).get("resourceVersion", ""))
+    return cast(list[Object], result.get("items", [])), version
+
+
+class WatchExpiredError(ApiError):
+    """The watch's resourceVersion is too old (410 Gone): list again."""
+
+
+def watch(
+    api_version: str,
+    kind: str,
+    resource_version: str,
+    *,
+    namespace: str | None = None,
+    label_selector: str = "",
+    timeout_seconds: int = 300,
+) -> Iterator[tuple[str, Object]]:
+    """Yields ``(type, object)`` for each change after ``resource_version``.
+
+    Types are ADDED, MODIFIED and DELETED; bookmarks are consumed here and only move the
+    position. Ends when the server closes the watch (after ``timeout_seconds``); raises
+    :class:`WatchExpiredError` when the position is gone, :class:`ApiError` otherwise.
+    """
+    query = [
+        ("watch", "true"),
+        ("resourceVersion", resource_version),
+        ("allowWatchBookmarks", "true"),
+        ("timeoutSeconds", str(timeout_seconds)),
+    ]
+    if label_selector:
+        query.append(("labelSelector", label_selector))
+    client_ = api()
+    _, url, headers, _, _ = client_.param_serialize(
+        method="GET",
+        resource_path=_collection(api_version, kind, namespace),
+        query_params=query,
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    try:
+        response = client_.call_api(
+            "GET", url, header_params=headers, _request_timeout=(10, timeout_seconds + 30)
+        )
+    except exceptions.ApiException as exc:
+        raise ApiError(int(exc.status or 0), str(exc.reason), str(exc.reason)) from None
+    raw = response.response
+    try:
+        if not 200 <= response.status < 300:
+            raise ApiError(
+                response.status, str(response.reason), raw.read().decode(errors="replace")
+            )
+        pending = b""
+        for chunk in raw.stream(65536, decode_content=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield _watch_event(line)
+    finally:
+        raw.release_conn()
+
+
+def _watch_event(line: bytes) -> tuple[str, Object]:
+    event = json.loads(line)
+    kind = str(event.get("type", ""))
+    obj = cast(Object, event.get("object") or {})
+    if kind == "ERROR":
+        status = int(obj.get("code", 0))
+        error = WatchExpiredError if status == 410 else ApiError
+        raise error(status, str(obj.get("reason", "")), str(obj.get("message", "")))
+    return kind, obj
+
+
+class Reflection(Protocol):
+    """Receives a kind's objects from :func:`reflect`, in the reflecting thread."""
+
+    def replace(self, objects: list[Object]) -> None:
+        """The complete current set (after the first list and after every relist)."""
+
+    def change(self, kind: str, obj: Object) -> None:
+        """One ADDED, MODIFIED or DELETED object."""
+
+
+def reflect(
+    api_version: str,
+    kind: str,
+    into: Reflection,
+    stop: threading.Event,
+    *,
+    label_selector: str = "",
+    retry_delay: float = 1.0,
+) -> None:
+    """List, then watch, a kind across all namespaces until ``stop`` is set (blocking).
+
+    The classic reflector loop: a list gives the full state and a position, the watch
+    continues from there, a closed watch resumes from the last position seen (bookmarks
+    included), an expired position means a fresh list. Errors are logged and retried
+    after ``retry_delay``. Run it in a thread; ``into`` is called from that thread.
+    """
+    version = ""
+    while not stop.is_set():
+        try:
+            if not version:
+                items, version = list_all(api_version, kind, label_selector=label_selector)
+                into.replace(items)
+            for event, obj in watch(
+                api_version, kind, version, label_selector=label_selector, timeout_seconds=240
+            ):
+                version = str(obj.get("metadata", {}).get("resourceVersion", version))
+                if event != "BOOKMARK":
+                    into.change(event, obj)
+                if stop.is_set():
+                    return
+        except WatchExpiredError:
+            version = ""
+        except (ApiError, OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+            _logger.warning("watching %s failed (%s); retrying", kind, exc)
+            version = ""
+            stop.wait(retry_delay)
+
+
+def get_scale(namespace: str, name: str) -> int | None:
+    """A Deployment's desired replicas (its ``scale`` subresource), or None if it is gone."""
+    try:
+        scale = _call("GET", _path("apps/v1", "Deployment", namespace, name) + "/scale")
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return int(scale.get("spec", {}).get("replicas") or 0)
+
+
+def set_scale(namespace: str, name: str, replicas: int, *, manager: str = SCALE_MANAGER) -> None:
+    """Sets a Deployment's replicas through its ``scale`` subresource, as ``manager``.
+
+    Only the scale subresource is written, so no other field of the Deployment can be
+    touched by accident, and the field manager shows who set the count.
+    """
+    _call(
+        "PATCH",
+        _path("apps/v1", "Deployment", namespace, name) + "/scale",
+        body={"spec": {"replicas": replicas}},
+        query=[("fieldManager", manager)],
         content_type="application/merge-patch+json",
     )

@@ -172,32 +172,33 @@ def test_deleting_a_function_removes_its_children_and_releases_the_finalizer(
         )
 
 
-def test_a_source_that_needs_a_build_reports_build_not_available(namespace: str) -> None:
+def test_a_config_map_source_that_does_not_exist_reports_source_not_found(namespace: str) -> None:
     apply(
         namespace,
         {
             "apiVersion": "kfn.dev/v1alpha1",
             "kind": "Function",
-            "metadata": {"name": "inline"},
+            "metadata": {"name": "fromcm"},
             "spec": {
                 "runtime": "python3.11",
                 "handler": "app.handler",
-                "source": {"inline": {"files": [{"name": "app.py", "content": HANDLER}]}},
+                "source": {"configMapRef": {"name": "no-such-code"}},
             },
         },
     )
 
     def not_ready() -> dict[str, Any] | None:
-        fn = kubectl_json("-n", namespace, "get", "function", "inline")
+        fn = kubectl_json("-n", namespace, "get", "function", "fromcm")
         cond = condition(fn, "Ready")
         return fn if cond and cond["status"] == "False" else None
 
-    fn = wait_for("Function inline Ready=False", not_ready, timeout=60)
+    fn = wait_for("Function fromcm Ready=False", not_ready, timeout=60)
     source = condition(fn, "SourceReady")
     assert source is not None
-    assert (source["status"], source["reason"]) == ("False", "BuildNotAvailable")
-    assert "source.image" in source["message"]
+    assert (source["status"], source["reason"]) == ("False", "SourceNotFound")
+    assert "no-such-code" in source["message"]
     assert not kubectl("-n", namespace, "get", "deployment", "--ignore-not-found", "-o", "name")
+    assert not kubectl("-n", namespace, "get", "jobs", "--ignore-not-found", "-o", "name")
 
 
 def test_an_image_that_cannot_be_pulled_sets_deployed_false_with_the_pull_error(

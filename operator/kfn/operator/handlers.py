@@ -23,8 +23,8 @@ import kopf
 
 from kfn import kube
 from kfn.api import function, meta
-from kfn.operator import reconcile
-from kfn.resources import objects
+from kfn.operator import builds, reconcile
+from kfn.resources import build, objects
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -61,10 +61,33 @@ def _run(body: kopf.Body, retry: int, logger: Logger) -> None:
         logger.warning("reconcile failed (%s); retrying in %.0fs", exc, delay)
         raise kopf.TemporaryError(str(exc), delay=delay) from exc
     _announce(body, outcome)
+    if outcome.retry_after is not None:
+        # Waiting for a build slot or for the registry: look again soon.
+        raise kopf.TemporaryError("waiting to build", delay=outcome.retry_after)
+
+
+def _announce_build(body: kopf.Body, outcome: reconcile.Outcome) -> None:
+    """An Event when a build ends: Built, or BuildFailed with the tail of its error."""
+    after = outcome.build_after
+    if after is None or after == outcome.build_before or after[0] == "Unknown":
+        return
+    if after[1] not in (function.Reason.BUILT, function.Reason.BUILD_FAILED):
+        return
+    message = next(
+        (
+            c.get("message", "")
+            for c in outcome.status.get("conditions", [])
+            if c.get("type") == function.ConditionType.BUILD_SUCCEEDED
+        ),
+        "",
+    )
+    kind = "Normal" if after[0] == "True" else "Warning"
+    kopf.event(body, type=kind, reason=after[1], message=message[-1000:] or after[1])
 
 
 def _announce(body: kopf.Body, outcome: reconcile.Outcome) -> None:
-    """An Event on the Function when Ready changes."""
+    """An Event on the Function when Ready changes, and when a build ends."""
+    _announce_build(body, outcome)
     if outcome.ready_after is None or outcome.ready_before == outcome.ready_after:
         return
     state, reason = outcome.ready_after
@@ -108,6 +131,7 @@ def function_deleted(body: kopf.Body, logger: Logger, **_: Any) -> None:
         gone = reconcile.delete_children(body)
     except kube.ApiError as exc:
         raise kopf.TemporaryError(str(exc), delay=5) from exc
+    reconcile.forget(body)
     logger.info("deleted %s", ", ".join(gone) or "nothing")
 
 
@@ -144,7 +168,11 @@ def _child_event(
         except kube.ApiError as exc:
             raise kopf.TemporaryError(str(exc), delay=2) from exc
     elif kind == "Deployment":
-        outcome = reconcile.refresh_status(owner, body)
+        try:
+            outcome = reconcile.refresh_status(owner)
+        except kube.ApiError as exc:
+            logger.warning("refreshing the status of %s failed: %s", owner["metadata"]["name"], exc)
+            return
         if outcome is not None:
             _announce(owner, outcome)
 
@@ -175,9 +203,59 @@ def pod_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
         return
     name = owner["metadata"]["name"]
     try:
-        outcome = reconcile.refresh_from_cluster(owner)
+        outcome = reconcile.refresh_status(owner)
     except kube.ApiError as exc:
         logger.warning("refreshing the status of %s failed: %s", name, exc)
         return
     if outcome is not None:
         _announce(owner, outcome)
+
+
+BUILD_LABELS = {**CHILD_LABELS, objects.LABEL_COMPONENT: build.COMPONENT_BUILD}
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=BUILD_LABELS)
+def build_job_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
+    """A build Job ended: free its source ConfigMap and reconcile its Function at once."""
+    body = event.get("object") or {}
+    if event.get("type") == "DELETED" or not builds.finished_job(body):
+        return
+    try:
+        builds.release_source(body)
+    except kube.ApiError as exc:
+        logger.warning("deleting the source of %s failed: %s", body["metadata"]["name"], exc)
+    owner = _owner(body, kwargs["functions_by_name"])
+    if owner is None:
+        return
+    try:
+        _announce(owner, reconcile.reconcile(owner))
+    except kube.ApiError as exc:
+        raise kopf.TemporaryError(str(exc), delay=2) from exc
+
+
+@kopf.index(meta.GROUP, meta.VERSION, "functions")
+def functions_by_config_map(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], kopf.Body] | None:
+    """Functions whose source is a ConfigMap, by that ConfigMap, for its changes to rebuild them."""
+    ref = ((body.get("spec") or {}).get("source") or {}).get("configMapRef") or {}
+    if not ref.get("name"):
+        return None
+    return {(namespace or "", ref["name"]): body}
+
+
+@kopf.on.event("", "v1", "configmaps")
+def source_config_map_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
+    """A ConfigMap that is a Function's source changed: reconcile (and so rebuild) it."""
+    body = event.get("object") or {}
+    meta_ = body.get("metadata", {})
+    found = kwargs["functions_by_config_map"].get((meta_.get("namespace", ""), meta_.get("name")))
+    for owner in found or ():
+        if owner.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        try:
+            _announce(owner, reconcile.reconcile(owner))
+        except kube.ApiError as exc:
+            logger.warning(
+                "reconciling after ConfigMap %s changed failed: %s", meta_.get("name"), exc
+            )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,17 +19,11 @@ import pydantic
 
 from kfn import kube
 from kfn.api import function, meta
+from kfn.operator import builds
 from kfn.resources import deployment as deployment_builder
 from kfn.resources import objects, service, source, status
 
 API_VERSION = f"{meta.GROUP}/{meta.VERSION}"
-
-#: Built sources wait for the in-cluster builder; until it exists they say so
-#: honestly rather than pretending with some image.
-BUILD_NOT_AVAILABLE = (
-    "building from inline, configMapRef and archive sources is not available in this version "
-    "of kfn; set source.image to a prebuilt image that speaks the kfn runtime contract"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +34,10 @@ class Outcome:
     changed: bool
     ready_before: tuple[str, str] | None
     ready_after: tuple[str, str] | None
+    build_before: tuple[str, str] | None = None
+    build_after: tuple[str, str] | None = None
+    retry_after: float | None = None
+    """Seconds after which to reconcile again (waiting for a build slot or the registry)."""
 
 
 def now() -> datetime.datetime:
@@ -67,16 +66,75 @@ def _ready(status_body: Mapping[str, Any] | None) -> tuple[str, str] | None:
     return None
 
 
+def _condition(status_body: Mapping[str, Any] | None, type_: str) -> tuple[str, str] | None:
+    for cond in (status_body or {}).get("conditions", []) or []:
+        if cond.get("type") == type_:
+            return cond.get("status", ""), cond.get("reason", "")
+    return None
+
+
 def resolve_source(fn: function.Function) -> tuple[status.Verdict, status.Verdict, str | None]:
-    """SourceReady, BuildSucceeded and the image to run, if there is one."""
+    """SourceReady, BuildSucceeded and the image to run, without I/O.
+
+    For a prebuilt image that is the spec itself. For a built source it is what the last
+    reconcile found out (the status this process wrote, or the Function's): only
+    :func:`reconcile` looks at the registry and the build Job, never a status refresh.
+    """
     if fn.spec.source.image is not None:
         return (
             status.Verdict("True", function.Reason.IMAGE_PROVIDED, "prebuilt image"),
             status.Verdict("True", function.Reason.IMAGE_PROVIDED, "nothing to build"),
             fn.spec.source.image,
         )
-    verdict = status.Verdict("False", function.Reason.BUILD_NOT_AVAILABLE, BUILD_NOT_AVAILABLE)
-    return verdict, verdict, None
+    return _built_verdicts(_known_status(fn))
+
+
+def _built_verdicts(
+    known: function.FunctionStatus,
+) -> tuple[status.Verdict, status.Verdict, str | None]:
+    """SourceReady, BuildSucceeded and the image of a built source, as last recorded."""
+    verdicts = []
+    for type_ in (function.ConditionType.SOURCE_READY, function.ConditionType.BUILD_SUCCEEDED):
+        cond = next((c for c in known.conditions if c.type == type_), None)
+        verdicts.append(
+            status.Verdict(cond.status, cond.reason, cond.message)
+            if cond is not None
+            else status.Verdict("Unknown", function.Reason.BUILDING, "not built yet")
+        )
+    return verdicts[0], verdicts[1], known.image
+
+
+def _known_status(fn: function.Function) -> function.FunctionStatus:
+    written = _written.statuses.get((fn.metadata.namespace, fn.metadata.name))
+    if written is not None:
+        return function.FunctionStatus.model_validate(written)
+    return fn.status or function.FunctionStatus()
+
+
+def _known_hash(fn: function.Function) -> str:
+    """The source hash without I/O: computed when it can be, else the one last recorded."""
+    if fn.spec.source.config_map_ref is None:
+        return source.source_hash(fn)
+    return _known_status(fn).source_hash or ""
+
+
+def _deployed_hash(fn: function.Function, live: Mapping[str, Any] | None) -> str:
+    """The source hash a Deployment of ``fn`` carries: a built one keeps what it was built
+    from (possibly an earlier version, still serving while the next one builds)."""
+    if fn.spec.source.image is None and live is not None:
+        annotations = live.get("metadata", {}).get("annotations") or {}
+        found = annotations.get(objects.ANNOTATION_SOURCE_HASH)
+        if found:
+            return str(found)
+    return _known_hash(fn)
+
+
+def _resolve(fn: function.Function) -> builds.Resolution:
+    """Like :func:`resolve_source`, finding or building the image of a built source."""
+    if fn.spec.source.image is None:
+        return builds.resolve(fn)
+    source_verdict, build_verdict, image = resolve_source(fn)
+    return builds.Resolution(source_verdict, build_verdict, image, source.source_hash(fn), True)
 
 
 def desired_children(
@@ -99,63 +157,41 @@ def desired_children(
 def reconcile(body: Mapping[str, Any]) -> Outcome:
     """Brings one Function's children and status in line with its spec."""
     parsed = parse(body)
-    current = body.get("status")
     if isinstance(parsed, str):
         return _write_invalid(body, parsed)
     fn = parsed
     ns = fn.metadata.namespace
-    source_verdict, build_verdict, image = resolve_source(fn)
-    source_hash = source.source_hash(fn)
-    live_deployment = None
-    problems: list[str] = []
+    resolution = _resolve(fn)
+    source_verdict, build_verdict, image = resolution.source, resolution.build, resolution.image
+    source_hash = resolution.source_hash
     if image is not None:
         existing = kube.get("apps/v1", "Deployment", ns, fn.metadata.name)
         initial = fn.spec.scale.min_replicas if existing is None else None
+        # The previous image keeps serving while the next one builds, under its own hash.
+        deploy_hash = source_hash if resolution.current else _deployed_hash(fn, existing)
         try:
-            for child in desired_children(fn, image, source_hash, initial_replicas=initial):
+            for child in desired_children(fn, image, deploy_hash, initial_replicas=initial):
                 if child["kind"] == "Deployment":
-                    live_deployment = kube.apply_deployment(child)
+                    kube.apply_deployment(child)
                 else:
                     kube.apply(child)
         except kube.ApiError as exc:
             if exc.status not in (400, 403, 422):
                 raise
             rejected = status.Verdict("False", function.Reason.DEPLOYMENT_REJECTED, exc.message)
-            return _write(
-                fn, current, status.Facts(source_verdict, rejected, image, source_hash, None)
-            )
-        problems = _pod_problems(fn, live_deployment)
-    facts = status.Facts(
-        source_verdict, build_verdict, image, source_hash, live_deployment, problems
-    )
-    return _write(fn, current, facts)
+            return _write(fn, body, (source_verdict, rejected), image, source_hash, read=False)
+    outcome = _write(fn, body, (source_verdict, build_verdict), image, source_hash)
+    return dataclasses.replace(outcome, retry_after=resolution.retry_after)
 
 
-def refresh_status(
-    fn_body: Mapping[str, Any], live_deployment: Mapping[str, Any]
-) -> Outcome | None:
-    """Recomputes status from a Deployment event without applying anything."""
+def refresh_status(fn_body: Mapping[str, Any]) -> Outcome | None:
+    """Recomputes status from the cluster as it is now, applying nothing (for child events)."""
     parsed = parse(fn_body)
     if isinstance(parsed, str):
         return None
-    fn = parsed
-    source_verdict, build_verdict, image = resolve_source(fn)
-    facts = status.Facts(
-        source_verdict,
-        build_verdict,
-        image,
-        source.source_hash(fn),
-        live_deployment,
-        _pod_problems(fn, live_deployment),
-    )
-    return _write(fn, fn_body.get("status"), facts)
-
-
-def refresh_from_cluster(fn_body: Mapping[str, Any]) -> Outcome | None:
-    """Like :func:`refresh_status`, reading the Deployment first (for pod events)."""
-    meta_ = fn_body.get("metadata", {})
-    live = kube.get("apps/v1", "Deployment", meta_.get("namespace", ""), meta_.get("name", ""))
-    return refresh_status(fn_body, live) if live is not None else None
+    source_verdict, build_verdict, image = resolve_source(parsed)
+    verdicts = (source_verdict, build_verdict)
+    return _write(parsed, fn_body, verdicts, image, _known_hash(parsed), refresh=True)
 
 
 def pod_news(pod: Mapping[str, Any]) -> bool:
@@ -174,7 +210,8 @@ def drifted(fn_body: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
     _, _, image = resolve_source(parsed)
     if image is None:
         return False
-    for child in desired_children(parsed, image, source.source_hash(parsed), initial_replicas=None):
+    hash_ = _deployed_hash(parsed, live if live.get("kind") == "Deployment" else None)
+    for child in desired_children(parsed, image, hash_, initial_replicas=None):
         if child["kind"] == live.get("kind"):
             return not contains(live, child)
     return False
@@ -229,14 +266,86 @@ def _pod_problems(fn: function.Function, live_deployment: Mapping[str, Any] | No
     return status.pod_problems(pods)
 
 
+class _Written:
+    """Per Function: a lock that serialises status writes, and the status last written.
+
+    Status is written from several places (a reconcile, Deployment and pod
+    events) running in different workers. Each write reads the Deployment
+    afresh under the Function's lock and compares with what this process
+    last wrote, so an older view can never overwrite a newer one.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self.statuses: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._guard:
+            self._locks.pop(key, None)
+            self.statuses.pop(key, None)
+
+
+_written = _Written()
+
+
 def _write(
-    fn: function.Function, current: Mapping[str, Any] | None, facts: status.Facts
+    fn: function.Function,
+    body: Mapping[str, Any],
+    verdicts: tuple[status.Verdict, status.Verdict],
+    image: str | None,
+    source_hash: str,
+    *,
+    read: bool = True,
+    refresh: bool = False,
 ) -> Outcome:
-    new = status.compute(fn, facts, now=now(), url=url_for(fn))
-    changed = not status.same(current, new)
-    if changed:
-        kube.patch_status(API_VERSION, function.KIND, fn.metadata.namespace, fn.metadata.name, new)
-    return Outcome(new, changed, _ready(current), _ready(new))
+    """Writes status for ``fn`` from (SourceReady, BuildSucceeded) and the live Deployment.
+
+    A ``refresh`` of a built source takes the build's verdicts and image from the status as it
+    is under the lock: only a reconcile decides them, and a refresh that read them earlier
+    must not write back an older build state over a newer one.
+    """
+    source_verdict, build_verdict = verdicts
+    key = (fn.metadata.namespace, fn.metadata.name)
+    with _written.lock(key):
+        if refresh and fn.spec.source.image is None:
+            latest = _written.statuses.get(key, body.get("status"))
+            known = function.FunctionStatus.model_validate(latest or {})
+            source_verdict, build_verdict, image = _built_verdicts(known)
+        live = None
+        if image is not None and read:
+            live = kube.get("apps/v1", "Deployment", fn.metadata.namespace, fn.metadata.name)
+        facts = status.Facts(
+            source_verdict, build_verdict, image, source_hash, live, _pod_problems(fn, live)
+        )
+        current = _written.statuses.get(key, body.get("status"))
+        previous = function.FunctionStatus.model_validate(current or {}).conditions
+        new = status.compute(fn, facts, now=now(), url=url_for(fn), previous=previous)
+        changed = not status.same(current, new)
+        if changed:
+            kube.patch_status(
+                API_VERSION, function.KIND, fn.metadata.namespace, fn.metadata.name, new
+            )
+            _written.statuses[key] = new
+        build_type = function.ConditionType.BUILD_SUCCEEDED
+        return Outcome(
+            new,
+            changed,
+            _ready(current),
+            _ready(new),
+            _condition(current, build_type),
+            _condition(new, build_type),
+        )
+
+
+def forget(fn_body: Mapping[str, Any]) -> None:
+    """Drops what this process remembers of a deleted Function."""
+    meta_ = fn_body.get("metadata", {})
+    _written.forget((meta_.get("namespace", ""), meta_.get("name", "")))
 
 
 def _write_invalid(body: Mapping[str, Any], message: str) -> Outcome:

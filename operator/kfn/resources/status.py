@@ -123,10 +123,20 @@ def active(deployment: Mapping[str, Any] | None) -> Verdict:
 
 
 def compute(
-    fn: function.Function, facts: Facts, *, now: datetime.datetime, url: str | None
+    fn: function.Function,
+    facts: Facts,
+    *,
+    now: datetime.datetime,
+    url: str | None,
+    previous: Sequence[meta.Condition] | None = None,
 ) -> dict[str, Any]:
-    """The whole ``status`` to write, as JSON-ready data."""
-    previous = fn.status.conditions if fn.status else []
+    """The whole ``status`` to write, as JSON-ready data.
+
+    ``previous`` are the conditions last written (they keep their transition
+    times); by default those of ``fn.status``.
+    """
+    if previous is None:
+        previous = fn.status.conditions if fn.status else []
     generation = fn.metadata.generation
     result = list(previous)
     verdicts: list[tuple[str, Verdict]] = [

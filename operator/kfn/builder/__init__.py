@@ -1,0 +1,28 @@
+"""The in-cluster builder: source + dependencies onto a runtime image, without a container engine.
+
+A build runs as a Kubernetes Job that the operator creates for one Function and one build hash
+(``kfn.resources.build``). The Job runs ``python3 -m kfn.builder`` on the kfn image, unprivileged,
+as uid 65532, with a read-only root filesystem and an ``emptyDir`` workspace:
+
+1. **Source** (:mod:`kfn.builder.source`): inline and ``configMapRef`` files arrive as a
+   ConfigMap the operator owns, mounted at ``/source``; an archive is downloaded over HTTP(S)
+   and refused unless its SHA-256 is the one in the spec. Zip and tar archives are unpacked
+   without letting a member escape the code directory.
+2. **Dependencies** (:mod:`kfn.builder.deps`): ``requirements.txt`` plus ``spec.dependencies``
+   (Python, installed with pip into ``/opt/python``) or ``package.json`` plus
+   ``spec.dependencies`` (Node.js, installed with npm into ``/opt/nodejs/node_modules``; npm runs
+   in an init container on the Node.js runtime image, which has npm). Both paths are on the
+   runtimes' import paths, as Lambda layers are. The package index is the one kfn is configured
+   with (``KFN_PYPI_INDEX_URL`` / ``KFN_NPM_REGISTRY``): pods never reach the internet.
+   The dependency layer is keyed by what decides it (runtime image, dependency list, the
+   manifest files); its key is a tag of the function's repository, so a rebuild whose
+   dependencies did not change mounts the earlier layer instead of installing again.
+3. **Image** (:mod:`kfn.builder.build`): the dependency layer and a code layer (``/var/task``)
+   are made with :meth:`kfn.oci.BlobStore.layer_from_tree` (times zeroed, owners fixed, so equal
+   trees give equal digests) and pushed on top of the runtime image with :func:`kfn.oci.extend`,
+   which mounts the runtime's layers inside the registry instead of copying them.
+
+The result (or the error) is written as JSON to ``/dev/termination-log``, where the operator
+reads it from the pod's status; the log of every step goes to stdout for ``kubectl logs``.
+Only the standard library and :mod:`kfn.oci` are used.
+"""

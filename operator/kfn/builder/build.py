@@ -1,0 +1,171 @@
+"""The phases of a build: prepare (source, dependency plan), install, push.
+
+A Python build runs all three in one container. A Node.js build runs ``prepare`` and ``push``
+on the kfn image and npm in between, in an init container on the Node.js runtime image; the
+phases talk through the workspace (``plan.json`` and the ``deps`` directory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import tempfile
+import time
+from typing import Any
+
+from kfn import oci
+from kfn.builder import deps, source
+from kfn.builder.config import NODEJS, PYTHON, BuildConfig, BuildError
+
+#: Where dependency layers are unpacked in the image, per runtime (both on the import path).
+DEPS_PATH = {PYTHON: "opt/python", NODEJS: "opt/nodejs/node_modules"}
+CODE_PATH = "var/task"
+#: Marker that tells the npm init container there is something to install.
+NPM_MARKER = "npm-install"
+
+
+@dataclasses.dataclass
+class Plan:
+    """What ``prepare`` decided, for the later phases."""
+
+    deps_key: str | None
+    cached_layer: dict[str, Any] | None
+    seconds: dict[str, float]
+
+    def dump(self, path: pathlib.Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def load(cls, path: pathlib.Path) -> Plan:
+        return cls(**json.loads(path.read_text()))
+
+
+def deps_tag(deps_key: str) -> str:
+    """The tag under which a function's repository keeps a dependency layer."""
+    return f"deps-{deps_key[:40]}"
+
+
+def prepare(cfg: BuildConfig, registry: oci.Registry) -> Plan:
+    """Puts the code into the workspace and decides whether dependencies must be installed."""
+    t0 = time.monotonic()
+    code = cfg.code_dir
+    if cfg.source_dir is not None:
+        files = source.copy_mounted(cfg.source_dir, code)
+        print(f"source: {len(files)} file(s) from the build's ConfigMap", flush=True)
+    else:
+        assert cfg.archive_url is not None
+        archive = cfg.workspace / "archive"
+        print(f"source: downloading {cfg.archive_url}", flush=True)
+        digest = source.download(cfg.archive_url, cfg.archive_sha256, archive)
+        files = source.unpack(archive, code)
+        archive.unlink()
+        print(f"source: sha256 {digest} verified, {len(files)} file(s) unpacked", flush=True)
+    seconds = {"source": time.monotonic() - t0}
+    if not deps.needed(cfg.runtime, code, cfg.dependencies):
+        print("dependencies: none", flush=True)
+        return Plan(None, None, seconds)
+    key = deps.key(cfg.base_image, cfg.runtime, code, cfg.dependencies)
+    target = oci.Reference.parse(cfg.target)
+    cached = _cached_layer(
+        registry, oci.Reference(target.registry, target.repository, deps_tag(key))
+    )
+    if cached is not None:
+        print(f"dependencies: unchanged, reusing layer {cached['digest']}", flush=True)
+    elif cfg.runtime == NODEJS:
+        deps.write_npm_project(code, cfg.dependencies, cfg.deps_dir / deps.NPM_PROJECT)
+        (cfg.workspace / NPM_MARKER).touch()
+        print("dependencies: npm installs them next", flush=True)
+    return Plan(key, cached, seconds)
+
+
+def install_python(cfg: BuildConfig, plan: Plan) -> None:
+    """pip-installs the Python dependencies unless the plan reuses a layer."""
+    if plan.deps_key is None or plan.cached_layer is not None:
+        return
+    t0 = time.monotonic()
+    cmd = deps.pip_command(
+        cfg.deps_dir / deps.PIP_TARGET, cfg.code_dir, cfg.dependencies, cfg.pypi_index_url
+    )
+    deps.run_logged(cmd, "installing the Python dependencies")
+    plan.seconds["dependencies"] = time.monotonic() - t0
+
+
+def push(cfg: BuildConfig, plan: Plan, registry: oci.Registry) -> dict[str, Any]:
+    """Makes the layers and pushes runtime + dependencies + code; returns the result."""
+    t0 = time.monotonic()
+    target = oci.Reference.parse(cfg.target)
+    with tempfile.TemporaryDirectory(dir=cfg.workspace) as tmp:
+        store = oci.BlobStore(pathlib.Path(tmp))
+        layers: list[oci.Layer] = []
+        reused = False
+        if plan.cached_layer is not None:
+            layers.append(_layer_from_descriptor(plan.cached_layer))
+            reused = True
+        elif plan.deps_key is not None:
+            installed = cfg.deps_dir / (
+                deps.PIP_TARGET if cfg.runtime == PYTHON else f"{deps.NPM_PROJECT}/node_modules"
+            )
+            if not installed.is_dir():
+                raise BuildError(f"the dependencies were not installed ({installed} is missing)")
+            layer = store.layer_from_tree([(DEPS_PATH[cfg.runtime], installed)])
+            layers.append(layer)
+            _remember_layer(registry, store, target, deps_tag(plan.deps_key), layer)
+        code_layer = store.layer_from_tree([(CODE_PATH, cfg.code_dir)])
+        layers.append(code_layer)
+        plan.seconds["layers"] = time.monotonic() - t0
+        t1 = time.monotonic()
+        digest = oci.extend(
+            registry,
+            oci.Reference.parse(cfg.base_image),
+            store=store,
+            layers=layers,
+            overrides=oci.ImageConfig(),
+            target=target,
+            history="kfn build: dependencies and code",
+        )
+        plan.seconds["push"] = time.monotonic() - t1
+    image = str(target.with_digest(digest))
+    result: dict[str, Any] = {
+        "image": image,
+        "digest": digest,
+        "codeLayer": code_layer.blob.digest,
+        "dependencyLayer": layers[0].blob.digest if len(layers) > 1 else None,
+        "dependenciesReused": reused,
+        "seconds": {k: round(v, 3) for k, v in plan.seconds.items()},
+    }
+    print(f"pushed {image}", flush=True)
+    return result
+
+
+def _cached_layer(registry: oci.Registry, ref: oci.Reference) -> dict[str, Any] | None:
+    """The descriptor and diff id of a dependency layer stored under ``ref``, if any."""
+    found = registry.get_manifest(ref)
+    if found is None:
+        return None
+    _, manifest = found
+    config = json.loads(registry.get_blob(ref.repository, manifest["config"]["digest"]))
+    layer = manifest["layers"][0]
+    return {**layer, "diffId": config["rootfs"]["diff_ids"][0]}
+
+
+def _layer_from_descriptor(desc: dict[str, Any]) -> oci.Layer:
+    """A layer the registry already holds in the target repository; its bytes never travel.
+
+    :func:`kfn.oci.extend` pushes a blob only when the repository lacks it, so the local path
+    is never read.
+    """
+    blob = oci.Blob(desc["digest"], int(desc["size"]), desc["mediaType"], pathlib.Path("/dev/null"))
+    return oci.Layer(blob, desc["diffId"])
+
+
+def _remember_layer(
+    registry: oci.Registry,
+    store: oci.BlobStore,
+    target: oci.Reference,
+    tag: str,
+    layer: oci.Layer,
+) -> None:
+    """Stores the dependency layer as a one-layer image tagged by its key, for later builds."""
+    image = store.image([layer], oci.ImageConfig(), history=["kfn dependency layer"])
+    registry.push_image(image, oci.Reference(target.registry, target.repository, tag))

@@ -1,0 +1,395 @@
+"""The build of a Function: its identity, the Job that runs it and the ConfigMap of its source.
+
+Pure: the operator passes the Function, the source hash it computed and the settings it read
+from its environment (:class:`BuildSettings`); the result is plain dicts for the API.
+
+* The **build hash** covers the source hash (runtime, code, dependencies), the runtime image
+  it builds on and the function's name, so a new runtime image rebuilds every function and two
+  functions never share a Job. It tags the image (``<registry>/fn/<ns>/<name>:<hash>``) and
+  names the Job, so creating the Job twice is the same Job, and an existing tag means there is
+  nothing to build.
+* The **source ConfigMap** carries inline files (and a copy of a referenced ConfigMap's, frozen
+  at the content that was hashed). Keys are ``file-NNN`` with ``items`` giving each its path,
+  since ConfigMap keys cannot hold ``/``.
+* The **Job** (no retries, a deadline, restricted pod security, no API token) runs
+  ``python3 -m kfn.builder`` on the kfn image; a Node.js build adds npm, in an init container on
+  the Node.js runtime image, between the ``prepare`` and ``push`` phases.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, NotRequired, TypedDict
+
+from kfn.api import function
+from kfn.resources import objects
+
+BUILD_FORMAT: Final = b"kfn-build-v1"
+COMPONENT_BUILD: Final = "build"
+LABEL_BUILD: Final = "kfn.dev/build"
+ANNOTATION_BUILD_HASH: Final = "kfn.dev/build-hash"
+ANNOTATION_IMAGE: Final = "kfn.dev/image"
+WORKSPACE: Final = "/workspace"
+SOURCE_MOUNT: Final = "/source"
+BUILD_CONTAINER: Final = "build"
+RUN_AS_USER: Final = 65532
+NPM_SCRIPT: Final = """\
+set -eu
+if [ ! -e /workspace/npm-install ]; then echo "npm: nothing to install"; exit 0; fi
+cd /workspace/deps/nodejs
+echo "$ npm install --omit=dev --ignore-scripts --registry $KFN_NPM_REGISTRY"
+npm install --omit=dev --ignore-scripts --no-audit --no-fund --no-update-notifier \\
+  --registry "$KFN_NPM_REGISTRY"
+"""
+"""Runs in the Node.js runtime image, which has npm but not the builder; ``prepare`` left the
+project (package.json, lock) in the workspace and the marker when there is anything to do.
+Install scripts are not run: a build runs none of the dependencies' code."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildSettings:
+    """How builds run here; the operator reads them from its environment (chart values)."""
+
+    registry: str
+    builder_image: str
+    runtime_images: Mapping[str, str]
+    pypi_index_url: str = ""
+    npm_registry: str = ""
+    max_concurrent: int = 2
+    deadline_seconds: int = 900
+    keep_finished_seconds: int = 3600
+    memory_limit: str = "1Gi"
+
+
+class ConfigMap(TypedDict):
+    apiVersion: Literal["v1"]
+    kind: Literal["ConfigMap"]
+    metadata: objects.ObjectMeta
+    data: dict[str, str]
+    binaryData: NotRequired[dict[str, str]]
+
+
+class Job(TypedDict):
+    apiVersion: Literal["batch/v1"]
+    kind: Literal["Job"]
+    metadata: objects.ObjectMeta
+    spec: dict[str, Any]
+
+
+def build_hash(fn: function.Function, source_hash: str, settings: BuildSettings) -> str:
+    """Hex SHA-256 naming one build of ``fn`` (see the module documentation)."""
+    digest = hashlib.sha256()
+    for part in (
+        BUILD_FORMAT,
+        fn.metadata.namespace.encode(),
+        fn.metadata.name.encode(),
+        source_hash.encode(),
+        runtime_image(fn, settings).encode(),
+    ):
+        digest.update(str(len(part)).encode() + b"\0" + part)
+    return digest.hexdigest()
+
+
+def runtime_image(fn: function.Function, settings: BuildSettings) -> str:
+    runtime = fn.spec.runtime
+    if runtime is None or runtime not in settings.runtime_images:
+        raise ValueError(f"no runtime image for runtime {runtime!r}")
+    return settings.runtime_images[runtime]
+
+
+def repository(fn: function.Function) -> str:
+    return f"fn/{fn.metadata.namespace}/{fn.metadata.name}"
+
+
+def target(fn: function.Function, hash_: str, settings: BuildSettings) -> str:
+    """The tagged image reference a build pushes."""
+    return f"{settings.registry}/{repository(fn)}:{hash_}"
+
+
+def job_name(fn: function.Function, hash_: str) -> str:
+    """``<name>-build-<hash prefix>``, within the 63 characters of a label value."""
+    return f"{fn.metadata.name[:42].rstrip('-')}-build-{hash_[:12]}"
+
+
+def build_labels(fn: function.Function, hash_: str) -> dict[str, str]:
+    """The Function's labels plus the build component; never the serving pods' selector."""
+    return {
+        **objects.labels_for(fn),
+        objects.LABEL_COMPONENT: COMPONENT_BUILD,
+        LABEL_BUILD: hash_[:40],
+    }
+
+
+def _meta(fn: function.Function, hash_: str, settings: BuildSettings) -> objects.ObjectMeta:
+    return {
+        "name": job_name(fn, hash_),
+        "namespace": fn.metadata.namespace,
+        "labels": build_labels(fn, hash_),
+        "annotations": {
+            ANNOTATION_BUILD_HASH: hash_,
+            ANNOTATION_IMAGE: target(fn, hash_, settings),
+        },
+        "ownerReferences": [objects.owner_reference(fn)],
+    }
+
+
+def source_files(fn: function.Function) -> dict[str, bytes] | None:
+    """The files of an inline source; None for other sources."""
+    if fn.spec.source.inline is None:
+        return None
+    return {f.name: f.content.encode() for f in fn.spec.source.inline.files}
+
+
+def config_map_files(config_map: Mapping[str, Any]) -> dict[str, bytes]:
+    """A ConfigMap's keys as files (``data`` as UTF-8, ``binaryData`` decoded)."""
+    files = {k: str(v).encode() for k, v in (config_map.get("data") or {}).items()}
+    for k, v in (config_map.get("binaryData") or {}).items():
+        files[k] = base64.b64decode(v)
+    return files
+
+
+def _keys(files: Mapping[str, bytes]) -> list[tuple[str, str]]:
+    return [(f"file-{i:03d}", name) for i, name in enumerate(sorted(files))]
+
+
+def build_source_config_map(
+    fn: function.Function, hash_: str, files: Mapping[str, bytes], settings: BuildSettings
+) -> ConfigMap:
+    """The ConfigMap the build Job mounts its source from, named like the Job."""
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    for key, name in _keys(files):
+        content = files[name]
+        try:
+            data[key] = content.decode("utf-8")
+        except UnicodeDecodeError:
+            binary[key] = base64.b64encode(content).decode()
+    result: ConfigMap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(fn, hash_, settings),
+        "data": data,
+    }
+    if binary:
+        result["binaryData"] = binary
+    return result
+
+
+def _restricted() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _env(fn: function.Function, hash_: str, settings: BuildSettings) -> list[dict[str, str]]:
+    source = fn.spec.source
+    env = {
+        "KFN_BUILD_RUNTIME": fn.spec.runtime or "",
+        "KFN_BUILD_BASE_IMAGE": runtime_image(fn, settings),
+        "KFN_BUILD_TARGET": target(fn, hash_, settings),
+        "KFN_BUILD_WORKSPACE": WORKSPACE,
+        "KFN_BUILD_DEPENDENCIES": json.dumps(list(fn.spec.dependencies)),
+        "KFN_PYPI_INDEX_URL": settings.pypi_index_url,
+        "KFN_NPM_REGISTRY": settings.npm_registry,
+        # npm and pip want a writable home; the root filesystem is read-only.
+        "HOME": f"{WORKSPACE}/home",
+        "npm_config_cache": f"{WORKSPACE}/npm-cache",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if source.archive is not None:
+        env["KFN_BUILD_ARCHIVE_URL"] = source.archive.url
+        env["KFN_BUILD_ARCHIVE_SHA256"] = source.archive.sha256
+    else:
+        env["KFN_BUILD_SOURCE_DIR"] = SOURCE_MOUNT
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def _container(
+    name: str,
+    image: str,
+    command: list[str],
+    *,
+    env: list[dict[str, str]],
+    mounts: list[dict[str, Any]],
+    settings: BuildSettings,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "env": [dict(var) for var in env],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": settings.memory_limit},
+        },
+        "securityContext": _restricted(),
+        # The builder writes its result or error there; npm's own failure shows its log tail.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [dict(mount) for mount in mounts],
+    }
+
+
+def build_job(
+    fn: function.Function,
+    hash_: str,
+    settings: BuildSettings,
+    *,
+    files: Mapping[str, bytes] | None,
+) -> Job:
+    """The Job that builds ``fn`` at ``hash_``; ``files`` are those of the source ConfigMap."""
+    env = _env(fn, hash_, settings)
+    mounts: list[dict[str, Any]] = [
+        {"name": "workspace", "mountPath": WORKSPACE},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "workspace", "emptyDir": {"sizeLimit": "4Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    if files is not None:
+        mounts.append({"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True})
+        volumes.append(
+            {
+                "name": "source",
+                "configMap": {
+                    "name": job_name(fn, hash_),
+                    "items": [{"key": key, "path": name} for key, name in _keys(files)],
+                },
+            }
+        )
+    builder = ["python3", "-m", "kfn.builder"]
+    init: list[dict[str, Any]] = []
+    if fn.spec.runtime == "nodejs18":
+        init = [
+            _container(
+                "prepare",
+                settings.builder_image,
+                [*builder, "prepare"],
+                env=env,
+                mounts=mounts,
+                settings=settings,
+            ),
+            _container(
+                "npm",
+                runtime_image(fn, settings),
+                ["sh", "-c", NPM_SCRIPT],
+                env=env,
+                mounts=mounts,
+                settings=settings,
+            ),
+        ]
+        main = _container(
+            BUILD_CONTAINER,
+            settings.builder_image,
+            [*builder, "push"],
+            env=env,
+            mounts=mounts,
+            settings=settings,
+        )
+    else:
+        main = _container(
+            BUILD_CONTAINER,
+            settings.builder_image,
+            [*builder, "build"],
+            env=env,
+            mounts=mounts,
+            settings=settings,
+        )
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        **({"initContainers": init} if init else {}),
+        "containers": [main],
+        "volumes": volumes,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(fn, hash_, settings),
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": settings.deadline_seconds,
+            "ttlSecondsAfterFinished": settings.keep_finished_seconds,
+            "template": {
+                "metadata": {"labels": build_labels(fn, hash_)},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def finished(job: Mapping[str, Any]) -> Literal["succeeded", "failed"] | None:
+    """Whether a Job is done, from its conditions (or its counters)."""
+    status = job.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "succeeded"
+        if cond.get("type") in ("Failed", "FailureTarget"):
+            return "failed"
+    if status.get("succeeded"):
+        return "succeeded"
+    if status.get("failed"):
+        return "failed"
+    return None
+
+
+def failure_message(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], limit: int = 1500
+) -> str:
+    """The tail of why a build failed: the builder's error, a step's log, or the Job's reason."""
+    for pod in pods:
+        pod_status = pod.get("status") or {}
+        for cs in [
+            *(pod_status.get("initContainerStatuses") or []),
+            *(pod_status.get("containerStatuses") or []),
+        ]:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if not term or term.get("exitCode", 0) == 0:
+                continue
+            text = str(term.get("message") or term.get("reason") or "").strip()
+            try:
+                doc = json.loads(text)
+                if isinstance(doc, dict) and "error" in doc:
+                    text = str(doc["error"])
+            except ValueError:
+                pass
+            return f"step {cs.get('name')}: {text[-limit:]}"
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}"[-limit:]
+    return "the build Job failed"
+
+
+def result(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The builder's JSON result from the build container's termination message."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if cs.get("name") == BUILD_CONTAINER and term.get("exitCode") == 0:
+                try:
+                    doc = json.loads(term.get("message") or "")
+                except ValueError:
+                    return None
+                return doc if isinstance(doc, dict) else None
+    return None

@@ -25,7 +25,18 @@ import time
 from collections.abc import Callable, Iterator
 
 from kfn import oci
-from kfncluster import addons, build, components, config, hostdeps, images, network, pki, procs
+from kfncluster import (
+    addons,
+    build,
+    components,
+    config,
+    hostdeps,
+    images,
+    network,
+    pki,
+    procs,
+    proxies,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 
@@ -149,6 +160,8 @@ def readiness(name: str, paths: config.Paths) -> tuple[Callable[[], bool], float
         "kube-scheduler": (_http_ok("127.0.0.1", 10259, "/healthz", _insecure_context()), 60),
         "kubelet": (_http_ok("127.0.0.1", 10248, "/healthz"), 90),
         "kube-proxy": (_http_ok("127.0.0.1", 10256, "/healthz"), 60),
+        "devpi": (_http_ok(config.NODE_IP, proxies.DEVPI_PORT, "/+api"), 90),
+        "verdaccio": (_http_ok(config.NODE_IP, proxies.VERDACCIO_PORT, "/-/ping"), 90),
     }
     return checks[name]
 
@@ -186,10 +199,10 @@ def crictl(paths: config.Paths, *args: str) -> subprocess.CompletedProcess[str]:
 # --- state -----------------------------------------------------------------
 
 
-def running(paths: config.Paths) -> bool:
-    """All components alive and the API server ready."""
+def running(paths: config.Paths, names: tuple[str, ...] = components.ORDER) -> bool:
+    """All components (of ``names``) alive and the API server ready."""
     records = {r.name: r for r in supervisor(paths).records()}
-    if any(name not in records or not records[name].alive() for name in components.ORDER):
+    if any(name not in records or not records[name].alive() for name in names):
         return False
     try:
         return readiness("kube-apiserver", paths)[0]()
@@ -300,7 +313,12 @@ def _up(paths: config.Paths) -> int:
         _finish(paths, None)
         print("kfn cluster: already running; nothing to do.")
         return 0
-    steps = Progress(8 + len(components.ORDER))
+    core = tuple(n for n in components.ORDER if n not in components.PROXIES)
+    if running(paths, core):
+        _add_missing(paths)
+        _finish(paths, None)
+        return 0
+    steps = Progress(9 + len(components.ORDER))
     found = leftovers(paths)
     with steps("clean up what a previous run left") as note:
         if found:
@@ -317,6 +335,9 @@ def _up(paths: config.Paths) -> int:
     with steps("images (pause, coredns, debian base)") as note:
         made = _make_images(paths, bins)
         note("cached in " + str(paths.images))
+    with steps("package proxies for builds (devpi-server, verdaccio)") as note:
+        installed = proxies.ensure_installed(paths, paths.logs / "proxies-install.log")
+        note(f"installed {', '.join(installed)}" if installed else "cached")
     with steps("certificates, kubeconfigs and configs"):
         _write_pki_and_configs(paths)
     with steps("node network: bridge, egress guard, CNI") as note:
@@ -369,7 +390,38 @@ def _make_images(paths: config.Paths, bins: dict[str, pathlib.Path]) -> dict[str
     made[config.BASE_PYTHON_IMAGE] = images.debian_base(
         paths, "base-python", ("python3",), paths.logs / "debootstrap.log"
     )
+    made[config.BASE_NODEJS_IMAGE] = images.debian_base(
+        paths,
+        "base-nodejs",
+        ("nodejs",),
+        paths.logs / "debootstrap.log",
+        apt_packages=("npm",),
+    )
     return made
+
+
+def _add_missing(paths: config.Paths) -> None:
+    """Brings a running cluster made by an earlier version of this tool up to date.
+
+    Adds what it lacks without touching what runs: images made since (pushed when the
+    registry lacks them) and supervised processes that were not part of it (the package
+    proxies), so a healthy cluster is never torn down to gain them.
+    """
+    bins = build.binaries(paths)
+    for ref, image in _make_images(paths, bins).items():
+        images.push(image, ref)
+    sup = supervisor(paths)
+    records = {r.name: r for r in sup.records()}
+    missing = [n for n in components.PROXIES if n not in records or not records[n].alive()]
+    if not missing:
+        return
+    proxies.ensure_installed(paths, paths.logs / "proxies-install.log")
+    proxies.write_configs(paths)
+    for name in missing:
+        record = sup.start(name, components.argv(name, paths, bins))
+        check, timeout = readiness(name, paths)
+        sup.wait_until(record, check, timeout)
+        print(f"kfn cluster: started {name} (pid {record.pid}, log {sup.log_path(name)})")
 
 
 def _write_pki_and_configs(paths: config.Paths) -> None:

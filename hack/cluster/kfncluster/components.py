@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import yaml
 
-from kfncluster import config
+from kfncluster import config, proxies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +226,7 @@ def write_configs(paths: config.Paths) -> None:
     }
     for name, text in files.items():
         (paths.config / name).write_text(text)
+    proxies.write_configs(paths)
 
 
 def argv(name: str, paths: config.Paths, bins: dict[str, pathlib.Path]) -> tuple[str, ...]:
@@ -320,6 +321,8 @@ def argv(name: str, paths: config.Paths, bins: dict[str, pathlib.Path]) -> tuple
             "--v=1",
         ],
     }
+    if name in PROXIES:
+        return tuple(proxies.argv(name, paths))
     return tuple(table[name])
 
 
@@ -333,4 +336,10 @@ ORDER = (
     "kube-scheduler",
     "kubelet",
     "kube-proxy",
+    "devpi",
+    "verdaccio",
 )
+
+#: The package proxies builds install dependencies through (see :mod:`kfncluster.proxies`).
+#: Host processes like the rest, last in the order: nothing of the cluster itself needs them.
+PROXIES = ("devpi", "verdaccio")

@@ -46,6 +46,8 @@ ETCD_PEER_URL = "http://127.0.0.1:2380"
 PAUSE_IMAGE = f"{REGISTRY}/kfn/pause:{PAUSE_VERSION}"
 COREDNS_IMAGE = f"{REGISTRY}/kfn/coredns:{COREDNS_VERSION}"
 BASE_PYTHON_IMAGE = f"{REGISTRY}/kfn/base-python:{DEBIAN_SUITE}"
+#: Debian with nodejs and npm: the base of the Node.js runtime, whose npm builds use.
+BASE_NODEJS_IMAGE = f"{REGISTRY}/kfn/base-nodejs:{DEBIAN_SUITE}"
 
 #: Chains this tool adds to iptables; tear-down removes them by these names.
 SAFETY_CHAIN = "KFN-POD-EGRESS"

@@ -22,6 +22,9 @@ REQUIRED = {
     "mount": "mount",
     "nsenter": "util-linux",
     "socat": "socat",
+    # The npm proxy (verdaccio) runs on the machine's Node.js and is installed with its npm.
+    "node": "nodejs",
+    "npm": "npm",
     "go": "",  # the Go toolchain comes with the machine
 }
 

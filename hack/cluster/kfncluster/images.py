@@ -117,8 +117,15 @@ def debian_base(
     name: str,
     packages: tuple[str, ...],
     log: pathlib.Path,
+    *,
+    apt_packages: tuple[str, ...] = (),
 ) -> oci.Image:
-    """Debian minbase with ``packages``, made once with debootstrap and cached."""
+    """Debian minbase with ``packages``, made once with debootstrap and cached.
+
+    ``apt_packages`` are installed afterwards with apt-get inside the new tree (a chroot).
+    debootstrap configures its packages in one pass and fails on dependency cycles, which
+    npm's many node-* packages have; apt orders them properly.
+    """
 
     def make(store: oci.BlobStore) -> oci.Image:
         rootfs = store.root / "rootfs"
@@ -138,6 +145,8 @@ def debian_base(
             result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"debootstrap failed (exit {result.returncode}) — read {log}")
+        if apt_packages:
+            _apt_install(rootfs, apt_packages, log)
         for rel in _PRUNE:
             target = rootfs / rel
             if target.is_dir():
@@ -173,8 +182,48 @@ def debian_base(
             history=[f"debootstrap --variant=minbase --include={','.join(packages)}"],
         )
 
-    key = _file_key(BASE_LAYOUT_VERSION, config.DEBIAN_SUITE, config.DEBIAN_MIRROR, *packages)
+    key = _file_key(
+        BASE_LAYOUT_VERSION,
+        config.DEBIAN_SUITE,
+        config.DEBIAN_MIRROR,
+        *packages,
+        *(f"apt:{p}" for p in apt_packages),
+    )
     return _cached(paths, name, key, make)
+
+
+def _apt_install(rootfs: pathlib.Path, packages: tuple[str, ...], log: pathlib.Path) -> None:
+    """``apt-get install`` inside ``rootfs`` (a chroot using the host's resolver)."""
+    resolv = rootfs / "etc" / "resolv.conf"
+    saved = resolv.read_bytes() if resolv.is_file() and not resolv.is_symlink() else None
+    resolv.unlink(missing_ok=True)
+    shutil.copy("/etc/resolv.conf", resolv)
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LANG": "C.UTF-8",
+    }
+    try:
+        for cmd in (
+            ["chroot", str(rootfs), "apt-get", "update"],
+            [
+                "chroot", str(rootfs), "apt-get", "install", "-y", "--no-install-recommends",
+                *packages,
+            ],
+            ["chroot", str(rootfs), "apt-get", "clean"],
+        ):  # fmt: skip
+            with log.open("ab") as out:
+                out.write(f"\n=== {' '.join(cmd)}\n".encode())
+                out.flush()
+                result = subprocess.run(
+                    cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False
+                )
+            if result.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd[2:4])} failed — read {log}")
+    finally:
+        resolv.unlink(missing_ok=True)
+        if saved is not None:
+            resolv.write_bytes(saved)
 
 
 def push(image: oci.Image, ref: str) -> str:

@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.request
 
-from kfncluster import build, cluster, config, fnimage, kfnimage
+from kfncluster import build, cluster, config, fnimage, kfnimage, runtimeimages
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "kfn"
@@ -43,14 +43,18 @@ def sync_chart_crds() -> None:
 
 
 def install_kfn(paths: config.Paths, image: str) -> None:
+    """Helm-installs kfn from ``image``, with the runtime images made from this tree."""
     repository, digest = image.split("@", 1)
     sync_chart_crds()
+    runtimes = runtimeimages.push_all()
     _helm(
         paths,
         "upgrade", "--install", RELEASE, str(CHART),
         "--namespace", NAMESPACE, "--create-namespace",
         "--set", f"image.repository={repository}",
         "--set", f"image.digest={digest}",
+        "--set", f"builder.runtimeImages.python={runtimes['python3.11']}",
+        "--set", f"builder.runtimeImages.nodejs={runtimes['nodejs18']}",
         "--wait", "--timeout", "180s",
     )  # fmt: skip
     # CRDs in a chart's crds/ are installed once and never upgraded by Helm.

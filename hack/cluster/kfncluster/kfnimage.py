@@ -24,9 +24,15 @@ REPOSITORY = f"{config.REGISTRY}/kfn/kfn"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
 
 
+#: Installed into the image besides kfn's own dependencies: the in-cluster builder
+#: (``python3 -m kfn.builder``, run by build Jobs on this image) installs a function's
+#: Python dependencies with pip, and the Debian base has no pip of its own.
+BUILD_TOOLS = ("pip==26.3",)
+
+
 def dependencies() -> list[str]:
     with (REPO / "pyproject.toml").open("rb") as f:
-        return list(tomllib.load(f)["project"]["dependencies"])
+        return [*tomllib.load(f)["project"]["dependencies"], *BUILD_TOOLS]
 
 
 def _site_packages(paths: config.Paths, log: pathlib.Path) -> pathlib.Path:

@@ -54,6 +54,7 @@ class Container(TypedDict):
     resources: dict[str, dict[str, str]]
     readinessProbe: Probe
     livenessProbe: Probe
+    lifecycle: dict[str, Any]
     securityContext: dict[str, Any]
     volumeMounts: list[dict[str, str]]
 
@@ -133,6 +134,10 @@ def timeout_seconds(fn: function.Function) -> float:
     return meta.parse_duration(fn.spec.timeout).total_seconds()
 
 
+#: How long a deleted pod keeps serving before its runtime is told to drain.
+PRE_STOP_SECONDS: Final = 2
+
+
 def _pod_spec(fn: function.Function, image: str) -> PodSpec:
     """The pod: one container, Pod Security "restricted", nothing from the API by default."""
     container: Container = {
@@ -147,6 +152,10 @@ def _pod_spec(fn: function.Function, image: str) -> PodSpec:
         # leaves the endpoints at once and a new one joins as soon as it can serve.
         "readinessProbe": _probe("/_kfn/ready", period=1, timeout=1, failures=1),
         "livenessProbe": _liveness_probe(fn),
+        # A deleted pod keeps serving while the endpoint controllers and kube-proxy take it out
+        # of every Service; only then does the runtime get SIGTERM and drain. Without the pause a
+        # client calling the Service directly could still be sent to a pod that already refuses.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},

@@ -50,8 +50,9 @@ fmt: venv ## Format and fix what ruff can.
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: venv ## Run every test: lint, unit tests, then cluster tests (starting the cluster if needed).
+test: venv ## Run every test: lint, then the cluster (built if needed), unit tests, cluster tests.
 	$(MAKE) lint
+	$(CLUSTER) up
 	$(VENV)/bin/pytest tests/unit
 	$(VENV)/bin/pytest -m cluster tests/cluster
 

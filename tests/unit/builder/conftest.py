@@ -1,63 +1,12 @@
-"""A real OCI registry on a loopback port, and a base image in it, for builder tests."""
+"""A base image in the loopback registry (``registry``, from tests/unit/conftest.py)."""
 
 from __future__ import annotations
 
-import json
 import pathlib
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
 from kfn import oci
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def registry(tmp_path: pathlib.Path) -> Iterator[str]:
-    """Debian's docker-registry serving on 127.0.0.1 (skipped where it is not installed)."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.skip("docker-registry is installed by `make cluster`")
-    port = _free_port()
-    cfg = tmp_path / "registry.yaml"
-    cfg.write_text(
-        json.dumps(
-            {
-                "version": 0.1,
-                "log": {"level": "error", "accesslog": {"disabled": True}},
-                "storage": {"filesystem": {"rootdirectory": str(tmp_path / "registry-data")}},
-                "http": {"addr": f"127.0.0.1:{port}"},
-            }
-        )
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    host = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{host}/v2/", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield host
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

@@ -261,6 +261,7 @@ def watch(
     except exceptions.ApiException as exc:
         raise ApiError(int(exc.status or 0), str(exc.reason), str(exc.reason)) from None
     raw = response.response
+    finished = False
     try:
         if not 200 <= response.status < 300:
             raise ApiError(
@@ -273,7 +274,11 @@ def watch(
             for line in lines:
                 if line.strip():
                     yield _watch_event(line)
+        finished = True
     finally:
+        if not finished:
+            # Left mid-stream: the connection holds unread bytes and cannot be reused.
+            raw.close()
         raw.release_conn()
 
 

@@ -15,6 +15,9 @@ a ready pod over pooled keep-alive connections. One concern per module:
 * :mod:`~kfn.activator.metrics` — Prometheus metrics on their own port.
 * :mod:`~kfn.activator.stats_reporter` — :mod:`kfn.stats` messages to the autoscaler.
 * :mod:`~kfn.activator.endpoints` — where ready endpoints come from.
+* :mod:`~kfn.activator.discovery` — ready endpoints in a cluster: function pods,
+  watched, and probed by the activator itself for fast cold starts.
+* :mod:`~kfn.activator.catalog` — functions and routes from Function and Trigger objects.
 * :mod:`~kfn.activator.server` — wiring and graceful shutdown.
 
 Throughput decides the design (see ``bench/README-activator.md``): a framework

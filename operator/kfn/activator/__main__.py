@@ -1,4 +1,10 @@
-"""Run an activator from a static config file (see :mod:`kfn.activator.config`)."""
+"""Run an activator: in a cluster (the default) or from a static config file.
+
+In a cluster, functions and routes come from Function and Trigger objects
+(:mod:`kfn.activator.catalog`) and ready endpoints from the function pods
+(:mod:`kfn.activator.discovery`). With ``--config`` everything comes from a file
+(see :mod:`kfn.activator.config`), for local runs and benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -12,24 +18,44 @@ import socket
 
 import uvloop
 
+from kfn.activator import catalog, discovery, endpoints, server, stats_reporter
 from kfn.activator import config as configs
-from kfn.activator import endpoints, server, stats_reporter
+
+#: How long a starting activator waits for its first list of Functions and Triggers
+#: before it serves anyway (answering 404 for functions it does not know yet).
+SYNC_TIMEOUT = 30.0
 
 
 async def _main(args: argparse.Namespace) -> None:
-    static = configs.load(pathlib.Path(args.config))
     sink = stats_reporter.HttpStatsSink(args.autoscaler_url) if args.autoscaler_url else None
-    activator = server.Activator(
-        routes=static.routes,
-        functions=static.functions,
-        activator_id=args.id,
-        stats_sink=sink,
-    )
+    source: endpoints.EndpointSource
+    if args.config:
+        static = configs.load(pathlib.Path(args.config))
+        activator = server.Activator(
+            routes=static.routes,
+            functions=static.functions,
+            activator_id=args.id,
+            stats_sink=sink,
+        )
+        source = endpoints.StaticEndpointSource(static.endpoints)
+    else:
+        activator = server.Activator(activator_id=args.id, stats_sink=sink)
+        cluster = catalog.KubeCatalog(
+            activator.set_functions, activator.set_routes, queue_limit=args.queue_limit
+        )
+        watching = asyncio.get_running_loop().create_task(cluster.run())
+        try:
+            async with asyncio.timeout(SYNC_TIMEOUT):
+                await cluster.synced.wait()
+        except TimeoutError:
+            logging.warning("no complete list of Functions and Triggers yet; serving anyway")
+        activator.keep(watching)
+        source = discovery.KubeEndpointSource(probe_interval=args.probe_interval)
     await activator.start(
         args.host,
         args.port,
         metrics_port=args.metrics_port,
-        endpoint_source=endpoints.StaticEndpointSource(static.endpoints),
+        endpoint_source=source,
     )
     logging.info("activator %s serving on %s:%d", args.id, args.host, args.port)
     stop = asyncio.Event()
@@ -43,11 +69,29 @@ async def _main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m kfn.activator")
-    parser.add_argument("--config", required=True, help="static config (JSON)")
+    parser.add_argument(
+        "--config", default="", help="static config (JSON); without it, read the cluster"
+    )
+    parser.add_argument(
+        "--queue-limit",
+        type=int,
+        default=int(os.environ.get("KFN_QUEUE_LIMIT", "1000")),
+        help="requests one function may have waiting in this activator (cluster mode)",
+    )
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        default=0.02,
+        help="seconds between the activator's own readiness probes of a starting pod",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--metrics-port", type=int, default=9090)
-    parser.add_argument("--autoscaler-url", default="", help="e.g. http://127.0.0.1:8090/stats")
+    parser.add_argument(
+        "--autoscaler-url",
+        default=os.environ.get("KFN_AUTOSCALER_URL", ""),
+        help="e.g. http://127.0.0.1:8090/stats",
+    )
     parser.add_argument("--id", default=os.environ.get("POD_NAME", socket.gethostname()))
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     parser.add_argument("--no-uvloop", action="store_true")

@@ -13,6 +13,8 @@ Exported::
     kfn_activator_cold_start_duration_seconds{function}    histogram
     kfn_activator_queue_depth{function}                    gauge
     kfn_activator_in_flight{function}                      gauge
+    kfn_activator_retries_total{function}                  counter
+    kfn_activator_ready_endpoints{function}                gauge
 """
 
 from __future__ import annotations
@@ -57,18 +59,23 @@ class _Histogram:
 class FunctionMetrics:
     """Counters of one function; updated with plain arithmetic."""
 
-    __slots__ = ("codes", "cold_start_durations", "cold_starts", "durations")
+    __slots__ = ("codes", "cold_start_durations", "cold_starts", "durations", "retries")
 
     def __init__(self) -> None:
         self.codes: dict[int, int] = {}
         self.durations = _Histogram(REQUEST_BUCKETS)
         self.cold_starts = 0
         self.cold_start_durations = _Histogram(COLD_START_BUCKETS)
+        self.retries = 0
 
     def observe_request(self, code: int, seconds: float) -> None:
         codes = self.codes
         codes[code] = codes.get(code, 0) + 1
         self.durations.observe(seconds)
+
+    def retried(self) -> None:
+        """A pod refused a request without starting it; it is being sent again."""
+        self.retries += 1
 
     def observe_cold_start(self, seconds: float) -> None:
         self.cold_starts += 1
@@ -124,8 +131,14 @@ class _Collector(registry.Collector):
             "Time from the first request queued at zero to the first ready endpoint.",
             labels=["function"],
         )
+        retries = core.CounterMetricFamily(
+            "kfn_activator_retries",
+            "Requests sent again because a pod refused them unstarted (busy or draining).",
+            labels=["function"],
+        )
         for function, fm in list(self._metrics.functions.items()):
             name = str(function)
+            retries.add_metric([name], fm.retries)
             for code, count in sorted(fm.codes.items()):
                 requests.add_metric([name, str(code)], count)
             durations.add_metric([name], fm.durations.buckets(), fm.durations.total)
@@ -139,10 +152,16 @@ class _Collector(registry.Collector):
         in_flight = core.GaugeMetricFamily(
             "kfn_activator_in_flight", "Requests being served by pods.", labels=["function"]
         )
+        ready = core.GaugeMetricFamily(
+            "kfn_activator_ready_endpoints",
+            "Pods the activator routes the function's requests to.",
+            labels=["function"],
+        )
         for function, throttler in list(self._metrics.throttlers_of().items()):
             queue.add_metric([str(function)], throttler.queued)
             in_flight.add_metric([str(function)], throttler.in_flight)
-        yield from (requests, durations, cold, cold_durations, queue, in_flight)
+            ready.add_metric([str(function)], throttler.ready_endpoints)
+        yield from (requests, durations, cold, cold_durations, queue, in_flight, retries, ready)
 
 
 def _float(value: float) -> str:

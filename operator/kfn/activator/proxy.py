@@ -43,6 +43,15 @@ from kfn.activator import config as configs
 BUFFER_LIMIT = 256 * 1024
 #: Lambda's payload limit for asynchronous invocations.
 EVENT_PAYLOAD_LIMIT = 256 * 1024
+#: Requests up to this size (head and body as sent) are kept until the pod answers, so
+#: one the runtime refused without starting it can be sent again (see ``_not_started``).
+REPLAY_LIMIT = 64 * 1024
+#: Longest body of a runtime refusal that is held back to be recognised.
+_REFUSAL_LIMIT = 4096
+#: The bodies with which the runtime refuses a request it did not start (the runtime
+#: contract, sections 3 and 6): over its concurrency (429) or draining (503).
+_REFUSAL_TYPES = (b'"TooManyRequestsException"', b'"ServiceUnavailableException"')
+_REFUSAL_BODIES = ({"message": "Too Many Requests"}, {"message": "Service Unavailable"})
 HEALTH_PATH = b"/_kfn/health"
 
 # Request headers the proxy handles itself. 0: dropped.
@@ -159,6 +168,7 @@ class Exchange:
         "has_xfp",
         "head_done",
         "headers",
+        "held",
         "host",
         "http11",
         "invocation_type",
@@ -166,9 +176,12 @@ class Exchange:
         "keep_alive",
         "method",
         "proto",
+        "replay",
+        "replay_size",
         "request_id",
         "request_sent",
         "response_started",
+        "retries",
         "started",
         "status",
         "timer",
@@ -213,6 +226,12 @@ class Exchange:
         self.chunked_out = False
         self.upstream_paused = False
         self.finished = False
+        #: What was sent to the pod, for sending it again; None once too large.
+        self.replay: list[bytes] | None = None
+        self.replay_size = 0
+        #: A refusal held back (status, reason, headers, body) until it is recognised.
+        self.held: tuple[int, bytes, bytes, bytearray] | None = None
+        self.retries = 0
 
     # --- request side ---------------------------------------------------------------
 
@@ -368,6 +387,16 @@ class Exchange:
         assert entry is not None
         self.conn = conn
         proto = self.proto
+        if self.retries:
+            # Sent before and refused unstarted: the same bytes again, complete.
+            replay = self.replay
+            assert replay is not None
+            conn.send(replay[0], self, head_request=self.method == b"HEAD")
+            for data in replay[1:]:
+                conn.write(data)
+            if proto.write_paused:
+                conn.pause_reading(True)
+            return
         xff = self.xff + b", " + proto.peer if self.xff else proto.peer
         parts: list[bytes | bytearray] = [
             self.method,
@@ -394,7 +423,10 @@ class Exchange:
         if self.chunked_in:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         parts.append(b"\r\n")
-        conn.send(b"".join(parts), self, head_request=self.method == b"HEAD")
+        head = b"".join(parts)
+        self.replay = [head]
+        self.replay_size = len(head)
+        conn.send(head, self, head_request=self.method == b"HEAD")
         buffered, self.body_buffer = self.body_buffer, None
         if buffered:
             for chunk in buffered:
@@ -412,14 +444,25 @@ class Exchange:
         conn = self.conn
         assert conn is not None
         if self.chunked_in:
-            conn.write(b"%x\r\n%s\r\n" % (len(data), data))
-        else:
-            conn.write(data)
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        conn.write(data)
+        self._keep(data)
 
     def end_body(self) -> None:
         if self.chunked_in and self.conn is not None:
             self.conn.write(b"0\r\n\r\n")
+            self._keep(b"0\r\n\r\n")
         self.request_sent = True
+
+    def _keep(self, data: bytes) -> None:
+        replay = self.replay
+        if replay is None:
+            return
+        self.replay_size += len(data)
+        if self.replay_size > REPLAY_LIMIT:
+            self.replay = None
+        else:
+            replay.append(data)
 
     def on_request_body(self, data: bytes) -> None:
         if self.finished:
@@ -477,6 +520,15 @@ class Exchange:
     ) -> None:
         if self.finished:
             return
+        if status in (429, 503) and self.replay is not None and self.request_sent:
+            lower = headers.lower()
+            if b"retry-after:" in lower and b"kfn-function-error:" not in lower:
+                # Maybe the runtime refusing without starting: hold it until the body says.
+                self.held = (status, reason, headers, bytearray())
+                return
+        self._forward_head(status, reason, headers, length_known)
+
+    def _forward_head(self, status: int, reason: bytes, headers: bytes, length_known: bool) -> None:
         self.status = status
         self.response_started = True
         parts: list[bytes] = [b"HTTP/1.1 %d %s\r\n" % (status, reason), headers]
@@ -497,6 +549,12 @@ class Exchange:
     def on_response_body(self, data: bytes) -> None:
         if self.finished:
             return
+        held = self.held
+        if held is not None:
+            held[3].extend(data)
+            if len(held[3]) > _REFUSAL_LIMIT:
+                self._release_held(length_known=False)
+            return
         if self.chunked_out:
             self.proto.buffer(b"%x\r\n%s\r\n" % (len(data), data))
         else:
@@ -505,6 +563,12 @@ class Exchange:
     def on_response_complete(self, reusable: bool) -> None:
         if self.finished:
             return
+        held = self.held
+        if held is not None:
+            if _not_started(held[3], invoke=self.invoke):
+                self._retry_elsewhere(reusable)
+                return
+            self._release_held(length_known=True)
         if self.chunked_out:
             self.proto.buffer(b"0\r\n\r\n")
         conn, self.conn = self.conn, None
@@ -519,6 +583,8 @@ class Exchange:
     def on_upstream_lost(self, exc: BaseException | None) -> None:
         if self.finished:
             return
+        if self.held is not None:
+            self._release_held(length_known=False)
         self.conn = None
         if self.response_started:
             self.proto.abort()
@@ -526,6 +592,63 @@ class Exchange:
         else:
             self.keep_alive = self.keep_alive and self.body_done
             self.error(502, "ServiceException", "the function's connection closed early")
+
+    def _release_held(self, *, length_known: bool) -> None:
+        """Not a refusal after all: pass the held response on."""
+        held, self.held = self.held, None
+        assert held is not None
+        status, reason, headers, body = held
+        self._forward_head(
+            status, reason, headers, length_known or b"content-length:" in headers.lower()
+        )
+        if body:
+            self.on_response_body(bytes(body))
+
+    def _retry_elsewhere(self, reusable: bool) -> None:
+        """The runtime refused without starting the request: send it again, shortly.
+
+        The slot goes back first, so a pod that is busy or draining is chosen only
+        when nothing better is free; the short, growing pause keeps two activators
+        sharing one busy pod from spinning. The request's own timer still bounds it.
+        """
+        self.held = None
+        entry = self.entry
+        assert entry is not None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if reusable:
+                conn.endpoint.put_idle(conn)
+            else:
+                conn.abort()
+        if self.endpoint is not None:
+            entry.throttler.release(self.endpoint)
+            self.endpoint = None
+        self.retries += 1
+        entry.metrics.retried()
+        delay = min(0.002 * 2**self.retries, 0.1)
+        self.proto.loop.call_later(delay, self._acquire_again)
+
+    def _acquire_again(self) -> None:
+        if self.finished:
+            return
+        entry = self.entry
+        assert entry is not None
+        endpoint = entry.throttler.try_acquire()
+        if endpoint is not None:
+            self.with_endpoint(endpoint)
+            return
+        try:
+            waiter = entry.throttler.wait()
+        except throttler.QueueFullError:
+            self.error(
+                503,
+                "TooManyRequestsException",
+                "the function's queue is full",
+                b"Retry-After: 1\r\n",
+            )
+            return
+        self.waiter = waiter
+        waiter.add_done_callback(self.on_endpoint)
 
     def on_upstream_pause(self, paused: bool) -> None:
         self.upstream_paused = paused
@@ -611,6 +734,16 @@ class Exchange:
             entry.metrics.observe_request(status, time.perf_counter() - self.started)
         if notify:
             self.proto.exchange_done(self)
+
+
+def _not_started(body: bytearray, *, invoke: bool) -> bool:
+    """Whether a held 429/503 is the runtime's refusal of a request it never started."""
+    if invoke:
+        return any(marker in body for marker in _REFUSAL_TYPES)
+    try:
+        return json.loads(body) in _REFUSAL_BODIES
+    except ValueError:
+        return False
 
 
 class ClientProtocol(asyncio.Protocol):

@@ -61,7 +61,9 @@ class Activator:
             throttle_backoff=event_throttle_backoff,
         )
         self.ctx = proxy.Context(router.Router(routes), self.invoker)
-        self._pending_endpoints: dict[stats.FunctionKey, frozenset[str]] = {}
+        #: The latest endpoints pushed for every function, known or not (yet): a function
+        #: (re)added later starts from them, as sources push only changes.
+        self._endpoints: dict[stats.FunctionKey, frozenset[str]] = {}
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.set_functions(functions or {})
@@ -92,9 +94,9 @@ class Activator:
                     on_cold_start=self.metrics.cold_start,
                 )
                 current[key] = proxy.FunctionEntry(key, limits, throttle, self.metrics.of(key))
-                pending = self._pending_endpoints.pop(key, None)
-                if pending is not None:
-                    throttle.update_endpoints(pending)
+                known = self._endpoints.get(key)
+                if known is not None:
+                    throttle.update_endpoints(known)
             elif entry.limits != limits:
                 entry.throttler.concurrency = limits.concurrency
                 entry.throttler.queue_limit = limits.queue_limit
@@ -102,10 +104,12 @@ class Activator:
 
     def update_endpoints(self, function: stats.FunctionKey, addresses: frozenset[str]) -> None:
         """The ready endpoints of a function changed (an ``EndpointSource`` update)."""
-        entry = self.ctx.functions.get(function)
-        if entry is None:
-            self._pending_endpoints[function] = addresses
+        if addresses:
+            self._endpoints[function] = addresses
         else:
+            self._endpoints.pop(function, None)
+        entry = self.ctx.functions.get(function)
+        if entry is not None:
             entry.throttler.update_endpoints(addresses)
 
     def _poke(self, function: stats.FunctionKey) -> None:
@@ -123,6 +127,10 @@ class Activator:
         )
 
     # --- lifecycle ----------------------------------------------------------------------
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Own a background task (a watcher feeding the inputs): cancelled at shutdown."""
+        self._tasks.append(task)
 
     async def start(
         self,

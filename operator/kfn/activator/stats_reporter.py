@@ -106,7 +106,7 @@ class StatsReporter:
         try:
             await self.sink.send(message)
         except (OSError, TimeoutError) as exc:
-            logger.warning("sending stats failed: %s", exc)
+            logger.warning("sending stats failed: %r", exc)
 
     async def run(self, interval: float = 1.0) -> None:
         """Report every ``interval`` seconds until cancelled."""

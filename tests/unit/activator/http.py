@@ -47,6 +47,9 @@ class Backend:
         self.transports: set[asyncio.Transport] = set()
         self.invoke_failures = 0
         self.invoke_status = 200
+        #: Statuses (429, 503) with which the next requests are refused unstarted, as the
+        #: runtime does when busy or draining.
+        self.refusals: list[int] = []
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 
@@ -145,6 +148,34 @@ class _BackendProtocol(asyncio.Protocol):
                     transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     await asyncio.sleep(0)
                 transport.write(b"0\r\n\r\n")
+                return
+            if self.backend.refusals:
+                status = self.backend.refusals.pop(0)
+                invoke = seen.path == "/_kfn/invoke"
+                body = {
+                    (429, True): b'{"errorType":"TooManyRequestsException","errorMessage":"x"}',
+                    (503, True): b'{"errorType":"ServiceUnavailableException","errorMessage":"x"}',
+                    (429, False): b'{"message": "Too Many Requests"}',
+                    (503, False): b'{"message": "Service Unavailable"}',
+                }[(status, invoke)]
+                transport.write(
+                    b"HTTP/1.1 %d Refused\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
+                )
+                return
+            if seen.path == "/limited":
+                body = b'{"message": "Too Many Requests"}'
+                transport.write(
+                    b"HTTP/1.1 429 Slow Down\r\nRetry-After: 1\r\nKfn-Function-Error: Unhandled"
+                    b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                return
+            if seen.path == "/own503":
+                body = b'{"message": "down for maintenance"}'
+                transport.write(
+                    b"HTTP/1.1 503 Unavailable\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
                 return
             if seen.path == "/close":
                 body = b"bye"

@@ -212,3 +212,33 @@ async def test_graceful_shutdown_finishes_in_flight_requests_and_closes(
     await shutdown
     with pytest.raises(ConnectionRefusedError):
         await Client.connect(port)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/echo", "/_kfn/functions/default/hello/invoke"])
+async def test_a_request_the_runtime_refused_unstarted_is_sent_again(
+    backend: Backend, make_activator: MakeActivator, path: str
+) -> None:
+    activator = await make_activator(endpoints=frozenset({backend.address}))
+    backend.refusals = [429, 503]
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("POST", path, b'{"n": 1}')
+    assert response.status == 200
+    assert len(backend.seen) == 3
+    assert len({(seen.body_size, seen.body_sha256) for seen in backend.seen}) == 1
+    assert activator.metrics.of(FN).retries == 2
+    await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/limited", "/own503"])
+async def test_a_functions_own_429_or_503_is_passed_on_not_retried(
+    backend: Backend, make_activator: MakeActivator, path: str
+) -> None:
+    activator = await make_activator(endpoints=frozenset({backend.address}))
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("GET", path)
+    assert response.status in (429, 503)
+    assert b"message" in response.body
+    assert len(backend.seen) == 1
+    await client.close()

@@ -1,0 +1,285 @@
+"""Ready endpoints from the cluster: function pods, watched, and probed by the activator itself.
+
+The kubelet probes ``/_kfn/ready`` once a second, so waiting for its verdict (or for the
+EndpointSlice that follows it) adds up to a second to every cold start. Instead the
+activator watches the function pods (label ``kfn.dev/function``, component ``function``)
+and, as soon as a new pod has an IP, probes ``GET http://<podIP>:8080/_kfn/ready`` itself
+every 20 ms until the runtime answers 200. From then on the kubelet's Ready condition is
+the judge.
+
+A pod leaves the ready set at once when it is terminating (``deletionTimestamp`` set —
+the activator stops routing to it while the runtime drains, before it stops), when it
+has ended, or when the kubelet reports it not ready after having reported it ready (a
+draining or stuck runtime). Watching pods rather than EndpointSlices gives exactly
+these facts, and earlier: an EndpointSlice only changes after the kubelet's probe.
+
+:class:`PodTracker` decides (pure, no I/O); :class:`KubeEndpointSource` watches,
+probes and pushes updates through the :class:`~kfn.activator.endpoints.EndpointSource`
+protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from kfn import kube, stats
+from kfn.activator import endpoints
+
+logger = logging.getLogger(__name__)
+
+LABEL_FUNCTION = "kfn.dev/function"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+#: Selects every function pod in every namespace.
+POD_SELECTOR = f"{LABEL_FUNCTION},{LABEL_COMPONENT}=function"
+#: The runtime contract's port and readiness path.
+POD_PORT = 8080
+READY_PATH = "/_kfn/ready"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PodView:
+    """What the activator needs of one pod."""
+
+    uid: str
+    function: stats.FunctionKey
+    ip: str
+    #: Terminating (deletionTimestamp set) or ended (Succeeded/Failed).
+    gone: bool
+    #: The kubelet's Ready condition: True, False, or None when not reported yet.
+    kubelet_ready: bool | None
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{POD_PORT}"
+
+
+def view(pod: Mapping[str, Any]) -> PodView | None:
+    """The facts of a pod object, or None for something that is not a function pod."""
+    meta = pod.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(LABEL_FUNCTION)
+    uid = meta.get("uid")
+    if not name or not uid:
+        return None
+    status = pod.get("status") or {}
+    ready: bool | None = None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            ready = condition.get("status") == "True"
+    return PodView(
+        uid=str(uid),
+        function=stats.FunctionKey(str(meta.get("namespace", "")), str(name)),
+        ip=str(status.get("podIP") or ""),
+        gone=bool(meta.get("deletionTimestamp")) or status.get("phase") in ("Succeeded", "Failed"),
+        kubelet_ready=ready,
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class _Pod:
+    view: PodView
+    probed: bool = False
+    kubelet_was_ready: bool = False
+
+
+class PodTracker:
+    """The ready set of every function, from pod facts and the activator's own probes."""
+
+    def __init__(self) -> None:
+        self._pods: dict[str, _Pod] = {}
+
+    def replace(self, views: list[PodView]) -> set[stats.FunctionKey]:
+        """A full list: forget pods not in it. Returns the functions whose pods changed."""
+        touched = {pod.view.function for pod in self._pods.values()}
+        keep = {v.uid for v in views}
+        for uid in [uid for uid in self._pods if uid not in keep]:
+            del self._pods[uid]
+        for v in views:
+            self.observe(v)
+        return touched | {v.function for v in views}
+
+    def observe(self, v: PodView) -> stats.FunctionKey:
+        """A pod was added or changed."""
+        pod = self._pods.get(v.uid)
+        if pod is None:
+            pod = self._pods[v.uid] = _Pod(v)
+        pod.view = v
+        if v.kubelet_ready:
+            pod.kubelet_was_ready = True
+        elif v.kubelet_ready is False and pod.kubelet_was_ready:
+            # Ready before, not now: draining or stuck. Our old probe result no longer counts.
+            pod.probed = False
+        return v.function
+
+    def forget(self, uid: str) -> stats.FunctionKey | None:
+        """A pod was deleted."""
+        pod = self._pods.pop(uid, None)
+        return pod.view.function if pod else None
+
+    def probed(self, uid: str) -> stats.FunctionKey | None:
+        """The activator's probe of a pod answered 200."""
+        pod = self._pods.get(uid)
+        if pod is None:
+            return None
+        pod.probed = True
+        return pod.view.function
+
+    def needs_probe(self, uid: str) -> bool:
+        """Whether the activator should probe the pod: alive, with an IP, not known ready."""
+        pod = self._pods.get(uid)
+        if pod is None:
+            return False
+        v = pod.view
+        return bool(v.ip) and not v.gone and not pod.probed and not pod.kubelet_was_ready
+
+    def pods(self) -> list[PodView]:
+        return [pod.view for pod in self._pods.values()]
+
+    def ready(self, function: stats.FunctionKey) -> frozenset[str]:
+        """The addresses the function's requests may go to now."""
+        return frozenset(
+            pod.view.address
+            for pod in self._pods.values()
+            if pod.view.function == function and _is_ready(pod)
+        )
+
+
+def _is_ready(pod: _Pod) -> bool:
+    v = pod.view
+    if not v.ip or v.gone:
+        return False
+    if v.kubelet_ready:
+        return True
+    return pod.probed and not pod.kubelet_was_ready
+
+
+PROBE_TIMEOUT = 0.5
+
+
+async def probe_ready(ip: str, port: int = POD_PORT) -> bool:
+    """One ``GET /_kfn/ready`` (bounded by :data:`PROBE_TIMEOUT`): True only for a 200."""
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            reader, writer = await asyncio.open_connection(ip, port)
+            writer.write(
+                f"GET {READY_PATH} HTTP/1.1\r\nHost: {ip}:{port}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            status_line = await reader.readline()
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+    parts = status_line.split(b" ", 2)
+    return len(parts) >= 2 and parts[1] == b"200"
+
+
+class KubeEndpointSource:
+    """An :class:`~kfn.activator.endpoints.EndpointSource` over the cluster's function pods."""
+
+    def __init__(
+        self,
+        *,
+        probe_interval: float = 0.02,
+        probe_limit: float = 300.0,
+        probe: Callable[[str], Awaitable[bool]] = probe_ready,
+    ) -> None:
+        self.probe_interval = probe_interval
+        self.probe_limit = probe_limit
+        self.probe = probe
+        self.tracker = PodTracker()
+        self._probes: dict[str, asyncio.Task[None]] = {}
+        self._sent: dict[stats.FunctionKey, frozenset[str]] = {}
+        #: Where updates go (set by :meth:`run`).
+        self.update: endpoints.Update | None = None
+        #: Set after the first complete list of pods was pushed.
+        self.synced = asyncio.Event()
+
+    async def run(self, update: endpoints.Update) -> None:
+        self.update = update
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        source = self
+
+        class Into:
+            def replace(self, objects: list[kube.Object]) -> None:
+                views = [v for v in map(view, objects) if v is not None]
+                loop.call_soon_threadsafe(source.replace, views)
+
+            def change(self, kind: str, obj: kube.Object) -> None:
+                v = view(obj)
+                if v is not None:
+                    loop.call_soon_threadsafe(source.change, kind, v)
+
+        thread = threading.Thread(
+            target=kube.reflect,
+            args=("v1", "Pod", Into(), stop),
+            kwargs={"label_selector": POD_SELECTOR},
+            name="pod-watch",
+            daemon=True,
+        )
+        thread.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stop.set()
+            for task in self._probes.values():
+                task.cancel()
+
+    # --- called on the event loop -------------------------------------------------------
+
+    def replace(self, views: list[PodView]) -> None:
+        self._push(self.tracker.replace(views))
+        self.synced.set()
+
+    def change(self, kind: str, v: PodView) -> None:
+        if kind == "DELETED":
+            function = self.tracker.forget(v.uid)
+            touched = {function} if function else set()
+        else:
+            touched = {self.tracker.observe(v)}
+        self._push(touched)
+
+    def _push(self, functions: set[stats.FunctionKey]) -> None:
+        for pod in self.tracker.pods():
+            if self.tracker.needs_probe(pod.uid) and pod.uid not in self._probes:
+                task = asyncio.get_running_loop().create_task(self._probe(pod.uid, pod.ip))
+                self._probes[pod.uid] = task
+        for uid in [uid for uid in self._probes if not self.tracker.needs_probe(uid)]:
+            self._probes.pop(uid).cancel()
+        for function in functions:
+            ready = self.tracker.ready(function)
+            if self._sent.get(function) != ready:
+                self._sent[function] = ready
+                if self.update is not None:
+                    self.update(function, ready)
+
+    async def _probe(self, uid: str, ip: str) -> None:
+        deadline = time.monotonic() + self.probe_limit
+        try:
+            while time.monotonic() < deadline:
+                if await self.probe(ip):
+                    self._probes.pop(uid, None)
+                    function = self.tracker.probed(uid)
+                    if function is not None:
+                        self._push({function})
+                    return
+                await asyncio.sleep(self.probe_interval)
+            logger.info(
+                "pod %s at %s not ready after %.0fs; leaving it to the kubelet",
+                uid,
+                ip,
+                self.probe_limit,
+            )
+        finally:
+            with contextlib.suppress(KeyError):
+                if self._probes.get(uid) is asyncio.current_task():
+                    del self._probes[uid]

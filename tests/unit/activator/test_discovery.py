@@ -1,0 +1,136 @@
+"""Ready endpoints from pod facts and the activator's own readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from kfn import stats
+from kfn.activator import discovery
+
+FN = stats.FunctionKey("team", "hello")
+
+
+def pod(
+    uid: str,
+    ip: str = "",
+    *,
+    ready: bool | None = None,
+    deleting: bool = False,
+    phase: str = "Running",
+    function: str = "hello",
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "uid": uid,
+        "namespace": "team",
+        "labels": {"kfn.dev/function": function, "app.kubernetes.io/component": "function"},
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2024-05-01T00:00:00Z"
+    status: dict[str, Any] = {"phase": phase, "podIP": ip}
+    if ready is not None:
+        status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return {"metadata": meta, "status": status}
+
+
+def view(body: dict[str, Any]) -> discovery.PodView:
+    v = discovery.view(body)
+    assert v is not None
+    return v
+
+
+def test_a_pod_is_read_with_its_function_address_and_state() -> None:
+    v = view(pod("a", "10.0.0.5", ready=False))
+    assert (v.function, v.address, v.gone, v.kubelet_ready) == (FN, "10.0.0.5:8080", False, False)
+    assert view(pod("b", "10.0.0.6", deleting=True)).gone
+    assert view(pod("c", "10.0.0.7", phase="Failed")).gone
+    assert discovery.view({"metadata": {"uid": "x", "labels": {}}}) is None
+
+
+def test_a_pod_without_an_ip_is_not_probed_and_not_ready() -> None:
+    tracker = discovery.PodTracker()
+    tracker.observe(view(pod("a")))
+    assert not tracker.needs_probe("a")
+    assert tracker.ready(FN) == frozenset()
+
+
+def test_a_new_pod_is_ready_once_the_activators_probe_answers_before_the_kubelet() -> None:
+    tracker = discovery.PodTracker()
+    tracker.observe(view(pod("a", "10.0.0.5", ready=False)))
+    assert tracker.needs_probe("a")
+    assert tracker.ready(FN) == frozenset()
+    assert tracker.probed("a") == FN
+    assert not tracker.needs_probe("a")
+    assert tracker.ready(FN) == {"10.0.0.5:8080"}
+
+
+def test_a_terminating_pod_leaves_the_ready_set_at_once() -> None:
+    tracker = discovery.PodTracker()
+    tracker.observe(view(pod("a", "10.0.0.5", ready=True)))
+    assert tracker.ready(FN) == {"10.0.0.5:8080"}
+    tracker.observe(view(pod("a", "10.0.0.5", ready=True, deleting=True)))
+    assert tracker.ready(FN) == frozenset()
+    assert not tracker.needs_probe("a")
+
+
+def test_a_pod_the_kubelet_stops_calling_ready_leaves_and_is_not_probed_back_in() -> None:
+    tracker = discovery.PodTracker()
+    tracker.observe(view(pod("a", "10.0.0.5", ready=False)))
+    tracker.probed("a")
+    tracker.observe(view(pod("a", "10.0.0.5", ready=True)))
+    tracker.observe(view(pod("a", "10.0.0.5", ready=False)))
+    assert tracker.ready(FN) == frozenset()
+    assert not tracker.needs_probe("a")
+    tracker.observe(view(pod("a", "10.0.0.5", ready=True)))
+    assert tracker.ready(FN) == {"10.0.0.5:8080"}
+
+
+def test_a_relist_forgets_pods_that_are_gone_and_reports_their_function() -> None:
+    tracker = discovery.PodTracker()
+    tracker.observe(view(pod("a", "10.0.0.5", ready=True)))
+    other = view(pod("b", "10.0.0.9", ready=True, function="other"))
+    touched = tracker.replace([other])
+    assert touched == {FN, other.function}
+    assert tracker.ready(FN) == frozenset()
+    assert tracker.ready(other.function) == {"10.0.0.9:8080"}
+
+
+@pytest.mark.asyncio
+async def test_the_source_probes_a_starting_pod_and_pushes_it_the_moment_it_answers() -> None:
+    answers = {"10.0.0.5": [False, False, True]}
+    probed: list[str] = []
+
+    async def probe(ip: str) -> bool:
+        probed.append(ip)
+        return answers[ip].pop(0)
+
+    source = discovery.KubeEndpointSource(probe_interval=0.001, probe=probe)
+    updates: list[tuple[stats.FunctionKey, frozenset[str]]] = []
+    source.update = lambda function, addresses: updates.append((function, addresses))
+    source.replace([view(pod("a", "10.0.0.5", ready=False))])
+    assert updates == [(FN, frozenset())]
+    for _ in range(100):
+        if len(updates) > 1:
+            break
+        await asyncio.sleep(0.005)
+    assert updates[-1] == (FN, frozenset({"10.0.0.5:8080"}))
+    assert probed == ["10.0.0.5"] * 3
+    source.change("MODIFIED", view(pod("a", "10.0.0.5", ready=True, deleting=True)))
+    assert updates[-1] == (FN, frozenset())
+
+
+@pytest.mark.asyncio
+async def test_probing_stops_when_the_pod_goes_away() -> None:
+    async def never(ip: str) -> bool:
+        return False
+
+    source = discovery.KubeEndpointSource(probe_interval=0.001, probe=never)
+    source.update = lambda function, addresses: None
+    source.change("ADDED", view(pod("a", "10.0.0.5")))
+    await asyncio.sleep(0.01)
+    assert source._probes
+    source.change("DELETED", view(pod("a", "10.0.0.5")))
+    await asyncio.sleep(0.01)
+    assert not source._probes

@@ -4,6 +4,8 @@
 * :mod:`kfn.autoscaler.autoscaler` keeps state between decisions and acts through
   a :class:`kfn.autoscaler.scaler.Scaler`.
 * :mod:`kfn.autoscaler.server` receives :mod:`kfn.stats` messages over HTTP.
+* :mod:`kfn.autoscaler.cluster` reads scale bounds from Functions and acts through
+  the Deployment ``scale`` subresource.
 
 It shares nothing with the activator but :mod:`kfn.stats`.
 """

@@ -36,6 +36,8 @@ class Autoscaler:
         self.specs: dict[stats.FunctionKey, scaling.ScaleSpec] = {}
         self.decisions: dict[stats.FunctionKey, scaling.Decision] = {}
         self._retention = 60.0
+        #: When this autoscaler started listening (its first tick or message).
+        self.listening_since: float | None = None
 
     def set_spec(self, function: stats.FunctionKey, spec: scaling.ScaleSpec) -> None:
         """Start (or keep) scaling a function with this spec."""
@@ -50,6 +52,8 @@ class Autoscaler:
 
     async def receive(self, message: stats.StatMessage, now: float) -> None:
         """Record a message; a poke is acted upon at once rather than at the next tick."""
+        if self.listening_since is None:
+            self.listening_since = now
         self.window.record(message, now)
         if message.poke:
             for stat in message.functions:
@@ -58,10 +62,15 @@ class Autoscaler:
 
     async def tick(self, now: float) -> None:
         """One decision round over every function with a spec."""
+        if self.listening_since is None:
+            self.listening_since = now
         self.window.expire(now)
         for function in list(self.specs):
             try:
                 await self.scale(function, now)
+            except LookupError as exc:
+                # No workload yet (still building) or gone (being deleted): not an error.
+                logger.debug("not scaling %s: %s", function, exc)
             except Exception:
                 logger.exception("scaling %s failed", function)
 
@@ -70,7 +79,13 @@ class Autoscaler:
         spec = self.specs[function]
         current = await self.scaler.get_scale(function)
         decision = scaling.decide(
-            self.window, function, spec, current, now, previous=self.decisions.get(function)
+            self.window,
+            function,
+            spec,
+            current,
+            now,
+            previous=self.decisions.get(function),
+            listening_since=self.listening_since,
         )
         self.decisions[function] = decision
         if decision.desired != current:

@@ -16,6 +16,9 @@ The rules follow Knative's KPA:
 * A request queued at zero replicas asks for one replica at once (the poke).
 * Scale-down is rate limited (at most halving per decision) and reaching zero
   needs ``idle_timeout`` seconds without any request, in-flight or queued one.
+  Once a function has been idle that long it goes to ``min_replicas`` at once,
+  whatever the stable window still remembers: scale-to-zero then takes
+  ``idle_timeout``, not ``stable_window``.
 """
 
 from __future__ import annotations
@@ -186,11 +189,14 @@ def decide(
     now: float,
     *,
     previous: Decision | None = None,
+    listening_since: float | None = None,
 ) -> Decision:
     """Decide the replicas of one function; ``previous`` carries panic mode over.
 
     ``current`` is the replica count the function has now (as the scale subresource
-    says).
+    says). ``listening_since`` is when the caller started receiving stats: a function
+    counts as idle for at most that long, so an autoscaler that restarts gives every
+    function a full idle timeout before it takes its pods away.
     """
     stable_demand = window.average_demand(key, now, spec.stable_window)
     panic_demand = window.average_demand(key, now, spec.panic_window)
@@ -225,13 +231,23 @@ def decide(
     if current > 0:
         desired = max(desired, math.floor(current / spec.max_scale_down_rate))
 
+    idle = window.idle_for(key, now)
+    if listening_since is not None:
+        idle = min(idle, max(0.0, now - listening_since))
     if queued > 0 and desired < 1:
         desired = 1
         reason = "poke" if current == 0 else "queued"
-    if desired < 1 and current > 0 and window.idle_for(key, now) < spec.idle_timeout:
+    if desired < 1 and current > 0 and idle < spec.idle_timeout:
         # Zero only after a full idle period: no request, none in flight, none queued.
         desired = 1
         reason = "idle-timeout-pending"
+    if queued == 0 and math.isfinite(idle) and idle >= spec.idle_timeout:
+        # Idle for the whole idle timeout: nothing is in flight or queued anywhere, so the
+        # stable window's memory of past load and the scale-down rate no longer matter.
+        # (A function never seen active keeps the rate-limited path: an autoscaler that
+        # just started knows nothing yet and must not drop pods at once.)
+        desired = 0
+        reason = "idle"
 
     clamped = max(spec.min_replicas, min(spec.max_replicas, desired))
     if clamped != desired:

@@ -150,3 +150,30 @@ def test_fresh_window_does_not_dilute_a_burst_with_unseen_time() -> None:
 def test_spec_rejects_impossible_bounds() -> None:
     with pytest.raises(ValueError, match="min_replicas"):
         scaling.ScaleSpec(min_replicas=3, max_replicas=2)
+
+
+@pytest.mark.parametrize(("min_replicas", "expected"), [(0, 0), (1, 1)])
+def test_an_idle_function_drops_to_min_replicas_after_idle_timeout_not_the_stable_window(
+    min_replicas: int, expected: int
+) -> None:
+    spec = scaling.ScaleSpec(target_concurrency=1, min_replicas=min_replicas, idle_timeout=5)
+    run = Run(spec, current=1)
+    for _ in range(30):
+        run.second(_message(4.0))
+    assert run.current >= 4
+    seconds = 0
+    while run.second().desired != expected:
+        seconds += 1
+        assert seconds < spec.stable_window
+    assert 4 <= seconds <= 6
+
+
+def test_a_restarted_autoscaler_gives_every_function_a_full_idle_timeout() -> None:
+    spec = scaling.ScaleSpec(target_concurrency=1, min_replicas=0, idle_timeout=30)
+    window = scaling.StatsWindow(retention=spec.stable_window)
+    started = 1000.0
+    desired = {
+        now: scaling.decide(window, FN, spec, 1, now, listening_since=started).desired
+        for now in (started + 1, started + 29, started + 31)
+    }
+    assert desired == {started + 1: 1, started + 29: 1, started + 31: 0}

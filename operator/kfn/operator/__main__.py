@@ -7,6 +7,7 @@ import os
 
 import kopf
 
+import kfn.operator.triggers  # noqa: F401 - registers the Trigger status handlers
 from kfn.operator import handlers  # noqa: F401 - registers the handlers
 
 HEALTH_ENDPOINT = "http://0.0.0.0:8080/healthz"

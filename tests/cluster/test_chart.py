@@ -47,6 +47,9 @@ OPERATOR_RULES = {
     *(("", r, v) for r in ["services", "serviceaccounts"]
       for v in ["get", "list", "watch", "create", "patch", "update", "delete"]),
     *(("", r, v) for r in ["configmaps", "pods"] for v in ["get", "list", "watch"]),
+    # Builds: the source ConfigMap and the Job of each build.
+    *(("", "configmaps", v) for v in ["create", "patch", "delete"]),
+    *(("batch", "jobs", v) for v in ["get", "list", "watch", "create", "patch", "delete"]),
     *((g, "events", v) for g in ["", "events.k8s.io"] for v in ["create", "patch"]),
     *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ["get", "list", "watch"]),
     *(("", "namespaces", v) for v in ["get", "list", "watch"]),
@@ -110,8 +113,17 @@ def _render_error(helm: pathlib.Path, *set_: str) -> str:
     return result.stderr
 
 
-def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [o for o in objects if o["kind"] == kind]
+COMPONENT = "app.kubernetes.io/component"
+COMPONENTS = ("operator", "activator", "autoscaler")
+
+
+def _of(objects: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
+    """The objects of one component (operator, activator, autoscaler)."""
+    return [o for o in objects if o["metadata"]["labels"][COMPONENT] == component]
+
+
+def _one(objects: list[dict[str, Any]], kind: str, component: str = "operator") -> dict[str, Any]:
+    found = [o for o in _of(objects, component) if o["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, found {[o['metadata']['name'] for o in found]}"
     return found[0]
 
@@ -140,7 +152,7 @@ def _granted(cluster_role: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 
 def test_a_release_named_kfn_names_the_operator_kfn_operator(helm: pathlib.Path) -> None:
-    objects = _render(helm)
+    objects = _of(_render(helm), "operator")
     assert _kinds(objects) == [
         "ClusterRole",
         "ClusterRoleBinding",
@@ -150,6 +162,23 @@ def test_a_release_named_kfn_names_the_operator_kfn_operator(helm: pathlib.Path)
     assert {o["metadata"]["name"] for o in objects} == {"kfn-operator"}
 
 
+def test_every_component_is_named_after_the_release_and_labelled_with_its_component(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(helm)
+    assert {o["metadata"]["labels"][COMPONENT] for o in objects} == set(COMPONENTS)
+    for component in COMPONENTS:
+        assert {o["metadata"]["name"] for o in _of(objects, component)} == {f"kfn-{component}"}
+    assert _kinds(_of(objects, "activator")) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    assert _kinds(_of(objects, "autoscaler")) == _kinds(_of(objects, "activator"))
+
+
 def test_names_and_labels_are_cut_to_63_characters_for_the_longest_release_name(
     helm: pathlib.Path,
 ) -> None:
@@ -157,18 +186,23 @@ def test_names_and_labels_are_cut_to_63_characters_for_the_longest_release_name(
     objects = _render(helm, release=LONG_RELEASE)
     for obj in objects:
         name = obj["metadata"]["name"]
+        suffix = "-" + obj["metadata"]["labels"][COMPONENT]
         assert len(name) <= 63, name
-        assert name.endswith("-operator"), name
+        assert name.endswith(suffix), name
         assert name.startswith(LONG_RELEASE[:40]), name
-        assert not name.removesuffix("-operator").endswith("-"), name
+        assert not name.removesuffix(suffix).endswith("-"), name
         for key, value in obj["metadata"]["labels"].items():
             assert len(value) <= 63, (key, value)
-    assert len({o["metadata"]["name"] for o in objects}) == 1
+    assert len({o["metadata"]["name"] for o in objects}) == len(COMPONENTS)
 
 
 def test_a_long_full_name_override_is_cut_to_63_characters(helm: pathlib.Path) -> None:
     objects = _render(helm, {"fullnameOverride": "x" * 70})
-    assert {o["metadata"]["name"] for o in objects} == {"x" * 54 + "-operator"}
+    assert {o["metadata"]["name"] for o in objects} == {
+        "x" * 54 + "-operator",
+        "x" * 53 + "-activator",
+        "x" * 52 + "-autoscaler",
+    }
 
 
 def test_every_object_carries_the_recommended_labels(helm: pathlib.Path) -> None:
@@ -178,12 +212,12 @@ def test_every_object_carries_the_recommended_labels(helm: pathlib.Path) -> None
         "app.kubernetes.io/instance": "fns",
         "app.kubernetes.io/version": CHART_META["appVersion"],
         "app.kubernetes.io/managed-by": "Helm",
-        "app.kubernetes.io/component": "operator",
         "helm.sh/chart": f"kfn-{CHART_META['version']}",
     }
     for obj in objects:
         labels = obj["metadata"]["labels"]
         assert labels | expected == labels, (obj["kind"], labels)
+        assert labels[COMPONENT] in COMPONENTS
 
 
 def test_the_operator_selector_leaves_out_the_version_so_upgrades_keep_it(
@@ -227,12 +261,45 @@ def test_the_operator_runs_one_replica_replaced_rather_than_rolled(helm: pathlib
     assert spec["strategy"] == {"type": "Recreate"}
 
 
+def test_the_builder_values_reach_the_operator_and_builds_run_on_kfns_own_image(
+    helm: pathlib.Path,
+) -> None:
+    values: dict[str, Any] = {
+        "image": {"digest": "sha256:" + "a" * 64},
+        "builder": {
+            "registry": "registry.example.com",
+            "runtimeImages": {
+                "python": "registry.example.com/kfn/runtime-python@sha256:" + "b" * 64,
+                "nodejs": "registry.example.com/kfn/runtime-nodejs:18",
+            },
+            "pypiIndexUrl": "https://pypi.mirror.example.com/simple/",
+            "npmRegistry": "https://npm.mirror.example.com/",
+            "maxConcurrent": 4,
+            "deadlineSeconds": 600,
+        },
+    }
+    env = {e["name"]: e["value"] for e in _operator_container(_render(helm, values))["env"]}
+    assert env["KFN_BUILDER_IMAGE"] == f"{DEFAULTS['image']['repository']}@sha256:{'a' * 64}"
+    assert env["KFN_IMAGE_REGISTRY"] == "registry.example.com"
+    assert env["KFN_RUNTIME_IMAGE_PYTHON"] == values["builder"]["runtimeImages"]["python"]
+    assert env["KFN_RUNTIME_IMAGE_NODEJS"] == "registry.example.com/kfn/runtime-nodejs:18"
+    assert env["KFN_PYPI_INDEX_URL"] == "https://pypi.mirror.example.com/simple/"
+    assert env["KFN_NPM_REGISTRY"] == "https://npm.mirror.example.com/"
+    assert env["KFN_MAX_CONCURRENT_BUILDS"] == "4"
+    assert env["KFN_BUILD_DEADLINE_SECONDS"] == "600"
+
+
+def test_a_package_index_that_is_not_a_url_is_refused(helm: pathlib.Path) -> None:
+    message = _render_error(helm, "builder.pypiIndexUrl=pypi.org/simple")
+    assert "/builder/pypiIndexUrl" in message
+
+
 def test_the_operator_container_runs_the_operator_module_with_health_probes(
     helm: pathlib.Path,
 ) -> None:
     container = _operator_container(_render(helm))
     assert container["command"] == ["python3", "-m", "kfn.operator"]
-    assert container["env"] == [{"name": "KFN_LOG_LEVEL", "value": "INFO"}]
+    assert container["env"][0] == {"name": "KFN_LOG_LEVEL", "value": "INFO"}
     assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
@@ -344,12 +411,14 @@ def test_the_operator_is_granted_exactly_what_it_touches(helm: pathlib.Path) -> 
 
 def test_rbac_can_be_left_to_the_cluster_admin(helm: pathlib.Path) -> None:
     objects = _render(helm, {"rbac": {"create": False}})
-    assert _kinds(objects) == ["Deployment", "ServiceAccount"]
+    for component in COMPONENTS:
+        assert "ClusterRole" not in _kinds(_of(objects, component))
+        assert "ClusterRoleBinding" not in _kinds(_of(objects, component))
 
 
 def test_an_existing_service_account_is_used_and_bound_by_name(helm: pathlib.Path) -> None:
     objects = _render(helm, {"serviceAccount": {"create": False, "name": "platform-operator"}})
-    assert "ServiceAccount" not in _kinds(objects)
+    assert "ServiceAccount" not in _kinds(_of(objects, "operator"))
     pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "platform-operator"
     (subject,) = _one(objects, "ClusterRoleBinding")["subjects"]
@@ -365,6 +434,127 @@ def test_service_account_annotations_are_passed_through(helm: pathlib.Path) -> N
         _one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
         == (account["metadata"]["name"])
     )
+
+
+# --- the activator and the autoscaler ------------------------------------------------------------
+
+ACTIVATOR_RULES = {
+    *(("kfn.dev", r, v) for r in ["functions", "triggers"] for v in ["get", "list", "watch"]),
+    *(("", "pods", v) for v in ["get", "list", "watch"]),
+}
+AUTOSCALER_RULES = {
+    *(("kfn.dev", "functions", v) for v in ["get", "list", "watch"]),
+    *(("apps", "deployments/scale", v) for v in ["get", "patch", "update"]),
+}
+
+
+def _container(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    (container,) = _one(objects, "Deployment", component)["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def test_two_activators_run_the_activator_module_behind_the_kfn_activator_service(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(helm)
+    deployment = _one(objects, "Deployment", "activator")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kfn-activator"
+    assert pod["terminationGracePeriodSeconds"] == 30 + 5
+    container = _container(objects, "activator")
+    assert container["command"] == ["python3", "-m", "kfn.activator"]
+    assert "--autoscaler-url=http://kfn-autoscaler.kfn-system.svc:8090/stats" in container["args"]
+    assert "--queue-limit=1000" in container["args"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": 8080,
+        "metrics": 9090,
+    }
+    assert container["readinessProbe"]["httpGet"] == {"path": "/_kfn/health", "port": "http"}
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
+    service = _one(objects, "Service", "activator")
+    assert service["metadata"]["name"] == "kfn-activator"
+    assert service["spec"]["type"] == "ClusterIP"
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        "http": (80, "http"),
+        "metrics": (9090, "metrics"),
+    }
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels | service["spec"]["selector"] == pod_labels
+
+
+def test_activator_values_reach_the_pod(helm: pathlib.Path) -> None:
+    objects = _render(
+        helm,
+        {"activator": {"replicas": 3, "queueLimit": 50, "drainTimeoutSeconds": 10}},
+    )
+    deployment = _one(objects, "Deployment", "activator")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 15
+    args = _container(objects, "activator")["args"]
+    assert {"--queue-limit=50", "--drain-timeout=10"} <= set(args)
+
+
+def test_the_activator_pod_disruption_budget_is_optional(helm: pathlib.Path) -> None:
+    assert "PodDisruptionBudget" not in _kinds(_render(helm))
+    objects = _render(
+        helm, {"activator": {"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}}
+    )
+    budget = _one(objects, "PodDisruptionBudget", "activator")
+    assert budget["spec"]["minAvailable"] == 1
+    pod_labels = _one(objects, "Deployment", "activator")["spec"]["template"]["metadata"]["labels"]
+    selector = budget["spec"]["selector"]["matchLabels"]
+    assert pod_labels | selector == pod_labels
+
+
+def test_one_autoscaler_runs_the_autoscaler_module_where_activators_send_stats(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(helm, {"autoscaler": {"stableWindowSeconds": 30}})
+    deployment = _one(objects, "Deployment", "autoscaler")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    container = _container(objects, "autoscaler")
+    assert container["command"] == ["python3", "-m", "kfn.autoscaler"]
+    assert {"--port=8090", "--stable-window=30", "--panic-window=6"} <= set(container["args"])
+    service = _one(objects, "Service", "autoscaler")
+    assert service["metadata"]["name"] == "kfn-autoscaler"
+    assert [p["port"] for p in service["spec"]["ports"]] == [8090]
+
+
+@pytest.mark.parametrize("component", ["activator", "autoscaler"])
+def test_activator_and_autoscaler_pods_are_restricted_like_the_operator(
+    helm: pathlib.Path, component: str
+) -> None:
+    objects = _render(helm)
+    pod = _one(objects, "Deployment", component)["spec"]["template"]["spec"]
+    operator_pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == operator_pod["securityContext"]
+    (container,) = pod["containers"]
+    (operator_container,) = operator_pod["containers"]
+    assert container["securityContext"] == operator_container["securityContext"]
+    assert container["image"] == operator_container["image"]
+    assert pod["automountServiceAccountToken"] is True
+
+
+@pytest.mark.parametrize(
+    ("component", "rules"), [("activator", ACTIVATOR_RULES), ("autoscaler", AUTOSCALER_RULES)]
+)
+def test_activator_and_autoscaler_are_granted_exactly_what_they_touch(
+    helm: pathlib.Path, component: str, rules: set[tuple[str, str, str]]
+) -> None:
+    objects = _render(helm)
+    role = _one(objects, "ClusterRole", component)
+    assert _granted(role) == rules
+    (subject,) = _one(objects, "ClusterRoleBinding", component)["subjects"]
+    assert subject == {"kind": "ServiceAccount", "name": f"kfn-{component}", "namespace": NAMESPACE}
+
+
+def test_the_schema_rejects_bad_activator_and_autoscaler_values(helm: pathlib.Path) -> None:
+    assert "/activator/replicas" in _render_error(helm, "activator.replicas=0")
+    assert "'port' not allowed" in _render_error(helm, "activator.port=8080")
+    assert "/autoscaler/logLevel" in _render_error(helm, "autoscaler.logLevel=loud")
 
 
 # --- values schema and lint ---------------------------------------------------------------------
@@ -502,24 +692,27 @@ def test_the_api_server_accepts_every_object_and_the_restricted_standard_admits_
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr, result.stderr
 
-    # Pod Security admission only enforces on pods, so submit the Deployment's pod as one.
+    # Pod Security admission only enforces on pods, so submit each Deployment's pod as one.
     # It runs as the namespace's "default" account, which the dry run above did not create.
-    template = _one(objects, "Deployment")["spec"]["template"]
-    pod_spec = template["spec"] | {"serviceAccountName": "default"}
     kubeutil.wait_for(
         "the namespace's default ServiceAccount",
         lambda: kubeutil.kubectl(
             "get", "serviceaccount", "default", "-n", restricted_namespace, check=False
         ),
     )
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "kfn-operator-dry-run", "labels": template["metadata"]["labels"]},
-        "spec": pod_spec,
-    }
-    result = _dry_run(restricted_namespace, [pod])
-    assert result.returncode == 0, result.stderr
+    for component in COMPONENTS:
+        template = _one(objects, "Deployment", component)["spec"]["template"]
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"kfn-{component}-dry-run",
+                "labels": template["metadata"]["labels"],
+            },
+            "spec": template["spec"] | {"serviceAccountName": "default"},
+        }
+        result = _dry_run(restricted_namespace, [pod])
+        assert result.returncode == 0, (component, result.stderr)
 
 
 def _notes(helm: pathlib.Path, values: dict[str, Any] | None = None) -> str:

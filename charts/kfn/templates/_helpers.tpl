@@ -106,3 +106,60 @@ otherwise the one the installer names ("default" if none is named).
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Activator: the HTTP entry point and invoke API in front of function pods.
+Its Service keeps the same name ("<base>-activator"), which the operator uses in
+HTTP Triggers' status.url.
+*/}}
+{{- define "kfn.activator.fullname" -}}
+{{- $base := include "kfn.fullname" . | trunc 53 | trimSuffix "-" -}}
+{{- printf "%s-activator" $base -}}
+{{- end -}}
+
+{{- define "kfn.activator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kfn.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/component: activator
+{{- end -}}
+
+{{- define "kfn.activator.labels" -}}
+{{ include "kfn.labels" . }}
+app.kubernetes.io/component: activator
+{{- end -}}
+
+{{/*
+Autoscaler: decides replicas from the activators' stats and writes them through
+the Deployment scale subresource.
+*/}}
+{{- define "kfn.autoscaler.fullname" -}}
+{{- $base := include "kfn.fullname" . | trunc 52 | trimSuffix "-" -}}
+{{- printf "%s-autoscaler" $base -}}
+{{- end -}}
+
+{{- define "kfn.autoscaler.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kfn.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/component: autoscaler
+{{- end -}}
+
+{{- define "kfn.autoscaler.labels" -}}
+{{ include "kfn.labels" . }}
+app.kubernetes.io/component: autoscaler
+{{- end -}}
+
+{{/*
+The container security context every kfn component runs with: Pod Security
+"restricted", read-only root filesystem.
+*/}}
+{{- define "kfn.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}

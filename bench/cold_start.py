@@ -1,0 +1,269 @@
+"""Cold start through the activator, next to the floors under it, measured in one run.
+
+Three measurements on the local cluster, ``--trials`` each:
+
+* **bare pod start** — ``bench/pod_start.py``'s approach: scale a plain Deployment of a
+  tiny HTTP server from 0 to 1 and poll its pod IP every 10 ms (the scale is written
+  with the API client, not a ``kubectl`` process, whose start would count otherwise).
+* **runtime pod start** — the same with the function's own image (kfn's Python
+  runtime and a trivial handler), polled at ``/_kfn/ready``: the floor a cold start
+  through kfn could reach, since the runtime must start either way.
+* **cold start through the activator** — a Function at zero replicas (no pod left),
+  one ``POST /_kfn/functions/<ns>/<name>/invoke`` to the activator Service's ClusterIP,
+  timed from sending to the complete 200 response. It includes the poke to the
+  autoscaler, the scale subresource write, the pod start, the activator's own
+  readiness probing and the invocation.
+
+The three run interleaved, trial by trial, so the machine's load weighs on them alike.
+Prints every trial and p50/p99 of each, and the activator's margin over both floors.
+Targets: p50 ≤ 1.0 s and ≤ 0.3 s above the bare pod-start floor.
+
+    .venv/bin/python bench/cold_start.py --trials 20
+
+Expects kfn installed (``make up``). Everything it creates lives in one namespace that
+is deleted at the end. All traffic goes to cluster addresses on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pathlib
+import statistics
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [
+    str(REPO / "bench"),
+    str(REPO),
+    str(REPO / "operator"),
+    str(REPO / "hack" / "cluster"),
+]
+
+from kubernetes import client, config  # noqa: E402
+from tests.cluster import httpload  # noqa: E402
+from tests.cluster.kubeutil import KUBECONFIG, kubectl, kubectl_json, push_python_app  # noqa: E402
+
+import pod_start  # noqa: E402
+from kfncluster import fnimage  # noqa: E402
+
+HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+#: What the operator sets for a function container (the runtime contract), for the runtime floor.
+RUNTIME_ENV = {
+    "KFN_FUNCTION_NAME": "runtime",
+    "KFN_HANDLER": "app.handler",
+    "_HANDLER": "app.handler",
+    "KFN_TIMEOUT_MS": "30000",
+    "KFN_CONCURRENCY": "1",
+    "KFN_MEMORY_MB": "128",
+}
+
+
+def deployment(name: str, image: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    container: dict[str, object] = {
+        "name": "app",
+        "image": image,
+        "ports": [{"containerPort": 8080}],
+        "securityContext": RESTRICTED,
+        "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"terminationGracePeriodSeconds": 0, "containers": [container]},
+            },
+        },
+    }
+
+
+def warm(api: client.CoreV1Api, ns: str, name: str) -> None:
+    """Start the Deployment once so its image is on the node: trials measure starts, not pulls."""
+    kubectl("-n", ns, "scale", f"deployment/{name}", "--replicas=1")
+    kubectl("-n", ns, "rollout", "status", f"deployment/{name}", "--timeout=120s")
+    _scale_to_zero(api, ns, name)
+
+
+def pod_start_trial(
+    api: client.CoreV1Api, apps: client.AppsV1Api, ns: str, name: str, path: str
+) -> float:
+    """pod_start.py's measurement, scaling through the API: 0→1 until HTTP 200 at the pod IP.
+
+    The scale is written with the API client rather than a ``kubectl`` process, whose own
+    start (0.3 s and more on a busy machine) would otherwise count as pod start.
+    """
+    t0 = time.monotonic()
+    apps.patch_namespaced_deployment_scale(name, ns, {"spec": {"replicas": 1}})
+    elapsed = _wait_answer(api, ns, f"app={name}", path, t0)
+    _scale_to_zero(api, ns, name)
+    return elapsed
+
+
+TRIAL_TIMEOUT = 60.0
+
+
+def _wait_answer(api: client.CoreV1Api, ns: str, label: str, path: str, t0: float) -> float:
+    while time.monotonic() - t0 < TRIAL_TIMEOUT:
+        for pod in api.list_namespaced_pod(ns, label_selector=label).items:
+            ip = pod.status.pod_ip if pod.status else None
+            if not ip or (pod.metadata and pod.metadata.deletion_timestamp):
+                continue
+            try:
+                with urllib.request.urlopen(f"http://{ip}:8080{path}", timeout=1) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - t0
+            except OSError:
+                pass
+        time.sleep(0.01)
+    raise SystemExit(f"no answer within {TRIAL_TIMEOUT}s")
+
+
+def _scale_to_zero(api: client.CoreV1Api, ns: str, name: str) -> None:
+    kubectl("-n", ns, "scale", f"deployment/{name}", "--replicas=0")
+    while api.list_namespaced_pod(ns, label_selector=f"app={name}").items:
+        time.sleep(0.1)
+
+
+def deploy_function(ns: str, image: str, address: tuple[str, int]) -> str:
+    """A Function at zero that scales back to zero one second after each request."""
+    fn = {
+        "apiVersion": "kfn.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": "cold", "namespace": ns},
+        "spec": {
+            "runtime": "python3.11",
+            "handler": "app.handler",
+            "source": {"image": image},
+            "scale": {"idleTimeout": "1s"},
+        },
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(fn))
+    path = f"/_kfn/functions/{ns}/cold/invoke"
+    _wait(lambda: _known(address, path), "the activators to know the function")
+    return path
+
+
+def activator_trial(api: client.CoreV1Api, ns: str, path: str, address: tuple[str, int]) -> float:
+    """One invocation of the Function once it is at zero with no pod left."""
+    label = "kfn.dev/function=cold"
+    _wait(
+        lambda: _replicas(ns) == 0 and not api.list_namespaced_pod(ns, label_selector=label).items,
+        "the function at zero with no pod left",
+    )
+    response = asyncio.run(httpload.request(*address, "POST", path, b"{}"))
+    if response.status != 200:
+        raise SystemExit(f"cold invocation answered {response.status}: {response.body!r}")
+    return response.seconds
+
+
+def _replicas(ns: str) -> int:
+    return int(kubectl_json("-n", ns, "get", "deployment", "cold")["spec"].get("replicas", 0))
+
+
+def _known(address: tuple[str, int], path: str) -> bool:
+    """Both activators route the function: GETs on the invoke API answer 405, not 404."""
+
+    async def probe() -> bool:
+        for _ in range(10):
+            if (await httpload.request(*address, "GET", path)).status != 405:
+                return False
+        return True
+
+    return asyncio.run(probe())
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (AssertionError, OSError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def summary(name: str, values: list[float]) -> tuple[float, float]:
+    p50, p99 = (pod_start.percentile(values, q) for q in (50, 99))
+    print(
+        f"{name:<34} p50 {p50 * 1000:6.0f} ms   p99 {p99 * 1000:6.0f} ms   "
+        f"mean {statistics.mean(values) * 1000:6.0f} ms   (n={len(values)})"
+    )
+    return p50, p99
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--namespace", default="kfn-system", help="where kfn runs")
+    args = parser.parse_args()
+
+    api_client = config.new_client_from_config(config_file=str(KUBECONFIG))  # type: ignore[no-untyped-call]
+    api, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    service = kubectl_json("-n", args.namespace, "get", "service", "kfn-activator")
+    address = (service["spec"]["clusterIP"], 80)
+    bare = push_python_app(
+        "bench/pod-start", "v1", {"server.py": pod_start.SERVER}, ["python3", "server.py"]
+    )
+    image = fnimage.push_python_function("bench/cold-start", "v1", {"app.py": HANDLER})
+    ns = f"bench-cold-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", ns)
+    floor: list[float] = []
+    runtime: list[float] = []
+    cold: list[float] = []
+    try:
+        for body in (deployment("bare", bare), deployment("runtime", image, RUNTIME_ENV)):
+            kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(body))
+        warm(api, ns, "bare")
+        warm(api, ns, "runtime")
+        path = deploy_function(ns, image, address)
+        # Interleaved, so that the machine's load weighs on the three alike.
+        for trial in range(1, args.trials + 1):
+            floor.append(pod_start_trial(api, apps, ns, "bare", "/"))
+            runtime.append(pod_start_trial(api, apps, ns, "runtime", "/_kfn/ready"))
+            cold.append(activator_trial(api, ns, path, address))
+            print(
+                f"trial {trial:2d}: bare {floor[-1] * 1000:5.0f} ms   runtime "
+                f"{runtime[-1] * 1000:5.0f} ms   activator {cold[-1] * 1000:5.0f} ms",
+                flush=True,
+            )
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false")
+    print()
+    floor50, floor99 = summary("bare pod start (floor)", floor)
+    runtime50, runtime99 = summary("runtime pod start", runtime)
+    cold50, cold99 = summary("cold start through the activator", cold)
+    print(
+        f"\nactivator over the bare floor:   p50 +{(cold50 - floor50) * 1000:.0f} ms, "
+        f"p99 +{(cold99 - floor99) * 1000:.0f} ms"
+    )
+    print(
+        f"activator over the runtime pod:  p50 +{(cold50 - runtime50) * 1000:.0f} ms, "
+        f"p99 +{(cold99 - runtime99) * 1000:.0f} ms"
+    )
+    met = cold50 <= 1.0 and cold50 - floor50 <= 0.3
+    print(f"targets (p50 <= 1.0 s, <= 0.3 s above the floor): {'met' if met else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

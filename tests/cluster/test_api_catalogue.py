@@ -8,6 +8,7 @@ keeps the generated schema and the pydantic models from drifting apart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import uuid
@@ -23,7 +24,8 @@ from kfn.api import function, meta, trigger
 pytestmark = pytest.mark.cluster
 
 CASES = pathlib.Path(__file__).resolve().parents[1] / "cases"
-NAMESPACE = "default"
+#: A namespace of its own: the catalogue's names (``hello``, ``web``) must not meet real objects.
+NAMESPACE = "api-catalogue"
 PLURALS = {function.KIND: function.PLURAL, trigger.KIND: trigger.PLURAL}
 MODELS: dict[str, Any] = {function.KIND: function.Function, trigger.KIND: trigger.Trigger}
 
@@ -58,9 +60,13 @@ def _error_message(error: client.ApiException) -> str:
         return str(error.body)
 
 
-@pytest.fixture
-def custom_objects(kube_api: client.ApiClient) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(kube_api)
+@pytest.fixture(scope="module")
+def custom_objects(kube_api: client.ApiClient) -> Iterator[client.CustomObjectsApi]:
+    core = client.CoreV1Api(kube_api)
+    with contextlib.suppress(client.ApiException):
+        core.create_namespace({"metadata": {"name": NAMESPACE}})
+    # Kept afterwards: a namespace still terminating would refuse the next run's objects.
+    yield client.CustomObjectsApi(kube_api)
 
 
 @pytest.mark.parametrize("path", _cases("invalid"), ids=lambda path: path.stem)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import subprocess
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from kfn import oci
@@ -52,6 +54,17 @@ def wait_for(
             last = exc
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last error: {last}")
+
+
+@contextlib.contextmanager
+def scratch_namespace(prefix: str) -> Iterator[str]:
+    """A namespace of its own for a test, deleted (without waiting) afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false")
 
 
 def apply_crds() -> None:

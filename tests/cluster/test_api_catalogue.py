@@ -61,12 +61,12 @@ def _error_message(error: client.ApiException) -> str:
 
 
 @pytest.fixture(scope="module")
-def custom_objects(kube_api: client.ApiClient) -> Iterator[client.CustomObjectsApi]:
+def custom_objects(kube_api: client.ApiClient) -> client.CustomObjectsApi:
     core = client.CoreV1Api(kube_api)
     with contextlib.suppress(client.ApiException):
         core.create_namespace({"metadata": {"name": NAMESPACE}})
     # Kept afterwards: a namespace still terminating would refuse the next run's objects.
-    yield client.CustomObjectsApi(kube_api)
+    return client.CustomObjectsApi(kube_api)
 
 
 @pytest.mark.parametrize("path", _cases("invalid"), ids=lambda path: path.stem)

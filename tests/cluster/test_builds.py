@@ -15,7 +15,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from kfncluster import config
-from tests.cluster.kubeutil import kubectl, kubectl_json, wait_for
+from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -32,10 +31,8 @@ BUILD_TIMEOUT = 240
 
 @pytest.fixture
 def namespace(kfn: str) -> Iterator[str]:
-    name = f"builds-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
+    with scratch_namespace("builds") as name:
+        yield name
 
 
 def python_function(name: str, code: str, **spec: Any) -> dict[str, Any]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import pathlib
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kfncluster import config, fnimage, install
-from tests.cluster.kubeutil import kubectl, kubectl_json, wait_for
+from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -27,10 +26,8 @@ def image(cluster: pathlib.Path) -> str:
 
 @pytest.fixture
 def namespace(kfn: str) -> Iterator[str]:
-    name = f"op-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
+    with scratch_namespace("op") as name:
+        yield name
 
 
 def function(name: str, image: str, **spec: Any) -> dict[str, Any]:

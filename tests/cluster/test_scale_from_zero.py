@@ -11,7 +11,6 @@ import asyncio
 import json
 import pathlib
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 
 from kfncluster import fnimage, install
 from tests.cluster import httpload
-from tests.cluster.kubeutil import kubectl, kubectl_json, wait_for
+from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -50,10 +49,8 @@ def image(cluster: pathlib.Path) -> str:
 
 @pytest.fixture(scope="module")
 def namespace(kfn: str) -> Iterator[str]:
-    name = f"scale-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false")
+    with scratch_namespace("scale") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

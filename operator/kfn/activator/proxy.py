@@ -262,7 +262,7 @@ class Exchange:
         elif code == _INVOCATION_TYPE:
             self.invocation_type = value
 
-    def begin(self) -> None:  # noqa: PLR0911 (one return per early answer)
+    def begin(self) -> None:
         """Route the request and find it a pod (called when it is first in line)."""
         proto = self.proto
         ctx = proto.ctx
@@ -296,22 +296,7 @@ class Exchange:
         self.timer = loop.call_at(loop.time() + entry.timeout, self.on_timeout)
         self.deadline_ms = int((time.time() + entry.timeout) * 1000)
         self.request_id = new_request_id()
-        endpoint = entry.throttler.try_acquire()
-        if endpoint is not None:
-            self.with_endpoint(endpoint)
-            return
-        try:
-            waiter = entry.throttler.wait()
-        except throttler.QueueFullError:
-            self.error(
-                503,
-                "TooManyRequestsException",
-                "the function's queue is full",
-                b"Retry-After: 1\r\n",
-            )
-            return
-        self.waiter = waiter
-        waiter.add_done_callback(self.on_endpoint)
+        self.acquire(entry)
 
     def on_endpoint(self, waiter: asyncio.Future[upstream.Endpoint]) -> None:
         self.waiter = None
@@ -633,6 +618,10 @@ class Exchange:
             return
         entry = self.entry
         assert entry is not None
+        self.acquire(entry)
+
+    def acquire(self, entry: FunctionEntry) -> None:
+        """A pod with capacity now, or a place in the function's bounded queue."""
         endpoint = entry.throttler.try_acquire()
         if endpoint is not None:
             self.with_endpoint(endpoint)

@@ -363,7 +363,9 @@ def test_requests_beyond_the_queue_bound_are_refused_at_once_with_503_and_retry_
             *(invoke(activator, namespace, "narrow", {"sleep": 4}) for _ in range(2300))
         )
 
+    before = activator_memory_mib("VmRSS")
     results = run(flood())
+    after = activator_memory_mib("VmRSS")
     refused = [r for r in results if r.status == 503]
     assert len(refused) >= 250, {r.status for r in results}
     for response in refused:
@@ -371,6 +373,25 @@ def test_requests_beyond_the_queue_bound_are_refused_at_once_with_503_and_retry_
         assert response.json()["errorType"] == "TooManyRequestsException"
     assert min(r.seconds for r in refused) < 2.0
     assert {r.status for r in results} <= {200, 503, 504}
+    # The queues are bounded, so 2,300 requests held at once cost each activator little
+    # memory, and what they cost is given back; nothing was killed for its memory.
+    print(f"activator RSS before {before} MiB, after {after} MiB")
+    assert all(a - b < 48 for a, b in zip(after, before, strict=True)), (before, after)
+    assert max(activator_memory_mib("VmHWM")) < 200
+
+
+def activator_memory_mib(field: str) -> list[float]:
+    """``field`` (VmRSS, VmHWM) of each activator pod's process, in MiB, in pod-name order."""
+    pods = kubectl(
+        "-n", install.NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=activator",
+        "--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}",
+    ).split()  # fmt: skip
+    values = []
+    for pod in sorted(pods):
+        status = kubectl("-n", install.NAMESPACE, "exec", pod, "--", "cat", "/proc/1/status")
+        line = next(ln for ln in status.splitlines() if ln.startswith(f"{field}:"))
+        values.append(int(line.split()[1]) / 1024)
+    return values
 
 
 def test_an_asynchronous_invocation_is_accepted_at_once_and_then_executed(

@@ -253,12 +253,13 @@ def main() -> int:
     runtime50, runtime99 = summary("runtime pod start", runtime)
     cold50, cold99 = summary("cold start through the activator", cold)
     print(
-        f"\nactivator over the bare floor:   p50 +{(cold50 - floor50) * 1000:.0f} ms, "
-        f"p99 +{(cold99 - floor99) * 1000:.0f} ms"
+        f"\nactivator over the bare floor:   p50 {(cold50 - floor50) * 1000:+.0f} ms, "
+        f"p99 {(cold99 - floor99) * 1000:+.0f} ms, "
+        f"ratio {cold50 / floor50:.2f}x at p50"
     )
     print(
-        f"activator over the runtime pod:  p50 +{(cold50 - runtime50) * 1000:.0f} ms, "
-        f"p99 +{(cold99 - runtime99) * 1000:.0f} ms"
+        f"activator over the runtime pod:  p50 {(cold50 - runtime50) * 1000:+.0f} ms, "
+        f"p99 {(cold99 - runtime99) * 1000:+.0f} ms"
     )
     met = cold50 <= 1.0 and cold50 - floor50 <= 0.3
     print(f"targets (p50 <= 1.0 s, <= 0.3 s above the floor): {'met' if met else 'NOT met'}")

@@ -342,12 +342,7 @@ class Exchange:
                     try:
                         waiter = entry.throttler.wait()
                     except throttler.QueueFullError:
-                        self.error(
-                            503,
-                            "TooManyRequestsException",
-                            "the function's queue is full",
-                            b"Retry-After: 1\r\n",
-                        )
+                        self.queue_full()
                         return
                     self.waiter = waiter
                     try:
@@ -620,6 +615,15 @@ class Exchange:
         assert entry is not None
         self.acquire(entry)
 
+    def queue_full(self) -> None:
+        """Past the function's queue bound: refused at once, with a hint when to come back."""
+        self.error(
+            503,
+            "TooManyRequestsException",
+            "the function's queue is full",
+            b"Retry-After: 1\r\n",
+        )
+
     def acquire(self, entry: FunctionEntry) -> None:
         """A pod with capacity now, or a place in the function's bounded queue."""
         endpoint = entry.throttler.try_acquire()
@@ -629,12 +633,7 @@ class Exchange:
         try:
             waiter = entry.throttler.wait()
         except throttler.QueueFullError:
-            self.error(
-                503,
-                "TooManyRequestsException",
-                "the function's queue is full",
-                b"Retry-After: 1\r\n",
-            )
+            self.queue_full()
             return
         self.waiter = waiter
         waiter.add_done_callback(self.on_endpoint)

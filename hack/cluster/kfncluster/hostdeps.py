@@ -22,6 +22,8 @@ REQUIRED = {
     "mount": "mount",
     "nsenter": "util-linux",
     "socat": "socat",
+    # Builds the kfn image from operator/Dockerfile, unprivileged and with no daemon.
+    "buildah": "buildah",
     # The npm proxy (verdaccio) runs on the machine's Node.js and is installed with its npm.
     "node": "nodejs",
     "npm": "npm",

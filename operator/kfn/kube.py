@@ -365,3 +365,48 @@ def set_scale(namespace: str, name: str, replicas: int, *, manager: str = SCALE_
         query=[("fieldManager", manager)],
         content_type="application/merge-patch+json",
     )
+
+
+# --- leases (leader election) ------------------------------------------------------------
+
+
+def _lease_path(namespace: str, name: str | None = None) -> str:
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    return f"{path}/{name}" if name else path
+
+
+def get_lease(namespace: str, name: str) -> Object | None:
+    """The ``coordination.k8s.io/v1`` Lease, or None if it does not exist."""
+    try:
+        return _call("GET", _lease_path(namespace, name))
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def create_lease(namespace: str, name: str, spec: Mapping[str, Any]) -> Object:
+    """Creates the Lease; raises :class:`ApiError` 409 when another replica was first."""
+    body = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": dict(spec),
+    }
+    return _call("POST", _lease_path(namespace), body=body)
+
+
+def update_lease(lease: Mapping[str, Any], spec: Mapping[str, Any]) -> Object:
+    """Replaces the Lease's spec, guarded by its resourceVersion (409 if it changed since)."""
+    meta = lease["metadata"]
+    body = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "resourceVersion": meta["resourceVersion"],
+        },
+        "spec": dict(spec),
+    }
+    return _call("PUT", _lease_path(meta["namespace"], meta["name"]), body=body)

@@ -1,0 +1,434 @@
+"""The cron worker process: watch cron Triggers, lead through a Lease, fire on time.
+
+Three threads share one :class:`Schedules` table:
+
+* the reflector (:func:`kfn.kube.reflect`) keeps every Trigger with ``spec.cron`` in it;
+* the lease keeper renews or takes the Lease every :data:`leader.RETRY`;
+* the main loop sleeps until the earliest tick of any Trigger (woken early by changes),
+  plans each Trigger with :func:`schedule.plan` and hands fires to a small thread pool,
+  so one slow POST never delays another Trigger's tick.
+
+Followers keep the table current from the watch (including ``status.lastFireTime`` the
+leader writes), so a new leader continues where the old one stopped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import socket
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+import prometheus_client
+import pydantic
+
+from kfn import kube
+from kfn.api import meta
+from kfn.api import trigger as trigger_api
+from kfn.triggers.cron import leader, schedule
+
+API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
+LEASE_NAME: Final = "kfn-cron"
+#: Attempts to hand one tick to the activator before it is counted as failed.
+POST_ATTEMPTS: Final = 4
+POST_BACKOFF_SECONDS: Final = 0.5
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime.datetime]
+Key = tuple[str, str]
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+FIRES = prometheus_client.Counter(
+    "kfn_cron_fires", "Ticks handed to the activator, by trigger.", ["trigger"]
+)
+FAILURES = prometheus_client.Counter(
+    "kfn_cron_fire_failures",
+    "Ticks the activator did not accept after all attempts, by trigger.",
+    ["trigger"],
+)
+SKIPPED = prometheus_client.Counter(
+    "kfn_cron_skipped_ticks", "Missed ticks not fired under the trigger's policy.", ["trigger"]
+)
+LATENESS = prometheus_client.Histogram(
+    "kfn_cron_fire_lateness_seconds",
+    "From a tick's scheduled time to the activator accepting its event.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600),
+)
+LEADER = prometheus_client.Gauge("kfn_cron_leader", "1 while this replica fires the schedules.")
+
+
+@dataclasses.dataclass
+class Entry:
+    """One cron Trigger as the worker tracks it."""
+
+    namespace: str
+    name: str
+    uid: str
+    function: str
+    spec: trigger_api.CronTrigger
+    schedule: schedule.Schedule
+    #: Every tick up to here is handled (fired, skipped, or before the Trigger existed).
+    done: datetime.datetime
+    reported_next: datetime.datetime | None = None
+    next: datetime.datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
+    """The Entry for a Trigger object, or None when it is not a valid cron Trigger."""
+    try:
+        trigger = trigger_api.Trigger.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        logger.warning("ignoring an invalid Trigger: %s", exc.errors()[:1])
+        return None
+    cron = trigger.spec.cron
+    if cron is None:
+        return None
+    meta_ = obj.get("metadata") or {}
+    label = f"{meta_.get('namespace')}/{meta_.get('name')}"
+    try:
+        parsed = schedule.parse(cron.schedule)
+        schedule.zone_of(cron.time_zone)
+    except schedule.ScheduleError as exc:
+        logger.warning("Trigger %s has a schedule that cannot fire: %s", label, exc)
+        return None
+    status = obj.get("status") or {}
+    created = schedule.parse_time(meta_.get("creationTimestamp")) or utcnow()
+    done = schedule.first_fire_base(
+        [schedule.parse_time(status.get("lastFireTime")), previous.done if previous else None],
+        created,
+    )
+    return Entry(
+        namespace=str(meta_.get("namespace", "")),
+        name=str(meta_.get("name", "")),
+        uid=str(meta_.get("uid", "")),
+        function=trigger.spec.function_ref.name,
+        spec=cron,
+        schedule=parsed,
+        done=done,
+        reported_next=schedule.parse_time(status.get("nextFireTime")),
+        next=previous.next if previous else None,
+    )
+
+
+class Schedules:
+    """The cron Triggers, fed by the reflector; ``changed`` wakes the main loop."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[Key, Entry] = {}
+        self.changed = threading.Event()
+
+    def replace(self, objects: list[kube.Object]) -> None:
+        with self.lock:
+            fresh: dict[Key, Entry] = {}
+            for obj in objects:
+                key = _key(obj)
+                entry = entry_of(obj, self.entries.get(key))
+                if entry is not None:
+                    fresh[key] = entry
+            self.entries = fresh
+        self.changed.set()
+
+    def change(self, kind: str, obj: kube.Object) -> None:
+        key = _key(obj)
+        with self.lock:
+            if kind == "DELETED":
+                self.entries.pop(key, None)
+            else:
+                entry = entry_of(obj, self.entries.get(key))
+                if entry is None:
+                    self.entries.pop(key, None)
+                else:
+                    self.entries[key] = entry
+        self.changed.set()
+
+
+def _key(obj: kube.Object) -> Key:
+    meta_ = obj.get("metadata") or {}
+    return str(meta_.get("namespace", "")), str(meta_.get("name", ""))
+
+
+class LeaseKeeper:
+    """Holds (or waits for) the Lease; :meth:`leading` says whether to fire now."""
+
+    def __init__(
+        self, namespace: str, identity: str, clock: Clock = utcnow, *, wake: threading.Event
+    ) -> None:
+        self.namespace = namespace
+        self.identity = identity
+        self.clock = clock
+        self.last_renewal: datetime.datetime | None = None
+        #: Set on becoming leader, so the main loop fires without waiting for its next poll.
+        self.wake = wake
+
+    def leading(self) -> bool:
+        return leader.still_leading(self.last_renewal, self.clock())
+
+    def try_once(self) -> None:
+        now = self.clock()
+        try:
+            lease = kube.get_lease(self.namespace, LEASE_NAME)
+            decision = leader.decide(lease, self.identity, now)
+            if decision.spec is None:
+                self.last_renewal = None
+            elif lease is None:
+                kube.create_lease(self.namespace, LEASE_NAME, decision.spec)
+            else:
+                kube.update_lease(lease, decision.spec)
+        except kube.ApiError as exc:
+            if exc.status != 409:
+                logger.warning("keeping the lease failed: %s", exc)
+            return
+        except OSError as exc:
+            logger.warning("keeping the lease failed: %s", exc)
+            return
+        if decision.spec is not None:
+            was_leading = self.leading()
+            self.last_renewal = now
+            if not was_leading:
+                logger.info("leading as %s (%s)", self.identity, decision.action)
+                self.wake.set()
+        LEADER.set(1 if self.leading() else 0)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.try_once()
+            stop.wait(leader.RETRY.total_seconds())
+
+    def release(self) -> None:
+        """Gives the Lease up so a follower takes over at once."""
+        self.last_renewal = None
+        LEADER.set(0)
+        try:
+            lease = kube.get_lease(self.namespace, LEASE_NAME)
+            spec = leader.released(lease, self.identity) if lease else None
+            if lease is not None and spec is not None:
+                kube.update_lease(lease, spec)
+                logger.info("released the lease")
+        except (kube.ApiError, OSError) as exc:
+            logger.warning("releasing the lease failed: %s", exc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Firing:
+    """One tick to hand to the activator, with what to record once it is accepted."""
+
+    entry: Entry
+    tick: datetime.datetime
+    next: datetime.datetime
+
+
+class Deliverer:
+    """POSTs ticks to the activator's invoke API as ``Event`` invocations, then records them."""
+
+    def __init__(self, activator_url: str, region: str, *, record: bool = True) -> None:
+        if not activator_url.startswith(("http://", "https://")):
+            raise ValueError(f"the activator URL must be http(s): {activator_url!r}")
+        self.activator_url = activator_url.rstrip("/")
+        self.region = region
+        self.record = record
+
+    def url(self, entry: Entry) -> str:
+        return f"{self.activator_url}/_kfn/functions/{entry.namespace}/{entry.function}/invoke"
+
+    def body(self, firing: Firing) -> bytes:
+        event = schedule.scheduled_event(
+            payload=firing.entry.spec.payload,
+            tick=firing.tick,
+            trigger_uid=firing.entry.uid,
+            namespace=firing.entry.namespace,
+            name=firing.entry.name,
+            region=self.region,
+        )
+        return json.dumps(event, separators=(",", ":")).encode()
+
+    def post(self, firing: Firing, stop: threading.Event) -> bool:
+        request_id = schedule.event_id(firing.entry.uid, firing.tick)
+        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in __init__
+            self.url(firing.entry),
+            data=self.body(firing),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Kfn-Invocation-Type": "Event",
+                "Kfn-Request-Id": request_id,
+            },
+        )
+        for attempt in range(POST_ATTEMPTS):
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                    response.read()
+                    return True
+            except urllib.error.HTTPError as exc:
+                logger.warning("%s: the activator answered %s", firing.entry.label, exc.code)
+                if exc.code not in (429, 502, 503, 504):
+                    return False
+            except OSError as exc:
+                logger.warning("%s: the activator is unreachable: %s", firing.entry.label, exc)
+            if stop.wait(POST_BACKOFF_SECONDS * 2**attempt):
+                return False
+        return False
+
+    def fire(self, firing: Firing, stop: threading.Event, clock: Clock) -> None:
+        label = firing.entry.label
+        if not self.post(firing, stop):
+            FAILURES.labels(label).inc()
+            logger.error("%s: tick %s was not delivered", label, firing.tick.isoformat())
+            return
+        LATENESS.observe(max(0.0, (clock() - firing.tick).total_seconds()))
+        FIRES.labels(label).inc()
+        if self.record:
+            record_status(firing.entry, last=firing.tick, next_=firing.next)
+
+
+def record_status(
+    entry: Entry, *, last: datetime.datetime | None, next_: datetime.datetime
+) -> None:
+    """Merge-patches only ``lastFireTime`` and ``nextFireTime``; the rest of the status
+    belongs to the operator."""
+    status = {"nextFireTime": schedule.format_event_time(next_)}
+    if last is not None:
+        status["lastFireTime"] = schedule.format_event_time(last)
+    try:
+        kube.patch_status(API_VERSION, trigger_api.KIND, entry.namespace, entry.name, status)
+    except kube.ApiError as exc:
+        if exc.status != 404:
+            logger.warning("%s: writing the status failed: %s", entry.label, exc)
+    except OSError as exc:
+        logger.warning("%s: writing the status failed: %s", entry.label, exc)
+
+
+def step(entries: list[Entry], now: datetime.datetime) -> list[Firing]:
+    """Plans every Trigger at ``now``: the ticks to fire; advances each Entry's bookkeeping."""
+    firings: list[Firing] = []
+    for entry in entries:
+        if entry.spec.suspend:
+            # Ticks while suspended are not "missed": resuming does not catch them up.
+            entry.done = max(entry.done, now)
+            entry.next = None
+            continue
+        missed = entry.spec.missed_ticks
+        deadline = meta.parse_duration(missed.deadline) if missed.deadline else None
+        result = schedule.plan(
+            entry.schedule,
+            entry.spec.time_zone,
+            last_fire=entry.done,
+            now=now,
+            policy=missed.policy,
+            deadline=deadline,
+        )
+        if result.skipped:
+            SKIPPED.labels(entry.label).inc(result.skipped)
+            logger.info("%s: skipped %d missed ticks", entry.label, result.skipped)
+        firings.extend(Firing(entry, tick, result.next) for tick in result.fire)
+        entry.done = max(entry.done, now)
+        entry.next = result.next
+    return firings
+
+
+class Worker:
+    """Wires the table, the lease and the delivery together (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        identity: str,
+        deliverer: Deliverer,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.schedules = Schedules()
+        self.lease = LeaseKeeper(namespace, identity, clock, wake=self.schedules.changed)
+        self.deliverer = deliverer
+        self.clock = clock
+        self.stop = threading.Event()
+        self.pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="fire")
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(
+                target=kube.reflect,
+                args=(API_VERSION, trigger_api.KIND, self.schedules, self.stop),
+                name="reflect",
+                daemon=True,
+            ),
+            threading.Thread(target=self.lease.run, args=(self.stop,), name="lease", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self.loop()
+        finally:
+            self.pool.shutdown(wait=True)
+            self.lease.release()
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            self.schedules.changed.clear()
+            wake = self.tick()
+            timeout = leader.RETRY.total_seconds()
+            if wake is not None:
+                timeout = min(timeout, max(0.0, (wake - self.clock()).total_seconds()))
+            if timeout > 0:
+                self.schedules.changed.wait(timeout)
+
+    def tick(self) -> datetime.datetime | None:
+        """One pass: fire what is due when leading; the earliest next tick."""
+        if not self.lease.leading():
+            return None
+        now = self.clock()
+        with self.schedules.lock:
+            entries = list(self.schedules.entries.values())
+            firings = step(entries, now)
+        for firing in firings:
+            self.pool.submit(self.deliverer.fire, firing, self.stop, self.clock)
+        fired = {id(f.entry) for f in firings}
+        for entry in entries:
+            if id(entry) in fired or entry.next is None or entry.next == entry.reported_next:
+                continue
+            entry.reported_next = entry.next
+            if self.deliverer.record:
+                self.pool.submit(record_status, entry, last=None, next_=entry.next)
+        pending = [e.next for e in entries if e.next is not None]
+        return min(pending, default=None)
+
+
+def own_namespace() -> str:
+    configured = os.environ.get("KFN_NAMESPACE")
+    if configured:
+        return configured
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as file:
+            return file.read().strip()
+    except OSError:
+        return "kfn-system"
+
+
+def identity() -> str:
+    """This replica's name in the Lease: the pod name, made unique per process start."""
+    base = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{base}_{uuid.uuid4().hex[:8]}"
+
+
+def default_activator_url(namespace: str) -> str:
+    return os.environ.get(
+        "KFN_ACTIVATOR_URL", f"http://kfn-activator.{namespace}.svc.cluster.local"
+    ).rstrip("/")

@@ -114,7 +114,7 @@ def _render_error(helm: pathlib.Path, *set_: str) -> str:
 
 
 COMPONENT = "app.kubernetes.io/component"
-COMPONENTS = ("operator", "activator", "autoscaler")
+COMPONENTS = ("operator", "activator", "autoscaler", "cron")
 
 
 def _of(objects: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
@@ -202,6 +202,7 @@ def test_a_long_full_name_override_is_cut_to_63_characters(helm: pathlib.Path) -
         "x" * 54 + "-operator",
         "x" * 53 + "-activator",
         "x" * 52 + "-autoscaler",
+        "x" * 58 + "-cron",
     }
 
 
@@ -759,3 +760,77 @@ def test_the_notes_warn_when_the_default_service_account_gets_the_permissions(
     notes = _notes(helm, {"serviceAccount": {"create": False}})
     assert notes.startswith("WARNING: serviceAccount.create is false")
     assert '"default" ServiceAccount' in notes
+
+
+# --- the cron worker ---------------------------------------------------------------------------
+
+CRON_RULES = {
+    *(("kfn.dev", "triggers", v) for v in ["get", "list", "watch"]),
+    ("kfn.dev", "triggers/status", "patch"),
+}
+
+
+def test_two_cron_workers_run_the_cron_module_and_fire_through_the_activator(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(helm)
+    deployment = _one(objects, "Deployment", "cron")
+    assert deployment["metadata"]["name"] == "kfn-cron"
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kfn-cron"
+    container = _container(objects, "cron")
+    assert container["command"] == ["python3", "-m", "kfn.triggers.cron"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KFN_ACTIVATOR_URL"] == f"http://kfn-activator.{NAMESPACE}.svc"
+    assert _kinds(_of(objects, "cron")) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+    ]
+
+
+def test_cron_values_reach_the_pod(helm: pathlib.Path) -> None:
+    objects = _render(
+        helm,
+        {"cron": {"replicas": 3, "activatorUrl": "http://gw.example:8080", "logLevel": "DEBUG"}},
+    )
+    assert _one(objects, "Deployment", "cron")["spec"]["replicas"] == 3
+    env = {e["name"]: e.get("value") for e in _container(objects, "cron")["env"]}
+    assert env["KFN_ACTIVATOR_URL"] == "http://gw.example:8080"
+    assert env["KFN_LOG_LEVEL"] == "DEBUG"
+
+
+def test_the_cron_pods_are_restricted_like_the_operator(helm: pathlib.Path) -> None:
+    objects = _render(helm)
+    pod = _one(objects, "Deployment", "cron")["spec"]["template"]["spec"]
+    operator_pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == operator_pod["securityContext"]
+    (container,) = pod["containers"]
+    (operator_container,) = operator_pod["containers"]
+    assert container["securityContext"] == operator_container["securityContext"]
+    assert container["image"] == operator_container["image"]
+
+
+def test_the_cron_worker_reads_triggers_writes_their_status_and_holds_only_a_lease(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(helm)
+    assert _granted(_one(objects, "ClusterRole", "cron")) == CRON_RULES
+    role = _one(objects, "Role", "cron")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert _granted(role) == {
+        ("coordination.k8s.io", "leases", v) for v in ["get", "create", "update"]
+    }
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        (subject,) = _one(objects, kind, "cron")["subjects"]
+        assert subject == {"kind": "ServiceAccount", "name": "kfn-cron", "namespace": NAMESPACE}
+
+
+def test_the_schema_rejects_bad_cron_values(helm: pathlib.Path) -> None:
+    assert "/cron/replicas" in _render_error(helm, "cron.replicas=0")
+    assert "/cron/activatorUrl" in _render_error(helm, "cron.activatorUrl=not a url")
+    assert "'port' not allowed" in _render_error(helm, "cron.port=8080")

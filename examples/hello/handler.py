@@ -1,7 +1,7 @@
 """A small web backend, written exactly as for AWS Lambda behind a function URL.
 
 GET  /hello?name=Ada  → {"message": "Hello, Ada!"}
-POST /echo            → the JSON body, back
+POST /hello/echo      → the JSON body, back
 anything else         → 404
 """
 
@@ -14,7 +14,7 @@ def handler(event, context):
     if method == "GET" and path == "/hello":
         name = (event.get("queryStringParameters") or {}).get("name", "world")
         return _json(200, {"message": f"Hello, {name}!", "function": context.function_name})
-    if method == "POST" and path == "/echo":
+    if method == "POST" and path == "/hello/echo":
         body = event.get("body") or "{}"
         try:
             return _json(200, {"echo": json.loads(body)})

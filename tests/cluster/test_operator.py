@@ -83,7 +83,10 @@ def test_a_function_gets_its_children_and_reports_ready_for_its_current_generati
     assert pod_spec["containers"][0]["image"] == image
     assert pod_spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     assert fn["status"]["image"] == image
-    assert fn["status"]["url"] == f"http://web.{namespace}.svc.cluster.local"
+    assert fn["status"]["url"] == (
+        f"http://kfn-activator.{install.NAMESPACE}.svc.cluster.local"
+        f"/_kfn/functions/{namespace}/web/invoke"
+    )
     assert condition(fn, "Active")["status"] == "True"  # type: ignore[index]
     fields = kubectl_json("-n", namespace, "get", "deployment", "web", "--show-managed-fields")
     managers = {m["manager"] for m in fields["metadata"]["managedFields"]}

@@ -1,4 +1,4 @@
-"""Prebuilt function images for the examples and tests: base + kfn runtime + code.
+"""Prebuilt function images for tests and benchmarks: base + kfn runtime + code.
 
 A Function with ``source.image`` runs an image like these. The layers are the
 same as the in-cluster builder's (the runtime directory and ``/var/task``),
@@ -49,9 +49,3 @@ def push_python_function(repository: str, tag: str, files: Mapping[str, str]) ->
             history="kfn python runtime and function code",
         )
     return f"{config.REGISTRY}/{repository}@{digest}"
-
-
-def push_example(directory: pathlib.Path) -> str:
-    """Pushes a Python example function (every ``*.py`` of the folder)."""
-    files = {p.name: p.read_text() for p in sorted(directory.glob("*.py"))}
-    return push_python_function(f"examples/{directory.name}", "latest", files)

@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.request
 
-from kfncluster import build, cluster, config, fnimage, kfnimage, runtimeimages
+from kfncluster import build, cluster, config, kfnimage, runtimeimages
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "kfn"
@@ -63,18 +63,33 @@ def install_kfn(paths: config.Paths, image: str) -> None:
 
 
 def run_example(paths: config.Paths) -> str:
-    """Pushes and applies the example, waits for Ready, and calls it over HTTP."""
-    fnimage.push_example(EXAMPLE)
+    """Applies the example (built from a ConfigMap), waits for Ready, and calls it from zero."""
+    configmap = cluster.kubectl(
+        paths, "create", "configmap", "hello-code", "--namespace=default",
+        f"--from-file={EXAMPLE / 'handler.py'}", "--dry-run=client", "-o", "json",
+    )  # fmt: skip
+    cluster.kubectl(paths, "apply", "-f", "-", input=configmap)
     cluster.kubectl(paths, "apply", "-f", str(EXAMPLE / "function.yaml"))
-    cluster.kubectl(paths, "wait", "--for=condition=Ready", "function/hello", "--timeout=120s")
-    service = json.loads(cluster.kubectl(paths, "get", "service", "hello", "-o", "json"))
+    cluster.kubectl(paths, "wait", "--for=condition=Ready", "function/hello", "--timeout=300s")
+    service = json.loads(
+        cluster.kubectl(paths, "-n", NAMESPACE, "get", "service", "kfn-activator", "-o", "json")
+    )
     url = f"http://{service['spec']['clusterIP']}/hello?name=kfn"
-    deadline = time.monotonic() + 30
+    fn = json.loads(cluster.kubectl(paths, "get", "function", "hello", "-o", "json"))
+    pods = fn.get("status", {}).get("readyReplicas", 0)
+    deadline = time.monotonic() + 60
     while True:
+        t0 = time.monotonic()
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return f"GET /hello?name=kfn → {resp.status} {resp.read().decode()}"
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                took = time.monotonic() - t0
+                how = "a cold start from zero pods" if pods == 0 else f"{pods} pod(s) running"
+                return (
+                    f"GET /hello?name=kfn through the activator → {resp.status} "
+                    f"{resp.read().decode()} ({took:.2f}s, {how})"
+                )
         except OSError:
+            # The activator learns the new route within a moment of the Trigger.
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)

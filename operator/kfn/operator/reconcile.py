@@ -19,7 +19,7 @@ import pydantic
 
 from kfn import kube
 from kfn.api import function, meta
-from kfn.operator import builds
+from kfn.operator import builds, triggers
 from kfn.resources import deployment as deployment_builder
 from kfn.resources import objects, service, source, status
 
@@ -56,7 +56,9 @@ def parse(body: Mapping[str, Any]) -> function.Function | str:
 
 
 def url_for(fn: function.Function) -> str:
-    return f"http://{fn.metadata.name}.{fn.metadata.namespace}.svc.cluster.local"
+    """The activator's invoke URL: unlike the Service, it answers at zero replicas too."""
+    ns, name = fn.metadata.namespace, fn.metadata.name
+    return f"{triggers.activator_url()}/_kfn/functions/{ns}/{name}/invoke"
 
 
 def _ready(status_body: Mapping[str, Any] | None) -> tuple[str, str] | None:

@@ -340,10 +340,10 @@ def _up(paths: config.Paths) -> int:
         note(f"installed {', '.join(installed)}" if installed else "cached")
     with steps("certificates, kubeconfigs and configs"):
         _write_pki_and_configs(paths)
+    _save_kernel_tunables(paths)
     with steps("node network: bridge, egress guard, CNI") as note:
         _set_up_network(paths)
         note(f"{config.BRIDGE} {config.NODE_IP}, pods {config.POD_CIDR}")
-    _save_kernel_tunables(paths)
     sup = supervisor(paths)
     for name in components.ORDER:
         with steps(f"start {name}") as note:
@@ -487,9 +487,13 @@ def _finish(paths: config.Paths, steps: Progress | None) -> None:
 
 # --- kernel tunables the kubelet changes ----------------------------------------
 
-#: The kubelet sets these at start (as on every Kubernetes node); we put the
-#: machine's own values back on tear-down.
+#: The kubelet sets the vm/kernel ones at start (as on every Kubernetes node);
+#: the node network turns on forwarding and bridge netfilter. Tear-down puts the
+#: machine's own values back.
 _TUNABLES = (
+    "net/ipv4/ip_forward",
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
     "vm/overcommit_memory",
     "vm/panic_on_oom",
     "kernel/panic",
@@ -503,7 +507,11 @@ def _save_kernel_tunables(paths: config.Paths) -> None:
     saved = paths.state / "sysctl-before.json"
     if saved.exists():
         return
-    values = {k: pathlib.Path("/proc/sys", k).read_text().strip() for k in _TUNABLES}
+    values = {
+        k: pathlib.Path("/proc/sys", k).read_text().strip()
+        for k in _TUNABLES
+        if pathlib.Path("/proc/sys", k).exists()
+    }
     saved.write_text(json.dumps(values))
 
 

@@ -74,7 +74,7 @@ def test_bring_up_after_a_killed_run_cleans_what_it_left_and_starts(cluster: pat
     # process of the cluster dies at once, its bridge, rules, mounts stay.
     for record in sup.records():
         os.kill(record.pid, signal.SIGKILL)
-    for pid, _name in kcluster._pod_processes():
+    for pid, _name in kcluster._pod_processes(paths):
         os.kill(pid, signal.SIGKILL)
     assert not kcluster.running(paths)
     assert network.bridge_exists()

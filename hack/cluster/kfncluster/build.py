@@ -13,10 +13,9 @@ import hashlib
 import os
 import pathlib
 import shutil
-import subprocess
 import tempfile
 
-from kfncluster import config
+from kfncluster import config, procs
 
 GOMOD = pathlib.Path(__file__).resolve().parent.parent / "gomod"
 
@@ -118,16 +117,11 @@ def build(paths: config.Paths, component: GoComponent, log: pathlib.Path) -> pat
         cmd += ["-o", str(tmp / component.outputs[0]), component.packages[0]]
     else:
         cmd += ["-o", str(tmp) + "/", *component.packages]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as f:
-        f.write(f"\n=== (in {component.module_dir}) {' '.join(cmd)}\n".encode())
-        f.flush()
-        result = subprocess.run(
-            cmd, cwd=component.module_dir, env=env, stdout=f, stderr=subprocess.STDOUT, check=False
-        )
-    if result.returncode != 0:
+    try:
+        procs.run_logged(cmd, log, f"building {component.name}", cwd=component.module_dir, env=env)
+    except RuntimeError:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"building {component.name} failed — read {log}")
+        raise
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

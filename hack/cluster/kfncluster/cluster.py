@@ -217,7 +217,7 @@ def leftovers(paths: config.Paths) -> list[str]:
         found.append(
             f"process {record.name} (pid {record.pid}{'' if record.alive() else ', dead'})"
         )
-    found += [f"process {p} (pid {pid})" for pid, p in _pod_processes()]
+    found += [f"process {p} (pid {pid})" for pid, p in _pod_processes(paths)]
     found += [f"mount {m}" for m in _our_mounts(paths)]
     found += [f"netns {n}" for n in network.pod_netns()]
     if network.bridge_exists():
@@ -261,7 +261,7 @@ def _kubepods_cgroups() -> list[str]:
     return found
 
 
-def _pod_processes() -> list[tuple[int, str]]:
+def _pod_processes(paths: config.Paths) -> list[tuple[int, str]]:
     """Processes inside the cluster's pod cgroups (containers and their sandboxes),
     plus containerd shims serving our containerd."""
     pids: set[int] = set()
@@ -269,7 +269,7 @@ def _pod_processes() -> list[tuple[int, str]]:
         for procs_file in pathlib.Path(cg).rglob("cgroup.procs"):
             with contextlib.suppress(OSError):
                 pids.update(int(p) for p in procs_file.read_text().split())
-    marker = str(config.Paths().containerd_socket)
+    marker = str(paths.containerd_socket)
     for proc in pathlib.Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -589,7 +589,7 @@ def _stop_processes(paths: config.Paths) -> None:
         sup.stop(record)
     # Whatever a killed run left in the pod cgroups: containers, sandboxes, shims.
     for _ in range(3):
-        left = _pod_processes()
+        left = _pod_processes(paths)
         if not left:
             break
         for pid, _name in left:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import subprocess
+
+from kfncluster import procs
 
 #: Command that must exist → the Debian package that provides it.
 REQUIRED = {
@@ -50,17 +51,12 @@ def ensure(log: pathlib.Path) -> list[str]:
     packages = missing()
     if not packages:
         return []
-    log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with log.open("ab") as out:
-        for cmd in (
-            ["apt-get", "update", "-q"],
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-        ):
-            if subprocess.run(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False
-            ).returncode:
-                raise RuntimeError(f"host packages: {' '.join(cmd)} failed — read {log}")
+    for cmd in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+    ):
+        procs.run_logged(cmd, log, f"host packages: {' '.join(cmd[:2])}", env=env)
     still = missing()
     if still:
         raise RuntimeError(f"host packages still missing after apt-get: {still} — read {log}")

@@ -15,12 +15,11 @@ import hashlib
 import os
 import pathlib
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Callable
 
 from kfn import oci
-from kfncluster import config
+from kfncluster import config, procs
 
 NONROOT = 65532
 #: Bumped when what :func:`debian_base` does to the tree changes, to rebuild it.
@@ -139,12 +138,7 @@ def debian_base(
             str(rootfs),
             config.DEBIAN_MIRROR,
         ]
-        with log.open("ab") as out:
-            out.write(f"\n=== {' '.join(cmd)}\n".encode())
-            out.flush()
-            result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"debootstrap failed (exit {result.returncode}) — read {log}")
+        procs.run_logged(cmd, log, "debootstrap")
         if apt_packages:
             _apt_install(rootfs, apt_packages, log)
         for rel in _PRUNE:
@@ -212,14 +206,7 @@ def _apt_install(rootfs: pathlib.Path, packages: tuple[str, ...], log: pathlib.P
             ],
             ["chroot", str(rootfs), "apt-get", "clean"],
         ):  # fmt: skip
-            with log.open("ab") as out:
-                out.write(f"\n=== {' '.join(cmd)}\n".encode())
-                out.flush()
-                result = subprocess.run(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False
-                )
-            if result.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd[2:4])} failed — read {log}")
+            procs.run_logged(cmd, log, " ".join(cmd[2:4]), env=env)
     finally:
         resolv.unlink(missing_ok=True)
         if saved is not None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import shutil
-import subprocess
 import sys
 import tomllib
 
-from kfncluster import config
+from kfncluster import config, procs
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 DOCKERFILE = REPO / "operator" / "Dockerfile"
@@ -52,21 +51,9 @@ def _site_packages(paths: config.Paths, log: pathlib.Path) -> pathlib.Path:
         "--python-version", "3.11", "--implementation", "cp",
         *deps,
     ]  # fmt: skip
-    _run(cmd, log, "installing kfn's dependencies for the image")
+    procs.run_logged(cmd, log, "installing kfn's dependencies for the image")
     (target / ".complete").touch()
     return target
-
-
-def _run(cmd: list[str], log: pathlib.Path, what: str) -> str:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as out:
-        out.write(f"\n=== {' '.join(cmd)}\n")
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    with log.open("a") as out:
-        out.write(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {result.returncode}) — read {log}")
-    return result.stdout
 
 
 def build(paths: config.Paths, tag: str = "dev") -> str:
@@ -85,7 +72,7 @@ def build(paths: config.Paths, tag: str = "dev") -> str:
         "--storage-driver", "vfs",
     ]  # fmt: skip
     image = f"{REPOSITORY}:{tag}"
-    _run(
+    procs.run_logged(
         [
             "buildah", *storage, "bud", "--isolation", "chroot", "--tls-verify=false",
             "--layers", "--build-arg", f"BASE_IMAGE={config.BASE_PYTHON_IMAGE}",
@@ -95,7 +82,7 @@ def build(paths: config.Paths, tag: str = "dev") -> str:
         "buildah bud of operator/Dockerfile",
     )  # fmt: skip
     digest_file = context / "digest"
-    _run(
+    procs.run_logged(
         [
             "buildah",
             *storage,

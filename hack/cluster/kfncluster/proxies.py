@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
-import subprocess
 import sys
 
 import yaml
 
-from kfncluster import config
+from kfncluster import config, procs
 
 DEVPI_VERSION = "6.20.3"
 VERDACCIO_VERSION = "5.33.0"
@@ -114,24 +113,16 @@ def argv(name: str, paths: config.Paths) -> list[str]:
     raise KeyError(name)
 
 
-def _run(cmd: list[str], log: pathlib.Path, what: str) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        out.write(f"\n=== {' '.join(cmd)}\n".encode())
-        out.flush()
-        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {result.returncode}) — read {log}")
-
-
 def ensure_installed(paths: config.Paths, log: pathlib.Path) -> list[str]:
     """Installs the pinned proxies once (cached by version); returns what it installed."""
     installed = []
     venv = devpi_venv(paths)
     if not (venv / ".complete").exists():
         shutil.rmtree(venv, ignore_errors=True)
-        _run([sys.executable, "-m", "venv", str(venv)], log, "creating devpi's virtualenv")
-        _run(
+        procs.run_logged(
+            [sys.executable, "-m", "venv", str(venv)], log, "creating devpi's virtualenv"
+        )
+        procs.run_logged(
             [str(venv / "bin" / "pip"), "install", "--quiet", f"devpi-server=={DEVPI_VERSION}"],
             log,
             f"pip install devpi-server=={DEVPI_VERSION}",
@@ -141,7 +132,7 @@ def ensure_installed(paths: config.Paths, log: pathlib.Path) -> list[str]:
     serverdir = devpi_serverdir(paths)
     if not (serverdir / ".nodeinfo").exists():
         serverdir.mkdir(parents=True, exist_ok=True)
-        _run(
+        procs.run_logged(
             [str(venv / "bin" / "devpi-init"), f"--serverdir={serverdir}"],
             log,
             "devpi-init",
@@ -154,7 +145,7 @@ def ensure_installed(paths: config.Paths, log: pathlib.Path) -> list[str]:
         if npm is None:
             raise RuntimeError("npm is required to install verdaccio")
         (prefix / "package.json").write_text(json.dumps(verdaccio_package(), indent=2) + "\n")
-        _run(
+        procs.run_logged(
             [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--omit=dev"],
             log,
             f"npm install verdaccio@{VERDACCIO_VERSION}",

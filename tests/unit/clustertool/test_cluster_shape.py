@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import pathlib
 
+import pytest
 import yaml
 
 from kfncluster import components, config, network, procs
@@ -75,3 +76,15 @@ def test_a_recycled_pid_is_not_taken_for_ours() -> None:
     assert me is not None
     assert procs.Record("x", os.getpid(), me).alive()
     assert not procs.Record("x", os.getpid(), me + 1).alive()
+
+
+def test_a_failing_command_names_the_step_and_the_log_holding_its_output(
+    tmp_path: pathlib.Path,
+) -> None:
+    log = tmp_path / "logs" / "step.log"
+    procs.run_logged(["sh", "-c", "echo fine"], log, "a good step")
+    with pytest.raises(RuntimeError, match=r"a bad step failed \(exit 3\) — read .*step\.log"):
+        procs.run_logged(["sh", "-c", "echo broken >&2; exit 3"], log, "a bad step")
+    text = log.read_text()
+    assert "=== sh -c echo fine\nfine\n" in text
+    assert "broken" in text

@@ -6,14 +6,8 @@ event wakes a function at zero and never exceeds its concurrency). Failures are
 retried, then handed to an on-failure :class:`Destination` — every event ends in
 success or a named destination, never silently.
 
-Retry policy (Lambda's defaults, configurable):
-
-* A function error (5xx with ``Kfn-Function-Error``, a timeout) uses one of
-  ``retries`` (2) further attempts, after ``retry_delays`` (60 s, then 120 s).
-* Throttling and unavailability (429, 502, 503, a connection failure) do not use
-  the attempts: they are retried with exponential backoff (1 s doubling to 5 min)
-  for as long as the event is younger than ``max_event_age`` (6 h).
-* A client error (other 4xx) is not retried.
+Retry policy: :mod:`kfn.retry` (Lambda's defaults, configurable), the same rules the
+trigger workers apply to cron ticks and bucket notifications.
 
 The queue is in memory and bounded (``capacity`` events accepted and not yet
 finished, retries waiting included); past it :meth:`AsyncInvoker.submit` raises
@@ -29,9 +23,9 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Protocol
 
-from kfn import stats
+from kfn import retry, stats
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +43,8 @@ class Outcome:
     function_error: bool = False
 
     @property
-    def kind(self) -> Literal["success", "function-error", "throttled", "rejected"]:
-        if 200 <= self.status < 300 and not self.function_error:
-            return "success"
-        if self.status in (0, 429, 502, 503):
-            return "throttled"
-        if self.function_error or self.status >= 500:
-            return "function-error"
-        return "rejected"
+    def kind(self) -> retry.Kind:
+        return retry.kind_of(self.status, self.function_error)
 
 
 @dataclasses.dataclass(slots=True)
@@ -106,18 +94,15 @@ class AsyncInvoker:
         capacity: int = 10_000,
         workers: int = 64,
         retries: int = 2,
-        retry_delays: tuple[float, ...] = (60.0, 120.0),
-        throttle_backoff: tuple[float, float] = (1.0, 300.0),
+        retry_delays: tuple[float, ...] = retry.LAMBDA_RETRY_DELAYS,
+        throttle_backoff: tuple[float, float] = retry.THROTTLE_BACKOFF,
         max_event_age: float = 6 * 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.deliver = deliver
         self.destination = destination
         self.capacity = capacity
-        self.retries = retries
-        self.retry_delays = retry_delays
-        self.throttle_backoff = throttle_backoff
-        self.max_event_age = max_event_age
+        self.policy = retry.Policy(retries, max_event_age, retry_delays, throttle_backoff)
         self.clock = clock
         self.outstanding = 0
         self._ready: collections.deque[Event] = collections.deque()
@@ -178,28 +163,23 @@ class AsyncInvoker:
             outcome = Outcome(status=0, body=str(exc).encode())
         event.last = outcome
         kind = outcome.kind
-        if kind == "success":
-            self._finish()
-            return
-        age = self.clock() - event.received
-        if kind == "rejected":
-            await self._fail(event, "Rejected")
-            return
         if kind == "throttled":
             event.throttled += 1
-            first, cap = self.throttle_backoff
-            delay = min(cap, first * 2 ** (event.throttled - 1))
-        else:
+        elif kind == "function-error":
             event.attempts += 1
-            if event.attempts > self.retries:
-                await self._fail(event, "RetriesExhausted")
-                return
-            delays = self.retry_delays
-            delay = delays[min(event.attempts, len(delays)) - 1] if delays else 0.0
-        if age + delay > self.max_event_age:
-            await self._fail(event, "EventAgeExceeded")
-            return
-        self._later(delay, event)
+        decision = retry.decide(
+            self.policy,
+            kind,
+            failures=event.attempts,
+            throttles=event.throttled,
+            age=self.clock() - event.received,
+        )
+        if isinstance(decision, retry.Done):
+            self._finish()
+        elif isinstance(decision, retry.GiveUp):
+            await self._fail(event, decision.condition)
+        else:
+            self._later(decision.delay, event)
 
     def _later(self, delay: float, event: Event) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,92 @@
+"""Lambda's retry rules for asynchronous invocations, as one pure decision.
+
+Shared by the activator's ``Event`` invocations and the trigger workers that deliver
+cron ticks and bucket notifications, so every asynchronous path in kfn retries the same way:
+
+* A function error (5xx with ``Kfn-Function-Error``, a timeout, any other 5xx) uses one of
+  ``retries`` further attempts, after ``retry_delays[n]`` (Lambda: about 1 minute, then 2).
+* Throttling and unavailability (429, 502, 503, a connection failure) do not use the
+  attempts: they are retried with exponential backoff (``throttle_backoff``: first delay,
+  cap) for as long as the event stays younger than ``max_event_age``.
+* A client error (any other 4xx) is not retried: the request itself is wrong.
+
+An event whose next attempt would come after ``max_event_age`` ends with ``EventAgeExceeded``;
+one out of attempts with ``RetriesExhausted``; a refused one with ``Rejected``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final, Literal
+
+Kind = Literal["success", "function-error", "throttled", "rejected"]
+Condition = Literal["RetriesExhausted", "EventAgeExceeded", "Rejected"]
+
+LAMBDA_RETRY_DELAYS: Final = (60.0, 120.0)
+THROTTLE_BACKOFF: Final = (1.0, 300.0)
+
+
+def kind_of(status: int, function_error: bool) -> Kind:
+    """How an invocation answered: ``status`` 0 stands for a connection failure."""
+    if 200 <= status < 300 and not function_error:
+        return "success"
+    if status in (0, 429, 502, 503):
+        return "throttled"
+    if function_error or status >= 500:
+        return "function-error"
+    return "rejected"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    """How often and how long an asynchronous event is retried."""
+
+    retries: int = 2
+    max_event_age: float = 6 * 3600.0
+    retry_delays: tuple[float, ...] = LAMBDA_RETRY_DELAYS
+    throttle_backoff: tuple[float, float] = THROTTLE_BACKOFF
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retry:
+    """Try again after ``delay`` seconds."""
+
+    delay: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Stop: the event goes to the on-failure destination with ``condition``."""
+
+    condition: Condition
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Done:
+    """The function handled the event."""
+
+
+Decision = Retry | GiveUp | Done
+
+
+def decide(policy: Policy, kind: Kind, *, failures: int, throttles: int, age: float) -> Decision:
+    """The next step after an attempt that answered ``kind``.
+
+    ``failures`` and ``throttles`` count the attempts of each sort so far, this one included;
+    ``age`` is the event's age in seconds now.
+    """
+    if kind == "success":
+        return Done()
+    if kind == "rejected":
+        return GiveUp("Rejected")
+    if kind == "throttled":
+        first, cap = policy.throttle_backoff
+        delay = min(cap, first * 2 ** max(0, throttles - 1))
+    else:
+        if failures > policy.retries:
+            return GiveUp("RetriesExhausted")
+        delays = policy.retry_delays
+        delay = delays[min(failures, len(delays)) - 1] if delays else 0.0
+    if age + delay > policy.max_event_age:
+        return GiveUp("EventAgeExceeded")
+    return Retry(delay)

@@ -9,6 +9,7 @@ owns is taken back on the next reconcile while fields other managers own
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -36,6 +37,7 @@ _PATHS: Final[Mapping[tuple[str, str], tuple[str, str]]] = {
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts"),
     ("v1", "Pod"): ("/api/v1", "pods"),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
+    ("v1", "Secret"): ("/api/v1", "secrets"),
     ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
     ("kfn.dev/v1alpha1", "Function"): ("/apis/kfn.dev/v1alpha1", "functions"),
     ("kfn.dev/v1alpha1", "Trigger"): ("/apis/kfn.dev/v1alpha1", "triggers"),
@@ -115,6 +117,19 @@ def get(api_version: str, kind: str, namespace: str, name: str) -> Object | None
         if exc.status == 404:
             return None
         raise
+
+
+def get_secret(namespace: str, name: str) -> dict[str, bytes] | None:
+    """A Secret's decoded data, or None if it does not exist.
+
+    Callers hold the values only in memory: they are never logged, put in a status or in an
+    Event.
+    """
+    secret = get("v1", "Secret", namespace, name)
+    if secret is None:
+        return None
+    data = secret.get("data") or {}
+    return {str(key): base64.b64decode(value) for key, value in data.items()}
 
 
 def apply(obj: Mapping[str, Any], *, manager: str = FIELD_MANAGER) -> Object:

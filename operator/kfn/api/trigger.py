@@ -50,6 +50,8 @@ class Reason(enum.StrEnum):
     DELIVERING = "Delivering"
     DELIVERY_FAILING = "DeliveryFailing"
     SUSPENDED = "Suspended"
+    SCHEDULED = "Scheduled"
+    INVALID_SCHEDULE = "InvalidSchedule"
 
 
 class TriggerType(enum.StrEnum):

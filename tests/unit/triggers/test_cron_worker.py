@@ -1,21 +1,19 @@
 """The worker's bookkeeping of cron Triggers and its delivery to the activator's invoke API.
 
 Delivery is checked against a real HTTP server on 127.0.0.1 that answers as the activator's
-invoke API does (202 for an accepted ``Event``); status writes are off for these tests.
+invoke API does (the ``activator`` fixture); status writes are off for these tests.
 """
 
 from __future__ import annotations
 
 import datetime
-import http.server
 import json
-import threading
-from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from kfn.triggers.cron import schedule, worker
+from tests.unit.triggers.conftest import ActivatorStub
 
 UTC = datetime.UTC
 UID = "0b7f8a52-0f0c-4f5c-a7a2-6c1d7a3e9b11"
@@ -130,70 +128,81 @@ def test_catch_up_after_an_outage_fires_each_missed_tick_within_the_deadline() -
 # --- delivery --------------------------------------------------------------------------------
 
 
-class Activator(http.server.BaseHTTPRequestHandler):
-    """Answers the invoke API as the activator does for Event invocations."""
-
-    received: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
-    answers: ClassVar[list[int]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((self.path, dict(self.headers), body))
-        status = type(self).answers.pop(0) if type(self).answers else 202
-        self.send_response(status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        del format, args
+def deliverer(activator: ActivatorStub) -> worker.Deliverer:
+    return worker.Deliverer(
+        activator.url,
+        "local",
+        record=False,
+        retry_delays=(0.01, 0.01),
+        clock=lambda: CREATED + s(3),
+    )
 
 
-@pytest.fixture
-def activator() -> Iterator[str]:
-    Activator.received = []
-    Activator.answers = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Activator)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def firing(cron: dict[str, Any]) -> worker.Firing:
+    return worker.Firing(entry(cron), CREATED + s(2), CREATED + s(4))
 
 
-def test_a_tick_is_posted_to_the_invoke_api_as_an_event_invocation(activator: str) -> None:
-    deliverer = worker.Deliverer(activator, "local", record=False)
-    tracked = entry({"schedule": "@every 2s"})
-    firing = worker.Firing(tracked, CREATED + s(2), CREATED + s(4))
-    assert deliverer.post(firing, threading.Event())
-    ((path, headers, body),) = Activator.received
-    assert path == "/_kfn/functions/shop/report/invoke"
-    assert headers["Kfn-Invocation-Type"] == "Event"
-    event = json.loads(body)
+def test_a_tick_is_invoked_through_the_invoke_api_with_an_eventbridge_event(
+    activator: ActivatorStub,
+) -> None:
+    deliverer(activator).fire(firing({"schedule": "@every 2s"}))
+    (call,) = activator.calls
+    assert call.path == "/_kfn/functions/shop/report/invoke"
+    assert call.headers["Kfn-Invocation-Type"] == "RequestResponse"
+    event = json.loads(call.body)
     assert event["detail-type"] == "Scheduled Event"
     assert event["time"] == "2026-01-01T10:00:02Z"
-    assert headers["Kfn-Request-Id"] == event["id"]
+    assert call.headers["Kfn-Request-Id"] == event["id"]
 
 
-def test_the_users_payload_is_the_body(activator: str) -> None:
-    deliverer = worker.Deliverer(activator, "local", record=False)
-    tracked = entry({"schedule": "@every 2s", "payload": {"job": "report"}})
-    assert deliverer.post(worker.Firing(tracked, CREATED + s(2), CREATED + s(4)), threading.Event())
-    assert json.loads(Activator.received[0][2]) == {"job": "report"}
+def test_the_users_payload_is_the_body(activator: ActivatorStub) -> None:
+    deliverer(activator).fire(firing({"schedule": "@every 2s", "payload": {"job": "report"}}))
+    assert json.loads(activator.calls[0].body) == {"job": "report"}
 
 
-def test_a_busy_activator_is_retried_and_a_refusal_is_not(
-    activator: str, monkeypatch: pytest.MonkeyPatch
+def test_a_failing_tick_is_retried_as_the_trigger_says_then_sent_to_its_destination(
+    activator: ActivatorStub,
 ) -> None:
-    monkeypatch.setattr(worker, "POST_BACKOFF_SECONDS", 0.01)
-    deliverer = worker.Deliverer(activator, "local", record=False)
-    firing = worker.Firing(entry({"schedule": "@every 2s"}), CREATED + s(2), CREATED + s(4))
-    Activator.answers = [503, 429]
-    assert deliverer.post(firing, threading.Event())
-    assert len(Activator.received) == 3
-    Activator.answers = [404]
-    assert not deliverer.post(firing, threading.Event())
-    assert len(Activator.received) == 4
+    for _ in range(2):
+        activator.answer(500, b'{"errorType":"Boom","errorMessage":"no"}', Kfn_Function_Error="x")
+    cron = {
+        "schedule": "@every 2s",
+        "delivery": {"maxRetries": 1, "onFailure": {"function": {"name": "failures"}}},
+    }
+    deliverer(activator).fire(firing(cron))
+    paths = [c.path for c in activator.calls]
+    assert paths == [
+        "/_kfn/functions/shop/report/invoke",
+        "/_kfn/functions/shop/report/invoke",
+        "/_kfn/functions/shop/failures/invoke",
+    ]
+    record = json.loads(activator.calls[2].body)
+    assert activator.calls[2].headers["Kfn-Invocation-Type"] == "Event"
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["requestPayload"]["detail-type"] == "Scheduled Event"
+    assert record["responsePayload"] == {"errorType": "Boom", "errorMessage": "no"}
+
+
+def test_a_tick_older_than_the_maximum_event_age_is_not_retried(
+    activator: ActivatorStub,
+) -> None:
+    activator.answer(500, b"{}", Kfn_Function_Error="x")
+    late = worker.Deliverer(
+        activator.url,
+        "local",
+        record=False,
+        retry_delays=(120.0,),
+        clock=lambda: CREATED + s(61),
+    )
+    cron = {
+        "schedule": "@every 2s",
+        "delivery": {"maxEventAge": "60s", "onFailure": {"function": {"name": "failures"}}},
+    }
+    late.fire(firing(cron))
+    assert [c.path.split("/")[-2] for c in activator.calls] == ["report", "failures"]
+    record = json.loads(activator.calls[1].body)
+    assert record["requestContext"]["condition"] == "EventAgeExceeded"
 
 
 def test_only_http_activator_urls_are_accepted() -> None:

@@ -10,6 +10,7 @@ from types import FrameType
 
 import prometheus_client
 
+from kfn.triggers import delivery
 from kfn.triggers.cron import worker
 
 
@@ -30,7 +31,11 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     prometheus_client.start_http_server(args.metrics_port, args.metrics_address)
-    deliverer = worker.Deliverer(args.activator_url, os.environ.get("AWS_REGION", "local"))
+    deliverer = worker.Deliverer(
+        args.activator_url,
+        os.environ.get("AWS_REGION", "local"),
+        retry_delays=delivery.retry_delays_from_env(),
+    )
     cron = worker.Worker(namespace=args.namespace, identity=worker.identity(), deliverer=deliverer)
 
     def on_term(signum: int, frame: FrameType | None) -> None:

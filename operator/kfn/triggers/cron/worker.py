@@ -22,8 +22,6 @@ import logging
 import os
 import socket
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Final
@@ -34,13 +32,12 @@ import pydantic
 from kfn import kube
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
+from kfn.triggers import delivery, status
 from kfn.triggers.cron import leader, schedule
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 LEASE_NAME: Final = "kfn-cron"
-#: Attempts to hand one tick to the activator before it is counted as failed.
-POST_ATTEMPTS: Final = 4
-POST_BACKOFF_SECONDS: Final = 0.5
+KIND: Final = "cron"
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +50,11 @@ def utcnow() -> datetime.datetime:
 
 
 FIRES = prometheus_client.Counter(
-    "kfn_cron_fires", "Ticks handed to the activator, by trigger.", ["trigger"]
+    "kfn_cron_fires", "Ticks handled (delivered or sent to onFailure), by trigger.", ["trigger"]
 )
 FAILURES = prometheus_client.Counter(
     "kfn_cron_fire_failures",
-    "Ticks the activator did not accept after all attempts, by trigger.",
+    "Ticks the function did not handle after all retries, by trigger.",
     ["trigger"],
 )
 SKIPPED = prometheus_client.Counter(
@@ -65,7 +62,7 @@ SKIPPED = prometheus_client.Counter(
 )
 LATENESS = prometheus_client.Histogram(
     "kfn_cron_fire_lateness_seconds",
-    "From a tick's scheduled time to the activator accepting its event.",
+    "From a tick's scheduled time to its first invocation.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600),
 )
 LEADER = prometheus_client.Gauge("kfn_cron_leader", "1 while this replica fires the schedules.")
@@ -85,6 +82,8 @@ class Entry:
     done: datetime.datetime
     reported_next: datetime.datetime | None = None
     next: datetime.datetime | None = None
+    generation: int | None = None
+    conditions: list[meta.Condition] = dataclasses.field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -109,10 +108,10 @@ def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
     except schedule.ScheduleError as exc:
         logger.warning("Trigger %s has a schedule that cannot fire: %s", label, exc)
         return None
-    status = obj.get("status") or {}
+    status_ = obj.get("status") or {}
     created = schedule.parse_time(meta_.get("creationTimestamp")) or utcnow()
     done = schedule.first_fire_base(
-        [schedule.parse_time(status.get("lastFireTime")), previous.done if previous else None],
+        [schedule.parse_time(status_.get("lastFireTime")), previous.done if previous else None],
         created,
     )
     return Entry(
@@ -123,8 +122,10 @@ def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
         spec=cron,
         schedule=parsed,
         done=done,
-        reported_next=schedule.parse_time(status.get("nextFireTime")),
+        reported_next=schedule.parse_time(status_.get("nextFireTime")),
         next=previous.next if previous else None,
+        generation=meta_.get("generation"),
+        conditions=status.conditions_of(obj),
     )
 
 
@@ -237,17 +238,38 @@ class Firing:
 
 
 class Deliverer:
-    """POSTs ticks to the activator's invoke API as ``Event`` invocations, then records them."""
+    """Delivers ticks under the Trigger's ``delivery`` policy, then records them.
 
-    def __init__(self, activator_url: str, region: str, *, record: bool = True) -> None:
-        if not activator_url.startswith(("http://", "https://")):
-            raise ValueError(f"the activator URL must be http(s): {activator_url!r}")
-        self.activator_url = activator_url.rstrip("/")
+    A tick is invoked synchronously through the activator and retried as Lambda retries
+    asynchronous events (:mod:`kfn.triggers.delivery`); ``lastFireTime`` moves only once the
+    tick is handled (delivered, or sent to onFailure), so a tick in hand when the leader
+    dies is fired again by the next one (with CatchUp) rather than lost.
+    """
+
+    def __init__(
+        self,
+        activator_url: str,
+        region: str,
+        *,
+        record: bool = True,
+        retry_delays: tuple[float, ...] = delivery.DEFAULT_RETRY_DELAYS,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.invoker = delivery.Invoker(activator_url)
         self.region = region
         self.record = record
-
-    def url(self, entry: Entry) -> str:
-        return f"{self.activator_url}/_kfn/functions/{entry.namespace}/{entry.function}/invoke"
+        self.clock = clock
+        self.stop = threading.Event()
+        self.async_delivery = delivery.AsyncDeliverer(
+            self.invoker,
+            delivery.Destinations(self.invoker),
+            stop=self.stop,
+            clock=clock,
+            retry_delays=retry_delays,
+        )
+        self.status = status.StatusWriter(clock=clock)
+        self._recorded: dict[str, datetime.datetime] = {}
+        self._lock = threading.Lock()
 
     def body(self, firing: Firing) -> bytes:
         event = schedule.scheduled_event(
@@ -260,43 +282,55 @@ class Deliverer:
         )
         return json.dumps(event, separators=(",", ":")).encode()
 
-    def post(self, firing: Firing, stop: threading.Event) -> bool:
-        request_id = schedule.event_id(firing.entry.uid, firing.tick)
-        request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in __init__
-            self.url(firing.entry),
-            data=self.body(firing),
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "Kfn-Invocation-Type": "Event",
-                "Kfn-Request-Id": request_id,
-            },
+    def fire(self, firing: Firing) -> None:
+        entry = firing.entry
+        target = delivery.Target(entry.namespace, entry.function, entry.name, KIND)
+        LATENESS.observe(max(0.0, (self.clock() - firing.tick).total_seconds()))
+        delivery.RECEIVED.labels(entry.label, KIND).inc()
+        result = self.async_delivery.deliver(
+            target,
+            entry.spec.delivery,
+            self.body(firing),
+            request_id=schedule.event_id(entry.uid, firing.tick),
+            first_seen=firing.tick,
+            on_attempt=lambda outcome: self._report(entry, outcome),
         )
-        for attempt in range(POST_ATTEMPTS):
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-                    response.read()
-                    return True
-            except urllib.error.HTTPError as exc:
-                logger.warning("%s: the activator answered %s", firing.entry.label, exc.code)
-                if exc.code not in (429, 502, 503, 504):
-                    return False
-            except OSError as exc:
-                logger.warning("%s: the activator is unreachable: %s", firing.entry.label, exc)
-            if stop.wait(POST_BACKOFF_SECONDS * 2**attempt):
-                return False
-        return False
-
-    def fire(self, firing: Firing, stop: threading.Event, clock: Clock) -> None:
-        label = firing.entry.label
-        if not self.post(firing, stop):
-            FAILURES.labels(label).inc()
-            logger.error("%s: tick %s was not delivered", label, firing.tick.isoformat())
+        if not result.handled:
+            logger.info("%s: stopping with tick %s in hand", entry.label, firing.tick.isoformat())
             return
-        LATENESS.observe(max(0.0, (clock() - firing.tick).total_seconds()))
-        FIRES.labels(label).inc()
+        FIRES.labels(entry.label).inc()
+        if not result.delivered:
+            FAILURES.labels(entry.label).inc()
         if self.record:
-            record_status(firing.entry, last=firing.tick, next_=firing.next)
+            with self._lock:
+                last = max(firing.tick, self._recorded.get(entry.uid, firing.tick))
+                self._recorded[entry.uid] = last
+            record_status(entry, last=last, next_=firing.next)
+
+    def _report(self, entry: Entry, outcome: delivery.Outcome) -> None:
+        if outcome.kind == "success":
+            verdict = status.Verdict(True, trigger_api.Reason.DELIVERING, "ticks are delivered")
+        else:
+            verdict = status.Verdict(
+                False,
+                trigger_api.Reason.DELIVERY_FAILING,
+                f"the last tick failed: {outcome.describe()}",
+            )
+        self.status.set((entry.namespace, entry.name), delivering=verdict)
+
+    def watch(self, entries: list[Entry]) -> None:
+        """Reports each Trigger's schedule as its source (called by the leader only)."""
+        for entry in entries:
+            key = (entry.namespace, entry.name)
+            self.status.register(key, entry.generation, entry.conditions)
+            self.status.set(
+                key,
+                reachable=status.Verdict(
+                    True,
+                    trigger_api.Reason.SCHEDULED,
+                    f"fires on '{entry.spec.schedule}' in {entry.spec.time_zone}",
+                ),
+            )
 
 
 def record_status(
@@ -304,11 +338,11 @@ def record_status(
 ) -> None:
     """Merge-patches only ``lastFireTime`` and ``nextFireTime``; the rest of the status
     belongs to the operator."""
-    status = {"nextFireTime": schedule.format_event_time(next_)}
+    fields = {"nextFireTime": schedule.format_event_time(next_)}
     if last is not None:
-        status["lastFireTime"] = schedule.format_event_time(last)
+        fields["lastFireTime"] = schedule.format_event_time(last)
     try:
-        kube.patch_status(API_VERSION, trigger_api.KIND, entry.namespace, entry.name, status)
+        kube.patch_status(API_VERSION, trigger_api.KIND, entry.namespace, entry.name, fields)
     except kube.ApiError as exc:
         if exc.status != 404:
             logger.warning("%s: writing the status failed: %s", entry.label, exc)
@@ -359,8 +393,9 @@ class Worker:
         self.lease = LeaseKeeper(namespace, identity, clock, wake=self.schedules.changed)
         self.deliverer = deliverer
         self.clock = clock
-        self.stop = threading.Event()
-        self.pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="fire")
+        self.stop = deliverer.stop
+        #: A delivery holds its thread while the function runs and between retries.
+        self.pool = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="fire")
 
     def run(self) -> None:
         threads = [
@@ -371,6 +406,9 @@ class Worker:
                 daemon=True,
             ),
             threading.Thread(target=self.lease.run, args=(self.stop,), name="lease", daemon=True),
+            threading.Thread(
+                target=self.deliverer.status.run, args=(self.stop,), name="status", daemon=True
+            ),
         ]
         for thread in threads:
             thread.start()
@@ -398,8 +436,10 @@ class Worker:
         with self.schedules.lock:
             entries = list(self.schedules.entries.values())
             firings = step(entries, now)
+        if self.deliverer.record:
+            self.deliverer.watch(entries)
         for firing in firings:
-            self.pool.submit(self.deliverer.fire, firing, self.stop, self.clock)
+            self.pool.submit(self.deliverer.fire, firing)
         fired = {id(f.entry) for f in firings}
         for entry in entries:
             if id(entry) in fired or entry.next is None or entry.next == entry.reported_next:

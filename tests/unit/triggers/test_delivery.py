@@ -1,0 +1,186 @@
+"""Delivery from trigger workers to functions: the invoke client, Lambda's asynchronous
+retries, failure records and client settings from credentials Secrets.
+
+The activator is a real HTTP server on 127.0.0.1 (the ``activator`` fixture)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import threading
+
+import pytest
+
+from kfn.api import trigger as trigger_api
+from kfn.triggers import delivery
+from tests.unit.triggers.conftest import ActivatorStub
+
+T0 = datetime.datetime(2026, 3, 1, 12, tzinfo=datetime.UTC)
+TARGET = delivery.Target("shop", "thumbnail", "uploads", "bucket")
+FUNCTION_ERROR = b'{"errorType":"ValueError","errorMessage":"bad image"}'
+
+
+def deliverer(
+    activator: ActivatorStub, stop: threading.Event | None = None
+) -> delivery.AsyncDeliverer:
+    invoker = delivery.Invoker(activator.url)
+    return delivery.AsyncDeliverer(
+        invoker,
+        delivery.Destinations(invoker),
+        stop=stop or threading.Event(),
+        clock=lambda: T0,
+        retry_delays=(0.01, 0.01),
+        throttle_backoff=(0.01, 0.02),
+    )
+
+
+def spec(**fields: object) -> trigger_api.AsyncDelivery:
+    return trigger_api.AsyncDelivery.model_validate(fields)
+
+
+# --- the invoke client -----------------------------------------------------------------------
+
+
+def test_a_synchronous_invocation_returns_the_functions_answer(activator: ActivatorStub) -> None:
+    activator.answer(200, b'{"width": 64}')
+    invoker = delivery.Invoker(activator.url)
+    outcome = invoker.invoke("shop", "thumbnail", b'{"a":1}', request_id="r-1")
+    assert (outcome.status, outcome.body, outcome.kind) == (200, b'{"width": 64}', "success")
+    (call,) = activator.calls
+    assert call.path == "/_kfn/functions/shop/thumbnail/invoke"
+    assert call.headers["Kfn-Request-Id"] == "r-1"
+    assert call.headers["Kfn-Invocation-Type"] == "RequestResponse"
+
+
+def test_a_function_error_is_told_apart_from_an_unavailable_activator(
+    activator: ActivatorStub,
+) -> None:
+    activator.answer(500, FUNCTION_ERROR, Kfn_Function_Error="Unhandled")
+    invoker = delivery.Invoker(activator.url)
+    outcome = invoker.invoke("shop", "thumbnail", b"{}", request_id="r")
+    assert outcome.kind == "function-error"
+    assert outcome.describe() == "status 500: ValueError: bad image"
+    closed = delivery.Invoker("http://127.0.0.1:9")
+    unreachable = closed.invoke("shop", "thumbnail", b"{}", request_id="r", timeout=2)
+    assert (unreachable.status, unreachable.kind) == (0, "throttled")
+    assert unreachable.describe().startswith("the activator could not be reached")
+
+
+def test_invocations_from_one_thread_share_a_keep_alive_connection(
+    activator: ActivatorStub,
+) -> None:
+    invoker = delivery.Invoker(activator.url)
+    for n in range(3):
+        assert invoker.invoke("shop", "thumbnail", b"{}", request_id=str(n)).status == 200
+    connection = invoker._local.connection
+    assert connection is not None
+    assert connection.sock is not None
+
+
+# --- asynchronous delivery -------------------------------------------------------------------
+
+
+def test_an_event_that_succeeds_is_delivered_once(activator: ActivatorStub) -> None:
+    result = deliverer(activator).deliver(TARGET, spec(), b"{}", request_id="e-1", first_seen=T0)
+    assert (result.handled, result.delivered, result.attempts) == (True, True, 1)
+    assert len(activator.calls) == 1
+
+
+def test_throttling_is_retried_without_using_the_retries(activator: ActivatorStub) -> None:
+    for status in (503, 429, 502):
+        activator.answer(status)
+    activator.answer(500, FUNCTION_ERROR, Kfn_Function_Error="Unhandled")
+    result = deliverer(activator).deliver(
+        TARGET, spec(maxRetries=1), b"{}", request_id="e-1", first_seen=T0
+    )
+    assert result.delivered
+    assert len(activator.calls) == 5
+
+
+def test_an_event_out_of_retries_goes_to_its_function_destination_with_its_story(
+    activator: ActivatorStub,
+) -> None:
+    for _ in range(3):
+        activator.answer(500, FUNCTION_ERROR, Kfn_Function_Error="Unhandled")
+    result = deliverer(activator).deliver(
+        TARGET,
+        spec(onFailure={"function": {"name": "dead-letters"}}),
+        b'{"Records": []}',
+        request_id="e-7",
+        first_seen=T0,
+    )
+    assert (result.handled, result.delivered, result.condition) == (True, False, "RetriesExhausted")
+    assert [c.path.split("/")[-2] for c in activator.calls] == ["thumbnail"] * 3 + ["dead-letters"]
+    record = json.loads(activator.calls[-1].body)
+    assert record["requestContext"] == {
+        "requestId": "e-7",
+        "functionArn": "kfn:shop:function:thumbnail",
+        "condition": "RetriesExhausted",
+        "approximateInvokeCount": 3,
+    }
+    assert record["requestPayload"] == {"Records": []}
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["trigger"] == {"namespace": "shop", "name": "uploads", "kind": "bucket"}
+
+
+def test_a_refused_event_is_not_retried(activator: ActivatorStub) -> None:
+    activator.answer(404, b'{"message":"no such function"}')
+    result = deliverer(activator).deliver(TARGET, spec(), b"{}", request_id="e", first_seen=T0)
+    assert (result.handled, result.delivered, result.condition) == (True, False, "Rejected")
+    assert len(activator.calls) == 1
+
+
+def test_an_unreachable_destination_is_retried_until_it_takes_the_record(
+    activator: ActivatorStub,
+) -> None:
+    activator.answer(400, b"{}")
+    activator.answer(503)
+    activator.answer(503)
+    result = deliverer(activator).deliver(
+        TARGET,
+        spec(onFailure={"function": {"name": "dead-letters"}}),
+        b"{}",
+        request_id="e",
+        first_seen=T0,
+    )
+    assert result.handled
+    assert [c.path.split("/")[-2] for c in activator.calls] == ["thumbnail"] + ["dead-letters"] * 3
+
+
+def test_a_worker_stopping_mid_retry_leaves_the_event_unacknowledged(
+    activator: ActivatorStub,
+) -> None:
+    stop = threading.Event()
+    stop.set()
+    activator.answer(500, FUNCTION_ERROR, Kfn_Function_Error="Unhandled")
+    result = deliverer(activator, stop).deliver(
+        TARGET, spec(), b"{}", request_id="e", first_seen=T0
+    )
+    assert (result.handled, result.delivered) == (False, False)
+
+
+# --- client settings from Secrets ------------------------------------------------------------
+
+
+def test_kafka_settings_follow_the_credentials_secret() -> None:
+    servers = ["kafka-0:9092", "kafka-1:9092"]
+    assert delivery.kafka_config(servers, None) == {
+        "bootstrap.servers": "kafka-0:9092,kafka-1:9092"
+    }
+    sasl = delivery.kafka_config(servers, {"username": b"fn", "password": b"s3cret"})
+    assert sasl["security.protocol"] == "SASL_PLAINTEXT"
+    assert sasl["sasl.mechanism"] == "SCRAM-SHA-512"
+    tls = delivery.kafka_config(servers, {"ca.crt": b"PEM"})
+    assert (tls["security.protocol"], tls["ssl.ca.pem"]) == ("SSL", "PEM")
+    with pytest.raises(delivery.CredentialsError, match="no password"):
+        delivery.kafka_config(servers, {"username": b"fn"})
+
+
+def test_a_nats_creds_file_is_written_private() -> None:
+    options = delivery.nats_options({"creds": b"-----BEGIN NATS USER JWT-----"})
+    path = options["user_credentials"]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert delivery.nats_options({"token": b"t"}) == {"token": "t"}
+    with pytest.raises(delivery.CredentialsError, match="none of token"):
+        delivery.nats_options({"other": b"x"})

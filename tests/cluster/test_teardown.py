@@ -47,6 +47,11 @@ def test_down_leaves_no_process_mount_interface_netns_or_rule_and_up_restores_it
     mounts = pathlib.Path("/proc/self/mountinfo").read_text()
     assert str(paths.state) not in mounts
     assert str(paths.run) not in mounts
+    assert not paths.kafka_data.exists()
+    assert not paths.nats_data.exists()
+    listening = subprocess.run(["ss", "-Htln"], capture_output=True, text=True, check=True).stdout
+    for port in (":9092 ", ":4222 ", ":9093 ", ":8222 "):
+        assert port not in listening, f"a broker still listens on {port.strip()}"
 
     again = _tool("down")
     assert again.returncode == 0

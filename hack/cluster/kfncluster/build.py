@@ -92,6 +92,21 @@ COMPONENTS = (
         "crictl", config.CRICTL_VERSION, ("sigs.k8s.io/cri-tools/cmd/crictl",), ("crictl",)
     ),
     GoComponent("pause", config.PAUSE_VERSION, (".",), ("pause",), expect="~10 s"),
+    GoComponent(
+        "nats",
+        config.NATS_VERSION,
+        ("github.com/nats-io/nats-server/v2",),
+        ("nats-server",),
+        expect="~2 min",
+    ),
+    GoComponent(
+        "versitygw",
+        config.VERSITYGW_VERSION,
+        ("github.com/versity/versitygw/cmd/versitygw",),
+        ("versitygw",),
+        f"-s -w -X main.Version={config.VERSITYGW_VERSION}",
+        expect="~4 min",
+    ),
 )
 
 

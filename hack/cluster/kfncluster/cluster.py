@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from kfn import oci
 from kfncluster import (
     addons,
+    brokers,
     build,
     components,
     config,
@@ -163,6 +164,8 @@ def readiness(name: str, paths: config.Paths) -> tuple[Callable[[], bool], float
         "devpi": (_http_ok(config.NODE_IP, proxies.DEVPI_PORT, "/+api"), 90),
         "verdaccio": (_http_ok(config.NODE_IP, proxies.VERDACCIO_PORT, "/-/ping"), 90),
     }
+    if name in brokers.BROKERS:
+        return brokers.readiness(name)
     return checks[name]
 
 
@@ -199,15 +202,29 @@ def crictl(paths: config.Paths, *args: str) -> subprocess.CompletedProcess[str]:
 # --- state -----------------------------------------------------------------
 
 
-def running(paths: config.Paths, names: tuple[str, ...] = components.ORDER) -> bool:
-    """All components (of ``names``) alive and the API server ready."""
+def running(
+    paths: config.Paths, names: tuple[str, ...] = components.ORDER, patience: float = 10.0
+) -> bool:
+    """All components (of ``names``) alive and the API server ready.
+
+    With every process alive, a slow answer of the API server (a loaded machine) is asked
+    again for up to ``patience`` seconds: a bring-up that took a busy cluster for a dead one
+    would tear it down.
+    """
     records = {r.name: r for r in supervisor(paths).records()}
     if any(name not in records or not records[name].alive() for name in names):
         return False
-    try:
-        return readiness("kube-apiserver", paths)[0]()
-    except OSError:
-        return False
+    check = readiness("kube-apiserver", paths)[0]
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if check():
+                return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1)
 
 
 def leftovers(paths: config.Paths) -> list[str]:
@@ -313,12 +330,12 @@ def _up(paths: config.Paths) -> int:
         _finish(paths, None)
         print("kfn cluster: already running; nothing to do.")
         return 0
-    core = tuple(n for n in components.ORDER if n not in components.PROXIES)
+    core = tuple(n for n in components.ORDER if n not in components.EXTRAS)
     if running(paths, core):
         _add_missing(paths)
         _finish(paths, None)
         return 0
-    steps = Progress(9 + len(components.ORDER))
+    steps = Progress(12 + len(components.ORDER) - len(components.BROKERS))
     found = leftovers(paths)
     with steps("clean up what a previous run left") as note:
         if found:
@@ -326,26 +343,49 @@ def _up(paths: config.Paths) -> int:
             _teardown(paths, keep_cache=True)
         else:
             note("nothing found")
+    made = _prepare(paths, steps)
+    _start(paths, steps, made)
+    _finish(paths, steps)
+    return 0
+
+
+def _prepare(paths: config.Paths, steps: Progress) -> dict[str, oci.Image]:
+    """Everything before the first process starts; returns the images to push."""
     with steps("host packages") as note:
         installed = hostdeps.ensure(paths.logs / "apt.log")
         note(f"installed {', '.join(installed)}" if installed else "all present")
     with steps("build components (cached by version)") as note:
         _build_components(paths, note)
     bins = build.binaries(paths)
-    with steps("images (pause, coredns, debian base)") as note:
+    with steps("images (pause, coredns, versitygw, debian bases)") as note:
         made = _make_images(paths, bins)
         note("cached in " + str(paths.images))
     with steps("package proxies for builds (devpi-server, verdaccio)") as note:
         installed = proxies.ensure_installed(paths, paths.logs / "proxies-install.log")
         note(f"installed {', '.join(installed)}" if installed else "cached")
+    with steps("broker runtimes (Kafka's classpath from Maven Central)") as note:
+        fetched = brokers.ensure_kafka(paths, paths.logs / "kafka-resolve.log")
+        note(f"resolved Kafka {config.KAFKA_VERSION}" if fetched else "cached")
     with steps("certificates, kubeconfigs and configs"):
         _write_pki_and_configs(paths)
     _save_kernel_tunables(paths)
     with steps("node network: bridge, egress guard, CNI") as note:
         _set_up_network(paths)
         note(f"{config.BRIDGE} {config.NODE_IP}, pods {config.POD_CIDR}")
+    return made
+
+
+def _start(paths: config.Paths, steps: Progress, made: dict[str, oci.Image]) -> None:
+    """Starts every process, each waited for; the brokers come up alongside the rest."""
+    bins = build.binaries(paths)
     sup = supervisor(paths)
+    with steps(f"start {', '.join(brokers.BROKERS)} (answering checked at the end)") as note:
+        brokers.prepare(paths, paths.logs)
+        started = brokers.start(sup, paths, bins)
+        note(", ".join(f"{r.name} pid {r.pid}" for r in started))
     for name in components.ORDER:
+        if name in components.BROKERS:
+            continue
         with steps(f"start {name}") as note:
             record = sup.start(name, components.argv(name, paths, bins))
             check, timeout = readiness(name, paths)
@@ -361,8 +401,9 @@ def _up(paths: config.Paths) -> int:
         note(config.NODE_NAME)
     with steps("cluster DNS (CoreDNS)"):
         addons.apply_coredns(lambda *a, **kw: kubectl(paths, *a, **kw))
-    _finish(paths, steps)
-    return 0
+    with steps(f"{', '.join(brokers.BROKERS)} answer") as note:
+        brokers.wait(sup, started)
+        note(f"kafka {config.KAFKA_BOOTSTRAP}, nats {config.NATS_URL}")
 
 
 def _build_components(paths: config.Paths, note: Callable[[str], None]) -> None:
@@ -390,6 +431,7 @@ def _make_images(paths: config.Paths, bins: dict[str, pathlib.Path]) -> dict[str
     made[config.BASE_PYTHON_IMAGE] = images.debian_base(
         paths, "base-python", ("python3",), paths.logs / "debootstrap.log"
     )
+    made[config.VERSITYGW_IMAGE] = images.versitygw(paths, bins["versitygw"])
     made[config.BASE_NODEJS_IMAGE] = images.debian_base(
         paths,
         "base-nodejs",
@@ -403,22 +445,27 @@ def _make_images(paths: config.Paths, bins: dict[str, pathlib.Path]) -> dict[str
 def _add_missing(paths: config.Paths) -> None:
     """Brings a running cluster made by an earlier version of this tool up to date.
 
-    Adds what it lacks without touching what runs: images made since (pushed when the
-    registry lacks them) and supervised processes that were not part of it (the package
-    proxies), so a healthy cluster is never torn down to gain them.
+    Adds what it lacks without touching what runs: components and images made since (pushed
+    when the registry lacks them) and supervised processes that were not part of it (the
+    package proxies, the brokers) or that died since, so a healthy cluster is never torn down
+    to gain them.
     """
+    _build_components(paths, lambda built: print(f"kfn cluster: built {built}"))
     bins = build.binaries(paths)
     for ref, image in _make_images(paths, bins).items():
         images.push(image, ref)
     sup = supervisor(paths)
     records = {r.name: r for r in sup.records()}
-    missing = [n for n in components.PROXIES if n not in records or not records[n].alive()]
+    missing = [n for n in components.EXTRAS if n not in records or not records[n].alive()]
     if not missing:
         return
-    proxies.ensure_installed(paths, paths.logs / "proxies-install.log")
-    proxies.write_configs(paths)
+    if any(n in components.PROXIES for n in missing):
+        proxies.ensure_installed(paths, paths.logs / "proxies-install.log")
+        proxies.write_configs(paths)
+    if any(n in components.BROKERS for n in missing):
+        brokers.prepare(paths, paths.logs)
     for name in missing:
-        record = sup.start(name, components.argv(name, paths, bins))
+        record = sup.start(name, components.argv(name, paths, bins), brokers.env(name))
         check, timeout = readiness(name, paths)
         sup.wait_until(record, check, timeout)
         print(f"kfn cluster: started {name} (pid {record.pid}, log {sup.log_path(name)})")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import yaml
 
-from kfncluster import config, proxies
+from kfncluster import brokers, config, proxies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +227,7 @@ def write_configs(paths: config.Paths) -> None:
     for name, text in files.items():
         (paths.config / name).write_text(text)
     proxies.write_configs(paths)
+    brokers.write_configs(paths)
 
 
 def argv(name: str, paths: config.Paths, bins: dict[str, pathlib.Path]) -> tuple[str, ...]:
@@ -323,10 +324,13 @@ def argv(name: str, paths: config.Paths, bins: dict[str, pathlib.Path]) -> tuple
     }
     if name in PROXIES:
         return tuple(proxies.argv(name, paths))
+    if name in BROKERS:
+        return tuple(brokers.argv(name, paths, bins))
     return tuple(table[name])
 
 
-#: Start order. Each waits for the one before it to be ready.
+#: Start order. Each waits for the one before it to be ready, but the brokers: they start
+#: once the node network exists, alongside the rest, and are waited for at the end.
 ORDER = (
     "etcd",
     "registry",
@@ -338,8 +342,16 @@ ORDER = (
     "kube-proxy",
     "devpi",
     "verdaccio",
+    "kafka",
+    "nats",
 )
 
 #: The package proxies builds install dependencies through (see :mod:`kfncluster.proxies`).
 #: Host processes like the rest, last in the order: nothing of the cluster itself needs them.
 PROXIES = ("devpi", "verdaccio")
+
+#: The event brokers (see :mod:`kfncluster.brokers`): host processes too, on the node address.
+BROKERS = brokers.BROKERS
+
+#: Host processes a running cluster can gain without a restart (see ``cluster._add_missing``).
+EXTRAS = PROXIES + BROKERS

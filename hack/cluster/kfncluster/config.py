@@ -20,6 +20,10 @@ COREDNS_VERSION = "v1.12.4"
 HELM_VERSION = "v3.19.5"
 CRICTL_VERSION = "v1.34.0"
 PAUSE_VERSION = "1.0"
+#: Event sources for triggers, tests and examples (see :mod:`kfncluster.brokers`).
+KAFKA_VERSION = "4.4.0"
+NATS_VERSION = "v2.15.2"
+VERSITYGW_VERSION = "v1.8.0"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("KFN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
@@ -42,12 +46,23 @@ REGISTRY = f"{NODE_IP}:{REGISTRY_PORT}"
 ETCD_CLIENT_URL = "http://127.0.0.1:2379"
 ETCD_PEER_URL = "http://127.0.0.1:2380"
 
+#: The brokers run on the node and listen on its address only, where the host and pods reach
+#: them; their control ports (Kafka's KRaft controller, NATS monitoring) stay on loopback.
+KAFKA_PORT = 9092
+KAFKA_CONTROLLER_PORT = 9093
+KAFKA_BOOTSTRAP = f"{NODE_IP}:{KAFKA_PORT}"
+NATS_PORT = 4222
+NATS_MONITOR_PORT = 8222
+NATS_URL = f"nats://{NODE_IP}:{NATS_PORT}"
+
 #: The names under which locally built images are pushed to the registry.
 PAUSE_IMAGE = f"{REGISTRY}/kfn/pause:{PAUSE_VERSION}"
 COREDNS_IMAGE = f"{REGISTRY}/kfn/coredns:{COREDNS_VERSION}"
 BASE_PYTHON_IMAGE = f"{REGISTRY}/kfn/base-python:{DEBIAN_SUITE}"
 #: Debian with nodejs and npm: the base of the Node.js runtime, whose npm builds use.
 BASE_NODEJS_IMAGE = f"{REGISTRY}/kfn/base-nodejs:{DEBIAN_SUITE}"
+#: The S3-compatible store (versitygw) that tests deploy as a pod (tests/cluster/stores.py).
+VERSITYGW_IMAGE = f"{REGISTRY}/kfn/versitygw:{VERSITYGW_VERSION}"
 
 #: Chains this tool adds to iptables; tear-down removes them by these names.
 SAFETY_CHAIN = "KFN-POD-EGRESS"
@@ -106,6 +121,14 @@ class Paths:
     @property
     def registry_data(self) -> pathlib.Path:
         return self.state / "registry"
+
+    @property
+    def kafka_data(self) -> pathlib.Path:
+        return self.state / "kafka"
+
+    @property
+    def nats_data(self) -> pathlib.Path:
+        return self.state / "nats"
 
     @property
     def config(self) -> pathlib.Path:

@@ -28,6 +28,9 @@ REQUIRED = {
     # The npm proxy (verdaccio) runs on the machine's Node.js and is installed with its npm.
     "node": "nodejs",
     "npm": "npm",
+    # Kafka runs on the JVM; its classpath is resolved from Maven Central with Maven.
+    "java": "openjdk-17-jre-headless",
+    "mvn": "maven",
     "go": "",  # the Go toolchain comes with the machine
 }
 

@@ -2,6 +2,7 @@
 
 * ``pause``: the pod sandbox, a static Go program built with the components.
 * ``coredns``: the cluster DNS, the static CoreDNS binary alone.
+* ``versitygw``: the S3-compatible store tests deploy as a pod, its static binary alone.
 * ``base-python``: Debian (debootstrap minbase) with Python 3, the base of
   kfn's own image and of the Python runtime.
 
@@ -107,6 +108,21 @@ def coredns(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
             binary,
             "/coredns",
             oci.ImageConfig(entrypoint=["/coredns"], user="65532"),
+        ),
+    )
+
+
+def versitygw(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
+    """The S3 gateway, non-root; the pod gives it its data directory (an emptyDir)."""
+    return _cached(
+        paths,
+        "versitygw",
+        _file_key(binary),
+        lambda store: _static_binary_image(
+            store,
+            binary,
+            "/usr/local/bin/versitygw",
+            oci.ImageConfig(entrypoint=["/usr/local/bin/versitygw"], user=str(NONROOT)),
         ),
     )
 

@@ -114,7 +114,7 @@ def _render_error(helm: pathlib.Path, *set_: str) -> str:
 
 
 COMPONENT = "app.kubernetes.io/component"
-COMPONENTS = ("operator", "activator", "autoscaler", "cron")
+COMPONENTS = ("operator", "activator", "autoscaler", "cron", "stream", "bucket")
 
 
 def _of(objects: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
@@ -203,6 +203,8 @@ def test_a_long_full_name_override_is_cut_to_63_characters(helm: pathlib.Path) -
         "x" * 53 + "-activator",
         "x" * 52 + "-autoscaler",
         "x" * 58 + "-cron",
+        "x" * 56 + "-stream",
+        "x" * 56 + "-bucket",
     }
 
 
@@ -762,35 +764,62 @@ def test_the_notes_warn_when_the_default_service_account_gets_the_permissions(
     assert '"default" ServiceAccount' in notes
 
 
-# --- the cron worker ---------------------------------------------------------------------------
+# --- the trigger workers -----------------------------------------------------------------------
 
-CRON_RULES = {
+TRIGGER_RULES = {
     *(("kfn.dev", "triggers", v) for v in ["get", "list", "watch"]),
     ("kfn.dev", "triggers/status", "patch"),
+    ("", "secrets", "get"),
 }
+WORKER_RULES = {
+    "cron": TRIGGER_RULES,
+    "stream": TRIGGER_RULES,
+    "bucket": TRIGGER_RULES | {("", "configmaps", v) for v in ["get", "create", "patch", "update"]},
+}
+LEASE_RULES = {("coordination.k8s.io", "leases", v) for v in ["get", "create", "update"]}
 
 
-def test_two_cron_workers_run_the_cron_module_and_fire_through_the_activator(
-    helm: pathlib.Path,
+@pytest.mark.parametrize(("component", "replicas"), [("cron", 2), ("stream", 1), ("bucket", 2)])
+def test_each_trigger_worker_runs_its_module_and_invokes_through_the_activator(
+    helm: pathlib.Path, component: str, replicas: int
 ) -> None:
     objects = _render(helm)
-    deployment = _one(objects, "Deployment", "cron")
-    assert deployment["metadata"]["name"] == "kfn-cron"
-    assert deployment["spec"]["replicas"] == 2
+    deployment = _one(objects, "Deployment", component)
+    assert deployment["metadata"]["name"] == f"kfn-{component}"
+    assert deployment["spec"]["replicas"] == replicas
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == "kfn-cron"
-    container = _container(objects, "cron")
-    assert container["command"] == ["python3", "-m", "kfn.triggers.cron"]
+    assert pod["serviceAccountName"] == f"kfn-{component}"
+    container = _container(objects, component)
+    assert container["command"] == ["python3", "-m", f"kfn.triggers.{component}"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KFN_ACTIVATOR_URL"] == f"http://kfn-activator.{NAMESPACE}.svc"
-    assert _kinds(_of(objects, "cron")) == [
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-        "Role",
-        "RoleBinding",
-        "ServiceAccount",
-    ]
+    kinds = ["ClusterRole", "ClusterRoleBinding", "Deployment"]
+    kinds += ["Role", "RoleBinding"] if component != "stream" else []
+    kinds += ["Service"] if component == "bucket" else []
+    assert _kinds(_of(objects, component)) == [*kinds, "ServiceAccount"]
+
+
+def test_async_workers_retry_after_lambdas_delays_unless_told_otherwise(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(helm, {"bucket": {"asyncRetryDelays": ["1s", "2s"]}})
+    bucket = {e["name"]: e.get("value") for e in _container(objects, "bucket")["env"]}
+    cron = {e["name"]: e.get("value") for e in _container(objects, "cron")["env"]}
+    assert bucket["KFN_ASYNC_RETRY_DELAYS"] == "1s,2s"
+    assert cron["KFN_ASYNC_RETRY_DELAYS"] == "60s,120s"
+    assert "KFN_ASYNC_RETRY_DELAYS" not in {e["name"] for e in _container(objects, "stream")["env"]}
+
+
+def test_object_stores_reach_the_bucket_worker_through_its_service(helm: pathlib.Path) -> None:
+    objects = _render(helm)
+    service = _one(objects, "Service", "bucket")
+    (port,) = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (80, "http")
+    container = _container(objects, "bucket")
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    deployment = _one(objects, "Deployment", "bucket")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
 def test_cron_values_reach_the_pod(helm: pathlib.Path) -> None:
@@ -804,9 +833,12 @@ def test_cron_values_reach_the_pod(helm: pathlib.Path) -> None:
     assert env["KFN_LOG_LEVEL"] == "DEBUG"
 
 
-def test_the_cron_pods_are_restricted_like_the_operator(helm: pathlib.Path) -> None:
+@pytest.mark.parametrize("component", ["cron", "stream", "bucket"])
+def test_the_trigger_worker_pods_are_restricted_like_the_operator(
+    helm: pathlib.Path, component: str
+) -> None:
     objects = _render(helm)
-    pod = _one(objects, "Deployment", "cron")["spec"]["template"]["spec"]
+    pod = _one(objects, "Deployment", component)["spec"]["template"]["spec"]
     operator_pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"] == operator_pod["securityContext"]
     (container,) = pod["containers"]
@@ -815,19 +847,26 @@ def test_the_cron_pods_are_restricted_like_the_operator(helm: pathlib.Path) -> N
     assert container["image"] == operator_container["image"]
 
 
-def test_the_cron_worker_reads_triggers_writes_their_status_and_holds_only_a_lease(
-    helm: pathlib.Path,
+@pytest.mark.parametrize("component", ["cron", "stream", "bucket"])
+def test_a_trigger_worker_gets_only_the_rights_its_triggers_need(
+    helm: pathlib.Path, component: str
 ) -> None:
     objects = _render(helm)
-    assert _granted(_one(objects, "ClusterRole", "cron")) == CRON_RULES
-    role = _one(objects, "Role", "cron")
-    assert role["metadata"]["namespace"] == NAMESPACE
-    assert _granted(role) == {
-        ("coordination.k8s.io", "leases", v) for v in ["get", "create", "update"]
-    }
-    for kind in ("ClusterRoleBinding", "RoleBinding"):
-        (subject,) = _one(objects, kind, "cron")["subjects"]
-        assert subject == {"kind": "ServiceAccount", "name": "kfn-cron", "namespace": NAMESPACE}
+    assert _granted(_one(objects, "ClusterRole", component)) == WORKER_RULES[component]
+    if component != "stream":
+        role = _one(objects, "Role", component)
+        assert role["metadata"]["namespace"] == NAMESPACE
+        assert _granted(role) == LEASE_RULES
+    kinds = (
+        ("ClusterRoleBinding", "RoleBinding") if component != "stream" else ("ClusterRoleBinding",)
+    )
+    for kind in kinds:
+        (subject,) = _one(objects, kind, component)["subjects"]
+        assert subject == {
+            "kind": "ServiceAccount",
+            "name": f"kfn-{component}",
+            "namespace": NAMESPACE,
+        }
 
 
 def test_the_schema_rejects_bad_cron_values(helm: pathlib.Path) -> None:

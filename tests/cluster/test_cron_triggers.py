@@ -226,3 +226,69 @@ def handover_events(namespace: str) -> list[dict[str, Any]]:
         for e in seen_events(namespace, "ticker")
         if isinstance(e["event"], dict) and e["event"].get("resources") == [rule]
     ]
+
+
+BROKEN = """\
+def handler(event, context):
+    raise RuntimeError("the report database is down")
+"""
+FAILURES = """\
+import json
+
+
+def handler(event, context):
+    print("FAILSEEN " + json.dumps(event), flush=True)
+    return {}
+"""
+
+
+def test_a_failing_tick_goes_to_the_failure_destination_and_the_trigger_says_why(
+    kfn: str, namespace: str
+) -> None:
+    broken = fnimage.push_python_function("tests/cron-broken", "v1", {"app.py": BROKEN})
+    failures = fnimage.push_python_function("tests/cron-failures", "v1", {"app.py": FAILURES})
+    deploy_at_zero(namespace, "broken", broken)
+    deploy_at_zero(namespace, "failures", failures)
+    apply(
+        {
+            "apiVersion": "kfn.dev/v1alpha1",
+            "kind": "Trigger",
+            "metadata": {"name": "doomed", "namespace": namespace},
+            "spec": {
+                "functionRef": {"name": "broken"},
+                "cron": {
+                    "schedule": "@every 3s",
+                    "delivery": {"maxRetries": 0, "onFailure": {"function": {"name": "failures"}}},
+                },
+            },
+        }
+    )
+
+    def records() -> list[dict[str, Any]]:
+        logs = kubectl(
+            "-n", namespace, "logs", "-l", "kfn.dev/function=failures", "--tail=-1",
+            "--prefix=false",
+        )  # fmt: skip
+        return [json.loads(m.group(1)) for m in re.finditer(r"FAILSEEN (\{.*\})", logs)]
+
+    (record, *_) = wait_for("a failure record", records, timeout=120, every=1)
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 1
+    assert record["requestPayload"]["detail-type"] == "Scheduled Event"
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["responsePayload"]["errorMessage"] == "the report database is down"
+    assert record["trigger"] == {"namespace": namespace, "name": "doomed", "kind": "cron"}
+
+    def conditions() -> dict[str, dict[str, Any]] | None:
+        status = kubectl_json("-n", namespace, "get", "trigger", "doomed").get("status", {})
+        found = {c["type"]: c for c in status.get("conditions", [])}
+        return found if found.get("Ready", {}).get("reason") == "DeliveryFailing" else None
+
+    found = wait_for("Ready=False with DeliveryFailing", conditions, timeout=30, every=0.5)
+    assert found["Ready"]["status"] == "False"
+    assert "the report database is down" in found["Delivering"]["message"]
+    assert (found["SourceReachable"]["status"], found["SourceReachable"]["reason"]) == (
+        "True",
+        "Scheduled",
+    )
+    kubectl("-n", namespace, "delete", "trigger", "doomed", "--wait=true")

@@ -37,7 +37,7 @@ def dependencies() -> list[str]:
 def _site_packages(paths: config.Paths, log: pathlib.Path) -> pathlib.Path:
     """The dependencies installed for the image, cached by the requirement list."""
     deps = dependencies()
-    key = hashlib.sha256("\n".join(deps).encode()).hexdigest()[:12]
+    key = hashlib.sha256("\n".join([*deps, "manylinux_2_28"]).encode()).hexdigest()[:12]
     target = paths.cache / "image-deps" / key
     if (target / ".complete").exists():
         return target
@@ -47,7 +47,10 @@ def _site_packages(paths: config.Paths, log: pathlib.Path) -> pathlib.Path:
     cmd = [
         sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
         "--target", str(target),
-        "--only-binary=:all:", "--platform", "manylinux2014_x86_64",
+        # glibc 2.28 or newer: the Debian bookworm base has 2.36, and
+        # confluent-kafka publishes only manylinux_2_28 wheels.
+        "--only-binary=:all:", "--platform", "manylinux_2_28_x86_64",
+        "--platform", "manylinux2014_x86_64",
         "--python-version", "3.11", "--implementation", "cp",
         *deps,
     ]  # fmt: skip

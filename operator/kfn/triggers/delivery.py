@@ -520,9 +520,14 @@ class AsyncDeliverer:
         request_id: str,
         first_seen: datetime.datetime,
         on_attempt: Callable[[Outcome], None] | None = None,
+        alive: Callable[[], bool] = lambda: True,
     ) -> Result:
         """Invokes, retries and dead-letters one event; returns once it is handled (or the
-        worker stops, with ``handled`` False)."""
+        worker stops, with ``handled`` False).
+
+        ``alive`` is asked before each retry: once the Trigger is gone its events are
+        dropped (logged) instead of retried for hours.
+        """
         policy = policy_of(spec, self.retry_delays, self.throttle_backoff)
         failures = throttles = 0
         condition: retry.Condition
@@ -557,6 +562,9 @@ class AsyncDeliverer:
             )
             if self.stop.wait(decision.delay):
                 return Result(False, False, failures + throttles, None, outcome)
+            if not alive():
+                logger.warning("%s: the Trigger is gone; dropping %s", target.label, request_id)
+                return Result(True, False, failures + throttles, "TriggerDeleted", outcome)
         attempts = failures + throttles + (1 if condition == "Rejected" else 0)
         FAILED.labels(target.label, target.kind).inc()
         if spec.on_failure is None:
@@ -579,8 +587,17 @@ class AsyncDeliverer:
             outcome=outcome,
             now=self.clock(),
         )
+        retention = max(datetime.timedelta(minutes=10), meta.parse_duration(spec.max_event_age))
+
+        def give_up() -> str | None:
+            if not alive():
+                return "the Trigger was deleted"
+            if self.clock() - first_seen > retention:
+                return f"the event is older than {retention}"
+            return None
+
         sent = send_until_stopped(
-            self.destinations, target, spec.on_failure, record, stop=self.stop
+            self.destinations, target, spec.on_failure, record, stop=self.stop, give_up=give_up
         )
         return Result(sent, False, attempts, condition, outcome)
 
@@ -593,9 +610,15 @@ def send_until_stopped(
     *,
     stop: threading.Event,
     key: bytes | None = None,
+    give_up: Callable[[], str | None] = lambda: None,
 ) -> bool:
-    """Sends a failure record, retrying an unreachable destination with backoff; False only
-    when the worker stops first (the event is then not acknowledged)."""
+    """Sends a failure record, retrying an unreachable destination with backoff.
+
+    Returns False only when the worker stops first (the event is then not acknowledged).
+    ``give_up`` is asked between tries: a reason it returns (the Trigger was deleted, the
+    event outlived its retention) ends the tries with the record logged and dropped, so a
+    destination that never comes back cannot hold a worker forever.
+    """
     first, cap = DESTINATION_BACKOFF
     tries = 0
     while True:
@@ -607,6 +630,16 @@ def send_until_stopped(
             logger.warning("%s: onFailure destination failed: %s", target.label, exc)
             if stop.wait(delay):
                 return False
+            reason = give_up()
+            if reason is not None:
+                logger.error(
+                    "%s: dropping a failure record after %d tries (%s): %s",
+                    target.label,
+                    tries,
+                    reason,
+                    exc,
+                )
+                return True
             continue
         DEAD_LETTERED.labels(target.label, target.kind).inc()
         return True

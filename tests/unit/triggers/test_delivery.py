@@ -184,3 +184,33 @@ def test_a_nats_creds_file_is_written_private() -> None:
     assert delivery.nats_options({"token": b"t"}) == {"token": "t"}
     with pytest.raises(delivery.CredentialsError, match="none of token"):
         delivery.nats_options({"other": b"x"})
+
+
+def test_the_events_of_a_deleted_trigger_are_not_retried_for_hours(
+    activator: ActivatorStub,
+) -> None:
+    activator.answer(500, FUNCTION_ERROR, Kfn_Function_Error="Unhandled")
+    result = deliverer(activator).deliver(
+        TARGET, spec(), b"{}", request_id="e", first_seen=T0, alive=lambda: False
+    )
+    assert (result.handled, result.delivered, result.condition) == (True, False, "TriggerDeleted")
+    assert len(activator.calls) == 1
+
+
+def test_a_destination_that_never_answers_is_given_up_once_the_trigger_is_gone(
+    activator: ActivatorStub,
+) -> None:
+    answers = iter([True, True, False])
+    activator.answer(400, b"{}")
+    for _ in range(5):
+        activator.answer(404, b"{}")
+    result = deliverer(activator).deliver(
+        TARGET,
+        spec(onFailure={"function": {"name": "gone"}}),
+        b"{}",
+        request_id="e",
+        first_seen=T0,
+        alive=lambda: next(answers),
+    )
+    assert result.handled
+    assert [c.path.split("/")[-2] for c in activator.calls] == ["thumbnail"] + ["gone"] * 3

@@ -148,6 +148,12 @@ class Schedules:
             self.entries = fresh
         self.changed.set()
 
+    def holds(self, entry: Entry) -> bool:
+        """Whether the Trigger of ``entry`` (the same object, by uid) is still here."""
+        with self.lock:
+            current = self.entries.get((entry.namespace, entry.name))
+        return current is not None and current.uid == entry.uid
+
     def change(self, kind: str, obj: kube.Object) -> None:
         key = _key(obj)
         with self.lock:
@@ -268,6 +274,8 @@ class Deliverer:
             retry_delays=retry_delays,
         )
         self.status = status.StatusWriter(clock=clock)
+        #: Whether a Trigger still exists; the Worker wires it to its table.
+        self.alive: Callable[[Entry], bool] = lambda entry: True
         self._recorded: dict[str, datetime.datetime] = {}
         self._lock = threading.Lock()
 
@@ -294,6 +302,7 @@ class Deliverer:
             request_id=schedule.event_id(entry.uid, firing.tick),
             first_seen=firing.tick,
             on_attempt=lambda outcome: self._report(entry, outcome),
+            alive=lambda: self.alive(entry),
         )
         if not result.handled:
             logger.info("%s: stopping with tick %s in hand", entry.label, firing.tick.isoformat())
@@ -392,6 +401,7 @@ class Worker:
         self.schedules = Schedules()
         self.lease = LeaseKeeper(namespace, identity, clock, wake=self.schedules.changed)
         self.deliverer = deliverer
+        self.deliverer.alive = self.schedules.holds
         self.clock = clock
         self.stop = deliverer.stop
         #: A delivery holds its thread while the function runs and between retries.

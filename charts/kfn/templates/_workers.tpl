@@ -1,0 +1,225 @@
+{{/*
+Trigger workers (cron, stream, bucket): one Deployment each, same shape, differing by the
+module they run and a few settings. Called with (dict "root" $ "component" "<name>").
+Names are "<base>-<component>", the base cut so the result stays within 63 characters.
+*/}}
+{{- define "kfn.worker.fullname" -}}
+{{- $base := include "kfn.fullname" .root | trunc (int (sub 62 (len .component))) | trimSuffix "-" -}}
+{{- printf "%s-%s" $base .component -}}
+{{- end -}}
+
+{{- define "kfn.worker.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kfn.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "kfn.worker.labels" -}}
+{{ include "kfn.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "kfn.worker.deployment" -}}
+{{- $root := .root -}}
+{{- $values := index $root.Values .component -}}
+{{- $name := include "kfn.worker.fullname" . -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "kfn.worker.labels" . | nindent 4 }}
+spec:
+  replicas: {{ $values.replicas }}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 0
+      maxSurge: 1
+  selector:
+    matchLabels:
+      {{- include "kfn.worker.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- merge (include "kfn.worker.labels" . | fromYaml) $values.podLabels | toYaml | nindent 8 }}
+      {{- with $values.podAnnotations }}
+      annotations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    spec:
+      serviceAccountName: {{ $name }}
+      {{- /* Workers watch Triggers and write their status. */}}
+      automountServiceAccountToken: true
+      enableServiceLinks: false
+      {{- /* Time to finish the events in hand and acknowledge them before the kill. */}}
+      terminationGracePeriodSeconds: {{ .grace | default 15 }}
+      {{- with $values.priorityClassName }}
+      priorityClassName: {{ . | quote }}
+      {{- end }}
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65532
+        runAsGroup: 65532
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: {{ .component }}
+          image: {{ include "kfn.image" $root | quote }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command: ["python3", "-m", "kfn.triggers.{{ .component }}"]
+          args:
+            - --metrics-address=0.0.0.0
+            - --metrics-port=9090
+          env:
+            - name: POD_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
+            - name: KFN_NAMESPACE
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.namespace
+            - name: KFN_ACTIVATOR_URL
+              value: {{ default (printf "http://%s.%s.svc" (include "kfn.activator.fullname" $root) $root.Release.Namespace) $values.activatorUrl | quote }}
+            - name: KFN_LOG_LEVEL
+              value: {{ $values.logLevel | quote }}
+            {{- with $values.asyncRetryDelays }}
+            - name: KFN_ASYNC_RETRY_DELAYS
+              value: {{ join "," . | quote }}
+            {{- end }}
+          ports:
+            - name: metrics
+              containerPort: 9090
+              protocol: TCP
+            {{- if .http }}
+            - name: http
+              containerPort: 8080
+              protocol: TCP
+            {{- end }}
+          livenessProbe:
+            httpGet:
+              path: /metrics
+              port: metrics
+            initialDelaySeconds: 10
+            periodSeconds: 10
+            timeoutSeconds: 5
+            failureThreshold: 3
+          {{- if .http }}
+          readinessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: 2
+            timeoutSeconds: 2
+            failureThreshold: 1
+          {{- end }}
+          {{- with $values.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          securityContext:
+            {{- include "kfn.containerSecurityContext" $root | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: 16Mi
+      {{- with $values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end -}}
+
+{{/*
+A worker's ServiceAccount and cluster-wide rights: Triggers live in any namespace, so it
+reads them and writes their status; extra rules come in .rules (a YAML list string).
+*/}}
+{{- define "kfn.worker.rbac" -}}
+{{- $root := .root -}}
+{{- $name := include "kfn.worker.fullname" . -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "kfn.worker.labels" . | nindent 4 }}
+automountServiceAccountToken: false
+{{- if $root.Values.rbac.create }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "kfn.worker.labels" . | nindent 4 }}
+rules:
+  - apiGroups: ["kfn.dev"]
+    resources: ["triggers"]
+    verbs: ["get", "list", "watch"]
+  - apiGroups: ["kfn.dev"]
+    resources: ["triggers/status"]
+    verbs: ["patch"]
+  {{- with .rules }}
+  {{- . | nindent 2 }}
+  {{- end }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "kfn.worker.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ $name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ $name }}
+    namespace: {{ $root.Release.Namespace }}
+{{- if .lease }}
+---
+{{- /* Leader election: only the Leases in the release namespace. */}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "kfn.worker.labels" . | nindent 4 }}
+rules:
+  - apiGroups: ["coordination.k8s.io"]
+    resources: ["leases"]
+    verbs: ["get", "create", "update"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "kfn.worker.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ $name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ $name }}
+    namespace: {{ $root.Release.Namespace }}
+{{- end }}
+{{- end }}
+{{- end -}}

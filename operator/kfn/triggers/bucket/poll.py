@@ -1,0 +1,203 @@
+"""Poll mode: find object changes by comparing listings with a persisted snapshot.
+
+The snapshot is ``{key: eTag}`` of every object under the Trigger's filter that has been
+handled. Each poll lists the bucket and :func:`diff` compares: a key that is new or whose
+eTag changed is an ``ObjectCreated:Put``, a key that is gone an ``ObjectRemoved:Delete``.
+The snapshot moves forward only by changes that were handled (delivered, or sent to
+onFailure), and it is written (a ConfigMap per Trigger, see :func:`configmap`) after each
+batch, so a poller that dies mid-burst leaves the unhandled changes to its successor: they
+are found again and sent, at worst a second time for the batch in flight, never lost.
+
+A Trigger's first poll takes the current listing as the baseline and reports nothing for
+objects that existed before; so does a Trigger whose source (endpoint, bucket, filter)
+changed, since the old snapshot describes another set of objects.
+
+Everything here but :class:`SnapshotStore` is pure.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from kfn import kube
+from kfn.api import meta
+from kfn.api import trigger as trigger_api
+from kfn.triggers.bucket import events, s3
+
+logger = logging.getLogger(__name__)
+
+FORMAT: Final = 1
+DATA_KEY: Final = "snapshot.json.gz"
+SOURCE_ANNOTATION: Final = "kfn.dev/bucket-source"
+#: A ConfigMap holds at most 1 MiB; beyond this (compressed) the snapshot cannot be kept.
+MAX_SNAPSHOT_BYTES: Final = 900 * 1024
+
+Snapshot = dict[str, str]
+
+
+def configmap_name(trigger: str) -> str:
+    """The ConfigMap that keeps a Trigger's snapshot."""
+    return f"kfn-bucket-{trigger}"
+
+
+def source_of(spec: trigger_api.BucketTrigger) -> str:
+    """What the snapshot describes; when it changes, the snapshot starts over."""
+    object_filter = spec.filter or trigger_api.ObjectFilter()
+    identity = [spec.endpoint, spec.bucket, object_filter.prefix or "", object_filter.suffix or ""]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One object change a listing shows against the snapshot."""
+
+    key: str
+    name: str
+    etag: str
+    size: int = 0
+
+
+def in_scope(spec: trigger_api.BucketTrigger, key: str) -> bool:
+    return events.key_matches(spec.filter, key)
+
+
+def diff(snapshot: Mapping[str, str], listing: Iterable[s3.ObjectInfo]) -> list[Change]:
+    """Changes from ``snapshot`` to ``listing``: creations and updates in key order, then
+    removals in key order (the order a reader of the bucket would expect)."""
+    seen: set[str] = set()
+    created: list[Change] = []
+    for item in listing:
+        seen.add(item.key)
+        if snapshot.get(item.key) != item.etag:
+            created.append(Change(item.key, events.CREATED_PUT, item.etag, item.size))
+    removed = [
+        Change(key, events.REMOVED_DELETE, etag)
+        for key, etag in snapshot.items()
+        if key not in seen
+    ]
+    return sorted(created, key=lambda c: c.key) + sorted(removed, key=lambda c: c.key)
+
+
+def reported(spec: trigger_api.BucketTrigger, change: Change) -> bool:
+    """Whether the Trigger's events select this change (the filter was applied before)."""
+    return events.event_selected(spec.events, change.name)
+
+
+def advance(snapshot: Snapshot, changes: Iterable[Change]) -> Snapshot:
+    """The snapshot after ``changes`` were handled."""
+    updated = dict(snapshot)
+    for change in changes:
+        if change.name == events.REMOVED_DELETE:
+            updated.pop(change.key, None)
+        else:
+            updated[change.key] = change.etag
+    return updated
+
+
+def batches(changes: list[Change], size: int) -> list[list[Change]]:
+    return [changes[i : i + size] for i in range(0, len(changes), size)]
+
+
+# --- the persisted form ------------------------------------------------------------------------
+
+
+def encode(snapshot: Mapping[str, str]) -> str:
+    """gzip + base64 of the JSON snapshot (a ConfigMap's ``binaryData`` value)."""
+    body = json.dumps({"format": FORMAT, "objects": dict(snapshot)}, separators=(",", ":"))
+    return base64.b64encode(gzip.compress(body.encode(), mtime=0)).decode()
+
+
+def decode(value: str) -> Snapshot | None:
+    """The snapshot, or None when the value is unreadable (then a new baseline is taken)."""
+    try:
+        data = json.loads(gzip.decompress(base64.b64decode(value)))
+    except (ValueError, OSError, EOFError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    objects = data.get("objects")
+    if not isinstance(objects, dict):
+        return None
+    return {str(k): str(v) for k, v in objects.items()}
+
+
+def configmap(
+    *, namespace: str, trigger: str, uid: str, source: str, snapshot: Mapping[str, str]
+) -> dict[str, Any]:
+    """The ConfigMap holding a snapshot, owned by the Trigger so it goes when it goes."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": configmap_name(trigger),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "kfn", "kfn.dev/trigger": trigger},
+            "annotations": {SOURCE_ANNOTATION: source},
+            "ownerReferences": [
+                {
+                    "apiVersion": meta.API_VERSION,
+                    "kind": trigger_api.KIND,
+                    "name": trigger,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "binaryData": {DATA_KEY: encode(snapshot)},
+    }
+
+
+def snapshot_of(obj: Mapping[str, Any] | None, *, uid: str, source: str) -> Snapshot | None:
+    """The snapshot a ConfigMap holds for this Trigger and source, or None (baseline anew)."""
+    if obj is None:
+        return None
+    metadata = obj.get("metadata") or {}
+    owners = metadata.get("ownerReferences") or []
+    if not any(owner.get("uid") == uid for owner in owners):
+        return None  # left by a deleted Trigger of the same name
+    if (metadata.get("annotations") or {}).get(SOURCE_ANNOTATION) != source:
+        return None
+    value = (obj.get("binaryData") or {}).get(DATA_KEY)
+    return decode(value) if isinstance(value, str) else None
+
+
+class SnapshotStore:
+    """Reads and writes snapshots through :mod:`kfn.kube`."""
+
+    MANAGER: Final = "kfn-bucket"
+
+    def load(self, namespace: str, trigger: str, *, uid: str, source: str) -> Snapshot | None:
+        obj = kube.get("v1", "ConfigMap", namespace, configmap_name(trigger))
+        return snapshot_of(obj, uid=uid, source=source)
+
+    def save(
+        self,
+        namespace: str,
+        trigger: str,
+        *,
+        uid: str,
+        source: str,
+        snapshot: Mapping[str, str],
+    ) -> None:
+        obj = configmap(
+            namespace=namespace, trigger=trigger, uid=uid, source=source, snapshot=snapshot
+        )
+        size = len(obj["binaryData"][DATA_KEY])
+        if size > MAX_SNAPSHOT_BYTES:
+            raise SnapshotTooLargeError(
+                f"the snapshot of {len(snapshot)} objects needs {size} bytes, more than a "
+                "ConfigMap holds; narrow the Trigger's filter prefix"
+            )
+        kube.apply(obj, manager=self.MANAGER)
+
+
+class SnapshotTooLargeError(Exception):
+    """The bucket (under the filter) has too many objects to keep a snapshot of."""

@@ -1,0 +1,174 @@
+"""The HTTP endpoint object stores push notifications to.
+
+``POST /events`` routes by bucket name to every Push Trigger on that bucket;
+``POST /events/<namespace>/<trigger>`` only to that Trigger; ``GET /healthz`` is the
+readiness probe. A notification is answered only after every matching record was handled,
+in the request's own thread: a sender that gives up waiting (versitygw's webhook does after
+3 s) closes its connection, but nothing cancels the handling, and the answer is then simply
+not read.
+
+Concurrency is bounded twice: at most :data:`MAX_REQUESTS` requests are handled at once
+(more wait, then get 503 so a store that retries does), and deliveries share the worker's
+pool.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import re
+import threading
+from typing import Final, Protocol
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY: Final = 8 * 1024 * 1024
+MAX_REQUESTS: Final = 256
+#: How long a request waits for a free slot before it is answered 503.
+SLOT_WAIT: Final = 30.0
+_TRIGGER_PATH: Final = re.compile(r"^/events/([a-z0-9][-a-z0-9]*)/([a-z0-9][-a-z0-9]*)/?$")
+
+
+class App(Protocol):
+    """What the receiver needs from the worker."""
+
+    def ready(self) -> bool:
+        """Whether this replica should get notifications (routes known, not terminating)."""
+
+    def accepting(self) -> bool:
+        """Whether a notification may still be taken on (False once the grace is over)."""
+
+    def handle_push(self, payload: object, only: tuple[str, str] | None = None) -> tuple[int, str]:
+        """Handles one notification; the status and a short message."""
+
+
+def route(path: str) -> tuple[str, tuple[str, str] | None] | None:
+    """What a request path asks for: ("events", None), ("events", (ns, name)),
+    ("healthz", None), or None for an unknown path."""
+    bare = path.split("?", 1)[0]
+    if bare in ("/events", "/events/", "/"):
+        return "events", None
+    if bare == "/healthz":
+        return "healthz", None
+    match = _TRIGGER_PATH.match(bare)
+    if match:
+        return "events", (match.group(1), match.group(2))
+    return None
+
+
+class Server(http.server.ThreadingHTTPServer):
+    """One thread per connection; tracks the requests in hand for a clean shutdown."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        self.slots = threading.BoundedSemaphore(MAX_REQUESTS)
+        self.in_hand = 0
+        self.idle = threading.Condition()
+        #: Set once the listener stopped: answers then close their connection, so senders
+        #: with kept-alive connections move to another replica.
+        self.closing = threading.Event()
+        super().__init__(address, Handler)
+
+    def enter(self) -> None:
+        with self.idle:
+            self.in_hand += 1
+
+    def leave(self) -> None:
+        with self.idle:
+            self.in_hand -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Waits until no notification is in hand; False if ``timeout`` passed first."""
+        with self.idle:
+            return self.idle.wait_for(lambda: self.in_hand == 0, timeout)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server: Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("%s " + format, self.address_string(), *args)
+
+    def _answer(self, code: int, message: str) -> None:
+        body = json.dumps({"message": message}).encode()
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if self.server.closing.is_set():
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            # The sender went away; what it sent was handled all the same.
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        target = route(self.path)
+        if target is None or target[0] != "healthz":
+            self._answer(404, "not found")
+        elif self.server.app.ready():
+            self._answer(200, "ready")
+        else:
+            self._answer(503, "not ready")
+
+    def do_POST(self) -> None:
+        target = route(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        if target is None or target[0] != "events":
+            self._discard(length)
+            self._answer(404, "not found")
+            return
+        if length > MAX_BODY:
+            self.close_connection = True
+            self._answer(413, "notification too large")
+            return
+        body = self.rfile.read(length) if length else b""
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            self._answer(400, "the body is not JSON")
+            return
+        self._handle(payload, target[1])
+
+    def _discard(self, length: int) -> None:
+        if 0 < length <= MAX_BODY:
+            self.rfile.read(length)
+        elif length:
+            self.close_connection = True
+
+    def _handle(self, payload: object, only: tuple[str, str] | None) -> None:
+        app = self.server.app
+        if not app.accepting():
+            self._answer(503, "stopping")
+            return
+        if not self.server.slots.acquire(timeout=SLOT_WAIT):
+            self._answer(503, "busy")
+            return
+        self.server.enter()
+        try:
+            code, message = app.handle_push(payload, only)
+        except Exception:
+            logger.exception("handling a notification failed")
+            code, message = 500, "internal error"
+        finally:
+            self.server.leave()
+            self.server.slots.release()
+        self._answer(code, message)
+
+
+def serve(address: tuple[str, int], app: App) -> tuple[Server, threading.Thread]:
+    """Starts the receiver in a thread; stop it with ``server.shutdown()``."""
+    server = Server(address, app)
+    thread = threading.Thread(target=server.serve_forever, args=(0.2,), name="receiver")
+    thread.daemon = True
+    thread.start()
+    return server, thread

@@ -1,0 +1,705 @@
+"""The bucket worker process: route pushed notifications, poll buckets, deliver events.
+
+Threads share one :class:`Routes` table:
+
+* the reflector (:func:`kfn.kube.reflect`) keeps every Trigger with ``spec.bucket`` in it;
+* the HTTP receiver (:mod:`~kfn.triggers.bucket.receiver`) hands each notification to
+  :meth:`Worker.handle_push`, which delivers every matching record and answers only then;
+* the lease keeper holds the ``kfn-bucket-poller`` Lease; while it leads, the poll loop
+  lists the buckets of Poll Triggers when due (:meth:`Worker.poll_once`);
+* the status writer (:mod:`kfn.triggers.status`) writes conditions in the background.
+
+Deliveries of both modes run in one bounded thread pool through
+:class:`kfn.triggers.delivery.AsyncDeliverer`, which returns only once an event was
+delivered or sent to onFailure.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Final
+
+import pydantic
+
+from kfn import kube
+from kfn.api import meta
+from kfn.api import trigger as trigger_api
+from kfn.triggers import delivery, status
+from kfn.triggers.bucket import events, poll, s3
+from kfn.triggers.cron import leader
+
+API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
+KIND: Final = "bucket"
+LEASE_NAME: Final = "kfn-bucket-poller"
+#: Changes delivered together before the snapshot is written.
+POLL_BATCH: Final = 32
+#: Deliveries in flight at once, over all Triggers and both modes.
+DELIVERY_THREADS: Final = 64
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime.datetime]
+Key = tuple[str, str]
+Deliver = Callable[[delivery.Target, trigger_api.AsyncDelivery, bytes, str, datetime.datetime],
+                   delivery.Result]  # fmt: skip
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """One bucket Trigger as the worker uses it."""
+
+    namespace: str
+    name: str
+    uid: str
+    function: str
+    spec: trigger_api.BucketTrigger
+    obj: kube.Object
+
+    @property
+    def key(self) -> Key:
+        return self.namespace, self.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def target(self) -> delivery.Target:
+        return delivery.Target(self.namespace, self.function, self.name, KIND)
+
+
+def route_of(obj: kube.Object) -> Route | None:
+    """The Route of a Trigger object, or None when it is not a valid bucket Trigger."""
+    try:
+        trigger = trigger_api.Trigger.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        logger.warning("ignoring an invalid Trigger: %s", exc.errors()[:1])
+        return None
+    if trigger.spec.bucket is None:
+        return None
+    return Route(
+        namespace=trigger.metadata.namespace or "",
+        name=trigger.metadata.name,
+        uid=str(trigger.metadata.uid or ""),
+        function=trigger.spec.function_ref.name,
+        spec=trigger.spec.bucket,
+        obj=obj,
+    )
+
+
+def _key(obj: kube.Object) -> Key:
+    meta_ = obj.get("metadata") or {}
+    return str(meta_.get("namespace", "")), str(meta_.get("name", ""))
+
+
+class Routes:
+    """The bucket Triggers, fed by the reflector; ``synced`` is set after the first list,
+    before which no notification can be routed (the receiver answers 503)."""
+
+    def __init__(self, on_change: Callable[[Route | None, Key], None] | None = None) -> None:
+        self.lock = threading.Lock()
+        self.routes: dict[Key, Route] = {}
+        self.synced = threading.Event()
+        self.on_change = on_change
+
+    def replace(self, objects: list[kube.Object]) -> None:
+        fresh = {route.key: route for route in map(route_of, objects) if route is not None}
+        with self.lock:
+            gone = [key for key in self.routes if key not in fresh]
+            self.routes = fresh
+        for key in gone:
+            self._notify(None, key)
+        for key, route in fresh.items():
+            self._notify(route, key)
+        self.synced.set()
+
+    def change(self, kind: str, obj: kube.Object) -> None:
+        key = _key(obj)
+        route = None if kind == "DELETED" else route_of(obj)
+        with self.lock:
+            if route is None:
+                self.routes.pop(key, None)
+            else:
+                self.routes[key] = route
+        self._notify(route, key)
+
+    def _notify(self, route: Route | None, key: Key) -> None:
+        if self.on_change is not None:
+            self.on_change(route, key)
+
+    def get(self, key: Key) -> Route | None:
+        with self.lock:
+            return self.routes.get(key)
+
+    def pushed(self) -> list[Route]:
+        with self.lock:
+            return [r for r in self.routes.values() if r.spec.mode == "Push"]
+
+    def polled(self) -> list[Route]:
+        with self.lock:
+            return [r for r in self.routes.values() if r.spec.mode == "Poll"]
+
+
+def plan_push(
+    routes: list[Route], changes: list[events.ObjectEvent]
+) -> list[tuple[Route, events.ObjectEvent]]:
+    """Every (Trigger, change) pair to deliver: a change goes to each Push Trigger whose
+    bucket, event types and filter match it."""
+    return [
+        (route, change)
+        for change in changes
+        for route in routes
+        if route.spec.mode == "Push" and events.matches(route.spec, change)
+    ]
+
+
+def payload_of(route: Route, change: events.ObjectEvent) -> bytes:
+    """The S3 event the function receives for one change: one record, AWS's shape."""
+    record = events.record(change, configuration_id=route.name, region=route.spec.region)
+    return json.dumps({"Records": [record]}, separators=(",", ":")).encode()
+
+
+# --- verdicts (pure) ---------------------------------------------------------------------------
+
+
+def push_verdict(url: str, route: Route) -> status.Verdict:
+    return status.Verdict(
+        True,
+        trigger_api.Reason.CONNECTED,
+        f"waiting for notifications at {url}/events/{route.namespace}/{route.name} "
+        f"(or {url}/events for bucket {route.spec.bucket})",
+    )
+
+
+def delivery_verdict(result: delivery.Result) -> status.Verdict | None:
+    """The Delivering verdict after one event, or None when it says nothing new (the worker
+    stopped before the event ended)."""
+    if not result.handled:
+        return None
+    if result.delivered:
+        return status.Verdict(True, trigger_api.Reason.DELIVERING, "events are delivered")
+    detail = result.outcome.describe() if result.outcome is not None else "no answer"
+    return status.Verdict(
+        False,
+        trigger_api.Reason.DELIVERY_FAILING,
+        f"an event failed ({result.condition}) after {result.attempts} attempts: {detail}",
+    )
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text[:400]
+
+
+#: S3 error codes that mean "these credentials are wrong", whatever the status code says
+#: (versitygw answers an unknown access key with 404 XAdminUserNotFound).
+CREDENTIAL_ERRORS: Final = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "XAdminUserNotFound",
+    }
+)
+
+
+def source_verdict(
+    error: Exception | None, route: Route, *, secrets: list[str] | None = None
+) -> status.Verdict:
+    """SourceReachable for a Poll Trigger after a listing: why it failed, in a message a
+    user can act on and that never contains the credentials."""
+    where = f"bucket {route.spec.bucket} at {route.spec.endpoint}"
+    scrub = secrets or []
+    if error is None:
+        return status.Verdict(
+            True,
+            trigger_api.Reason.CONNECTED,
+            f"listing {where} every {route.spec.poll_interval}",
+        )
+    if isinstance(error, delivery.CredentialsError):
+        return status.Verdict(
+            False, trigger_api.Reason.CREDENTIALS_NOT_FOUND, _scrub(str(error), scrub)
+        )
+    if isinstance(error, s3.S3Error):
+        if error.status == 0:
+            text = f"cannot reach {where}: {error.message}"
+        elif error.status in (401, 403) or error.code in CREDENTIAL_ERRORS:
+            ref = route.spec.credentials_secret_ref
+            whose = f"of Secret {route.namespace}/{ref.name}" if ref else "(none given)"
+            text = (
+                f"{where} refused the credentials {whose}: {error.code} {error.message}; "
+                "check the access key and its rights on the bucket"
+            )
+        elif error.status == 404:
+            text = f"{where} does not exist ({error.code})"
+        else:
+            text = f"listing {where} failed: {error}"
+        return status.Verdict(False, trigger_api.Reason.CONNECTION_FAILED, _scrub(text, scrub))
+    return status.Verdict(
+        False,
+        trigger_api.Reason.CONNECTION_FAILED,
+        _scrub(f"polling {where} failed: {error}", scrub),
+    )
+
+
+def credentials_of(secret: Mapping[str, bytes] | None, route: Route) -> s3.Credentials | None:
+    """The access key pair from the Trigger's Secret (None: unsigned requests)."""
+    if secret is None:
+        return None
+    ref = route.spec.credentials_secret_ref
+    name = f"{route.namespace}/{ref.name}" if ref else route.namespace
+    missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not secret.get(k)]
+    if missing:
+        raise delivery.CredentialsError(f"Secret {name} has no {' or '.join(missing)}")
+    token = secret.get("AWS_SESSION_TOKEN")
+    return s3.Credentials(
+        secret["AWS_ACCESS_KEY_ID"].decode(),
+        secret["AWS_SECRET_ACCESS_KEY"].decode(),
+        token.decode() if token else None,
+    )
+
+
+# --- leadership of the pollers ---------------------------------------------------------------
+
+
+class LeaseKeeper:
+    """Holds (or waits for) the poller Lease, using the cron worker's election rules."""
+
+    def __init__(self, namespace: str, identity: str, clock: Clock = utcnow) -> None:
+        self.namespace = namespace
+        self.identity = identity
+        self.clock = clock
+        self.last_renewal: datetime.datetime | None = None
+
+    def leading(self) -> bool:
+        return leader.still_leading(self.last_renewal, self.clock())
+
+    def try_once(self) -> None:
+        now = self.clock()
+        try:
+            lease = kube.get_lease(self.namespace, LEASE_NAME)
+            decision = leader.decide(lease, self.identity, now)
+            if decision.spec is None:
+                self.last_renewal = None
+                return
+            if lease is None:
+                kube.create_lease(self.namespace, LEASE_NAME, decision.spec)
+            else:
+                kube.update_lease(lease, decision.spec)
+        except kube.ApiError as exc:
+            if exc.status != 409:
+                logger.warning("keeping the poller lease failed: %s", exc)
+            return
+        except OSError as exc:
+            logger.warning("keeping the poller lease failed: %s", exc)
+            return
+        if not self.leading():
+            logger.info("polling as %s (%s)", self.identity, decision.action)
+        self.last_renewal = now
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.try_once()
+            stop.wait(leader.RETRY.total_seconds())
+
+    def release(self) -> None:
+        self.last_renewal = None
+        try:
+            lease = kube.get_lease(self.namespace, LEASE_NAME)
+            spec = leader.released(lease, self.identity) if lease else None
+            if lease is not None and spec is not None:
+                kube.update_lease(lease, spec)
+        except (kube.ApiError, OSError) as exc:
+            logger.warning("releasing the poller lease failed: %s", exc)
+
+
+# --- the worker --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PollState:
+    """A Poll Trigger's progress while this replica polls it."""
+
+    source: str
+    snapshot: poll.Snapshot | None = None
+    due: datetime.datetime | None = None
+
+
+class Worker:
+    """Wires routing, delivery, polling and status together (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        deliver: Deliver,
+        public_url: str,
+        lease: LeaseKeeper | None = None,
+        statuses: status.StatusWriter | None = None,
+        snapshots: poll.SnapshotStore | None = None,
+        read_secret: Callable[[str, meta.LocalObjectReference | None], Mapping[str, bytes] | None]
+        = delivery.read_secret,
+        clock: Clock = utcnow,
+        threads: int = DELIVERY_THREADS,
+        abort: threading.Event | None = None,
+    ) -> None:  # fmt: skip
+        self.deliver_fn = deliver
+        self.public_url = public_url.rstrip("/")
+        self.lease = lease
+        self.statuses = statuses
+        self.snapshots = snapshots or poll.SnapshotStore()
+        self.read_secret = read_secret
+        self.clock = clock
+        self.routes = Routes(self._route_changed)
+        self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="deliver")
+        #: Set on SIGTERM: readiness fails, polling stops after the batch in hand.
+        self.terminating = threading.Event()
+        #: Set when the grace period is over: deliveries still retrying give up unhandled.
+        self.abort = abort or threading.Event()
+        self.polls: dict[Key, PollState] = {}
+        self._tracked_polls = False
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+
+    # -- readiness (for the receiver) --
+
+    def ready(self) -> bool:
+        """Ready for notifications: the Triggers are known and no SIGTERM came."""
+        return self.routes.synced.is_set() and not self.terminating.is_set()
+
+    def accepting(self) -> bool:
+        """Notifications are taken on until the grace period is over (also after SIGTERM,
+        for senders that have not yet seen this replica leave the Service)."""
+        return self.routes.synced.is_set() and not self.abort.is_set()
+
+    # -- routing table and status --
+
+    def _route_changed(self, route: Route | None, key: Key) -> None:
+        if route is None:
+            with self._lock:
+                self.polls.pop(key, None)
+            if self.statuses is not None:
+                self.statuses.forget(key)
+            delivery.forget_metrics(f"{key[0]}/{key[1]}", KIND)
+            return
+        if self.statuses is None:
+            return
+        if route.spec.mode == "Push":
+            self.statuses.track(route.obj)
+            self.statuses.set(route.key, reachable=push_verdict(self.public_url, route))
+        elif self._tracked_polls:
+            self.statuses.track(route.obj)
+
+    def _lag(self, label: str, delta: int) -> None:
+        with self._lock:
+            value = self._in_flight.get(label, 0) + delta
+            self._in_flight[label] = value
+        delivery.LAG.labels(label, KIND).set(max(value, 0))
+
+    # -- delivery --
+
+    def deliver(
+        self, route: Route, change: events.ObjectEvent, *, first_seen: datetime.datetime,
+        polled: bool = False,
+    ) -> delivery.Result:  # fmt: skip
+        """Delivers one change to one Trigger's function (blocking) and records the outcome."""
+        payload = payload_of(route, change)
+        request_id = events.request_id(route.uid, change, polled=polled)
+        self._lag(route.label, 1)
+        try:
+            result = self.deliver_fn(route.target, route.spec.delivery, payload, request_id,
+                                     first_seen)  # fmt: skip
+        finally:
+            self._lag(route.label, -1)
+        verdict = delivery_verdict(result)
+        if self.statuses is not None and verdict is not None:
+            self.statuses.set(route.key, delivering=verdict, lastEventTime=self.clock())
+        return result
+
+    # -- push --
+
+    def handle_push(self, payload: object, only: Key | None = None) -> tuple[int, str]:
+        """Handles one pushed notification; the HTTP status and a short answer.
+
+        200 only once every matching record was handled; 503 when the worker stops before
+        (the store may send it again); 400 for a body that is not a notification; 404 for
+        an unknown Trigger in ``/events/<namespace>/<trigger>``.
+        """
+        received = self.clock()
+        try:
+            changes = events.parse_notification(payload, received)
+        except events.NotificationError as exc:
+            return 400, str(exc)
+        if not changes:
+            return 200, "test event"
+        routes = self._push_routes(only)
+        if routes is None:
+            assert only is not None
+            return 404, f"no Push Trigger {only[0]}/{only[1]}"
+        return self._deliver_all(plan_push(routes, changes), received)
+
+    def _deliver_all(
+        self, pairs: list[tuple[Route, events.ObjectEvent]], received: datetime.datetime
+    ) -> tuple[int, str]:
+        if not pairs:
+            return 200, "no Trigger matches"
+        if self.abort.is_set():
+            return 503, "stopping"
+        for route, _ in pairs:
+            delivery.RECEIVED.labels(route.label, KIND).inc()
+        futures = [
+            self.pool.submit(self.deliver, route, change, first_seen=received)
+            for route, change in pairs
+        ]
+        results = [future.result() for future in futures]
+        if all(result.handled for result in results):
+            return 200, f"{len(results)} events handled"
+        return 503, "stopping before every event was handled"
+
+    def _push_routes(self, only: Key | None) -> list[Route] | None:
+        """The Push Triggers a notification may go to; None when ``only`` names none."""
+        if only is None:
+            return self.routes.pushed()
+        route = self.routes.get(only)
+        if route is None or route.spec.mode != "Push":
+            return None
+        return [route]
+
+    # -- poll --
+
+    def sync_leadership(self, leading: bool) -> None:
+        """Tracks the Poll Triggers' status while leading; forgets what is cached when not,
+        since another replica may have moved their snapshots on."""
+        if leading == self._tracked_polls:
+            return
+        self._tracked_polls = leading
+        with self._lock:
+            self.polls.clear()
+        if self.statuses is None:
+            return
+        for route in self.routes.polled():
+            if leading:
+                self.statuses.track(route.obj)
+            else:
+                self.statuses.forget(route.key)
+
+    def due(self, now: datetime.datetime) -> list[Route]:
+        """The Poll Triggers whose interval has passed (or that were never polled)."""
+        return [
+            route
+            for route in self.routes.polled()
+            if (due := self._state(route).due) is None or due <= now
+        ]
+
+    def _state(self, route: Route) -> PollState:
+        """The Trigger's poll state; started over when its source changed."""
+        source = poll.source_of(route.spec)
+        with self._lock:
+            state = self.polls.get(route.key)
+            if state is None or state.source != source:
+                state = self.polls[route.key] = PollState(source)
+            return state
+
+    def _schedule(self, route: Route, started: datetime.datetime) -> None:
+        interval = meta.parse_duration(route.spec.poll_interval)
+        with self._lock:
+            state = self.polls.get(route.key)
+            if state is not None:
+                state.due = started + interval
+
+    def poll_once(self, route: Route) -> None:
+        """Lists one bucket, delivers its changes batch by batch, persists the snapshot."""
+        started = self.clock()
+        try:
+            self._poll(route)
+        except Exception:
+            logger.exception("%s: polling failed", route.label)
+        finally:
+            self._schedule(route, started)
+
+    def _poll(self, route: Route) -> None:
+        source = poll.source_of(route.spec)
+        secrets: list[str] = []
+        try:
+            credentials = credentials_of(
+                self.read_secret(route.namespace, route.spec.credentials_secret_ref), route
+            )
+            if credentials is not None:
+                secrets = [credentials.secret_key, credentials.session_token or ""]
+            client = s3.Client(route.spec.endpoint, route.spec.region, credentials)
+            prefix = (route.spec.filter.prefix or "") if route.spec.filter else ""
+            listing = [
+                item
+                for item in client.list_objects(route.spec.bucket, prefix)
+                if poll.in_scope(route.spec, item.key)
+            ]
+            state = self._state(route)
+            if state.snapshot is None:
+                state.snapshot = self.snapshots.load(
+                    route.namespace, route.name, uid=route.uid, source=source
+                )
+        except (delivery.CredentialsError, s3.S3Error, kube.ApiError, OSError) as exc:
+            verdict = source_verdict(exc, route, secrets=secrets)
+            logger.warning("%s: %s", route.label, verdict.message)
+            self._set_status(route, reachable=verdict)
+            return
+        self._set_status(route, reachable=source_verdict(None, route))
+        if state.snapshot is None:
+            baseline = {item.key: item.etag for item in listing}
+            self._save(route, source, baseline)
+            state.snapshot = baseline
+            logger.info("%s: baseline of %d objects taken", route.label, len(baseline))
+            return
+        changes = poll.diff(state.snapshot, listing)
+        if not changes:
+            return
+        quiet = [c for c in changes if not poll.reported(route.spec, c)]
+        loud = [c for c in changes if poll.reported(route.spec, c)]
+        snapshot = poll.advance(state.snapshot, quiet)
+        if quiet and not loud:
+            self._save(route, source, snapshot)
+        state.snapshot = snapshot
+        now = self.clock()
+        found = [
+            (change, events.polled(route.spec.bucket, change.key, change.name, now=now,
+                                   index=i, size=change.size, etag=change.etag,
+                                   region=route.spec.region))
+            for i, change in enumerate(loud)
+        ]  # fmt: skip
+        delivery.RECEIVED.labels(route.label, KIND).inc(len(found))
+        for batch in poll.batches([c for c, _ in found], POLL_BATCH):
+            if self.terminating.is_set() or not self._may_poll():
+                return
+            by_change = dict(found)
+            futures = {
+                change: self.pool.submit(
+                    self.deliver, route, by_change[change], first_seen=now, polled=True
+                )
+                for change in batch
+            }
+            handled = [change for change, future in futures.items() if future.result().handled]
+            state.snapshot = poll.advance(state.snapshot, handled)
+            self._save(route, source, state.snapshot)
+            if len(handled) < len(batch):
+                return
+
+    def _may_poll(self) -> bool:
+        return self.lease is None or self.lease.leading()
+
+    def _save(self, route: Route, source: str, snapshot: poll.Snapshot) -> None:
+        try:
+            self.snapshots.save(
+                route.namespace, route.name, uid=route.uid, source=source, snapshot=snapshot
+            )
+        except (kube.ApiError, OSError, poll.SnapshotTooLargeError) as exc:
+            # Not fatal: the next poll starts from what was last written and resends.
+            logger.warning("%s: writing the snapshot failed: %s", route.label, exc)
+
+    def _set_status(self, route: Route, *, reachable: status.Verdict) -> None:
+        if self.statuses is not None:
+            self.statuses.set(route.key, reachable=reachable)
+
+    def poll_loop(self, stop: threading.Event) -> None:
+        """Polls due Triggers while this replica holds the Lease, one poller thread each."""
+        running: dict[Key, concurrent.futures.Future[None]] = {}
+        pollers = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="poll")
+        try:
+            while not stop.is_set() and not self.terminating.is_set():
+                leading = self._may_poll()
+                self.sync_leadership(leading)
+                running = {k: f for k, f in running.items() if not f.done()}
+                if leading:
+                    for route in self.due(self.clock()):
+                        if route.key not in running:
+                            running[route.key] = pollers.submit(self.poll_once, route)
+                self.terminating.wait(0.25)
+        finally:
+            pollers.shutdown(wait=True)
+
+
+# --- the process -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Shutdown:
+    """How a replica leaves: keep receiving for ``drain`` seconds after SIGTERM (until the
+    Service stops sending here), then let events in hand finish for up to ``grace``."""
+
+    drain: float = 5.0
+    grace: float = 45.0
+    last_answers: float = 3.0
+
+
+def run(
+    worker: Worker,
+    address: tuple[str, int],
+    *,
+    shutdown: Shutdown = Shutdown(),
+) -> None:
+    """Runs every thread until ``worker.terminating`` is set, then leaves without losing
+    a notification in hand (blocking)."""
+    from kfn.triggers.bucket import receiver  # noqa: PLC0415 - the process's own edge
+
+    stop_watch = threading.Event()
+    stop_lease = threading.Event()
+    stop_status = threading.Event()
+    threads = [
+        threading.Thread(
+            target=kube.reflect,
+            args=(API_VERSION, trigger_api.KIND, worker.routes, stop_watch),
+            name="reflect",
+            daemon=True,
+        ),
+        threading.Thread(target=worker.poll_loop, args=(stop_watch,), name="poll", daemon=True),
+    ]
+    if worker.lease is not None:
+        threads.append(
+            threading.Thread(target=worker.lease.run, args=(stop_lease,), name="lease", daemon=True)
+        )
+    if worker.statuses is not None:
+        threads.append(
+            threading.Thread(
+                target=worker.statuses.run, args=(stop_status,), name="status", daemon=True
+            )
+        )
+    for thread in threads:
+        thread.start()
+    server, _ = receiver.serve(address, worker)
+    logger.info("receiving notifications on %s:%d", *address)
+    worker.terminating.wait()
+    logger.info("stopping: not ready; receiving for %.0fs more", shutdown.drain)
+    time.sleep(shutdown.drain)
+    server.closing.set()
+    server.shutdown()
+    deadline = time.monotonic() + shutdown.grace
+    idle = server.wait_idle(shutdown.grace)
+    threads[1].join(max(0.0, deadline - time.monotonic()))
+    if not idle or threads[1].is_alive():
+        logger.warning("events still in hand after %.0fs; giving up on them", shutdown.grace)
+    worker.abort.set()
+    server.wait_idle(shutdown.last_answers)
+    threads[1].join(shutdown.last_answers)
+    stop_watch.set()
+    worker.pool.shutdown(wait=False, cancel_futures=True)
+    stop_lease.set()
+    if worker.lease is not None:
+        worker.lease.release()
+    stop_status.set()
+    if worker.statuses is not None:
+        worker.statuses.flush()
+    server.server_close()
+    logger.info("stopped")

@@ -1,0 +1,292 @@
+"""Bucket Triggers on the local cluster: versitygw pushes to kfn-bucket, or kfn-bucket polls it.
+
+The function POSTs every event it receives to a sink this test runs on the node address
+(10.244.0.1), so the test sees exactly what the handler saw. The store's webhook is one
+global URL, fire-and-forget: every event it sends must be handled by the worker, across a
+rolling restart too, or it is lost for good, which is what these tests look for.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kfncluster import fnimage
+from tests.cluster import stores
+from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
+
+pytestmark = pytest.mark.cluster
+
+NODE = "10.244.0.1"
+HANDLER = """\
+import json, os, urllib.request
+
+
+def handler(event, context):
+    body = json.dumps({"event": event, "id": getattr(context, "aws_request_id", "")}).encode()
+    request = urllib.request.Request(os.environ["SINK_URL"], data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).read()
+    return {"ok": True}
+"""
+BURST = 120
+
+
+class Sink:
+    """Records what functions POST, on the node address only."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: list[dict[str, Any]] = []
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with sink.lock:
+                    sink.received.append(json.loads(body))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        with socket.socket() as probe:
+            probe.bind((NODE, 0))
+            port = probe.getsockname()[1]
+        self.server = http.server.ThreadingHTTPServer((NODE, port), Handler)
+        self.url = f"http://{NODE}:{port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def records(self, trigger: str) -> list[dict[str, Any]]:
+        with self.lock:
+            seen = list(self.received)
+        return [
+            record
+            for item in seen
+            for record in item["event"].get("Records", [])
+            if record["s3"]["configurationId"] == trigger
+        ]
+
+    def keys(self, trigger: str) -> list[str]:
+        return [r["s3"]["object"]["key"] for r in self.records(trigger)]
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[Sink]:
+    made = Sink()
+    try:
+        yield made
+    finally:
+        made.server.shutdown()
+        made.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def image(cluster: object) -> str:
+    return fnimage.push_python_function("tests/bucket", "v1", {"app.py": HANDLER})
+
+
+@pytest.fixture(scope="module")
+def namespace(kfn: str) -> Iterator[str]:
+    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-bucket", "--timeout=120s")
+    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-activator", "--timeout=120s")
+    with scratch_namespace("bucket") as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def store(kfn: str, namespace: str) -> stores.S3Store:
+    webhook = f"http://kfn-bucket.{kfn}.svc.cluster.local/events"
+    return stores.deploy_s3_store(namespace, webhook_url=webhook)
+
+
+def apply(obj: dict[str, Any]) -> None:
+    kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def function(namespace: str, name: str, image: str, sink: Sink) -> None:
+    apply(
+        {
+            "apiVersion": "kfn.dev/v1alpha1",
+            "kind": "Function",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "runtime": "python3.11",
+                "handler": "app.handler",
+                "source": {"image": image},
+                "env": [{"name": "SINK_URL", "value": sink.url}],
+                "scale": {"idleTimeout": "10s"},
+            },
+        }
+    )
+
+
+def bucket_trigger(namespace: str, name: str, function_name: str, **bucket: Any) -> None:
+    apply(
+        {
+            "apiVersion": "kfn.dev/v1alpha1",
+            "kind": "Trigger",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"functionRef": {"name": function_name}, "bucket": bucket},
+        }
+    )
+
+
+def condition(namespace: str, trigger: str, type_: str) -> dict[str, Any]:
+    status = kubectl_json("-n", namespace, "get", "trigger", trigger).get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+def test_an_upload_wakes_the_function_at_zero_with_a_correct_s3_event_and_filters_hold(
+    namespace: str, store: stores.S3Store, image: str, sink: Sink
+) -> None:
+    function(namespace, "push-fn", image, sink)
+
+    def at_zero() -> bool:
+        deployment = kubectl_json("-n", namespace, "get", "deployment", "push-fn")
+        return bool(deployment["spec"].get("replicas", 0) == 0)
+
+    wait_for("push-fn at zero", at_zero, timeout=120, every=1)
+    store.create_bucket("photos")
+    bucket_trigger(
+        namespace, "photos-jpg", "push-fn", endpoint=store.endpoint, bucket="photos",
+        events=["s3:ObjectCreated:*"], filter={"prefix": "in/", "suffix": ".jpg"},
+    )  # fmt: skip
+    wait_for("the Trigger to be reachable",
+             lambda: condition(namespace, "photos-jpg", "SourceReachable").get("status") == "True",
+             timeout=30, every=0.5)  # fmt: skip
+    store.put_object("photos", "out/skip.jpg", b"no")
+    store.put_object("photos", "in/skip.png", b"no")
+    data = b"a cat, in jpeg"
+    etag = store.put_object("photos", "in/cat 1.jpg", data)
+    wait_for("the upload to reach the function", lambda: sink.records("photos-jpg"),
+             timeout=120, every=0.5)  # fmt: skip
+    [record] = sink.records("photos-jpg")
+    assert record["eventSource"] == "aws:s3"
+    assert record["eventName"] == "ObjectCreated:Put"
+    assert record["s3"]["bucket"]["name"] == "photos"
+    assert record["s3"]["bucket"]["arn"] == "arn:aws:s3:::photos"
+    assert record["s3"]["object"]["key"] == "in/cat+1.jpg"
+    assert record["s3"]["object"]["size"] == len(data)
+    assert record["s3"]["object"]["eTag"] == etag
+    store.put_object("photos", "in/dog.jpg", b"woof")
+    wait_for("a second upload", lambda: len(sink.records("photos-jpg")) >= 2, timeout=30)
+    time.sleep(2)
+    assert sorted(sink.keys("photos-jpg")) == ["in/cat+1.jpg", "in/dog.jpg"]
+
+
+def test_a_delete_is_reported_as_object_removed_when_selected(
+    namespace: str, store: stores.S3Store, image: str, sink: Sink
+) -> None:
+    function(namespace, "push-fn", image, sink)
+    store.create_bucket("removals")
+    bucket_trigger(namespace, "removals", "push-fn", endpoint=store.endpoint, bucket="removals",
+                   events=["s3:ObjectRemoved:*"])  # fmt: skip
+    wait_for("the Trigger to be reachable",
+             lambda: condition(namespace, "removals", "SourceReachable").get("status") == "True",
+             timeout=30, every=0.5)  # fmt: skip
+    store.put_object("removals", "old.txt", b"bye")
+    store.delete_object("removals", "old.txt")
+    wait_for("the delete to reach the function", lambda: sink.records("removals"), timeout=60)
+    time.sleep(1)
+    [record] = sink.records("removals")
+    assert record["eventName"] == "ObjectRemoved:Delete"
+    assert record["s3"]["object"]["key"] == "old.txt"
+
+
+def test_a_rolling_restart_during_a_burst_of_pushed_uploads_loses_no_event(
+    kfn: str, namespace: str, store: stores.S3Store, image: str, sink: Sink
+) -> None:
+    function(namespace, "push-fn", image, sink)
+    store.create_bucket("burst")
+    bucket_trigger(namespace, "burst", "push-fn", endpoint=store.endpoint, bucket="burst",
+                   events=["s3:ObjectCreated:*"])  # fmt: skip
+    wait_for("the Trigger to be reachable",
+             lambda: condition(namespace, "burst", "SourceReachable").get("status") == "True",
+             timeout=30, every=0.5)  # fmt: skip
+    keys = [f"k{i:04d}" for i in range(BURST)]
+    for key in keys[:20]:
+        store.put_object("burst", key, key.encode())
+    kubectl("-n", kfn, "rollout", "restart", "deployment/kfn-bucket")
+    for key in keys[20:]:
+        store.put_object("burst", key, key.encode())
+        time.sleep(0.1)
+    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-bucket", "--timeout=180s")
+    wait_for(f"all {BURST} uploads to reach the function",
+             lambda: set(sink.keys("burst")) >= set(keys), timeout=180, every=1)  # fmt: skip
+    got = sink.keys("burst")
+    print(f"\n{BURST} uploads across a rolling restart: {len(got)} invocations, "
+          f"{len(got) - len(set(got))} duplicates")  # fmt: skip
+
+
+def test_poll_mode_sees_creates_and_deletes_and_survives_a_killed_poller(
+    kfn: str, namespace: str, store: stores.S3Store, image: str, sink: Sink
+) -> None:
+    function(namespace, "poll-fn", image, sink)
+    store.create_bucket("polled")
+    store.put_object("polled", "before.txt", b"existed before the Trigger")
+    bucket_trigger(
+        namespace, "polled", "poll-fn", endpoint=store.endpoint, bucket="polled", mode="Poll",
+        pollInterval="1s", events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+        credentialsSecretRef={"name": store.secret_name},
+    )  # fmt: skip
+    wait_for("the poller to take its baseline",
+             lambda: kubectl_json("-n", namespace, "get", "configmap", "kfn-bucket-polled"),
+             timeout=60, every=0.5)  # fmt: skip
+    reachable = wait_for("SourceReachable=True",
+                         lambda: (c := condition(namespace, "polled", "SourceReachable"))
+                         and c.get("status") == "True" and c, timeout=30, every=0.5)  # fmt: skip
+    assert reachable["reason"] == "Connected"
+    etag = store.put_object("polled", "new.txt", b"fresh")
+    wait_for("the new object", lambda: "new.txt" in sink.keys("polled"), timeout=60)
+    store.delete_object("polled", "new.txt")
+    wait_for("the delete", lambda: len(sink.records("polled")) >= 2, timeout=60)
+    created, removed = sink.records("polled")[:2]
+    assert (created["eventName"], created["s3"]["object"]["eTag"]) == ("ObjectCreated:Put", etag)
+    assert (removed["eventName"], removed["s3"]["object"]["key"]) == (
+        "ObjectRemoved:Delete",
+        "new.txt",
+    )
+    assert "before.txt" not in sink.keys("polled")
+
+    keys = [f"p{i:04d}" for i in range(BURST)]
+    for key in keys[: BURST // 2]:
+        store.put_object("polled", key, key.encode())
+    holder = kubectl_json("-n", kfn, "get", "lease", "kfn-bucket-poller")["spec"]["holderIdentity"]
+    kubectl("-n", kfn, "delete", "pod", holder.rsplit("_", 1)[0], "--grace-period=0", "--force")
+    for key in keys[BURST // 2 :]:
+        store.put_object("polled", key, key.encode())
+    wait_for(f"all {BURST} polled uploads", lambda: set(sink.keys("polled")) >= set(keys),
+             timeout=180, every=1)  # fmt: skip
+    got = [k for k in sink.keys("polled") if k.startswith("p")]
+    print(f"\n{BURST} polled uploads across a killed poller: {len(got)} invocations")
+
+
+def test_bad_credentials_make_the_source_unreachable_without_showing_the_secret(
+    namespace: str, store: stores.S3Store, image: str, sink: Sink
+) -> None:
+    function(namespace, "poll-fn", image, sink)
+    secret = "not-the-right-secret-4711"  # noqa: S105 - a deliberately wrong secret
+    kubectl("-n", namespace, "create", "secret", "generic", "wrong-creds",
+            "--from-literal=AWS_ACCESS_KEY_ID=nobody",
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={secret}")  # fmt: skip
+    bucket_trigger(namespace, "wrong", "poll-fn", endpoint=store.endpoint, bucket="polled",
+                   mode="Poll", pollInterval="2s", events=["s3:ObjectCreated:*"],
+                   credentialsSecretRef={"name": "wrong-creds"})  # fmt: skip
+    found = wait_for("SourceReachable=False",
+                     lambda: (c := condition(namespace, "wrong", "SourceReachable"))
+                     and c.get("status") == "False" and c,
+                     timeout=60, every=0.5)  # fmt: skip
+    assert found["reason"] == "ConnectionFailed"
+    assert "wrong-creds" in found["message"]
+    assert secret not in json.dumps(kubectl_json("-n", namespace, "get", "trigger", "wrong"))
+    print(f"\nSourceReachable: {found['reason']}: {found['message']}")

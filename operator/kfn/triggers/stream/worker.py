@@ -1,0 +1,223 @@
+"""The stream worker process: one consumer per stream Trigger, kept in step with the API.
+
+The reflector thread (:func:`kfn.kube.reflect`) records the wanted Triggers in a
+:class:`Wanted` table; the main loop compares it with the running consumers and starts a
+consumer for a new Trigger, stops the consumer of a deleted one, and restarts a consumer
+whose Trigger changed (a new ``metadata.generation`` or uid). Stopping lets in-flight
+batches finish and commit, so a restart redelivers nothing that was handled.
+
+Every replica runs a consumer for every Trigger: Kafka's consumer group shares the
+partitions between them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Final, Protocol
+
+import pydantic
+
+from kfn import kube
+from kfn.api import meta
+from kfn.api import trigger as trigger_api
+from kfn.triggers import delivery
+from kfn.triggers import status as status_
+from kfn.triggers.stream import kafka
+
+API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
+RECONCILE_INTERVAL: Final = 5.0
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Wanted:
+    """A stream Trigger as the worker wants it consumed: the consumer is restarted when
+    ``version`` changes."""
+
+    target: kafka.Target
+    version: tuple[str, int]
+    obj: kube.Object
+
+
+def wanted_of(obj: kube.Object, region: str = "local") -> Wanted | None:
+    """The wanted consumer of a Trigger object; None unless it is a valid stream Trigger."""
+    try:
+        trigger = trigger_api.Trigger.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        logger.warning("ignoring an invalid Trigger: %s", exc.errors()[:1])
+        return None
+    stream = trigger.spec.stream
+    if stream is None:
+        return None
+    metadata = trigger.metadata
+    target = kafka.Target(
+        namespace=metadata.namespace or "",
+        name=metadata.name,
+        uid=metadata.uid or "",
+        function=trigger.spec.function_ref.name,
+        spec=stream,
+        region=region,
+    )
+    return Wanted(target, (target.uid, int(metadata.generation or 0)), obj)
+
+
+class Table:
+    """The wanted stream Triggers, fed by the reflector; ``changed`` wakes the main loop."""
+
+    def __init__(self, region: str = "local") -> None:
+        self.region = region
+        self.lock = threading.Lock()
+        self.wanted: dict[Key, Wanted] = {}
+        self.changed = threading.Event()
+
+    def replace(self, objects: list[kube.Object]) -> None:
+        fresh = {}
+        for obj in objects:
+            wanted = wanted_of(obj, self.region)
+            if wanted is not None:
+                fresh[wanted.target.key] = wanted
+        with self.lock:
+            self.wanted = fresh
+        self.changed.set()
+
+    def change(self, kind: str, obj: kube.Object) -> None:
+        meta_ = obj.get("metadata") or {}
+        key = (str(meta_.get("namespace", "")), str(meta_.get("name", "")))
+        wanted = None if kind == "DELETED" else wanted_of(obj, self.region)
+        with self.lock:
+            if wanted is None:
+                self.wanted.pop(key, None)
+            else:
+                self.wanted[key] = wanted
+        self.changed.set()
+
+
+class Running(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+class Idle:
+    """Holds the place of a Trigger this worker cannot serve, so it is reported once."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        del timeout
+
+
+Factory = Callable[[kafka.Target], Running]
+
+
+@dataclasses.dataclass(frozen=True)
+class Changes:
+    start: list[Key]
+    stop: list[Key]
+
+
+def plan(wanted: dict[Key, tuple[str, int]], running: dict[Key, tuple[str, int]]) -> Changes:
+    """Which consumers to stop (gone or changed) and start (new or changed); pure."""
+    stop = sorted(k for k, version in running.items() if wanted.get(k) != version)
+    start = sorted(k for k, version in wanted.items() if running.get(k) != version)
+    return Changes(start=start, stop=stop)
+
+
+class Worker:
+    """Keeps one consumer per stream Trigger running (see the module doc)."""
+
+    def __init__(self, factory: Factory, statuses: status_.StatusWriter, region: str) -> None:
+        self.factory = factory
+        self.statuses = statuses
+        self.table = Table(region)
+        self.running: dict[Key, tuple[tuple[str, int], Running]] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(
+                target=kube.reflect,
+                args=(API_VERSION, trigger_api.KIND, self.table, self.stop),
+                name="reflect",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self.statuses.run, args=(self.stop,), name="status", daemon=True
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while not self.stop.is_set():
+                self.table.changed.clear()
+                self.reconcile()
+                self.table.changed.wait(RECONCILE_INTERVAL)
+        finally:
+            self.shutdown()
+            threads[1].join(5.0)
+
+    def reconcile(self) -> None:
+        with self.table.lock:
+            wanted = dict(self.table.wanted)
+        changes = plan(
+            {k: w.version for k, w in wanted.items()},
+            {k: version for k, (version, _) in self.running.items()},
+        )
+        stopping = [(key, self.running.pop(key)[1]) for key in changes.stop]
+        for key, consumer in stopping:
+            logger.info("stopping the consumer of %s/%s", *key)
+            consumer.stop()
+        for key, consumer in stopping:
+            consumer.join()
+            if key not in wanted:
+                self.statuses.forget(key)
+                delivery.forget_metrics(f"{key[0]}/{key[1]}", kafka.KIND)
+        for key in changes.start:
+            item = wanted[key]
+            self.statuses.track(item.obj)
+            if item.target.spec.kafka is None:
+                message = "JetStream sources are not supported by this stream worker yet"
+                logger.warning("%s/%s: %s", key[0], key[1], message)
+                self.statuses.set(
+                    key,
+                    reachable=status_.Verdict(False, trigger_api.Reason.CONNECTION_FAILED, message),
+                )
+                continue
+            logger.info("starting the consumer of %s/%s", *key)
+            consumer = self.factory(item.target)
+            consumer.start()
+            self.running[key] = (item.version, consumer)
+        for item in wanted.values():
+            self.statuses.track(item.obj)
+
+    def shutdown(self) -> None:
+        """Stops every consumer: no more fetching, in-flight batches finish and commit."""
+        consumers = [c for _, c in self.running.values()]
+        for consumer in consumers:
+            consumer.stop()
+        for consumer in consumers:
+            consumer.join()
+        self.running.clear()
+
+
+def own_namespace() -> str:
+    return os.environ.get("KFN_NAMESPACE") or "kfn-system"
+
+
+def default_activator_url(namespace: str) -> str:
+    return os.environ.get(
+        "KFN_ACTIVATOR_URL", f"http://kfn-activator.{namespace}.svc.cluster.local"
+    ).rstrip("/")

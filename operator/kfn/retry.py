@@ -16,7 +16,9 @@ one out of attempts with ``RetriesExhausted``; a refused one with ``Rejected``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 from typing import Final, Literal
 
 Kind = Literal["success", "function-error", "throttled", "rejected"]
@@ -35,6 +37,30 @@ def kind_of(status: int, function_error: bool) -> Kind:
     if function_error or status >= 500:
         return "function-error"
     return "rejected"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one invocation answered; ``status`` 0 is a connection failure."""
+
+    status: int
+    body: bytes = b""
+    function_error: bool = False
+
+    @property
+    def kind(self) -> Kind:
+        return kind_of(self.status, self.function_error)
+
+    def describe(self) -> str:
+        """A short, user-facing account of a failed attempt (for conditions and logs)."""
+        if self.status == 0:
+            return f"the activator could not be reached: {self.body.decode(errors='replace')}"
+        detail = self.body[:300].decode(errors="replace")
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(self.body)
+            if isinstance(parsed, dict) and "errorMessage" in parsed:
+                detail = f"{parsed.get('errorType', 'Error')}: {parsed['errorMessage']}"[:300]
+        return f"status {self.status}: {detail}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

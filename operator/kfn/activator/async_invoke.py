@@ -34,17 +34,7 @@ class QueueFullError(Exception):
     """The event queue is at capacity."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one delivery attempt went."""
-
-    status: int
-    body: bytes = b""
-    function_error: bool = False
-
-    @property
-    def kind(self) -> retry.Kind:
-        return retry.kind_of(self.status, self.function_error)
+Outcome = retry.Outcome
 
 
 @dataclasses.dataclass(slots=True)

@@ -94,28 +94,7 @@ def forget_metrics(trigger: str, kind: str) -> None:
 # --- invoking through the activator ----------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one invocation answered; ``status`` 0 is a connection failure."""
-
-    status: int
-    body: bytes = b""
-    function_error: bool = False
-
-    @property
-    def kind(self) -> retry.Kind:
-        return retry.kind_of(self.status, self.function_error)
-
-    def describe(self) -> str:
-        """A short, user-facing account of a failed attempt (for conditions and logs)."""
-        if self.status == 0:
-            return f"the activator could not be reached: {self.body.decode(errors='replace')}"
-        detail = self.body[:300].decode(errors="replace")
-        with contextlib.suppress(ValueError):
-            parsed = json.loads(self.body)
-            if isinstance(parsed, dict) and "errorMessage" in parsed:
-                detail = f"{parsed.get('errorType', 'Error')}: {parsed['errorMessage']}"[:300]
-        return f"status {self.status}: {detail}"
+Outcome = retry.Outcome
 
 
 class Invoker:

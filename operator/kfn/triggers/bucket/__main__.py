@@ -15,7 +15,7 @@ from types import FrameType
 import prometheus_client
 
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery, status
+from kfn.triggers import delivery, lease, status
 from kfn.triggers.bucket import worker
 
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     bucket = worker.Worker(
         deliver=deliver,
         public_url=args.public_url,
-        lease=worker.LeaseKeeper(args.namespace, identity()),
+        lease=lease.LeaseKeeper(args.namespace, worker.LEASE_NAME, identity()),
         statuses=status.StatusWriter(),
         abort=abort,
     )

@@ -32,8 +32,8 @@ from kfn import kube
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery, status
+from kfn.triggers import lease as lease_
 from kfn.triggers.bucket import events, poll, s3
-from kfn.triggers.cron import leader
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 KIND: Final = "bucket"
@@ -274,60 +274,6 @@ def credentials_of(secret: Mapping[str, bytes] | None, route: Route) -> s3.Crede
     )
 
 
-# --- leadership of the pollers ---------------------------------------------------------------
-
-
-class LeaseKeeper:
-    """Holds (or waits for) the poller Lease, using the cron worker's election rules."""
-
-    def __init__(self, namespace: str, identity: str, clock: Clock = utcnow) -> None:
-        self.namespace = namespace
-        self.identity = identity
-        self.clock = clock
-        self.last_renewal: datetime.datetime | None = None
-
-    def leading(self) -> bool:
-        return leader.still_leading(self.last_renewal, self.clock())
-
-    def try_once(self) -> None:
-        now = self.clock()
-        try:
-            lease = kube.get_lease(self.namespace, LEASE_NAME)
-            decision = leader.decide(lease, self.identity, now)
-            if decision.spec is None:
-                self.last_renewal = None
-                return
-            if lease is None:
-                kube.create_lease(self.namespace, LEASE_NAME, decision.spec)
-            else:
-                kube.update_lease(lease, decision.spec)
-        except kube.ApiError as exc:
-            if exc.status != 409:
-                logger.warning("keeping the poller lease failed: %s", exc)
-            return
-        except OSError as exc:
-            logger.warning("keeping the poller lease failed: %s", exc)
-            return
-        if not self.leading():
-            logger.info("polling as %s (%s)", self.identity, decision.action)
-        self.last_renewal = now
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.try_once()
-            stop.wait(leader.RETRY.total_seconds())
-
-    def release(self) -> None:
-        self.last_renewal = None
-        try:
-            lease = kube.get_lease(self.namespace, LEASE_NAME)
-            spec = leader.released(lease, self.identity) if lease else None
-            if lease is not None and spec is not None:
-                kube.update_lease(lease, spec)
-        except (kube.ApiError, OSError) as exc:
-            logger.warning("releasing the poller lease failed: %s", exc)
-
-
 # --- the worker --------------------------------------------------------------------------------
 
 
@@ -348,7 +294,7 @@ class Worker:
         *,
         deliver: Deliver,
         public_url: str,
-        lease: LeaseKeeper | None = None,
+        lease: lease_.LeaseKeeper | None = None,
         statuses: status.StatusWriter | None = None,
         snapshots: poll.SnapshotStore | None = None,
         read_secret: Callable[[str, meta.LocalObjectReference | None], Mapping[str, bytes] | None]

@@ -5,18 +5,19 @@ Design:
 * :mod:`~kfn.triggers.cron.schedule` is pure: parsing cron, ``rate()`` and ``@every``
   expressions, the next tick in a time zone, which ticks to fire after an outage and the
   EventBridge-shaped event. Time is always passed in.
-* :mod:`~kfn.triggers.cron.leader` decides, from a ``coordination.k8s.io/v1`` Lease and
-  the time, whether this replica leads. Only the leader fires, so several replicas give
-  one fire per tick; a replica that cannot renew in time stops firing before its lease
-  could have been taken over.
+* :mod:`kfn.triggers.leader` decides, from a ``coordination.k8s.io/v1`` Lease and the
+  time, whether this replica leads (:mod:`kfn.triggers.lease` keeps the Lease). Only the
+  leader fires, so several replicas give one fire per tick; a replica that cannot renew in
+  time stops firing before its lease could have been taken over.
 * :mod:`~kfn.triggers.cron.worker` is the process: a reflector thread keeps every cron
   Trigger in memory, a lease thread keeps leadership, and the main loop sleeps until the
-  earliest tick, then POSTs the event to the activator as an ``Event`` invocation (the
-  activator retries and wakes the function) and records ``status.lastFireTime`` and
+  earliest tick, then delivers the event through :mod:`kfn.triggers.delivery` (a
+  synchronous invoke through the activator, which wakes the function, with the Trigger's
+  retries and onFailure destination) and records ``status.lastFireTime`` and
   ``status.nextFireTime``.
 
-Delivery is at least once on a leader crash: the status is written after the activator
-accepted the event, so a leader that dies in between leaves the tick to its successor.
+Delivery is at least once on a leader crash: ``lastFireTime`` is written after the tick was
+handled, so a leader that dies in between leaves the tick to its successor (under CatchUp).
 Event ids are derived from the Trigger's uid and the tick, so the duplicate carries the
 same id and a handler can drop it.
 """

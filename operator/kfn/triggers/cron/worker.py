@@ -32,8 +32,8 @@ import pydantic
 from kfn import kube
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery, status
-from kfn.triggers.cron import leader, schedule
+from kfn.triggers import delivery, leader, lease, status
+from kfn.triggers.cron import schedule
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 LEASE_NAME: Final = "kfn-cron"
@@ -171,67 +171,6 @@ class Schedules:
 def _key(obj: kube.Object) -> Key:
     meta_ = obj.get("metadata") or {}
     return str(meta_.get("namespace", "")), str(meta_.get("name", ""))
-
-
-class LeaseKeeper:
-    """Holds (or waits for) the Lease; :meth:`leading` says whether to fire now."""
-
-    def __init__(
-        self, namespace: str, identity: str, clock: Clock = utcnow, *, wake: threading.Event
-    ) -> None:
-        self.namespace = namespace
-        self.identity = identity
-        self.clock = clock
-        self.last_renewal: datetime.datetime | None = None
-        #: Set on becoming leader, so the main loop fires without waiting for its next poll.
-        self.wake = wake
-
-    def leading(self) -> bool:
-        return leader.still_leading(self.last_renewal, self.clock())
-
-    def try_once(self) -> None:
-        now = self.clock()
-        try:
-            lease = kube.get_lease(self.namespace, LEASE_NAME)
-            decision = leader.decide(lease, self.identity, now)
-            if decision.spec is None:
-                self.last_renewal = None
-            elif lease is None:
-                kube.create_lease(self.namespace, LEASE_NAME, decision.spec)
-            else:
-                kube.update_lease(lease, decision.spec)
-        except kube.ApiError as exc:
-            if exc.status != 409:
-                logger.warning("keeping the lease failed: %s", exc)
-            return
-        except OSError as exc:
-            logger.warning("keeping the lease failed: %s", exc)
-            return
-        if decision.spec is not None:
-            was_leading = self.leading()
-            self.last_renewal = now
-            if not was_leading:
-                logger.info("leading as %s (%s)", self.identity, decision.action)
-                self.wake.set()
-        LEADER.set(1 if self.leading() else 0)
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self.try_once()
-            stop.wait(leader.RETRY.total_seconds())
-
-    def release(self) -> None:
-        """Gives the Lease up so a follower takes over at once."""
-        self.last_renewal = None
-        LEADER.set(0)
-        try:
-            lease = kube.get_lease(self.namespace, LEASE_NAME)
-            spec = leader.released(lease, self.identity) if lease else None
-            if lease is not None and spec is not None:
-                kube.update_lease(lease, spec)
-                logger.info("released the lease")
-        except (kube.ApiError, OSError) as exc:
-            logger.warning("releasing the lease failed: %s", exc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,7 +338,15 @@ class Worker:
         clock: Clock = utcnow,
     ) -> None:
         self.schedules = Schedules()
-        self.lease = LeaseKeeper(namespace, identity, clock, wake=self.schedules.changed)
+
+        def on_change(leading: bool) -> None:
+            LEADER.set(1 if leading else 0)
+            if leading:
+                self.schedules.changed.set()  # fire without waiting for the next poll
+
+        self.lease = lease.LeaseKeeper(
+            namespace, LEASE_NAME, identity, clock=clock, on_change=on_change
+        )
         self.deliverer = deliverer
         self.deliverer.alive = self.schedules.holds
         self.clock = clock

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kfn.triggers.cron import leader
+from kfn.triggers import leader
 
 T0 = datetime.datetime(2026, 1, 1, 12, tzinfo=datetime.UTC)
 

@@ -1,0 +1,100 @@
+"""Keeping a Lease: the I/O around :mod:`kfn.triggers.leader`'s pure decisions.
+
+Workers that must act from one replica at a time (the cron worker firing ticks, the bucket
+worker polling) run :meth:`LeaseKeeper.run` in a thread and ask :meth:`LeaseKeeper.leading`
+before acting. Leadership ends by itself when renewals stop succeeding in time, and is
+given up on a clean shutdown (:meth:`LeaseKeeper.release`) so a follower takes over at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections.abc import Callable
+
+from kfn import kube
+from kfn.triggers import leader
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class LeaseKeeper:
+    """Holds (or waits for) one Lease in ``namespace``.
+
+    ``on_change(leading)`` is called when this replica gains or loses the Lease (for a
+    metric, or to wake a loop that should act at once).
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        identity: str,
+        *,
+        clock: Clock = utcnow,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.clock = clock
+        self.on_change = on_change
+        self.last_renewal: datetime.datetime | None = None
+
+    def leading(self) -> bool:
+        return leader.still_leading(self.last_renewal, self.clock())
+
+    def try_once(self) -> None:
+        now = self.clock()
+        was_leading = self.leading()
+        try:
+            lease = kube.get_lease(self.namespace, self.name)
+            decision = leader.decide(lease, self.identity, now)
+            if decision.spec is None:
+                self.last_renewal = None
+            elif lease is None:
+                kube.create_lease(self.namespace, self.name, decision.spec)
+            else:
+                kube.update_lease(lease, decision.spec)
+        except kube.ApiError as exc:
+            if exc.status != 409:
+                logger.warning("keeping the Lease %s failed: %s", self.name, exc)
+            return
+        except OSError as exc:
+            logger.warning("keeping the Lease %s failed: %s", self.name, exc)
+            return
+        if decision.spec is not None:
+            self.last_renewal = now
+            if not was_leading:
+                logger.info(
+                    "holding the Lease %s as %s (%s)", self.name, self.identity, decision.action
+                )
+        if was_leading != self.leading() and self.on_change is not None:
+            self.on_change(self.leading())
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.try_once()
+            stop.wait(leader.RETRY.total_seconds())
+
+    def release(self) -> None:
+        """Gives the Lease up so a follower takes over at once."""
+        was_leading = self.leading()
+        self.last_renewal = None
+        if was_leading and self.on_change is not None:
+            self.on_change(False)
+        try:
+            lease = kube.get_lease(self.namespace, self.name)
+            spec = leader.released(lease, self.identity) if lease else None
+            if lease is not None and spec is not None:
+                kube.update_lease(lease, spec)
+                logger.info("released the Lease %s", self.name)
+        except (kube.ApiError, OSError) as exc:
+            logger.warning("releasing the Lease %s failed: %s", self.name, exc)

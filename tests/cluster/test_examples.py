@@ -71,8 +71,10 @@ def run_commands(example: str) -> list[str]:
 
 
 def localised(text: str, namespace: str) -> str:
-    return text.replace("namespace: default", f"namespace: {namespace}").replace(
-        ".default.svc", f".{namespace}.svc"
+    return (
+        text.replace("namespace: default", f"namespace: {namespace}")
+        .replace(".default.svc", f".{namespace}.svc")
+        .replace("/events/default", f"/events/{namespace}")
     )
 
 

@@ -19,13 +19,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import confluent_kafka
+import confluent_kafka.admin as admin_
 import pytest
 
 from kfncluster import fnimage
 from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
-
-confluent_kafka = pytest.importorskip("confluent_kafka")
-admin_ = pytest.importorskip("confluent_kafka.admin")
 
 pytestmark = pytest.mark.cluster
 
@@ -113,8 +112,8 @@ def image(cluster: pathlib.Path, sink: Sink) -> str:
 
 @pytest.fixture(scope="module")
 def namespace(kfn: str) -> Iterator[str]:
-    if not kafka_up():
-        pytest.skip(f"Kafka is not running on {BOOTSTRAP}")
+    log = "/var/lib/kfn-cluster/logs/kafka.log"
+    assert kafka_up(), f"Kafka does not answer on {BOOTSTRAP}: read {log}"
     kubectl("-n", kfn, "rollout", "status", "deployment/kfn-stream", "--timeout=120s")
     kubectl("-n", kfn, "rollout", "status", "deployment/kfn-activator", "--timeout=120s")
     with scratch_namespace("stream") as name:

@@ -1,7 +1,9 @@
 """The HTTP endpoint object stores push notifications to.
 
-``POST /events`` routes by bucket name to every Push Trigger on that bucket;
-``POST /events/<namespace>/<trigger>`` only to that Trigger; ``GET /healthz`` is the
+``POST /events/<namespace>`` routes by bucket name to the Push Triggers of that namespace
+(what a store in that namespace should be pointed at); ``POST /events/<namespace>/<trigger>``
+only to that Trigger; ``POST /events`` to every Push Trigger on the bucket in any namespace
+(for a store shared by the whole cluster); ``GET /healthz`` is the
 readiness probe. A notification is answered only after every matching record was handled,
 in the request's own thread: a sender that gives up waiting (versitygw's webhook does after
 3 s) closes its connection, but nothing cancels the handling, and the answer is then simply
@@ -27,7 +29,7 @@ MAX_BODY: Final = 8 * 1024 * 1024
 MAX_REQUESTS: Final = 256
 #: How long a request waits for a free slot before it is answered 503.
 SLOT_WAIT: Final = 30.0
-_TRIGGER_PATH: Final = re.compile(r"^/events/([a-z0-9][-a-z0-9]*)/([a-z0-9][-a-z0-9]*)/?$")
+_TRIGGER_PATH: Final = re.compile(r"^/events/([a-z0-9][-a-z0-9]*)(?:/([a-z0-9][-a-z0-9]*))?/?$")
 
 
 class App(Protocol):
@@ -45,7 +47,8 @@ class App(Protocol):
 
 def route(path: str) -> tuple[str, tuple[str, str] | None] | None:
     """What a request path asks for: ("events", None), ("events", (ns, name)),
-    ("healthz", None), or None for an unknown path."""
+    ("events", (ns, "")) for every Trigger of a namespace, ("healthz", None), or None for an
+    unknown path."""
     bare = path.split("?", 1)[0]
     if bare in ("/events", "/events/", "/"):
         return "events", None
@@ -53,7 +56,7 @@ def route(path: str) -> tuple[str, tuple[str, str] | None] | None:
         return "healthz", None
     match = _TRIGGER_PATH.match(bare)
     if match:
-        return "events", (match.group(1), match.group(2))
+        return "events", (match.group(1), match.group(2) or "")
     return None
 
 

@@ -177,8 +177,8 @@ def push_verdict(url: str, route: Route) -> status.Verdict:
     return status.Verdict(
         True,
         trigger_api.Reason.CONNECTED,
-        f"waiting for notifications at {url}/events/{route.namespace}/{route.name} "
-        f"(or {url}/events for bucket {route.spec.bucket})",
+        f"waiting for notifications at {url}/events/{route.namespace} (bucket "
+        f"{route.spec.bucket}) or {url}/events/{route.namespace}/{route.name}",
     )
 
 
@@ -383,7 +383,8 @@ class Worker:
 
         200 only once every matching record was handled; 503 when the worker stops before
         (the store may send it again); 400 for a body that is not a notification; 404 for
-        an unknown Trigger in ``/events/<namespace>/<trigger>``.
+        an unknown Trigger in ``/events/<namespace>/<trigger>``. ``only`` with an empty name
+        limits the routing by bucket to one namespace.
         """
         received = self.clock()
         try:
@@ -420,6 +421,8 @@ class Worker:
         """The Push Triggers a notification may go to; None when ``only`` names none."""
         if only is None:
             return self.routes.pushed()
+        if not only[1]:
+            return [route for route in self.routes.pushed() if route.namespace == only[0]]
         route = self.routes.get(only)
         if route is None or route.spec.mode != "Push":
             return None

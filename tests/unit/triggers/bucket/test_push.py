@@ -127,6 +127,18 @@ def test_the_per_trigger_url_delivers_only_to_that_trigger(
     assert running.post(notification(), "/events/media/missing")[0] == 404
 
 
+def test_the_namespace_url_delivers_only_to_that_namespaces_triggers(
+    running: Running, recorder: Recorder
+) -> None:
+    other = trigger("elsewhere")
+    other["metadata"]["namespace"] = "tenant-b"
+    running.worker.routes.replace([trigger("thumbs"), other])
+    assert running.post(notification(), "/events/media")[0] == 200
+    assert [d.target.namespace for d in recorder.delivered] == ["media"]
+    assert running.post(notification(), "/events/tenant-c")[0] == 200
+    assert len(recorder.delivered) == 1
+
+
 def test_test_events_are_answered_and_bad_bodies_refused(running: Running) -> None:
     running.worker.routes.replace([trigger()])
     assert running.post({"Service": "S3", "Event": "s3:TestEvent"})[0] == 200
@@ -197,5 +209,6 @@ def test_an_event_not_ended_when_the_worker_stops_is_not_acknowledged(running: R
 def test_paths_route_to_events_health_or_nothing() -> None:
     assert receiver.route("/events") == ("events", None)
     assert receiver.route("/events/media/thumbs") == ("events", ("media", "thumbs"))
+    assert receiver.route("/events/media") == ("events", ("media", ""))
     assert receiver.route("/healthz") == ("healthz", None)
     assert receiver.route("/events/a/b/c") is None

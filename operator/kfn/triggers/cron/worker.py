@@ -19,10 +19,7 @@ import dataclasses
 import datetime
 import json
 import logging
-import os
-import socket
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Final
 
@@ -406,26 +403,3 @@ class Worker:
                 self.pool.submit(record_status, entry, last=None, next_=entry.next)
         pending = [e.next for e in entries if e.next is not None]
         return min(pending, default=None)
-
-
-def own_namespace() -> str:
-    configured = os.environ.get("KFN_NAMESPACE")
-    if configured:
-        return configured
-    try:
-        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as file:
-            return file.read().strip()
-    except OSError:
-        return "kfn-system"
-
-
-def identity() -> str:
-    """This replica's name in the Lease: the pod name, made unique per process start."""
-    base = os.environ.get("POD_NAME") or socket.gethostname()
-    return f"{base}_{uuid.uuid4().hex[:8]}"
-
-
-def default_activator_url(namespace: str) -> str:
-    return os.environ.get(
-        "KFN_ACTIVATOR_URL", f"http://kfn-activator.{namespace}.svc.cluster.local"
-    ).rstrip("/")

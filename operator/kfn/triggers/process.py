@@ -1,0 +1,77 @@
+"""What every trigger worker process does alike: where it runs, who it is, its common
+flags, logging, metrics and how it is told to stop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable
+from types import FrameType
+from typing import Final
+
+import prometheus_client
+
+_NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def own_namespace() -> str:
+    """The namespace kfn runs in: ``KFN_NAMESPACE``, else the pod's own, else kfn-system."""
+    configured = os.environ.get("KFN_NAMESPACE")
+    if configured:
+        return configured
+    try:
+        with open(_NAMESPACE_FILE) as file:
+            return file.read().strip()
+    except OSError:
+        return "kfn-system"
+
+
+def identity() -> str:
+    """This replica's name in a Lease: the pod name, made unique per process start."""
+    base = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{base}_{uuid.uuid4().hex[:8]}"
+
+
+def default_activator_url(namespace: str) -> str:
+    return os.environ.get(
+        "KFN_ACTIVATOR_URL", f"http://kfn-activator.{namespace}.svc.cluster.local"
+    ).rstrip("/")
+
+
+def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The flags every worker takes: its namespace, the activator, the metrics endpoint."""
+    namespace = own_namespace()
+    result = argparse.ArgumentParser(prog=prog, description=description)
+    result.add_argument("--namespace", default=namespace, help="Namespace of kfn (Leases).")
+    result.add_argument(
+        "--activator-url",
+        default=default_activator_url(namespace),
+        help="Base URL of the activator (KFN_ACTIVATOR_URL).",
+    )
+    result.add_argument("--metrics-address", default="127.0.0.1")
+    result.add_argument("--metrics-port", type=int, default=9090)
+    return result
+
+
+def start(args: argparse.Namespace) -> None:
+    """Logging at ``KFN_LOG_LEVEL`` and the Prometheus endpoint."""
+    logging.basicConfig(
+        level=os.environ.get("KFN_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    prometheus_client.start_http_server(args.metrics_port, args.metrics_address)
+
+
+def on_stop(stop: Callable[[], None]) -> None:
+    """Calls ``stop`` on SIGTERM (the kubelet stopping the pod) and SIGINT."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -2,6 +2,10 @@
 
 * :func:`kafka_event`: Lambda's self-managed Kafka event, records grouped under
   ``"<topic>-<partition>"``, key and value base64, header values as lists of byte values.
+  :func:`encode_kafka_event` writes the same event's JSON (byte for byte
+  ``encode(kafka_event(...))``) straight from the records: it is built for every invocation,
+  and skipping the per-record dicts and the generic encoder makes it several times cheaper,
+  which is a large share of the worker's own time per batch.
 * :func:`nats_event`: the same idea for JetStream (``eventSource: "kfn:nats"``).
 * :func:`kafka_batch_info` / :func:`nats_batch_info`: the coordinates of records given up
   (retries exhausted or too old), added to Lambda's on-failure record
@@ -15,6 +19,7 @@ The ``itemIdentifier`` a handler reports in ``batchItemFailures`` is the record'
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -83,6 +88,59 @@ def kafka_event(
         "bootstrapServers": ",".join(bootstrap_servers),
         "records": grouped,
     }
+
+
+def encode_kafka_event(
+    records: Sequence[batching.Record[KafkaRecord]], bootstrap_servers: Sequence[str]
+) -> bytes:
+    """``encode(kafka_event(records, bootstrap_servers))``, without building it first.
+
+    Base64 needs no JSON escaping and numbers are written as ``json`` writes them, so only
+    the names (topic, header names, servers) go through the JSON encoder, once each.
+    """
+    groups: dict[tuple[str, int], list[str]] = {}
+    for record in records:
+        raw = record.raw
+        group = groups.get((raw.topic, raw.partition))
+        if group is None:
+            # The first item of each group is the record prefix its records share.
+            head = f'{{"topic":{_json(raw.topic)},"partition":{raw.partition},"offset":'
+            group = groups[raw.topic, raw.partition] = [head]
+        key = raw.key
+        value = raw.value
+        group.append(
+            f'{group[0]}{raw.offset},"timestamp":{raw.timestamp},'
+            f'"timestampType":"{raw.timestamp_type}",'
+            f'"key":{"null" if key is None else _quoted_b64(key)},'
+            f'"value":"{"" if value is None else _b64(value)}",'
+            f'"headers":{_headers_json(raw.headers)}}}'
+        )
+    body = ",".join(
+        f"{_json(f'{topic}-{partition}')}:[{','.join(group[1:])}]"
+        for (topic, partition), group in groups.items()
+    )
+    return (
+        f'{{"eventSource":{_json(KAFKA_EVENT_SOURCE)},'
+        f'"bootstrapServers":{_json(",".join(bootstrap_servers))},"records":{{{body}}}}}'
+    ).encode()
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def _quoted_b64(data: bytes) -> str:
+    return f'"{_b64(data)}"'
+
+
+def _headers_json(headers: tuple[tuple[str, bytes | None], ...]) -> str:
+    if not headers:
+        return "[]"
+    return _json([{name: list(value or b"")} for name, value in headers])
 
 
 def nats_record(record: NatsRecord) -> dict[str, Any]:

@@ -92,3 +92,21 @@ def test_request_ids_differ_per_attempt_and_per_records() -> None:
         events.request_id("0123456789", 2, 10, 19, 1),
     }
     assert len(ids) == 4
+
+
+def test_a_kafka_event_is_encoded_directly_to_the_same_bytes_as_its_dict() -> None:
+    raws = [
+        events.KafkaRecord("orders", 2, 15, 1545084650987, "CREATE_TIME", b"k1", b"hello",
+                           (("trace", b"ab"), ("empty", None))),
+        events.KafkaRecord("orders", 2, 16, 1545084650990, "LOG_APPEND_TIME", None, None),
+        events.KafkaRecord("b\u00e4nk \"q\"", 0, 7, -1, "NO_TIMESTAMP_TYPE", b"", b"\x00\xff\xfe",
+                           (("caf\u00e9", b"\x00"),)),
+        events.KafkaRecord("orders", 3, 1, 1545084650991, "CREATE_TIME", b"k", b"{}"),
+    ]  # fmt: skip
+    records = [batching.Record(r.offset, 0.0, 5, r) for r in raws]
+    servers = ["b1:9092", "b2:9092"]
+    expected = events.encode(events.kafka_event(records, servers))
+    assert events.encode_kafka_event(records, servers) == expected
+    assert events.encode_kafka_event(records[:1], servers) == events.encode(
+        events.kafka_event(records[:1], servers)
+    )

@@ -13,7 +13,7 @@ Design:
 * Invocations are synchronous, through the activator (:class:`kfn.triggers.delivery.Invoker`),
   which wakes a function at zero. The event has Lambda's self-managed Kafka shape
   (:mod:`~kfn.triggers.stream.events`).
-* Offsets are committed synchronously (offset + 1) only for the longest prefix of a batch
+* Kafka offsets are committed synchronously (offset + 1) only for the longest prefix of a batch
   the function succeeded for or that went to onFailure (:mod:`~kfn.triggers.stream.runner`),
   so delivery is at least once: a killed worker's uncommitted records are delivered again.
   On revocation and at SIGTERM fetching stops, the in-flight batch finishes and commits.
@@ -30,6 +30,18 @@ Design:
   exactly those records; without a destination they are logged, counted and skipped.
   Throttling, an unavailable activator or a missing function never use retries: the
   partition backs off indefinitely and, its buffer full, stops fetching.
+* JetStream (:mod:`~kfn.triggers.stream.nats`): one durable pull consumer per Trigger
+  (``spec.nats.durableName``, default ``kfn_<namespace>_<trigger>``), created if missing
+  with explicit acks, the Trigger's subject as filter, the deliver policy from
+  ``startingPosition`` and ``max_ack_pending`` = ``batchSize``, so the server hands out one
+  batch at a time and replicas sharing the durable keep the stream's order. nats-py runs
+  on an event loop of the consumer's own; batches go through the same runner and decisions
+  (``itemIdentifier``: the stream sequence). The finished prefix of a batch is acked, in
+  order, when the batch ends (an earlier ack would free slots for another replica to pull
+  past the records still retried); held records get in-progress acks meanwhile, so
+  ``ack_wait`` (30 s) only bounds how long a dead worker's records stay hidden. Failed
+  records are retried, never NAK'd; at shutdown the unprocessed ones are NAK'd so they are
+  redelivered at once. ``lag`` is the consumer's pending plus ack-pending records.
 * Status (:mod:`kfn.triggers.status`): SourceReachable (broker or topic errors, missing
   credentials), Delivering (the last function error), ``lag`` (high watermark minus
   committed, summed over the assigned partitions) and ``lastEventTime``. Metrics by trigger

@@ -7,14 +7,14 @@ whose Trigger changed (a new ``metadata.generation`` or uid). Stopping lets in-f
 batches finish and commit, so a restart redelivers nothing that was handled.
 
 Every replica runs a consumer for every Trigger: Kafka's consumer group shares the
-partitions between them.
+partitions between them; a JetStream durable hands out one batch at a time
+(``max_ack_pending`` = ``batchSize``), so replicas take turns on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -137,10 +137,21 @@ def plan(wanted: dict[Key, tuple[str, int]], running: dict[Key, tuple[str, int]]
 
 
 class Worker:
-    """Keeps one consumer per stream Trigger running (see the module doc)."""
+    """Keeps one consumer per stream Trigger running (see the module doc).
 
-    def __init__(self, factory: Factory, statuses: status_.StatusWriter, region: str) -> None:
+    ``factory`` builds Kafka consumers and ``nats_factory`` JetStream ones.
+    """
+
+    def __init__(
+        self,
+        factory: Factory,
+        statuses: status_.StatusWriter,
+        region: str,
+        *,
+        nats_factory: Factory,
+    ) -> None:
         self.factory = factory
+        self.nats_factory = nats_factory
         self.statuses = statuses
         self.table = Table(region)
         self.running: dict[Key, tuple[tuple[str, int], Running]] = {}
@@ -188,20 +199,17 @@ class Worker:
         for key in changes.start:
             item = wanted[key]
             self.statuses.track(item.obj)
-            if item.target.spec.kafka is None:
-                message = "JetStream sources are not supported by this stream worker yet"
-                logger.warning("%s/%s: %s", key[0], key[1], message)
-                self.statuses.set(
-                    key,
-                    reachable=status_.Verdict(False, trigger_api.Reason.CONNECTION_FAILED, message),
-                )
-                continue
             logger.info("starting the consumer of %s/%s", *key)
-            consumer = self.factory(item.target)
+            consumer = self.consumer_of(item.target)
             consumer.start()
             self.running[key] = (item.version, consumer)
         for item in wanted.values():
             self.statuses.track(item.obj)
+
+    def consumer_of(self, target: kafka.Target) -> Running:
+        if target.spec.nats is None:
+            return self.factory(target)
+        return self.nats_factory(target)
 
     def shutdown(self) -> None:
         """Stops every consumer: no more fetching, in-flight batches finish and commit."""
@@ -211,13 +219,3 @@ class Worker:
         for consumer in consumers:
             consumer.join()
         self.running.clear()
-
-
-def own_namespace() -> str:
-    return os.environ.get("KFN_NAMESPACE") or "kfn-system"
-
-
-def default_activator_url(namespace: str) -> str:
-    return os.environ.get(
-        "KFN_ACTIVATOR_URL", f"http://kfn-activator.{namespace}.svc.cluster.local"
-    ).rstrip("/")

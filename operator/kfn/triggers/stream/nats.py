@@ -1,0 +1,715 @@
+"""One durable JetStream pull consumer per NATS stream Trigger (nats-py).
+
+Threads: nats-py is asyncio-only, so each consumer runs its own event loop in a *loop
+thread* (the connection, fetches, acks, and two background tasks: in-progress acks and the
+lag); the *driver thread* gathers records, runs each batch through
+:func:`~kfn.triggers.stream.runner.run_batch` (blocking invocations) and hands every client
+call to the loop. The stream is consumed strictly in order, one batch at a time.
+
+The durable consumer (``durableName``, default ``kfn_<namespace>_<trigger>``) is created on
+the stream if missing: explicit acks, the Trigger's subject as its filter, the deliver
+policy from ``startingPosition``, and ``max_ack_pending`` = ``batchSize``, so the server
+never hands out more than one batch: a second worker replica pulling from the same durable
+gets nothing until the batch is acknowledged, which keeps the order across replicas.
+
+Acknowledgements: the records of a batch that are finished (the function succeeded or they
+went to onFailure) are acknowledged, in order, once the batch ends; a prefix acknowledged
+earlier would free ``max_ack_pending`` slots and let another replica pull records after the
+ones still being retried. Until then every held record (buffered or in flight) gets an
+in-progress ack every :data:`HEARTBEAT`, so ``ack_wait`` (:data:`ACK_WAIT`) need not cover
+the function's timeout or a batch's retries: it only bounds how long the records of a
+worker that died are hidden before the server redelivers them. Failed records are retried
+by the runner, never NAK'd, so nothing overtakes them. At shutdown fetching stops, the
+in-flight batch finishes (within the grace period), is acknowledged, the records not
+processed are NAK'd (redelivered at once to whoever consumes next), and the connection is
+drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, Final, TypeVar
+
+import nats
+import nats.errors
+import nats.js
+import nats.js.api
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from kfn.api import trigger as trigger_api
+from kfn.triggers import delivery
+from kfn.triggers import status as status_
+from kfn.triggers.stream import batching, events, kafka, runner
+
+logger = logging.getLogger(__name__)
+
+KIND: Final = kafka.KIND
+#: How long the server waits for an ack before redelivering (a dead worker's records).
+ACK_WAIT: Final = 30.0
+#: How often held records get an in-progress ack (well within ``ack_wait``).
+HEARTBEAT: Final = ACK_WAIT / 3
+#: The longest a fetch waits for the first record of a batch.
+POLL: Final = 1.0
+#: How long a fetch may wait for the rest of a batch when no window is set.
+DRAIN: Final = 0.05
+#: How often the lag is read and a missing stream looked up again.
+LAG_INTERVAL: Final = 5.0
+CONNECT_TIMEOUT: Final = 5.0
+RECONNECT_WAIT: Final = 2.0
+API_TIMEOUT: Final = 5.0
+INVOKE_TIMEOUT: Final = kafka.INVOKE_TIMEOUT
+DELIVER_POLICIES: Final = {
+    "Latest": nats.js.api.DeliverPolicy.NEW,
+    "Earliest": nats.js.api.DeliverPolicy.ALL,
+    "AtTimestamp": nats.js.api.DeliverPolicy.BY_START_TIME,
+}
+
+Record = batching.Record[events.NatsRecord]
+T = TypeVar("T")
+
+
+# --- decisions (pure) --------------------------------------------------------------------------
+
+
+def durable_of(target: kafka.Target) -> str:
+    source = target.spec.nats
+    assert source is not None
+    return source.durable_name or f"kfn_{target.namespace}_{target.name}"
+
+
+def consumer_config(target: kafka.Target, ack_wait: float = ACK_WAIT) -> nats.js.api.ConsumerConfig:
+    """The durable pull consumer a Trigger wants (see the module doc)."""
+    spec = target.spec
+    source = spec.nats
+    assert source is not None
+    durable = durable_of(target)
+    return nats.js.api.ConsumerConfig(
+        name=durable,
+        durable_name=durable,
+        description=f"kfn stream Trigger {target.label}",
+        deliver_policy=DELIVER_POLICIES[spec.starting_position],
+        opt_start_time=spec.starting_timestamp if spec.starting_position == "AtTimestamp" else None,
+        ack_policy=nats.js.api.AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=-1,
+        filter_subject=source.subject,
+        max_ack_pending=spec.batch_size,
+        replay_policy=nats.js.api.ReplayPolicy.INSTANT,
+    )
+
+
+def drift(existing: nats.js.api.ConsumerConfig, wanted: nats.js.api.ConsumerConfig) -> list[str]:
+    """Settings of an existing durable that differ from what the Trigger wants and that the
+    server lets change (the subject, the batch size, ack_wait); the start position cannot."""
+    fields = ("filter_subject", "max_ack_pending", "ack_wait")
+    return [name for name in fields if getattr(existing, name) != getattr(wanted, name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Fetch:
+    """Ask the server for up to ``count`` records, waiting at most ``timeout`` seconds."""
+
+    count: int
+    timeout: float
+
+
+def next_fetch(
+    buffered: int, oldest: float | None, topped_up: bool, policy: batching.Policy, now: float
+) -> Fetch | None:
+    """What to fetch before the next batch; None when the buffered records are due now.
+
+    An empty buffer waits for one record (a fetch of one returns as soon as it arrives);
+    then the rest of the batch is asked for, waiting until the window closes, or only
+    :data:`DRAIN` without a window. ``topped_up`` says the last fetch already asked for the
+    rest; ``oldest`` is when the oldest buffered record arrived.
+    """
+    if buffered == 0:
+        return Fetch(1, POLL)
+    if buffered >= policy.batch_size:
+        return None
+    due = batching.ready(buffered, oldest, policy, now)
+    if due is None:  # pragma: no cover - buffered > 0
+        return Fetch(1, POLL)
+    if due > 0:
+        return Fetch(policy.batch_size - buffered, max(due, DRAIN))
+    if topped_up:
+        return None
+    return Fetch(policy.batch_size - buffered, DRAIN)
+
+
+def finished_prefix(positions: Sequence[int], through: int | None, complete: bool) -> int:
+    """How many records of a batch (positions in order) to acknowledge: all when it
+    completed, else those up to ``through``, the last position the runner committed."""
+    if complete:
+        return len(positions)
+    if through is None:
+        return 0
+    return sum(1 for position in positions if position <= through)
+
+
+def lag_of(info: nats.js.api.ConsumerInfo) -> int:
+    """Records not processed yet: not delivered to the consumer, or delivered and not acked."""
+    return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+
+def timestamp_ns(reply: str) -> int | None:
+    """The exact store time (ns) in a JetStream ack subject: ``$JS.ACK.<stream>.<consumer>.
+    <delivered>.<sseq>.<cseq>.<time>.<pending>`` or the longer form with domain and account
+    hash; the client's own parsing goes through a float and loses nanoseconds."""
+    tokens = reply.split(".")
+    index = 7 if len(tokens) == 9 else 9
+    if len(tokens) > index and tokens[index].isdigit():
+        return int(tokens[index])
+    return None
+
+
+def record_of(msg: Msg) -> Record:
+    """A plain record copied out of a JetStream message (sequence and time from its reply
+    subject)."""
+    metadata = msg.metadata
+    nanos = timestamp_ns(msg.reply) or int(metadata.timestamp.timestamp() * 1_000_000_000)
+    timestamp = nanos / 1_000_000_000
+    headers = tuple(sorted((str(k), str(v)) for k, v in (msg.headers or {}).items()))
+    raw = events.NatsRecord(
+        subject=msg.subject,
+        sequence=metadata.sequence.stream,
+        timestamp_ns=nanos,
+        data=msg.data,
+        headers=headers,
+    )
+    size = len(msg.data) + sum(len(k) + len(v) for k, v in headers)
+    return batching.Record(raw.sequence, timestamp, size, raw)
+
+
+def describe(error: BaseException) -> str:
+    """A short account of a client error, for SourceReachable (no credentials in it)."""
+    if isinstance(error, nats.js.errors.APIError) and error.description:
+        return str(error.description)
+    return str(error) or type(error).__name__
+
+
+# --- the consumer --------------------------------------------------------------------------------
+
+
+class Consumer:
+    """Consumes one Trigger's stream through its durable until :meth:`stop` (module doc)."""
+
+    def __init__(
+        self,
+        target: kafka.Target,
+        *,
+        invoker: delivery.Invoker,
+        destinations: delivery.Destinations,
+        statuses: status_.StatusWriter,
+        grace: float = 25.0,
+    ) -> None:
+        source = target.spec.nats
+        if source is None:
+            raise ValueError("not a NATS stream Trigger")
+        self.target = target
+        self.source = source
+        self.durable = durable_of(target)
+        self.policy = batching.Policy.of(target.spec)
+        self.invoker = invoker
+        self.destinations = destinations
+        self.statuses = statuses
+        self.grace = grace
+        self.stopping = threading.Event()
+        #: Set once the grace period after :meth:`stop` ran out: the batch is abandoned.
+        self.cancel = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.loop_thread = threading.Thread(
+            target=self.loop.run_forever, name=f"nats-loop-{target.label}", daemon=True
+        )
+        self.thread = threading.Thread(target=self.run, name=f"nats-{target.label}", daemon=True)
+        self.lock = threading.Lock()
+        #: Delivered, not yet acknowledged messages by stream sequence (heartbeats keep them).
+        self.held: dict[int, Msg] = {}
+        self.buffer: collections.deque[tuple[float, Record, Msg]] = collections.deque()
+        self.client: Client | None = None
+        self.reachable: bool | None = None
+        self.problem = ""
+        self.last_event: datetime.datetime | None = None
+        self.timer: threading.Timer | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.loop_thread.start()
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stops fetching; the in-flight batch finishes (within the grace period) and is
+        acknowledged."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.timer = threading.Timer(self.grace, self.cancel.set)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                subscription = self._open()
+                if subscription is None:
+                    continue
+                try:
+                    self._consume(subscription)
+                except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                    self._reachable(
+                        False,
+                        trigger_api.Reason.CONNECTION_FAILED,
+                        f"stream {self.source.stream}: {describe(exc)}",
+                    )
+                    self._forget_held()
+                    self.stopping.wait(LAG_INTERVAL)
+                    self._close(drain=False)
+                    continue
+                break
+        except Exception:
+            logger.exception("%s: the NATS consumer failed", self.target.label)
+            raise
+        finally:
+            self._settle_held()
+            self._close(drain=True)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.loop_thread.join(10.0)
+            if not self.loop.is_running():
+                self.loop.close()
+            if self.timer is not None:
+                self.timer.cancel()
+
+    def _call(
+        self,
+        coro: Coroutine[Any, Any, T],
+        *,
+        timeout: float | None = None,
+        interrupt: threading.Event | None = None,
+    ) -> T:
+        """Runs a coroutine on the loop and waits for it, at most ``timeout`` (plus
+        :data:`API_TIMEOUT`); cancelled once ``interrupt`` is set (raising
+        :class:`concurrent.futures.CancelledError`)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        deadline = None if timeout is None else time.monotonic() + timeout + API_TIMEOUT
+        while True:
+            done, _ = concurrent.futures.wait([future], timeout=0.2)
+            if done:
+                return future.result()
+            late = deadline is not None and time.monotonic() > deadline
+            if late or (interrupt is not None and interrupt.is_set()):
+                future.cancel()
+                return future.result(API_TIMEOUT)
+
+    # --- connecting --------------------------------------------------------------------------
+
+    def _open(self) -> nats.js.JetStreamContext.PullSubscription | None:
+        """Connects, finds the stream and binds to the durable (creating it if missing);
+        None (SourceReachable=False with the reason) when not possible yet."""
+        try:
+            options = delivery.nats_options(
+                delivery.read_secret(self.target.namespace, self.target.spec.credentials_secret_ref)
+            )
+        except delivery.CredentialsError as exc:
+            self._reachable(False, trigger_api.Reason.CREDENTIALS_NOT_FOUND, str(exc))
+            self.stopping.wait(LAG_INTERVAL * 2)
+            return None
+        try:
+            if self.client is None or self.client.is_closed:
+                self.client = self._call(self._connect(options), interrupt=self.stopping)
+            subscription = self._call(
+                self._bind(self.client), timeout=API_TIMEOUT * 3, interrupt=self.stopping
+            )
+        except concurrent.futures.CancelledError:
+            return None
+        except nats.js.errors.NotFoundError:
+            self._reachable(
+                False,
+                trigger_api.Reason.CONNECTION_FAILED,
+                f"stream {self.source.stream} not found",
+            )
+        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+            where = f"stream {self.source.stream}" if self.client else self.servers
+            self._reachable(
+                False, trigger_api.Reason.CONNECTION_FAILED, f"{where}: {describe(exc)}"
+            )
+        else:
+            self._reachable(
+                True,
+                trigger_api.Reason.CONNECTED,
+                f"consuming stream {self.source.stream} as {self.durable}",
+            )
+            self._call(self._start_tasks())
+            return subscription
+        self.stopping.wait(LAG_INTERVAL)
+        return None
+
+    @property
+    def servers(self) -> str:
+        return f"servers {','.join(self.source.servers)}"
+
+    async def _connect(self, options: dict[str, Any]) -> Client:
+        async def on_error(error: Exception) -> None:
+            self._reachable(
+                False, trigger_api.Reason.CONNECTION_FAILED, f"{self.servers}: {describe(error)}"
+            )
+
+        async def on_disconnected() -> None:
+            if not self.stopping.is_set():
+                self._reachable(
+                    False, trigger_api.Reason.CONNECTION_FAILED, f"{self.servers}: disconnected"
+                )
+
+        async def on_reconnected() -> None:
+            self._reachable(
+                True,
+                trigger_api.Reason.CONNECTED,
+                f"consuming stream {self.source.stream} as {self.durable}",
+            )
+
+        return await nats.connect(
+            servers=list(self.source.servers),
+            name=f"kfn-stream.{self.target.namespace}.{self.target.name}",
+            connect_timeout=CONNECT_TIMEOUT,
+            reconnect_time_wait=RECONNECT_WAIT,
+            # Forever: the Trigger's status says why meanwhile, and stopping cancels it.
+            max_reconnect_attempts=-1,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+            **options,
+        )
+
+    async def _bind(self, client: Client) -> nats.js.JetStreamContext.PullSubscription:
+        js = client.jetstream(timeout=API_TIMEOUT)
+        await js.stream_info(self.source.stream)
+        wanted = consumer_config(self.target)
+        try:
+            info = await js.consumer_info(self.source.stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            logger.info(
+                "%s: creating the durable consumer %s on stream %s",
+                self.target.label, self.durable, self.source.stream,
+            )  # fmt: skip
+            await js.add_consumer(self.source.stream, config=wanted)
+        else:
+            changed = drift(info.config, wanted)
+            if changed:
+                logger.info(
+                    "%s: updating %s of the durable consumer %s",
+                    self.target.label, ", ".join(changed), self.durable,
+                )  # fmt: skip
+                update = dataclasses.replace(
+                    info.config, **{name: getattr(wanted, name) for name in changed}
+                )
+                await js.add_consumer(self.source.stream, config=update)  # create or update
+        return await js.pull_subscribe_bind(durable=self.durable, stream=self.source.stream)
+
+    async def _start_tasks(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._heartbeats()),
+            asyncio.create_task(self._lag()),
+        ]
+
+    def _close(self, *, drain: bool) -> None:
+        client, self.client = self.client, None
+
+        async def close() -> None:
+            for task in getattr(self, "tasks", []):
+                task.cancel()
+            if client is None or client.is_closed:
+                return
+            try:
+                if drain and client.is_connected:
+                    # Everything this consumer sent (acks, naks) leaves before closing;
+                    # nats-py's drain() would also wait out lingering pull requests.
+                    await client.flush(timeout=int(API_TIMEOUT))
+                await client.close()
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                logger.info("%s: closing the connection: %s", self.target.label, describe(exc))
+
+        if not self.loop.is_running():
+            return
+        future = asyncio.run_coroutine_threadsafe(close(), self.loop)
+        try:
+            future.result(API_TIMEOUT * 3)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            logger.warning("%s: the connection did not close in time", self.target.label)
+
+    def _reachable(self, ok: bool, reason: str, message: str) -> None:
+        if ok != self.reachable or message != self.problem:
+            logger.log(
+                logging.INFO if ok else logging.WARNING, "%s: %s", self.target.label, message
+            )
+        self.reachable = ok
+        self.problem = message
+        self.statuses.set(self.target.key, reachable=status_.Verdict(ok, reason, message))
+
+    # --- background tasks on the loop --------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        """In-progress acks for every held record, so a long batch is not redelivered."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            with self.lock:
+                held = list(self.held.values())
+            for msg in held:
+                try:
+                    await msg.in_progress()
+                except (nats.errors.Error, OSError) as exc:
+                    logger.debug("%s: in-progress ack failed: %s", self.target.label, exc)
+                    break
+
+    async def _lag(self) -> None:
+        while True:
+            client = self.client
+            if client is not None and client.is_connected:
+                js = client.jetstream(timeout=API_TIMEOUT)
+                try:
+                    info = await js.consumer_info(self.source.stream, self.durable)
+                except nats.js.errors.NotFoundError:
+                    self._reachable(
+                        False,
+                        trigger_api.Reason.CONNECTION_FAILED,
+                        f"stream {self.source.stream} or its consumer {self.durable} not found",
+                    )
+                except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                    logger.info("%s: reading the lag failed: %s", self.target.label, exc)
+                else:
+                    lag = lag_of(info)
+                    delivery.LAG.labels(self.target.label, KIND).set(lag)
+                    extra: dict[str, Any] = {"lag": lag}
+                    if self.last_event is not None:
+                        extra["lastEventTime"] = self.last_event
+                    self.statuses.set(self.target.key, **extra)
+            await asyncio.sleep(LAG_INTERVAL)
+
+    # --- consuming ---------------------------------------------------------------------------
+
+    def _consume(self, subscription: nats.js.JetStreamContext.PullSubscription) -> None:
+        topped_up = False
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            oldest = self.buffer[0][0] if self.buffer else None
+            fetch = next_fetch(len(self.buffer), oldest, topped_up, self.policy, now)
+            if fetch is not None:
+                topped_up = fetch.count >= self.policy.batch_size - len(self.buffer)
+                try:
+                    msgs = self._call(self._fetch(subscription, fetch), timeout=fetch.timeout)
+                except concurrent.futures.CancelledError:
+                    return
+                self._take(msgs)
+                continue
+            self._run(self._next_batch())
+            topped_up = False
+
+    async def _fetch(
+        self, subscription: nats.js.JetStreamContext.PullSubscription, fetch: Fetch
+    ) -> list[Msg]:
+        try:
+            return await subscription.fetch(fetch.count, timeout=fetch.timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+
+    def _take(self, msgs: list[Msg]) -> None:
+        now = time.monotonic()
+        taken = 0
+        with self.lock:
+            for msg in msgs:
+                try:
+                    record = record_of(msg)
+                except nats.errors.Error:  # not a JetStream message (never expected)
+                    continue
+                if record.position in self.held:  # redelivered while still held: keep one
+                    continue
+                self.held[record.position] = msg
+                self.buffer.append((now, record, msg))
+                taken += 1
+        if taken:
+            delivery.RECEIVED.labels(self.target.label, KIND).inc(taken)
+            if not self.reachable:
+                self._reachable(
+                    True,
+                    trigger_api.Reason.CONNECTED,
+                    f"consuming stream {self.source.stream} as {self.durable}",
+                )
+
+    def _next_batch(self) -> list[tuple[Record, Msg]]:
+        with self.lock:
+            head = [r.size for _, r, _ in list(self.buffer)[: self.policy.batch_size]]
+            count = batching.cut(head, self.policy.batch_size)
+            taken = [self.buffer.popleft() for _ in range(count)]
+        return [(record, msg) for _, record, msg in taken]
+
+    def _run(self, batch: list[tuple[Record, Msg]]) -> None:
+        records = [record for record, _ in batch]
+        source = _BatchSource(self, records)
+        complete = runner.run_batch(
+            records, self.policy, source, cancel=self.cancel, on_retry=self._retried
+        )
+        count = finished_prefix([r.position for r in records], source.through, complete)
+        self._ack([msg for _, msg in batch[:count]])
+
+    def _ack(self, msgs: list[Msg]) -> None:
+        """Acknowledges finished records and waits for the server to confirm (a lost ack
+        means the records are delivered again: at least once)."""
+        if not msgs:
+            return
+
+        async def ack() -> list[BaseException | Msg]:
+            return await asyncio.gather(
+                *(m.ack_sync(timeout=API_TIMEOUT) for m in msgs), return_exceptions=True
+            )
+
+        try:
+            results = self._settle_call(ack())
+        except Exception as exc:  # any failure means "delivered again"
+            results = [exc]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            logger.warning(
+                "%s: %d acks failed (those records are delivered again): %s",
+                self.target.label, len(failed), describe(failed[0]),
+            )  # fmt: skip
+        with self.lock:
+            for msg in msgs:
+                self.held.pop(record_of(msg).position, None)
+
+    def _settle_call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Runs an ack or nak even while stopping (no cancellation)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(API_TIMEOUT * 3)
+
+    def _settle_held(self) -> None:
+        """At the end: NAKs what was fetched and not finished, so it is redelivered now
+        instead of after ``ack_wait``."""
+        with self.lock:
+            held = [self.held[k] for k in sorted(self.held)]
+            self.held.clear()
+            self.buffer.clear()
+        client = self.client
+        if not held or client is None or not client.is_connected or not self.loop.is_running():
+            return
+
+        async def nak() -> None:
+            await asyncio.gather(*(m.nak() for m in held), return_exceptions=True)
+            await client.flush(timeout=int(API_TIMEOUT))
+
+        try:
+            self._settle_call(nak())
+        except Exception as exc:  # redelivered after ack_wait anyway
+            logger.info("%s: releasing %d records failed: %s", self.target.label, len(held), exc)
+
+    def _forget_held(self) -> None:
+        """After a connection or consumer error: what was held is redelivered by the server."""
+        with self.lock:
+            self.held.clear()
+            self.buffer.clear()
+
+    def _retried(self, records: int) -> None:
+        delivery.RETRIED.labels(self.target.label, KIND).inc(records)
+
+
+class _BatchSource:
+    """:class:`runner.Source` for one batch of a :class:`Consumer`."""
+
+    def __init__(self, consumer: Consumer, records: Sequence[Record]) -> None:
+        self.consumer = consumer
+        self.target = consumer.target
+        self.records = records
+        self.servers = consumer.source.servers
+        self.stream = consumer.source.stream
+        #: The last position committed by the runner (acknowledged when the batch ends).
+        self.through: int | None = None
+
+    def invoke(self, records: Sequence[Record], attempt: int) -> delivery.Outcome:
+        payload = events.encode(events.nats_event(records, self.servers, self.stream))
+        request_id = events.request_id(
+            self.target.uid, 0, records[0].position, records[-1].position, attempt
+        )
+        return self.consumer.invoker.invoke(
+            self.target.namespace,
+            self.target.function,
+            payload,
+            request_id=request_id,
+            timeout=INVOKE_TIMEOUT,
+        )
+
+    def give_up(
+        self,
+        records: Sequence[Record],
+        condition: batching.Condition,
+        invokes: int,
+        last: delivery.Outcome | None,
+    ) -> bool:
+        label = self.target.label
+        delivery.FAILED.labels(label, KIND).inc(len(records))
+        first, final = records[0].raw, records[-1].raw
+        where = f"stream {self.stream} sequences {first.sequence}..{final.sequence}"
+        destination = self.target.spec.on_failure
+        if destination is None:
+            logger.error(
+                "%s: %d records at %s failed (%s after %d invocations: %s) and the Trigger has "
+                "no onFailure destination; they are skipped",
+                label, len(records), where, condition, invokes,
+                last.describe() if last else "never invoked",
+            )  # fmt: skip
+            return True
+        payload = events.encode(events.nats_event(records, self.servers, self.stream))
+        record = delivery.failure_record(
+            self.target.delivery_target,
+            request_id=events.request_id(
+                self.target.uid, 0, first.sequence, final.sequence, invokes
+            ),
+            payload=payload,
+            condition=condition,
+            attempts=invokes,
+            outcome=last,
+            now=datetime.datetime.now(datetime.UTC),
+            extra={"NatsBatchInfo": events.nats_batch_info(records, self.servers, self.stream)},
+        )
+        logger.warning(
+            "%s: %d records at %s go to onFailure (%s)", label, len(records), where, condition
+        )
+        return delivery.send_until_stopped(
+            self.consumer.destinations,
+            self.target.delivery_target,
+            destination,
+            record,
+            stop=self.consumer.cancel,
+            key=f"{self.stream}-{first.sequence}".encode(),
+        )
+
+    def commit(self, last: Record) -> None:
+        self.through = last.position
+
+    def observe(self, outcome: delivery.Outcome, records: int) -> None:
+        kind = batching.stream_kind(outcome.kind, outcome.status)
+        verdict: status_.Verdict
+        if kind == "success":
+            verdict = status_.Verdict(True, trigger_api.Reason.DELIVERING, "delivering records")
+            self.consumer.last_event = datetime.datetime.now(datetime.UTC)
+        elif outcome.status == 404:
+            verdict = status_.Verdict(
+                False, trigger_api.Reason.FUNCTION_NOT_FOUND, outcome.describe()
+            )
+        else:
+            verdict = status_.Verdict(
+                False, trigger_api.Reason.DELIVERY_FAILING, outcome.describe()
+            )
+        self.consumer.statuses.set(self.target.key, delivering=verdict)
+
+    def delivered(self, records: int) -> None:
+        delivery.DELIVERED.labels(self.target.label, KIND).inc(records)

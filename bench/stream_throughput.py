@@ -67,7 +67,7 @@ from tests.cluster.kubeutil import kubectl, kubectl_json  # noqa: E402
 from kfn.api import trigger as trigger_api  # noqa: E402
 from kfn.triggers import delivery  # noqa: E402
 from kfn.triggers import status as status_  # noqa: E402
-from kfn.triggers.stream import kafka  # noqa: E402
+from kfn.triggers.stream import kafka, source  # noqa: E402
 from kfncluster import fnimage  # noqa: E402
 
 PARTITIONS = 3
@@ -251,7 +251,7 @@ def through_kfn(
             "startingPosition": "Earliest",
         }
     )
-    target = kafka.Target(namespace, f"b{batch}", uuid.uuid4().hex, FUNCTION, spec)
+    target = source.Target(namespace, f"b{batch}", uuid.uuid4().hex, FUNCTION, spec)
     invoker = CountingInvoker(url)
     consumer = kafka.Consumer(
         target,

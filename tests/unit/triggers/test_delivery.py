@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import socket
 import threading
+import time
 
 import pytest
 
@@ -214,3 +216,90 @@ def test_a_destination_that_never_answers_is_given_up_once_the_trigger_is_gone(
     )
     assert result.handled
     assert [c.path.split("/")[-2] for c in activator.calls] == ["thumbnail"] + ["gone"] * 3
+
+
+# --- the HTTP/1.1 client under the invoker ---------------------------------------------------
+
+
+class RawServer:
+    """A socket server on 127.0.0.1 answering each request with the next scripted bytes;
+    ``close_after`` closes the connection after that many answers."""
+
+    def __init__(self, answers: list[bytes], close_after: int = 0) -> None:
+        self.answers = answers
+        self.close_after = close_after
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn, conn.makefile("rb") as reader:
+                served = 0
+                while self.answers:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        line = reader.readline()
+                        if not line:
+                            break
+                        head += line
+                    if not head:
+                        break
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    self.requests.append(head + reader.read(length))
+                    conn.sendall(self.answers.pop(0))
+                    served += 1
+                    if served == self.close_after:
+                        break
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_chunked_and_interim_answers_are_read_whole() -> None:
+    server = RawServer(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            b"HTTP/1.1 500 Internal Server Error\r\nKfn-Function-Error: Unhandled\r\n"
+            b"Content-Length: 2\r\n\r\n{}",
+        ]
+    )
+    invoker = delivery.Invoker(server.url)
+    first = invoker.invoke("shop", "fn", b"{}", request_id="a")
+    second = invoker.invoke("shop", "fn", b"{}", request_id="b")
+    server.close()
+    assert (first.status, first.body) == (200, b"hello world")
+    assert (second.status, second.function_error) == (500, True)
+    assert server.connections == 1
+
+
+def test_a_connection_the_activator_closed_while_idle_is_replaced_once() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    server = RawServer([answer, answer], close_after=1)
+    invoker = delivery.Invoker(server.url)
+    assert invoker.invoke("shop", "fn", b"{}", request_id="a").body == b"ok"
+    time.sleep(0.1)  # the server has closed the first connection by now
+    assert invoker.invoke("shop", "fn", b"{}", request_id="b").body == b"ok"
+    server.close()
+    assert server.connections == 2
+    assert b"Kfn-Request-Id: b" in server.requests[1]
+
+
+def test_a_large_body_is_sent_whole() -> None:
+    server = RawServer([b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"])
+    invoker = delivery.Invoker(server.url)
+    body = b"x" * (8 * 1024 * 1024)
+    outcome = invoker.invoke("shop", "fn", body, request_id="big", invocation_type="Event")
+    server.close()
+    assert outcome.status == 202
+    assert server.requests[0].endswith(body)
+    assert invoker._local.connection is None  # "Connection: close" is honoured

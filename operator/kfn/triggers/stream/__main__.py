@@ -7,7 +7,7 @@ import os
 
 from kfn.triggers import delivery, process
 from kfn.triggers import status as status_
-from kfn.triggers.stream import kafka, nats, worker
+from kfn.triggers.stream import kafka, nats, source, worker
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,10 +17,10 @@ def main(argv: list[str] | None = None) -> None:
     destinations = delivery.Destinations(invoker)
     statuses = status_.StatusWriter()
 
-    def kafka_consumer(target: kafka.Target) -> kafka.Consumer:
+    def kafka_consumer(target: source.Target) -> kafka.Consumer:
         return kafka.Consumer(target, invoker=invoker, destinations=destinations, statuses=statuses)
 
-    def jetstream_consumer(target: kafka.Target) -> nats.Consumer:
+    def jetstream_consumer(target: source.Target) -> nats.Consumer:
         return nats.Consumer(target, invoker=invoker, destinations=destinations, statuses=statuses)
 
     streams = worker.Worker(

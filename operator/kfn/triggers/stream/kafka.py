@@ -42,17 +42,17 @@ import confluent_kafka
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
 from kfn.triggers import status as status_
-from kfn.triggers.stream import batching, events, runner
+from kfn.triggers.stream import batching, events, runner, source
 
 logger = logging.getLogger(__name__)
 
-KIND: Final = "stream"
+KIND: Final = source.KIND
 #: How long a revoked partition's in-flight batch may take to finish before it is abandoned.
 REVOKE_WAIT: Final = 20.0
 #: How often the lag is computed and an unreachable source checked again.
 LAG_INTERVAL: Final = 5.0
 METADATA_TIMEOUT: Final = 10.0
-INVOKE_TIMEOUT: Final = 930.0
+INVOKE_TIMEOUT: Final = source.INVOKE_TIMEOUT
 MAX_RUNNERS: Final = 16
 #: Most messages taken from the client per poll. Small: copying them out holds the GIL,
 #: and the client call in between is where the poll thread lets runners whose answer
@@ -80,31 +80,7 @@ TIMESTAMP_TYPES: Final[dict[int, events.TimestampType]] = {
 Record = batching.Record[events.KafkaRecord]
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """The Trigger a consumer serves, as far as the consumer needs it."""
-
-    namespace: str
-    name: str
-    uid: str
-    function: str
-    spec: trigger_api.StreamTrigger
-    region: str = "local"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.namespace, self.name
-
-    @property
-    def label(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def delivery_target(self) -> delivery.Target:
-        return delivery.Target(self.namespace, self.function, self.name, KIND)
-
-
-def group_of(target: Target) -> str:
+def group_of(target: source.Target) -> str:
     source = target.spec.kafka
     assert source is not None
     return source.consumer_group or f"kfn.{target.namespace}.{target.name}"
@@ -174,7 +150,7 @@ class Consumer:
 
     def __init__(
         self,
-        target: Target,
+        target: source.Target,
         *,
         invoker: delivery.Invoker,
         destinations: delivery.Destinations,
@@ -608,92 +584,28 @@ class Consumer:
                 self._reachable(True, trigger_api.Reason.CONNECTED, "consuming")
 
 
-class _PartitionSource:
-    """:class:`runner.Source` for one partition of a :class:`Consumer`."""
+class _PartitionSource(source.BatchSource[events.KafkaRecord]):
+    """The batch source of one partition of a :class:`Consumer`."""
 
     def __init__(self, consumer: Consumer, partition: Partition) -> None:
-        self.consumer = consumer
-        self.partition = partition
-        self.target = consumer.target
+        super().__init__(consumer, partition.number, partition.cancel)
+        self.kafka = consumer
+        self.partition_state = partition
         self.servers = consumer.source.bootstrap_servers
 
-    def invoke(self, records: Sequence[Record], attempt: int) -> delivery.Outcome:
-        payload = events.encode_kafka_event(records, self.servers)
-        request_id = events.request_id(
-            self.target.uid, self.partition.number, records[0].position, records[-1].position,
-            attempt,
-        )  # fmt: skip
-        return self.consumer.invoker.invoke(
-            self.target.namespace,
-            self.target.function,
-            payload,
-            request_id=request_id,
-            timeout=INVOKE_TIMEOUT,
-        )
+    def encode(self, records: Sequence[Record]) -> bytes:
+        return events.encode_kafka_event(records, self.servers)
 
-    def give_up(
-        self,
-        records: Sequence[Record],
-        condition: batching.Condition,
-        invokes: int,
-        last: delivery.Outcome | None,
-    ) -> bool:
-        label = self.target.label
-        delivery.FAILED.labels(label, KIND).inc(len(records))
+    def where(self, records: Sequence[Record]) -> str:
         first, final = records[0].raw, records[-1].raw
-        where = f"{first.topic}-{first.partition} offsets {first.offset}..{final.offset}"
-        destination = self.target.spec.on_failure
-        if destination is None:
-            logger.error(
-                "%s: %d records at %s failed (%s after %d invocations: %s) and the Trigger has "
-                "no onFailure destination; they are skipped",
-                label, len(records), where, condition, invokes,
-                last.describe() if last else "never invoked",
-            )  # fmt: skip
-            return True
-        payload = events.encode(events.kafka_event(records, self.servers))
-        record = delivery.failure_record(
-            self.target.delivery_target,
-            request_id=events.request_id(
-                self.target.uid, first.partition, first.offset, final.offset, invokes
-            ),
-            payload=payload,
-            condition=condition,
-            attempts=invokes,
-            outcome=last,
-            now=datetime.datetime.now(datetime.UTC),
-            extra={"KafkaBatchInfo": events.kafka_batch_info(records, self.servers)},
-        )
-        logger.warning(
-            "%s: %d records at %s go to onFailure (%s)", label, len(records), where, condition
-        )
-        return delivery.send_until_stopped(
-            self.consumer.destinations,
-            self.target.delivery_target,
-            destination,
-            record,
-            stop=self.partition.cancel,
-            key=f"{first.topic}-{first.partition}-{first.offset}".encode(),
-        )
+        return f"{first.topic}-{first.partition} offsets {first.offset}..{final.offset}"
+
+    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
+        return {"KafkaBatchInfo": events.kafka_batch_info(records, self.servers)}
+
+    def key(self, records: Sequence[Record]) -> bytes:
+        first = records[0].raw
+        return f"{first.topic}-{first.partition}-{first.offset}".encode()
 
     def commit(self, last: Record) -> None:
-        self.consumer.request_commit(self.partition, last.position + 1)
-
-    def observe(self, outcome: delivery.Outcome, records: int) -> None:
-        kind = batching.stream_kind(outcome.kind, outcome.status)
-        verdict: status_.Verdict
-        if kind == "success":
-            verdict = status_.Verdict(True, trigger_api.Reason.DELIVERING, "delivering records")
-            self.consumer.last_event = datetime.datetime.now(datetime.UTC)
-        elif outcome.status == 404:
-            verdict = status_.Verdict(
-                False, trigger_api.Reason.FUNCTION_NOT_FOUND, outcome.describe()
-            )
-        else:
-            verdict = status_.Verdict(
-                False, trigger_api.Reason.DELIVERY_FAILING, outcome.describe()
-            )
-        self.consumer.statuses.set(self.target.key, delivering=verdict)
-
-    def delivered(self, records: int) -> None:
-        delivery.DELIVERED.labels(self.target.label, KIND).inc(records)
+        self.kafka.request_commit(self.partition_state, last.position + 1)

@@ -49,11 +49,11 @@ from nats.aio.msg import Msg
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
 from kfn.triggers import status as status_
-from kfn.triggers.stream import batching, events, kafka, runner
+from kfn.triggers.stream import batching, events, runner, source
 
 logger = logging.getLogger(__name__)
 
-KIND: Final = kafka.KIND
+KIND: Final = source.KIND
 #: How long the server waits for an ack before redelivering (a dead worker's records).
 ACK_WAIT: Final = 30.0
 #: How often held records get an in-progress ack (well within ``ack_wait``).
@@ -67,7 +67,7 @@ LAG_INTERVAL: Final = 5.0
 CONNECT_TIMEOUT: Final = 5.0
 RECONNECT_WAIT: Final = 2.0
 API_TIMEOUT: Final = 5.0
-INVOKE_TIMEOUT: Final = kafka.INVOKE_TIMEOUT
+INVOKE_TIMEOUT: Final = source.INVOKE_TIMEOUT
 DELIVER_POLICIES: Final = {
     "Latest": nats.js.api.DeliverPolicy.NEW,
     "Earliest": nats.js.api.DeliverPolicy.ALL,
@@ -81,13 +81,15 @@ T = TypeVar("T")
 # --- decisions (pure) --------------------------------------------------------------------------
 
 
-def durable_of(target: kafka.Target) -> str:
+def durable_of(target: source.Target) -> str:
     source = target.spec.nats
     assert source is not None
     return source.durable_name or f"kfn_{target.namespace}_{target.name}"
 
 
-def consumer_config(target: kafka.Target, ack_wait: float = ACK_WAIT) -> nats.js.api.ConsumerConfig:
+def consumer_config(
+    target: source.Target, ack_wait: float = ACK_WAIT
+) -> nats.js.api.ConsumerConfig:
     """The durable pull consumer a Trigger wants (see the module doc)."""
     spec = target.spec
     source = spec.nats
@@ -206,7 +208,7 @@ class Consumer:
 
     def __init__(
         self,
-        target: kafka.Target,
+        target: source.Target,
         *,
         invoker: delivery.Invoker,
         destinations: delivery.Destinations,
@@ -622,94 +624,28 @@ class Consumer:
         delivery.RETRIED.labels(self.target.label, KIND).inc(records)
 
 
-class _BatchSource:
-    """:class:`runner.Source` for one batch of a :class:`Consumer`."""
+class _BatchSource(source.BatchSource[events.NatsRecord]):
+    """The batch source of one batch of a :class:`Consumer`."""
 
     def __init__(self, consumer: Consumer, records: Sequence[Record]) -> None:
-        self.consumer = consumer
-        self.target = consumer.target
+        super().__init__(consumer, 0, consumer.cancel)
         self.records = records
         self.servers = consumer.source.servers
         self.stream = consumer.source.stream
         #: The last position committed by the runner (acknowledged when the batch ends).
         self.through: int | None = None
 
-    def invoke(self, records: Sequence[Record], attempt: int) -> delivery.Outcome:
-        payload = events.encode(events.nats_event(records, self.servers, self.stream))
-        request_id = events.request_id(
-            self.target.uid, 0, records[0].position, records[-1].position, attempt
-        )
-        return self.consumer.invoker.invoke(
-            self.target.namespace,
-            self.target.function,
-            payload,
-            request_id=request_id,
-            timeout=INVOKE_TIMEOUT,
-        )
+    def encode(self, records: Sequence[Record]) -> bytes:
+        return events.encode(events.nats_event(records, self.servers, self.stream))
 
-    def give_up(
-        self,
-        records: Sequence[Record],
-        condition: batching.Condition,
-        invokes: int,
-        last: delivery.Outcome | None,
-    ) -> bool:
-        label = self.target.label
-        delivery.FAILED.labels(label, KIND).inc(len(records))
-        first, final = records[0].raw, records[-1].raw
-        where = f"stream {self.stream} sequences {first.sequence}..{final.sequence}"
-        destination = self.target.spec.on_failure
-        if destination is None:
-            logger.error(
-                "%s: %d records at %s failed (%s after %d invocations: %s) and the Trigger has "
-                "no onFailure destination; they are skipped",
-                label, len(records), where, condition, invokes,
-                last.describe() if last else "never invoked",
-            )  # fmt: skip
-            return True
-        payload = events.encode(events.nats_event(records, self.servers, self.stream))
-        record = delivery.failure_record(
-            self.target.delivery_target,
-            request_id=events.request_id(
-                self.target.uid, 0, first.sequence, final.sequence, invokes
-            ),
-            payload=payload,
-            condition=condition,
-            attempts=invokes,
-            outcome=last,
-            now=datetime.datetime.now(datetime.UTC),
-            extra={"NatsBatchInfo": events.nats_batch_info(records, self.servers, self.stream)},
-        )
-        logger.warning(
-            "%s: %d records at %s go to onFailure (%s)", label, len(records), where, condition
-        )
-        return delivery.send_until_stopped(
-            self.consumer.destinations,
-            self.target.delivery_target,
-            destination,
-            record,
-            stop=self.consumer.cancel,
-            key=f"{self.stream}-{first.sequence}".encode(),
-        )
+    def where(self, records: Sequence[Record]) -> str:
+        return f"stream {self.stream} sequences {records[0].position}..{records[-1].position}"
+
+    def batch_info(self, records: Sequence[Record]) -> dict[str, Any]:
+        return {"NatsBatchInfo": events.nats_batch_info(records, self.servers, self.stream)}
+
+    def key(self, records: Sequence[Record]) -> bytes:
+        return f"{self.stream}-{records[0].position}".encode()
 
     def commit(self, last: Record) -> None:
         self.through = last.position
-
-    def observe(self, outcome: delivery.Outcome, records: int) -> None:
-        kind = batching.stream_kind(outcome.kind, outcome.status)
-        verdict: status_.Verdict
-        if kind == "success":
-            verdict = status_.Verdict(True, trigger_api.Reason.DELIVERING, "delivering records")
-            self.consumer.last_event = datetime.datetime.now(datetime.UTC)
-        elif outcome.status == 404:
-            verdict = status_.Verdict(
-                False, trigger_api.Reason.FUNCTION_NOT_FOUND, outcome.describe()
-            )
-        else:
-            verdict = status_.Verdict(
-                False, trigger_api.Reason.DELIVERY_FAILING, outcome.describe()
-            )
-        self.consumer.statuses.set(self.target.key, delivering=verdict)
-
-    def delivered(self, records: int) -> None:
-        delivery.DELIVERED.labels(self.target.label, KIND).inc(records)

@@ -26,7 +26,7 @@ from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
 from kfn.triggers import status as status_
-from kfn.triggers.stream import kafka
+from kfn.triggers.stream import source
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 RECONCILE_INTERVAL: Final = 5.0
@@ -41,7 +41,7 @@ class Wanted:
     """A stream Trigger as the worker wants it consumed: the consumer is restarted when
     ``version`` changes."""
 
-    target: kafka.Target
+    target: source.Target
     version: tuple[str, int]
     obj: kube.Object
 
@@ -57,7 +57,7 @@ def wanted_of(obj: kube.Object, region: str = "local") -> Wanted | None:
     if stream is None:
         return None
     metadata = trigger.metadata
-    target = kafka.Target(
+    target = source.Target(
         namespace=metadata.namespace or "",
         name=metadata.name,
         uid=metadata.uid or "",
@@ -120,7 +120,7 @@ class Idle:
         del timeout
 
 
-Factory = Callable[[kafka.Target], Running]
+Factory = Callable[[source.Target], Running]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +195,7 @@ class Worker:
             consumer.join()
             if key not in wanted:
                 self.statuses.forget(key)
-                delivery.forget_metrics(f"{key[0]}/{key[1]}", kafka.KIND)
+                delivery.forget_metrics(f"{key[0]}/{key[1]}", source.KIND)
         for key in changes.start:
             item = wanted[key]
             self.statuses.track(item.obj)
@@ -206,7 +206,7 @@ class Worker:
         for item in wanted.values():
             self.statuses.track(item.obj)
 
-    def consumer_of(self, target: kafka.Target) -> Running:
+    def consumer_of(self, target: source.Target) -> Running:
         if target.spec.nats is None:
             return self.factory(target)
         return self.nats_factory(target)

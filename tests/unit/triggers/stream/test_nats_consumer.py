@@ -11,15 +11,15 @@ from nats.aio.msg import Msg
 
 from kfn.api import trigger as trigger_api
 from kfn.triggers import status as status_
-from kfn.triggers.stream import batching, kafka, worker
+from kfn.triggers.stream import batching, source, worker
 from kfn.triggers.stream import nats as nats_
 
 
-def target(name: str = "orders", **spec: Any) -> kafka.Target:
-    source = {"servers": ["nats://n:4222"], "subject": "orders.>", "stream": "ORDERS"}
-    source.update(spec.pop("nats", {}))
-    stream = trigger_api.StreamTrigger.model_validate({"nats": source, **spec})
-    return kafka.Target("shop", name, "uid-1", "fn", stream)
+def target(name: str = "orders", **spec: Any) -> source.Target:
+    jetstream = {"servers": ["nats://n:4222"], "subject": "orders.>", "stream": "ORDERS"}
+    jetstream.update(spec.pop("nats", {}))
+    stream = trigger_api.StreamTrigger.model_validate({"nats": jetstream, **spec})
+    return source.Target("shop", name, "uid-1", "fn", stream)
 
 
 # --- the durable consumer ------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_the_store_time_is_read_from_both_forms_of_the_ack_subject() -> None:
 
 
 class Started:
-    def __init__(self, kind: str, target: kafka.Target) -> None:
+    def __init__(self, kind: str, target: source.Target) -> None:
         self.kind = kind
         self.target = target
 
@@ -189,6 +189,6 @@ def test_the_worker_serves_jetstream_triggers_with_jetstream_consumers() -> None
     spec = trigger_api.StreamTrigger.model_validate(
         {"kafka": {"bootstrapServers": ["k:9092"], "topic": "t"}}
     )
-    topic = streams.consumer_of(kafka.Target("shop", "t", "u", "fn", spec))
+    topic = streams.consumer_of(source.Target("shop", "t", "u", "fn", spec))
     assert isinstance(topic, Started)
     assert topic.kind == "kafka"

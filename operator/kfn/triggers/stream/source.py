@@ -1,0 +1,170 @@
+"""What Kafka and JetStream consumers share: the Trigger they serve, and how a batch of
+records is invoked, given up to onFailure and reported.
+
+:class:`BatchSource` is the :class:`~kfn.triggers.stream.runner.Source` of one batch; a
+consumer subclasses it with how its records are encoded, where they sit in the source, and
+how finished records are committed (a Kafka offset, JetStream acks).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any, Final, Generic, Protocol, TypeVar
+
+from kfn.api import trigger as trigger_api
+from kfn.triggers import delivery
+from kfn.triggers import status as status_
+from kfn.triggers.stream import batching, events
+
+logger = logging.getLogger(__name__)
+
+KIND: Final = "stream"
+#: How long one invocation may take at most: the longest function timeout (15 min) and a
+#: margin for a cold start.
+INVOKE_TIMEOUT: Final = 930.0
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The Trigger a consumer serves, as far as the consumer needs it."""
+
+    namespace: str
+    name: str
+    uid: str
+    function: str
+    spec: trigger_api.StreamTrigger
+    region: str = "local"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.namespace, self.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def delivery_target(self) -> delivery.Target:
+        return delivery.Target(self.namespace, self.function, self.name, KIND)
+
+
+class Consumer(Protocol):
+    """What a batch needs from the consumer it came from."""
+
+    target: Target
+    invoker: delivery.Invoker
+    destinations: delivery.Destinations
+    statuses: status_.StatusWriter
+    last_event: datetime.datetime | None
+
+
+class BatchSource(abc.ABC, Generic[T]):
+    """Invokes, gives up and reports one batch's records for a :class:`Consumer`."""
+
+    def __init__(self, consumer: Consumer, partition: int, cancel: threading.Event) -> None:
+        self.consumer = consumer
+        self.target = consumer.target
+        self.partition = partition
+        self.cancel = cancel
+
+    @abc.abstractmethod
+    def encode(self, records: Sequence[batching.Record[T]]) -> bytes:
+        """The event the function gets for ``records``."""
+
+    @abc.abstractmethod
+    def where(self, records: Sequence[batching.Record[T]]) -> str:
+        """Where the records are, for logs (topic and offsets, stream and sequences)."""
+
+    @abc.abstractmethod
+    def batch_info(self, records: Sequence[batching.Record[T]]) -> dict[str, Any]:
+        """The source's batch description in the failure record (``KafkaBatchInfo``...)."""
+
+    @abc.abstractmethod
+    def key(self, records: Sequence[batching.Record[T]]) -> bytes:
+        """The key the failure record is produced with (keeps a partition's order)."""
+
+    @abc.abstractmethod
+    def commit(self, last: batching.Record[T]) -> None:
+        """Records up to ``last`` are finished."""
+
+    def request_id(self, records: Sequence[batching.Record[T]], attempt: int) -> str:
+        return events.request_id(
+            self.target.uid, self.partition, records[0].position, records[-1].position, attempt
+        )
+
+    def invoke(self, records: Sequence[batching.Record[T]], attempt: int) -> delivery.Outcome:
+        return self.consumer.invoker.invoke(
+            self.target.namespace,
+            self.target.function,
+            self.encode(records),
+            request_id=self.request_id(records, attempt),
+            timeout=INVOKE_TIMEOUT,
+        )
+
+    def give_up(
+        self,
+        records: Sequence[batching.Record[T]],
+        condition: batching.Condition,
+        invokes: int,
+        last: delivery.Outcome | None,
+    ) -> bool:
+        label = self.target.label
+        delivery.FAILED.labels(label, KIND).inc(len(records))
+        where = self.where(records)
+        destination = self.target.spec.on_failure
+        if destination is None:
+            logger.error(
+                "%s: %d records at %s failed (%s after %d invocations: %s) and the Trigger has "
+                "no onFailure destination; they are skipped",
+                label, len(records), where, condition, invokes,
+                last.describe() if last else "never invoked",
+            )  # fmt: skip
+            return True
+        record = delivery.failure_record(
+            self.target.delivery_target,
+            request_id=self.request_id(records, invokes),
+            payload=self.encode(records),
+            condition=condition,
+            attempts=invokes,
+            outcome=last,
+            now=datetime.datetime.now(datetime.UTC),
+            extra=self.batch_info(records),
+        )
+        logger.warning(
+            "%s: %d records at %s go to onFailure (%s)", label, len(records), where, condition
+        )
+        return delivery.send_until_stopped(
+            self.consumer.destinations,
+            self.target.delivery_target,
+            destination,
+            record,
+            stop=self.cancel,
+            key=self.key(records),
+        )
+
+    def observe(self, outcome: delivery.Outcome, records: int) -> None:
+        del records
+        kind = batching.stream_kind(outcome.kind, outcome.status)
+        verdict: status_.Verdict
+        if kind == "success":
+            verdict = status_.Verdict(True, trigger_api.Reason.DELIVERING, "delivering records")
+            self.consumer.last_event = datetime.datetime.now(datetime.UTC)
+        elif outcome.status == 404:
+            verdict = status_.Verdict(
+                False, trigger_api.Reason.FUNCTION_NOT_FOUND, outcome.describe()
+            )
+        else:
+            verdict = status_.Verdict(
+                False, trigger_api.Reason.DELIVERY_FAILING, outcome.describe()
+            )
+        self.consumer.statuses.set(self.target.key, delivering=verdict)
+
+    def delivered(self, records: int) -> None:
+        delivery.DELIVERED.labels(self.target.label, KIND).inc(records)

@@ -7,8 +7,9 @@ zero and never exceeds its concurrency. Two ways are offered:
   directly: they commit a partition's offsets only after the function answered.
 * :class:`AsyncDeliverer` — Lambda's asynchronous semantics, run *in the trigger worker*
   rather than in the activator's memory: the worker invokes synchronously and retries under
-  :mod:`kfn.retry` (the Trigger's ``delivery``), then sends the event to its ``onFailure``
-  destination. It returns only once the event is handled, so the source (a bucket
+  :mod:`kfn.retry` (the Trigger's ``delivery``; a missing function is held like throttling,
+  so a Function created just after its Trigger loses nothing), then sends the event to its
+  ``onFailure`` destination. It returns only once the event is handled, so the source (a bucket
   notification, a cron tick) is acknowledged only after that: nothing is lost when a worker
   or an activator dies in between; at worst an event is delivered twice.
 
@@ -44,6 +45,7 @@ import prometheus_client
 from kfn import kube, retry
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
+from kfn.triggers import status
 
 logger = logging.getLogger(__name__)
 
@@ -568,7 +570,9 @@ class AsyncDeliverer:
         retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS,
         throttle_backoff: tuple[float, float] = retry.THROTTLE_BACKOFF,
         timeout: float = 900.0,
+        statuses: status.StatusWriter | None = None,
     ) -> None:
+        self.statuses = statuses
         self.invoker = invoker
         self.destinations = destinations
         self.stop = stop
@@ -607,7 +611,12 @@ class AsyncDeliverer:
             )
             if on_attempt is not None:
                 on_attempt(outcome)
-            kind = outcome.kind
+            if self.statuses is not None:
+                key = (target.namespace, target.trigger)
+                self.statuses.set(key, delivering=status.verdict_of(outcome))
+            # A missing function is held like throttling (until maxEventAge): a Function
+            # created just after its Trigger must not lose the first events.
+            kind = "throttled" if outcome.status == 404 else outcome.kind
             throttles += kind == "throttled"
             failures += kind == "function-error"
             age = (self.clock() - first_seen).total_seconds()

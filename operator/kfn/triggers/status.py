@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from kfn import kube
+from kfn import kube, retry
 from kfn.api import conditions, meta
 from kfn.api import trigger as trigger_api
 
@@ -53,6 +53,16 @@ class Verdict:
 
 UNKNOWN_SOURCE: Final = Verdict(None, trigger_api.Reason.RECONCILING, "connecting to the source")
 NO_EVENTS_YET: Final = Verdict(True, trigger_api.Reason.DELIVERING, "waiting for events")
+
+
+def verdict_of(outcome: retry.Outcome) -> Verdict:
+    """The Delivering verdict after one invocation: a missing function is named as such,
+    since the fix (create it, or correct functionRef) differs from a failing one."""
+    if outcome.kind == "success":
+        return Verdict(True, trigger_api.Reason.DELIVERING, "events are delivered")
+    if outcome.status == 404:
+        return Verdict(False, trigger_api.Reason.FUNCTION_NOT_FOUND, outcome.describe())
+    return Verdict(False, trigger_api.Reason.DELIVERY_FAILING, outcome.describe())
 
 
 def desired(

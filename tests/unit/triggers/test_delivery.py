@@ -15,7 +15,7 @@ import time
 import pytest
 
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery
+from kfn.triggers import delivery, status
 from tests.unit.triggers.conftest import ActivatorStub
 
 T0 = datetime.datetime(2026, 3, 1, 12, tzinfo=datetime.UTC)
@@ -90,8 +90,8 @@ def test_an_event_that_succeeds_is_delivered_once(activator: ActivatorStub) -> N
 
 
 def test_throttling_is_retried_without_using_the_retries(activator: ActivatorStub) -> None:
-    for status in (503, 429, 502):
-        activator.answer(status)
+    for code in (503, 429, 502):
+        activator.answer(code)
     activator.answer(500, FUNCTION_ERROR, Kfn_Function_Error="Unhandled")
     result = deliverer(activator).deliver(
         TARGET, spec(maxRetries=1), b"{}", request_id="e-1", first_seen=T0
@@ -127,10 +127,31 @@ def test_an_event_out_of_retries_goes_to_its_function_destination_with_its_story
 
 
 def test_a_refused_event_is_not_retried(activator: ActivatorStub) -> None:
-    activator.answer(404, b'{"message":"no such function"}')
+    activator.answer(400, b'{"message":"the event is not JSON"}')
     result = deliverer(activator).deliver(TARGET, spec(), b"{}", request_id="e", first_seen=T0)
     assert (result.handled, result.delivered, result.condition) == (True, False, "Rejected")
     assert len(activator.calls) == 1
+
+
+def test_a_function_that_does_not_exist_yet_holds_the_event_and_says_so(
+    activator: ActivatorStub,
+) -> None:
+    activator.answer(404, b'{"errorType":"ResourceNotFoundException","errorMessage":"no function"}')
+    activator.answer(404, b'{"errorType":"ResourceNotFoundException","errorMessage":"no function"}')
+    statuses = status.StatusWriter(clock=lambda: T0)
+    statuses.register(("shop", "uploads"), 1, [])
+    seen: list[str] = []
+    held = deliverer(activator)
+    held.statuses = statuses
+
+    def reasons(outcome: delivery.Outcome) -> None:
+        seen.append(status.verdict_of(outcome).reason)
+
+    result = held.deliver(
+        TARGET, spec(maxRetries=0), b"{}", request_id="e", first_seen=T0, on_attempt=reasons
+    )
+    assert (result.handled, result.delivered, len(activator.calls)) == (True, True, 3)
+    assert seen == ["FunctionNotFound", "FunctionNotFound", "Delivering"]
 
 
 def test_an_unreachable_destination_is_retried_until_it_takes_the_record(

@@ -28,11 +28,13 @@ def main(argv: list[str] | None = None) -> None:
     process.start(args)
     invoker = delivery.Invoker(args.activator_url)
     abort = threading.Event()
+    statuses = status.StatusWriter()
     deliverer = delivery.AsyncDeliverer(
         invoker,
         delivery.Destinations(invoker),
         stop=abort,
         retry_delays=delivery.retry_delays_from_env(),
+        statuses=statuses,
     )
 
     def deliver(
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         deliver=deliver,
         public_url=args.public_url,
         lease=lease.LeaseKeeper(args.namespace, worker.LEASE_NAME, process.identity()),
-        statuses=status.StatusWriter(),
+        statuses=statuses,
         abort=abort,
     )
 

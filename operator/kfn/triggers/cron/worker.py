@@ -202,14 +202,15 @@ class Deliverer:
         self.record = record
         self.clock = clock
         self.stop = threading.Event()
+        self.status = status.StatusWriter(clock=clock)
         self.async_delivery = delivery.AsyncDeliverer(
             self.invoker,
             delivery.Destinations(self.invoker),
             stop=self.stop,
             clock=clock,
             retry_delays=retry_delays,
+            statuses=self.status,
         )
-        self.status = status.StatusWriter(clock=clock)
         #: Whether a Trigger still exists; the Worker wires it to its table.
         self.alive: Callable[[Entry], bool] = lambda entry: True
         self._recorded: dict[str, datetime.datetime] = {}
@@ -237,7 +238,6 @@ class Deliverer:
             self.body(firing),
             request_id=schedule.event_id(entry.uid, firing.tick),
             first_seen=firing.tick,
-            on_attempt=lambda outcome: self._report(entry, outcome),
             alive=lambda: self.alive(entry),
         )
         if not result.handled:
@@ -251,17 +251,6 @@ class Deliverer:
                 last = max(firing.tick, self._recorded.get(entry.uid, firing.tick))
                 self._recorded[entry.uid] = last
             record_status(entry, last=last, next_=firing.next)
-
-    def _report(self, entry: Entry, outcome: delivery.Outcome) -> None:
-        if outcome.kind == "success":
-            verdict = status.Verdict(True, trigger_api.Reason.DELIVERING, "ticks are delivered")
-        else:
-            verdict = status.Verdict(
-                False,
-                trigger_api.Reason.DELIVERY_FAILING,
-                f"the last tick failed: {outcome.describe()}",
-            )
-        self.status.set((entry.namespace, entry.name), delivering=verdict)
 
     def watch(self, entries: list[Entry]) -> None:
         """Reports each Trigger's schedule as its source (called by the leader only)."""

@@ -151,20 +151,9 @@ class BatchSource(abc.ABC, Generic[T]):
 
     def observe(self, outcome: delivery.Outcome, records: int) -> None:
         del records
-        kind = batching.stream_kind(outcome.kind, outcome.status)
-        verdict: status_.Verdict
-        if kind == "success":
-            verdict = status_.Verdict(True, trigger_api.Reason.DELIVERING, "delivering records")
+        if outcome.kind == "success":
             self.consumer.last_event = datetime.datetime.now(datetime.UTC)
-        elif outcome.status == 404:
-            verdict = status_.Verdict(
-                False, trigger_api.Reason.FUNCTION_NOT_FOUND, outcome.describe()
-            )
-        else:
-            verdict = status_.Verdict(
-                False, trigger_api.Reason.DELIVERY_FAILING, outcome.describe()
-            )
-        self.consumer.statuses.set(self.target.key, delivering=verdict)
+        self.consumer.statuses.set(self.target.key, delivering=status_.verdict_of(outcome))
 
     def delivered(self, records: int) -> None:
         delivery.DELIVERED.labels(self.target.label, KIND).inc(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
+import socket
 import subprocess
 import time
 import uuid
@@ -100,3 +101,18 @@ def push_python_app(repository: str, tag: str, files: dict[str, str], cmd: list[
             history="test application",
         )
     return f"{config.REGISTRY}/{repository}@{digest}"
+
+
+#: The node's address on the pod bridge, where the brokers listen and test sinks bind.
+NODE = "10.244.0.1"
+
+
+def require_listening(port: int, component: str) -> None:
+    """Fails (never skips) when a broker the cluster starts does not answer on the node."""
+    try:
+        with socket.create_connection((NODE, port), timeout=2):
+            return
+    except OSError as exc:
+        log = f"/var/lib/kfn-cluster/logs/{component}.log"
+        message = f"{component} does not answer on {NODE}:{port} ({exc}): read {log}"
+        raise AssertionError(message) from None

@@ -26,7 +26,6 @@ import os
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,15 +34,25 @@ import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 
+import confluent_kafka
+import confluent_kafka.admin as admin_
 import pytest
 
 from tests.cluster import stores
-from tests.cluster.kubeutil import KUBECTL, REPO, kubectl, kubectl_json, scratch_namespace, wait_for
+from tests.cluster.kubeutil import (
+    KUBECTL,
+    NODE,
+    REPO,
+    kubectl,
+    kubectl_json,
+    require_listening,
+    scratch_namespace,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
 EXAMPLES = REPO / "examples"
-NODE = "10.244.0.1"
 BOOTSTRAP = f"{NODE}:9092"
 RUN_MARKER = "Run it on the local cluster"
 #: First builds install boto3 and Pillow through the PyPI proxy, next to other builds.
@@ -198,14 +207,6 @@ def test_the_cron_report_is_scheduled_for_seven_in_berlin_on_a_weekday_and_logs_
 SUMMARY = re.compile(r'(\{"message":"orders aggregated".*\})\s*$')
 
 
-def kafka_up() -> bool:
-    try:
-        with socket.create_connection((NODE, 9092), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 def delete_topics(admin_: Any, names: list[str]) -> None:
     admin = admin_.AdminClient({"bootstrap.servers": BOOTSTRAP})
     existing = set(admin.list_topics(timeout=30).topics)
@@ -241,10 +242,7 @@ def fresh_topics(admin_: Any, names: list[str], partitions: int) -> None:
 def test_the_orders_stream_logs_the_total_and_sends_the_malformed_record_to_orders_failed(
     workers: str,
 ) -> None:
-    if not kafka_up():
-        pytest.skip(f"Kafka is not running on {BOOTSTRAP}")
-    confluent_kafka = pytest.importorskip("confluent_kafka")
-    admin_ = pytest.importorskip("confluent_kafka.admin")
+    require_listening(9092, "kafka")
     topics = ["orders", "orders-failed"]
     fresh_topics(admin_, topics, partitions=3)
     try:

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import pathlib
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,14 +20,20 @@ from typing import Any
 import pytest
 
 from kfncluster import fnimage
-from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
+from tests.cluster.kubeutil import (
+    NODE,
+    kubectl,
+    kubectl_json,
+    require_listening,
+    scratch_namespace,
+    wait_for,
+)
 from tests.cluster.test_stream_triggers import Sink, condition, deploy_function, trigger
 
 nats = pytest.importorskip("nats")
 
 pytestmark = pytest.mark.cluster
 
-NODE = "10.244.0.1"
 SERVER = f"nats://{NODE}:4222"
 POISON = "poison"
 
@@ -53,14 +58,6 @@ def handler(event, context):
 """
 
 
-def nats_up() -> bool:
-    try:
-        with socket.create_connection((NODE, 4222), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def sink() -> Iterator[Sink]:
     collected = Sink()
@@ -76,8 +73,7 @@ def image(cluster: pathlib.Path, sink: Sink) -> str:
 
 @pytest.fixture(scope="module")
 def namespace(kfn: str) -> Iterator[str]:
-    if not nats_up():
-        pytest.skip(f"NATS is not running on {SERVER}")
+    require_listening(4222, "nats")
     kubectl("-n", kfn, "rollout", "status", "deployment/kfn-stream", "--timeout=120s")
     kubectl("-n", kfn, "rollout", "status", "deployment/kfn-activator", "--timeout=120s")
     with scratch_namespace("stream-nats") as name:

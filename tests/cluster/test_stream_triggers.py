@@ -12,7 +12,6 @@ import collections
 import http.server
 import json
 import pathlib
-import socket
 import threading
 import time
 import uuid
@@ -24,12 +23,18 @@ import confluent_kafka.admin as admin_
 import pytest
 
 from kfncluster import fnimage
-from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
+from tests.cluster.kubeutil import (
+    NODE,
+    kubectl,
+    kubectl_json,
+    require_listening,
+    scratch_namespace,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
 BOOTSTRAP = "10.244.0.1:9092"
-NODE = "10.244.0.1"
 POISON = "poison"
 
 HANDLER = """\
@@ -89,14 +94,6 @@ class Sink:
         self.server.server_close()
 
 
-def kafka_up() -> bool:
-    try:
-        with socket.create_connection((NODE, 9092), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def sink() -> Iterator[Sink]:
     collected = Sink()
@@ -112,8 +109,7 @@ def image(cluster: pathlib.Path, sink: Sink) -> str:
 
 @pytest.fixture(scope="module")
 def namespace(kfn: str) -> Iterator[str]:
-    log = "/var/lib/kfn-cluster/logs/kafka.log"
-    assert kafka_up(), f"Kafka does not answer on {BOOTSTRAP}: read {log}"
+    require_listening(9092, "kafka")
     kubectl("-n", kfn, "rollout", "status", "deployment/kfn-stream", "--timeout=120s")
     kubectl("-n", kfn, "rollout", "status", "deployment/kfn-activator", "--timeout=120s")
     with scratch_namespace("stream") as name:

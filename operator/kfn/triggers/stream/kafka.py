@@ -42,17 +42,18 @@ import confluent_kafka
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
 from kfn.triggers import status as status_
-from kfn.triggers.stream import batching, events, runner, source
+from kfn.triggers.stream import batching, events, runner
+from kfn.triggers.stream import source as source_
 
 logger = logging.getLogger(__name__)
 
-KIND: Final = source.KIND
+KIND: Final = source_.KIND
 #: How long a revoked partition's in-flight batch may take to finish before it is abandoned.
 REVOKE_WAIT: Final = 20.0
 #: How often the lag is computed and an unreachable source checked again.
 LAG_INTERVAL: Final = 5.0
 METADATA_TIMEOUT: Final = 10.0
-INVOKE_TIMEOUT: Final = source.INVOKE_TIMEOUT
+INVOKE_TIMEOUT: Final = source_.INVOKE_TIMEOUT
 MAX_RUNNERS: Final = 16
 #: Most messages taken from the client per poll. Small: copying them out holds the GIL,
 #: and the client call in between is where the poll thread lets runners whose answer
@@ -80,7 +81,7 @@ TIMESTAMP_TYPES: Final[dict[int, events.TimestampType]] = {
 Record = batching.Record[events.KafkaRecord]
 
 
-def group_of(target: source.Target) -> str:
+def group_of(target: source_.Target) -> str:
     source = target.spec.kafka
     assert source is not None
     return source.consumer_group or f"kfn.{target.namespace}.{target.name}"
@@ -150,7 +151,7 @@ class Consumer:
 
     def __init__(
         self,
-        target: source.Target,
+        target: source_.Target,
         *,
         invoker: delivery.Invoker,
         destinations: delivery.Destinations,
@@ -584,7 +585,7 @@ class Consumer:
                 self._reachable(True, trigger_api.Reason.CONNECTED, "consuming")
 
 
-class _PartitionSource(source.BatchSource[events.KafkaRecord]):
+class _PartitionSource(source_.BatchSource[events.KafkaRecord]):
     """The batch source of one partition of a :class:`Consumer`."""
 
     def __init__(self, consumer: Consumer, partition: Partition) -> None:

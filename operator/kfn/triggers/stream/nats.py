@@ -49,11 +49,12 @@ from nats.aio.msg import Msg
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
 from kfn.triggers import status as status_
-from kfn.triggers.stream import batching, events, runner, source
+from kfn.triggers.stream import batching, events, runner
+from kfn.triggers.stream import source as source_
 
 logger = logging.getLogger(__name__)
 
-KIND: Final = source.KIND
+KIND: Final = source_.KIND
 #: How long the server waits for an ack before redelivering (a dead worker's records).
 ACK_WAIT: Final = 30.0
 #: How often held records get an in-progress ack (well within ``ack_wait``).
@@ -67,7 +68,7 @@ LAG_INTERVAL: Final = 5.0
 CONNECT_TIMEOUT: Final = 5.0
 RECONNECT_WAIT: Final = 2.0
 API_TIMEOUT: Final = 5.0
-INVOKE_TIMEOUT: Final = source.INVOKE_TIMEOUT
+INVOKE_TIMEOUT: Final = source_.INVOKE_TIMEOUT
 DELIVER_POLICIES: Final = {
     "Latest": nats.js.api.DeliverPolicy.NEW,
     "Earliest": nats.js.api.DeliverPolicy.ALL,
@@ -81,14 +82,14 @@ T = TypeVar("T")
 # --- decisions (pure) --------------------------------------------------------------------------
 
 
-def durable_of(target: source.Target) -> str:
+def durable_of(target: source_.Target) -> str:
     source = target.spec.nats
     assert source is not None
     return source.durable_name or f"kfn_{target.namespace}_{target.name}"
 
 
 def consumer_config(
-    target: source.Target, ack_wait: float = ACK_WAIT
+    target: source_.Target, ack_wait: float = ACK_WAIT
 ) -> nats.js.api.ConsumerConfig:
     """The durable pull consumer a Trigger wants (see the module doc)."""
     spec = target.spec
@@ -208,7 +209,7 @@ class Consumer:
 
     def __init__(
         self,
-        target: source.Target,
+        target: source_.Target,
         *,
         invoker: delivery.Invoker,
         destinations: delivery.Destinations,
@@ -624,7 +625,7 @@ class Consumer:
         delivery.RETRIED.labels(self.target.label, KIND).inc(records)
 
 
-class _BatchSource(source.BatchSource[events.NatsRecord]):
+class _BatchSource(source_.BatchSource[events.NatsRecord]):
     """The batch source of one batch of a :class:`Consumer`."""
 
     def __init__(self, consumer: Consumer, records: Sequence[Record]) -> None:

@@ -209,7 +209,9 @@ def test_a_broker_that_dies_while_starting_fails_naming_itself_and_its_log(
     tmp_path: pathlib.Path,
 ) -> None:
     sup = procs.Supervisor(tmp_path / "pids", tmp_path / "logs")
-    record = sup.start("kafka", ["/bin/sh", "-c", "echo no java here; exit 3"])
+    # It lives a moment: one that is gone before start() looks is refused there ("exited at
+    # once"), which is another path.
+    record = sup.start("kafka", ["/bin/sh", "-c", "echo no java here; sleep 0.3; exit 3"])
     # Dead before the first check, so the outcome does not hang on whether a broker answers.
     deadline = time.monotonic() + 10
     while record.alive() and time.monotonic() < deadline:

@@ -39,6 +39,13 @@ def kind_of(status: int, function_error: bool) -> Kind:
     return "rejected"
 
 
+def trigger_kind(kind: Kind, status: int) -> Kind:
+    """How a trigger worker treats an answer: a function the activator does not know (404)
+    is held like throttling, since giving the event up would lose it to a typo in
+    ``functionRef`` or a Function created just after its Trigger."""
+    return "throttled" if status == 404 else kind
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
     """How one invocation answered; ``status`` 0 is a connection failure."""

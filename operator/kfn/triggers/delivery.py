@@ -614,9 +614,7 @@ class AsyncDeliverer:
             if self.statuses is not None:
                 key = (target.namespace, target.trigger)
                 self.statuses.set(key, delivering=status.verdict_of(outcome))
-            # A missing function is held like throttling (until maxEventAge): a Function
-            # created just after its Trigger must not lose the first events.
-            kind = "throttled" if outcome.status == 404 else outcome.kind
+            kind = retry.trigger_kind(outcome.kind, outcome.status)
             throttles += kind == "throttled"
             failures += kind == "function-error"
             age = (self.clock() - first_seen).total_seconds()

@@ -31,6 +31,7 @@ import json
 from collections.abc import Sequence
 from typing import Final, Generic, Literal, TypeVar
 
+from kfn import retry
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 
@@ -46,7 +47,7 @@ FIRST_BACKOFF: Final = 1.0
 MAX_BACKOFF: Final = 30.0
 
 Condition = Literal["RetriesExhausted", "RecordAgeExceeded"]
-OutcomeKind = Literal["success", "function-error", "throttled", "rejected"]
+OutcomeKind = retry.Kind
 
 T = TypeVar("T")
 
@@ -364,11 +365,9 @@ def utc(seconds: float) -> datetime.datetime:
 def stream_kind(kind: OutcomeKind, status: int) -> OutcomeKind:
     """How a stream treats an invocation's answer.
 
-    A missing function (404) holds the partition like throttling, since giving the records
-    up would lose them to a typo or a Function created after its Trigger; any other refusal
-    (a request the function cannot take) counts as a function error, so retries, bisecting
-    and onFailure apply to it.
+    A missing function holds the partition like throttling (:func:`kfn.retry.trigger_kind`);
+    any other refusal (a request the function cannot take) counts as a function error, so
+    retries, bisecting and onFailure apply to it.
     """
-    if kind == "rejected":
-        return "throttled" if status == 404 else "function-error"
-    return kind
+    kind = retry.trigger_kind(kind, status)
+    return "function-error" if kind == "rejected" else kind

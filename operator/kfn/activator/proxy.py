@@ -29,6 +29,7 @@ import collections
 import itertools
 import json
 import os
+import re
 import time
 import typing
 from typing import Protocol
@@ -64,6 +65,7 @@ _XFF = 5
 _XFP = 6
 _XFH = 7
 _INVOCATION_TYPE = 8
+_REQUEST_ID = 9
 _SPECIAL = {
     **{name: _DROP for name in upstream.HOP_BY_HOP},
     b"host": _HOST,
@@ -75,7 +77,7 @@ _SPECIAL = {
     b"x-forwarded-host": _XFH,
     b"kfn-invocation-type": _INVOCATION_TYPE,
     b"x-amz-invocation-type": _INVOCATION_TYPE,
-    b"kfn-request-id": _DROP,
+    b"kfn-request-id": _REQUEST_ID,
     b"kfn-deadline-ms": _DROP,
     b"kfn-function-name": _DROP,
 }
@@ -92,6 +94,8 @@ _REASONS = {
     504: b"Gateway Timeout",
 }
 
+#: A caller's own request id (kept on the invoke API only): what stays one header value.
+_GIVEN_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _request_prefix = os.urandom(6).hex().encode()
 _request_counter = itertools.count(1)
 
@@ -164,6 +168,7 @@ class Exchange:
         "event_body",
         "expect_continue",
         "finished",
+        "given_request_id",
         "has_xfh",
         "has_xfp",
         "head_done",
@@ -218,6 +223,7 @@ class Exchange:
         self.waiter: asyncio.Future[upstream.Endpoint] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.request_id = b""
+        self.given_request_id = b""
         self.deadline_ms = 0
         self.started = 0.0
         self.status = 0
@@ -261,6 +267,8 @@ class Exchange:
             self.headers += name + b": " + value + b"\r\n"
         elif code == _INVOCATION_TYPE:
             self.invocation_type = value
+        elif code == _REQUEST_ID and _GIVEN_REQUEST_ID.match(value):
+            self.given_request_id = value
 
     def begin(self) -> None:
         """Route the request and find it a pod (called when it is first in line)."""
@@ -295,7 +303,9 @@ class Exchange:
         loop = proto.loop
         self.timer = loop.call_at(loop.time() + entry.timeout, self.on_timeout)
         self.deadline_ms = int((time.time() + entry.timeout) * 1000)
-        self.request_id = new_request_id()
+        # An invoke keeps its caller's id, so a trigger worker's retries of one event carry
+        # one aws_request_id, as Lambda's asynchronous retries do; HTTP requests get a new one.
+        self.request_id = (self.invoke and self.given_request_id) or new_request_id()
         self.acquire(entry)
 
     def on_endpoint(self, waiter: asyncio.Future[upstream.Endpoint]) -> None:

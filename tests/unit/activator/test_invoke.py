@@ -45,6 +45,24 @@ async def test_sync_invoke_goes_to_the_pod_invoke_path_with_contract_headers(
 
 
 @pytest.mark.asyncio
+async def test_an_invoke_keeps_its_callers_request_id_so_retries_of_an_event_share_it(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(endpoints=frozenset({backend.address}))
+    client = await Client.connect(activator.ports[0])
+    given = {"Kfn-Request-Id": "5c1e0d0e-2b7a-5f7e-9d1c-0b8e6f3a2d41"}
+    for _ in range(2):
+        response = await client.request("POST", INVOKE, b"{}", headers=given)
+        assert response.headers["kfn-request-id"] == given["Kfn-Request-Id"]
+        assert response.json()["headers"]["kfn-request-id"] == given["Kfn-Request-Id"]
+    odd = await client.request("POST", INVOKE, b"{}", headers={"Kfn-Request-Id": "a b"})
+    assert odd.headers["kfn-request-id"] not in ("a b", "")
+    proxied = await client.request("GET", "/", headers=given)
+    assert proxied.json()["headers"]["kfn-request-id"] != given["Kfn-Request-Id"]
+    await client.close()
+
+
+@pytest.mark.asyncio
 async def test_invoke_api_needs_post(make_activator: MakeActivator) -> None:
     activator = await make_activator()
     client = await Client.connect(activator.ports[0])

@@ -9,6 +9,7 @@ operator's pod passes the restricted Pod Security Standard), and ``helm install
 
 from __future__ import annotations
 
+import base64
 import json
 import pathlib
 import subprocess
@@ -795,7 +796,7 @@ def test_each_trigger_worker_runs_its_module_and_invokes_through_the_activator(
     assert env["KFN_ACTIVATOR_URL"] == f"http://kfn-activator.{NAMESPACE}.svc"
     kinds = ["ClusterRole", "ClusterRoleBinding", "Deployment"]
     kinds += ["Role", "RoleBinding"] if component != "stream" else []
-    kinds += ["Service"] if component == "bucket" else []
+    kinds += ["Secret", "Service"] if component == "bucket" else []
     assert _kinds(_of(objects, component)) == [*kinds, "ServiceAccount"]
 
 
@@ -820,6 +821,24 @@ def test_object_stores_reach_the_bucket_worker_through_its_service(helm: pathlib
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     deployment = _one(objects, "Deployment", "bucket")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_bucket_replicas_hand_events_over_through_their_service_with_a_shared_key(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(helm, {"bucket": {"service": {"port": 8081}}})
+    secret = _one(objects, "Secret", "bucket")
+    assert secret["metadata"]["name"] == "kfn-bucket"
+    assert len(base64.b64decode(secret["data"]["handoff-key"])) == 48
+    env = {e["name"]: e for e in _container(objects, "bucket")["env"]}
+    assert env["KFN_SERVICE_URL"]["value"] == f"http://kfn-bucket.{NAMESPACE}.svc:8081"
+    assert env["KFN_HANDOFF_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kfn-bucket",
+        "key": "handoff-key",
+    }
+    pod = _one(objects, "Deployment", "bucket")["spec"]["template"]["spec"]
+    # The longest drain (15 s), grace (35 s), last answers and one hand-off fit in.
+    assert pod["terminationGracePeriodSeconds"] >= 15 + 35 + 3 + 10
 
 
 def test_cron_values_reach_the_pod(helm: pathlib.Path) -> None:

@@ -89,6 +89,16 @@ spec:
             - name: KFN_ASYNC_RETRY_DELAYS
               value: {{ join "," . | quote }}
             {{- end }}
+            {{- if .http }}
+            {{- /* Its own Service, and the key replicas sign hand-offs of held events with. */}}
+            - name: KFN_SERVICE_URL
+              value: {{ printf "http://%s.%s.svc:%v" $name $root.Release.Namespace $values.service.port | quote }}
+            - name: KFN_HANDOFF_KEY
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $name }}
+                  key: handoff-key
+            {{- end }}
           ports:
             - name: metrics
               containerPort: 9090

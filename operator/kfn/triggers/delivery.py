@@ -82,10 +82,15 @@ FAILED = prometheus_client.Counter(
 DEAD_LETTERED = prometheus_client.Counter(
     "kfn_trigger_events_dead_lettered", "Failed events sent to the onFailure destination.", _LABELS
 )
+HANDED_OFF = prometheus_client.Counter(
+    "kfn_trigger_events_handed_off",
+    "Events a stopping replica handed to another one to finish.",
+    _LABELS,
+)
 LAG = prometheus_client.Gauge(
     "kfn_trigger_lag", "Events waiting: records behind the stream head, queued events.", _LABELS
 )
-_SERIES: Final = (RECEIVED, DELIVERED, RETRIED, FAILED, DEAD_LETTERED, LAG)
+_SERIES: Final = (RECEIVED, DELIVERED, RETRIED, FAILED, DEAD_LETTERED, HANDED_OFF, LAG)
 
 
 def forget_metrics(trigger: str, kind: str) -> None:
@@ -539,11 +544,22 @@ def retry_delays_from_env(default: tuple[float, ...] = DEFAULT_RETRY_DELAYS) -> 
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Progress:
+    """Where an event interrupted by a stopping worker stands, so that another worker can
+    go on under the same policy: the attempts used and when the next one is due."""
+
+    failures: int = 0
+    throttles: int = 0
+    not_before: datetime.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Result:
     """How an asynchronous event ended.
 
     ``handled`` is False only when the worker is stopping before the event ended; the
-    source must then not acknowledge it (it is delivered again later).
+    source must then not acknowledge it (it is delivered again later), and ``progress``
+    says where it stood.
     """
 
     handled: bool
@@ -551,6 +567,7 @@ class Result:
     attempts: int
     condition: str | None = None
     outcome: Outcome | None = None
+    progress: Progress | None = None
 
 
 class AsyncDeliverer:
@@ -591,16 +608,23 @@ class AsyncDeliverer:
         first_seen: datetime.datetime,
         on_attempt: Callable[[Outcome], None] | None = None,
         alive: Callable[[], bool] = lambda: True,
+        progress: Progress | None = None,
     ) -> Result:
         """Invokes, retries and dead-letters one event; returns once it is handled (or the
-        worker stops, with ``handled`` False).
+        worker stops, with ``handled`` False and the event's :class:`Progress`).
 
         ``alive`` is asked before each retry: once the Trigger is gone its events are
-        dropped (logged) instead of retried for hours.
+        dropped (logged) instead of retried for hours. ``progress`` resumes an event
+        another worker started: its attempts count, and its next attempt waits until due.
         """
         policy = policy_of(spec, self.retry_delays, self.throttle_backoff)
-        failures = throttles = 0
+        progress = progress or Progress()
+        failures, throttles = progress.failures, progress.throttles
         condition: retry.Condition
+        if progress.not_before is not None:
+            wait = (progress.not_before - self.clock()).total_seconds()
+            if wait > 0 and self.stop.wait(wait):
+                return Result(False, False, failures + throttles, None, None, progress)
         while True:
             outcome = self.invoker.invoke(
                 target.namespace,
@@ -633,8 +657,10 @@ class AsyncDeliverer:
                 outcome.describe(),
                 decision.delay,
             )
+            due = self.clock() + datetime.timedelta(seconds=decision.delay)
             if self.stop.wait(decision.delay):
-                return Result(False, False, failures + throttles, None, outcome)
+                stopped = Progress(failures, throttles, due)
+                return Result(False, False, failures + throttles, None, outcome, stopped)
             if not alive():
                 logger.warning("%s: the Trigger is gone; dropping %s", target.label, request_id)
                 return Result(True, False, failures + throttles, "TriggerDeleted", outcome)

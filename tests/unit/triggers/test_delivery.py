@@ -181,6 +181,42 @@ def test_a_worker_stopping_mid_retry_leaves_the_event_unacknowledged(
         TARGET, spec(), b"{}", request_id="e", first_seen=T0
     )
     assert (result.handled, result.delivered) == (False, False)
+    assert result.progress == delivery.Progress(
+        failures=1, throttles=0, not_before=T0 + datetime.timedelta(seconds=0.01)
+    )
+
+
+def test_a_resumed_event_keeps_the_attempts_another_worker_used(activator: ActivatorStub) -> None:
+    activator.answer(500, FUNCTION_ERROR, Kfn_Function_Error="Unhandled")
+    result = deliverer(activator).deliver(
+        TARGET,
+        spec(onFailure={"function": {"name": "dead-letters"}}),
+        b"{}",
+        request_id="e-9",
+        first_seen=T0,
+        progress=delivery.Progress(failures=2, throttles=1),
+    )
+    assert (result.condition, result.attempts) == ("RetriesExhausted", 4)
+    assert [c.path.split("/")[-2] for c in activator.calls] == ["thumbnail", "dead-letters"]
+    record = json.loads(activator.calls[-1].body)
+    assert record["requestContext"]["approximateInvokeCount"] == 4
+
+
+def test_a_resumed_event_waits_until_its_next_attempt_is_due(activator: ActivatorStub) -> None:
+    due = delivery.Progress(failures=1, not_before=T0 + datetime.timedelta(seconds=0.3))
+    started = time.monotonic()
+    result = deliverer(activator).deliver(
+        TARGET, spec(), b"{}", request_id="e", first_seen=T0, progress=due
+    )
+    assert result.delivered
+    assert time.monotonic() - started >= 0.3
+    stop = threading.Event()
+    stop.set()
+    stopped = deliverer(activator, stop).deliver(
+        TARGET, spec(), b"{}", request_id="e", first_seen=T0, progress=due
+    )
+    assert (stopped.handled, stopped.progress) == (False, due)
+    assert len(activator.calls) == 1
 
 
 # --- client settings from Secrets ------------------------------------------------------------

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import threading
 
-from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery, lease, process, status
 from kfn.triggers.bucket import worker
 
@@ -15,17 +13,30 @@ from kfn.triggers.bucket import worker
 def main(argv: list[str] | None = None) -> None:
     parser = process.parser("kfn.triggers.bucket", __doc__)
     namespace = process.own_namespace()
+    service = os.environ.get("KFN_SERVICE_URL", f"http://kfn-bucket.{namespace}.svc")
+    parser.add_argument(
+        "--service-url",
+        default=service,
+        help="The worker's own Service, where a stopping replica hands its events over.",
+    )
     parser.add_argument(
         "--public-url",
-        default=os.environ.get("KFN_BUCKET_URL", f"http://kfn-bucket.{namespace}.svc"),
-        help="Where stores reach this worker; shown in the Triggers' status.",
+        default=os.environ.get("KFN_BUCKET_URL", service),
+        help="Where stores reach this worker (default: the Service); shown in Triggers' status.",
     )
     parser.add_argument("--listen-address", default="0.0.0.0")  # noqa: S104 - the pod's port
     parser.add_argument("--listen-port", type=int, default=8080)
-    parser.add_argument("--drain-seconds", type=float, default=5.0)
-    parser.add_argument("--grace-seconds", type=float, default=45.0)
+    parser.add_argument("--drain-seconds", type=float, default=worker.Shutdown.drain,
+                        help="Receive at least this long after SIGTERM.")  # fmt: skip
+    parser.add_argument("--grace-seconds", type=float, default=worker.Shutdown.grace,
+                        help="Time for events in hand once receiving stopped.")  # fmt: skip
     args = parser.parse_args(argv)
     process.start(args)
+    key = os.environ.get("KFN_HANDOFF_KEY", "").encode()
+    if not key:
+        logging.getLogger(__name__).warning(
+            "KFN_HANDOFF_KEY is not set: events held when this replica stops are lost"
+        )
     invoker = delivery.Invoker(args.activator_url)
     abort = threading.Event()
     statuses = status.StatusWriter()
@@ -37,23 +48,14 @@ def main(argv: list[str] | None = None) -> None:
         statuses=statuses,
     )
 
-    def deliver(
-        target: delivery.Target,
-        spec: trigger_api.AsyncDelivery,
-        payload: bytes,
-        request_id: str,
-        first_seen: datetime.datetime,
-    ) -> delivery.Result:
-        return deliverer.deliver(
-            target, spec, payload, request_id=request_id, first_seen=first_seen
-        )
-
     bucket = worker.Worker(
-        deliver=deliver,
+        deliver=deliverer.deliver,
         public_url=args.public_url,
         lease=lease.LeaseKeeper(args.namespace, worker.LEASE_NAME, process.identity()),
         statuses=statuses,
         abort=abort,
+        peer_url=args.service_url,
+        handoff_key=key,
     )
 
     process.on_stop(bucket.terminating.set)

@@ -4,7 +4,9 @@
 (what a store in that namespace should be pointed at); ``POST /events/<namespace>/<trigger>``
 only to that Trigger; ``POST /events`` to every Push Trigger on the bucket in any namespace
 (for a store shared by the whole cluster); ``GET /healthz`` is the
-readiness probe. A notification is answered only after every matching record was handled,
+readiness probe; ``POST /handoff`` takes an event a stopping replica hands over
+(:mod:`~kfn.triggers.bucket.handoff`). A notification is answered only after every matching
+record was handled,
 in the request's own thread: a sender that gives up waiting (versitygw's webhook does after
 3 s) closes its connection, but nothing cancels the handling, and the answer is then simply
 not read.
@@ -20,8 +22,12 @@ import http.server
 import json
 import logging
 import re
+import sys
 import threading
+import time
 from typing import Final, Protocol
+
+from kfn.triggers.bucket import handoff
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,9 @@ class App(Protocol):
     def handle_push(self, payload: object, only: tuple[str, str] | None = None) -> tuple[int, str]:
         """Handles one notification; the status and a short message."""
 
+    def take_over(self, body: bytes, signature: str | None) -> tuple[int, str]:
+        """Takes on an event another replica hands over; the status and a short message."""
+
 
 def route(path: str) -> tuple[str, tuple[str, str] | None] | None:
     """What a request path asks for: ("events", None), ("events", (ns, name)),
@@ -54,6 +63,8 @@ def route(path: str) -> tuple[str, tuple[str, str] | None] | None:
         return "events", None
     if bare == "/healthz":
         return "healthz", None
+    if bare == handoff.PATH:
+        return "handoff", None
     match = _TRIGGER_PATH.match(bare)
     if match:
         return "events", (match.group(1), match.group(2) or "")
@@ -75,7 +86,18 @@ class Server(http.server.ThreadingHTTPServer):
         #: Set once the listener stopped: answers then close their connection, so senders
         #: with kept-alive connections move to another replica.
         self.closing = threading.Event()
+        #: When the last POST arrived (monotonic): a stopping replica closes its listener
+        #: once they stop coming.
+        self.last_post = time.monotonic()
         super().__init__(address, Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A sender that hung up is routine (versitygw stops waiting after 3 s); anything
+        else is logged with its traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            logger.debug("%s went away: %s", client_address, sys.exc_info()[1])
+            return
+        logger.exception("serving %s failed", client_address)
 
     def enter(self) -> None:
         with self.idle:
@@ -124,9 +146,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._answer(503, "not ready")
 
     def do_POST(self) -> None:
+        self.server.last_post = time.monotonic()
         target = route(self.path)
         length = int(self.headers.get("Content-Length") or 0)
-        if target is None or target[0] != "events":
+        if target is None or target[0] not in ("events", "handoff"):
             self._discard(length)
             self._answer(404, "not found")
             return
@@ -135,6 +158,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._answer(413, "notification too large")
             return
         body = self.rfile.read(length) if length else b""
+        if target[0] == "handoff":
+            signature = self.headers.get(handoff.SIGNATURE_HEADER)
+            self._answer(*self.server.app.take_over(body, signature))
+            return
         try:
             payload = json.loads(body)
         except ValueError:

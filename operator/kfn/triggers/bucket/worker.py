@@ -4,14 +4,17 @@ Threads share one :class:`Routes` table:
 
 * the reflector (:func:`kfn.kube.reflect`) keeps every Trigger with ``spec.bucket`` in it;
 * the HTTP receiver (:mod:`~kfn.triggers.bucket.receiver`) hands each notification to
-  :meth:`Worker.handle_push`, which delivers every matching record and answers only then;
+  :meth:`Worker.handle_push`, which delivers every matching record and answers only then,
+  and each event another replica hands over (:mod:`~kfn.triggers.bucket.handoff`) to
+  :meth:`Worker.take_over`;
 * the lease keeper holds the ``kfn-bucket-poller`` Lease; while it leads, the poll loop
   lists the buckets of Poll Triggers when due (:meth:`Worker.poll_once`);
 * the status writer (:mod:`kfn.triggers.status`) writes conditions in the background.
 
 Deliveries of both modes run in one bounded thread pool through
 :class:`kfn.triggers.delivery.AsyncDeliverer`, which returns only once an event was
-delivered or sent to onFailure.
+delivered or sent to onFailure. A pushed event still held when the replica stops is handed
+to another replica rather than dropped: the store will not send it again.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
+import itertools
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Final, Protocol
 
 import pydantic
 
@@ -33,7 +37,7 @@ from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery, status
 from kfn.triggers import lease as lease_
-from kfn.triggers.bucket import events, poll, s3
+from kfn.triggers.bucket import events, handoff, poll, s3
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 KIND: Final = "bucket"
@@ -42,17 +46,38 @@ LEASE_NAME: Final = "kfn-bucket-poller"
 POLL_BATCH: Final = 32
 #: Deliveries in flight at once, over all Triggers and both modes.
 DELIVERY_THREADS: Final = 64
+#: How long a stopping replica keeps trying to hand one event to another replica.
+HANDOFF_PATIENCE: Final = 10.0
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime.datetime]
 Key = tuple[str, str]
-Deliver = Callable[[delivery.Target, trigger_api.AsyncDelivery, bytes, str, datetime.datetime],
-                   delivery.Result]  # fmt: skip
+
+
+class Deliver(Protocol):
+    """Delivers one event under a Trigger's policy, blocking (an AsyncDeliverer's method)."""
+
+    def __call__(
+        self, target: delivery.Target, spec: trigger_api.AsyncDelivery, payload: bytes, *,
+        request_id: str, first_seen: datetime.datetime, progress: delivery.Progress | None,
+    ) -> delivery.Result: ...  # fmt: skip
+
+
+SendHandoff = Callable[[str, bytes, handoff.Handoff], int]
 
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def _result(future: concurrent.futures.Future[delivery.Result]) -> delivery.Result:
+    """A queued delivery's Result; unhandled when the pool dropped it at exit (it was
+    handed over just before)."""
+    try:
+        return future.result()
+    except concurrent.futures.CancelledError:
+        return delivery.Result(False, False, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,6 +303,19 @@ def credentials_of(secret: Mapping[str, bytes] | None, route: Route) -> s3.Crede
 
 
 @dataclasses.dataclass
+class Held:
+    """A pushed event this replica is delivering; ``handed`` once another replica has it,
+    ``claimed`` once one thread is handing it over."""
+
+    route: Route
+    payload: bytes
+    request_id: str
+    first_seen: datetime.datetime
+    handed: bool = False
+    claimed: bool = False
+
+
+@dataclasses.dataclass
 class PollState:
     """A Poll Trigger's progress while this replica polls it."""
 
@@ -302,9 +340,16 @@ class Worker:
         clock: Clock = utcnow,
         threads: int = DELIVERY_THREADS,
         abort: threading.Event | None = None,
+        peer_url: str | None = None,
+        handoff_key: bytes = b"",
+        send_handoff: SendHandoff = handoff.send,
     ) -> None:  # fmt: skip
         self.deliver_fn = deliver
         self.public_url = public_url.rstrip("/")
+        #: The worker's own Service, which hand-offs go to.
+        self.peer_url = (peer_url or public_url).rstrip("/")
+        self.handoff_key = handoff_key
+        self.send_handoff = send_handoff
         self.lease = lease
         self.statuses = statuses
         self.snapshots = snapshots or poll.SnapshotStore()
@@ -320,6 +365,9 @@ class Worker:
         self._tracked_polls = False
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
+        self._held: dict[int, Held] = {}
+        self._tokens = itertools.count()
+        self._settled = threading.Condition(self._lock)
 
     # -- readiness (for the receiver) --
 
@@ -365,16 +413,168 @@ class Worker:
         """Delivers one change to one Trigger's function (blocking) and records the outcome."""
         payload = payload_of(route, change)
         request_id = events.request_id(route.uid, change, polled=polled)
+        if polled:
+            # A polled change the worker stops before is listed again by the next poller.
+            return self._deliver(route, payload, request_id, first_seen, None)
+        token, held = self._hold(route, payload, request_id, first_seen)
+        return self._deliver_held(token, held, None)
+
+    def _deliver(
+        self, route: Route, payload: bytes, request_id: str, first_seen: datetime.datetime,
+        progress: delivery.Progress | None,
+    ) -> delivery.Result:  # fmt: skip
         self._lag(route.label, 1)
         try:
-            result = self.deliver_fn(route.target, route.spec.delivery, payload, request_id,
-                                     first_seen)  # fmt: skip
+            result = self.deliver_fn(route.target, route.spec.delivery, payload,
+                                     request_id=request_id, first_seen=first_seen,
+                                     progress=progress)  # fmt: skip
         finally:
             self._lag(route.label, -1)
         verdict = delivery_verdict(result)
         if self.statuses is not None and verdict is not None:
             self.statuses.set(route.key, delivering=verdict, lastEventTime=self.clock())
         return result
+
+    def _hold(
+        self, route: Route, payload: bytes, request_id: str, first_seen: datetime.datetime
+    ) -> tuple[int, Held]:
+        """Records a pushed event as held by this replica until it ended or was handed on."""
+        held = Held(route, payload, request_id, first_seen)
+        with self._lock:
+            token = next(self._tokens)
+            self._held[token] = held
+        return token, held
+
+    def _release(self, token: int) -> None:
+        with self._lock:
+            del self._held[token]
+            self._settled.notify_all()
+
+    def _deliver_held(
+        self, token: int, held: Held, progress: delivery.Progress | None
+    ) -> delivery.Result:
+        """Delivers a held event; hands it to another replica when this one stops first."""
+        try:
+            if held.handed:  # handed over while it waited in the pool's queue
+                return delivery.Result(True, False, 0, "HandedOff")
+            result = self._deliver(held.route, held.payload, held.request_id, held.first_seen,
+                                   progress)  # fmt: skip
+            if result.handled or held.handed:
+                return result
+            resume = result.progress or progress or delivery.Progress()
+            return self._hand_off(held, resume) or result
+        finally:
+            self._release(token)
+
+    def _submit_pushed(
+        self, route: Route, payload: bytes, request_id: str, first_seen: datetime.datetime,
+        progress: delivery.Progress | None,
+    ) -> concurrent.futures.Future[delivery.Result]:  # fmt: skip
+        """Queues a pushed event in the pool, held from now on; RuntimeError once the pool
+        is shut down."""
+        token, held = self._hold(route, payload, request_id, first_seen)
+        try:
+            return self.pool.submit(self._deliver_held, token, held, progress)
+        except RuntimeError:
+            self._release(token)
+            raise
+
+    # -- hand-off between replicas --
+
+    def _hand_off(
+        self, held: Held, progress: delivery.Progress, deadline: float | None = None
+    ) -> delivery.Result | None:
+        """Gives ``held`` to another replica through the Service, trying until ``deadline``
+        (monotonic; :data:`HANDOFF_PATIENCE` from now by default); a handled Result once
+        one took it (or the Trigger is gone), None when none would."""
+        route = held.route
+        attempts = progress.failures + progress.throttles
+        with self._lock:
+            if held.claimed:  # the other thread that holds it hands it over
+                return delivery.Result(True, False, attempts, "HandedOff")
+            held.claimed = True
+        if not self.handoff_key:
+            logger.error("%s: stopping with event %s unhandled and no hand-off key; it is lost",
+                         route.label, held.request_id)  # fmt: skip
+            return None
+        item = handoff.Handoff(
+            namespace=route.namespace,
+            trigger=route.name,
+            uid=route.uid,
+            request_id=held.request_id,
+            first_seen=held.first_seen,
+            payload=held.payload,
+            progress=progress,
+        )
+        if deadline is None:
+            deadline = time.monotonic() + HANDOFF_PATIENCE
+        while True:
+            code = self.send_handoff(self.peer_url, self.handoff_key, item)
+            if code == 202:
+                held.handed = True
+                delivery.HANDED_OFF.labels(route.label, KIND).inc()
+                logger.info("%s: handed event %s to another replica", route.label,
+                            held.request_id)  # fmt: skip
+                return delivery.Result(True, False, attempts, "HandedOff")
+            if code in (404, 410):
+                logger.warning("%s: the Trigger is gone; dropping %s", route.label,
+                               held.request_id)  # fmt: skip
+                return delivery.Result(True, False, attempts, "TriggerDeleted")
+            if code in (400, 401) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        logger.error("%s: no other replica took event %s (last answer %s); it is lost",
+                     route.label, held.request_id, code or "none")  # fmt: skip
+        return None
+
+    def take_over(self, body: bytes, signature: str | None) -> tuple[int, str]:
+        """Takes on an event a stopping replica hands over: 202 once it is in the pool."""
+        if not handoff.verify(self.handoff_key, body, signature):
+            return 401, "not signed with the hand-off key"
+        try:
+            item = handoff.decode(body)
+        except handoff.HandoffError as exc:
+            return 400, str(exc)
+        route = self._handoff_route(item)
+        if not isinstance(route, Route):
+            return route
+        try:
+            self._submit_pushed(route, item.payload, item.request_id, item.first_seen,
+                                item.progress)  # fmt: skip
+        except RuntimeError:
+            return 503, "stopping"
+        return 202, "taken over"
+
+    def _handoff_route(self, item: handoff.Handoff) -> Route | tuple[int, str]:
+        """The Route a hand-off goes to, or the answer that refuses it."""
+        if not self.accepting():
+            return 503, "stopping"
+        route = self.routes.get(item.key)
+        if route is None:
+            return 404, f"no bucket Trigger {item.namespace}/{item.trigger}"
+        if route.uid != item.uid:
+            return 410, f"Trigger {item.namespace}/{item.trigger} was replaced"
+        return route
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Waits until no pushed event is held; False if ``timeout`` passed first."""
+        with self._settled:
+            return self._settled.wait_for(lambda: not self._held, timeout)
+
+    def hand_off_held(self) -> int:
+        """Hands every pushed event still held (its invocation still running) to another
+        replica, as the last thing before the process exits; how many stayed unhandled.
+        Such an event may run twice: at least once is kept over at most once."""
+        with self._lock:
+            held = [item for item in self._held.values() if not item.handed]
+        lost = 0
+        deadline = time.monotonic() + HANDOFF_PATIENCE
+        for item in held:
+            logger.warning("%s: event %s still running at the end of the grace period",
+                           item.route.label, item.request_id)  # fmt: skip
+            if self._hand_off(item, delivery.Progress(), deadline) is None:
+                lost += 1
+        return lost
 
     # -- push --
 
@@ -408,11 +608,17 @@ class Worker:
             return 503, "stopping"
         for route, _ in pairs:
             delivery.RECEIVED.labels(route.label, KIND).inc()
-        futures = [
-            self.pool.submit(self.deliver, route, change, first_seen=received)
-            for route, change in pairs
-        ]
-        results = [future.result() for future in futures]
+        futures = []
+        try:
+            for route, change in pairs:
+                payload = payload_of(route, change)
+                request_id = events.request_id(route.uid, change, polled=False)
+                futures.append(
+                    self._submit_pushed(route, payload, request_id, received, None)
+                )  # fmt: skip
+        except RuntimeError:  # the pool is shut down: the process is exiting
+            return 503, "stopping"
+        results = [_result(future) for future in futures]
         if all(result.handled for result in results):
             return 200, f"{len(results)} events handled"
         return 503, "stopping before every event was handled"
@@ -585,12 +791,28 @@ class Worker:
 
 @dataclasses.dataclass(frozen=True)
 class Shutdown:
-    """How a replica leaves: keep receiving for ``drain`` seconds after SIGTERM (until the
-    Service stops sending here), then let events in hand finish for up to ``grace``."""
+    """How a replica leaves after SIGTERM, in seconds.
+
+    It keeps receiving for at least ``drain`` and until no notification came for ``quiet``
+    (the Service has stopped sending here), never longer than ``drain_max``. Then events in
+    hand get ``patience`` to end on their own; those still waiting for a retry are handed to
+    another replica, and invocations still running get until ``grace`` (counted from the
+    end of the drain) before they are handed over too.
+    """
 
     drain: float = 5.0
-    grace: float = 45.0
+    quiet: float = 2.0
+    drain_max: float = 15.0
+    patience: float = 15.0
+    grace: float = 35.0
     last_answers: float = 3.0
+
+
+def drained(shutdown: Shutdown, *, stopped_at: float, last_post: float, now: float) -> bool:
+    """Whether a stopping replica may close its listener (monotonic seconds)."""
+    if now - stopped_at >= shutdown.drain_max:
+        return True
+    return now - stopped_at >= shutdown.drain and now - last_post >= shutdown.quiet
 
 
 def run(
@@ -630,16 +852,24 @@ def run(
     server, _ = receiver.serve(address, worker)
     logger.info("receiving notifications on %s:%d", *address)
     worker.terminating.wait()
-    logger.info("stopping: not ready; receiving for %.0fs more", shutdown.drain)
-    time.sleep(shutdown.drain)
+    stopped_at = time.monotonic()
+    logger.info("stopping: not ready; receiving until no notification came for %.0fs",
+                shutdown.quiet)  # fmt: skip
+    while not drained(shutdown, stopped_at=stopped_at, last_post=server.last_post,
+                      now=time.monotonic()):  # fmt: skip
+        time.sleep(0.1)
     server.closing.set()
     server.shutdown()
+    logger.info("stopped receiving after %.1fs", time.monotonic() - stopped_at)
     deadline = time.monotonic() + shutdown.grace
-    idle = server.wait_idle(shutdown.grace)
+    worker.wait_settled(shutdown.patience)
     threads[1].join(max(0.0, deadline - time.monotonic()))
-    if not idle or threads[1].is_alive():
-        logger.warning("events still in hand after %.0fs; giving up on them", shutdown.grace)
+    # Retries still waiting end now; each is handed to another replica by its own thread.
     worker.abort.set()
+    if not worker.wait_settled(max(0.0, deadline - time.monotonic())):
+        lost = worker.hand_off_held()
+        if lost:
+            logger.error("%d events still in hand could not be handed over", lost)
     server.wait_idle(shutdown.last_answers)
     threads[1].join(shutdown.last_answers)
     stop_watch.set()

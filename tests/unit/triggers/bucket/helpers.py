@@ -50,10 +50,12 @@ class Recorder:
         target: delivery.Target,
         spec: trigger_api.AsyncDelivery,
         payload: bytes,
+        *,
         request_id: str,
         first_seen: datetime.datetime,
+        progress: delivery.Progress | None,
     ) -> delivery.Result:
-        del spec, first_seen
+        del spec, first_seen, progress
         self.gate.wait(10)
         with self.lock:
             index = len(self.delivered)
@@ -94,7 +96,7 @@ def no_secret(namespace: str, ref: meta.LocalObjectReference | None) -> None:
 
 
 def make_worker(
-    recorder: Recorder, snapshots: MemorySnapshots | None = None, **kwargs: Any
+    recorder: worker.Deliver, snapshots: MemorySnapshots | None = None, **kwargs: Any
 ) -> worker.Worker:
     return worker.Worker(
         deliver=recorder,

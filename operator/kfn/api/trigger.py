@@ -115,7 +115,9 @@ class NatsDestination(meta.Model):
     servers: NatsServers = pydantic.Field(description="NATS server URLs (nats://host:4222).")
     subject: NatsSubject = pydantic.Field(description="Subject the failed events are published to.")
     credentials_secret_ref: meta.LocalObjectReference | None = pydantic.Field(
-        default=None, description="Secret with the connection's credentials (key creds or token)."
+        default=None,
+        description="Secret with the connection's credentials (key creds, token, or username "
+        "and password).",
     )
 
 
@@ -418,7 +420,7 @@ class StreamTrigger(meta.Model):
     credentials_secret_ref: meta.LocalObjectReference | None = pydantic.Field(
         default=None,
         description="Secret with the connection's credentials (Kafka: username, password, "
-        "mechanism, ca.crt; NATS: creds or token).",
+        "mechanism, ca.crt; NATS: creds, token, or username and password).",
     )
 
     __rules__ = (

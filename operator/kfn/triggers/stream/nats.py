@@ -201,6 +201,15 @@ def describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+def refused_credentials(error: BaseException) -> bool:
+    """Whether the server turned the client's credentials down (it then closes the
+    connection, so a reset follows that says nothing of why)."""
+    text = str(error).lower()
+    return isinstance(error, nats.errors.AuthorizationError) or any(
+        marker in text for marker in ("authorization violation", "authentication")
+    )
+
+
 # --- the consumer --------------------------------------------------------------------------------
 
 
@@ -242,6 +251,8 @@ class Consumer:
         self.client: Client | None = None
         self.reachable: bool | None = None
         self.problem = ""
+        #: Set while the server refuses the credentials, so a following reset keeps the why.
+        self.refused = False
         self.last_event: datetime.datetime | None = None
         self.timer: threading.Timer | None = None
 
@@ -346,10 +357,14 @@ class Consumer:
             )
         except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
             where = f"stream {self.source.stream}" if self.client else self.servers
-            self._reachable(
-                False, trigger_api.Reason.CONNECTION_FAILED, f"{where}: {describe(exc)}"
-            )
+            if refused_credentials(exc):
+                self._reachable(False, trigger_api.Reason.CONNECTION_FAILED,
+                                self._refusal(describe(exc)))  # fmt: skip
+            elif not self.refused:
+                self._reachable(False, trigger_api.Reason.CONNECTION_FAILED,
+                                f"{where}: {describe(exc)}")  # fmt: skip
         else:
+            self.refused = False
             self._reachable(
                 True,
                 trigger_api.Reason.CONNECTED,
@@ -364,19 +379,32 @@ class Consumer:
     def servers(self) -> str:
         return f"servers {','.join(self.source.servers)}"
 
+    def _refusal(self, detail: str) -> str:
+        ref = self.target.spec.credentials_secret_ref
+        whose = f"of Secret {self.target.namespace}/{ref.name}" if ref else "(none given)"
+        return (
+            f"{self.servers} refused the credentials {whose}: {detail}; check its token, "
+            "creds or username and password, and the user's rights on the stream"
+        )
+
     async def _connect(self, options: dict[str, Any]) -> Client:
         async def on_error(error: Exception) -> None:
-            self._reachable(
-                False, trigger_api.Reason.CONNECTION_FAILED, f"{self.servers}: {describe(error)}"
-            )
+            if refused_credentials(error):
+                self.refused = True
+                self._reachable(False, trigger_api.Reason.CONNECTION_FAILED,
+                                self._refusal(describe(error)))  # fmt: skip
+            elif not self.refused:
+                self._reachable(False, trigger_api.Reason.CONNECTION_FAILED,
+                                f"{self.servers}: {describe(error)}")  # fmt: skip
 
         async def on_disconnected() -> None:
-            if not self.stopping.is_set():
+            if not self.stopping.is_set() and not self.refused:
                 self._reachable(
                     False, trigger_api.Reason.CONNECTION_FAILED, f"{self.servers}: disconnected"
                 )
 
         async def on_reconnected() -> None:
+            self.refused = False
             self._reachable(
                 True,
                 trigger_api.Reason.CONNECTED,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import nats.errors
 import nats.js.api
 import pytest
 from nats.aio.msg import Msg
@@ -192,3 +193,10 @@ def test_the_worker_serves_jetstream_triggers_with_jetstream_consumers() -> None
     topic = streams.consumer_of(source.Target("shop", "t", "u", "fn", spec))
     assert isinstance(topic, Started)
     assert topic.kind == "kafka"
+
+
+def test_a_refused_credential_is_told_apart_from_the_reset_that_follows_it() -> None:
+    assert nats_.refused_credentials(nats.errors.Error("nats: 'Authorization Violation'"))
+    assert nats_.refused_credentials(nats.errors.AuthorizationError())
+    assert not nats_.refused_credentials(ConnectionResetError(104, "Connection reset by peer"))
+    assert not nats_.refused_credentials(nats.errors.NoServersError())

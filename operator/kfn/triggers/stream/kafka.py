@@ -73,6 +73,13 @@ FATAL_CODES: Final = frozenset(
         confluent_kafka.KafkaError.GROUP_AUTHORIZATION_FAILED,
     }
 )
+#: Errors that mean the brokers turned the credentials down.
+REFUSED_CODES: Final = frozenset(
+    {
+        confluent_kafka.KafkaError._AUTHENTICATION,
+        confluent_kafka.KafkaError.SASL_AUTHENTICATION_FAILED,
+    }
+)
 TIMESTAMP_TYPES: Final[dict[int, events.TimestampType]] = {
     confluent_kafka.TIMESTAMP_CREATE_TIME: "CREATE_TIME",
     confluent_kafka.TIMESTAMP_LOG_APPEND_TIME: "LOG_APPEND_TIME",
@@ -265,22 +272,32 @@ class Consumer:
         try:
             metadata = consumer.list_topics(self.source.topic, timeout=METADATA_TIMEOUT)
         except confluent_kafka.KafkaException as exc:
-            error = self.fatal_error or str(exc.args[0] if exc.args else exc)
-            return f"brokers {','.join(self.source.bootstrap_servers)}: {error}"
+            # Error callbacks run only inside poll: serve them, since one may say why (a
+            # refused login shows here only as a transport failure).
+            consumer.poll(0)
+            return self.fatal_error or f"{self.brokers}: {exc.args[0] if exc.args else exc}"
         topic = metadata.topics.get(self.source.topic)
         if topic is None or topic.error is not None:
             reason = topic.error.str() if topic is not None and topic.error else "not found"
             return f"topic {self.source.topic}: {reason}"
         return None
 
+    @property
+    def brokers(self) -> str:
+        return f"brokers {','.join(self.source.bootstrap_servers)}"
+
     def _on_error(self, error: confluent_kafka.KafkaError) -> None:
-        if error.code() in FATAL_CODES:
-            self.fatal_error = error.str()
-            self._reachable(
-                False,
-                trigger_api.Reason.CONNECTION_FAILED,
-                f"brokers {','.join(self.source.bootstrap_servers)}: {error.str()}",
+        if error.code() in REFUSED_CODES:
+            ref = self.target.spec.credentials_secret_ref
+            whose = f"of Secret {self.target.namespace}/{ref.name}" if ref else "(none given)"
+            self.fatal_error = (
+                f"{self.brokers} refused the credentials {whose}: {error.str()}; check its "
+                "username, password and mechanism"
             )
+            self._reachable(False, trigger_api.Reason.CONNECTION_FAILED, self.fatal_error)
+        elif error.code() in FATAL_CODES:
+            self.fatal_error = f"{self.brokers}: {error.str()}"
+            self._reachable(False, trigger_api.Reason.CONNECTION_FAILED, self.fatal_error)
         else:
             logger.info("%s: kafka: %s", self.target.label, error.str())
 

@@ -204,6 +204,35 @@ def test_a_thousand_messages_wake_a_function_at_zero_and_arrive_in_order(
     kubectl("-n", namespace, "delete", "trigger", "orders", "--wait=true")
 
 
+def test_killing_the_worker_mid_stream_loses_no_message(
+    kfn: str, namespace: str, image: str, sink: Sink, streams: list[str]
+) -> None:
+    """What the killed worker had not acknowledged comes back to its replacement after the
+    consumer's ack wait (30 s); order holds for first deliveries."""
+    stream = new_stream(streams)
+    deploy_function(namespace, "killed", image, at_zero=False)
+    trigger(namespace, "killed", "killed", {
+        "nats": {"servers": [SERVER], "subject": f"{stream}.>", "stream": stream},
+        "batchSize": 10, "startingPosition": "Earliest",
+    })  # fmt: skip
+    values = [f"kill-{i}" for i in range(2_000)]
+    publish(f"{stream}.in", values)
+
+    def mine() -> list[tuple[int, int, str]]:
+        return [r for r in sink.records() if r[2].startswith("kill-")]
+
+    wait_for("a quarter of the messages", lambda: len(mine()) >= 500, timeout=180, every=0.2)
+    before = len(mine())
+    kubectl("-n", kfn, "delete", "pod", "-l", "app.kubernetes.io/component=stream",
+            "--grace-period=0", "--force")  # fmt: skip
+    wait_for("all 2,000 messages after the kill",
+             lambda: len({s for _, s, _ in mine()}) >= 2_000, timeout=240, every=1)  # fmt: skip
+    duplicates = check_order(mine(), values)
+    print(f"\nkilled the worker after {before} messages; {duplicates} duplicates")
+    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-stream", "--timeout=120s")
+    kubectl("-n", namespace, "delete", "trigger", "killed", "--wait=true")
+
+
 def test_a_poison_message_goes_to_the_on_failure_subject_while_the_rest_flows(
     namespace: str, image: str, sink: Sink, streams: list[str]
 ) -> None:

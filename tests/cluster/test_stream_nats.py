@@ -201,7 +201,18 @@ def test_a_thousand_messages_wake_a_function_at_zero_and_arrive_in_order(
     assert reachable is not None
     assert reachable["status"] == "True"
     assert stream in reachable["message"]
+    durable = f"kfn_{namespace}_orders"
+    assert durable in durables(stream)
     kubectl("-n", namespace, "delete", "trigger", "orders", "--wait=true")
+    wait_for(f"the durable {durable} to be deleted with its Trigger",
+             lambda: durable not in durables(stream), timeout=60, every=1)  # fmt: skip
+
+
+def durables(stream: str) -> set[str]:
+    async def names(js: Any) -> set[str]:
+        return {info.name for info in await js.consumers_info(stream)}
+
+    return set(jetstream(names))
 
 
 def test_killing_the_worker_mid_stream_loses_no_message(

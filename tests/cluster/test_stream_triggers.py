@@ -249,7 +249,17 @@ def test_ten_thousand_records_wake_a_function_at_zero_and_all_arrive_in_order_pe
     reachable = condition(namespace, "orders", "SourceReachable")
     assert reachable is not None
     assert reachable["status"] == "True"
+    group = f"kfn.{namespace}.orders"
+    assert group in consumer_groups()
     kubectl("-n", namespace, "delete", "trigger", "orders", "--wait=true")
+    wait_for(f"the consumer group {group} to be deleted with its Trigger",
+             lambda: group not in consumer_groups(), timeout=60, every=1)  # fmt: skip
+
+
+def consumer_groups() -> set[str]:
+    admin = admin_.AdminClient({"bootstrap.servers": BOOTSTRAP})
+    listed = admin.list_consumer_groups(request_timeout=10).result(15)
+    return {group.group_id for group in listed.valid}
 
 
 def test_killing_the_worker_mid_stream_loses_no_record(

@@ -296,7 +296,8 @@ class KafkaSource(meta.Model):
         max_length=255,
         pattern=KAFKA_TOPIC_PATTERN,
         description="Consumer group whose committed offsets track progress. Unset: "
-        "kfn.<namespace>.<trigger name>. Cannot change, since offsets belong to the group.",
+        "kfn.<namespace>.<trigger name>, deleted with the Trigger; a group named here is "
+        "kept. Cannot change, since offsets belong to the group.",
     )
 
     __rules__ = (
@@ -327,7 +328,8 @@ class NatsSource(meta.Model):
         max_length=255,
         pattern=NATS_NAME_PATTERN,
         description="Durable consumer tracking progress. Unset: kfn_<namespace>_<trigger "
-        "name>. Cannot change, since acknowledgements belong to the consumer.",
+        "name>, deleted with the Trigger; a durable named here is kept. Cannot change, since "
+        "acknowledgements belong to the consumer.",
     )
 
     __rules__ = (

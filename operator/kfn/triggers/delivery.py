@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime.datetime]
 Secret = Mapping[str, bytes]
+#: Reads the Secret a Trigger names (None for no reference); :func:`read_secret` in a worker.
+SecretReader = Callable[[str, meta.LocalObjectReference | None], Secret | None]
 
 #: Lambda's retry delays for function errors; workers may shorten them (KFN_ASYNC_RETRY_DELAYS).
 DEFAULT_RETRY_DELAYS: Final = retry.LAMBDA_RETRY_DELAYS

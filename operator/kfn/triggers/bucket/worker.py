@@ -335,8 +335,7 @@ class Worker:
         lease: lease_.LeaseKeeper | None = None,
         statuses: status.StatusWriter | None = None,
         snapshots: poll.SnapshotStore | None = None,
-        read_secret: Callable[[str, meta.LocalObjectReference | None], Mapping[str, bytes] | None]
-        = delivery.read_secret,
+        read_secret: delivery.SecretReader = delivery.read_secret,
         clock: Clock = utcnow,
         threads: int = DELIVERY_THREADS,
         abort: threading.Event | None = None,

@@ -23,11 +23,18 @@ def main(argv: list[str] | None = None) -> None:
     def jetstream_consumer(target: source.Target) -> nats.Consumer:
         return nats.Consumer(target, invoker=invoker, destinations=destinations, statuses=statuses)
 
+    def forget(target: source.Target) -> None:
+        if target.spec.nats is None:
+            kafka.forget_group(target)
+        else:
+            nats.forget_durable(target)
+
     streams = worker.Worker(
         kafka_consumer,
         statuses,
         os.environ.get("AWS_REGION", "local"),
         nats_factory=jetstream_consumer,
+        forget=forget,
     )
 
     def stop() -> None:

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import confluent_kafka
+from confluent_kafka import admin as kafka_admin
 
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
@@ -92,6 +93,44 @@ def group_of(target: source_.Target) -> str:
     source = target.spec.kafka
     assert source is not None
     return source.consumer_group or f"kfn.{target.namespace}.{target.name}"
+
+
+#: How long deleting a consumer group waits for members of other replicas to leave.
+FORGET_TIMEOUT: Final = 30.0
+
+
+def forget_group(
+    target: source_.Target, read_secret: delivery.SecretReader = delivery.read_secret
+) -> None:
+    """Deletes the consumer group kfn named for a deleted Trigger (never one the Trigger
+    named itself); failures are logged, since the Trigger is gone either way."""
+    source = target.spec.kafka
+    if source is None or source.consumer_group is not None:
+        return
+    group = group_of(target)
+    try:
+        secret = read_secret(target.namespace, target.spec.credentials_secret_ref)
+        admin = kafka_admin.AdminClient(delivery.kafka_config(source.bootstrap_servers, secret))
+    except (delivery.CredentialsError, confluent_kafka.KafkaException) as exc:
+        logger.warning("%s: cannot delete consumer group %s: %s", target.label, group, exc)
+        return
+    deadline = time.monotonic() + FORGET_TIMEOUT
+    while True:
+        future = admin.delete_consumer_groups([group], request_timeout=10)[group]
+        try:
+            future.result(15)
+        except confluent_kafka.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            code = error.code() if isinstance(error, confluent_kafka.KafkaError) else None
+            if code == confluent_kafka.KafkaError.GROUP_ID_NOT_FOUND:
+                return
+            if code == confluent_kafka.KafkaError.NON_EMPTY_GROUP and time.monotonic() < deadline:
+                time.sleep(1.0)  # another replica's consumer is still leaving
+                continue
+            logger.warning("%s: cannot delete consumer group %s: %s", target.label, group, exc)
+            return
+        logger.info("%s: deleted consumer group %s", target.label, group)
+        return
 
 
 def record_of(message: confluent_kafka.Message) -> Record:

@@ -6,6 +6,13 @@ consumer for a new Trigger, stops the consumer of a deleted one, and restarts a 
 whose Trigger changed (a new ``metadata.generation`` or uid). Stopping lets in-flight
 batches finish and commit, so a restart redelivers nothing that was handled.
 
+When a Trigger is deleted (or replaced by a new one of the same name) the worker also
+removes what kfn named for it at the source: the default Kafka consumer group
+``kfn.<namespace>.<trigger>`` or JetStream durable ``kfn_<namespace>_<trigger>``, so a
+Trigger created again starts at its ``startingPosition``, as a new Lambda event source
+mapping does, and the broker keeps no state for it. A group or durable the Trigger names
+itself is the user's and stays.
+
 Every replica runs a consumer for every Trigger: Kafka's consumer group shares the
 partitions between them; a JetStream durable hands out one batch at a time
 (``max_ack_pending`` = ``batchSize``), so replicas take turns on it.
@@ -123,23 +130,31 @@ class Idle:
 Factory = Callable[[source.Target], Running]
 
 
+Forget = Callable[[source.Target], None]
+
+
 @dataclasses.dataclass(frozen=True)
 class Changes:
     start: list[Key]
     stop: list[Key]
+    #: Stopped for good: the Trigger was deleted or replaced (a new uid).
+    forget: list[Key] = dataclasses.field(default_factory=list)
 
 
 def plan(wanted: dict[Key, tuple[str, int]], running: dict[Key, tuple[str, int]]) -> Changes:
-    """Which consumers to stop (gone or changed) and start (new or changed); pure."""
+    """Which consumers to stop (gone or changed), start (new or changed) and forget at the
+    source (gone or replaced); pure. Versions are (uid, generation)."""
     stop = sorted(k for k, version in running.items() if wanted.get(k) != version)
     start = sorted(k for k, version in wanted.items() if running.get(k) != version)
-    return Changes(start=start, stop=stop)
+    forget = [k for k in stop if k not in wanted or wanted[k][0] != running[k][0]]
+    return Changes(start=start, stop=stop, forget=forget)
 
 
 class Worker:
     """Keeps one consumer per stream Trigger running (see the module doc).
 
-    ``factory`` builds Kafka consumers and ``nats_factory`` JetStream ones.
+    ``factory`` builds Kafka consumers and ``nats_factory`` JetStream ones; ``forget``
+    removes a deleted Trigger's kfn-named group or durable (see the module doc).
     """
 
     def __init__(
@@ -149,12 +164,16 @@ class Worker:
         region: str,
         *,
         nats_factory: Factory,
+        forget: Forget | None = None,
     ) -> None:
         self.factory = factory
         self.nats_factory = nats_factory
+        self.forget = forget
         self.statuses = statuses
         self.table = Table(region)
-        self.running: dict[Key, tuple[tuple[str, int], Running]] = {}
+        self.running: dict[Key, tuple[tuple[str, int], Running, source.Target]] = {}
+        #: Threads forgetting deleted Triggers at the source (finished ones are dropped).
+        self.forgetting: list[threading.Thread] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -185,24 +204,37 @@ class Worker:
             wanted = dict(self.table.wanted)
         changes = plan(
             {k: w.version for k, w in wanted.items()},
-            {k: version for k, (version, _) in self.running.items()},
+            {k: version for k, (version, _, _) in self.running.items()},
         )
-        stopping = [(key, self.running.pop(key)[1]) for key in changes.stop]
-        for key, consumer in stopping:
+        self.forgetting = [thread for thread in self.forgetting if thread.is_alive()]
+        stopping = [(key, *self.running.pop(key)[1:]) for key in changes.stop]
+        for key, consumer, _ in stopping:
             logger.info("stopping the consumer of %s/%s", *key)
             consumer.stop()
-        for key, consumer in stopping:
+        for key, consumer, target in stopping:
             consumer.join()
             if key not in wanted:
                 self.statuses.forget(key)
                 delivery.forget_metrics(f"{key[0]}/{key[1]}", source.KIND)
+            if key in changes.forget and self.forget is not None:
+                if key in wanted:
+                    # Replaced: before the new consumer starts, so it does not join the old
+                    # group or durable.
+                    self.forget(target)
+                else:
+                    # Deleted: aside, so an unreachable broker holds up no other Trigger.
+                    thread = threading.Thread(
+                        target=self.forget, args=(target,), name="forget", daemon=True
+                    )
+                    thread.start()
+                    self.forgetting.append(thread)
         for key in changes.start:
             item = wanted[key]
             self.statuses.track(item.obj)
             logger.info("starting the consumer of %s/%s", *key)
             consumer = self.consumer_of(item.target)
             consumer.start()
-            self.running[key] = (item.version, consumer)
+            self.running[key] = (item.version, consumer, item.target)
         for item in wanted.values():
             self.statuses.track(item.obj)
 
@@ -213,7 +245,7 @@ class Worker:
 
     def shutdown(self) -> None:
         """Stops every consumer: no more fetching, in-flight batches finish and commit."""
-        consumers = [c for _, c in self.running.values()]
+        consumers = [c for _, c, _ in self.running.values()]
         for consumer in consumers:
             consumer.stop()
         for consumer in consumers:

@@ -12,6 +12,7 @@ import collections
 import http.server
 import json
 import pathlib
+import secrets
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ import confluent_kafka.admin as admin_
 import pytest
 
 from kfncluster import fnimage
+from tests.cluster import secured
 from tests.cluster.kubeutil import (
     NODE,
     kubectl,
@@ -359,3 +361,76 @@ def test_an_unreachable_broker_shows_source_reachable_false_with_the_reason(
     assert ready is not None
     assert ready["status"] == "False"
     kubectl("-n", namespace, "delete", "trigger", "nobroker", "--wait=true")
+
+
+def refused_naming_the_secret(
+    kfn: str, namespace: str, trigger_name: str, secret: str, *, hidden: list[str]
+) -> dict[str, Any]:
+    """Waits for the Trigger's SourceReachable=False naming ``secret``, and checks that no
+    ``hidden`` value shows in the Triggers, the Events or the stream worker's log."""
+
+    def refused() -> dict[str, Any] | None:
+        cond = condition(namespace, trigger_name, "SourceReachable")
+        return cond if cond and cond["status"] == "False" else None
+
+    cond = wait_for(f"SourceReachable=False for {trigger_name}", refused, timeout=120, every=1)
+    print(f"\nSourceReachable: {cond['reason']}: {cond['message']}")
+    assert cond["reason"] == "ConnectionFailed"
+    assert f"refused the credentials of Secret {namespace}/{secret}" in cond["message"]
+    seen = json.dumps(kubectl_json("-n", namespace, "get", "triggers"))
+    seen += kubectl("-n", namespace, "get", "events", "-o", "json")
+    seen += kubectl("-n", kfn, "logs", "deployment/kfn-stream", "--tail=-1")
+    for value in hidden:
+        assert value not in seen, "a credential shows in status, events or logs"
+    return cond
+
+
+@pytest.fixture(scope="module")
+def secured_kafka(
+    cluster: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[secured.Kafka]:
+    with secured.kafka_broker(tmp_path_factory.mktemp("secured-kafka")) as broker:
+        yield broker
+
+
+def test_a_scram_secured_broker_is_read_with_the_secrets_credentials_which_never_show(
+    kfn: str, namespace: str, image: str, sink: Sink, secured_kafka: secured.Kafka
+) -> None:
+    topic = f"secured-{uuid.uuid4().hex[:8]}"
+    admin_client = admin_.AdminClient(secured_kafka.client())
+    for future in admin_client.create_topics([admin_.NewTopic(topic, 2, 1)]).values():
+        future.result(30)
+    values = [f"sasl-{i}" for i in range(200)]
+    producer = confluent_kafka.Producer(secured_kafka.client(**{"linger.ms": "10"}))
+    for index, value in enumerate(values):
+        producer.produce(topic, value.encode(), key=str(index).encode())
+    assert producer.flush(60) == 0
+    wrong = secrets.token_urlsafe(18)
+    for name, password in (("kafka-scram", secured_kafka.password), ("kafka-wrong", wrong)):
+        kubectl("-n", namespace, "create", "secret", "generic", name,
+                f"--from-literal=username={secured_kafka.user}",
+                f"--from-literal=password={password}",
+                f"--from-literal=mechanism={secured.MECHANISM}")  # fmt: skip
+    deploy_function(namespace, "secured", image, at_zero=False)
+    source = {"bootstrapServers": [secured_kafka.bootstrap], "topic": topic}
+    trigger(namespace, "secured", "secured", {
+        "kafka": source, "startingPosition": "Earliest", "batchSize": 50,
+        "credentialsSecretRef": {"name": "kafka-scram"},
+    })  # fmt: skip
+    trigger(namespace, "refused", "secured", {
+        "kafka": source, "startingPosition": "Earliest",
+        "credentialsSecretRef": {"name": "kafka-wrong"},
+    })  # fmt: skip
+
+    def mine() -> list[tuple[int, int, str]]:
+        return [r for r in sink.records() if r[2].startswith("sasl-")]
+
+    wait_for("the 200 records of the secured topic", lambda: len({v for *_, v in mine()}) >= 200,
+             timeout=180, every=0.5)  # fmt: skip
+    check_order(mine(), values)
+
+    cond = refused_naming_the_secret(kfn, namespace, "refused", "kafka-wrong",
+                                     hidden=[secured_kafka.password, wrong])  # fmt: skip
+    assert "authentication" in cond["message"].lower()
+    for name in ("secured", "refused"):
+        kubectl("-n", namespace, "delete", "trigger", name, "--wait=true")

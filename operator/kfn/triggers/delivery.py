@@ -345,6 +345,15 @@ class CredentialsError(Exception):
     """A Secret a Trigger names does not exist or lacks a key; the message says which."""
 
 
+def refusal(
+    where: str, namespace: str, ref: meta.LocalObjectReference | None, detail: str, check: str
+) -> str:
+    """The SourceReachable message for credentials a source turned down: it names the
+    Secret (never its values) and what to check in it."""
+    whose = f"of Secret {namespace}/{ref.name}" if ref else "(none given)"
+    return f"{where} refused the credentials {whose}: {detail}; check {check}"
+
+
 def read_secret(namespace: str, ref: meta.LocalObjectReference | None) -> Secret | None:
     """The Secret's data, None without a reference; :class:`CredentialsError` if missing."""
     if ref is None:

@@ -30,9 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
-import pydantic
-
-from kfn import kube
+from kfn import kube, triggers
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery, status
@@ -106,10 +104,8 @@ class Route:
 
 def route_of(obj: kube.Object) -> Route | None:
     """The Route of a Trigger object, or None when it is not a valid bucket Trigger."""
-    try:
-        trigger = trigger_api.Trigger.model_validate(obj)
-    except pydantic.ValidationError as exc:
-        logger.warning("ignoring an invalid Trigger: %s", exc.errors()[:1])
+    trigger = triggers.valid_trigger(obj)
+    if trigger is None:
         return None
     if trigger.spec.bucket is None:
         return None
@@ -264,12 +260,10 @@ def source_verdict(
         if error.status == 0:
             text = f"cannot reach {where}: {error.message}"
         elif error.status in (401, 403) or error.code in CREDENTIAL_ERRORS:
-            ref = route.spec.credentials_secret_ref
-            whose = f"of Secret {route.namespace}/{ref.name}" if ref else "(none given)"
-            text = (
-                f"{where} refused the credentials {whose}: {error.code} {error.message}; "
-                "check the access key and its rights on the bucket"
-            )
+            text = delivery.refusal(
+                where, route.namespace, route.spec.credentials_secret_ref,
+                f"{error.code} {error.message}", "the access key and its rights on the bucket",
+            )  # fmt: skip
         elif error.status == 404:
             text = f"{where} does not exist ({error.code})"
         else:

@@ -24,9 +24,8 @@ from collections.abc import Callable
 from typing import Final
 
 import prometheus_client
-import pydantic
 
-from kfn import kube
+from kfn import kube, triggers
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery, leader, lease, status
@@ -89,10 +88,8 @@ class Entry:
 
 def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
     """The Entry for a Trigger object, or None when it is not a valid cron Trigger."""
-    try:
-        trigger = trigger_api.Trigger.model_validate(obj)
-    except pydantic.ValidationError as exc:
-        logger.warning("ignoring an invalid Trigger: %s", exc.errors()[:1])
+    trigger = triggers.valid_trigger(obj)
+    if trigger is None:
         return None
     cron = trigger.spec.cron
     if cron is None:

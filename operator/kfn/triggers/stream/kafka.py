@@ -327,12 +327,10 @@ class Consumer:
 
     def _on_error(self, error: confluent_kafka.KafkaError) -> None:
         if error.code() in REFUSED_CODES:
-            ref = self.target.spec.credentials_secret_ref
-            whose = f"of Secret {self.target.namespace}/{ref.name}" if ref else "(none given)"
-            self.fatal_error = (
-                f"{self.brokers} refused the credentials {whose}: {error.str()}; check its "
-                "username, password and mechanism"
-            )
+            self.fatal_error = delivery.refusal(
+                self.brokers, self.target.namespace, self.target.spec.credentials_secret_ref,
+                error.str(), "its username, password and mechanism",
+            )  # fmt: skip
             self._reachable(False, trigger_api.Reason.CONNECTION_FAILED, self.fatal_error)
         elif error.code() in FATAL_CODES:
             self.fatal_error = f"{self.brokers}: {error.str()}"

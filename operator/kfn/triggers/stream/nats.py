@@ -406,20 +406,9 @@ class Consumer:
                 f"stream {self.source.stream} not found",
             )
         except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
-            where = f"stream {self.source.stream}" if self.client else self.servers
-            if refused_credentials(exc):
-                self._reachable(False, trigger_api.Reason.CONNECTION_FAILED,
-                                self._refusal(describe(exc)))  # fmt: skip
-            elif not self.refused:
-                self._reachable(False, trigger_api.Reason.CONNECTION_FAILED,
-                                f"{where}: {describe(exc)}")  # fmt: skip
+            self._failed(f"stream {self.source.stream}" if self.client else self.servers, exc)
         else:
-            self.refused = False
-            self._reachable(
-                True,
-                trigger_api.Reason.CONNECTED,
-                f"consuming stream {self.source.stream} as {self.durable}",
-            )
+            self._connected()
             self._call(self._start_tasks())
             return subscription
         self.stopping.wait(LAG_INTERVAL)
@@ -429,23 +418,33 @@ class Consumer:
     def servers(self) -> str:
         return f"servers {','.join(self.source.servers)}"
 
-    def _refusal(self, detail: str) -> str:
-        ref = self.target.spec.credentials_secret_ref
-        whose = f"of Secret {self.target.namespace}/{ref.name}" if ref else "(none given)"
-        return (
-            f"{self.servers} refused the credentials {whose}: {detail}; check its token, "
-            "creds or username and password, and the user's rights on the stream"
+    def _failed(self, where: str, error: BaseException) -> None:
+        """Reports a connection error; a refused credential stays the reason until a
+        connection succeeds, since the reset that follows it says nothing of why."""
+        if refused_credentials(error):
+            self.refused = True
+            message = delivery.refusal(
+                self.servers, self.target.namespace, self.target.spec.credentials_secret_ref,
+                describe(error),
+                "its token, creds or username and password, and the user's rights on the stream",
+            )  # fmt: skip
+        elif self.refused:
+            return
+        else:
+            message = f"{where}: {describe(error)}"
+        self._reachable(False, trigger_api.Reason.CONNECTION_FAILED, message)
+
+    def _connected(self) -> None:
+        self.refused = False
+        self._reachable(
+            True,
+            trigger_api.Reason.CONNECTED,
+            f"consuming stream {self.source.stream} as {self.durable}",
         )
 
     async def _connect(self, options: dict[str, Any]) -> Client:
         async def on_error(error: Exception) -> None:
-            if refused_credentials(error):
-                self.refused = True
-                self._reachable(False, trigger_api.Reason.CONNECTION_FAILED,
-                                self._refusal(describe(error)))  # fmt: skip
-            elif not self.refused:
-                self._reachable(False, trigger_api.Reason.CONNECTION_FAILED,
-                                f"{self.servers}: {describe(error)}")  # fmt: skip
+            self._failed(self.servers, error)
 
         async def on_disconnected() -> None:
             if not self.stopping.is_set() and not self.refused:
@@ -454,12 +453,7 @@ class Consumer:
                 )
 
         async def on_reconnected() -> None:
-            self.refused = False
-            self._reachable(
-                True,
-                trigger_api.Reason.CONNECTED,
-                f"consuming stream {self.source.stream} as {self.durable}",
-            )
+            self._connected()
 
         return await nats.connect(
             servers=list(self.source.servers),

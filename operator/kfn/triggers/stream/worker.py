@@ -26,9 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Final, Protocol
 
-import pydantic
-
-from kfn import kube
+from kfn import kube, triggers
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
@@ -55,10 +53,8 @@ class Wanted:
 
 def wanted_of(obj: kube.Object, region: str = "local") -> Wanted | None:
     """The wanted consumer of a Trigger object; None unless it is a valid stream Trigger."""
-    try:
-        trigger = trigger_api.Trigger.model_validate(obj)
-    except pydantic.ValidationError as exc:
-        logger.warning("ignoring an invalid Trigger: %s", exc.errors()[:1])
+    trigger = triggers.valid_trigger(obj)
+    if trigger is None:
         return None
     stream = trigger.spec.stream
     if stream is None:

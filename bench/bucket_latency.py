@@ -40,7 +40,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "hack" / "cluster")]
 
 from tests.cluster import stores  # noqa: E402
-from tests.cluster.kubeutil import kubectl, kubectl_json, wait_for  # noqa: E402
+from tests.cluster.kubeutil import (  # noqa: E402
+    apply,
+    kubectl,
+    kubectl_json,
+    python_function,
+    wait_for,
+)
 
 from kfncluster import fnimage  # noqa: E402
 
@@ -96,10 +102,6 @@ class Sink:
             return self.arrived[marker]
 
 
-def apply(obj: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
 def quantiles(values: list[float]) -> str:
     cuts = statistics.quantiles(values, n=100)
     return f"p50 {cuts[49] * 1000:7.1f} ms   p99 {cuts[98] * 1000:7.1f} ms"
@@ -117,20 +119,8 @@ def main() -> None:
         store = stores.deploy_s3_store(
             namespace, webhook_url="http://kfn-bucket.kfn-system.svc.cluster.local/events"
         )
-        apply(
-            {
-                "apiVersion": "kfn.dev/v1alpha1",
-                "kind": "Function",
-                "metadata": {"name": "sinker", "namespace": namespace},
-                "spec": {
-                    "runtime": "python3.11",
-                    "handler": "app.handler",
-                    "source": {"image": image},
-                    "env": [{"name": "SINK_URL", "value": sink.url}],
-                    "scale": {"idleTimeout": "10m"},
-                },
-            }
-        )
+        python_function(namespace, "sinker", image, env=[{"name": "SINK_URL", "value": sink.url}],
+                        scale={"idleTimeout": "10m"})  # fmt: skip
         for bucket, mode in (("pushed", "Push"), ("polled", "Poll")):
             store.create_bucket(bucket)
             spec: dict[str, Any] = {"endpoint": store.endpoint, "bucket": bucket, "mode": mode,

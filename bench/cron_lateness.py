@@ -42,7 +42,13 @@ sys.path[:0] = [
 ]
 
 from tests.cluster import httpload  # noqa: E402
-from tests.cluster.kubeutil import kubectl, kubectl_json, wait_for  # noqa: E402
+from tests.cluster.kubeutil import (  # noqa: E402
+    apply,
+    kubectl,
+    kubectl_json,
+    python_function,
+    wait_for,
+)
 
 import pod_start  # noqa: E402
 from kfncluster import fnimage  # noqa: E402
@@ -59,10 +65,6 @@ def handler(event, context):
     return {}
 """
 SEEN = re.compile(r"LATE (\{.*\})")
-
-
-def apply(obj: dict[str, object]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
 
 
 def baseline(address: tuple[str, int], path: str, ticks: int, stop: threading.Event) -> None:
@@ -98,12 +100,7 @@ def main() -> int:
     kubectl("create", "namespace", ns)
     path = f"/_kfn/functions/{ns}/late/invoke"
     try:
-        apply({
-            "apiVersion": "kfn.dev/v1alpha1", "kind": "Function",
-            "metadata": {"name": "late", "namespace": ns},
-            "spec": {"runtime": "python3.11", "handler": "app.handler",
-                     "source": {"image": image}, "scale": {"minReplicas": 1}},
-        })  # fmt: skip
+        python_function(ns, "late", image, scale={"minReplicas": 1})
 
         def answers() -> bool:
             return asyncio.run(httpload.request(*address, "POST", path, b"{}")).status == 200

@@ -62,7 +62,11 @@ sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "hack" / "cluster"
 import confluent_kafka  # noqa: E402
 import confluent_kafka.admin  # noqa: E402
 from tests.cluster import httpload  # noqa: E402
-from tests.cluster.kubeutil import kubectl, kubectl_json  # noqa: E402
+from tests.cluster.kubeutil import (  # noqa: E402
+    kubectl,
+    kubectl_json,
+    python_function,
+)
 
 from kfn.api import trigger as trigger_api  # noqa: E402
 from kfn.triggers import delivery  # noqa: E402
@@ -294,19 +298,8 @@ def through_kfn(
 
 def deploy_function(namespace: str, address: tuple[str, int]) -> None:
     image = fnimage.push_python_function("bench/stream-sum", "v1", {"app.py": HANDLER})
-    fn = {
-        "apiVersion": "kfn.dev/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": FUNCTION, "namespace": namespace},
-        "spec": {
-            "runtime": "python3.11",
-            "handler": "app.handler",
-            "source": {"image": image},
-            "concurrency": PARTITIONS,
-            "scale": {"minReplicas": 1, "maxReplicas": 1, "idleTimeout": "10m"},
-        },
-    }
-    kubectl("apply", "-f", "-", input=json.dumps(fn))
+    python_function(namespace, FUNCTION, image, concurrency=PARTITIONS,
+                    scale={"minReplicas": 1, "maxReplicas": 1, "idleTimeout": "10m"})  # fmt: skip
     path = f"/_kfn/functions/{namespace}/{FUNCTION}/invoke"
     event = json.dumps({"records": {}}).encode()
 

@@ -40,6 +40,39 @@ def kubectl_json(*args: str) -> Any:
     return json.loads(kubectl(*args, "-o", "json"))
 
 
+def apply(obj: dict[str, Any]) -> None:
+    kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def python_function(namespace: str, name: str, image: str, **spec: Any) -> None:
+    """Applies a Function running ``app.handler`` of a python3.11 image; ``spec`` adds to
+    or replaces fields of its spec."""
+    base = {"runtime": "python3.11", "handler": "app.handler", "source": {"image": image}}
+    apply(
+        {
+            "apiVersion": "kfn.dev/v1alpha1",
+            "kind": "Function",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": base | spec,
+        }
+    )
+
+
+def function_pods(namespace: str, name: str) -> list[dict[str, Any]]:
+    selector = f"kfn.dev/function={name}"
+    return list(kubectl_json("-n", namespace, "get", "pods", "-l", selector)["items"])
+
+
+def wait_at_zero(namespace: str, name: str, timeout: float = 60) -> None:
+    """Waits until the Function's Deployment is scaled to zero and its pods are gone."""
+
+    def at_zero() -> bool:
+        deployment = kubectl_json("-n", namespace, "get", "deployment", name)
+        return deployment["spec"].get("replicas", 0) == 0 and not function_pods(namespace, name)
+
+    wait_for(f"{name} at zero with no pods left", at_zero, timeout=timeout, every=0.3)
+
+
 def wait_for(
     what: str, probe: Callable[[], T | None], timeout: float = 60, every: float = 0.2
 ) -> T:

@@ -20,11 +20,19 @@ import pytest
 
 from kfncluster import fnimage
 from tests.cluster import stores
-from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
+from tests.cluster.kubeutil import (
+    NODE,
+    apply,
+    kubectl,
+    kubectl_json,
+    python_function,
+    scratch_namespace,
+    wait_at_zero,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
-NODE = "10.244.0.1"
 HANDLER = """\
 import json, os, urllib.request
 
@@ -116,25 +124,9 @@ def store(kfn: str, namespace: str) -> stores.S3Store:
     return stores.deploy_s3_store(namespace, webhook_url=webhook)
 
 
-def apply(obj: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
 def function(namespace: str, name: str, image: str, sink: Sink) -> None:
-    apply(
-        {
-            "apiVersion": "kfn.dev/v1alpha1",
-            "kind": "Function",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "runtime": "python3.11",
-                "handler": "app.handler",
-                "source": {"image": image},
-                "env": [{"name": "SINK_URL", "value": sink.url}],
-                "scale": {"idleTimeout": "10s"},
-            },
-        }
-    )
+    python_function(namespace, name, image, env=[{"name": "SINK_URL", "value": sink.url}],
+                    scale={"idleTimeout": "10s"})  # fmt: skip
 
 
 def bucket_trigger(namespace: str, name: str, function_name: str, **bucket: Any) -> None:
@@ -157,12 +149,7 @@ def test_an_upload_wakes_the_function_at_zero_with_a_correct_s3_event_and_filter
     namespace: str, store: stores.S3Store, image: str, sink: Sink
 ) -> None:
     function(namespace, "push-fn", image, sink)
-
-    def at_zero() -> bool:
-        deployment = kubectl_json("-n", namespace, "get", "deployment", "push-fn")
-        return bool(deployment["spec"].get("replicas", 0) == 0)
-
-    wait_for("push-fn at zero", at_zero, timeout=120, every=1)
+    wait_at_zero(namespace, "push-fn", timeout=120)
     store.create_bucket("photos")
     bucket_trigger(
         namespace, "photos-jpg", "push-fn", endpoint=store.endpoint, bucket="photos",

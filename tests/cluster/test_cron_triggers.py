@@ -21,7 +21,15 @@ from typing import Any
 import pytest
 
 from kfncluster import fnimage
-from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
+from tests.cluster.kubeutil import (
+    apply,
+    kubectl,
+    kubectl_json,
+    python_function,
+    scratch_namespace,
+    wait_at_zero,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -52,35 +60,9 @@ def namespace(kfn: str) -> Iterator[str]:
         yield name
 
 
-def apply(obj: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
-def pods(namespace: str, name: str) -> list[dict[str, Any]]:
-    selector = f"kfn.dev/function={name}"
-    return list(kubectl_json("-n", namespace, "get", "pods", "-l", selector)["items"])
-
-
 def deploy_at_zero(namespace: str, name: str, image: str) -> None:
-    apply(
-        {
-            "apiVersion": "kfn.dev/v1alpha1",
-            "kind": "Function",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "runtime": "python3.11",
-                "handler": "app.handler",
-                "source": {"image": image},
-                "scale": {"idleTimeout": "5s"},
-            },
-        }
-    )
-
-    def at_zero() -> bool:
-        deployment = kubectl_json("-n", namespace, "get", "deployment", name)
-        return deployment["spec"].get("replicas", 0) == 0 and not pods(namespace, name)
-
-    wait_for(f"{name} at zero", at_zero, timeout=120, every=0.5)
+    python_function(namespace, name, image, scale={"idleTimeout": "5s"})
+    wait_at_zero(namespace, name, timeout=120)
 
 
 def seen_events(namespace: str, name: str) -> list[dict[str, Any]]:

@@ -18,7 +18,15 @@ import pytest
 
 from kfncluster import fnimage, install
 from tests.cluster import httpload
-from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
+from tests.cluster.kubeutil import (
+    function_pods,
+    kubectl,
+    kubectl_json,
+    python_function,
+    scratch_namespace,
+    wait_at_zero,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -63,18 +71,7 @@ def activator(kfn: str) -> tuple[str, int]:
 
 
 def deploy(namespace: str, name: str, image: str, **spec: Any) -> None:
-    fn = {
-        "apiVersion": "kfn.dev/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "runtime": "python3.11",
-            "handler": "app.handler",
-            "source": {"image": image},
-            **spec,
-        },
-    }
-    kubectl("apply", "-f", "-", input=json.dumps(fn))
+    python_function(namespace, name, image, **spec)
 
     def ready() -> bool:
         body = kubectl_json("-n", namespace, "get", "function", name)
@@ -115,21 +112,6 @@ def known_to_every_activator(activator: tuple[str, int], namespace: str, name: s
 
 def replicas(namespace: str, name: str) -> int:
     return int(kubectl_json("-n", namespace, "get", "deployment", name)["spec"].get("replicas", 0))
-
-
-def pods(namespace: str, name: str) -> list[dict[str, Any]]:
-    return list(
-        kubectl_json("-n", namespace, "get", "pods", "-l", f"kfn.dev/function={name}")["items"]
-    )
-
-
-def wait_at_zero(namespace: str, name: str, timeout: float = 60) -> None:
-    wait_for(
-        f"{name} at zero with no pods left",
-        lambda: replicas(namespace, name) == 0 and not pods(namespace, name),
-        timeout=timeout,
-        every=0.3,
-    )
 
 
 async def invoke(
@@ -255,14 +237,16 @@ def test_no_request_fails_while_pods_are_scaled_down_and_deleted_under_load(
 ) -> None:
     deploy(namespace, "steady", image, scale={"minReplicas": 3, "maxReplicas": 3})
     known_to_every_activator(activator, namespace, "steady")
-    wait_for("three steady pods", lambda: len(pods(namespace, "steady")) == 3, timeout=60)
+    wait_for("three steady pods", lambda: len(function_pods(namespace, "steady")) == 3, timeout=60)
 
     async def scenario() -> list[httpload.Response]:
         traffic = asyncio.create_task(
             load(activator, namespace, "steady", workers=4, seconds=12, event={"sleep": 0.05})
         )
         await asyncio.sleep(3)
-        victim = (await asyncio.to_thread(pods, namespace, "steady"))[0]["metadata"]["name"]
+        victim = (await asyncio.to_thread(function_pods, namespace, "steady"))[0]["metadata"][
+            "name"
+        ]
         await asyncio.to_thread(kubectl, "-n", namespace, "delete", "pod", victim, "--wait=false")
         await asyncio.sleep(3)
         # Lower the bounds: the autoscaler takes pods away while the load goes on.
@@ -275,7 +259,7 @@ def test_no_request_fails_while_pods_are_scaled_down_and_deleted_under_load(
     results = run(scenario())
     assert len(results) > 100
     assert failures(results) == []
-    wait_for("steady at one pod", lambda: len(pods(namespace, "steady")) == 1, timeout=60)
+    wait_for("steady at one pod", lambda: len(function_pods(namespace, "steady")) == 1, timeout=60)
 
 
 def test_killing_one_activator_under_load_loses_no_request(
@@ -414,7 +398,7 @@ def test_an_asynchronous_invocation_is_accepted_at_once_and_then_executed(
     request_id = response.json()["requestId"]
 
     def logged() -> bool:
-        names = [p["metadata"]["name"] for p in pods(namespace, "later")]
+        names = [p["metadata"]["name"] for p in function_pods(namespace, "later")]
         logs = "".join(kubectl("-n", namespace, "logs", name, check=False) for name in names)
         return f"END RequestId: {request_id}" in logs
 
@@ -427,7 +411,7 @@ def test_a_failed_asynchronous_invocation_is_retried(
     # The pod's first call fails; the retry (after Lambda's 60 s) reaches the same pod.
     deploy(namespace, "flaky", image, scale={"minReplicas": 1, "maxReplicas": 1})
     known_to_every_activator(activator, namespace, "flaky")
-    wait_for("one flaky pod", lambda: len(pods(namespace, "flaky")) == 1, timeout=60)
+    wait_for("one flaky pod", lambda: len(function_pods(namespace, "flaky")) == 1, timeout=60)
     response = run(
         httpload.request(
             *activator,
@@ -439,7 +423,7 @@ def test_a_failed_asynchronous_invocation_is_retried(
     )
     assert response.status == 202
     request_id = response.json()["requestId"]
-    (name,) = [p["metadata"]["name"] for p in pods(namespace, "flaky")]
+    (name,) = [p["metadata"]["name"] for p in function_pods(namespace, "flaky")]
 
     def attempts() -> int:
         return kubectl("-n", namespace, "logs", name).count(f"START RequestId: {request_id}")

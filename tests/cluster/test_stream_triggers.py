@@ -27,10 +27,13 @@ from kfncluster import fnimage
 from tests.cluster import secured
 from tests.cluster.kubeutil import (
     NODE,
+    apply,
     kubectl,
     kubectl_json,
+    python_function,
     require_listening,
     scratch_namespace,
+    wait_at_zero,
     wait_for,
 )
 
@@ -148,36 +151,10 @@ def produce(topic: str, values: list[str]) -> None:
     assert producer.flush(60) == 0
 
 
-def apply(obj: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
-def function_pods(namespace: str, name: str) -> list[dict[str, Any]]:
-    selector = f"kfn.dev/function={name}"
-    return list(kubectl_json("-n", namespace, "get", "pods", "-l", selector)["items"])
-
-
 def deploy_function(namespace: str, name: str, image: str, *, at_zero: bool) -> None:
-    apply(
-        {
-            "apiVersion": "kfn.dev/v1alpha1",
-            "kind": "Function",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "runtime": "python3.11",
-                "handler": "app.handler",
-                "source": {"image": image},
-                "scale": {"idleTimeout": "5s" if at_zero else "10m"},
-            },
-        }
-    )
+    python_function(namespace, name, image, scale={"idleTimeout": "5s" if at_zero else "10m"})
     if at_zero:
-
-        def zero() -> bool:
-            deployment = kubectl_json("-n", namespace, "get", "deployment", name)
-            return deployment["spec"].get("replicas", 0) == 0 and not function_pods(namespace, name)
-
-        wait_for(f"{name} at zero", zero, timeout=120, every=0.5)
+        wait_at_zero(namespace, name, timeout=120)
 
 
 def trigger(namespace: str, name: str, function: str, stream: dict[str, Any]) -> None:

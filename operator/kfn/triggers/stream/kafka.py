@@ -227,6 +227,9 @@ class Consumer:
         self.thread = threading.Thread(target=self.run, name=f"kafka-{target.label}", daemon=True)
         self.reachable = True
         self.fatal_error: str | None = None
+        #: Set while the brokers refuse the credentials, so that the "all brokers are down"
+        #: that follows does not replace the reason.
+        self.refused = False
         self.last_event: datetime.datetime | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -327,12 +330,13 @@ class Consumer:
 
     def _on_error(self, error: confluent_kafka.KafkaError) -> None:
         if error.code() in REFUSED_CODES:
+            self.refused = True
             self.fatal_error = delivery.refusal(
                 self.brokers, self.target.namespace, self.target.spec.credentials_secret_ref,
                 error.str(), "its username, password and mechanism",
             )  # fmt: skip
             self._reachable(False, trigger_api.Reason.CONNECTION_FAILED, self.fatal_error)
-        elif error.code() in FATAL_CODES:
+        elif error.code() in FATAL_CODES and not self.refused:
             self.fatal_error = f"{self.brokers}: {error.str()}"
             self._reachable(False, trigger_api.Reason.CONNECTION_FAILED, self.fatal_error)
         else:
@@ -345,6 +349,7 @@ class Consumer:
         self.reachable = ok
         if ok:
             self.fatal_error = None
+            self.refused = False
         self.statuses.set(self.target.key, reachable=status_.Verdict(ok, reason, message))
 
     # --- rebalancing -------------------------------------------------------------------------

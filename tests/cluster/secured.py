@@ -159,6 +159,8 @@ def kafka_broker(root: pathlib.Path) -> Iterator[Kafka]:
     kafka = Kafka(f"{NODE}:{port}", "fn", password, log)
 
     def answers() -> bool:
+        # A client made before the port listens logs every failed connect until it is freed.
+        socket.create_connection((NODE, port), timeout=1).close()
         try:
             metadata = admin_.AdminClient(kafka.client()).list_topics(timeout=2)
         except confluent_kafka.KafkaException:

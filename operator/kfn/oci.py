@@ -2,27 +2,35 @@
 
 kfn assembles images as data: a layer is a tar of files, an image is a config
 plus a manifest that lists layers by digest, and a registry stores them through
-the OCI distribution API (blob uploads and manifest puts over HTTP). That is
+the OCI distribution API (blob uploads and manifest puts over HTTPS). That is
 all a build needs, so no Docker daemon, no privileged container and no image
-tool run anywhere. This module uses only the standard library because it also
-runs inside build Jobs on a bare runtime base image.
+tool run anywhere. Registries that want a login are signed in to as Docker's
+clients do (:class:`Registry`; the pure rules are in :mod:`kfn.ociauth`). This
+module uses only the standard library because it also runs inside build Jobs on
+a bare runtime base image.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import http.client
 import io
 import json
 import os
 import pathlib
+import ssl
 import stat
 import tarfile
 import tempfile
+import threading
+import time
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any, BinaryIO
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import IO, Any, BinaryIO, Final, NamedTuple
+
+from kfn import ociauth
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -30,13 +38,32 @@ MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+#: A Helm chart as an OCI artifact (``helm push``): this config, and the chart's .tgz as layer.
+MEDIA_HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
+MEDIA_HELM_CHART = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+#: The platform of the images kfn makes, and the one picked out of a base image's index.
+PLATFORM: Final[Mapping[str, str]] = {"architecture": "amd64", "os": "linux"}
+_INDEX_TYPES: Final = (MEDIA_INDEX, DOCKER_MANIFEST_LIST)
+_MANIFEST_TYPES: Final = (MEDIA_MANIFEST, MEDIA_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
 _CHUNK = 1 << 20
 #: Never part of a layer made from a source tree: caches of the machine that made it.
 _SKIPPED = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache"})
 
+#: A login for a registry (defined with the other pure rules of signing in).
+Credentials = ociauth.Credentials
+#: One manifest of an index: digest, size, media type, platform (``architecture``, ``os``).
+IndexEntry = tuple[str, int, str, Mapping[str, str]]
+
 
 class RegistryError(RuntimeError):
     """The registry refused or failed a request; the message says which."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry or its token service refused the credentials (or their absence), or
+    denied the access asked for; the message names the registry, where the credentials came
+    from and what was answered (401 or 403)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,15 +221,7 @@ class BlobStore:
             "history": [{"created_by": h} for h in history],
         }
         config_blob = self.put_bytes(_canonical(doc), MEDIA_CONFIG)
-        manifest: dict[str, Any] = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": config_blob.descriptor(),
-            "layers": [layer.blob.descriptor() for layer in layers],
-        }
-        if annotations:
-            manifest["annotations"] = dict(annotations)
-        data = _canonical(manifest)
+        data = artifact_manifest(config_blob, [layer.blob for layer in layers], annotations)
         self.put_bytes(data, MEDIA_MANIFEST)
         return Image(config_blob, tuple(layers), data)
 
@@ -285,12 +304,59 @@ class Reference:
         return Reference(self.registry, self.repository, None, digest)
 
 
-class Registry:
-    """A client of the OCI distribution API over plain HTTP (a registry on this node)."""
+class _Answer(NamedTuple):
+    """One HTTP answer, read whole."""
 
-    def __init__(self, host: str, timeout: float = 60.0) -> None:
+    status: int
+    headers: dict[str, str]
+    challenges: tuple[str, ...]
+    data: bytes
+
+
+#: Redirects a blob download follows (registries behind a CDN answer ``307``).
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS: Final = 5
+
+
+class Registry:
+    """A client of the OCI distribution API: HTTPS, logins, and the Docker token flow.
+
+    HTTPS is verified against the system's roots, or only against ``ca_file`` (a PEM bundle)
+    when given; ``plain_http`` is for a development registry on the node itself. On ``401``
+    the client answers the registry's challenge: ``Basic`` with ``credentials``, ``Bearer``
+    by fetching a token from the named token service (with ``credentials`` if any,
+    anonymously otherwise) and retrying once. Tokens are cached per realm, service and
+    scopes, and sent with the first attempt of later requests that need the same scopes,
+    so a push costs one token request per repository and kind of access, not one per blob.
+    A refusal raises :class:`RegistryAuthError` naming the registry, the credentials' source
+    and the registry's answer. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        credentials: Credentials | None = None,
+        ca_file: str | None = None,
+        plain_http: bool = False,
+        timeout: float = 60.0,
+    ) -> None:
         self.host = host
+        self.credentials = credentials
+        self.ca_file = ca_file
+        self.plain_http = plain_http
         self.timeout = timeout
+        self._context = _tls_context(host, ca_file)
+        self._lock = threading.Lock()
+        self._tokens = ociauth.TokenCache()
+        #: The realm and service of the registry's last Bearer challenge, to send cached
+        #: tokens with first attempts; ``_basic`` once it asked for Basic authentication.
+        self._bearer: tuple[str, str] | None = None
+        self._basic = False
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.plain_http else "https"
 
     def _request(
         self,
@@ -298,102 +364,442 @@ class Registry:
         path: str,
         body: bytes | BinaryIO | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(self.host, timeout=self.timeout)
+    ) -> _Answer:
+        """Sends a request, signing in when the registry asks; 401 and 403 raise.
+
+        A body that is a file is sent again from where it started after a challenge. Blob
+        uploads rarely need that: the ``POST`` that starts an upload asks for the same scopes
+        and leaves the token in the cache, so the ``PUT`` carries it on its first attempt.
+        """
+        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
+        authorization, cached = self._first_authorization(method, path)
+        answer = self._send(
+            self.scheme,
+            self.host,
+            method,
+            path,
+            body=body,
+            headers=headers,
+            authorization=authorization,
+        )
+        if answer.status == 401:
+            if cached is not None:
+                with self._lock:
+                    self._tokens.drop(cached)
+            challenge = ociauth.pick_challenge(
+                c for value in answer.challenges for c in ociauth.parse_challenges(value)
+            )
+            if challenge is None:
+                raise self._denied(method, path, answer)
+            authorization = self._answer_challenge(challenge, method, path, answer, authorization)
+            if body is not None and not isinstance(body, bytes):
+                body.seek(start)
+            answer = self._send(
+                self.scheme,
+                self.host,
+                method,
+                path,
+                body=body,
+                headers=headers,
+                authorization=authorization,
+            )
+            if answer.status == 401 and authorization.startswith("Basic "):
+                raise self._refused(answer)
+        if answer.status in (401, 403):
+            raise self._denied(method, path, answer)
+        return answer
+
+    def _first_authorization(self, method: str, path: str) -> tuple[str | None, Hashable | None]:
+        """What the first attempt carries: Basic once the registry asked for it, or a cached
+        token for the scopes the request needs (and the cache key, to drop it if refused)."""
+        with self._lock:
+            if self._basic and self.credentials is not None:
+                return self.credentials.basic(), None
+            if self._bearer is None:
+                return None, None
+            scopes = ociauth.request_scopes(method, path)
+            if not scopes:
+                return None, None
+            key = ociauth.scope_key(*self._bearer, scopes)
+            token = self._tokens.get(key, time.monotonic())
+        return (f"Bearer {token}", key) if token is not None else (None, None)
+
+    def _answer_challenge(
+        self,
+        challenge: ociauth.Challenge,
+        method: str,
+        path: str,
+        answer: _Answer,
+        tried: str | None,
+    ) -> str:
+        """The ``Authorization`` value that answers ``challenge``."""
+        if challenge.scheme == "basic":
+            if self.credentials is None:
+                raise self._denied(method, path, answer)
+            if tried is not None and tried.startswith("Basic "):
+                raise self._refused(answer)
+            with self._lock:
+                self._basic = True
+            return self.credentials.basic()
+        realm, service = challenge.params["realm"], challenge.params.get("service", "")
+        with self._lock:
+            self._bearer = (realm, service)
+        return "Bearer " + self._token(realm, service, challenge.scopes)
+
+    def _token(self, realm: str, service: str, scopes: Sequence[str]) -> str:
+        """A token for ``scopes`` from the token service at ``realm``, cached until it expires."""
+        key = ociauth.scope_key(realm, service, scopes)
+        with self._lock:
+            cached = self._tokens.get(key, time.monotonic())
+        if cached is not None:
+            return cached
+        url = urllib.parse.urlsplit(realm)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise RegistryError(f"registry {self.host} names an unusable token service {realm!r}")
+        if url.scheme == "http" and self.credentials is not None and not self.plain_http:
+            raise RegistryError(
+                f"registry {self.host} asks for the credentials of {self.credentials.source} to "
+                f"be sent to {realm} over plain HTTP; refusing"
+            )
+        query = [("service", service)] if service else []
+        query += [("scope", scope) for scope in scopes]
+        headers = {"Accept": "application/json"}
+        if self.credentials is not None:
+            query.append(("account", self.credentials.username))
+            headers["Authorization"] = self.credentials.basic()
+        joined = "&".join(q for q in (url.query, urllib.parse.urlencode(query)) if q)
+        target = (url.path or "/") + (f"?{joined}" if joined else "")
+        answer = self._send(url.scheme, url.netloc, "GET", target, headers=headers)
+        summary = ociauth.summarise_answer(answer.status, answer.data)
+        if answer.status in (401, 403):
+            raise RegistryAuthError(
+                ociauth.refusal_message(
+                    self.host,
+                    "refused",
+                    summary,
+                    credentials=self.credentials,
+                    token_service=_without_query(realm),
+                )
+            )
+        if answer.status != 200:
+            raise RegistryError(f"registry {self.host}: token service {realm}: {summary}")
         try:
-            conn.request(method, path, body=body, headers=dict(headers or {}))
+            doc = json.loads(answer.data)
+            token = doc.get("token") or doc.get("access_token")
+        except (ValueError, AttributeError):
+            token, doc = None, {}
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"registry {self.host}: token service {realm} answered no token")
+        with self._lock:
+            self._tokens.put(
+                key, token, ociauth.token_seconds(doc.get("expires_in")), time.monotonic()
+            )
+        return token
+
+    def _refused(self, answer: _Answer) -> RegistryAuthError:
+        summary = ociauth.summarise_answer(answer.status, answer.data)
+        return RegistryAuthError(
+            ociauth.refusal_message(self.host, "refused", summary, credentials=self.credentials)
+        )
+
+    def _denied(self, method: str, path: str, answer: _Answer) -> RegistryAuthError:
+        errors = [
+            c.params["error"]
+            for value in answer.challenges
+            for c in ociauth.parse_challenges(value)
+            if c.params.get("error")
+        ]
+        summary = ociauth.summarise_answer(answer.status, answer.data, ",".join(errors))
+        if "invalid_token" in errors:
+            return RegistryAuthError(
+                f"registry {self.host} did not accept the token of its own token service "
+                f"(invalid_token): the registry must trust the service's signing key "
+                f"(rootcertbundle) and accept its issuer and service names: {summary}"
+            )
+        return RegistryAuthError(
+            ociauth.refusal_message(
+                self.host,
+                "denied",
+                summary,
+                credentials=self.credentials,
+                access=ociauth.describe_access(method, path),
+            )
+        )
+
+    def _send(
+        self,
+        scheme: str,
+        netloc: str,
+        method: str,
+        target: str,
+        *,
+        body: bytes | BinaryIO | None = None,
+        headers: Mapping[str, str] | None = None,
+        authorization: str | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> _Answer:
+        """One HTTP exchange on a fresh connection; transport and TLS failures raise.
+
+        TLS is checked with the registry's context unless ``context`` says otherwise.
+        """
+        conn: http.client.HTTPConnection
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(
+                netloc, timeout=self.timeout, context=context or self._context
+            )
+        else:
+            conn = http.client.HTTPConnection(netloc, timeout=self.timeout)
+        sent = dict(headers or {})
+        if authorization is not None:
+            sent["Authorization"] = authorization
+        try:
+            conn.request(method, target, body=body, headers=sent)
             resp = conn.getresponse()
             data = resp.read()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-        except OSError as exc:
-            raise RegistryError(f"registry {self.host}: {method} {path}: {exc}") from exc
+        except ssl.SSLError as exc:
+            raise RegistryError(self._tls_failure(netloc, exc)) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            where = _without_query(target)
+            raise RegistryError(f"registry {self.host}: {method} {netloc}{where}: {exc}") from exc
         finally:
             conn.close()
+        challenges = tuple(resp.msg.get_all("WWW-Authenticate") or ())
+        return _Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, challenges, data)
+
+    def _tls_failure(self, netloc: str, exc: ssl.SSLError) -> str:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            trust = (
+                f"it is not signed by a CA in the CA bundle {self.ca_file}"
+                if self.ca_file
+                else "if it comes from a private CA, give kfn the registry's CA bundle (a PEM file)"
+            )
+            return (
+                f"registry {self.host}: the TLS certificate of {netloc} is not trusted "
+                f"({exc.verify_message}); {trust}"
+            )
+        if exc.reason == "WRONG_VERSION_NUMBER":
+            return (
+                f"registry {self.host}: {netloc} does not answer TLS ({exc}); a plain HTTP "
+                "registry must be configured as such (development only)"
+            )
+        return (
+            f"registry {self.host}: TLS with {netloc} failed ({exc}); "
+            "check its certificate and the CA bundle"
+        )
 
     def has_blob(self, repository: str, digest: str) -> bool:
-        status, _, _ = self._request("HEAD", f"/v2/{repository}/blobs/{digest}")
-        return status == 200
+        answer = self._request("HEAD", f"/v2/{repository}/blobs/{digest}")
+        if answer.status == 200:
+            return True
+        if answer.status == 404:
+            return False
+        raise RegistryError(f"HEAD blob {digest} of {repository}: HTTP {answer.status}")
 
     def get_blob(self, repository: str, digest: str) -> bytes:
-        status, _, data = self._request("GET", f"/v2/{repository}/blobs/{digest}")
-        if status != 200:
-            raise RegistryError(f"GET blob {digest} of {repository}: HTTP {status}")
-        return data
+        """A blob's bytes, following the redirects of registries that serve blobs elsewhere.
+
+        A redirected request to another host carries no credentials (its URL is the
+        permission) and is checked against the system's roots: a CDN or object store is not
+        signed by the registry's private CA.
+        """
+        path = f"/v2/{repository}/blobs/{digest}"
+        answer = self._request("GET", path)
+        url = f"{self.scheme}://{self.host}{path}"
+        for _ in range(_MAX_REDIRECTS):
+            if answer.status not in _REDIRECTS or "location" not in answer.headers:
+                break
+            url = urllib.parse.urljoin(url, answer.headers["location"])
+            parts = urllib.parse.urlsplit(url)
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            if (parts.scheme, parts.netloc) == (self.scheme, self.host):
+                answer = self._request("GET", target)
+            elif parts.scheme in ("http", "https"):
+                answer = self._send(
+                    parts.scheme, parts.netloc, "GET", target, context=_system_context()
+                )
+            else:
+                break
+        if answer.status != 200:
+            summary = ociauth.summarise_answer(answer.status, answer.data)
+            raise RegistryError(f"GET blob {digest} of {repository}: {summary}")
+        return answer.data
+
+    def _has_blob_to_push(self, repository: str, digest: str) -> bool:
+        """:meth:`has_blob` before a push: a denied look is "not there", so that the push
+        itself is refused and the message says push, not pull."""
+        try:
+            return self.has_blob(repository, digest)
+        except RegistryAuthError:
+            return False
 
     def push_blob(self, repository: str, blob: Blob, mount_from: str | None = None) -> None:
         """Uploads ``blob`` unless the repository has it (or can mount it)."""
-        if self.has_blob(repository, blob.digest):
+        if self._has_blob_to_push(repository, blob.digest):
             return
         path = f"/v2/{repository}/blobs/uploads/"
         if mount_from:
             path += "?" + urllib.parse.urlencode({"mount": blob.digest, "from": mount_from})
-        status, headers, data = self._request("POST", path, b"", {"Content-Length": "0"})
-        if status == 201:
+        answer = self._request("POST", path, b"", {"Content-Length": "0"})
+        if answer.status == 201:
             return
-        if status != 202 or "location" not in headers:
-            raise RegistryError(f"start upload to {repository}: HTTP {status} {data[:200]!r}")
-        location = urllib.parse.urlsplit(headers["location"])
+        if answer.status != 202 or "location" not in answer.headers:
+            summary = ociauth.summarise_answer(answer.status, answer.data)
+            raise RegistryError(f"start upload to {repository}: {summary}")
+        location = urllib.parse.urlsplit(answer.headers["location"])
         query = location.query + ("&" if location.query else "")
         query += urllib.parse.urlencode({"digest": blob.digest})
         with blob.path.open("rb") as body:
-            status, _, data = self._request(
+            answer = self._request(
                 "PUT",
                 f"{location.path}?{query}",
                 body,
                 {"Content-Length": str(blob.size), "Content-Type": "application/octet-stream"},
             )
-        if status != 201:
-            raise RegistryError(
-                f"upload {blob.digest} to {repository}: HTTP {status} {data[:200]!r}"
-            )
+        if answer.status != 201:
+            summary = ociauth.summarise_answer(answer.status, answer.data)
+            raise RegistryError(f"upload {blob.digest} to {repository}: {summary}")
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> None:
         """Makes a blob of ``from_repository`` part of ``repository`` without copying it."""
-        if self.has_blob(repository, digest):
+        if self._has_blob_to_push(repository, digest):
             return
         path = f"/v2/{repository}/blobs/uploads/?" + urllib.parse.urlencode(
             {"mount": digest, "from": from_repository}
         )
-        status, _, data = self._request("POST", path, b"", {"Content-Length": "0"})
-        if status != 201:
-            raise RegistryError(f"mount {digest} into {repository}: HTTP {status} {data[:200]!r}")
+        answer = self._request("POST", path, b"", {"Content-Length": "0"})
+        if answer.status != 201:
+            summary = ociauth.summarise_answer(answer.status, answer.data)
+            raise RegistryError(f"mount {digest} into {repository}: {summary}")
 
-    def put_manifest(self, ref: Reference, manifest: bytes) -> str:
-        """Stores ``manifest`` under ``ref``'s tag (or its digest); returns its digest."""
+    def put_manifest(self, ref: Reference, manifest: bytes, media_type: str | None = None) -> str:
+        """Stores ``manifest`` under ``ref``'s tag (or its digest); returns its digest.
+
+        ``media_type`` defaults to the document's own ``mediaType`` (an image manifest when it
+        has none), so image manifests, indexes and artifacts such as Helm charts all go
+        through here.
+        """
         digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-        status, headers, data = self._request(
+        if media_type is None:
+            media_type = _declared_media_type(manifest) or MEDIA_MANIFEST
+        answer = self._request(
             "PUT",
             f"/v2/{ref.repository}/manifests/{ref.tag or digest}",
             manifest,
-            {"Content-Type": MEDIA_MANIFEST},
+            {"Content-Type": media_type},
         )
-        if status != 201:
-            raise RegistryError(f"put manifest {ref}: HTTP {status} {data[:300]!r}")
-        return headers.get("docker-content-digest", digest)
+        if answer.status != 201:
+            summary = ociauth.summarise_answer(answer.status, answer.data)
+            raise RegistryError(f"put manifest {ref}: {summary}")
+        return answer.headers.get("docker-content-digest", digest)
+
+    def put_index(self, ref: Reference, index: bytes) -> str:
+        """Stores an OCI image index under ``ref``; returns its digest."""
+        return self.put_manifest(ref, index, MEDIA_INDEX)
+
+    def push_index(self, ref: Reference, manifests: Sequence[IndexEntry]) -> str:
+        """Stores an index of manifests already in ``ref``'s repository; returns its digest.
+
+        Each entry is ``(digest, size, media type, platform)`` with ``platform`` like
+        ``{"architecture": "amd64", "os": "linux"}``.
+        """
+        return self.put_index(ref, index_manifest(manifests))
 
     def push_image(self, image: Image, ref: Reference) -> str:
         """Pushes layers, config and manifest; returns the manifest digest."""
         for layer in image.layers:
             self.push_blob(ref.repository, layer.blob)
         self.push_blob(ref.repository, image.config)
-        return self.put_manifest(ref, image.manifest)
+        return self.put_manifest(ref, image.manifest, MEDIA_MANIFEST)
 
     def get_manifest(self, ref: Reference) -> tuple[str, dict[str, Any]] | None:
-        """The digest and manifest that ``ref`` names, or None if it does not exist."""
-        status, headers, data = self._request(
+        """The digest and manifest (or index) that ``ref`` names, or None if it does not exist."""
+        answer = self._request(
             "GET",
             f"/v2/{ref.repository}/manifests/{ref.digest or ref.tag or 'latest'}",
-            headers={"Accept": f"{MEDIA_MANIFEST}, {DOCKER_MANIFEST}"},
+            headers={"Accept": ", ".join(_MANIFEST_TYPES)},
         )
-        if status == 404:
+        if answer.status == 404:
             return None
-        if status != 200:
-            raise RegistryError(f"get manifest {ref}: HTTP {status} {data[:200]!r}")
+        if answer.status != 200:
+            summary = ociauth.summarise_answer(answer.status, answer.data)
+            raise RegistryError(f"get manifest {ref}: {summary}")
         digest = (
-            headers.get("docker-content-digest") or "sha256:" + hashlib.sha256(data).hexdigest()
+            answer.headers.get("docker-content-digest")
+            or "sha256:" + hashlib.sha256(answer.data).hexdigest()
         )
-        doc: dict[str, Any] = json.loads(data)
+        doc: dict[str, Any] = json.loads(answer.data)
         return digest, doc
+
+    def get_image_manifest(
+        self, ref: Reference, platform: Mapping[str, str] = PLATFORM
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Like :meth:`get_manifest`, but an index resolves to its manifest for ``platform``."""
+        found = self.get_manifest(ref)
+        if found is None or found[1].get("mediaType", MEDIA_MANIFEST) not in _INDEX_TYPES:
+            return found
+        for entry in found[1].get("manifests", []):
+            entry_platform = entry.get("platform") or {}
+            if all(entry_platform.get(k) == v for k, v in platform.items()):
+                return self.get_manifest(ref.with_digest(entry["digest"]))
+        wanted = "/".join(platform.values())
+        raise RegistryError(f"image {ref} has no manifest for the platform {wanted}")
+
+
+def index_manifest(manifests: Sequence[IndexEntry]) -> bytes:
+    """The canonical bytes of an OCI image index of ``(digest, size, media type, platform)``."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_INDEX,
+        "manifests": [
+            {"mediaType": media_type, "digest": digest, "size": size, "platform": dict(platform)}
+            for digest, size, media_type, platform in manifests
+        ],
+    }
+    return _canonical(doc)
+
+
+def artifact_manifest(
+    config: Blob, layers: Sequence[Blob], annotations: Mapping[str, str] | None = None
+) -> bytes:
+    """The canonical bytes of an OCI manifest: an image's, or an artifact's such as a Helm
+    chart (config :data:`MEDIA_HELM_CONFIG`, one layer :data:`MEDIA_HELM_CHART`)."""
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [layer.descriptor() for layer in layers],
+    }
+    if annotations:
+        manifest["annotations"] = dict(annotations)
+    return _canonical(manifest)
+
+
+def _declared_media_type(manifest: bytes) -> str | None:
+    try:
+        doc = json.loads(manifest)
+    except ValueError:
+        return None
+    value = doc.get("mediaType") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _without_query(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+@functools.cache
+def _system_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def _tls_context(host: str, ca_file: str | None) -> ssl.SSLContext:
+    """The system's roots, or only ``ca_file``'s: a private CA is trusted for its registry."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise RegistryError(
+            f"registry {host}: the CA bundle {ca_file} cannot be used: {exc}"
+        ) from exc
 
 
 def extend(
@@ -410,9 +816,10 @@ def extend(
 
     The base's layers are never downloaded: they are mounted from the base's
     repository inside the registry, and only the new layers, the new config
-    and the manifest travel.
+    and the manifest travel. A base that is an index stands for its
+    :data:`PLATFORM` image.
     """
-    found = registry.get_manifest(base)
+    found = registry.get_image_manifest(base)
     if found is None:
         raise RegistryError(f"base image {base} not found in {registry.host}")
     _, manifest = found
@@ -456,7 +863,7 @@ def extend(
         "config": config_blob.descriptor(),
         "layers": [*manifest["layers"], *(la.blob.descriptor() for la in layers)],
     }
-    return registry.put_manifest(target, _canonical(new_manifest))
+    return registry.put_manifest(target, _canonical(new_manifest), MEDIA_MANIFEST)
 
 
 def _canonical(doc: Any) -> bytes:

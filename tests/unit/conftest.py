@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.unit import registries
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -56,3 +58,11 @@ def registry(tmp_path: pathlib.Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[registries.TokenRegistry]:
+    """A TLS docker-registry with token auth and kfn's token service, shared by the session:
+    tests use repositories of their own."""
+    with registries.token_registry(tmp_path_factory.mktemp("token-registry")) as found:
+        yield found

@@ -22,6 +22,11 @@ as uid 65532, with a read-only root filesystem and an ``emptyDir`` workspace:
    trees give equal digests) and pushed on top of the runtime image with :func:`kfn.oci.extend`,
    which mounts the runtime's layers inside the registry instead of copying them.
 
+The registry is spoken to over HTTPS (checked against ``KFN_REGISTRY_CA_FILE`` when set), with
+the namespace's login from a mounted ``.dockerconfigjson`` Secret (``KFN_REGISTRY_AUTH_FILE``,
+named in messages as ``KFN_REGISTRY_AUTH_SOURCE``); ``KFN_REGISTRY_PLAIN_HTTP=true`` is for the
+development registry only. A refused login or push ends the build with the registry's answer.
+
 The result (or the error) is written as JSON to ``/dev/termination-log``, where the operator
 reads it from the pod's status; the log of every step goes to stdout for ``kubectl logs``.
 Only the standard library and :mod:`kfn.oci` are used.

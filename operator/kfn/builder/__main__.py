@@ -19,10 +19,40 @@ PHASES = ("build", "prepare", "push")
 MESSAGE_LIMIT = 3800
 
 
+def registry(cfg: BuildConfig) -> oci.Registry:
+    """The client of the target's registry: its login from the mounted Secret, its CA bundle,
+    or plain HTTP for the development registry."""
+    host = oci.Reference.parse(cfg.target).registry
+    credentials = None
+    if cfg.registry_auth_file is not None:
+        source = cfg.registry_auth_source
+        try:
+            credentials = oci.Credentials.from_docker_config(
+                cfg.registry_auth_file.read_bytes(), host, source
+            )
+        except OSError as exc:
+            raise BuildError(f"cannot read the registry credentials of {source}: {exc}") from exc
+        except ValueError as exc:
+            raise BuildError(str(exc)) from exc
+        if credentials is None:
+            raise BuildError(f"{source} holds no credentials for the registry {host}")
+    ca_file = cfg.registry_ca_file
+    if ca_file is None and cfg.registry_ca_pem.strip():
+        cfg.ca_path.write_text(cfg.registry_ca_pem)
+        ca_file = cfg.ca_path
+    return oci.Registry(
+        host,
+        credentials=credentials,
+        ca_file=str(ca_file) if ca_file is not None else None,
+        plain_http=cfg.registry_plain_http,
+        timeout=120,
+    )
+
+
 def run(phase: str, cfg: BuildConfig) -> dict[str, object] | None:
-    registry = oci.Registry(oci.Reference.parse(cfg.target).registry, timeout=120)
+    client = registry(cfg)
     if phase in ("build", "prepare"):
-        plan = build.prepare(cfg, registry)
+        plan = build.prepare(cfg, client)
         if phase == "prepare":
             plan.dump(cfg.plan_path)
             return None
@@ -30,7 +60,7 @@ def run(phase: str, cfg: BuildConfig) -> dict[str, object] | None:
         plan = build.Plan.load(cfg.plan_path)
     if cfg.runtime == PYTHON:
         build.install_python(cfg, plan)
-    return build.push(cfg, plan, registry)
+    return build.push(cfg, plan, client)
 
 
 def main(argv: list[str]) -> int:

@@ -31,6 +31,16 @@ class BuildConfig:
     pypi_index_url: str = ""
     npm_registry: str = ""
     termination_log: pathlib.Path = pathlib.Path("/dev/termination-log")
+    registry_auth_file: pathlib.Path | None = None
+    """A mounted ``.dockerconfigjson`` with the namespace's registry login, if it has one."""
+    registry_auth_source: str = ""
+    """Where the login comes from (``Secret tenant-a/kfn-registry``), named in errors."""
+    registry_ca_file: pathlib.Path | None = None
+    """The PEM bundle the registry's TLS is checked against instead of the system's roots."""
+    registry_ca_pem: str = ""
+    """The same bundle given inline (``KFN_REGISTRY_CA_PEM``), when there is no file."""
+    registry_plain_http: bool = False
+    """Development only: a registry on the node that speaks plain HTTP."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BuildConfig:
@@ -52,6 +62,11 @@ class BuildConfig:
         archive_url = env.get("KFN_BUILD_ARCHIVE_URL") or None
         if (source_dir is None) == (archive_url is None):
             raise BuildError("exactly one of KFN_BUILD_SOURCE_DIR and KFN_BUILD_ARCHIVE_URL")
+        plain_http = env.get("KFN_REGISTRY_PLAIN_HTTP", "").strip().lower()
+        if plain_http not in ("", "true", "false"):
+            raise BuildError(f"KFN_REGISTRY_PLAIN_HTTP must be true or false, not {plain_http!r}")
+        auth_file = env.get("KFN_REGISTRY_AUTH_FILE") or None
+        ca_file = env.get("KFN_REGISTRY_CA_FILE") or None
         return cls(
             runtime=runtime,
             base_image=need("KFN_BUILD_BASE_IMAGE"),
@@ -64,6 +79,12 @@ class BuildConfig:
             pypi_index_url=env.get("KFN_PYPI_INDEX_URL", ""),
             npm_registry=env.get("KFN_NPM_REGISTRY", ""),
             termination_log=pathlib.Path(env.get("KFN_TERMINATION_LOG") or "/dev/termination-log"),
+            registry_auth_file=pathlib.Path(auth_file) if auth_file else None,
+            registry_auth_source=env.get("KFN_REGISTRY_AUTH_SOURCE")
+            or (f"file {auth_file}" if auth_file else ""),
+            registry_ca_file=pathlib.Path(ca_file) if ca_file else None,
+            registry_ca_pem=env.get("KFN_REGISTRY_CA_PEM", ""),
+            registry_plain_http=plain_http == "true",
         )
 
     @property
@@ -80,3 +101,8 @@ class BuildConfig:
     @property
     def plan_path(self) -> pathlib.Path:
         return self.workspace / "plan.json"
+
+    @property
+    def ca_path(self) -> pathlib.Path:
+        """Where an inline CA bundle is written for the registry client to read."""
+        return self.workspace / "registry-ca.pem"

@@ -19,5 +19,5 @@ def base_image(registry: str, tmp_path: pathlib.Path) -> str:
     layer = store.layer_from_tree([("", root)])
     image = store.image([layer], oci.ImageConfig(entrypoint=["runtime"], workdir="/var/task"))
     ref = oci.Reference(registry, "kfn/runtime-test", "1")
-    digest = oci.Registry(registry).push_image(image, ref)
+    digest = oci.Registry(registry, plain_http=True).push_image(image, ref)
     return f"{registry}/kfn/runtime-test@{digest}"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import tarfile
 
 import pytest
 
-from kfn import oci
+from kfn import oci, ociauth
 from kfn.builder import __main__ as cli
 from kfn.builder import build
-from kfn.builder.config import NODEJS, PYTHON, BuildConfig
+from kfn.builder.config import NODEJS, PYTHON, BuildConfig, BuildError
+from tests.unit import registries
 
 
 def _config(
@@ -53,7 +55,7 @@ def test_a_python_build_without_dependencies_pushes_the_runtime_plus_a_code_laye
     cfg = _config(
         tmp_path, registry, base_image, PYTHON, {"app.py": "def handler(e, c): return 1\n"}
     )
-    client = oci.Registry(registry)
+    client = oci.Registry(registry, plain_http=True)
     plan = build.prepare(cfg, client)
     build.install_python(cfg, plan)
     result = build.push(cfg, plan, client)
@@ -82,6 +84,7 @@ def test_the_command_line_reports_the_result_in_the_termination_log(
         "KFN_BUILD_WORKSPACE": str(cfg.workspace),
         "KFN_BUILD_SOURCE_DIR": str(cfg.source_dir),
         "KFN_TERMINATION_LOG": str(cfg.termination_log),
+        "KFN_REGISTRY_PLAIN_HTTP": "true",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -102,6 +105,7 @@ def test_a_failed_build_exits_1_with_the_error_in_the_termination_log(
         "KFN_BUILD_WORKSPACE": str(cfg.workspace),
         "KFN_BUILD_SOURCE_DIR": str(cfg.source_dir),
         "KFN_TERMINATION_LOG": str(cfg.termination_log),
+        "KFN_REGISTRY_PLAIN_HTTP": "true",
     }.items():
         monkeypatch.setenv(key, value)
     assert cli.main(["build"]) == 1
@@ -121,7 +125,7 @@ def _npm_installs(cfg: BuildConfig, packages: dict[str, str]) -> None:
 def test_a_rebuild_with_unchanged_dependencies_reuses_the_dependency_layer_without_installing(
     tmp_path: pathlib.Path, registry: str, base_image: str
 ) -> None:
-    client = oci.Registry(registry)
+    client = oci.Registry(registry, plain_http=True)
     package = json.dumps({"name": "fn", "dependencies": {"left-pad": "1.3.0"}})
     first = _config(
         tmp_path / "one", registry, base_image, NODEJS, {"index.js": "v1", "package.json": package}
@@ -150,7 +154,7 @@ def test_a_rebuild_with_unchanged_dependencies_reuses_the_dependency_layer_witho
 def test_changed_dependencies_are_installed_again(
     tmp_path: pathlib.Path, registry: str, base_image: str
 ) -> None:
-    client = oci.Registry(registry)
+    client = oci.Registry(registry, plain_http=True)
     first = _config(
         tmp_path / "one", registry, base_image, NODEJS, {"index.js": "v1"}, dependencies=("a@1",)
     )
@@ -162,3 +166,152 @@ def test_changed_dependencies_are_installed_again(
     )
     build.prepare(second, client)
     assert (second.workspace / build.NPM_MARKER).exists()
+
+
+# A registry that wants a login: TLS, token auth, the namespace's Secret mounted as a file.
+
+
+def test_the_build_environment_names_the_registry_login_its_ca_and_plain_http(
+    tmp_path: pathlib.Path,
+) -> None:
+    env = {
+        "KFN_BUILD_RUNTIME": PYTHON,
+        "KFN_BUILD_BASE_IMAGE": "r:1/kfn/base:1",
+        "KFN_BUILD_TARGET": "r:1/fn/a/x:1",
+        "KFN_BUILD_SOURCE_DIR": "/source",
+        "KFN_REGISTRY_AUTH_FILE": "/var/run/kfn/registry/config.json",
+        "KFN_REGISTRY_AUTH_SOURCE": "Secret a/kfn-registry",
+        "KFN_REGISTRY_CA_FILE": "/etc/kfn/registry-ca.pem",
+    }
+    cfg = BuildConfig.from_env(env)
+    assert cfg.registry_auth_file == pathlib.Path("/var/run/kfn/registry/config.json")
+    assert cfg.registry_auth_source == "Secret a/kfn-registry"
+    assert cfg.registry_ca_file == pathlib.Path("/etc/kfn/registry-ca.pem")
+    assert not cfg.registry_plain_http
+    assert BuildConfig.from_env({**env, "KFN_REGISTRY_PLAIN_HTTP": "true"}).registry_plain_http
+    unnamed = BuildConfig.from_env({**env, "KFN_REGISTRY_AUTH_SOURCE": ""})
+    assert unnamed.registry_auth_source == "file /var/run/kfn/registry/config.json"
+    with pytest.raises(BuildError, match="KFN_REGISTRY_PLAIN_HTTP must be true or false"):
+        BuildConfig.from_env({**env, "KFN_REGISTRY_PLAIN_HTTP": "yes"})
+
+
+@pytest.fixture
+def secured_base(token_registry: registries.TokenRegistry, tmp_path: pathlib.Path) -> str:
+    """A runtime image the admin pushed to the token registry's public ``kfn/``."""
+    root = tmp_path / "base-root"
+    (root / "opt").mkdir(parents=True)
+    (root / "opt" / "runtime.txt").write_text("the runtime\n")
+    store = oci.BlobStore(tmp_path / "base-blobs")
+    image = store.image([store.layer_from_tree([("", root)])], oci.ImageConfig(cmd=["run"]))
+    ref = oci.Reference(token_registry.host, "kfn/runtime-secured", "1")
+    digest = token_registry.client(token_registry.admin).push_image(image, ref)
+    return f"{ref.registry}/{ref.repository}@{digest}"
+
+
+def _secured_env(
+    cfg: BuildConfig, registry: registries.TokenRegistry, credentials: oci.Credentials
+) -> dict[str, str]:
+    auth = cfg.workspace.parent / "registry-auth.json"
+    auth.write_bytes(
+        ociauth.docker_config(registry.host, credentials.username, credentials.password)
+    )
+    return {
+        "KFN_BUILD_RUNTIME": cfg.runtime,
+        "KFN_BUILD_BASE_IMAGE": cfg.base_image,
+        "KFN_BUILD_TARGET": cfg.target,
+        "KFN_BUILD_WORKSPACE": str(cfg.workspace),
+        "KFN_BUILD_SOURCE_DIR": str(cfg.source_dir),
+        "KFN_TERMINATION_LOG": str(cfg.termination_log),
+        "KFN_REGISTRY_AUTH_FILE": str(auth),
+        "KFN_REGISTRY_AUTH_SOURCE": "Secret tenant-a/kfn-registry",
+        "KFN_REGISTRY_CA_FILE": str(registry.ca_file),
+    }
+
+
+def _secured_config(
+    tmp_path: pathlib.Path, registry: registries.TokenRegistry, base: str, repository: str
+) -> BuildConfig:
+    cfg = _config(tmp_path, registry.host, base, PYTHON, {"app.py": "x = 1\n"})
+    return dataclasses.replace(cfg, target=f"{registry.host}/{repository}:{'b' * 64}")
+
+
+def test_a_build_with_the_namespaces_robot_pushes_to_its_repository_over_tls(
+    tmp_path: pathlib.Path,
+    token_registry: registries.TokenRegistry,
+    secured_base: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = _secured_config(tmp_path, token_registry, secured_base, "fn/tenant-a/hello")
+    robot = token_registry.robot("tenant-a")
+    for key, value in _secured_env(cfg, token_registry, robot).items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["build"]) == 0
+    result = json.loads(cfg.termination_log.read_text())
+    assert result["image"].startswith(f"{token_registry.host}/fn/tenant-a/hello@sha256:")
+
+
+def _failed_build(
+    cfg: BuildConfig,
+    registry: registries.TokenRegistry,
+    credentials: oci.Credentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """Runs the build command, which must fail; the error in its termination message."""
+    for key, value in _secured_env(cfg, registry, credentials).items():
+        monkeypatch.setenv(key, value)
+    # A dependency makes the build look for a cached layer in the target repository first.
+    monkeypatch.setenv("KFN_BUILD_DEPENDENCIES", '["six"]')
+    assert cli.main(["build"]) == 1
+    error: str = json.loads(cfg.termination_log.read_text())["error"]
+    assert credentials.password not in error
+    return error
+
+
+def test_a_build_with_wrong_credentials_fails_naming_the_secret_and_the_registry_answer(
+    tmp_path: pathlib.Path,
+    token_registry: registries.TokenRegistry,
+    secured_base: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = _secured_config(tmp_path, token_registry, secured_base, "fn/tenant-a/hello")
+    wrong = token_registry.robot("tenant-a", key=b"a key the token service never had")
+    error = _failed_build(cfg, token_registry, wrong, monkeypatch)
+    assert error == (
+        f"registry {token_registry.host} refused the credentials of Secret tenant-a/kfn-registry "
+        f"(token service {token_registry.token_url}): "
+        "HTTP 401 UNAUTHORIZED: incorrect username or password"
+    )
+
+
+def test_a_build_into_another_namespaces_repository_fails_as_denied_by_the_registry(
+    tmp_path: pathlib.Path,
+    token_registry: registries.TokenRegistry,
+    secured_base: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = _secured_config(tmp_path, token_registry, secured_base, "fn/tenant-b/hello")
+    error = _failed_build(cfg, token_registry, token_registry.robot("tenant-a"), monkeypatch)
+    assert error == (
+        f"registry {token_registry.host} denied pull from fn/tenant-b/hello with the credentials "
+        "of Secret tenant-a/kfn-registry: HTTP 401 UNAUTHORIZED: authentication required"
+    )
+
+
+def test_a_secret_without_an_entry_for_the_registry_fails_the_build_saying_so(
+    tmp_path: pathlib.Path,
+    token_registry: registries.TokenRegistry,
+    secured_base: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = _secured_config(tmp_path, token_registry, secured_base, "fn/tenant-a/hello")
+    env = _secured_env(cfg, token_registry, token_registry.robot("tenant-a"))
+    pathlib.Path(env["KFN_REGISTRY_AUTH_FILE"]).write_bytes(
+        ociauth.docker_config("elsewhere.example:5000", "u", "p")
+    )
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["build"]) == 1
+    error = json.loads(cfg.termination_log.read_text())["error"]
+    assert error == (
+        f"Secret tenant-a/kfn-registry holds no credentials for the registry {token_registry.host}"
+    )

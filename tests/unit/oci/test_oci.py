@@ -91,9 +91,9 @@ def test_an_image_pushed_to_a_registry_comes_back_with_the_same_digest(
     layer = store.layer_from_tree([("app", _tree(tmp_path / "src", {"main.py": "print(1)"}))])
     image = store.image([layer], oci.ImageConfig(cmd=["python3", "main.py"], env={"A": "1"}))
     ref = oci.Reference(registry, "test/app", "v1")
-    digest = oci.Registry(registry).push_image(image, ref)
+    digest = oci.Registry(registry, plain_http=True).push_image(image, ref)
     assert digest == image.digest
-    found = oci.Registry(registry).get_manifest(ref)
+    found = oci.Registry(registry, plain_http=True).get_manifest(ref)
     assert found is not None
     assert found[0] == image.digest
     assert [d["digest"] for d in found[1]["layers"]] == [layer.blob.digest]
@@ -103,7 +103,7 @@ def test_extending_an_image_mounts_the_base_layers_and_appends_new_ones(
     tmp_path: pathlib.Path, registry: str
 ) -> None:
     store = oci.BlobStore(tmp_path / "store")
-    reg = oci.Registry(registry)
+    reg = oci.Registry(registry, plain_http=True)
     base_layer = store.layer_from_tree([("usr/lib/x", _tree(tmp_path / "base", {"lib": "base"}))])
     base = store.image([base_layer], oci.ImageConfig(env={"PATH": "/usr/bin"}, cmd=["sh"]))
     base_ref = oci.Reference(registry, "base/os", "1")
@@ -140,3 +140,54 @@ def test_a_saved_layout_loads_back_as_the_same_image(tmp_path: pathlib.Path) -> 
     assert loaded is not None
     assert loaded.digest == image.digest
     assert loaded.layers == image.layers
+
+
+def test_extending_a_base_that_is_an_index_builds_on_its_linux_amd64_image(
+    tmp_path: pathlib.Path, registry: str
+) -> None:
+    store = oci.BlobStore(tmp_path / "store")
+    reg = oci.Registry(registry, plain_http=True)
+    images = {}
+    for arch in ("arm64", "amd64"):
+        layer = store.layer_from_tree([("arch", _tree(tmp_path / arch, {"name": arch}))])
+        images[arch] = store.image([layer], oci.ImageConfig(cmd=[arch]))
+        reg.push_image(images[arch], oci.Reference(registry, "base/multi", arch))
+    base = oci.Reference(registry, "base/multi", "latest")
+    reg.push_index(
+        base,
+        [
+            (
+                image.digest,
+                len(image.manifest),
+                oci.MEDIA_MANIFEST,
+                {"architecture": a, "os": "linux"},
+            )
+            for a, image in images.items()
+        ],
+    )
+    code = store.layer_from_tree([("var/task", _tree(tmp_path / "code", {"h.py": "x"}))])
+    target = oci.Reference(registry, "fn/multi", "1")
+    oci.extend(reg, base, store=store, layers=[code], overrides=oci.ImageConfig(), target=target)
+    found = reg.get_manifest(target)
+    assert found is not None
+    assert found[1]["layers"][0] == images["amd64"].layers[0].blob.descriptor()
+
+
+def test_a_manifest_is_stored_under_the_media_type_it_declares(
+    tmp_path: pathlib.Path, registry: str
+) -> None:
+    store = oci.BlobStore(tmp_path / "store")
+    reg = oci.Registry(registry, plain_http=True)
+    layer = store.layer_from_tree([("a", _tree(tmp_path / "src", {"f": "1"}))])
+    image = store.image([layer], oci.ImageConfig())
+    ref = oci.Reference(registry, "test/indexed", "1")
+    reg.push_image(image, ref)
+    index = oci.index_manifest(
+        [(image.digest, len(image.manifest), oci.MEDIA_MANIFEST, dict(oci.PLATFORM))]
+    )
+    digest = reg.put_manifest(oci.Reference(registry, "test/indexed", "index"), index)
+    found = reg.get_manifest(oci.Reference(registry, "test/indexed", "index"))
+    assert found is not None
+    assert found[0] == digest
+    assert found[1]["mediaType"] == oci.MEDIA_INDEX
+    assert found[1]["manifests"][0]["platform"] == {"architecture": "amd64", "os": "linux"}

@@ -30,7 +30,10 @@ image: venv ## Build the kfn image from operator/Dockerfile and push it to the l
 cluster: venv ## Bring up the local Kubernetes cluster (idempotent; builds it the first time).
 	$(CLUSTER) up
 
-cluster-down: venv ## Tear the local cluster down, leaving no process, mount, interface or rule.
+cluster-stop: venv ## Stop the local cluster, keeping its data (Functions, images) for `make cluster`.
+	$(CLUSTER) stop
+
+cluster-down: venv ## Tear the local cluster down and delete its data, leaving nothing behind.
 	$(CLUSTER) down
 
 cluster-status: venv ## Say whether the cluster runs, or what a killed run left behind.
@@ -65,4 +68,4 @@ test-cluster: venv ## Run the cluster tests only.
 bench-pod-start: cluster ## Pod start latency floor: kubectl scale 0→1 to HTTP answer, 20 trials.
 	$(PY) bench/pod_start.py --trials 20
 
-.PHONY: help venv up image cluster cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start
+.PHONY: help venv up image cluster cluster-stop cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start

@@ -8,17 +8,20 @@ import sys
 from kfncluster import cluster, config, install, kfnimage
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     parser = argparse.ArgumentParser(prog="kfncluster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="bring the cluster up (idempotent)")
-    sub.add_parser("down", help="tear the cluster down, leaving nothing behind")
+    sub.add_parser("stop", help="stop the cluster, keeping its data for the next `up`")
+    sub.add_parser("down", help="tear the cluster down and delete its data, leaving nothing")
     sub.add_parser("status", help="say whether the cluster runs and what a previous run left")
     sub.add_parser("image", help="build and push the kfn image from operator/Dockerfile")
     sub.add_parser("install", help="up, then install kfn with Helm and run the example")
     args = parser.parse_args(argv)
     if args.command == "up":
         return cluster.up()
+    if args.command == "stop":
+        return cluster.stop()
     if args.command == "down":
         return cluster.down()
     if args.command == "image":
@@ -31,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         print("running")
         return 0
     left = cluster.leftovers(paths)
-    print("not running" + ("; left behind:\n  " + "\n  ".join(left) if left else ""))
+    if left:
+        print("not running; left behind:\n  " + "\n  ".join(left))
+    elif paths.stopped.exists():
+        print(f"stopped; its data is kept in {paths.state} for the next bring-up")
+    else:
+        print("not running")
     return 1
 
 

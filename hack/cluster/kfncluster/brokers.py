@@ -30,7 +30,7 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 
-from kfncluster import config, procs
+from kfncluster import config, host, procs
 
 BROKERS = ("kafka", "nats")
 
@@ -179,7 +179,7 @@ def ensure_kafka(paths: config.Paths, log: pathlib.Path) -> bool:
         raise RuntimeError("mvn is required to resolve Kafka's classpath")
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    procs.run_logged(
+    host.run_logged(
         [
             "mvn",
             "-q",
@@ -203,7 +203,7 @@ def ensure_kafka(paths: config.Paths, log: pathlib.Path) -> bool:
 
 def format_kafka(paths: config.Paths, log: pathlib.Path) -> None:
     paths.kafka_data.mkdir(parents=True, exist_ok=True)
-    procs.run_logged(kafka_format_argv(paths), log, "kafka: formatting its log directory")
+    host.run_logged(kafka_format_argv(paths), log, "kafka: formatting its log directory")
 
 
 # --- Kafka's wire protocol, just enough to ask for metadata ----------------------

@@ -15,7 +15,7 @@ import pathlib
 import shutil
 import tempfile
 
-from kfncluster import config, procs
+from kfncluster import config, host
 
 GOMOD = pathlib.Path(__file__).resolve().parent.parent / "gomod"
 
@@ -133,7 +133,7 @@ def build(paths: config.Paths, component: GoComponent, log: pathlib.Path) -> pat
     else:
         cmd += ["-o", str(tmp) + "/", *component.packages]
     try:
-        procs.run_logged(cmd, log, f"building {component.name}", cwd=component.module_dir, env=env)
+        host.run_logged(cmd, log, f"building {component.name}", cwd=component.module_dir, env=env)
     except RuntimeError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

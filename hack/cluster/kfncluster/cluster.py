@@ -1,10 +1,11 @@
-"""Bringing the local cluster up and tearing it down.
+"""Bringing the local cluster up, stopping it and tearing it down.
 
-``up`` is idempotent: a healthy cluster is left alone; state left by a killed
-run (dead PIDs, a bridge, rules, mounts) is cleaned first; a second ``up``
-while one is under way says so and does nothing. ``down`` removes every
-process, mount, interface, network namespace and rule the cluster made, and is
-safe to run twice.
+``up`` is idempotent: a healthy cluster is left alone; what a killed run left on the host
+(dead PIDs, a bridge, rules, mounts) is cleaned first; a cluster stopped or killed with its
+data kept resumes with it (every Function still there); a second ``up`` while one is under way
+says so and does nothing. ``stop`` ends the cluster but keeps its data; ``down`` also deletes
+the data. Both remove exactly what the cluster made (:mod:`kfncluster.owned`) and are safe to
+run twice.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -31,12 +31,16 @@ from kfncluster import (
     build,
     components,
     config,
+    host,
     hostdeps,
     images,
     network,
+    owned,
     pki,
     procs,
     proxies,
+    registry,
+    teardown,
 )
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
@@ -145,7 +149,18 @@ def readiness(name: str, paths: config.Paths) -> tuple[Callable[[], bool], float
     """How to tell that component ``name`` is serving, and how long to wait."""
     checks: dict[str, tuple[Callable[[], bool], float]] = {
         "etcd": (_http_ok("127.0.0.1", 2379, "/health"), 60),
-        "registry": (_http_ok(config.NODE_IP, config.REGISTRY_PORT, "/v2/"), 30),
+        "registry-auth": (
+            _http_ok(config.NODE_IP, registry.AUTH_PORT, "/healthz", _tls_context(paths, None)),
+            30,
+        ),
+        # With token authentication an anonymous GET /v2/ is answered 401: it serves.
+        "registry": (
+            lambda: (
+                _get(config.NODE_IP, config.REGISTRY_PORT, "/v2/", _tls_context(paths, None))[0]
+                in (200, 401)
+            ),
+            30,
+        ),
         "containerd": (_socket_ok(paths.containerd_socket), 30),
         "kube-apiserver": (
             lambda: (
@@ -171,10 +186,8 @@ def readiness(name: str, paths: config.Paths) -> tuple[Callable[[], bool], float
 
 def kubectl(paths: config.Paths, *args: str, check: bool = True, input: str | None = None) -> str:
     bins = build.binaries(paths)
-    result = subprocess.run(
+    result = host.run(
         [str(bins["kubectl"]), f"--kubeconfig={paths.admin_kubeconfig}", *args],
-        capture_output=True,
-        text=True,
         input=input,
         check=False,
     )
@@ -183,20 +196,17 @@ def kubectl(paths: config.Paths, *args: str, check: bool = True, input: str | No
     return result.stdout
 
 
+def crictl_argv(paths: config.Paths) -> list[str]:
+    return [
+        str(build.binaries(paths)["crictl"]),
+        f"--runtime-endpoint=unix://{paths.containerd_socket}",
+        f"--image-endpoint=unix://{paths.containerd_socket}",
+        "--timeout=30s",
+    ]
+
+
 def crictl(paths: config.Paths, *args: str) -> subprocess.CompletedProcess[str]:
-    bins = build.binaries(paths)
-    return subprocess.run(
-        [
-            str(bins["crictl"]),
-            f"--runtime-endpoint=unix://{paths.containerd_socket}",
-            f"--image-endpoint=unix://{paths.containerd_socket}",
-            "--timeout=30s",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return host.run([*crictl_argv(paths), *args], check=False, missing_ok=True)
 
 
 # --- state -----------------------------------------------------------------
@@ -228,82 +238,8 @@ def running(
 
 
 def leftovers(paths: config.Paths) -> list[str]:
-    """What a previous run left behind (for ``up`` to clean, for ``down``'s test to see)."""
-    found = []
-    for record in supervisor(paths).records():
-        found.append(
-            f"process {record.name} (pid {record.pid}{'' if record.alive() else ', dead'})"
-        )
-    found += [f"process {p} (pid {pid})" for pid, p in _pod_processes(paths)]
-    found += [f"mount {m}" for m in _our_mounts(paths)]
-    found += [f"netns {n}" for n in network.pod_netns()]
-    if network.bridge_exists():
-        found.append(f"interface {config.BRIDGE}")
-    if _guard_present():
-        found.append(f"iptables chain {config.SAFETY_CHAIN}")
-    found += [f"iptables chains {k}: {len(v)}" for k, v in network.kube_chains().items()]
-    found += [f"cgroup {c}" for c in _kubepods_cgroups()]
-    return found
-
-
-def _guard_present() -> bool:
-    return (
-        subprocess.run(
-            ["iptables", "-w", "-t", "mangle", "-L", config.SAFETY_CHAIN, "-n"],
-            capture_output=True,
-            check=False,
-        ).returncode
-        == 0
-    )
-
-
-def _our_mounts(paths: config.Paths) -> list[str]:
-    roots = (str(paths.state), str(paths.run))
-    netns = {f"/run/netns/{n}" for n in network.pod_netns()}
-    netns |= {f"/var/run/netns/{n}" for n in network.pod_netns()}
-    mounts = []
-    for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point.startswith(roots) or point in netns:
-            mounts.append(point)
-    return mounts
-
-
-def _kubepods_cgroups() -> list[str]:
-    found = []
-    for controller in pathlib.Path("/sys/fs/cgroup").iterdir():
-        candidate = controller / "kubepods"
-        if candidate.is_dir():
-            found.append(str(candidate))
-    return found
-
-
-def _pod_processes(paths: config.Paths) -> list[tuple[int, str]]:
-    """Processes inside the cluster's pod cgroups (containers and their sandboxes),
-    plus containerd shims serving our containerd."""
-    pids: set[int] = set()
-    for cg in _kubepods_cgroups():
-        for procs_file in pathlib.Path(cg).rglob("cgroup.procs"):
-            with contextlib.suppress(OSError):
-                pids.update(int(p) for p in procs_file.read_text().split())
-    marker = str(paths.containerd_socket)
-    for proc in pathlib.Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and marker.encode() in argv:
-            pids.add(int(proc.name))
-    out = []
-    for pid in sorted(pids):
-        try:
-            name = pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            continue
-        out.append((pid, name))
-    return out
+    """What a previous run left on the host (for ``up`` to clean, for ``down``'s test to see)."""
+    return teardown.leftovers(paths)
 
 
 # --- up ----------------------------------------------------------------------
@@ -314,6 +250,7 @@ def up(paths: config.Paths | None = None) -> int:
     if os.geteuid() != 0:
         print("kfn cluster: must run as root (it manages containerd, the kubelet and iptables)")
         return 2
+    host.trace_to(paths.logs / "commands.log")
     try:
         with locked(paths):
             return _up(paths)
@@ -335,25 +272,56 @@ def _up(paths: config.Paths) -> int:
         _add_missing(paths)
         _finish(paths, None)
         return 0
-    steps = Progress(12 + len(components.ORDER) - len(components.BROKERS))
-    found = leftovers(paths)
+    steps = Progress(13 + len(components.ORDER) - len(components.BROKERS))
+    # Nothing may use a host tool before this step; the clean-up after it finds what a
+    # killed run left with the tools in place (before it, a missing tool means nothing).
+    with steps("host packages") as note:
+        installed = hostdeps.ensure(paths.logs / "apt.log")
+        note(f"installed {', '.join(installed)}" if installed else "all present")
     with steps("clean up what a previous run left") as note:
+        found = leftovers(paths)
         if found:
             note(f"{len(found)} leftovers")
-            _teardown(paths, keep_cache=True)
+            teardown.stop(paths, crictl_argv(paths))
         else:
             note("nothing found")
+    _refuse_beside_another_cluster(paths)
+    resuming = _has_data(paths)
+    owned.record(paths)
     made = _prepare(paths, steps)
     _start(paths, steps, made)
+    paths.stopped.unlink(missing_ok=True)
+    if resuming:
+        print(f"        resumed the data in {paths.state} (`make cluster-down` starts afresh)")
     _finish(paths, steps)
     return 0
 
 
+def _has_data(paths: config.Paths) -> bool:
+    """Whether etcd holds a cluster from an earlier run (stopped, killed or rebooted)."""
+    return (paths.etcd_data / "member").is_dir()
+
+
+def _refuse_beside_another_cluster(paths: config.Paths) -> None:
+    """Our cluster shares the node address, bridge and kube-proxy's chains with any other."""
+    if network.bridge_exists():
+        raise RuntimeError(
+            f"the bridge {config.BRIDGE} exists but this cluster ({paths.state}) did not make "
+            "it: another kfn cluster runs here; stop it first (`make cluster-stop` with its "
+            "KFN_CLUSTER_STATE and KFN_CLUSTER_RUN)"
+        )
+    others = owned.conflicting(owned.present_chains())
+    if others:
+        raise RuntimeError(
+            "another kube-proxy's chains are on this machine's network ("
+            + ", ".join(others)
+            + "); the local cluster's kube-proxy would share and later remove them. Stop the "
+            "other cluster first"
+        )
+
+
 def _prepare(paths: config.Paths, steps: Progress) -> dict[str, oci.Image]:
     """Everything before the first process starts; returns the images to push."""
-    with steps("host packages") as note:
-        installed = hostdeps.ensure(paths.logs / "apt.log")
-        note(f"installed {', '.join(installed)}" if installed else "all present")
     with steps("build components (cached by version)") as note:
         _build_components(paths, note)
     bins = build.binaries(paths)
@@ -368,8 +336,8 @@ def _prepare(paths: config.Paths, steps: Progress) -> dict[str, oci.Image]:
         note(f"resolved Kafka {config.KAFKA_VERSION}" if fetched else "cached")
     with steps("certificates, kubeconfigs and configs"):
         _write_pki_and_configs(paths)
-    _save_kernel_tunables(paths)
-    with steps("node network: bridge, egress guard, CNI") as note:
+    teardown.save_kernel_tunables(paths)
+    with steps("node network: bridge, egress guard, CNI, cgroups") as note:
         _set_up_network(paths)
         note(f"{config.BRIDGE} {config.NODE_IP}, pods {config.POD_CIDR}")
     return made
@@ -387,13 +355,13 @@ def _start(paths: config.Paths, steps: Progress, made: dict[str, oci.Image]) -> 
         if name in components.BROKERS:
             continue
         with steps(f"start {name}") as note:
-            record = sup.start(name, components.argv(name, paths, bins))
+            record = sup.start(name, components.argv(name, paths, bins), components.env(name))
             check, timeout = readiness(name, paths)
             sup.wait_until(record, check, timeout)
             note(f"pid {record.pid}, log {sup.log_path(name)}")
             if name == "registry":
                 for ref, image in made.items():
-                    images.push(image, ref)
+                    images.push(image, ref, paths)
             if name == "containerd":
                 _remove_stale_pods(paths)
     with steps("node Ready") as note:
@@ -453,7 +421,7 @@ def _add_missing(paths: config.Paths) -> None:
     _build_components(paths, lambda built: print(f"kfn cluster: built {built}"))
     bins = build.binaries(paths)
     for ref, image in _make_images(paths, bins).items():
-        images.push(image, ref)
+        images.push(image, ref, paths)
     sup = supervisor(paths)
     records = {r.name: r for r in sup.records()}
     missing = [n for n in components.EXTRAS if n not in records or not records[n].alive()]
@@ -465,7 +433,7 @@ def _add_missing(paths: config.Paths) -> None:
     if any(n in components.BROKERS for n in missing):
         brokers.prepare(paths, paths.logs)
     for name in missing:
-        record = sup.start(name, components.argv(name, paths, bins), brokers.env(name))
+        record = sup.start(name, components.argv(name, paths, bins), components.env(name))
         check, timeout = readiness(name, paths)
         sup.wait_until(record, check, timeout)
         print(f"kfn cluster: started {name} (pid {record.pid}, log {sup.log_path(name)})")
@@ -493,6 +461,7 @@ def _set_up_network(paths: config.Paths) -> None:
     network.ensure_bridge()
     network.set_sysctls()
     network.write_cni_config(paths)
+    owned.make_cgroups(paths)
 
 
 def _remove_stale_pods(paths: config.Paths) -> None:
@@ -520,9 +489,14 @@ def _wait_node_ready(paths: config.Paths, sup: procs.Supervisor) -> None:
     )
 
 
+def kubeconfig_out() -> pathlib.Path:
+    """Where bring-up leaves the admin kubeconfig for the developer (and the Makefile)."""
+    return pathlib.Path(os.environ.get("KFN_KUBECONFIG_OUT") or REPO / ".kfn" / "kubeconfig")
+
+
 def _finish(paths: config.Paths, steps: Progress | None) -> None:
-    target = REPO / ".kfn" / "kubeconfig"
-    target.parent.mkdir(exist_ok=True)
+    target = kubeconfig_out()
+    target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(paths.admin_kubeconfig, target)
     target.chmod(0o600)
     build.link_tools(paths)
@@ -532,156 +506,52 @@ def _finish(paths: config.Paths, steps: Progress | None) -> None:
     print(f"export KUBECONFIG={target} PATH={paths.bin}:$PATH")
 
 
-# --- kernel tunables the kubelet changes ----------------------------------------
-
-#: The kubelet sets the vm/kernel ones at start (as on every Kubernetes node);
-#: the node network turns on forwarding and bridge netfilter. Tear-down puts the
-#: machine's own values back.
-_TUNABLES = (
-    "net/ipv4/ip_forward",
-    "net/bridge/bridge-nf-call-iptables",
-    "net/bridge/bridge-nf-call-ip6tables",
-    "vm/overcommit_memory",
-    "vm/panic_on_oom",
-    "kernel/panic",
-    "kernel/panic_on_oops",
-    "kernel/keys/root_maxkeys",
-    "kernel/keys/root_maxbytes",
-)
+# --- stop and down ---------------------------------------------------------------
 
 
-def _save_kernel_tunables(paths: config.Paths) -> None:
-    saved = paths.state / "sysctl-before.json"
-    if saved.exists():
-        return
-    values = {
-        k: pathlib.Path("/proc/sys", k).read_text().strip()
-        for k in _TUNABLES
-        if pathlib.Path("/proc/sys", k).exists()
-    }
-    saved.write_text(json.dumps(values))
-
-
-def _restore_kernel_tunables(paths: config.Paths) -> None:
-    saved = paths.state / "sysctl-before.json"
-    if not saved.exists():
-        return
-    for key, value in json.loads(saved.read_text()).items():
-        with contextlib.suppress(OSError):
-            pathlib.Path("/proc/sys", key).write_text(value)
-    saved.unlink()
-
-
-# --- down --------------------------------------------------------------------
+def stop(paths: config.Paths | None = None) -> int:
+    """Stops the cluster and removes what it made on the host, keeping its data."""
+    return _end(paths or config.Paths(), keep_data=True)
 
 
 def down(paths: config.Paths | None = None) -> int:
-    paths = paths or config.Paths()
+    """Stops the cluster and deletes its data (the registry's images stay, as a cache)."""
+    return _end(paths or config.Paths(), keep_data=False)
+
+
+def _end(paths: config.Paths, keep_data: bool) -> int:
     if os.geteuid() != 0:
         print("kfn cluster: must run as root")
         return 2
+    host.trace_to(paths.logs / "commands.log" if paths.state.is_dir() else None)
     try:
         with locked(paths):
             t0 = time.monotonic()
             found = leftovers(paths)
-            if not found:
-                print("kfn cluster: nothing to tear down.")
+            data = _has_data(paths) or paths.owned.exists()
+            if not found and (keep_data or not data):
+                print(
+                    "kfn cluster: nothing to tear down."
+                    if not keep_data
+                    else "kfn cluster: not running; nothing to stop."
+                )
                 return 0
-            _teardown(paths, keep_cache=True)
+            host.trace_to(None)
+            teardown.stop(paths, crictl_argv(paths))
+            if keep_data:
+                if _has_data(paths):
+                    paths.stopped.touch()
+            else:
+                teardown.remove(paths)
             left = leftovers(paths)
             if left:
                 print(
                     "kfn cluster: tear-down left behind:\n  " + "\n  ".join(left), file=sys.stderr
                 )
                 return 1
-            print(f"kfn cluster: torn down in {time.monotonic() - t0:.1f}s; nothing left behind.")
+            what = "stopped, its data kept for `make cluster`" if keep_data else "torn down"
+            print(f"kfn cluster: {what} in {time.monotonic() - t0:.1f}s; nothing left behind.")
             return 0
     except AlreadyRunningError as exc:
         print(f"kfn cluster: another bring-up or tear-down is in progress ({exc}); nothing to do.")
         return 0
-
-
-def _teardown(paths: config.Paths, keep_cache: bool) -> None:
-    _stop_processes(paths)
-    for point in sorted(_our_mounts(paths), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-    network.remove_netns(network.pod_netns())
-    _remove_pod_cgroups()
-    bins = build.binaries(paths)
-    if bins["kube-proxy"].exists():
-        subprocess.run([str(bins["kube-proxy"]), "--cleanup"], capture_output=True, check=False)
-    network.remove_kube_chains()
-    network.remove_bridge()
-    network.remove_guard()
-    _restore_kernel_tunables(paths)
-    for cache in pathlib.Path("/var/lib/cni/results").glob("kfn-*"):
-        cache.unlink()
-    _remove_state(paths, keep_cache)
-    _clean_container_log_links(paths)
-
-
-def _stop_processes(paths: config.Paths) -> None:
-    sup = supervisor(paths)
-    records = {r.name: r for r in sup.records()}
-    # The node first, so nothing restarts pods while they are removed.
-    for name in ("kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager"):
-        if name in records:
-            sup.stop(records.pop(name))
-    if "containerd" in records and records["containerd"].alive():
-        crictl(paths, "rmp", "-fa")
-    for name in ("containerd", "kube-apiserver", "etcd", "registry"):
-        if name in records:
-            sup.stop(records.pop(name))
-    for record in records.values():
-        sup.stop(record)
-    # Whatever a killed run left in the pod cgroups: containers, sandboxes, shims.
-    for _ in range(3):
-        left = _pod_processes(paths)
-        if not left:
-            break
-        for pid, _name in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.5)
-
-
-def _remove_pod_cgroups() -> None:
-    for cg in _kubepods_cgroups():
-        for d in sorted(pathlib.Path(cg).rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if d.is_dir():
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-        with contextlib.suppress(OSError):
-            pathlib.Path(cg).rmdir()
-
-
-def _remove_state(paths: config.Paths, keep_cache: bool) -> None:
-    """Everything of the cluster goes but the registry's images (a cache)."""
-    keep = {paths.registry_data.name} if keep_cache else set()
-    if paths.state.is_dir():
-        for child in paths.state.iterdir():
-            if child.name not in keep:
-                _remove(child)
-    if paths.run.is_dir():
-        for child in paths.run.iterdir():
-            if child != paths.lock:
-                _remove(child)
-
-
-def _remove(path: pathlib.Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _clean_container_log_links(paths: config.Paths) -> None:
-    """The kubelet links container logs into /var/log/containers; drop our links."""
-    links = pathlib.Path("/var/log/containers")
-    if not links.is_dir():
-        return
-    for link in links.iterdir():
-        if link.is_symlink() and str(os.readlink(link)).startswith(str(paths.pod_logs)):
-            link.unlink()
-    with contextlib.suppress(OSError):
-        links.rmdir()

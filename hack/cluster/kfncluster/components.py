@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import yaml
 
-from kfncluster import brokers, config, proxies
+from kfncluster import brokers, config, proxies, registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +55,9 @@ disabled_plugins = [
 
 [{cri}]
   sandbox_image = "{config.PAUSE_IMAGE}"
+  # Pods' network namespaces under this cluster's own state, never in /var/run/netns, so
+  # tear-down finds exactly ours.
+  netns_mounts_under_state_dir = true
   # This VM's root lacks CAP_SYS_RESOURCE: a negative oom_score_adj cannot be set.
   restrict_oom_score_adj = true
   # Lets non-root containers bind ports below 1024 inside their own network namespace.
@@ -78,24 +81,10 @@ disabled_plugins = [
   conf_dir = "{paths.cni_conf_dir}"
   max_conf_num = 1
 
-[{cri}.registry.mirrors."{config.REGISTRY}"]
-  endpoint = ["http://{config.REGISTRY}"]
+[{cri}.registry]
+  # One hosts.toml per registry: the local one over HTTPS, trusting the cluster CA.
+  config_path = "{registry.certs_dir(paths)}"
 """
-
-
-def registry_config(paths: config.Paths) -> str:
-    return yaml.safe_dump(
-        {
-            "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {
-                "filesystem": {"rootdirectory": str(paths.registry_data)},
-                "delete": {"enabled": True},
-                "maintenance": {"uploadpurging": {"enabled": False}},
-            },
-            "http": {"addr": config.REGISTRY},
-        }
-    )
 
 
 def admission_config() -> str:
@@ -151,6 +140,8 @@ def kubelet_config(paths: config.Paths) -> str:
             "tlsCertFile": str(pki / "kubelet-serving.crt"),
             "tlsPrivateKeyFile": str(pki / "kubelet-serving.key"),
             "cgroupDriver": "cgroupfs",
+            # Pods under this cluster's own root, never in a kubepods another kubelet may own.
+            "cgroupRoot": f"/{paths.cgroup_name}",
             # This machine has cgroup v1; 1.34 still accepts it when asked.
             "failCgroupV1": False,
             "containerRuntimeEndpoint": f"unix://{paths.containerd_socket}",
@@ -218,7 +209,6 @@ def write_configs(paths: config.Paths) -> None:
     paths.config.mkdir(parents=True, exist_ok=True)
     files = {
         "containerd.toml": containerd_config(paths),
-        "registry.yaml": registry_config(paths),
         "admission.yaml": admission_config(),
         "kubelet.yaml": kubelet_config(paths),
         "kube-proxy.yaml": kube_proxy_config(paths),
@@ -226,6 +216,7 @@ def write_configs(paths: config.Paths) -> None:
     }
     for name, text in files.items():
         (paths.config / name).write_text(text)
+    registry.write_configs(paths)
     proxies.write_configs(paths)
     brokers.write_configs(paths)
 
@@ -322,6 +313,8 @@ def argv(name: str, paths: config.Paths, bins: dict[str, pathlib.Path]) -> tuple
             "--v=1",
         ],
     }
+    if name == "registry-auth":
+        return tuple(registry.auth_argv(paths))
     if name in PROXIES:
         return tuple(proxies.argv(name, paths))
     if name in BROKERS:
@@ -333,6 +326,7 @@ def argv(name: str, paths: config.Paths, bins: dict[str, pathlib.Path]) -> tuple
 #: once the node network exists, alongside the rest, and are waited for at the end.
 ORDER = (
     "etcd",
+    "registry-auth",
     "registry",
     "containerd",
     "kube-apiserver",
@@ -355,3 +349,10 @@ BROKERS = brokers.BROKERS
 
 #: Host processes a running cluster can gain without a restart (see ``cluster._add_missing``).
 EXTRAS = PROXIES + BROKERS
+
+
+def env(name: str) -> dict[str, str]:
+    """Environment a component needs beyond the tool's own."""
+    if name == "registry-auth":
+        return registry.auth_env()
+    return brokers.env(name)

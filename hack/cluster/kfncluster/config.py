@@ -6,6 +6,12 @@ checkout, so that a cluster left behind by a killed run of *any* checkout is
 found and cleaned up by the next bring-up. Built binaries and images live in
 the user's cache (``~/.cache/kfn``), keyed by version, so a fresh clone on the
 same machine starts in seconds.
+
+``KFN_CLUSTER_STATE`` and ``KFN_CLUSTER_RUN`` name other state directories: the
+tear-down tests bring a scratch cluster up and down there, while the
+developer's own cluster is stopped with its data kept. Only one cluster runs at
+a time (they share the node address, the bridge and the ports); bring-up refuses
+to start beside another one.
 """
 
 from __future__ import annotations
@@ -72,8 +78,8 @@ SAFETY_CHAIN = "KFN-POD-EGRESS"
 class Paths:
     """Where the cluster keeps its state, its logs and its cache."""
 
-    state: pathlib.Path = pathlib.Path("/var/lib/kfn-cluster")
-    run: pathlib.Path = pathlib.Path("/run/kfn-cluster")
+    state: pathlib.Path = pathlib.Path(os.environ.get("KFN_CLUSTER_STATE", "/var/lib/kfn-cluster"))
+    run: pathlib.Path = pathlib.Path(os.environ.get("KFN_CLUSTER_RUN", "/run/kfn-cluster"))
     cache: pathlib.Path = pathlib.Path(
         os.environ.get("KFN_CACHE", str(pathlib.Path.home() / ".cache" / "kfn"))
     )
@@ -133,6 +139,28 @@ class Paths:
     @property
     def config(self) -> pathlib.Path:
         return self.state / "config"
+
+    @property
+    def netns(self) -> pathlib.Path:
+        """Where containerd mounts the pods' network namespaces (under its own state, not
+        ``/var/run/netns``, so that only this cluster's namespaces are ever found there)."""
+        return self.containerd_state / "io.containerd.grpc.v1.cri" / "netns"
+
+    @property
+    def cgroup_name(self) -> str:
+        """The kubelet's cgroup root (``/<name>`` in every hierarchy): pods of this cluster
+        live only below it, never in a ``kubepods`` another kubelet may own."""
+        return self.run.name
+
+    @property
+    def owned(self) -> pathlib.Path:
+        """The record of what bring-up made on the host (see :mod:`kfncluster.owned`)."""
+        return self.state / "owned.json"
+
+    @property
+    def stopped(self) -> pathlib.Path:
+        """Present while the cluster is stopped with its data kept, for the next bring-up."""
+        return self.state / "stopped"
 
     @property
     def pids(self) -> pathlib.Path:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from kfn import oci
 from kfncluster import config
+from kfncluster import registry as local_registry
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 RUNTIMES = REPO / "runtime-images"
@@ -35,7 +36,7 @@ def push_python_function(repository: str, tag: str, files: Mapping[str, str]) ->
         )
         task = store.layer_from_tree([("var/task", code)])
         digest = oci.extend(
-            oci.Registry(config.REGISTRY),
+            local_registry.client(),
             oci.Reference.parse(config.BASE_PYTHON_IMAGE),
             store=store,
             layers=[runtime, task],

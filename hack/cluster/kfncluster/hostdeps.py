@@ -1,57 +1,66 @@
-"""The Debian packages the cluster runs on, installed when missing."""
+"""The Debian packages the cluster runs on, installed when missing.
+
+Bring-up installs them before its first use of any of them (``cluster._up`` runs this step
+first; only the clean-up of a previous run may look for host tools earlier, and it treats a
+missing one as nothing to clean).
+"""
 
 from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 
-from kfncluster import procs
+from kfncluster import host
 
-#: Command that must exist → the Debian package that provides it.
-REQUIRED = {
-    "containerd": "containerd",
-    "containerd-shim-runc-v2": "containerd",
-    "runc": "runc",
-    "/usr/lib/cni/bridge": "containernetworking-plugins",
-    "docker-registry": "docker-registry",
-    "debootstrap": "debootstrap",
-    "iptables": "iptables",
-    "ip6tables": "iptables",
-    "conntrack": "conntrack",
-    "ip": "iproute2",
-    "mount": "mount",
-    "nsenter": "util-linux",
-    "socat": "socat",
+#: The programs bring-up needs; :data:`kfncluster.host.PACKAGES` names their packages.
+REQUIRED = (
+    "containerd",
+    "containerd-shim-runc-v2",
+    "runc",
+    "/usr/lib/cni/bridge",
+    "docker-registry",
+    "debootstrap",
+    "iptables",
+    "ip6tables",
+    "conntrack",
+    "ip",
+    "mount",
+    "nsenter",
+    "socat",
     # Builds the kfn image from operator/Dockerfile, unprivileged and with no daemon.
-    "buildah": "buildah",
+    "buildah",
     # The npm proxy (verdaccio) runs on the machine's Node.js and is installed with its npm.
-    "node": "nodejs",
-    "npm": "npm",
+    "node",
+    "npm",
     # Kafka runs on the JVM; its classpath is resolved from Maven Central with Maven.
-    "java": "openjdk-17-jre-headless",
-    "mvn": "maven",
-    "go": "",  # the Go toolchain comes with the machine
-}
+    "java",
+    "mvn",
+    "go",  # the Go toolchain comes with the machine
+)
 
 
-def missing() -> list[str]:
-    """Debian packages that are needed and not installed."""
-    needed = []
-    for command, package in REQUIRED.items():
-        present = (
-            pathlib.Path(command).exists() if command.startswith("/") else shutil.which(command)
-        )
-        if not present:
-            if not package:
-                raise RuntimeError(f"{command} is required and cannot be installed by this tool")
-            needed.append(package)
-    return sorted(set(needed))
+def missing() -> tuple[list[str], list[str]]:
+    """(Debian packages to install, programs no package of ours provides) that are absent."""
+    packages, others = set(), []
+    for program in REQUIRED:
+        if host.which(program):
+            continue
+        package = host.PACKAGES.get(program, "")
+        if package:
+            packages.add(package)
+        else:
+            others.append(program)
+    return sorted(packages), others
 
 
 def ensure(log: pathlib.Path) -> list[str]:
     """Installs the missing packages with apt-get; returns what it installed."""
-    packages = missing()
+    packages, others = missing()
+    if others:
+        raise RuntimeError(
+            f"{', '.join(others)} must be installed before the cluster can be built "
+            "(they come with the machine, not from Debian's packages)"
+        )
     if not packages:
         return []
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -59,8 +68,8 @@ def ensure(log: pathlib.Path) -> list[str]:
         ["apt-get", "update", "-q"],
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
     ):
-        procs.run_logged(cmd, log, f"host packages: {' '.join(cmd[:2])}", env=env)
-    still = missing()
+        host.run_logged(cmd, log, f"host packages: {' '.join(cmd[:2])}", env=env)
+    still, _ = missing()
     if still:
         raise RuntimeError(f"host packages still missing after apt-get: {still} — read {log}")
     return packages

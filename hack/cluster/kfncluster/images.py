@@ -20,7 +20,8 @@ import tarfile
 from collections.abc import Callable
 
 from kfn import oci
-from kfncluster import config, procs
+from kfncluster import config, host
+from kfncluster import registry as local_registry
 
 NONROOT = 65532
 #: Bumped when what :func:`debian_base` does to the tree changes, to rebuild it.
@@ -154,7 +155,7 @@ def debian_base(
             str(rootfs),
             config.DEBIAN_MIRROR,
         ]
-        procs.run_logged(cmd, log, "debootstrap")
+        host.run_logged(cmd, log, "debootstrap")
         if apt_packages:
             _apt_install(rootfs, apt_packages, log)
         for rel in _PRUNE:
@@ -222,17 +223,17 @@ def _apt_install(rootfs: pathlib.Path, packages: tuple[str, ...], log: pathlib.P
             ],
             ["chroot", str(rootfs), "apt-get", "clean"],
         ):  # fmt: skip
-            procs.run_logged(cmd, log, " ".join(cmd[2:4]), env=env)
+            host.run_logged(cmd, log, " ".join(cmd[2:4]), env=env)
     finally:
         resolv.unlink(missing_ok=True)
         if saved is not None:
             resolv.write_bytes(saved)
 
 
-def push(image: oci.Image, ref: str) -> str:
+def push(image: oci.Image, ref: str, paths: config.Paths) -> str:
     """Pushes ``image`` as ``ref`` unless the registry already has it; returns the digest."""
     reference = oci.Reference.parse(ref)
-    registry = oci.Registry(reference.registry)
+    registry = local_registry.client(paths)
     existing = registry.get_manifest(reference)
     if existing is not None and existing[0] == image.digest:
         return image.digest

@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.request
 
-from kfncluster import build, cluster, config, kfnimage, runtimeimages
+from kfncluster import build, cluster, config, kfnimage, registry, runtimeimages
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "kfn"
@@ -42,19 +42,47 @@ def sync_chart_crds() -> None:
         shutil.copy(crd, target / crd.name)
 
 
+VALUES_LOCAL = REPO / "hack" / "cluster" / "values-local.yaml"
+ROBOT_KEY_SECRET = "kfn-registry-robot-key"  # noqa: S105 - a Secret's name
+
+
+def ensure_robot_key_secret(paths: config.Paths, namespace: str) -> None:
+    """The robot key the token service holds, as the Secret the operator reads it from."""
+    cluster.kubectl(paths, "create", "namespace", namespace, check=False)
+    secret = cluster.kubectl(
+        paths, "create", "secret", "generic", ROBOT_KEY_SECRET, f"--namespace={namespace}",
+        f"--from-file=robot-key={registry.robot_key_file(paths)}",
+        "--dry-run=client", "-o", "json",
+    )  # fmt: skip
+    cluster.kubectl(paths, "apply", "-f", "-", input=secret)
+
+
+def local_values(paths: config.Paths, image: str) -> list[str]:
+    """helm arguments installing kfn on the local cluster from ``image`` (``repo@digest``),
+    with the runtime images made from this tree and the cluster CA."""
+    repository, digest = image.split("@", 1)
+    registry_host, _, repo_path = repository.partition("/")
+    runtimes = runtimeimages.push_all()
+    return [
+        "--values", str(VALUES_LOCAL),
+        "--set", f"image.registry={registry_host}",
+        "--set", f"image.repository={repo_path}",
+        "--set", f"image.digest={digest}",
+        "--set", f"builder.runtimeImages.python={runtimes['python3.11']}",
+        "--set", f"builder.runtimeImages.nodejs={runtimes['nodejs18']}",
+        "--set-file", f"registry.caBundle={registry.ca_file(paths)}",
+    ]  # fmt: skip
+
+
 def install_kfn(paths: config.Paths, image: str) -> None:
     """Helm-installs kfn from ``image``, with the runtime images made from this tree."""
-    repository, digest = image.split("@", 1)
     sync_chart_crds()
-    runtimes = runtimeimages.push_all()
+    ensure_robot_key_secret(paths, NAMESPACE)
     _helm(
         paths,
         "upgrade", "--install", RELEASE, str(CHART),
         "--namespace", NAMESPACE, "--create-namespace",
-        "--set", f"image.repository={repository}",
-        "--set", f"image.digest={digest}",
-        "--set", f"builder.runtimeImages.python={runtimes['python3.11']}",
-        "--set", f"builder.runtimeImages.nodejs={runtimes['nodejs18']}",
+        *local_values(paths, image),
         "--wait", "--timeout", "180s",
     )  # fmt: skip
     # CRDs in a chart's crds/ are installed once and never upgraded by Helm.

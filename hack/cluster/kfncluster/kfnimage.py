@@ -4,7 +4,7 @@ The Python dependencies are installed on the host (``pip install --target``
 with ``--only-binary``, for CPython 3.11 on manylinux), so the build itself
 needs no network; buildah then builds the Dockerfile unprivileged (chroot
 isolation, vfs storage in the cache) on the cluster's Debian base image and
-pushes it through the registry's HTTP API. The result is pinned by digest.
+pushes it through the registry's API (TLS, as the admin). The result is pinned by digest.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import shutil
 import sys
 import tomllib
 
-from kfncluster import config, procs
+from kfncluster import config, host
+from kfncluster import registry as local_registry
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 DOCKERFILE = REPO / "operator" / "Dockerfile"
@@ -54,7 +55,7 @@ def _site_packages(paths: config.Paths, log: pathlib.Path) -> pathlib.Path:
         "--python-version", "3.11", "--implementation", "cp",
         *deps,
     ]  # fmt: skip
-    procs.run_logged(cmd, log, "installing kfn's dependencies for the image")
+    host.run_logged(cmd, log, "installing kfn's dependencies for the image")
     (target / ".complete").touch()
     return target
 
@@ -75,9 +76,20 @@ def build(paths: config.Paths, tag: str = "dev") -> str:
         "--storage-driver", "vfs",
     ]  # fmt: skip
     image = f"{REPOSITORY}:{tag}"
-    procs.run_logged(
+    # The registry serves TLS from the cluster CA and wants a token: buildah trusts the CA
+    # from a directory of its own and authenticates as the admin, from an auth file (never
+    # on the command line, which logs and `ps` show).
+    certs = REPO / "build" / "kfn-image-auth"
+    shutil.rmtree(certs, ignore_errors=True)
+    certs.mkdir(mode=0o700, parents=True)
+    shutil.copy(local_registry.ca_file(paths), certs / "ca.crt")
+    authfile = certs / "auth.json"
+    authfile.write_text(local_registry.docker_config(paths))
+    authfile.chmod(0o600)
+    auth = ["--cert-dir", str(certs), "--authfile", str(authfile)]
+    host.run_logged(
         [
-            "buildah", *storage, "bud", "--isolation", "chroot", "--tls-verify=false",
+            "buildah", *storage, "bud", "--isolation", "chroot", *auth,
             "--layers", "--build-arg", f"BASE_IMAGE={config.BASE_PYTHON_IMAGE}",
             "-f", str(DOCKERFILE), "-t", image, str(context),
         ],
@@ -85,12 +97,12 @@ def build(paths: config.Paths, tag: str = "dev") -> str:
         "buildah bud of operator/Dockerfile",
     )  # fmt: skip
     digest_file = context / "digest"
-    procs.run_logged(
+    host.run_logged(
         [
             "buildah",
             *storage,
             "push",
-            "--tls-verify=false",
+            *auth,
             "--digestfile",
             str(digest_file),
             image,

@@ -22,15 +22,17 @@ import pathlib
 import shlex
 import subprocess
 
-from kfncluster import config
+from kfncluster import config, host
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check)
+    """Commands of bring-up: the host packages are installed, a missing tool is an error."""
+    return host.run(argv, check=check)
 
 
 def _ok(*argv: str) -> bool:
-    return _run(*argv, check=False).returncode == 0
+    """Queries and clean-up: a missing tool means nothing is there."""
+    return host.ok(*argv)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +70,12 @@ def install_guard() -> None:
 def guard_installed() -> bool:
     """True if both guard chains hold exactly the expected rules and are hooked first."""
     for tool in ("iptables", "ip6tables"):
-        listing = _run(tool, "-w", "-t", "mangle", "-S", "FORWARD", check=False).stdout.splitlines()
+        listing = host.output(tool, "-w", "-t", "mangle", "-S", "FORWARD").splitlines()
         hooks = [line for line in listing if line.startswith("-A FORWARD")]
         if not hooks or hooks[0] != f"-A FORWARD -j {config.SAFETY_CHAIN}":
             return False
-        chain = _run(tool, "-w", "-t", "mangle", "-S", config.SAFETY_CHAIN, check=False)
-        rules = [shlex.split(ln)[2:] for ln in chain.stdout.splitlines() if ln.startswith("-A ")]
+        chain = host.output(tool, "-w", "-t", "mangle", "-S", config.SAFETY_CHAIN)
+        rules = [shlex.split(ln)[2:] for ln in chain.splitlines() if ln.startswith("-A ")]
         if [_without_comment(r) for r in rules] != [list(r.args) for r in guard_rules()]:
             return False
     return True
@@ -96,8 +98,13 @@ def remove_guard() -> None:
         while _ok(tool, "-w", "-t", "mangle", "-D", "FORWARD", "-j", config.SAFETY_CHAIN):
             pass
         if _ok(tool, "-w", "-t", "mangle", "-L", config.SAFETY_CHAIN, "-n"):
-            _run(tool, "-w", "-t", "mangle", "-F", config.SAFETY_CHAIN)
-            _run(tool, "-w", "-t", "mangle", "-X", config.SAFETY_CHAIN)
+            _ok(tool, "-w", "-t", "mangle", "-F", config.SAFETY_CHAIN)
+            _ok(tool, "-w", "-t", "mangle", "-X", config.SAFETY_CHAIN)
+
+
+def guard_present() -> bool:
+    """Whether the guard chain exists at all (for finding leftovers)."""
+    return _ok("iptables", "-w", "-t", "mangle", "-L", config.SAFETY_CHAIN, "-n")
 
 
 def ensure_bridge() -> None:
@@ -151,68 +158,10 @@ def write_cni_config(paths: config.Paths) -> None:
     (paths.cni_conf_dir / "10-kfn.conflist").write_text(json.dumps(cni_config(paths), indent=2))
 
 
-def pod_netns() -> list[str]:
-    """Network namespaces holding an address of the pod network: the cluster's own."""
-    pod_net = ipaddress.ip_network(config.POD_CIDR)
-    netns_dir = pathlib.Path("/var/run/netns")
-    found = []
-    if not netns_dir.is_dir():
-        return []
-    for ns in sorted(netns_dir.iterdir()):
-        out = _run("ip", "-n", ns.name, "-4", "-j", "addr", "show", check=False).stdout
-        try:
-            links = json.loads(out or "[]")
-        except ValueError:
-            continue
-        for link in links:
-            for info in link.get("addr_info", []):
-                if ipaddress.ip_address(info["local"]) in pod_net:
-                    found.append(ns.name)
-    return sorted(set(found))
-
-
-def remove_netns(names: list[str]) -> None:
-    for name in names:
-        _run("ip", "netns", "delete", name, check=False)
-
-
 def remove_bridge() -> None:
     if _ok("ip", "link", "show", config.BRIDGE):
-        _run("ip", "link", "delete", config.BRIDGE, check=False)
+        _ok("ip", "link", "delete", config.BRIDGE)
 
 
 def bridge_exists() -> bool:
     return _ok("ip", "link", "show", config.BRIDGE)
-
-
-def kube_chains() -> dict[str, list[str]]:
-    """Chains named KUBE-* or CNI-* per (tool, table), left by kube-proxy, kubelet or CNI."""
-    found: dict[str, list[str]] = {}
-    for tool in ("iptables", "ip6tables"):
-        for table in ("filter", "nat", "mangle", "raw"):
-            out = _run(tool, "-w", "-t", table, "-S", check=False).stdout
-            chains = [
-                line.split()[1]
-                for line in out.splitlines()
-                if line.startswith("-N ") and line.split()[1].startswith(("KUBE-", "CNI-"))
-            ]
-            if chains:
-                found[f"{tool}/{table}"] = chains
-    return found
-
-
-def remove_kube_chains() -> None:
-    """Removes every KUBE-*/CNI-* chain and the built-in chains' jumps into them."""
-    for key, chains in kube_chains().items():
-        tool, table = key.split("/")
-        out = _run(tool, "-w", "-t", table, "-S", check=False).stdout
-        for line in out.splitlines():
-            parts = shlex.split(line)
-            if parts[:1] == ["-A"] and "-j" in parts:
-                target = parts[parts.index("-j") + 1]
-                if target in chains and parts[1] not in chains:
-                    _run(tool, "-w", "-t", table, "-D", *parts[1:], check=False)
-        for chain in chains:
-            _run(tool, "-w", "-t", table, "-F", chain, check=False)
-        for chain in chains:
-            _run(tool, "-w", "-t", table, "-X", chain, check=False)

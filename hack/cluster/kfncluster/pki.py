@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import ipaddress
 import pathlib
+import secrets
 
 import yaml
 from cryptography import x509
@@ -171,6 +172,15 @@ def ensure(pki: pathlib.Path) -> None:
     )
     for c in CLIENTS:
         _issue(pki, c.stem, ca, _name(c.common_name, c.groups), client=True)
+    _issue(
+        pki,
+        "registry",
+        ca,
+        _name("kfn-registry"),
+        server_names=("kfn-registry", "localhost"),
+        server_ips=(config.NODE_IP, "127.0.0.1"),
+    )
+    _ensure_registry_secrets(pki)
     sa_key = pki / "sa.key"
     if not sa_key.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -180,6 +190,34 @@ def ensure(pki: pathlib.Path) -> None:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
+
+
+def _ensure_registry_secrets(pki: pathlib.Path) -> None:
+    """The token service's signing key and certificate (the registry's ``rootcertbundle``),
+    the robot key kfn's operator derives namespace credentials from, the admin password."""
+    key_path, cert_path = pki / "registry-token.key", pki / "registry-token.crt"
+    if not (key_path.exists() and cert_path.exists()):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.datetime.now(datetime.UTC)
+        name = _name("kfn-registry-token")
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        _write_key(key_path, key)
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    for file_name in ("registry-robot.key", "registry-admin.password"):
+        path = pki / file_name
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+            path.chmod(0o600)
 
 
 def kubeconfig(pki: pathlib.Path, stem: str, server: str) -> str:

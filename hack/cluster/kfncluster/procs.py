@@ -149,37 +149,6 @@ class Supervisor:
             time.sleep(0.1)
 
 
-def run_logged(
-    cmd: Sequence[str],
-    log: pathlib.Path,
-    what: str,
-    *,
-    cwd: pathlib.Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> None:
-    """Runs ``cmd`` to completion with its output appended to ``log``.
-
-    A failure raises with ``what`` and the log file to read, which is how every
-    step of the tool reports a command that went wrong.
-    """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        where = f"(in {cwd}) " if cwd else ""
-        out.write(f"\n=== {where}{' '.join(cmd)}\n".encode())
-        out.flush()
-        result = subprocess.run(
-            list(cmd),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    if result.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {result.returncode}) — read {log}")
-
-
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)

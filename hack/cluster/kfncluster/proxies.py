@@ -25,7 +25,7 @@ import sys
 
 import yaml
 
-from kfncluster import config, procs
+from kfncluster import config, host
 
 DEVPI_VERSION = "6.20.3"
 VERDACCIO_VERSION = "5.33.0"
@@ -119,10 +119,10 @@ def ensure_installed(paths: config.Paths, log: pathlib.Path) -> list[str]:
     venv = devpi_venv(paths)
     if not (venv / ".complete").exists():
         shutil.rmtree(venv, ignore_errors=True)
-        procs.run_logged(
+        host.run_logged(
             [sys.executable, "-m", "venv", str(venv)], log, "creating devpi's virtualenv"
         )
-        procs.run_logged(
+        host.run_logged(
             [str(venv / "bin" / "pip"), "install", "--quiet", f"devpi-server=={DEVPI_VERSION}"],
             log,
             f"pip install devpi-server=={DEVPI_VERSION}",
@@ -132,7 +132,7 @@ def ensure_installed(paths: config.Paths, log: pathlib.Path) -> list[str]:
     serverdir = devpi_serverdir(paths)
     if not (serverdir / ".nodeinfo").exists():
         serverdir.mkdir(parents=True, exist_ok=True)
-        procs.run_logged(
+        host.run_logged(
             [str(venv / "bin" / "devpi-init"), f"--serverdir={serverdir}"],
             log,
             "devpi-init",
@@ -145,7 +145,7 @@ def ensure_installed(paths: config.Paths, log: pathlib.Path) -> list[str]:
         if npm is None:
             raise RuntimeError("npm is required to install verdaccio")
         (prefix / "package.json").write_text(json.dumps(verdaccio_package(), indent=2) + "\n")
-        procs.run_logged(
+        host.run_logged(
             [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--omit=dev"],
             log,
             f"npm install verdaccio@{VERDACCIO_VERSION}",

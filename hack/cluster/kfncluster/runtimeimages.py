@@ -23,6 +23,7 @@ import tempfile
 
 from kfn import oci
 from kfncluster import config
+from kfncluster import registry as local_registry
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 RUNTIMES = REPO / "runtime-images"
@@ -46,7 +47,7 @@ def _content_key(directory: pathlib.Path, base_digest: str) -> str:
 def push_runtime(runtime: str) -> str:
     """Pushes the runtime image of ``runtime`` unless it exists; returns ``repo@digest``."""
     directory, repository, version, base = IMAGES[runtime]
-    registry = oci.Registry(config.REGISTRY)
+    registry = local_registry.client()
     base_ref = oci.Reference.parse(base)
     found = registry.get_manifest(base_ref)
     if found is None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kfncluster import brokers, build, cluster, components, config, procs
+from kfncluster import brokers, build, components, config, procs, teardown
 
 
 def _paths(tmp_path: pathlib.Path) -> config.Paths:
@@ -169,7 +169,7 @@ def test_down_removes_the_brokers_data_and_keeps_only_the_registry_cache(
     for d in (paths.kafka_data / "topic-0", paths.nats_data / "jetstream", paths.registry_data):
         d.mkdir(parents=True)
     (paths.kafka_data / "meta.properties").write_text("cluster.id=x\n")
-    cluster._remove_state(paths, keep_cache=True)
+    teardown.remove(paths)
     assert [p.name for p in paths.state.iterdir()] == [paths.registry_data.name]
 
 

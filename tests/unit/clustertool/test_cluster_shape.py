@@ -8,7 +8,7 @@ import pathlib
 import pytest
 import yaml
 
-from kfncluster import components, config, network, procs
+from kfncluster import components, config, host, network, procs
 
 
 def test_the_egress_guard_lets_pods_talk_only_to_pods_and_drops_the_rest() -> None:
@@ -82,9 +82,9 @@ def test_a_failing_command_names_the_step_and_the_log_holding_its_output(
     tmp_path: pathlib.Path,
 ) -> None:
     log = tmp_path / "logs" / "step.log"
-    procs.run_logged(["sh", "-c", "echo fine"], log, "a good step")
+    host.run_logged(["sh", "-c", "echo fine"], log, "a good step")
     with pytest.raises(RuntimeError, match=r"a bad step failed \(exit 3\) — read .*step\.log"):
-        procs.run_logged(["sh", "-c", "echo broken >&2; exit 3"], log, "a bad step")
+        host.run_logged(["sh", "-c", "echo broken >&2; exit 3"], log, "a bad step")
     text = log.read_text()
     assert "=== sh -c echo fine\nfine\n" in text
     assert "broken" in text

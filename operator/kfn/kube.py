@@ -169,6 +169,36 @@ def apply_deployment(obj: Mapping[str, Any]) -> Object:
     return live
 
 
+def patch(
+    api_version: str,
+    kind: str,
+    namespace: str,
+    name: str,
+    body: Mapping[str, Any],
+    *,
+    strategic: bool = False,
+) -> Object:
+    """Patches an object: a JSON merge patch, or a strategic merge patch (lists of built-in
+    kinds merge by their keys, e.g. ownerReferences by uid)."""
+    kind_ = "strategic-merge-patch" if strategic else "merge-patch"
+    return _call(
+        "PATCH",
+        _path(api_version, kind, namespace, name),
+        body=dict(body),
+        query=[("fieldManager", FIELD_MANAGER)],
+        content_type=f"application/{kind_}+json",
+    )
+
+
+def list_events(namespace: str, involved_name: str, reason: str) -> list[Object]:
+    """Events of ``reason`` about the object named ``involved_name`` in ``namespace``."""
+    selector = f"involvedObject.name={involved_name},reason={reason}"
+    result = _call(
+        "GET", f"/api/v1/namespaces/{namespace}/events", query=[("fieldSelector", selector)]
+    )
+    return cast(list[Object], result.get("items", []))
+
+
 def delete(api_version: str, kind: str, namespace: str, name: str) -> bool:
     """Deletes the object with background propagation; False if it was not there."""
     try:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from kfn import oci
 from kfncluster import config
+from kfncluster import registry as local_registry
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KUBECONFIG = REPO / ".kfn" / "kubeconfig"
@@ -122,7 +123,7 @@ def push_python_app(repository: str, tag: str, files: dict[str, str], cmd: list[
             (root / name).write_text(content)
         store = oci.BlobStore(pathlib.Path(tmp) / "blobs")
         layer = store.layer_from_tree([("app", root)])
-        registry = oci.Registry(config.REGISTRY)
+        registry = local_registry.client()
         target = oci.Reference(config.REGISTRY, repository, tag)
         digest = oci.extend(
             registry,

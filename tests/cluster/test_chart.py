@@ -52,9 +52,34 @@ OPERATOR_RULES = {
     *(("", "configmaps", v) for v in ["create", "patch", "delete"]),
     *(("batch", "jobs", v) for v in ["get", "list", "watch", "create", "patch", "delete"]),
     *((g, "events", v) for g in ["", "events.k8s.io"] for v in ["create", "patch"]),
+    # Which pull Secret the kubelet could not find, from its Events.
+    *(("", "events", v) for v in ["get", "list", "watch"]),
+    # Each function namespace's registry credential (read and changed by name only).
+    *(("", "secrets", v) for v in ["create", "get", "update", "patch", "delete"]),
     *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ["get", "list", "watch"]),
     *(("", "namespaces", v) for v in ["get", "list", "watch"]),
 }  # fmt: skip
+
+
+#: What every install must say (the chart refuses without it): where kfn's images come from,
+#: where builds push, and the robot key of the default (managed) credentials.
+REQUIRED: dict[str, Any] = {
+    "image": {"registry": "registry.example.com"},
+    "registry": {
+        "host": "registry.example.com",
+        "credentials": {"managed": {"robotKeySecret": {"name": "kfn-registry-robot-key"}}},
+    },
+}
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +90,14 @@ def helm(cluster: pathlib.Path) -> pathlib.Path:
 
 
 def _run_helm(
-    helm: pathlib.Path, *args: str, values: dict[str, Any] | None = None
+    helm: pathlib.Path, *args: str, values: dict[str, Any] | None = None, bare: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Runs helm; ``values`` go in as a values file so nested maps and lists keep their types."""
+    """Runs helm; ``values`` go in as a values file so nested maps and lists keep their types.
+
+    The values every install needs (:data:`REQUIRED`) are merged under them unless ``bare``.
+    """
+    if not bare:
+        values = _merged(REQUIRED, values or {})
     extra = ["--values", "-"] if values is not None else []
     return subprocess.run(
         [str(helm), *args, *extra],
@@ -85,9 +115,13 @@ def _render(
     *,
     release: str = "kfn",
     set_: tuple[str, ...] = (),
+    tests: bool = False,
 ) -> list[dict[str, Any]]:
-    """The objects ``helm template`` renders, for the Kubernetes version the cluster runs."""
+    """The objects ``helm template`` renders, for the Kubernetes version the cluster runs
+    (the ``helm test`` hook only with ``tests``)."""
     sets = [arg for s in set_ for arg in ("--set", s)]
+    if not tests:
+        sets.append("--skip-tests")
     result = _run_helm(
         helm,
         "template",
@@ -174,10 +208,17 @@ def test_every_component_is_named_after_the_release_and_labelled_with_its_compon
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
     ]
-    assert _kinds(_of(objects, "autoscaler")) == _kinds(_of(objects, "activator"))
+    assert _kinds(_of(objects, "autoscaler")) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
 
 
 def test_names_and_labels_are_cut_to_63_characters_for_the_longest_release_name(
@@ -270,27 +311,128 @@ def test_the_builder_values_reach_the_operator_and_builds_run_on_kfns_own_image(
 ) -> None:
     values: dict[str, Any] = {
         "image": {"digest": "sha256:" + "a" * 64},
+        "registry": {"host": "builds.example.com:5443"},
         "builder": {
-            "registry": "registry.example.com",
             "runtimeImages": {
                 "python": "registry.example.com/kfn/runtime-python@sha256:" + "b" * 64,
-                "nodejs": "registry.example.com/kfn/runtime-nodejs:18",
+                "nodejs": "",
             },
             "pypiIndexUrl": "https://pypi.mirror.example.com/simple/",
             "npmRegistry": "https://npm.mirror.example.com/",
             "maxConcurrent": 4,
             "deadlineSeconds": 600,
+            "scheduling": {"nodeSelector": {"pool": "builds"}},
         },
     }
-    env = {e["name"]: e["value"] for e in _operator_container(_render(helm, values))["env"]}
-    assert env["KFN_BUILDER_IMAGE"] == f"{DEFAULTS['image']['repository']}@sha256:{'a' * 64}"
-    assert env["KFN_IMAGE_REGISTRY"] == "registry.example.com"
+    env = {e["name"]: e.get("value") for e in _operator_container(_render(helm, values))["env"]}
+    image = f"registry.example.com/{DEFAULTS['image']['repository']}@sha256:{'a' * 64}"
+    assert env["KFN_BUILDER_IMAGE"] == image
+    assert env["KFN_IMAGE_REGISTRY"] == "builds.example.com:5443"
     assert env["KFN_RUNTIME_IMAGE_PYTHON"] == values["builder"]["runtimeImages"]["python"]
-    assert env["KFN_RUNTIME_IMAGE_NODEJS"] == "registry.example.com/kfn/runtime-nodejs:18"
+    # An empty runtime image is kfn's own of this release.
+    version = CHART_META["appVersion"]
+    assert env["KFN_RUNTIME_IMAGE_NODEJS"] == f"registry.example.com/kfn/runtime-nodejs:{version}"
     assert env["KFN_PYPI_INDEX_URL"] == "https://pypi.mirror.example.com/simple/"
     assert env["KFN_NPM_REGISTRY"] == "https://npm.mirror.example.com/"
     assert env["KFN_MAX_CONCURRENT_BUILDS"] == "4"
     assert env["KFN_BUILD_DEADLINE_SECONDS"] == "600"
+    assert json.loads(env["KFN_BUILD_SCHEDULING"]) == {"nodeSelector": {"pool": "builds"}}
+
+
+def test_the_chart_names_no_address_of_the_development_cluster(helm: pathlib.Path) -> None:
+    text = (CHART / "values.yaml").read_text()
+    assert "10.244." not in text
+    assert "10.96." not in text
+    rendered = json.dumps(_render(helm))
+    assert "10.244." not in rendered
+
+
+def test_an_install_without_the_image_registry_or_the_registry_host_says_what_to_set(
+    helm: pathlib.Path,
+) -> None:
+    result = _run_helm(helm, "template", "kfn", str(CHART), "--kube-version",
+                       config.KUBERNETES_VERSION, bare=True)  # fmt: skip
+    assert result.returncode != 0
+    assert "image.registry is empty" in result.stderr
+    values = {"image": {"registry": "r.example"}}
+    result = _run_helm(helm, "template", "kfn", str(CHART), "--kube-version",
+                       config.KUBERNETES_VERSION, values=values, bare=True)  # fmt: skip
+    assert "registry.host is empty" in result.stderr
+
+
+def test_the_registry_settings_reach_the_operator_with_the_robot_key_from_its_secret(
+    helm: pathlib.Path,
+) -> None:
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    values = {"registry": {"caBundle": ca, "credentials": {"secretName": "pushes"}}}
+    env = {e["name"]: e for e in _operator_container(_render(helm, values))["env"]}
+    assert env["KFN_REGISTRY_CA_PEM"]["value"] == ca
+    assert env["KFN_REGISTRY_PLAIN_HTTP"]["value"] == "false"
+    assert env["KFN_REGISTRY_CREDENTIALS"]["value"] == "managed"
+    assert env["KFN_REGISTRY_SECRET_NAME"]["value"] == "pushes"
+    assert env["KFN_REGISTRY_ROBOT_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "kfn-registry-robot-key", "key": "robot-key"}
+    }
+    role = _one(_render(helm, values), "ClusterRole")
+    named = [r for r in role["rules"] if "secrets" in r["resources"] and r.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["pushes"],
+            "verbs": ["get", "update", "patch", "delete"],
+        }
+    ]
+
+
+def test_shared_credentials_are_read_from_one_secret_of_the_release_namespace_and_warned_of(
+    helm: pathlib.Path,
+) -> None:
+    values = {"registry": {"credentials": {"mode": "shared", "shared": {"secretName": "one"}}}}
+    objects = _render(helm, values)
+    env = {e["name"]: e.get("value") for e in _operator_container(objects)["env"]}
+    assert env["KFN_REGISTRY_SHARED_SECRET"] == "one"
+    assert "KFN_REGISTRY_ROBOT_KEY" not in env
+    role = _one(objects, "Role")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["one"],
+         "verbs": ["get", "watch"]}
+    ]  # fmt: skip
+    assert "every namespace with a Function gets a copy" in _notes(helm, values)
+
+
+def test_without_credentials_the_operator_gets_no_secret_rights(helm: pathlib.Path) -> None:
+    objects = _render(helm, {"registry": {"credentials": {"mode": "none"}}})
+    assert not any("secrets" in (g, r)[1] for g, r, _ in _granted(_one(objects, "ClusterRole")))
+
+
+def test_function_pod_defaults_reach_the_operator(helm: pathlib.Path) -> None:
+    functions = {
+        "imagePullSecrets": ["cluster-pull"],
+        "scheduling": {
+            "tolerations": [{"key": "fn", "operator": "Exists", "effect": "NoSchedule"}],
+            "priorityClassName": "functions",
+        },
+    }
+    env = {
+        e["name"]: e.get("value")
+        for e in _operator_container(_render(helm, {"functions": functions}))["env"]
+    }
+    assert json.loads(env["KFN_IMAGE_PULL_SECRETS"]) == ["cluster-pull"]
+    assert json.loads(env["KFN_FUNCTION_SCHEDULING"]) == functions["scheduling"]
+
+
+def test_status_urls_and_every_cross_component_url_come_from_the_release_and_cluster_domain(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(helm, {"clusterDomain": "corp.internal"}, release="faas")
+    env = {e["name"]: e.get("value") for e in _operator_container(objects)["env"]}
+    assert env["KFN_ACTIVATOR_URL"] == "http://faas-kfn-activator.kfn-system.svc.corp.internal"
+    args = _container(objects, "activator")["args"]
+    assert (
+        "--autoscaler-url=http://faas-kfn-autoscaler.kfn-system.svc.corp.internal:8090/stats"
+        in args
+    )
 
 
 def test_a_package_index_that_is_not_a_url_is_refused(helm: pathlib.Path) -> None:
@@ -322,15 +464,18 @@ def test_the_operator_pod_meets_the_restricted_pod_security_standard(
     helm: pathlib.Path,
 ) -> None:
     pod = _one(_render(helm), "Deployment")["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == 65532
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    # No user: the image's numeric non-root one, or any a cluster such as OpenShift assigns.
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     (container,) = pod["containers"]
     context = container["securityContext"]
     assert context["allowPrivilegeEscalation"] is False
     assert context["readOnlyRootFilesystem"] is True
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "runAsUser" not in context
     # The read-only root needs somewhere to write: an emptyDir at /tmp.
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     (volume,) = pod["volumes"]
@@ -374,15 +519,18 @@ def test_the_pod_sets_no_scheduling_settings_by_default(helm: pathlib.Path) -> N
 
 def test_the_image_tag_defaults_to_the_app_version(helm: pathlib.Path) -> None:
     container = _operator_container(_render(helm))
-    assert container["image"] == f"{DEFAULTS['image']['repository']}:{CHART_META['appVersion']}"
+    image = f"registry.example.com/{DEFAULTS['image']['repository']}:{CHART_META['appVersion']}"
+    assert container["image"] == image
     assert container["imagePullPolicy"] == "IfNotPresent"
 
 
 def test_an_image_tag_replaces_the_app_version(helm: pathlib.Path) -> None:
     container = _operator_container(
-        _render(helm, {"image": {"repository": "registry.example/kfn", "tag": "dev-1"}})
+        _render(
+            helm, {"image": {"registry": "r.example:5000", "repository": "a/kfn", "tag": "dev-1"}}
+        )
     )
-    assert container["image"] == "registry.example/kfn:dev-1"
+    assert container["image"] == "r.example:5000/a/kfn:dev-1"  # fmt: skip
 
 
 def test_an_image_digest_takes_precedence_over_the_tag(helm: pathlib.Path) -> None:
@@ -390,7 +538,7 @@ def test_an_image_digest_takes_precedence_over_the_tag(helm: pathlib.Path) -> No
     container = _operator_container(
         _render(helm, {"image": {"tag": "dev-1", "digest": digest, "pullPolicy": "Always"}})
     )
-    assert container["image"] == f"{DEFAULTS['image']['repository']}@{digest}"
+    assert container["image"] == f"registry.example.com/{DEFAULTS['image']['repository']}@{digest}"
     assert container["imagePullPolicy"] == "Always"
 
 
@@ -401,7 +549,8 @@ def test_the_operator_is_granted_exactly_what_it_touches(helm: pathlib.Path) -> 
     objects = _render(helm)
     role = _one(objects, "ClusterRole")
     assert _granted(role) == OPERATOR_RULES
-    assert all("resourceNames" not in rule for rule in role["rules"])
+    # Secrets: any may be created, but only the credential Secrets read or changed.
+    assert [r["resourceNames"] for r in role["rules"] if "resourceNames" in r] == [["kfn-registry"]]
     binding = _one(objects, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -469,7 +618,8 @@ def test_two_activators_run_the_activator_module_behind_the_kfn_activator_servic
     assert pod["terminationGracePeriodSeconds"] == 30 + 5
     container = _container(objects, "activator")
     assert container["command"] == ["python3", "-m", "kfn.activator"]
-    assert "--autoscaler-url=http://kfn-autoscaler.kfn-system.svc:8090/stats" in container["args"]
+    url = "http://kfn-autoscaler.kfn-system.svc.cluster.local:8090/stats"
+    assert f"--autoscaler-url={url}" in container["args"]
     assert "--queue-limit=1000" in container["args"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "http": 8080,
@@ -500,16 +650,47 @@ def test_activator_values_reach_the_pod(helm: pathlib.Path) -> None:
     assert {"--queue-limit=50", "--drain-timeout=10"} <= set(args)
 
 
-def test_the_activator_pod_disruption_budget_is_optional(helm: pathlib.Path) -> None:
-    assert "PodDisruptionBudget" not in _kinds(_render(helm))
-    objects = _render(
-        helm, {"activator": {"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}}
-    )
-    budget = _one(objects, "PodDisruptionBudget", "activator")
-    assert budget["spec"]["minAvailable"] == 1
-    pod_labels = _one(objects, "Deployment", "activator")["spec"]["template"]["metadata"]["labels"]
+@pytest.mark.parametrize("component", ["activator", "cron", "bucket", "stream"])
+def test_every_component_with_more_than_one_replica_has_a_disruption_budget_of_one(
+    helm: pathlib.Path, component: str
+) -> None:
+    objects = _render(helm, {component: {"replicas": 3}})
+    budget = _one(objects, "PodDisruptionBudget", component)
+    # maxUnavailable never blocks a node drain outright, even with one node.
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in budget["spec"]
+    pod_labels = _one(objects, "Deployment", component)["spec"]["template"]["metadata"]["labels"]
     selector = budget["spec"]["selector"]["matchLabels"]
     assert pod_labels | selector == pod_labels
+
+
+def test_a_single_replica_or_a_disabled_budget_gets_no_disruption_budget(
+    helm: pathlib.Path,
+) -> None:
+    objects = _render(helm, {"stream": {"replicas": 1}})
+    assert not [o for o in _of(objects, "stream") if o["kind"] == "PodDisruptionBudget"]
+    off = {"activator": {"podDisruptionBudget": {"enabled": False, "maxUnavailable": 1}}}
+    assert not [
+        o for o in _of(_render(helm, off), "activator") if o["kind"] == "PodDisruptionBudget"
+    ]
+
+
+def test_the_helm_test_creates_a_function_through_a_role_limited_to_functions(
+    helm: pathlib.Path,
+) -> None:
+    objects = [o for o in _render(helm, tests=True) if o["metadata"]["labels"][COMPONENT] == "test"]
+    assert _kinds(objects) == ["Pod", "Role", "RoleBinding", "ServiceAccount"]
+    for obj in objects:
+        assert obj["metadata"]["annotations"]["helm.sh/hook"] == "test"
+        assert "hook-succeeded" in obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+    role = next(o for o in objects if o["kind"] == "Role")
+    assert _granted(role) == {
+        ("kfn.dev", "functions", v) for v in ("get", "create", "patch", "delete")
+    }
+    pod = next(o for o in objects if o["kind"] == "Pod")
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["python3", "-m", "kfn.smoketest"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
 def test_one_autoscaler_runs_the_autoscaler_module_where_activators_send_stats(
@@ -793,8 +974,9 @@ def test_each_trigger_worker_runs_its_module_and_invokes_through_the_activator(
     container = _container(objects, component)
     assert container["command"] == ["python3", "-m", f"kfn.triggers.{component}"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["KFN_ACTIVATOR_URL"] == f"http://kfn-activator.{NAMESPACE}.svc"
+    assert env["KFN_ACTIVATOR_URL"] == f"http://kfn-activator.{NAMESPACE}.svc.cluster.local"
     kinds = ["ClusterRole", "ClusterRoleBinding", "Deployment"]
+    kinds += ["PodDisruptionBudget"] if replicas > 1 else []
     kinds += ["Role", "RoleBinding"] if component != "stream" else []
     kinds += ["Secret", "Service"] if component == "bucket" else []
     assert _kinds(_of(objects, component)) == [*kinds, "ServiceAccount"]
@@ -831,7 +1013,9 @@ def test_bucket_replicas_hand_events_over_through_their_service_with_a_shared_ke
     assert secret["metadata"]["name"] == "kfn-bucket"
     assert len(base64.b64decode(secret["data"]["handoff-key"])) == 48
     env = {e["name"]: e for e in _container(objects, "bucket")["env"]}
-    assert env["KFN_SERVICE_URL"]["value"] == f"http://kfn-bucket.{NAMESPACE}.svc:8081"
+    assert (
+        env["KFN_SERVICE_URL"]["value"] == f"http://kfn-bucket.{NAMESPACE}.svc.cluster.local:8081"
+    )
     assert env["KFN_HANDOFF_KEY"]["valueFrom"]["secretKeyRef"] == {
         "name": "kfn-bucket",
         "key": "handoff-key",

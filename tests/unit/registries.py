@@ -35,7 +35,7 @@ from kfn.registry_auth import jwt, policy
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SERVICE = "kfn-test-registry"
 ISSUER = "kfn-test-token-service"
-ADMIN_PASSWORD = "admin-secret-for-tests"  # noqa: S105 - a test's own password
+ADMIN_PASSWORD = "admin-secret-for-tests"
 PUBLIC_PREFIXES = ("kfn/", "tests/")
 
 

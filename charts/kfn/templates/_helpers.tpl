@@ -52,15 +52,79 @@ helm.sh/chart: {{ include "kfn.chart" . }}
 {{- end -}}
 
 {{/*
+The registry kfn's images come from. A released chart has it set; from the source
+tree it must be given.
+*/}}
+{{- define "kfn.imageRegistry" -}}
+{{- required "image.registry is empty: set it to the registry holding kfn's images (a chart from `make release` has it set; see docs/install.md)" .Values.image.registry -}}
+{{- end -}}
+
+{{/*
 The image reference shared by kfn's components: a digest, when given, pins the
 exact image and wins over the tag; the tag defaults to the chart's appVersion.
 */}}
 {{- define "kfn.image" -}}
+{{- $repository := printf "%s/%s" (include "kfn.imageRegistry" .) .Values.image.repository -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+A runtime image: the value when set, else kfn's own of this release.
+Called with (dict "root" $ "value" <value> "name" "python").
+*/}}
+{{- define "kfn.runtimeImage" -}}
+{{- if .value -}}
+{{- .value -}}
+{{- else -}}
+{{- printf "%s/kfn/runtime-%s:%s" (include "kfn.imageRegistry" .root) .name .root.Chart.AppVersion -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The in-cluster URL of one of the release's Services: http://<name>.<namespace>.svc.<domain>.
+Called with (dict "root" $ "name" <service name>).
+*/}}
+{{- define "kfn.serviceUrl" -}}
+{{- printf "http://%s.%s.svc.%s" .name .root.Release.Namespace .root.Values.clusterDomain -}}
+{{- end -}}
+
+{{/*
+imagePullSecrets of kfn's own pods.
+*/}}
+{{- define "kfn.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . | quote }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A PodDisruptionBudget for a component with more than one replica.
+Called with (dict "root" $ "name" <fullname> "selector" <selector labels> "labels" <labels>
+"values" <the component's values>).
+*/}}
+{{- define "kfn.podDisruptionBudget" -}}
+{{- if and .values.podDisruptionBudget.enabled (gt (int .values.replicas) 1) }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- .labels | nindent 4 }}
+spec:
+  maxUnavailable: {{ .values.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- .selector | nindent 6 }}
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -109,12 +173,16 @@ otherwise the one the installer names ("default" if none is named).
 
 {{/*
 Activator: the HTTP entry point and invoke API in front of function pods.
-Its Service keeps the same name ("<base>-activator"), which the operator uses in
-HTTP Triggers' status.url.
+The operator learns its URL (for status.url) and the workers theirs from
+kfn.activator.url.
 */}}
 {{- define "kfn.activator.fullname" -}}
 {{- $base := include "kfn.fullname" . | trunc 53 | trimSuffix "-" -}}
 {{- printf "%s-activator" $base -}}
+{{- end -}}
+
+{{- define "kfn.activator.url" -}}
+{{- include "kfn.serviceUrl" (dict "root" . "name" (include "kfn.activator.fullname" .)) -}}
 {{- end -}}
 
 {{- define "kfn.activator.selectorLabels" -}}
@@ -149,6 +217,17 @@ app.kubernetes.io/component: autoscaler
 {{- end -}}
 
 {{/*
+The pod security context of every kfn pod: Pod Security "restricted". No user is
+set: the image runs as the numeric non-root user 65532, and a cluster that gives
+each namespace its own user ids (OpenShift's restricted-v2) may pick another.
+*/}}
+{{- define "kfn.podSecurityContext" -}}
+runAsNonRoot: true
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
 The container security context every kfn component runs with: Pod Security
 "restricted", read-only root filesystem.
 */}}
@@ -156,8 +235,6 @@ The container security context every kfn component runs with: Pod Security
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
 capabilities:
   drop: ["ALL"]
 seccompProfile:

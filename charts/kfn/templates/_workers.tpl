@@ -53,17 +53,14 @@ spec:
       {{- /* Workers watch Triggers and write their status. */}}
       automountServiceAccountToken: true
       enableServiceLinks: false
+      {{- include "kfn.imagePullSecrets" $root | nindent 6 }}
       {{- /* Time to finish the events in hand and acknowledge them before the kill. */}}
       terminationGracePeriodSeconds: {{ .grace | default 15 }}
       {{- with $values.priorityClassName }}
       priorityClassName: {{ . | quote }}
       {{- end }}
       securityContext:
-        runAsNonRoot: true
-        runAsUser: 65532
-        runAsGroup: 65532
-        seccompProfile:
-          type: RuntimeDefault
+        {{- include "kfn.podSecurityContext" $root | nindent 8 }}
       containers:
         - name: {{ .component }}
           image: {{ include "kfn.image" $root | quote }}
@@ -82,7 +79,7 @@ spec:
                 fieldRef:
                   fieldPath: metadata.namespace
             - name: KFN_ACTIVATOR_URL
-              value: {{ default (printf "http://%s.%s.svc" (include "kfn.activator.fullname" $root) $root.Release.Namespace) $values.activatorUrl | quote }}
+              value: {{ default (include "kfn.activator.url" $root) $values.activatorUrl | quote }}
             - name: KFN_LOG_LEVEL
               value: {{ $values.logLevel | quote }}
             {{- with $values.asyncRetryDelays }}
@@ -92,7 +89,7 @@ spec:
             {{- if .http }}
             {{- /* Its own Service, and the key replicas sign hand-offs of held events with. */}}
             - name: KFN_SERVICE_URL
-              value: {{ printf "http://%s.%s.svc:%v" $name $root.Release.Namespace $values.service.port | quote }}
+              value: {{ printf "%s:%v" (include "kfn.serviceUrl" (dict "root" $root "name" $name)) $values.service.port | quote }}
             - name: KFN_HANDOFF_KEY
               valueFrom:
                 secretKeyRef:
@@ -150,6 +147,7 @@ spec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{ include "kfn.podDisruptionBudget" (dict "root" $root "name" $name "values" $values "selector" (include "kfn.worker.selectorLabels" .) "labels" (include "kfn.worker.labels" .)) }}
 {{- end -}}
 
 {{/*

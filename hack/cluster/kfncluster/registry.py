@@ -113,7 +113,6 @@ def hosts_toml(paths: config.Paths) -> str:
     )
 
 
-
 def certs_dir(paths: config.Paths) -> pathlib.Path:
     """containerd's ``config_path``: one directory per registry host."""
     return paths.config / "certs.d"

@@ -80,6 +80,9 @@ class Reason(enum.StrEnum):
     DEPLOYMENT_REJECTED = "DeploymentRejected"
     INVALID_SPEC = "InvalidSpec"
     PODS_FAILING = "PodsFailing"
+    IMAGE_PULL_SECRET_NOT_FOUND = "ImagePullSecretNotFound"  # noqa: S105 - a reason
+    REGISTRY_CREDENTIALS_NOT_FOUND = "RegistryCredentialsNotFound"
+    REGISTRY_REFUSED = "RegistryRefused"
     ACTIVE = "Active"
     ACTIVATING = "Activating"
     SCALED_TO_ZERO = "ScaledToZero"
@@ -422,6 +425,60 @@ class Scale(meta.Model):
     )
 
 
+# --- where pods run --------------------------------------------------------------------------
+
+#: Kubernetes objects kfn passes to the pod unchanged; the API server checks them when the
+#: Deployment is applied (a mistake ends in Ready=False, DeploymentRejected, with its message).
+_PASSED_THROUGH: Final[dict[str, pydantic.JsonValue]] = {
+    "x-kubernetes-preserve-unknown-fields": True
+}
+
+
+class Toleration(meta.Model):
+    """A toleration of the pods (as in a Pod's ``tolerations``)."""
+
+    key: str | None = pydantic.Field(default=None, max_length=316, description="Taint key.")
+    operator: Literal["Exists", "Equal"] | None = pydantic.Field(
+        default=None, description="Exists matches any value; Equal (the default) one value."
+    )
+    value: str | None = pydantic.Field(default=None, max_length=63, description="Taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = pydantic.Field(
+        default=None, description="Taint effect to tolerate; all effects when unset."
+    )
+    toleration_seconds: int | None = pydantic.Field(
+        default=None, ge=0, description="For NoExecute: how long the pod stays once tainted."
+    )
+
+
+class Scheduling(meta.Model):
+    """Where the function's pods may run. Each field that is set replaces the cluster default
+    the admin set in the chart (``functions.scheduling``); unset fields keep it."""
+
+    node_selector: dict[str, Annotated[str, pydantic.Field(max_length=63)]] | None = pydantic.Field(
+        default=None, max_length=32, description="Node labels the pods must match."
+    )
+    tolerations: list[Toleration] | None = pydantic.Field(
+        default=None, max_length=32, description="Taints the pods tolerate."
+    )
+    affinity: dict[str, Any] | None = pydantic.Field(
+        default=None,
+        description="A Pod affinity object (nodeAffinity, podAffinity, podAntiAffinity).",
+        json_schema_extra=_PASSED_THROUGH,
+    )
+    topology_spread_constraints: list[dict[str, Any]] | None = pydantic.Field(
+        default=None,
+        max_length=8,
+        description="Pod topologySpreadConstraints, e.g. to spread a function over zones.",
+        json_schema_extra={"items": {"type": "object", **_PASSED_THROUGH}},
+    )
+    priority_class_name: str | None = pydantic.Field(
+        default=None,
+        max_length=253,
+        pattern=meta.DNS1123_SUBDOMAIN_PATTERN,
+        description="PriorityClass of the pods.",
+    )
+
+
 # --- the spec --------------------------------------------------------------------------------
 
 
@@ -494,6 +551,19 @@ class FunctionSpec(meta.Model):
         pattern=meta.DNS1123_SUBDOMAIN_PATTERN,
         description="ServiceAccount the pods run as. When unset, kfn creates one named after "
         "the function with no API access and no mounted token.",
+    )
+
+    image_pull_secrets: list[meta.LocalObjectReference] = pydantic.Field(
+        default_factory=list,
+        max_length=16,
+        description="Secrets (kubernetes.io/dockerconfigjson) to pull the function's image "
+        "with, in addition to the namespace's registry credentials and the cluster's default "
+        "pull Secrets. A Secret named here that does not exist makes the Function "
+        "Ready=False (ImagePullSecretNotFound).",
+    )
+    scheduling: Scheduling | None = pydantic.Field(
+        default=None,
+        description="Node selection, tolerations, affinity, spreading and priority of the pods.",
     )
 
     __rules__ = (

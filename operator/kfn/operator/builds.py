@@ -3,6 +3,8 @@
 Level-based like the rest of the reconcile: every call looks at the registry and the build Job
 as they are now and decides.
 
+* The namespace's registry credential is made sure of first (:mod:`kfn.operator.credentials`);
+  the registry is asked with it, as the build Job will push with it.
 * The image ``<registry>/fn/<ns>/<name>:<build hash>`` exists → use its digest. An unchanged
   Function is never rebuilt, and neither is one whose build finished before the operator saw
   the Job end.
@@ -25,11 +27,13 @@ from typing import Any
 
 from kfn import kube, oci
 from kfn.api import function
-from kfn.resources import build, objects, source, status
+from kfn.operator import credentials
+from kfn.resources import build, objects, platform, source, status
 
-DEFAULT_REGISTRY = "10.244.0.1:5000"
 #: How soon a Function waiting for a build slot, or for the registry, is looked at again.
 RETRY_SECONDS = 5.0
+#: How soon after a refused or missing credential (something a person fixes) to look again.
+CREDENTIALS_RETRY_SECONDS = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,20 +53,27 @@ class Resolution:
 def settings() -> build.BuildSettings:
     """Build settings from the operator's environment (set by the chart's ``builder`` values)."""
     env = os.environ
-    registry = env.get("KFN_IMAGE_REGISTRY") or DEFAULT_REGISTRY
+
+    def need(name: str) -> str:
+        value = env.get(name, "")
+        if not value:
+            raise RuntimeError(f"{name} is not set; the chart sets it from its values")
+        return value
+
     return build.BuildSettings(
-        registry=registry,
-        builder_image=env.get("KFN_BUILDER_IMAGE") or f"{registry}/kfn/kfn:dev",
+        registry=need("KFN_IMAGE_REGISTRY"),
+        builder_image=need("KFN_BUILDER_IMAGE"),
         runtime_images={
-            "python3.11": env.get("KFN_RUNTIME_IMAGE_PYTHON")
-            or f"{registry}/kfn/runtime-python:3.11",
-            "nodejs18": env.get("KFN_RUNTIME_IMAGE_NODEJS") or f"{registry}/kfn/runtime-nodejs:18",
+            "python3.11": need("KFN_RUNTIME_IMAGE_PYTHON"),
+            "nodejs18": need("KFN_RUNTIME_IMAGE_NODEJS"),
         },
-        pypi_index_url=env.get("KFN_PYPI_INDEX_URL")
-        or f"http://{registry.split(':')[0]}:3141/root/pypi/+simple/",
-        npm_registry=env.get("KFN_NPM_REGISTRY") or f"http://{registry.split(':')[0]}:4873/",
+        pypi_index_url=env.get("KFN_PYPI_INDEX_URL", ""),
+        npm_registry=env.get("KFN_NPM_REGISTRY", ""),
         max_concurrent=int(env.get("KFN_MAX_CONCURRENT_BUILDS") or 2),
         deadline_seconds=int(env.get("KFN_BUILD_DEADLINE_SECONDS") or 900),
+        registry_plain_http=env.get("KFN_REGISTRY_PLAIN_HTTP", "").lower() == "true",
+        registry_ca_pem=env.get("KFN_REGISTRY_CA_PEM", ""),
+        platform=platform.from_env(env),
     )
 
 
@@ -84,7 +95,7 @@ def _files(fn: function.Function) -> dict[str, bytes] | str | None:
     return build.source_files(fn)
 
 
-def resolve(fn: function.Function) -> Resolution:
+def resolve(fn: function.Function) -> Resolution:  # noqa: PLR0911 - one per outcome
     """Finds or builds the image of ``fn``'s current source (which is not ``source.image``)."""
     cfg = settings()
     old = previous_image(fn)
@@ -103,8 +114,16 @@ def resolve(fn: function.Function) -> Resolution:
     source_ok = status.Verdict("True", function.Reason.SOURCE_RESOLVED, _describe_source(fn))
     hash_ = build.build_hash(fn, hash_src, cfg)
     target = oci.Reference.parse(build.target(fn, hash_, cfg))
+    missing_credentials = credentials.ensure(fn)
+    if missing_credentials is not None:
+        return Resolution(
+            source_ok, missing_credentials, old, hash_src, False, CREDENTIALS_RETRY_SECONDS
+        )
     try:
-        found = oci.Registry(target.registry, timeout=10).get_manifest(target)
+        found = credentials.registry_client(fn.metadata.namespace).get_manifest(target)
+    except oci.RegistryAuthError as exc:
+        refused = status.Verdict("False", function.Reason.REGISTRY_REFUSED, str(exc))
+        return Resolution(source_ok, refused, old, hash_src, False, CREDENTIALS_RETRY_SECONDS)
     except oci.RegistryError as exc:
         waiting = status.Verdict(
             "Unknown", function.Reason.BUILDING, f"registry unreachable: {exc}"

@@ -19,7 +19,7 @@ import pydantic
 
 from kfn import kube
 from kfn.api import function, meta
-from kfn.operator import builds, triggers
+from kfn.operator import builds, credentials, triggers
 from kfn.resources import deployment as deployment_builder
 from kfn.resources import objects, service, source, status
 
@@ -135,6 +135,9 @@ def _resolve(fn: function.Function) -> builds.Resolution:
     """Like :func:`resolve_source`, finding or building the image of a built source."""
     if fn.spec.source.image is None:
         return builds.resolve(fn)
+    # A prebuilt image may live in the namespace's own repositories: its pods pull with the
+    # namespace's credential like built ones (a missing one only matters to builds).
+    credentials.ensure(fn)
     source_verdict, build_verdict, image = resolve_source(fn)
     return builds.Resolution(source_verdict, build_verdict, image, source.source_hash(fn), True)
 
@@ -150,7 +153,11 @@ def desired_children(
     children.append(service.build_service(fn))
     children.append(
         deployment_builder.build_deployment(
-            fn, image=image, source_hash=source_hash, initial_replicas=initial_replicas
+            fn,
+            image=image,
+            source_hash=source_hash,
+            initial_replicas=initial_replicas,
+            platform=builds.settings().platform,
         )
     )
     return children
@@ -256,16 +263,24 @@ def delete_children(fn_body: Mapping[str, Any]) -> list[str]:
     return gone
 
 
-def _pod_problems(fn: function.Function, live_deployment: Mapping[str, Any] | None) -> list[str]:
+def _pod_problems(
+    fn: function.Function, live_deployment: Mapping[str, Any] | None
+) -> tuple[list[str], list[str]]:
+    """What the pods' containers are stuck on, and the pull Secrets the kubelet misses."""
     if live_deployment is None:
-        return []
+        return [], []
     dep_status = live_deployment.get("status", {}) or {}
     wanted = live_deployment.get("spec", {}).get("replicas", 0) or 0
     if wanted == 0 or (dep_status.get("readyReplicas", 0) or 0) >= wanted:
-        return []
+        return [], []
     selector = ",".join(f"{k}={v}" for k, v in objects.selector_for(fn).items())
     pods = kube.list_objects("v1", "Pod", fn.metadata.namespace, selector)
-    return status.pod_problems(pods)
+    events = [
+        event
+        for pod in status.pulling_pods(pods)
+        for event in kube.list_events(fn.metadata.namespace, pod, status.MISSING_PULL_SECRET_EVENT)
+    ]
+    return status.pod_problems(pods), status.missing_pull_secrets(events)
 
 
 class _Written:
@@ -321,8 +336,9 @@ def _write(
         live = None
         if image is not None and read:
             live = kube.get("apps/v1", "Deployment", fn.metadata.namespace, fn.metadata.name)
+        problems, missing_secrets = _pod_problems(fn, live)
         facts = status.Facts(
-            source_verdict, build_verdict, image, source_hash, live, _pod_problems(fn, live)
+            source_verdict, build_verdict, image, source_hash, live, problems, missing_secrets
         )
         current = _written.statuses.get(key, body.get("status"))
         previous = function.FunctionStatus.model_validate(current or {}).conditions

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,23 +36,20 @@ from kfn.api import conditions, meta
 from kfn.api import trigger as trigger_api
 
 API_VERSION = f"{meta.GROUP}/{meta.VERSION}"
-#: The activator's Service, installed by the chart next to the operator.
-ACTIVATOR_SERVICE = "kfn-activator"
-_NAMESPACE_FILE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 Key = tuple[str, str]
 
 
 def activator_url() -> str:
-    """Where the activator answers inside the cluster (``KFN_ACTIVATOR_URL`` overrides)."""
+    """Where this release's activator answers inside the cluster (``KFN_ACTIVATOR_URL``).
+
+    The chart sets it from the release's own names, namespace and cluster domain, so every
+    ``status.url`` names the Service that really answers, whatever the release is called.
+    """
     configured = os.environ.get("KFN_ACTIVATOR_URL")
-    if configured:
-        return configured.rstrip("/")
-    try:
-        namespace = _NAMESPACE_FILE.read_text().strip()
-    except OSError:
-        namespace = "kfn-system"
-    return f"http://{ACTIVATOR_SERVICE}.{namespace}.svc.cluster.local"
+    if not configured:
+        raise RuntimeError("KFN_ACTIVATOR_URL is not set; the chart sets it to the activator")
+    return configured.rstrip("/")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal, NotRequired, TypedDict
 
 from kfn.api import function
 from kfn.resources import objects
+from kfn.resources import platform as platform_
 
 BUILD_FORMAT: Final = b"kfn-build-v1"
 COMPONENT_BUILD: Final = "build"
@@ -36,7 +37,7 @@ ANNOTATION_IMAGE: Final = "kfn.dev/image"
 WORKSPACE: Final = "/workspace"
 SOURCE_MOUNT: Final = "/source"
 BUILD_CONTAINER: Final = "build"
-RUN_AS_USER: Final = 65532
+REGISTRY_AUTH_MOUNT: Final = "/var/run/kfn/registry"
 NPM_SCRIPT: Final = """\
 set -eu
 if [ ! -e /workspace/npm-install ]; then echo "npm: nothing to install"; exit 0; fi
@@ -63,6 +64,11 @@ class BuildSettings:
     deadline_seconds: int = 900
     keep_finished_seconds: int = 3600
     memory_limit: str = "1Gi"
+    registry_plain_http: bool = False
+    """Development only: push over plain HTTP instead of TLS."""
+    registry_ca_pem: str = ""
+    """Certificates the registry's TLS is checked against instead of the system roots."""
+    platform: platform_.Platform = dataclasses.field(default_factory=platform_.Platform)
 
 
 class ConfigMap(TypedDict):
@@ -180,13 +186,12 @@ def build_source_config_map(
 
 
 def _restricted() -> dict[str, Any]:
+    """Pod Security "restricted"; the images' numeric non-root user, or any the cluster picks."""
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
-        "runAsUser": RUN_AS_USER,
-        "runAsGroup": RUN_AS_USER,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
@@ -206,6 +211,14 @@ def _env(fn: function.Function, hash_: str, settings: BuildSettings) -> list[dic
         "npm_config_cache": f"{WORKSPACE}/npm-cache",
         "PYTHONUNBUFFERED": "1",
     }
+    secret = settings.platform.credentials_secret
+    if secret:
+        env["KFN_REGISTRY_AUTH_FILE"] = f"{REGISTRY_AUTH_MOUNT}/config.json"
+        env["KFN_REGISTRY_AUTH_SOURCE"] = f"Secret {fn.metadata.namespace}/{secret}"
+    if settings.registry_ca_pem:
+        env["KFN_REGISTRY_CA_PEM"] = settings.registry_ca_pem
+    if settings.registry_plain_http:
+        env["KFN_REGISTRY_PLAIN_HTTP"] = "true"
     if source.archive is not None:
         env["KFN_BUILD_ARCHIVE_URL"] = source.archive.url
         env["KFN_BUILD_ARCHIVE_SHA256"] = source.archive.sha256
@@ -257,6 +270,18 @@ def build_job(
         {"name": "workspace", "emptyDir": {"sizeLimit": "4Gi"}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
+    secret = settings.platform.credentials_secret
+    if secret:
+        # Only the build container pushes; npm (on the runtime image) never sees it.
+        volumes.append(
+            {
+                "name": "registry-auth",
+                "secret": {
+                    "secretName": secret,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            }
+        )
     if files is not None:
         mounts.append({"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True})
         volumes.append(
@@ -269,6 +294,14 @@ def build_job(
             }
         )
     builder = ["python3", "-m", "kfn.builder"]
+    builder_mounts = [
+        *mounts,
+        *(
+            [{"name": "registry-auth", "mountPath": REGISTRY_AUTH_MOUNT, "readOnly": True}]
+            if secret
+            else []
+        ),
+    ]
     init: list[dict[str, Any]] = []
     if fn.spec.runtime == "nodejs18":
         init = [
@@ -277,7 +310,7 @@ def build_job(
                 settings.builder_image,
                 [*builder, "prepare"],
                 env=env,
-                mounts=mounts,
+                mounts=builder_mounts,
                 settings=settings,
             ),
             _container(
@@ -294,7 +327,7 @@ def build_job(
             settings.builder_image,
             [*builder, "push"],
             env=env,
-            mounts=mounts,
+            mounts=builder_mounts,
             settings=settings,
         )
     else:
@@ -303,7 +336,7 @@ def build_job(
             settings.builder_image,
             [*builder, "build"],
             env=env,
-            mounts=mounts,
+            mounts=builder_mounts,
             settings=settings,
         )
     pod_spec: dict[str, Any] = {
@@ -312,15 +345,16 @@ def build_job(
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         **({"initContainers": init} if init else {}),
         "containers": [main],
         "volumes": volumes,
+        **settings.platform.builds.pod_fields(),
     }
+    pull_secrets = settings.platform.image_pull_secrets(fn)
+    if pull_secrets:
+        pod_spec["imagePullSecrets"] = pull_secrets
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

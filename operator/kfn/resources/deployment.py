@@ -7,12 +7,11 @@ from typing import Any, Final, Literal, NotRequired, TypedDict
 
 from kfn.api import function, meta
 from kfn.resources import objects, service
+from kfn.resources import platform as platform_
 
 CONTAINER_NAME: Final = "function"
 CONTAINER_PORT: Final = 8080
 TASK_ROOT: Final = "/var/task"
-RUN_AS_USER: Final = 65532
-"""The conventional ``nonroot`` uid of distroless images, also used by kfn's runtime images."""
 
 TMP_SIZE_LIMIT: Final = "512Mi"
 """Lambda's default ephemeral /tmp size; the root filesystem itself is read-only."""
@@ -61,6 +60,12 @@ class Container(TypedDict):
 
 class PodSpec(TypedDict):
     serviceAccountName: str
+    imagePullSecrets: NotRequired[list[dict[str, str]]]
+    nodeSelector: NotRequired[dict[str, str]]
+    tolerations: NotRequired[list[dict[str, Any]]]
+    affinity: NotRequired[dict[str, Any]]
+    topologySpreadConstraints: NotRequired[list[dict[str, Any]]]
+    priorityClassName: NotRequired[str]
     automountServiceAccountToken: bool
     enableServiceLinks: bool
     terminationGracePeriodSeconds: int
@@ -95,13 +100,14 @@ def build_deployment(
     image: str,
     source_hash: str,
     initial_replicas: int | None,
+    platform: platform_.Platform | None = None,
 ) -> Deployment:
     """The Deployment of a function, pinned to ``image`` (a digest reference).
 
     ``initial_replicas`` has no default on purpose: pass a number only when creating the
     Deployment, and ``None`` on every later update. Without it the object has no
     ``spec.replicas`` at all, so a server-side apply by the operator leaves the replica count the
-    autoscaler set alone.
+    autoscaler set alone. ``platform`` carries the cluster's pull Secrets and placement.
     """
     annotations = {objects.ANNOTATION_SOURCE_HASH: source_hash}
     spec: DeploymentSpec = {
@@ -114,7 +120,7 @@ def build_deployment(
         },
         "template": {
             "metadata": {"labels": objects.pod_labels_for(fn), "annotations": dict(annotations)},
-            "spec": _pod_spec(fn, image),
+            "spec": _pod_spec(fn, image, platform or platform_.Platform()),
         },
     }
     if initial_replicas is not None:
@@ -138,8 +144,13 @@ def timeout_seconds(fn: function.Function) -> float:
 PRE_STOP_SECONDS: Final = 2
 
 
-def _pod_spec(fn: function.Function, image: str) -> PodSpec:
-    """The pod: one container, Pod Security "restricted", nothing from the API by default."""
+def _pod_spec(fn: function.Function, image: str, platform: platform_.Platform) -> PodSpec:
+    """The pod: one container, Pod Security "restricted", nothing from the API by default.
+
+    No user or group is set: the runtime images run as a numeric non-root user, and a cluster
+    that assigns each namespace its own range of user ids (OpenShift's ``restricted-v2``) may
+    run the pod under any of them; ``runAsNonRoot`` is the guarantee.
+    """
     container: Container = {
         "name": CONTAINER_NAME,
         "image": image,
@@ -161,29 +172,30 @@ def _pod_spec(fn: function.Function, image: str) -> PodSpec:
             "capabilities": {"drop": ["ALL"]},
             "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     if not container["envFrom"]:
         del container["envFrom"]
-    return {
+    spec: PodSpec = {
         "serviceAccountName": service.service_account_name(fn),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": math.ceil(timeout_seconds(fn)) + SHUTDOWN_GRACE_SECONDS,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}],
     }
+    pull_secrets = platform.image_pull_secrets(fn)
+    if pull_secrets:
+        spec["imagePullSecrets"] = pull_secrets
+    placement = platform.functions.overridden_by(fn.spec.scheduling).pod_fields()
+    spec.update(placement)  # type: ignore[typeddict-item]
+    return spec
 
 
 def _probe(path: str, *, period: int, timeout: int, failures: int) -> Probe:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -48,6 +49,8 @@ class Facts:
     source_hash: str | None
     deployment: Mapping[str, Any] | None
     pod_problems: Sequence[str] = ()
+    missing_pull_secrets: Sequence[str] = ()
+    """Pull Secrets the kubelet reported missing for a pod that cannot pull its image."""
 
 
 def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -65,6 +68,34 @@ def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[str]:
     return found
 
 
+#: Waiting reasons of a container whose image cannot be pulled.
+PULL_FAILURES: Final = frozenset({"ErrImagePull", "ImagePullBackOff"})
+#: The kubelet's Event when a pod names a pull Secret that does not exist.
+MISSING_PULL_SECRET_EVENT: Final = "FailedToRetrieveImagePullSecret"  # noqa: S105 - a reason
+_MISSING_PULL_SECRET = re.compile(r"image pull secrets \(([^)]*)\)")
+
+
+def pulling_pods(pods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Names of pods with a container that cannot pull its image."""
+    found = []
+    for pod in pods:
+        for cs in (pod.get("status", {}) or {}).get("containerStatuses", []) or []:
+            if ((cs.get("state") or {}).get("waiting") or {}).get("reason") in PULL_FAILURES:
+                found.append(str(pod.get("metadata", {}).get("name", "")))
+                break
+    return found
+
+
+def missing_pull_secrets(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The Secret names the kubelet's ``FailedToRetrieveImagePullSecret`` Events list."""
+    names: list[str] = []
+    for event in events:
+        match = _MISSING_PULL_SECRET.search(str(event.get("message", "")))
+        if match:
+            names += [n.strip() for n in match.group(1).split(",") if n.strip()]
+    return sorted(set(names))
+
+
 def _failure(status: Mapping[str, Any]) -> str | None:
     """The message of a Deployment condition that says it cannot progress."""
     for cond in status.get("conditions", []) or []:
@@ -79,7 +110,11 @@ def _failure(status: Mapping[str, Any]) -> str | None:
     return None
 
 
-def deployed(deployment: Mapping[str, Any] | None, problems: Sequence[str]) -> Verdict:
+def deployed(  # noqa: PLR0911 - one return per state, in order of precedence
+    deployment: Mapping[str, Any] | None,
+    problems: Sequence[str],
+    missing_secrets: Sequence[str] = (),
+) -> Verdict:
     """Whether the function's Deployment runs the current spec."""
     if deployment is None:
         return Verdict("Unknown", function.Reason.DEPLOYING, "creating the Deployment")
@@ -88,6 +123,14 @@ def deployed(deployment: Mapping[str, Any] | None, problems: Sequence[str]) -> V
     failure = _failure(status)
     if failure is not None:
         return Verdict("False", function.Reason.DEPLOYMENT_FAILED, failure)
+    if problems and missing_secrets:
+        return Verdict(
+            "False",
+            function.Reason.IMAGE_PULL_SECRET_NOT_FOUND,
+            f"the image pull Secret(s) {', '.join(missing_secrets)} do not exist in the "
+            "namespace (named in spec.imagePullSecrets, the chart's functions.imagePullSecrets "
+            "or as its registry credential); create them: " + "; ".join(problems[:2]),
+        )
     if problems:
         return Verdict("False", function.Reason.PODS_FAILING, "; ".join(problems[:3]))
     if status.get("observedGeneration", 0) < generation:
@@ -145,7 +188,10 @@ def compute(
     ]
     if facts.image is not None:
         verdicts.append(
-            (function.ConditionType.DEPLOYED, deployed(facts.deployment, facts.pod_problems))
+            (
+                function.ConditionType.DEPLOYED,
+                deployed(facts.deployment, facts.pod_problems, facts.missing_pull_secrets),
+            )
         )
     else:
         verdicts.append(

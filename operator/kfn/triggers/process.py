@@ -36,10 +36,10 @@ def identity() -> str:
     return f"{base}_{uuid.uuid4().hex[:8]}"
 
 
-def default_activator_url(namespace: str) -> str:
-    return os.environ.get(
-        "KFN_ACTIVATOR_URL", f"http://kfn-activator.{namespace}.svc.cluster.local"
-    ).rstrip("/")
+def default_activator_url() -> str | None:
+    """The activator the chart names in ``KFN_ACTIVATOR_URL`` (its release's own Service)."""
+    configured = os.environ.get("KFN_ACTIVATOR_URL")
+    return configured.rstrip("/") if configured else None
 
 
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
@@ -47,10 +47,12 @@ def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     namespace = own_namespace()
     result = argparse.ArgumentParser(prog=prog, description=description)
     result.add_argument("--namespace", default=namespace, help="Namespace of kfn (Leases).")
+    activator = default_activator_url()
     result.add_argument(
         "--activator-url",
-        default=default_activator_url(namespace),
-        help="Base URL of the activator (KFN_ACTIVATOR_URL).",
+        default=activator,
+        required=activator is None,
+        help="Base URL of the activator (default: KFN_ACTIVATOR_URL).",
     )
     result.add_argument("--metrics-address", default="127.0.0.1")
     result.add_argument("--metrics-port", type=int, default=9090)

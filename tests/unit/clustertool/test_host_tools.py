@@ -91,7 +91,7 @@ def test_bring_up_installs_the_host_packages_before_it_uses_any_host_tool(
     # so bring-up stops right after the step that must come first.
     calls = tmp_path / "apt-calls"
     apt = bin_dir / "apt-get"
-    apt.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "no network in this test" >&2\nexit 100\n')
+    apt.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "no network here" >&2\nexit 100\n')
     apt.chmod(0o755)
 
     result = _tool(_env(tmp_path, bin_dir), "up")

@@ -9,7 +9,7 @@ import pytest
 from kfn.registry_auth import policy
 
 KEY = b"k" * 32
-ADMIN_PASSWORD = "the-admin-password"  # noqa: S105 - a test's own password
+ADMIN_PASSWORD = "the-admin-password"
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)
 POLICY = policy.Policy(("kfn/", "tests/", "bench/", "charts/"))

@@ -22,7 +22,7 @@ SETTINGS = tokens.Settings(
     service="s",
     signing_key=jwt.SigningKey(ec.generate_private_key(ec.SECP256R1())),
     robot_key=b"r" * 32,
-    admin_password="pw",  # noqa: S106 - a test's own password
+    admin_password="pw",
     policy=policy.Policy(("kfn/",)),
     ttl=datetime.timedelta(minutes=5),
 )

@@ -14,7 +14,7 @@ from kfn.registry_auth import jwt, policy, tokens
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
 KEY = b"r" * 32
-ADMIN_PASSWORD = "admin-pw"  # noqa: S105 - a test's own password
+ADMIN_PASSWORD = "admin-pw"
 SETTINGS = tokens.Settings(
     issuer="kfn-token-service",
     service="kfn-registry",

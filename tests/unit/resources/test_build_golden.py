@@ -17,7 +17,7 @@ import yaml
 
 from kfn import resources
 from kfn.api import function
-from kfn.resources import build
+from kfn.resources import build, platform
 
 GOLDEN = pathlib.Path(__file__).resolve().parent / "build_golden"
 CASES = sorted(path for path in GOLDEN.iterdir() if path.is_dir())
@@ -31,6 +31,16 @@ SETTINGS = build.BuildSettings(
     },
     pypi_index_url="http://pypi.mirror.local/simple/",
     npm_registry="http://npm.mirror.local/",
+    registry_ca_pem="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    platform=platform.Platform(
+        credentials_secret="kfn-registry",
+        pull_secrets=("cluster-pull",),
+        builds=platform.Placement(
+            node_selector={"kfn.dev/pool": "builds"},
+            tolerations=({"key": "builds", "operator": "Exists", "effect": "NoSchedule"},),
+            priority_class_name="kfn-builds",
+        ),
+    ),
 )
 
 

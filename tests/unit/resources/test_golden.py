@@ -3,7 +3,8 @@
 Run with ``KFN_UPDATE_GOLDEN=1`` to rewrite the expected files after an intended change, then
 review the diff. A missing ``serviceaccount.yaml`` means no ServiceAccount is built. An optional
 ``inputs.yaml`` holds what the operator would pass besides the Function (``initialReplicas``,
-``image``); by default the image is the prebuilt one or a fixed digest reference.
+``image``, and ``platform``: the chart's ``credentialsSecret``, ``pullSecrets`` and
+``functions`` scheduling); by default the image is the prebuilt one or a fixed digest reference.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 
 from kfn import resources
 from kfn.api import function
+from kfn.resources import platform
 
 GOLDEN = pathlib.Path(__file__).resolve().parent / "golden"
 CASES = sorted(path for path in GOLDEN.iterdir() if path.is_dir())
@@ -41,11 +43,18 @@ def _build(case: pathlib.Path) -> dict[str, Any]:
         or fn.spec.source.image
         or BUILT_IMAGE.format(namespace=fn.metadata.namespace, name=fn.metadata.name)
     )
+    given = inputs.get("platform") or {}
+    settings = platform.Platform(
+        credentials_secret=given.get("credentialsSecret"),
+        pull_secrets=tuple(given.get("pullSecrets") or ()),
+        functions=platform.Placement.parse(given.get("functions")),
+    )
     deployment = resources.build_deployment(
         fn,
         image=image,
         source_hash=resources.source_hash(fn),
         initial_replicas=inputs.get("initialReplicas"),
+        platform=settings,
     )
     return {
         "deployment.yaml": deployment,

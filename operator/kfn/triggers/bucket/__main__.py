@@ -12,12 +12,13 @@ from kfn.triggers.bucket import worker
 
 def main(argv: list[str] | None = None) -> None:
     parser = process.parser("kfn.triggers.bucket", __doc__)
-    namespace = process.own_namespace()
-    service = os.environ.get("KFN_SERVICE_URL", f"http://kfn-bucket.{namespace}.svc")
+    service = os.environ.get("KFN_SERVICE_URL")
     parser.add_argument(
         "--service-url",
         default=service,
-        help="The worker's own Service, where a stopping replica hands its events over.",
+        required=service is None,
+        help="The worker's own Service, where a stopping replica hands its events over "
+        "(default: KFN_SERVICE_URL, which the chart sets).",
     )
     parser.add_argument(
         "--public-url",

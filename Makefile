@@ -27,6 +27,10 @@ up: venv ## Bring up the cluster, install kfn with Helm and run the example web 
 image: venv ## Build the kfn image from operator/Dockerfile and push it to the local registry.
 	$(CLUSTER) image
 
+release: venv ## Publish kfn's images (multi-arch indexes) and the chart (OCI) to the local registry.
+	$(CLUSTER) up
+	$(CLUSTER) release
+
 cluster: venv ## Bring up the local Kubernetes cluster (idempotent; builds it the first time).
 	$(CLUSTER) up
 
@@ -68,4 +72,4 @@ test-cluster: venv ## Run the cluster tests only.
 bench-pod-start: cluster ## Pod start latency floor: kubectl scale 0→1 to HTTP answer, 20 trials.
 	$(PY) bench/pod_start.py --trials 20
 
-.PHONY: help venv up image cluster cluster-stop cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start
+.PHONY: help venv up image release cluster cluster-stop cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
 import urllib3
@@ -430,28 +430,47 @@ def get_lease(namespace: str, name: str) -> Object | None:
         raise
 
 
-def create_lease(namespace: str, name: str, spec: Mapping[str, Any]) -> Object:
+def create_lease(
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    owners: Sequence[Mapping[str, Any]] | None = None,
+) -> Object:
     """Creates the Lease; raises :class:`ApiError` 409 when another replica was first."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if owners:
+        metadata["ownerReferences"] = [dict(owner) for owner in owners]
     body = {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": metadata,
         "spec": dict(spec),
     }
     return _call("POST", _lease_path(namespace), body=body)
 
 
-def update_lease(lease: Mapping[str, Any], spec: Mapping[str, Any]) -> Object:
-    """Replaces the Lease's spec, guarded by its resourceVersion (409 if it changed since)."""
+def update_lease(
+    lease: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    owners: Sequence[Mapping[str, Any]] | None = None,
+) -> Object:
+    """Replaces the Lease's spec, guarded by its resourceVersion (409 if it changed since).
+
+    ``owners`` replace its owner references when given; otherwise they are kept.
+    """
     meta = lease["metadata"]
+    metadata: dict[str, Any] = {
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "resourceVersion": meta["resourceVersion"],
+    }
+    kept = owners if owners else meta.get("ownerReferences")
+    if kept:
+        metadata["ownerReferences"] = [dict(owner) for owner in kept]
     body = {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "resourceVersion": meta["resourceVersion"],
-        },
+        "metadata": metadata,
         "spec": dict(spec),
     }
     return _call("PUT", _lease_path(meta["namespace"], meta["name"]), body=body)

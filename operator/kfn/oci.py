@@ -730,6 +730,24 @@ class Registry:
         doc: dict[str, Any] = json.loads(answer.data)
         return digest, doc
 
+    def descriptor(self, ref: Reference) -> tuple[str, int, str] | None:
+        """``(digest, size, media type)`` of the manifest ``ref`` names (a HEAD), or None."""
+        answer = self._request(
+            "HEAD",
+            f"/v2/{ref.repository}/manifests/{ref.digest or ref.tag or 'latest'}",
+            headers={"Accept": ", ".join(_MANIFEST_TYPES)},
+        )
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise RegistryError(f"head manifest {ref}: HTTP {answer.status}")
+        digest = answer.headers.get("docker-content-digest", "")
+        size = int(answer.headers.get("content-length", "0"))
+        media_type = answer.headers.get("content-type", MEDIA_MANIFEST).split(";")[0].strip()
+        if not digest or not size:
+            raise RegistryError(f"head manifest {ref}: no digest or size in the answer")
+        return digest, size, media_type
+
     def get_image_manifest(
         self, ref: Reference, platform: Mapping[str, str] = PLATFORM
     ) -> tuple[str, dict[str, Any]] | None:

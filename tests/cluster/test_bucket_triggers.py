@@ -289,7 +289,7 @@ def test_bad_credentials_make_the_source_unreachable_without_showing_the_secret(
     namespace: str, store: stores.S3Store, image: str, sink: Sink
 ) -> None:
     function(namespace, "poll-fn", image, sink)
-    secret = "not-the-right-secret-4711"  # noqa: S105 - a deliberately wrong secret
+    secret = "not-the-right-secret-4711"
     kubectl("-n", namespace, "create", "secret", "generic", "wrong-creds",
             "--from-literal=AWS_ACCESS_KEY_ID=nobody",
             f"--from-literal=AWS_SECRET_ACCESS_KEY={secret}")  # fmt: skip

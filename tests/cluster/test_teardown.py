@@ -1,102 +1,231 @@
-"""Tear-down leaves nothing behind, and a warm bring-up restores the cluster."""
+"""Tear-down leaves nothing behind and touches nothing it did not make; the developer's
+cluster comes back with its Functions.
+
+These tests take a cluster down and up again, so they never use the developer's: the
+module stops it with its data kept, brings a scratch cluster up and down in state
+directories of its own (``KFN_CLUSTER_STATE``/``KFN_CLUSTER_RUN``), then resumes the
+developer's cluster and checks that a Function made before is still listed and answers.
+"""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
 from kfncluster import cluster as kcluster
-from kfncluster import config, network, procs
+from kfncluster import config, network, owned, procs, teardown
+from tests.cluster import kubeutil
 
 pytestmark = pytest.mark.cluster
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+SCRATCH_STATE = pathlib.Path("/var/lib/kfn-cluster-scratch")
+SCRATCH_RUN = pathlib.Path("/run/kfn-cluster-scratch")
+SCRATCH = config.Paths(state=SCRATCH_STATE, run=SCRATCH_RUN)
+SENTINEL_NS = "teardown-sentinel"
+FOREIGN_CHAIN = "KUBE-SVC-KFNFOREIGNTEST00"
+FOREIGN_NETNS = "kfn-foreign-test"
+HANDLER = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'still here'}\n"
 
 
-def _tool(*args: str) -> subprocess.CompletedProcess[str]:
+def _env(scratch: bool) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'operator'}:{REPO / 'hack' / 'cluster'}"}
+    if scratch:
+        env |= {
+            "KFN_CLUSTER_STATE": str(SCRATCH_STATE),
+            "KFN_CLUSTER_RUN": str(SCRATCH_RUN),
+            "KFN_KUBECONFIG_OUT": str(SCRATCH_STATE.parent / "kfn-cluster-scratch.kubeconfig"),
+        }
+    return env
+
+
+def _tool(*args: str, scratch: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kfncluster", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=REPO, env=_env(scratch), capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
 
 
-def test_down_leaves_no_process_mount_interface_netns_or_rule_and_up_restores_it(
-    cluster: pathlib.Path,
-) -> None:
-    paths = config.Paths()
-    assert kcluster.running(paths)
-    pids = [r.pid for r in kcluster.supervisor(paths).records()]
+def _invoke_sentinel() -> str:
+    service = kubeutil.kubectl_json("-n", "kfn-system", "get", "service", "kfn-activator")
+    url = f"http://{service['spec']['clusterIP']}/_kfn/functions/{SENTINEL_NS}/sentinel/invoke"
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310 - a cluster URL
+        return str(json.loads(resp.read())["body"])
+
+
+def _resume_developer_cluster() -> None:
+    result = _tool("up", scratch=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for deployment in kubeutil.kubectl(
+        "-n", "kfn-system", "get", "deployments", "-o", "name"
+    ).split():
+        kubeutil.kubectl("-n", "kfn-system", "rollout", "status", deployment, "--timeout=300s",
+                         timeout=320)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scratch(kfn: str) -> Iterator[config.Paths]:
+    """The developer's cluster stopped (a Function of theirs in it), a scratch one's paths."""
+    image = _push_sentinel_image()
+    kubeutil.kubectl("create", "namespace", SENTINEL_NS, check=False)
+    kubeutil.python_function(SENTINEL_NS, "sentinel", image)
+    kubeutil.wait_for("the sentinel answers", _invoke_sentinel, timeout=180, every=1)
+    stopped = _tool("stop", scratch=False)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    try:
+        yield SCRATCH
+    finally:
+        _tool("down")
+        shutil.rmtree(SCRATCH_STATE, ignore_errors=True)
+        shutil.rmtree(SCRATCH_RUN, ignore_errors=True)
+        if not kcluster.running(config.Paths()):
+            _resume_developer_cluster()
+        kubeutil.kubectl("delete", "namespace", SENTINEL_NS, "--wait=false", check=False)
+
+
+def _push_sentinel_image() -> str:
+    from kfncluster import fnimage  # noqa: PLC0415
+
+    return fnimage.push_python_function("tests/sentinel", "v1", {"app.py": HANDLER})
+
+
+def _up_scratch() -> None:
+    result = _tool("up")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert kcluster.running(SCRATCH)
+
+
+def test_down_leaves_no_process_mount_interface_netns_or_rule(scratch: config.Paths) -> None:
+    _up_scratch()
+    pids = [r.pid for r in kcluster.supervisor(scratch).records()]
+    netns = owned.netns(scratch)
+    assert netns, "pods of the scratch cluster have network namespaces"
 
     down = _tool("down")
     assert down.returncode == 0, down.stdout + down.stderr
 
-    assert kcluster.leftovers(paths) == []
+    assert teardown.leftovers(scratch) == []
     # Gone, or a zombie waiting for init to reap it: nothing runs.
     assert all(procs.start_time_of(pid) is None for pid in pids)
     assert not network.bridge_exists()
-    assert network.kube_chains() == {}
-    assert network.pod_netns() == []
+    present = owned.present_chains()
+    assert owned.conflicting(present) == [], present
+    assert not any(path.exists() for path in netns)
+    assert owned.cgroups(scratch) == []
     mounts = pathlib.Path("/proc/self/mountinfo").read_text()
-    assert str(paths.state) not in mounts
-    assert str(paths.run) not in mounts
-    assert not paths.kafka_data.exists()
-    assert not paths.nats_data.exists()
+    assert str(scratch.state) not in mounts
+    assert str(scratch.run) not in mounts
+    assert not scratch.kafka_data.exists()
+    assert not scratch.etcd_data.exists()
     listening = subprocess.run(["ss", "-Htln"], capture_output=True, text=True, check=True).stdout
-    for port in (":9092 ", ":4222 ", ":9093 ", ":8222 "):
-        assert port not in listening, f"a broker still listens on {port.strip()}"
+    for port in (":9092 ", ":4222 ", ":5000 ", ":6443 "):
+        assert port not in listening, f"something still listens on {port.strip()}"
 
     again = _tool("down")
     assert again.returncode == 0
     assert "nothing to tear down" in again.stdout
 
-    t0 = time.monotonic()
-    up = _tool("up")
-    warm = time.monotonic() - t0
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert kcluster.running(paths)
-    assert network.guard_installed()
-    print(f"warm bring-up took {warm:.1f}s")
+
+def test_cluster_down_leaves_a_foreign_chain_and_a_foreign_netns_in_the_pod_range_alone(
+    scratch: config.Paths,
+) -> None:
+    _up_scratch()
+    # Left by an interrupted run of this test, if any.
+    subprocess.run(
+        ["iptables", "-w", "-t", "nat", "-X", FOREIGN_CHAIN], capture_output=True, check=False
+    )
+    subprocess.run(["ip", "netns", "delete", FOREIGN_NETNS], capture_output=True, check=False)
+    subprocess.run(["iptables", "-w", "-t", "nat", "-N", FOREIGN_CHAIN], check=True)
+    subprocess.run(["ip", "netns", "add", FOREIGN_NETNS], check=True)
+    try:
+        netns = ["ip", "-n", FOREIGN_NETNS]
+        subprocess.run([*netns, "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+                       check=True)  # fmt: skip
+        subprocess.run([*netns, "addr", "add", "10.244.0.77/24", "dev", "v0"], check=True)
+
+        down = subprocess.run(
+            ["make", "cluster-down"], cwd=REPO, env=_env(scratch=True),
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert down.returncode == 0, down.stdout + down.stderr
+
+        chain = subprocess.run(["iptables", "-w", "-t", "nat", "-S", FOREIGN_CHAIN],
+                               capture_output=True, text=True, check=False)  # fmt: skip
+        assert chain.returncode == 0, "the foreign chain was removed"
+        addresses = subprocess.run([*netns, "-4", "addr"], capture_output=True, text=True,
+                                   check=True).stdout  # fmt: skip
+        assert "10.244.0.77/24" in addresses
+    finally:
+        subprocess.run(["iptables", "-w", "-t", "nat", "-X", FOREIGN_CHAIN], check=False)
+        subprocess.run(["ip", "netns", "delete", FOREIGN_NETNS], check=False)
 
 
-def test_a_second_bring_up_of_a_running_cluster_is_a_no_op(cluster: pathlib.Path) -> None:
+def test_stop_keeps_the_data_and_up_resumes_it(scratch: config.Paths) -> None:
+    _up_scratch()
+    kubeconfig = _env(scratch=True)["KFN_KUBECONFIG_OUT"]
+
+    def kubectl(*args: str) -> str:
+        return subprocess.run(
+            [str(kubeutil.KUBECTL), f"--kubeconfig={kubeconfig}", *args],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+
+    kubectl("create", "configmap", "kept", "--from-literal=answer=42")
+    stopped = _tool("stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert teardown.leftovers(scratch) == []
+    assert "stopped; its data is kept" in _tool("status").stdout
+    _up_scratch()
+    assert json.loads(kubectl("get", "configmap", "kept", "-o", "json"))["data"] == {"answer": "42"}
+
+
+def test_a_second_bring_up_of_a_running_cluster_is_a_no_op(scratch: config.Paths) -> None:
+    _up_scratch()
     result = _tool("up")
     assert result.returncode == 0
     assert "already running; nothing to do" in result.stdout
 
 
-def test_bring_up_after_a_killed_run_cleans_what_it_left_and_starts(cluster: pathlib.Path) -> None:
-    paths = config.Paths()
-    sup = kcluster.supervisor(paths)
-    # What a power cut or `kill -9` of the whole session would do: every
-    # process of the cluster dies at once, its bridge, rules, mounts stay.
+def test_bring_up_after_a_killed_run_cleans_what_it_left_and_starts(
+    scratch: config.Paths,
+) -> None:
+    _up_scratch()
+    sup = kcluster.supervisor(scratch)
+    # What a power cut or `kill -9` of the whole session would do: every process of the
+    # cluster dies at once; its bridge, rules, mounts stay.
     for record in sup.records():
         os.kill(record.pid, signal.SIGKILL)
-    for pid, _name in kcluster._pod_processes(paths):
+    for pid, _name in teardown.pod_processes(scratch):
         os.kill(pid, signal.SIGKILL)
-    assert not kcluster.running(paths)
+    assert not kcluster.running(scratch)
     assert network.bridge_exists()
 
     result = _tool("up")
     assert result.returncode == 0, result.stdout + result.stderr
-    first_step = result.stdout.splitlines()[1]
-    assert "leftovers" in first_step, first_step
-    assert kcluster.running(paths)
+    lines = result.stdout.splitlines()
+    cleanup = next(line for line in lines if "clean up what a previous run left:" in line)
+    assert "leftovers" in cleanup, cleanup
+    assert kcluster.running(scratch)
     assert network.guard_installed()
 
 
 def test_a_bring_up_while_another_holds_the_lock_says_so_and_does_nothing(
-    cluster: pathlib.Path,
+    scratch: config.Paths,
 ) -> None:
-    paths = config.Paths()
-    with paths.lock.open("a+") as held:
+    scratch.run.mkdir(parents=True, exist_ok=True)
+    with scratch.lock.open("a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         try:
             result = _tool("up")
@@ -104,4 +233,15 @@ def test_a_bring_up_while_another_holds_the_lock_says_so_and_does_nothing(
             fcntl.flock(held, fcntl.LOCK_UN)
     assert result.returncode == 0
     assert "in progress" in result.stdout
-    assert kcluster.running(paths)
+
+
+def test_the_developers_cluster_comes_back_with_its_functions(scratch: config.Paths) -> None:
+    down = _tool("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    t0 = time.monotonic()
+    _resume_developer_cluster()
+    print(f"the developer's cluster resumed with kfn ready in {time.monotonic() - t0:.1f}s")
+    listed = kubeutil.kubectl("get", "fn", "-A")
+    assert "sentinel" in listed
+    answer = kubeutil.wait_for("the sentinel answers", _invoke_sentinel, timeout=180, every=1)
+    assert answer == "still here"

@@ -78,6 +78,9 @@ spec:
               valueFrom:
                 fieldRef:
                   fieldPath: metadata.namespace
+            {{- /* It owns the worker's Leases, so they go with the release. */}}
+            - name: KFN_DEPLOYMENT_NAME
+              value: {{ $name | quote }}
             - name: KFN_ACTIVATOR_URL
               value: {{ default (include "kfn.activator.url" $root) $values.activatorUrl | quote }}
             - name: KFN_LOG_LEVEL
@@ -212,6 +215,11 @@ rules:
   - apiGroups: ["coordination.k8s.io"]
     resources: ["leases"]
     verbs: ["get", "create", "update"]
+  {{- /* Its own Deployment, to make it the Leases' owner. */}}
+  - apiGroups: ["apps"]
+    resources: ["deployments"]
+    resourceNames: [{{ $name | quote }}]
+    verbs: ["get"]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kfncluster import cluster, config, install, kfnimage
+from kfncluster import cluster, config, install, kfnimage, release
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
     sub.add_parser("status", help="say whether the cluster runs and what a previous run left")
     sub.add_parser("image", help="build and push the kfn image from operator/Dockerfile")
     sub.add_parser("install", help="up, then install kfn with Helm and run the example")
+    rel = sub.add_parser("release", help="publish the images and the chart to the registry")
+    rel.add_argument("--version", default=None, help="default: the chart's version")
     args = parser.parse_args(argv)
     if args.command == "up":
         return cluster.up()
@@ -29,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         return 0
     if args.command == "install":
         return install.up()
+    if args.command == "release":
+        url, version = release.release(config.Paths(), args.version)
+        print(f"released kfn {version}: images {config.REGISTRY}/kfn/*:{version}, chart {url}")
+        print(
+            f"  helm install kfn {url} --version {version} --namespace kfn-system "
+            "--create-namespace --set registry.host=... (docs/install.md)"
+        )
+        return 0
     paths = config.Paths()
     if cluster.running(paths):
         print("running")

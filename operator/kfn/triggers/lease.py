@@ -12,6 +12,7 @@ import datetime
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from kfn import kube
 from kfn.triggers import leader
@@ -29,7 +30,8 @@ class LeaseKeeper:
     """Holds (or waits for) one Lease in ``namespace``.
 
     ``on_change(leading)`` is called when this replica gains or loses the Lease (for a
-    metric, or to wake a loop that should act at once).
+    metric, or to wake a loop that should act at once). ``owner`` names the worker's
+    Deployment: the Lease is owned by it, so uninstalling kfn deletes the Lease with it.
     """
 
     def __init__(
@@ -40,13 +42,30 @@ class LeaseKeeper:
         *,
         clock: Clock = utcnow,
         on_change: Callable[[bool], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self.clock = clock
         self.on_change = on_change
+        self.owner = owner
+        self.owners: list[dict[str, Any]] | None = None
         self.last_renewal: datetime.datetime | None = None
+
+    def _owners(self) -> list[dict[str, Any]]:
+        """The owner reference to the worker's Deployment, looked up once."""
+        if self.owner is None:
+            return []
+        if self.owners is None:
+            found = kube.get("apps/v1", "Deployment", self.namespace, self.owner)
+            if found is None:
+                return []
+            uid = found["metadata"]["uid"]
+            self.owners = [
+                {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.owner, "uid": uid}
+            ]
+        return self.owners
 
     def leading(self) -> bool:
         return leader.still_leading(self.last_renewal, self.clock())
@@ -60,9 +79,9 @@ class LeaseKeeper:
             if decision.spec is None:
                 self.last_renewal = None
             elif lease is None:
-                kube.create_lease(self.namespace, self.name, decision.spec)
+                kube.create_lease(self.namespace, self.name, decision.spec, self._owners())
             else:
-                kube.update_lease(lease, decision.spec)
+                kube.update_lease(lease, decision.spec, self._owners())
         except kube.ApiError as exc:
             if exc.status != 409:
                 logger.warning("keeping the Lease %s failed: %s", self.name, exc)

@@ -42,6 +42,12 @@ def default_activator_url() -> str | None:
     return configured.rstrip("/") if configured else None
 
 
+def deployment_name() -> str | None:
+    """The worker's own Deployment (``KFN_DEPLOYMENT_NAME``, set by the chart): it owns the
+    Leases the worker makes, so they go when kfn is uninstalled."""
+    return os.environ.get("KFN_DEPLOYMENT_NAME") or None
+
+
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """The flags every worker takes: its namespace, the activator, the metrics endpoint."""
     namespace = own_namespace()

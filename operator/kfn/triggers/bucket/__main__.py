@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     bucket = worker.Worker(
         deliver=deliverer.deliver,
         public_url=args.public_url,
-        lease=lease.LeaseKeeper(args.namespace, worker.LEASE_NAME, process.identity()),
+        lease=lease.LeaseKeeper(
+            args.namespace, worker.LEASE_NAME, process.identity(), owner=process.deployment_name()
+        ),
         statuses=statuses,
         abort=abort,
         peer_url=args.service_url,

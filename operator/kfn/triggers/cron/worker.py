@@ -28,7 +28,7 @@ import prometheus_client
 from kfn import kube, triggers
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery, leader, lease, status
+from kfn.triggers import delivery, leader, lease, process, status
 from kfn.triggers.cron import schedule
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
@@ -328,7 +328,12 @@ class Worker:
                 self.schedules.changed.set()  # fire without waiting for the next poll
 
         self.lease = lease.LeaseKeeper(
-            namespace, LEASE_NAME, identity, clock=clock, on_change=on_change
+            namespace,
+            LEASE_NAME,
+            identity,
+            clock=clock,
+            on_change=on_change,
+            owner=process.deployment_name(),
         )
         self.deliverer = deliverer
         self.deliverer.alive = self.schedules.holds

@@ -53,6 +53,9 @@ crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models i
 	PYTHONPATH=operator $(PY) -m kfn.api.crdgen --out crds/
 	mkdir -p charts/kfn/crds && cp crds/*.yaml charts/kfn/crds/
 
+docs: venv cluster ## Regenerate docs/install.md's tables of chart values and RBAC from the chart.
+	$(PY) hack/chartdocs.py --helm $(KFN_CACHE)/bin/helm
+
 fmt: venv ## Format and fix what ruff can.
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -72,4 +75,4 @@ test-cluster: venv ## Run the cluster tests only.
 bench-pod-start: cluster ## Pod start latency floor: kubectl scale 0→1 to HTTP answer, 20 trials.
 	$(PY) bench/pod_start.py --trials 20
 
-.PHONY: help venv up image release cluster cluster-stop cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start
+.PHONY: help venv up image release docs cluster cluster-stop cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start

@@ -13,6 +13,7 @@ import base64
 import json
 import pathlib
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -817,6 +818,16 @@ def test_every_value_is_described_in_the_schema() -> None:
 # --- CRDs -----------------------------------------------------------------------------------------
 
 
+def test_the_install_docs_list_every_value_and_every_rbac_rule_as_the_chart_has_them(
+    helm: pathlib.Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, str(kubeutil.REPO / "hack" / "chartdocs.py"), f"--helm={helm}", "--check"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_chart_ships_the_generated_crds_unchanged() -> None:
     generated = {p.name: p.read_bytes() for p in (kubeutil.REPO / "crds").glob("*.yaml")}
     shipped = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
@@ -958,7 +969,11 @@ WORKER_RULES = {
     "stream": TRIGGER_RULES,
     "bucket": TRIGGER_RULES | {("", "configmaps", v) for v in ["get", "create", "patch", "update"]},
 }
-LEASE_RULES = {("coordination.k8s.io", "leases", v) for v in ["get", "create", "update"]}
+#: Leader election, and reading its own Deployment (to make it the Leases' owner).
+LEASE_RULES = {
+    *(("coordination.k8s.io", "leases", v) for v in ["get", "create", "update"]),
+    ("apps", "deployments", "get"),
+}
 
 
 @pytest.mark.parametrize(("component", "replicas"), [("cron", 2), ("stream", 1), ("bucket", 2)])
@@ -1060,6 +1075,8 @@ def test_a_trigger_worker_gets_only_the_rights_its_triggers_need(
         role = _one(objects, "Role", component)
         assert role["metadata"]["namespace"] == NAMESPACE
         assert _granted(role) == LEASE_RULES
+        named = [r.get("resourceNames") for r in role["rules"] if "deployments" in r["resources"]]
+        assert named == [[f"kfn-{component}"]]
     kinds = (
         ("ClusterRoleBinding", "RoleBinding") if component != "stream" else ("ClusterRoleBinding",)
     )

@@ -77,9 +77,7 @@ def namespace(cluster: pathlib.Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    return push_python_app(
-        "cluster-test/echo", "v1", {"server.py": SERVER}, ["python3", "server.py"]
-    )
+    return push_python_app("tests/echo", "v1", {"server.py": SERVER}, ["python3", "server.py"])
 
 
 @pytest.fixture(scope="module")

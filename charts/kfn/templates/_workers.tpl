@@ -177,9 +177,11 @@ metadata:
   labels:
     {{- include "kfn.worker.labels" . | nindent 4 }}
 rules:
+  # The Triggers it serves, in any namespace.
   - apiGroups: ["kfn.dev"]
     resources: ["triggers"]
     verbs: ["get", "list", "watch"]
+  # Their conditions and the status fields the worker owns.
   - apiGroups: ["kfn.dev"]
     resources: ["triggers/status"]
     verbs: ["patch"]
@@ -212,10 +214,11 @@ metadata:
   labels:
     {{- include "kfn.worker.labels" . | nindent 4 }}
 rules:
+  # Leader election: one replica acts at a time.
   - apiGroups: ["coordination.k8s.io"]
     resources: ["leases"]
     verbs: ["get", "create", "update"]
-  {{- /* Its own Deployment, to make it the Leases' owner. */}}
+  # Its own Deployment, made the Leases' owner so they go with the release.
   - apiGroups: ["apps"]
     resources: ["deployments"]
     resourceNames: [{{ $name | quote }}]

@@ -19,7 +19,6 @@ from kfncluster import config, host
 from kfncluster import registry as local_registry
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
-DOCKERFILE = REPO / "operator" / "Dockerfile"
 REPOSITORY = f"{config.REGISTRY}/kfn/kfn"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
 
@@ -30,14 +29,14 @@ _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache")
 BUILD_TOOLS = ("pip==26.3",)
 
 
-def dependencies() -> list[str]:
-    with (REPO / "pyproject.toml").open("rb") as f:
+def dependencies(tree: pathlib.Path = REPO) -> list[str]:
+    with (tree / "pyproject.toml").open("rb") as f:
         return [*tomllib.load(f)["project"]["dependencies"], *BUILD_TOOLS]
 
 
-def _site_packages(paths: config.Paths, log: pathlib.Path) -> pathlib.Path:
+def _site_packages(paths: config.Paths, log: pathlib.Path, tree: pathlib.Path) -> pathlib.Path:
     """The dependencies installed for the image, cached by the requirement list."""
-    deps = dependencies()
+    deps = dependencies(tree)
     key = hashlib.sha256("\n".join([*deps, "manylinux_2_28"]).encode()).hexdigest()[:12]
     target = paths.cache / "image-deps" / key
     if (target / ".complete").exists():
@@ -60,16 +59,17 @@ def _site_packages(paths: config.Paths, log: pathlib.Path) -> pathlib.Path:
     return target
 
 
-def build(paths: config.Paths, tag: str = "dev") -> str:
-    """Builds and pushes the kfn image; returns ``repository@digest``."""
+def build(paths: config.Paths, tag: str = "dev", tree: pathlib.Path = REPO) -> str:
+    """Builds and pushes the kfn image of ``tree`` (a checkout, by default this one);
+    returns ``repository@digest``."""
     log = paths.logs / "kfn-image.log"
-    site = _site_packages(paths, log)
+    site = _site_packages(paths, log, tree)
     context = REPO / "build" / "kfn-image"
     if context.exists():
         shutil.rmtree(context)
     context.mkdir(parents=True)
     shutil.copytree(site, context / "site-packages", ignore=_IGNORED, symlinks=True)
-    shutil.copytree(REPO / "operator" / "kfn", context / "kfn", ignore=_IGNORED)
+    shutil.copytree(tree / "operator" / "kfn", context / "kfn", ignore=_IGNORED)
     storage = [
         "--root", str(paths.cache / "buildah" / "root"),
         "--runroot", str(paths.run / "buildah"),
@@ -91,7 +91,7 @@ def build(paths: config.Paths, tag: str = "dev") -> str:
         [
             "buildah", *storage, "bud", "--isolation", "chroot", *auth,
             "--layers", "--build-arg", f"BASE_IMAGE={config.BASE_PYTHON_IMAGE}",
-            "-f", str(DOCKERFILE), "-t", image, str(context),
+            "-f", str(tree / "operator" / "Dockerfile"), "-t", image, str(context),
         ],
         log,
         "buildah bud of operator/Dockerfile",

@@ -85,7 +85,7 @@ def _renew(
             return _shared_missing(cfg)
         due = credentials.copy_differs(live, source)
     else:
-        due = credentials.renewal_due(cfg, live, now())
+        due = credentials.renewal_due(cfg, live, ns, now())
     fresh = _made(cfg, ns, [owner]) if due else None
     if fresh is not None:
         patch = {

@@ -127,18 +127,22 @@ def _secret(
     }
 
 
-def renewal_due(settings: Settings, secret: Mapping[str, Any], now: datetime.datetime) -> bool:
-    """Whether a kfn-made Secret must be written again: a managed credential past half its
-    validity (or unreadable), or a shared copy that differs from its source's data."""
-    if not managed_by_kfn(secret):
-        return False
-    if settings.mode != "managed":
+def renewal_due(
+    settings: Settings, secret: Mapping[str, Any], namespace: str, now: datetime.datetime
+) -> bool:
+    """Whether a kfn-made managed Secret must be issued again: past half its validity, or not
+    a valid robot credential of ``namespace`` under the robot key (unreadable, edited, or made
+    under an earlier key), which kfn can tell without asking the registry."""
+    if not managed_by_kfn(secret) or settings.mode != "managed":
         return False
     try:
         creds = credentials_of(secret, settings.registry, "the credential Secret")
     except ValueError:
         return True
     if creds is None:
+        return True
+    state, owner = policy.check_robot(settings.robot_key, creds.username, creds.password, now)
+    if state != "valid" or owner != namespace:
         return True
     return policy.needs_renewal(creds.password, lifetime=settings.validity, now=now)
 

@@ -113,19 +113,41 @@ def test_a_managed_credential_is_renewed_once_half_its_validity_has_passed(
     age: datetime.timedelta, due: bool
 ) -> None:
     secret = credentials.robot_secret(SETTINGS, "team-a", [OWNER], NOW)
-    assert credentials.renewal_due(SETTINGS, secret, NOW + age) is due
+    assert credentials.renewal_due(SETTINGS, secret, "team-a", NOW + age) is due
 
 
 def test_an_unreadable_managed_credential_is_renewed() -> None:
     secret = credentials.robot_secret(SETTINGS, "team-a", [OWNER], NOW)
     secret["data"][".dockerconfigjson"] = base64.b64encode(b"not json").decode()
-    assert credentials.renewal_due(SETTINGS, secret, NOW)
+    assert credentials.renewal_due(SETTINGS, secret, "team-a", NOW)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["another namespace's robot", "an edited password", "an earlier robot key"],
+)
+def test_a_managed_credential_that_is_not_this_namespaces_valid_robot_is_issued_again(
+    change: str,
+) -> None:
+    secret = credentials.robot_secret(SETTINGS, "team-a", [OWNER], NOW)
+    if change == "another namespace's robot":
+        secret = credentials.robot_secret(SETTINGS, "team-b", [OWNER], NOW)
+    elif change == "an edited password":
+        login = _login(secret)
+        config = ociauth.docker_config(SETTINGS.registry, login.username, login.password + "x")
+        secret["data"][".dockerconfigjson"] = base64.b64encode(config).decode()
+    else:
+        secret = credentials.robot_secret(
+            dataclasses_replace(SETTINGS, robot_key=b"o" * 32), "team-a", [OWNER], NOW
+        )
+    assert credentials.renewal_due(SETTINGS, secret, "team-a", NOW)
 
 
 def test_a_secret_kfn_did_not_make_is_never_renewed() -> None:
     theirs = {"metadata": {"labels": {}}, "data": {}}
     assert not credentials.managed_by_kfn(theirs)
-    assert not credentials.renewal_due(SETTINGS, theirs, NOW + datetime.timedelta(days=365))
+    later = NOW + datetime.timedelta(days=365)
+    assert not credentials.renewal_due(SETTINGS, theirs, "team-a", later)
 
 
 # --- settings ----------------------------------------------------------------------------------

@@ -18,10 +18,12 @@ pool.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import logging
 import re
+import socket
 import sys
 import threading
 import time
@@ -83,9 +85,13 @@ class Server(http.server.ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(MAX_REQUESTS)
         self.in_hand = 0
         self.idle = threading.Condition()
-        #: Set once the listener stopped: answers then close their connection, so senders
-        #: with kept-alive connections move to another replica.
+        #: Set when the replica starts to stop: answers then close their connection, so
+        #: senders with kept-alive connections dial the Service again and reach a replica
+        #: that stays.
         self.closing = threading.Event()
+        #: Open connections, for closing those that sit idle between requests.
+        self.handlers: set[Handler] = set()
+        self.handlers_lock = threading.Lock()
         #: When the last POST arrived (monotonic): a stopping replica closes its listener
         #: once they stop coming.
         self.last_post = time.monotonic()
@@ -108,6 +114,20 @@ class Server(http.server.ThreadingHTTPServer):
             self.in_hand -= 1
             self.idle.notify_all()
 
+    def close_idle_connections(self) -> int:
+        """Closes the kept-alive connections waiting for a next request; returns how many.
+
+        A sender's client sees the close before it picks that connection again (and one that
+        has written nothing on it yet sends elsewhere), instead of the replica's exit
+        resetting it under a notification.
+        """
+        with self.handlers_lock:
+            idle = [h for h in self.handlers if h.waiting]
+        for handler in idle:
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+        return len(idle)
+
     def wait_idle(self, timeout: float) -> bool:
         """Waits until no notification is in hand; False if ``timeout`` passed first."""
         with self.idle:
@@ -117,6 +137,27 @@ class Server(http.server.ThreadingHTTPServer):
 class Handler(http.server.BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
+    #: True while the connection waits for its next request (nothing of one read yet).
+    waiting = True
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.handlers_lock:
+            self.server.handlers.add(self)
+
+    def finish(self) -> None:
+        with self.server.handlers_lock:
+            self.server.handlers.discard(self)
+        super().finish()
+
+    def handle_one_request(self) -> None:
+        self.waiting = True
+        super().handle_one_request()
+        self.waiting = True
+
+    def parse_request(self) -> bool:
+        self.waiting = False
+        return super().parse_request()
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("%s " + format, self.address_string(), *args)

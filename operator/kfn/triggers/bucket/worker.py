@@ -846,14 +846,18 @@ def run(
     logger.info("receiving notifications on %s:%d", *address)
     worker.terminating.wait()
     stopped_at = time.monotonic()
+    # From now on every answer closes its connection: the store dials the Service again
+    # for its next notification and reaches a replica that stays.
+    server.closing.set()
     logger.info("stopping: not ready; receiving until no notification came for %.0fs",
                 shutdown.quiet)  # fmt: skip
     while not drained(shutdown, stopped_at=stopped_at, last_post=server.last_post,
                       now=time.monotonic()):  # fmt: skip
         time.sleep(0.1)
-    server.closing.set()
     server.shutdown()
-    logger.info("stopped receiving after %.1fs", time.monotonic() - stopped_at)
+    idle = server.close_idle_connections()
+    logger.info("stopped receiving after %.1fs (closed %d idle connections)",
+                time.monotonic() - stopped_at, idle)  # fmt: skip
     deadline = time.monotonic() + shutdown.grace
     worker.wait_settled(shutdown.patience)
     threads[1].join(max(0.0, deadline - time.monotonic()))

@@ -163,6 +163,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         logger.debug("%s " + format, self.address_string(), *args)
 
     def _answer(self, code: int, message: str) -> None:
+        if code >= 300 and self.command == "POST":
+            # A store sends a notification once: one it was refused is worth a line.
+            logger.warning("%s %s answered %d: %s", self.command, self.path, code, message)
         body = json.dumps({"message": message}).encode()
         try:
             self.send_response(code)

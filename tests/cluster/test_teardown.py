@@ -65,7 +65,7 @@ def _invoke_sentinel() -> str:
         return str(json.loads(resp.read())["body"])
 
 
-def _resume_developer_cluster() -> None:
+def _resume_developer_cluster() -> str:
     result = _tool("up", scratch=False)
     assert result.returncode == 0, result.stdout + result.stderr
     for deployment in kubeutil.kubectl(
@@ -73,6 +73,7 @@ def _resume_developer_cluster() -> None:
     ).split():
         kubeutil.kubectl("-n", "kfn-system", "rollout", "status", deployment, "--timeout=300s",
                          timeout=320)  # fmt: skip
+    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -198,18 +199,24 @@ def test_a_second_bring_up_of_a_running_cluster_is_a_no_op(scratch: config.Paths
     assert "already running; nothing to do" in result.stdout
 
 
+def _kill(paths: config.Paths) -> None:
+    """What a power cut or `kill -9` of the whole session does: every process of the cluster
+    dies at once; its bridge, rules and mounts stay."""
+    for record in kcluster.supervisor(paths).records():
+        if record.alive():
+            os.kill(record.pid, signal.SIGKILL)
+    for pid, _name in teardown.pod_processes(paths):
+        os.kill(pid, signal.SIGKILL)
+    kubeutil.wait_for("the cluster's processes are gone", lambda: not teardown.alive(paths) or None,
+                      timeout=30, every=0.2)  # fmt: skip
+    assert not kcluster.running(paths)
+
+
 def test_bring_up_after_a_killed_run_cleans_what_it_left_and_starts(
     scratch: config.Paths,
 ) -> None:
     _up_scratch()
-    sup = kcluster.supervisor(scratch)
-    # What a power cut or `kill -9` of the whole session would do: every process of the
-    # cluster dies at once; its bridge, rules, mounts stay.
-    for record in sup.records():
-        os.kill(record.pid, signal.SIGKILL)
-    for pid, _name in teardown.pod_processes(scratch):
-        os.kill(pid, signal.SIGKILL)
-    assert not kcluster.running(scratch)
+    _kill(scratch)
     assert network.bridge_exists()
 
     result = _tool("up")
@@ -235,12 +242,29 @@ def test_a_bring_up_while_another_holds_the_lock_says_so_and_does_nothing(
     assert "in progress" in result.stdout
 
 
-def test_the_developers_cluster_comes_back_with_its_functions(scratch: config.Paths) -> None:
-    down = _tool("down")
-    assert down.returncode == 0, down.stdout + down.stderr
+def test_a_bring_up_beside_a_running_kfn_cluster_refuses_and_names_it(
+    scratch: config.Paths,
+) -> None:
+    _up_scratch()
+    result = _tool("up", scratch=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"the kfn cluster of {SCRATCH_STATE} runs here" in result.stderr
+    assert kcluster.running(scratch)
+
+
+def test_the_developers_cluster_comes_back_with_its_functions_beside_a_killed_cluster(
+    scratch: config.Paths,
+) -> None:
+    # The scratch cluster is killed, not stopped: its bridge and chains stay, and the
+    # developer's bring-up must stop it by its own record rather than refuse for ever.
+    _up_scratch()
+    _kill(scratch)
+    assert network.bridge_exists()
     t0 = time.monotonic()
-    _resume_developer_cluster()
+    printed = _resume_developer_cluster()
     print(f"the developer's cluster resumed with kfn ready in {time.monotonic() - t0:.1f}s")
+    assert f"the kfn cluster of {SCRATCH_STATE} was killed" in printed
+    assert not teardown.leftovers(scratch), teardown.leftovers(scratch)
     listed = kubeutil.kubectl("get", "fn", "-A")
     assert "sentinel" in listed
     answer = kubeutil.wait_for("the sentinel answers", _invoke_sentinel, timeout=180, every=1)

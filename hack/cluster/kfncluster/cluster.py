@@ -303,12 +303,26 @@ def _has_data(paths: config.Paths) -> bool:
 
 
 def _refuse_beside_another_cluster(paths: config.Paths) -> None:
-    """Our cluster shares the node address, bridge and kube-proxy's chains with any other."""
+    """Our cluster shares the node address, bridge and kube-proxy's chains with any other.
+
+    A kfn cluster that was killed (its processes gone, its bridge and chains left) is stopped
+    with its own record, so that a killed scratch or CI cluster never blocks the next one.
+    """
     if network.bridge_exists():
+        other = owned.claimant(paths)
+        if other is not None and other.state != paths.state and not teardown.alive(other):
+            print(
+                f"        the kfn cluster of {other.state} was killed and left its network; "
+                "stopping it (its data stays)"
+            )
+            teardown.stop(other)
+    if network.bridge_exists():
+        other = owned.claimant(paths)
         raise RuntimeError(
             f"the bridge {config.BRIDGE} exists but this cluster ({paths.state}) did not make "
-            "it: another kfn cluster runs here; stop it first (`make cluster-stop` with its "
-            "KFN_CLUSTER_STATE and KFN_CLUSTER_RUN)"
+            f"it: the kfn cluster of {other.state if other else 'an unknown state directory'} "
+            "runs here; stop it first (`make cluster-stop` with its KFN_CLUSTER_STATE and "
+            "KFN_CLUSTER_RUN)"
         )
     others = owned.conflicting(owned.present_chains())
     if others:

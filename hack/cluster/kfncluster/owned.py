@@ -15,8 +15,11 @@ flannel's default range). Tear-down must leave them alone, so nothing is found b
   chains (plus the two canary chains kube-proxy and the kubelet create), following jumps, and
   skips every chain of that record. A foreign chain, even one named like kube-proxy's, is
   neither in the tree our kube-proxy built nor removed.
-* **The bridge** ``kfn0`` and the egress guard chain are named for kfn; bring-up refuses to
-  start when the bridge exists but is not in its record (another kfn cluster runs).
+* **The bridge** ``kfn0`` and the egress guard chain are named for kfn. Bring-up claims them
+  host-wide (:data:`CLAIM` names the state and run directories of the cluster that made
+  them). A second cluster that finds the bridge refuses to start while its claimant runs;
+  when the claimant was killed (no process of its records alive), it stops that cluster
+  with that cluster's own record, as ``make cluster-stop`` would, and goes on.
 
 The chain logic is pure (:func:`owned_chains` over iptables ``-S`` listings), so it is tested
 on tables; the rest reads the host through :mod:`kfncluster.host`.
@@ -40,6 +43,8 @@ CANARIES = frozenset({"KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY"})
 #: Chains only a kube-proxy makes: when another kube-proxy's are present, ours would share
 #: (and on tear-down remove) them, so bring-up refuses.
 KUBE_PROXY_ROOTS = frozenset({"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING"})
+#: Which kfn cluster made the bridge and the guard. Under /run: both go with a reboot.
+CLAIM = pathlib.Path("/run/kfn0.claim")
 
 Listing = Mapping[str, str]
 """``"<tool>/<table>"`` → the output of ``<tool> -w -t <table> -S``."""
@@ -165,7 +170,32 @@ def record(paths: config.Paths) -> Record:
     made = Record(chains_before=present_chains())
     paths.state.mkdir(parents=True, exist_ok=True)
     paths.owned.write_text(made.dump())
+    claim(paths)
     return made
+
+
+def claim(paths: config.Paths, at: pathlib.Path = CLAIM) -> None:
+    """Marks ``paths``' cluster as the maker of the bridge and the guard."""
+    at.parent.mkdir(parents=True, exist_ok=True)
+    at.write_text(json.dumps({"state": str(paths.state), "run": str(paths.run)}) + "\n")
+
+
+def claimant(like: config.Paths, at: pathlib.Path = CLAIM) -> config.Paths | None:
+    """The cluster that claimed the bridge (with ``like``'s cache), if a claim is there."""
+    try:
+        doc = json.loads(at.read_text())
+        return dataclasses.replace(
+            like, state=pathlib.Path(doc["state"]), run=pathlib.Path(doc["run"])
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def release(paths: config.Paths, at: pathlib.Path = CLAIM) -> None:
+    """Drops the claim if it is ``paths``' (after its bridge is gone)."""
+    other = claimant(paths, at)
+    if other is not None and other.state == paths.state and other.run == paths.run:
+        at.unlink(missing_ok=True)
 
 
 def load(paths: config.Paths) -> Record | None:

@@ -42,6 +42,11 @@ def leftovers(paths: config.Paths) -> list[str]:
     return found
 
 
+def alive(paths: config.Paths) -> bool:
+    """Whether any process the cluster started still runs (a stopped or killed one has none)."""
+    return any(r.alive() for r in procs.Supervisor(paths.pids, paths.logs).records())
+
+
 def mounts(paths: config.Paths) -> list[str]:
     """Mount points under the cluster's state and run directories."""
     roots = (str(paths.state) + "/", str(paths.run) + "/")
@@ -94,6 +99,7 @@ def stop(paths: config.Paths, crictl: list[str] | None = None) -> None:
     if paths.owned.exists():
         network.remove_bridge()
         network.remove_guard()
+        owned.release(paths)
     _restore_kernel_tunables(paths)
     # Addresses and CNI results of pods that no longer exist.
     shutil.rmtree(paths.cni_ipam_dir, ignore_errors=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kfncluster import owned
+import pathlib
+
+from kfncluster import config, owned
 
 #: What ``iptables -t nat -S`` lists with our kube-proxy running, beside a foreign chain named
 #: like one of kube-proxy's that nothing jumps to, and a Docker chain that was there before.
@@ -87,3 +89,33 @@ def test_another_kube_proxys_chains_before_bring_up_are_a_conflict() -> None:
 def test_the_record_of_what_was_there_round_trips() -> None:
     record = owned.Record(chains_before={"ip6tables/filter": ["KUBE-A", "CNI-B"]})
     assert owned.Record.parse(record.dump()) == record
+
+
+def test_the_bridge_claim_names_the_cluster_that_made_it(tmp_path: pathlib.Path) -> None:
+    at = tmp_path / "kfn0.claim"
+    mine = config.Paths(state=tmp_path / "state", run=tmp_path / "run", cache=tmp_path / "c")
+    owned.claim(mine, at)
+    other = owned.claimant(config.Paths(state=tmp_path / "x", run=tmp_path / "y"), at)
+    assert other is not None
+    assert (other.state, other.run) == (mine.state, mine.run)
+
+
+def test_only_the_claimant_releases_the_claim(tmp_path: pathlib.Path) -> None:
+    at = tmp_path / "kfn0.claim"
+    mine = config.Paths(state=tmp_path / "state", run=tmp_path / "run")
+    theirs = config.Paths(state=tmp_path / "theirs", run=tmp_path / "run2")
+    owned.claim(theirs, at)
+    owned.release(mine, at)
+    assert at.exists()
+    owned.release(theirs, at)
+    assert not at.exists()
+
+
+def test_a_missing_or_unreadable_claim_names_no_cluster(tmp_path: pathlib.Path) -> None:
+    at = tmp_path / "kfn0.claim"
+    like = config.Paths(state=tmp_path / "s", run=tmp_path / "r")
+    assert owned.claimant(like, at) is None
+    at.write_text("not json")
+    assert owned.claimant(like, at) is None
+    at.write_text('{"state": "/x"}')
+    assert owned.claimant(like, at) is None

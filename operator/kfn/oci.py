@@ -373,15 +373,14 @@ class Registry:
         """
         start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         authorization, cached = self._first_authorization(method, path)
-        answer = self._send(
-            self.scheme,
-            self.host,
-            method,
-            path,
-            body=body,
-            headers=headers,
-            authorization=authorization,
-        )
+
+        def send(authorization: str | None) -> _Answer:
+            return self._send(
+                self.scheme, self.host, method, path,
+                body=body, headers=headers, authorization=authorization,
+            )  # fmt: skip
+
+        answer = send(authorization)
         if answer.status == 401:
             if cached is not None:
                 with self._lock:
@@ -394,15 +393,7 @@ class Registry:
             authorization = self._answer_challenge(challenge, method, path, answer, authorization)
             if body is not None and not isinstance(body, bytes):
                 body.seek(start)
-            answer = self._send(
-                self.scheme,
-                self.host,
-                method,
-                path,
-                body=body,
-                headers=headers,
-                authorization=authorization,
-            )
+            answer = send(authorization)
             if answer.status == 401 and authorization.startswith("Basic "):
                 raise self._refused(answer)
         if answer.status in (401, 403):

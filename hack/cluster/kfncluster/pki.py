@@ -74,17 +74,8 @@ def _ensure_ca(pki: pathlib.Path) -> tuple[x509.Certificate, PrivateKey]:
     if cert_path.exists() and key_path.exists():
         return x509.load_pem_x509_certificate(cert_path.read_bytes()), _load_key(key_path)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    name = _name("kfn-local-ca")
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        _self_signed(_name("kfn-local-ca"), key, ca=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -104,6 +95,22 @@ def _ensure_ca(pki: pathlib.Path) -> tuple[x509.Certificate, PrivateKey]:
     _write_key(key_path, key)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert, key
+
+
+def _self_signed(name: x509.Name, key: PrivateKey, *, ca: bool) -> x509.CertificateBuilder:
+    """A builder for a certificate that names itself as its issuer, valid from five minutes
+    ago (clock skew) for :data:`VALIDITY`."""
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
 
 
 def _issue(
@@ -198,19 +205,7 @@ def _ensure_registry_secrets(pki: pathlib.Path) -> None:
     key_path, cert_path = pki / "registry-token.key", pki / "registry-token.crt"
     if not (key_path.exists() and cert_path.exists()):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = datetime.datetime.now(datetime.UTC)
-        name = _name("kfn-registry-token")
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
+        cert = _self_signed(_name("kfn-registry-token"), key, ca=False).sign(key, hashes.SHA256())
         _write_key(key_path, key)
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     for file_name in ("registry-robot.key", "registry-admin.password"):

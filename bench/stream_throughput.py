@@ -68,8 +68,9 @@ from tests.cluster.kubeutil import (  # noqa: E402
     python_function,
 )
 
+from kfn import retry  # noqa: E402
 from kfn.api import trigger as trigger_api  # noqa: E402
-from kfn.triggers import delivery  # noqa: E402
+from kfn.triggers import invoke, onfailure  # noqa: E402
 from kfn.triggers import status as status_  # noqa: E402
 from kfn.triggers.stream import kafka, source  # noqa: E402
 from kfncluster import fnimage  # noqa: E402
@@ -203,7 +204,7 @@ def plain(bootstrap: str, topic: str, records: int, batch: int) -> float:
 # --- through kfn's consumer --------------------------------------------------------------------
 
 
-class CountingInvoker(delivery.Invoker):
+class CountingInvoker(invoke.Invoker):
     """The worker's invoker, adding up what the function answered (records and their sum)."""
 
     def __init__(self, activator_url: str) -> None:
@@ -219,9 +220,7 @@ class CountingInvoker(delivery.Invoker):
         self.calls = 0
         self.waited = 0.0
 
-    def invoke(
-        self, namespace: str, function: str, payload: bytes, **kwargs: Any
-    ) -> delivery.Outcome:
+    def invoke(self, namespace: str, function: str, payload: bytes, **kwargs: Any) -> retry.Outcome:
         sent = time.monotonic()
         outcome = super().invoke(namespace, function, payload, **kwargs)
         now = time.monotonic()
@@ -260,7 +259,7 @@ def through_kfn(
     consumer = kafka.Consumer(
         target,
         invoker=invoker,
-        destinations=delivery.Destinations(invoker),
+        destinations=onfailure.Destinations(invoker),
         statuses=status_.StatusWriter(),
     )
     consumer.start()

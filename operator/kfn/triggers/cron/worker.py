@@ -28,7 +28,17 @@ import prometheus_client
 from kfn import kube, triggers
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery, leader, lease, process, status
+from kfn.triggers import (
+    delivery,
+    failure,
+    invoke,
+    leader,
+    lease,
+    metrics,
+    onfailure,
+    process,
+    status,
+)
 from kfn.triggers.cron import schedule
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
@@ -194,7 +204,7 @@ class Deliverer:
         retry_delays: tuple[float, ...] = delivery.DEFAULT_RETRY_DELAYS,
         clock: Clock = utcnow,
     ) -> None:
-        self.invoker = delivery.Invoker(activator_url)
+        self.invoker = invoke.Invoker(activator_url)
         self.region = region
         self.record = record
         self.clock = clock
@@ -202,7 +212,7 @@ class Deliverer:
         self.status = status.StatusWriter(clock=clock)
         self.async_delivery = delivery.AsyncDeliverer(
             self.invoker,
-            delivery.Destinations(self.invoker),
+            onfailure.Destinations(self.invoker),
             stop=self.stop,
             clock=clock,
             retry_delays=retry_delays,
@@ -226,9 +236,9 @@ class Deliverer:
 
     def fire(self, firing: Firing) -> None:
         entry = firing.entry
-        target = delivery.Target(entry.namespace, entry.function, entry.name, KIND)
+        target = failure.Target(entry.namespace, entry.function, entry.name, KIND)
         LATENESS.observe(max(0.0, (self.clock() - firing.tick).total_seconds()))
-        delivery.RECEIVED.labels(entry.label, KIND).inc()
+        metrics.RECEIVED.labels(entry.label, KIND).inc()
         result = self.async_delivery.deliver(
             target,
             entry.spec.delivery,

@@ -10,7 +10,7 @@ Design:
   most ``maxBatchingWindow``, below Lambda's 6 MB request limit. Partitions run
   concurrently, each strictly in order, never with two batches in flight
   (:mod:`~kfn.triggers.stream.kafka`).
-* Invocations are synchronous, through the activator (:class:`kfn.triggers.delivery.Invoker`),
+* Invocations are synchronous, through the activator (:class:`kfn.triggers.invoke.Invoker`),
   which wakes a function at zero. The event has Lambda's self-managed Kafka shape
   (:mod:`~kfn.triggers.stream.events`).
 * Kafka offsets are committed synchronously (offset + 1) only for the longest prefix of a batch
@@ -45,5 +45,5 @@ Design:
 * Status (:mod:`kfn.triggers.status`): SourceReachable (broker or topic errors, missing
   credentials), Delivering (the last function error), ``lag`` (high watermark minus
   committed, summed over the assigned partitions) and ``lastEventTime``. Metrics by trigger
-  through :mod:`kfn.triggers.delivery`.
+  through :mod:`kfn.triggers.metrics`.
 """

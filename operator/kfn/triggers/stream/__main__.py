@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from kfn.triggers import delivery, process
+from kfn.triggers import invoke, onfailure, process
 from kfn.triggers import status as status_
 from kfn.triggers.stream import kafka, nats, source, worker
 
@@ -13,8 +13,8 @@ from kfn.triggers.stream import kafka, nats, source, worker
 def main(argv: list[str] | None = None) -> None:
     args = process.parser("kfn.triggers.stream", __doc__).parse_args(argv)
     process.start(args)
-    invoker = delivery.Invoker(args.activator_url)
-    destinations = delivery.Destinations(invoker)
+    invoker = invoke.Invoker(args.activator_url)
+    destinations = onfailure.Destinations(invoker)
     statuses = status_.StatusWriter()
 
     def kafka_consumer(target: source.Target) -> kafka.Consumer:

@@ -9,7 +9,7 @@
 * :func:`nats_event`: the same idea for JetStream (``eventSource: "kfn:nats"``).
 * :func:`kafka_batch_info` / :func:`nats_batch_info`: the coordinates of records given up
   (retries exhausted or too old), added to Lambda's on-failure record
-  (:func:`kfn.triggers.delivery.failure_record`), whose ``requestPayload`` is the event of
+  (:func:`kfn.triggers.failure.failure_record`), whose ``requestPayload`` is the event of
   exactly those records, so nothing is lost.
 
 The ``itemIdentifier`` a handler reports in ``batchItemFailures`` is the record's offset

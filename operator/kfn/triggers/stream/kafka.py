@@ -41,7 +41,7 @@ import confluent_kafka
 from confluent_kafka import admin as kafka_admin
 
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery
+from kfn.triggers import credentials, invoke, metrics, onfailure
 from kfn.triggers import status as status_
 from kfn.triggers.stream import batching, events, runner
 from kfn.triggers.stream import source as source_
@@ -100,7 +100,7 @@ FORGET_TIMEOUT: Final = 30.0
 
 
 def forget_group(
-    target: source_.Target, read_secret: delivery.SecretReader = delivery.read_secret
+    target: source_.Target, read_secret: credentials.SecretReader = credentials.read_secret
 ) -> None:
     """Deletes the consumer group kfn named for a deleted Trigger (never one the Trigger
     named itself); failures are logged, since the Trigger is gone either way."""
@@ -110,8 +110,8 @@ def forget_group(
     group = group_of(target)
     try:
         secret = read_secret(target.namespace, target.spec.credentials_secret_ref)
-        admin = kafka_admin.AdminClient(delivery.kafka_config(source.bootstrap_servers, secret))
-    except (delivery.CredentialsError, confluent_kafka.KafkaException) as exc:
+        admin = kafka_admin.AdminClient(credentials.kafka_config(source.bootstrap_servers, secret))
+    except (credentials.CredentialsError, confluent_kafka.KafkaException) as exc:
         logger.warning("%s: cannot delete consumer group %s: %s", target.label, group, exc)
         return
     deadline = time.monotonic() + FORGET_TIMEOUT
@@ -199,8 +199,8 @@ class Consumer:
         self,
         target: source_.Target,
         *,
-        invoker: delivery.Invoker,
-        destinations: delivery.Destinations,
+        invoker: invoke.Invoker,
+        destinations: onfailure.Destinations,
         statuses: status_.StatusWriter,
         grace: float = 25.0,
     ) -> None:
@@ -263,10 +263,10 @@ class Consumer:
     # --- connecting --------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        secret = delivery.read_secret(
+        secret = credentials.read_secret(
             self.target.namespace, self.target.spec.credentials_secret_ref
         )
-        config = delivery.kafka_config(self.source.bootstrap_servers, secret)
+        config = credentials.kafka_config(self.source.bootstrap_servers, secret)
         config.update(
             {
                 "group.id": group_of(self.target),
@@ -290,7 +290,7 @@ class Consumer:
         while not self.stopping.is_set():
             try:
                 consumer = confluent_kafka.Consumer(self.config())
-            except delivery.CredentialsError as exc:
+            except credentials.CredentialsError as exc:
                 self._reachable(False, trigger_api.Reason.CREDENTIALS_NOT_FOUND, str(exc))
                 self.stopping.wait(LAG_INTERVAL * 2)
                 continue
@@ -331,7 +331,7 @@ class Consumer:
     def _on_error(self, error: confluent_kafka.KafkaError) -> None:
         if error.code() in REFUSED_CODES:
             self.refused = True
-            self.fatal_error = delivery.refusal(
+            self.fatal_error = credentials.refusal(
                 self.brokers, self.target.namespace, self.target.spec.credentials_secret_ref,
                 error.str(), "its username, password and mechanism",
             )  # fmt: skip
@@ -486,7 +486,7 @@ class Consumer:
                     partition.committed = record.position
                 received += 1
         if received:
-            delivery.RECEIVED.labels(self.target.label, KIND).inc(received)
+            metrics.RECEIVED.labels(self.target.label, KIND).inc(received)
             if not self.reachable:
                 self._reachable(True, trigger_api.Reason.CONNECTED, "consuming")
 
@@ -596,7 +596,7 @@ class Consumer:
                     partition.committed = offset
 
     def _retried(self, records: int) -> None:
-        delivery.RETRIED.labels(self.target.label, KIND).inc(records)
+        metrics.RETRIED.labels(self.target.label, KIND).inc(records)
 
     def _drain(self) -> None:
         """At shutdown: lets in-flight batches finish within the grace period."""
@@ -633,7 +633,7 @@ class Consumer:
             if offset is not None:
                 committed[number] = offset
         lag = batching.lag(highs, committed)
-        delivery.LAG.labels(self.target.label, KIND).set(lag)
+        metrics.LAG.labels(self.target.label, KIND).set(lag)
         extra: dict[str, Any] = {"lag": lag}
         if self.last_event is not None:
             extra["lastEventTime"] = self.last_event

@@ -47,7 +47,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery
+from kfn.triggers import credentials, invoke, metrics, onfailure
 from kfn.triggers import status as status_
 from kfn.triggers.stream import batching, events, runner
 from kfn.triggers.stream import source as source_
@@ -93,7 +93,7 @@ FORGET_TIMEOUT: Final = 15.0
 
 
 def forget_durable(
-    target: source_.Target, read_secret: delivery.SecretReader = delivery.read_secret
+    target: source_.Target, read_secret: credentials.SecretReader = credentials.read_secret
 ) -> None:
     """Deletes the durable consumer kfn named for a deleted Trigger (never one the Trigger
     named itself); failures are logged, since the Trigger is gone either way."""
@@ -102,10 +102,10 @@ def forget_durable(
         return
     durable = durable_of(target)
     try:
-        options = delivery.nats_options(
+        options = credentials.nats_options(
             read_secret(target.namespace, target.spec.credentials_secret_ref)
         )
-    except delivery.CredentialsError as exc:
+    except credentials.CredentialsError as exc:
         logger.warning("%s: cannot delete durable %s: %s", target.label, durable, exc)
         return
 
@@ -270,8 +270,8 @@ class Consumer:
         self,
         target: source_.Target,
         *,
-        invoker: delivery.Invoker,
-        destinations: delivery.Destinations,
+        invoker: invoke.Invoker,
+        destinations: onfailure.Destinations,
         statuses: status_.StatusWriter,
         grace: float = 25.0,
     ) -> None:
@@ -384,10 +384,12 @@ class Consumer:
         """Connects, finds the stream and binds to the durable (creating it if missing);
         None (SourceReachable=False with the reason) when not possible yet."""
         try:
-            options = delivery.nats_options(
-                delivery.read_secret(self.target.namespace, self.target.spec.credentials_secret_ref)
+            options = credentials.nats_options(
+                credentials.read_secret(
+                    self.target.namespace, self.target.spec.credentials_secret_ref
+                )
             )
-        except delivery.CredentialsError as exc:
+        except credentials.CredentialsError as exc:
             self._reachable(False, trigger_api.Reason.CREDENTIALS_NOT_FOUND, str(exc))
             self.stopping.wait(LAG_INTERVAL * 2)
             return None
@@ -423,7 +425,7 @@ class Consumer:
         connection succeeds, since the reset that follows it says nothing of why."""
         if refused_credentials(error):
             self.refused = True
-            message = delivery.refusal(
+            message = credentials.refusal(
                 self.servers, self.target.namespace, self.target.spec.credentials_secret_ref,
                 describe(error),
                 "its token, creds or username and password, and the user's rights on the stream",
@@ -565,7 +567,7 @@ class Consumer:
                     logger.info("%s: reading the lag failed: %s", self.target.label, exc)
                 else:
                     lag = lag_of(info)
-                    delivery.LAG.labels(self.target.label, KIND).set(lag)
+                    metrics.LAG.labels(self.target.label, KIND).set(lag)
                     extra: dict[str, Any] = {"lag": lag}
                     if self.last_event is not None:
                         extra["lastEventTime"] = self.last_event
@@ -614,7 +616,7 @@ class Consumer:
                 self.buffer.append((now, record, msg))
                 taken += 1
         if taken:
-            delivery.RECEIVED.labels(self.target.label, KIND).inc(taken)
+            metrics.RECEIVED.labels(self.target.label, KIND).inc(taken)
             if not self.reachable:
                 self._reachable(
                     True,
@@ -694,7 +696,7 @@ class Consumer:
             self.buffer.clear()
 
     def _retried(self, records: int) -> None:
-        delivery.RETRIED.labels(self.target.label, KIND).inc(records)
+        metrics.RETRIED.labels(self.target.label, KIND).inc(records)
 
 
 class _BatchSource(source_.BatchSource[events.NatsRecord]):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from kfn.triggers import delivery
+from kfn import retry
 from kfn.triggers.stream import batching
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ Clock = Callable[[], float]
 class Source(Protocol[T]):
     """What a consumer provides to :func:`run_batch`; every method may block."""
 
-    def invoke(self, records: Sequence[batching.Record[T]], attempt: int) -> delivery.Outcome:
+    def invoke(self, records: Sequence[batching.Record[T]], attempt: int) -> retry.Outcome:
         """Invokes the function with an event of these records."""
 
     def give_up(
@@ -36,14 +36,14 @@ class Source(Protocol[T]):
         records: Sequence[batching.Record[T]],
         condition: batching.Condition,
         invokes: int,
-        last: delivery.Outcome | None,
+        last: retry.Outcome | None,
     ) -> bool:
         """Sends given-up records to onFailure (or logs them); False when stopped first."""
 
     def commit(self, last: batching.Record[T]) -> None:
         """Everything up to and including ``last`` is finished."""
 
-    def observe(self, outcome: delivery.Outcome, records: int) -> None:
+    def observe(self, outcome: retry.Outcome, records: int) -> None:
         """Hears each answer (for status and metrics)."""
 
     def delivered(self, records: int) -> None:
@@ -83,7 +83,7 @@ def run_batch(
     nothing more committed: the rest is delivered again by whoever consumes next)."""
     pending = batching.begin(batch)
     progress = Progress(batch)
-    last: delivery.Outcome | None = None
+    last: retry.Outcome | None = None
     attempt = 0
     while True:
         now = clock()

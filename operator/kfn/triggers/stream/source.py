@@ -16,8 +16,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Final, Generic, Protocol, TypeVar
 
+from kfn import retry
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery
+from kfn.triggers import failure, invoke, metrics, onfailure
 from kfn.triggers import status as status_
 from kfn.triggers.stream import batching, events
 
@@ -51,16 +52,16 @@ class Target:
         return f"{self.namespace}/{self.name}"
 
     @property
-    def delivery_target(self) -> delivery.Target:
-        return delivery.Target(self.namespace, self.function, self.name, KIND)
+    def delivery_target(self) -> failure.Target:
+        return failure.Target(self.namespace, self.function, self.name, KIND)
 
 
 class Consumer(Protocol):
     """What a batch needs from the consumer it came from."""
 
     target: Target
-    invoker: delivery.Invoker
-    destinations: delivery.Destinations
+    invoker: invoke.Invoker
+    destinations: onfailure.Destinations
     statuses: status_.StatusWriter
     last_event: datetime.datetime | None
 
@@ -99,7 +100,7 @@ class BatchSource(abc.ABC, Generic[T]):
             self.target.uid, self.partition, records[0].position, records[-1].position, attempt
         )
 
-    def invoke(self, records: Sequence[batching.Record[T]], attempt: int) -> delivery.Outcome:
+    def invoke(self, records: Sequence[batching.Record[T]], attempt: int) -> retry.Outcome:
         return self.consumer.invoker.invoke(
             self.target.namespace,
             self.target.function,
@@ -113,10 +114,10 @@ class BatchSource(abc.ABC, Generic[T]):
         records: Sequence[batching.Record[T]],
         condition: batching.Condition,
         invokes: int,
-        last: delivery.Outcome | None,
+        last: retry.Outcome | None,
     ) -> bool:
         label = self.target.label
-        delivery.FAILED.labels(label, KIND).inc(len(records))
+        metrics.FAILED.labels(label, KIND).inc(len(records))
         where = self.where(records)
         destination = self.target.spec.on_failure
         if destination is None:
@@ -127,7 +128,7 @@ class BatchSource(abc.ABC, Generic[T]):
                 last.describe() if last else "never invoked",
             )  # fmt: skip
             return True
-        record = delivery.failure_record(
+        record = failure.failure_record(
             self.target.delivery_target,
             request_id=self.request_id(records, invokes),
             payload=self.encode(records),
@@ -140,7 +141,7 @@ class BatchSource(abc.ABC, Generic[T]):
         logger.warning(
             "%s: %d records at %s go to onFailure (%s)", label, len(records), where, condition
         )
-        return delivery.send_until_stopped(
+        return onfailure.send_until_stopped(
             self.consumer.destinations,
             self.target.delivery_target,
             destination,
@@ -149,11 +150,11 @@ class BatchSource(abc.ABC, Generic[T]):
             key=self.key(records),
         )
 
-    def observe(self, outcome: delivery.Outcome, records: int) -> None:
+    def observe(self, outcome: retry.Outcome, records: int) -> None:
         del records
         if outcome.kind == "success":
             self.consumer.last_event = datetime.datetime.now(datetime.UTC)
         self.consumer.statuses.set(self.target.key, delivering=status_.verdict_of(outcome))
 
     def delivered(self, records: int) -> None:
-        delivery.DELIVERED.labels(self.target.label, KIND).inc(records)
+        metrics.DELIVERED.labels(self.target.label, KIND).inc(records)

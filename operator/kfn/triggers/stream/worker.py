@@ -29,7 +29,7 @@ from typing import Final, Protocol
 from kfn import kube, triggers
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery
+from kfn.triggers import metrics
 from kfn.triggers import status as status_
 from kfn.triggers.stream import source
 
@@ -211,7 +211,7 @@ class Worker:
             consumer.join()
             if key not in wanted:
                 self.statuses.forget(key)
-                delivery.forget_metrics(f"{key[0]}/{key[1]}", source.KIND)
+                metrics.forget_metrics(f"{key[0]}/{key[1]}", source.KIND)
             if key in changes.forget and self.forget is not None:
                 if key in wanted:
                     # Replaced: before the new consumer starts, so it does not join the old

@@ -6,7 +6,8 @@ import base64
 import datetime
 import json
 
-from kfn.triggers import delivery
+from kfn import retry
+from kfn.triggers import failure
 from kfn.triggers.stream import batching, events
 
 
@@ -62,13 +63,13 @@ def test_a_nats_event_lists_the_messages_with_sequence_and_millisecond_time() ->
 def test_a_failure_record_names_the_batch_and_carries_exactly_its_records() -> None:
     records = kafka_records()
     payload = events.encode(events.kafka_event(records, ["b:9092"]))
-    record = delivery.failure_record(
-        delivery.Target("shop", "orders-fn", "orders", "stream"),
+    record = failure.failure_record(
+        failure.Target("shop", "orders-fn", "orders", "stream"),
         request_id="r1",
         payload=payload,
         condition="RetriesExhausted",
         attempts=3,
-        outcome=delivery.Outcome(200, b'{"errorMessage":"boom"}', function_error=True),
+        outcome=retry.Outcome(200, b'{"errorMessage":"boom"}', function_error=True),
         now=datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC),
         extra={"KafkaBatchInfo": events.kafka_batch_info(records, ["b:9092"])},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import confluent_kafka
 
-from kfn.triggers import delivery
+from kfn.triggers import invoke, onfailure
 from kfn.triggers import status as status_
 from kfn.triggers.stream import kafka, worker
 from tests.unit.triggers.stream.test_worker import trigger
@@ -16,11 +16,11 @@ def consumer() -> kafka.Consumer:
                 credentialsSecretRef={"name": "kafka-creds"})
     )  # fmt: skip
     assert wanted is not None
-    invoker = delivery.Invoker("http://127.0.0.1:9")
+    invoker = invoke.Invoker("http://127.0.0.1:9")
     return kafka.Consumer(
         wanted.target,
         invoker=invoker,
-        destinations=delivery.Destinations(invoker),
+        destinations=onfailure.Destinations(invoker),
         statuses=status_.StatusWriter(),
     )
 

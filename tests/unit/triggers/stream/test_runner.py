@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 
-from kfn.triggers import delivery
+from kfn import retry
 from kfn.triggers.stream import batching, runner
 
 Rec = batching.Record[str]
@@ -45,7 +45,7 @@ class Cancel(threading.Event):
 class FakeSource:
     """A source whose function answers through ``answer``; records what the runner did."""
 
-    answer: Callable[[Sequence[Rec]], delivery.Outcome]
+    answer: Callable[[Sequence[Rec]], retry.Outcome]
     accept_failures: bool = True
     invoked: list[tuple[int, ...]] = dataclasses.field(default_factory=list)
     commits: list[int] = dataclasses.field(default_factory=list)
@@ -53,12 +53,12 @@ class FakeSource:
     delivered_count: int = 0
     seen: list[int] = dataclasses.field(default_factory=list)
 
-    def invoke(self, records: Sequence[Rec], attempt: int) -> delivery.Outcome:
+    def invoke(self, records: Sequence[Rec], attempt: int) -> retry.Outcome:
         self.invoked.append(tuple(r.position for r in records))
         return self.answer(records)
 
     def give_up(self, records: Sequence[Rec], condition: batching.Condition, invokes: int,
-                last: delivery.Outcome | None) -> bool:  # fmt: skip
+                last: retry.Outcome | None) -> bool:  # fmt: skip
         if not self.accept_failures:
             return False
         self.given_up.append((tuple(r.position for r in records), condition))
@@ -67,7 +67,7 @@ class FakeSource:
     def commit(self, last: Rec) -> None:
         self.commits.append(last.position)
 
-    def observe(self, outcome: delivery.Outcome, records: int) -> None:
+    def observe(self, outcome: retry.Outcome, records: int) -> None:
         self.seen.append(outcome.status)
 
     def delivered(self, records: int) -> None:
@@ -78,15 +78,15 @@ def batch(count: int, *, time: float = 1000.0) -> list[Rec]:
     return [batching.Record(10 + i, time, 1, f"v{i}") for i in range(count)]
 
 
-def ok(records: Sequence[Rec]) -> delivery.Outcome:
-    return delivery.Outcome(200, b"null")
+def ok(records: Sequence[Rec]) -> retry.Outcome:
+    return retry.Outcome(200, b"null")
 
 
-def failing(bad: int) -> Callable[[Sequence[Rec]], delivery.Outcome]:
-    def answer(records: Sequence[Rec]) -> delivery.Outcome:
+def failing(bad: int) -> Callable[[Sequence[Rec]], retry.Outcome]:
+    def answer(records: Sequence[Rec]) -> retry.Outcome:
         if any(r.position == bad for r in records):
-            return delivery.Outcome(200, b'{"errorMessage":"bad"}', function_error=True)
-        return delivery.Outcome(200, b"null")
+            return retry.Outcome(200, b'{"errorMessage":"bad"}', function_error=True)
+        return retry.Outcome(200, b"null")
 
     return answer
 
@@ -142,8 +142,8 @@ def test_records_too_old_go_to_on_failure_without_an_invocation_and_are_committe
 
 def test_an_unavailable_function_is_retried_until_it_answers_without_giving_up() -> None:
     clock = FakeClock()
-    answers = iter([delivery.Outcome(503), delivery.Outcome(0, b"refused"),
-                    delivery.Outcome(404), delivery.Outcome(200)])  # fmt: skip
+    answers = iter([retry.Outcome(503), retry.Outcome(0, b"refused"),
+                    retry.Outcome(404), retry.Outcome(200)])  # fmt: skip
     source = FakeSource(lambda _: next(answers))
     policy = batching.Policy(max_retries=0)
     assert runner.run_batch(batch(2), policy, source, cancel=Cancel(clock), clock=clock)
@@ -156,11 +156,11 @@ def test_reported_item_failures_commit_the_records_before_the_first_failure() ->
     clock = FakeClock()
     calls = 0
 
-    def answer(records: Sequence[Rec]) -> delivery.Outcome:
+    def answer(records: Sequence[Rec]) -> retry.Outcome:
         nonlocal calls
         calls += 1
         failures = [{"itemIdentifier": "12"}] if calls == 1 else []
-        return delivery.Outcome(200, json.dumps({"batchItemFailures": failures}).encode())
+        return retry.Outcome(200, json.dumps({"batchItemFailures": failures}).encode())
 
     source = FakeSource(answer)
     policy = batching.Policy(report_item_failures=True)
@@ -171,7 +171,7 @@ def test_reported_item_failures_commit_the_records_before_the_first_failure() ->
 
 def test_a_rejected_request_counts_as_a_function_error() -> None:
     clock = FakeClock()
-    source = FakeSource(lambda _: delivery.Outcome(413, b"too large"))
+    source = FakeSource(lambda _: retry.Outcome(413, b"too large"))
     policy = batching.Policy(max_retries=1)
     assert runner.run_batch(batch(1), policy, source, cancel=Cancel(clock), clock=clock)
     assert source.given_up == [((10,), "RetriesExhausted")]

@@ -102,18 +102,27 @@ FORGET_TIMEOUT: Final = 30.0
 def forget_group(
     target: source_.Target, read_secret: credentials.SecretReader = credentials.read_secret
 ) -> None:
-    """Deletes the consumer group kfn named for a deleted Trigger (never one the Trigger
-    named itself); failures are logged, since the Trigger is gone either way."""
+    """Deletes the consumer group kfn named for a deleted Trigger (:func:`source_.forget`)."""
     source = target.spec.kafka
     if source is None or source.consumer_group is not None:
         return
     group = group_of(target)
-    try:
-        secret = read_secret(target.namespace, target.spec.credentials_secret_ref)
-        admin = kafka_admin.AdminClient(credentials.kafka_config(source.bootstrap_servers, secret))
-    except (credentials.CredentialsError, confluent_kafka.KafkaException) as exc:
-        logger.warning("%s: cannot delete consumer group %s: %s", target.label, group, exc)
-        return
+
+    def delete(secret: credentials.Secret | None) -> bool:
+        try:
+            admin = kafka_admin.AdminClient(
+                credentials.kafka_config(source.bootstrap_servers, secret)
+            )
+        except confluent_kafka.KafkaException as exc:
+            raise source_.ForgetError(str(exc)) from None
+        return _delete_group(admin, group)
+
+    source_.forget(target, f"consumer group {group}", delete, read_secret)
+
+
+def _delete_group(admin: kafka_admin.AdminClient, group: str) -> bool:
+    """Deletes a consumer group, waiting up to :data:`FORGET_TIMEOUT` for the members of
+    other replicas to leave it; False when there is no such group."""
     deadline = time.monotonic() + FORGET_TIMEOUT
     while True:
         future = admin.delete_consumer_groups([group], request_timeout=10)[group]
@@ -123,14 +132,12 @@ def forget_group(
             error = exc.args[0] if exc.args else None
             code = error.code() if isinstance(error, confluent_kafka.KafkaError) else None
             if code == confluent_kafka.KafkaError.GROUP_ID_NOT_FOUND:
-                return
+                return False
             if code == confluent_kafka.KafkaError.NON_EMPTY_GROUP and time.monotonic() < deadline:
                 time.sleep(1.0)  # another replica's consumer is still leaving
                 continue
-            logger.warning("%s: cannot delete consumer group %s: %s", target.label, group, exc)
-            return
-        logger.info("%s: deleted consumer group %s", target.label, group)
-        return
+            raise source_.ForgetError(str(exc)) from None
+        return True
 
 
 def record_of(message: confluent_kafka.Message) -> Record:

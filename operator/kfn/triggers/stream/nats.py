@@ -88,56 +88,6 @@ def durable_of(target: source_.Target) -> str:
     return source.durable_name or f"kfn_{target.namespace}_{target.name}"
 
 
-#: The longest deleting a deleted Trigger's durable may take.
-FORGET_TIMEOUT: Final = 15.0
-
-
-def forget_durable(
-    target: source_.Target, read_secret: credentials.SecretReader = credentials.read_secret
-) -> None:
-    """Deletes the durable consumer kfn named for a deleted Trigger (never one the Trigger
-    named itself); failures are logged, since the Trigger is gone either way."""
-    source = target.spec.nats
-    if source is None or source.durable_name is not None:
-        return
-    durable = durable_of(target)
-    try:
-        options = credentials.nats_options(
-            read_secret(target.namespace, target.spec.credentials_secret_ref)
-        )
-    except credentials.CredentialsError as exc:
-        logger.warning("%s: cannot delete durable %s: %s", target.label, durable, exc)
-        return
-
-    async def quiet(error: Exception) -> None:
-        logger.debug("%s: deleting durable %s: %s", target.label, durable, describe(error))
-
-    async def delete() -> None:
-        # One try per server (nats-py's 0 would mean forever), all of it bounded.
-        client = await nats.connect(
-            servers=list(source.servers),
-            connect_timeout=CONNECT_TIMEOUT,
-            allow_reconnect=False,
-            max_reconnect_attempts=1,
-            reconnect_time_wait=0.5,
-            error_cb=quiet,
-            **options,
-        )
-        try:
-            await client.jetstream(timeout=API_TIMEOUT).delete_consumer(source.stream, durable)
-        finally:
-            await client.close()
-
-    try:
-        asyncio.run(asyncio.wait_for(delete(), FORGET_TIMEOUT))
-    except nats.js.errors.NotFoundError:
-        return
-    except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
-        logger.warning("%s: cannot delete durable %s: %s", target.label, durable, describe(exc))
-        return
-    logger.info("%s: deleted durable %s on stream %s", target.label, durable, source.stream)
-
-
 def consumer_config(
     target: source_.Target, ack_wait: float = ACK_WAIT
 ) -> nats.js.api.ConsumerConfig:
@@ -258,6 +208,54 @@ def refused_credentials(error: BaseException) -> bool:
     return isinstance(error, nats.errors.AuthorizationError) or any(
         marker in text for marker in ("authorization violation", "authentication")
     )
+
+
+# --- forgetting a deleted Trigger's durable ------------------------------------------------------
+
+
+#: The longest deleting a deleted Trigger's durable may take.
+FORGET_TIMEOUT: Final = 15.0
+
+
+def forget_durable(
+    target: source_.Target, read_secret: credentials.SecretReader = credentials.read_secret
+) -> None:
+    """Deletes the durable consumer kfn named for a deleted Trigger (:func:`source_.forget`)."""
+    source = target.spec.nats
+    if source is None or source.durable_name is not None:
+        return
+    durable = durable_of(target)
+
+    async def quiet(error: Exception) -> None:
+        logger.debug("%s: deleting durable %s: %s", target.label, durable, describe(error))
+
+    async def delete_on(options: dict[str, Any]) -> None:
+        # One try per server (nats-py's 0 would mean forever), all of it bounded.
+        client = await nats.connect(
+            servers=list(source.servers),
+            connect_timeout=CONNECT_TIMEOUT,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.5,
+            error_cb=quiet,
+            **options,
+        )
+        try:
+            await client.jetstream(timeout=API_TIMEOUT).delete_consumer(source.stream, durable)
+        finally:
+            await client.close()
+
+    def delete(secret: credentials.Secret | None) -> bool:
+        options = credentials.nats_options(secret)
+        try:
+            asyncio.run(asyncio.wait_for(delete_on(options), FORGET_TIMEOUT))
+        except nats.js.errors.NotFoundError:
+            return False
+        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+            raise source_.ForgetError(describe(exc)) from None
+        return True
+
+    source_.forget(target, f"durable {durable} on stream {source.stream}", delete, read_secret)
 
 
 # --- the consumer --------------------------------------------------------------------------------

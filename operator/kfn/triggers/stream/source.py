@@ -1,9 +1,13 @@
-"""What Kafka and JetStream consumers share: the Trigger they serve, and how a batch of
-records is invoked, given up to onFailure and reported.
+"""What Kafka and JetStream consumers share: the Trigger they serve, how a batch of
+records is invoked, given up to onFailure and reported, and how a deleted Trigger is
+forgotten at the source.
 
 :class:`BatchSource` is the :class:`~kfn.triggers.stream.runner.Source` of one batch; a
 consumer subclasses it with how its records are encoded, where they sit in the source, and
 how finished records are committed (a Kafka offset, JetStream acks).
+
+:func:`forget` deletes what kfn named at the source for a deleted Trigger (a consumer
+group, a durable), given the broker's own deleting step.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ import dataclasses
 import datetime
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from kfn import retry
 from kfn.api import trigger as trigger_api
-from kfn.triggers import failure, invoke, metrics, onfailure
+from kfn.triggers import credentials, failure, invoke, metrics, onfailure
 from kfn.triggers import status as status_
 from kfn.triggers.stream import batching, events
 
@@ -54,6 +58,33 @@ class Target:
     @property
     def delivery_target(self) -> failure.Target:
         return failure.Target(self.namespace, self.function, self.name, KIND)
+
+
+class ForgetError(Exception):
+    """The source did not delete what kfn named for a Trigger; the message says why."""
+
+
+def forget(
+    target: Target,
+    what: str,
+    delete: Callable[[credentials.Secret | None], bool],
+    read_secret: credentials.SecretReader,
+) -> None:
+    """Deletes ``what`` kfn named at the source for a deleted Trigger (never what the
+    Trigger named itself) through the broker's ``delete`` step, given the Trigger's
+    credentials Secret.
+
+    ``delete`` returns False when there was nothing to delete, and raises
+    :class:`ForgetError` (or :class:`~kfn.triggers.credentials.CredentialsError`) when it
+    could not; failures are logged, since the Trigger is gone either way.
+    """
+    try:
+        deleted = delete(read_secret(target.namespace, target.spec.credentials_secret_ref))
+    except (credentials.CredentialsError, ForgetError) as exc:
+        logger.warning("%s: cannot delete %s: %s", target.label, what, exc)
+        return
+    if deleted:
+        logger.info("%s: deleted %s", target.label, what)
 
 
 class Consumer(Protocol):

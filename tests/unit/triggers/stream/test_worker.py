@@ -142,3 +142,27 @@ def test_forgetting_at_an_unreachable_server_gives_up_soon_and_says_so(
     nats_.forget_durable(gone.target, read_secret=lambda namespace, ref: None)
     assert time.monotonic() - started < nats_.FORGET_TIMEOUT
     assert "cannot delete durable kfn_ns_n" in caplog.text
+
+
+def test_forgetting_with_unusable_credentials_says_what_was_kept_and_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ref = {"name": "creds"}
+    group = worker.wanted_of(
+        trigger("k", kafka={"bootstrapServers": ["k:9092"], "topic": "t"}, credentialsSecretRef=ref)
+    )
+    durable = worker.wanted_of(
+        trigger("n", nats={"servers": ["nats://n:4222"], "subject": "s.>", "stream": "S"},
+                credentialsSecretRef=ref)
+    )  # fmt: skip
+    assert group is not None
+    assert durable is not None
+    kafka_.forget_group(group.target, read_secret=lambda namespace, ref: {"username": b"fn"})
+    nats_.forget_durable(durable.target, read_secret=lambda namespace, ref: {"other": b"x"})
+    kept = [r.getMessage() for r in caplog.records]
+    assert kept == [
+        "ns/k: cannot delete consumer group kfn.ns.k: "
+        "the Kafka credentials Secret has a username but no password",
+        "ns/n: cannot delete durable kfn_ns_n on stream S: "
+        "the NATS credentials Secret has none of token, creds or username",
+    ]

@@ -258,9 +258,7 @@ def through_kfn(
     invoker = CountingInvoker(url)
     consumer = kafka.Consumer(
         target,
-        invoker=invoker,
-        destinations=onfailure.Destinations(invoker),
-        statuses=status_.StatusWriter(),
+        source.Clients(invoker, onfailure.Destinations(invoker), status_.StatusWriter()),
     )
     consumer.start()
     last_report = time.monotonic()

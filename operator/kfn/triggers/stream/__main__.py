@@ -14,14 +14,14 @@ def main(argv: list[str] | None = None) -> None:
     args = process.parser("kfn.triggers.stream", __doc__).parse_args(argv)
     process.start(args)
     invoker = invoke.Invoker(args.activator_url)
-    destinations = onfailure.Destinations(invoker)
     statuses = status_.StatusWriter()
+    clients = source.Clients(invoker, onfailure.Destinations(invoker), statuses)
 
     def kafka_consumer(target: source.Target) -> kafka.Consumer:
-        return kafka.Consumer(target, invoker=invoker, destinations=destinations, statuses=statuses)
+        return kafka.Consumer(target, clients)
 
     def jetstream_consumer(target: source.Target) -> nats.Consumer:
-        return nats.Consumer(target, invoker=invoker, destinations=destinations, statuses=statuses)
+        return nats.Consumer(target, clients)
 
     def forget(target: source.Target) -> None:
         if target.spec.nats is None:

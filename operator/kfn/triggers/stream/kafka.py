@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import datetime
 import itertools
 import logging
 import threading
@@ -41,7 +40,7 @@ import confluent_kafka
 from confluent_kafka import admin as kafka_admin
 
 from kfn.api import trigger as trigger_api
-from kfn.triggers import credentials, invoke, metrics, onfailure
+from kfn.triggers import credentials, metrics
 from kfn.triggers import status as status_
 from kfn.triggers.stream import batching, events, runner
 from kfn.triggers.stream import source as source_
@@ -199,30 +198,17 @@ class Partition:
         self.idle.set()
 
 
-class Consumer:
+class Consumer(source_.Consumer):
     """Consumes one Trigger's topic in its group until :meth:`stop` (see the module doc)."""
 
     def __init__(
-        self,
-        target: source_.Target,
-        *,
-        invoker: invoke.Invoker,
-        destinations: onfailure.Destinations,
-        statuses: status_.StatusWriter,
-        grace: float = 25.0,
+        self, target: source_.Target, clients: source_.Clients, *, grace: float = 25.0
     ) -> None:
         source = target.spec.kafka
         if source is None:
             raise ValueError("not a Kafka stream Trigger")
-        self.target = target
+        super().__init__(target, clients, grace=grace)
         self.source = source
-        self.policy = batching.Policy.of(target.spec)
-        self.invoker = invoker
-        self.destinations = destinations
-        self.statuses = statuses
-        self.grace = grace
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
         self.partitions: dict[int, Partition] = {}
         #: Offsets finished by runners, committed by the poll thread.
         self.commits: dict[int, int] = {}
@@ -237,7 +223,6 @@ class Consumer:
         #: Set while the brokers refuse the credentials, so that the "all brokers are down"
         #: that follows does not replace the reason.
         self.refused = False
-        self.last_event: datetime.datetime | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -556,7 +541,7 @@ class Consumer:
             while batch := self._next_batch(partition):
                 source = _PartitionSource(self, partition)
                 if not runner.run_batch(
-                    batch, self.policy, source, cancel=partition.cancel, on_retry=self._retried
+                    batch, self.policy, source, cancel=partition.cancel, on_retry=self.retried
                 ):
                     with self.lock:
                         partition.buffer.clear()
@@ -602,9 +587,6 @@ class Consumer:
                 if partition is not None:
                     partition.committed = offset
 
-    def _retried(self, records: int) -> None:
-        metrics.RETRIED.labels(self.target.label, KIND).inc(records)
-
     def _drain(self) -> None:
         """At shutdown: lets in-flight batches finish within the grace period."""
         deadline = time.monotonic() + self.grace
@@ -639,12 +621,7 @@ class Consumer:
                 highs[number] = high
             if offset is not None:
                 committed[number] = offset
-        lag = batching.lag(highs, committed)
-        metrics.LAG.labels(self.target.label, KIND).set(lag)
-        extra: dict[str, Any] = {"lag": lag}
-        if self.last_event is not None:
-            extra["lastEventTime"] = self.last_event
-        self.statuses.set(self.target.key, **extra)
+        self.report_lag(batching.lag(highs, committed))
         if not self.reachable:
             problem = self._check(consumer)
             if problem is None:

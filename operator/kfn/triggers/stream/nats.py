@@ -31,7 +31,6 @@ import asyncio
 import collections
 import concurrent.futures
 import dataclasses
-import datetime
 import logging
 import threading
 import time
@@ -47,7 +46,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from kfn.api import trigger as trigger_api
-from kfn.triggers import credentials, invoke, metrics, onfailure
+from kfn.triggers import credentials, metrics
 from kfn.triggers import status as status_
 from kfn.triggers.stream import batching, events, runner
 from kfn.triggers.stream import source as source_
@@ -261,30 +260,18 @@ def forget_durable(
 # --- the consumer --------------------------------------------------------------------------------
 
 
-class Consumer:
+class Consumer(source_.Consumer):
     """Consumes one Trigger's stream through its durable until :meth:`stop` (module doc)."""
 
     def __init__(
-        self,
-        target: source_.Target,
-        *,
-        invoker: invoke.Invoker,
-        destinations: onfailure.Destinations,
-        statuses: status_.StatusWriter,
-        grace: float = 25.0,
+        self, target: source_.Target, clients: source_.Clients, *, grace: float = 25.0
     ) -> None:
         source = target.spec.nats
         if source is None:
             raise ValueError("not a NATS stream Trigger")
-        self.target = target
+        super().__init__(target, clients, grace=grace)
         self.source = source
         self.durable = durable_of(target)
-        self.policy = batching.Policy.of(target.spec)
-        self.invoker = invoker
-        self.destinations = destinations
-        self.statuses = statuses
-        self.grace = grace
-        self.stopping = threading.Event()
         #: Set once the grace period after :meth:`stop` ran out: the batch is abandoned.
         self.cancel = threading.Event()
         self.loop = asyncio.new_event_loop()
@@ -292,7 +279,6 @@ class Consumer:
             target=self.loop.run_forever, name=f"nats-loop-{target.label}", daemon=True
         )
         self.thread = threading.Thread(target=self.run, name=f"nats-{target.label}", daemon=True)
-        self.lock = threading.Lock()
         #: Delivered, not yet acknowledged messages by stream sequence (heartbeats keep them).
         self.held: dict[int, Msg] = {}
         self.buffer: collections.deque[tuple[float, Record, Msg]] = collections.deque()
@@ -301,7 +287,6 @@ class Consumer:
         self.problem = ""
         #: Set while the server refuses the credentials, so a following reset keeps the why.
         self.refused = False
-        self.last_event: datetime.datetime | None = None
         self.timer: threading.Timer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -564,12 +549,7 @@ class Consumer:
                 except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
                     logger.info("%s: reading the lag failed: %s", self.target.label, exc)
                 else:
-                    lag = lag_of(info)
-                    metrics.LAG.labels(self.target.label, KIND).set(lag)
-                    extra: dict[str, Any] = {"lag": lag}
-                    if self.last_event is not None:
-                        extra["lastEventTime"] = self.last_event
-                    self.statuses.set(self.target.key, **extra)
+                    self.report_lag(lag_of(info))
             await asyncio.sleep(LAG_INTERVAL)
 
     # --- consuming ---------------------------------------------------------------------------
@@ -633,7 +613,7 @@ class Consumer:
         records = [record for record, _ in batch]
         source = _BatchSource(self, records)
         complete = runner.run_batch(
-            records, self.policy, source, cancel=self.cancel, on_retry=self._retried
+            records, self.policy, source, cancel=self.cancel, on_retry=self.retried
         )
         count = finished_prefix([r.position for r in records], source.through, complete)
         self._ack([msg for _, msg in batch[:count]])
@@ -692,9 +672,6 @@ class Consumer:
         with self.lock:
             self.held.clear()
             self.buffer.clear()
-
-    def _retried(self, records: int) -> None:
-        metrics.RETRIED.labels(self.target.label, KIND).inc(records)
 
 
 class _BatchSource(source_.BatchSource[events.NatsRecord]):

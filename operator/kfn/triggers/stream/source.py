@@ -18,7 +18,7 @@ import datetime
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from kfn import retry
 from kfn.api import trigger as trigger_api
@@ -87,14 +87,45 @@ def forget(
         logger.info("%s: deleted %s", target.label, what)
 
 
-class Consumer(Protocol):
-    """What a batch needs from the consumer it came from."""
+@dataclasses.dataclass(frozen=True)
+class Clients:
+    """What every consumer of a worker uses: the activator's invoke client, the onFailure
+    destinations and the status writer."""
 
-    target: Target
     invoker: invoke.Invoker
     destinations: onfailure.Destinations
     statuses: status_.StatusWriter
-    last_event: datetime.datetime | None
+
+
+class Consumer:
+    """What Kafka's and JetStream's consumers hold and report alike; each extends it with
+    how it reads its source. ``grace`` bounds how long the in-flight batches may take to
+    finish once :attr:`stopping` is set."""
+
+    def __init__(self, target: Target, clients: Clients, *, grace: float = 25.0) -> None:
+        self.target = target
+        self.policy = batching.Policy.of(target.spec)
+        self.invoker = clients.invoker
+        self.destinations = clients.destinations
+        self.statuses = clients.statuses
+        self.grace = grace
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        #: When the function last succeeded (the status's ``lastEventTime``).
+        self.last_event: datetime.datetime | None = None
+
+    def report_lag(self, lag: int) -> None:
+        """Exports the lag and writes it, with the last event's time, to the status."""
+        metrics.LAG.labels(self.target.label, KIND).set(lag)
+        extra: dict[str, Any] = {"lag": lag}
+        if self.last_event is not None:
+            extra["lastEventTime"] = self.last_event
+        self.statuses.set(self.target.key, **extra)
+
+    def retried(self, records: int) -> None:
+        """Counts records invoked again (the ``on_retry`` of
+        :func:`~kfn.triggers.stream.runner.run_batch`)."""
+        metrics.RETRIED.labels(self.target.label, KIND).inc(records)
 
 
 class BatchSource(abc.ABC, Generic[T]):

@@ -6,7 +6,7 @@ import confluent_kafka
 
 from kfn.triggers import invoke, onfailure
 from kfn.triggers import status as status_
-from kfn.triggers.stream import kafka, worker
+from kfn.triggers.stream import kafka, source, worker
 from tests.unit.triggers.stream.test_worker import trigger
 
 
@@ -19,9 +19,7 @@ def consumer() -> kafka.Consumer:
     invoker = invoke.Invoker("http://127.0.0.1:9")
     return kafka.Consumer(
         wanted.target,
-        invoker=invoker,
-        destinations=onfailure.Destinations(invoker),
-        statuses=status_.StatusWriter(),
+        source.Clients(invoker, onfailure.Destinations(invoker), status_.StatusWriter()),
     )
 
 

@@ -31,14 +31,9 @@ class Source(Protocol[T]):
     def invoke(self, records: Sequence[batching.Record[T]], attempt: int) -> retry.Outcome:
         """Invokes the function with an event of these records."""
 
-    def give_up(
-        self,
-        records: Sequence[batching.Record[T]],
-        condition: batching.Condition,
-        invokes: int,
-        last: retry.Outcome | None,
-    ) -> bool:
-        """Sends given-up records to onFailure (or logs them); False when stopped first."""
+    def give_up(self, dead: batching.DeadLetter[T], last: retry.Outcome | None) -> bool:
+        """Sends given-up records to onFailure (or logs them), with the function's last
+        answer in the batch; False when stopped first."""
 
     def commit(self, last: batching.Record[T]) -> None:
         """Everything up to and including ``last`` is finished."""
@@ -95,7 +90,8 @@ def run_batch(
                 return False
             continue
         if isinstance(step, batching.Expire):
-            if not source.give_up(step.records, "RecordAgeExceeded", step.invokes, last):
+            expired = batching.DeadLetter(step.records, "RecordAgeExceeded", step.invokes)
+            if not source.give_up(expired, last):
                 return False
             _commit(source, progress, step.records)
             pending = step.rest
@@ -116,9 +112,7 @@ def run_batch(
         for effect in following.effects:
             if isinstance(effect, batching.Done):
                 source.delivered(len(effect.records))
-            if isinstance(effect, batching.DeadLetter) and not source.give_up(
-                effect.records, effect.condition, effect.invokes, outcome
-            ):
+            if isinstance(effect, batching.DeadLetter) and not source.give_up(effect, outcome):
                 return False
             _commit(source, progress, effect.records)
         pending = following.pending

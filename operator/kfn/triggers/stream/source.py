@@ -171,13 +171,8 @@ class BatchSource(abc.ABC, Generic[T]):
             timeout=INVOKE_TIMEOUT,
         )
 
-    def give_up(
-        self,
-        records: Sequence[batching.Record[T]],
-        condition: batching.Condition,
-        invokes: int,
-        last: retry.Outcome | None,
-    ) -> bool:
+    def give_up(self, dead: batching.DeadLetter[T], last: retry.Outcome | None) -> bool:
+        records, condition, invokes = dead.records, dead.condition, dead.invokes
         label = self.target.label
         metrics.FAILED.labels(label, KIND).inc(len(records))
         where = self.where(records)

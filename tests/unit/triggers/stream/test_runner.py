@@ -57,11 +57,10 @@ class FakeSource:
         self.invoked.append(tuple(r.position for r in records))
         return self.answer(records)
 
-    def give_up(self, records: Sequence[Rec], condition: batching.Condition, invokes: int,
-                last: retry.Outcome | None) -> bool:  # fmt: skip
+    def give_up(self, dead: batching.DeadLetter[str], last: retry.Outcome | None) -> bool:
         if not self.accept_failures:
             return False
-        self.given_up.append((tuple(r.position for r in records), condition))
+        self.given_up.append((tuple(r.position for r in dead.records), dead.condition))
         return True
 
     def commit(self, last: Rec) -> None:

@@ -1,6 +1,9 @@
-"""What Kafka and JetStream consumers share: the Trigger they serve, how a batch of
-records is invoked, given up to onFailure and reported, and how a deleted Trigger is
-forgotten at the source.
+"""What Kafka and JetStream consumers share: the Trigger they serve, the state they hold
+and report, how a batch of records is invoked, given up to onFailure and reported, and how
+a deleted Trigger is forgotten at the source.
+
+:class:`Consumer` is the base of both consumers: the worker's :class:`Clients`, the
+batching policy, the stop signal, and the lag and retries they report.
 
 :class:`BatchSource` is the :class:`~kfn.triggers.stream.runner.Source` of one batch; a
 consumer subclasses it with how its records are encoded, where they sit in the source, and
@@ -70,9 +73,9 @@ def forget(
     delete: Callable[[credentials.Secret | None], bool],
     read_secret: credentials.SecretReader,
 ) -> None:
-    """Deletes ``what`` kfn named at the source for a deleted Trigger (never what the
-    Trigger named itself) through the broker's ``delete`` step, given the Trigger's
-    credentials Secret.
+    """Deletes ``what`` kfn named at the source for a deleted Trigger through the broker's
+    ``delete`` step, given the Trigger's credentials Secret. The broker's module passes only
+    what kfn named: a group or durable the Trigger names itself is the user's and stays.
 
     ``delete`` returns False when there was nothing to delete, and raises
     :class:`ForgetError` (or :class:`~kfn.triggers.credentials.CredentialsError`) when it

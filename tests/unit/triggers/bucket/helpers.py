@@ -12,7 +12,7 @@ from typing import Any
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
-from kfn.triggers.bucket import poll, worker
+from kfn.triggers.bucket import dispatch, poll, worker
 
 UID = "3f1d8e0a-7c55-4a3e-9b0e-2f4c6a8d1e22"
 
@@ -96,7 +96,7 @@ def no_secret(namespace: str, ref: meta.LocalObjectReference | None) -> None:
 
 
 def make_worker(
-    recorder: worker.Deliver, snapshots: MemorySnapshots | None = None, **kwargs: Any
+    recorder: dispatch.Deliver, snapshots: MemorySnapshots | None = None, **kwargs: Any
 ) -> worker.Worker:
     return worker.Worker(
         deliver=recorder,

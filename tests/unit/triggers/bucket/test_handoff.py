@@ -16,7 +16,7 @@ import pytest
 
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
-from kfn.triggers.bucket import handoff, receiver, worker
+from kfn.triggers.bucket import handoff, holding, receiver, worker
 from tests.unit.triggers.bucket.helpers import make_worker, trigger
 from tests.unit.triggers.bucket.test_push import notification
 
@@ -135,7 +135,7 @@ class Replica:
         self.deliverer.gate.set()
         self.server.shutdown()
         self.server.server_close()
-        self.worker.pool.shutdown(wait=True)
+        self.worker.dispatcher.pool.shutdown(wait=True)
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def replicas() -> Iterator[list[Replica]]:
 
 @pytest.fixture(autouse=True)
 def short_patience(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker, "HANDOFF_PATIENCE", 1.0)
+    monkeypatch.setattr(holding, "HANDOFF_PATIENCE", 1.0)
 
 
 def test_an_event_held_by_a_stopping_replica_is_finished_by_another_from_where_it_stood(
@@ -164,8 +164,8 @@ def test_an_event_held_by_a_stopping_replica_is_finished_by_another_from_where_i
     assert (resumed.request_id, resumed.first_seen) == (first.request_id, first.first_seen)
     assert resumed.progress == STOPPED_AT
     assert resumed.payload == first.payload
-    assert stopping.worker.wait_settled(5)
-    assert staying.worker.wait_settled(5)
+    assert stopping.worker.held.wait_settled(5)
+    assert staying.worker.held.wait_settled(5)
 
 
 def test_a_replica_without_the_key_gets_nothing_and_the_stopping_one_says_it_lost_the_event(
@@ -229,8 +229,8 @@ def test_an_invocation_still_running_at_the_end_of_the_grace_is_handed_over_too(
     deadline = time.monotonic() + 10
     while stopping.server.in_hand == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not stopping.worker.wait_settled(0.2)
-    assert stopping.worker.hand_off_held() == 0
+    assert not stopping.worker.held.wait_settled(0.2)
+    assert stopping.worker.held.hand_off_all() == 0
     assert staying.deliverer.done.wait(10)
     assert staying.deliverer.calls[0].progress == delivery.Progress()
     slow.gate.set()

@@ -83,7 +83,7 @@ def running(recorder: Recorder) -> Iterator[Running]:
         recorder.gate.set()
         server.shutdown()
         server.server_close()
-        bucket.pool.shutdown(wait=True)
+        bucket.dispatcher.pool.shutdown(wait=True)
 
 
 def test_a_replica_is_not_ready_and_refuses_notifications_before_it_knows_the_triggers(
@@ -202,7 +202,7 @@ def test_after_sigterm_the_replica_is_unready_but_still_handles_notifications(
 
 def test_an_event_not_ended_when_the_worker_stops_is_not_acknowledged(running: Running) -> None:
     running.worker.routes.replace([trigger()])
-    running.worker.deliver_fn = Recorder(handle=lambda _: False)
+    running.worker.dispatcher.deliver_fn = Recorder(handle=lambda _: False)
     assert running.post(notification())[0] == 503
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from kfn.triggers import status
 from kfn.triggers.bucket import poll, poller, routes, s3, worker
 from tests.unit.triggers.bucket.conftest import Store
 from tests.unit.triggers.bucket.helpers import (
-    UID,
     MemorySnapshots,
     Recorder,
     make_worker,
@@ -168,21 +168,22 @@ def test_a_poll_is_due_again_after_its_interval(store: Store) -> None:
     assert bucket.poller.due(clock[0]) == [route]
 
 
-def test_refused_credentials_set_source_reachable_false_without_the_secret(store: Store) -> None:
-    store.refuse = True
-    secret = {"AWS_ACCESS_KEY_ID": b"AKIDBAD", "AWS_SECRET_ACCESS_KEY": b"hunter2-secret"}
+def reachable_after_a_poll(store: Store, secret: dict[str, bytes]) -> status.Verdict:
+    """SourceReachable after polling ``store`` with ``secret`` as the Trigger's Secret."""
     statuses = Statuses()
-    bucket = make_worker(
-        Recorder(),
-        read_secret=lambda ns, ref: secret,
-        statuses=statuses,
-    )
+    bucket = make_worker(Recorder(), read_secret=lambda ns, ref: secret, statuses=statuses)
     bucket.routes.replace(
         [trigger(endpoint=store.url, mode="Poll", credentialsSecretRef={"name": "s3-creds"})]
     )
     bucket.poller.sync_leadership(True)
     bucket.poller.poll_once(bucket.routes.polled()[0])
-    verdict = statuses.reachable[("media", "thumbs")]
+    return statuses.reachable[("media", "thumbs")]
+
+
+def test_refused_credentials_set_source_reachable_false_without_the_secret(store: Store) -> None:
+    store.refuse = True
+    secret = {"AWS_ACCESS_KEY_ID": b"AKIDBAD", "AWS_SECRET_ACCESS_KEY": b"hunter2-secret"}
+    verdict = reachable_after_a_poll(store, secret)
     assert verdict.ok is False
     assert verdict.reason == "ConnectionFailed"
     assert "media/s3-creds" in verdict.message
@@ -191,18 +192,7 @@ def test_refused_credentials_set_source_reachable_false_without_the_secret(store
 
 
 def test_a_secret_without_the_keys_is_credentials_not_found(store: Store) -> None:
-    statuses = Statuses()
-    bucket = make_worker(
-        Recorder(),
-        read_secret=lambda ns, ref: {"other": b"x"},
-        statuses=statuses,
-    )
-    bucket.routes.replace(
-        [trigger(endpoint=store.url, mode="Poll", credentialsSecretRef={"name": "s3-creds"})]
-    )
-    bucket.poller.sync_leadership(True)
-    bucket.poller.poll_once(bucket.routes.polled()[0])
-    verdict = statuses.reachable[("media", "thumbs")]
+    verdict = reachable_after_a_poll(store, {"other": b"x"})
     assert (verdict.ok, verdict.reason) == (False, "CredentialsNotFound")
     assert "AWS_ACCESS_KEY_ID" in verdict.message
 
@@ -211,7 +201,7 @@ class Statuses:
     """Records the verdicts the worker sets, as the status writer would receive them."""
 
     def __init__(self) -> None:
-        self.reachable: dict[tuple[str, str], Any] = {}
+        self.reachable: dict[tuple[str, str], status.Verdict] = {}
         self.delivering: dict[tuple[str, str], Any] = {}
         self.tracked: set[tuple[str, str]] = set()
 
@@ -229,6 +219,3 @@ class Statuses:
             self.reachable[key] = reachable
         if delivering is not None:
             self.delivering[key] = delivering
-
-
-_ = UID

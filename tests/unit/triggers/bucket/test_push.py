@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import http.client
 import json
 import socket
@@ -14,31 +13,7 @@ from typing import Any
 import pytest
 
 from kfn.triggers.bucket import receiver, worker
-from tests.unit.triggers.bucket.helpers import Recorder, make_worker, trigger
-
-RECORD: dict[str, Any] = {
-    "eventVersion": "2.2",
-    "eventSource": "aws:s3",
-    "awsRegion": "us-east-1",
-    "eventTime": "2026-03-01T11:59:58Z",
-    "eventName": "s3:ObjectCreated:Put",
-    "userIdentity": {"PrincipalId": "admin"},
-    "requestParameters": {"sourceIPAddress": "10.244.0.7"},
-    "responseElements": {"x-amz-request-id": "r1", "x-amz-id-2": "h1"},
-    "s3": {
-        "s3SchemaVersion": "1.0",
-        "configurationId": "webhook-global",
-        "bucket": {"name": "bkt", "ownerIdentity": {"PrincipalId": "admin"}, "arn": "x"},
-        "object": {"key": "in/a.jpg", "size": 7, "eTag": '"e1"', "sequencer": "01"},
-    },
-}
-
-
-def notification(key: str = "in/a.jpg", name: str = "s3:ObjectCreated:Put") -> dict[str, Any]:
-    record = copy.deepcopy(RECORD)
-    record["s3"]["object"]["key"] = key
-    record["eventName"] = name
-    return {"Records": [record]}
+from tests.unit.triggers.bucket.helpers import Recorder, make_worker, notification, trigger
 
 
 class Running:

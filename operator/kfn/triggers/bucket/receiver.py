@@ -114,6 +114,12 @@ class Server(http.server.ThreadingHTTPServer):
             self.in_hand -= 1
             self.idle.notify_all()
 
+    def stop_receiving(self) -> int:
+        """Takes no new connection any more and closes the idle ones (see
+        :meth:`close_idle_connections`); returns how many it closed."""
+        self.shutdown()
+        return self.close_idle_connections()
+
     def close_idle_connections(self) -> int:
         """Closes the kept-alive connections waiting for a next request; returns how many.
 

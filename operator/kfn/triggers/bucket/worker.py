@@ -189,8 +189,7 @@ def run(
     while not drained(shutdown, stopped_at=stopped_at, last_post=server.last_post,
                       now=time.monotonic()):  # fmt: skip
         time.sleep(0.1)
-    server.shutdown()
-    idle = server.close_idle_connections()
+    idle = server.stop_receiving()
     logger.info("stopped receiving after %.1fs (closed %d idle connections)",
                 time.monotonic() - stopped_at, idle)  # fmt: skip
     deadline = time.monotonic() + shutdown.grace

@@ -116,8 +116,15 @@ class Server(http.server.ThreadingHTTPServer):
 
     def stop_receiving(self) -> int:
         """Takes no new connection any more and closes the idle ones (see
-        :meth:`close_idle_connections`); returns how many it closed."""
+        :meth:`close_idle_connections`); returns how many it closed.
+
+        The listening socket is closed too: left open, the kernel would go on accepting
+        connections that nothing reads, and a sender still routed here would wait out its
+        own timeout (versitygw's is 3 s, and it drops the event without a word) instead of
+        being refused at once.
+        """
         self.shutdown()
+        self.socket.close()
         return self.close_idle_connections()
 
     def close_idle_connections(self) -> int:

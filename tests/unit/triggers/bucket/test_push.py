@@ -181,6 +181,17 @@ def test_an_event_not_ended_when_the_worker_stops_is_not_acknowledged(running: R
     assert running.post(notification())[0] == 503
 
 
+# --- stopping to receive ----------------------------------------------------------------------
+
+
+def test_a_replica_that_stopped_receiving_refuses_connections_instead_of_leaving_them_unread(
+    running: Running,
+) -> None:
+    running.server.stop_receiving()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", running.port), timeout=2).close()
+
+
 def test_paths_route_to_events_health_or_nothing() -> None:
     assert receiver.route("/events") == ("events", None)
     assert receiver.route("/events/media/thumbs") == ("events", ("media", "thumbs"))

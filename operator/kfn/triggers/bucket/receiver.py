@@ -132,7 +132,9 @@ class Server(http.server.ThreadingHTTPServer):
 
         A sender's client sees the close before it picks that connection again (and one that
         has written nothing on it yet sends elsewhere), instead of the replica's exit
-        resetting it under a notification.
+        resetting it under a notification. A connection that has not had its first request
+        yet stays open and is answered: closing it would lose the notification its sender
+        is writing, since no client sends a POST again on a new connection of its own.
         """
         with self.handlers_lock:
             idle = [h for h in self.handlers if h.waiting]
@@ -150,8 +152,10 @@ class Server(http.server.ThreadingHTTPServer):
 class Handler(http.server.BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
-    #: True while the connection waits for its next request (nothing of one read yet).
-    waiting = True
+    #: True while a kept-alive connection waits for its next request (one was answered,
+    #: nothing of the next read yet). A new connection is not waiting: its sender opened
+    #: it to send a request, which may already be on its way.
+    waiting = False
 
     def setup(self) -> None:
         super().setup()
@@ -164,7 +168,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         super().finish()
 
     def handle_one_request(self) -> None:
-        self.waiting = True
         super().handle_one_request()
         self.waiting = True
 

@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -190,6 +190,51 @@ def test_a_replica_that_stopped_receiving_refuses_connections_instead_of_leaving
     running.server.stop_receiving()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", running.port), timeout=2).close()
+
+
+def request(body: Any) -> bytes:
+    data = json.dumps(body).encode()
+    head = f"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n"
+    return head.encode() + data
+
+
+def answer(sock: socket.socket) -> int:
+    """The status of the next whole answer on a raw connection."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    response.read()
+    return response.status
+
+
+def until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
+
+
+def test_stopping_to_receive_answers_a_sender_that_connected_but_has_not_sent_yet(
+    running: Running, recorder: Recorder
+) -> None:
+    running.worker.routes.replace([trigger()])
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+        until(lambda: len(running.server.handlers) == 1)
+        assert running.server.stop_receiving() == 0
+        sock.sendall(request(notification()))
+        assert answer(sock) == 200
+    assert len(recorder.delivered) == 1
+
+
+def test_stopping_to_receive_closes_kept_alive_connections_waiting_for_a_next_request(
+    running: Running,
+) -> None:
+    running.worker.routes.replace([trigger()])
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+        sock.sendall(request(notification()))
+        assert answer(sock) == 200
+        until(lambda: all(handler.waiting for handler in running.server.handlers))
+        assert running.server.stop_receiving() == 1
+        assert sock.recv(100) == b""
 
 
 def test_paths_route_to_events_health_or_nothing() -> None:

@@ -7,7 +7,7 @@ import os
 import threading
 
 from kfn.triggers import delivery, lease, process, status
-from kfn.triggers.bucket import worker
+from kfn.triggers.bucket import poller, worker
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         deliver=deliverer.deliver,
         public_url=args.public_url,
         lease=lease.LeaseKeeper(
-            args.namespace, worker.LEASE_NAME, process.identity(), owner=process.deployment_name()
+            args.namespace, poller.LEASE_NAME, process.identity(), owner=process.deployment_name()
         ),
         statuses=statuses,
         abort=abort,

@@ -114,12 +114,27 @@ class Server(http.server.ThreadingHTTPServer):
             self.in_hand -= 1
             self.idle.notify_all()
 
+    def stop_receiving(self) -> int:
+        """Takes no new connection any more and closes the idle ones (see
+        :meth:`close_idle_connections`); returns how many it closed.
+
+        The listening socket is closed too: left open, the kernel would go on accepting
+        connections that nothing reads, and a sender still routed here would wait out its
+        own timeout (versitygw's is 3 s, and it drops the event without a word) instead of
+        being refused at once.
+        """
+        self.shutdown()
+        self.socket.close()
+        return self.close_idle_connections()
+
     def close_idle_connections(self) -> int:
         """Closes the kept-alive connections waiting for a next request; returns how many.
 
         A sender's client sees the close before it picks that connection again (and one that
         has written nothing on it yet sends elsewhere), instead of the replica's exit
-        resetting it under a notification.
+        resetting it under a notification. A connection that has not had its first request
+        yet stays open and is answered: closing it would lose the notification its sender
+        is writing, since no client sends a POST again on a new connection of its own.
         """
         with self.handlers_lock:
             idle = [h for h in self.handlers if h.waiting]
@@ -137,8 +152,10 @@ class Server(http.server.ThreadingHTTPServer):
 class Handler(http.server.BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
-    #: True while the connection waits for its next request (nothing of one read yet).
-    waiting = True
+    #: True while a kept-alive connection waits for its next request (one was answered,
+    #: nothing of the next read yet). A new connection is not waiting: its sender opened
+    #: it to send a request, which may already be on its way.
+    waiting = False
 
     def setup(self) -> None:
         super().setup()
@@ -151,7 +168,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         super().finish()
 
     def handle_one_request(self) -> None:
-        self.waiting = True
         super().handle_one_request()
         self.waiting = True
 

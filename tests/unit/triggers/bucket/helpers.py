@@ -1,4 +1,5 @@
-"""A worker wired to recorders instead of the activator and the API server."""
+"""A worker wired to recorders instead of the activator and the API server, and the
+notifications a store pushes to it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
-from kfn.triggers.bucket import poll, worker
+from kfn.triggers.bucket import dispatch, poll, worker
 
 UID = "3f1d8e0a-7c55-4a3e-9b0e-2f4c6a8d1e22"
 
@@ -27,23 +28,76 @@ def trigger(name: str = "thumbs", **bucket: Any) -> dict[str, Any]:
     }
 
 
+def notification(
+    key: str = "in/a.jpg",
+    name: str = "s3:ObjectCreated:Put",
+    *,
+    bucket: str = "bkt",
+    size: int = 7,
+    etag: str = "e1",
+    sequencer: str = "01",
+) -> dict[str, Any]:
+    """A notification as versitygw sends it: ``s3:`` before the event name, the key as it
+    was in the request path, the eTag quoted, one record."""
+    record = {
+        "eventVersion": "2.2",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-03-01T11:59:58Z",
+        "eventName": name,
+        "userIdentity": {"PrincipalId": "admin"},
+        "requestParameters": {"sourceIPAddress": "10.244.0.7"},
+        "responseElements": {"x-amz-request-id": "r1", "x-amz-id-2": "h1"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "webhook-global",
+            "bucket": {
+                "name": bucket,
+                "ownerIdentity": {"PrincipalId": "admin"},
+                "arn": f"arn:aws:s3:::{bucket}/{key}",
+            },
+            "object": {
+                "key": key,
+                "size": size,
+                "eTag": f'"{etag}"',
+                "versionId": None,
+                "sequencer": sequencer,
+            },
+        },
+        "glacierEventData": {"restoreEventData": {}},
+    }
+    return {"Records": [record]}
+
+
 @dataclasses.dataclass
 class Delivered:
     target: delivery.Target
     payload: dict[str, Any]
     request_id: str
+    first_seen: datetime.datetime
+    progress: delivery.Progress | None
 
 
 class Recorder:
-    """Stands in for the asynchronous deliverer: records events; ``handle`` decides, per
-    event, whether it ended (False: the worker stopped first)."""
+    """Stands in for the asynchronous deliverer: records every call in ``calls`` and the
+    events that ended in ``delivered``. ``handle`` decides, per event, whether it ended
+    (False: the worker stopped first, ``stopped_at`` in its retries); ``gate`` holds an
+    invocation as if the function were still running; ``done`` is set by each call."""
 
-    def __init__(self, handle: Callable[[int], bool] | None = None) -> None:
+    def __init__(
+        self,
+        handle: Callable[[int], bool] | None = None,
+        *,
+        stopped_at: delivery.Progress | None = None,
+    ) -> None:
+        self.calls: list[Delivered] = []
         self.delivered: list[Delivered] = []
         self.handle = handle or (lambda _: True)
+        self.stopped_at = stopped_at
         self.lock = threading.Lock()
         self.gate = threading.Event()
         self.gate.set()
+        self.done = threading.Event()
 
     def __call__(
         self,
@@ -55,14 +109,18 @@ class Recorder:
         first_seen: datetime.datetime,
         progress: delivery.Progress | None,
     ) -> delivery.Result:
-        del spec, first_seen, progress
+        del spec
         self.gate.wait(10)
+        call = Delivered(target, json.loads(payload), request_id, first_seen, progress)
         with self.lock:
-            index = len(self.delivered)
-            handled = self.handle(index)
+            self.calls.append(call)
+            handled = self.handle(len(self.delivered))
             if handled:
-                self.delivered.append(Delivered(target, json.loads(payload), request_id))
-        return delivery.Result(handled, handled, 1)
+                self.delivered.append(call)
+        self.done.set()
+        if handled:
+            return delivery.Result(True, True, 1)
+        return delivery.Result(False, False, 1, progress=self.stopped_at)
 
     def keys(self) -> list[tuple[str, str]]:
         return [
@@ -96,7 +154,7 @@ def no_secret(namespace: str, ref: meta.LocalObjectReference | None) -> None:
 
 
 def make_worker(
-    recorder: worker.Deliver, snapshots: MemorySnapshots | None = None, **kwargs: Any
+    recorder: dispatch.Deliver, snapshots: MemorySnapshots | None = None, **kwargs: Any
 ) -> worker.Worker:
     return worker.Worker(
         deliver=recorder,

@@ -9,40 +9,17 @@ import pytest
 
 from kfn.api import trigger as trigger_api
 from kfn.triggers.bucket import events
+from tests.unit.triggers.bucket.helpers import notification
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
-VERSITYGW = {
-    "Records": [
-        {
-            "eventVersion": "2.2",
-            "eventSource": "aws:s3",
-            "awsRegion": "us-east-1",
-            "eventTime": "2026-03-01T11:59:58Z",
-            "eventName": "s3:ObjectCreated:Put",
-            "userIdentity": {"PrincipalId": "admin"},
-            "requestParameters": {"sourceIPAddress": "10.244.0.7"},
-            "responseElements": {"x-amz-request-id": "r1", "x-amz-id-2": "h1"},
-            "s3": {
-                "s3SchemaVersion": "1.0",
-                "configurationId": "webhook-global",
-                "bucket": {
-                    "name": "photos",
-                    "ownerIdentity": {"PrincipalId": "admin"},
-                    "arn": "arn:aws:s3:::photos/in/a%20b.jpg",
-                },
-                "object": {
-                    "key": "in/a%20b.jpg",
-                    "size": 1234,
-                    "eTag": '"9b2cf535f27731c974343645a3985328"',
-                    "versionId": None,
-                    "sequencer": "0055AED6DCD90281E5",
-                },
-            },
-            "glacierEventData": {"restoreEventData": {}},
-        }
-    ]
-}
+VERSITYGW = notification(
+    "in/a%20b.jpg",
+    bucket="photos",
+    size=1234,
+    etag="9b2cf535f27731c974343645a3985328",
+    sequencer="0055AED6DCD90281E5",
+)
 
 MINIO = {
     "EventName": "s3:ObjectRemoved:Delete",

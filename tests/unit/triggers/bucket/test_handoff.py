@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery
-from kfn.triggers.bucket import handoff, receiver, worker
-from tests.unit.triggers.bucket.helpers import make_worker, trigger
-from tests.unit.triggers.bucket.test_push import notification
+from kfn.triggers.bucket import handoff, holding, receiver, worker
+from tests.unit.triggers.bucket.helpers import Recorder, make_worker, notification, trigger
 
 T0 = datetime.datetime(2026, 3, 1, 12, tzinfo=datetime.UTC)
 KEY = b"a key both replicas share"
@@ -75,46 +73,13 @@ def test_a_malformed_handoff_is_refused_naming_what_is_wrong(body: bytes, messag
 # --- between two replicas --------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Call:
-    request_id: str
-    first_seen: datetime.datetime
-    progress: delivery.Progress | None
-    payload: dict[str, Any]
-
-
-class Deliverer:
-    """Records calls; ``handled`` False plays a worker stopping before the event ended,
-    ``gate`` holds an invocation as if the function were still running."""
-
-    def __init__(self, *, handled: bool = True) -> None:
-        self.handled = handled
-        self.calls: list[Call] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.done = threading.Event()
-
-    def __call__(
-        self,
-        target: delivery.Target,
-        spec: trigger_api.AsyncDelivery,
-        payload: bytes,
-        *,
-        request_id: str,
-        first_seen: datetime.datetime,
-        progress: delivery.Progress | None,
-    ) -> delivery.Result:
-        del target, spec
-        self.gate.wait(10)
-        self.calls.append(Call(request_id, first_seen, progress, json.loads(payload)))
-        self.done.set()
-        if self.handled:
-            return delivery.Result(True, True, 1)
-        return delivery.Result(False, False, 3, progress=STOPPED_AT)
+def stopped() -> Recorder:
+    """A deliverer whose worker stops before the event ended, ``STOPPED_AT`` in its retries."""
+    return Recorder(handle=lambda _: False, stopped_at=STOPPED_AT)
 
 
 class Replica:
-    def __init__(self, deliver: Deliverer, *, peer: str = "", key: bytes = KEY) -> None:
+    def __init__(self, deliver: Recorder, *, peer: str = "", key: bytes = KEY) -> None:
         self.deliverer = deliver
         self.worker = make_worker(deliver, peer_url=peer or None, handoff_key=key)
         self.worker.routes.replace([trigger()])
@@ -135,7 +100,7 @@ class Replica:
         self.deliverer.gate.set()
         self.server.shutdown()
         self.server.server_close()
-        self.worker.pool.shutdown(wait=True)
+        self.worker.dispatcher.pool.shutdown(wait=True)
 
 
 @pytest.fixture
@@ -148,14 +113,14 @@ def replicas() -> Iterator[list[Replica]]:
 
 @pytest.fixture(autouse=True)
 def short_patience(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker, "HANDOFF_PATIENCE", 1.0)
+    monkeypatch.setattr(holding, "HANDOFF_PATIENCE", 1.0)
 
 
 def test_an_event_held_by_a_stopping_replica_is_finished_by_another_from_where_it_stood(
     replicas: list[Replica],
 ) -> None:
-    staying = Replica(Deliverer())
-    stopping = Replica(Deliverer(handled=False), peer=staying.url)
+    staying = Replica(Recorder())
+    stopping = Replica(stopped(), peer=staying.url)
     replicas += [staying, stopping]
     assert stopping.post(notification()) == 200
     assert staying.deliverer.done.wait(10)
@@ -164,15 +129,15 @@ def test_an_event_held_by_a_stopping_replica_is_finished_by_another_from_where_i
     assert (resumed.request_id, resumed.first_seen) == (first.request_id, first.first_seen)
     assert resumed.progress == STOPPED_AT
     assert resumed.payload == first.payload
-    assert stopping.worker.wait_settled(5)
-    assert staying.worker.wait_settled(5)
+    assert stopping.worker.held.wait_settled(5)
+    assert staying.worker.held.wait_settled(5)
 
 
 def test_a_replica_without_the_key_gets_nothing_and_the_stopping_one_says_it_lost_the_event(
     replicas: list[Replica], caplog: pytest.LogCaptureFixture
 ) -> None:
-    other = Replica(Deliverer(), key=b"not the same key")
-    stopping = Replica(Deliverer(handled=False), peer=other.url)
+    other = Replica(Recorder(), key=b"not the same key")
+    stopping = Replica(stopped(), peer=other.url)
     replicas += [other, stopping]
     assert stopping.post(notification()) == 503
     assert other.deliverer.calls == []
@@ -182,7 +147,7 @@ def test_a_replica_without_the_key_gets_nothing_and_the_stopping_one_says_it_los
 def test_with_no_replica_left_the_handoff_is_retried_then_reported_lost(
     replicas: list[Replica], caplog: pytest.LogCaptureFixture
 ) -> None:
-    stopping = Replica(Deliverer(handled=False), peer="http://127.0.0.1:9")
+    stopping = Replica(stopped(), peer="http://127.0.0.1:9")
     replicas.append(stopping)
     assert stopping.post(notification()) == 503
     assert "(last answer none); it is lost" in caplog.text
@@ -191,8 +156,8 @@ def test_with_no_replica_left_the_handoff_is_retried_then_reported_lost(
 def test_a_handoff_for_a_trigger_deleted_or_replaced_meanwhile_is_dropped(
     replicas: list[Replica],
 ) -> None:
-    staying = Replica(Deliverer())
-    stopping = Replica(Deliverer(handled=False), peer=staying.url)
+    staying = Replica(Recorder())
+    stopping = Replica(stopped(), peer=staying.url)
     replicas += [staying, stopping]
     replaced = trigger()
     replaced["metadata"]["uid"] = "a-new-uid"
@@ -206,7 +171,7 @@ def test_a_handoff_for_a_trigger_deleted_or_replaced_meanwhile_is_dropped(
 def test_a_stopping_replica_takes_no_handoff_so_the_sender_tries_another(
     replicas: list[Replica],
 ) -> None:
-    other = Replica(Deliverer())
+    other = Replica(Recorder())
     replicas.append(other)
     other.worker.abort.set()
     route = other.worker.routes.get(("media", "thumbs"))
@@ -218,8 +183,8 @@ def test_a_stopping_replica_takes_no_handoff_so_the_sender_tries_another(
 def test_an_invocation_still_running_at_the_end_of_the_grace_is_handed_over_too(
     replicas: list[Replica],
 ) -> None:
-    staying = Replica(Deliverer())
-    slow = Deliverer()
+    staying = Replica(Recorder())
+    slow = Recorder()
     slow.gate.clear()
     stopping = Replica(slow, peer=staying.url)
     replicas += [staying, stopping]
@@ -229,8 +194,8 @@ def test_an_invocation_still_running_at_the_end_of_the_grace_is_handed_over_too(
     deadline = time.monotonic() + 10
     while stopping.server.in_hand == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not stopping.worker.wait_settled(0.2)
-    assert stopping.worker.hand_off_held() == 0
+    assert not stopping.worker.held.wait_settled(0.2)
+    assert stopping.worker.held.hand_off_all() == 0
     assert staying.deliverer.done.wait(10)
     assert staying.deliverer.calls[0].progress == delivery.Progress()
     slow.gate.set()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kfn.triggers.bucket import poll, s3, worker
+from kfn.triggers import status
+from kfn.triggers.bucket import poll, poller, routes, s3, worker
 from tests.unit.triggers.bucket.conftest import Store
 from tests.unit.triggers.bucket.helpers import (
-    UID,
     MemorySnapshots,
     Recorder,
     make_worker,
@@ -60,7 +60,7 @@ def test_a_snapshot_of_another_trigger_or_source_is_not_used() -> None:
 
 def test_the_source_changes_with_bucket_endpoint_and_filter_but_not_with_events() -> None:
     def source(**fields: Any) -> str:
-        route = worker.route_of(trigger(**fields))
+        route = routes.route_of(trigger(**fields))
         assert route is not None
         return poll.source_of(route.spec)
 
@@ -75,7 +75,7 @@ def test_the_source_changes_with_bucket_endpoint_and_filter_but_not_with_events(
 
 def poll_route(
     store: Store, **fields: Any
-) -> tuple[worker.Worker, Recorder, MemorySnapshots, worker.Route]:
+) -> tuple[worker.Worker, Recorder, MemorySnapshots, routes.Route]:
     recorder, snapshots = Recorder(), MemorySnapshots()
     bucket = make_worker(recorder, snapshots)
     bucket.routes.replace([trigger(endpoint=store.url, mode="Poll", **fields)])
@@ -85,14 +85,14 @@ def poll_route(
 
 def test_the_first_poll_takes_a_baseline_and_later_polls_report_creates(store: Store) -> None:
     bucket, recorder, snapshots, route = poll_route(store, filter={"prefix": "in/"})
-    assert bucket.due(NOW) == [route]
-    bucket.poll_once(route)
+    assert bucket.poller.due(NOW) == [route]
+    bucket.poller.poll_once(route)
     assert recorder.delivered == []
     assert snapshots.writes == 1
     store.objects["in/new file.jpg"] = ("e9", 99)
     store.objects["in/a"] = ("e1-changed", 5)
     store.objects["out/ignored"] = ("e0", 1)
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     assert recorder.keys() == [
         ("ObjectCreated:Put", "in/a"),
         ("ObjectCreated:Put", "in/new+file.jpg"),
@@ -102,55 +102,55 @@ def test_the_first_poll_takes_a_baseline_and_later_polls_report_creates(store: S
     assert record["s3"]["object"]["eTag"] == "e9"
     assert record["s3"]["bucket"]["name"] == "bkt"
     assert record["s3"]["configurationId"] == "thumbs"
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     assert len(recorder.delivered) == 2, "an unchanged listing reported something"
 
 
 def test_deletes_are_reported_only_when_selected(store: Store) -> None:
     bucket, recorder, _, route = poll_route(store)
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     del store.objects["in/b"]
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     assert recorder.delivered == []
 
     bucket, recorder, _, route = poll_route(
         store, events=["s3:ObjectCreated:*", "s3:ObjectRemoved:Delete"]
     )
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     del store.objects["in/c"]
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     assert recorder.keys() == [("ObjectRemoved:Delete", "in/c")]
 
 
 def test_suffix_filters_hold_in_poll_mode(store: Store) -> None:
     bucket, recorder, _, route = poll_route(store, filter={"suffix": ".jpg"})
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     store.objects["in/z.png"] = ("p", 1)
     store.objects["in/z.jpg"] = ("j", 1)
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     assert recorder.keys() == [("ObjectCreated:Put", "in/z.jpg")]
 
 
 def test_a_poller_stopped_mid_burst_leaves_the_rest_to_its_successor(store: Store) -> None:
     bucket, _, snapshots, route = poll_route(store)
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     burst = {f"burst/{i:03d}": (f"e{i}", i) for i in range(100)}
     store.objects.update(burst)
     # The first replica handles 40 events, then stops: the rest end unhandled.
     stopping = Recorder(handle=lambda index: index < 40)
     first = make_worker(stopping, snapshots)
     first.routes.replace([route.obj])
-    first.poll_once(first.routes.polled()[0])
+    first.poller.poll_once(first.routes.polled()[0])
     assert 32 <= len(stopping.delivered) <= 40
     successor = Recorder()
     second = make_worker(successor, snapshots)
     second.routes.replace([route.obj])
-    second.poll_once(second.routes.polled()[0])
+    second.poller.poll_once(second.routes.polled()[0])
     got = {d.payload["Records"][0]["s3"]["object"]["key"] for d in stopping.delivered}
     got |= {d.payload["Records"][0]["s3"]["object"]["key"] for d in successor.delivered}
     assert got == set(burst), "an event was lost across the hand-over"
     resent = len(stopping.delivered) + len(successor.delivered) - len(burst)
-    assert 0 <= resent <= worker.POLL_BATCH
+    assert 0 <= resent <= poller.POLL_BATCH
     ids = [d.request_id for d in stopping.delivered + successor.delivered]
     assert len(set(ids)) == len(burst), "a resent change got a new request id"
 
@@ -161,28 +161,29 @@ def test_a_poll_is_due_again_after_its_interval(store: Store) -> None:
     bucket = make_worker(recorder, clock=lambda: clock[0])
     bucket.routes.replace([trigger(endpoint=store.url, mode="Poll", pollInterval="30s")])
     [route] = bucket.routes.polled()
-    bucket.poll_once(route)
+    bucket.poller.poll_once(route)
     clock[0] = NOW + datetime.timedelta(seconds=29)
-    assert bucket.due(clock[0]) == []
+    assert bucket.poller.due(clock[0]) == []
     clock[0] = NOW + datetime.timedelta(seconds=30)
-    assert bucket.due(clock[0]) == [route]
+    assert bucket.poller.due(clock[0]) == [route]
+
+
+def reachable_after_a_poll(store: Store, secret: dict[str, bytes]) -> status.Verdict:
+    """SourceReachable after polling ``store`` with ``secret`` as the Trigger's Secret."""
+    statuses = Statuses()
+    bucket = make_worker(Recorder(), read_secret=lambda ns, ref: secret, statuses=statuses)
+    bucket.routes.replace(
+        [trigger(endpoint=store.url, mode="Poll", credentialsSecretRef={"name": "s3-creds"})]
+    )
+    bucket.poller.sync_leadership(True)
+    bucket.poller.poll_once(bucket.routes.polled()[0])
+    return statuses.reachable[("media", "thumbs")]
 
 
 def test_refused_credentials_set_source_reachable_false_without_the_secret(store: Store) -> None:
     store.refuse = True
     secret = {"AWS_ACCESS_KEY_ID": b"AKIDBAD", "AWS_SECRET_ACCESS_KEY": b"hunter2-secret"}
-    statuses = Statuses()
-    bucket = make_worker(
-        Recorder(),
-        read_secret=lambda ns, ref: secret,
-        statuses=statuses,
-    )
-    bucket.routes.replace(
-        [trigger(endpoint=store.url, mode="Poll", credentialsSecretRef={"name": "s3-creds"})]
-    )
-    bucket.sync_leadership(True)
-    bucket.poll_once(bucket.routes.polled()[0])
-    verdict = statuses.reachable[("media", "thumbs")]
+    verdict = reachable_after_a_poll(store, secret)
     assert verdict.ok is False
     assert verdict.reason == "ConnectionFailed"
     assert "media/s3-creds" in verdict.message
@@ -191,18 +192,7 @@ def test_refused_credentials_set_source_reachable_false_without_the_secret(store
 
 
 def test_a_secret_without_the_keys_is_credentials_not_found(store: Store) -> None:
-    statuses = Statuses()
-    bucket = make_worker(
-        Recorder(),
-        read_secret=lambda ns, ref: {"other": b"x"},
-        statuses=statuses,
-    )
-    bucket.routes.replace(
-        [trigger(endpoint=store.url, mode="Poll", credentialsSecretRef={"name": "s3-creds"})]
-    )
-    bucket.sync_leadership(True)
-    bucket.poll_once(bucket.routes.polled()[0])
-    verdict = statuses.reachable[("media", "thumbs")]
+    verdict = reachable_after_a_poll(store, {"other": b"x"})
     assert (verdict.ok, verdict.reason) == (False, "CredentialsNotFound")
     assert "AWS_ACCESS_KEY_ID" in verdict.message
 
@@ -211,7 +201,7 @@ class Statuses:
     """Records the verdicts the worker sets, as the status writer would receive them."""
 
     def __init__(self) -> None:
-        self.reachable: dict[tuple[str, str], Any] = {}
+        self.reachable: dict[tuple[str, str], status.Verdict] = {}
         self.delivering: dict[tuple[str, str], Any] = {}
         self.tracked: set[tuple[str, str]] = set()
 
@@ -229,6 +219,3 @@ class Statuses:
             self.reachable[key] = reachable
         if delivering is not None:
             self.delivering[key] = delivering
-
-
-_ = UID

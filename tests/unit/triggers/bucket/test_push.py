@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 import http.client
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from kfn.triggers.bucket import receiver, worker
-from tests.unit.triggers.bucket.helpers import Recorder, make_worker, trigger
-
-RECORD: dict[str, Any] = {
-    "eventVersion": "2.2",
-    "eventSource": "aws:s3",
-    "awsRegion": "us-east-1",
-    "eventTime": "2026-03-01T11:59:58Z",
-    "eventName": "s3:ObjectCreated:Put",
-    "userIdentity": {"PrincipalId": "admin"},
-    "requestParameters": {"sourceIPAddress": "10.244.0.7"},
-    "responseElements": {"x-amz-request-id": "r1", "x-amz-id-2": "h1"},
-    "s3": {
-        "s3SchemaVersion": "1.0",
-        "configurationId": "webhook-global",
-        "bucket": {"name": "bkt", "ownerIdentity": {"PrincipalId": "admin"}, "arn": "x"},
-        "object": {"key": "in/a.jpg", "size": 7, "eTag": '"e1"', "sequencer": "01"},
-    },
-}
-
-
-def notification(key: str = "in/a.jpg", name: str = "s3:ObjectCreated:Put") -> dict[str, Any]:
-    record = copy.deepcopy(RECORD)
-    record["s3"]["object"]["key"] = key
-    record["eventName"] = name
-    return {"Records": [record]}
+from tests.unit.triggers.bucket.helpers import Recorder, make_worker, notification, trigger
 
 
 class Running:
@@ -83,7 +58,7 @@ def running(recorder: Recorder) -> Iterator[Running]:
         recorder.gate.set()
         server.shutdown()
         server.server_close()
-        bucket.pool.shutdown(wait=True)
+        bucket.dispatcher.pool.shutdown(wait=True)
 
 
 def test_a_replica_is_not_ready_and_refuses_notifications_before_it_knows_the_triggers(
@@ -202,8 +177,64 @@ def test_after_sigterm_the_replica_is_unready_but_still_handles_notifications(
 
 def test_an_event_not_ended_when_the_worker_stops_is_not_acknowledged(running: Running) -> None:
     running.worker.routes.replace([trigger()])
-    running.worker.deliver_fn = Recorder(handle=lambda _: False)
+    running.worker.dispatcher.deliver_fn = Recorder(handle=lambda _: False)
     assert running.post(notification())[0] == 503
+
+
+# --- stopping to receive ----------------------------------------------------------------------
+
+
+def test_a_replica_that_stopped_receiving_refuses_connections_instead_of_leaving_them_unread(
+    running: Running,
+) -> None:
+    running.server.stop_receiving()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", running.port), timeout=2).close()
+
+
+def request(body: Any) -> bytes:
+    data = json.dumps(body).encode()
+    head = f"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n"
+    return head.encode() + data
+
+
+def answer(sock: socket.socket) -> int:
+    """The status of the next whole answer on a raw connection."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    response.read()
+    return response.status
+
+
+def until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
+
+
+def test_stopping_to_receive_answers_a_sender_that_connected_but_has_not_sent_yet(
+    running: Running, recorder: Recorder
+) -> None:
+    running.worker.routes.replace([trigger()])
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+        until(lambda: len(running.server.handlers) == 1)
+        assert running.server.stop_receiving() == 0
+        sock.sendall(request(notification()))
+        assert answer(sock) == 200
+    assert len(recorder.delivered) == 1
+
+
+def test_stopping_to_receive_closes_kept_alive_connections_waiting_for_a_next_request(
+    running: Running,
+) -> None:
+    running.worker.routes.replace([trigger()])
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as sock:
+        sock.sendall(request(notification()))
+        assert answer(sock) == 200
+        until(lambda: all(handler.waiting for handler in running.server.handlers))
+        assert running.server.stop_receiving() == 1
+        assert sock.recv(100) == b""
 
 
 def test_paths_route_to_events_health_or_nothing() -> None:

@@ -1,0 +1,249 @@
+"""Poll mode at work: the replica holding the poller Lease lists buckets and delivers changes.
+
+While this replica holds the ``kfn-bucket-poller`` Lease (the cron worker's election
+rules), :meth:`Poller.loop` polls each Poll Trigger whose ``pollInterval`` has passed, one
+thread per Trigger. A poll reads the Trigger's Secret, lists the bucket
+(:mod:`~kfn.triggers.bucket.s3`), diffs the listing against the snapshot and delivers the
+changes batch by batch, writing the snapshot after each (:mod:`~kfn.triggers.bucket.poll`
+decides all of that). A replica that loses the Lease forgets what it cached, since the new
+leader moves the snapshots on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Final
+
+from kfn import kube
+from kfn.api import meta
+from kfn.triggers import delivery, status
+from kfn.triggers import lease as lease_
+from kfn.triggers.bucket import conditions, dispatch, events, poll, routes, s3, verdicts
+
+LEASE_NAME: Final = "kfn-bucket-poller"
+#: Changes delivered together before the snapshot is written.
+POLL_BATCH: Final = 32
+
+logger = logging.getLogger(__name__)
+
+
+def credentials_of(
+    secret: Mapping[str, bytes] | None, route: routes.Route
+) -> s3.Credentials | None:
+    """The access key pair from the Trigger's Secret (None: unsigned requests)."""
+    if secret is None:
+        return None
+    ref = route.spec.credentials_secret_ref
+    name = f"{route.namespace}/{ref.name}" if ref else route.namespace
+    missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not secret.get(k)]
+    if missing:
+        raise delivery.CredentialsError(f"Secret {name} has no {' or '.join(missing)}")
+    token = secret.get("AWS_SESSION_TOKEN")
+    return s3.Credentials(
+        secret["AWS_ACCESS_KEY_ID"].decode(),
+        secret["AWS_SECRET_ACCESS_KEY"].decode(),
+        token.decode() if token else None,
+    )
+
+
+@dataclasses.dataclass
+class PollState:
+    """A Poll Trigger's progress while this replica polls it."""
+
+    source: str
+    snapshot: poll.Snapshot | None = None
+    due: datetime.datetime | None = None
+
+
+class Poller:
+    """Polls the buckets of Poll Triggers while this replica leads (see the module doc)."""
+
+    def __init__(
+        self,
+        routes_: routes.Routes,
+        dispatcher: dispatch.Dispatcher,
+        conditions_: conditions.Conditions,
+        *,
+        terminating: threading.Event,
+        lease: lease_.LeaseKeeper | None = None,
+        snapshots: poll.SnapshotStore | None = None,
+        read_secret: delivery.SecretReader = delivery.read_secret,
+        clock: status.Clock = status.utcnow,
+    ) -> None:
+        self.routes = routes_
+        self.dispatcher = dispatcher
+        self.conditions = conditions_
+        #: Set on SIGTERM: polling stops after the batch in hand.
+        self.terminating = terminating
+        self.lease = lease
+        self.snapshots = snapshots or poll.SnapshotStore()
+        self.read_secret = read_secret
+        self.clock = clock
+        self.polls: dict[routes.Key, PollState] = {}
+        self.leading = False
+        self._lock = threading.Lock()
+
+    # -- leadership --
+
+    def may_poll(self) -> bool:
+        """Whether this replica polls now: it holds the Lease (or runs without one)."""
+        return self.lease is None or self.lease.leading()
+
+    def sync_leadership(self, leading: bool) -> None:
+        """Tracks the Poll Triggers' status while leading; forgets what is cached when not,
+        since another replica may have moved their snapshots on."""
+        if leading == self.leading:
+            return
+        self.leading = leading
+        with self._lock:
+            self.polls.clear()
+        self.conditions.track_polls(leading, self.routes.polled())
+
+    def forget(self, key: routes.Key) -> None:
+        """Drops a deleted Trigger's poll state."""
+        with self._lock:
+            self.polls.pop(key, None)
+
+    # -- when --
+
+    def due(self, now: datetime.datetime) -> list[routes.Route]:
+        """The Poll Triggers whose interval has passed (or that were never polled)."""
+        return [
+            route
+            for route in self.routes.polled()
+            if (due := self._state(route).due) is None or due <= now
+        ]
+
+    def _state(self, route: routes.Route) -> PollState:
+        """The Trigger's poll state; started over when its source changed."""
+        source = poll.source_of(route.spec)
+        with self._lock:
+            state = self.polls.get(route.key)
+            if state is None or state.source != source:
+                state = self.polls[route.key] = PollState(source)
+            return state
+
+    def _schedule(self, route: routes.Route, started: datetime.datetime) -> None:
+        interval = meta.parse_duration(route.spec.poll_interval)
+        with self._lock:
+            state = self.polls.get(route.key)
+            if state is not None:
+                state.due = started + interval
+
+    # -- one poll --
+
+    def poll_once(self, route: routes.Route) -> None:
+        """Lists one bucket, delivers its changes batch by batch, persists the snapshot."""
+        started = self.clock()
+        try:
+            self._poll(route)
+        except Exception:
+            logger.exception("%s: polling failed", route.label)
+        finally:
+            self._schedule(route, started)
+
+    def _poll(self, route: routes.Route) -> None:
+        source = poll.source_of(route.spec)
+        secrets: list[str] = []
+        try:
+            credentials = credentials_of(
+                self.read_secret(route.namespace, route.spec.credentials_secret_ref), route
+            )
+            if credentials is not None:
+                secrets = [credentials.secret_key, credentials.session_token or ""]
+            client = s3.Client(route.spec.endpoint, route.spec.region, credentials)
+            prefix = (route.spec.filter.prefix or "") if route.spec.filter else ""
+            listing = [
+                item
+                for item in client.list_objects(route.spec.bucket, prefix)
+                if poll.in_scope(route.spec, item.key)
+            ]
+            state = self._state(route)
+            if state.snapshot is None:
+                state.snapshot = self.snapshots.load(
+                    route.namespace, route.name, uid=route.uid, source=source
+                )
+        except (delivery.CredentialsError, s3.S3Error, kube.ApiError, OSError) as exc:
+            verdict = verdicts.source_verdict(exc, route, secrets=secrets)
+            logger.warning("%s: %s", route.label, verdict.message)
+            self.conditions.reachable(route, verdict)
+            return
+        self.conditions.reachable(route, verdicts.source_verdict(None, route))
+        if state.snapshot is None:
+            baseline = {item.key: item.etag for item in listing}
+            self._save(route, source, baseline)
+            state.snapshot = baseline
+            logger.info("%s: baseline of %d objects taken", route.label, len(baseline))
+            return
+        changes = poll.diff(state.snapshot, listing)
+        if not changes:
+            return
+        quiet = [c for c in changes if not poll.reported(route.spec, c)]
+        loud = [c for c in changes if poll.reported(route.spec, c)]
+        snapshot = poll.advance(state.snapshot, quiet)
+        if quiet and not loud:
+            self._save(route, source, snapshot)
+        state.snapshot = snapshot
+        now = self.clock()
+        found = [
+            (change, events.polled(route.spec.bucket, change.key, change.name, now=now,
+                                   index=i, size=change.size, etag=change.etag,
+                                   region=route.spec.region))
+            for i, change in enumerate(loud)
+        ]  # fmt: skip
+        delivery.RECEIVED.labels(route.label, routes.KIND).inc(len(found))
+        for batch in poll.batches([c for c, _ in found], POLL_BATCH):
+            if self.terminating.is_set() or not self.may_poll():
+                return
+            by_change = dict(found)
+            futures = {
+                change: self.dispatcher.pool.submit(self._deliver, route, by_change[change], now)
+                for change in batch
+            }
+            handled = [change for change, future in futures.items() if future.result().handled]
+            state.snapshot = poll.advance(state.snapshot, handled)
+            self._save(route, source, state.snapshot)
+            if len(handled) < len(batch):
+                return
+
+    def _deliver(
+        self, route: routes.Route, change: events.ObjectEvent, first_seen: datetime.datetime
+    ) -> delivery.Result:
+        """Delivers one polled change. One the worker stops before is not held: the next
+        poller lists it again."""
+        payload = routes.payload_of(route, change)
+        request_id = events.request_id(route.uid, change, polled=True)
+        return self.dispatcher.deliver(route, payload, request_id, first_seen, None)
+
+    def _save(self, route: routes.Route, source: str, snapshot: poll.Snapshot) -> None:
+        try:
+            self.snapshots.save(
+                route.namespace, route.name, uid=route.uid, source=source, snapshot=snapshot
+            )
+        except (kube.ApiError, OSError, poll.SnapshotTooLargeError) as exc:
+            # Not fatal: the next poll starts from what was last written and resends.
+            logger.warning("%s: writing the snapshot failed: %s", route.label, exc)
+
+    # -- the loop --
+
+    def loop(self, stop: threading.Event) -> None:
+        """Polls due Triggers while this replica holds the Lease, one poller thread each."""
+        running: dict[routes.Key, concurrent.futures.Future[None]] = {}
+        pollers = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="poll")
+        try:
+            while not stop.is_set() and not self.terminating.is_set():
+                leading = self.may_poll()
+                self.sync_leadership(leading)
+                running = {k: f for k, f in running.items() if not f.done()}
+                if leading:
+                    for route in self.due(self.clock()):
+                        if route.key not in running:
+                            running[route.key] = pollers.submit(self.poll_once, route)
+                self.terminating.wait(0.25)
+        finally:
+            pollers.shutdown(wait=True)

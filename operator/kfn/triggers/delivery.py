@@ -28,7 +28,7 @@ from typing import Final
 from kfn import retry
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
-from kfn.triggers import credentials, failure, invoke, metrics, onfailure, status
+from kfn.triggers import failure, invoke, metrics, onfailure, status
 
 logger = logging.getLogger(__name__)
 
@@ -222,20 +222,3 @@ class AsyncDeliverer:
             self.destinations, target, spec.on_failure, record, stop=self.stop, give_up=give_up
         )
         return Result(sent, False, attempts, condition, outcome)
-
-
-# --- names bucket/ still imports from here -----------------------------------------------------
-# bucket/ is being split on another branch: when it is merged, its imports of these names move
-# to the modules they come from, and this block is deleted.
-
-Target = failure.Target
-Invoker = invoke.Invoker
-Destinations = onfailure.Destinations
-CredentialsError = credentials.CredentialsError
-refusal = credentials.refusal
-read_secret = credentials.read_secret
-SecretReader = credentials.SecretReader
-forget_metrics = metrics.forget_metrics
-RECEIVED = metrics.RECEIVED
-LAG = metrics.LAG
-HANDED_OFF = metrics.HANDED_OFF

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 
-from kfn.triggers import delivery, lease, process, status
+from kfn.triggers import delivery, invoke, lease, onfailure, process, status
 from kfn.triggers.bucket import poller, worker
 
 
@@ -38,12 +38,12 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(__name__).warning(
             "KFN_HANDOFF_KEY is not set: events held when this replica stops are lost"
         )
-    invoker = delivery.Invoker(args.activator_url)
+    invoker = invoke.Invoker(args.activator_url)
     abort = threading.Event()
     statuses = status.StatusWriter()
     deliverer = delivery.AsyncDeliverer(
         invoker,
-        delivery.Destinations(invoker),
+        onfailure.Destinations(invoker),
         stop=abort,
         retry_delays=delivery.retry_delays_from_env(),
         statuses=statuses,

@@ -15,7 +15,7 @@ import threading
 from typing import Final, Protocol
 
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery, status
+from kfn.triggers import delivery, failure, metrics, status
 from kfn.triggers.bucket import conditions, routes
 
 #: Deliveries in flight at once, over all Triggers and both modes.
@@ -26,7 +26,7 @@ class Deliver(Protocol):
     """Delivers one event under a Trigger's policy, blocking (an AsyncDeliverer's method)."""
 
     def __call__(
-        self, target: delivery.Target, spec: trigger_api.AsyncDelivery, payload: bytes, *,
+        self, target: failure.Target, spec: trigger_api.AsyncDelivery, payload: bytes, *,
         request_id: str, first_seen: datetime.datetime, progress: delivery.Progress | None,
     ) -> delivery.Result: ...  # fmt: skip
 
@@ -77,4 +77,4 @@ class Dispatcher:
         with self._lock:
             value = self._in_flight.get(label, 0) + delta
             self._in_flight[label] = value
-        delivery.LAG.labels(label, routes.KIND).set(max(value, 0))
+        metrics.LAG.labels(label, routes.KIND).set(max(value, 0))

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from kfn.triggers import delivery
+from kfn.triggers import delivery, metrics
 from kfn.triggers.bucket import handoff, routes
 
 #: How long a stopping replica keeps trying to hand one event to another replica.
@@ -106,7 +106,7 @@ class HeldEvents:
             code = self.send(self.peer_url, self.key, item)
             if code == 202:
                 held.handed = True
-                delivery.HANDED_OFF.labels(route.label, routes.KIND).inc()
+                metrics.HANDED_OFF.labels(route.label, routes.KIND).inc()
                 logger.info("%s: handed event %s to another replica", route.label,
                             held.request_id)  # fmt: skip
                 return delivery.Result(True, False, attempts, "HandedOff")

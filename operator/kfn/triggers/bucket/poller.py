@@ -21,7 +21,7 @@ from typing import Final
 
 from kfn import kube
 from kfn.api import meta
-from kfn.triggers import delivery, status
+from kfn.triggers import credentials, delivery, metrics, status
 from kfn.triggers import lease as lease_
 from kfn.triggers.bucket import conditions, dispatch, events, poll, routes, s3, verdicts
 
@@ -42,7 +42,7 @@ def credentials_of(
     name = f"{route.namespace}/{ref.name}" if ref else route.namespace
     missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not secret.get(k)]
     if missing:
-        raise delivery.CredentialsError(f"Secret {name} has no {' or '.join(missing)}")
+        raise credentials.CredentialsError(f"Secret {name} has no {' or '.join(missing)}")
     token = secret.get("AWS_SESSION_TOKEN")
     return s3.Credentials(
         secret["AWS_ACCESS_KEY_ID"].decode(),
@@ -72,7 +72,7 @@ class Poller:
         terminating: threading.Event,
         lease: lease_.LeaseKeeper | None = None,
         snapshots: poll.SnapshotStore | None = None,
-        read_secret: delivery.SecretReader = delivery.read_secret,
+        read_secret: credentials.SecretReader = credentials.read_secret,
         clock: status.Clock = status.utcnow,
     ) -> None:
         self.routes = routes_
@@ -151,12 +151,12 @@ class Poller:
         source = poll.source_of(route.spec)
         secrets: list[str] = []
         try:
-            credentials = credentials_of(
+            keys = credentials_of(
                 self.read_secret(route.namespace, route.spec.credentials_secret_ref), route
             )
-            if credentials is not None:
-                secrets = [credentials.secret_key, credentials.session_token or ""]
-            client = s3.Client(route.spec.endpoint, route.spec.region, credentials)
+            if keys is not None:
+                secrets = [keys.secret_key, keys.session_token or ""]
+            client = s3.Client(route.spec.endpoint, route.spec.region, keys)
             prefix = (route.spec.filter.prefix or "") if route.spec.filter else ""
             listing = [
                 item
@@ -168,7 +168,7 @@ class Poller:
                 state.snapshot = self.snapshots.load(
                     route.namespace, route.name, uid=route.uid, source=source
                 )
-        except (delivery.CredentialsError, s3.S3Error, kube.ApiError, OSError) as exc:
+        except (credentials.CredentialsError, s3.S3Error, kube.ApiError, OSError) as exc:
             verdict = verdicts.source_verdict(exc, route, secrets=secrets)
             logger.warning("%s: %s", route.label, verdict.message)
             self.conditions.reachable(route, verdict)
@@ -196,7 +196,7 @@ class Poller:
                                    region=route.spec.region))
             for i, change in enumerate(loud)
         ]  # fmt: skip
-        delivery.RECEIVED.labels(route.label, routes.KIND).inc(len(found))
+        metrics.RECEIVED.labels(route.label, routes.KIND).inc(len(found))
         for batch in poll.batches([c for c, _ in found], POLL_BATCH):
             if self.terminating.is_set() or not self.may_poll():
                 return

@@ -14,7 +14,7 @@ import concurrent.futures
 import datetime
 import threading
 
-from kfn.triggers import delivery, status
+from kfn.triggers import delivery, metrics, status
 from kfn.triggers.bucket import dispatch, events, handoff, holding, routes
 
 
@@ -73,7 +73,7 @@ class Pusher:
         if self.abort.is_set():
             return 503, "stopping"
         for route, _ in pairs:
-            delivery.RECEIVED.labels(route.label, routes.KIND).inc()
+            metrics.RECEIVED.labels(route.label, routes.KIND).inc()
         futures = []
         try:
             for route, change in pairs:

@@ -15,7 +15,7 @@ from typing import Final
 
 from kfn import kube, triggers
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery
+from kfn.triggers import failure
 from kfn.triggers.bucket import events
 
 #: The trigger kind in metrics and delivery targets.
@@ -44,8 +44,8 @@ class Route:
         return f"{self.namespace}/{self.name}"
 
     @property
-    def target(self) -> delivery.Target:
-        return delivery.Target(self.namespace, self.function, self.name, KIND)
+    def target(self) -> failure.Target:
+        return failure.Target(self.namespace, self.function, self.name, KIND)
 
 
 def route_of(obj: kube.Object) -> Route | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery, status
+from kfn.triggers import credentials, delivery, status
 from kfn.triggers.bucket import routes, s3
 
 #: S3 error codes that mean "these credentials are wrong", whatever the status code says
@@ -73,7 +73,7 @@ def source_verdict(
             trigger_api.Reason.CONNECTED,
             f"listing {where} every {route.spec.poll_interval}",
         )
-    if isinstance(error, delivery.CredentialsError):
+    if isinstance(error, credentials.CredentialsError):
         return status.Verdict(
             False, trigger_api.Reason.CREDENTIALS_NOT_FOUND, _scrub(str(error), scrub)
         )
@@ -81,7 +81,7 @@ def source_verdict(
         if error.status == 0:
             text = f"cannot reach {where}: {error.message}"
         elif error.status in (401, 403) or error.code in CREDENTIAL_ERRORS:
-            text = delivery.refusal(
+            text = credentials.refusal(
                 where, route.namespace, route.spec.credentials_secret_ref,
                 f"{error.code} {error.message}", "the access key and its rights on the bucket",
             )  # fmt: skip

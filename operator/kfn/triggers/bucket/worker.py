@@ -29,7 +29,7 @@ from typing import Final
 from kfn import kube
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery, status
+from kfn.triggers import credentials, metrics, status
 from kfn.triggers import lease as lease_
 from kfn.triggers.bucket import (
     conditions,
@@ -58,7 +58,7 @@ class Worker:
         lease: lease_.LeaseKeeper | None = None,
         statuses: status.StatusWriter | None = None,
         snapshots: poll.SnapshotStore | None = None,
-        read_secret: delivery.SecretReader = delivery.read_secret,
+        read_secret: credentials.SecretReader = credentials.read_secret,
         clock: status.Clock = status.utcnow,
         threads: int = dispatch.DELIVERY_THREADS,
         abort: threading.Event | None = None,
@@ -107,7 +107,7 @@ class Worker:
     def _route_changed(self, route: routes.Route | None, key: routes.Key) -> None:
         if route is None:
             self.poller.forget(key)
-            delivery.forget_metrics(f"{key[0]}/{key[1]}", routes.KIND)
+            metrics.forget_metrics(f"{key[0]}/{key[1]}", routes.KIND)
         self.conditions.route_changed(route, key)
 
 

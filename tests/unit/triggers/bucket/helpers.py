@@ -12,7 +12,7 @@ from typing import Any
 
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery
+from kfn.triggers import delivery, failure
 from kfn.triggers.bucket import dispatch, poll, worker
 
 UID = "3f1d8e0a-7c55-4a3e-9b0e-2f4c6a8d1e22"
@@ -71,7 +71,7 @@ def notification(
 
 @dataclasses.dataclass
 class Delivered:
-    target: delivery.Target
+    target: failure.Target
     payload: dict[str, Any]
     request_id: str
     first_seen: datetime.datetime
@@ -101,7 +101,7 @@ class Recorder:
 
     def __call__(
         self,
-        target: delivery.Target,
+        target: failure.Target,
         spec: trigger_api.AsyncDelivery,
         payload: bytes,
         *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kfn import retry
-from kfn.triggers import delivery
+from kfn.triggers import credentials, delivery
 from kfn.triggers.bucket import poller, routes, s3, verdicts
 from tests.unit.triggers.bucket.helpers import trigger
 
@@ -42,7 +42,7 @@ def test_a_push_trigger_is_told_where_its_store_should_send() -> None:
          "bucket bkt at http://store:7070 does not exist (NoSuchBucket)"),
         (s3.S3Error(500, "InternalError", "oops"), "ConnectionFailed",
          "listing bucket bkt at http://store:7070 failed: 500 InternalError: oops"),
-        (delivery.CredentialsError("Secret media/s3-creds does not exist"),
+        (credentials.CredentialsError("Secret media/s3-creds does not exist"),
          "CredentialsNotFound", "Secret media/s3-creds does not exist"),
         (OSError("timed out"), "ConnectionFailed", "polling bucket bkt at http://store:7070"),
     ],
@@ -104,6 +104,6 @@ def test_no_secret_means_unsigned_requests_and_a_session_token_is_kept() -> None
 
 def test_a_secret_without_the_key_pair_names_what_is_missing() -> None:
     named = route(credentialsSecretRef={"name": "s3-creds"})
-    with pytest.raises(delivery.CredentialsError, match="Secret media/s3-creds has no "
+    with pytest.raises(credentials.CredentialsError, match="Secret media/s3-creds has no "
                        "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY"):  # fmt: skip
         poller.credentials_of({"other": b"x"}, named)

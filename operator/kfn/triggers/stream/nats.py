@@ -9,8 +9,20 @@ call to the loop. The stream is consumed strictly in order, one batch at a time.
 The durable consumer (``durableName``, default ``kfn_<namespace>_<trigger>``) is created on
 the stream if missing: explicit acks, the Trigger's subject as its filter, the deliver
 policy from ``startingPosition``, and ``max_ack_pending`` = ``batchSize``, so the server
-never hands out more than one batch: a second worker replica pulling from the same durable
-gets nothing until the batch is acknowledged, which keeps the order across replicas.
+never hands out more than one batch's worth of records at a time.
+
+Orphans: a consumer that binds while records of the durable are held elsewhere
+(``num_ack_pending`` > 0: records of a worker that was killed, or of this one before its
+connection broke) must deliver those before anything after them. A pull is served the
+server's redeliveries first, so records the last holder NAK'd (a graceful shutdown) come back
+at once; those of a killed holder come back only after ``ack_wait``, and the free
+``max_ack_pending`` slots would meanwhile hand out later records. So while orphans are
+outstanding, a record delivered for the first time (necessarily later in the stream than
+every orphan) is put back with a NAK delayed past ``ack_wait``
+(:func:`sort_out`), and fetching pauses that long: the server then redelivers the orphans and
+the records put back together, in stream order. Order across several replicas sharing a
+durable is not kept (one may fetch while another holds less than a batch): the chart runs one
+stream worker.
 
 Acknowledgements: the records of a batch that are finished (the function succeeded or they
 went to onFailure) are acknowledged, in order, once the batch ends; a prefix acknowledged
@@ -56,6 +68,9 @@ logger = logging.getLogger(__name__)
 KIND: Final = source_.KIND
 #: How long the server waits for an ack before redelivering (a dead worker's records).
 ACK_WAIT: Final = 30.0
+#: How long a record delivered before the orphans is put back (``ack_wait`` and a margin for
+#: the server's pending check, which runs on a timer), and how long fetching then pauses.
+PUT_BACK: Final = ACK_WAIT + 1.0
 #: How often held records get an in-progress ack (well within ``ack_wait``).
 HEARTBEAT: Final = ACK_WAIT / 3
 #: The longest a fetch waits for the first record of a batch.
@@ -147,6 +162,32 @@ def next_fetch(
     if topped_up:
         return None
     return Fetch(policy.batch_size - buffered, DRAIN)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sorted:
+    """What to do with the records of one fetch (indexes into it) while orphans remain."""
+
+    take: list[int]
+    put_back: list[int]
+    orphans: int
+
+
+def sort_out(deliveries: Sequence[int], orphans: int) -> Sorted:
+    """Sorts one fetch, given each record's delivery count and the orphans still expected (see
+    the module doc): a redelivered record is an orphan coming back and is taken; a first
+    delivery is taken only once no orphan is expected, else put back."""
+    take: list[int] = []
+    put_back: list[int] = []
+    for index, count in enumerate(deliveries):
+        if count > 1:
+            orphans = max(orphans - 1, 0)
+            take.append(index)
+        elif orphans > 0:
+            put_back.append(index)
+        else:
+            take.append(index)
+    return Sorted(take, put_back, orphans)
 
 
 def finished_prefix(positions: Sequence[int], through: int | None, complete: bool) -> int:
@@ -288,6 +329,10 @@ class Consumer(source_.Consumer):
         #: Set while the server refuses the credentials, so a following reset keeps the why.
         self.refused = False
         self.timer: threading.Timer | None = None
+        #: Records held elsewhere when this consumer bound, not yet redelivered to it.
+        self.orphans = 0
+        #: Until when (monotonic) fetching pauses after records were put back.
+        self.paused_until = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -465,7 +510,9 @@ class Consumer(source_.Consumer):
                 self.target.label, self.durable, self.source.stream,
             )  # fmt: skip
             await js.add_consumer(self.source.stream, config=wanted)
+            self.orphans = 0
         else:
+            self.orphans = info.num_ack_pending or 0
             changed = drift(info.config, wanted)
             if changed:
                 logger.info(
@@ -558,6 +605,12 @@ class Consumer(source_.Consumer):
         topped_up = False
         while not self.stopping.is_set():
             now = time.monotonic()
+            if now < self.paused_until:
+                if self.stopping.wait(self.paused_until - now):
+                    return
+                # The orphans and what was put back are redelivered now, in stream order.
+                self.orphans = 0
+                continue
             oldest = self.buffer[0][0] if self.buffer else None
             fetch = next_fetch(len(self.buffer), oldest, topped_up, self.policy, now)
             if fetch is not None:
@@ -580,6 +633,8 @@ class Consumer(source_.Consumer):
             return []
 
     def _take(self, msgs: list[Msg]) -> None:
+        if self.orphans > 0 and msgs:
+            msgs = self._sort_out(msgs)
         now = time.monotonic()
         taken = 0
         with self.lock:
@@ -601,6 +656,26 @@ class Consumer(source_.Consumer):
                     trigger_api.Reason.CONNECTED,
                     f"consuming stream {self.source.stream} as {self.durable}",
                 )
+
+    def _sort_out(self, msgs: list[Msg]) -> list[Msg]:
+        """Takes the orphans coming back; puts back what came before them (module doc)."""
+        sorted_ = sort_out([msg.metadata.num_delivered for msg in msgs], self.orphans)
+        self.orphans = sorted_.orphans
+        if sorted_.put_back:
+            early = [msgs[i] for i in sorted_.put_back]
+            logger.info(
+                "%s: %d records of %s are held by a consumer that left; putting back %d later "
+                "records and fetching again in %.0fs, when the server delivers them in order",
+                self.target.label, self.orphans, self.durable, len(early), PUT_BACK,
+            )  # fmt: skip
+
+            async def put_back() -> None:
+                for msg in early:
+                    await msg.nak(delay=PUT_BACK)
+
+            self._call(put_back(), timeout=API_TIMEOUT)
+            self.paused_until = time.monotonic() + PUT_BACK
+        return [msgs[i] for i in sorted_.take]
 
     def _next_batch(self) -> list[tuple[Record, Msg]]:
         with self.lock:

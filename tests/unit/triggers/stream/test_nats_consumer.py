@@ -200,3 +200,38 @@ def test_a_refused_credential_is_told_apart_from_the_reset_that_follows_it() -> 
     assert nats_.refused_credentials(nats.errors.AuthorizationError())
     assert not nats_.refused_credentials(ConnectionResetError(104, "Connection reset by peer"))
     assert not nats_.refused_credentials(nats.errors.NoServersError())
+
+
+# --- orphans: records a consumer that left still held -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("deliveries", "orphans", "take", "put_back", "left"),
+    [
+        pytest.param([1, 1, 1], 0, [0, 1, 2], [], 0, id="without orphans every record is taken"),
+        pytest.param([2, 2], 2, [0, 1], [], 0, id="orphans coming back are taken"),
+        pytest.param(
+            [1, 1], 3, [], [0, 1], 3,
+            id="first deliveries before a killed holder's orphans come back are put back",
+        ),
+        pytest.param(
+            [3, 2, 1, 1], 2, [0, 1, 2, 3], [], 0,
+            id="first deliveries after the last orphan came back are taken",
+        ),
+        pytest.param(
+            [2, 1], 2, [0], [1], 1,
+            id="a first delivery while an orphan is still out is put back",
+        ),
+        pytest.param([2, 2, 2], 1, [0, 1, 2], [], 0, id="more redeliveries than orphans are taken"),
+    ],
+)  # fmt: skip
+def test_orphans_are_delivered_before_any_record_after_them(
+    deliveries: list[int], orphans: int, take: list[int], put_back: list[int], left: int
+) -> None:
+    assert nats_.sort_out(deliveries, orphans) == nats_.Sorted(take, put_back, left)
+
+
+def test_what_is_put_back_returns_after_the_orphans_of_a_killed_holder() -> None:
+    # The orphans become due ack_wait after their holder's last in-progress ack, which was
+    # before this consumer bound; what is put back becomes due later than that.
+    assert nats_.PUT_BACK > nats_.ACK_WAIT

@@ -401,7 +401,10 @@ class Scale(meta.Model):
         le=1000,
         description="Upper bound of pods, protecting the cluster and the services the "
         "function calls. Requests beyond maxReplicas x concurrency wait in the activator's "
-        "bounded queue and are refused with 429 when it is full.",
+        "bounded queue; when it is full they are refused at once with 503 and Retry-After "
+        "(errorType TooManyRequestsException). The queue is shared by every caller, so a full "
+        "one means the function is overloaded for now (503), not that one caller sent too "
+        "many requests (429).",
     )
     target_concurrency: int | None = pydantic.Field(
         default=None,

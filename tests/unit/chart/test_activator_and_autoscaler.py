@@ -128,21 +128,6 @@ def test_one_autoscaler_runs_the_autoscaler_module_where_activators_send_stats(
     assert [p["port"] for p in service["spec"]["ports"]] == [8090]
 
 
-@pytest.mark.parametrize("component", ["activator", "autoscaler"])
-def test_activator_and_autoscaler_pods_are_restricted_like_the_operator(
-    helm: pathlib.Path, component: str
-) -> None:
-    objects = chart.render(helm)
-    pod = chart.one(objects, "Deployment", component)["spec"]["template"]["spec"]
-    operator_pod = chart.one(objects, "Deployment")["spec"]["template"]["spec"]
-    assert pod["securityContext"] == operator_pod["securityContext"]
-    (container,) = pod["containers"]
-    (operator_container,) = operator_pod["containers"]
-    assert container["securityContext"] == operator_container["securityContext"]
-    assert container["image"] == operator_container["image"]
-    assert pod["automountServiceAccountToken"] is True
-
-
 @pytest.mark.parametrize(
     ("component", "rules"), [("activator", ACTIVATOR_RULES), ("autoscaler", AUTOSCALER_RULES)]
 )
@@ -158,9 +143,3 @@ def test_activator_and_autoscaler_are_granted_exactly_what_they_touch(
         "name": f"kfn-{component}",
         "namespace": chart.NAMESPACE,
     }
-
-
-def test_the_schema_rejects_bad_activator_and_autoscaler_values(helm: pathlib.Path) -> None:
-    assert "/activator/replicas" in chart.render_error(helm, "activator.replicas=0")
-    assert "'port' not allowed" in chart.render_error(helm, "activator.port=8080")
-    assert "/autoscaler/logLevel" in chart.render_error(helm, "autoscaler.logLevel=loud")

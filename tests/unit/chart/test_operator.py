@@ -6,6 +6,8 @@ import json
 import pathlib
 from typing import Any
 
+import pytest
+
 from kfncluster import config
 from tests.unit.chart import chart
 
@@ -177,11 +179,6 @@ def test_status_urls_and_every_cross_component_url_come_from_the_release_and_clu
     )
 
 
-def test_a_package_index_that_is_not_a_url_is_refused(helm: pathlib.Path) -> None:
-    message = chart.render_error(helm, "builder.pypiIndexUrl=pypi.org/simple")
-    assert "/builder/pypiIndexUrl" in message
-
-
 def test_the_operator_container_runs_the_operator_module_with_health_probes(
     helm: pathlib.Path,
 ) -> None:
@@ -223,6 +220,21 @@ def test_the_operator_pod_meets_the_restricted_pod_security_standard(
     (volume,) = pod["volumes"]
     assert volume["name"] == "tmp"
     assert "emptyDir" in volume
+    assert pod["automountServiceAccountToken"] is True
+
+
+@pytest.mark.parametrize("component", ["activator", "autoscaler", "cron", "stream", "bucket"])
+def test_every_other_component_runs_the_kfn_image_as_restricted_as_the_operator(
+    helm: pathlib.Path, component: str
+) -> None:
+    objects = chart.render(helm)
+    pod = chart.one(objects, "Deployment", component)["spec"]["template"]["spec"]
+    operator_pod = chart.one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == operator_pod["securityContext"]
+    (container,) = pod["containers"]
+    (operator_container,) = operator_pod["containers"]
+    assert container["securityContext"] == operator_container["securityContext"]
+    assert container["image"] == operator_container["image"]
     assert pod["automountServiceAccountToken"] is True
 
 

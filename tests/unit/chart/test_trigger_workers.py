@@ -105,20 +105,6 @@ def test_cron_values_reach_the_pod(helm: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize("component", ["cron", "stream", "bucket"])
-def test_the_trigger_worker_pods_are_restricted_like_the_operator(
-    helm: pathlib.Path, component: str
-) -> None:
-    objects = chart.render(helm)
-    pod = chart.one(objects, "Deployment", component)["spec"]["template"]["spec"]
-    operator_pod = chart.one(objects, "Deployment")["spec"]["template"]["spec"]
-    assert pod["securityContext"] == operator_pod["securityContext"]
-    (container,) = pod["containers"]
-    (operator_container,) = operator_pod["containers"]
-    assert container["securityContext"] == operator_container["securityContext"]
-    assert container["image"] == operator_container["image"]
-
-
-@pytest.mark.parametrize("component", ["cron", "stream", "bucket"])
 def test_a_trigger_worker_gets_only_the_rights_its_triggers_need(
     helm: pathlib.Path, component: str
 ) -> None:
@@ -140,9 +126,3 @@ def test_a_trigger_worker_gets_only_the_rights_its_triggers_need(
             "name": f"kfn-{component}",
             "namespace": chart.NAMESPACE,
         }
-
-
-def test_the_schema_rejects_bad_cron_values(helm: pathlib.Path) -> None:
-    assert "/cron/replicas" in chart.render_error(helm, "cron.replicas=0")
-    assert "/cron/activatorUrl" in chart.render_error(helm, "cron.activatorUrl=not a url")
-    assert "'port' not allowed" in chart.render_error(helm, "cron.port=8080")

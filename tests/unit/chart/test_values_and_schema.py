@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from kfncluster import config
 from tests.unit.chart import chart
 
@@ -23,31 +25,40 @@ def test_helm_lint_strict_passes(helm: pathlib.Path) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
-def test_the_schema_rejects_an_unknown_key_naming_it(helm: pathlib.Path) -> None:
-    message = chart.render_error(helm, "operator.replicas=2")
-    assert "/operator" in message
-    assert "'replicas' not allowed" in message
+SCHEMA_REFUSALS = [
+    pytest.param("operator.replicas=2", ("/operator", "'replicas' not allowed"),
+                 id="an unknown key is refused naming it"),
+    pytest.param("imagePullPolicy=Always", ("'imagePullPolicy' not allowed",),
+                 id="an unknown top-level key is refused naming it"),
+    pytest.param("rbac.create=yes", ("/rbac/create", "boolean"),
+                 id="a wrong type is refused naming the key and the type"),
+    pytest.param("image.digest=latest", ("/image/digest",), id="a malformed digest is refused"),
+    pytest.param("operator.logLevel=verbose", ("/operator/logLevel",),
+                 id="an unknown log level is refused"),
+    pytest.param("builder.pypiIndexUrl=pypi.org/simple", ("/builder/pypiIndexUrl",),
+                 id="a package index that is not a URL is refused"),
+    pytest.param("activator.replicas=0", ("/activator/replicas",),
+                 id="a release without an activator is refused"),
+    pytest.param("activator.port=8080", ("'port' not allowed",),
+                 id="an activator setting that does not exist is refused"),
+    pytest.param("autoscaler.logLevel=loud", ("/autoscaler/logLevel",),
+                 id="an unknown autoscaler log level is refused"),
+    pytest.param("cron.replicas=0", ("/cron/replicas",),
+                 id="a release without a cron worker is refused"),
+    pytest.param("cron.activatorUrl=not a url", ("/cron/activatorUrl",),
+                 id="an activator URL that is not a URL is refused"),
+    pytest.param("cron.port=8080", ("'port' not allowed",),
+                 id="a cron worker setting that does not exist is refused"),
+]  # fmt: skip
 
 
-def test_the_schema_rejects_an_unknown_top_level_key(helm: pathlib.Path) -> None:
-    message = chart.render_error(helm, "imagePullPolicy=Always")
-    assert "'imagePullPolicy' not allowed" in message
-
-
-def test_the_schema_rejects_a_wrong_type_naming_the_key_and_the_type(helm: pathlib.Path) -> None:
-    message = chart.render_error(helm, "rbac.create=yes")
-    assert "/rbac/create" in message
-    assert "boolean" in message
-
-
-def test_the_schema_rejects_a_malformed_digest(helm: pathlib.Path) -> None:
-    message = chart.render_error(helm, "image.digest=latest")
-    assert "/image/digest" in message
-
-
-def test_the_schema_rejects_an_unknown_log_level(helm: pathlib.Path) -> None:
-    message = chart.render_error(helm, "operator.logLevel=verbose")
-    assert "/operator/logLevel" in message
+@pytest.mark.parametrize(("setting", "expected"), SCHEMA_REFUSALS)
+def test_the_schema_refuses_a_bad_value_saying_where(
+    helm: pathlib.Path, setting: str, expected: tuple[str, ...]
+) -> None:
+    message = chart.render_error(helm, setting)
+    for fragment in expected:
+        assert fragment in message
 
 
 def _object_schemas(schema: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

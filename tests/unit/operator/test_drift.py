@@ -7,7 +7,7 @@ field kfn applied; the server's own defaults and other managers' additions are n
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -105,69 +105,67 @@ def applied(body: dict[str, Any], kind: str, source_hash: str | None = None) -> 
     return child
 
 
-def _container(deployment: dict[str, Any]) -> dict[str, Any]:
-    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
-    return container
+def setting(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit of a live child: sets the field at a dotted ``path`` (numbers index lists)."""
+
+    def edit(child: dict[str, Any]) -> None:
+        parent, key = _parent(child, path)
+        parent[key] = value
+
+    return edit
 
 
-def _image_changed(child: dict[str, Any]) -> None:
-    _container(child)["image"] = OLD_IMAGE
+def removing(path: str) -> Callable[[dict[str, Any]], None]:
+    """An edit of a live child: deletes the field or list element at a dotted ``path``."""
+
+    def edit(child: dict[str, Any]) -> None:
+        parent, key = _parent(child, path)
+        del parent[key]
+
+    return edit
 
 
-def _env_dropped(child: dict[str, Any]) -> None:
-    _container(child)["env"].pop()
+def _parent(child: dict[str, Any], path: str) -> tuple[Any, Any]:
+    keys: list[Any] = [int(k) if k.lstrip("-").isdigit() else k for k in path.split(".")]
+    node: Any = child
+    for key in keys[:-1]:
+        node = node[key]
+    return node, keys[-1]
 
 
-def _selector_changed(child: dict[str, Any]) -> None:
-    child["spec"]["selector"] = {"app": "someone-else"}
-
-
-def _label_added(child: dict[str, Any]) -> None:
-    child["metadata"]["labels"]["team"] = "payments"
-
-
-def _owner_dropped(child: dict[str, Any]) -> None:
-    del child["metadata"]["ownerReferences"]
-
-
-def _token_mounted(child: dict[str, Any]) -> None:
-    child["automountServiceAccountToken"] = True
-
-
-def _unchanged(child: dict[str, Any]) -> None:
-    pass
-
+CONTAINER = "spec.template.spec.containers.0"
 
 DRIFT_CASES = [
-    pytest.param("Deployment", _unchanged, False,
+    pytest.param("Deployment", None, False,
                  id="a Deployment with only the server's defaults and the autoscaler's replicas "
                     "has not drifted"),
-    pytest.param("Deployment", _image_changed, True,
+    pytest.param("Deployment", setting(f"{CONTAINER}.image", OLD_IMAGE), True,
                  id="a Deployment running another image has drifted"),
-    pytest.param("Deployment", _env_dropped, True,
+    pytest.param("Deployment", removing(f"{CONTAINER}.env.-1"), True,
                  id="a Deployment missing an environment variable kfn set has drifted"),
-    pytest.param("Deployment", _owner_dropped, True,
+    pytest.param("Deployment", removing("metadata.ownerReferences"), True,
                  id="a Deployment no longer owned by its Function has drifted"),
-    pytest.param("Service", _unchanged, False,
+    pytest.param("Service", None, False,
                  id="a Service with a cluster IP assigned has not drifted"),
-    pytest.param("Service", _selector_changed, True,
+    pytest.param("Service", setting("spec.selector", {"app": "someone-else"}), True,
                  id="a Service selecting other pods has drifted"),
-    pytest.param("Service", _label_added, False,
+    pytest.param("Service", setting("metadata.labels.team", "payments"), False,
                  id="a label someone else added to a Service is not drift"),
-    pytest.param("ServiceAccount", _unchanged, False,
+    pytest.param("ServiceAccount", None, False,
                  id="an unchanged ServiceAccount has not drifted"),
-    pytest.param("ServiceAccount", _token_mounted, True,
+    pytest.param("ServiceAccount", setting("automountServiceAccountToken", True), True,
                  id="a ServiceAccount that mounts its token again has drifted"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("kind", "edit", "expected"), DRIFT_CASES)
 def test_a_child_has_drifted_when_it_lacks_a_field_kfn_applied(
-    kind: str, edit: Any, expected: bool
+    kind: str, edit: Callable[[dict[str, Any]], None] | None, expected: bool
 ) -> None:
     body = prebuilt()
     live = applied(body, kind)
-    edit(live)
+    if edit is not None:
+        edit(live)
     assert reconcile.drifted(body, live) is expected
 
 
@@ -179,7 +177,7 @@ def test_a_child_of_another_kind_is_never_drift() -> None:
 def test_a_function_whose_spec_cannot_be_used_has_no_children_to_drift() -> None:
     body = prebuilt(runtime="cobol")
     live = applied(prebuilt(), "Deployment")
-    _image_changed(live)
+    setting(f"{CONTAINER}.image", OLD_IMAGE)(live)
     assert reconcile.drifted(body, live) is False
 
 

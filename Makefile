@@ -43,6 +43,9 @@ cluster-down: venv ## Tear the local cluster down and delete its data, leaving n
 cluster-status: venv ## Say whether the cluster runs, or what a killed run left behind.
 	$(CLUSTER) status
 
+tools: venv ## Build the tools the unit tests need (helm) into ~/.cache/kfn/bin, without a cluster.
+	$(CLUSTER) tools
+
 lint: venv ## ruff (lint and format check), mypy strict and the import layering contracts.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -53,7 +56,7 @@ crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models i
 	PYTHONPATH=operator $(PY) -m kfn.api.crdgen --out crds/
 	mkdir -p charts/kfn/crds && cp crds/*.yaml charts/kfn/crds/
 
-docs: venv cluster ## Regenerate docs/install.md's tables of chart values and RBAC from the chart.
+docs: venv tools ## Regenerate docs/install.md's tables of chart values and RBAC from the chart.
 	$(PY) hack/chartdocs.py --helm $(KFN_CACHE)/bin/helm
 
 fmt: venv ## Format and fix what ruff can.
@@ -66,7 +69,7 @@ test: venv ## Run every test: lint, then the cluster (built if needed), unit tes
 	$(VENV)/bin/pytest tests/unit
 	$(VENV)/bin/pytest -m cluster tests/cluster
 
-test-unit: venv ## Run the unit tests only.
+test-unit: venv tools ## Run the unit tests only (no cluster; helm is built for the chart tests once).
 	$(VENV)/bin/pytest tests/unit
 
 test-cluster: venv ## Run the cluster tests only.
@@ -75,4 +78,4 @@ test-cluster: venv ## Run the cluster tests only.
 bench-pod-start: cluster ## Pod start latency floor: kubectl scale 0→1 to HTTP answer, 20 trials.
 	$(PY) bench/pod_start.py --trials 20
 
-.PHONY: help venv up image release docs cluster cluster-stop cluster-down cluster-status lint crds fmt test test-unit test-cluster bench-pod-start
+.PHONY: help venv up image release docs cluster cluster-stop cluster-down cluster-status tools lint crds fmt test test-unit test-cluster bench-pod-start

@@ -132,17 +132,20 @@ def stored_stream_trigger(custom_objects: client.CustomObjectsApi) -> Iterator[d
         )
 
 
-def _replace_refused(
-    api: client.CustomObjectsApi, stored: dict[str, Any], spec: dict[str, Any]
-) -> str:
-    name = stored["metadata"]["name"]
-    for _ in range(5):
-        # A trigger worker may write the status meanwhile: replace the latest version.
+def _replace_spec(api: client.CustomObjectsApi, name: str, spec: dict[str, Any]) -> Any:
+    """Replaces the stored Trigger's spec (dry run) in the version just read.
+
+    A trigger worker may write the Trigger's status between the read and the replace; the
+    server then answers 409 Conflict, and the Trigger is read again and the replace retried.
+    """
+    attempts = 5
+    while True:
+        attempts -= 1
         latest = api.get_namespaced_custom_object(
             meta.GROUP, meta.VERSION, NAMESPACE, trigger.PLURAL, name
         )
-        with pytest.raises(client.ApiException) as refused:
-            api.replace_namespaced_custom_object(
+        try:
+            return api.replace_namespaced_custom_object(
                 meta.GROUP,
                 meta.VERSION,
                 NAMESPACE,
@@ -151,8 +154,16 @@ def _replace_refused(
                 {**latest, "spec": spec},
                 dry_run="All",
             )
-        if refused.value.status != 409:
-            break
+        except client.ApiException as exc:
+            if exc.status != 409 or attempts == 0:
+                raise
+
+
+def _replace_refused(
+    api: client.CustomObjectsApi, stored: dict[str, Any], spec: dict[str, Any]
+) -> str:
+    with pytest.raises(client.ApiException) as refused:
+        _replace_spec(api, stored["metadata"]["name"], spec)
     assert refused.value.status == 422, refused.value.body
     return _error_message(refused.value)
 
@@ -189,13 +200,5 @@ def test_unchanged_stream_trigger_can_be_updated(
     """The transition rules refuse changes only, not every update."""
     spec = json.loads(json.dumps(stored_stream_trigger["spec"]))
     spec["stream"]["batchSize"] = 10
-    updated: Any = custom_objects.replace_namespaced_custom_object(
-        meta.GROUP,
-        meta.VERSION,
-        NAMESPACE,
-        trigger.PLURAL,
-        stored_stream_trigger["metadata"]["name"],
-        {**stored_stream_trigger, "spec": spec},
-        dry_run="All",
-    )
+    updated = _replace_spec(custom_objects, stored_stream_trigger["metadata"]["name"], spec)
     assert updated["spec"]["stream"]["batchSize"] == 10

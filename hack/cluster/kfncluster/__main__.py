@@ -1,11 +1,11 @@
-"""``python -m kfncluster up|down|status``: the local cluster's command line."""
+"""``python -m kfncluster up|down|status|tools|…``: the local cluster's command line."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from kfncluster import cluster, config, install, kfnimage, release
+from kfncluster import build, cluster, config, install, kfnimage, release
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
     sub.add_parser("status", help="say whether the cluster runs and what a previous run left")
     sub.add_parser("image", help="build and push the kfn image from operator/Dockerfile")
     sub.add_parser("install", help="up, then install kfn with Helm and run the example")
+    sub.add_parser("tools", help="build the tools the unit tests need (helm), without a cluster")
     rel = sub.add_parser("release", help="publish the images and the chart to the registry")
     rel.add_argument("--version", default=None, help="default: the chart's version")
     args = parser.parse_args(argv)
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
         return 0
     if args.command == "install":
         return install.up()
+    if args.command == "tools":
+        for name, path in build.ensure_tools(config.Paths()).items():
+            print(f"{name}: {path}")
+        return 0
     if args.command == "release":
         url, version = release.release(config.Paths(), args.version)
         print(f"released kfn {version}: images {config.REGISTRY}/kfn/*:{version}, chart {url}")

@@ -14,6 +14,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+from collections.abc import Sequence
 
 from kfncluster import config, host
 
@@ -152,13 +153,40 @@ def binaries(paths: config.Paths) -> dict[str, pathlib.Path]:
     return found
 
 
-def link_tools(paths: config.Paths) -> None:
-    """Points ``~/.cache/kfn/bin`` at the current kubectl, helm and crictl."""
+#: The commands a developer runs, linked into ``~/.cache/kfn/bin`` for PATH.
+TOOLS = ("kubectl", "helm", "crictl")
+#: What the unit tests need without a cluster: the chart tests render with helm.
+UNIT_TEST_TOOLS = ("helm",)
+
+
+def link_tools(paths: config.Paths, names: Sequence[str] = TOOLS) -> None:
+    """Points ``~/.cache/kfn/bin`` at the current build of each of ``names``."""
     paths.bin.mkdir(parents=True, exist_ok=True)
     bins = binaries(paths)
-    for name in ("kubectl", "helm", "crictl"):
+    for name in names:
         link = paths.bin / name
         tmp = link.with_name(f".{name}.tmp")
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(bins[name])
         tmp.replace(link)
+
+
+def ensure_tools(
+    paths: config.Paths, names: Sequence[str] = UNIT_TEST_TOOLS
+) -> dict[str, pathlib.Path]:
+    """Builds (the first time, from the pinned modules) and links the commands ``names``,
+    without a cluster; returns their paths.
+
+    Build logs go to ``<cache>/logs``, beside what they build: no cluster state is touched.
+    """
+    wanted = [c for c in COMPONENTS if set(c.outputs) & set(names)]
+    missing = set(names) - {name for c in wanted for name in c.outputs}
+    if missing:
+        raise ValueError(f"no component builds {', '.join(sorted(missing))}")
+    for component in wanted:
+        if not is_built(paths, component):
+            print(f"building {component.name} {component.version} ({component.expect})", flush=True)
+            build(paths, component, paths.cache / "logs" / f"build-{component.name}.log")
+    link_tools(paths, names)
+    bins = binaries(paths)
+    return {name: bins[name] for name in names}

@@ -23,7 +23,7 @@ import pydantic_core
 import yaml
 from pydantic import json_schema
 
-from kfn.api import function, meta, trigger
+from kfn.api import function, meta, toplevel, trigger
 
 HEADER: Final = (
     "# Generated from the models in operator/kfn/api by `python -m kfn.api.crdgen`.\n"
@@ -170,7 +170,7 @@ def _root_schema(
     description: str,
     spec: type[pydantic.BaseModel],
     status: type[pydantic.BaseModel],
-    name_rule: meta.Rule,
+    name_rule: toplevel.NameRule,
 ) -> dict[str, Any]:
     return {
         "description": description,

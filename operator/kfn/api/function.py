@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import pydantic
 
-from kfn.api import meta
+from kfn.api import meta, toplevel
 from kfn.api.meta import Cel, DurationRange, Rule
 
 KIND: Final = "Function"
@@ -401,7 +401,10 @@ class Scale(meta.Model):
         le=1000,
         description="Upper bound of pods, protecting the cluster and the services the "
         "function calls. Requests beyond maxReplicas x concurrency wait in the activator's "
-        "bounded queue and are refused with 429 when it is full.",
+        "bounded queue; when it is full they are refused at once with 503 and Retry-After "
+        "(errorType TooManyRequestsException). The queue is shared by every caller, so a full "
+        "one means the function is overloaded for now (503), not that one caller sent too "
+        "many requests (429).",
     )
     target_concurrency: int | None = pydantic.Field(
         default=None,
@@ -627,19 +630,13 @@ def _handler_matches(spec: FunctionSpec, runtime: str, pattern: str) -> bool:
     return re.fullmatch(pattern, spec.handler) is not None
 
 
-class FunctionStatus(meta.StatusModel):
+class FunctionStatus(toplevel.Status):
     """The observed state of a Function, written by the operator."""
 
-    conditions: list[meta.Condition] = pydantic.Field(
-        default_factory=list,
-        max_length=16,
-        description="Ready (summary of SourceReady, BuildSucceeded and Deployed), SourceReady, "
+    conditions: list[meta.Condition] = toplevel.conditions_field(
+        "Ready (summary of SourceReady, BuildSucceeded and Deployed), SourceReady, "
         "BuildSucceeded, Deployed, and Active (pods running; not part of Ready, so a function "
-        "scaled to zero stays Ready).",
-        json_schema_extra=meta.CONDITIONS_EXTRA,
-    )
-    observed_generation: int | None = pydantic.Field(
-        default=None, ge=0, description="The generation of the spec the status describes."
+        "scaled to zero stays Ready)."
     )
     image: str | None = pydantic.Field(
         default=None, max_length=512, description="The image running, referenced by digest."
@@ -660,32 +657,19 @@ class FunctionStatus(meta.StatusModel):
     )
 
 
-FUNCTION_NAME_RULE: Final = Rule(
-    cel=f"size(self.metadata.name) <= {MAX_FUNCTION_NAME}"
-    f" && self.metadata.name.matches(r'{meta.DNS1035_LABEL_PATTERN}')",
+FUNCTION_NAME_RULE: Final = toplevel.NameRule(
+    max_length=MAX_FUNCTION_NAME,
+    pattern=meta.DNS1035_LABEL_PATTERN,
     message="a Function name must be a DNS-1035 label: at most 63 lower-case letters, digits "
     "and '-', starting with a letter and ending with a letter or digit (it names a Service)",
 )
 
 
-class Function(pydantic.BaseModel):
+class Function(toplevel.Object):
     """A Function as stored by the API server."""
 
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    NAME_RULE: ClassVar[toplevel.NameRule] = FUNCTION_NAME_RULE
 
-    api_version: Literal["kfn.dev/v1alpha1"] = pydantic.Field(
-        default="kfn.dev/v1alpha1", alias="apiVersion"
-    )
     kind: Literal["Function"] = KIND
-    metadata: meta.ObjectMeta
     spec: FunctionSpec
     status: FunctionStatus | None = None
-
-    @pydantic.field_validator("metadata")
-    @classmethod
-    def _name_is_a_dns1035_label(cls, value: meta.ObjectMeta) -> meta.ObjectMeta:
-        if len(value.name) > MAX_FUNCTION_NAME or not re.fullmatch(
-            meta.DNS1035_LABEL_PATTERN, value.name
-        ):
-            raise ValueError(FUNCTION_NAME_RULE.message)
-        return value

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import datetime
 import enum
-import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import pydantic
 
-from kfn.api import meta
+from kfn.api import meta, toplevel
 from kfn.api.meta import Cel, DurationRange, Rule
 
 KIND: Final = "Trigger"
@@ -581,17 +580,11 @@ class TriggerSpec(meta.Model):
         return TriggerType.BUCKET
 
 
-class TriggerStatus(meta.StatusModel):
+class TriggerStatus(toplevel.Status):
     """The observed state of a Trigger."""
 
-    conditions: list[meta.Condition] = pydantic.Field(
-        default_factory=list,
-        max_length=16,
-        description="Ready (summary), SourceReachable and Delivering.",
-        json_schema_extra=meta.CONDITIONS_EXTRA,
-    )
-    observed_generation: int | None = pydantic.Field(
-        default=None, ge=0, description="The generation of the spec the status describes."
+    conditions: list[meta.Condition] = toplevel.conditions_field(
+        "Ready (summary), SourceReachable and Delivering."
     )
     type: TriggerType | None = pydantic.Field(
         default=None, description="Which source the Trigger has (Http, Cron, Stream, Bucket)."
@@ -617,30 +610,19 @@ class TriggerStatus(meta.StatusModel):
         return None if value is None else meta.format_time(value)
 
 
-TRIGGER_NAME_RULE: Final = Rule(
-    cel="size(self.metadata.name) <= 63"
-    f" && self.metadata.name.matches(r'{meta.DNS1123_LABEL_PATTERN}')",
+TRIGGER_NAME_RULE: Final = toplevel.NameRule(
+    max_length=63,
+    pattern=meta.DNS1123_LABEL_PATTERN,
     message="a Trigger name must be a DNS-1123 label: at most 63 lower-case letters, digits "
     "and '-' (it is used in label values and consumer names)",
 )
 
 
-class Trigger(pydantic.BaseModel):
+class Trigger(toplevel.Object):
     """A Trigger as stored by the API server."""
 
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    NAME_RULE: ClassVar[toplevel.NameRule] = TRIGGER_NAME_RULE
 
-    api_version: Literal["kfn.dev/v1alpha1"] = pydantic.Field(
-        default="kfn.dev/v1alpha1", alias="apiVersion"
-    )
     kind: Literal["Trigger"] = KIND
-    metadata: meta.ObjectMeta
     spec: TriggerSpec
     status: TriggerStatus | None = None
-
-    @pydantic.field_validator("metadata")
-    @classmethod
-    def _name_is_a_dns1123_label(cls, value: meta.ObjectMeta) -> meta.ObjectMeta:
-        if len(value.name) > 63 or not re.fullmatch(meta.DNS1123_LABEL_PATTERN, value.name):
-            raise ValueError(TRIGGER_NAME_RULE.message)
-        return value

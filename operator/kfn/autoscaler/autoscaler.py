@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
+from kfn import clock as clock_
 from kfn import stats
 from kfn.autoscaler import scaler as scalers
 from kfn.autoscaler import scaling
@@ -28,7 +28,7 @@ class Autoscaler:
         scaler: scalers.Scaler,
         *,
         stale_after: float = 3.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: clock_.Seconds = time.monotonic,
     ) -> None:
         self.scaler = scaler
         self.clock = clock

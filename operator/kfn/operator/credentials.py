@@ -11,7 +11,6 @@ an exception: the user (or the admin) has something to fix, and the Function say
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
@@ -19,7 +18,7 @@ import pathlib
 import tempfile
 from typing import Any
 
-from kfn import kube, oci
+from kfn import clock, kube, oci
 from kfn.api import function
 from kfn.resources import build, credentials, objects, status
 
@@ -36,10 +35,6 @@ def build_settings() -> build.BuildSettings:
     from kfn.operator import builds  # noqa: PLC0415 - builds imports this module
 
     return builds.settings()
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def ensure(fn: function.Function) -> status.Verdict | None:
@@ -85,7 +80,7 @@ def _renew(
             return _shared_missing(cfg)
         due = credentials.copy_differs(live, source)
     else:
-        due = credentials.renewal_due(cfg, live, ns, now())
+        due = credentials.renewal_due(cfg, live, ns, clock.utcnow())
     fresh = _made(cfg, ns, [owner]) if due else None
     if fresh is not None:
         patch = {
@@ -111,7 +106,7 @@ def _made(
     cfg: credentials.Settings, ns: str, owners: list[objects.OwnerReference]
 ) -> dict[str, Any] | None:
     if cfg.mode == "managed":
-        return credentials.robot_secret(cfg, ns, owners, now())
+        return credentials.robot_secret(cfg, ns, owners, clock.utcnow())
     source = _shared_source(cfg)
     if source is None:
         return None

@@ -10,14 +10,13 @@ which event caused the call or how many calls were missed.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 import pydantic
 
-from kfn import kube
+from kfn import clock, kube
 from kfn.api import function, meta
 from kfn.operator import builds, credentials, triggers
 from kfn.resources import deployment as deployment_builder
@@ -38,10 +37,6 @@ class Outcome:
     build_after: tuple[str, str] | None = None
     retry_after: float | None = None
     """Seconds after which to reconcile again (waiting for a build slot or the registry)."""
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def parse(body: Mapping[str, Any]) -> function.Function | str:
@@ -342,7 +337,7 @@ def _write(
         )
         current = _written.statuses.get(key, body.get("status"))
         previous = function.FunctionStatus.model_validate(current or {}).conditions
-        new = status.compute(fn, facts, now=now(), url=url_for(fn), previous=previous)
+        new = status.compute(fn, facts, now=clock.utcnow(), url=url_for(fn), previous=previous)
         changed = not status.same(current, new)
         if changed:
             kube.patch_status(
@@ -375,7 +370,7 @@ def _write_invalid(body: Mapping[str, Any], message: str) -> Outcome:
         status="False",
         reason=function.Reason.INVALID_SPEC,
         message=message[:2000],
-        last_transition_time=now(),
+        last_transition_time=clock.utcnow(),
         observed_generation=generation,
     )
     previous = _ready(current)

@@ -31,7 +31,7 @@ from typing import Any
 import kopf
 import pydantic
 
-from kfn import kube
+from kfn import clock, kube
 from kfn.api import conditions, meta
 from kfn.api import trigger as trigger_api
 
@@ -162,7 +162,7 @@ def refresh(body: Mapping[str, Any], claims: Iterable[Claim], logger: Any) -> No
         function_exists=exists,
         conflict=conflict,
         base_url=activator_url(),
-        now=datetime.datetime.now(datetime.UTC),
+        now=clock.utcnow(),
     )
     if _visible(body.get("status"), new) == new:
         return

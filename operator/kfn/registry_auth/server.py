@@ -13,7 +13,6 @@ connections in hand: more are closed at once. Decisions are
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import json
 import logging
@@ -23,6 +22,7 @@ import sys
 import threading
 from typing import Any, BinaryIO, Final
 
+from kfn import clock
 from kfn.registry_auth import tokens
 
 logger = logging.getLogger("kfn.registry_auth")
@@ -185,7 +185,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         if len(body) != length:
             return  # the client went away, or was too slow (the socket timeout)
-        now = datetime.datetime.now(datetime.UTC)
+        now = clock.utcnow()
         result = tokens.answer_form(self.server.settings, body.decode("utf-8", "replace"), now)
         logger.info("%s %s", self.client_address[0], result.log)
         self._json(result.status, result.body)
@@ -198,7 +198,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path not in (TOKEN_PATH, TOKEN_PATH + "/"):
             self._json(404, {"errors": [{"code": "NOT_FOUND", "message": "not found"}]})
             return
-        now = datetime.datetime.now(datetime.UTC)
+        now = clock.utcnow()
         result = tokens.answer(self.server.settings, query, self.headers.get("Authorization"), now)
         logger.info("%s %s", self.client_address[0], result.log)
         extra = {"WWW-Authenticate": 'Basic realm="kfn registry"'} if result.status == 401 else {}

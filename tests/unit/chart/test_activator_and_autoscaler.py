@@ -1,0 +1,145 @@
+"""The activator, the autoscaler and the helm test as the chart renders them."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from tests.unit.chart import chart
+
+ACTIVATOR_RULES = {
+    *(("kfn.dev", r, v) for r in ["functions", "triggers"] for v in ["get", "list", "watch"]),
+    *(("", "pods", v) for v in ["get", "list", "watch"]),
+}
+AUTOSCALER_RULES = {
+    *(("kfn.dev", "functions", v) for v in ["get", "list", "watch"]),
+    *(("apps", "deployments/scale", v) for v in ["get", "patch", "update"]),
+}
+
+
+def test_two_activators_run_the_activator_module_behind_the_kfn_activator_service(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm)
+    deployment = chart.one(objects, "Deployment", "activator")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kfn-activator"
+    assert pod["terminationGracePeriodSeconds"] == 30 + 5
+    container = chart.container(objects, "activator")
+    assert container["command"] == ["python3", "-m", "kfn.activator"]
+    url = "http://kfn-autoscaler.kfn-system.svc.cluster.local:8090/stats"
+    assert f"--autoscaler-url={url}" in container["args"]
+    assert "--queue-limit=1000" in container["args"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": 8080,
+        "metrics": 9090,
+    }
+    assert container["readinessProbe"]["httpGet"] == {"path": "/_kfn/health", "port": "http"}
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
+    service = chart.one(objects, "Service", "activator")
+    assert service["metadata"]["name"] == "kfn-activator"
+    assert service["spec"]["type"] == "ClusterIP"
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        "http": (80, "http"),
+        "metrics": (9090, "metrics"),
+    }
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels | service["spec"]["selector"] == pod_labels
+
+
+def test_activator_values_reach_the_pod(helm: pathlib.Path) -> None:
+    objects = chart.render(
+        helm,
+        {"activator": {"replicas": 3, "queueLimit": 50, "drainTimeoutSeconds": 10}},
+    )
+    deployment = chart.one(objects, "Deployment", "activator")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 15
+    args = chart.container(objects, "activator")["args"]
+    assert {"--queue-limit=50", "--drain-timeout=10"} <= set(args)
+
+
+@pytest.mark.parametrize("component", ["activator", "cron", "bucket", "stream"])
+def test_every_component_with_more_than_one_replica_has_a_disruption_budget_of_one(
+    helm: pathlib.Path, component: str
+) -> None:
+    objects = chart.render(helm, {component: {"replicas": 3}})
+    budget = chart.one(objects, "PodDisruptionBudget", component)
+    # maxUnavailable never blocks a node drain outright, even with one node.
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in budget["spec"]
+    pod_labels = chart.one(objects, "Deployment", component)["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    selector = budget["spec"]["selector"]["matchLabels"]
+    assert pod_labels | selector == pod_labels
+
+
+def test_a_single_replica_or_a_disabled_budget_gets_no_disruption_budget(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm, {"stream": {"replicas": 1}})
+    assert not [o for o in chart.of(objects, "stream") if o["kind"] == "PodDisruptionBudget"]
+    off = {"activator": {"podDisruptionBudget": {"enabled": False, "maxUnavailable": 1}}}
+    assert not [
+        o
+        for o in chart.of(chart.render(helm, off), "activator")
+        if o["kind"] == "PodDisruptionBudget"
+    ]
+
+
+def test_the_helm_test_creates_a_function_through_a_role_limited_to_functions(
+    helm: pathlib.Path,
+) -> None:
+    objects = [
+        o
+        for o in chart.render(helm, tests=True)
+        if o["metadata"]["labels"][chart.COMPONENT] == "test"
+    ]
+    assert chart.kinds(objects) == ["Pod", "Role", "RoleBinding", "ServiceAccount"]
+    for obj in objects:
+        assert obj["metadata"]["annotations"]["helm.sh/hook"] == "test"
+        assert "hook-succeeded" in obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+    role = next(o for o in objects if o["kind"] == "Role")
+    assert chart.granted(role) == {
+        ("kfn.dev", "functions", v) for v in ("get", "create", "patch", "delete")
+    }
+    pod = next(o for o in objects if o["kind"] == "Pod")
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["python3", "-m", "kfn.smoketest"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_one_autoscaler_runs_the_autoscaler_module_where_activators_send_stats(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm, {"autoscaler": {"stableWindowSeconds": 30}})
+    deployment = chart.one(objects, "Deployment", "autoscaler")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    container = chart.container(objects, "autoscaler")
+    assert container["command"] == ["python3", "-m", "kfn.autoscaler"]
+    assert {"--port=8090", "--stable-window=30", "--panic-window=6"} <= set(container["args"])
+    service = chart.one(objects, "Service", "autoscaler")
+    assert service["metadata"]["name"] == "kfn-autoscaler"
+    assert [p["port"] for p in service["spec"]["ports"]] == [8090]
+
+
+@pytest.mark.parametrize(
+    ("component", "rules"), [("activator", ACTIVATOR_RULES), ("autoscaler", AUTOSCALER_RULES)]
+)
+def test_activator_and_autoscaler_are_granted_exactly_what_they_touch(
+    helm: pathlib.Path, component: str, rules: set[tuple[str, str, str]]
+) -> None:
+    objects = chart.render(helm)
+    role = chart.one(objects, "ClusterRole", component)
+    assert chart.granted(role) == rules
+    (subject,) = chart.one(objects, "ClusterRoleBinding", component)["subjects"]
+    assert subject == {
+        "kind": "ServiceAccount",
+        "name": f"kfn-{component}",
+        "namespace": chart.NAMESPACE,
+    }

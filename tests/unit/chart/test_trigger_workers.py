@@ -1,0 +1,128 @@
+"""The cron, stream and bucket trigger workers as the chart renders them."""
+
+from __future__ import annotations
+
+import base64
+import pathlib
+
+import pytest
+
+from tests.unit.chart import chart
+
+TRIGGER_RULES = {
+    *(("kfn.dev", "triggers", v) for v in ["get", "list", "watch"]),
+    ("kfn.dev", "triggers/status", "patch"),
+    ("", "secrets", "get"),
+}
+WORKER_RULES = {
+    "cron": TRIGGER_RULES,
+    "stream": TRIGGER_RULES,
+    "bucket": TRIGGER_RULES | {("", "configmaps", v) for v in ["get", "create", "patch", "update"]},
+}
+#: Leader election, and reading its own Deployment (to make it the Leases' owner).
+LEASE_RULES = {
+    *(("coordination.k8s.io", "leases", v) for v in ["get", "create", "update"]),
+    ("apps", "deployments", "get"),
+}
+
+
+@pytest.mark.parametrize(("component", "replicas"), [("cron", 2), ("stream", 1), ("bucket", 2)])
+def test_each_trigger_worker_runs_its_module_and_invokes_through_the_activator(
+    helm: pathlib.Path, component: str, replicas: int
+) -> None:
+    objects = chart.render(helm)
+    deployment = chart.one(objects, "Deployment", component)
+    assert deployment["metadata"]["name"] == f"kfn-{component}"
+    assert deployment["spec"]["replicas"] == replicas
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == f"kfn-{component}"
+    container = chart.container(objects, component)
+    assert container["command"] == ["python3", "-m", f"kfn.triggers.{component}"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KFN_ACTIVATOR_URL"] == f"http://kfn-activator.{chart.NAMESPACE}.svc.cluster.local"
+    kinds = ["ClusterRole", "ClusterRoleBinding", "Deployment"]
+    kinds += ["PodDisruptionBudget"] if replicas > 1 else []
+    kinds += ["Role", "RoleBinding"] if component != "stream" else []
+    kinds += ["Secret", "Service"] if component == "bucket" else []
+    assert chart.kinds(chart.of(objects, component)) == [*kinds, "ServiceAccount"]
+
+
+def test_async_workers_retry_after_lambdas_delays_unless_told_otherwise(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm, {"bucket": {"asyncRetryDelays": ["1s", "2s"]}})
+    bucket = {e["name"]: e.get("value") for e in chart.container(objects, "bucket")["env"]}
+    cron = {e["name"]: e.get("value") for e in chart.container(objects, "cron")["env"]}
+    assert bucket["KFN_ASYNC_RETRY_DELAYS"] == "1s,2s"
+    assert cron["KFN_ASYNC_RETRY_DELAYS"] == "60s,120s"
+    assert "KFN_ASYNC_RETRY_DELAYS" not in {
+        e["name"] for e in chart.container(objects, "stream")["env"]
+    }
+
+
+def test_object_stores_reach_the_bucket_worker_through_its_service(helm: pathlib.Path) -> None:
+    objects = chart.render(helm)
+    service = chart.one(objects, "Service", "bucket")
+    (port,) = service["spec"]["ports"]
+    assert (port["port"], port["targetPort"]) == (80, "http")
+    container = chart.container(objects, "bucket")
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    deployment = chart.one(objects, "Deployment", "bucket")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_bucket_replicas_hand_events_over_through_their_service_with_a_shared_key(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm, {"bucket": {"service": {"port": 8081}}})
+    secret = chart.one(objects, "Secret", "bucket")
+    assert secret["metadata"]["name"] == "kfn-bucket"
+    assert len(base64.b64decode(secret["data"]["handoff-key"])) == 48
+    env = {e["name"]: e for e in chart.container(objects, "bucket")["env"]}
+    assert (
+        env["KFN_SERVICE_URL"]["value"]
+        == f"http://kfn-bucket.{chart.NAMESPACE}.svc.cluster.local:8081"
+    )
+    assert env["KFN_HANDOFF_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kfn-bucket",
+        "key": "handoff-key",
+    }
+    pod = chart.one(objects, "Deployment", "bucket")["spec"]["template"]["spec"]
+    # The longest drain (15 s), grace (35 s), last answers and one hand-off fit in.
+    assert pod["terminationGracePeriodSeconds"] >= 15 + 35 + 3 + 10
+
+
+def test_cron_values_reach_the_pod(helm: pathlib.Path) -> None:
+    objects = chart.render(
+        helm,
+        {"cron": {"replicas": 3, "activatorUrl": "http://gw.example:8080", "logLevel": "DEBUG"}},
+    )
+    assert chart.one(objects, "Deployment", "cron")["spec"]["replicas"] == 3
+    env = {e["name"]: e.get("value") for e in chart.container(objects, "cron")["env"]}
+    assert env["KFN_ACTIVATOR_URL"] == "http://gw.example:8080"
+    assert env["KFN_LOG_LEVEL"] == "DEBUG"
+
+
+@pytest.mark.parametrize("component", ["cron", "stream", "bucket"])
+def test_a_trigger_worker_gets_only_the_rights_its_triggers_need(
+    helm: pathlib.Path, component: str
+) -> None:
+    objects = chart.render(helm)
+    assert chart.granted(chart.one(objects, "ClusterRole", component)) == WORKER_RULES[component]
+    if component != "stream":
+        role = chart.one(objects, "Role", component)
+        assert role["metadata"]["namespace"] == chart.NAMESPACE
+        assert chart.granted(role) == LEASE_RULES
+        named = [r.get("resourceNames") for r in role["rules"] if "deployments" in r["resources"]]
+        assert named == [[f"kfn-{component}"]]
+    kinds = (
+        ("ClusterRoleBinding", "RoleBinding") if component != "stream" else ("ClusterRoleBinding",)
+    )
+    for kind in kinds:
+        (subject,) = chart.one(objects, kind, component)["subjects"]
+        assert subject == {
+            "kind": "ServiceAccount",
+            "name": f"kfn-{component}",
+            "namespace": chart.NAMESPACE,
+        }

@@ -1,0 +1,309 @@
+"""The operator's verdicts on a Function: Deployed, Active and the Ready summary, as tables.
+
+Each row is one state the cluster can show (a live Deployment, pods stuck on something) and
+the condition a user then reads; :mod:`kfn.resources.status` decides them without I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from kfn.api import function, meta
+from kfn.resources import status
+
+NOW = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
+LATER = NOW + datetime.timedelta(minutes=5)
+IMAGE = "registry.local/fn/team/hello@sha256:" + "0" * 64
+
+SOURCE_OK = status.Verdict("True", function.Reason.IMAGE_PROVIDED, "prebuilt image")
+BUILD_OK = status.Verdict("True", function.Reason.IMAGE_PROVIDED, "nothing to build")
+
+
+def deployment(
+    *,
+    wanted: int = 1,
+    generation: int = 1,
+    conditions: list[dict[str, Any]] | None = None,
+    **st: int,
+) -> dict[str, Any]:
+    """A live Deployment; ``st`` sets status counters (observedGeneration defaults to current)."""
+    counters = {"observedGeneration": generation, **st}
+    return {
+        "metadata": {"name": "hello", "generation": generation},
+        "spec": {"replicas": wanted},
+        "status": {**counters, "conditions": conditions or []},
+    }
+
+
+def rolled_out(wanted: int) -> dict[str, Any]:
+    return deployment(wanted=wanted, replicas=wanted, updatedReplicas=wanted, readyReplicas=wanted)
+
+
+def rolling(ready: int, wanted: int) -> str:
+    return f"rolling out: {ready} of {wanted} pods ready with the current version"
+
+
+STUCK = ["hello-7d9-x: ImagePullBackOff: Back-off pulling image"]
+
+# --- Deployed ---------------------------------------------------------------------------------
+
+DEPLOYED_CASES = [
+    pytest.param(None, [], [], ("Unknown", "Deploying", "creating the Deployment"),
+                 id="no Deployment yet is still being deployed"),
+    pytest.param(rolled_out(2), [], [], ("True", "Deployed", ""),
+                 id="every wanted pod ready with the current version is deployed"),
+    pytest.param(rolled_out(0), [], [], ("True", "Deployed", ""),
+                 id="a Deployment at zero replicas is deployed"),
+    pytest.param(deployment(generation=3, observedGeneration=2, replicas=1, updatedReplicas=1,
+                            readyReplicas=1), [], [],
+                 ("Unknown", "Deploying", "the Deployment controller is catching up"),
+                 id="a spec the Deployment controller has not seen yet is still deploying"),
+    pytest.param(deployment(wanted=2, replicas=2, updatedReplicas=1, readyReplicas=2), [], [],
+                 ("Unknown", "Deploying", rolling(1, 2)),
+                 id="pods not yet updated to the current version mean a rollout in progress"),
+    pytest.param(deployment(wanted=1, replicas=2, updatedReplicas=1, readyReplicas=1), [], [],
+                 ("Unknown", "Deploying", rolling(1, 1)),
+                 id="old pods still running mean a rollout in progress"),
+    pytest.param(deployment(wanted=2, replicas=2, updatedReplicas=2, readyReplicas=1), [], [],
+                 ("Unknown", "Deploying", rolling(1, 2)),
+                 id="updated pods that are not ready yet mean a rollout in progress"),
+    pytest.param(deployment(conditions=[{"type": "ReplicaFailure", "status": "True",
+                                         "message": "pods \"hello\" is forbidden"}]), [], [],
+                 ("False", "DeploymentFailed", "pods \"hello\" is forbidden"),
+                 id="a replica failure fails the deployment with the controller's message"),
+    pytest.param(deployment(conditions=[{"type": "Progressing", "status": "False",
+                                         "reason": "ProgressDeadlineExceeded",
+                                         "message": "exceeded its progress deadline"}]), [], [],
+                 ("False", "DeploymentFailed", "exceeded its progress deadline"),
+                 id="a rollout past its progress deadline fails the deployment"),
+    pytest.param(deployment(conditions=[{"type": "Progressing", "status": "False",
+                                         "reason": "Paused", "message": "paused"}],
+                            replicas=1, updatedReplicas=1, readyReplicas=1), [], [],
+                 ("True", "Deployed", ""),
+                 id="a Progressing condition without a deadline exceeded is no failure"),
+    pytest.param(rolled_out(1), STUCK, [], ("False", "PodsFailing", STUCK[0]),
+                 id="pods stuck on a failure make Deployed false naming them"),
+    pytest.param(rolled_out(1), [f"p{i}: CrashLoopBackOff" for i in range(5)], [],
+                 ("False", "PodsFailing",
+                  "p0: CrashLoopBackOff; p1: CrashLoopBackOff; p2: CrashLoopBackOff"),
+                 id="the message names at most three stuck pods"),
+    pytest.param(deployment(conditions=[{"type": "ReplicaFailure", "status": "True",
+                                         "message": "quota exceeded"}]), STUCK, [],
+                 ("False", "DeploymentFailed", "quota exceeded"),
+                 id="a failing Deployment is reported before its stuck pods"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("live", "problems", "missing", "expected"), DEPLOYED_CASES)
+def test_deployed_says_whether_the_deployment_runs_the_current_spec(
+    live: dict[str, Any] | None,
+    problems: list[str],
+    missing: list[str],
+    expected: tuple[str, str, str],
+) -> None:
+    verdict = status.deployed(live, problems, missing)
+    assert (verdict.status, verdict.reason, verdict.message) == expected
+
+
+def test_a_pull_secret_the_kubelet_misses_is_named_with_where_it_was_asked_for() -> None:
+    verdict = status.deployed(rolled_out(1), STUCK, ["team-pull", "other"])
+    assert (verdict.status, verdict.reason) == ("False", "ImagePullSecretNotFound")
+    assert verdict.message.startswith("the image pull Secret(s) team-pull, other do not exist")
+    assert "spec.imagePullSecrets" in verdict.message
+    assert verdict.message.endswith("create them: " + STUCK[0])
+
+
+def test_a_missing_pull_secret_without_stuck_pods_is_not_reported() -> None:
+    verdict = status.deployed(rolled_out(1), [], ["team-pull"])
+    assert (verdict.status, verdict.reason) == ("True", "Deployed")
+
+
+# --- Active -----------------------------------------------------------------------------------
+
+ACTIVE_CASES = [
+    pytest.param(None, ("False", "ScaledToZero", "no pods"),
+                 id="no Deployment has no pods"),
+    pytest.param(rolled_out(0), ("False", "ScaledToZero",
+                                 "scaled to zero; the next request starts a pod"),
+                 id="a Deployment at zero is scaled to zero"),
+    pytest.param(deployment(wanted=2, replicas=2, readyReplicas=0),
+                 ("False", "Activating", "starting 2 pod(s)"),
+                 id="wanted pods none of which is ready yet are activating"),
+    pytest.param(deployment(wanted=3, replicas=3, readyReplicas=1),
+                 ("True", "Active", "1 pod(s) ready"),
+                 id="one ready pod is enough to be active"),
+    pytest.param(deployment(wanted=0, replicas=1, readyReplicas=1),
+                 ("True", "Active", "1 pod(s) ready"),
+                 id="a pod still ready while scaling to zero keeps the function active"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("live", "expected"), ACTIVE_CASES)
+def test_active_says_whether_pods_are_running(
+    live: dict[str, Any] | None, expected: tuple[str, str, str]
+) -> None:
+    verdict = status.active(live)
+    assert (verdict.status, verdict.reason, verdict.message) == expected
+
+
+# --- Ready, the summary -----------------------------------------------------------------------
+
+
+def _function(generation: int = 4, status_: dict[str, Any] | None = None) -> function.Function:
+    return function.Function.model_validate(
+        {
+            "metadata": {
+                "name": "hello",
+                "namespace": "team",
+                "uid": "u",
+                "generation": generation,
+            },
+            "spec": {"runtime": "python3.11", "handler": "app.handler", "source": {"image": IMAGE}},
+            "status": status_,
+        }
+    )
+
+
+def _facts(
+    source: status.Verdict = SOURCE_OK,
+    build: status.Verdict = BUILD_OK,
+    image: str | None = IMAGE,
+    live: dict[str, Any] | None = None,
+    problems: tuple[str, ...] = (),
+) -> status.Facts:
+    return status.Facts(source, build, image, "hash", live, problems)
+
+
+def _conditions(result: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in result["conditions"]}
+
+
+BUILDING = status.Verdict("Unknown", function.Reason.BUILDING, "build hello-abc running")
+BUILD_FAILED = status.Verdict("False", function.Reason.BUILD_FAILED, "pip: no such package")
+NOT_FOUND = status.Verdict("False", function.Reason.SOURCE_NOT_FOUND, "ConfigMap code is missing")
+
+SUMMARY_CASES = [
+    pytest.param(_facts(live=rolled_out(1)),
+                 {"Ready": ("True", "Ready"), "Deployed": ("True", "Deployed"),
+                  "Active": ("True", "Active")},
+                 id="a deployed function with a ready pod is ready and active"),
+    pytest.param(_facts(live=rolled_out(0)),
+                 {"Ready": ("True", "Ready"), "Active": ("False", "ScaledToZero")},
+                 id="a function scaled to zero stays ready while not active"),
+    pytest.param(_facts(live=deployment(wanted=1, replicas=1, updatedReplicas=1)),
+                 {"Ready": ("Unknown", "Deploying"), "Active": ("False", "Activating")},
+                 id="a rollout in progress leaves ready unknown"),
+    pytest.param(_facts(live=rolled_out(1), problems=tuple(STUCK)),
+                 {"Ready": ("False", "PodsFailing"), "Active": ("True", "Active")},
+                 id="stuck pods make the function not ready with their reason"),
+    pytest.param(_facts(build=BUILD_FAILED, live=rolled_out(1)),
+                 {"Ready": ("False", "BuildFailed"), "Deployed": ("True", "Deployed")},
+                 id="a failed build makes it not ready while the previous image keeps serving"),
+    pytest.param(_facts(build=BUILDING, image=None),
+                 {"Ready": ("Unknown", "Building"), "Deployed": ("Unknown", "Deploying"),
+                  "Active": ("False", "ScaledToZero")},
+                 id="a first build leaves ready unknown and nothing deployed"),
+    pytest.param(_facts(source=NOT_FOUND, build=BUILDING, image=None),
+                 {"Ready": ("False", "SourceNotFound"),
+                  "Deployed": ("False", "SourceNotFound")},
+                 id="a missing source means nothing to deploy, for its own reason"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("facts", "expected"), SUMMARY_CASES)
+def test_ready_summarises_source_build_and_deployment_but_never_active(
+    facts: status.Facts, expected: dict[str, tuple[str, str]]
+) -> None:
+    result = status.compute(_function(), facts, now=NOW, url="http://a/invoke")
+    found = _conditions(result)
+    assert {type_: found[type_] for type_ in expected} == expected
+
+
+def test_nothing_to_deploy_says_why_in_the_deployed_message() -> None:
+    result = status.compute(
+        _function(), _facts(source=NOT_FOUND, build=BUILDING, image=None), now=NOW, url=None
+    )
+    deployed = next(c for c in result["conditions"] if c["type"] == "Deployed")
+    assert deployed["message"] == "nothing to deploy: ConfigMap code is missing"
+
+
+def test_every_condition_is_written_in_a_fixed_order_for_the_current_generation() -> None:
+    result = status.compute(_function(generation=7), _facts(live=rolled_out(1)), now=NOW, url="u")
+    types = [c["type"] for c in result["conditions"]]
+    assert types == ["Ready", "SourceReady", "BuildSucceeded", "Deployed", "Active"]
+    assert {c["observedGeneration"] for c in result["conditions"]} == {7}
+    assert result["observedGeneration"] == 7
+    assert (result["image"], result["url"], result["sourceHash"]) == (IMAGE, "u", "hash")
+    assert (result["replicas"], result["readyReplicas"]) == (1, 1)
+
+
+def test_a_condition_keeps_its_transition_time_until_its_status_changes() -> None:
+    first = status.compute(_function(), _facts(live=rolled_out(1)), now=NOW, url="u")
+    previous = function.FunctionStatus.model_validate(first).conditions
+    scaled_down = status.compute(
+        _function(), _facts(live=rolled_out(0)), now=LATER, url="u", previous=previous
+    )
+    times = {c["type"]: c["lastTransitionTime"] for c in scaled_down["conditions"]}
+    assert times["Ready"] == times["Deployed"] == meta.format_time(NOW)
+    assert times["Active"] == meta.format_time(LATER)
+
+
+def test_the_previous_conditions_default_to_the_functions_own_status() -> None:
+    first = status.compute(_function(), _facts(live=rolled_out(1)), now=NOW, url="u")
+    again = status.compute(_function(status_=first), _facts(live=rolled_out(1)), now=LATER, url="u")
+    assert status.same(first, again)
+
+
+# --- what pods and events tell ----------------------------------------------------------------
+
+
+def pod(name: str, *waiting: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "containerStatuses": [
+                {"state": {"waiting": {"reason": reason, "message": message}}}
+                for reason, message in waiting
+            ]
+        },
+    }
+
+
+POD_CASES = [
+    pytest.param([pod("a", ("ContainerCreating", ""))], [], [],
+                 id="a container being created is no problem"),
+    pytest.param([pod("a", ("CrashLoopBackOff", "back-off 5m"))],
+                 ["a: CrashLoopBackOff: back-off 5m"], [],
+                 id="a crash loop is a problem that does not need a pull secret"),
+    pytest.param([pod("a", ("ImagePullBackOff", " Back-off pulling  "))],
+                 ["a: ImagePullBackOff: Back-off pulling"], ["a"],
+                 id="a pod that cannot pull its image is a problem worth asking the events about"),
+    pytest.param([pod("a", ("CreateContainerConfigError", ""))],
+                 ["a: CreateContainerConfigError"], [],
+                 id="a problem without a message names only the reason"),
+    pytest.param([pod("a", ("ErrImagePull", "x"), ("ErrImagePull", "y")), pod("b")],
+                 ["a: ErrImagePull: x", "a: ErrImagePull: y"], ["a"],
+                 id="each stuck container is listed and each pulling pod once"),
+    pytest.param([{"metadata": {"name": "new"}, "status": {}}], [], [],
+                 id="a pod without container statuses yet is no problem"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("pods", "problems", "pulling"), POD_CASES)
+def test_pod_problems_and_pulling_pods_come_from_the_containers_waiting_reasons(
+    pods: list[dict[str, Any]], problems: list[str], pulling: list[str]
+) -> None:
+    assert status.pod_problems(pods) == problems
+    assert status.pulling_pods(pods) == pulling
+
+
+def test_missing_pull_secrets_are_read_from_the_kubelets_events_sorted_and_once() -> None:
+    events = [
+        {"message": "Unable to retrieve some image pull secrets (b-pull, a-pull); attempting"},
+        {"message": "Unable to retrieve some image pull secrets (a-pull); attempting"},
+        {"message": "Pulling image"},
+    ]
+    assert status.missing_pull_secrets(events) == ["a-pull", "b-pull"]

@@ -28,18 +28,14 @@ from typing import Final
 from kfn import retry
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
+from kfn.clock import Clock, utcnow
 from kfn.triggers import failure, invoke, metrics, onfailure, status
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime.datetime]
 
 #: Lambda's retry delays for function errors; workers may shorten them (KFN_ASYNC_RETRY_DELAYS).
 DEFAULT_RETRY_DELAYS: Final = retry.LAMBDA_RETRY_DELAYS
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def policy_of(

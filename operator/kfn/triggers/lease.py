@@ -15,15 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from kfn import kube
+from kfn.clock import Clock, utcnow
 from kfn.triggers import leader
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime.datetime]
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 class LeaseKeeper:

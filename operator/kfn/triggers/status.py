@@ -20,22 +20,18 @@ import dataclasses
 import datetime
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from kfn import kube, retry
 from kfn.api import conditions, meta
 from kfn.api import trigger as trigger_api
+from kfn.clock import Clock, utcnow
 
 logger = logging.getLogger(__name__)
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 Key = tuple[str, str]
-Clock = Callable[[], datetime.datetime]
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ import threading
 from typing import Final, Protocol
 
 from kfn.api import trigger as trigger_api
-from kfn.triggers import delivery, failure, metrics, status
+from kfn.clock import Clock, utcnow
+from kfn.triggers import delivery, failure, metrics
 from kfn.triggers.bucket import conditions, routes
 
 #: Deliveries in flight at once, over all Triggers and both modes.
@@ -48,7 +49,7 @@ class Dispatcher:
         deliver: Deliver,
         conditions_: conditions.Conditions,
         *,
-        clock: status.Clock = status.utcnow,
+        clock: Clock = utcnow,
         threads: int = DELIVERY_THREADS,
     ) -> None:
         self.deliver_fn = deliver

@@ -21,7 +21,8 @@ from typing import Final
 
 from kfn import kube
 from kfn.api import meta
-from kfn.triggers import credentials, delivery, metrics, status
+from kfn.clock import Clock, utcnow
+from kfn.triggers import credentials, delivery, metrics
 from kfn.triggers import lease as lease_
 from kfn.triggers.bucket import conditions, dispatch, events, poll, routes, s3, verdicts
 
@@ -73,7 +74,7 @@ class Poller:
         lease: lease_.LeaseKeeper | None = None,
         snapshots: poll.SnapshotStore | None = None,
         read_secret: credentials.SecretReader = credentials.read_secret,
-        clock: status.Clock = status.utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.routes = routes_
         self.dispatcher = dispatcher

@@ -14,7 +14,8 @@ import concurrent.futures
 import datetime
 import threading
 
-from kfn.triggers import delivery, metrics, status
+from kfn.clock import Clock, utcnow
+from kfn.triggers import delivery, metrics
 from kfn.triggers.bucket import dispatch, events, handoff, holding, routes
 
 
@@ -29,7 +30,7 @@ class Pusher:
         *,
         handoff_key: bytes,
         abort: threading.Event,
-        clock: status.Clock = status.utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.routes = routes_
         self.dispatcher = dispatcher

@@ -15,21 +15,17 @@ import hmac
 import http.client
 import ssl
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Final
 from urllib import parse
+
+from kfn.clock import Clock, utcnow
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 _NS: Final = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 #: Most keys one ListObjectsV2 page returns (S3's own maximum).
 PAGE_SIZE: Final = 1000
-
-Clock = Callable[[], datetime.datetime]
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclasses.dataclass(frozen=True)

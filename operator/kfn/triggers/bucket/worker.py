@@ -29,6 +29,7 @@ from typing import Final
 from kfn import kube
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
+from kfn.clock import Clock, utcnow
 from kfn.triggers import credentials, metrics, status
 from kfn.triggers import lease as lease_
 from kfn.triggers.bucket import (
@@ -59,7 +60,7 @@ class Worker:
         statuses: status.StatusWriter | None = None,
         snapshots: poll.SnapshotStore | None = None,
         read_secret: credentials.SecretReader = credentials.read_secret,
-        clock: status.Clock = status.utcnow,
+        clock: Clock = utcnow,
         threads: int = dispatch.DELIVERY_THREADS,
         abort: threading.Event | None = None,
         peer_url: str | None = None,

@@ -28,6 +28,7 @@ import prometheus_client
 from kfn import kube, triggers
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
+from kfn.clock import Clock, utcnow
 from kfn.triggers import (
     delivery,
     failure,
@@ -47,12 +48,7 @@ KIND: Final = "cron"
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime.datetime]
 Key = tuple[str, str]
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 FIRES = prometheus_client.Counter(

@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from kfn import retry
+from kfn.clock import Seconds
 from kfn.triggers.stream import batching
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Clock = Callable[[], float]
 
 
 class Source(Protocol[T]):
@@ -71,7 +71,7 @@ def run_batch(
     source: Source[T],
     *,
     cancel: threading.Event,
-    clock: Clock = time.time,
+    clock: Seconds = time.time,
     on_retry: Callable[[int], None] | None = None,
 ) -> bool:
     """Runs a batch until it is finished and committed (True) or ``cancel`` is set (False,

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
+from kfn import clock as clock_
 from kfn import retry
 from kfn.api import trigger as trigger_api
 from kfn.triggers import credentials, failure, invoke, metrics, onfailure
@@ -195,7 +196,7 @@ class BatchSource(abc.ABC, Generic[T]):
             condition=condition,
             attempts=invokes,
             outcome=last,
-            now=datetime.datetime.now(datetime.UTC),
+            now=clock_.utcnow(),
             extra=self.batch_info(records),
         )
         logger.warning(
@@ -213,7 +214,7 @@ class BatchSource(abc.ABC, Generic[T]):
     def observe(self, outcome: retry.Outcome, records: int) -> None:
         del records
         if outcome.kind == "success":
-            self.consumer.last_event = datetime.datetime.now(datetime.UTC)
+            self.consumer.last_event = clock_.utcnow()
         self.consumer.statuses.set(self.target.key, delivering=status_.verdict_of(outcome))
 
     def delivered(self, records: int) -> None:

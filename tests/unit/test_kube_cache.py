@@ -162,20 +162,27 @@ def test_a_deleted_object_is_let_go_without_being_parsed() -> None:
     assert things.snapshot() == {}
 
 
+def free_for_another_thread(lock: threading.RLock) -> bool:
+    """Whether another thread could take ``lock`` now (this one may hold it: it is an RLock)."""
+    free: list[bool] = []
+
+    def try_lock() -> None:
+        free.append(lock.acquire(blocking=False))
+        if free[0]:
+            lock.release()
+
+    other = threading.Thread(target=try_lock)
+    other.start()
+    other.join()
+    return free[0]
+
+
 def test_parse_runs_under_the_lock_so_no_reader_sees_a_table_half_replaced() -> None:
     things: cache.Store[Thing]
     free_while_parsing: list[bool] = []
 
     def probing(o: kube.Object, previous: Thing | None) -> Thing | None:
-        def try_lock() -> None:
-            taken = things.lock.acquire(blocking=False)
-            if taken:
-                things.lock.release()
-            free_while_parsing.append(taken)
-
-        reader = threading.Thread(target=try_lock)
-        reader.start()
-        reader.join()
+        free_while_parsing.append(free_for_another_thread(things.lock))
         return parse(o, previous)
 
     things = cache.Store("kfn.dev/v1alpha1", "Thing", probing)
@@ -214,15 +221,7 @@ def test_the_listener_runs_with_the_lock_released() -> None:
     free: list[bool] = []
 
     def listener(changes: list[cache.Change[Thing]]) -> None:
-        def try_lock() -> None:
-            taken = things.lock.acquire(blocking=False)
-            if taken:
-                things.lock.release()
-            free.append(taken)
-
-        other = threading.Thread(target=try_lock)
-        other.start()
-        other.join()
+        free.append(free_for_another_thread(things.lock))
 
     things = store(listener=listener)
     things.replace([obj("a", size=1)])

@@ -1,4 +1,4 @@
-"""A kind's objects kept in memory: the one informer every kfn component watches through.
+"""A kind's objects kept in memory: the one informer kfn's components watch a kind through.
 
 A :class:`Store` lists a kind, then watches it, in its own thread (:func:`kfn.kube.reflect`),
 and holds each object parsed into the caller's type, keyed by namespace and name. Callers
@@ -48,7 +48,7 @@ class Change(Generic[T]):
     value: T | None
 
 
-Listener = Callable[[list["Change[T]"]], None]
+Listener = Callable[[list[Change[T]]], None]
 """Hears what one list or one watch event changed (possibly nothing)."""
 
 
@@ -94,8 +94,9 @@ class Store(Generic[T]):
         self.key = key
         self.label_selector = label_selector
         self.reflect = reflect
-        #: Guards the table. Held while ``parse`` runs, so a caller that changes stored
-        #: values in place holds it too, and then sees them as no event can change them.
+        #: Guards the table and is held while ``parse`` runs: a caller that changes stored
+        #: values in place (the cron worker) holds it too, so no event parses a value it is
+        #: halfway through changing.
         self.lock = threading.RLock()
         #: Set once the first complete list is in the table and the listener heard of it.
         self.synced = threading.Event()

@@ -14,7 +14,10 @@ it), and the key it had is reported gone. ``parse`` also sees the value it repla
 caller can carry its own bookkeeping from one version of an object to the next.
 
 Components on an asyncio loop wrap their listener in :func:`on_loop`: the table is kept
-in the watching thread, and the listener runs on the loop, in order.
+in the watching thread, and the listener runs on the loop, in order, by then possibly behind
+the table (read the table for the newest state, the changes for what happened). There it
+cannot go by :attr:`Store.synced`, which the thread sets after merely scheduling the call;
+nor need it: the reflector lists before it watches, so the first call is the first list.
 
 This module is generic over the parsed type, so it needs none of kfn's models.
 """

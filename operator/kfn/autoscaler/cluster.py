@@ -6,8 +6,8 @@
   after the function, in its namespace) under its own field manager
   (:data:`kfn.kube.SCALE_MANAGER`). The operator sets ``replicas`` only when it
   creates a Deployment, so the two never write the same field twice.
-* :class:`FunctionSpecs` watches Functions (in a thread, see
-  :func:`kfn.kube.reflect`) and keeps the autoscaler's specs current.
+* :class:`FunctionSpecs` watches Functions (a :class:`kfn.kube.cache.Store`) and keeps
+  the autoscaler's specs current.
 
 The blocking client calls run in worker threads so the stats endpoint keeps
 answering while a PATCH is on its way.
@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import Mapping
-from typing import Any
 
 import pydantic
 
@@ -28,6 +25,7 @@ from kfn.api import function as function_api
 from kfn.api import meta
 from kfn.autoscaler import autoscaler as autoscalers
 from kfn.autoscaler import scaling
+from kfn.kube import cache
 
 logger = logging.getLogger(__name__)
 
@@ -64,62 +62,56 @@ class KubeScaler:
         await asyncio.to_thread(kube.set_scale, function.namespace, function.name, replicas)
 
 
-def _key(body: Mapping[str, Any]) -> stats.FunctionKey:
-    meta_ = body.get("metadata") or {}
-    return stats.FunctionKey(str(meta_.get("namespace", "")), str(meta_.get("name", "")))
+def function_of(
+    obj: kube.Object, previous: function_api.Function | None
+) -> function_api.Function | None:
+    """The Function to scale; None for one being deleted or with a spec the models refuse
+    (the operator reports that on the Function; there is nothing to scale)."""
+    del previous
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    try:
+        return function_api.Function.model_validate(obj)
+    except pydantic.ValidationError:
+        return None
 
 
 class FunctionSpecs:
     """Keeps :meth:`Autoscaler.set_spec` / :meth:`Autoscaler.remove` in line with Functions."""
 
-    def __init__(self, target: autoscalers.Autoscaler, **windows: float) -> None:
+    def __init__(
+        self,
+        target: autoscalers.Autoscaler,
+        *,
+        reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
+        **windows: float,
+    ) -> None:
         self.target = target
+        self.reflect = reflect
         self.windows = windows
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        source = self
-
-        class Into:
-            def replace(self, objects: list[kube.Object]) -> None:
-                loop.call_soon_threadsafe(source.replace, objects)
-
-            def change(self, kind: str, obj: kube.Object) -> None:
-                loop.call_soon_threadsafe(source.change, kind, obj)
-
-        stop = threading.Event()
-        thread = threading.Thread(
-            target=kube.reflect,
-            args=(API_VERSION, "Function", Into(), stop),
-            name="function-watch",
-            daemon=True,
+        functions = cache.Store(
+            API_VERSION,
+            function_api.KIND,
+            function_of,
+            listener=cache.on_loop(asyncio.get_running_loop(), self.apply),
+            reflect=self.reflect,
         )
-        thread.start()
+        functions.start()
         try:
             await asyncio.Event().wait()
         finally:
-            stop.set()
+            functions.stop()
 
-    def replace(self, objects: list[kube.Object]) -> None:
-        keys = set()
-        for obj in objects:
-            keys.add(_key(obj))
-            self.change("ADDED", obj)
-        for key in [k for k in self.target.specs if k not in keys]:
-            self.target.remove(key)
-
-    def change(self, kind: str, obj: kube.Object) -> None:
-        key = _key(obj)
-        if kind == "DELETED" or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            self.target.remove(key)
-            return
-        try:
-            fn = function_api.Function.model_validate(obj)
-        except pydantic.ValidationError:
-            # The operator reports an unusable spec on the Function; nothing to scale.
-            self.target.remove(key)
-            return
-        spec = spec_of(fn, **self.windows)
-        if self.target.specs.get(key) != spec:
-            logger.info("scaling %s with %s", key, spec)
-            self.target.set_spec(key, spec)
+    def apply(self, changes: list[cache.Change[function_api.Function]]) -> None:
+        """Sets the spec of each Function that came or changed, removes those gone."""
+        for change in changes:
+            key = stats.FunctionKey(*change.key)
+            if change.value is None:
+                self.target.remove(key)
+                continue
+            spec = spec_of(change.value, **self.windows)
+            if self.target.specs.get(key) != spec:
+                logger.info("scaling %s with %s", key, spec)
+                self.target.set_spec(key, spec)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -78,15 +79,35 @@ def test_triggers_of_other_kinds_and_bad_schedules_are_ignored() -> None:
     )
 
 
-def test_the_table_follows_adds_changes_and_deletes() -> None:
-    table = worker.Schedules()
+def test_the_store_follows_adds_changes_and_deletes_and_wakes_the_loop_on_each() -> None:
+    changed = threading.Event()
+    table = worker.schedules(changed)
     table.replace([trigger({"schedule": "@every 2s"})])
-    assert list(table.entries) == [("shop", "tick")]
+    assert list(table.snapshot()) == [("shop", "tick")]
+    assert changed.is_set()
+    changed.clear()
     table.change("MODIFIED", trigger({"schedule": "@every 5s"}))
-    assert table.entries[("shop", "tick")].schedule == schedule.Interval(5_000_000)
+    tracked = table.get(("shop", "tick"))
+    assert tracked is not None
+    assert tracked.schedule == schedule.Interval(5_000_000)
+    assert changed.is_set()
+    changed.clear()
     table.change("DELETED", trigger({"schedule": "@every 5s"}))
-    assert table.entries == {}
-    assert table.changed.is_set()
+    assert table.snapshot() == {}
+    assert changed.is_set()
+
+
+def test_a_changed_trigger_carries_on_from_where_the_loop_left_its_entry() -> None:
+    table = worker.schedules(threading.Event())
+    table.replace([trigger({"schedule": "@every 2s"})])
+    with table.lock:
+        worker.step(table.values(), CREATED + s(100))
+    table.change(
+        "MODIFIED", trigger({"schedule": "@every 2s"}, {"lastFireTime": "2026-01-01T10:00:50Z"})
+    )
+    again = table.get(("shop", "tick"))
+    assert again is not None
+    assert again.done == CREATED + s(100)
 
 
 def test_a_step_fires_the_due_tick_and_moves_on() -> None:

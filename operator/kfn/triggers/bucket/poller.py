@@ -22,6 +22,7 @@ from typing import Final
 from kfn import kube
 from kfn.api import meta
 from kfn.clock import Clock, utcnow
+from kfn.kube import cache
 from kfn.triggers import credentials, delivery, metrics
 from kfn.triggers import lease as lease_
 from kfn.triggers.bucket import conditions, dispatch, events, poll, routes, s3, verdicts
@@ -66,7 +67,7 @@ class Poller:
 
     def __init__(
         self,
-        routes_: routes.Routes,
+        routes_: cache.Store[routes.Route],
         dispatcher: dispatch.Dispatcher,
         conditions_: conditions.Conditions,
         *,
@@ -103,7 +104,7 @@ class Poller:
         self.leading = leading
         with self._lock:
             self.polls.clear()
-        self.conditions.track_polls(leading, self.routes.polled())
+        self.conditions.track_polls(leading, routes.polled(self.routes))
 
     def forget(self, key: routes.Key) -> None:
         """Drops a deleted Trigger's poll state."""
@@ -116,7 +117,7 @@ class Poller:
         """The Poll Triggers whose interval has passed (or that were never polled)."""
         return [
             route
-            for route in self.routes.polled()
+            for route in routes.polled(self.routes)
             if (due := self._state(route).due) is None or due <= now
         ]
 

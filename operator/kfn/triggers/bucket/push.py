@@ -15,6 +15,7 @@ import datetime
 import threading
 
 from kfn.clock import Clock, utcnow
+from kfn.kube import cache
 from kfn.triggers import delivery, metrics
 from kfn.triggers.bucket import dispatch, events, handoff, holding, routes
 
@@ -24,7 +25,7 @@ class Pusher:
 
     def __init__(
         self,
-        routes_: routes.Routes,
+        routes_: cache.Store[routes.Route],
         dispatcher: dispatch.Dispatcher,
         held: holding.HeldEvents,
         *,
@@ -91,9 +92,9 @@ class Pusher:
     def _push_routes(self, only: routes.Key | None) -> list[routes.Route] | None:
         """The Push Triggers a notification may go to; None when ``only`` names none."""
         if only is None:
-            return self.routes.pushed()
+            return routes.pushed(self.routes)
         if not only[1]:
-            return [route for route in self.routes.pushed() if route.namespace == only[0]]
+            return [route for route in routes.pushed(self.routes) if route.namespace == only[0]]
         route = self.routes.get(only)
         if route is None or route.spec.mode != "Push":
             return None

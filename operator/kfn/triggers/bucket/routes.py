@@ -1,20 +1,20 @@
 """The bucket Triggers a replica knows, and which of them a pushed change goes to.
 
-The reflector (:func:`kfn.kube.reflect`) keeps every Trigger with ``spec.bucket`` in one
-:class:`Routes` table; the receiver routes by it, the poller lists the buckets of its Poll
-Triggers. :func:`plan_push` and :func:`payload_of` are pure.
+One store (:class:`kfn.kube.cache.Store`, made by :func:`table`) keeps every Trigger with
+``spec.bucket`` as a :class:`Route`; the receiver routes by it, the poller lists the buckets
+of its Poll Triggers. :func:`plan_push` and :func:`payload_of` are pure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import threading
-from collections.abc import Callable
 from typing import Final
 
 from kfn import kube, triggers
+from kfn.api import meta
 from kfn.api import trigger as trigger_api
+from kfn.kube import cache
 from kfn.triggers import failure
 from kfn.triggers.bucket import events
 
@@ -65,60 +65,26 @@ def route_of(obj: kube.Object) -> Route | None:
     )
 
 
-def _key(obj: kube.Object) -> Key:
-    meta_ = obj.get("metadata") or {}
-    return str(meta_.get("namespace", "")), str(meta_.get("name", ""))
+def table(listener: cache.Listener[Route] | None = None) -> cache.Store[Route]:
+    """The store of bucket Triggers. Its ``synced`` is set after the first list, before which
+    no notification can be routed (the receiver answers 503); ``listener`` hears of every
+    Trigger listed, changed (with its Route) or gone (None)."""
+    return cache.Store(
+        meta.API_VERSION,
+        trigger_api.KIND,
+        lambda obj, _: route_of(obj),
+        listener=listener,
+    )
 
 
-class Routes:
-    """The bucket Triggers, fed by the reflector; ``synced`` is set after the first list,
-    before which no notification can be routed (the receiver answers 503).
+def pushed(table_: cache.Store[Route]) -> list[Route]:
+    """The Push Triggers."""
+    return [route for route in table_.values() if route.spec.mode == "Push"]
 
-    ``on_change`` hears of every Trigger listed, changed (with its Route) or gone (None).
-    """
 
-    def __init__(self, on_change: Callable[[Route | None, Key], None] | None = None) -> None:
-        self.lock = threading.Lock()
-        self.routes: dict[Key, Route] = {}
-        self.synced = threading.Event()
-        self.on_change = on_change
-
-    def replace(self, objects: list[kube.Object]) -> None:
-        fresh = {route.key: route for route in map(route_of, objects) if route is not None}
-        with self.lock:
-            gone = [key for key in self.routes if key not in fresh]
-            self.routes = fresh
-        for key in gone:
-            self._notify(None, key)
-        for key, route in fresh.items():
-            self._notify(route, key)
-        self.synced.set()
-
-    def change(self, kind: str, obj: kube.Object) -> None:
-        key = _key(obj)
-        route = None if kind == "DELETED" else route_of(obj)
-        with self.lock:
-            if route is None:
-                self.routes.pop(key, None)
-            else:
-                self.routes[key] = route
-        self._notify(route, key)
-
-    def _notify(self, route: Route | None, key: Key) -> None:
-        if self.on_change is not None:
-            self.on_change(route, key)
-
-    def get(self, key: Key) -> Route | None:
-        with self.lock:
-            return self.routes.get(key)
-
-    def pushed(self) -> list[Route]:
-        with self.lock:
-            return [r for r in self.routes.values() if r.spec.mode == "Push"]
-
-    def polled(self) -> list[Route]:
-        with self.lock:
-            return [r for r in self.routes.values() if r.spec.mode == "Poll"]
+def polled(table_: cache.Store[Route]) -> list[Route]:
+    """The Poll Triggers."""
+    return [route for route in table_.values() if route.spec.mode == "Poll"]
 
 
 def plan_push(

@@ -1,7 +1,7 @@
 """The bucket worker process: its parts wired together, its run, and its leaving.
 
-:class:`Worker` joins the parts that share one :class:`~kfn.triggers.bucket.routes.Routes`
-table, which the reflector (:func:`kfn.kube.reflect`) keeps:
+:class:`Worker` joins the parts that share one store of bucket Triggers
+(:func:`kfn.triggers.bucket.routes.table`), which watches them in its own thread:
 
 * the HTTP receiver (:mod:`~kfn.triggers.bucket.receiver`) answers readiness here and hands
   notifications and hand-offs to the :class:`~kfn.triggers.bucket.push.Pusher`;
@@ -24,12 +24,9 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Final
 
-from kfn import kube
-from kfn.api import meta
-from kfn.api import trigger as trigger_api
 from kfn.clock import Clock, utcnow
+from kfn.kube import cache
 from kfn.triggers import credentials, metrics, status
 from kfn.triggers import lease as lease_
 from kfn.triggers.bucket import (
@@ -42,8 +39,6 @@ from kfn.triggers.bucket import (
     push,
     routes,
 )
-
-API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +68,7 @@ class Worker:
         self.terminating = threading.Event()
         #: Set when the grace period is over: deliveries still retrying give up unhandled.
         self.abort = abort or threading.Event()
-        self.routes = routes.Routes(self._route_changed)
+        self.routes = routes.table(self._routes_changed)
         self.conditions = conditions.Conditions(statuses, public_url.rstrip("/"))
         self.dispatcher = dispatch.Dispatcher(
             deliver, self.conditions, clock=clock, threads=threads
@@ -105,11 +100,13 @@ class Worker:
     def take_over(self, body: bytes, signature: str | None) -> tuple[int, str]:
         return self.pusher.take_over(body, signature)
 
-    def _route_changed(self, route: routes.Route | None, key: routes.Key) -> None:
-        if route is None:
-            self.poller.forget(key)
-            metrics.forget_metrics(f"{key[0]}/{key[1]}", routes.KIND)
-        self.conditions.route_changed(route, key)
+    def _routes_changed(self, changes: list[cache.Change[routes.Route]]) -> None:
+        for change in changes:
+            key = change.key
+            if change.value is None:
+                self.poller.forget(key)
+                metrics.forget_metrics(f"{key[0]}/{key[1]}", routes.KIND)
+            self.conditions.route_changed(change.value, key)
 
 
 # --- the process -------------------------------------------------------------------------------
@@ -151,21 +148,14 @@ def run(
     a notification in hand (blocking)."""
     from kfn.triggers.bucket import receiver  # noqa: PLC0415 - the process's own edge
 
-    stop_watch = threading.Event()
+    stop_polling = threading.Event()
     stop_lease = threading.Event()
     stop_status = threading.Event()
     polling = threading.Thread(
-        target=worker.poller.loop, args=(stop_watch,), name="poll", daemon=True
+        target=worker.poller.loop, args=(stop_polling,), name="poll", daemon=True
     )
-    threads = [
-        threading.Thread(
-            target=kube.reflect,
-            args=(API_VERSION, trigger_api.KIND, worker.routes, stop_watch),
-            name="reflect",
-            daemon=True,
-        ),
-        polling,
-    ]
+    worker.routes.start()
+    threads = [polling]
     if worker.lease is not None:
         threads.append(
             threading.Thread(target=worker.lease.run, args=(stop_lease,), name="lease", daemon=True)
@@ -204,7 +194,8 @@ def run(
             logger.error("%d events still in hand could not be handed over", lost)
     server.wait_idle(shutdown.last_answers)
     polling.join(shutdown.last_answers)
-    stop_watch.set()
+    stop_polling.set()
+    worker.routes.stop()
     worker.dispatcher.pool.shutdown(wait=False, cancel_futures=True)
     stop_lease.set()
     if worker.lease is not None:

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def stop() -> None:
         cron.stop.set()
-        cron.schedules.changed.set()
+        cron.changed.set()
 
     process.on_stop(stop)
     logging.getLogger(__name__).info(

@@ -1,8 +1,9 @@
 """The cron worker process: watch cron Triggers, lead through a Lease, fire on time.
 
-Three threads share one :class:`Schedules` table:
+Three threads share one store of cron Triggers (:func:`schedules`):
 
-* the reflector (:func:`kfn.kube.reflect`) keeps every Trigger with ``spec.cron`` in it;
+* the store's reflector (:class:`kfn.kube.cache.Store`) keeps every Trigger with
+  ``spec.cron`` in it, as an :class:`Entry`;
 * the lease keeper renews or takes the Lease every :data:`leader.RETRY`;
 * the main loop sleeps until the earliest tick of any Trigger (woken early by changes),
   plans each Trigger with :func:`schedule.plan` and hands fires to a small thread pool,
@@ -29,6 +30,7 @@ from kfn import kube, triggers
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.clock import Clock, utcnow
+from kfn.kube import cache
 from kfn.triggers import (
     delivery,
     failure,
@@ -47,8 +49,6 @@ LEASE_NAME: Final = "kfn-cron"
 KIND: Final = "cron"
 
 logger = logging.getLogger(__name__)
-
-Key = tuple[str, str]
 
 
 FIRES = prometheus_client.Counter(
@@ -129,48 +129,18 @@ def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
     )
 
 
-class Schedules:
-    """The cron Triggers, fed by the reflector; ``changed`` wakes the main loop."""
+def schedules(changed: threading.Event) -> cache.Store[Entry]:
+    """The store of cron Triggers; each change sets ``changed``, which wakes the main loop.
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.entries: dict[Key, Entry] = {}
-        self.changed = threading.Event()
-
-    def replace(self, objects: list[kube.Object]) -> None:
-        with self.lock:
-            fresh: dict[Key, Entry] = {}
-            for obj in objects:
-                key = _key(obj)
-                entry = entry_of(obj, self.entries.get(key))
-                if entry is not None:
-                    fresh[key] = entry
-            self.entries = fresh
-        self.changed.set()
-
-    def holds(self, entry: Entry) -> bool:
-        """Whether the Trigger of ``entry`` (the same object, by uid) is still here."""
-        with self.lock:
-            current = self.entries.get((entry.namespace, entry.name))
-        return current is not None and current.uid == entry.uid
-
-    def change(self, kind: str, obj: kube.Object) -> None:
-        key = _key(obj)
-        with self.lock:
-            if kind == "DELETED":
-                self.entries.pop(key, None)
-            else:
-                entry = entry_of(obj, self.entries.get(key))
-                if entry is None:
-                    self.entries.pop(key, None)
-                else:
-                    self.entries[key] = entry
-        self.changed.set()
-
-
-def _key(obj: kube.Object) -> Key:
-    meta_ = obj.get("metadata") or {}
-    return str(meta_.get("namespace", "")), str(meta_.get("name", ""))
+    Its lock is held while the main loop advances the Entries' bookkeeping, so a Trigger's
+    new version carries on from where its old Entry stands (see :func:`entry_of`).
+    """
+    return cache.Store(
+        API_VERSION,
+        trigger_api.KIND,
+        entry_of,
+        listener=lambda _: changed.set(),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,12 +296,14 @@ class Worker:
         deliverer: Deliverer,
         clock: Clock = utcnow,
     ) -> None:
-        self.schedules = Schedules()
+        #: Set by every change of the cron Triggers and on becoming the leader.
+        self.changed = threading.Event()
+        self.schedules = schedules(self.changed)
 
         def on_change(leading: bool) -> None:
             LEADER.set(1 if leading else 0)
             if leading:
-                self.schedules.changed.set()  # fire without waiting for the next poll
+                self.changed.set()  # fire without waiting for the next poll
 
         self.lease = lease.LeaseKeeper(
             namespace,
@@ -342,20 +314,20 @@ class Worker:
             owner=process.deployment_name(),
         )
         self.deliverer = deliverer
-        self.deliverer.alive = self.schedules.holds
+        self.deliverer.alive = self.holds
         self.clock = clock
         self.stop = deliverer.stop
         #: A delivery holds its thread while the function runs and between retries.
         self.pool = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="fire")
 
+    def holds(self, entry: Entry) -> bool:
+        """Whether the Trigger of ``entry`` (the same object, by uid) is still here."""
+        current = self.schedules.get((entry.namespace, entry.name))
+        return current is not None and current.uid == entry.uid
+
     def run(self) -> None:
+        self.schedules.start()
         threads = [
-            threading.Thread(
-                target=kube.reflect,
-                args=(API_VERSION, trigger_api.KIND, self.schedules, self.stop),
-                name="reflect",
-                daemon=True,
-            ),
             threading.Thread(target=self.lease.run, args=(self.stop,), name="lease", daemon=True),
             threading.Thread(
                 target=self.deliverer.status.run, args=(self.stop,), name="status", daemon=True
@@ -366,18 +338,19 @@ class Worker:
         try:
             self.loop()
         finally:
+            self.schedules.stop()
             self.pool.shutdown(wait=True)
             self.lease.release()
 
     def loop(self) -> None:
         while not self.stop.is_set():
-            self.schedules.changed.clear()
+            self.changed.clear()
             wake = self.tick()
             timeout = leader.RETRY.total_seconds()
             if wake is not None:
                 timeout = min(timeout, max(0.0, (wake - self.clock()).total_seconds()))
             if timeout > 0:
-                self.schedules.changed.wait(timeout)
+                self.changed.wait(timeout)
 
     def tick(self) -> datetime.datetime | None:
         """One pass: fire what is due when leading; the earliest next tick."""
@@ -385,7 +358,7 @@ class Worker:
             return None
         now = self.clock()
         with self.schedules.lock:
-            entries = list(self.schedules.entries.values())
+            entries = self.schedules.values()
             firings = step(entries, now)
         if self.deliverer.record:
             self.deliverer.watch(entries)

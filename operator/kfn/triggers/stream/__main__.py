@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def stop() -> None:
         streams.stop.set()
-        streams.table.changed.set()
+        streams.changed.set()
 
     process.on_stop(stop)
     logging.getLogger(__name__).info("stream worker invoking through %s", args.activator_url)

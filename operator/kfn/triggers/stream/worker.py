@@ -1,10 +1,10 @@
 """The stream worker process: one consumer per stream Trigger, kept in step with the API.
 
-The reflector thread (:func:`kfn.kube.reflect`) records the wanted Triggers in a
-:class:`Wanted` table; the main loop compares it with the running consumers and starts a
-consumer for a new Trigger, stops the consumer of a deleted one, and restarts a consumer
-whose Trigger changed (a new ``metadata.generation`` or uid). Stopping lets in-flight
-batches finish and commit, so a restart redelivers nothing that was handled.
+A store (:class:`kfn.kube.cache.Store`, see :func:`table`) keeps the wanted Triggers,
+watched in its own thread; the main loop compares them with the running consumers and
+starts a consumer for a new Trigger, stops the consumer of a deleted one, and restarts a
+consumer whose Trigger changed (a new ``metadata.generation`` or uid). Stopping lets
+in-flight batches finish and commit, so a restart redelivers nothing that was handled.
 
 When a Trigger is deleted (or replaced by a new one of the same name) the worker also
 removes what kfn named for it at the source: the default Kafka consumer group
@@ -29,6 +29,7 @@ from typing import Final, Protocol
 from kfn import kube, triggers
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
+from kfn.kube import cache
 from kfn.triggers import metrics
 from kfn.triggers import status as status_
 from kfn.triggers.stream import source
@@ -71,35 +72,15 @@ def wanted_of(obj: kube.Object, region: str = "local") -> Wanted | None:
     return Wanted(target, (target.uid, int(metadata.generation or 0)), obj)
 
 
-class Table:
-    """The wanted stream Triggers, fed by the reflector; ``changed`` wakes the main loop."""
-
-    def __init__(self, region: str = "local") -> None:
-        self.region = region
-        self.lock = threading.Lock()
-        self.wanted: dict[Key, Wanted] = {}
-        self.changed = threading.Event()
-
-    def replace(self, objects: list[kube.Object]) -> None:
-        fresh = {}
-        for obj in objects:
-            wanted = wanted_of(obj, self.region)
-            if wanted is not None:
-                fresh[wanted.target.key] = wanted
-        with self.lock:
-            self.wanted = fresh
-        self.changed.set()
-
-    def change(self, kind: str, obj: kube.Object) -> None:
-        meta_ = obj.get("metadata") or {}
-        key = (str(meta_.get("namespace", "")), str(meta_.get("name", "")))
-        wanted = None if kind == "DELETED" else wanted_of(obj, self.region)
-        with self.lock:
-            if wanted is None:
-                self.wanted.pop(key, None)
-            else:
-                self.wanted[key] = wanted
-        self.changed.set()
+def table(changed: threading.Event, region: str = "local") -> cache.Store[Wanted]:
+    """The store of wanted stream Triggers; each change sets ``changed``, which wakes the
+    main loop."""
+    return cache.Store(
+        API_VERSION,
+        trigger_api.KIND,
+        lambda obj, _: wanted_of(obj, region),
+        listener=lambda _: changed.set(),
+    )
 
 
 class Running(Protocol):
@@ -166,38 +147,32 @@ class Worker:
         self.nats_factory = nats_factory
         self.forget = forget
         self.statuses = statuses
-        self.table = Table(region)
+        #: Set by every change of the stream Triggers.
+        self.changed = threading.Event()
+        self.table = table(self.changed, region)
         self.running: dict[Key, tuple[tuple[str, int], Running, source.Target]] = {}
         #: Threads forgetting deleted Triggers at the source (finished ones are dropped).
         self.forgetting: list[threading.Thread] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
-        threads = [
-            threading.Thread(
-                target=kube.reflect,
-                args=(API_VERSION, trigger_api.KIND, self.table, self.stop),
-                name="reflect",
-                daemon=True,
-            ),
-            threading.Thread(
-                target=self.statuses.run, args=(self.stop,), name="status", daemon=True
-            ),
-        ]
-        for thread in threads:
-            thread.start()
+        self.table.start()
+        status = threading.Thread(
+            target=self.statuses.run, args=(self.stop,), name="status", daemon=True
+        )
+        status.start()
         try:
             while not self.stop.is_set():
-                self.table.changed.clear()
+                self.changed.clear()
                 self.reconcile()
-                self.table.changed.wait(RECONCILE_INTERVAL)
+                self.changed.wait(RECONCILE_INTERVAL)
         finally:
+            self.table.stop()
             self.shutdown()
-            threads[1].join(5.0)
+            status.join(5.0)
 
     def reconcile(self) -> None:
-        with self.table.lock:
-            wanted = dict(self.table.wanted)
+        wanted = self.table.snapshot()
         changes = plan(
             {k: w.version for k, w in wanted.items()},
             {k: version for k, (version, _, _) in self.running.items()},

@@ -79,7 +79,7 @@ def poll_route(
     recorder, snapshots = Recorder(), MemorySnapshots()
     bucket = make_worker(recorder, snapshots)
     bucket.routes.replace([trigger(endpoint=store.url, mode="Poll", **fields)])
-    [route] = bucket.routes.polled()
+    [route] = routes.polled(bucket.routes)
     return bucket, recorder, snapshots, route
 
 
@@ -140,12 +140,12 @@ def test_a_poller_stopped_mid_burst_leaves_the_rest_to_its_successor(store: Stor
     stopping = Recorder(handle=lambda index: index < 40)
     first = make_worker(stopping, snapshots)
     first.routes.replace([route.obj])
-    first.poller.poll_once(first.routes.polled()[0])
+    first.poller.poll_once(routes.polled(first.routes)[0])
     assert 32 <= len(stopping.delivered) <= 40
     successor = Recorder()
     second = make_worker(successor, snapshots)
     second.routes.replace([route.obj])
-    second.poller.poll_once(second.routes.polled()[0])
+    second.poller.poll_once(routes.polled(second.routes)[0])
     got = {d.payload["Records"][0]["s3"]["object"]["key"] for d in stopping.delivered}
     got |= {d.payload["Records"][0]["s3"]["object"]["key"] for d in successor.delivered}
     assert got == set(burst), "an event was lost across the hand-over"
@@ -160,7 +160,7 @@ def test_a_poll_is_due_again_after_its_interval(store: Store) -> None:
     recorder = Recorder()
     bucket = make_worker(recorder, clock=lambda: clock[0])
     bucket.routes.replace([trigger(endpoint=store.url, mode="Poll", pollInterval="30s")])
-    [route] = bucket.routes.polled()
+    [route] = routes.polled(bucket.routes)
     bucket.poller.poll_once(route)
     clock[0] = NOW + datetime.timedelta(seconds=29)
     assert bucket.poller.due(clock[0]) == []
@@ -176,7 +176,7 @@ def reachable_after_a_poll(store: Store, secret: dict[str, bytes]) -> status.Ver
         [trigger(endpoint=store.url, mode="Poll", credentialsSecretRef={"name": "s3-creds"})]
     )
     bucket.poller.sync_leadership(True)
-    bucket.poller.poll_once(bucket.routes.polled()[0])
+    bucket.poller.poll_once(routes.polled(bucket.routes)[0])
     return statuses.reachable[("media", "thumbs")]
 
 
@@ -195,6 +195,22 @@ def test_a_secret_without_the_keys_is_credentials_not_found(store: Store) -> Non
     verdict = reachable_after_a_poll(store, {"other": b"x"})
     assert (verdict.ok, verdict.reason) == (False, "CredentialsNotFound")
     assert "AWS_ACCESS_KEY_ID" in verdict.message
+
+
+def test_a_trigger_gone_from_a_relist_is_forgotten_by_the_poller_and_the_status_writer(
+    store: Store,
+) -> None:
+    statuses = Statuses()
+    bucket = make_worker(Recorder(), statuses=statuses)
+    audit = trigger("audit", endpoint=store.url, mode="Poll")
+    bucket.routes.replace([trigger("thumbs"), audit])
+    bucket.poller.sync_leadership(True)
+    bucket.poller.poll_once(routes.polled(bucket.routes)[0])
+    assert statuses.tracked == {("media", "thumbs"), ("media", "audit")}
+    assert ("media", "audit") in bucket.poller.polls
+    bucket.routes.replace([trigger("thumbs")])
+    assert statuses.tracked == {("media", "thumbs")}
+    assert ("media", "audit") not in bucket.poller.polls
 
 
 class Statuses:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -40,15 +41,20 @@ def test_an_unchanged_trigger_keeps_its_consumer() -> None:
 
 
 def test_the_table_holds_stream_triggers_only_and_forgets_deleted_ones() -> None:
-    table = worker.Table()
+    changed = threading.Event()
+    table = worker.table(changed)
     cron = trigger("tick")
     cron["spec"] = {"functionRef": {"name": "fn"}, "cron": {"schedule": "@hourly"}}
     table.replace([trigger("a"), cron])
-    assert list(table.wanted) == [("ns", "a")]
+    assert list(table.snapshot()) == [("ns", "a")]
     table.change("MODIFIED", trigger("a", generation=2))
-    assert table.wanted[("ns", "a")].version == ("u1", 2)
+    wanted = table.get(("ns", "a"))
+    assert wanted is not None
+    assert wanted.version == ("u1", 2)
+    changed.clear()
     table.change("DELETED", trigger("a", generation=2))
-    assert table.wanted == {}
+    assert table.snapshot() == {}
+    assert changed.is_set()
 
 
 def test_an_invalid_trigger_is_ignored() -> None:

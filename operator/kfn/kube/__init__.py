@@ -5,6 +5,9 @@ patches. Writes of desired state are server-side applies under one field
 manager (:data:`FIELD_MANAGER`) with ``force``, so a hand edit of a field kfn
 owns is taken back on the next reconcile while fields other managers own
 (the replica count the autoscaler sets, annotations users add) are left alone.
+
+Components that follow a kind as it changes keep it in a :class:`kfn.kube.cache.Store`,
+fed by :func:`reflect`.
 """
 
 from __future__ import annotations

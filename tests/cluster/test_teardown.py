@@ -142,13 +142,14 @@ def test_down_leaves_no_process_mount_interface_netns_or_rule(scratch: config.Pa
 def test_cluster_down_leaves_a_foreign_chain_and_a_foreign_netns_in_the_pod_range_alone(
     scratch: config.Paths,
 ) -> None:
+    # In the mangle table: a running kube-proxy sweeps nat chains named like its service
+    # chains whoever made them (bring-up refuses beside one, see the next test), so only a
+    # table it does not sweep tells what our tear-down removes.
     _up_scratch()
     # Left by an interrupted run of this test, if any.
-    subprocess.run(
-        ["iptables", "-w", "-t", "nat", "-X", FOREIGN_CHAIN], capture_output=True, check=False
-    )
+    _iptables("mangle", "-X", FOREIGN_CHAIN, check=False)
     subprocess.run(["ip", "netns", "delete", FOREIGN_NETNS], capture_output=True, check=False)
-    subprocess.run(["iptables", "-w", "-t", "nat", "-N", FOREIGN_CHAIN], check=True)
+    _iptables("mangle", "-N", FOREIGN_CHAIN)
     subprocess.run(["ip", "netns", "add", FOREIGN_NETNS], check=True)
     try:
         netns = ["ip", "-n", FOREIGN_NETNS]
@@ -162,15 +163,35 @@ def test_cluster_down_leaves_a_foreign_chain_and_a_foreign_netns_in_the_pod_rang
         )  # fmt: skip
         assert down.returncode == 0, down.stdout + down.stderr
 
-        chain = subprocess.run(["iptables", "-w", "-t", "nat", "-S", FOREIGN_CHAIN],
-                               capture_output=True, text=True, check=False)  # fmt: skip
-        assert chain.returncode == 0, "the foreign chain was removed"
+        assert FOREIGN_CHAIN in owned.chains_in(_iptables("mangle", "-S").stdout), (
+            "the foreign chain was removed"
+        )
         addresses = subprocess.run([*netns, "-4", "addr"], capture_output=True, text=True,
                                    check=True).stdout  # fmt: skip
         assert "10.244.0.77/24" in addresses
     finally:
-        subprocess.run(["iptables", "-w", "-t", "nat", "-X", FOREIGN_CHAIN], check=False)
+        _iptables("mangle", "-X", FOREIGN_CHAIN, check=False)
         subprocess.run(["ip", "netns", "delete", FOREIGN_NETNS], check=False)
+
+
+def test_bring_up_refuses_beside_a_nat_chain_kube_proxy_would_sweep(
+    scratch: config.Paths,
+) -> None:
+    assert _tool("down").returncode == 0
+    _iptables("nat", "-N", FOREIGN_CHAIN)
+    try:
+        result = _tool("up")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"{FOREIGN_CHAIN} (iptables/nat)" in result.stderr
+        assert not network.bridge_exists()
+        assert FOREIGN_CHAIN in owned.chains_in(_iptables("nat", "-S").stdout)
+    finally:
+        _iptables("nat", "-X", FOREIGN_CHAIN, check=False)
+
+
+def _iptables(table: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["iptables", "-w", "-t", table, *args],
+                          capture_output=True, text=True, check=check)  # fmt: skip
 
 
 def test_stop_keeps_the_data_and_up_resumes_it(scratch: config.Paths) -> None:

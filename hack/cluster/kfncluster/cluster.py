@@ -327,10 +327,11 @@ def _refuse_beside_another_cluster(paths: config.Paths) -> None:
     others = owned.conflicting(owned.present_chains())
     if others:
         raise RuntimeError(
-            "another kube-proxy's chains are on this machine's network ("
+            "chains of another kube-proxy, or named like the service chains kube-proxy "
+            "sweeps, are on this machine's network ("
             + ", ".join(others)
-            + "); the local cluster's kube-proxy would share and later remove them. Stop the "
-            "other cluster first"
+            + "); the local cluster's kube-proxy would share or delete them. Stop the other "
+            "cluster (or remove the chains) first"
         )
 
 

@@ -43,6 +43,10 @@ CANARIES = frozenset({"KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY"})
 #: Chains only a kube-proxy makes: when another kube-proxy's are present, ours would share
 #: (and on tear-down remove) them, so bring-up refuses.
 KUBE_PROXY_ROOTS = frozenset({"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING"})
+#: Prefixes of the nat chains kube-proxy (iptables mode) sweeps as stale when no Service of
+#: its own has them: a running kube-proxy deletes any such chain it did not make, so bring-up
+#: refuses while one is there, and nothing can keep one made while our kube-proxy runs.
+SWEPT_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-FW-", "KUBE-EXT-", "KUBE-SEP-")
 #: Which kfn cluster made the bridge and the guard. Under /run: both go with a reboot.
 CLAIM = pathlib.Path("/run/kfn0.claim")
 
@@ -139,12 +143,13 @@ def removal_commands(listings: Listing, owned: Mapping[str, list[str]]) -> list[
 
 
 def conflicting(before: Mapping[str, Iterable[str]]) -> list[str]:
-    """Another kube-proxy's chains, which ours would share: ``"<chain> (<tool>/<table>)"``."""
+    """Chains our kube-proxy would share or delete: another kube-proxy's roots, and nat chains
+    named like the service chains it sweeps (``"<chain> (<tool>/<table>)"``)."""
     return sorted(
         f"{chain} ({key})"
         for key, chains in before.items()
         for chain in chains
-        if chain in KUBE_PROXY_ROOTS
+        if chain in KUBE_PROXY_ROOTS or (key.endswith("/nat") and chain.startswith(SWEPT_PREFIXES))
     )
 
 

@@ -81,9 +81,20 @@ def test_removal_deletes_the_jumps_into_our_chains_then_flushes_then_deletes_the
 
 
 def test_another_kube_proxys_chains_before_bring_up_are_a_conflict() -> None:
-    before = {"iptables/nat": ["KUBE-SERVICES", "KUBE-SVC-X"], "iptables/filter": ["KUBE-FOO"]}
+    before = {"iptables/nat": ["KUBE-SERVICES"], "iptables/filter": ["KUBE-FOO"]}
     assert owned.conflicting(before) == ["KUBE-SERVICES (iptables/nat)"]
-    assert owned.conflicting({"iptables/nat": ["KUBE-SVC-FOREIGNCHAIN0000"]}) == []
+
+
+def test_a_nat_chain_named_like_the_service_chains_kube_proxy_sweeps_is_a_conflict() -> None:
+    before = {
+        "iptables/nat": ["KUBE-SVC-FOREIGNCHAIN0000", "KUBE-SEP-X", "KUBE-MARK-MASQ"],
+        "iptables/mangle": ["KUBE-SVC-FOREIGNCHAIN0000"],
+        "ip6tables/filter": ["KUBE-FOO"],
+    }
+    assert owned.conflicting(before) == [
+        "KUBE-SEP-X (iptables/nat)",
+        "KUBE-SVC-FOREIGNCHAIN0000 (iptables/nat)",
+    ]
 
 
 def test_the_record_of_what_was_there_round_trips() -> None:

@@ -42,7 +42,7 @@ HEALTH_PATH = b"/_kfn/health"
 
 
 class Exchange:
-    """One request's life; the client connection and the pod's connection call in."""
+    """One request's life; the client connection and the response's relay call in."""
 
     __slots__ = (
         "body_done",
@@ -225,7 +225,8 @@ class Exchange:
         if self.finished:
             return
         if self.conn is not None:
-            self.upload.end(self.conn)
+            if not self.upload.sent:
+                self.upload.end(self.conn)
         elif self.event_body is not None and self.entry is not None:
             self.submit_event()
 

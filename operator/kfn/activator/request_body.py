@@ -23,7 +23,17 @@ _LAST_CHUNK = b"0\r\n\r\n"
 class Upload:
     """What one request has sent to its pod, and what it still holds back."""
 
-    __slots__ = ("chunked", "held", "held_size", "replay", "replay_size", "sent", "started")
+    __slots__ = (
+        "body",
+        "chunked",
+        "head",
+        "held",
+        "held_size",
+        "kept",
+        "sent",
+        "size",
+        "started",
+    )
 
     def __init__(self) -> None:
         #: The client sent the body chunked: it goes to the pod chunked too.
@@ -33,14 +43,17 @@ class Upload:
         self.sent = False
         self.held: list[bytes] | None = None
         self.held_size = 0
-        #: What was sent, in order; None once it grew past REPLAY_LIMIT.
-        self.replay: list[bytes] | None = None
-        self.replay_size = 0
+        #: What was sent (the head, then the body's pieces as written) while ``kept``:
+        #: until the body takes it past REPLAY_LIMIT.
+        self.head = b""
+        self.body: list[bytes] | None = None
+        self.size = 0
+        self.kept = False
 
     @property
     def replayable(self) -> bool:
         """The whole request went out and was kept: it can be sent again."""
-        return self.sent and self.replay is not None
+        return self.sent and self.kept
 
     def hold(self, data: bytes) -> int:
         """Keep body bytes that arrived before a connection; returns how many are held."""
@@ -64,8 +77,9 @@ class Upload:
     ) -> None:
         """Send the head and the body held so far; ``complete``: no more body follows."""
         self.started = True
-        self.replay = [head]
-        self.replay_size = len(head)
+        self.head = head
+        self.size = len(head)
+        self.kept = True
         conn.send(head, sink, head_request=head_request)
         held, self.held = self.held, None
         if held:
@@ -79,30 +93,31 @@ class Upload:
         if self.chunked:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         conn.write(data)
-        self._keep(data)
+        if self.kept:
+            self._keep(data)
 
     def end(self, conn: upstream.UpstreamConnection) -> None:
         if self.chunked:
             conn.write(_LAST_CHUNK)
-            self._keep(_LAST_CHUNK)
+            if self.kept:
+                self._keep(_LAST_CHUNK)
         self.sent = True
 
     def resend(
         self, conn: upstream.UpstreamConnection, sink: upstream.ResponseSink, *, head_request: bool
     ) -> None:
         """Send everything again, complete, on another connection."""
-        replay = self.replay
-        assert replay is not None
-        conn.send(replay[0], sink, head_request=head_request)
-        for data in replay[1:]:
+        assert self.kept
+        conn.send(self.head, sink, head_request=head_request)
+        for data in self.body or ():
             conn.write(data)
 
     def _keep(self, data: bytes) -> None:
-        replay = self.replay
-        if replay is None:
-            return
-        self.replay_size += len(data)
-        if self.replay_size > REPLAY_LIMIT:
-            self.replay = None
+        self.size += len(data)
+        if self.size > REPLAY_LIMIT:
+            self.kept = False
+            self.body = None
+        elif self.body is None:
+            self.body = [data]
         else:
-            replay.append(data)
+            self.body.append(data)

@@ -99,20 +99,20 @@ class Relay:
         ex = self.exchange
         self.status = status
         ex.response_started = True
-        parts: list[bytes] = [b"HTTP/1.1 %d %s\r\n" % (status, reason), headers]
+        extra = b""
         if self.request_id is not None:
-            parts += (b"Kfn-Request-Id: ", self.request_id, b"\r\n")
+            extra = b"Kfn-Request-Id: %s\r\n" % self.request_id
         if not length_known:
             if self.http11:
-                parts.append(b"Transfer-Encoding: chunked\r\n")
+                extra += b"Transfer-Encoding: chunked\r\n"
                 self.chunked = True
             else:
                 ex.keep_alive = False
         if not ex.keep_alive or self.proto.ctx.draining:
             ex.keep_alive = False
-            parts.append(b"Connection: close\r\n")
-        parts.append(b"\r\n")
-        self.proto.buffer(b"".join(parts))
+            extra += b"Connection: close\r\n"
+        # One format, not a list joined: the head of every response goes through here.
+        self.proto.buffer(b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, reason, headers, extra))
 
     def _release_held(self, *, length_known: bool) -> None:
         """Not a refusal after all: pass the held response on."""

@@ -6,6 +6,10 @@ Three paths to the same backend (an nginx worker answering a fixed 13-byte body)
 * nginx                  client -> nginx (proxy_pass, keep-alive upstream) -> backend
 * activator              client -> kfn activator (uvloop) -> backend
 
+``--compare-src NAME=DIR`` (repeatable) adds a path through an activator run from
+another source tree (``DIR`` holds the ``kfn`` package, e.g. an older checkout's
+``operator/``), so one run measures two versions side by side under the same load.
+
 Each proxy runs pinned to core 0; the client and the backend share core 1.
 
 1. Latency at a fixed 1,000 requests/s: an open-loop asyncio client (uvloop, on core
@@ -14,11 +18,17 @@ Each proxy runs pinned to core 0; the client and the backend share core 1.
    (no coordinated omission). wrk cannot hold a fixed rate and Debian has no wrk2;
    h2load reports no percentiles. Added latency = proxied percentile - direct
    percentile, all measured in this run.
-2. Maximum throughput: wrk (1 thread, 64 connections) for a few seconds per path.
+2. Maximum throughput: wrk (1 thread, 64 connections) for a few seconds per path;
+   with ``--rounds N`` every path is measured N times, in a rotated order each round,
+   and the median is reported (the machine's drift then falls on every path alike).
+
+``--scrape-interval S`` scrapes the measured activator's ``/metrics`` every S
+seconds during its measurements (from core 1), to show what scraping costs; it
+also measures each activator's CPU time per scrape while it serves nothing else.
 
 Run: ``.venv/bin/python bench/activator_overhead.py`` (needs ``nginx`` and ``wrk``:
 ``apt-get install -y nginx-light wrk``). Loopback only; every process it starts is
-stopped by PID. Takes about a minute.
+stopped by PID. Takes about a minute, plus half a minute per compared tree and round.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -40,13 +51,17 @@ import sys
 import tempfile
 import time
 import typing
+import urllib.request
 from collections.abc import Iterator
 
 import httptools
 import uvloop
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+#: The checkout's own virtualenv, else the interpreter running the benchmark.
 PYTHON = ROOT / ".venv" / "bin" / "python"
+if not PYTHON.exists():
+    PYTHON = pathlib.Path(sys.executable)
 HOST = "127.0.0.1"
 BODY = "hello, world\n"
 
@@ -222,7 +237,27 @@ def latency_run(port: int, rate: int, seconds: float) -> dict[str, float]:
     }
 
 
-def wrk(port: int, seconds: int, connections: int) -> float:
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """One wrk run: requests per second, and the proxy's CPU time per request."""
+
+    rps: float
+    cpu_us: float | None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, seconds: int, connections: int, pid: int | None = None) -> Throughput:
+    """Requests/s through ``port``; with the proxy's ``pid``, also its CPU per request.
+
+    CPU time per request is what the proxy itself spends, so it stays comparable
+    when other jobs share the machine and requests/s swings with their load.
+    """
+    before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(
         [
             "taskset",
@@ -238,107 +273,275 @@ def wrk(port: int, seconds: int, connections: int) -> float:
         text=True,
         check=True,
     ).stdout
+    spent = cpu_seconds(pid) - before if pid is not None else None
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match or "Non-2xx" in out or "Socket errors" in out:
+    count = re.search(r"(\d+) requests in", out)
+    if not match or not count or "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk failed:\n{out}")
-    return float(match.group(1))
+    cpu_us = spent / int(count.group(1)) * 1e6 if spent is not None else None
+    return Throughput(float(match.group(1)), cpu_us)
 
 
-def main() -> None:
+def scraper(port: int, interval: float) -> list[str]:
+    """A process that GETs ``/metrics`` every ``interval`` seconds until stopped."""
+    code = (
+        "import sys, time, urllib.request\n"
+        "url, interval = sys.argv[1], float(sys.argv[2])\n"
+        "while True:\n"
+        "    urllib.request.urlopen(url, timeout=5).read()\n"
+        "    time.sleep(interval)\n"
+    )
+    url = f"http://{HOST}:{port}/metrics"
+    return ["taskset", "-c", "1", sys.executable, "-c", code, url, str(interval)]
+
+
+def scrape_cost(metrics_port: int, pid: int, scrapes: int = 1000) -> float:
+    """Milliseconds of the activator's CPU per ``/metrics`` scrape, with no other load."""
+    url = f"http://{HOST}:{metrics_port}/metrics"
+    for _ in range(50):
+        urllib.request.urlopen(url, timeout=5).read()
+    before = cpu_seconds(pid)
+    for _ in range(scrapes):
+        urllib.request.urlopen(url, timeout=5).read()
+    return (cpu_seconds(pid) - before) / scrapes * 1000
+
+
+@contextlib.contextmanager
+def scraping(metrics_port: int | None, interval: float, tmp: pathlib.Path) -> Iterator[None]:
+    """Scrape an activator's metrics while the block runs (nothing for other paths)."""
+    if metrics_port is None or interval <= 0:
+        yield
+        return
+    with process(scraper(metrics_port, interval), "scraper", tmp / "scraper.log"):
+        yield
+
+
+def activator_cmd(src: pathlib.Path, config: pathlib.Path, port: int, metrics: int) -> list[str]:
+    """``python -m kfn.activator`` from the source tree ``src``, pinned to core 0."""
+    return [
+        "env",
+        f"PYTHONPATH={src}",
+        "taskset",
+        "-c",
+        "0",
+        str(PYTHON),
+        "-m",
+        "kfn.activator",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(metrics),
+        "--id",
+        "bench",
+    ]
+
+
+def compared(values: list[str]) -> dict[str, pathlib.Path]:
+    """``NAME=DIR`` (or ``DIR``, named after its parent) -> path name -> source tree."""
+    trees: dict[str, pathlib.Path] = {}
+    for value in values:
+        name, sep, directory = value.partition("=")
+        if not sep:
+            directory = value
+            name = pathlib.Path(value).resolve().parent.name
+        tree = pathlib.Path(directory).resolve()
+        if not (tree / "kfn" / "activator" / "__main__.py").exists():
+            sys.exit(f"--compare-src {value}: no kfn/activator in {tree}")
+        trees[f"activator@{name}"] = tree
+    return trees
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--throughput-seconds", type=int, default=6)
     parser.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--compare-src",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also run an activator from this source tree (the dir holding kfn/); repeatable",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of every path")
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=0.0,
+        help="scrape the measured activator's /metrics this often (seconds; 0: never)",
+    )
+    return parser.parse_args()
+
+
+@dataclasses.dataclass
+class Path:
+    """One way to the backend: its port, the proxy's pid, its metrics port if it has one."""
+
+    port: int
+    pid: int | None = None
+    metrics_port: int | None = None
+
+
+def start(
+    stack: contextlib.ExitStack, tmp: pathlib.Path, trees: dict[str, pathlib.Path]
+) -> dict[str, Path]:
+    """Start the backend, the nginx proxy and one activator per source tree."""
+    backend, via_nginx = free_port(), free_port()
+    config = {
+        "functions": [
+            {
+                "namespace": "bench",
+                "name": "hello",
+                "concurrency": 10_000,
+                "timeout_ms": 30_000,
+                "queue_limit": 10_000,
+                "endpoints": [f"{HOST}:{backend}"],
+            }
+        ],
+        "routes": [{"host": "*", "path_prefix": "/", "function": "bench/hello"}],
+    }
+    config_file = tmp / "activator.json"
+    config_file.write_text(json.dumps(config))
+    print("starting backend, nginx proxy and activators", flush=True)
+    text = BODY.replace("\n", "\\n")
+    backend_body = BACKEND.format(host=HOST, port=backend, text=text)
+    proxy_body = PROXY.format(host=HOST, port=via_nginx, backend=backend)
+    stack.enter_context(
+        process(nginx(tmp, "backend", backend_body, 1), "backend nginx", tmp / "b.log")
+    )
+    proxy = stack.enter_context(
+        process(nginx(tmp, "proxy", proxy_body, 0), "nginx proxy", tmp / "p.log")
+    )
+    paths = {"direct": Path(backend), "nginx": Path(via_nginx, proxy.pid)}
+    for i, (name, src) in enumerate(trees.items()):
+        port, metrics_port = free_port(), free_port()
+        command = activator_cmd(src, config_file, port, metrics_port)
+        started = stack.enter_context(process(command, f"{name} from {src}", tmp / f"a{i}.log"))
+        paths[name] = Path(port, started.pid, metrics_port)
+    for path in paths.values():
+        wait_for_port(path.port)
+    return paths
+
+
+@dataclasses.dataclass
+class Runs:
+    """Every measurement of one path, a list entry per round."""
+
+    latency: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    throughput: list[Throughput] = dataclasses.field(default_factory=list)
+    #: Milliseconds of CPU per metrics scrape, measured while idle (with --scrape-interval).
+    scrape_ms: float | None = None
+
+    def median(self, key: str) -> float:
+        return statistics.median(row[key] for row in self.latency)
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(run.rps for run in self.throughput)
+
+    @property
+    def cpu_us(self) -> float | None:
+        values = [run.cpu_us for run in self.throughput if run.cpu_us is not None]
+        return statistics.median(values) if values else None
+
+
+def measure(args: argparse.Namespace, paths: dict[str, Path], tmp: pathlib.Path) -> dict[str, Runs]:
+    """Each round: latency at the fixed rate per path, then throughput per path.
+
+    Each round starts one path later than the one before, so the machine's drift
+    does not always fall on the same path.
+    """
+    runs = {name: Runs() for name in paths}
+    order = list(paths)
+    if args.scrape_interval > 0:
+        os.sched_setaffinity(0, {1})
+        for name, path in paths.items():
+            if path.metrics_port is not None and path.pid is not None:
+                cost = runs[name].scrape_ms = scrape_cost(path.metrics_port, path.pid)
+                print(f"{name}: {cost:.2f} ms CPU per scrape (nothing else to do)", flush=True)
+    for round_ in range(args.rounds):
+        shift = round_ % len(order)
+        rotated = order[shift:] + order[:shift]
+        for name in rotated:
+            path = paths[name]
+            print(f"round {round_ + 1}: latency at {args.rate} rps via {name} ...", flush=True)
+            with scraping(path.metrics_port, args.scrape_interval, tmp):
+                latency_run(path.port, args.rate, 1.0)  # warm up connections and caches
+                row = latency_run(path.port, args.rate, args.latency_seconds)
+            runs[name].latency.append(row)
+            print(
+                "  p50 {p50_ms:.3f} ms  p99 {p99_ms:.3f} ms  ({count:.0f} requests)".format(**row),
+                flush=True,
+            )
+        for name in rotated:
+            path = paths[name]
+            print(f"round {round_ + 1}: max throughput via {name} ...", flush=True)
+            with scraping(path.metrics_port, args.scrape_interval, tmp):
+                wrk(path.port, 1, args.connections)
+                run = wrk(path.port, args.throughput_seconds, args.connections, path.pid)
+            runs[name].throughput.append(run)
+            cpu = f", {run.cpu_us:.1f} us CPU per request" if run.cpu_us is not None else ""
+            print(f"  {run.rps:.0f} requests/s{cpu}", flush=True)
+    return runs
+
+
+def report(runs: dict[str, Runs], activators: list[str]) -> None:
+    direct_p50, direct_p99 = runs["direct"].median("p50_ms"), runs["direct"].median("p99_ms")
+    width = max(len(name) for name in runs)
+    rounds = len(runs["direct"].throughput)
+    print(f"\nresults (same run, same machine; medians of {rounds} round(s))")
+    header = ("path", "p50 ms", "p99 ms", "added p50", "added p99", "max rps", "CPU us/req")
+    print(f"{{:<{width}}} {{:>8}} {{:>8}} {{:>10}} {{:>10}} {{:>9}} {{:>10}}".format(*header))
+    for name, run in runs.items():
+        p50, p99, cpu = run.median("p50_ms"), run.median("p99_ms"), run.cpu_us
+        print(
+            f"{name:<{width}} {p50:>8.3f} {p99:>8.3f} {p50 - direct_p50:>10.3f} "
+            f"{p99 - direct_p99:>10.3f} {run.rps:>9.0f} "
+            + (f"{cpu:>10.1f}" if cpu is not None else f"{'-':>10}")
+        )
+    if rounds > 1:
+        print("\nevery round: max rps / proxy CPU us per request / added p50 ms / added p99 ms")
+        for name, run in runs.items():
+            cells = [
+                f"{t.rps:>6.0f} / "
+                + (f"{t.cpu_us:4.1f}" if t.cpu_us is not None else "   -")
+                + f" / {row['p50_ms'] - d['p50_ms']:.3f} / {row['p99_ms'] - d['p99_ms']:.2f}"
+                for t, row, d in zip(
+                    run.throughput, run.latency, runs["direct"].latency, strict=True
+                )
+            ]
+            print(f"{name:<{width}}  " + "   ".join(cells))
+    print()
+    nginx = runs["nginx"]
+    for name in activators:
+        if runs[name].scrape_ms is not None:
+            print(f"{name}: {runs[name].scrape_ms:.2f} ms CPU per /metrics scrape when idle")
+    for name in activators:
+        run = runs[name]
+        print(
+            f"{name}: added p50 {run.median('p50_ms') - direct_p50:.3f} ms (target <= 0.3), "
+            f"added p99 {run.median('p99_ms') - direct_p99:.3f} ms (target <= 1.0), "
+            f"max throughput {run.rps / nginx.rps:.0%} of nginx (target >= 50%)"
+        )
+
+
+def main() -> None:
+    args = arguments()
     for tool in ("nginx", "wrk", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"needs {tool}: apt-get install -y nginx-light wrk util-linux")
-
-    with tempfile.TemporaryDirectory(prefix="kfn-bench-") as tmpdir:
+    trees = {"activator": ROOT / "operator", **compared(args.compare_src)}
+    with (
+        tempfile.TemporaryDirectory(prefix="kfn-bench-") as tmpdir,
+        contextlib.ExitStack() as stack,
+    ):
         tmp = pathlib.Path(tmpdir)
-        backend, via_nginx, via_activator, metrics = (free_port() for _ in range(4))
-        config = {
-            "functions": [
-                {
-                    "namespace": "bench",
-                    "name": "hello",
-                    "concurrency": 10_000,
-                    "timeout_ms": 30_000,
-                    "queue_limit": 10_000,
-                    "endpoints": [f"{HOST}:{backend}"],
-                }
-            ],
-            "routes": [{"host": "*", "path_prefix": "/", "function": "bench/hello"}],
-        }
-        (tmp / "activator.json").write_text(json.dumps(config))
-        print("starting backend, nginx proxy and activator", flush=True)
-        text = BODY.replace("\n", "\\n")
-        backend_body = BACKEND.format(host=HOST, port=backend, text=text)
-        proxy_body = PROXY.format(host=HOST, port=via_nginx, backend=backend)
-        activator_cmd = [
-            "taskset",
-            "-c",
-            "0",
-            str(PYTHON),
-            "-m",
-            "kfn.activator",
-            "--config",
-            str(tmp / "activator.json"),
-            "--port",
-            str(via_activator),
-            "--metrics-port",
-            str(metrics),
-            "--id",
-            "bench",
-        ]
-        env_path = str(ROOT / "operator")
-        os.environ["PYTHONPATH"] = env_path + os.pathsep + os.environ.get("PYTHONPATH", "")
-        with (
-            process(nginx(tmp, "backend", backend_body, 1), "backend nginx", tmp / "b.log"),
-            process(nginx(tmp, "proxy", proxy_body, 0), "nginx proxy", tmp / "p.log"),
-            process(activator_cmd, "activator", tmp / "a.log"),
-        ):
-            for port in (backend, via_nginx, via_activator):
-                wait_for_port(port)
-            paths = {"direct": backend, "nginx": via_nginx, "activator": via_activator}
-            latency: dict[str, dict[str, float]] = {}
-            for name, port in paths.items():
-                print(f"latency at {args.rate} rps via {name} ...", flush=True)
-                latency_run(port, args.rate, 1.0)  # warm up connections and caches
-                latency[name] = latency_run(port, args.rate, args.latency_seconds)
-                print(
-                    "  p50 {p50_ms:.3f} ms  p99 {p99_ms:.3f} ms  ({count:.0f} requests)".format(
-                        **latency[name]
-                    ),
-                    flush=True,
-                )
-            throughput: dict[str, float] = {}
-            for name, port in paths.items():
-                print(f"max throughput via {name} ...", flush=True)
-                wrk(port, 1, args.connections)
-                throughput[name] = wrk(port, args.throughput_seconds, args.connections)
-                print(f"  {throughput[name]:.0f} requests/s", flush=True)
-
-    direct = latency["direct"]
-    print("\nresults (same run, same machine)")
-    header = ("path", "p50 ms", "p99 ms", "added p50", "added p99", "max rps")
-    print("{:<10} {:>8} {:>8} {:>10} {:>10} {:>9}".format(*header))
-    for name in paths:
-        row = latency[name]
-        print(
-            f"{name:<10} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
-            f"{row['p50_ms'] - direct['p50_ms']:>10.3f} {row['p99_ms'] - direct['p99_ms']:>10.3f} "
-            f"{throughput[name]:>9.0f}"
-        )
-    ratio = throughput["activator"] / throughput["nginx"]
-    added_p50 = latency["activator"]["p50_ms"] - direct["p50_ms"]
-    added_p99 = latency["activator"]["p99_ms"] - direct["p99_ms"]
-    print(
-        f"\nactivator: added p50 {added_p50:.3f} ms (target <= 0.3), "
-        f"added p99 {added_p99:.3f} ms (target <= 1.0), "
-        f"max throughput {ratio:.0%} of nginx (target >= 50%)"
-    )
+        paths = start(stack, tmp, trees)
+        runs = measure(args, paths, tmp)
+    report(runs, list(trees))
 
 
 if __name__ == "__main__":

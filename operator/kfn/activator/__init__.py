@@ -8,10 +8,20 @@ a ready pod over pooled keep-alive connections. One concern per module:
 * :mod:`~kfn.activator.throttler` — per-endpoint capacity, least-loaded choice,
   the bounded queue, pokes and cold-start timing.
 * :mod:`~kfn.activator.upstream` — endpoints and their keep-alive connections.
-* :mod:`~kfn.activator.proxy` — the HTTP/1.1 proxy itself (asyncio.Protocol +
-  httptools; runs best on uvloop).
+* :mod:`~kfn.activator.capacity` — the one way to take a slot (waiting if need
+  be), and connecting with a refused connection retried elsewhere.
+* :mod:`~kfn.activator.proxy` — the HTTP/1.1 proxy's client connections
+  (asyncio.Protocol + httptools; runs best on uvloop) and their shared state.
+* :mod:`~kfn.activator.exchange` — one request's life, orchestrated; its steps:
+  :mod:`~kfn.activator.request_head` (header filtering, the pod's request head),
+  :mod:`~kfn.activator.invoke_api` (the invoke API's gate and request ids),
+  :mod:`~kfn.activator.events` (``Event`` invocations accepted),
+  :mod:`~kfn.activator.request_body` (the body held, streamed, kept to resend),
+  :mod:`~kfn.activator.relay` (the response streamed back),
+  :mod:`~kfn.activator.refusal` (a runtime's refusal recognised) and
+  :mod:`~kfn.activator.answers` (the activator's own responses).
 * :mod:`~kfn.activator.async_invoke` and :mod:`~kfn.activator.call` — ``Event``
-  invocations with retries and an on-failure destination.
+  invocations delivered with retries and an on-failure destination.
 * :mod:`~kfn.activator.metrics` — Prometheus metrics on their own port.
 * :mod:`~kfn.activator.stats_reporter` — :mod:`kfn.stats` messages to the autoscaler.
 * :mod:`~kfn.activator.endpoints` — where ready endpoints come from.

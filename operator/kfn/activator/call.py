@@ -1,9 +1,9 @@
 """An invocation made by the activator itself (for ``Event`` delivery), response buffered.
 
-It takes the same path as a client's request: a slot from the function's
-throttler (queueing, and poking the autoscaler, if the function is at zero), a
-pooled connection, a refused connection retried on another endpoint, and the
-function's timeout.
+It takes a slot as a client's request does (:func:`kfn.activator.capacity.acquire`:
+queueing, and poking the autoscaler, if the function is at zero), a pooled
+connection, and the function's timeout. A connection that fails is the delivery's
+failure (status 0), which :mod:`~kfn.activator.async_invoke` retries.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from kfn.activator import async_invoke, router, throttler, upstream
+from kfn.activator import async_invoke, capacity, router, throttler, upstream
 
 #: A response larger than this is not kept (Lambda's synchronous limit is 6 MiB).
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 1024
@@ -75,7 +75,7 @@ async def invoke(
     throttle.note_request()
     try:
         async with asyncio.timeout(timeout_s):
-            endpoint = await _acquire(throttle)
+            endpoint = await capacity.acquire(throttle)
             try:
                 return await _exchange(
                     endpoint,
@@ -91,18 +91,6 @@ async def invoke(
         return async_invoke.Outcome(504, b"timed out", function_error=True)
     except throttler.QueueFullError:
         return async_invoke.Outcome(429, b"queue full")
-
-
-async def _acquire(throttle: throttler.Throttler) -> upstream.Endpoint:
-    endpoint = throttle.try_acquire()
-    if endpoint is not None:
-        return endpoint
-    waiter = throttle.wait()
-    try:
-        return await waiter
-    except asyncio.CancelledError:
-        throttle.cancel(waiter)
-        raise
 
 
 async def _exchange(

@@ -5,6 +5,13 @@ Here the hot path only bumps plain integers in a per-function object; a collecto
 turns them into the conventional metric families when ``/metrics`` is scraped.
 Gauges (queue depth, in-flight) are read from the throttlers at scrape time.
 
+The page is prometheus-client's own exposition (``generate_latest``), served from
+the activator's event loop by a few lines that answer one request per connection.
+prometheus-client's HTTP server (what the trigger workers run) was measured
+against it (``bench/README-activator.md``): its thread per scrape and WSGI
+handling cost about twice the CPU per scrape, which the proxy's requests lose,
+and its thread would read the loop's state while the loop changes it.
+
 Exported::
 
     kfn_activator_requests_total{function,code}            counter
@@ -169,7 +176,7 @@ def _float(value: float) -> str:
 
 
 class _MetricsProtocol(asyncio.Protocol):
-    """Answers every request with the metrics page and closes (scrapes are rare)."""
+    """Answers a request with the metrics page and closes (scrapes are rare)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics

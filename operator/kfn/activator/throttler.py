@@ -108,9 +108,13 @@ class Throttler:
         return future
 
     def cancel(self, future: asyncio.Future[upstream.Endpoint]) -> None:
-        """Leave the queue; if the slot was already handed over, give it back."""
-        if future.done():
-            if not future.cancelled() and future.exception() is None:
+        """Leave the queue; if the slot was already handed over, give it back.
+
+        The future may be cancelled already (a task awaiting it was cancelled): it
+        still leaves the queue, so the queue's length counts only live waiters.
+        """
+        if future.done() and not future.cancelled():
+            if future.exception() is None:
                 self.release(future.result())
             return
         future.cancel()

@@ -6,10 +6,10 @@ connection saves a TCP handshake and a socket per request, the largest single
 cost of a naive proxy.
 
 An :class:`UpstreamConnection` sends one request at a time and parses the response
-with httptools, handing the pieces to a :class:`ResponseSink` (the client-side
-exchange, or a buffering sink for async invocations). Response headers are
-filtered while parsed (hop-by-hop ones dropped) into one byte string, so the sink
-writes them on without building a header dict.
+with httptools, handing the pieces to a :class:`ResponseSink` (the proxy's
+:class:`~kfn.activator.relay.Relay`, or a buffering sink for async invocations).
+Response headers are filtered while parsed (hop-by-hop ones dropped) into one byte
+string, so the sink writes them on without building a header dict.
 """
 
 from __future__ import annotations
@@ -195,7 +195,12 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if lower == b"content-length":
             self._length_known = True
-        self._headers += name + b": " + value + b"\r\n"
+        # Appended in place: no temporary byte strings per header.
+        headers = self._headers
+        headers += name
+        headers += b": "
+        headers += value
+        headers += b"\r\n"
 
     def on_headers_complete(self) -> None:
         sink = self.sink

@@ -18,6 +18,22 @@ FN = stats.FunctionKey("default", "hello")
 MakeActivator = Callable[..., Awaitable[server.Activator]]
 
 
+#: How long :func:`until` waits before the test fails.
+UNTIL_TIMEOUT = 5.0
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait until ``condition()`` is true: tests wait for what they assert on, not for time.
+
+    The condition is checked every millisecond, for :data:`UNTIL_TIMEOUT` at most.
+    """
+    async with asyncio.timeout(UNTIL_TIMEOUT):
+        # Polled: the conditions are plain state of the code under test (queue lengths,
+        # a backend's counters), which has no event to wait on.
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:

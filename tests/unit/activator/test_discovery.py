@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from kfn import stats
 from kfn.activator import discovery
+
+from .conftest import until
 
 FN = stats.FunctionKey("team", "hello")
 
@@ -111,10 +112,7 @@ async def test_the_source_probes_a_starting_pod_and_pushes_it_the_moment_it_answ
     source.update = lambda function, addresses: updates.append((function, addresses))
     source.replace([view(pod("a", "10.0.0.5", ready=False))])
     assert updates == [(FN, frozenset())]
-    for _ in range(100):
-        if len(updates) > 1:
-            break
-        await asyncio.sleep(0.005)
+    await until(lambda: len(updates) > 1)
     assert updates[-1] == (FN, frozenset({"10.0.0.5:8080"}))
     assert probed == ["10.0.0.5"] * 3
     source.change("MODIFIED", view(pod("a", "10.0.0.5", ready=True, deleting=True)))
@@ -123,14 +121,18 @@ async def test_the_source_probes_a_starting_pod_and_pushes_it_the_moment_it_answ
 
 @pytest.mark.asyncio
 async def test_probing_stops_when_the_pod_goes_away() -> None:
+    probed: list[str] = []
+
     async def never(ip: str) -> bool:
+        probed.append(ip)
         return False
 
     source = discovery.KubeEndpointSource(probe_interval=0.001, probe=never)
     source.update = lambda function, addresses: None
     source.change("ADDED", view(pod("a", "10.0.0.5")))
-    await asyncio.sleep(0.01)
-    assert source._probes
+    await until(lambda: len(probed) >= 2)
+    [probing] = source._probes.values()
     source.change("DELETED", view(pod("a", "10.0.0.5")))
-    await asyncio.sleep(0.01)
     assert not source._probes
+    await until(probing.done)
+    assert probing.cancelled()

@@ -11,7 +11,7 @@ from kfn import stats
 from kfn.activator import stats_reporter
 from kfn.autoscaler import server as stats_server
 
-from .conftest import FN, MakeActivator
+from .conftest import FN, MakeActivator, until
 from .http import Backend, Client
 
 
@@ -84,10 +84,7 @@ async def test_cold_request_pokes_the_autoscaler_over_http_at_once(
     activator = await make_activator(stats_sink=sink, timeout_ms=300, activator_id="act-1")
     client = await Client.connect(activator.ports[0])
     pending = asyncio.ensure_future(client.request("GET", "/"))
-    for _ in range(50):
-        if received:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: received)
     [poke] = received
     assert poke.poke
     assert poke.activator == "act-1"

@@ -10,9 +10,9 @@ import tracemalloc
 import pytest
 
 from kfn import stats
-from kfn.activator import server
+from kfn.activator import server, upstream
 
-from .conftest import FN, MakeActivator
+from .conftest import FN, MakeActivator, until
 from .http import Backend, Client
 
 
@@ -29,10 +29,11 @@ async def test_request_waits_in_queue_until_an_endpoint_is_ready(
 ) -> None:
     pokes: list[stats.FunctionKey] = []
     activator = await make_activator()
-    activator.ctx.functions[FN].throttler.poke = pokes.append
+    throttle = activator.ctx.functions[FN].throttler
+    throttle.poke = pokes.append
     client = await Client.connect(activator.ports[0])
     pending = asyncio.ensure_future(client.request("GET", "/cold"))
-    await asyncio.sleep(0.05)
+    await until(lambda: throttle.queued == 1)
     assert not pending.done()
     assert pokes == [FN]
     activator.update_endpoints(FN, frozenset({backend.address}))
@@ -69,7 +70,7 @@ async def test_queue_bound_answers_503_with_retry_after(
     activator = await make_activator(queue_limit=2)
     clients = [await Client.connect(activator.ports[0]) for _ in range(3)]
     waiting = [asyncio.ensure_future(c.request("GET", "/")) for c in clients[:2]]
-    await asyncio.sleep(0.05)
+    await until(lambda: activator.ctx.functions[FN].throttler.queued == 2)
     refused = await clients[2].request("GET", "/")
     assert refused.status == 503
     assert refused.headers["retry-after"] == "1"
@@ -113,16 +114,26 @@ async def test_slow_function_times_out_with_504_and_frees_its_slot(
 
 @pytest.mark.asyncio
 async def test_refused_connection_is_retried_on_another_endpoint(
-    backend: Backend, make_activator: MakeActivator
+    backend: Backend, make_activator: MakeActivator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    attempts: list[str] = []
+    connect = upstream.Endpoint.connect
+
+    async def recorded(endpoint: upstream.Endpoint) -> upstream.UpstreamConnection:
+        attempts.append(endpoint.address)
+        return await connect(endpoint)
+
+    monkeypatch.setattr(upstream.Endpoint, "connect", recorded)
     dead = f"127.0.0.1:{_free_port()}"
-    activator = await make_activator(concurrency=1, endpoints=frozenset({dead, backend.address}))
-    # Occupy nothing: least-loaded picks either; ask enough times to hit the dead one.
+    # Of two idle endpoints the one known first is chosen: the dead one.
+    activator = await make_activator(concurrency=1, endpoints=frozenset({dead}))
+    activator.update_endpoints(FN, frozenset({dead, backend.address}))
     for _ in range(4):
         client = await Client.connect(activator.ports[0])
         response = await client.request("GET", "/")
         assert response.status == 200
         await client.close()
+    assert attempts.count(dead) == 4
     assert len(backend.seen) == 4
 
 
@@ -143,7 +154,7 @@ async def test_removed_endpoint_finishes_in_flight_requests_and_gets_no_new_ones
     activator = await make_activator(endpoints=frozenset({old.address}))
     first = await Client.connect(activator.ports[0])
     slow = asyncio.ensure_future(first.request("GET", "/slow?ms=100"))
-    await asyncio.sleep(0.03)
+    await until(lambda: old.in_flight == 1)
     activator.update_endpoints(FN, frozenset({new.address}))
     second = await Client.connect(activator.ports[0])
     assert (await second.request("GET", "/")).json()["backend"] == "new"
@@ -202,9 +213,9 @@ async def test_graceful_shutdown_finishes_in_flight_requests_and_closes(
     idle = await Client.connect(port)
     assert (await idle.request("GET", "/")).status == 200
     pending = asyncio.ensure_future(busy.request("GET", "/slow?ms=200"))
-    await asyncio.sleep(0.05)
+    await until(lambda: backend.in_flight == 1)
     shutdown = asyncio.ensure_future(activator.shutdown(drain_timeout=5))
-    await asyncio.sleep(0.05)
+    await until(lambda: activator.ctx.draining)
     assert await idle.closed()
     response = await pending
     assert response.status == 200

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from kfn import stats
@@ -129,5 +127,4 @@ async def test_closing_cancels_waiters() -> None:
     throttle = throttler.Throttler(FN, concurrency=1)
     waiter = throttle.wait()
     throttle.close()
-    await asyncio.sleep(0)
     assert waiter.cancelled()

@@ -1,0 +1,72 @@
+"""The activator's own answers: the responses it writes without asking a pod.
+
+Errors take Lambda's shape (``{"errorType": ..., "errorMessage": ...}``), so a
+caller of the invoke API reads the activator's refusals as it reads a function's
+own errors. The fixed ones are built once, at import.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+#: Reason phrases of the statuses the activator answers itself (any other says "OK").
+_REASONS = {
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    413: b"Payload Too Large",
+    429: b"Too Many Requests",
+    499: b"Client Closed Request",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+#: Sent with every refusal that says "not now": the caller may come back in a second.
+RETRY_AFTER = b"Retry-After: 1\r\n"
+
+
+class Answer(NamedTuple):
+    """A complete response of the activator's own; ``extra`` holds whole header lines."""
+
+    status: int
+    content_type: bytes
+    body: bytes
+    extra: bytes = b""
+
+
+def error(status: int, error_type: str, message: str, extra: bytes = b"") -> Answer:
+    """An error in Lambda's shape."""
+    body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+    return Answer(status, b"application/json", body, extra)
+
+
+def encode(answer: Answer, *, close: bool) -> bytes:
+    """The answer as bytes on the wire; ``close`` adds ``Connection: close``."""
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
+        answer.status,
+        _REASONS.get(answer.status, b"OK"),
+        answer.content_type,
+        len(answer.body),
+        answer.extra,
+        b"Connection: close\r\n" if close else b"",
+        answer.body,
+    )
+
+
+HEALTHY = Answer(200, b"text/plain", b"ok\n")
+DRAINING = Answer(503, b"text/plain", b"draining\n")
+NO_FUNCTION = error(404, "ResourceNotFoundException", "no function serves this request")
+QUEUE_FULL = error(503, "TooManyRequestsException", "the function's queue is full", RETRY_AFTER)
+CONNECT_FAILED = error(502, "ServiceException", "could not connect to the function")
+CLOSED_EARLY = error(502, "ServiceException", "the function's connection closed early")
+
+
+def timed_out(timeout_ms: int) -> Answer:
+    """The function's timeout passed (queueing included), as Lambda words it."""
+    return error(504, "TimeoutError", f"Task timed out after {timeout_ms / 1000:.2f} seconds")
+
+
+def bad_request(message: str) -> Answer:
+    """A request the proxy could not parse."""
+    return error(400, "InvalidRequestContentException", message)

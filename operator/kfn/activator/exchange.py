@@ -1,0 +1,337 @@
+"""One request and its response, from head parsed to last byte written.
+
+An :class:`Exchange` orchestrates; each step's rules live in their own module::
+
+    head parsed (request_head) -> route (router) -> invoke API gate (invoke_api)
+      -> Event: accepted at once (events)
+      -> a slot and a connection (capacity: at once, queued, or retried elsewhere)
+      -> head and body sent (request_head, request_body)
+      -> response passed on (relay), unless the runtime refused it unstarted
+         (refusal: then the slot goes back and the request is sent again)
+      -> slot released, connection back to the pool, metrics observed
+
+A request that finds a free slot and an idle connection runs entirely in protocol
+callbacks; only waiting for capacity and opening a connection run as a task. Every
+request has one timer: its function's timeout, covering the time queued as well as
+served; it answers 504 in Lambda's error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import typing
+
+from kfn.activator import (
+    answers,
+    capacity,
+    events,
+    invoke_api,
+    refusal,
+    relay,
+    request_body,
+    request_head,
+    throttler,
+    upstream,
+)
+
+if typing.TYPE_CHECKING:
+    from kfn.activator import proxy
+
+HEALTH_PATH = b"/_kfn/health"
+
+
+class Exchange:
+    """One request's life; the client connection and the response's relay call in."""
+
+    __slots__ = (
+        "body_done",
+        "conn",
+        "deadline_ms",
+        "endpoint",
+        "entry",
+        "event_body",
+        "finished",
+        "head",
+        "head_done",
+        "invoke",
+        "keep_alive",
+        "proto",
+        "request_id",
+        "response_started",
+        "retries",
+        "started",
+        "task",
+        "timer",
+        "upload",
+        "upstream_paused",
+    )
+
+    def __init__(self, proto: proxy.ClientProtocol) -> None:
+        self.proto = proto
+        self.head = request_head.RequestHead()
+        self.upload = request_body.Upload()
+        self.keep_alive = True
+        self.head_done = False
+        self.body_done = False
+        self.invoke = False
+        #: An Event invocation's payload, while it arrives.
+        self.event_body: bytearray | None = None
+        self.entry: proxy.FunctionEntry | None = None
+        #: The endpoint whose slot this request holds, and the connection to it.
+        self.endpoint: upstream.Endpoint | None = None
+        self.conn: upstream.UpstreamConnection | None = None
+        #: Waiting for capacity and connecting, when that could not happen at once.
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.request_id = b""
+        self.deadline_ms = 0
+        self.started = 0.0
+        self.response_started = False
+        self.upstream_paused = False
+        self.finished = False
+        self.retries = 0
+
+    # --- request side -------------------------------------------------------------------
+
+    def on_head_complete(self, method: bytes, keep_alive: bool, http11: bool) -> None:
+        head = self.head
+        head.method = method
+        head.http11 = http11
+        self.keep_alive = keep_alive
+        self.head_done = True
+        self.upload.chunked = head.chunked
+        if head.content_length <= 0 and not head.chunked:
+            self.body_done = True
+
+    def begin(self) -> None:
+        """Route the request and find it a pod (called when it is first in line)."""
+        proto = self.proto
+        ctx = proto.ctx
+        head = self.head
+        self.started = time.perf_counter()
+        if head.url == HEALTH_PATH:
+            self.answer(answers.DRAINING if ctx.draining else answers.HEALTHY)
+            return
+        match = ctx.router.match(head.host, head.url, head.method)
+        entry = ctx.functions.get(match.function) if match is not None else None
+        if match is None or entry is None:
+            self.answer(answers.NO_FUNCTION)
+            return
+        self.entry = entry
+        given = b""
+        if match.invoke:
+            self.invoke = True
+            kind = invoke_api.gate(head.method, head.invocation_type)
+            if isinstance(kind, answers.Answer):
+                self.answer(kind)
+                return
+            if kind == invoke_api.EVENT:
+                self.event_body = bytearray()
+                if self.body_done:
+                    self.submit_event()
+                return
+            given = head.given_request_id
+        entry.throttler.note_request()
+        loop = proto.loop
+        self.timer = loop.call_at(loop.time() + entry.timeout, self.on_timeout)
+        self.deadline_ms = int((time.time() + entry.timeout) * 1000)
+        self.request_id = invoke_api.request_id(given)
+        self.acquire(entry)
+
+    def acquire(self, entry: proxy.FunctionEntry) -> None:
+        """Go on at once with a free slot and an idle connection, else start a task for them."""
+        endpoint = entry.throttler.try_acquire()
+        self.endpoint = endpoint
+        if endpoint is not None:
+            conn = endpoint.take_idle()
+            if conn is not None:
+                self.attach(conn)
+                return
+        self.task = self.proto.ctx.spawn(self.obtain(entry.throttler))
+
+    async def obtain(self, throttle: throttler.Throttler) -> None:
+        """Wait for a slot if there was none, then open a connection (retried elsewhere).
+
+        The task owns the slot from its start: cancelled (the request ended), it gives
+        the slot back; if it never started, :meth:`complete` does.
+        """
+        endpoint, self.endpoint = self.endpoint, None
+        try:
+            if endpoint is None:
+                endpoint = await capacity.acquire(throttle)
+            conn = endpoint.take_idle()
+            if conn is None:
+                endpoint, conn = await capacity.connect(throttle, endpoint)
+        except throttler.QueueFullError:
+            self.task = None
+            self.answer(answers.QUEUE_FULL)
+            return
+        except capacity.ConnectError:
+            self.task = None
+            self.answer(answers.CONNECT_FAILED)
+            return
+        self.task = None
+        self.endpoint = endpoint
+        self.attach(conn)
+
+    def attach(self, conn: upstream.UpstreamConnection) -> None:
+        """Send the request head, and any body already received, to the pod."""
+        self.conn = conn
+        proto = self.proto
+        head = self.head
+        head_request = head.method == b"HEAD"
+        sink = relay.Relay(self, proto)
+        if self.retries:
+            # Sent before and refused unstarted: the same bytes again, complete.
+            self.upload.resend(conn, sink, head_request=head_request)
+            if proto.write_paused:
+                conn.pause_reading(True)
+            return
+        entry = self.entry
+        assert entry is not None
+        upstream_head = head.upstream(
+            peer=proto.peer,
+            request_id=self.request_id,
+            deadline_ms=self.deadline_ms,
+            invoked=entry.name_bytes if self.invoke else None,
+        )
+        self.upload.start(
+            conn, upstream_head, sink, head_request=head_request, complete=self.body_done
+        )
+        if not self.body_done and head.expect_continue and not self.response_started:
+            proto.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if proto.write_paused:
+            conn.pause_reading(True)
+        proto.update_reading()
+
+    def on_request_body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        conn = self.conn
+        if conn is not None:
+            self.upload.send(conn, data)
+        elif self.event_body is not None:
+            if len(self.event_body) + len(data) > events.PAYLOAD_LIMIT:
+                self.keep_alive = False
+                self.answer(events.TOO_LARGE)
+                return
+            self.event_body += data
+        elif self.upload.hold(data) > request_body.BUFFER_LIMIT:
+            self.proto.update_reading()
+
+    def on_request_complete(self) -> None:
+        self.body_done = True
+        if self.finished:
+            return
+        if self.conn is not None:
+            if not self.upload.sent:
+                self.upload.end(self.conn)
+        elif self.event_body is not None and self.entry is not None:
+            self.submit_event()
+
+    def submit_event(self) -> None:
+        entry = self.entry
+        assert entry is not None
+        assert self.event_body is not None
+        self.answer(events.submit(self.proto.ctx.invoker, entry.key, bytes(self.event_body)))
+
+    # --- from the response's relay -------------------------------------------------------
+
+    def response_complete(self, status: int, reusable: bool) -> None:
+        """The pod's response went on to the client in full."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if reusable and self.upload.sent:
+                conn.endpoint.put_idle(conn)
+            else:
+                conn.abort()
+        self.complete(status)
+
+    def upstream_lost(self) -> None:
+        self.conn = None
+        self.answer(answers.CLOSED_EARLY)
+
+    def retry_elsewhere(self, reusable: bool) -> None:
+        """The runtime refused without starting the request: send it again, shortly.
+
+        The slot goes back first, so a pod that is busy or draining is chosen only
+        when nothing better is free.
+        """
+        entry = self.entry
+        assert entry is not None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if reusable:
+                conn.endpoint.put_idle(conn)
+            else:
+                conn.abort()
+        if self.endpoint is not None:
+            entry.throttler.release(self.endpoint)
+            self.endpoint = None
+        self.retries += 1
+        entry.metrics.retried()
+        self.proto.loop.call_later(refusal.retry_delay(self.retries), self.acquire_again)
+
+    def acquire_again(self) -> None:
+        if not self.finished:
+            assert self.entry is not None
+            self.acquire(self.entry)
+
+    # --- ending -------------------------------------------------------------------------
+
+    def on_timeout(self) -> None:
+        self.timer = None
+        if self.finished:
+            return
+        entry = self.entry
+        assert entry is not None
+        if self.conn is not None:
+            self.conn.abort()
+            self.conn = None
+        self.answer(answers.timed_out(entry.limits.timeout_ms))
+
+    def client_gone(self) -> None:
+        """The client closed its connection: abandon the request."""
+        if self.finished:
+            return
+        if self.conn is not None:
+            self.conn.abort()
+            self.conn = None
+        self.complete(499, notify=False)
+
+    def answer(self, answer: answers.Answer) -> None:
+        """Answer from the activator itself; once the pod's response has begun, abort."""
+        if self.response_started:
+            self.proto.abort()
+            self.complete(answer.status)
+            return
+        if self.conn is not None:
+            self.conn.abort()
+            self.conn = None
+        if not self.body_done:
+            # The rest of the request body will not be read: the connection must close.
+            self.keep_alive = False
+        self.response_started = True
+        close = not self.keep_alive or self.proto.ctx.draining
+        if close:
+            self.keep_alive = False
+        self.proto.write(answers.encode(answer, close=close))
+        self.complete(answer.status)
+
+    def complete(self, status: int, *, notify: bool = True) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        entry = self.entry
+        if entry is not None:
+            if self.endpoint is not None:
+                entry.throttler.release(self.endpoint)
+                self.endpoint = None
+            entry.metrics.observe_request(status, time.perf_counter() - self.started)
+        if notify:
+            self.proto.exchange_done(self)

@@ -1,0 +1,124 @@
+"""The pod's response on its way to the client: the proxy's streaming response sink.
+
+A :class:`Relay` receives one response from an
+:class:`~kfn.activator.upstream.UpstreamConnection` (whose parser has already
+dropped the hop-by-hop headers) and writes it on to the client under a new status
+line: with ``Kfn-Request-Id`` on the invoke API, chunked when the pod's response
+has no length and the client speaks HTTP/1.1 (an HTTP/1.0 client reads to the
+connection's end instead), and with ``Connection: close`` when the client
+connection ends after it. Bodies pass through in the pieces the pod sent.
+
+A 429 or 503 that may be the runtime refusing a request it did not start is held
+back until its body says (:mod:`~kfn.activator.refusal`); a refusal goes back to
+the exchange to be sent again, anything else is passed on as it would have been.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from kfn.activator import refusal
+
+if typing.TYPE_CHECKING:
+    from kfn.activator import exchange, proxy
+
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Relay:
+    """Streams one response from a pod to the client (an ``upstream.ResponseSink``)."""
+
+    __slots__ = ("chunked", "exchange", "held", "http11", "proto", "request_id", "status")
+
+    def __init__(self, exchange: exchange.Exchange, proto: proxy.ClientProtocol) -> None:
+        self.exchange = exchange
+        self.proto = proto
+        self.http11 = exchange.head.http11
+        #: Added to the response on the invoke API.
+        self.request_id = exchange.request_id if exchange.invoke else None
+        self.status = 0
+        self.chunked = False
+        self.held: refusal.Held | None = None
+
+    def on_interim(self, status: int, reason: bytes, headers: bytes) -> None:
+        if not self.exchange.finished and self.http11:
+            self.proto.buffer(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, headers))
+
+    def on_response_head(
+        self, status: int, reason: bytes, headers: bytes, length_known: bool
+    ) -> None:
+        ex = self.exchange
+        if ex.finished:
+            return
+        if status in refusal.STATUSES and ex.upload.replayable and refusal.candidate(headers):
+            self.held = refusal.Held(status, reason, headers, bytearray())
+            return
+        self._forward_head(status, reason, headers, length_known)
+
+    def on_response_body(self, data: bytes) -> None:
+        if self.exchange.finished:
+            return
+        held = self.held
+        if held is not None:
+            held.body.extend(data)
+            if len(held.body) > refusal.HOLD_LIMIT:
+                self._release_held(length_known=False)
+            return
+        self.proto.buffer(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+
+    def on_response_complete(self, reusable: bool) -> None:
+        ex = self.exchange
+        if ex.finished:
+            return
+        held = self.held
+        if held is not None:
+            if refusal.not_started(held.body, invoke=self.request_id is not None):
+                self.held = None
+                ex.retry_elsewhere(reusable)
+                return
+            self._release_held(length_known=True)
+        if self.chunked:
+            self.proto.buffer(_LAST_CHUNK)
+        ex.response_complete(self.status, reusable)
+
+    def on_upstream_lost(self, exc: BaseException | None) -> None:
+        if self.exchange.finished:
+            return
+        if self.held is not None:
+            self._release_held(length_known=False)
+        self.exchange.upstream_lost()
+
+    def on_upstream_pause(self, paused: bool) -> None:
+        self.exchange.upstream_paused = paused
+        self.proto.update_reading()
+
+    def flush(self) -> None:
+        self.proto.flush()
+
+    def _forward_head(self, status: int, reason: bytes, headers: bytes, length_known: bool) -> None:
+        ex = self.exchange
+        self.status = status
+        ex.response_started = True
+        extra = b""
+        if self.request_id is not None:
+            extra = b"Kfn-Request-Id: %s\r\n" % self.request_id
+        if not length_known:
+            if self.http11:
+                extra += b"Transfer-Encoding: chunked\r\n"
+                self.chunked = True
+            else:
+                ex.keep_alive = False
+        if not ex.keep_alive or self.proto.ctx.draining:
+            ex.keep_alive = False
+            extra += b"Connection: close\r\n"
+        # One format, not a list joined: the head of every response goes through here.
+        self.proto.buffer(b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, reason, headers, extra))
+
+    def _release_held(self, *, length_known: bool) -> None:
+        """Not a refusal after all: pass the held response on."""
+        held, self.held = self.held, None
+        assert held is not None
+        length_known = length_known or b"content-length:" in held.headers.lower()
+        self._forward_head(held.status, held.reason, held.headers, length_known)
+        if held.body:
+            self.on_response_body(bytes(held.body))

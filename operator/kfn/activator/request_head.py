@@ -1,0 +1,153 @@
+"""A client's request head as the proxy keeps it, and the head it sends on to the pod.
+
+Headers are filtered while httptools parses them, into one byte string: hop-by-hop
+ones are dropped, the few the proxy acts on (framing, ``Expect``, the invocation
+type, the caller's request id, ``X-Forwarded-*``) are noted, and every other one is
+kept as it came. No header dict is built. The head sent to the pod is that byte
+string plus ``X-Forwarded-*`` and the runtime contract's ``Kfn-*`` headers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kfn.activator import router, upstream
+
+# Request headers the proxy handles itself. 0: dropped.
+_DROP = 0
+_HOST = 1
+_CONTENT_LENGTH = 2
+_TRANSFER_ENCODING = 3
+_EXPECT = 4
+_XFF = 5
+_XFP = 6
+_XFH = 7
+_INVOCATION_TYPE = 8
+_REQUEST_ID = 9
+_SPECIAL = {
+    **{name: _DROP for name in upstream.HOP_BY_HOP},
+    b"host": _HOST,
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"expect": _EXPECT,
+    b"x-forwarded-for": _XFF,
+    b"x-forwarded-proto": _XFP,
+    b"x-forwarded-host": _XFH,
+    b"kfn-invocation-type": _INVOCATION_TYPE,
+    b"x-amz-invocation-type": _INVOCATION_TYPE,
+    b"kfn-request-id": _REQUEST_ID,
+    b"kfn-deadline-ms": _DROP,
+    b"kfn-function-name": _DROP,
+}
+
+#: A caller's own request id (kept on the invoke API only): what stays one header value.
+_GIVEN_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestHead:
+    """One request's head: what the proxy acts on, and the rest of its headers as bytes."""
+
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "given_request_id",
+        "has_xfh",
+        "has_xfp",
+        "headers",
+        "host",
+        "http11",
+        "invocation_type",
+        "method",
+        "url",
+        "xff",
+    )
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.method = b""
+        self.http11 = True
+        #: The headers passed on unchanged, as CRLF-terminated lines.
+        self.headers = bytearray()
+        self.host = b""
+        self.xff = b""
+        self.has_xfp = False
+        self.has_xfh = False
+        self.content_length = -1
+        self.chunked = False
+        self.expect_continue = False
+        self.invocation_type = b""
+        self.given_request_id = b""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header as parsed: noted, kept, or dropped."""
+        code = _SPECIAL.get(name.lower())
+        if code is not None:
+            if code == _DROP:
+                return
+            if code == _HOST:
+                self.host = value
+            elif code == _CONTENT_LENGTH:
+                self.content_length = int(value) if value.isdigit() else -1
+            elif code == _XFP:
+                self.has_xfp = True
+            elif code == _XFH:
+                self.has_xfh = True
+            else:
+                self._note(code, value)
+                return
+        # Appended in place: no temporary byte strings per header.
+        headers = self.headers
+        headers += name
+        headers += b": "
+        headers += value
+        headers += b"\r\n"
+
+    def _note(self, code: int, value: bytes) -> None:
+        """A header the proxy acts on and does not pass on as it came."""
+        if code == _TRANSFER_ENCODING:
+            self.chunked = value.lower().endswith(b"chunked")
+        elif code == _EXPECT:
+            self.expect_continue = value.lower() == b"100-continue"
+        elif code == _XFF:
+            self.xff = value if not self.xff else self.xff + b", " + value
+        elif code == _INVOCATION_TYPE:
+            self.invocation_type = value
+        elif code == _REQUEST_ID and _GIVEN_REQUEST_ID.match(value):
+            self.given_request_id = value
+
+    def upstream(
+        self, *, peer: bytes, request_id: bytes, deadline_ms: int, invoked: bytes | None
+    ) -> bytes:
+        """The head to send to the pod.
+
+        ``invoked``: the function's name when this came through the invoke API (then
+        it goes to the pod's invoke path, with the contract's ``Kfn-Function-Name``).
+        """
+        xff = self.xff + b", " + peer if self.xff else peer
+        parts: list[bytes | bytearray] = [
+            self.method,
+            b" ",
+            router.POD_INVOKE_PATH if invoked is not None else self.url,
+            b" HTTP/1.1\r\n",
+            self.headers,
+            b"X-Forwarded-For: ",
+            xff,
+            b"\r\nKfn-Request-Id: ",
+            request_id,
+            b"\r\nKfn-Deadline-Ms: %d\r\n" % deadline_ms,
+        ]
+        if not self.has_xfp:
+            parts.append(b"X-Forwarded-Proto: http\r\n")
+        if not self.has_xfh and self.host:
+            parts += (b"X-Forwarded-Host: ", self.host, b"\r\n")
+        if invoked is not None:
+            parts += (
+                b"Kfn-Function-Name: ",
+                invoked,
+                b"\r\nKfn-Invocation-Type: RequestResponse\r\n",
+            )
+        if self.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from kfn import retry, stats
+from kfn.clock import Seconds
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class AsyncInvoker:
         retry_delays: tuple[float, ...] = retry.LAMBDA_RETRY_DELAYS,
         throttle_backoff: tuple[float, float] = retry.THROTTLE_BACKOFF,
         max_event_age: float = 6 * 3600.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Seconds = time.monotonic,
     ) -> None:
         self.deliver = deliver
         self.destination = destination

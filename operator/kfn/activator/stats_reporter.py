@@ -21,6 +21,7 @@ from typing import Protocol
 
 from kfn import stats
 from kfn.activator import throttler as throttlers
+from kfn.clock import Seconds
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class StatsReporter:
         throttlers_of: Callable[[], Mapping[stats.FunctionKey, throttlers.Throttler]],
         sink: StatsSink,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Seconds = time.time,
     ) -> None:
         self.activator_id = activator_id
         self.throttlers_of = throttlers_of

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 
 from kfn import stats
 from kfn.activator import upstream
+from kfn.clock import Seconds
 
 
 class QueueFullError(Exception):
@@ -45,7 +46,7 @@ class Throttler:
         queue_limit: int = 1000,
         poke: Callable[[stats.FunctionKey], None] | None = None,
         on_cold_start: Callable[[stats.FunctionKey, float], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Seconds = time.monotonic,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")

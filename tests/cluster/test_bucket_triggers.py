@@ -230,7 +230,13 @@ def test_a_rolling_restart_during_a_burst_of_pushed_uploads_loses_no_event(
     except AssertionError as exc:
         store_log = kubectl("-n", namespace, "logs", f"deployment/{stores.NAME}", "--tail=20",
                             check=False)  # fmt: skip
-        raise AssertionError(f"{exc}\nthe store's last log lines:\n{store_log}") from None
+        # The replicas that took the hand-offs say what they received, took over and lost.
+        worker_log = kubectl("-n", kfn, "logs", "-l", "app.kubernetes.io/component=bucket",
+                             "--tail=60", "--prefix", check=False)  # fmt: skip
+        raise AssertionError(
+            f"{exc}\nthe store's last log lines:\n{store_log}\n"
+            f"the bucket workers' last log lines:\n{worker_log}"
+        ) from None
     got = sink.keys("burst")
     print(f"\n{BURST} uploads across a rolling restart: {len(got)} invocations, "
           f"{len(got) - len(set(got))} duplicates")  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import pytest
@@ -119,15 +118,9 @@ class Pushed:
 async def test_the_catalog_pushes_every_change_and_is_synced_once_both_kinds_were_listed() -> None:
     servers = {"Function": ApiServer(), "Trigger": ApiServer()}
 
-    def reflect(
-        api_version: str,
-        kind: str,
-        into: kube.Reflection,
-        stop: threading.Event,
-        *,
-        label_selector: str = "",
-    ) -> None:
-        servers[kind].reflect(api_version, kind, into, stop, label_selector=label_selector)
+    def reflect(api_version: str, kind: str, *args: Any, **kwargs: Any) -> None:
+        """Each kind from a server of its own, so that each list and event goes to one."""
+        servers[kind].reflect(api_version, kind, *args, **kwargs)
 
     activator = Pushed()
     cluster = catalog.KubeCatalog(

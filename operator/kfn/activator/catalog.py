@@ -11,17 +11,17 @@ marks the newer one ``RouteConflict``. The router keeps the first of equal route
 so ordering the routes is all this takes.
 
 :func:`limits` and :func:`routes` decide (pure); :class:`KubeCatalog` watches both
-kinds (in threads, see :func:`kfn.kube.reflect`) and pushes the result into the
-:class:`~kfn.activator.server.Activator` on its event loop.
+kinds (a :class:`kfn.kube.cache.Store` each) and pushes the result into the
+:class:`~kfn.activator.server.Activator` on its event loop after every change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import pydantic
 
@@ -31,6 +31,7 @@ from kfn.activator import router
 from kfn.api import function as function_api
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
+from kfn.kube import cache
 
 logger = logging.getLogger(__name__)
 
@@ -92,58 +93,22 @@ def _parse(model: type[M], body: Mapping[str, Any]) -> M | None:
         return None
 
 
-def _key(body: Mapping[str, Any]) -> tuple[str, str]:
-    meta_ = body.get("metadata") or {}
-    return str(meta_.get("namespace", "")), str(meta_.get("name", ""))
-
-
 def _created(body: Mapping[str, Any]) -> str:
     return str((body.get("metadata") or {}).get("creationTimestamp") or "")
 
 
-class _Kind(Generic[M]):
-    """The parsed objects of one kind, kept current by a reflector thread."""
+@dataclasses.dataclass(frozen=True)
+class _Trigger:
+    """A Trigger as the catalog keeps it: with its ``creationTimestamp``, which orders routes."""
 
-    def __init__(
-        self,
-        model: type[M],
-        loop: asyncio.AbstractEventLoop,
-        changed: Callable[[], None],
-    ) -> None:
-        self.model = model
-        self.loop = loop
-        self.changed = changed
-        self.objects: dict[tuple[str, str], M] = {}
-        self.created: dict[tuple[str, str], str] = {}
-        self.synced = False
+    trigger: trigger_api.Trigger
+    created: str
 
-    # Called in the reflector's thread: hand over to the loop.
-    def replace(self, objects: list[kube.Object]) -> None:
-        self.loop.call_soon_threadsafe(self._replace, objects)
 
-    def change(self, kind: str, obj: kube.Object) -> None:
-        self.loop.call_soon_threadsafe(self._change, kind, obj)
-
-    def _replace(self, objects: list[kube.Object]) -> None:
-        parsed = {_key(o): self._parse(o) for o in objects}
-        self.objects = {k: v for k, v in parsed.items() if v is not None}
-        self.created = {_key(o): _created(o) for o in objects}
-        self.synced = True
-        self.changed()
-
-    def _change(self, kind: str, obj: kube.Object) -> None:
-        key = _key(obj)
-        parsed = None if kind == "DELETED" else self._parse(obj)
-        if parsed is None:
-            self.objects.pop(key, None)
-            self.created.pop(key, None)
-        else:
-            self.objects[key] = parsed
-            self.created[key] = _created(obj)
-        self.changed()
-
-    def _parse(self, obj: kube.Object) -> M | None:
-        return _parse(self.model, obj)
+def _trigger(body: kube.Object, previous: _Trigger | None) -> _Trigger | None:
+    del previous
+    parsed = _parse(trigger_api.Trigger, body)
+    return None if parsed is None else _Trigger(parsed, _created(body))
 
 
 class KubeCatalog:
@@ -155,43 +120,54 @@ class KubeCatalog:
         set_routes: Callable[[tuple[router.Route, ...]], None],
         *,
         queue_limit: int = 1000,
+        reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
     ) -> None:
         self.set_functions = set_functions
         self.set_routes = set_routes
         self.queue_limit = queue_limit
+        self.reflect = reflect
         #: Set once both kinds were listed and pushed.
         self.synced = asyncio.Event()
+        #: The kinds pushed at least once: the first push of a kind is its first list.
+        self._heard: set[str] = set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        functions = _Kind(function_api.Function, loop, lambda: self._push_functions(functions))
-        triggers = _Kind(trigger_api.Trigger, loop, lambda: self._push_routes(triggers))
-        self._kinds = (functions, triggers)
-        stop = threading.Event()
-        threads = [
-            threading.Thread(
-                target=kube.reflect,
-                args=(API_VERSION, kind, into, stop),
-                name=f"{kind.lower()}-watch",
-                daemon=True,
-            )
-            for kind, into in (("Function", functions), ("Trigger", triggers))
-        ]
-        for thread in threads:
-            thread.start()
+        functions = cache.Store(
+            API_VERSION,
+            function_api.KIND,
+            lambda body, _: _parse(function_api.Function, body),
+            listener=cache.on_loop(loop, lambda _: self._push_functions(functions)),
+            reflect=self.reflect,
+        )
+        triggers = cache.Store(
+            API_VERSION,
+            trigger_api.KIND,
+            _trigger,
+            listener=cache.on_loop(loop, lambda _: self._push_routes(triggers)),
+            reflect=self.reflect,
+        )
+        functions.start()
+        triggers.start()
         try:
             await asyncio.Event().wait()
         finally:
-            stop.set()
+            functions.stop()
+            triggers.stop()
 
-    def _push_functions(self, kind: _Kind[function_api.Function]) -> None:
-        self.set_functions(limits(kind.objects.values(), queue_limit=self.queue_limit))
-        self._check_synced()
+    def _push_functions(self, functions: cache.Store[function_api.Function]) -> None:
+        self.set_functions(limits(functions.values(), queue_limit=self.queue_limit))
+        self._heard_from(function_api.KIND)
 
-    def _push_routes(self, kind: _Kind[trigger_api.Trigger]) -> None:
-        self.set_routes(routes(kind.objects.values(), kind.created))
-        self._check_synced()
+    def _push_routes(self, triggers: cache.Store[_Trigger]) -> None:
+        table = triggers.snapshot()
+        self.set_routes(
+            routes([t.trigger for t in table.values()], {k: t.created for k, t in table.items()})
+        )
+        self._heard_from(trigger_api.KIND)
 
-    def _check_synced(self) -> None:
-        if all(kind.synced for kind in self._kinds):
+    def _heard_from(self, kind: str) -> None:
+        # Not Store.synced: its thread sets that after merely scheduling this call.
+        self._heard.add(kind)
+        if self._heard >= {function_api.KIND, trigger_api.KIND}:
             self.synced.set()

@@ -24,13 +24,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kfn import kube, stats
 from kfn.activator import endpoints
+from kfn.kube import cache
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +93,6 @@ class PodTracker:
 
     def __init__(self) -> None:
         self._pods: dict[str, _Pod] = {}
-
-    def replace(self, views: list[PodView]) -> set[stats.FunctionKey]:
-        """A full list: forget pods not in it. Returns the functions whose pods changed."""
-        touched = {pod.view.function for pod in self._pods.values()}
-        keep = {v.uid for v in views}
-        for uid in [uid for uid in self._pods if uid not in keep]:
-            del self._pods[uid]
-        for v in views:
-            self.observe(v)
-        return touched | {v.function for v in views}
 
     def observe(self, v: PodView) -> stats.FunctionKey:
         """A pod was added or changed."""
@@ -182,6 +172,13 @@ async def probe_ready(ip: str, port: int = POD_PORT) -> bool:
     return len(parts) >= 2 and parts[1] == b"200"
 
 
+def _key(pod: kube.Object) -> cache.Key:
+    """Where the store keeps a pod: by namespace and uid, which a pod of the same name
+    created again does not share."""
+    meta = pod.get("metadata") or {}
+    return str(meta.get("namespace", "")), str(meta.get("uid", ""))
+
+
 class KubeEndpointSource:
     """An :class:`~kfn.activator.endpoints.EndpointSource` over the cluster's function pods."""
 
@@ -191,10 +188,12 @@ class KubeEndpointSource:
         probe_interval: float = 0.02,
         probe_limit: float = 300.0,
         probe: Callable[[str], Awaitable[bool]] = probe_ready,
+        reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
     ) -> None:
         self.probe_interval = probe_interval
         self.probe_limit = probe_limit
         self.probe = probe
+        self.reflect = reflect
         self.tracker = PodTracker()
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._sent: dict[stats.FunctionKey, frozenset[str]] = {}
@@ -205,48 +204,40 @@ class KubeEndpointSource:
 
     async def run(self, update: endpoints.Update) -> None:
         self.update = update
-        loop = asyncio.get_running_loop()
-        stop = threading.Event()
-        source = self
-
-        class Into:
-            def replace(self, objects: list[kube.Object]) -> None:
-                views = [v for v in map(view, objects) if v is not None]
-                loop.call_soon_threadsafe(source.replace, views)
-
-            def change(self, kind: str, obj: kube.Object) -> None:
-                v = view(obj)
-                if v is not None:
-                    loop.call_soon_threadsafe(source.change, kind, v)
-
-        thread = threading.Thread(
-            target=kube.reflect,
-            args=("v1", "Pod", Into(), stop),
-            kwargs={"label_selector": POD_SELECTOR},
-            name="pod-watch",
-            daemon=True,
+        pods = cache.Store(
+            "v1",
+            "Pod",
+            lambda pod, _: view(pod),
+            key=_key,
+            label_selector=POD_SELECTOR,
+            listener=cache.on_loop(asyncio.get_running_loop(), self.apply),
+            reflect=self.reflect,
         )
-        thread.start()
+        pods.start()
         try:
             await asyncio.Event().wait()
         finally:
-            stop.set()
+            pods.stop()
             for task in self._probes.values():
                 task.cancel()
 
     # --- called on the event loop -------------------------------------------------------
 
-    def replace(self, views: list[PodView]) -> None:
-        self._push(self.tracker.replace(views))
-        self.synced.set()
-
-    def change(self, kind: str, v: PodView) -> None:
-        if kind == "DELETED":
-            function = self.tracker.forget(v.uid)
-            touched = {function} if function else set()
-        else:
-            touched = {self.tracker.observe(v)}
+    def apply(self, changes: list[cache.Change[PodView]]) -> None:
+        """Takes in what a list or a watch event changed (a re-list reports the pods it no
+        longer has as gone), pushes the functions it touched, and counts as synced: the
+        store lists before it watches, so the first call is the first complete list."""
+        touched: set[stats.FunctionKey] = set()
+        for change in changes:
+            if change.value is None:
+                _, uid = change.key
+                function = self.tracker.forget(uid)
+                if function is not None:
+                    touched.add(function)
+            else:
+                touched.add(self.tracker.observe(change.value))
         self._push(touched)
+        self.synced.set()
 
     def _push(self, functions: set[stats.FunctionKey]) -> None:
         for pod in self.tracker.pods():

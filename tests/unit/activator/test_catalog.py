@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from kfn import stats
+import pytest
+
+from kfn import kube, stats
 from kfn.activator import catalog, router
 from kfn.activator import config as configs
 from kfn.api import function, trigger
+from tests.unit.apiserver import ApiServer
 
 
 def fn(name: str, **spec: Any) -> function.Function:
@@ -73,3 +77,87 @@ def test_the_older_of_two_triggers_for_the_same_route_wins() -> None:
     match = table.match(b"any.host", b"/x/y", b"GET")
     assert match is not None
     assert match.function == stats.FunctionKey("team", "a")
+
+
+# --- watching the cluster ------------------------------------------------------------------
+
+
+def body(kind: str, name: str, created: str, **spec: Any) -> kube.Object:
+    return {
+        "apiVersion": "kfn.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "team", "creationTimestamp": created},
+        "spec": spec,
+    }
+
+
+IMAGE = {"image": "registry.example/fn@sha256:" + "a" * 64}
+
+
+class Pushed:
+    """Stands in for the activator's two setters, keeping what each push brought."""
+
+    def __init__(self) -> None:
+        self.pushes = 0
+        self.functions: dict[stats.FunctionKey, configs.FunctionLimits] = {}
+        self.routes: tuple[router.Route, ...] = ()
+
+    def set_functions(self, functions: dict[stats.FunctionKey, configs.FunctionLimits]) -> None:
+        self.pushes += 1
+        self.functions = functions
+
+    def set_routes(self, routes: tuple[router.Route, ...]) -> None:
+        self.pushes += 1
+        self.routes = routes
+
+    def routed(self) -> list[stats.FunctionKey]:
+        return [route.function for route in self.routes]
+
+
+@pytest.mark.asyncio
+async def test_the_catalog_pushes_every_change_and_is_synced_once_both_kinds_were_listed() -> None:
+    servers = {"Function": ApiServer(), "Trigger": ApiServer()}
+
+    def reflect(api_version: str, kind: str, *args: Any, **kwargs: Any) -> None:
+        """Each kind from a server of its own, so that each list and event goes to one."""
+        servers[kind].reflect(api_version, kind, *args, **kwargs)
+
+    activator = Pushed()
+    cluster = catalog.KubeCatalog(
+        activator.set_functions, activator.set_routes, queue_limit=5, reflect=reflect
+    )
+    running = asyncio.create_task(cluster.run())
+    a, b = stats.FunctionKey("team", "a"), stats.FunctionKey("team", "b")
+    invalid = body("Function", "c", "", source=IMAGE, concurrency=0)
+
+    # Each send returns after the store's listener was scheduled on this loop, which runs
+    # it before it resumes this test.
+    await asyncio.to_thread(servers["Function"].send, [body("Function", "a", "", source=IMAGE)])
+    await asyncio.to_thread(servers["Function"].send, ("ADDED", invalid))
+    assert set(activator.functions) == {a}
+    assert activator.functions[a].queue_limit == 5
+    assert not cluster.synced.is_set()
+
+    newer = body("Trigger", "new", "2024-02-01T00:00:00Z", functionRef={"name": "b"}, http={})
+    older = body("Trigger", "old", "2024-01-01T00:00:00Z", functionRef={"name": "a"}, http={})
+    await asyncio.to_thread(servers["Trigger"].send, [newer])
+    assert cluster.synced.is_set()
+    assert activator.routed() == [b]
+    await asyncio.to_thread(servers["Trigger"].send, ("ADDED", older))
+    assert activator.routed() == [a, b]
+    await asyncio.to_thread(servers["Trigger"].send, ("DELETED", older))
+    assert activator.routed() == [b]
+
+    before = activator.pushes
+    await asyncio.to_thread(
+        servers["Function"].send, ("MODIFIED", body("Function", "b", "", source=IMAGE))
+    )
+    await asyncio.to_thread(servers["Function"].send, [body("Function", "b", "", source=IMAGE)])
+    assert activator.pushes == before + 2
+    assert set(activator.functions) == {b}  # relisted: a was deleted meanwhile
+
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    for server in servers.values():
+        server.hang_up()

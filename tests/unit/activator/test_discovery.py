@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from kfn import stats
 from kfn.activator import discovery
+from tests.unit.apiserver import ApiServer, Event
 
 from .conftest import until
 
@@ -88,14 +92,55 @@ def test_a_pod_the_kubelet_stops_calling_ready_leaves_and_is_not_probed_back_in(
     assert tracker.ready(FN) == {"10.0.0.5:8080"}
 
 
-def test_a_relist_forgets_pods_that_are_gone_and_reports_their_function() -> None:
-    tracker = discovery.PodTracker()
-    tracker.observe(view(pod("a", "10.0.0.5", ready=True)))
-    other = view(pod("b", "10.0.0.9", ready=True, function="other"))
-    touched = tracker.replace([other])
-    assert touched == {FN, other.function}
-    assert tracker.ready(FN) == frozenset()
-    assert tracker.ready(other.function) == {"10.0.0.9:8080"}
+# --- the source, fed by the stand-in API server ---------------------------------------------
+
+Updates = list[tuple[stats.FunctionKey, frozenset[str]]]
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    updates: Updates, **options: Any
+) -> AsyncIterator[tuple[discovery.KubeEndpointSource, Callable[[Event], Awaitable[None]]]]:
+    """Runs a source (made with ``options``) against a stand-in API server, its updates going
+    to ``updates``; yields it and a function that sends it one list or watch event and
+    returns once the source has taken it in."""
+    server = ApiServer()
+    source = discovery.KubeEndpointSource(reflect=server.reflect, **options)
+    running = asyncio.create_task(
+        source.run(lambda function, addresses: updates.append((function, addresses)))
+    )
+
+    # The send returns after the store's listener was scheduled on this loop, which runs it
+    # before it resumes the test.
+    async def send(event: Event) -> None:
+        await asyncio.to_thread(server.send, event)
+
+    try:
+        yield source, send
+        assert server.calls[0][:3] == ("v1", "Pod", discovery.POD_SELECTOR)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        server.hang_up()
+
+
+async def answers_never(ip: str) -> bool:
+    return False
+
+
+@pytest.mark.asyncio
+async def test_the_source_is_synced_by_the_first_list_and_a_relist_forgets_pods_gone() -> None:
+    updates: Updates = []
+    other = stats.FunctionKey("team", "other")
+    async with watching(updates, probe=answers_never) as (source, send):
+        assert not source.synced.is_set()
+        await send([pod("a", "10.0.0.5", ready=True)])
+        assert source.synced.is_set()
+        assert updates == [(FN, {"10.0.0.5:8080"})]
+        await send([pod("b", "10.0.0.9", ready=True, function="other")])
+        assert sorted(updates[1:]) == [(FN, frozenset()), (other, {"10.0.0.9:8080"})]
+        assert source.tracker.pods() == [view(pod("b", "10.0.0.9", ready=True, function="other"))]
 
 
 @pytest.mark.asyncio
@@ -107,16 +152,15 @@ async def test_the_source_probes_a_starting_pod_and_pushes_it_the_moment_it_answ
         probed.append(ip)
         return answers[ip].pop(0)
 
-    source = discovery.KubeEndpointSource(probe_interval=0.001, probe=probe)
-    updates: list[tuple[stats.FunctionKey, frozenset[str]]] = []
-    source.update = lambda function, addresses: updates.append((function, addresses))
-    source.replace([view(pod("a", "10.0.0.5", ready=False))])
-    assert updates == [(FN, frozenset())]
-    await until(lambda: len(updates) > 1)
-    assert updates[-1] == (FN, frozenset({"10.0.0.5:8080"}))
-    assert probed == ["10.0.0.5"] * 3
-    source.change("MODIFIED", view(pod("a", "10.0.0.5", ready=True, deleting=True)))
-    assert updates[-1] == (FN, frozenset())
+    updates: Updates = []
+    async with watching(updates, probe_interval=0.001, probe=probe) as (_, send):
+        await send([pod("a", "10.0.0.5", ready=False)])
+        assert updates == [(FN, frozenset())]
+        await until(lambda: len(updates) > 1)
+        assert updates[-1] == (FN, frozenset({"10.0.0.5:8080"}))
+        assert probed == ["10.0.0.5"] * 3
+        await send(("MODIFIED", pod("a", "10.0.0.5", ready=True, deleting=True)))
+        assert updates[-1] == (FN, frozenset())
 
 
 @pytest.mark.asyncio
@@ -127,12 +171,12 @@ async def test_probing_stops_when_the_pod_goes_away() -> None:
         probed.append(ip)
         return False
 
-    source = discovery.KubeEndpointSource(probe_interval=0.001, probe=never)
-    source.update = lambda function, addresses: None
-    source.change("ADDED", view(pod("a", "10.0.0.5")))
-    await until(lambda: len(probed) >= 2)
-    [probing] = source._probes.values()
-    source.change("DELETED", view(pod("a", "10.0.0.5")))
-    assert not source._probes
-    await until(probing.done)
-    assert probing.cancelled()
+    async with watching([], probe_interval=0.001, probe=never) as (source, send):
+        await send([])
+        await send(("ADDED", pod("a", "10.0.0.5")))
+        await until(lambda: len(probed) >= 2)
+        [probing] = source._probes.values()
+        await send(("DELETED", pod("a", "10.0.0.5")))
+        assert not source._probes
+        await until(probing.done)
+        assert probing.cancelled()

@@ -433,6 +433,15 @@ def get_lease(namespace: str, name: str) -> Object | None:
         raise
 
 
+def _lease(metadata: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": dict(metadata),
+        "spec": dict(spec),
+    }
+
+
 def create_lease(
     namespace: str,
     name: str,
@@ -443,13 +452,7 @@ def create_lease(
     metadata: dict[str, Any] = {"name": name, "namespace": namespace}
     if owners:
         metadata["ownerReferences"] = [dict(owner) for owner in owners]
-    body = {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": metadata,
-        "spec": dict(spec),
-    }
-    return _call("POST", _lease_path(namespace), body=body)
+    return _call("POST", _lease_path(namespace), body=_lease(metadata, spec))
 
 
 def update_lease(
@@ -470,10 +473,4 @@ def update_lease(
     kept = owners if owners else meta.get("ownerReferences")
     if kept:
         metadata["ownerReferences"] = [dict(owner) for owner in kept]
-    body = {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": metadata,
-        "spec": dict(spec),
-    }
-    return _call("PUT", _lease_path(meta["namespace"], meta["name"]), body=body)
+    return _call("PUT", _lease_path(meta["namespace"], meta["name"]), body=_lease(metadata, spec))

@@ -11,7 +11,8 @@ a ready pod over pooled keep-alive connections. One concern per module:
 * :mod:`~kfn.activator.capacity` — the one way to take a slot (waiting if need
   be), and connecting with a refused connection retried elsewhere.
 * :mod:`~kfn.activator.proxy` — the HTTP/1.1 proxy's client connections
-  (asyncio.Protocol + httptools; runs best on uvloop) and their shared state.
+  (asyncio.Protocol + httptools; runs best on uvloop).
+* :mod:`~kfn.activator.context` — the state all client connections share.
 * :mod:`~kfn.activator.exchange` — one request's life, orchestrated; its steps:
   :mod:`~kfn.activator.request_head` (header filtering, the pod's request head),
   :mod:`~kfn.activator.invoke_api` (the invoke API's gate and request ids),

@@ -25,6 +25,7 @@ import typing
 from kfn.activator import (
     answers,
     capacity,
+    context,
     events,
     invoke_api,
     refusal,
@@ -35,10 +36,23 @@ from kfn.activator import (
     upstream,
 )
 
-if typing.TYPE_CHECKING:
-    from kfn.activator import proxy
-
 HEALTH_PATH = b"/_kfn/health"
+
+
+class Client(typing.Protocol):
+    """What an exchange needs of its client connection (a ``proxy.ClientProtocol``)."""
+
+    ctx: context.Context
+    loop: asyncio.AbstractEventLoop
+    peer: bytes
+    write_paused: bool
+
+    def write(self, data: bytes) -> None: ...
+    def buffer(self, data: bytes) -> None: ...
+    def flush(self) -> None: ...
+    def abort(self) -> None: ...
+    def update_reading(self) -> None: ...
+    def exchange_done(self, exchange: Exchange) -> None: ...
 
 
 class Exchange:
@@ -67,7 +81,7 @@ class Exchange:
         "upstream_paused",
     )
 
-    def __init__(self, proto: proxy.ClientProtocol) -> None:
+    def __init__(self, proto: Client) -> None:
         self.proto = proto
         self.head = request_head.RequestHead()
         self.upload = request_body.Upload()
@@ -77,7 +91,7 @@ class Exchange:
         self.invoke = False
         #: An Event invocation's payload, while it arrives.
         self.event_body: bytearray | None = None
-        self.entry: proxy.FunctionEntry | None = None
+        self.entry: context.FunctionEntry | None = None
         #: The endpoint whose slot this request holds, and the connection to it.
         self.endpoint: upstream.Endpoint | None = None
         self.conn: upstream.UpstreamConnection | None = None
@@ -139,7 +153,7 @@ class Exchange:
         self.request_id = invoke_api.request_id(given)
         self.acquire(entry)
 
-    def acquire(self, entry: proxy.FunctionEntry) -> None:
+    def acquire(self, entry: context.FunctionEntry) -> None:
         """Go on at once with a free slot and an idle connection, else start a task for them."""
         endpoint = entry.throttler.try_acquire()
         self.endpoint = endpoint

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 proxy: the state its connections share, and one client connection.
+"""The HTTP/1.1 proxy's client connection.
 
 Built on ``asyncio.Protocol`` and httptools rather than a web framework because
 throughput decides the activator's design: each request costs a few callbacks, a
@@ -20,60 +20,14 @@ import typing
 
 import httptools
 
-from kfn import stats
-from kfn.activator import answers, events, metrics, request_body, router, throttler
-from kfn.activator import config as configs
+from kfn.activator import answers, context, request_body
 from kfn.activator import exchange as exchanges
-
-
-class FunctionEntry:
-    """What the proxy needs of one function, gathered in one object."""
-
-    __slots__ = ("key", "limits", "metrics", "name_bytes", "throttler", "timeout")
-
-    def __init__(
-        self,
-        key: stats.FunctionKey,
-        limits: configs.FunctionLimits,
-        throttler: throttler.Throttler,
-        metrics: metrics.FunctionMetrics,
-    ) -> None:
-        self.key = key
-        self.limits = limits
-        self.throttler = throttler
-        self.metrics = metrics
-        self.name_bytes = key.name.encode()
-        self.timeout = limits.timeout_ms / 1000
-
-
-class Context:
-    """State shared by all client connections of one activator."""
-
-    def __init__(self, routes: router.Router, invoker: events.Submitter | None = None) -> None:
-        self.router = routes
-        self.functions: dict[stats.FunctionKey, FunctionEntry] = {}
-        self.invoker = invoker
-        self.draining = False
-        self.connections: set[ClientProtocol] = set()
-        #: Set while no client connection is open (graceful shutdown waits on it).
-        self.all_closed = asyncio.Event()
-        self.all_closed.set()
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(
-        self, coroutine: collections.abc.Coroutine[object, object, None]
-    ) -> asyncio.Task[None]:
-        """Run a coroutine as a task kept until it ends."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
 
 class ClientProtocol(asyncio.Protocol):
     """One client connection: parses requests and runs their exchanges in order."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None

@@ -17,10 +17,35 @@ from __future__ import annotations
 
 import typing
 
-from kfn.activator import refusal
+from kfn.activator import context, refusal, request_body, request_head
 
-if typing.TYPE_CHECKING:
-    from kfn.activator import exchange, proxy
+
+class Owner(typing.Protocol):
+    """What a relay needs of the exchange whose response it carries."""
+
+    head: request_head.RequestHead
+    upload: request_body.Upload
+    request_id: bytes
+    invoke: bool
+    finished: bool
+    keep_alive: bool
+    response_started: bool
+    upstream_paused: bool
+
+    def retry_elsewhere(self, reusable: bool) -> None: ...
+    def response_complete(self, status: int, reusable: bool) -> None: ...
+    def upstream_lost(self) -> None: ...
+
+
+class Client(typing.Protocol):
+    """What a relay needs of the client connection it writes to."""
+
+    ctx: context.Context
+
+    def buffer(self, data: bytes) -> None: ...
+    def flush(self) -> None: ...
+    def update_reading(self) -> None: ...
+
 
 _LAST_CHUNK = b"0\r\n\r\n"
 
@@ -30,7 +55,7 @@ class Relay:
 
     __slots__ = ("chunked", "exchange", "held", "http11", "proto", "request_id", "status")
 
-    def __init__(self, exchange: exchange.Exchange, proto: proxy.ClientProtocol) -> None:
+    def __init__(self, exchange: Owner, proto: Client) -> None:
         self.exchange = exchange
         self.proto = proto
         self.http11 = exchange.head.http11

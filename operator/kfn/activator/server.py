@@ -20,6 +20,7 @@ from kfn import stats
 from kfn.activator import (
     async_invoke,
     call,
+    context,
     endpoints,
     metrics,
     proxy,
@@ -60,7 +61,7 @@ class Activator:
             retry_delays=event_retry_delays,
             throttle_backoff=event_throttle_backoff,
         )
-        self.ctx = proxy.Context(router.Router(routes), self.invoker)
+        self.ctx = context.Context(router.Router(routes), self.invoker)
         #: The latest endpoints pushed for every function, known or not (yet): a function
         #: (re)added later starts from them, as sources push only changes.
         self._endpoints: dict[stats.FunctionKey, frozenset[str]] = {}
@@ -93,14 +94,14 @@ class Activator:
                     poke=self._poke,
                     on_cold_start=self.metrics.cold_start,
                 )
-                current[key] = proxy.FunctionEntry(key, limits, throttle, self.metrics.of(key))
+                current[key] = context.FunctionEntry(key, limits, throttle, self.metrics.of(key))
                 known = self._endpoints.get(key)
                 if known is not None:
                     throttle.update_endpoints(known)
             elif entry.limits != limits:
                 entry.throttler.concurrency = limits.concurrency
                 entry.throttler.queue_limit = limits.queue_limit
-                current[key] = proxy.FunctionEntry(key, limits, entry.throttler, entry.metrics)
+                current[key] = context.FunctionEntry(key, limits, entry.throttler, entry.metrics)
 
     def update_endpoints(self, function: stats.FunctionKey, addresses: frozenset[str]) -> None:
         """The ready endpoints of a function changed (an ``EndpointSource`` update)."""

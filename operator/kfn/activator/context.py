@@ -1,0 +1,68 @@
+"""What every client connection of one activator shares.
+
+The routes, each function's entry (limits, throttler, metrics), the submitter of
+``Event`` invocations and the drain flag. :mod:`~kfn.activator.server` builds and
+updates it; :mod:`~kfn.activator.proxy`'s connections and the exchanges they run
+read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import typing
+
+from kfn import stats
+from kfn.activator import config as configs
+from kfn.activator import events, metrics, router, throttler
+
+
+class Connection(typing.Protocol):
+    """What shutting down needs of a client connection (a ``proxy.ClientProtocol``)."""
+
+    def drain(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class FunctionEntry:
+    """What the proxy needs of one function, gathered in one object."""
+
+    __slots__ = ("key", "limits", "metrics", "name_bytes", "throttler", "timeout")
+
+    def __init__(
+        self,
+        key: stats.FunctionKey,
+        limits: configs.FunctionLimits,
+        throttler: throttler.Throttler,
+        metrics: metrics.FunctionMetrics,
+    ) -> None:
+        self.key = key
+        self.limits = limits
+        self.throttler = throttler
+        self.metrics = metrics
+        self.name_bytes = key.name.encode()
+        self.timeout = limits.timeout_ms / 1000
+
+
+class Context:
+    """State shared by all client connections of one activator."""
+
+    def __init__(self, routes: router.Router, invoker: events.Submitter | None = None) -> None:
+        self.router = routes
+        self.functions: dict[stats.FunctionKey, FunctionEntry] = {}
+        self.invoker = invoker
+        self.draining = False
+        self.connections: set[Connection] = set()
+        #: Set while no client connection is open (graceful shutdown waits on it).
+        self.all_closed = asyncio.Event()
+        self.all_closed.set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(
+        self, coroutine: collections.abc.Coroutine[object, object, None]
+    ) -> asyncio.Task[None]:
+        """Run a coroutine as a task kept until it ends."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task

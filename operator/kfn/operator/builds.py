@@ -20,15 +20,13 @@ keeps serving.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from kfn import kube, oci
 from kfn.api import function
-from kfn.operator import credentials
-from kfn.resources import build, objects, platform, source, status
+from kfn.operator import credentials, settings
+from kfn.resources import build, objects, source, status
 
 #: How soon a Function waiting for a build slot, or for the registry, is looked at again.
 RETRY_SECONDS = 5.0
@@ -47,34 +45,6 @@ class Resolution:
     current: bool
     """True when ``image`` is built from the current spec; False when it is the previous one."""
     retry_after: float | None = None
-
-
-@functools.cache
-def settings() -> build.BuildSettings:
-    """Build settings from the operator's environment (set by the chart's ``builder`` values)."""
-    env = os.environ
-
-    def need(name: str) -> str:
-        value = env.get(name, "")
-        if not value:
-            raise RuntimeError(f"{name} is not set; the chart sets it from its values")
-        return value
-
-    return build.BuildSettings(
-        registry=need("KFN_IMAGE_REGISTRY"),
-        builder_image=need("KFN_BUILDER_IMAGE"),
-        runtime_images={
-            "python3.11": need("KFN_RUNTIME_IMAGE_PYTHON"),
-            "nodejs18": need("KFN_RUNTIME_IMAGE_NODEJS"),
-        },
-        pypi_index_url=env.get("KFN_PYPI_INDEX_URL", ""),
-        npm_registry=env.get("KFN_NPM_REGISTRY", ""),
-        max_concurrent=int(env.get("KFN_MAX_CONCURRENT_BUILDS") or 2),
-        deadline_seconds=int(env.get("KFN_BUILD_DEADLINE_SECONDS") or 900),
-        registry_plain_http=env.get("KFN_REGISTRY_PLAIN_HTTP", "").lower() == "true",
-        registry_ca_pem=env.get("KFN_REGISTRY_CA_PEM", ""),
-        platform=platform.from_env(env),
-    )
 
 
 def previous_image(fn: function.Function) -> str | None:
@@ -97,7 +67,7 @@ def _files(fn: function.Function) -> dict[str, bytes] | str | None:
 
 def resolve(fn: function.Function) -> Resolution:  # noqa: PLR0911 - one per outcome
     """Finds or builds the image of ``fn``'s current source (which is not ``source.image``)."""
-    cfg = settings()
+    cfg = settings.builds()
     old = previous_image(fn)
     files = _files(fn)
     if isinstance(files, str):
@@ -174,7 +144,7 @@ def _start(
     hash_src: str,
 ) -> Resolution:
     """Starts the build (source ConfigMap, then Job) if a build slot is free."""
-    cfg = settings()
+    cfg = settings.builds()
     running = _running_builds()
     if running >= cfg.max_concurrent:
         waiting = status.Verdict(

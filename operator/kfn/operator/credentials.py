@@ -13,28 +13,16 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import pathlib
 import tempfile
 from typing import Any
 
 from kfn import clock, kube, oci
 from kfn.api import function
-from kfn.resources import build, credentials, objects, status
+from kfn.operator import settings
+from kfn.resources import credentials, objects, status
 
 _logger = logging.getLogger(__name__)
-
-
-@functools.cache
-def settings() -> credentials.Settings:
-    """From the operator's environment (the chart's ``registry.credentials``)."""
-    return credentials.from_env(os.environ, build_settings().registry)
-
-
-def build_settings() -> build.BuildSettings:
-    from kfn.operator import builds  # noqa: PLC0415 - builds imports this module
-
-    return builds.settings()
 
 
 def ensure(fn: function.Function) -> status.Verdict | None:
@@ -43,7 +31,7 @@ def ensure(fn: function.Function) -> status.Verdict | None:
     ``managed`` and ``shared`` Secrets are created (owned by every Function of the
     namespace) and renewed; ``provided`` ones are only looked for.
     """
-    cfg = settings()
+    cfg = settings.registry_credentials()
     if cfg.mode == "none":
         return None
     ns = fn.metadata.namespace
@@ -138,9 +126,9 @@ def registry_client(namespace: str) -> oci.Registry:
 
     Raises :class:`kfn.oci.RegistryAuthError` when the Secret cannot be read as a login.
     """
-    cfg = build_settings()
+    cfg = settings.builds()
     creds: oci.Credentials | None = None
-    mode = settings()
+    mode = settings.registry_credentials()
     if mode.mode != "none":
         source = credentials.describe(mode, namespace)
         secret = kube.get("v1", "Secret", namespace, mode.secret_name)

@@ -18,7 +18,7 @@ import pydantic
 
 from kfn import clock, kube
 from kfn.api import function, meta
-from kfn.operator import builds, credentials, triggers
+from kfn.operator import builds, credentials, settings, triggers
 from kfn.resources import deployment as deployment_builder
 from kfn.resources import objects, service, source, status
 
@@ -152,7 +152,7 @@ def desired_children(
             image=image,
             source_hash=source_hash,
             initial_replicas=initial_replicas,
-            platform=builds.settings().platform,
+            platform=settings.builds().platform,
         )
     )
     return children

@@ -14,7 +14,7 @@ import pytest
 
 from kfn import resources
 from kfn.api import function
-from kfn.operator import builds, reconcile
+from kfn.operator import reconcile, settings
 from kfn.resources import objects
 
 IMAGE = "registry.local/fn/team/web@sha256:" + "a" * 64
@@ -61,9 +61,9 @@ def operator_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("KFN_BUILDER_IMAGE", "registry.local/kfn/kfn:0.1.0")
     monkeypatch.setenv("KFN_RUNTIME_IMAGE_PYTHON", "registry.local/kfn/runtime-python:0.1.0")
     monkeypatch.setenv("KFN_RUNTIME_IMAGE_NODEJS", "registry.local/kfn/runtime-nodejs:0.1.0")
-    builds.settings.cache_clear()
+    settings.builds.cache_clear()
     yield
-    builds.settings.cache_clear()
+    settings.builds.cache_clear()
 
 
 def prebuilt(**spec: Any) -> dict[str, Any]:

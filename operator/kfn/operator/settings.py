@@ -1,0 +1,42 @@
+"""The operator's settings, read once from its environment (the chart sets it from its values)."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from kfn.resources import build, credentials, platform
+
+
+@functools.cache
+def builds() -> build.BuildSettings:
+    """Build settings from the operator's environment (set by the chart's ``builder`` values)."""
+    env = os.environ
+
+    def need(name: str) -> str:
+        value = env.get(name, "")
+        if not value:
+            raise RuntimeError(f"{name} is not set; the chart sets it from its values")
+        return value
+
+    return build.BuildSettings(
+        registry=need("KFN_IMAGE_REGISTRY"),
+        builder_image=need("KFN_BUILDER_IMAGE"),
+        runtime_images={
+            "python3.11": need("KFN_RUNTIME_IMAGE_PYTHON"),
+            "nodejs18": need("KFN_RUNTIME_IMAGE_NODEJS"),
+        },
+        pypi_index_url=env.get("KFN_PYPI_INDEX_URL", ""),
+        npm_registry=env.get("KFN_NPM_REGISTRY", ""),
+        max_concurrent=int(env.get("KFN_MAX_CONCURRENT_BUILDS") or 2),
+        deadline_seconds=int(env.get("KFN_BUILD_DEADLINE_SECONDS") or 900),
+        registry_plain_http=env.get("KFN_REGISTRY_PLAIN_HTTP", "").lower() == "true",
+        registry_ca_pem=env.get("KFN_REGISTRY_CA_PEM", ""),
+        platform=platform.from_env(env),
+    )
+
+
+@functools.cache
+def registry_credentials() -> credentials.Settings:
+    """How Functions' namespaces get registry credentials (the chart's ``registry.credentials``)."""
+    return credentials.from_env(os.environ, builds().registry)

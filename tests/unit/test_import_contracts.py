@@ -36,6 +36,8 @@ class Breach:
     """The contract's ``id``."""
     path: str
     line: str
+    shown: str = ""
+    """How the report names the breach, when not as ``importer -> imported (l.``."""
 
     @property
     def edge(self) -> str:
@@ -65,6 +67,14 @@ BREACHES = [
     Breach("build-job", "oci.py", "import pydantic"),
     Breach(
         "registry-token-service", "registry_auth/__init__.py", "from kfn.resources import objects"
+    ),
+    # An import for types only closes a circle too: relay states what it needs of its
+    # exchange as a Protocol instead.
+    Breach(
+        "no-circles",
+        "activator/relay.py",
+        "if typing.TYPE_CHECKING: from kfn.activator import exchange",
+        shown="- .relay -> .exchange (1 import)",
     ),
 ]
 
@@ -127,4 +137,4 @@ def test_a_contract_fails_on_an_import_that_breaches_it(
 
     assert returncode == 1, output
     assert f"{_name(breach.contract)} BROKEN" in output
-    assert f"{breach.edge} (l." in output
+    assert (breach.shown or f"{breach.edge} (l.") in output

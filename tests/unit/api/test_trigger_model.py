@@ -126,3 +126,27 @@ def test_payload_may_be_any_json() -> None:
         cron = _trigger(cron={"schedule": "@hourly", "payload": payload}).spec.cron
         assert cron is not None
         assert cron.payload == payload
+
+
+@pytest.mark.parametrize(
+    ("zone", "ok"),
+    [
+        ("UTC", True),
+        ("Europe/Berlin", True),
+        ("America/Argentina/ComodRivadavia", True),
+        ("Antarctica/DumontDUrville", True),
+        ("Etc/GMT+12", True),
+        ("America/Argentina_Buenos_Aires", False),
+        ("Europe/-Berlin", False),
+        ("Etc/+2", False),
+        ("Europe/../etc", False),
+        ("Europe Berlin", False),
+    ],
+)
+def test_time_zones_have_the_syntax_of_iana_names(zone: str, ok: bool) -> None:
+    cron = {"schedule": "@hourly", "timeZone": zone}
+    if ok:
+        assert _trigger(cron=cron).spec.cron is not None
+    else:
+        with pytest.raises(pydantic.ValidationError, match="String should match pattern"):
+            _trigger(cron=cron)

@@ -460,14 +460,33 @@ BucketEvent = Literal[
 ]
 
 
+def _is_literal(text: str) -> bool:
+    return "*" not in text and "?" not in text
+
+
+KeyFilter = Annotated[
+    str,
+    pydantic.Field(max_length=1024),
+    Cel(
+        Rule(
+            cel="!self.contains('*') && !self.contains('?')",
+            message="prefix and suffix are literal, as in S3: '*' and '?' would match only "
+            "themselves (write the suffix .jpg, not *.jpg)",
+            check=_is_literal,
+        )
+    ),
+]
+"""The start or end of an object key, compared character by character as S3 does."""
+
+
 class ObjectFilter(meta.Model):
     """Only objects whose key matches are reported."""
 
-    prefix: str | None = pydantic.Field(
-        default=None, max_length=1024, description="Key prefix, e.g. uploads/."
+    prefix: KeyFilter | None = pydantic.Field(
+        default=None, description="Key prefix, e.g. uploads/ (literal: no wildcards)."
     )
-    suffix: str | None = pydantic.Field(
-        default=None, max_length=1024, description="Key suffix, e.g. .jpg."
+    suffix: KeyFilter | None = pydantic.Field(
+        default=None, description="Key suffix, e.g. .jpg (literal: no wildcards)."
     )
 
 

@@ -128,6 +128,28 @@ def test_payload_may_be_any_json() -> None:
         assert cron.payload == payload
 
 
+BUCKET = {"endpoint": "http://s3:9000", "bucket": "uploads", "events": ["s3:ObjectCreated:*"]}
+
+
+@pytest.mark.parametrize(
+    ("object_filter", "ok"),
+    [
+        ({"prefix": "uploads/", "suffix": ".jpg"}, True),
+        ({"prefix": "a+b=c/", "suffix": "[1].txt"}, True),
+        ({"suffix": "*.jpg"}, False),
+        ({"prefix": "uploads/*"}, False),
+        ({"prefix": "2024-??/"}, False),
+    ],
+)
+def test_bucket_filters_are_literal(object_filter: dict[str, str], ok: bool) -> None:
+    spec = {**BUCKET, "filter": object_filter}
+    if ok:
+        assert _trigger(bucket=spec).spec.bucket is not None
+    else:
+        with pytest.raises(pydantic.ValidationError, match="prefix and suffix are literal"):
+            _trigger(bucket=spec)
+
+
 @pytest.mark.parametrize(
     ("zone", "ok"),
     [

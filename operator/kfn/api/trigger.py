@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import re
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 import pydantic
@@ -179,6 +180,44 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 HOST_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
+RESERVED_PATH: Final = "/_kfn"
+"""Where the activator and the function pods serve kfn's own endpoints (invoke API, health)."""
+
+_DOT: Final = r"(\.|%2[eE])"
+DOT_SEGMENT_PATTERN: Final = rf"(^|/){_DOT}{_DOT}?(/|$)"
+"""A ``.`` or ``..`` segment, also percent-encoded (``%2e``), which servers decode."""
+RESERVED_PATH_PATTERN: Final = r"^/(_|%5[fF])(k|%6[bB])(f|%66)(n|%6[eE])(/|$)"
+"""``/_kfn`` as the first segment, also with any letter percent-encoded (RFC 3986 6.2.2.2)."""
+
+
+def _is_clean_path(path: str) -> bool:
+    return re.search(DOT_SEGMENT_PATTERN, path) is None and "//" not in path
+
+
+def _is_not_reserved_path(path: str) -> bool:
+    return re.search(RESERVED_PATH_PATTERN, path) is None
+
+
+PathPrefix = Annotated[
+    str,
+    pydantic.Field(min_length=1, max_length=1024, pattern=r"^/[^\s?#]*$"),
+    Cel(
+        Rule(
+            cel=f"!self.matches(r'{DOT_SEGMENT_PATTERN}') && !self.contains('//')",
+            message="pathPrefix must be a plain path: no '.' or '..' segments and no empty "
+            "segments ('//'); clients resolve those before they send a request",
+            check=_is_clean_path,
+        ),
+        Rule(
+            cel=f"!self.matches(r'{RESERVED_PATH_PATTERN}')",
+            message=f"pathPrefix cannot be {RESERVED_PATH} or below it: kfn serves its own "
+            "endpoints (invoke API, health) there",
+            check=_is_not_reserved_path,
+        ),
+    ),
+]
+
+
 class HttpTrigger(meta.Model):
     """Route HTTP requests arriving at the activator to the function."""
 
@@ -189,13 +228,11 @@ class HttpTrigger(meta.Model):
         description="Host name the requests must be addressed to (lower-case DNS name, no "
         "port). When unset, any host matches.",
     )
-    path_prefix: str = pydantic.Field(
+    path_prefix: PathPrefix = pydantic.Field(
         default="/",
-        min_length=1,
-        max_length=1024,
-        pattern=r"^/[^\s?#]*$",
-        description="Path prefix the requests must start with, beginning with '/'. The longest "
-        "matching prefix wins. The handler sees the full path.",
+        description="Path prefix the requests must start with, beginning with '/', matched on "
+        "whole segments. The longest matching prefix wins. The handler sees the full path. "
+        "Without '.', '..' or empty segments, and not /_kfn, which kfn reserves.",
     )
     methods: list[HttpMethod] = pydantic.Field(
         default_factory=list,

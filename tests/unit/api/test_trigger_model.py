@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pydantic
@@ -126,6 +127,42 @@ def test_payload_may_be_any_json() -> None:
         cron = _trigger(cron={"schedule": "@hourly", "payload": payload}).spec.cron
         assert cron is not None
         assert cron.payload == payload
+
+
+@pytest.mark.parametrize(
+    ("prefix", "refusal"),
+    [
+        ("/", None),
+        ("/api", None),
+        ("/api/", None),
+        ("/api/v1.2/..data", None),
+        ("/a.b/.well-known", None),
+        ("/_kfnx", None),
+        ("/api/_kfn", None),
+        ("/%20space", None),
+        ("/a/../_kfn", "no '.' or '..' segments"),
+        ("/..", "no '.' or '..' segments"),
+        ("/./api", "no '.' or '..' segments"),
+        ("/api/.", "no '.' or '..' segments"),
+        ("/a/%2e%2E/b", "no '.' or '..' segments"),
+        ("/a/.%2e", "no '.' or '..' segments"),
+        ("/api//v1", "no empty segments"),
+        ("//", "no empty segments"),
+        ("/_kfn", "cannot be /_kfn or below it"),
+        ("/_kfn/", "cannot be /_kfn or below it"),
+        ("/_kfn/functions/ns/fn/invoke", "cannot be /_kfn or below it"),
+        ("/%5Fkfn", "cannot be /_kfn or below it"),
+        ("/_%6bf%6E/health", "cannot be /_kfn or below it"),
+    ],
+)
+def test_path_prefixes_are_plain_paths_outside_kfns_own(prefix: str, refusal: str | None) -> None:
+    if refusal is None:
+        http = _trigger(http={"pathPrefix": prefix}).spec.http
+        assert http is not None
+        assert http.path_prefix == prefix
+    else:
+        with pytest.raises(pydantic.ValidationError, match=re.escape(refusal)):
+            _trigger(http={"pathPrefix": prefix})
 
 
 BUCKET = {"endpoint": "http://s3:9000", "bucket": "uploads", "events": ["s3:ObjectCreated:*"]}

@@ -318,11 +318,24 @@ class EnvVar(meta.Model):
 class EnvFromSource(meta.Model):
     """All keys of a Secret or ConfigMap as environment variables."""
 
-    prefix: str | None = pydantic.Field(
+    prefix: (
+        Annotated[
+            str,
+            pydantic.Field(max_length=253, pattern=ENV_NAME_PATTERN),
+            Cel(
+                Rule(
+                    cel="!self.startsWith('KFN_') && !self.startsWith('AWS_LAMBDA_')",
+                    message="prefixes starting with KFN_ or AWS_LAMBDA_ would name variables "
+                    "that kfn sets; choose another prefix",
+                    check=lambda prefix: not prefix.startswith(RESERVED_ENV_PREFIXES),
+                )
+            ),
+        ]
+        | None
+    ) = pydantic.Field(
         default=None,
-        max_length=253,
-        pattern=ENV_NAME_PATTERN,
-        description="Prefix added to every variable name taken from the object.",
+        description="Prefix added to every variable name taken from the object. Cannot start "
+        "with KFN_ or AWS_LAMBDA_, which kfn reserves.",
     )
     secret_ref: meta.LocalObjectReference | None = pydantic.Field(
         default=None, description="A Secret whose keys become variables."

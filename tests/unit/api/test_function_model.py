@@ -195,3 +195,24 @@ def test_a_file_cannot_also_be_the_directory_of_another(names: list[str], ok: bo
     else:
         with pytest.raises(pydantic.ValidationError, match="cannot also be the directory"):
             _function(source={"inline": {"files": files}})
+
+
+@pytest.mark.parametrize(
+    ("prefix", "ok"),
+    [
+        ("DB_", True),
+        ("KFN", True),
+        ("AWS_", True),
+        ("MY_KFN_", True),
+        ("KFN_", False),
+        ("KFN_DB_", False),
+        ("AWS_LAMBDA_", False),
+    ],
+)
+def test_env_from_prefixes_cannot_reach_kfns_variables(prefix: str, ok: bool) -> None:
+    env_from = [{"prefix": prefix, "configMapRef": {"name": "settings"}}]
+    if ok:
+        assert _function(env_from=env_from).spec.env_from[0].prefix == prefix
+    else:
+        with pytest.raises(pydantic.ValidationError, match="would name variables that kfn sets"):
+            _function(env_from=env_from)

@@ -105,9 +105,22 @@ FileName = Annotated[
             cel="!('/' + self + '/').contains('/../') && !('/' + self + '/').contains('/./')",
             message="file names must be relative paths without '.' or '..' segments",
             check=_is_plain_relative_path,
-        )
+        ),
+        Rule(
+            cel="!self.startsWith('..')",
+            message="file names cannot start with '..': the build mounts the files as a "
+            "ConfigMap volume, whose own entries (..data) start so",
+            check=lambda name: not name.startswith(".."),
+        ),
     ),
 ]
+"""A file's path below the code root.
+
+Inline files reach the build as items of a ConfigMap volume (``kfn.resources.build``), and the
+API server refuses an item path that starts with ``..`` (the kubelet keeps ``..data`` and its
+timestamped directories beside the files), so such a name is refused here rather than failing
+the build.
+"""
 
 
 class InlineFile(meta.Model):
@@ -124,6 +137,15 @@ class InlineFile(meta.Model):
 
 def _inline_size(source: Any) -> int:
     return sum(len(file.content) for file in source.files)
+
+
+def _no_file_is_a_directory(source: Any) -> bool:
+    names = {file.name for file in source.files}
+    return not any(
+        "/".join(parts[:depth]) in names
+        for parts in (name.split("/") for name in names)
+        for depth in range(1, len(parts))
+    )
 
 
 class InlineSource(meta.Model):
@@ -147,6 +169,12 @@ class InlineSource(meta.Model):
             message="inline source is limited to 262144 characters in total; use an archive "
             "or a configMapRef for larger code",
             check=lambda source: _inline_size(source) <= INLINE_SOURCE_LIMIT,
+        ),
+        Rule(
+            cel="self.files.all(f, !self.files.exists(g, g.name.startsWith(f.name + '/')))",
+            message="a file name cannot also be the directory of another file (as with a and "
+            "a/b.py): the build could not write both",
+            check=_no_file_is_a_directory,
         ),
     )
 
@@ -290,11 +318,24 @@ class EnvVar(meta.Model):
 class EnvFromSource(meta.Model):
     """All keys of a Secret or ConfigMap as environment variables."""
 
-    prefix: str | None = pydantic.Field(
+    prefix: (
+        Annotated[
+            str,
+            pydantic.Field(max_length=253, pattern=ENV_NAME_PATTERN),
+            Cel(
+                Rule(
+                    cel="!self.startsWith('KFN_') && !self.startsWith('AWS_LAMBDA_')",
+                    message="prefixes starting with KFN_ or AWS_LAMBDA_ would name variables "
+                    "that kfn sets; choose another prefix",
+                    check=lambda prefix: not prefix.startswith(RESERVED_ENV_PREFIXES),
+                )
+            ),
+        ]
+        | None
+    ) = pydantic.Field(
         default=None,
-        max_length=253,
-        pattern=ENV_NAME_PATTERN,
-        description="Prefix added to every variable name taken from the object.",
+        description="Prefix added to every variable name taken from the object. Cannot start "
+        "with KFN_ or AWS_LAMBDA_, which kfn reserves.",
     )
     secret_ref: meta.LocalObjectReference | None = pydantic.Field(
         default=None, description="A Secret whose keys become variables."

@@ -53,8 +53,8 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_MICROS: Final = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
 
 
-def parse_duration(text: str) -> datetime.timedelta:
-    """Parse a duration as the API server's CEL ``duration()`` does, for the units we allow.
+def duration_micros(text: str) -> int:
+    """Microseconds of a duration, however long; the comparisons of the rules use this.
 
     Raises ``ValueError`` for anything the OpenAPI pattern would reject.
     """
@@ -67,7 +67,20 @@ def parse_duration(text: str) -> datetime.timedelta:
         micros += int(whole) * scale
         if fraction:
             micros += int(fraction) * scale // 10 ** len(fraction)
-    return datetime.timedelta(microseconds=micros)
+    return micros
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """Parse a duration as the API server's CEL ``duration()`` does, for the units we allow.
+
+    Raises ``ValueError`` for anything the OpenAPI pattern would reject, and for durations too
+    long for a ``timedelta`` (the rules' bounds refuse those long before).
+    """
+    micros = duration_micros(text)
+    try:
+        return datetime.timedelta(microseconds=micros)
+    except OverflowError as exc:
+        raise ValueError(f"{text!r} is longer than any duration kfn accepts") from exc
 
 
 Duration = Annotated[str, pydantic.Field(max_length=32, pattern=DURATION_PATTERN)]
@@ -143,7 +156,7 @@ def DurationRange(minimum: str | None = None, maximum: str | None = None) -> Cel
             Rule(
                 cel=f"duration(self) >= duration('{minimum}')",
                 message=f"must be at least {minimum}",
-                check=_compare_duration(parse_duration(minimum), at_least=True),
+                check=_compare_duration(duration_micros(minimum), at_least=True),
             )
         )
     if maximum is not None:
@@ -151,15 +164,17 @@ def DurationRange(minimum: str | None = None, maximum: str | None = None) -> Cel
             Rule(
                 cel=f"duration(self) <= duration('{maximum}')",
                 message=f"must be at most {maximum}",
-                check=_compare_duration(parse_duration(maximum), at_least=False),
+                check=_compare_duration(duration_micros(maximum), at_least=False),
             )
         )
     return Cel(*rules)
 
 
-def _compare_duration(bound: datetime.timedelta, *, at_least: bool) -> Callable[[str], bool]:
+def _compare_duration(bound: int, *, at_least: bool) -> Callable[[str], bool]:
+    """Compares in microseconds, so a duration too long for a ``timedelta`` is merely too long."""
+
     def check(value: str) -> bool:
-        parsed = parse_duration(value)
+        parsed = duration_micros(value)
         return parsed >= bound if at_least else parsed <= bound
 
     return check

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import datetime
 import enum
+import re
 from typing import Annotated, Any, ClassVar, Final, Literal
 
 import pydantic
 
-from kfn.api import meta, toplevel
+from kfn.api import cron, meta, toplevel
 from kfn.api.meta import Cel, DurationRange, Rule
 
 KIND: Final = "Trigger"
@@ -179,6 +180,44 @@ HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 HOST_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
+RESERVED_PATH: Final = "/_kfn"
+"""Where the activator and the function pods serve kfn's own endpoints (invoke API, health)."""
+
+_DOT: Final = r"(\.|%2[eE])"
+DOT_SEGMENT_PATTERN: Final = rf"(^|/){_DOT}{_DOT}?(/|$)"
+"""A ``.`` or ``..`` segment, also percent-encoded (``%2e``), which servers decode."""
+RESERVED_PATH_PATTERN: Final = r"^/(_|%5[fF])(k|%6[bB])(f|%66)(n|%6[eE])(/|$)"
+"""``/_kfn`` as the first segment, also with any letter percent-encoded (RFC 3986 6.2.2.2)."""
+
+
+def _is_clean_path(path: str) -> bool:
+    return re.search(DOT_SEGMENT_PATTERN, path) is None and "//" not in path
+
+
+def _is_not_reserved_path(path: str) -> bool:
+    return re.search(RESERVED_PATH_PATTERN, path) is None
+
+
+PathPrefix = Annotated[
+    str,
+    pydantic.Field(min_length=1, max_length=1024, pattern=r"^/[^\s?#]*$"),
+    Cel(
+        Rule(
+            cel=f"!self.matches(r'{DOT_SEGMENT_PATTERN}') && !self.contains('//')",
+            message="pathPrefix must be a plain path: no '.' or '..' segments and no empty "
+            "segments ('//'); clients resolve those before they send a request",
+            check=_is_clean_path,
+        ),
+        Rule(
+            cel=f"!self.matches(r'{RESERVED_PATH_PATTERN}')",
+            message=f"pathPrefix cannot be {RESERVED_PATH} or below it: kfn serves its own "
+            "endpoints (invoke API, health) there",
+            check=_is_not_reserved_path,
+        ),
+    ),
+]
+
+
 class HttpTrigger(meta.Model):
     """Route HTTP requests arriving at the activator to the function."""
 
@@ -189,13 +228,11 @@ class HttpTrigger(meta.Model):
         description="Host name the requests must be addressed to (lower-case DNS name, no "
         "port). When unset, any host matches.",
     )
-    path_prefix: str = pydantic.Field(
+    path_prefix: PathPrefix = pydantic.Field(
         default="/",
-        min_length=1,
-        max_length=1024,
-        pattern=r"^/[^\s?#]*$",
-        description="Path prefix the requests must start with, beginning with '/'. The longest "
-        "matching prefix wins. The handler sees the full path.",
+        description="Path prefix the requests must start with, beginning with '/', matched on "
+        "whole segments. The longest matching prefix wins. The handler sees the full path. "
+        "Without '.', '..' or empty segments, and not /_kfn, which kfn reserves.",
     )
     methods: list[HttpMethod] = pydantic.Field(
         default_factory=list,
@@ -207,31 +244,19 @@ class HttpTrigger(meta.Model):
 
 # --- cron ------------------------------------------------------------------------------------
 
-_CRON_FIELD = r"[0-9A-Za-z*?/,-]+"
-SCHEDULE_PATTERN: Final = (
-    rf"^({_CRON_FIELD}( +{_CRON_FIELD}){{4}}"
-    r"|rate\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\)"
-    r"|@every ([0-9]+(\.[0-9]+)?(ms|s|m|h))+"
-    r"|@(yearly|annually|monthly|weekly|daily|midnight|hourly))$"
-)
-"""Five-field cron, ``rate(5 minutes)``, ``@every 10s`` or a macro such as ``@hourly``."""
+TIME_ZONE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_+-]{0,13}(/[A-Za-z][A-Za-z0-9_+-]{0,13})*$"
+"""An IANA zone name's syntax: '/'-separated parts of 1 to 14 characters starting with a letter.
 
-TIME_ZONE_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+The tz database keeps its names so (``America/Argentina/ComodRivadavia``, ``Etc/GMT+2``);
+whether the zone exists only the cron worker can tell.
+"""
 
-Schedule = Annotated[
-    str,
-    pydantic.Field(min_length=1, max_length=128, pattern=SCHEDULE_PATTERN),
-    Cel(
-        Rule(
-            cel="!self.startsWith('@every ') || duration(self.substring(7)) >= duration('1s')",
-            message="@every intervals must be at least 1s",
-            check=lambda s: (
-                not s.startswith("@every ")
-                or meta.parse_duration(s.removeprefix("@every ")) >= datetime.timedelta(seconds=1)
-            ),
-        )
-    ),
-]
+Schedule = Annotated[str, pydantic.Field(min_length=1, max_length=128), Cel(*cron.RULES)]
+"""Five cron fields, ``rate(5 minutes)``, ``@every 10s`` or a macro such as ``@hourly``.
+
+:data:`kfn.api.cron.RULES` check every part and say which one is wrong; 128 characters bound
+the cost of their CEL.
+"""
 
 
 class MissedTicks(meta.Model):
@@ -341,14 +366,15 @@ class NatsSource(meta.Model):
 
 
 INFINITE: Final = "-1"
+_SECOND: Final = 1_000_000
 RECORD_AGE_PATTERN: Final = r"^(-1|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$"
 
 
 def _record_age_in_bounds(value: str) -> bool:
     if value == INFINITE:
         return True
-    age = meta.parse_duration(value)
-    return datetime.timedelta(seconds=60) <= age <= datetime.timedelta(hours=168)
+    age = meta.duration_micros(value)
+    return 60 * _SECOND <= age <= 168 * 3600 * _SECOND
 
 
 RecordAge = Annotated[
@@ -471,14 +497,33 @@ BucketEvent = Literal[
 ]
 
 
+def _is_literal(text: str) -> bool:
+    return "*" not in text and "?" not in text
+
+
+KeyFilter = Annotated[
+    str,
+    pydantic.Field(max_length=1024),
+    Cel(
+        Rule(
+            cel="!self.contains('*') && !self.contains('?')",
+            message="prefix and suffix are literal, as in S3: '*' and '?' would match only "
+            "themselves (write the suffix .jpg, not *.jpg)",
+            check=_is_literal,
+        )
+    ),
+]
+"""The start or end of an object key, compared character by character as S3 does."""
+
+
 class ObjectFilter(meta.Model):
     """Only objects whose key matches are reported."""
 
-    prefix: str | None = pydantic.Field(
-        default=None, max_length=1024, description="Key prefix, e.g. uploads/."
+    prefix: KeyFilter | None = pydantic.Field(
+        default=None, description="Key prefix, e.g. uploads/ (literal: no wildcards)."
     )
-    suffix: str | None = pydantic.Field(
-        default=None, max_length=1024, description="Key suffix, e.g. .jpg."
+    suffix: KeyFilter | None = pydantic.Field(
+        default=None, description="Key suffix, e.g. .jpg (literal: no wildcards)."
     )
 
 

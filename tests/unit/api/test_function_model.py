@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pydantic
@@ -167,3 +168,51 @@ def test_ready_depends_on_everything_but_active() -> None:
         function.ConditionType.BUILD_SUCCEEDED,
         function.ConditionType.DEPLOYED,
     }
+
+
+@pytest.mark.parametrize("name", ["..cfg", "..data", "...", "..a/b.py"])
+def test_file_names_starting_with_two_dots_are_refused(name: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=re.escape("cannot start with '..'")):
+        _function(source={"inline": {"files": [{"name": name, "content": ""}]}})
+
+
+@pytest.mark.parametrize(
+    ("names", "ok"),
+    [
+        (["a", "ab/b.py"], True),
+        (["a.py", "a/b.py"], True),
+        (["lib/a.py", "lib/b.py", "lib2/a.py"], True),
+        (["a", "a/b.py"], False),
+        (["a/b.py", "a"], False),
+        (["a/b", "a/b/c/d.py"], False),
+        (["x.py", "src/lib", "src/lib/util.js"], False),
+    ],
+)
+def test_a_file_cannot_also_be_the_directory_of_another(names: list[str], ok: bool) -> None:
+    files = [{"name": name, "content": ""} for name in names]
+    if ok:
+        assert _function(source={"inline": {"files": files}}).spec.source.inline is not None
+    else:
+        with pytest.raises(pydantic.ValidationError, match="cannot also be the directory"):
+            _function(source={"inline": {"files": files}})
+
+
+@pytest.mark.parametrize(
+    ("prefix", "ok"),
+    [
+        ("DB_", True),
+        ("KFN", True),
+        ("AWS_", True),
+        ("MY_KFN_", True),
+        ("KFN_", False),
+        ("KFN_DB_", False),
+        ("AWS_LAMBDA_", False),
+    ],
+)
+def test_env_from_prefixes_cannot_reach_kfns_variables(prefix: str, ok: bool) -> None:
+    env_from = [{"prefix": prefix, "configMapRef": {"name": "settings"}}]
+    if ok:
+        assert _function(env_from=env_from).spec.env_from[0].prefix == prefix
+    else:
+        with pytest.raises(pydantic.ValidationError, match="would name variables that kfn sets"):
+            _function(env_from=env_from)

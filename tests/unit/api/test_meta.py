@@ -68,3 +68,16 @@ def test_condition_times_are_written_as_the_api_server_writes_them() -> None:
 def test_naive_times_are_refused_rather_than_guessed() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         meta.format_time(datetime.datetime(2024, 5, 1))
+
+
+def test_a_duration_too_long_for_python_is_a_value_error_not_an_overflow() -> None:
+    assert meta.duration_micros("99999999999999h") == 99999999999999 * 3600 * 10**6
+    with pytest.raises(ValueError, match="longer than any duration"):
+        meta.parse_duration("99999999999999h")
+
+
+def test_a_duration_bound_refuses_a_duration_too_long_for_python() -> None:
+    (at_most,) = meta.DurationRange(maximum="6h").rules
+    assert at_most.check is not None
+    assert at_most.check("6h")
+    assert not at_most.check("99999999999999h")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pydantic
@@ -126,3 +127,85 @@ def test_payload_may_be_any_json() -> None:
         cron = _trigger(cron={"schedule": "@hourly", "payload": payload}).spec.cron
         assert cron is not None
         assert cron.payload == payload
+
+
+@pytest.mark.parametrize(
+    ("prefix", "refusal"),
+    [
+        ("/", None),
+        ("/api", None),
+        ("/api/", None),
+        ("/api/v1.2/..data", None),
+        ("/a.b/.well-known", None),
+        ("/_kfnx", None),
+        ("/api/_kfn", None),
+        ("/%20space", None),
+        ("/a/../_kfn", "no '.' or '..' segments"),
+        ("/..", "no '.' or '..' segments"),
+        ("/./api", "no '.' or '..' segments"),
+        ("/api/.", "no '.' or '..' segments"),
+        ("/a/%2e%2E/b", "no '.' or '..' segments"),
+        ("/a/.%2e", "no '.' or '..' segments"),
+        ("/api//v1", "no empty segments"),
+        ("//", "no empty segments"),
+        ("/_kfn", "cannot be /_kfn or below it"),
+        ("/_kfn/", "cannot be /_kfn or below it"),
+        ("/_kfn/functions/ns/fn/invoke", "cannot be /_kfn or below it"),
+        ("/%5Fkfn", "cannot be /_kfn or below it"),
+        ("/_%6bf%6E/health", "cannot be /_kfn or below it"),
+    ],
+)
+def test_path_prefixes_are_plain_paths_outside_kfns_own(prefix: str, refusal: str | None) -> None:
+    if refusal is None:
+        http = _trigger(http={"pathPrefix": prefix}).spec.http
+        assert http is not None
+        assert http.path_prefix == prefix
+    else:
+        with pytest.raises(pydantic.ValidationError, match=re.escape(refusal)):
+            _trigger(http={"pathPrefix": prefix})
+
+
+BUCKET = {"endpoint": "http://s3:9000", "bucket": "uploads", "events": ["s3:ObjectCreated:*"]}
+
+
+@pytest.mark.parametrize(
+    ("object_filter", "ok"),
+    [
+        ({"prefix": "uploads/", "suffix": ".jpg"}, True),
+        ({"prefix": "a+b=c/", "suffix": "[1].txt"}, True),
+        ({"suffix": "*.jpg"}, False),
+        ({"prefix": "uploads/*"}, False),
+        ({"prefix": "2024-??/"}, False),
+    ],
+)
+def test_bucket_filters_are_literal(object_filter: dict[str, str], ok: bool) -> None:
+    spec = {**BUCKET, "filter": object_filter}
+    if ok:
+        assert _trigger(bucket=spec).spec.bucket is not None
+    else:
+        with pytest.raises(pydantic.ValidationError, match="prefix and suffix are literal"):
+            _trigger(bucket=spec)
+
+
+@pytest.mark.parametrize(
+    ("zone", "ok"),
+    [
+        ("UTC", True),
+        ("Europe/Berlin", True),
+        ("America/Argentina/ComodRivadavia", True),
+        ("Antarctica/DumontDUrville", True),
+        ("Etc/GMT+12", True),
+        ("America/Argentina_Buenos_Aires", False),
+        ("Europe/-Berlin", False),
+        ("Etc/+2", False),
+        ("Europe/../etc", False),
+        ("Europe Berlin", False),
+    ],
+)
+def test_time_zones_have_the_syntax_of_iana_names(zone: str, ok: bool) -> None:
+    cron = {"schedule": "@hourly", "timeZone": zone}
+    if ok:
+        assert _trigger(cron=cron).spec.cron is not None
+    else:
+        with pytest.raises(pydantic.ValidationError, match="String should match pattern"):
+            _trigger(cron=cron)

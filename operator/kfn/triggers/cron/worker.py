@@ -42,7 +42,7 @@ from kfn.triggers import (
     process,
     status,
 )
-from kfn.triggers.cron import schedule
+from kfn.triggers.cron import schedule, validity
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 LEASE_NAME: Final = "kfn-cron"
@@ -79,13 +79,16 @@ class Entry:
     uid: str
     function: str
     spec: trigger_api.CronTrigger
-    schedule: schedule.Schedule
+    #: None when the schedule cannot fire; ``problem`` then says why.
+    schedule: schedule.Schedule | None
     #: Every tick up to here is handled (fired, skipped, or before the Trigger existed).
     done: datetime.datetime
     reported_next: datetime.datetime | None = None
     next: datetime.datetime | None = None
     generation: int | None = None
     conditions: list[meta.Condition] = dataclasses.field(default_factory=list)
+    #: What keeps the schedule from firing, as the user reads it (:mod:`validity`).
+    problem: str | None = None
 
     @property
     def label(self) -> str:
@@ -93,23 +96,26 @@ class Entry:
 
 
 def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
-    """The Entry for a Trigger object, or None when it is not a valid cron Trigger."""
+    """The Entry for a Trigger object; None when it is not a cron Trigger.
+
+    A schedule that cannot fire still gets an Entry, with ``problem`` set and no schedule,
+    so the leader reports it on the Trigger (``InvalidSchedule``) instead of a log line.
+    """
     trigger = triggers.valid_trigger(obj)
-    if trigger is None:
-        return None
-    cron = trigger.spec.cron
+    cron = trigger.spec.cron if trigger is not None else unvalidated_cron(obj)
     if cron is None:
         return None
     meta_ = obj.get("metadata") or {}
     label = f"{meta_.get('namespace')}/{meta_.get('name')}"
-    try:
-        parsed = schedule.parse(cron.schedule)
-        schedule.zone_of(cron.time_zone)
-    except schedule.ScheduleError as exc:
-        logger.warning("Trigger %s has a schedule that cannot fire: %s", label, exc)
-        return None
+    now = utcnow()
+    problem = validity.problem(cron.schedule, cron.time_zone, now)
+    if trigger is None and problem is None:
+        return None  # invalid for another reason than its schedule: logged, and skipped
+    parsed = None if problem is not None else schedule.parse(cron.schedule)
+    if problem is not None:
+        logger.warning("Trigger %s cannot fire: %s", label, problem)
     status_ = obj.get("status") or {}
-    created = schedule.parse_time(meta_.get("creationTimestamp")) or utcnow()
+    created = schedule.parse_time(meta_.get("creationTimestamp")) or now
     done = schedule.first_fire_base(
         [schedule.parse_time(status_.get("lastFireTime")), previous.done if previous else None],
         created,
@@ -118,7 +124,7 @@ def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
         namespace=str(meta_.get("namespace", "")),
         name=str(meta_.get("name", "")),
         uid=str(meta_.get("uid", "")),
-        function=trigger.spec.function_ref.name,
+        function=function_of(obj, trigger),
         spec=cron,
         schedule=parsed,
         done=done,
@@ -126,7 +132,29 @@ def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
         next=previous.next if previous else None,
         generation=meta_.get("generation"),
         conditions=status.conditions_of(obj),
+        problem=problem,
     )
+
+
+def function_of(obj: kube.Object, trigger: trigger_api.Trigger | None) -> str:
+    if trigger is not None:
+        return trigger.spec.function_ref.name
+    return str(((obj.get("spec") or {}).get("functionRef") or {}).get("name", ""))
+
+
+def unvalidated_cron(obj: kube.Object) -> trigger_api.CronTrigger | None:
+    """The schedule and time zone of a Trigger that failed validation, when it has them.
+
+    A Trigger admitted before the API server refused its schedule fails the model's own
+    check here; reading these two fields unvalidated lets the worker say what to fix.
+    """
+    cron = (obj.get("spec") or {}).get("cron")
+    if not isinstance(cron, dict) or not isinstance(cron.get("schedule"), str):
+        return None
+    time_zone = cron.get("timeZone", "UTC")
+    if not isinstance(time_zone, str):
+        return None
+    return trigger_api.CronTrigger.model_construct(schedule=cron["schedule"], time_zone=time_zone)
 
 
 def schedules(changed: threading.Event) -> cache.Store[Entry]:
@@ -226,18 +254,23 @@ class Deliverer:
             record_status(entry, last=last, next_=firing.next)
 
     def watch(self, entries: list[Entry]) -> None:
-        """Reports each Trigger's schedule as its source (called by the leader only)."""
+        """Reports each Trigger's schedule as its source (called by the leader only): when
+        it fires, or why it cannot (``InvalidSchedule``, which makes the Trigger not Ready)."""
         for entry in entries:
             key = (entry.namespace, entry.name)
             self.status.register(key, entry.generation, entry.conditions)
-            self.status.set(
-                key,
-                reachable=status.Verdict(
-                    True,
-                    trigger_api.Reason.SCHEDULED,
-                    f"fires on '{entry.spec.schedule}' in {entry.spec.time_zone}",
-                ),
-            )
+            self.status.set(key, reachable=source_verdict(entry))
+
+
+def source_verdict(entry: Entry) -> status.Verdict:
+    """The ``SourceReachable`` verdict of a cron Trigger: its schedule fires, or why not."""
+    if entry.problem is not None:
+        return status.Verdict(False, trigger_api.Reason.INVALID_SCHEDULE, entry.problem)
+    return status.Verdict(
+        True,
+        trigger_api.Reason.SCHEDULED,
+        f"fires on '{entry.spec.schedule}' in {entry.spec.time_zone}",
+    )
 
 
 def record_status(
@@ -258,9 +291,16 @@ def record_status(
 
 
 def step(entries: list[Entry], now: datetime.datetime) -> list[Firing]:
-    """Plans every Trigger at ``now``: the ticks to fire; advances each Entry's bookkeeping."""
+    """Plans every Trigger at ``now``: the ticks to fire; advances each Entry's bookkeeping.
+
+    A Trigger whose ticks cannot be computed is marked with its ``problem`` and skipped from
+    then on; it never stops the others.
+    """
     firings: list[Firing] = []
     for entry in entries:
+        if entry.schedule is None:
+            entry.next = None
+            continue
         if entry.spec.suspend:
             # Ticks while suspended are not "missed": resuming does not catch them up.
             entry.done = max(entry.done, now)
@@ -268,14 +308,22 @@ def step(entries: list[Entry], now: datetime.datetime) -> list[Firing]:
             continue
         missed = entry.spec.missed_ticks
         deadline = meta.parse_duration(missed.deadline) if missed.deadline else None
-        result = schedule.plan(
-            entry.schedule,
-            entry.spec.time_zone,
-            last_fire=entry.done,
-            now=now,
-            policy=missed.policy,
-            deadline=deadline,
-        )
+        try:
+            result = schedule.plan(
+                entry.schedule,
+                entry.spec.time_zone,
+                last_fire=entry.done,
+                now=now,
+                policy=missed.policy,
+                deadline=deadline,
+            )
+        except (ValueError, OverflowError) as exc:  # ScheduleError is a ValueError
+            entry.problem = (
+                f"schedule '{entry.spec.schedule}' cannot fire after {now:%Y-%m-%d}: {exc}"
+            )
+            logger.warning("Trigger %s cannot fire: %s", entry.label, entry.problem)
+            entry.schedule, entry.next = None, None
+            continue
         if result.skipped:
             SKIPPED.labels(entry.label).inc(result.skipped)
             logger.info("%s: skipped %d missed ticks", entry.label, result.skipped)

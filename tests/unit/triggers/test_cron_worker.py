@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kfn.triggers.cron import schedule, worker
+from kfn.triggers.cron import schedule, table, worker
 from tests.unit.triggers.conftest import ActivatorStub
 
 UTC = datetime.UTC
@@ -42,8 +42,8 @@ def trigger(cron: dict[str, Any], status: dict[str, Any] | None = None) -> dict[
     }
 
 
-def entry(cron: dict[str, Any], status: dict[str, Any] | None = None) -> worker.Entry:
-    made = worker.entry_of(trigger(cron, status), None)
+def entry(cron: dict[str, Any], status: dict[str, Any] | None = None) -> table.Entry:
+    made = table.entry_of(trigger(cron, status), None)
     assert made is not None
     return made
 
@@ -63,7 +63,7 @@ def test_a_trigger_that_fired_before_continues_after_its_last_fire() -> None:
 def test_a_stale_status_does_not_move_the_worker_back() -> None:
     first = entry({"schedule": "@every 2s"})
     first.done = CREATED + s(100)
-    again = worker.entry_of(
+    again = table.entry_of(
         trigger({"schedule": "@every 2s"}, {"lastFireTime": "2026-01-01T10:00:50Z"}), first
     )
     assert again is not None
@@ -73,7 +73,7 @@ def test_a_stale_status_does_not_move_the_worker_back() -> None:
 def test_triggers_of_other_kinds_are_ignored() -> None:
     http_trigger = trigger({"schedule": "@every 2s"})
     http_trigger["spec"] = {"functionRef": {"name": "report"}, "http": {}}
-    assert worker.entry_of(http_trigger, None) is None
+    assert table.entry_of(http_trigger, None) is None
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_a_schedule_that_cannot_fire_is_tracked_with_what_to_fix(
 def test_a_trigger_invalid_for_another_reason_than_its_schedule_is_ignored() -> None:
     broken = trigger({"schedule": "@every 2s"})
     broken["spec"]["functionRef"] = {}
-    assert worker.entry_of(broken, None) is None
+    assert table.entry_of(broken, None) is None
 
 
 def test_the_leader_reports_a_schedule_that_cannot_fire_as_not_ready() -> None:
@@ -136,31 +136,31 @@ def test_a_trigger_whose_ticks_cannot_be_computed_is_skipped_and_the_others_fire
 
 def test_the_store_follows_adds_changes_and_deletes_and_wakes_the_loop_on_each() -> None:
     changed = threading.Event()
-    table = worker.schedules(changed)
-    table.replace([trigger({"schedule": "@every 2s"})])
-    assert list(table.snapshot()) == [("shop", "tick")]
+    store = table.schedules(changed)
+    store.replace([trigger({"schedule": "@every 2s"})])
+    assert list(store.snapshot()) == [("shop", "tick")]
     assert changed.is_set()
     changed.clear()
-    table.change("MODIFIED", trigger({"schedule": "@every 5s"}))
-    tracked = table.get(("shop", "tick"))
+    store.change("MODIFIED", trigger({"schedule": "@every 5s"}))
+    tracked = store.get(("shop", "tick"))
     assert tracked is not None
     assert tracked.schedule == schedule.Interval(5_000_000)
     assert changed.is_set()
     changed.clear()
-    table.change("DELETED", trigger({"schedule": "@every 5s"}))
-    assert table.snapshot() == {}
+    store.change("DELETED", trigger({"schedule": "@every 5s"}))
+    assert store.snapshot() == {}
     assert changed.is_set()
 
 
 def test_a_changed_trigger_carries_on_from_where_the_loop_left_its_entry() -> None:
-    table = worker.schedules(threading.Event())
-    table.replace([trigger({"schedule": "@every 2s"})])
-    with table.lock:
-        worker.step(table.values(), CREATED + s(100))
-    table.change(
+    store = table.schedules(threading.Event())
+    store.replace([trigger({"schedule": "@every 2s"})])
+    with store.lock:
+        worker.step(store.values(), CREATED + s(100))
+    store.change(
         "MODIFIED", trigger({"schedule": "@every 2s"}, {"lastFireTime": "2026-01-01T10:00:50Z"})
     )
-    again = table.get(("shop", "tick"))
+    again = store.get(("shop", "tick"))
     assert again is not None
     assert again.done == CREATED + s(100)
 
@@ -185,7 +185,7 @@ def test_a_suspended_trigger_fires_nothing_and_does_not_catch_up_on_resume() -> 
         }
     )
     assert worker.step([tracked], CREATED + s(60)) == []
-    resumed = worker.entry_of(
+    resumed = table.entry_of(
         trigger({"schedule": "@every 2s", "missedTicks": {"policy": "CatchUp", "deadline": "1h"}}),
         tracked,
     )
@@ -214,8 +214,8 @@ def deliverer(activator: ActivatorStub) -> worker.Deliverer:
     )
 
 
-def firing(cron: dict[str, Any]) -> worker.Firing:
-    return worker.Firing(entry(cron), CREATED + s(2), CREATED + s(4))
+def firing(cron: dict[str, Any]) -> table.Firing:
+    return table.Firing(entry(cron), CREATED + s(2), CREATED + s(4))
 
 
 def test_a_tick_is_invoked_through_the_invoke_api_with_an_eventbridge_event(

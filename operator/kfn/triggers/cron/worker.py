@@ -1,13 +1,15 @@
 """The cron worker process: watch cron Triggers, lead through a Lease, fire on time.
 
-Three threads share one store of cron Triggers (:func:`schedules`):
+Three threads share one store of cron Triggers (:func:`table.schedules`):
 
 * the store's reflector (:class:`kfn.kube.cache.Store`) keeps every Trigger with
-  ``spec.cron`` in it, as an :class:`Entry`;
+  ``spec.cron`` in it, as a :class:`table.Entry` (one whose schedule cannot fire too, with
+  its problem, which the leader reports as ``InvalidSchedule``);
 * the lease keeper renews or takes the Lease every :data:`leader.RETRY`;
 * the main loop sleeps until the earliest tick of any Trigger (woken early by changes),
-  plans each Trigger with :func:`schedule.plan` and hands fires to a small thread pool,
-  so one slow POST never delays another Trigger's tick.
+  plans each Trigger with :func:`schedule.plan` (a Trigger whose ticks cannot be computed
+  is skipped, never the loop) and hands the due ticks to the Trigger's own lane
+  (:mod:`~kfn.triggers.cron.lanes`), so a slow or failing Trigger never delays another's.
 
 Followers keep the table current from the watch (including ``status.lastFireTime`` the
 leader writes), so a new leader continues where the old one stopped.
@@ -16,7 +18,6 @@ leader writes), so a new leader continues where the old one stopped.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import datetime
 import json
 import logging
@@ -26,11 +27,10 @@ from typing import Final
 
 import prometheus_client
 
-from kfn import kube, triggers
+from kfn import kube
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.clock import Clock, utcnow
-from kfn.kube import cache
 from kfn.triggers import (
     delivery,
     failure,
@@ -42,7 +42,7 @@ from kfn.triggers import (
     process,
     status,
 )
-from kfn.triggers.cron import schedule, validity
+from kfn.triggers.cron import lanes, schedule, table
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 LEASE_NAME: Final = "kfn-cron"
@@ -68,116 +68,6 @@ LATENESS = prometheus_client.Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600),
 )
 LEADER = prometheus_client.Gauge("kfn_cron_leader", "1 while this replica fires the schedules.")
-
-
-@dataclasses.dataclass
-class Entry:
-    """One cron Trigger as the worker tracks it."""
-
-    namespace: str
-    name: str
-    uid: str
-    function: str
-    spec: trigger_api.CronTrigger
-    #: None when the schedule cannot fire; ``problem`` then says why.
-    schedule: schedule.Schedule | None
-    #: Every tick up to here is handled (fired, skipped, or before the Trigger existed).
-    done: datetime.datetime
-    reported_next: datetime.datetime | None = None
-    next: datetime.datetime | None = None
-    generation: int | None = None
-    conditions: list[meta.Condition] = dataclasses.field(default_factory=list)
-    #: What keeps the schedule from firing, as the user reads it (:mod:`validity`).
-    problem: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
-    """The Entry for a Trigger object; None when it is not a cron Trigger.
-
-    A schedule that cannot fire still gets an Entry, with ``problem`` set and no schedule,
-    so the leader reports it on the Trigger (``InvalidSchedule``) instead of a log line.
-    """
-    trigger = triggers.valid_trigger(obj)
-    cron = trigger.spec.cron if trigger is not None else unvalidated_cron(obj)
-    if cron is None:
-        return None
-    meta_ = obj.get("metadata") or {}
-    label = f"{meta_.get('namespace')}/{meta_.get('name')}"
-    now = utcnow()
-    problem = validity.problem(cron.schedule, cron.time_zone, now)
-    if trigger is None and problem is None:
-        return None  # invalid for another reason than its schedule: logged, and skipped
-    parsed = None if problem is not None else schedule.parse(cron.schedule)
-    if problem is not None:
-        logger.warning("Trigger %s cannot fire: %s", label, problem)
-    status_ = obj.get("status") or {}
-    created = schedule.parse_time(meta_.get("creationTimestamp")) or now
-    done = schedule.first_fire_base(
-        [schedule.parse_time(status_.get("lastFireTime")), previous.done if previous else None],
-        created,
-    )
-    return Entry(
-        namespace=str(meta_.get("namespace", "")),
-        name=str(meta_.get("name", "")),
-        uid=str(meta_.get("uid", "")),
-        function=function_of(obj, trigger),
-        spec=cron,
-        schedule=parsed,
-        done=done,
-        reported_next=schedule.parse_time(status_.get("nextFireTime")),
-        next=previous.next if previous else None,
-        generation=meta_.get("generation"),
-        conditions=status.conditions_of(obj),
-        problem=problem,
-    )
-
-
-def function_of(obj: kube.Object, trigger: trigger_api.Trigger | None) -> str:
-    if trigger is not None:
-        return trigger.spec.function_ref.name
-    return str(((obj.get("spec") or {}).get("functionRef") or {}).get("name", ""))
-
-
-def unvalidated_cron(obj: kube.Object) -> trigger_api.CronTrigger | None:
-    """The schedule and time zone of a Trigger that failed validation, when it has them.
-
-    A Trigger admitted before the API server refused its schedule fails the model's own
-    check here; reading these two fields unvalidated lets the worker say what to fix.
-    """
-    cron = (obj.get("spec") or {}).get("cron")
-    if not isinstance(cron, dict) or not isinstance(cron.get("schedule"), str):
-        return None
-    time_zone = cron.get("timeZone", "UTC")
-    if not isinstance(time_zone, str):
-        return None
-    return trigger_api.CronTrigger.model_construct(schedule=cron["schedule"], time_zone=time_zone)
-
-
-def schedules(changed: threading.Event) -> cache.Store[Entry]:
-    """The store of cron Triggers; each change sets ``changed``, which wakes the main loop.
-
-    Its lock is held while the main loop advances the Entries' bookkeeping, so a Trigger's
-    new version carries on from where its old Entry stands (see :func:`entry_of`).
-    """
-    return cache.Store(
-        API_VERSION,
-        trigger_api.KIND,
-        entry_of,
-        listener=lambda _: changed.set(),
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class Firing:
-    """One tick to hand to the activator, with what to record once it is accepted."""
-
-    entry: Entry
-    tick: datetime.datetime
-    next: datetime.datetime
 
 
 class Deliverer:
@@ -213,11 +103,11 @@ class Deliverer:
             statuses=self.status,
         )
         #: Whether a Trigger still exists; the Worker wires it to its table.
-        self.alive: Callable[[Entry], bool] = lambda entry: True
+        self.alive: Callable[[table.Entry], bool] = lambda entry: True
         self._recorded: dict[str, datetime.datetime] = {}
         self._lock = threading.Lock()
 
-    def body(self, firing: Firing) -> bytes:
+    def body(self, firing: table.Firing) -> bytes:
         event = schedule.scheduled_event(
             payload=firing.entry.spec.payload,
             tick=firing.tick,
@@ -228,7 +118,7 @@ class Deliverer:
         )
         return json.dumps(event, separators=(",", ":")).encode()
 
-    def fire(self, firing: Firing) -> None:
+    def fire(self, firing: table.Firing) -> None:
         entry = firing.entry
         target = failure.Target(entry.namespace, entry.function, entry.name, KIND)
         LATENESS.observe(max(0.0, (self.clock() - firing.tick).total_seconds()))
@@ -253,7 +143,7 @@ class Deliverer:
                 self._recorded[entry.uid] = last
             record_status(entry, last=last, next_=firing.next)
 
-    def watch(self, entries: list[Entry]) -> None:
+    def watch(self, entries: list[table.Entry]) -> None:
         """Reports each Trigger's schedule as its source (called by the leader only): when
         it fires, or why it cannot (``InvalidSchedule``, which makes the Trigger not Ready)."""
         for entry in entries:
@@ -262,7 +152,7 @@ class Deliverer:
             self.status.set(key, reachable=source_verdict(entry))
 
 
-def source_verdict(entry: Entry) -> status.Verdict:
+def source_verdict(entry: table.Entry) -> status.Verdict:
     """The ``SourceReachable`` verdict of a cron Trigger: its schedule fires, or why not."""
     if entry.problem is not None:
         return status.Verdict(False, trigger_api.Reason.INVALID_SCHEDULE, entry.problem)
@@ -274,7 +164,7 @@ def source_verdict(entry: Entry) -> status.Verdict:
 
 
 def record_status(
-    entry: Entry, *, last: datetime.datetime | None, next_: datetime.datetime
+    entry: table.Entry, *, last: datetime.datetime | None, next_: datetime.datetime
 ) -> None:
     """Merge-patches only ``lastFireTime`` and ``nextFireTime``; the rest of the status
     belongs to the operator."""
@@ -290,13 +180,17 @@ def record_status(
         logger.warning("%s: writing the status failed: %s", entry.label, exc)
 
 
-def step(entries: list[Entry], now: datetime.datetime) -> list[Firing]:
+def count_skipped(entry: table.Entry, count: int) -> None:
+    SKIPPED.labels(entry.label).inc(count)
+
+
+def step(entries: list[table.Entry], now: datetime.datetime) -> list[table.Firing]:
     """Plans every Trigger at ``now``: the ticks to fire; advances each Entry's bookkeeping.
 
     A Trigger whose ticks cannot be computed is marked with its ``problem`` and skipped from
     then on; it never stops the others.
     """
-    firings: list[Firing] = []
+    firings: list[table.Firing] = []
     for entry in entries:
         if entry.schedule is None:
             entry.next = None
@@ -327,7 +221,7 @@ def step(entries: list[Entry], now: datetime.datetime) -> list[Firing]:
         if result.skipped:
             SKIPPED.labels(entry.label).inc(result.skipped)
             logger.info("%s: skipped %d missed ticks", entry.label, result.skipped)
-        firings.extend(Firing(entry, tick, result.next) for tick in result.fire)
+        firings.extend(table.Firing(entry, tick, result.next) for tick in result.fire)
         entry.done = max(entry.done, now)
         entry.next = result.next
     return firings
@@ -343,10 +237,12 @@ class Worker:
         identity: str,
         deliverer: Deliverer,
         clock: Clock = utcnow,
+        lease_api: lease.LeaseApi = kube,
     ) -> None:
+        """``lease_api`` reaches the Lease (a parameter for tests)."""
         #: Set by every change of the cron Triggers and on becoming the leader.
         self.changed = threading.Event()
-        self.schedules = schedules(self.changed)
+        self.schedules = table.schedules(self.changed)
 
         def on_change(leading: bool) -> None:
             LEADER.set(1 if leading else 0)
@@ -360,15 +256,20 @@ class Worker:
             clock=clock,
             on_change=on_change,
             owner=process.deployment_name(),
+            api=lease_api,
         )
         self.deliverer = deliverer
         self.deliverer.alive = self.holds
         self.clock = clock
         self.stop = deliverer.stop
-        #: A delivery holds its thread while the function runs and between retries.
-        self.pool = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="fire")
+        #: Each Trigger's fires, bounded per Trigger, in threads of their own.
+        self.lanes = lanes.Lanes(
+            deliverer.fire, skipped=count_skipped, leading=self.lease.leading, clock=clock
+        )
+        #: Writes of ``nextFireTime`` alone, apart from the fires so neither waits for the other.
+        self.records = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="record")
 
-    def holds(self, entry: Entry) -> bool:
+    def holds(self, entry: table.Entry) -> bool:
         """Whether the Trigger of ``entry`` (the same object, by uid) is still here."""
         current = self.schedules.get((entry.namespace, entry.name))
         return current is not None and current.uid == entry.uid
@@ -387,7 +288,8 @@ class Worker:
             self.loop()
         finally:
             self.schedules.stop()
-            self.pool.shutdown(wait=True)
+            self.lanes.join()
+            self.records.shutdown(wait=True)
             self.lease.release()
 
     def loop(self) -> None:
@@ -403,21 +305,26 @@ class Worker:
     def tick(self) -> datetime.datetime | None:
         """One pass: fire what is due when leading; the earliest next tick."""
         if not self.lease.leading():
+            self.lanes.refresh()  # drops ticks still waiting: the next leader has them
             return None
-        now = self.clock()
+        return self.fire_due(self.clock())
+
+    def fire_due(self, now: datetime.datetime) -> datetime.datetime | None:
+        """Plans every Trigger at ``now``, hands the due ticks to their lanes and reports
+        next fire times; returns the earliest next tick."""
+        self.lanes.refresh()
         with self.schedules.lock:
             entries = self.schedules.values()
             firings = step(entries, now)
         if self.deliverer.record:
             self.deliverer.watch(entries)
-        for firing in firings:
-            self.pool.submit(self.deliverer.fire, firing)
+        self.lanes.submit(firings)
         fired = {id(f.entry) for f in firings}
         for entry in entries:
             if id(entry) in fired or entry.next is None or entry.next == entry.reported_next:
                 continue
             entry.reported_next = entry.next
             if self.deliverer.record:
-                self.pool.submit(record_status, entry, last=None, next_=entry.next)
+                self.records.submit(record_status, entry, last=None, next_=entry.next)
         pending = [e.next for e in entries if e.next is not None]
         return min(pending, default=None)

@@ -6,6 +6,7 @@ invoke API does (the ``activator`` fixture); status writes are off for these tes
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kfn.triggers.cron import schedule, worker
+from kfn.triggers.cron import schedule, table, worker
 from tests.unit.triggers.conftest import ActivatorStub
 
 UTC = datetime.UTC
@@ -41,8 +42,8 @@ def trigger(cron: dict[str, Any], status: dict[str, Any] | None = None) -> dict[
     }
 
 
-def entry(cron: dict[str, Any], status: dict[str, Any] | None = None) -> worker.Entry:
-    made = worker.entry_of(trigger(cron, status), None)
+def entry(cron: dict[str, Any], status: dict[str, Any] | None = None) -> table.Entry:
+    made = table.entry_of(trigger(cron, status), None)
     assert made is not None
     return made
 
@@ -62,50 +63,104 @@ def test_a_trigger_that_fired_before_continues_after_its_last_fire() -> None:
 def test_a_stale_status_does_not_move_the_worker_back() -> None:
     first = entry({"schedule": "@every 2s"})
     first.done = CREATED + s(100)
-    again = worker.entry_of(
+    again = table.entry_of(
         trigger({"schedule": "@every 2s"}, {"lastFireTime": "2026-01-01T10:00:50Z"}), first
     )
     assert again is not None
     assert again.done == CREATED + s(100)
 
 
-def test_triggers_of_other_kinds_and_bad_schedules_are_ignored() -> None:
+def test_triggers_of_other_kinds_are_ignored() -> None:
     http_trigger = trigger({"schedule": "@every 2s"})
     http_trigger["spec"] = {"functionRef": {"name": "report"}, "http": {}}
-    assert worker.entry_of(http_trigger, None) is None
-    assert (
-        worker.entry_of(trigger({"schedule": "0 0 31 2 *", "timeZone": "Nowhere/Land"}), None)
-        is None
+    assert table.entry_of(http_trigger, None) is None
+
+
+@pytest.mark.parametrize(
+    ("cron", "says"),
+    [
+        ({"schedule": "61 * * * *"}, "minute field '61': 61 is outside 0-59"),
+        ({"schedule": "0 0 * * *", "timeZone": "Mars/Olympus"}, "timeZone 'Mars/Olympus'"),
+        ({"schedule": "0 0 31 2 *"}, "never fires: February has no day 31"),
+        # Refused by the model's own rule, as by the API server since: still reported.
+        ({"schedule": "@every 500ms"}, "@every intervals must be at least 1s"),
+    ],
+)
+def test_a_schedule_that_cannot_fire_is_tracked_with_what_to_fix(
+    cron: dict[str, Any], says: str
+) -> None:
+    tracked = entry(cron)
+    assert tracked.schedule is None
+    assert tracked.problem is not None
+    assert says in tracked.problem
+    assert worker.step([tracked], CREATED + s(3600)) == []
+    assert tracked.next is None
+
+
+def test_a_trigger_invalid_for_another_reason_than_its_schedule_is_ignored() -> None:
+    broken = trigger({"schedule": "@every 2s"})
+    broken["spec"]["functionRef"] = {}
+    assert table.entry_of(broken, None) is None
+
+
+def test_the_leader_reports_a_schedule_that_cannot_fire_as_not_ready() -> None:
+    reporter = worker.Deliverer("http://127.0.0.1:9", "local", clock=lambda: CREATED)
+    reporter.watch([entry({"schedule": "0 0 31 2 *"})])
+    ((_, written, _),) = reporter.status._due(CREATED)
+    conditions = {c["type"]: c for c in written["conditions"]}
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "InvalidSchedule"
+    assert conditions["Ready"]["message"] == (
+        "schedule '0 0 31 2 *' never fires: February has no day 31; change the day-of-month "
+        "or month field"
     )
+    assert conditions["SourceReachable"]["reason"] == "InvalidSchedule"
+
+
+def test_a_trigger_whose_ticks_cannot_be_computed_is_skipped_and_the_others_fire() -> None:
+    # As the worker tracked "0 0 31 2 *" before it checked schedules: planning it raises.
+    impossible = dataclasses.replace(
+        entry({"schedule": "@every 2s"}), name="feb31", schedule=schedule.parse("0 0 31 2 *")
+    )
+    fine = entry({"schedule": "@every 2s"})
+    firings = worker.step([impossible, fine], CREATED + s(2.004))
+    assert [(f.entry.name, f.tick) for f in firings] == [("tick", CREATED + s(2))]
+    assert impossible.schedule is None
+    assert impossible.problem is not None
+    assert "never fires" in impossible.problem
+    assert worker.source_verdict(impossible).reason == "InvalidSchedule"
+    assert [(f.entry.name, f.tick) for f in worker.step([impossible, fine], CREATED + s(4))] == [
+        ("tick", CREATED + s(4))
+    ]
 
 
 def test_the_store_follows_adds_changes_and_deletes_and_wakes_the_loop_on_each() -> None:
     changed = threading.Event()
-    table = worker.schedules(changed)
-    table.replace([trigger({"schedule": "@every 2s"})])
-    assert list(table.snapshot()) == [("shop", "tick")]
+    store = table.schedules(changed)
+    store.replace([trigger({"schedule": "@every 2s"})])
+    assert list(store.snapshot()) == [("shop", "tick")]
     assert changed.is_set()
     changed.clear()
-    table.change("MODIFIED", trigger({"schedule": "@every 5s"}))
-    tracked = table.get(("shop", "tick"))
+    store.change("MODIFIED", trigger({"schedule": "@every 5s"}))
+    tracked = store.get(("shop", "tick"))
     assert tracked is not None
     assert tracked.schedule == schedule.Interval(5_000_000)
     assert changed.is_set()
     changed.clear()
-    table.change("DELETED", trigger({"schedule": "@every 5s"}))
-    assert table.snapshot() == {}
+    store.change("DELETED", trigger({"schedule": "@every 5s"}))
+    assert store.snapshot() == {}
     assert changed.is_set()
 
 
 def test_a_changed_trigger_carries_on_from_where_the_loop_left_its_entry() -> None:
-    table = worker.schedules(threading.Event())
-    table.replace([trigger({"schedule": "@every 2s"})])
-    with table.lock:
-        worker.step(table.values(), CREATED + s(100))
-    table.change(
+    store = table.schedules(threading.Event())
+    store.replace([trigger({"schedule": "@every 2s"})])
+    with store.lock:
+        worker.step(store.values(), CREATED + s(100))
+    store.change(
         "MODIFIED", trigger({"schedule": "@every 2s"}, {"lastFireTime": "2026-01-01T10:00:50Z"})
     )
-    again = table.get(("shop", "tick"))
+    again = store.get(("shop", "tick"))
     assert again is not None
     assert again.done == CREATED + s(100)
 
@@ -130,7 +185,7 @@ def test_a_suspended_trigger_fires_nothing_and_does_not_catch_up_on_resume() -> 
         }
     )
     assert worker.step([tracked], CREATED + s(60)) == []
-    resumed = worker.entry_of(
+    resumed = table.entry_of(
         trigger({"schedule": "@every 2s", "missedTicks": {"policy": "CatchUp", "deadline": "1h"}}),
         tracked,
     )
@@ -159,8 +214,8 @@ def deliverer(activator: ActivatorStub) -> worker.Deliverer:
     )
 
 
-def firing(cron: dict[str, Any]) -> worker.Firing:
-    return worker.Firing(entry(cron), CREATED + s(2), CREATED + s(4))
+def firing(cron: dict[str, Any]) -> table.Firing:
+    return table.Firing(entry(cron), CREATED + s(2), CREATED + s(4))
 
 
 def test_a_tick_is_invoked_through_the_invoke_api_with_an_eventbridge_event(

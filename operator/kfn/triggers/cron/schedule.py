@@ -25,12 +25,13 @@ is handled as cron does, and documented here because users notice it twice a yea
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import datetime
 import re
 import uuid
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final, Literal
 
 UTC: Final = datetime.UTC
@@ -59,8 +60,12 @@ _RATE: Final = re.compile(r"rate\(([1-9][0-9]*) (minute|minutes|hour|hours|day|d
 _RATE_UNITS: Final = {"minute": 60, "hour": 3600, "day": 86400}
 _EVERY_PART: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _EVERY_UNITS_US: Final = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-#: How far ahead a cron expression is searched: enough for 29 February on a given weekday.
-_SEARCH_DAYS: Final = 366 * 28
+#: How far ahead a cron expression's days are searched. The Gregorian calendar repeats every
+#: 400 years (146,097 days, exactly 20,871 weeks), so a day pattern that matches no date in 400
+#: consecutive years matches none ever, and one that matches is found within them. Fewer years
+#: are not enough: 29 February falls on a given weekday every 28 years at best but 40 years
+#: apart across a century that is not a leap year (a Sunday in 2088, then in 2128).
+CYCLE_YEARS: Final = 400
 
 
 class ScheduleError(ValueError):
@@ -135,19 +140,29 @@ def _field(text: str, low: int, high: int, names: dict[str, int]) -> frozenset[i
     return frozenset(values)
 
 
+def _named_field(
+    name: str, text: str, low: int, high: int, names: dict[str, int]
+) -> frozenset[int]:
+    """A field's values; its errors name the field, so the user knows which one to fix."""
+    try:
+        return _field(text, low, high, names)
+    except ScheduleError as exc:
+        raise ScheduleError(f"{name} field {text!r}: {exc}") from None
+
+
 def _parse_cron(text: str) -> Cron:
     fields = text.split()
     if len(fields) != 5:
         raise ScheduleError(f"{text!r} does not have five fields")
     minute, hour, day, month, weekday = fields
-    weekdays = _field(weekday, 0, 7, _DAYS)
+    weekdays = _named_field("day-of-week", weekday, 0, 7, _DAYS)
     if 7 in weekdays:
         weekdays = (weekdays - {7}) | {0}
     return Cron(
-        minutes=_field(minute, 0, 59, {}),
-        hours=_field(hour, 0, 23, {}),
-        days=_field(day, 1, 31, {}),
-        months=_field(month, 1, 12, _MONTHS),
+        minutes=_named_field("minute", minute, 0, 59, {}),
+        hours=_named_field("hour", hour, 0, 23, {}),
+        days=_named_field("day-of-month", day, 1, 31, {}),
+        months=_named_field("month", month, 1, 12, _MONTHS),
         weekdays=weekdays,
         days_restricted=not day.startswith(("*", "?")),
         weekdays_restricted=not weekday.startswith(("*", "?")),
@@ -222,18 +237,41 @@ def next_fire(
     zone = zone_of(time_zone)
     # Start a day early: the first occurrence of a repeated local time can lie before
     # ``after``'s own wall-clock reading.
-    day = after.astimezone(zone).date() - datetime.timedelta(days=1)
+    start = after.astimezone(zone).date() - datetime.timedelta(days=1)
     hours, minutes = sorted(schedule.hours), sorted(schedule.minutes)
-    for _ in range(_SEARCH_DAYS):
-        if schedule.day_matches(day):
-            for hour in hours:
-                for minute in minutes:
-                    local = datetime.datetime(day.year, day.month, day.day, hour, minute)
-                    instant = _instant(local, zone)
-                    if instant > after:
-                        return instant
-        day += datetime.timedelta(days=1)
+    for day in days_from(schedule, start):
+        for hour in hours:
+            for minute in minutes:
+                local = datetime.datetime(day.year, day.month, day.day, hour, minute)
+                instant = _instant(local, zone)
+                if instant > after:
+                    return instant
     raise ScheduleError("the schedule never fires")
+
+
+def days_from(cron: Cron, start: datetime.date) -> Iterator[datetime.date]:
+    """The days ``cron`` fires on, from ``start`` on, oldest first, for one calendar cycle
+    (:data:`CYCLE_YEARS`): when this yields nothing, the schedule never fires.
+
+    Only the days a month can match are looked at (day 31 of February is not a date, and
+    with a day-of-month field alone only its days are candidates), so even a schedule that
+    never fires is searched in a few thousand steps.
+    """
+    months, days = sorted(cron.months), sorted(cron.days)
+    either = cron.days_restricted and cron.weekdays_restricted
+    last_year = min(start.year + CYCLE_YEARS, datetime.MAXYEAR)
+    for year in range(start.year, last_year + 1):
+        for month in months:
+            if (year, month) < (start.year, start.month):
+                continue
+            length = calendar.monthrange(year, month)[1]
+            candidates = range(1, length + 1) if either else days
+            for number in candidates:
+                if number > length:
+                    break
+                day = datetime.date(year, month, number)
+                if day >= start and cron.day_matches(day):
+                    yield day
 
 
 def ticks_between(

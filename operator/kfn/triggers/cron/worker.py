@@ -1,13 +1,15 @@
 """The cron worker process: watch cron Triggers, lead through a Lease, fire on time.
 
-Three threads share one store of cron Triggers (:func:`schedules`):
+Three threads share one store of cron Triggers (:func:`table.schedules`):
 
 * the store's reflector (:class:`kfn.kube.cache.Store`) keeps every Trigger with
-  ``spec.cron`` in it, as an :class:`Entry`;
+  ``spec.cron`` in it, as a :class:`table.Entry` (one whose schedule cannot fire too, with
+  its problem, which the leader reports as ``InvalidSchedule``);
 * the lease keeper renews or takes the Lease every :data:`leader.RETRY`;
 * the main loop sleeps until the earliest tick of any Trigger (woken early by changes),
-  plans each Trigger with :func:`schedule.plan` and hands fires to a small thread pool,
-  so one slow POST never delays another Trigger's tick.
+  plans each Trigger with :func:`schedule.plan` (a Trigger whose ticks cannot be computed
+  is skipped, never the loop) and hands the due ticks to the Trigger's own lane
+  (:mod:`~kfn.triggers.cron.lanes`), so a slow or failing Trigger never delays another's.
 
 Followers keep the table current from the watch (including ``status.lastFireTime`` the
 leader writes), so a new leader continues where the old one stopped.
@@ -16,7 +18,6 @@ leader writes), so a new leader continues where the old one stopped.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import datetime
 import json
 import logging
@@ -26,11 +27,10 @@ from typing import Final
 
 import prometheus_client
 
-from kfn import kube, triggers
+from kfn import kube
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.clock import Clock, utcnow
-from kfn.kube import cache
 from kfn.triggers import (
     delivery,
     failure,
@@ -42,7 +42,7 @@ from kfn.triggers import (
     process,
     status,
 )
-from kfn.triggers.cron import schedule
+from kfn.triggers.cron import lanes, schedule, table
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 LEASE_NAME: Final = "kfn-cron"
@@ -68,88 +68,6 @@ LATENESS = prometheus_client.Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600),
 )
 LEADER = prometheus_client.Gauge("kfn_cron_leader", "1 while this replica fires the schedules.")
-
-
-@dataclasses.dataclass
-class Entry:
-    """One cron Trigger as the worker tracks it."""
-
-    namespace: str
-    name: str
-    uid: str
-    function: str
-    spec: trigger_api.CronTrigger
-    schedule: schedule.Schedule
-    #: Every tick up to here is handled (fired, skipped, or before the Trigger existed).
-    done: datetime.datetime
-    reported_next: datetime.datetime | None = None
-    next: datetime.datetime | None = None
-    generation: int | None = None
-    conditions: list[meta.Condition] = dataclasses.field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
-    """The Entry for a Trigger object, or None when it is not a valid cron Trigger."""
-    trigger = triggers.valid_trigger(obj)
-    if trigger is None:
-        return None
-    cron = trigger.spec.cron
-    if cron is None:
-        return None
-    meta_ = obj.get("metadata") or {}
-    label = f"{meta_.get('namespace')}/{meta_.get('name')}"
-    try:
-        parsed = schedule.parse(cron.schedule)
-        schedule.zone_of(cron.time_zone)
-    except schedule.ScheduleError as exc:
-        logger.warning("Trigger %s has a schedule that cannot fire: %s", label, exc)
-        return None
-    status_ = obj.get("status") or {}
-    created = schedule.parse_time(meta_.get("creationTimestamp")) or utcnow()
-    done = schedule.first_fire_base(
-        [schedule.parse_time(status_.get("lastFireTime")), previous.done if previous else None],
-        created,
-    )
-    return Entry(
-        namespace=str(meta_.get("namespace", "")),
-        name=str(meta_.get("name", "")),
-        uid=str(meta_.get("uid", "")),
-        function=trigger.spec.function_ref.name,
-        spec=cron,
-        schedule=parsed,
-        done=done,
-        reported_next=schedule.parse_time(status_.get("nextFireTime")),
-        next=previous.next if previous else None,
-        generation=meta_.get("generation"),
-        conditions=status.conditions_of(obj),
-    )
-
-
-def schedules(changed: threading.Event) -> cache.Store[Entry]:
-    """The store of cron Triggers; each change sets ``changed``, which wakes the main loop.
-
-    Its lock is held while the main loop advances the Entries' bookkeeping, so a Trigger's
-    new version carries on from where its old Entry stands (see :func:`entry_of`).
-    """
-    return cache.Store(
-        API_VERSION,
-        trigger_api.KIND,
-        entry_of,
-        listener=lambda _: changed.set(),
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class Firing:
-    """One tick to hand to the activator, with what to record once it is accepted."""
-
-    entry: Entry
-    tick: datetime.datetime
-    next: datetime.datetime
 
 
 class Deliverer:
@@ -185,11 +103,11 @@ class Deliverer:
             statuses=self.status,
         )
         #: Whether a Trigger still exists; the Worker wires it to its table.
-        self.alive: Callable[[Entry], bool] = lambda entry: True
+        self.alive: Callable[[table.Entry], bool] = lambda entry: True
         self._recorded: dict[str, datetime.datetime] = {}
         self._lock = threading.Lock()
 
-    def body(self, firing: Firing) -> bytes:
+    def body(self, firing: table.Firing) -> bytes:
         event = schedule.scheduled_event(
             payload=firing.entry.spec.payload,
             tick=firing.tick,
@@ -200,7 +118,7 @@ class Deliverer:
         )
         return json.dumps(event, separators=(",", ":")).encode()
 
-    def fire(self, firing: Firing) -> None:
+    def fire(self, firing: table.Firing) -> None:
         entry = firing.entry
         target = failure.Target(entry.namespace, entry.function, entry.name, KIND)
         LATENESS.observe(max(0.0, (self.clock() - firing.tick).total_seconds()))
@@ -225,23 +143,28 @@ class Deliverer:
                 self._recorded[entry.uid] = last
             record_status(entry, last=last, next_=firing.next)
 
-    def watch(self, entries: list[Entry]) -> None:
-        """Reports each Trigger's schedule as its source (called by the leader only)."""
+    def watch(self, entries: list[table.Entry]) -> None:
+        """Reports each Trigger's schedule as its source (called by the leader only): when
+        it fires, or why it cannot (``InvalidSchedule``, which makes the Trigger not Ready)."""
         for entry in entries:
             key = (entry.namespace, entry.name)
             self.status.register(key, entry.generation, entry.conditions)
-            self.status.set(
-                key,
-                reachable=status.Verdict(
-                    True,
-                    trigger_api.Reason.SCHEDULED,
-                    f"fires on '{entry.spec.schedule}' in {entry.spec.time_zone}",
-                ),
-            )
+            self.status.set(key, reachable=source_verdict(entry))
+
+
+def source_verdict(entry: table.Entry) -> status.Verdict:
+    """The ``SourceReachable`` verdict of a cron Trigger: its schedule fires, or why not."""
+    if entry.problem is not None:
+        return status.Verdict(False, trigger_api.Reason.INVALID_SCHEDULE, entry.problem)
+    return status.Verdict(
+        True,
+        trigger_api.Reason.SCHEDULED,
+        f"fires on '{entry.spec.schedule}' in {entry.spec.time_zone}",
+    )
 
 
 def record_status(
-    entry: Entry, *, last: datetime.datetime | None, next_: datetime.datetime
+    entry: table.Entry, *, last: datetime.datetime | None, next_: datetime.datetime
 ) -> None:
     """Merge-patches only ``lastFireTime`` and ``nextFireTime``; the rest of the status
     belongs to the operator."""
@@ -257,10 +180,21 @@ def record_status(
         logger.warning("%s: writing the status failed: %s", entry.label, exc)
 
 
-def step(entries: list[Entry], now: datetime.datetime) -> list[Firing]:
-    """Plans every Trigger at ``now``: the ticks to fire; advances each Entry's bookkeeping."""
-    firings: list[Firing] = []
+def count_skipped(entry: table.Entry, count: int) -> None:
+    SKIPPED.labels(entry.label).inc(count)
+
+
+def step(entries: list[table.Entry], now: datetime.datetime) -> list[table.Firing]:
+    """Plans every Trigger at ``now``: the ticks to fire; advances each Entry's bookkeeping.
+
+    A Trigger whose ticks cannot be computed is marked with its ``problem`` and skipped from
+    then on; it never stops the others.
+    """
+    firings: list[table.Firing] = []
     for entry in entries:
+        if entry.schedule is None:
+            entry.next = None
+            continue
         if entry.spec.suspend:
             # Ticks while suspended are not "missed": resuming does not catch them up.
             entry.done = max(entry.done, now)
@@ -268,18 +202,26 @@ def step(entries: list[Entry], now: datetime.datetime) -> list[Firing]:
             continue
         missed = entry.spec.missed_ticks
         deadline = meta.parse_duration(missed.deadline) if missed.deadline else None
-        result = schedule.plan(
-            entry.schedule,
-            entry.spec.time_zone,
-            last_fire=entry.done,
-            now=now,
-            policy=missed.policy,
-            deadline=deadline,
-        )
+        try:
+            result = schedule.plan(
+                entry.schedule,
+                entry.spec.time_zone,
+                last_fire=entry.done,
+                now=now,
+                policy=missed.policy,
+                deadline=deadline,
+            )
+        except (ValueError, OverflowError) as exc:  # ScheduleError is a ValueError
+            entry.problem = (
+                f"schedule '{entry.spec.schedule}' cannot fire after {now:%Y-%m-%d}: {exc}"
+            )
+            logger.warning("Trigger %s cannot fire: %s", entry.label, entry.problem)
+            entry.schedule, entry.next = None, None
+            continue
         if result.skipped:
             SKIPPED.labels(entry.label).inc(result.skipped)
             logger.info("%s: skipped %d missed ticks", entry.label, result.skipped)
-        firings.extend(Firing(entry, tick, result.next) for tick in result.fire)
+        firings.extend(table.Firing(entry, tick, result.next) for tick in result.fire)
         entry.done = max(entry.done, now)
         entry.next = result.next
     return firings
@@ -295,10 +237,12 @@ class Worker:
         identity: str,
         deliverer: Deliverer,
         clock: Clock = utcnow,
+        lease_api: lease.LeaseApi = kube,
     ) -> None:
+        """``lease_api`` reaches the Lease (a parameter for tests)."""
         #: Set by every change of the cron Triggers and on becoming the leader.
         self.changed = threading.Event()
-        self.schedules = schedules(self.changed)
+        self.schedules = table.schedules(self.changed)
 
         def on_change(leading: bool) -> None:
             LEADER.set(1 if leading else 0)
@@ -312,15 +256,20 @@ class Worker:
             clock=clock,
             on_change=on_change,
             owner=process.deployment_name(),
+            api=lease_api,
         )
         self.deliverer = deliverer
         self.deliverer.alive = self.holds
         self.clock = clock
         self.stop = deliverer.stop
-        #: A delivery holds its thread while the function runs and between retries.
-        self.pool = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="fire")
+        #: Each Trigger's fires, bounded per Trigger, in threads of their own.
+        self.lanes = lanes.Lanes(
+            deliverer.fire, skipped=count_skipped, leading=self.lease.leading, clock=clock
+        )
+        #: Writes of ``nextFireTime`` alone, apart from the fires so neither waits for the other.
+        self.records = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="record")
 
-    def holds(self, entry: Entry) -> bool:
+    def holds(self, entry: table.Entry) -> bool:
         """Whether the Trigger of ``entry`` (the same object, by uid) is still here."""
         current = self.schedules.get((entry.namespace, entry.name))
         return current is not None and current.uid == entry.uid
@@ -339,7 +288,8 @@ class Worker:
             self.loop()
         finally:
             self.schedules.stop()
-            self.pool.shutdown(wait=True)
+            self.lanes.join()
+            self.records.shutdown(wait=True)
             self.lease.release()
 
     def loop(self) -> None:
@@ -355,21 +305,26 @@ class Worker:
     def tick(self) -> datetime.datetime | None:
         """One pass: fire what is due when leading; the earliest next tick."""
         if not self.lease.leading():
+            self.lanes.refresh()  # drops ticks still waiting: the next leader has them
             return None
-        now = self.clock()
+        return self.fire_due(self.clock())
+
+    def fire_due(self, now: datetime.datetime) -> datetime.datetime | None:
+        """Plans every Trigger at ``now``, hands the due ticks to their lanes and reports
+        next fire times; returns the earliest next tick."""
+        self.lanes.refresh()
         with self.schedules.lock:
             entries = self.schedules.values()
             firings = step(entries, now)
         if self.deliverer.record:
             self.deliverer.watch(entries)
-        for firing in firings:
-            self.pool.submit(self.deliverer.fire, firing)
+        self.lanes.submit(firings)
         fired = {id(f.entry) for f in firings}
         for entry in entries:
             if id(entry) in fired or entry.next is None or entry.next == entry.reported_next:
                 continue
             entry.reported_next = entry.next
             if self.deliverer.record:
-                self.pool.submit(record_status, entry, last=None, next_=entry.next)
+                self.records.submit(record_status, entry, last=None, next_=entry.next)
         pending = [e.next for e in entries if e.next is not None]
         return min(pending, default=None)

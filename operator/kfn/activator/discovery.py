@@ -7,6 +7,12 @@ and, as soon as a new pod has an IP, probes ``GET http://<podIP>:8080/_kfn/ready
 every 20 ms until the runtime answers 200. From then on the kubelet's Ready condition is
 the judge.
 
+A runtime whose handler failed to load says so on that probe (:mod:`~kfn.activator.pod_probe`)
+and answers every invocation at once with its init error, while the kubelet keeps it unready.
+Such a pod is routed to only while its function has no pod that loaded its handler: callers
+then get Lambda's error at once instead of waiting for their timeout, and a rollout of a broken
+version takes no traffic from the working pods.
+
 A pod leaves the ready set at once when it is terminating (``deletionTimestamp`` set —
 the activator stops routing to it while the runtime drains, before it stops), when it
 has ended, or when the kubelet reports it not ready after having reported it ready (a
@@ -29,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kfn import kube, stats
-from kfn.activator import endpoints
+from kfn.activator import endpoints, pod_probe
 from kfn.kube import cache
 
 logger = logging.getLogger(__name__)
@@ -39,8 +45,8 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 #: Selects every function pod in every namespace.
 POD_SELECTOR = f"{LABEL_FUNCTION},{LABEL_COMPONENT}=function"
 #: The runtime contract's port and readiness path.
-POD_PORT = 8080
-READY_PATH = "/_kfn/ready"
+POD_PORT = pod_probe.POD_PORT
+READY_PATH = pod_probe.READY_PATH
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,6 +92,8 @@ class _Pod:
     view: PodView
     probed: bool = False
     kubelet_was_ready: bool = False
+    #: The activator's probe found that the handler failed to load.
+    init_error: bool = False
 
 
 class PodTracker:
@@ -112,12 +120,13 @@ class PodTracker:
         pod = self._pods.pop(uid, None)
         return pod.view.function if pod else None
 
-    def probed(self, uid: str) -> stats.FunctionKey | None:
-        """The activator's probe of a pod answered 200."""
+    def probed(self, uid: str, *, init_error: bool = False) -> stats.FunctionKey | None:
+        """The activator's probe of a pod answered 200, or with an init error."""
         pod = self._pods.get(uid)
         if pod is None:
             return None
         pod.probed = True
+        pod.init_error = init_error
         return pod.view.function
 
     def needs_probe(self, uid: str) -> bool:
@@ -132,12 +141,11 @@ class PodTracker:
         return [pod.view for pod in self._pods.values()]
 
     def ready(self, function: stats.FunctionKey) -> frozenset[str]:
-        """The addresses the function's requests may go to now."""
-        return frozenset(
-            pod.view.address
-            for pod in self._pods.values()
-            if pod.view.function == function and _is_ready(pod)
-        )
+        """The addresses the function's requests may go to now: the pods that loaded the
+        handler, or, when there is none, those that answer with their init error."""
+        usable = [p for p in self._pods.values() if p.view.function == function and _is_ready(p)]
+        loaded = frozenset(p.view.address for p in usable if not p.init_error)
+        return loaded or frozenset(p.view.address for p in usable)
 
 
 def _is_ready(pod: _Pod) -> bool:
@@ -147,29 +155,6 @@ def _is_ready(pod: _Pod) -> bool:
     if v.kubelet_ready:
         return True
     return pod.probed and not pod.kubelet_was_ready
-
-
-PROBE_TIMEOUT = 0.5
-
-
-async def probe_ready(ip: str, port: int = POD_PORT) -> bool:
-    """One ``GET /_kfn/ready`` (bounded by :data:`PROBE_TIMEOUT`): True only for a 200."""
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT):
-            reader, writer = await asyncio.open_connection(ip, port)
-            writer.write(
-                f"GET {READY_PATH} HTTP/1.1\r\nHost: {ip}:{port}\r\n"
-                "Connection: close\r\n\r\n".encode()
-            )
-            status_line = await reader.readline()
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        if writer is not None:
-            writer.close()
-    parts = status_line.split(b" ", 2)
-    return len(parts) >= 2 and parts[1] == b"200"
 
 
 def _key(pod: kube.Object) -> cache.Key:
@@ -187,7 +172,7 @@ class KubeEndpointSource:
         *,
         probe_interval: float = 0.02,
         probe_limit: float = 300.0,
-        probe: Callable[[str], Awaitable[bool]] = probe_ready,
+        probe: Callable[[str], Awaitable[pod_probe.Answer]] = pod_probe.probe,
         reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
     ) -> None:
         self.probe_interval = probe_interval
@@ -257,9 +242,11 @@ class KubeEndpointSource:
         deadline = time.monotonic() + self.probe_limit
         try:
             while time.monotonic() < deadline:
-                if await self.probe(ip):
+                answer = await self.probe(ip)
+                if answer is not pod_probe.Answer.NOT_READY:
                     self._probes.pop(uid, None)
-                    function = self.tracker.probed(uid)
+                    init_error = answer is pod_probe.Answer.INIT_ERROR
+                    function = self.tracker.probed(uid, init_error=init_error)
                     if function is not None:
                         self._push({function})
                     return

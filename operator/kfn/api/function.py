@@ -73,6 +73,7 @@ class Reason(enum.StrEnum):
     BUILDING = "Building"
     BUILD_NOT_AVAILABLE = "BuildNotAvailable"
     BUILD_FAILED = "BuildFailed"
+    CODE_CHECK_FAILED = "CodeCheckFailed"
     BUILT = "Built"
     DEPLOYING = "Deploying"
     DEPLOYED = "Deployed"
@@ -80,6 +81,7 @@ class Reason(enum.StrEnum):
     DEPLOYMENT_REJECTED = "DeploymentRejected"
     INVALID_SPEC = "InvalidSpec"
     PODS_FAILING = "PodsFailing"
+    INIT_ERROR = "InitError"
     IMAGE_PULL_SECRET_NOT_FOUND = "ImagePullSecretNotFound"  # noqa: S105 - a reason
     REGISTRY_CREDENTIALS_NOT_FOUND = "RegistryCredentialsNotFound"
     REGISTRY_REFUSED = "RegistryRefused"

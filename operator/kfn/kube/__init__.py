@@ -90,12 +90,25 @@ def _call(
     query: list[tuple[str, str]] | None = None,
     content_type: str = "application/json",
 ) -> Object:
+    data = _request(method, path, body=body, query=query, content_type=content_type)
+    return cast(Object, json.loads(data)) if data else {}
+
+
+def _request(
+    method: str,
+    path: str,
+    *,
+    body: Mapping[str, Any] | None = None,
+    query: list[tuple[str, str]] | None = None,
+    content_type: str = "application/json",
+    accept: str = "application/json",
+) -> bytes:
     client_ = api()
     _, url, headers, _, _ = client_.param_serialize(
         method=method,
         resource_path=path,
         query_params=query or [],
-        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        header_params={"Content-Type": content_type, "Accept": accept},
         auth_settings=["BearerToken"],
     )
     try:
@@ -109,7 +122,7 @@ def _call(
         with contextlib.suppress(ValueError):
             message = json.loads(data).get("message", message)
         raise ApiError(response.status, str(response.reason), str(message))
-    return cast(Object, json.loads(data)) if data else {}
+    return bytes(data)
 
 
 def get(api_version: str, kind: str, namespace: str, name: str) -> Object | None:
@@ -200,6 +213,25 @@ def list_events(namespace: str, involved_name: str, reason: str) -> list[Object]
         "GET", f"/api/v1/namespaces/{namespace}/events", query=[("fieldSelector", selector)]
     )
     return cast(list[Object], result.get("items", []))
+
+
+def pod_log(namespace: str, name: str, container: str, *, tail_lines: int, limit_bytes: int) -> str:
+    """The last ``tail_lines`` lines (at most ``limit_bytes``) of a pod container's log, or ""
+    when the pod or its log is gone."""
+    query = [
+        ("container", container),
+        ("tailLines", str(tail_lines)),
+        ("limitBytes", str(limit_bytes)),
+    ]
+    try:
+        data = _request(
+            "GET", f"/api/v1/namespaces/{namespace}/pods/{name}/log", query=query, accept="*/*"
+        )
+    except ApiError as exc:
+        if exc.status in (400, 404):  # the pod or its container is gone, or not started
+            return ""
+        raise
+    return data.decode("utf-8", errors="replace")
 
 
 def delete(api_version: str, kind: str, namespace: str, name: str) -> bool:

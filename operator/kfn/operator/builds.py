@@ -20,7 +20,7 @@ keeps serving.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kfn import kube, oci
@@ -121,17 +121,32 @@ def _from_job(
     outcome = build.finished(job)
     if outcome == "failed":
         pods = kube.list_objects("v1", "Pod", ns, f"batch.kubernetes.io/job-name={name}")
-        message = build.failure_message(job, pods)
-        failed = status.Verdict(
-            "False",
-            function.Reason.BUILD_FAILED,
-            f"build {name} failed (kubectl -n {ns} logs job/{name}): {message}",
-        )
-        return Resolution(source_ok, failed, old, hash_src, False)
+        return Resolution(source_ok, failed_build(ns, name, job, pods), old, hash_src, False)
     if outcome == "succeeded":
         # Pushed, yet not found a moment ago: look again soon.
         return Resolution(source_ok, _building(name, "finishing"), old, hash_src, False, 1.0)
     return Resolution(source_ok, _building(name, "running"), old, hash_src, False)
+
+
+def failed_build(
+    ns: str, name: str, job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
+) -> status.Verdict:
+    """BuildSucceeded of a failed build: CodeCheckFailed with the checker's files and lines,
+    or BuildFailed with the tail of the failed step's error."""
+    message = build.failure_message(job, pods)
+    if build.failure_reason(pods) == build.CODE_CHECK_FAILED:
+        text = message.removeprefix(f"step {build.CHECK_CONTAINER}: ")
+        return status.Verdict(
+            "False",
+            function.Reason.CODE_CHECK_FAILED,
+            f"{text}. Fix the code and apply again (kubectl -n {ns} logs job/{name} "
+            f"-c {build.CHECK_CONTAINER} lists every problem).",
+        )
+    return status.Verdict(
+        "False",
+        function.Reason.BUILD_FAILED,
+        f"build {name} failed (kubectl -n {ns} logs job/{name}): {message}",
+    )
 
 
 def _start(

@@ -71,7 +71,11 @@ def _announce_build(body: kopf.Body, outcome: reconcile.Outcome) -> None:
     after = outcome.build_after
     if after is None or after == outcome.build_before or after[0] == "Unknown":
         return
-    if after[1] not in (function.Reason.BUILT, function.Reason.BUILD_FAILED):
+    if after[1] not in (
+        function.Reason.BUILT,
+        function.Reason.BUILD_FAILED,
+        function.Reason.CODE_CHECK_FAILED,
+    ):
         return
     message = next(
         (

@@ -258,24 +258,56 @@ def delete_children(fn_body: Mapping[str, Any]) -> list[str]:
     return gone
 
 
-def _pod_problems(
-    fn: function.Function, live_deployment: Mapping[str, Any] | None
-) -> tuple[list[str], list[str]]:
-    """What the pods' containers are stuck on, and the pull Secrets the kubelet misses."""
+#: How much of a suspect pod's log is read for the runtime's init error report: the report is
+#: written at start and a runtime that failed to load logs nothing per invocation.
+INIT_ERROR_LOG_LINES = 200
+INIT_ERROR_LOG_BYTES = 256 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class _PodFacts:
+    problems: list[str] = dataclasses.field(default_factory=list)
+    missing_secrets: list[str] = dataclasses.field(default_factory=list)
+    init_errors: list[status.InitError] = dataclasses.field(default_factory=list)
+
+
+def _pod_facts(fn: function.Function, live_deployment: Mapping[str, Any] | None) -> _PodFacts:
+    """What the pods' containers are stuck on, the pull Secrets the kubelet misses, and the
+    init errors runtimes reported. Asked only while a rollout is not complete and ready."""
     if live_deployment is None:
-        return [], []
+        return _PodFacts()
     dep_status = live_deployment.get("status", {}) or {}
     wanted = live_deployment.get("spec", {}).get("replicas", 0) or 0
-    if wanted == 0 or (dep_status.get("readyReplicas", 0) or 0) >= wanted:
-        return [], []
+    complete = (
+        (dep_status.get("readyReplicas", 0) or 0) >= wanted
+        and (dep_status.get("updatedReplicas", 0) or 0) >= wanted
+        and (dep_status.get("replicas", 0) or 0) <= wanted
+    )
+    if wanted == 0 or complete:
+        return _PodFacts()
+    ns = fn.metadata.namespace
     selector = ",".join(f"{k}={v}" for k, v in objects.selector_for(fn).items())
-    pods = kube.list_objects("v1", "Pod", fn.metadata.namespace, selector)
+    pods = kube.list_objects("v1", "Pod", ns, selector)
     events = [
         event
         for pod in status.pulling_pods(pods)
-        for event in kube.list_events(fn.metadata.namespace, pod, status.MISSING_PULL_SECRET_EVENT)
+        for event in kube.list_events(ns, pod, status.MISSING_PULL_SECRET_EVENT)
     ]
-    return status.pod_problems(pods), status.missing_pull_secrets(events)
+    init_errors = []
+    for pod in status.init_error_suspects(pods):
+        log = kube.pod_log(
+            ns,
+            pod,
+            deployment_builder.CONTAINER_NAME,
+            tail_lines=INIT_ERROR_LOG_LINES,
+            limit_bytes=INIT_ERROR_LOG_BYTES,
+        )
+        found = status.init_error_in_log(pod, log)
+        if found is not None:
+            init_errors.append(found)
+    return _PodFacts(
+        status.pod_problems(pods), status.missing_pull_secrets(events), sorted(init_errors)
+    )
 
 
 class _Written:
@@ -331,11 +363,19 @@ def _write(
         live = None
         if image is not None and read:
             live = kube.get("apps/v1", "Deployment", fn.metadata.namespace, fn.metadata.name)
-        problems, missing_secrets = _pod_problems(fn, live)
-        facts = status.Facts(
-            source_verdict, build_verdict, image, source_hash, live, problems, missing_secrets
-        )
+        pods = _pod_facts(fn, live)
         current = _written.statuses.get(key, body.get("status"))
+        facts = status.Facts(
+            source_verdict,
+            build_verdict,
+            image,
+            source_hash,
+            live,
+            pods.problems,
+            pods.missing_secrets,
+            pods.init_errors,
+            last_image=(current or {}).get("image"),
+        )
         previous = function.FunctionStatus.model_validate(current or {}).conditions
         new = status.compute(fn, facts, now=clock.utcnow(), url=url_for(fn), previous=previous)
         changed = not status.same(current, new)

@@ -12,8 +12,11 @@ from its environment (:class:`BuildSettings`); the result is plain dicts for the
   at the content that was hashed). Keys are ``file-NNN`` with ``items`` giving each its path,
   since ConfigMap keys cannot hold ``/``.
 * The **Job** (no retries, a deadline, restricted pod security, no API token) runs
-  ``python3 -m kfn.builder`` on the kfn image; a Node.js build adds npm, in an init container on
-  the Node.js runtime image, between the ``prepare`` and ``push`` phases.
+  ``python3 -m kfn.builder`` on the kfn image: ``prepare`` puts the code into the workspace,
+  the **code check** compiles it (``check``, an init container on the function's runtime image,
+  so the code is compiled by the very Python or Node.js it will run on; the kfn image has no
+  Node.js and may have another Python), a Node.js build runs npm (on the runtime image too),
+  and ``push`` installs Python dependencies and pushes the image.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ ANNOTATION_IMAGE: Final = "kfn.dev/image"
 WORKSPACE: Final = "/workspace"
 SOURCE_MOUNT: Final = "/source"
 BUILD_CONTAINER: Final = "build"
+CHECK_CONTAINER: Final = "check"
+#: The code check's command per runtime: the checker the runtime image carries, on the code.
+CHECK_COMMANDS: Final[Mapping[str, list[str]]] = {
+    "python3.11": ["python3", "-m", "kfn_runtime.check", f"{WORKSPACE}/code"],
+    "nodejs18": ["node", "/opt/kfn/runtime/kfn_runtime/check.js", f"{WORKSPACE}/code"],
+}
+#: The reason a failed step may name in its termination message (the code check's).
+CODE_CHECK_FAILED: Final = "CodeCheckFailed"
 REGISTRY_AUTH_MOUNT: Final = "/var/run/kfn/registry"
 NPM_SCRIPT: Final = """\
 set -eu
@@ -302,17 +313,26 @@ def build_job(
             else []
         ),
     ]
-    init: list[dict[str, Any]] = []
+    init: list[dict[str, Any]] = [
+        _container(
+            "prepare",
+            settings.builder_image,
+            [*builder, "prepare"],
+            env=env,
+            mounts=builder_mounts,
+            settings=settings,
+        ),
+        _container(
+            CHECK_CONTAINER,
+            runtime_image(fn, settings),
+            list(CHECK_COMMANDS[fn.spec.runtime or ""]),
+            env=[],  # compiling runs none of the code and needs nothing of the build's
+            mounts=mounts,
+            settings=settings,
+        ),
+    ]
     if fn.spec.runtime == "nodejs18":
-        init = [
-            _container(
-                "prepare",
-                settings.builder_image,
-                [*builder, "prepare"],
-                env=env,
-                mounts=builder_mounts,
-                settings=settings,
-            ),
+        init.append(
             _container(
                 "npm",
                 runtime_image(fn, settings),
@@ -320,25 +340,16 @@ def build_job(
                 env=env,
                 mounts=mounts,
                 settings=settings,
-            ),
-        ]
-        main = _container(
-            BUILD_CONTAINER,
-            settings.builder_image,
-            [*builder, "push"],
-            env=env,
-            mounts=builder_mounts,
-            settings=settings,
+            )
         )
-    else:
-        main = _container(
-            BUILD_CONTAINER,
-            settings.builder_image,
-            [*builder, "build"],
-            env=env,
-            mounts=builder_mounts,
-            settings=settings,
-        )
+    main = _container(
+        BUILD_CONTAINER,
+        settings.builder_image,
+        [*builder, "push"],
+        env=env,
+        mounts=builder_mounts,
+        settings=settings,
+    )
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -347,7 +358,7 @@ def build_job(
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        **({"initContainers": init} if init else {}),
+        "initContainers": init,
         "containers": [main],
         "volumes": volumes,
         **settings.platform.builds.pod_fields(),
@@ -385,6 +396,26 @@ def finished(job: Mapping[str, Any]) -> Literal["succeeded", "failed"] | None:
         return "succeeded"
     if status.get("failed"):
         return "failed"
+    return None
+
+
+def failure_reason(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The reason the failed step named in its termination message (``CodeCheckFailed``), if any."""
+    for pod in pods:
+        pod_status = pod.get("status") or {}
+        for cs in [
+            *(pod_status.get("initContainerStatuses") or []),
+            *(pod_status.get("containerStatuses") or []),
+        ]:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if not term or term.get("exitCode", 0) == 0:
+                continue
+            try:
+                doc = json.loads(str(term.get("message") or ""))
+            except ValueError:
+                return None
+            reason = doc.get("reason") if isinstance(doc, dict) else None
+            return str(reason) if reason else None
     return None
 
 

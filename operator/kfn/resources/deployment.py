@@ -21,6 +21,8 @@ SHUTDOWN_GRACE_SECONDS: Final = 10
 """Beyond the function timeout, for the runtime to finish an in-flight request and exit."""
 
 LIVENESS_PERIOD_SECONDS: Final = 10
+STARTUP_LIMIT_SECONDS: Final = 600
+"""How long loading the handler may take before the kubelet restarts the container."""
 DEFAULT_REGION: Final = "local"
 
 
@@ -53,6 +55,7 @@ class Container(TypedDict):
     resources: dict[str, dict[str, str]]
     readinessProbe: Probe
     livenessProbe: Probe
+    startupProbe: Probe
     lifecycle: dict[str, Any]
     securityContext: dict[str, Any]
     volumeMounts: list[dict[str, str]]
@@ -163,6 +166,12 @@ def _pod_spec(fn: function.Function, image: str, platform: platform_.Platform) -
         # leaves the endpoints at once and a new one joins as soon as it can serve.
         "readinessProbe": _probe("/_kfn/ready", period=1, timeout=1, failures=1),
         "livenessProbe": _liveness_probe(fn),
+        # Passes once loading the handler ended, loaded or not: the container's `started` then
+        # tells the operator that a pod which is not ready may have failed to load its handler
+        # (the runtime contract, section 5a). It bounds how long an import may take.
+        "startupProbe": _probe(
+            "/_kfn/started", period=1, timeout=1, failures=STARTUP_LIMIT_SECONDS
+        ),
         # A deleted pod keeps serving while the endpoint controllers and kube-proxy take it out
         # of every Service; only then does the runtime get SIGTERM and drain. Without the pause a
         # client calling the Service directly could still be sent to a pod that already refuses.

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from kfn.api import conditions, function, meta
+from kfn.resources import deployment as deployment_
 
 #: Container states that will not fix themselves; they make ``Deployed`` False.
 POD_FAILURES: Final = frozenset(
@@ -39,6 +41,15 @@ class Verdict:
     message: str
 
 
+@dataclasses.dataclass(frozen=True, order=True)
+class InitError:
+    """A pod whose runtime could not load the handler, and Lambda's error for it."""
+
+    pod: str
+    error_type: str
+    message: str
+
+
 @dataclasses.dataclass(frozen=True)
 class Facts:
     """What the operator found out about a Function in one reconcile."""
@@ -51,6 +62,10 @@ class Facts:
     pod_problems: Sequence[str] = ()
     missing_pull_secrets: Sequence[str] = ()
     """Pull Secrets the kubelet reported missing for a pod that cannot pull its image."""
+    init_errors: Sequence[InitError] = ()
+    """Pods whose runtime reported that the handler could not be loaded."""
+    last_image: str | None = None
+    """The image the status named before (an init error stays reported while it is unchanged)."""
 
 
 def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -66,6 +81,56 @@ def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[str]:
                 message = (waiting.get("message") or "").strip()
                 found.append(f"{name}: {reason}" + (f": {message[:300]}" if message else ""))
     return found
+
+
+#: The line a runtime logs when the handler could not be loaded (runtime contract, section 5a).
+INIT_ERROR_LOG_PREFIX: Final = "kfn runtime: init error "
+
+
+def init_error_suspects(pods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Pods whose function container finished loading (its startup probe passed), runs, and is
+    not ready: the handler may have failed to load, and the runtime's log says whether.
+
+    A runtime that is draining or has every slot stuck looks the same; its log holds no report.
+    """
+    found = []
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if (
+                cs.get("name") == deployment_.CONTAINER_NAME
+                and cs.get("started") is True
+                and cs.get("ready") is False
+                and "running" in (cs.get("state") or {})
+            ):
+                found.append(str(pod.get("metadata", {}).get("name", "")))
+    return found
+
+
+def init_error_in_log(pod: str, log: str) -> InitError | None:
+    """The init error a runtime reported in its log (the last report, if several), or None."""
+    for line in reversed(log.splitlines()):
+        if not line.startswith(INIT_ERROR_LOG_PREFIX):
+            continue
+        try:
+            report = json.loads(line.removeprefix(INIT_ERROR_LOG_PREFIX))
+        except ValueError:
+            continue
+        if isinstance(report, dict) and report.get("errorType"):
+            return InitError(pod, str(report["errorType"]), str(report.get("errorMessage", "")))
+    return None
+
+
+def init_error_message(errors: Sequence[InitError]) -> str:
+    """What a user reads: Lambda's error, where it was seen, and what to do."""
+    first = errors[0]
+    pods = ", ".join(e.pod for e in errors[:3]) + (" and more" if len(errors) > 3 else "")
+    return (
+        f"the handler could not be loaded: {first.error_type}: {first.message[:1000]} "
+        f"(pod {pods}). Every invocation is answered with this error until a pod loads the "
+        "handler: fix the code, its dependencies or spec.handler."
+    )
 
 
 #: Waiting reasons of a container whose image cannot be pulled.
@@ -114,10 +179,13 @@ def deployed(  # noqa: PLR0911 - one return per state, in order of precedence
     deployment: Mapping[str, Any] | None,
     problems: Sequence[str],
     missing_secrets: Sequence[str] = (),
+    init_errors: Sequence[InitError] = (),
 ) -> Verdict:
     """Whether the function's Deployment runs the current spec."""
     if deployment is None:
         return Verdict("Unknown", function.Reason.DEPLOYING, "creating the Deployment")
+    if init_errors:
+        return Verdict("False", function.Reason.INIT_ERROR, init_error_message(init_errors))
     status = deployment.get("status", {}) or {}
     generation = deployment.get("metadata", {}).get("generation", 0)
     failure = _failure(status)
@@ -148,6 +216,32 @@ def deployed(  # noqa: PLR0911 - one return per state, in order of precedence
             f"rolling out: {min(ready, updated)} of {wanted} pods ready with the current version",
         )
     return Verdict("True", function.Reason.DEPLOYED, "")
+
+
+def keep_init_error(
+    verdict: Verdict,
+    previous: meta.Condition | None,
+    *,
+    generation: int | None,
+    image_unchanged: bool,
+    ready_replicas: int,
+) -> Verdict:
+    """An init error stays reported until a pod loads the handler: also once its pods are gone
+    (scaled to zero, or a new pod still starting), as long as the spec and the image that failed
+    are the ones deployed. A changed spec or image, or a ready pod, ends it; so does any other
+    failure, which is then the news.
+    """
+    if (
+        verdict.status != "False"
+        and previous is not None
+        and previous.status == "False"
+        and previous.reason == function.Reason.INIT_ERROR
+        and previous.observed_generation == generation
+        and image_unchanged
+        and ready_replicas == 0
+    ):
+        return Verdict("False", function.Reason.INIT_ERROR, previous.message)
+    return verdict
 
 
 def active(deployment: Mapping[str, Any] | None) -> Verdict:
@@ -187,12 +281,19 @@ def compute(
         (function.ConditionType.BUILD_SUCCEEDED, facts.build),
     ]
     if facts.image is not None:
-        verdicts.append(
-            (
-                function.ConditionType.DEPLOYED,
-                deployed(facts.deployment, facts.pod_problems, facts.missing_pull_secrets),
-            )
+        verdict = deployed(
+            facts.deployment, facts.pod_problems, facts.missing_pull_secrets, facts.init_errors
         )
+        before = next((c for c in previous if c.type == function.ConditionType.DEPLOYED), None)
+        ready = ((facts.deployment or {}).get("status") or {}).get("readyReplicas", 0) or 0
+        verdict = keep_init_error(
+            verdict,
+            before,
+            generation=generation,
+            image_unchanged=facts.image == facts.last_image,
+            ready_replicas=ready,
+        )
+        verdicts.append((function.ConditionType.DEPLOYED, verdict))
     else:
         verdicts.append(
             (

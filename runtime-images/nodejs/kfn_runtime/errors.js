@@ -17,6 +17,21 @@ const INVALID_REQUEST_CONTENT = 'InvalidRequestContentException';
 const SERVICE_UNAVAILABLE = 'ServiceUnavailableException';
 const INVALID_RESPONSE = 'Runtime.InvalidResponse';
 
+/**
+ * The header on readiness answers that says the handler failed to load, with its errorType: the
+ * activator routes to such a pod (it answers every invocation with the init error at once) only
+ * when the function has no pod that loaded its handler.
+ */
+const INIT_ERROR_HEADER = 'Kfn-Init-Error';
+/** The prefix of the one log line carrying the init error as JSON, which the operator reads. */
+const INIT_ERROR_LOG_PREFIX = 'kfn runtime: init error ';
+
+/** The log line reporting an init error: the prefix, then one line of JSON without the stack. */
+function initErrorLine(error) {
+  const brief = { errorType: error.errorType, errorMessage: String(error.errorMessage).slice(0, 2000) };
+  return `${INIT_ERROR_LOG_PREFIX}${JSON.stringify(brief)}\n`;
+}
+
 function shape(errorType, errorMessage, stackTrace) {
   return { errorType, errorMessage, stackTrace: stackTrace || [] };
 }
@@ -48,5 +63,6 @@ function timeoutMessage(budgetMs) {
 module.exports = {
   IMPORT_MODULE_ERROR, HANDLER_NOT_FOUND, MALFORMED_HANDLER_NAME, USER_CODE_SYNTAX_ERROR, MARSHAL_ERROR,
   TIMEOUT, TOO_MANY_REQUESTS, REQUEST_TOO_LARGE, RESPONSE_TOO_LARGE, INVALID_REQUEST_CONTENT,
-  SERVICE_UNAVAILABLE, INVALID_RESPONSE, shape, fromThrown, timeoutMessage,
+  SERVICE_UNAVAILABLE, INVALID_RESPONSE, INIT_ERROR_HEADER, INIT_ERROR_LOG_PREFIX, shape, fromThrown,
+  timeoutMessage, initErrorLine,
 };

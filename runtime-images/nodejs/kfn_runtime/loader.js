@@ -76,8 +76,11 @@ async function loadHandler(taskRoot, spec) {
     // a CommonJS module imported as ESM keeps its exports under default
     handler = mod.default[exportPath];
   }
-  if (typeof handler !== 'function') {
+  if (handler === undefined || handler === null) {
     throw new InitError(errors.shape(errors.HANDLER_NOT_FOUND, `${modulePath}.${exportPath} is undefined or not exported`));
+  }
+  if (typeof handler !== 'function') {
+    throw new InitError(errors.shape(errors.HANDLER_NOT_FOUND, `${modulePath}.${exportPath} is not a function`));
   }
   return handler;
 }

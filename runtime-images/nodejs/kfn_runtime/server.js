@@ -18,6 +18,7 @@ const loader = require('./loader');
 const logs = require('./logs');
 
 const READY_PATH = '/_kfn/ready';
+const STARTED_PATH = '/_kfn/started';
 const LIVE_PATH = '/_kfn/live';
 const INVOKE_PATH = '/_kfn/invoke';
 const RESERVED_PREFIX = '/_kfn/';
@@ -192,6 +193,7 @@ class Runtime {
     } catch (err) {
       this.initError = err instanceof loader.InitError ? err.shape : errors.fromThrown(err);
       logs.write(logs.errorRecord('', this.clock(), this.initError));
+      logs.write(errors.initErrorLine(this.initError));
     }
     this.initDurationMs = this.clock() - started;
     this.initialized = true;
@@ -321,12 +323,12 @@ class Runtime {
       return;
     }
     req.resume();
-    if ((path === READY_PATH || path === LIVE_PATH) && (req.method === 'GET' || req.method === 'HEAD')) {
-      const [status, body] = this.probe(path);
-      this.send(req, res, status, [JSON_TYPE], body);
+    if ([READY_PATH, LIVE_PATH, STARTED_PATH].includes(path) && (req.method === 'GET' || req.method === 'HEAD')) {
+      const [status, headers, body] = this.probe(path);
+      this.send(req, res, status, headers, body);
       return;
     }
-    const known = [READY_PATH, LIVE_PATH, INVOKE_PATH].includes(path);
+    const known = [READY_PATH, LIVE_PATH, STARTED_PATH, INVOKE_PATH].includes(path);
     this.send(req, res, known ? 405 : 404, [JSON_TYPE],
       dump(errors.shape('ResourceNotFoundException', `${req.method} ${path} is not served`)));
   }
@@ -342,19 +344,27 @@ class Runtime {
       });
   }
 
+  /** [status, headers, body] of a probe. */
   probe(path) {
+    if (path === STARTED_PATH) {
+      // For the kubelet's startup probe: the load has ended, loaded or not, and an init error is
+      // already in the log. The pod's `started` turning true tells the operator to look for it.
+      return [this.initialized ? 200 : 503, [JSON_TYPE], dump({ status: this.initialized ? 'started' : 'initializing' })];
+    }
     const nowMs = this.clock();
     const deadlinesMs = [...this.slots.values()];
     if (path === LIVE_PATH) {
       const v = health.liveness({ deadlinesMs, concurrency: this.cfg.concurrency, nowMs, stuckGraceMs: this.cfg.stuckGraceMs });
-      return [v.ok ? 200 : 503, dump({ status: v.reason })];
+      return [v.ok ? 200 : 503, [JSON_TYPE], dump({ status: v.reason })];
     }
-    if (this.initError && !this.draining) return [503, dump(this.initError)];
+    if (this.initError && !this.draining) {
+      return [503, [JSON_TYPE, [errors.INIT_ERROR_HEADER, this.initError.errorType]], dump(this.initError)];
+    }
     const v = health.readiness({
       initialized: this.initialized, initFailed: this.initError !== null, draining: this.draining,
       deadlinesMs, concurrency: this.cfg.concurrency, nowMs,
     });
-    return [v.ok ? 200 : 503, dump({ status: v.reason })];
+    return [v.ok ? 200 : 503, [JSON_TYPE], dump({ status: v.reason })];
   }
 
   async finished(res) {

@@ -6,6 +6,7 @@ reports on the invoke path uses it, whether it came from the handler or from the
 
 from __future__ import annotations
 
+import json
 import os
 import traceback
 from typing import TypedDict
@@ -25,6 +26,13 @@ RESPONSE_TOO_LARGE = "ResponseSizeTooLarge"
 INVALID_REQUEST_CONTENT = "InvalidRequestContentException"
 SERVICE_UNAVAILABLE = "ServiceUnavailableException"
 INVALID_RESPONSE = "Runtime.InvalidResponse"
+
+#: The header on readiness answers that says the handler failed to load, with its errorType:
+#: the activator routes to such a pod (it answers every invocation with the init error at once)
+#: only when the function has no pod that loaded its handler.
+INIT_ERROR_HEADER = "Kfn-Init-Error"
+#: The prefix of the one log line carrying the init error as JSON, which the operator reads.
+INIT_ERROR_LOG_PREFIX = "kfn runtime: init error "
 
 
 class ErrorShape(TypedDict):
@@ -54,6 +62,13 @@ def from_exception(exc: BaseException) -> ErrorShape:
     while frames and _is_runtime_frame(frames[0].filename):
         frames.pop(0)
     return shape(type(exc).__name__, str(exc), traceback.format_list(frames))
+
+
+def init_error_line(error: ErrorShape) -> str:
+    """The log line that reports an init error to the operator: the prefix, then one line of JSON
+    (the stack left out, the message kept short enough for a condition)."""
+    brief = {"errorType": error["errorType"], "errorMessage": error["errorMessage"][:2000]}
+    return INIT_ERROR_LOG_PREFIX + json.dumps(brief, ensure_ascii=False) + "\n"
 
 
 def timeout_message(budget_ms: float) -> str:

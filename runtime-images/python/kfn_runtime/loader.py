@@ -46,9 +46,9 @@ def load_handler(spec: str) -> Callable[..., Any]:
                 f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)",
             )
         )
-    module_name = module_name.replace("/", ".")
+    # Lambda names the module in its messages as the handler spells it (``pkg/mod``).
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name.replace("/", "."))
     except SyntaxError as exc:
         trace = [f'  File "{exc.filename}" Line {exc.lineno}\n    {exc.text}']
         raise InitError(

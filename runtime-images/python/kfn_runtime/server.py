@@ -32,6 +32,7 @@ from typing import Any, Literal
 from kfn_runtime import config, context, errors, events, health, http11, loader, logs
 
 READY_PATH = "/_kfn/ready"
+STARTED_PATH = "/_kfn/started"
 LIVE_PATH = "/_kfn/live"
 INVOKE_PATH = "/_kfn/invoke"
 RESERVED_PREFIX = "/_kfn/"
@@ -220,6 +221,7 @@ class Runtime:
                     exc.shape["stackTrace"],
                 )
             )
+            self._out.raw_write(errors.init_error_line(exc.shape))
         else:
             self._handler = handler
             self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
@@ -285,12 +287,12 @@ class Runtime:
             await http11.read_body(reader, writer, head, 64 * 1024)
         except http11.BodyTooLargeError:
             return await self._refuse_body(head, reader, writer, [_JSON], b"{}")
-        if path in (READY_PATH, LIVE_PATH) and head.method in ("GET", "HEAD"):
-            status, body = self._probe(path)
+        if path in (READY_PATH, LIVE_PATH, STARTED_PATH) and head.method in ("GET", "HEAD"):
+            status, headers, body = self._probe(path)
             return await self._send(
-                writer, status, [_JSON], body, head.keep_alive, head_only=head.method == "HEAD"
+                writer, status, headers, body, head.keep_alive, head_only=head.method == "HEAD"
             )
-        known = path in (READY_PATH, LIVE_PATH, INVOKE_PATH)
+        known = path in (READY_PATH, LIVE_PATH, STARTED_PATH, INVOKE_PATH)
         status = 405 if known else 404
         shape = errors.shape("ResourceNotFoundException", f"{head.method} {path} is not served")
         return await self._send(writer, status, [_JSON], _dump(shape), head.keep_alive)
@@ -325,7 +327,14 @@ class Runtime:
             if self._draining and self._answering == 0:
                 self._drained.set()
 
-    def _probe(self, path: str) -> tuple[int, bytes]:
+    def _probe(self, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        if path == STARTED_PATH:
+            # For the kubelet's startup probe: the load has ended, loaded or not, and an init
+            # error is already in the log. The pod's ``started`` turning true tells the operator
+            # to look for it.
+            started = self._init_done.is_set()
+            body = _dump({"status": "started" if started else "initializing"})
+            return (200 if started else 503), [_JSON], body
         now = self._now_ms()
         deadlines = list(self._slots.values())
         if path == LIVE_PATH:
@@ -345,8 +354,9 @@ class Runtime:
                 now_ms=now,
             )
             if self._init_error is not None and not self._draining:
-                return 503, _dump(self._init_error)
-        return (200 if verdict.ok else 503), _dump({"status": verdict.reason})
+                init_error = (errors.INIT_ERROR_HEADER, self._init_error["errorType"])
+                return 503, [_JSON, init_error], _dump(self._init_error)
+        return (200 if verdict.ok else 503), [_JSON], _dump({"status": verdict.reason})
 
     # ---- invocations -----------------------------------------------------------------------
 

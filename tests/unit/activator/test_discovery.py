@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kfn import stats
-from kfn.activator import discovery
+from kfn.activator import discovery, pod_probe
 from tests.unit.apiserver import ApiServer, Event
 
 from .conftest import until
@@ -125,8 +125,8 @@ async def watching(
         server.hang_up()
 
 
-async def answers_never(ip: str) -> bool:
-    return False
+async def answers_never(ip: str) -> pod_probe.Answer:
+    return pod_probe.Answer.NOT_READY
 
 
 @pytest.mark.asyncio
@@ -145,10 +145,11 @@ async def test_the_source_is_synced_by_the_first_list_and_a_relist_forgets_pods_
 
 @pytest.mark.asyncio
 async def test_the_source_probes_a_starting_pod_and_pushes_it_the_moment_it_answers() -> None:
-    answers = {"10.0.0.5": [False, False, True]}
+    not_ready, ready = pod_probe.Answer.NOT_READY, pod_probe.Answer.READY
+    answers = {"10.0.0.5": [not_ready, not_ready, ready]}
     probed: list[str] = []
 
-    async def probe(ip: str) -> bool:
+    async def probe(ip: str) -> pod_probe.Answer:
         probed.append(ip)
         return answers[ip].pop(0)
 
@@ -167,9 +168,9 @@ async def test_the_source_probes_a_starting_pod_and_pushes_it_the_moment_it_answ
 async def test_probing_stops_when_the_pod_goes_away() -> None:
     probed: list[str] = []
 
-    async def never(ip: str) -> bool:
+    async def never(ip: str) -> pod_probe.Answer:
         probed.append(ip)
-        return False
+        return pod_probe.Answer.NOT_READY
 
     async with watching([], probe_interval=0.001, probe=never) as (source, send):
         await send([])
@@ -180,3 +181,18 @@ async def test_probing_stops_when_the_pod_goes_away() -> None:
         assert not source._probes
         await until(probing.done)
         assert probing.cancelled()
+
+
+@pytest.mark.asyncio
+async def test_the_source_pushes_a_pod_that_failed_to_load_until_one_that_loaded_is_there() -> None:
+    answers = {"10.0.0.5": pod_probe.Answer.INIT_ERROR, "10.0.0.6": pod_probe.Answer.READY}
+
+    async def probe(ip: str) -> pod_probe.Answer:
+        return answers[ip]
+
+    updates: Updates = []
+    async with watching(updates, probe_interval=0.001, probe=probe) as (_, send):
+        await send([pod("a", "10.0.0.5", ready=False)])
+        await until(lambda: updates[-1] == (FN, {"10.0.0.5:8080"}))
+        await send(("ADDED", pod("b", "10.0.0.6", ready=False)))
+        await until(lambda: updates[-1] == (FN, {"10.0.0.6:8080"}))

@@ -23,6 +23,8 @@ OPERATOR_RULES = {
     *(("", r, v) for r in ["services", "serviceaccounts"]
       for v in ["get", "list", "watch", "create", "patch", "update", "delete"]),
     *(("", r, v) for r in ["configmaps", "pods"] for v in ["get", "list", "watch"]),
+    # A function pod's init error, from the runtime's report in its log.
+    ("", "pods/log", "get"),
     # Builds: the source ConfigMap and the Job of each build.
     *(("", "configmaps", v) for v in ["create", "patch", "delete"]),
     *(("batch", "jobs", v) for v in ["get", "list", "watch", "create", "patch", "delete"]),

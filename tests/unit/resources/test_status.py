@@ -307,3 +307,156 @@ def test_missing_pull_secrets_are_read_from_the_kubelets_events_sorted_and_once(
         {"message": "Pulling image"},
     ]
     assert status.missing_pull_secrets(events) == ["a-pull", "b-pull"]
+
+
+# --- init errors ------------------------------------------------------------------------------
+
+
+def runtime_pod(
+    name: str,
+    *,
+    started: bool | None,
+    ready: bool,
+    running: bool = True,
+    deleting: bool = False,
+    container: str = "function",
+) -> dict[str, Any]:
+    meta_: dict[str, Any] = {"name": name}
+    if deleting:
+        meta_["deletionTimestamp"] = "2024-05-01T12:00:00Z"
+    container_status: dict[str, Any] = {
+        "name": container,
+        "ready": ready,
+        "state": {"running": {}} if running else {"waiting": {"reason": "CrashLoopBackOff"}},
+    }
+    if started is not None:
+        container_status["started"] = started
+    return {"metadata": meta_, "status": {"containerStatuses": [container_status]}}
+
+
+SUSPECT_CASES = [
+    pytest.param(runtime_pod("a", started=True, ready=False), ["a"],
+                 id="a runtime that finished loading, runs and is not ready may have failed"),
+    pytest.param(runtime_pod("a", started=False, ready=False), [],
+                 id="a runtime still loading is not suspected"),
+    pytest.param(runtime_pod("a", started=None, ready=False), [],
+                 id="a container the kubelet has not judged yet is not suspected"),
+    pytest.param(runtime_pod("a", started=True, ready=True), [],
+                 id="a ready runtime loaded its handler"),
+    pytest.param(runtime_pod("a", started=True, ready=False, running=False), [],
+                 id="a container that is not running has no runtime to ask"),
+    pytest.param(runtime_pod("a", started=True, ready=False, deleting=True), [],
+                 id="a pod being deleted is draining, not failing"),
+    pytest.param(runtime_pod("a", started=True, ready=False, container="sidecar"), [],
+                 id="only the function container runs the handler"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("pod_", "suspects"), SUSPECT_CASES)
+def test_pods_are_suspected_of_an_init_error_from_their_function_containers_probes(
+    pod_: dict[str, Any], suspects: list[str]
+) -> None:
+    assert status.init_error_suspects([pod_]) == suspects
+
+
+REPORT = (
+    'kfn runtime: init error {"errorType": "Runtime.ImportModuleError", '
+    "\"errorMessage\": \"Unable to import module 'app': No module named 'requests'\"}"
+)
+IMPORT_ERROR = status.InitError(
+    "hello-7d9-x",
+    "Runtime.ImportModuleError",
+    "Unable to import module 'app': No module named 'requests'",
+)
+
+LOG_CASES = [
+    pytest.param(f"kfn runtime: python listening on *:8080\n{REPORT}\n", IMPORT_ERROR,
+                 id="the report line of the runtime gives the error"),
+    pytest.param('kfn runtime: init error {"errorType": "Runtime.HandlerNotFound", '
+                 '"errorMessage": "old"}\n' + REPORT, IMPORT_ERROR,
+                 id="the last report counts"),
+    pytest.param(f"{REPORT}\nkfn runtime: init error {{not json\n", IMPORT_ERROR,
+                 id="a report that is not JSON is skipped"),
+    pytest.param("user output: kfn runtime: init error {}\n", None,
+                 id="the prefix must start the line"),
+    pytest.param("kfn runtime: python listening on *:8080\nSTART RequestId: 1\n", None,
+                 id="a log without a report tells of no init error"),
+    pytest.param("", None, id="an empty log tells nothing"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("log", "expected"), LOG_CASES)
+def test_an_init_error_is_read_from_the_runtimes_report_line(
+    log: str, expected: status.InitError | None
+) -> None:
+    assert status.init_error_in_log("hello-7d9-x", log) == expected
+
+
+def test_an_init_error_makes_deployed_false_with_lambdas_error_and_what_to_do() -> None:
+    live = deployment(wanted=1, replicas=1, updatedReplicas=1, readyReplicas=0)
+    verdict = status.deployed(live, [], [], [IMPORT_ERROR])
+    assert (verdict.status, verdict.reason) == ("False", "InitError")
+    assert verdict.message == (
+        "the handler could not be loaded: Runtime.ImportModuleError: Unable to import module "
+        "'app': No module named 'requests' (pod hello-7d9-x). Every invocation is answered with "
+        "this error until a pod loads the handler: fix the code, its dependencies or "
+        "spec.handler."
+    )
+
+
+def test_an_init_error_is_reported_before_the_rollout_it_stalls_fails() -> None:
+    live = deployment(
+        conditions=[
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+        ]
+    )
+    assert status.deployed(live, [], [], [IMPORT_ERROR]).reason == "InitError"
+
+
+def _failed_to_load(generation: int = 4) -> list[meta.Condition]:
+    """The conditions written when a pod of ``IMAGE`` reported an init error."""
+    live = deployment(wanted=1, replicas=1, updatedReplicas=1, readyReplicas=0)
+    facts = status.Facts(
+        SOURCE_OK, BUILD_OK, IMAGE, "hash", live, init_errors=[IMPORT_ERROR], last_image=IMAGE
+    )
+    result = status.compute(_function(generation), facts, now=NOW, url="u")
+    assert _conditions(result)["Ready"] == ("False", "InitError")
+    return function.FunctionStatus.model_validate(result).conditions
+
+
+OTHER_IMAGE = "registry.local/fn/team/hello@sha256:" + "1" * 64
+
+STICKY_CASES = [
+    pytest.param(4, rolled_out(0), IMAGE, (), ("False", "InitError"),
+                 id="scaled to zero, the init error stays until a pod loads"),
+    pytest.param(4, deployment(wanted=1, replicas=1, updatedReplicas=1, readyReplicas=0), IMAGE,
+                 (), ("False", "InitError"),
+                 id="a new pod still starting does not clear it"),
+    pytest.param(4, rolled_out(1), IMAGE, (), ("True", "Deployed"),
+                 id="a pod that loaded the handler clears it"),
+    pytest.param(5, rolled_out(0), IMAGE, (), ("True", "Deployed"),
+                 id="a changed spec (a new handler name) clears it"),
+    pytest.param(4, rolled_out(0), OTHER_IMAGE, (), ("True", "Deployed"),
+                 id="a new image (new code) clears it"),
+    pytest.param(4, rolled_out(1), IMAGE, tuple(STUCK), ("False", "PodsFailing"),
+                 id="another failure is the news"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("generation", "live", "last_image", "problems", "expected"), STICKY_CASES)
+def test_an_init_error_stays_reported_until_a_pod_of_the_same_spec_and_image_loads(
+    generation: int,
+    live: dict[str, Any],
+    last_image: str,
+    problems: tuple[str, ...],
+    expected: tuple[str, str],
+) -> None:
+    facts = status.Facts(SOURCE_OK, BUILD_OK, IMAGE, "hash", live, problems, last_image=last_image)
+    result = status.compute(
+        _function(generation), facts, now=LATER, url="u", previous=_failed_to_load()
+    )
+    assert _conditions(result)["Deployed"] == expected
+    if expected[1] == "InitError":
+        ready = next(c for c in result["conditions"] if c["type"] == "Ready")
+        assert "No module named 'requests'" in ready["message"]
+        assert ready["lastTransitionTime"] == meta.format_time(NOW)

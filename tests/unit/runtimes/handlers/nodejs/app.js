@@ -63,3 +63,6 @@ exports.callback = (event, context, callback) => {
 exports.callback_error = (event, context, callback) => {
   callback(new BoomError('the callback failed on purpose'));
 };
+
+// An export that names no function: loading `app.NOT_A_FUNCTION` fails with HandlerNotFound.
+exports.NOT_A_FUNCTION = 42;

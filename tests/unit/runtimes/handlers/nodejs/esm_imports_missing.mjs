@@ -1,0 +1,3 @@
+import missing from 'kfn-no-such-dependency';
+
+export const handler = async (event) => missing(event);

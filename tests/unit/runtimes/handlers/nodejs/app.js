@@ -63,3 +63,10 @@ exports.callback = (event, context, callback) => {
 exports.callback_error = (event, context, callback) => {
   callback(new BoomError('the callback failed on purpose'));
 };
+
+// A handler's own 429, shaped like the runtime's refusal and trying to forge its mark.
+exports.too_many = async () => ({
+  statusCode: 429,
+  headers: { 'Retry-After': '1', 'Kfn-Not-Started': 'busy' },
+  body: JSON.stringify({ message: 'Too Many Requests' }),
+});

@@ -18,6 +18,7 @@ import socket
 
 import uvloop
 
+from kfn.activator import bounds as limits
 from kfn.activator import catalog, discovery, endpoints, server, stats_reporter
 from kfn.activator import config as configs
 
@@ -28,6 +29,14 @@ SYNC_TIMEOUT = 30.0
 
 async def _main(args: argparse.Namespace) -> None:
     sink = stats_reporter.HttpStatsSink(args.autoscaler_url) if args.autoscaler_url else None
+    bounds = limits.Bounds(
+        max_url_bytes=args.max_url_bytes,
+        max_head_bytes=args.max_header_bytes,
+        head_timeout=args.head_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+        max_buffered_bytes=args.max_buffered_bytes,
+    )
     source: endpoints.EndpointSource
     if args.config:
         static = configs.load(pathlib.Path(args.config))
@@ -36,10 +45,11 @@ async def _main(args: argparse.Namespace) -> None:
             functions=static.functions,
             activator_id=args.id,
             stats_sink=sink,
+            bounds=bounds,
         )
         source = endpoints.StaticEndpointSource(static.endpoints)
     else:
-        activator = server.Activator(activator_id=args.id, stats_sink=sink)
+        activator = server.Activator(activator_id=args.id, stats_sink=sink, bounds=bounds)
         cluster = catalog.KubeCatalog(
             activator.set_functions, activator.set_routes, queue_limit=args.queue_limit
         )
@@ -77,6 +87,46 @@ def main() -> None:
         type=int,
         default=int(os.environ.get("KFN_QUEUE_LIMIT", "1000")),
         help="requests one function may have waiting in this activator (cluster mode)",
+    )
+    defaults = limits.Bounds()
+    bounded = parser.add_argument_group(
+        "bounds", "what clients may make the activator hold (see kfn.activator.bounds)"
+    )
+    bounded.add_argument(
+        "--max-url-bytes",
+        type=int,
+        default=int(os.environ.get("KFN_MAX_URL_BYTES", defaults.max_url_bytes)),
+        help="longest request URL; longer ones are answered 414",
+    )
+    bounded.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=int(os.environ.get("KFN_MAX_HEADER_BYTES", defaults.max_head_bytes)),
+        help="largest request line and headers together; larger are answered 431",
+    )
+    bounded.add_argument(
+        "--head-timeout",
+        type=float,
+        default=float(os.environ.get("KFN_HEAD_TIMEOUT", defaults.head_timeout)),
+        help="seconds a client has to send a whole request head; then 408",
+    )
+    bounded.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=float(os.environ.get("KFN_IDLE_TIMEOUT", defaults.idle_timeout)),
+        help="seconds a keep-alive connection may sit between requests before it is closed",
+    )
+    bounded.add_argument(
+        "--max-connections",
+        type=int,
+        default=int(os.environ.get("KFN_MAX_CONNECTIONS", defaults.max_connections)),
+        help="client connections open at once; more are answered 503",
+    )
+    bounded.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        default=int(os.environ.get("KFN_MAX_BUFFERED_BYTES", defaults.max_buffered_bytes)),
+        help="request bytes held for waiting requests, all functions together; then 503",
     )
     parser.add_argument(
         "--probe-interval",

@@ -15,8 +15,11 @@ _REASONS = {
     400: b"Bad Request",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
     413: b"Payload Too Large",
+    414: b"URI Too Long",
     429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
     499: b"Client Closed Request",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
@@ -41,14 +44,18 @@ def error(status: int, error_type: str, message: str, extra: bytes = b"") -> Ans
     return Answer(status, b"application/json", body, extra)
 
 
-def encode(answer: Answer, *, close: bool) -> bytes:
-    """The answer as bytes on the wire; ``close`` adds ``Connection: close``."""
+def encode(answer: Answer, *, close: bool, request_id: bytes = b"") -> bytes:
+    """The answer as bytes on the wire; ``close`` adds ``Connection: close``, a
+    ``request_id`` (an invoke's) ``Kfn-Request-Id``."""
+    extra = answer.extra
+    if request_id:
+        extra += b"Kfn-Request-Id: %s\r\n" % request_id
     return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
         answer.status,
         _REASONS.get(answer.status, b"OK"),
         answer.content_type,
         len(answer.body),
-        answer.extra,
+        extra,
         b"Connection: close\r\n" if close else b"",
         answer.body,
     )
@@ -60,6 +67,32 @@ NO_FUNCTION = error(404, "ResourceNotFoundException", "no function serves this r
 QUEUE_FULL = error(503, "TooManyRequestsException", "the function's queue is full", RETRY_AFTER)
 CONNECT_FAILED = error(502, "ServiceException", "could not connect to the function")
 CLOSED_EARLY = error(502, "ServiceException", "the function's connection closed early")
+# Past the activator's own bounds (kfn.activator.bounds): the client's request, or load.
+HEAD_TIMEOUT = error(408, "RequestTimeoutException", "the request head did not arrive in time")
+TOO_MANY_CONNECTIONS = error(
+    503,
+    "TooManyRequestsException",
+    "the activator has too many open connections; retry shortly",
+    RETRY_AFTER,
+)
+BUFFERS_FULL = error(
+    503,
+    "TooManyRequestsException",
+    "the activator holds too many request bytes waiting for functions; retry shortly",
+    RETRY_AFTER,
+)
+
+
+def url_too_long(limit: int) -> Answer:
+    return error(414, "InvalidRequestContentException", f"the URL is longer than {limit} bytes")
+
+
+def head_too_large(limit: int) -> Answer:
+    return error(
+        431,
+        "InvalidRequestContentException",
+        f"the request line and headers are larger than {limit} bytes",
+    )
 
 
 def timed_out(timeout_ms: int) -> Answer:

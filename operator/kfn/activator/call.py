@@ -31,7 +31,7 @@ class _BufferedSink:
         pass
 
     def on_response_head(
-        self, status: int, reason: bytes, headers: bytes, length_known: bool
+        self, status: int, reason: bytes, headers: bytes, length_known: bool, not_started: bool
     ) -> None:
         self.status = status
         self.function_error = b"\r\nkfn-function-error:" in b"\r\n" + headers.lower()

@@ -13,12 +13,14 @@ import collections
 import typing
 
 from kfn import stats
+from kfn.activator import bounds as limits
+from kfn.activator import budget, events, metrics, router, throttler, watchdog
 from kfn.activator import config as configs
-from kfn.activator import events, metrics, router, throttler
 
 
-class Connection(typing.Protocol):
-    """What shutting down needs of a client connection (a ``proxy.ClientProtocol``)."""
+class Connection(watchdog.Watched, typing.Protocol):
+    """What shutting down and the watchdog need of a client connection (a
+    ``proxy.ClientProtocol``)."""
 
     def drain(self) -> None: ...
     def abort(self) -> None: ...
@@ -47,10 +49,18 @@ class FunctionEntry:
 class Context:
     """State shared by all client connections of one activator."""
 
-    def __init__(self, routes: router.Router, invoker: events.Submitter | None = None) -> None:
+    def __init__(
+        self,
+        routes: router.Router,
+        invoker: events.Submitter | None = None,
+        bounds: limits.Bounds | None = None,
+    ) -> None:
         self.router = routes
         self.functions: dict[stats.FunctionKey, FunctionEntry] = {}
         self.invoker = invoker
+        self.bounds = bounds or limits.Bounds()
+        #: Request bytes held by waiting requests, across all functions.
+        self.budget = budget.ByteBudget(self.bounds.max_buffered_bytes)
         self.draining = False
         self.connections: set[Connection] = set()
         #: Set while no client connection is open (graceful shutdown waits on it).

@@ -14,6 +14,11 @@ A request that finds a free slot and an idle connection runs entirely in protoco
 callbacks; only waiting for capacity and opening a connection run as a task. Every
 request has one timer: its function's timeout, covering the time queued as well as
 served; it answers 504 in Lambda's error shape.
+
+Body bytes a request holds before it has a pod (and an ``Event`` payload while it
+arrives) are taken from the activator's byte budget (:mod:`~kfn.activator.budget`)
+and given back once sent on or dropped; a request that finds the budget spent is
+answered 503.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class Exchange:
 
     __slots__ = (
         "body_done",
+        "budgeted",
         "conn",
         "deadline_ms",
         "endpoint",
@@ -105,6 +111,8 @@ class Exchange:
         self.upstream_paused = False
         self.finished = False
         self.retries = 0
+        #: Bytes this request holds of the activator's byte budget.
+        self.budgeted = 0
 
     # --- request side -------------------------------------------------------------------
 
@@ -213,6 +221,8 @@ class Exchange:
         self.upload.start(
             conn, upstream_head, sink, head_request=head_request, complete=self.body_done
         )
+        if self.budgeted:
+            self.give_back()
         if not self.body_done and head.expect_continue and not self.response_started:
             proto.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if proto.write_paused:
@@ -230,9 +240,27 @@ class Exchange:
                 self.keep_alive = False
                 self.answer(events.TOO_LARGE)
                 return
-            self.event_body += data
-        elif self.upload.hold(data) > request_body.BUFFER_LIMIT:
+            if self.take(len(data)):
+                self.event_body += data
+        elif (
+            not self.upload.started
+            and self.take(len(data))
+            and self.upload.hold(data) > request_body.BUFFER_LIMIT
+        ):
             self.proto.update_reading()
+
+    def take(self, size: int) -> bool:
+        """Take bytes to hold from the byte budget; past it, answer 503."""
+        if self.proto.ctx.budget.take(size):
+            self.budgeted += size
+            return True
+        self.answer(answers.BUFFERS_FULL)
+        return False
+
+    def give_back(self) -> None:
+        """The bytes held were sent on, handed over or dropped."""
+        self.proto.ctx.budget.give(self.budgeted)
+        self.budgeted = 0
 
     def on_request_complete(self) -> None:
         self.body_done = True
@@ -248,7 +276,10 @@ class Exchange:
         entry = self.entry
         assert entry is not None
         assert self.event_body is not None
-        self.answer(events.submit(self.proto.ctx.invoker, entry.key, bytes(self.event_body)))
+        payload = bytes(self.event_body)
+        self.event_body = None
+        self.give_back()
+        self.answer(events.submit(self.proto.ctx.invoker, entry.key, payload))
 
     # --- from the response's relay -------------------------------------------------------
 
@@ -330,11 +361,15 @@ class Exchange:
         close = not self.keep_alive or self.proto.ctx.draining
         if close:
             self.keep_alive = False
-        self.proto.write(answers.encode(answer, close=close))
+        # On the invoke API the caller reads its request id on every answer.
+        request_id = self.request_id if self.invoke else b""
+        self.proto.write(answers.encode(answer, close=close, request_id=request_id))
         self.complete(answer.status)
 
     def complete(self, status: int, *, notify: bool = True) -> None:
         self.finished = True
+        if self.budgeted:
+            self.give_back()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

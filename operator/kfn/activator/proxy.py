@@ -10,6 +10,13 @@ request, in order; bodies are streamed both ways with the sockets' flow control
 Requests pipelined by a client are parsed ahead but served in order; reading
 pauses while one is pending. What the connection writes for an exchange's response
 is batched and written once per batch of bytes from the pod.
+
+What a client can make a connection hold is bounded (:mod:`~kfn.activator.bounds`):
+the URL (414) and the whole head (431) while they are parsed, the time to send a
+head (408) and to stay idle (:mod:`~kfn.activator.watchdog`), and the connections
+open at once (503). An answer that leaves part of a request unread is followed by a
+lingering close (:meth:`ClientProtocol.linger`), so the client reads the answer
+rather than a reset.
 """
 
 from __future__ import annotations
@@ -20,8 +27,22 @@ import typing
 
 import httptools
 
-from kfn.activator import answers, context, request_body
+from kfn.activator import (
+    answers,
+    context,
+    request_body,
+    watchdog,
+)
 from kfn.activator import exchange as exchanges
+
+#: How long a connection answered with part of its request unread drops what the
+#: client still sends before it closes (nginx's ``lingering_time`` is 30 s, its
+#: ``lingering_timeout`` 5 s; an answer this small is read sooner).
+LINGER_SECONDS = 2.0
+
+
+class _RefusedError(Exception):
+    """Raised in a parser callback to stop parsing a request already refused."""
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -39,6 +60,13 @@ class ClientProtocol(asyncio.Protocol):
         self.write_paused = False
         self.closed = False
         self.out: list[bytes] = []
+        #: When the connection started waiting for its client (see :meth:`waiting`).
+        self.since = self.loop.time()
+        #: Requests answered on this connection.
+        self.served = 0
+        #: Bytes received since the head being read began (bounded by max_head_bytes).
+        self.head_bytes = 0
+        self.linger_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -47,11 +75,18 @@ class ClientProtocol(asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if peer else b"unknown"
-        self.ctx.connections.add(self)
-        self.ctx.all_closed.clear()
+        ctx = self.ctx
+        if len(ctx.connections) >= ctx.bounds.max_connections:
+            self.refuse(answers.TOO_MANY_CONNECTIONS)
+            return
+        ctx.connections.add(self)
+        ctx.all_closed.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
         self.ctx.connections.discard(self)
         if not self.ctx.connections:
             self.ctx.all_closed.set()
@@ -60,12 +95,23 @@ class ClientProtocol(asyncio.Protocol):
             exchange.client_gone()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # answered already (lingering): what the client still sends is dropped
+        parsing = self.parsing
+        if parsing is None or not parsing.head_done:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self.bad_request("protocol upgrades are not supported")
+            return
         except httptools.HttpParserError as exc:
+            # Also a callback's _RefusedError: then the connection is closed already.
             self.bad_request(str(exc) or "malformed request")
+            return
+        if self.head_bytes > self.ctx.bounds.max_head_bytes:
+            # A head still unfinished past the bound (one finished resets the count).
+            self.refuse_head()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -81,12 +127,18 @@ class ClientProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         exchange = exchanges.Exchange(self)
+        if not self.exchanges and self.served:
+            self.since = self.loop.time()  # idle until now: the head's time starts
         self.parsing = exchange
         self.exchanges.append(exchange)
 
     def on_url(self, url: bytes) -> None:
         assert self.parsing is not None
-        self.parsing.head.url += url
+        head = self.parsing.head
+        head.url += url
+        if len(head.url) > self.ctx.bounds.max_url_bytes:
+            self.refuse_head()
+            raise _RefusedError
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.parsing is not None
@@ -95,6 +147,16 @@ class ClientProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         exchange = self.parsing
         assert exchange is not None
+        self.head_bytes = 0
+        head = exchange.head
+        # What the head keeps: URL, headers passed on, and the two noted ones that
+        # may be long (the rest are dropped, or short by their parsing).
+        if (
+            len(head.url) + len(head.headers) + len(head.host) + len(head.xff)
+            > self.ctx.bounds.max_head_bytes
+        ):
+            self.refuse_head()
+            raise _RefusedError
         parser = self.parser
         exchange.on_head_complete(
             parser.get_method(), parser.should_keep_alive(), parser.get_http_version() == "1.1"
@@ -148,9 +210,14 @@ class ClientProtocol(asyncio.Protocol):
     def exchange_done(self, exchange: exchanges.Exchange) -> None:
         if self.exchanges and self.exchanges[0] is exchange:
             self.exchanges.popleft()
+        self.served += 1
+        self.since = self.loop.time()
         if self.closed:
             return
-        if not exchange.keep_alive or not exchange.body_done or self.ctx.draining:
+        if not exchange.body_done:
+            self.linger()  # the rest of the request will not be read
+            return
+        if not exchange.keep_alive or self.ctx.draining:
             self.close()
             return
         if self.exchanges:
@@ -194,13 +261,70 @@ class ClientProtocol(asyncio.Protocol):
                 transport.resume_reading()
 
     def bad_request(self, message: str) -> None:
+        self.refuse(answers.bad_request(message))
+
+    def refuse_head(self) -> None:
+        """The head being read is past a bound: 414 for its URL, else 431."""
+        bounds = self.ctx.bounds
+        parsing = self.parsing
+        if parsing is not None and len(parsing.head.url) > bounds.max_url_bytes:
+            self.refuse(answers.url_too_long(bounds.max_url_bytes))
+        else:
+            self.refuse(answers.head_too_large(bounds.max_head_bytes))
+
+    def refuse(self, answer: answers.Answer) -> None:
+        """Answer that the proxy takes no more from this client, and close (lingering)."""
         if self.closed:
             return
-        current = self.exchanges[0] if self.exchanges else None
-        if current is not None and current.response_started:
+        exchanges = self.exchanges
+        if exchanges and (exchanges[0] is not self.parsing or exchanges[0].response_started):
+            # A response is under way or still due: this answer has no place on the wire.
             self.abort()
             return
-        self.write(answers.encode(answers.bad_request(message), close=True))
+        self.write(answers.encode(answer, close=True))
+        self.linger()
+
+    def linger(self) -> None:
+        """Stop serving; send the end of the stream, drop what arrives, close soon.
+
+        Closing a socket with unread bytes resets the connection, and the reset can
+        destroy an answer before the client reads it. So the answer is followed by
+        the end of the stream, what the client still sends is read and dropped, and
+        the connection closes when the client closes it or after LINGER_SECONDS.
+        """
+        self.flush()
+        self.closed = True
+        pending, self.exchanges = self.exchanges, collections.deque()
+        self.parsing = None
+        for exchange in pending:
+            exchange.client_gone()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
+        self.linger_timer = self.loop.call_later(LINGER_SECONDS, transport.abort)
+
+    # --- used by the watchdog -------------------------------------------------------------
+
+    def waiting(self) -> watchdog.State:
+        """Whether the connection waits for its client, and for what."""
+        exchanges = self.exchanges
+        if self.closed:
+            return "busy"
+        if not exchanges:
+            return "idle" if self.served else "fresh"
+        return "busy" if exchanges[0].head_done else "head"
+
+    def head_late(self) -> None:
+        self.refuse(answers.HEAD_TIMEOUT)
+
+    def close_idle(self) -> None:
         self.close()
 
     def drain(self) -> None:

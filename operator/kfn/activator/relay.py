@@ -2,15 +2,16 @@
 
 A :class:`Relay` receives one response from an
 :class:`~kfn.activator.upstream.UpstreamConnection` (whose parser has already
-dropped the hop-by-hop headers) and writes it on to the client under a new status
-line: with ``Kfn-Request-Id`` on the invoke API, chunked when the pod's response
-has no length and the client speaks HTTP/1.1 (an HTTP/1.0 client reads to the
-connection's end instead), and with ``Connection: close`` when the client
-connection ends after it. Bodies pass through in the pieces the pod sent.
+dropped the hop-by-hop headers and the pod's ``Kfn-Request-Id``) and writes it on
+to the client under a new status line: with the request's ``Kfn-Request-Id``, once;
+chunked when the pod's response has no length and the client speaks HTTP/1.1 (an
+HTTP/1.0 client reads to the connection's end instead); and with ``Connection:
+close`` when the client connection ends after it. Bodies pass through in the pieces
+the pod sent.
 
-A 429 or 503 that may be the runtime refusing a request it did not start is held
-back until its body says (:mod:`~kfn.activator.refusal`); a refusal goes back to
-the exchange to be sent again, anything else is passed on as it would have been.
+A response the runtime marked as a refusal of a request it did not start
+(:mod:`~kfn.activator.refusal`) is not passed on when the request can be sent
+again: its body is dropped and the exchange sends the request again.
 """
 
 from __future__ import annotations
@@ -53,41 +54,34 @@ _LAST_CHUNK = b"0\r\n\r\n"
 class Relay:
     """Streams one response from a pod to the client (an ``upstream.ResponseSink``)."""
 
-    __slots__ = ("chunked", "exchange", "held", "http11", "proto", "request_id", "status")
+    __slots__ = ("chunked", "exchange", "http11", "proto", "refused", "status")
 
     def __init__(self, exchange: Owner, proto: Client) -> None:
         self.exchange = exchange
         self.proto = proto
         self.http11 = exchange.head.http11
-        #: Added to the response on the invoke API.
-        self.request_id = exchange.request_id if exchange.invoke else None
         self.status = 0
         self.chunked = False
-        self.held: refusal.Held | None = None
+        #: The runtime refused the request unstarted: the response is dropped.
+        self.refused = False
 
     def on_interim(self, status: int, reason: bytes, headers: bytes) -> None:
         if not self.exchange.finished and self.http11:
             self.proto.buffer(b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, reason, headers))
 
     def on_response_head(
-        self, status: int, reason: bytes, headers: bytes, length_known: bool
+        self, status: int, reason: bytes, headers: bytes, length_known: bool, not_started: bool
     ) -> None:
         ex = self.exchange
         if ex.finished:
             return
-        if status in refusal.STATUSES and ex.upload.replayable and refusal.candidate(headers):
-            self.held = refusal.Held(status, reason, headers, bytearray())
+        if refusal.not_started(status, not_started) and ex.upload.replayable:
+            self.refused = True
             return
         self._forward_head(status, reason, headers, length_known)
 
     def on_response_body(self, data: bytes) -> None:
-        if self.exchange.finished:
-            return
-        held = self.held
-        if held is not None:
-            held.body.extend(data)
-            if len(held.body) > refusal.HOLD_LIMIT:
-                self._release_held(length_known=False)
+        if self.exchange.finished or self.refused:
             return
         self.proto.buffer(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
 
@@ -95,13 +89,9 @@ class Relay:
         ex = self.exchange
         if ex.finished:
             return
-        held = self.held
-        if held is not None:
-            if refusal.not_started(held.body, invoke=self.request_id is not None):
-                self.held = None
-                ex.retry_elsewhere(reusable)
-                return
-            self._release_held(length_known=True)
+        if self.refused:
+            ex.retry_elsewhere(reusable)
+            return
         if self.chunked:
             self.proto.buffer(_LAST_CHUNK)
         ex.response_complete(self.status, reusable)
@@ -109,8 +99,10 @@ class Relay:
     def on_upstream_lost(self, exc: BaseException | None) -> None:
         if self.exchange.finished:
             return
-        if self.held is not None:
-            self._release_held(length_known=False)
+        if self.refused:
+            # Not started either way: the refusal's connection just closed under it.
+            self.exchange.retry_elsewhere(False)
+            return
         self.exchange.upstream_lost()
 
     def on_upstream_pause(self, paused: bool) -> None:
@@ -124,9 +116,7 @@ class Relay:
         ex = self.exchange
         self.status = status
         ex.response_started = True
-        extra = b""
-        if self.request_id is not None:
-            extra = b"Kfn-Request-Id: %s\r\n" % self.request_id
+        extra = b"Kfn-Request-Id: %s\r\n" % ex.request_id
         if not length_known:
             if self.http11:
                 extra += b"Transfer-Encoding: chunked\r\n"
@@ -138,12 +128,3 @@ class Relay:
             extra += b"Connection: close\r\n"
         # One format, not a list joined: the head of every response goes through here.
         self.proto.buffer(b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (status, reason, headers, extra))
-
-    def _release_held(self, *, length_known: bool) -> None:
-        """Not a refusal after all: pass the held response on."""
-        held, self.held = self.held, None
-        assert held is not None
-        length_known = length_known or b"content-length:" in held.headers.lower()
-        self._forward_head(held.status, held.reason, held.headers, length_known)
-        if held.body:
-            self.on_response_body(bytes(held.body))

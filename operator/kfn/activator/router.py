@@ -10,8 +10,11 @@ Two kinds of request reach the activator:
 
 Routes for a named host win over routes for any host (``""`` or ``"*"``); within
 those, the longest path prefix wins, matched on whole segments (``/api`` matches
-``/api`` and ``/api/x`` but not ``/apix``). Lookups are cached (bounded), so the hot
-path is one dict access.
+``/api`` and ``/api/x`` but not ``/apix``). Lookups of short URLs are cached, so the
+hot path is one dict access. The cache is bounded in bytes, not only in entries: a
+URL longer than :data:`_CACHED_URL_LIMIT` is routed without being kept, so clients
+sending long or ever-changing URLs cannot make it hold more than about
+``_CACHE_LIMIT x _CACHED_URL_LIMIT`` (1 MiB of keys).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ INVOKE_SUFFIX = b"/invoke"
 POD_INVOKE_PATH = b"/_kfn/invoke"
 
 _CACHE_LIMIT = 4096
+#: Longest host + URL whose route is cached.
+_CACHED_URL_LIMIT = 256
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,9 +80,10 @@ class Router:
         except KeyError:
             pass
         result = self._match(host, path, method)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[key] = result
+        if len(host) + len(path) <= _CACHED_URL_LIMIT:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[key] = result
         return result
 
     def _match(self, host: bytes, path: bytes, method: bytes) -> Match | None:

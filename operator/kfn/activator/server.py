@@ -27,7 +27,9 @@ from kfn.activator import (
     router,
     stats_reporter,
     throttler,
+    watchdog,
 )
+from kfn.activator import bounds as client_bounds
 from kfn.activator import config as configs
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Activator:
         event_capacity: int = 10_000,
         event_retry_delays: tuple[float, ...] = (60.0, 120.0),
         event_throttle_backoff: tuple[float, float] = (1.0, 300.0),
+        bounds: client_bounds.Bounds | None = None,
     ) -> None:
         self.metrics = metrics.Metrics(lambda: self.throttlers)
         self.reporter = (
@@ -61,7 +64,7 @@ class Activator:
             retry_delays=event_retry_delays,
             throttle_backoff=event_throttle_backoff,
         )
-        self.ctx = context.Context(router.Router(routes), self.invoker)
+        self.ctx = context.Context(router.Router(routes), self.invoker, bounds)
         #: The latest endpoints pushed for every function, known or not (yet): a function
         #: (re)added later starts from them, as sources push only changes.
         self._endpoints: dict[stats.FunctionKey, frozenset[str]] = {}
@@ -150,6 +153,8 @@ class Activator:
         if metrics_port is not None:
             self._servers.append(await metrics.serve(self.metrics, host, metrics_port))
         self.invoker.start()
+        guard = watchdog.Watchdog(lambda: ctx.connections, ctx.bounds)
+        self._tasks.append(loop.create_task(guard.run()))
         if self.reporter is not None:
             self._tasks.append(loop.create_task(self.reporter.run()))
         if endpoint_source is not None:

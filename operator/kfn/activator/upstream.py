@@ -8,8 +8,11 @@ cost of a naive proxy.
 An :class:`UpstreamConnection` sends one request at a time and parses the response
 with httptools, handing the pieces to a :class:`ResponseSink` (the proxy's
 :class:`~kfn.activator.relay.Relay`, or a buffering sink for async invocations).
-Response headers are filtered while parsed (hop-by-hop ones dropped) into one byte
-string, so the sink writes them on without building a header dict.
+Response headers are filtered while parsed into one byte string, so the sink writes
+them on without building a header dict: hop-by-hop ones are dropped, and so are the
+runtime contract's ``Kfn-Request-Id`` (the relay writes the request's own, once) and
+``Kfn-Not-Started`` (the runtime's mark on a refusal, which the sink is told of and
+no client sees).
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ HOP_BY_HOP = frozenset(
 )
 
 
+#: The runtime's mark on a 429/503 for a request it did not start (runtime contract §3).
+NOT_STARTED = b"kfn-not-started"
+#: Response headers that never reach a client as the pod sent them.
+_DROPPED = HOP_BY_HOP | {b"kfn-request-id", NOT_STARTED}
+
+
 class ResponseSink(Protocol):
     """Receives one response from an :class:`UpstreamConnection`."""
 
@@ -44,9 +53,12 @@ class ResponseSink(Protocol):
         """A 1xx response (not 101) arrived; a final one follows."""
 
     def on_response_head(
-        self, status: int, reason: bytes, headers: bytes, length_known: bool
+        self, status: int, reason: bytes, headers: bytes, length_known: bool, not_started: bool
     ) -> None:
-        """The final response's head; ``headers`` are filtered, CRLF-terminated lines."""
+        """The final response's head; ``headers`` are filtered, CRLF-terminated lines.
+
+        ``not_started``: the response carried the runtime's ``Kfn-Not-Started``.
+        """
 
     def on_response_body(self, data: bytes) -> None:
         """A piece of the (de-chunked) response body."""
@@ -72,6 +84,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_head_request",
         "_headers",
         "_length_known",
+        "_not_started",
         "_parser",
         "_reason",
         "_reset_parser",
@@ -93,6 +106,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason = b""
         self._status = 0
         self._length_known = False
+        self._not_started = False
         self._chunked = False
         self._head_request = False
         self._reset_parser = False
@@ -181,6 +195,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers = bytearray()
         self._reason = b""
         self._length_known = False
+        self._not_started = False
         self._chunked = False
         self._until_close = False
 
@@ -189,9 +204,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
-        if lower in HOP_BY_HOP:
+        if lower in _DROPPED:
             if lower == b"transfer-encoding":
                 self._chunked = value.lower().endswith(b"chunked")
+            elif lower == NOT_STARTED:
+                self._not_started = True
             return
         if lower == b"content-length":
             self._length_known = True
@@ -215,7 +232,9 @@ class UpstreamConnection(asyncio.Protocol):
         no_body = status in (204, 304) or self._head_request
         length_known = self._length_known or no_body
         self._until_close = not (length_known or self._chunked)
-        sink.on_response_head(status, self._reason, bytes(self._headers), length_known)
+        sink.on_response_head(
+            status, self._reason, bytes(self._headers), length_known, self._not_started
+        )
         if self._head_request:
             # httptools cannot be told that a HEAD response has no body; end it here
             # and give the next response a fresh parser.

@@ -9,6 +9,8 @@
 
 const CONTROL_HEADER_PREFIX = 'kfn-';
 const HOP_BY_HOP = new Set(['connection', 'content-length', 'keep-alive', 'transfer-encoding', 'upgrade', 'trailer']);
+// The runtime's mark on a request it refused unstarted: a handler cannot send it.
+const NOT_STARTED = 'kfn-not-started';
 const TEXT_SUBTYPE_SUFFIXES = ['json', 'xml', 'javascript', 'x-www-form-urlencoded', 'yaml', 'csv'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -164,7 +166,8 @@ function fromResult(result) {
   if (typeof rawHeaders !== 'object' || Array.isArray(rawHeaders)) throw new InvalidResultError('headers must be an object');
   const headers = [];
   for (const [name, value] of Object.entries(rawHeaders)) {
-    if (HOP_BY_HOP.has(name.toLowerCase()) || value === null || value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === NOT_STARTED || value === null || value === undefined) continue;
     headers.push([name, headerValue(value)]);
   }
   if (!headers.some(([name]) => name.toLowerCase() === 'content-type')) headers.push(['Content-Type', 'application/json']);

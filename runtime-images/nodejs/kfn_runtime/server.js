@@ -24,6 +24,9 @@ const INVOKE_PATH = '/_kfn/invoke';
 const RESERVED_PREFIX = '/_kfn/';
 const JSON_TYPE = ['Content-Type', 'application/json'];
 const UNHANDLED = ['Kfn-Function-Error', 'Unhandled'];
+// Marks a 429/503 for a request whose handler was never called (CONTRACT.md §3).
+const BUSY = ['Kfn-Not-Started', 'busy'];
+const DRAINING = ['Kfn-Not-Started', 'draining'];
 
 class BodyTooLargeError extends Error {}
 
@@ -58,16 +61,16 @@ function invokeResponse(outcome) {
     error: [500, [UNHANDLED]],
     timeout: [504, [UNHANDLED]],
     init_error: [502, [UNHANDLED]],
-    busy: [429, [['Retry-After', '1']]],
-    draining: [503, [['Retry-After', '1']]],
+    busy: [429, [['Retry-After', '1'], BUSY]],
+    draining: [503, [['Retry-After', '1'], DRAINING]],
   }[outcome.kind];
   return [extra[0], [JSON_TYPE, ...extra[1]], dump(outcome.error)];
 }
 
-function gateway(status, message, { functionError = false, retry = false } = {}) {
+function gateway(status, message, { functionError = false, notStarted = null } = {}) {
   const headers = [JSON_TYPE];
   if (functionError) headers.push(UNHANDLED);
-  if (retry) headers.push(['Retry-After', '1']);
+  if (notStarted) headers.push(['Retry-After', '1'], notStarted);
   return [status, headers, dump({ message })];
 }
 
@@ -92,8 +95,8 @@ function httpResponse(outcome) {
     error: gateway(502, 'Internal Server Error', { functionError: true }),
     init_error: gateway(502, 'Internal Server Error', { functionError: true }),
     timeout: gateway(504, 'Endpoint request timed out', { functionError: true }),
-    busy: gateway(429, 'Too Many Requests', { retry: true }),
-    draining: gateway(503, 'Service Unavailable', { retry: true }),
+    busy: gateway(429, 'Too Many Requests', { notStarted: BUSY }),
+    draining: gateway(503, 'Service Unavailable', { notStarted: DRAINING }),
   }[outcome.kind];
   return [...answer, null];
 }

@@ -23,6 +23,9 @@ CONTROL_HEADER_PREFIX = "kfn-"
 HOP_BY_HOP = frozenset(
     {"connection", "content-length", "keep-alive", "transfer-encoding", "upgrade", "trailer"}
 )
+#: The runtime's mark on a request it refused unstarted: a handler cannot send it.
+NOT_STARTED = "kfn-not-started"
+_NOT_COPIED = HOP_BY_HOP | {NOT_STARTED}
 _TEXT_SUBTYPE_SUFFIXES = ("json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv")
 
 
@@ -191,7 +194,7 @@ def from_result(result: object) -> HttpResponse:
     headers = [
         (str(name), _header_value(value))
         for name, value in raw_headers.items()
-        if str(name).lower() not in HOP_BY_HOP and value is not None
+        if str(name).lower() not in _NOT_COPIED and value is not None
     ]
     if not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", "application/json"))

@@ -39,6 +39,9 @@ RESERVED_PREFIX = "/_kfn/"
 
 _JSON = ("Content-Type", "application/json")
 _UNHANDLED = ("Kfn-Function-Error", "Unhandled")
+#: Marks a 429/503 for a request whose handler was never called (CONTRACT.md §3).
+_BUSY = ("Kfn-Not-Started", "busy")
+_DRAINING = ("Kfn-Not-Started", "draining")
 
 Kind = Literal["ok", "error", "timeout", "init_error", "busy", "draining"]
 
@@ -78,8 +81,8 @@ def invoke_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes
         "error": (500, [_UNHANDLED]),
         "timeout": (504, [_UNHANDLED]),
         "init_error": (502, [_UNHANDLED]),
-        "busy": (429, [("Retry-After", "1")]),
-        "draining": (503, [("Retry-After", "1")]),
+        "busy": (429, [("Retry-After", "1"), _BUSY]),
+        "draining": (503, [("Retry-After", "1"), _DRAINING]),
     }[outcome.kind]
     return status, [_JSON, *extra], _dump(error)
 
@@ -104,20 +107,24 @@ def http_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes, 
         "error": _gateway(502, "Internal Server Error", function_error=True),
         "init_error": _gateway(502, "Internal Server Error", function_error=True),
         "timeout": _gateway(504, "Endpoint request timed out", function_error=True),
-        "busy": _gateway(429, "Too Many Requests", retry=True),
-        "draining": _gateway(503, "Service Unavailable", retry=True),
+        "busy": _gateway(429, "Too Many Requests", not_started=_BUSY),
+        "draining": _gateway(503, "Service Unavailable", not_started=_DRAINING),
     }[outcome.kind]
     return status, headers, body, None
 
 
 def _gateway(
-    status: int, message: str, *, function_error: bool = False, retry: bool = False
+    status: int,
+    message: str,
+    *,
+    function_error: bool = False,
+    not_started: tuple[str, str] | None = None,
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     headers = [_JSON]
     if function_error:
         headers.append(_UNHANDLED)
-    if retry:
-        headers.append(("Retry-After", "1"))
+    if not_started is not None:
+        headers += [("Retry-After", "1"), not_started]
     return status, headers, _dump({"message": message})
 
 

@@ -31,11 +31,41 @@ class Seen:
     chunked: bool
 
 
+def _answer(status_line: bytes, headers: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.1 %s\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        status_line,
+        headers,
+        len(body),
+        body,
+    )
+
+
+#: Fixed answers of the functions' own, by path.
+_CANNED = {
+    # Shaped as the runtime's refusal, but a handler's: no Kfn-Not-Started.
+    "/handler429": _answer(
+        b"429 Too Many Requests",
+        b"Retry-After: 1\r\nContent-Type: application/json\r\n",
+        b'{"message": "Too Many Requests"}',
+    ),
+    "/limited": _answer(
+        b"429 Slow Down",
+        b"Retry-After: 1\r\nKfn-Function-Error: Unhandled\r\n",
+        b'{"message": "Too Many Requests"}',
+    ),
+    "/own503": _answer(
+        b"503 Unavailable", b"Retry-After: 1\r\n", b'{"message": "down for maintenance"}'
+    ),
+}
+
+
 class Backend:
     """A small pod: ``/echo``, ``/slow?ms=``, ``/stream?mib=``, ``/_kfn/invoke`` and more.
 
     ``in_flight``/``peak`` count requests being handled, to check concurrency limits.
     ``invoke_failures`` makes the next N ``/_kfn/invoke`` calls fail with a function error.
+    As the runtime contract says, every answer on ``/_kfn/invoke`` carries the request's
+    ``Kfn-Request-Id``, and a refusal of a request not started carries ``Kfn-Not-Started``.
     """
 
     def __init__(self, name: str = "backend") -> None:
@@ -158,24 +188,16 @@ class _BackendProtocol(asyncio.Protocol):
                     (429, False): b'{"message": "Too Many Requests"}',
                     (503, False): b'{"message": "Service Unavailable"}',
                 }[(status, invoke)]
+                marker = b"busy" if status == 429 else b"draining"
                 transport.write(
-                    b"HTTP/1.1 %d Refused\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
+                    b"HTTP/1.1 %d Refused\r\nRetry-After: 1\r\nKfn-Not-Started: %s\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (status, marker, len(body), body)
                 )
                 return
-            if seen.path == "/limited":
-                body = b'{"message": "Too Many Requests"}'
-                transport.write(
-                    b"HTTP/1.1 429 Slow Down\r\nRetry-After: 1\r\nKfn-Function-Error: Unhandled"
-                    b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
-                return
-            if seen.path == "/own503":
-                body = b'{"message": "down for maintenance"}'
-                transport.write(
-                    b"HTTP/1.1 503 Unavailable\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s"
-                    % (len(body), body)
-                )
+            canned = _CANNED.get(seen.path)
+            if canned is not None:
+                transport.write(canned)
                 return
             if seen.path == "/close":
                 body = b"bye"
@@ -184,22 +206,28 @@ class _BackendProtocol(asyncio.Protocol):
                 )  # no length: body ends at close
                 transport.close()
                 return
-            if seen.path == "/_kfn/invoke" and self.backend.invoke_failures > 0:
+            invoke = seen.path == "/_kfn/invoke"
+            request_id = (
+                b"Kfn-Request-Id: %s\r\n" % seen.headers.get("kfn-request-id", "").encode()
+                if invoke
+                else b""
+            )
+            if invoke and self.backend.invoke_failures > 0:
                 self.backend.invoke_failures -= 1
                 body = json.dumps({"errorType": "Boom", "errorMessage": "failed"}).encode()
                 transport.write(
                     b"HTTP/1.1 500 Internal Server Error\r\nKfn-Function-Error: Unhandled\r\n"
-                    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                    % (len(body), body)
+                    b"%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (request_id, len(body), body)
                 )
                 return
             body = json.dumps(
                 {"backend": self.backend.name, **dataclasses.asdict(seen)}, sort_keys=True
             ).encode()
-            status = self.backend.invoke_status if seen.path == "/_kfn/invoke" else 200
+            status = self.backend.invoke_status if invoke else 200
             head = (
                 b"HTTP/1.1 %d OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                b"Keep-Alive: timeout=5\r\n\r\n" % (status, len(body))
+                b"%sKeep-Alive: timeout=5\r\n\r\n" % (status, len(body), request_id)
             )
             transport.write(head if seen.method == "HEAD" else head + body)
         finally:
@@ -212,6 +240,8 @@ class Response:
     headers: dict[str, str]
     body: bytes
     interim: list[int]
+    #: Every header line as received, repeated names included.
+    raw_headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -304,6 +334,7 @@ class _ResponseCollector:
 
     def reset(self) -> None:
         self.headers: dict[str, str] = {}
+        self.raw_headers: list[tuple[str, str]] = []
         self.body = bytearray()
         self.interim: list[int] = []
         self.started = False
@@ -313,9 +344,11 @@ class _ResponseCollector:
     def on_message_begin(self) -> None:
         self.started = True
         self.headers = {}
+        self.raw_headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode().lower()] = value.decode()
+        self.raw_headers.append((name.decode().lower(), value.decode()))
 
     def on_headers_complete(self) -> None:
         assert self.parser is not None
@@ -334,6 +367,12 @@ class _ResponseCollector:
 
     def finish(self) -> None:
         self.responses.append(
-            Response(self.status, dict(self.headers), bytes(self.body), list(self.interim))
+            Response(
+                self.status,
+                dict(self.headers),
+                bytes(self.body),
+                list(self.interim),
+                list(self.raw_headers),
+            )
         )
         self.reset()

@@ -164,3 +164,32 @@ async def test_event_payload_over_256_kib_answers_413(make_activator: MakeActiva
     response = await client.request("POST", INVOKE, big, headers={"Kfn-Invocation-Type": "Event"})
     assert response.status == 413
     await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [200, 504])
+async def test_an_invoke_answer_carries_its_request_id_once_though_the_pod_sends_it_too(
+    backend: Backend, make_activator: MakeActivator, status: int
+) -> None:
+    # The runtime answers every invoke with Kfn-Request-Id, its 504 after the function's
+    # timeout included; the activator used to add its own beside it.
+    backend.invoke_status = status
+    activator = await make_activator(endpoints=frozenset({backend.address}))
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("POST", INVOKE, b"{}", headers={"Kfn-Request-Id": "r-1"})
+    assert response.status == status
+    assert [v for k, v in response.raw_headers if k == "kfn-request-id"] == ["r-1"]
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_the_activators_own_timeout_answer_on_the_invoke_api_carries_the_request_id(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(timeout_ms=100)
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("POST", INVOKE, b"{}", headers={"Kfn-Request-Id": "r-2"})
+    assert response.status == 504
+    assert response.json()["errorType"] == "TimeoutError"
+    assert [v for k, v in response.raw_headers if k == "kfn-request-id"] == ["r-2"]
+    await client.close()

@@ -253,3 +253,33 @@ async def test_a_functions_own_429_or_503_is_passed_on_not_retried(
     assert b"message" in response.body
     assert len(backend.seen) == 1
     await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_handlers_own_429_shaped_like_a_refusal_is_passed_on_not_retried(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    # Same status, Retry-After and body as the runtime's refusal; only the runtime's
+    # Kfn-Not-Started header tells a refusal apart.
+    activator = await make_activator(endpoints=frozenset({backend.address}))
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("GET", "/handler429")
+    assert response.status == 429
+    assert response.json() == {"message": "Too Many Requests"}
+    assert len(backend.seen) == 1
+    assert activator.metrics.of(FN).retries == 0
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_refusal_too_large_to_send_again_reaches_the_client_without_the_runtimes_marker(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(endpoints=frozenset({backend.address}))
+    backend.refusals = [429]
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("POST", "/echo", b"x" * (256 * 1024))
+    assert response.status == 429
+    assert "kfn-not-started" not in response.headers
+    assert len(backend.seen) == 1
+    await client.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 from kfn import stats
 from kfn.activator import router
 
@@ -64,3 +66,16 @@ def test_malformed_invoke_paths_do_not_match() -> None:
     assert routes.match(b"x", b"/_kfn/functions/only-one/invoke", b"POST") is None
     assert routes.match(b"x", b"/_kfn/functions/a/b/c/invoke", b"POST") is None
     assert routes.match(b"x", b"/_kfn/functions/a/b", b"POST") is None
+
+
+def test_long_urls_do_not_grow_the_routing_cache() -> None:
+    routes = _router()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    for i in range(300):
+        path = b"/api/" + b"a" * (64 * 1024) + b"?%d" % i
+        assert routes.match(b"x", path, b"GET") == router.Match(API)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Each URL is 64 KiB: a cache keyed by whole URLs would keep about 19 MiB.
+    assert held - before < 1024 * 1024

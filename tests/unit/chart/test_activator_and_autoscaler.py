@@ -12,6 +12,14 @@ ACTIVATOR_RULES = {
     *(("kfn.dev", r, v) for r in ["functions", "triggers"] for v in ["get", "list", "watch"]),
     *(("", "pods", v) for v in ["get", "list", "watch"]),
 }
+_LIMIT_FLAGS = {
+    "--max-url-bytes",
+    "--max-header-bytes",
+    "--head-timeout",
+    "--idle-timeout",
+    "--max-connections",
+    "--max-buffered-bytes",
+}
 AUTOSCALER_RULES = {
     *(("kfn.dev", "functions", v) for v in ["get", "list", "watch"]),
     *(("apps", "deployments/scale", v) for v in ["get", "patch", "update"]),
@@ -33,6 +41,14 @@ def test_two_activators_run_the_activator_module_behind_the_kfn_activator_servic
     url = "http://kfn-autoscaler.kfn-system.svc.cluster.local:8090/stats"
     assert f"--autoscaler-url={url}" in container["args"]
     assert "--queue-limit=1000" in container["args"]
+    assert {
+        "--max-url-bytes=8192",
+        "--max-header-bytes=32768",
+        "--head-timeout=10",
+        "--idle-timeout=75",
+        "--max-connections=2048",
+        "--max-buffered-bytes=67108864",
+    } <= set(container["args"])
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "http": 8080,
         "metrics": 9090,
@@ -48,6 +64,40 @@ def test_two_activators_run_the_activator_module_behind_the_kfn_activator_servic
     }
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert pod_labels | service["spec"]["selector"] == pod_labels
+
+
+def test_activator_client_limits_reach_the_pod_and_parse_as_the_activators_flags(
+    helm: pathlib.Path,
+) -> None:
+    limits = {
+        "maxUrlBytes": 4096,
+        "maxHeaderBytes": 16384,
+        "headTimeoutSeconds": 2.5,
+        "idleTimeoutSeconds": 30,
+        "maxConnections": 500,
+        "maxBufferedBytes": 268435456,
+    }
+    objects = chart.render(helm, {"activator": {"clientLimits": limits}})
+    args = chart.container(objects, "activator")["args"]
+    flags = [a for a in args if a.split("=")[0] in _LIMIT_FLAGS]
+    assert flags == [
+        "--max-url-bytes=4096",
+        "--max-header-bytes=16384",
+        "--head-timeout=2.5",
+        "--idle-timeout=30",
+        "--max-connections=500",
+        "--max-buffered-bytes=268435456",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("maxConnections", 0), ("headTimeoutSeconds", 0), ("maxUrlBytes", "8k"), ("extra", 1)],
+)
+def test_activator_client_limits_out_of_range_are_refused_by_the_schema(
+    helm: pathlib.Path, key: str, value: object
+) -> None:
+    assert chart.render_error(helm, f"activator.clientLimits.{key}={value}")
 
 
 def test_activator_values_reach_the_pod(helm: pathlib.Path) -> None:

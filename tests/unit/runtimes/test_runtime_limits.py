@@ -82,6 +82,7 @@ def test_invocations_over_the_concurrency_limit_answer_429(
         assert refused.status == 429
         assert refused.json()["errorType"] == "TooManyRequestsException"
         assert refused.headers["Retry-After"] == "1"
+        assert refused.headers["Kfn-Not-Started"] == "busy"
         assert [f.result().status for f in slow] == [200, 200]
     assert rt.invoke({"ms": 0}).status == 200
 
@@ -112,3 +113,14 @@ def test_a_response_over_6_mib_answers_502(start_runtime: Starter, language: str
     r = rt.request("POST", "/_kfn/invoke", body)
     assert r.status == 502
     assert r.json()["errorType"] == "ResponseSizeTooLarge"
+
+
+def test_a_handlers_own_429_cannot_carry_the_runtimes_not_started_mark(
+    start_runtime: Starter, language: str
+) -> None:
+    rt = start_runtime(language, "app.too_many")
+    r = rt.request("GET", "/anything")
+    assert r.status == 429
+    assert r.headers["Retry-After"] == "1"
+    assert r.headers["Kfn-Not-Started"] is None
+    assert r.json() == {"message": "Too Many Requests"}

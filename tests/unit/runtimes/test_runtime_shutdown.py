@@ -29,6 +29,7 @@ def test_sigterm_drains_requests_in_flight_then_exits_zero(
         refused = rt.invoke({"ms": 0})
         assert refused.status == 503
         assert refused.json()["errorType"] == "ServiceUnavailableException"
+        assert refused.headers["Kfn-Not-Started"] == "draining"
         answers = [f.result(timeout=10) for f in in_flight]
     assert [a.status for a in answers] == [200, 200]
     assert [a.json() for a in answers] == [{"slept": 700}, {"slept": 700}]

@@ -66,3 +66,10 @@ exports.callback_error = (event, context, callback) => {
 
 // An export that names no function: loading `app.NOT_A_FUNCTION` fails with HandlerNotFound.
 exports.NOT_A_FUNCTION = 42;
+
+// A handler's own 429, shaped like the runtime's refusal and trying to forge its mark.
+exports.too_many = async () => ({
+  statusCode: 429,
+  headers: { 'Retry-After': '1', 'Kfn-Not-Started': 'busy' },
+  body: JSON.stringify({ message: 'Too Many Requests' }),
+});

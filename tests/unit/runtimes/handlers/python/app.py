@@ -67,3 +67,12 @@ def binary(event, context):
 
 def plain(event, context):
     return ["plain", 1]
+
+
+def too_many(event, context):
+    """A handler's own 429, shaped like the runtime's refusal and trying to forge its mark."""
+    return {
+        "statusCode": 429,
+        "headers": {"Retry-After": "1", "Kfn-Not-Started": "busy"},
+        "body": json.dumps({"message": "Too Many Requests"}),
+    }

@@ -1,0 +1,51 @@
+"""The activator in front of the real runtimes (a subprocess each, on loopback)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from tests.unit.runtimes import conftest as runtimes
+
+from .conftest import FN, MakeActivator
+from .http import Client
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("language", runtimes.LANGUAGES)
+async def test_a_handler_returning_429_too_many_requests_is_passed_on_as_its_answer(
+    make_activator: MakeActivator, tmp_path: pathlib.Path, language: str
+) -> None:
+    runtime = runtimes.start(language, runtimes.make_task_root(language, tmp_path), "app.too_many")
+    try:
+        activator = await make_activator(endpoints=frozenset({f"127.0.0.1:{runtime.port}"}))
+        client = await Client.connect(activator.ports[0])
+        response = await client.request("GET", "/limited")
+        assert response.status == 429
+        assert response.json() == {"message": "Too Many Requests"}
+        assert "kfn-not-started" not in response.headers
+        assert activator.metrics.of(FN).retries == 0
+        assert runtime.output().count("START RequestId") == 1
+        await client.close()
+    finally:
+        runtime.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("language", runtimes.LANGUAGES)
+async def test_an_invoke_through_the_activator_carries_one_request_id(
+    make_activator: MakeActivator, tmp_path: pathlib.Path, language: str
+) -> None:
+    runtime = runtimes.start(language, runtimes.make_task_root(language, tmp_path), "app.echo")
+    try:
+        activator = await make_activator(endpoints=frozenset({f"127.0.0.1:{runtime.port}"}))
+        client = await Client.connect(activator.ports[0])
+        for path in ("/_kfn/functions/default/hello/invoke", "/some/route"):
+            response = await client.request("POST", path, b"{}")
+            assert response.status == 200
+            ids = [v for k, v in response.raw_headers if k == "kfn-request-id"]
+            assert len(ids) == 1
+        await client.close()
+    finally:
+        runtime.stop()

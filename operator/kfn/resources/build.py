@@ -25,7 +25,7 @@ import base64
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
 from kfn.api import function
@@ -399,8 +399,11 @@ def finished(job: Mapping[str, Any]) -> Literal["succeeded", "failed"] | None:
     return None
 
 
-def failure_reason(pods: Sequence[Mapping[str, Any]]) -> str | None:
-    """The reason the failed step named in its termination message (``CodeCheckFailed``), if any."""
+def _failed_steps(
+    pods: Sequence[Mapping[str, Any]],
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each step (init container or container) that ended with a non-zero exit: its name
+    and its ``terminated`` state, in the order the pods run them."""
     for pod in pods:
         pod_status = pod.get("status") or {}
         for cs in [
@@ -408,14 +411,19 @@ def failure_reason(pods: Sequence[Mapping[str, Any]]) -> str | None:
             *(pod_status.get("containerStatuses") or []),
         ]:
             term = (cs.get("state") or {}).get("terminated") or {}
-            if not term or term.get("exitCode", 0) == 0:
-                continue
-            try:
-                doc = json.loads(str(term.get("message") or ""))
-            except ValueError:
-                return None
-            reason = doc.get("reason") if isinstance(doc, dict) else None
-            return str(reason) if reason else None
+            if term and term.get("exitCode", 0) != 0:
+                yield str(cs.get("name")), term
+
+
+def failure_reason(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The reason the failed step named in its termination message (``CodeCheckFailed``), if any."""
+    for _, term in _failed_steps(pods):
+        try:
+            doc = json.loads(str(term.get("message") or ""))
+        except ValueError:
+            return None
+        reason = doc.get("reason") if isinstance(doc, dict) else None
+        return str(reason) if reason else None
     return None
 
 
@@ -423,23 +431,15 @@ def failure_message(
     job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], limit: int = 1500
 ) -> str:
     """The tail of why a build failed: the builder's error, a step's log, or the Job's reason."""
-    for pod in pods:
-        pod_status = pod.get("status") or {}
-        for cs in [
-            *(pod_status.get("initContainerStatuses") or []),
-            *(pod_status.get("containerStatuses") or []),
-        ]:
-            term = (cs.get("state") or {}).get("terminated") or {}
-            if not term or term.get("exitCode", 0) == 0:
-                continue
-            text = str(term.get("message") or term.get("reason") or "").strip()
-            try:
-                doc = json.loads(text)
-                if isinstance(doc, dict) and "error" in doc:
-                    text = str(doc["error"])
-            except ValueError:
-                pass
-            return f"step {cs.get('name')}: {text[-limit:]}"
+    for step, term in _failed_steps(pods):
+        text = str(term.get("message") or term.get("reason") or "").strip()
+        try:
+            doc = json.loads(text)
+            if isinstance(doc, dict) and "error" in doc:
+                text = str(doc["error"])
+        except ValueError:
+            pass
+        return f"step {step}: {text[-limit:]}"
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Failed" and cond.get("status") == "True":
             return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}"[-limit:]

@@ -34,19 +34,11 @@ import zoneinfo
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Literal
 
+from kfn.api import cron
+
 UTC: Final = datetime.UTC
 _EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 
-_MONTHS: Final = {
-    name: number
-    for number, name in enumerate(
-        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"),
-        start=1,
-    )
-}
-_DAYS: Final = {
-    name: number for number, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))
-}
 _MACROS: Final = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -155,14 +147,14 @@ def _parse_cron(text: str) -> Cron:
     if len(fields) != 5:
         raise ScheduleError(f"{text!r} does not have five fields")
     minute, hour, day, month, weekday = fields
-    weekdays = _named_field("day-of-week", weekday, 0, 7, _DAYS)
+    weekdays = _named_field("day-of-week", weekday, 0, 7, cron.DAYS)
     if 7 in weekdays:
         weekdays = (weekdays - {7}) | {0}
     return Cron(
         minutes=_named_field("minute", minute, 0, 59, {}),
         hours=_named_field("hour", hour, 0, 23, {}),
         days=_named_field("day-of-month", day, 1, 31, {}),
-        months=_named_field("month", month, 1, 12, _MONTHS),
+        months=_named_field("month", month, 1, 12, cron.MONTHS),
         weekdays=weekdays,
         days_restricted=not day.startswith(("*", "?")),
         weekdays_restricted=not weekday.startswith(("*", "?")),

@@ -185,6 +185,31 @@ kfn.activator.url.
 {{- include "kfn.serviceUrl" (dict "root" . "name" (include "kfn.activator.fullname" .)) -}}
 {{- end -}}
 
+{{/*
+Stopping an activator without cutting a request (docs/architecture.md, "Rolling the
+activator"). Everything derives from functions.maxTimeoutSeconds, the longest timeout
+a Function may have here:
+* preStop: the pod keeps serving, new connections included, while the Service's
+  endpoints and kube-proxy drop it.
+* drain (--drain-timeout): after SIGTERM the activator takes no new connection and
+  serves what it accepted. A request lives at most its function's timeout from the end
+  of its head (one timer covers queueing and serving), and a head arriving at SIGTERM
+  may take clientLimits.headTimeoutSeconds: the drain is both plus 5 s for the last bytes.
+* terminationGracePeriodSeconds: preStop + drain + 5 s to exit. The activator exits as
+  soon as its last request ends; the grace is only the bound.
+*/}}
+{{- define "kfn.activator.preStopSeconds" -}}
+3
+{{- end -}}
+
+{{- define "kfn.activator.drainSeconds" -}}
+{{- add .Values.functions.maxTimeoutSeconds (ceil .Values.activator.clientLimits.headTimeoutSeconds | int) 5 -}}
+{{- end -}}
+
+{{- define "kfn.activator.terminationGraceSeconds" -}}
+{{- add (include "kfn.activator.preStopSeconds" .) (include "kfn.activator.drainSeconds" .) 5 -}}
+{{- end -}}
+
 {{- define "kfn.activator.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "kfn.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" }}

@@ -51,7 +51,10 @@ async def _main(args: argparse.Namespace) -> None:
     else:
         activator = server.Activator(activator_id=args.id, stats_sink=sink, bounds=bounds)
         cluster = catalog.KubeCatalog(
-            activator.set_functions, activator.set_routes, queue_limit=args.queue_limit
+            activator.set_functions,
+            activator.set_routes,
+            queue_limit=args.queue_limit,
+            max_timeout_ms=round(args.max_function_timeout * 1000),
         )
         watching = asyncio.get_running_loop().create_task(cluster.run())
         try:
@@ -143,7 +146,20 @@ def main() -> None:
         help="e.g. http://127.0.0.1:8090/stats",
     )
     parser.add_argument("--id", default=os.environ.get("POD_NAME", socket.gethostname()))
-    parser.add_argument("--drain-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--max-function-timeout",
+        type=float,
+        default=catalog.MAX_TIMEOUT_MS / 1000,
+        help="seconds: the longest timeout a Function may have here (the chart's "
+        "functions.maxTimeoutSeconds); a longer one is held to it (cluster mode)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=catalog.MAX_TIMEOUT_MS / 1000 + limits.Bounds().head_timeout + 5,
+        help="seconds a stopping activator serves the requests it accepted; at least the "
+        "longest function timeout plus the head timeout, so that no request is cut",
+    )
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

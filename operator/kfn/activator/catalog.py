@@ -39,15 +39,29 @@ API_VERSION = f"{meta.GROUP}/{meta.VERSION}"
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
+#: The longest timeout a Function may have at all (its CRD's bound, Lambda's 15 minutes).
+MAX_TIMEOUT_MS = 15 * 60 * 1000
+
 
 def limits(
-    functions: Iterable[function_api.Function], *, queue_limit: int
+    functions: Iterable[function_api.Function],
+    *,
+    queue_limit: int,
+    max_timeout_ms: int = MAX_TIMEOUT_MS,
 ) -> dict[stats.FunctionKey, configs.FunctionLimits]:
-    """The throttler limits of each Function."""
+    """The throttler limits of each Function.
+
+    A timeout above ``max_timeout_ms`` (the release's longest, which the activator's drain
+    is sized for) is held to it: the operator refuses to deploy such a Function, and until
+    it has said so the activator must not hold a request longer than it can drain.
+    """
     return {
         stats.FunctionKey(fn.metadata.namespace, fn.metadata.name): configs.FunctionLimits(
             concurrency=fn.spec.concurrency,
-            timeout_ms=max(1, int(meta.parse_duration(fn.spec.timeout).total_seconds() * 1000)),
+            timeout_ms=min(
+                max_timeout_ms,
+                max(1, int(meta.parse_duration(fn.spec.timeout).total_seconds() * 1000)),
+            ),
             queue_limit=queue_limit,
         )
         for fn in functions
@@ -120,11 +134,13 @@ class KubeCatalog:
         set_routes: Callable[[tuple[router.Route, ...]], None],
         *,
         queue_limit: int = 1000,
+        max_timeout_ms: int = MAX_TIMEOUT_MS,
         reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
     ) -> None:
         self.set_functions = set_functions
         self.set_routes = set_routes
         self.queue_limit = queue_limit
+        self.max_timeout_ms = max_timeout_ms
         self.reflect = reflect
         #: Set once both kinds were listed and pushed.
         self.synced = asyncio.Event()
@@ -156,7 +172,13 @@ class KubeCatalog:
             triggers.stop()
 
     def _push_functions(self, functions: cache.Store[function_api.Function]) -> None:
-        self.set_functions(limits(functions.values(), queue_limit=self.queue_limit))
+        self.set_functions(
+            limits(
+                functions.values(),
+                queue_limit=self.queue_limit,
+                max_timeout_ms=self.max_timeout_ms,
+            )
+        )
         self._heard_from(function_api.KIND)
 
     def _push_routes(self, triggers: cache.Store[_Trigger]) -> None:

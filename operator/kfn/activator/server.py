@@ -6,7 +6,10 @@ static config here; a Kubernetes watcher in a cluster).
 
 Graceful shutdown: stop accepting, tell idle keep-alive connections to close and
 busy ones to close after their response (``Connection: close``), wait for
-in-flight requests and accepted events up to a drain timeout, then stop.
+in-flight requests (queued ones included: they are served, not refused) and
+accepted events up to a drain timeout, then stop. The drain timeout is sized so
+that it never cuts a request within its function's timeout (docs/architecture.md,
+"Rolling the activator"); the process stops as soon as the last connection closes.
 """
 
 from __future__ import annotations

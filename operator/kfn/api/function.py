@@ -80,6 +80,7 @@ class Reason(enum.StrEnum):
     DEPLOYMENT_FAILED = "DeploymentFailed"
     DEPLOYMENT_REJECTED = "DeploymentRejected"
     INVALID_SPEC = "InvalidSpec"
+    TIMEOUT_ABOVE_MAXIMUM = "TimeoutAboveMaximum"
     PODS_FAILING = "PodsFailing"
     INIT_ERROR = "InitError"
     IMAGE_PULL_SECRET_NOT_FOUND = "ImagePullSecretNotFound"  # noqa: S105 - a reason

@@ -165,6 +165,10 @@ def reconcile(body: Mapping[str, Any]) -> Outcome:
         return _write_invalid(body, parsed)
     fn = parsed
     ns = fn.metadata.namespace
+    if status.timeout_refused(fn, settings.max_function_timeout()) is not None:
+        # Neither built nor applied: _write says why; an earlier spec's pods keep serving.
+        source_verdict, build_verdict, image = resolve_source(fn)
+        return _write(fn, body, (source_verdict, build_verdict), image, _known_hash(fn))
     resolution = _resolve(fn)
     source_verdict, build_verdict, image = resolution.source, resolution.build, resolution.image
     source_hash = resolution.source_hash
@@ -375,6 +379,7 @@ def _write(
             pods.missing_secrets,
             pods.init_errors,
             last_image=(current or {}).get("image"),
+            refused=status.timeout_refused(fn, settings.max_function_timeout()),
         )
         previous = function.FunctionStatus.model_validate(current or {}).conditions
         new = status.compute(fn, facts, now=clock.utcnow(), url=url_for(fn), previous=previous)

@@ -40,3 +40,10 @@ def builds() -> build.BuildSettings:
 def registry_credentials() -> credentials.Settings:
     """How Functions' namespaces get registry credentials (the chart's ``registry.credentials``)."""
     return credentials.from_env(os.environ, builds().registry)
+
+
+@functools.cache
+def max_function_timeout() -> float:
+    """The longest Function timeout this installation serves, in seconds (the chart's
+    ``functions.maxTimeoutSeconds``; the CRD's 15 minutes when unset)."""
+    return float(os.environ.get("KFN_MAX_FUNCTION_TIMEOUT_SECONDS") or 900)

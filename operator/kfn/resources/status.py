@@ -66,6 +66,8 @@ class Facts:
     """Pods whose runtime reported that the handler could not be loaded."""
     last_image: str | None = None
     """The image the status named before (an init error stays reported while it is unchanged)."""
+    refused: Verdict | None = None
+    """Why the current spec is not deployed although it is valid (:func:`timeout_refused`)."""
 
 
 def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -244,6 +246,26 @@ def keep_init_error(
     return verdict
 
 
+def timeout_refused(fn: function.Function, max_timeout_seconds: float) -> Verdict | None:
+    """``Deployed`` False when the Function's timeout is longer than this installation serves.
+
+    The activator drains for the longest timeout the chart allows
+    (``functions.maxTimeoutSeconds``), so a rolling restart never cuts a request within
+    it; a longer timeout would be cut, and silently. The operator therefore does not deploy
+    the spec (a Deployment of an earlier spec keeps serving) and says what to change.
+    """
+    timeout = deployment_.timeout_seconds(fn)
+    if timeout <= max_timeout_seconds:
+        return None
+    return Verdict(
+        "False",
+        function.Reason.TIMEOUT_ABOVE_MAXIMUM,
+        f"spec.timeout {fn.spec.timeout} is longer than the {max_timeout_seconds:g}s this kfn "
+        "installation serves (the chart's functions.maxTimeoutSeconds, which sizes the "
+        "activator's drain): lower the timeout, or ask the cluster admin to raise the maximum",
+    )
+
+
 def active(deployment: Mapping[str, Any] | None) -> Verdict:
     """Whether pods are running; outside Ready on purpose."""
     if deployment is None:
@@ -280,7 +302,9 @@ def compute(
         (function.ConditionType.SOURCE_READY, facts.source),
         (function.ConditionType.BUILD_SUCCEEDED, facts.build),
     ]
-    if facts.image is not None:
+    if facts.refused is not None:
+        verdicts.append((function.ConditionType.DEPLOYED, facts.refused))
+    elif facts.image is not None:
         verdict = deployed(
             facts.deployment, facts.pod_problems, facts.missing_pull_secrets, facts.init_errors
         )

@@ -44,6 +44,20 @@ def test_every_function_gets_its_concurrency_and_timeout_as_limits() -> None:
     assert limits[stats.FunctionKey("team", "b")].timeout_ms == 30_000
 
 
+def test_a_timeout_above_the_longest_the_release_serves_is_held_to_it() -> None:
+    # The operator refuses to deploy such a Function; until then the activator holds no
+    # request longer than its drain is sized for.
+    functions = [fn("long", timeout="10m"), fn("short", timeout="30s"), fn("edge", timeout="2m")]
+    limits = catalog.limits(functions, queue_limit=7, max_timeout_ms=120_000)
+    assert {key.name: value.timeout_ms for key, value in limits.items()} == {
+        "long": 120_000,
+        "short": 30_000,
+        "edge": 120_000,
+    }
+    unbounded = catalog.limits([fn("long", timeout="15m")], queue_limit=7)
+    assert unbounded[stats.FunctionKey("team", "long")].timeout_ms == 900_000
+
+
 def test_http_triggers_become_routes_and_others_do_not() -> None:
     cron = trigger.Trigger.model_validate(
         {

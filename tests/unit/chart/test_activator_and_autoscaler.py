@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,8 @@ def test_two_activators_run_the_activator_module_behind_the_kfn_activator_servic
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "kfn-activator"
-    assert pod["terminationGracePeriodSeconds"] == 30 + 5
+    # preStop 3 + drain (900 longest timeout + 10 head timeout + 5) + 5 to exit.
+    assert pod["terminationGracePeriodSeconds"] == 3 + 900 + 10 + 5 + 5
     container = chart.container(objects, "activator")
     assert container["command"] == ["python3", "-m", "kfn.activator"]
     url = "http://kfn-autoscaler.kfn-system.svc.cluster.local:8090/stats"
@@ -101,15 +103,61 @@ def test_activator_client_limits_out_of_range_are_refused_by_the_schema(
 
 
 def test_activator_values_reach_the_pod(helm: pathlib.Path) -> None:
-    objects = chart.render(
-        helm,
-        {"activator": {"replicas": 3, "queueLimit": 50, "drainTimeoutSeconds": 10}},
-    )
+    objects = chart.render(helm, {"activator": {"replicas": 3, "queueLimit": 50}})
     deployment = chart.one(objects, "Deployment", "activator")
     assert deployment["spec"]["replicas"] == 3
-    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 15
     args = chart.container(objects, "activator")["args"]
-    assert {"--queue-limit=50", "--drain-timeout=10"} <= set(args)
+    assert "--queue-limit=50" in args
+
+
+def _stopping(objects: list[dict[str, Any]]) -> tuple[int, int, int, str, str]:
+    """preStop, drain, grace, the activator's longest timeout and the operator's."""
+    pod = chart.one(objects, "Deployment", "activator")["spec"]["template"]["spec"]
+    container = chart.container(objects, "activator")
+    flags = dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+    operator_env = {e["name"]: e.get("value") for e in chart.operator_container(objects)["env"]}
+    return (
+        container["lifecycle"]["preStop"]["sleep"]["seconds"],
+        int(flags["drain-timeout"]),
+        pod["terminationGracePeriodSeconds"],
+        flags["max-function-timeout"],
+        operator_env["KFN_MAX_FUNCTION_TIMEOUT_SECONDS"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("max_timeout", "head_timeout", "drain", "grace"),
+    [(900, 10, 915, 923), (60, 10, 75, 83), (20, 2.5, 28, 36), (1, 0.1, 7, 15)],
+)
+def test_the_activators_drain_and_grace_period_derive_from_the_longest_function_timeout(
+    helm: pathlib.Path, max_timeout: int, head_timeout: float, drain: int, grace: int
+) -> None:
+    objects = chart.render(
+        helm,
+        {
+            "functions": {"maxTimeoutSeconds": max_timeout},
+            "activator": {"clientLimits": {"headTimeoutSeconds": head_timeout}},
+        },
+    )
+    pre_stop, drain_seconds, grace_seconds, activator_max, operator_max = _stopping(objects)
+    # A request accepted just before SIGTERM may take its head's time, then its timeout.
+    assert drain_seconds == drain >= max_timeout + head_timeout
+    # The kubelet kills only after the preStop pause, the whole drain and a margin to exit.
+    assert grace_seconds == grace == pre_stop + drain_seconds + 5
+    assert pre_stop == 3
+    # The operator refuses, and the activator never holds, a longer timeout.
+    assert activator_max == operator_max == str(max_timeout)
+
+
+@pytest.mark.parametrize("value", [0, 901, "15m", 30.5])
+def test_a_longest_function_timeout_outside_1_to_900_seconds_is_refused_by_the_schema(
+    helm: pathlib.Path, value: object
+) -> None:
+    assert "maxTimeoutSeconds" in chart.render_error(helm, f"functions.maxTimeoutSeconds={value}")
+
+
+def test_the_old_drain_timeout_value_is_refused_rather_than_ignored(helm: pathlib.Path) -> None:
+    assert "drainTimeoutSeconds" in chart.render_error(helm, "activator.drainTimeoutSeconds=30")
 
 
 @pytest.mark.parametrize("component", ["activator", "cron", "bucket", "stream"])

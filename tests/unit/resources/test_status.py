@@ -152,7 +152,9 @@ def test_active_says_whether_pods_are_running(
 # --- Ready, the summary -----------------------------------------------------------------------
 
 
-def _function(generation: int = 4, status_: dict[str, Any] | None = None) -> function.Function:
+def _function(
+    generation: int = 4, status_: dict[str, Any] | None = None, timeout: str = "30s"
+) -> function.Function:
     return function.Function.model_validate(
         {
             "metadata": {
@@ -161,7 +163,12 @@ def _function(generation: int = 4, status_: dict[str, Any] | None = None) -> fun
                 "uid": "u",
                 "generation": generation,
             },
-            "spec": {"runtime": "python3.11", "handler": "app.handler", "source": {"image": IMAGE}},
+            "spec": {
+                "runtime": "python3.11",
+                "handler": "app.handler",
+                "source": {"image": IMAGE},
+                "timeout": timeout,
+            },
             "status": status_,
         }
     )
@@ -255,6 +262,41 @@ def test_the_previous_conditions_default_to_the_functions_own_status() -> None:
     first = status.compute(_function(), _facts(live=rolled_out(1)), now=NOW, url="u")
     again = status.compute(_function(status_=first), _facts(live=rolled_out(1)), now=LATER, url="u")
     assert status.same(first, again)
+
+
+# --- a timeout longer than the installation serves ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timeout", "maximum", "refused"),
+    [("15m", 900, False), ("14m1s", 840, True), ("5m", 300, False), ("5m1s", 300, True),
+     ("10m", 60, True), ("1s", 1, False)],
+)  # fmt: skip
+def test_a_timeout_is_refused_only_when_longer_than_the_installations_maximum(
+    timeout: str, maximum: float, refused: bool
+) -> None:
+    assert (status.timeout_refused(_function(timeout=timeout), maximum) is not None) == refused
+
+
+def test_a_refused_timeout_makes_deployed_and_ready_false_saying_what_to_change() -> None:
+    fn = _function(timeout="12m")
+    refusal = status.timeout_refused(fn, 600)
+    assert refusal is not None
+    # Even with pods of an earlier spec serving, the current spec is not deployed.
+    facts = status.Facts(SOURCE_OK, BUILD_OK, IMAGE, "hash", rolled_out(1), refused=refusal)
+    result = status.compute(fn, facts, now=NOW, url="u")
+    found = {c["type"]: c for c in result["conditions"]}
+    for type_ in ("Deployed", "Ready"):
+        assert (found[type_]["status"], found[type_]["reason"]) == (
+            "False",
+            "TimeoutAboveMaximum",
+        )
+    assert found["Deployed"]["message"] == (
+        "spec.timeout 12m is longer than the 600s this kfn installation serves (the chart's "
+        "functions.maxTimeoutSeconds, which sizes the activator's drain): lower the timeout, "
+        "or ask the cluster admin to raise the maximum"
+    )
+    assert found["Active"]["status"] == "True"
 
 
 # --- what pods and events tell ----------------------------------------------------------------

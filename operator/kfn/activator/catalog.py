@@ -40,15 +40,37 @@ API_VERSION = f"{meta.GROUP}/{meta.VERSION}"
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
+#: Beyond a Function's init budget, what a default queue timeout leaves for its pod to start
+#: (a pod start is 2.0 s at p99 here, docs/benchmarks.md) and the autoscaler to act.
+POD_START_ALLOWANCE_MS = 5_000
+
+
+def _ms(duration: str) -> int:
+    return round(meta.parse_duration(duration).total_seconds() * 1000)
+
+
+def _queue_timeout_ms(spec: function_api.FunctionSpec, default_ms: int) -> int:
+    """How long a request may wait for a pod: the Function's ``queueTimeout``, else the
+    activator's default, raised so that a pod loading for its whole ``initTimeout`` is waited
+    for (its caller then gets the answer or the init error, not 429)."""
+    if spec.queue_timeout is not None:
+        return _ms(spec.queue_timeout)
+    return max(default_ms, _ms(spec.init_timeout) + POD_START_ALLOWANCE_MS)
+
+
 def limits(
-    functions: Iterable[function_api.Function], *, queue_limit: int
+    functions: Iterable[function_api.Function],
+    *,
+    queue_limit: int,
+    queue_timeout_ms: int = configs.DEFAULT_QUEUE_TIMEOUT_MS,
 ) -> dict[stats.FunctionKey, configs.FunctionLimits]:
-    """The throttler limits of each Function."""
+    """The throttler limits of each Function; ``queue_timeout_ms`` is the activator's default."""
     return {
         stats.FunctionKey(fn.metadata.namespace, fn.metadata.name): configs.FunctionLimits(
             concurrency=fn.spec.concurrency,
-            timeout_ms=max(1, int(meta.parse_duration(fn.spec.timeout).total_seconds() * 1000)),
+            timeout_ms=max(1, _ms(fn.spec.timeout)),
             queue_limit=queue_limit,
+            queue_timeout_ms=_queue_timeout_ms(fn.spec, queue_timeout_ms),
         )
         for fn in functions
     }
@@ -120,11 +142,13 @@ class KubeCatalog:
         set_routes: Callable[[tuple[router.Route, ...]], None],
         *,
         queue_limit: int = 1000,
+        queue_timeout_ms: int = configs.DEFAULT_QUEUE_TIMEOUT_MS,
         reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
     ) -> None:
         self.set_functions = set_functions
         self.set_routes = set_routes
         self.queue_limit = queue_limit
+        self.queue_timeout_ms = queue_timeout_ms
         self.reflect = reflect
         #: Set once both kinds were listed and pushed.
         self.synced = asyncio.Event()
@@ -156,7 +180,13 @@ class KubeCatalog:
             triggers.stop()
 
     def _push_functions(self, functions: cache.Store[function_api.Function]) -> None:
-        self.set_functions(limits(functions.values(), queue_limit=self.queue_limit))
+        self.set_functions(
+            limits(
+                functions.values(),
+                queue_limit=self.queue_limit,
+                queue_timeout_ms=self.queue_timeout_ms,
+            )
+        )
         self._heard_from(function_api.KIND)
 
     def _push_routes(self, triggers: cache.Store[_Trigger]) -> None:

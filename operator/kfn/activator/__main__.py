@@ -54,6 +54,7 @@ async def _main(args: argparse.Namespace) -> None:
             activator.set_functions,
             activator.set_routes,
             queue_limit=args.queue_limit,
+            queue_timeout_ms=round(args.queue_timeout * 1000),
             max_timeout_ms=round(args.max_function_timeout * 1000),
         )
         watching = asyncio.get_running_loop().create_task(cluster.run())
@@ -90,6 +91,13 @@ def main() -> None:
         type=int,
         default=int(os.environ.get("KFN_QUEUE_LIMIT", "1000")),
         help="requests one function may have waiting in this activator (cluster mode)",
+    )
+    parser.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=float(os.environ.get("KFN_QUEUE_TIMEOUT", configs.DEFAULT_QUEUE_TIMEOUT_MS / 1000)),
+        help="seconds a request may wait for a pod, for Functions without spec.queueTimeout "
+        "(raised to their initTimeout + 5 s); then 429 (cluster mode)",
     )
     defaults = limits.Bounds()
     bounded = parser.add_argument_group(

@@ -64,7 +64,6 @@ def encode(answer: Answer, *, close: bool, request_id: bytes = b"") -> bytes:
 HEALTHY = Answer(200, b"text/plain", b"ok\n")
 DRAINING = Answer(503, b"text/plain", b"draining\n")
 NO_FUNCTION = error(404, "ResourceNotFoundException", "no function serves this request")
-QUEUE_FULL = error(503, "TooManyRequestsException", "the function's queue is full", RETRY_AFTER)
 CONNECT_FAILED = error(502, "ServiceException", "could not connect to the function")
 CLOSED_EARLY = error(502, "ServiceException", "the function's connection closed early")
 # Past the activator's own bounds (kfn.activator.bounds): the client's request, or load.
@@ -95,8 +94,34 @@ def head_too_large(limit: int) -> Answer:
     )
 
 
+def queue_full(limit: int) -> Answer:
+    """The function's queue in this activator holds ``limit`` requests already: 429, as Lambda
+    answers a call beyond the function's concurrency ("Rate Exceeded."), with what to change."""
+    return error(
+        429,
+        "TooManyRequestsException",
+        f"Rate Exceeded: {limit} requests are already waiting for a pod of this function. "
+        "Retry after Retry-After, or raise the Function's scale.maxReplicas or concurrency",
+        RETRY_AFTER,
+    )
+
+
+def no_capacity(queue_timeout_ms: int) -> Answer:
+    """No pod took the request within the function's queue timeout: 429, never a timeout, since
+    the task never ran."""
+    return error(
+        429,
+        "TooManyRequestsException",
+        f"Rate Exceeded: no pod of this function was free within its queueTimeout "
+        f"({queue_timeout_ms / 1000:.2f} s); all the pods scale.maxReplicas allows are busy or "
+        "still starting. Retry after Retry-After, or raise the Function's scale.maxReplicas, "
+        "concurrency or queueTimeout",
+        RETRY_AFTER,
+    )
+
+
 def timed_out(timeout_ms: int) -> Answer:
-    """The function's timeout passed (queueing included), as Lambda words it."""
+    """The function's timeout passed while a pod served the request, as Lambda words it."""
     return error(504, "TimeoutError", f"Task timed out after {timeout_ms / 1000:.2f} seconds")
 
 

@@ -2,16 +2,18 @@
 
 It takes a slot as a client's request does (:func:`kfn.activator.capacity.acquire`:
 queueing, and poking the autoscaler, if the function is at zero), a pooled
-connection, and the function's timeout. A connection that fails is the delivery's
-failure (status 0), which :mod:`~kfn.activator.async_invoke` retries.
+connection, and the same two bounds (:mod:`~kfn.activator.waiting`): the queue timeout
+while it waits for a pod (then 429, throttling, which the retries hold without using an
+attempt) and the function's timeout plus a margin once sent (then 504, a function error).
+A connection that fails is the delivery's failure (status 0), which
+:mod:`~kfn.activator.async_invoke` retries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 
-from kfn.activator import async_invoke, capacity, router, throttler, upstream
+from kfn.activator import async_invoke, capacity, router, throttler, upstream, waiting
 
 #: A response larger than this is not kept (Lambda's synchronous limit is 6 MiB).
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 1024
@@ -65,32 +67,37 @@ async def invoke(
     payload: bytes,
     *,
     timeout_s: float,
+    queue_timeout_s: float,
     invocation_type: bytes = b"Event",
 ) -> async_invoke.Outcome:
     """POST the payload to a pod's invoke path; the outcome says how it went.
 
-    A function that does not answer within ``timeout_s`` (queueing included) counts
-    as a function error with status 504, as a Lambda timeout does.
+    No pod within ``queue_timeout_s`` (or a full queue) is throttling, 429. A function
+    that does not answer within ``timeout_s`` of being sent (plus the margin) counts as
+    a function error with status 504, as a Lambda timeout does.
     """
     throttle.note_request()
     try:
-        async with asyncio.timeout(timeout_s):
+        async with asyncio.timeout(queue_timeout_s):
             endpoint = await capacity.acquire(throttle)
-            try:
-                return await _exchange(
-                    endpoint,
-                    function_name=function_name,
-                    request_id=request_id,
-                    payload=payload,
-                    deadline_ms=int((time.time() + timeout_s) * 1000),
-                    invocation_type=invocation_type,
-                )
-            finally:
-                throttle.release(endpoint)
     except TimeoutError:
-        return async_invoke.Outcome(504, b"timed out", function_error=True)
+        return async_invoke.Outcome(429, b"no pod within the queue timeout")
     except throttler.QueueFullError:
         return async_invoke.Outcome(429, b"queue full")
+    try:
+        async with asyncio.timeout(waiting.served_bound(timeout_s)):
+            return await _exchange(
+                endpoint,
+                function_name=function_name,
+                request_id=request_id,
+                payload=payload,
+                timeout_ms=max(1, round(timeout_s * 1000)),
+                invocation_type=invocation_type,
+            )
+    except TimeoutError:
+        return async_invoke.Outcome(504, b"timed out", function_error=True)
+    finally:
+        throttle.release(endpoint)
 
 
 async def _exchange(
@@ -99,7 +106,7 @@ async def _exchange(
     function_name: str,
     request_id: str,
     payload: bytes,
-    deadline_ms: int,
+    timeout_ms: int,
     invocation_type: bytes,
 ) -> async_invoke.Outcome:
     conn = endpoint.take_idle()
@@ -108,14 +115,14 @@ async def _exchange(
     sink = _BufferedSink()
     head = (
         b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nKfn-Request-Id: %s\r\nKfn-Deadline-Ms: %d\r\n"
+        b"Content-Length: %d\r\nKfn-Request-Id: %s\r\nKfn-Timeout-Ms: %d\r\n"
         b"Kfn-Function-Name: %s\r\nKfn-Invocation-Type: %s\r\n\r\n"
         % (
             router.POD_INVOKE_PATH,
             endpoint.address.encode(),
             len(payload),
             request_id.encode(),
-            deadline_ms,
+            timeout_ms,
             function_name.encode(),
             invocation_type,
         )

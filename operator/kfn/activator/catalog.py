@@ -43,13 +43,32 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 MAX_TIMEOUT_MS = 15 * 60 * 1000
 
 
+#: Beyond a Function's init budget, what a default queue timeout leaves for its pod to start
+#: (a pod start is 2.0 s at p99 here, docs/benchmarks.md) and the autoscaler to act.
+POD_START_ALLOWANCE_MS = 5_000
+
+
+def _ms(duration: str) -> int:
+    return round(meta.parse_duration(duration).total_seconds() * 1000)
+
+
+def _queue_timeout_ms(spec: function_api.FunctionSpec, default_ms: int) -> int:
+    """How long a request may wait for a pod: the Function's ``queueTimeout``, else the
+    activator's default, raised so that a pod loading for its whole ``initTimeout`` is waited
+    for (its caller then gets the answer or the init error, not 429)."""
+    if spec.queue_timeout is not None:
+        return _ms(spec.queue_timeout)
+    return max(default_ms, _ms(spec.init_timeout) + POD_START_ALLOWANCE_MS)
+
+
 def limits(
     functions: Iterable[function_api.Function],
     *,
     queue_limit: int,
+    queue_timeout_ms: int = configs.DEFAULT_QUEUE_TIMEOUT_MS,
     max_timeout_ms: int = MAX_TIMEOUT_MS,
 ) -> dict[stats.FunctionKey, configs.FunctionLimits]:
-    """The throttler limits of each Function.
+    """The throttler limits of each Function; ``queue_timeout_ms`` is the activator's default.
 
     A timeout above ``max_timeout_ms`` (the release's longest, which the activator's drain
     is sized for) is held to it: the operator refuses to deploy such a Function, and until
@@ -58,11 +77,9 @@ def limits(
     return {
         stats.FunctionKey(fn.metadata.namespace, fn.metadata.name): configs.FunctionLimits(
             concurrency=fn.spec.concurrency,
-            timeout_ms=min(
-                max_timeout_ms,
-                max(1, int(meta.parse_duration(fn.spec.timeout).total_seconds() * 1000)),
-            ),
+            timeout_ms=min(max_timeout_ms, max(1, _ms(fn.spec.timeout))),
             queue_limit=queue_limit,
+            queue_timeout_ms=_queue_timeout_ms(fn.spec, queue_timeout_ms),
         )
         for fn in functions
     }
@@ -134,12 +151,14 @@ class KubeCatalog:
         set_routes: Callable[[tuple[router.Route, ...]], None],
         *,
         queue_limit: int = 1000,
+        queue_timeout_ms: int = configs.DEFAULT_QUEUE_TIMEOUT_MS,
         max_timeout_ms: int = MAX_TIMEOUT_MS,
         reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
     ) -> None:
         self.set_functions = set_functions
         self.set_routes = set_routes
         self.queue_limit = queue_limit
+        self.queue_timeout_ms = queue_timeout_ms
         self.max_timeout_ms = max_timeout_ms
         self.reflect = reflect
         #: Set once both kinds were listed and pushed.
@@ -176,6 +195,7 @@ class KubeCatalog:
             limits(
                 functions.values(),
                 queue_limit=self.queue_limit,
+                queue_timeout_ms=self.queue_timeout_ms,
                 max_timeout_ms=self.max_timeout_ms,
             )
         )

@@ -29,7 +29,15 @@ class Connection(watchdog.Watched, typing.Protocol):
 class FunctionEntry:
     """What the proxy needs of one function, gathered in one object."""
 
-    __slots__ = ("key", "limits", "metrics", "name_bytes", "throttler", "timeout")
+    __slots__ = (
+        "key",
+        "limits",
+        "metrics",
+        "name_bytes",
+        "queue_timeout",
+        "throttler",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -44,6 +52,7 @@ class FunctionEntry:
         self.metrics = metrics
         self.name_bytes = key.name.encode()
         self.timeout = limits.timeout_ms / 1000
+        self.queue_timeout = limits.queue_timeout_ms / 1000
 
 
 class Context:

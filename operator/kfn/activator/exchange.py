@@ -12,8 +12,11 @@ An :class:`Exchange` orchestrates; each step's rules live in their own module::
 
 A request that finds a free slot and an idle connection runs entirely in protocol
 callbacks; only waiting for capacity and opening a connection run as a task. Every
-request has one timer: its function's timeout, covering the time queued as well as
-served; it answers 504 in Lambda's error shape.
+request has one timer at a time (:mod:`~kfn.activator.waiting` decides): while it waits
+for a pod, the function's queue timeout, counted from its acceptance, past which it is
+answered 429 (it never ran); once sent, the function's timeout plus a margin, past which
+it is answered Lambda's 504 task timeout. The runtime counts the function's timeout from
+its handler's start (``Kfn-Timeout-Ms``).
 
 Body bytes a request holds before it has a pod (and an ``Event`` payload while it
 arrives) are taken from the activator's byte budget (:mod:`~kfn.activator.budget`)
@@ -39,6 +42,7 @@ from kfn.activator import (
     request_head,
     throttler,
     upstream,
+    waiting,
 )
 
 HEALTH_PATH = b"/_kfn/health"
@@ -64,10 +68,10 @@ class Exchange:
     """One request's life; the client connection and the response's relay call in."""
 
     __slots__ = (
+        "accepted",
         "body_done",
         "budgeted",
         "conn",
-        "deadline_ms",
         "endpoint",
         "entry",
         "event_body",
@@ -76,6 +80,7 @@ class Exchange:
         "head_done",
         "invoke",
         "keep_alive",
+        "phase",
         "proto",
         "request_id",
         "response_started",
@@ -105,7 +110,9 @@ class Exchange:
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.request_id = b""
-        self.deadline_ms = 0
+        #: When the request was accepted (the loop's clock): its wait for a pod counts from here.
+        self.accepted = 0.0
+        self.phase = waiting.Phase.WAITING
         self.started = 0.0
         self.response_started = False
         self.upstream_paused = False
@@ -155,9 +162,7 @@ class Exchange:
                 return
             given = head.given_request_id
         entry.throttler.note_request()
-        loop = proto.loop
-        self.timer = loop.call_at(loop.time() + entry.timeout, self.on_timeout)
-        self.deadline_ms = int((time.time() + entry.timeout) * 1000)
+        self.accepted = proto.loop.time()
         self.request_id = invoke_api.request_id(given)
         self.acquire(entry)
 
@@ -170,7 +175,26 @@ class Exchange:
             if conn is not None:
                 self.attach(conn)
                 return
+        self.arm(waiting.Phase.WAITING)
         self.task = self.proto.ctx.spawn(self.obtain(entry.throttler))
+
+    def arm(self, phase: waiting.Phase) -> None:
+        """Start the timer of the request's current bound (replacing the previous one)."""
+        entry = self.entry
+        assert entry is not None
+        self.phase = phase
+        if self.timer is not None:
+            self.timer.cancel()
+        loop = self.proto.loop
+        now = loop.time()
+        delay = waiting.timer(
+            phase,
+            accepted=self.accepted,
+            now=now,
+            queue_timeout=entry.queue_timeout,
+            timeout=entry.timeout,
+        )
+        self.timer = loop.call_at(now + delay, self.on_timeout)
 
     async def obtain(self, throttle: throttler.Throttler) -> None:
         """Wait for a slot if there was none, then open a connection (retried elsewhere).
@@ -187,7 +211,7 @@ class Exchange:
                 endpoint, conn = await capacity.connect(throttle, endpoint)
         except throttler.QueueFullError:
             self.task = None
-            self.answer(answers.QUEUE_FULL)
+            self.answer(answers.queue_full(throttle.queue_limit))
             return
         except capacity.ConnectError:
             self.task = None
@@ -200,6 +224,7 @@ class Exchange:
     def attach(self, conn: upstream.UpstreamConnection) -> None:
         """Send the request head, and any body already received, to the pod."""
         self.conn = conn
+        self.arm(waiting.Phase.SENT)
         proto = self.proto
         head = self.head
         head_request = head.method == b"HEAD"
@@ -215,7 +240,7 @@ class Exchange:
         upstream_head = head.upstream(
             peer=proto.peer,
             request_id=self.request_id,
-            deadline_ms=self.deadline_ms,
+            timeout_ms=entry.limits.timeout_ms,
             invoked=entry.name_bytes if self.invoke else None,
         )
         self.upload.start(
@@ -316,6 +341,8 @@ class Exchange:
             self.endpoint = None
         self.retries += 1
         entry.metrics.retried()
+        # Not started: it waits again, within what is left of its queue timeout.
+        self.arm(waiting.Phase.WAITING)
         self.proto.loop.call_later(refusal.retry_delay(self.retries), self.acquire_again)
 
     def acquire_again(self) -> None:
@@ -334,7 +361,10 @@ class Exchange:
         if self.conn is not None:
             self.conn.abort()
             self.conn = None
-        self.answer(answers.timed_out(entry.limits.timeout_ms))
+        if waiting.on_expiry(self.phase) == "throttled":
+            self.answer(answers.no_capacity(entry.limits.queue_timeout_ms))
+        else:
+            self.answer(answers.timed_out(entry.limits.timeout_ms))
 
     def client_gone(self) -> None:
         """The client closed its connection: abandon the request."""

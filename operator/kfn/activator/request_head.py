@@ -37,6 +37,7 @@ _SPECIAL = {
     b"x-amz-invocation-type": _INVOCATION_TYPE,
     b"kfn-request-id": _REQUEST_ID,
     b"kfn-deadline-ms": _DROP,
+    b"kfn-timeout-ms": _DROP,
     b"kfn-function-name": _DROP,
 }
 
@@ -117,12 +118,13 @@ class RequestHead:
             self.given_request_id = value
 
     def upstream(
-        self, *, peer: bytes, request_id: bytes, deadline_ms: int, invoked: bytes | None
+        self, *, peer: bytes, request_id: bytes, timeout_ms: int, invoked: bytes | None
     ) -> bytes:
         """The head to send to the pod.
 
         ``invoked``: the function's name when this came through the invoke API (then
         it goes to the pod's invoke path, with the contract's ``Kfn-Function-Name``).
+        ``timeout_ms``: the function's timeout, which the runtime counts from its handler's start.
         """
         xff = self.xff + b", " + peer if self.xff else peer
         parts: list[bytes | bytearray] = [
@@ -135,7 +137,7 @@ class RequestHead:
             xff,
             b"\r\nKfn-Request-Id: ",
             request_id,
-            b"\r\nKfn-Deadline-Ms: %d\r\n" % deadline_ms,
+            b"\r\nKfn-Timeout-Ms: %d\r\n" % timeout_ms,
         ]
         if not self.has_xfp:
             parts.append(b"X-Forwarded-Proto: http\r\n")

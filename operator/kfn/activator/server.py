@@ -130,7 +130,12 @@ class Activator:
         if entry is None:
             return async_invoke.Outcome(404, b"no such function")
         return await call.invoke(
-            entry.throttler, function.name, request_id, payload, timeout_s=entry.timeout
+            entry.throttler,
+            function.name,
+            request_id,
+            payload,
+            timeout_s=entry.timeout,
+            queue_timeout_s=entry.queue_timeout,
         )
 
     # --- lifecycle ----------------------------------------------------------------------

@@ -445,10 +445,10 @@ class Scale(meta.Model):
         le=1000,
         description="Upper bound of pods, protecting the cluster and the services the "
         "function calls. Requests beyond maxReplicas x concurrency wait in the activator's "
-        "bounded queue; when it is full they are refused at once with 503 and Retry-After "
-        "(errorType TooManyRequestsException). The queue is shared by every caller, so a full "
-        "one means the function is overloaded for now (503), not that one caller sent too "
-        "many requests (429).",
+        "bounded queue for at most queueTimeout; past it, or when the queue is full, they are "
+        "refused with 429 and Retry-After (errorType TooManyRequestsException), as Lambda "
+        "answers a synchronous call beyond a function's concurrency. A request refused so "
+        "never ran, and is never reported as a timeout.",
     )
     target_concurrency: int | None = pydantic.Field(
         default=None,
@@ -582,7 +582,26 @@ class FunctionSpec(meta.Model):
     timeout: Annotated[meta.Duration, DurationRange("1s", "15m")] = pydantic.Field(
         default="30s",
         description="Longest time one invocation may run before it fails with a timeout "
-        "(a duration such as 30s or 5m; 1s to 15m, Lambda's maximum).",
+        "(a duration such as 30s or 5m; 1s to 15m, Lambda's maximum). It counts from the "
+        "moment the handler starts: time waiting for a pod (queueTimeout) or for the handler "
+        "to load (initTimeout) is not part of it.",
+    )
+    queue_timeout: Annotated[meta.Duration, DurationRange("0s", "15m")] | None = pydantic.Field(
+        default=None,
+        description="Longest time a synchronous request may wait in the activator for a pod "
+        "(one starting from zero, or one of maxReplicas becoming free) before it is refused "
+        "with 429 TooManyRequestsException and Retry-After; it never counts against timeout. "
+        "A duration such as 15s; 0s refuses at once when no pod is free, as Lambda does. "
+        "Unset: the activator's default (chart value activator.queueTimeoutSeconds, 15 s), "
+        "raised to initTimeout + 5s so a slow but allowed init is waited for.",
+    )
+    init_timeout: Annotated[meta.Duration, DurationRange("1s", "5m")] = pydantic.Field(
+        default="10s",
+        description="Longest time loading the handler (importing it and running module-level "
+        "code) may take, as Lambda's 10-second init phase. Past it the pod reports "
+        "Runtime.InitTimeout as its init error, answered to every invocation at once. Not "
+        "counted in timeout, which starts when the handler does. 1s to 5m (the pod's startup "
+        "probe allows 10 minutes).",
     )
     concurrency: int = pydantic.Field(
         default=1,

@@ -143,6 +143,11 @@ def timeout_seconds(fn: function.Function) -> float:
     return meta.parse_duration(fn.spec.timeout).total_seconds()
 
 
+def init_timeout_ms(fn: function.Function) -> int:
+    """The budget of loading the handler, in milliseconds (the runtime contract, section 5b)."""
+    return round(meta.parse_duration(fn.spec.init_timeout).total_seconds() * 1000)
+
+
 #: How long a deleted pod keeps serving before its runtime is told to drain.
 PRE_STOP_SECONDS: Final = 2
 
@@ -237,6 +242,7 @@ def _contract_env(fn: function.Function) -> list[EnvVar]:
         ("KFN_HANDLER", fn.spec.handler),
         ("_HANDLER", fn.spec.handler),
         ("KFN_TIMEOUT_MS", timeout_ms),
+        ("KFN_INIT_TIMEOUT_MS", str(init_timeout_ms(fn))),
         ("KFN_CONCURRENCY", str(fn.spec.concurrency)),
         ("KFN_MEMORY_MB", memory_mb),
         ("KFN_PORT", str(CONTAINER_PORT)),

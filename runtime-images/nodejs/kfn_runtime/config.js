@@ -46,6 +46,7 @@ function fromEnv(env, hostname, now) {
     functionVersion: version,
     memoryMb: pickInt(env, ['KFN_MEMORY_MB', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE'], 128, 1),
     timeoutMs: pickInt(env, ['KFN_TIMEOUT_MS'], 3000, 1),
+    initTimeoutMs: pickInt(env, ['KFN_INIT_TIMEOUT_MS'], 10000, 1),
     concurrency: pickInt(env, ['KFN_CONCURRENCY'], 1, 1),
     region: pick(env, ['AWS_REGION', 'AWS_DEFAULT_REGION'], 'local'),
     accountId: pick(env, ['KFN_ACCOUNT_ID'], '000000000000'),

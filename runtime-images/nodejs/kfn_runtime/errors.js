@@ -16,6 +16,17 @@ const RESPONSE_TOO_LARGE = 'ResponseSizeTooLarge';
 const INVALID_REQUEST_CONTENT = 'InvalidRequestContentException';
 const SERVICE_UNAVAILABLE = 'ServiceUnavailableException';
 const INVALID_RESPONSE = 'Runtime.InvalidResponse';
+/**
+ * Loading the handler outlasted its budget (KFN_INIT_TIMEOUT_MS). kfn's name: Lambda logs
+ * INIT_REPORT ... Status: timeout and runs the init again within the first invocation.
+ */
+const INIT_TIMEOUT = 'Runtime.InitTimeout';
+
+/** The init error of a handler still loading when its init budget ran out. */
+function initTimeout(budgetMs) {
+  return shape(INIT_TIMEOUT, `Init timed out after ${(budgetMs / 1000).toFixed(2)} seconds: the handler's module was still ` +
+    "loading. Make module-level code faster (load large things lazily) or raise the Function's initTimeout");
+}
 
 /**
  * The header on readiness answers that says the handler failed to load, with its errorType: the
@@ -62,7 +73,7 @@ function timeoutMessage(budgetMs) {
 
 module.exports = {
   IMPORT_MODULE_ERROR, HANDLER_NOT_FOUND, MALFORMED_HANDLER_NAME, USER_CODE_SYNTAX_ERROR, MARSHAL_ERROR,
-  TIMEOUT, TOO_MANY_REQUESTS, REQUEST_TOO_LARGE, RESPONSE_TOO_LARGE, INVALID_REQUEST_CONTENT,
+  TIMEOUT, INIT_TIMEOUT, initTimeout, TOO_MANY_REQUESTS, REQUEST_TOO_LARGE, RESPONSE_TOO_LARGE, INVALID_REQUEST_CONTENT,
   SERVICE_UNAVAILABLE, INVALID_RESPONSE, INIT_ERROR_HEADER, INIT_ERROR_LOG_PREFIX, shape, fromThrown,
   timeoutMessage, initErrorLine,
 };

@@ -23,6 +23,11 @@ function endLine(rid) {
 }
 
 /** Lambda's REPORT line: tab-separated fields, billed time rounded up to the millisecond. */
+/** Lambda's INIT_REPORT line, written when the init phase ended other than by loading. */
+function initReportLine(durationMs, status) {
+  return `INIT_REPORT Init Duration: ${durationMs.toFixed(2)} ms\tPhase: init\tStatus: ${status}\n`;
+}
+
 function reportLine(rid, { durationMs, memoryMb, maxMemoryUsedMb, initDurationMs, status }) {
   const fields = [
     `REPORT RequestId: ${rid}`,
@@ -65,4 +70,4 @@ function install() {
   }
 }
 
-module.exports = { requestStore, currentRequestId, startLine, endLine, reportLine, errorRecord, record, maxMemoryUsedMb, write, install };
+module.exports = { requestStore, currentRequestId, startLine, endLine, initReportLine, reportLine, errorRecord, record, maxMemoryUsedMb, write, install };

@@ -30,13 +30,20 @@ const DRAINING = ['Kfn-Not-Started', 'draining'];
 
 class BodyTooLargeError extends Error {}
 
+/** What the init budget's timer resolves with, told apart from any handler. */
+const TIMED_OUT = Symbol('init timed out');
+
 function dump(value) {
   return Buffer.from(JSON.stringify(value), 'utf-8');
 }
 
-function deadlineFrom(header, receivedMs, timeoutMs) {
-  const value = header ? Number(header) : NaN;
-  return Number.isFinite(value) ? Math.trunc(value) : receivedMs + timeoutMs;
+/**
+ * The invocation's time budget in ms: Kfn-Timeout-Ms when the caller sent a positive one, else the
+ * function's KFN_TIMEOUT_MS. It counts from the handler's start (CONTRACT.md §3).
+ */
+function timeoutFrom(header, defaultMs) {
+  const text = (header || '').trim();
+  return /^\d+$/.test(text) && Number(text) > 0 ? Number(text) : defaultMs;
 }
 
 function tooLargeResponse(size) {
@@ -189,29 +196,44 @@ class Runtime {
     });
   }
 
+  /**
+   * Loads the handler within KFN_INIT_TIMEOUT_MS; past it, loading counts as failed with
+   * Runtime.InitTimeout. Only a load that yields (an ES module's top-level await, a pending
+   * import) can be overtaken: code that blocks the event loop is seen only when it returns.
+   */
   async initialize() {
     const started = this.clock();
+    let timer;
+    const expired = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), this.cfg.initTimeoutMs);
+    });
     try {
-      this.handler = await loader.loadHandler(this.cfg.taskRoot, this.cfg.handler);
+      const loaded = await Promise.race([loader.loadHandler(this.cfg.taskRoot, this.cfg.handler), expired]);
+      if (loaded === TIMED_OUT) {
+        logs.write(logs.initReportLine(this.clock() - started, 'timeout'));
+        this.failInit(errors.initTimeout(this.cfg.initTimeoutMs));
+      } else {
+        this.handler = loaded;
+      }
     } catch (err) {
-      this.initError = err instanceof loader.InitError ? err.shape : errors.fromThrown(err);
-      logs.write(logs.errorRecord('', this.clock(), this.initError));
-      logs.write(errors.initErrorLine(this.initError));
+      this.failInit(err instanceof loader.InitError ? err.shape : errors.fromThrown(err));
     }
+    clearTimeout(timer);
     this.initDurationMs = this.clock() - started;
     this.initialized = true;
     for (const wake of this.initWaiters.splice(0)) wake();
   }
 
-  waitForInit(ms) {
-    if (this.initialized) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), Math.max(0, ms));
-      this.initWaiters.push(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
+  failInit(shape) {
+    this.initError = shape;
+    logs.write(logs.errorRecord('', this.clock(), shape));
+    logs.write(errors.initErrorLine(shape));
+  }
+
+  /** Resolves once loading ended, loaded or failed (it is bounded by the init budget). */
+  waitForInit() {
+    if (this.initialized) return Promise.resolve();
+    return new Promise((resolve) => this.initWaiters.push(resolve));
   }
 
   /** Stops taking work: readiness fails at once, in-flight requests finish, then exit 0. */
@@ -379,7 +401,6 @@ class Runtime {
   }
 
   async invoke(req, res) {
-    const receivedMs = this.clock();
     const rid = req.headers['kfn-request-id'] || crypto.randomUUID();
     const ids = [['Kfn-Request-Id', rid]];
     let raw;
@@ -402,8 +423,7 @@ class Runtime {
     }
     const outcome = await this.call(event, {
       rid,
-      receivedMs,
-      deadlineMs: deadlineFrom(req.headers['kfn-deadline-ms'], receivedMs, this.cfg.timeoutMs),
+      timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
       invocationType: req.headers['kfn-invocation-type'] || 'RequestResponse',
       clientContext: context.parseClientContext(req.headers['kfn-client-context']),
     });
@@ -435,8 +455,7 @@ class Runtime {
     }, { requestId: rid, nowMs: receivedMs, apiId: this.cfg.functionName });
     const outcome = await this.call(event, {
       rid,
-      receivedMs,
-      deadlineMs: deadlineFrom(req.headers['kfn-deadline-ms'], receivedMs, this.cfg.timeoutMs),
+      timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
       invocationType: 'RequestResponse',
       clientContext: undefined,
     });
@@ -446,14 +465,17 @@ class Runtime {
     return this.finished(res);
   }
 
-  /** Runs the handler once within the deadline and the concurrency limit; resolves with an outcome. */
-  async call(event, { rid, receivedMs, deadlineMs, invocationType, clientContext }) {
-    const message = errors.timeoutMessage(deadlineMs - receivedMs);
+  /**
+   * Runs the handler once within its timeout and the concurrency limit; resolves with an outcome.
+   * The timeout counts from the handler's start: waiting for the load is not the invocation's time.
+   */
+  async call(event, { rid, timeoutMs, invocationType, clientContext }) {
+    const message = errors.timeoutMessage(timeoutMs);
     const timeout = { kind: 'timeout', error: errors.shape(errors.TIMEOUT, message) };
     if (this.draining) {
       return { kind: 'draining', error: errors.shape(errors.SERVICE_UNAVAILABLE, 'The runtime is shutting down; the request was not started.') };
     }
-    if (!(await this.waitForInit(deadlineMs - this.clock()))) return timeout;
+    await this.waitForInit();
     if (this.initError || !this.handler) return { kind: 'init_error', error: this.initError };
     if (this.slots.size >= this.cfg.concurrency) {
       return {
@@ -462,7 +484,7 @@ class Runtime {
           `Rate Exceeded: ${this.slots.size} of ${this.cfg.concurrency} concurrent invocations in flight`),
       };
     }
-    if (deadlineMs <= this.clock()) return timeout;
+    const deadlineMs = this.clock() + timeoutMs;
     const slot = ++this.slotIds;
     this.slots.set(slot, deadlineMs);
     const started = process.hrtime.bigint();
@@ -503,4 +525,4 @@ class Runtime {
   }
 }
 
-module.exports = { Runtime, callHandler, invokeResponse, httpResponse, deadlineFrom };
+module.exports = { Runtime, callHandler, invokeResponse, httpResponse, timeoutFrom };

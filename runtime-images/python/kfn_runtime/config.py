@@ -36,6 +36,8 @@ class Config:
     function_version: str
     memory_mb: int
     timeout_ms: int
+    #: How long loading the handler may take before it counts as an init error (§5b).
+    init_timeout_ms: int
     concurrency: int
     region: str
     account_id: str
@@ -85,6 +87,7 @@ def from_env(env: Mapping[str, str], *, hostname: str, now: float) -> Config:
         function_version=version,
         memory_mb=_int(env, ("KFN_MEMORY_MB", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), 128, 1),
         timeout_ms=_int(env, ("KFN_TIMEOUT_MS",), 3000, 1),
+        init_timeout_ms=_int(env, ("KFN_INIT_TIMEOUT_MS",), 10000, 1),
         concurrency=_int(env, ("KFN_CONCURRENCY",), 1, 1),
         region=_str(env, ("AWS_REGION", "AWS_DEFAULT_REGION"), "local"),
         account_id=_str(env, ("KFN_ACCOUNT_ID",), "000000000000"),

@@ -26,6 +26,10 @@ RESPONSE_TOO_LARGE = "ResponseSizeTooLarge"
 INVALID_REQUEST_CONTENT = "InvalidRequestContentException"
 SERVICE_UNAVAILABLE = "ServiceUnavailableException"
 INVALID_RESPONSE = "Runtime.InvalidResponse"
+#: Loading the handler outlasted its budget (``KFN_INIT_TIMEOUT_MS``). kfn's name: Lambda logs
+#: ``INIT_REPORT ... Status: timeout`` and runs the init again within the first invocation,
+#: which an import that cannot be stopped does not allow here.
+INIT_TIMEOUT = "Runtime.InitTimeout"
 
 #: The header on readiness answers that says the handler failed to load, with its errorType:
 #: the activator routes to such a pod (it answers every invocation with the init error at once)
@@ -74,3 +78,13 @@ def init_error_line(error: ErrorShape) -> str:
 def timeout_message(budget_ms: float) -> str:
     """Lambda's wording, with the time the handler was given in seconds."""
     return f"Task timed out after {max(0.0, budget_ms) / 1000:.2f} seconds"
+
+
+def init_timeout(budget_ms: int) -> ErrorShape:
+    """The init error of a handler still loading when its init budget ran out."""
+    return shape(
+        INIT_TIMEOUT,
+        f"Init timed out after {budget_ms / 1000:.2f} seconds: the handler's module was still "
+        "loading. Make module-level code faster (load large things lazily) or raise the "
+        "Function's initTimeout",
+    )

@@ -63,6 +63,11 @@ def report_line(
     return "\t".join(fields) + "\n"
 
 
+def init_report_line(duration_ms: float, status: str) -> str:
+    """Lambda's INIT_REPORT line, written when the init phase ended other than by loading."""
+    return f"INIT_REPORT Init Duration: {duration_ms:.2f} ms\tPhase: init\tStatus: {status}\n"
+
+
 def error_record(
     rid: str | None, epoch: float, error_type: str, message: str, stack: list[str]
 ) -> str:

@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -55,14 +56,12 @@ class Outcome:
     error: errors.ErrorShape | None = None
 
 
-def deadline_from(header: str | None, received_ms: int, timeout_ms: int) -> int:
-    """The absolute deadline: ``Kfn-Deadline-Ms`` when the caller sent one, else the timeout."""
-    if header:
-        try:
-            return int(float(header))
-        except ValueError:
-            pass
-    return received_ms + timeout_ms
+def timeout_from(header: str | None, default_ms: int) -> int:
+    """The invocation's time budget in ms: ``Kfn-Timeout-Ms`` when the caller sent a positive
+    one, else the function's ``KFN_TIMEOUT_MS``. It counts from the handler's start (§3)."""
+    if header and header.strip().isdigit() and int(header) > 0:
+        return int(header)
+    return default_ms
 
 
 def invoke_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -211,24 +210,22 @@ class Runtime:
             self._drained.set()
 
     async def _initialize(self) -> None:
-        """Imports the handler off the loop so that liveness answers during a slow import."""
+        """Imports the handler off the loop so that liveness answers during a slow import.
+
+        The import gets ``KFN_INIT_TIMEOUT_MS``; past it, loading counts as failed with
+        ``Runtime.InitTimeout`` (answered at once, like any init error) while the import runs on
+        in its daemon thread, unable to be stopped, its result ignored.
+        """
         started = self._clock()
+        budget_s = self.cfg.init_timeout_ms / 1000
         try:
-            handler = await asyncio.get_running_loop().run_in_executor(
-                None, loader.load_handler, self.cfg.handler
-            )
+            handler = await asyncio.wait_for(_load_in_thread(self.cfg.handler), budget_s)
+        except TimeoutError:
+            shape = errors.init_timeout(self.cfg.init_timeout_ms)
+            self._out.raw_write(logs.init_report_line((self._clock() - started) * 1000, "timeout"))
+            self._fail_init(shape)
         except loader.InitError as exc:
-            self._init_error = exc.shape
-            self._out.raw_write(
-                logs.error_record(
-                    None,
-                    self._clock(),
-                    exc.shape["errorType"],
-                    exc.shape["errorMessage"],
-                    exc.shape["stackTrace"],
-                )
-            )
-            self._out.raw_write(errors.init_error_line(exc.shape))
+            self._fail_init(exc.shape)
         else:
             self._handler = handler
             self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
@@ -236,6 +233,15 @@ class Runtime:
             )
         self._init_duration_ms = (self._clock() - started) * 1000
         self._init_done.set()
+
+    def _fail_init(self, shape: errors.ErrorShape) -> None:
+        self._init_error = shape
+        self._out.raw_write(
+            logs.error_record(
+                None, self._clock(), shape["errorType"], shape["errorMessage"], shape["stackTrace"]
+            )
+        )
+        self._out.raw_write(errors.init_error_line(shape))
 
     # ---- connections -----------------------------------------------------------------------
 
@@ -370,7 +376,6 @@ class Runtime:
     async def _invoke(
         self, head: http11.RequestHead, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
-        received_ms = self._now_ms()
         rid = head.header("kfn-request-id") or str(uuid.uuid4())
         ids = [("Kfn-Request-Id", rid)]
         try:
@@ -392,10 +397,7 @@ class Runtime:
         outcome = await self._call(
             event,
             rid=rid,
-            received_ms=received_ms,
-            deadline_ms=deadline_from(
-                head.header("kfn-deadline-ms"), received_ms, self.cfg.timeout_ms
-            ),
+            timeout_ms=timeout_from(head.header("kfn-timeout-ms"), self.cfg.timeout_ms),
             invocation_type=head.header("kfn-invocation-type") or "RequestResponse",
             client_context=context.parse_client_context(head.header("kfn-client-context")),
         )
@@ -434,10 +436,7 @@ class Runtime:
         outcome = await self._call(
             event,
             rid=rid,
-            received_ms=received_ms,
-            deadline_ms=deadline_from(
-                head.header("kfn-deadline-ms"), received_ms, self.cfg.timeout_ms
-            ),
+            timeout_ms=timeout_from(head.header("kfn-timeout-ms"), self.cfg.timeout_ms),
             invocation_type="RequestResponse",
             client_context=None,
         )
@@ -460,13 +459,16 @@ class Runtime:
         event: Any,
         *,
         rid: str,
-        received_ms: int,
-        deadline_ms: int,
+        timeout_ms: int,
         invocation_type: str,
         client_context: context.ClientContext | None,
     ) -> Outcome:
-        """Runs the handler once within the deadline and the concurrency limit."""
-        timeout_message = errors.timeout_message(deadline_ms - received_ms)
+        """Runs the handler once within its timeout and the concurrency limit.
+
+        The timeout counts from the handler's start: waiting for the load (bounded by the init
+        budget) is not the invocation's time, as Lambda's init phase is not.
+        """
+        timeout_message = errors.timeout_message(timeout_ms)
         timeout = Outcome("timeout", error=errors.shape(errors.TIMEOUT, timeout_message))
         if self._draining:
             return Outcome(
@@ -476,13 +478,7 @@ class Runtime:
                     "The runtime is shutting down; the request was not started.",
                 ),
             )
-        if not self._init_done.is_set():
-            try:
-                await asyncio.wait_for(
-                    self._init_done.wait(), max(0.0, deadline_ms / 1000 - self._clock())
-                )
-            except TimeoutError:
-                return timeout
+        await self._init_done.wait()
         if self._init_error is not None or self._handler is None:
             return Outcome("init_error", error=self._init_error)
         if len(self._slots) >= self.cfg.concurrency:
@@ -494,8 +490,7 @@ class Runtime:
                     "invocations in flight",
                 ),
             )
-        if deadline_ms <= self._now_ms():
-            return timeout
+        deadline_ms = self._now_ms() + timeout_ms
         slot = self._slot_ids = self._slot_ids + 1
         self._slots[slot] = deadline_ms
         started = self._clock()
@@ -565,6 +560,35 @@ class Runtime:
         remaining_s = max(0.0, deadline_ms / 1000 - self._clock())
         done, _ = await asyncio.wait({running}, timeout=remaining_s)
         return running in done
+
+
+def _load_in_thread(handler: str) -> asyncio.Future[Callable[..., Any]]:
+    """Loads the handler in a daemon thread of its own: an import past its budget cannot be
+    stopped, and must not keep the process from exiting (as a pool's thread would)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Callable[..., Any]] = loop.create_future()
+
+    def settle(result: Callable[..., Any] | None, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            assert result is not None
+            future.set_result(result)
+
+    def run() -> None:
+        result: Callable[..., Any] | None = None
+        error: BaseException | None = None
+        try:
+            result = loader.load_handler(handler)
+        except BaseException as exc:  # handed to the loop, as the executor would
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed while the import ran on
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="kfn-init", daemon=True).start()
+    return future
 
 
 async def _discard(reader: asyncio.StreamReader, limit: int) -> None:

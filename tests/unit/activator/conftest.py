@@ -58,6 +58,7 @@ async def make_activator() -> AsyncIterator[MakeActivator]:
         concurrency: int = 10,
         timeout_ms: int = 3000,
         queue_limit: int = 1000,
+        queue_timeout_ms: int = config.DEFAULT_QUEUE_TIMEOUT_MS,
         endpoints: frozenset[str] = frozenset(),
         metrics_port: int | None = None,
         **kwargs: Any,
@@ -66,7 +67,10 @@ async def make_activator() -> AsyncIterator[MakeActivator]:
             routes=[router.Route(host="*", path_prefix="/", function=FN)],
             functions={
                 FN: config.FunctionLimits(
-                    concurrency=concurrency, timeout_ms=timeout_ms, queue_limit=queue_limit
+                    concurrency=concurrency,
+                    timeout_ms=timeout_ms,
+                    queue_limit=queue_limit,
+                    queue_timeout_ms=queue_timeout_ms,
                 )
             },
             **kwargs,

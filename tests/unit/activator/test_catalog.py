@@ -39,7 +39,7 @@ def http_trigger(name: str, target: str, **http: Any) -> trigger.Trigger:
 def test_every_function_gets_its_concurrency_and_timeout_as_limits() -> None:
     limits = catalog.limits([fn("a", concurrency=4, timeout="90s"), fn("b")], queue_limit=7)
     assert limits[stats.FunctionKey("team", "a")] == configs.FunctionLimits(
-        concurrency=4, timeout_ms=90_000, queue_limit=7
+        concurrency=4, timeout_ms=90_000, queue_limit=7, queue_timeout_ms=15_000
     )
     assert limits[stats.FunctionKey("team", "b")].timeout_ms == 30_000
 
@@ -56,6 +56,27 @@ def test_a_timeout_above_the_longest_the_release_serves_is_held_to_it() -> None:
     }
     unbounded = catalog.limits([fn("long", timeout="15m")], queue_limit=7)
     assert unbounded[stats.FunctionKey("team", "long")].timeout_ms == 900_000
+
+
+@pytest.mark.parametrize(
+    ("spec", "default_ms", "expected_ms"),
+    [
+        # Unset: the activator's default, which covers Lambda's 10 s init and a pod start.
+        ({}, 15_000, 15_000),
+        ({}, 30_000, 30_000),
+        # Unset with a longer init budget: raised so a slow, allowed init is waited for.
+        ({"initTimeout": "60s"}, 15_000, 65_000),
+        # Set: the Function's own, shorter or longer, 0s included (refuse at once).
+        ({"queueTimeout": "2s", "initTimeout": "60s"}, 15_000, 2_000),
+        ({"queueTimeout": "0s"}, 15_000, 0),
+        ({"queueTimeout": "5m"}, 15_000, 300_000),
+    ],
+)
+def test_a_functions_queue_timeout_is_its_own_else_the_default_covering_its_init(
+    spec: dict[str, str], default_ms: int, expected_ms: int
+) -> None:
+    limits = catalog.limits([fn("a", **spec)], queue_limit=7, queue_timeout_ms=default_ms)
+    assert limits[stats.FunctionKey("team", "a")].queue_timeout_ms == expected_ms
 
 
 def test_http_triggers_become_routes_and_others_do_not() -> None:

@@ -81,7 +81,7 @@ async def test_cold_request_pokes_the_autoscaler_over_http_at_once(
     port = _free_port()
     endpoint = await stats_server.serve(receive, "127.0.0.1", port)
     sink = stats_reporter.HttpStatsSink(f"http://127.0.0.1:{port}/stats")
-    activator = await make_activator(stats_sink=sink, timeout_ms=300, activator_id="act-1")
+    activator = await make_activator(stats_sink=sink, queue_timeout_ms=300, activator_id="act-1")
     client = await Client.connect(activator.ports[0])
     pending = asyncio.ensure_future(client.request("GET", "/"))
     await until(lambda: received)
@@ -90,6 +90,6 @@ async def test_cold_request_pokes_the_autoscaler_over_http_at_once(
     assert poke.activator == "act-1"
     assert poke.functions[0].function == FN
     assert poke.functions[0].queued == 1
-    assert (await pending).status == 504
+    assert (await pending).status == 429
     await client.close()
     endpoint.close()

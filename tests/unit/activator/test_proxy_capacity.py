@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import time
 import tracemalloc
 
 import pytest
@@ -64,7 +65,7 @@ async def test_never_more_than_concurrency_requests_per_endpoint(
 
 
 @pytest.mark.asyncio
-async def test_queue_bound_answers_503_with_retry_after(
+async def test_a_full_queue_answers_429_too_many_requests_with_retry_after(
     backend: Backend, make_activator: MakeActivator
 ) -> None:
     activator = await make_activator(queue_limit=2)
@@ -72,8 +73,12 @@ async def test_queue_bound_answers_503_with_retry_after(
     waiting = [asyncio.ensure_future(c.request("GET", "/")) for c in clients[:2]]
     await until(lambda: activator.ctx.functions[FN].throttler.queued == 2)
     refused = await clients[2].request("GET", "/")
-    assert refused.status == 503
+    assert refused.status == 429
     assert refused.headers["retry-after"] == "1"
+    assert refused.json()["errorType"] == "TooManyRequestsException"
+    assert refused.json()["errorMessage"].startswith(
+        "Rate Exceeded: 2 requests are already waiting for a pod of this function."
+    )
     activator.update_endpoints(FN, frozenset({backend.address}))
     assert [r.status for r in await asyncio.gather(*waiting)] == [200, 200]
     for client in clients:
@@ -81,20 +86,40 @@ async def test_queue_bound_answers_503_with_retry_after(
 
 
 @pytest.mark.asyncio
-async def test_waiting_past_the_function_timeout_answers_504_in_lambda_shape(
+async def test_waiting_past_the_queue_timeout_answers_429_and_never_claims_a_timeout(
     make_activator: MakeActivator,
 ) -> None:
-    activator = await make_activator(timeout_ms=100)
+    activator = await make_activator(timeout_ms=60_000, queue_timeout_ms=100)
     client = await Client.connect(activator.ports[0])
+    began = time.perf_counter()
     response = await client.request("GET", "/")
-    assert response.status == 504
+    assert time.perf_counter() - began < 1.0
+    assert response.status == 429
+    assert response.headers["retry-after"] == "1"
     assert response.json() == {
-        "errorType": "TimeoutError",
-        "errorMessage": "Task timed out after 0.10 seconds",
+        "errorType": "TooManyRequestsException",
+        "errorMessage": "Rate Exceeded: no pod of this function was free within its queueTimeout "
+        "(0.10 s); all the pods scale.maxReplicas allows are busy or still starting. Retry "
+        "after Retry-After, or raise the Function's scale.maxReplicas, concurrency or "
+        "queueTimeout",
     }
     assert activator.ctx.functions[FN].throttler.queued == 0
-    # The connection stays usable after a timeout with the request fully read.
-    assert (await client.request("GET", "/")).status == 504
+    # The connection stays usable after the refusal with the request fully read.
+    assert (await client.request("GET", "/")).status == 429
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_request_may_wait_longer_than_the_function_timeout_within_its_queue_timeout(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    """The function's timeout is the function's run, not the wait for a pod (a cold start)."""
+    activator = await make_activator(timeout_ms=100, queue_timeout_ms=5000)
+    client = await Client.connect(activator.ports[0])
+    pending = asyncio.ensure_future(client.request("GET", "/"))
+    await asyncio.sleep(0.4)
+    activator.update_endpoints(FN, frozenset({backend.address}))
+    assert (await pending).status == 200
     await client.close()
 
 
@@ -106,7 +131,11 @@ async def test_slow_function_times_out_with_504_and_frees_its_slot(
         timeout_ms=100, concurrency=1, endpoints=frozenset({backend.address})
     )
     client = await Client.connect(activator.ports[0])
-    assert (await client.request("GET", "/slow?ms=1000")).status == 504
+    # The runtime answers its own 504 at the timeout; this backend does not, so the
+    # activator's timer (the timeout plus its margin) does.
+    response = await client.request("GET", "/slow?ms=3000")
+    assert response.status == 504
+    assert response.json()["errorMessage"] == "Task timed out after 0.10 seconds"
     assert activator.ctx.functions[FN].throttler.in_flight == 0
     assert (await client.request("GET", "/fast")).status == 200
     await client.close()

@@ -43,7 +43,7 @@ def test_headers_are_lower_cased_joined_and_cookies_split_out() -> None:
             ("x-tag", "2"),
             ("Cookie", "a=1; b=2"),
             ("Cookie", "c=3"),
-            ("Kfn-Deadline-Ms", "5"),
+            ("Kfn-Timeout-Ms", "5"),
         ]
     )
     assert headers == {"accept": "a/b", "x-tag": "1,2"}

@@ -192,9 +192,11 @@ a Function may have here:
 * preStop: the pod keeps serving, new connections included, while the Service's
   endpoints and kube-proxy drop it.
 * drain (--drain-timeout): after SIGTERM the activator takes no new connection and
-  serves what it accepted. A request lives at most its function's timeout from the end
-  of its head (one timer covers queueing and serving), and a head arriving at SIGTERM
-  may take clientLimits.headTimeoutSeconds: the drain is both plus 5 s for the last bytes.
+  serves what it accepted. A request sent to a pod lives at most its function's timeout
+  plus 1 s (kfn.activator.waiting); one still waiting for a pod waits only as long as
+  the drain can still serve it whole, then is refused with 429 (it never ran); and a
+  head arriving at SIGTERM may take clientLimits.headTimeoutSeconds: the drain is the
+  timeout plus the head timeout plus 5 s (the 1 s and the last bytes).
 * terminationGracePeriodSeconds: preStop + drain + 5 s to exit. The activator exits as
   soon as its last request ends; the grace is only the bound.
 */}}

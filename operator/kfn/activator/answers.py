@@ -80,6 +80,16 @@ BUFFERS_FULL = error(
     "the activator holds too many request bytes waiting for functions; retry shortly",
     RETRY_AFTER,
 )
+# A stopping activator could not send the request to a pod in time for its drain to serve it
+# whole (kfn.activator.waiting.stop_left): 429 as past the queue timeout, since it never ran.
+STOPPING_BEFORE_CAPACITY = error(
+    429,
+    "TooManyRequestsException",
+    "Rate Exceeded: no pod of this function was free in time for this activator, which is "
+    "stopping, to serve the request within its drain. Retry after Retry-After: another "
+    "activator serves it",
+    RETRY_AFTER,
+)
 
 
 def url_too_long(limit: int) -> Answer:

@@ -71,6 +71,8 @@ class Context:
         #: Request bytes held by waiting requests, across all functions.
         self.budget = budget.ByteBudget(self.bounds.max_buffered_bytes)
         self.draining = False
+        #: When the drain of a stopping activator ends (the loop's clock); ``None`` before.
+        self.stops: float | None = None
         self.connections: set[Connection] = set()
         #: Set while no client connection is open (graceful shutdown waits on it).
         self.all_closed = asyncio.Event()

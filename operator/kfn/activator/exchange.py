@@ -16,7 +16,8 @@ request has one timer at a time (:mod:`~kfn.activator.waiting` decides): while i
 for a pod, the function's queue timeout, counted from its acceptance, past which it is
 answered 429 (it never ran); once sent, the function's timeout plus a margin, past which
 it is answered Lambda's 504 task timeout. The runtime counts the function's timeout from
-its handler's start (``Kfn-Timeout-Ms``).
+its handler's start (``Kfn-Timeout-Ms``). Once the activator is stopping, a waiting request
+waits only as long as the drain can still serve it whole (then 429 as well).
 
 Body bytes a request holds before it has a pod (and an ``Event`` payload while it
 arrives) are taken from the activator's byte budget (:mod:`~kfn.activator.budget`)
@@ -193,8 +194,15 @@ class Exchange:
             now=now,
             queue_timeout=entry.queue_timeout,
             timeout=entry.timeout,
+            stops=self.proto.ctx.stops,
         )
         self.timer = loop.call_at(now + delay, self.on_timeout)
+
+    def stopping(self) -> None:
+        """The activator began to stop: a request waiting for a pod waits only as long as the
+        drain still serves its whole timeout once sent (:func:`waiting.stop_left`)."""
+        if self.phase is waiting.Phase.WAITING and self.timer is not None and not self.finished:
+            self.arm(waiting.Phase.WAITING)
 
     async def obtain(self, throttle: throttler.Throttler) -> None:
         """Wait for a slot if there was none, then open a connection (retried elsewhere).
@@ -361,10 +369,20 @@ class Exchange:
         if self.conn is not None:
             self.conn.abort()
             self.conn = None
-        if waiting.on_expiry(self.phase) == "throttled":
-            self.answer(answers.no_capacity(entry.limits.queue_timeout_ms))
-        else:
-            self.answer(answers.timed_out(entry.limits.timeout_ms))
+        expiry = waiting.on_expiry(
+            self.phase,
+            accepted=self.accepted,
+            queue_timeout=entry.queue_timeout,
+            timeout=entry.timeout,
+            stops=self.proto.ctx.stops,
+        )
+        match expiry:
+            case "throttled":
+                self.answer(answers.no_capacity(entry.limits.queue_timeout_ms))
+            case "stopping":
+                self.answer(answers.STOPPING_BEFORE_CAPACITY)
+            case "timed_out":
+                self.answer(answers.timed_out(entry.limits.timeout_ms))
 
     def client_gone(self) -> None:
         """The client closed its connection: abandon the request."""

@@ -328,6 +328,10 @@ class ClientProtocol(asyncio.Protocol):
         self.close()
 
     def drain(self) -> None:
-        """Shutting down: close now if idle, else after the current response."""
+        """Shutting down: close now if idle, else after the current response; a request
+        still waiting for a pod waits only as long as the drain can serve it."""
         if not self.exchanges:
             self.close()
+            return
+        for exchange in self.exchanges:
+            exchange.stopping()

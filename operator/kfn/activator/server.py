@@ -6,9 +6,10 @@ static config here; a Kubernetes watcher in a cluster).
 
 Graceful shutdown: stop accepting, tell idle keep-alive connections to close and
 busy ones to close after their response (``Connection: close``), wait for
-in-flight requests (queued ones included: they are served, not refused) and
-accepted events up to a drain timeout, then stop. The drain timeout is sized so
-that it never cuts a request within its function's timeout (docs/architecture.md,
+in-flight requests (queued ones included: they are served while the drain can still
+serve them whole, then refused with 429, :mod:`~kfn.activator.waiting`) and accepted
+events up to a drain timeout, then stop. The drain timeout is sized so that it never
+cuts a request sent to a pod within its function's timeout (docs/architecture.md,
 "Rolling the activator"); the process stops as soon as the last connection closes.
 """
 
@@ -176,13 +177,14 @@ class Activator:
     async def shutdown(self, drain_timeout: float = 30.0) -> None:
         """Stop accepting, let in-flight requests and accepted events finish, then stop."""
         ctx = self.ctx
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
         ctx.draining = True
+        ctx.stops = deadline
         for server in self._servers:
             server.close()
         for connection in list(ctx.connections):
             connection.drain()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + drain_timeout
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_timeout):
                 await ctx.all_closed.wait()

@@ -14,6 +14,13 @@ keeps two bounds to match:
   its handler's start (``Kfn-Timeout-Ms``) and answers itself, plus :data:`SERVE_MARGIN` for
   that answer to arrive. Only a runtime that cannot answer (a Node handler blocking its event
   loop) lets the activator's own timer fire; then the caller gets Lambda's 504 task timeout.
+
+A stopping activator serves what it accepted until its drain ends (``--drain-timeout``, sized
+for the longest function timeout: docs/architecture.md, "Rolling the activator"), then cuts
+what is left. A request still waiting for a pod then waits only as long as the drain can still
+serve its whole timeout once it is sent (:func:`stop_left`); past that it is refused with 429
+like one past its queue timeout (``"stopping"``): it never ran, and its client sends it again
+to another activator. So the drain cuts no request that was sent to a pod.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Literal
 SERVE_MARGIN = 1.0
 
 #: What the caller is told when the current bound runs out.
-Expiry = Literal["throttled", "timed_out"]
+Expiry = Literal["throttled", "stopping", "timed_out"]
 
 
 class Phase(enum.Enum):
@@ -47,15 +54,49 @@ def served_bound(timeout: float) -> float:
     return timeout + SERVE_MARGIN
 
 
+def stop_left(now: float, stops: float, timeout: float) -> float:
+    """Seconds a request may still wait for a pod in an activator whose drain ends at
+    ``stops``: as long as the drain still serves it for its whole :func:`served_bound` once
+    sent (never below 0)."""
+    return max(0.0, stops - served_bound(timeout) - now)
+
+
 def timer(
-    phase: Phase, *, accepted: float, now: float, queue_timeout: float, timeout: float
+    phase: Phase,
+    *,
+    accepted: float,
+    now: float,
+    queue_timeout: float,
+    timeout: float,
+    stops: float | None = None,
 ) -> float:
-    """Seconds from ``now`` until the request's current bound runs out."""
+    """Seconds from ``now`` until the request's current bound runs out.
+
+    ``stops``: when the activator's drain ends, once it is stopping (``None`` before).
+    """
     if phase is Phase.SENT:
         return served_bound(timeout)
-    return wait_left(accepted, now, queue_timeout)
+    left = wait_left(accepted, now, queue_timeout)
+    if stops is None:
+        return left
+    return min(left, stop_left(now, stops, timeout))
 
 
-def on_expiry(phase: Phase) -> Expiry:
-    """A request that was never sent was throttled; only one that was sent can time out."""
-    return "timed_out" if phase is Phase.SENT else "throttled"
+def on_expiry(
+    phase: Phase,
+    *,
+    accepted: float = 0.0,
+    queue_timeout: float = 0.0,
+    timeout: float = 0.0,
+    stops: float | None = None,
+) -> Expiry:
+    """A request that was never sent was throttled; only one that was sent can time out.
+
+    A request never sent whose wait the activator's stop (``stops``, as in :func:`timer`) cut
+    before its queue timeout ran out is told the activator is stopping.
+    """
+    if phase is Phase.SENT:
+        return "timed_out"
+    if stops is not None and stops - served_bound(timeout) < accepted + queue_timeout:
+        return "stopping"
+    return "throttled"

@@ -255,6 +255,52 @@ async def test_graceful_shutdown_finishes_in_flight_requests_and_closes(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("drain_timeout", "queued_status"),
+    [
+        # 8 s leaves the queued request 8 - (3 + 1) = 4 s to get a pod: the running one frees
+        # it after 2 s, and the drain serves it whole.
+        (8.0, 200),
+        # 4.5 s leaves it 0.5 s, before the pod is free: refused then with 429, unstarted,
+        # rather than sent to be cut when the drain ends.
+        (4.5, 429),
+    ],
+)
+async def test_a_stopping_activator_sends_a_queued_request_only_while_its_drain_can_serve_it(
+    backend: Backend, make_activator: MakeActivator, drain_timeout: float, queued_status: int
+) -> None:
+    # A queue timeout of a minute, longer than any drain here: only the stop bounds the wait.
+    activator = await make_activator(
+        concurrency=1,
+        timeout_ms=3000,
+        queue_timeout_ms=60_000,
+        endpoints=frozenset({backend.address}),
+    )
+    port = activator.ports[0]
+    running = asyncio.ensure_future((await Client.connect(port)).request("GET", "/slow?ms=2000"))
+    await until(lambda: backend.in_flight == 1)
+    queued = asyncio.ensure_future((await Client.connect(port)).request("GET", "/slow?ms=10"))
+    await until(lambda: activator.ctx.functions[FN].throttler.queued == 1)
+    stopped = time.perf_counter()
+    shutdown = asyncio.ensure_future(activator.shutdown(drain_timeout=drain_timeout))
+    answer = await queued
+    took = time.perf_counter() - stopped
+    assert answer.status == queued_status
+    assert answer.headers["connection"] == "close"
+    if queued_status == 429:
+        assert answer.json()["errorType"] == "TooManyRequestsException"
+        assert "stopping" in answer.json()["errorMessage"]
+        assert answer.headers["retry-after"] == "1"
+        assert 0.4 <= took < 1.5
+        assert len(backend.seen) == 1  # never sent
+    else:
+        assert 1.5 <= took < 4.0
+    # The request that was running is served to its end either way.
+    assert (await running).status == 200
+    await shutdown
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("path", ["/echo", "/_kfn/functions/default/hello/invoke"])
 async def test_a_request_the_runtime_refused_unstarted_is_sent_again(
     backend: Backend, make_activator: MakeActivator, path: str

@@ -51,3 +51,34 @@ def test_a_request_that_never_ran_is_throttled_never_timed_out(
     phase: waiting.Phase, expiry: waiting.Expiry
 ) -> None:
     assert waiting.on_expiry(phase) == expiry
+
+
+@pytest.mark.parametrize(
+    ("accepted", "now", "queue_timeout", "timeout", "stops", "expected", "expiry"),
+    [
+        # Not stopping: the queue timeout alone.
+        (100.0, 100.0, 15.0, 3.0, None, 15.0, "throttled"),
+        # Stopping with a drain ending at 130: it may wait until 130 - (3 + 1) = 126.
+        (100.0, 110.0, 60.0, 3.0, 130.0, 16.0, "stopping"),
+        # Its own queue timeout ends first: that is its bound, and it is throttled.
+        (100.0, 110.0, 15.0, 3.0, 130.0, 5.0, "throttled"),
+        # The drain can no longer serve its whole timeout: refused at once.
+        (100.0, 110.0, 60.0, 30.0, 130.0, 0.0, "stopping"),
+    ],
+)
+def test_a_stopping_activator_lets_a_request_wait_only_while_its_drain_can_serve_it_whole(
+    *,
+    accepted: float,
+    now: float,
+    queue_timeout: float,
+    timeout: float,
+    stops: float | None,
+    expected: float,
+    expiry: waiting.Expiry,
+) -> None:
+    bounds = {"accepted": accepted, "queue_timeout": queue_timeout, "timeout": timeout}
+    assert waiting.timer(WAITING, now=now, stops=stops, **bounds) == expected
+    assert waiting.on_expiry(WAITING, stops=stops, **bounds) == expiry
+    # Once sent, a request has its whole timeout, stopping or not; the drain is sized for it.
+    assert waiting.timer(SENT, now=now, stops=stops, **bounds) == timeout + waiting.SERVE_MARGIN
+    assert waiting.on_expiry(SENT, stops=stops, **bounds) == "timed_out"

@@ -3,7 +3,9 @@
 It takes a slot as a client's request does (:func:`kfn.activator.capacity.acquire`:
 queueing, and poking the autoscaler, if the function is at zero), a pooled
 connection, and the function's timeout. A connection that fails is the delivery's
-failure (status 0), which :mod:`~kfn.activator.async_invoke` retries.
+failure (status 0), which :mod:`~kfn.activator.async_invoke` retries as throttling;
+one that ends before the answer did is the function's process dying mid-request, a
+function error (``Runtime.ExitError``) that uses up a retry, as a client would read it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from kfn.activator import async_invoke, capacity, router, throttler, upstream
+from kfn.activator import answers, async_invoke, capacity, router, throttler, upstream
 
 #: A response larger than this is not kept (Lambda's synchronous limit is 6 MiB).
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 1024
@@ -20,7 +22,8 @@ RESPONSE_LIMIT = 6 * 1024 * 1024 + 1024
 class _BufferedSink:
     """Collects one response into memory, for the activator's own invocations."""
 
-    def __init__(self) -> None:
+    def __init__(self, request_id: bytes) -> None:
+        self.request_id = request_id
         self.done: asyncio.Future[async_invoke.Outcome] = asyncio.get_running_loop().create_future()
         self.status = 0
         self.function_error = False
@@ -49,7 +52,8 @@ class _BufferedSink:
 
     def on_upstream_lost(self, exc: BaseException | None) -> None:
         if not self.done.done():
-            self.done.set_result(async_invoke.Outcome(502, str(exc or "closed").encode()))
+            lost = answers.runtime_exited(self.request_id)
+            self.done.set_result(async_invoke.Outcome(lost.status, lost.body, function_error=True))
 
     def on_upstream_pause(self, paused: bool) -> None:
         pass
@@ -105,7 +109,7 @@ async def _exchange(
     conn = endpoint.take_idle()
     if conn is None:
         conn = await endpoint.connect()
-    sink = _BufferedSink()
+    sink = _BufferedSink(request_id.encode())
     head = (
         b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\nKfn-Request-Id: %s\r\nKfn-Deadline-Ms: %d\r\n"

@@ -3,10 +3,15 @@
 Shared by the activator's ``Event`` invocations and the trigger workers that deliver
 cron ticks and bucket notifications, so every asynchronous path in kfn retries the same way:
 
-* A function error (5xx with ``Kfn-Function-Error``, a timeout, any other 5xx) uses one of
-  ``retries`` further attempts, after ``retry_delays[n]`` (Lambda: about 1 minute, then 2).
-* Throttling and unavailability (429, 502, 503, a connection failure) do not use the
-  attempts: they are retried with exponential backoff (``throttle_backoff``: first delay,
+* A function error uses one of ``retries`` further attempts, after ``retry_delays[n]``
+  (Lambda: about 1 minute, then 2). Any answer marked ``Kfn-Function-Error`` is one, whatever
+  its status: the function's own error, a timeout, an init error, and a function whose process
+  died mid-request (the activator's 502 ``Runtime.ExitError``) — so a record that kills its
+  function uses up its retries instead of being retried for ever. Any other 5xx is one too.
+* Throttling and unavailability do not use the attempts: an unmarked 429 or 503 (the
+  activator's capacity answers, a runtime's refusal passed on), an unmarked 502 (the activator
+  could not connect to any pod: nothing was started) and a connection failure to the
+  activator. They are retried with exponential backoff (``throttle_backoff``: first delay,
   cap) for as long as the event stays younger than ``max_event_age``.
 * A client error (any other 4xx) is not retried: the request itself is wrong.
 
@@ -29,12 +34,18 @@ THROTTLE_BACKOFF: Final = (1.0, 300.0)
 
 
 def kind_of(status: int, function_error: bool) -> Kind:
-    """How an invocation answered: ``status`` 0 stands for a connection failure."""
-    if 200 <= status < 300 and not function_error:
+    """How an invocation answered: ``status`` 0 stands for a connection failure.
+
+    The function-error mark comes first: a marked 502 is a function that failed (its init
+    error, an answer too large, its process gone mid-request), not a pod that was busy.
+    """
+    if function_error:
+        return "function-error"
+    if 200 <= status < 300:
         return "success"
     if status in (0, 429, 502, 503):
         return "throttled"
-    if function_error or status >= 500:
+    if status >= 500:
         return "function-error"
     return "rejected"
 

@@ -85,6 +85,10 @@ spec:
               value: {{ default (include "kfn.activator.url" $root) $values.activatorUrl | quote }}
             - name: KFN_LOG_LEVEL
               value: {{ $values.logLevel | quote }}
+            {{- with $values.maxBufferedMiB }}
+            - name: KFN_STREAM_MAX_BUFFERED_MIB
+              value: {{ . | quote }}
+            {{- end }}
             {{- with $values.asyncRetryDelays }}
             - name: KFN_ASYNC_RETRY_DELAYS
               value: {{ join "," . | quote }}

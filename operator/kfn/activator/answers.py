@@ -65,7 +65,9 @@ HEALTHY = Answer(200, b"text/plain", b"ok\n")
 DRAINING = Answer(503, b"text/plain", b"draining\n")
 NO_FUNCTION = error(404, "ResourceNotFoundException", "no function serves this request")
 CONNECT_FAILED = error(502, "ServiceException", "could not connect to the function")
-CLOSED_EARLY = error(502, "ServiceException", "the function's connection closed early")
+#: Marks an answer as the function's own failure, as the runtime marks its errors (runtime
+#: contract §3) and Lambda its ``X-Amz-Function-Error``: callers count it against retries.
+FUNCTION_ERROR = b"Kfn-Function-Error: Unhandled\r\n"
 # Past the activator's own bounds (kfn.activator.bounds): the client's request, or load.
 HEAD_TIMEOUT = error(408, "RequestTimeoutException", "the request head did not arrive in time")
 TOO_MANY_CONNECTIONS = error(
@@ -133,6 +135,21 @@ def no_capacity(queue_timeout_ms: int) -> Answer:
 def timed_out(timeout_ms: int) -> Answer:
     """The function's timeout passed while a pod served the request, as Lambda words it."""
     return error(504, "TimeoutError", f"Task timed out after {timeout_ms / 1000:.2f} seconds")
+
+
+def runtime_exited(request_id: bytes) -> Answer:
+    """The function's connection ended before its answer did: its process died mid-request
+    (killed, crashed, out of memory). As Lambda, a function error, ``Runtime.ExitError``,
+    marked so that retries count it and a stream bisects its batch rather than holding it
+    as throttling. (Lambda says ``Runtime.OutOfMemory`` when it knows; the activator learns
+    of an OOM kill only from the pod's status, a second or more after the connection ended.)"""
+    return error(
+        502,
+        "Runtime.ExitError",
+        f"RequestId: {request_id.decode(errors='replace')} Error: Runtime exited "
+        "before it answered (its process ended or its connection was cut)",
+        FUNCTION_ERROR,
+    )
 
 
 def bad_request(message: str) -> Answer:

@@ -6,14 +6,16 @@ connection, and the same two bounds (:mod:`~kfn.activator.waiting`): the queue t
 while it waits for a pod (then 429, throttling, which the retries hold without using an
 attempt) and the function's timeout plus a margin once sent (then 504, a function error).
 A connection that fails is the delivery's failure (status 0), which
-:mod:`~kfn.activator.async_invoke` retries.
+:mod:`~kfn.activator.async_invoke` retries as throttling; one that ends before the answer
+did is the function's process dying mid-request, a function error (``Runtime.ExitError``)
+that uses up a retry, as a client would read it.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from kfn.activator import async_invoke, capacity, router, throttler, upstream, waiting
+from kfn.activator import answers, async_invoke, capacity, router, throttler, upstream, waiting
 
 #: A response larger than this is not kept (Lambda's synchronous limit is 6 MiB).
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 1024
@@ -22,7 +24,8 @@ RESPONSE_LIMIT = 6 * 1024 * 1024 + 1024
 class _BufferedSink:
     """Collects one response into memory, for the activator's own invocations."""
 
-    def __init__(self) -> None:
+    def __init__(self, request_id: bytes) -> None:
+        self.request_id = request_id
         self.done: asyncio.Future[async_invoke.Outcome] = asyncio.get_running_loop().create_future()
         self.status = 0
         self.function_error = False
@@ -51,7 +54,8 @@ class _BufferedSink:
 
     def on_upstream_lost(self, exc: BaseException | None) -> None:
         if not self.done.done():
-            self.done.set_result(async_invoke.Outcome(502, str(exc or "closed").encode()))
+            lost = answers.runtime_exited(self.request_id)
+            self.done.set_result(async_invoke.Outcome(lost.status, lost.body, function_error=True))
 
     def on_upstream_pause(self, paused: bool) -> None:
         pass
@@ -112,7 +116,7 @@ async def _exchange(
     conn = endpoint.take_idle()
     if conn is None:
         conn = await endpoint.connect()
-    sink = _BufferedSink()
+    sink = _BufferedSink(request_id.encode())
     head = (
         b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\nKfn-Request-Id: %s\r\nKfn-Timeout-Ms: %d\r\n"

@@ -327,8 +327,11 @@ class Exchange:
         self.complete(status)
 
     def upstream_lost(self) -> None:
+        """The pod's connection ended before its answer did: the function's process died
+        mid-request (a connection reused from the pool is never one the runtime was about
+        to close idle, :meth:`upstream.Endpoint.take_idle`), so this is a function error."""
         self.conn = None
-        self.answer(answers.CLOSED_EARLY)
+        self.answer(answers.runtime_exited(self.request_id))
 
     def retry_elsewhere(self, reusable: bool) -> None:
         """The runtime refused without starting the request: send it again, shortly.

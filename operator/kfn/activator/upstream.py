@@ -18,6 +18,7 @@ no client sees).
 from __future__ import annotations
 
 import asyncio
+import time
 import typing
 from typing import Protocol
 
@@ -39,6 +40,12 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+
+#: A pooled connection idle longer than this is not reused but closed. The runtime closes
+#: idle connections after 65 s (runtime contract §4); reusing one that it is closing would
+#: lose a request that never started, which then could not be told from a function whose
+#: process died mid-request (a function error, ``Runtime.ExitError``).
+MAX_IDLE_REUSE_S = 55.0
 
 #: The runtime's mark on a 429/503 for a request it did not start (runtime contract §3).
 NOT_STARTED = b"kfn-not-started"
@@ -92,6 +99,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_until_close",
         "closed",
         "endpoint",
+        "idle_since",
         "sink",
         "transport",
     )
@@ -101,6 +109,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sink: ResponseSink | None = None
         self.closed = False
+        #: When it last went back to the pool (monotonic seconds).
+        self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._headers = bytearray()
         self._reason = b""
@@ -289,13 +299,26 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"Endpoint({self.address!r}, in_flight={self.in_flight})"
 
-    def take_idle(self) -> UpstreamConnection | None:
-        """An idle keep-alive connection, or None (most recently used first)."""
+    def take_idle(self, now: float | None = None) -> UpstreamConnection | None:
+        """An idle keep-alive connection, or None (most recently used first); ``now``
+        (monotonic seconds) is passed by tests only. Connections idle past
+        :data:`MAX_IDLE_REUSE_S` are closed instead: the runtime may be closing them."""
         idle = self.idle
+        if not idle:
+            return None
+        oldest_usable = (time.monotonic() if now is None else now) - MAX_IDLE_REUSE_S
         while idle:
             conn = idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
-                return conn
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                continue
+            if conn.idle_since < oldest_usable:
+                # The rest went idle earlier still.
+                stale = [conn, *idle]
+                idle.clear()
+                for old in stale:
+                    old.abort()
+                return None
+            return conn
         return None
 
     async def connect(self) -> UpstreamConnection:
@@ -312,6 +335,7 @@ class Endpoint:
         if self.closed or conn.closed or len(self.idle) >= self.max_idle:
             conn.abort()
             return
+        conn.idle_since = time.monotonic()
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

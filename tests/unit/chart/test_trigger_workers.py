@@ -126,3 +126,15 @@ def test_a_trigger_worker_gets_only_the_rights_its_triggers_need(
             "name": f"kfn-{component}",
             "namespace": chart.NAMESPACE,
         }
+
+
+def test_the_stream_worker_gets_its_byte_budget_and_only_it(helm: pathlib.Path) -> None:
+    default = chart.render(helm, {})
+    told = chart.render(helm, {"stream": {"maxBufferedMiB": 64}})
+    env = {e["name"]: e.get("value") for e in chart.container(default, "stream")["env"]}
+    assert env["KFN_STREAM_MAX_BUFFERED_MIB"] == "192"
+    env = {e["name"]: e.get("value") for e in chart.container(told, "stream")["env"]}
+    assert env["KFN_STREAM_MAX_BUFFERED_MIB"] == "64"
+    for other in ("cron", "bucket"):
+        names = {e["name"] for e in chart.container(default, other)["env"]}
+        assert "KFN_STREAM_MAX_BUFFERED_MIB" not in names

@@ -22,6 +22,11 @@ POLICY = retry.Policy(retries=2, max_event_age=3600.0, retry_delays=(60.0, 120.0
         (429, False, "throttled"),
         (502, False, "throttled"),
         (503, False, "throttled"),
+        # Marked as the function's failure, whatever the status: the process died
+        # mid-request (the activator's Runtime.ExitError), an init error, a result too large.
+        (502, True, "function-error"),
+        (500, True, "function-error"),
+        (504, True, "function-error"),
         (400, False, "rejected"),
         (404, False, "rejected"),
     ],

@@ -13,13 +13,17 @@ not read.
 
 Concurrency is bounded twice: at most :data:`MAX_REQUESTS` requests are handled at once
 (more wait, then get 503 so a store that retries does), and deliveries share the worker's
-pool.
+pool. What one connection may hold, and for how long, is bounded by
+:mod:`~kfn.triggers.bucket.limits`: a malformed or negative ``Content-Length`` is refused
+(400), a body over the bound too (413), and a head or body that does not arrive in time is
+answered 408.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import json
 import logging
 import re
@@ -29,11 +33,10 @@ import threading
 import time
 from typing import Final, Protocol
 
-from kfn.triggers.bucket import handoff
+from kfn.triggers.bucket import handoff, limits
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY: Final = 8 * 1024 * 1024
 MAX_REQUESTS: Final = 256
 #: How long a request waits for a free slot before it is answered 503.
 SLOT_WAIT: Final = 30.0
@@ -80,8 +83,11 @@ class Server(http.server.ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: App, bounds: limits.Limits = limits.DEFAULT
+    ) -> None:
         self.app = app
+        self.limits = bounds
         self.slots = threading.BoundedSemaphore(MAX_REQUESTS)
         self.in_hand = 0
         self.idle = threading.Condition()
@@ -157,8 +163,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     #: it to send a request, which may already be on its way.
     waiting = False
 
+    #: The request's phase, for the answer to a deadline that passed.
+    phase = "idle"
+
     def setup(self) -> None:
         super().setup()
+        self.reader = limits.DeadlineReader(self.connection)
+        self.buffered = io.BufferedReader(self.reader, 65536)
+        self.rfile = self.buffered
         with self.server.handlers_lock:
             self.server.handlers.add(self)
 
@@ -168,12 +180,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         super().finish()
 
     def handle_one_request(self) -> None:
+        """Waits for a request (at most the idle time-out), then reads and answers it with
+        the head and body each under its own deadline."""
+        bounds = self.server.limits
+        self.phase = "idle"
+        self.reader.start(bounds.idle_timeout)
+        try:
+            if not self.buffered.peek(1):
+                self.close_connection = True
+                return
+        except OSError:  # the idle time-out (TimeoutError) or a reset
+            self.close_connection = True
+            return
+        self.waiting = False
+        self.phase = "head"
+        self.reader.start(bounds.head_timeout)
         super().handle_one_request()
+        if self.reader.expired and self.phase == "head":
+            self.close_connection = True
+            self._answer_raw(408, "the request head did not arrive in time")
         self.waiting = True
 
     def parse_request(self) -> bool:
         self.waiting = False
-        return super().parse_request()
+        parsed = super().parse_request()
+        if parsed:
+            self.phase = "body"
+            self.reader.start(self.server.limits.body_timeout)
+        self.connection.settimeout(self.server.limits.send_timeout)
+        return parsed
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
@@ -184,6 +219,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             logger.warning("%s %s answered %d: %s", self.command, self.path, code, message)
         body = json.dumps({"message": message}).encode()
         try:
+            self.connection.settimeout(self.server.limits.send_timeout)
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -195,6 +231,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             # The sender went away; what it sent was handled all the same.
             self.close_connection = True
+
+    def _answer_raw(self, code: int, message: str) -> None:
+        """An answer before the request line was parsed (no method or version to go by)."""
+        logger.warning("a request from %s answered %d: %s", self.address_string(), code, message)
+        body = json.dumps({"message": message}).encode()
+        head = (
+            f"HTTP/1.1 {code} {self.responses[code][0]}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(self.server.limits.send_timeout)
+            self.wfile.write(head.encode() + body)
 
     def do_GET(self) -> None:
         target = route(self.path)
@@ -208,16 +256,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.server.last_post = time.monotonic()
         target = route(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        length = limits.body_length(
+            self.headers.get_all("Content-Length") or [],
+            self.headers.get("Transfer-Encoding"),
+            self.server.limits.max_body,
+        )
+        if isinstance(length, limits.Refusal):
+            self.close_connection = True
+            self._answer(length.status, length.message)
+            return
+        body = self._read_body(length)
+        if body is None:
+            return
         if target is None or target[0] not in ("events", "handoff"):
-            self._discard(length)
             self._answer(404, "not found")
             return
-        if length > MAX_BODY:
-            self.close_connection = True
-            self._answer(413, "notification too large")
-            return
-        body = self.rfile.read(length) if length else b""
         if target[0] == "handoff":
             signature = self.headers.get(handoff.SIGNATURE_HEADER)
             self._answer(*self.server.app.take_over(body, signature))
@@ -229,11 +282,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         self._handle(payload, target[1])
 
-    def _discard(self, length: int) -> None:
-        if 0 < length <= MAX_BODY:
-            self.rfile.read(length)
-        elif length:
+    def _read_body(self, length: int) -> bytes | None:
+        """The body, or None when it did not arrive in time (answered 408) or the sender
+        closed before sending it all."""
+        try:
+            body = self.rfile.read(length) if length else b""
+        except TimeoutError:
             self.close_connection = True
+            self._answer(408, "the notification's body did not arrive in time")
+            return None
+        except OSError:
+            self.close_connection = True
+            return None
+        if len(body) < length:
+            self.close_connection = True
+            return None
+        return body
 
     def _handle(self, payload: object, only: tuple[str, str] | None) -> None:
         app = self.server.app
@@ -255,9 +319,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._answer(code, message)
 
 
-def serve(address: tuple[str, int], app: App) -> tuple[Server, threading.Thread]:
+def serve(
+    address: tuple[str, int], app: App, bounds: limits.Limits = limits.DEFAULT
+) -> tuple[Server, threading.Thread]:
     """Starts the receiver in a thread; stop it with ``server.shutdown()``."""
-    server = Server(address, app)
+    server = Server(address, app, bounds)
     thread = threading.Thread(target=server.serve_forever, args=(0.2,), name="receiver")
     thread.daemon = True
     thread.start()

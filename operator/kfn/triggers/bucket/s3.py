@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import http.client
 import ssl
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from typing import Final
@@ -26,6 +27,14 @@ EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 _NS: Final = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 #: Most keys one ListObjectsV2 page returns (S3's own maximum).
 PAGE_SIZE: Final = 1000
+#: The largest answer read from a store. A full page is 1,000 keys of at most 1,024 bytes
+#: each (S3's limits), XML-escaped, with their ETag, size and more: under 8 MiB even with
+#: every character escaped, and about 300 KiB for usual keys. An endpoint that sends more is
+#: not S3 (or is hostile): the poll fails rather than the worker holding what it sends.
+MAX_ANSWER_BYTES: Final = 8 * 1024 * 1024
+#: How long reading one answer may take in all (the socket time-out bounds each read only).
+ANSWER_DEADLINE: Final = 60.0
+_READ_PIECE: Final = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +203,8 @@ class Client:
         *,
         timeout: float = 10.0,
         clock: Clock = utcnow,
+        max_answer: int = MAX_ANSWER_BYTES,
+        answer_deadline: float = ANSWER_DEADLINE,
     ) -> None:
         url = parse.urlsplit(endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -205,6 +216,8 @@ class Client:
         self.credentials = credentials
         self.timeout = timeout
         self.clock = clock
+        self.max_answer = max_answer
+        self.answer_deadline = answer_deadline
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.scheme == "https":
@@ -242,11 +255,42 @@ class Client:
         try:
             connection.request(method, target, headers=headers)
             response = connection.getresponse()
-            return response.status, response.read()
+            return response.status, self._read(response)
         except (OSError, http.client.HTTPException) as exc:
             raise S3Error(0, "ConnectionFailed", f"{self.scheme}://{self.netloc}: {exc}") from None
         finally:
             connection.close()
+
+    def _read(self, response: http.client.HTTPResponse) -> bytes:
+        """The answer's body, at most :attr:`max_answer` bytes read within
+        :attr:`answer_deadline`; raises :class:`S3Error` past either."""
+        where = f"{self.scheme}://{self.netloc}"
+        declared = response.getheader("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_answer:
+            raise S3Error(
+                response.status,
+                "AnswerTooLarge",
+                f"{where} announced an answer of {int(declared)} bytes, more than the "
+                f"{self.max_answer} a listing page can take; is the endpoint an S3 store?",
+            )
+        deadline = time.monotonic() + self.answer_deadline
+        body = bytearray()
+        while piece := response.read1(_READ_PIECE):
+            body += piece
+            if len(body) > self.max_answer:
+                raise S3Error(
+                    response.status,
+                    "AnswerTooLarge",
+                    f"{where} sent more than {self.max_answer} bytes in one answer, more than "
+                    "a listing page can take; is the endpoint an S3 store?",
+                )
+            if time.monotonic() > deadline:
+                raise S3Error(
+                    0,
+                    "AnswerTooSlow",
+                    f"{where} took more than {self.answer_deadline:.0f} s to send one answer",
+                )
+        return bytes(body)
 
     def head_bucket(self, bucket: str) -> None:
         """Returns when the bucket exists and the credentials may use it; raises

@@ -78,7 +78,9 @@ def source_verdict(
             False, trigger_api.Reason.CREDENTIALS_NOT_FOUND, _scrub(str(error), scrub)
         )
     if isinstance(error, s3.S3Error):
-        if error.status == 0:
+        if error.code in ("AnswerTooLarge", "AnswerTooSlow"):
+            text = f"listing {where} failed: {error.message}"
+        elif error.status == 0:
             text = f"cannot reach {where}: {error.message}"
         elif error.status in (401, 403) or error.code in CREDENTIAL_ERRORS:
             text = credentials.refusal(

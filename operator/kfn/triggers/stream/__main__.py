@@ -7,7 +7,7 @@ import os
 
 from kfn.triggers import invoke, onfailure, process
 from kfn.triggers import status as status_
-from kfn.triggers.stream import kafka, nats, source, worker
+from kfn.triggers.stream import budget, kafka, nats, source, worker
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     process.start(args)
     invoker = invoke.Invoker(args.activator_url)
     statuses = status_.StatusWriter()
-    clients = source.Clients(invoker, onfailure.Destinations(invoker), statuses)
+    clients = source.Clients(invoker, onfailure.Destinations(invoker), statuses, budget.from_env())
 
     def kafka_consumer(target: source.Target) -> kafka.Consumer:
         return kafka.Consumer(target, clients)

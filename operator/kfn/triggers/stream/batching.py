@@ -132,14 +132,25 @@ def ready(buffered: int, oldest_arrival: float | None, policy: Policy, now: floa
     return max(0.0, oldest_arrival + policy.window - now)
 
 
-def should_pause(buffered: int, size: int, policy: Policy) -> bool:
+def should_pause(
+    buffered: int, size: int, policy: Policy, *, held: int = 0, budget: int | None = None
+) -> bool:
     """Whether to stop fetching a partition holding ``buffered`` records of ``size`` bytes:
-    its function is slower than the stream (or throttled), so memory stays bounded."""
+    its function is slower than the stream (or throttled), so memory stays bounded; or the
+    whole process holds ``held`` bytes, at or over its ``budget``
+    (:mod:`~kfn.triggers.stream.budget`), so every partition stops until that falls."""
+    if budget is not None and held >= budget:
+        return True
     return buffered >= policy.buffer_limit or size >= MAX_BUFFER_BYTES
 
 
-def should_resume(buffered: int, size: int, policy: Policy) -> bool:
-    """Whether a paused partition has room again: both below half their bounds."""
+def should_resume(
+    buffered: int, size: int, policy: Policy, *, held: int = 0, budget: int | None = None
+) -> bool:
+    """Whether a paused partition has room again: both below half their bounds, and the
+    process at or below half its budget (so it does not pause and resume on every record)."""
+    if budget is not None and held > budget // 2:
+        return False
     return buffered <= policy.buffer_limit // 2 and size <= MAX_BUFFER_BYTES // 2
 
 

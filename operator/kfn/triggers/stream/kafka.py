@@ -9,7 +9,8 @@ and partitions run concurrently.
 
 Memory stays bounded: a partition whose buffer holds two batches is paused and resumed
 when half of it is gone, so a slow or throttled function stops fetching instead of piling
-records up.
+records up; and every partition pauses while the process's record bytes, buffered or in
+flight across all Triggers, are over its budget (:mod:`~kfn.triggers.stream.budget`).
 
 On revocation (a rebalance, or closing at shutdown) the poll thread drops the buffered
 records of the revoked partitions and waits for their in-flight batch to finish and commit
@@ -251,6 +252,8 @@ class Consumer(source_.Consumer):
         finally:
             self._abandon()
             self.pool.shutdown(wait=True)
+            with self.lock:
+                self.discharge()
 
     # --- connecting --------------------------------------------------------------------------
 
@@ -401,6 +404,7 @@ class Consumer(source_.Consumer):
             for partition in released:
                 partition.revoked = True
                 partition.buffer.clear()
+                self.charge(-partition.size)
                 partition.size = 0
         deadline = time.monotonic() + wait
         for partition in released:
@@ -465,7 +469,7 @@ class Consumer(source_.Consumer):
                 taken.append(record_of(message))
             elif error.code() != confluent_kafka.KafkaError._PARTITION_EOF:
                 logger.warning("%s: fetch error: %s", self.target.label, error.str())
-        received = 0
+        received = added = 0
         with self.lock:
             partitions = self.partitions
             for record in taken:
@@ -474,9 +478,11 @@ class Consumer(source_.Consumer):
                     continue
                 partition.buffer.append((now, record))
                 partition.size += record.size
+                added += record.size
                 if partition.committed is None:
                     partition.committed = record.position
                 received += 1
+            self.charge(added)
         if received:
             metrics.RECEIVED.labels(self.target.label, KIND).inc(received)
             if not self.reachable:
@@ -487,14 +493,19 @@ class Consumer(source_.Consumer):
         wait = 0.1
         pause: list[int] = []
         resume: list[int] = []
+        held, budget = self.budget.held, self.budget.limit
         with self.lock:
             for partition in self.partitions.values():
                 buffered = len(partition.buffer)
                 size = partition.size
-                if not partition.paused and batching.should_pause(buffered, size, self.policy):
+                if not partition.paused and batching.should_pause(
+                    buffered, size, self.policy, held=held, budget=budget
+                ):
                     partition.paused = True
                     pause.append(partition.number)
-                elif partition.paused and batching.should_resume(buffered, size, self.policy):
+                elif partition.paused and batching.should_resume(
+                    buffered, size, self.policy, held=held, budget=budget
+                ):
                     partition.paused = False
                     resume.append(partition.number)
                 if partition.busy:
@@ -533,6 +544,7 @@ class Consumer(source_.Consumer):
             head = itertools.islice(partition.buffer, self.policy.batch_size)
             count = batching.cut([r.size for _, r in head], self.policy.batch_size)
             batch = [partition.buffer.popleft()[1] for _ in range(count)]
+            # Off the partition's buffer, still held of the process's budget until it ends.
             partition.size -= sum(r.size for r in batch)
             return batch
 
@@ -540,11 +552,18 @@ class Consumer(source_.Consumer):
         try:
             while batch := self._next_batch(partition):
                 source = _PartitionSource(self, partition)
-                if not runner.run_batch(
-                    batch, self.policy, source, cancel=partition.cancel, on_retry=self.retried
-                ):
+                try:
+                    finished = runner.run_batch(
+                        batch, self.policy, source, cancel=partition.cancel, on_retry=self.retried
+                    )
+                finally:
+                    # The batch's bytes were held while in flight (see _next_batch).
+                    with self.lock:
+                        self.charge(-sum(r.size for r in batch))
+                if not finished:
                     with self.lock:
                         partition.buffer.clear()
+                        self.charge(-partition.size)
                         partition.size = 0
                         partition.busy = False
                         partition.idle.set()

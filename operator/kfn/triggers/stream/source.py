@@ -29,6 +29,7 @@ from kfn.api import trigger as trigger_api
 from kfn.triggers import credentials, failure, invoke, metrics, onfailure
 from kfn.triggers import status as status_
 from kfn.triggers.stream import batching, events
+from kfn.triggers.stream import budget as budget_
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,14 @@ def forget(
 @dataclasses.dataclass(frozen=True)
 class Clients:
     """What every consumer of a worker uses: the activator's invoke client, the onFailure
-    destinations and the status writer."""
+    destinations, the status writer and the process's byte budget."""
 
     invoker: invoke.Invoker
     destinations: onfailure.Destinations
     statuses: status_.StatusWriter
+    budget: budget_.ByteBudget = dataclasses.field(
+        default_factory=lambda: budget_.ByteBudget(budget_.DEFAULT_MIB * 1024 * 1024)
+    )
 
 
 class Consumer:
@@ -112,11 +116,25 @@ class Consumer:
         self.invoker = clients.invoker
         self.destinations = clients.destinations
         self.statuses = clients.statuses
+        self.budget = clients.budget
+        #: Bytes this consumer holds of the budget, all given back when it ends.
+        self.charged = 0
         self.grace = grace
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         #: When the function last succeeded (the status's ``lastEventTime``).
         self.last_event: datetime.datetime | None = None
+
+    def charge(self, size: int) -> None:
+        """Records of ``size`` bytes were taken in (``size`` < 0: let go of); called under
+        :attr:`lock`."""
+        self.charged += size
+        self.budget.take(size)
+
+    def discharge(self) -> None:
+        """The consumer ended: whatever it still held goes back to the budget."""
+        self.budget.give(self.charged)
+        self.charged = 0
 
     def report_lag(self, lag: int) -> None:
         """Exports the lag and writes it, with the last event's time, to the status."""

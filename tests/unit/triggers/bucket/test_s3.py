@@ -8,9 +8,12 @@ on 127.0.0.1 that pages its listing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import socket
+import threading
+import time
 
 import pytest
 
@@ -177,3 +180,72 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class RawEndpoint:
+    """An endpoint on 127.0.0.1 that answers any request with the bytes ``answer`` yields,
+    pausing ``pause`` seconds between pieces."""
+
+    def __init__(self, pieces: list[bytes], pause: float = 0.0) -> None:
+        self.pieces = pieces
+        self.pause = pause
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sent = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.recv(65536)
+                for piece in self.pieces:
+                    conn.sendall(piece)
+                    self.sent += len(piece)
+                    time.sleep(self.pause)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=5)
+
+
+def test_an_answer_announcing_more_than_a_listing_page_fails_the_poll_unread() -> None:
+    endpoint = RawEndpoint([b"HTTP/1.1 200 OK\r\nContent-Length: 9000000000\r\n\r\n<x>"])
+    try:
+        with pytest.raises(s3.S3Error) as caught:
+            list(s3.Client(endpoint.url, "us-east-1", None, timeout=5).list_objects("bkt"))
+    finally:
+        endpoint.close()
+    assert caught.value.code == "AnswerTooLarge"
+    assert "announced an answer of 9000000000 bytes" in caught.value.message
+
+
+def test_an_endless_chunked_answer_is_read_only_up_to_the_bound() -> None:
+    chunk = b"x" * 65536
+    piece = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    endpoint = RawEndpoint([head] + [piece] * 64)  # 4 MiB offered
+    try:
+        client = s3.Client(endpoint.url, "us-east-1", None, timeout=5, max_answer=256 * 1024)
+        with pytest.raises(s3.S3Error) as caught:
+            list(client.list_objects("bkt"))
+    finally:
+        endpoint.close()
+    assert caught.value.code == "AnswerTooLarge"
+    assert "sent more than 262144 bytes in one answer" in caught.value.message
+
+
+def test_an_answer_dripping_in_past_its_deadline_fails_the_poll() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    endpoint = RawEndpoint([head] + [b"1\r\nx\r\n"] * 100, pause=0.05)
+    try:
+        client = s3.Client(endpoint.url, "us-east-1", None, timeout=5, answer_deadline=0.3)
+        started = time.monotonic()
+        with pytest.raises(s3.S3Error) as caught:
+            list(client.list_objects("bkt"))
+        took = time.monotonic() - started
+    finally:
+        endpoint.close()
+    assert caught.value.code == "AnswerTooSlow"
+    assert 0.3 <= took < 1.0

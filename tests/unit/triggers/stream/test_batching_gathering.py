@@ -56,6 +56,38 @@ def test_fetching_pauses_at_the_record_limit_and_resumes_at_half() -> None:
     assert batching.should_resume(limit // 2, 0, policy)
 
 
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("paused", "buffered", "size", "held", "fetch"),
+    [
+        # Running partitions: the process's budget (64 MiB) stops all of them at once.
+        (False, 0, 0, 63 * MIB, True),
+        (False, 0, 0, 64 * MIB, False),
+        (False, 10, MIB, 100 * MIB, False),
+        (False, 40000, 0, 0, False),  # its own record bound, whatever the process holds
+        # Paused partitions: fetching again once both the partition and the process have
+        # fallen to half their bounds.
+        (True, 0, 0, 32 * MIB + 1, False),
+        (True, 0, 0, 32 * MIB, True),
+        (True, 20001, 0, 0, False),
+        (True, 20000, 8 * MIB, 32 * MIB, True),
+        (True, 0, 8 * MIB + 1, 0, False),
+    ],
+)
+def test_every_partition_pauses_while_the_process_holds_its_byte_budget(
+    paused: bool, buffered: int, size: int, held: int, fetch: bool
+) -> None:
+    policy = batching.Policy(batch_size=10000)
+    if paused:
+        assert batching.should_resume(buffered, size, policy, held=held, budget=64 * MIB) is fetch
+    else:
+        assert (
+            batching.should_pause(buffered, size, policy, held=held, budget=64 * MIB) is not fetch
+        )
+
+
 def test_fetching_pauses_at_the_byte_limit_whatever_the_record_count() -> None:
     policy = batching.Policy(batch_size=10)
     assert batching.should_pause(16, batching.MAX_BUFFER_BYTES, policy)

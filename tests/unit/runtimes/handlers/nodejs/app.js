@@ -73,3 +73,11 @@ exports.too_many = async () => ({
   headers: { 'Retry-After': '1', 'Kfn-Not-Started': 'busy' },
   body: JSON.stringify({ message: 'Too Many Requests' }),
 });
+
+// Kills its own process, as an out-of-memory kill would, when the event holds "poison".
+exports.die_on_poison = async (event) => {
+  if (JSON.stringify(event).includes('poison')) {
+    process.kill(process.pid, 'SIGKILL');
+  }
+  return { handled: (event.records || []).length };
+};

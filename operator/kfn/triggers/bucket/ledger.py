@@ -1,0 +1,67 @@
+"""The pushed changes a replica took in hand, recorded for the catch-up listing.
+
+Every replica notes each (Push Trigger, change) pair it queues (:meth:`Ledger.note`) and
+writes them to the Trigger's snapshot ConfigMap in one merge patch per Trigger every
+:data:`FLUSH_EVERY` (:meth:`Ledger.flush`), so the replica that lists the bucket knows
+which changes a notification already brought (:mod:`~kfn.triggers.bucket.poll`). A record
+that cannot be written costs at worst one duplicate invocation, never a lost event: the
+catch-up then delivers the change a second time, with its own request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Final
+
+from kfn import kube
+from kfn.triggers.bucket import events, poll, routes
+
+#: How often the records taken in hand are written.
+FLUSH_EVERY: Final = 0.5
+#: Records kept per Trigger while writing them fails; the oldest beyond go.
+MAX_WAITING: Final = 4096
+
+logger = logging.getLogger(__name__)
+
+
+class Ledger:
+    """Records pushed changes for the catch-up listing (see the module doc)."""
+
+    def __init__(self, snapshots: poll.SnapshotStore) -> None:
+        self.snapshots = snapshots
+        self._lock = threading.Lock()
+        self._waiting: dict[routes.Key, dict[str, str]] = {}
+
+    def note(self, route: routes.Route, change: events.ObjectEvent) -> None:
+        """Notes a pushed change this replica took in hand."""
+        key, value = poll.record_entry(change)
+        with self._lock:
+            self._waiting.setdefault(route.key, {})[key] = value
+
+    def flush(self) -> None:
+        """Writes what was noted; keeps what could not be written for the next flush."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for (namespace, name), entries in waiting.items():
+            try:
+                self.snapshots.record(namespace, name, entries)
+            except kube.ApiError as exc:
+                if exc.status == 404:
+                    continue  # no baseline yet: the first listing takes these objects in
+                self._keep(namespace, name, entries, exc)
+            except OSError as exc:
+                self._keep(namespace, name, entries, exc)
+
+    def _keep(self, namespace: str, name: str, entries: dict[str, str], exc: Exception) -> None:
+        logger.warning("%s/%s: recording %d pushed changes failed: %s", namespace, name,
+                       len(entries), exc)  # fmt: skip
+        with self._lock:
+            merged = entries | self._waiting.get((namespace, name), {})
+            self._waiting[(namespace, name)] = dict(list(merged.items())[-MAX_WAITING:])
+
+    def run(self, stop: threading.Event) -> None:
+        """Flushes every :data:`FLUSH_EVERY` until ``stop``, then once more."""
+        while not stop.wait(FLUSH_EVERY):
+            self.flush()
+        self.flush()

@@ -32,6 +32,8 @@ class Ledger:
         self.snapshots = snapshots
         self._lock = threading.Lock()
         self._waiting: dict[routes.Key, dict[str, str]] = {}
+        #: Triggers whose records could not be written last time (warned once).
+        self._failing: set[routes.Key] = set()
 
     def note(self, route: routes.Route, change: events.ObjectEvent) -> None:
         """Notes a pushed change this replica took in hand."""
@@ -43,22 +45,27 @@ class Ledger:
         """Writes what was noted; keeps what could not be written for the next flush."""
         with self._lock:
             waiting, self._waiting = self._waiting, {}
-        for (namespace, name), entries in waiting.items():
+        for key, entries in waiting.items():
             try:
-                self.snapshots.record(namespace, name, entries)
+                self.snapshots.record(*key, entries)
             except kube.ApiError as exc:
-                if exc.status == 404:
-                    continue  # no baseline yet: the first listing takes these objects in
-                self._keep(namespace, name, entries, exc)
+                if exc.status != 404:  # 404: no baseline yet, the first listing takes these in
+                    self._keep(key, entries, exc)
+                continue
             except OSError as exc:
-                self._keep(namespace, name, entries, exc)
+                self._keep(key, entries, exc)
+                continue
+            self._failing.discard(key)
 
-    def _keep(self, namespace: str, name: str, entries: dict[str, str], exc: Exception) -> None:
-        logger.warning("%s/%s: recording %d pushed changes failed: %s", namespace, name,
-                       len(entries), exc)  # fmt: skip
+    def _keep(self, key: routes.Key, entries: dict[str, str], exc: Exception) -> None:
+        """Keeps records that could not be written (the newest :data:`MAX_WAITING`)."""
+        if key not in self._failing:
+            logger.warning("%s/%s: recording pushed changes failed (the catch-up may deliver "
+                           "them again): %s", *key, exc)  # fmt: skip
+            self._failing.add(key)
         with self._lock:
-            merged = entries | self._waiting.get((namespace, name), {})
-            self._waiting[(namespace, name)] = dict(list(merged.items())[-MAX_WAITING:])
+            merged = entries | self._waiting.get(key, {})
+            self._waiting[key] = dict(list(merged.items())[-MAX_WAITING:])
 
     def run(self, stop: threading.Event) -> None:
         """Flushes every :data:`FLUSH_EVERY` until ``stop``, then once more."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kfn import kube
 from kfn.triggers import metrics
 from kfn.triggers.bucket import events, poll, routes, worker
 from tests.unit.triggers.bucket.conftest import Store
@@ -208,3 +209,29 @@ def test_a_push_trigger_whose_bucket_cannot_be_listed_keeps_its_status_and_warns
     store.refuse = False
     listings(bucket, route, clock, 1)
     assert bucket.poller.polls[route.key].problem == ""
+
+
+def test_records_that_cannot_be_written_are_kept_for_the_next_flush_with_one_warning(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket, recorder, snapshots, route, clock = push_worker(store)
+    bucket.poller.poll_once(route)
+    store.objects["in/kept.jpg"] = ("e3", 3)
+    writes: list[int] = []
+    real_record = snapshots.record
+
+    def refusing(namespace: str, trigger: str, entries: Any) -> None:
+        writes.append(len(entries))
+        if len(writes) < 3:
+            raise kube.ApiError(500, "InternalError", "etcd is away")
+        real_record(namespace, trigger, entries)
+
+    snapshots.record = refusing  # type: ignore[method-assign]
+    assert bucket.handle_push(notification("in/kept.jpg", etag="e3"))[0] == 200
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            bucket.records.flush()
+    assert writes == [1, 1, 1]
+    assert len([r for r in caplog.records if "recording pushed changes" in r.getMessage()]) == 1
+    listings(bucket, route, clock, 3)
+    assert recorder.keys() == [("ObjectCreated:Put", "in/kept.jpg")]

@@ -7,14 +7,12 @@ with its data in a temporary folder. It is stopped by PID when its ``with`` bloc
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import pathlib
 import secrets
 import socket
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 
 import confluent_kafka
@@ -148,7 +146,7 @@ def kafka_broker(root: pathlib.Path) -> Iterator[Kafka]:
     log = root / "kafka.log"
     fmt = brokers.kafka_java(
         paths, "kafka.tools.StorageTool", "format",
-        "--cluster-id", base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode(),
+        "--cluster-id", brokers.new_kafka_cluster_id(),
         "--config", str(props),
         "--add-scram", f"{MECHANISM}=[name=admin,password={admin}]",
         "--add-scram", f"{MECHANISM}=[name=fn,password={password}]",

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from kfn.triggers.bucket import poll
 from kfncluster import fnimage
 from tests.cluster import stores
 from tests.cluster.kubeutil import (
@@ -154,6 +155,7 @@ def test_an_upload_wakes_the_function_at_zero_with_a_correct_s3_event_and_filter
     bucket_trigger(
         namespace, "photos-jpg", "push-fn", endpoint=store.endpoint, bucket="photos",
         events=["s3:ObjectCreated:*"], filter={"prefix": "in/", "suffix": ".jpg"},
+        credentialsSecretRef={"name": store.secret_name},
     )  # fmt: skip
     wait_for("the Trigger to be reachable",
              lambda: condition(namespace, "photos-jpg", "SourceReachable").get("status") == "True",
@@ -184,7 +186,8 @@ def test_a_delete_is_reported_as_object_removed_when_selected(
     function(namespace, "push-fn", image, sink)
     store.create_bucket("removals")
     bucket_trigger(namespace, "removals", "push-fn", endpoint=store.endpoint, bucket="removals",
-                   events=["s3:ObjectRemoved:*"])  # fmt: skip
+                   events=["s3:ObjectRemoved:*"],
+                   credentialsSecretRef={"name": store.secret_name})  # fmt: skip
     wait_for("the Trigger to be reachable",
              lambda: condition(namespace, "removals", "SourceReachable").get("status") == "True",
              timeout=30, every=0.5)  # fmt: skip
@@ -206,7 +209,8 @@ def test_a_rolling_restart_during_a_burst_of_pushed_uploads_loses_no_event(
     function(namespace, "push-fn", image, sink)
     store.create_bucket("burst")
     bucket_trigger(namespace, "burst", "push-fn", endpoint=store.endpoint, bucket="burst",
-                   events=["s3:ObjectCreated:*"])  # fmt: skip
+                   events=["s3:ObjectCreated:*"],
+                   credentialsSecretRef={"name": store.secret_name})  # fmt: skip
     wait_for("the Trigger to be reachable",
              lambda: condition(namespace, "burst", "SourceReachable").get("status") == "True",
              timeout=30, every=0.5)  # fmt: skip
@@ -246,6 +250,40 @@ def test_a_rolling_restart_during_a_burst_of_pushed_uploads_loses_no_event(
     assert sorted(first_tries) == keys[:5]
     retried = {r["event"]["Records"][0]["s3"]["object"]["key"]: r["id"] for r in sink.received}
     assert {key: retried[key] for key in first_tries} == first_tries
+
+
+def test_an_upload_whose_notification_never_came_reaches_the_function_once_by_listing(
+    namespace: str, store: stores.S3Store, image: str, sink: Sink
+) -> None:
+    """The store sends its notifications to this module's namespace only, so a Push Trigger
+    in another namespace hears none: the catch-up listing alone brings the upload."""
+    with scratch_namespace("unheard") as other:
+        secret = kubectl_json("-n", namespace, "get", "secret", store.secret_name)
+        apply({"apiVersion": "v1", "kind": "Secret", "type": secret.get("type", "Opaque"),
+               "metadata": {"name": store.secret_name, "namespace": other},
+               "data": secret["data"]})  # fmt: skip
+        function(other, "push-fn", image, sink)
+        store.create_bucket("unheard")
+        store.put_object("unheard", "before.txt", b"existed before the Trigger")
+        bucket_trigger(other, "unheard", "push-fn", endpoint=store.endpoint, bucket="unheard",
+                       events=["s3:ObjectCreated:*"], pollInterval="2s",
+                       credentialsSecretRef={"name": store.secret_name})  # fmt: skip
+        wait_for("the catch-up listing to take its baseline",
+                 lambda: kubectl_json("-n", other, "get", "configmap", "kfn-bucket-unheard"),
+                 timeout=60, every=0.5)  # fmt: skip
+        started = time.monotonic()
+        etag = store.put_object("unheard", "lost.txt", b"no notification for me")
+        wait_for("the unannounced upload to reach the function",
+                 lambda: sink.records("unheard"), timeout=90, every=0.5)  # fmt: skip
+        print(f"\nan upload without a notification arrived after "
+              f"{time.monotonic() - started:.1f}s")  # fmt: skip
+        # Several more listings: no second delivery.
+        time.sleep(poll.PUSH_SETTLE.total_seconds() + 4)
+        [record] = sink.records("unheard")
+        assert record["eventName"] == "ObjectCreated:Put"
+        assert record["s3"]["object"]["key"] == "lost.txt"
+        assert record["s3"]["object"]["eTag"] == etag
+        assert "before.txt" not in sink.keys("unheard")
 
 
 def test_poll_mode_sees_creates_and_deletes_and_survives_a_killed_poller(

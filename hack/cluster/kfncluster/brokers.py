@@ -22,12 +22,14 @@ a trigger's topic shows up as an error instead of a new empty topic).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import pathlib
 import shutil
 import socket
 import struct
+import uuid
 from collections.abc import Callable, Sequence
 
 from kfncluster import config, host, procs
@@ -154,6 +156,18 @@ def kafka_java(paths: config.Paths, main: str, *args: str) -> list[str]:
         main,
         *args,
     ]
+
+
+def new_kafka_cluster_id() -> str:
+    """A random Kafka cluster id that command lines cannot mistake for an option.
+
+    Kafka's ids are URL-safe base64 of 16 random bytes, so one in 64 begins with "-", which
+    the storage tool's argument parser takes for a flag; Kafka's own generator draws again.
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def kafka_format_argv(paths: config.Paths) -> list[str]:

@@ -564,15 +564,20 @@ class BucketTrigger(meta.Model):
     )
     mode: Literal["Push", "Poll"] = pydantic.Field(
         default="Push",
-        description="Push: the service sends bucket notifications to kfn (webhook). Poll: kfn "
-        "lists the bucket every pollInterval, for services without notifications.",
+        description="Push: the service sends bucket notifications to kfn (webhook); kfn also "
+        "lists the bucket every pollInterval and delivers changes whose notification never "
+        "came. Poll: kfn lists the bucket every pollInterval, for services without "
+        "notifications.",
     )
     poll_interval: Annotated[meta.Duration, DurationRange("1s", "1h")] = pydantic.Field(
-        default="10s", description="How often Poll mode lists the bucket (1s to 1h)."
+        default="10s",
+        description="How often kfn lists the bucket (1s to 1h): in Poll mode to find changes, "
+        "in Push mode to catch up on notifications the service failed to send.",
     )
     credentials_secret_ref: meta.LocalObjectReference | None = pydantic.Field(
         default=None,
-        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, to list the "
+        "bucket (Push mode catches up on lost notifications only with it).",
     )
     delivery: AsyncDelivery = pydantic.Field(
         default_factory=AsyncDelivery, description="Retries and the failure destination."

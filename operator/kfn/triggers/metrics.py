@@ -1,9 +1,10 @@
 """The trigger workers' metrics, by trigger and kind.
 
 Events received (records, ticks, notifications read), delivered, retried, failed (the
-function never succeeded), dead-lettered (sent to onFailure) and handed off (to another
-replica), and the lag (events waiting). Every worker kind counts the same series, so one
-dashboard shows them all; :func:`forget_metrics` drops a deleted Trigger's series.
+function never succeeded), dead-lettered (sent to onFailure), handed off (to another
+replica) and caught up (bucket changes found by listing that no notification brought),
+and the lag (events waiting). Every worker kind counts the same series, so one dashboard
+shows them all; :func:`forget_metrics` drops a deleted Trigger's series.
 """
 
 from __future__ import annotations
@@ -36,10 +37,17 @@ HANDED_OFF = prometheus_client.Counter(
     "Events a stopping replica handed to another one to finish.",
     _LABELS,
 )
+CAUGHT_UP = prometheus_client.Counter(
+    "kfn_trigger_events_caught_up",
+    "Bucket changes no notification brought, found by listing a Push Trigger's bucket.",
+    _LABELS,
+)
 LAG = prometheus_client.Gauge(
     "kfn_trigger_lag", "Events waiting: records behind the stream head, queued events.", _LABELS
 )
-_SERIES: Final = (RECEIVED, DELIVERED, RETRIED, FAILED, DEAD_LETTERED, HANDED_OFF, LAG)
+_SERIES: Final = (
+    RECEIVED, DELIVERED, RETRIED, FAILED, DEAD_LETTERED, HANDED_OFF, CAUGHT_UP, LAG,
+)  # fmt: skip
 
 
 def forget_metrics(trigger: str, kind: str) -> None:

@@ -107,6 +107,15 @@ def test_kafka_storage_is_formatted_with_the_fixed_cluster_id_and_left_alone_whe
     assert len(base64.urlsafe_b64decode(brokers.KAFKA_CLUSTER_ID + "==")) == 16
 
 
+def test_fresh_kafka_cluster_ids_are_16_bytes_and_never_begin_like_an_option() -> None:
+    import base64  # noqa: PLC0415
+
+    ids = [brokers.new_kafka_cluster_id() for _ in range(2000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
 def test_nats_listens_for_clients_on_the_node_address_and_monitors_on_loopback(
     tmp_path: pathlib.Path,
 ) -> None:

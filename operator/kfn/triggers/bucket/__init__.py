@@ -18,6 +18,10 @@ Design:
   a few seconds (until the Service stops sending to it), finishes what it has in hand, and
   exits; a rolling restart loses nothing. Before the Triggers are listed the replica is not
   ready and answers 503, so it never drops a notification for a Trigger it has not seen.
+  Stores send a notification once at best, so the poller also lists Push Triggers' buckets
+  (with their credentials) and delivers what no notification brought; the
+  :mod:`~kfn.triggers.bucket.ledger` records pushed changes so that catch-up does not
+  double them (:mod:`~kfn.triggers.bucket.poll` says how).
 * **Poll mode** (:mod:`~kfn.triggers.bucket.poller`, :mod:`~kfn.triggers.bucket.poll`,
   :mod:`~kfn.triggers.bucket.s3`): the replica holding the ``kfn-bucket-poller`` Lease
   (the cron worker's election rules) lists each bucket every ``pollInterval`` with

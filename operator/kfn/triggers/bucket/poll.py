@@ -12,6 +12,15 @@ A Trigger's first poll takes the current listing as the baseline and reports not
 objects that existed before; so does a Trigger whose source (endpoint, bucket, filter)
 changed, since the old snapshot describes another set of objects.
 
+Push Triggers are listed the same way to **catch up** on notifications a store never sent
+(stores send each once, versitygw with a 3 s timeout and no retry; a notification that
+reached no replica that knew the Trigger is gone too). Every replica records the pushed
+changes it takes in hand in the same ConfigMap (``data`` keys under
+:data:`RECORD_PREFIX`, one merge patch per flush, see :func:`record_entry`); the catch-up
+folds them into the snapshot (:func:`fold`) before comparing, and delivers a change no
+record explains only once two listings at least :data:`PUSH_SETTLE` apart found it
+(:func:`settled`), so a notification still on its way is not doubled.
+
 Everything here but :class:`SnapshotStore` is pure.
 """
 
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import gzip
 import hashlib
 import json
@@ -38,6 +48,11 @@ DATA_KEY: Final = "snapshot.json.gz"
 SOURCE_ANNOTATION: Final = "kfn.dev/bucket-source"
 #: A ConfigMap holds at most 1 MiB; beyond this (compressed) the snapshot cannot be kept.
 MAX_SNAPSHOT_BYTES: Final = 900 * 1024
+#: ``data`` keys of the snapshot's ConfigMap that record pushed changes.
+RECORD_PREFIX: Final = "pushed."
+#: How long a Push Trigger's listing must keep showing a change no notification brought
+#: before the catch-up delivers it.
+PUSH_SETTLE: Final = datetime.timedelta(seconds=10)
 
 Snapshot = dict[str, str]
 
@@ -105,6 +120,86 @@ def batches(changes: list[Change], size: int) -> list[list[Change]]:
     return [changes[i : i + size] for i in range(0, len(changes), size)]
 
 
+# --- catching up on Push Triggers ---------------------------------------------------------------
+
+
+def record_entry(change: events.ObjectEvent) -> tuple[str, str]:
+    """The ConfigMap ``data`` entry recording a pushed change.
+
+    Each (key, eTag) and each removal has its own entry, so records from several replicas
+    never overwrite one another and the catch-up removes only those it folded.
+    """
+    removed = change.name.startswith("ObjectRemoved")
+    mark = "\0removed" if removed else change.etag
+    digest = hashlib.sha256(f"{change.key}\0{mark}".encode()).hexdigest()[:40]
+    body = {"key": change.key, "removed": True} if removed else {"key": change.key,
+                                                                  "etag": change.etag}  # fmt: skip
+    return RECORD_PREFIX + digest, json.dumps(body, separators=(",", ":"))
+
+
+def _recorded(value: str) -> tuple[str, str | None] | None:
+    """(key, eTag) of a record, eTag None for a removal; None for garbage."""
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("key"), str):
+        return None
+    if body.get("removed") is True:
+        return body["key"], None
+    etag = body.get("etag")
+    return (body["key"], etag) if isinstance(etag, str) else None
+
+
+def fold(
+    snapshot: Mapping[str, str], records: Mapping[str, str], listing: Mapping[str, str]
+) -> Snapshot:
+    """The snapshot with the recorded pushed changes in it, judged by the current listing.
+
+    A key the listing shows as a recorded creation brought it (or one without an eTag, as
+    some stores send) takes the listing's eTag; a key the listing lacks after a recorded
+    removal leaves the snapshot. Anything else stays, so :func:`diff` reports what no
+    notification explains.
+    """
+    marks: dict[str, set[str | None]] = {}
+    for value in records.values():
+        recorded = _recorded(value)
+        if recorded is not None:
+            marks.setdefault(recorded[0], set()).add(recorded[1])
+    updated = dict(snapshot)
+    for key, seen in marks.items():
+        current = listing.get(key)
+        if current is None:
+            if None in seen:
+                updated.pop(key, None)
+        elif current in seen or "" in seen:
+            updated[key] = current
+    return updated
+
+
+Sighting = tuple[str, str, str]
+
+
+def settled(
+    changes: list[Change],
+    seen: Mapping[Sighting, datetime.datetime],
+    now: datetime.datetime,
+    settle: datetime.timedelta = PUSH_SETTLE,
+) -> tuple[list[Change], dict[Sighting, datetime.datetime]]:
+    """Of the changes a Push Trigger's listing shows and no record explains, those first
+    seen at least ``settle`` ago; and when each change now shown was first seen (the rest
+    are forgotten: a record or another change explained them)."""
+    sightings: dict[Sighting, datetime.datetime] = {}
+    due = []
+    for change in changes:
+        sighting = (change.key, change.name, change.etag)
+        first = seen.get(sighting, now)
+        sightings[sighting] = first
+        if now - first >= settle:
+            due.append(change)
+    return due, sightings
+
+
 # --- the persisted form ------------------------------------------------------------------------
 
 
@@ -169,8 +264,19 @@ def snapshot_of(obj: Mapping[str, Any] | None, *, uid: str, source: str) -> Snap
     return decode(value) if isinstance(value, str) else None
 
 
+def records_of(obj: Mapping[str, Any] | None, *, uid: str) -> dict[str, str]:
+    """The pushed-change records a snapshot's ConfigMap holds for this Trigger."""
+    if obj is None:
+        return {}
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    if not any(owner.get("uid") == uid for owner in owners):
+        return {}
+    data = obj.get("data") or {}
+    return {k: v for k, v in data.items() if k.startswith(RECORD_PREFIX) and isinstance(v, str)}
+
+
 class SnapshotStore:
-    """Reads and writes snapshots through :mod:`kfn.kube`."""
+    """Reads and writes snapshots (and pushed-change records) through :mod:`kfn.kube`."""
 
     MANAGER: Final = "kfn-bucket"
 
@@ -197,6 +303,22 @@ class SnapshotStore:
                 "ConfigMap holds; narrow the Trigger's filter prefix"
             )
         kube.apply(obj, manager=self.MANAGER)
+
+    def records(self, namespace: str, trigger: str, *, uid: str) -> dict[str, str]:
+        """The pushed changes recorded since the catch-up last folded them."""
+        obj = kube.get("v1", "ConfigMap", namespace, configmap_name(trigger))
+        return records_of(obj, uid=uid)
+
+    def record(self, namespace: str, trigger: str, entries: Mapping[str, str]) -> None:
+        """Adds records (one merge patch); :class:`kfn.kube.ApiError` 404 before a baseline."""
+        kube.patch("v1", "ConfigMap", namespace, configmap_name(trigger),
+                   {"data": dict(entries)})  # fmt: skip
+
+    def drop_records(self, namespace: str, trigger: str, keys: Iterable[str]) -> None:
+        """Removes folded records; records added meanwhile have other keys and stay."""
+        body = {"data": dict.fromkeys(keys)}
+        if body["data"]:
+            kube.patch("v1", "ConfigMap", namespace, configmap_name(trigger), body)
 
 
 class SnapshotTooLargeError(Exception):

@@ -1,8 +1,10 @@
-"""Poll mode at work: the replica holding the poller Lease lists buckets and delivers changes.
+"""Listing at work: the replica holding the poller Lease lists buckets and delivers changes.
 
 While this replica holds the ``kfn-bucket-poller`` Lease (the cron worker's election
-rules), :meth:`Poller.loop` polls each Poll Trigger whose ``pollInterval`` has passed, one
-thread per Trigger. A poll reads the Trigger's Secret, lists the bucket
+rules), :meth:`Poller.loop` lists the bucket of each Trigger whose ``pollInterval`` has
+passed, one thread per Trigger: for a Poll Trigger to find its changes, for a Push
+Trigger to catch up on notifications the store never sent (:mod:`~kfn.triggers.bucket.poll`
+explains how pushed changes are told apart). A poll reads the Trigger's Secret, lists the bucket
 (:mod:`~kfn.triggers.bucket.s3`), diffs the listing against the snapshot and delivers the
 changes batch by batch, writing the snapshot after each (:mod:`~kfn.triggers.bucket.poll`
 decides all of that). A replica that loses the Lease forgets what it cached, since the new
@@ -60,6 +62,10 @@ class PollState:
     source: str
     snapshot: poll.Snapshot | None = None
     due: datetime.datetime | None = None
+    #: Push Triggers: changes no notification explained, and when each was first listed.
+    sightings: dict[poll.Sighting, datetime.datetime] = dataclasses.field(default_factory=dict)
+    #: Push Triggers: the last listing's failure, logged once until it changes.
+    problem: str = ""
 
 
 class Poller:
@@ -114,10 +120,10 @@ class Poller:
     # -- when --
 
     def due(self, now: datetime.datetime) -> list[routes.Route]:
-        """The Poll Triggers whose interval has passed (or that were never polled)."""
+        """The Triggers whose interval has passed (or that were never listed)."""
         return [
             route
-            for route in routes.polled(self.routes)
+            for route in self.routes.values()
             if (due := self._state(route).due) is None or due <= now
         ]
 
@@ -151,8 +157,38 @@ class Poller:
 
     def _poll(self, route: routes.Route) -> None:
         source = poll.source_of(route.spec)
+        state = self._state(route)
+        found = self._list(route, state, source)
+        if found is None:
+            return
+        records, listing = found
+        if state.snapshot is None:
+            baseline = {item.key: item.etag for item in listing}
+            if self._save(route, source, baseline) and records:
+                self._drop_records(route, records)
+            state.snapshot = baseline
+            logger.info("%s: baseline of %d objects taken", route.label, len(baseline))
+            return
+        loud = self._reconcile(route, state, source, records, listing)
+        if loud:
+            self._deliver_changes(route, state, source, loud)
+
+    def _list(
+        self, route: routes.Route, state: PollState, source: str
+    ) -> tuple[dict[str, str], list[s3.ObjectInfo]] | None:
+        """The pushed-change records and the listing in scope; None when listing failed
+        (a Poll Trigger's SourceReachable says why, a Push Trigger's warning once)."""
+        pushed = route.spec.mode == "Push"
         secrets: list[str] = []
         try:
+            if state.snapshot is None:
+                state.snapshot = self.snapshots.load(
+                    route.namespace, route.name, uid=route.uid, source=source
+                )
+            # Read before listing, so every change a record names happened before the listing.
+            records = (
+                self.snapshots.records(route.namespace, route.name, uid=route.uid) if pushed else {}
+            )
             keys = credentials_of(
                 self.read_secret(route.namespace, route.spec.credentials_secret_ref), route
             )
@@ -165,32 +201,55 @@ class Poller:
                 for item in client.list_objects(route.spec.bucket, prefix)
                 if poll.in_scope(route.spec, item.key)
             ]
-            state = self._state(route)
-            if state.snapshot is None:
-                state.snapshot = self.snapshots.load(
-                    route.namespace, route.name, uid=route.uid, source=source
-                )
         except (credentials.CredentialsError, s3.S3Error, kube.ApiError, OSError) as exc:
             verdict = verdicts.source_verdict(exc, route, secrets=secrets)
-            logger.warning("%s: %s", route.label, verdict.message)
-            self.conditions.reachable(route, verdict)
-            return
-        self.conditions.reachable(route, verdicts.source_verdict(None, route))
-        if state.snapshot is None:
-            baseline = {item.key: item.etag for item in listing}
-            self._save(route, source, baseline)
-            state.snapshot = baseline
-            logger.info("%s: baseline of %d objects taken", route.label, len(baseline))
-            return
+            if not pushed:
+                logger.warning("%s: %s", route.label, verdict.message)
+                self.conditions.reachable(route, verdict)
+            elif verdict.message != state.problem:
+                # Notifications still arrive; say so once, not on every listing.
+                logger.warning("%s: catching up by listing failed: %s", route.label,
+                               verdict.message)  # fmt: skip
+            state.problem = verdict.message
+            return None
+        state.problem = ""
+        if not pushed:
+            self.conditions.reachable(route, verdicts.source_verdict(None, route))
+        return records, listing
+
+    def _reconcile(
+        self, route: routes.Route, state: PollState, source: str,
+        records: dict[str, str], listing: list[s3.ObjectInfo],
+    ) -> list[poll.Change]:  # fmt: skip
+        """Moves the snapshot on by what needs no delivery (changes the Trigger does not
+        report, recorded pushes); the changes to deliver."""
+        assert state.snapshot is not None
+        if records:
+            current = {item.key: item.etag for item in listing}
+            state.snapshot = poll.fold(state.snapshot, records, current)
         changes = poll.diff(state.snapshot, listing)
-        if not changes:
-            return
         quiet = [c for c in changes if not poll.reported(route.spec, c)]
         loud = [c for c in changes if poll.reported(route.spec, c)]
+        if route.spec.mode == "Push":
+            loud, state.sightings = poll.settled(loud, state.sightings, self.clock())
+            if loud:
+                logger.warning("%s: %d changes no notification brought, delivered from the "
+                               "listing", route.label, len(loud))  # fmt: skip
+                metrics.CAUGHT_UP.labels(route.label, routes.KIND).inc(len(loud))
         snapshot = poll.advance(state.snapshot, quiet)
-        if quiet and not loud:
-            self._save(route, source, snapshot)
+        if records or (quiet and not loud):
+            if not self._save(route, source, snapshot):
+                return []
+            if records:
+                self._drop_records(route, records)
         state.snapshot = snapshot
+        return loud
+
+    def _deliver_changes(
+        self, route: routes.Route, state: PollState, source: str, loud: list[poll.Change]
+    ) -> None:
+        """Delivers changes batch by batch, writing the snapshot after each."""
+        assert state.snapshot is not None
         now = self.clock()
         found = [
             (change, events.polled(route.spec.bucket, change.key, change.name, now=now,
@@ -199,10 +258,10 @@ class Poller:
             for i, change in enumerate(loud)
         ]  # fmt: skip
         metrics.RECEIVED.labels(route.label, routes.KIND).inc(len(found))
-        for batch in poll.batches([c for c, _ in found], POLL_BATCH):
+        by_change = dict(found)
+        for batch in poll.batches(loud, POLL_BATCH):
             if self.terminating.is_set() or not self.may_poll():
                 return
-            by_change = dict(found)
             futures = {
                 change: self.dispatcher.pool.submit(self._deliver, route, by_change[change], now)
                 for change in batch
@@ -222,7 +281,8 @@ class Poller:
         request_id = events.request_id(route.uid, change, polled=True)
         return self.dispatcher.deliver(route, payload, request_id, first_seen, None)
 
-    def _save(self, route: routes.Route, source: str, snapshot: poll.Snapshot) -> None:
+    def _save(self, route: routes.Route, source: str, snapshot: poll.Snapshot) -> bool:
+        """Writes the snapshot; False when that failed."""
         try:
             self.snapshots.save(
                 route.namespace, route.name, uid=route.uid, source=source, snapshot=snapshot
@@ -230,6 +290,16 @@ class Poller:
         except (kube.ApiError, OSError, poll.SnapshotTooLargeError) as exc:
             # Not fatal: the next poll starts from what was last written and resends.
             logger.warning("%s: writing the snapshot failed: %s", route.label, exc)
+            return False
+        return True
+
+    def _drop_records(self, route: routes.Route, records: Mapping[str, str]) -> None:
+        """Removes the records now folded into the written snapshot."""
+        try:
+            self.snapshots.drop_records(route.namespace, route.name, records)
+        except (kube.ApiError, OSError) as exc:
+            # Not fatal: folding them again next time changes nothing.
+            logger.warning("%s: removing folded records failed: %s", route.label, exc)
 
     # -- the loop --
 

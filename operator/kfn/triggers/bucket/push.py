@@ -3,7 +3,9 @@
 The receiver (:mod:`~kfn.triggers.bucket.receiver`) hands each notification to
 :meth:`Pusher.handle`, which queues every matching (Trigger, record) pair in the delivery
 pool as a held event (:mod:`~kfn.triggers.bucket.holding`) and answers 200 only once all
-were handled: nothing is acknowledged before it is handled. An event that another,
+were handled: nothing is acknowledged before it is handled. Each pair is also noted in the
+:class:`~kfn.triggers.bucket.ledger.Ledger`, so the listing that catches up on lost
+notifications does not deliver it again. An event that another,
 stopping replica hands over (:meth:`Pusher.take_over`) joins the pool the same way and
 goes on from where it stood.
 """
@@ -17,7 +19,7 @@ import threading
 from kfn.clock import Clock, utcnow
 from kfn.kube import cache
 from kfn.triggers import delivery, metrics
-from kfn.triggers.bucket import dispatch, events, handoff, holding, routes
+from kfn.triggers.bucket import dispatch, events, handoff, holding, ledger, routes
 
 
 class Pusher:
@@ -31,9 +33,12 @@ class Pusher:
         *,
         handoff_key: bytes,
         abort: threading.Event,
+        records: ledger.Ledger | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self.routes = routes_
+        #: Where the changes taken in hand are noted for the catch-up listing.
+        self.records = records
         self.dispatcher = dispatcher
         self.held = held
         self.handoff_key = handoff_key
@@ -74,8 +79,10 @@ class Pusher:
             return 200, "no Trigger matches"
         if self.abort.is_set():
             return 503, "stopping"
-        for route, _ in pairs:
+        for route, change in pairs:
             metrics.RECEIVED.labels(route.label, routes.KIND).inc()
+            if self.records is not None:
+                self.records.note(route, change)
         futures = []
         try:
             for route, change in pairs:

@@ -6,7 +6,10 @@
 * the HTTP receiver (:mod:`~kfn.triggers.bucket.receiver`) answers readiness here and hands
   notifications and hand-offs to the :class:`~kfn.triggers.bucket.push.Pusher`;
 * the lease keeper holds the ``kfn-bucket-poller`` Lease; while it leads, the
-  :class:`~kfn.triggers.bucket.poller.Poller` lists the buckets of Poll Triggers when due;
+  :class:`~kfn.triggers.bucket.poller.Poller` lists the buckets of Poll Triggers when due,
+  and those of Push Triggers to catch up on notifications never sent;
+* the :class:`~kfn.triggers.bucket.ledger.Ledger` records the pushed changes taken in hand,
+  so that catch-up does not deliver them twice;
 * deliveries of both modes run in one bounded pool
   (:class:`~kfn.triggers.bucket.dispatch.Dispatcher`);
 * the status writer (:mod:`kfn.triggers.status`) writes conditions in the background
@@ -34,6 +37,7 @@ from kfn.triggers.bucket import (
     dispatch,
     handoff,
     holding,
+    ledger,
     poll,
     poller,
     push,
@@ -76,9 +80,11 @@ class Worker:
         self.held = holding.HeldEvents(
             peer_url=peer_url or public_url, key=handoff_key, send=send_handoff
         )
+        snapshots = snapshots or poll.SnapshotStore()
+        self.records = ledger.Ledger(snapshots)
         self.pusher = push.Pusher(
-            self.routes, self.dispatcher, self.held,
-            handoff_key=handoff_key, abort=self.abort, clock=clock,
+            self.routes, self.dispatcher, self.held, handoff_key=handoff_key,
+            abort=self.abort, records=self.records, clock=clock,
         )  # fmt: skip
         self.poller = poller.Poller(
             self.routes, self.dispatcher, self.conditions, terminating=self.terminating,
@@ -151,11 +157,15 @@ def run(
     stop_polling = threading.Event()
     stop_lease = threading.Event()
     stop_status = threading.Event()
+    stop_records = threading.Event()
     polling = threading.Thread(
         target=worker.poller.loop, args=(stop_polling,), name="poll", daemon=True
     )
     worker.routes.start()
-    threads = [polling]
+    recording = threading.Thread(
+        target=worker.records.run, args=(stop_records,), name="records", daemon=True
+    )
+    threads = [polling, recording]
     if worker.lease is not None:
         threads.append(
             threading.Thread(target=worker.lease.run, args=(stop_lease,), name="lease", daemon=True)
@@ -195,6 +205,8 @@ def run(
     server.wait_idle(shutdown.last_answers)
     polling.join(shutdown.last_answers)
     stop_polling.set()
+    stop_records.set()
+    recording.join(5.0)
     worker.routes.stop()
     worker.dispatcher.pool.shutdown(wait=False, cancel_futures=True)
     stop_lease.set()

@@ -7,9 +7,10 @@ import dataclasses
 import datetime
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from kfn import kube
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery, failure
@@ -144,9 +145,27 @@ class MemorySnapshots(poll.SnapshotStore):
         self, namespace: str, trigger: str, *, uid: str, source: str, snapshot: Mapping[str, str]
     ) -> None:
         self.writes += 1
-        self.objects[(namespace, trigger)] = poll.configmap(
+        old = self.objects.get((namespace, trigger)) or {}
+        obj = poll.configmap(
             namespace=namespace, trigger=trigger, uid=uid, source=source, snapshot=snapshot
         )
+        # As with server-side apply: the records other writers patched in stay.
+        obj["data"] = dict(old.get("data") or {})
+        self.objects[(namespace, trigger)] = obj
+
+    def records(self, namespace: str, trigger: str, *, uid: str) -> dict[str, str]:
+        return poll.records_of(self.objects.get((namespace, trigger)), uid=uid)
+
+    def record(self, namespace: str, trigger: str, entries: Mapping[str, str]) -> None:
+        obj = self.objects.get((namespace, trigger))
+        if obj is None:
+            raise kube.ApiError(404, "NotFound", f"configmaps {trigger!r} not found")
+        obj["data"] = {**obj.get("data", {}), **entries}
+
+    def drop_records(self, namespace: str, trigger: str, keys: Iterable[str]) -> None:
+        data = self.objects[(namespace, trigger)].get("data", {})
+        for key in keys:
+            data.pop(key, None)
 
 
 def no_secret(namespace: str, ref: meta.LocalObjectReference | None) -> None:

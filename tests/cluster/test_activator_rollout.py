@@ -25,14 +25,9 @@ import pytest
 
 from kfncluster import fnimage
 from tests.cluster import httpload
+from tests.cluster.invoking import deploy, invoke, known_to_every_activator
 from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace
-from tests.cluster.test_scale_from_zero import (
-    HANDLER,
-    deploy,
-    failures,
-    invoke,
-    known_to_every_activator,
-)
+from tests.cluster.test_scale_from_zero import HANDLER, failures
 
 pytestmark = pytest.mark.cluster
 

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from kfncluster import fnimage
-from tests.cluster import httpload
+from tests.cluster.invoking import activator_address, invoke, known_to_every_activator
 from tests.cluster.kubeutil import (
     apply,
     function_pods,
-    kubectl,
     kubectl_json,
     python_function,
     scratch_namespace,
@@ -53,10 +52,7 @@ def namespace(kfn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def activator(kfn: str) -> tuple[str, int]:
-    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-activator", "--timeout=120s")
-    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-autoscaler", "--timeout=120s")
-    service = kubectl_json("-n", kfn, "get", "service", "kfn-activator")
-    return service["spec"]["clusterIP"], 80
+    return activator_address(kfn)
 
 
 def function(namespace: str, name: str) -> dict[str, Any]:
@@ -81,22 +77,6 @@ def wait_condition(
         return None
 
     return wait_for(f"{name}: {type_}={status} {reason}", probe, timeout=timeout, every=0.3)
-
-
-async def invoke(activator: tuple[str, int], namespace: str, name: str) -> httpload.Response:
-    path = f"/_kfn/functions/{namespace}/{name}/invoke"
-    return await httpload.request(*activator, "POST", path, b"{}")
-
-
-def known_to_every_activator(activator: tuple[str, int], namespace: str, name: str) -> None:
-    async def probe() -> bool:
-        for _ in range(10):
-            path = f"/_kfn/functions/{namespace}/{name}/invoke"
-            if (await httpload.request(*activator, "GET", path)).status != 405:
-                return False
-        return True
-
-    wait_for(f"the activators to know {name}", lambda: asyncio.run(probe()), timeout=30)
 
 
 # --- at build time ----------------------------------------------------------------------------

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import pathlib
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from kfncluster import fnimage
 from tests.cluster import httpload
+from tests.cluster.invoking import (
+    activator_address,
+    deploy,
+    invoke,
+    known_to_every_activator,
+)
 from tests.cluster.kubeutil import (
-    kubectl,
-    kubectl_json,
-    python_function,
     scratch_namespace,
     wait_at_zero,
-    wait_for,
 )
 
 pytestmark = pytest.mark.cluster
@@ -59,49 +59,7 @@ def namespace(kfn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def activator(kfn: str) -> tuple[str, int]:
-    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-activator", "--timeout=120s")
-    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-autoscaler", "--timeout=120s")
-    service = kubectl_json("-n", kfn, "get", "service", "kfn-activator")
-    return service["spec"]["clusterIP"], 80
-
-
-def deploy(namespace: str, name: str, image: str, **spec: Any) -> None:
-    python_function(namespace, name, image, **spec)
-
-    def ready() -> bool:
-        body = kubectl_json("-n", namespace, "get", "function", name)
-        status = body.get("status", {})
-        conds = {c["type"]: c["status"] for c in status.get("conditions", [])}
-        return (
-            conds.get("Ready") == "True"
-            and status.get("observedGeneration") == body["metadata"]["generation"]
-        )
-
-    wait_for(f"Function {name} Ready", ready, timeout=90)
-
-
-def invoke_path(namespace: str, name: str) -> str:
-    return f"/_kfn/functions/{namespace}/{name}/invoke"
-
-
-def known_to_every_activator(activator: tuple[str, int], namespace: str, name: str) -> None:
-    """Ten 405s in a row for a GET on the invoke API: both activators route the function."""
-
-    async def probe() -> bool:
-        for _ in range(10):
-            response = await httpload.request(*activator, "GET", invoke_path(namespace, name))
-            if response.status != 405:
-                return False
-        return True
-
-    wait_for(f"the activators to know {name}", lambda: asyncio.run(probe()), timeout=30)
-
-
-async def invoke(
-    activator: tuple[str, int], namespace: str, name: str, event: dict[str, Any]
-) -> httpload.Response:
-    body = json.dumps(event).encode()
-    return await httpload.request(*activator, "POST", invoke_path(namespace, name), body)
+    return activator_address(kfn)
 
 
 def test_requests_over_capacity_hear_429_within_the_queue_timeout_and_none_a_task_timeout(

@@ -1,0 +1,81 @@
+"""Invoking functions through the activator Service from the test process, shared by the
+cluster tests of the activator: its address, a Function deployed and Ready, the invoke API,
+and the activators' own memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from kfncluster import install
+from tests.cluster import httpload
+from tests.cluster.kubeutil import kubectl, kubectl_json, python_function, wait_for
+
+
+def activator_address(kfn: str) -> tuple[str, int]:
+    """The activator Service's ClusterIP and port, once the activators and the autoscaler
+    have rolled out."""
+    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-activator", "--timeout=120s")
+    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-autoscaler", "--timeout=120s")
+    service = kubectl_json("-n", kfn, "get", "service", "kfn-activator")
+    return service["spec"]["clusterIP"], 80
+
+
+def deploy(namespace: str, name: str, image: str, **spec: Any) -> None:
+    """A Python Function of ``image`` with ``spec``, waited for until Ready for this spec."""
+    python_function(namespace, name, image, **spec)
+
+    def ready() -> bool:
+        body = kubectl_json("-n", namespace, "get", "function", name)
+        status = body.get("status", {})
+        conds = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return (
+            conds.get("Ready") == "True"
+            and status.get("observedGeneration") == body["metadata"]["generation"]
+        )
+
+    wait_for(f"Function {name} Ready", ready, timeout=90)
+
+
+def invoke_path(namespace: str, name: str) -> str:
+    return f"/_kfn/functions/{namespace}/{name}/invoke"
+
+
+async def invoke(
+    activator: tuple[str, int], namespace: str, name: str, event: Any = None
+) -> httpload.Response:
+    """One synchronous invocation with ``event`` (``{}`` when None) as its JSON body."""
+    body = json.dumps({} if event is None else event).encode()
+    return await httpload.request(*activator, "POST", invoke_path(namespace, name), body)
+
+
+def known_to_every_activator(activator: tuple[str, int], namespace: str, name: str) -> None:
+    """Waits until the activators route the function (GET on the invoke API: 405, not 404).
+
+    A GET never wakes the function; ten 405s in a row make it very likely that every
+    activator behind the Service knows it.
+    """
+
+    async def probe() -> bool:
+        for _ in range(10):
+            response = await httpload.request(*activator, "GET", invoke_path(namespace, name))
+            if response.status != 405:
+                return False
+        return True
+
+    wait_for(f"the activators to know {name}", lambda: asyncio.run(probe()), timeout=30)
+
+
+def activator_memory_mib(field: str) -> list[float]:
+    """``field`` (VmRSS, VmHWM) of each activator pod's process, in MiB, in pod-name order."""
+    pods = kubectl(
+        "-n", install.NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=activator",
+        "--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}",
+    ).split()  # fmt: skip
+    values = []
+    for pod in sorted(pods):
+        status = kubectl("-n", install.NAMESPACE, "exec", pod, "--", "cat", "/proc/1/status")
+        line = next(ln for ln in status.splitlines() if ln.startswith(f"{field}:"))
+        values.append(int(line.split()[1]) / 1024)
+    return values

@@ -28,6 +28,8 @@ a ready pod over pooled keep-alive connections. One concern per module:
 * :mod:`~kfn.activator.endpoints` — where ready endpoints come from.
 * :mod:`~kfn.activator.discovery` — ready endpoints in a cluster: function pods,
   watched, and probed by the activator itself for fast cold starts.
+* :mod:`~kfn.activator.exits` — why a function's process died mid-request, from its pod's
+  reported container exit (``Runtime.OutOfMemory``, ``Runtime.ExitError``).
 * :mod:`~kfn.activator.catalog` — functions and routes from Function and Trigger objects.
 * :mod:`~kfn.activator.server` — wiring and graceful shutdown.
 

@@ -65,6 +65,7 @@ async def _main(args: argparse.Namespace) -> None:
             logging.warning("no complete list of Functions and Triggers yet; serving anyway")
         activator.keep(watching)
         source = discovery.KubeEndpointSource(probe_interval=args.probe_interval)
+        activator.ctx.exits = source.exits
     await activator.start(
         args.host,
         args.port,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
+from kfn.activator import exits
+
 #: Reason phrases of the statuses the activator answers itself (any other says "OK").
 _REASONS = {
     400: b"Bad Request",
@@ -137,17 +139,28 @@ def timed_out(timeout_ms: int) -> Answer:
     return error(504, "TimeoutError", f"Task timed out after {timeout_ms / 1000:.2f} seconds")
 
 
-def runtime_exited(request_id: bytes) -> Answer:
-    """The function's connection ended before its answer did: its process died mid-request
-    (killed, crashed, out of memory). As Lambda, a function error, ``Runtime.ExitError``,
-    marked so that retries count it and a stream bisects its batch rather than holding it
-    as throttling. (Lambda says ``Runtime.OutOfMemory`` when it knows; the activator learns
-    of an OOM kill only from the pod's status, a second or more after the connection ended.)"""
+def runtime_exited(request_id: bytes, ended: exits.Exit | None = None) -> Answer:
+    """The function's connection ended before its answer did: its process died mid-request.
+
+    As Lambda, a function error, marked so that retries count it and a stream bisects its
+    batch rather than holding it as throttling: ``Runtime.OutOfMemory`` when the kubelet
+    reported the container killed for its memory, else ``Runtime.ExitError`` with the exit
+    it reported (``signal: killed``, ``exit status 1``), or without one when none came
+    (:mod:`~kfn.activator.exits`)."""
+    rid = request_id.decode(errors="replace")
+    if ended is None:
+        return error(
+            502,
+            "Runtime.ExitError",
+            f"RequestId: {rid} Error: Runtime exited before it answered "
+            "(its process ended or its connection was cut)",
+            FUNCTION_ERROR,
+        )
+    kind = "Runtime.OutOfMemory" if ended.out_of_memory else "Runtime.ExitError"
     return error(
         502,
-        "Runtime.ExitError",
-        f"RequestId: {request_id.decode(errors='replace')} Error: Runtime exited "
-        "before it answered (its process ended or its connection was cut)",
+        kind,
+        f"RequestId: {rid} Error: Runtime exited with error: {ended.describe()}",
         FUNCTION_ERROR,
     )
 

@@ -14,7 +14,7 @@ import typing
 
 from kfn import stats
 from kfn.activator import bounds as limits
-from kfn.activator import budget, events, metrics, router, throttler, watchdog
+from kfn.activator import budget, events, exits, metrics, router, throttler, watchdog
 from kfn.activator import config as configs
 
 
@@ -78,6 +78,8 @@ class Context:
         self.all_closed = asyncio.Event()
         self.all_closed.set()
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Function pods' container exits, when pods are watched: why a process died.
+        self.exits: exits.Exits | None = None
 
     def spawn(
         self, coroutine: collections.abc.Coroutine[object, object, None]

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kfn import kube, stats
-from kfn.activator import endpoints, pod_probe
+from kfn.activator import endpoints, exits, pod_probe
 from kfn.kube import cache
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ class PodView:
     gone: bool
     #: The kubelet's Ready condition: True, False, or None when not reported yet.
     kubelet_ready: bool | None
+    #: How many times the function container ended, and its latest end (kfn.activator.exits).
+    ends: int = 0
+    last_exit: exits.Exit | None = None
 
     @property
     def address(self) -> str:
@@ -78,12 +81,15 @@ def view(pod: Mapping[str, Any]) -> PodView | None:
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Ready":
             ready = condition.get("status") == "True"
+    ends, last_exit = exits.of_pod(status)
     return PodView(
         uid=str(uid),
         function=stats.FunctionKey(str(meta.get("namespace", "")), str(name)),
         ip=str(status.get("podIP") or ""),
         gone=bool(meta.get("deletionTimestamp")) or status.get("phase") in ("Succeeded", "Failed"),
         kubelet_ready=ready,
+        ends=ends,
+        last_exit=last_exit,
     )
 
 
@@ -137,6 +143,10 @@ class PodTracker:
         v = pod.view
         return bool(v.ip) and not v.gone and not pod.probed and not pod.kubelet_was_ready
 
+    def view(self, uid: str) -> PodView | None:
+        pod = self._pods.get(uid)
+        return pod.view if pod else None
+
     def pods(self) -> list[PodView]:
         return [pod.view for pod in self._pods.values()]
 
@@ -180,6 +190,8 @@ class KubeEndpointSource:
         self.probe = probe
         self.reflect = reflect
         self.tracker = PodTracker()
+        #: Why function processes died, for the exchanges whose connection they ended.
+        self.exits = exits.Exits()
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._sent: dict[stats.FunctionKey, frozenset[str]] = {}
         #: Where updates go (set by :meth:`run`).
@@ -216,11 +228,17 @@ class KubeEndpointSource:
         for change in changes:
             if change.value is None:
                 _, uid = change.key
+                gone = self.tracker.view(uid)
+                if gone is not None and gone.ip:
+                    self.exits.forget(gone.address)
                 function = self.tracker.forget(uid)
                 if function is not None:
                     touched.add(function)
             else:
-                touched.add(self.tracker.observe(change.value))
+                pod = change.value
+                if pod.ip:
+                    self.exits.observe(pod.address, pod.ends, pod.last_exit)
+                touched.add(self.tracker.observe(pod))
         self._push(touched)
         self.synced.set()
 

@@ -36,6 +36,7 @@ from kfn.activator import (
     capacity,
     context,
     events,
+    exits,
     invoke_api,
     refusal,
     relay,
@@ -329,9 +330,22 @@ class Exchange:
     def upstream_lost(self) -> None:
         """The pod's connection ended before its answer did: the function's process died
         mid-request (a connection reused from the pool is never one the runtime was about
-        to close idle, :meth:`upstream.Endpoint.take_idle`), so this is a function error."""
+        to close idle, :meth:`upstream.Endpoint.take_idle`), so this is a function error.
+
+        Why it died comes from the pod's status a moment later (:mod:`exits`): the answer
+        waits for it, within :data:`exits.WAIT` and the function's own timer."""
         self.conn = None
-        self.answer(answers.runtime_exited(self.request_id))
+        known = self.proto.ctx.exits
+        if known is None or self.endpoint is None or self.response_started:
+            self.answer(answers.runtime_exited(self.request_id))
+            return
+        self.task = self.proto.ctx.spawn(self.answer_exit(known, self.endpoint.address))
+
+    async def answer_exit(self, known: exits.Exits, address: str) -> None:
+        ended = await known.next_exit(address, now=time.time())
+        self.task = None
+        if not self.finished:
+            self.answer(answers.runtime_exited(self.request_id, ended))
 
     def retry_elsewhere(self, reusable: bool) -> None:
         """The runtime refused without starting the request: send it again, shortly.

@@ -13,18 +13,19 @@ import datetime
 import json
 import pathlib
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
 
 from kfn import retry
-from kfn.activator import upstream
+from kfn.activator import exits, upstream
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery, failure, invoke, onfailure
 from kfn.triggers.stream import batching, runner
 from tests.unit.runtimes import conftest as runtimes
 
-from .conftest import FN, MakeActivator
+from .conftest import FN, MakeActivator, until
 from .http import Backend, Client
 
 INVOKE_PATH = f"/_kfn/functions/{FN.namespace}/{FN.name}/invoke"
@@ -95,6 +96,28 @@ async def test_a_handler_killing_its_process_mid_request_is_answered_as_runtime_
     healthy = await again.request("POST", INVOKE_PATH, b'{"records": ["fine"]}')
     assert (healthy.status, healthy.json()) == (200, {"handled": 1})
     await again.close()
+
+
+@pytest.mark.asyncio
+async def test_a_process_killed_mid_request_is_answered_with_the_exit_its_pod_reports(
+    make_activator: MakeActivator, kubelet: Kubelet
+) -> None:
+    activator = await make_activator(endpoints=frozenset({kubelet.address}))
+    known = activator.ctx.exits = exits.Exits()
+    client = await Client.connect(activator.ports[0])
+    sent = asyncio.ensure_future(client.request("POST", INVOKE_PATH, b'{"records": ["poison"]}'))
+    # The process dies at once; the kubelet reports it, OOM-killed, a little later.
+    await until(lambda: bool(known._waiting.get(kubelet.address)))
+    known.observe(kubelet.address, 1, exits.Exit("OOMKilled", 137, finished=time.time()))
+    response = await sent
+    assert response.status == 502
+    assert response.headers["kfn-function-error"] == "Unhandled"
+    assert response.json()["errorType"] == "Runtime.OutOfMemory"
+    assert response.json()["errorMessage"] == (
+        f"RequestId: {response.headers['kfn-request-id']} Error: Runtime exited with error: "
+        "signal: killed"
+    )
+    await client.close()
 
 
 class _Clock:

@@ -10,8 +10,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import resource
 import time
 from typing import Any
+
+# Thousands of requests at once hold as many sockets: lift the soft limit on open files.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft != resource.RLIM_INFINITY and _soft < 16384:
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE,
+        (16384 if _hard == resource.RLIM_INFINITY else min(16384, _hard), _hard),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,9 @@ import json
 from typing import Final, Literal
 
 Kind = Literal["success", "function-error", "throttled", "rejected"]
-Condition = Literal["RetriesExhausted", "EventAgeExceeded", "Rejected"]
+#: Why an event was given up. ``ResourceNotFound``: its function was deleted (the activator's
+#: ``Event`` path, :mod:`kfn.activator.event_record`).
+Condition = Literal["RetriesExhausted", "EventAgeExceeded", "Rejected", "ResourceNotFound"]
 
 LAMBDA_RETRY_DELAYS: Final = (60.0, 120.0)
 THROTTLE_BACKOFF: Final = (1.0, 300.0)

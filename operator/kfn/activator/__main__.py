@@ -19,12 +19,51 @@ import socket
 import uvloop
 
 from kfn.activator import bounds as limits
-from kfn.activator import catalog, discovery, endpoints, server, stats_reporter
+from kfn.activator import (
+    catalog,
+    discovery,
+    endpoints,
+    event_jetstream,
+    event_store,
+    server,
+    stats_reporter,
+)
 from kfn.activator import config as configs
 
 #: How long a starting activator waits for its first list of Functions and Triggers
 #: before it serves anyway (answering 404 for functions it does not know yet).
 SYNC_TIMEOUT = 30.0
+
+
+def _event_store(args: argparse.Namespace) -> event_store.Store:
+    """The store of accepted ``Event`` invocations the flags ask for."""
+    if args.events_store == "memory":
+        return event_store.MemoryStore(args.events_capacity)
+    servers = tuple(url.strip() for url in args.events_nats_url.split(",") if url.strip())
+    if not servers:
+        raise SystemExit("--events-store=jetstream needs --events-nats-url")
+    if args.events_nats_credentials:
+        options = event_jetstream.read_credentials(pathlib.Path(args.events_nats_credentials))
+    else:
+        options = event_jetstream.credentials(
+            {
+                key: os.environ[variable].encode()
+                for key, variable in (
+                    ("token", "KFN_EVENTS_NATS_TOKEN"),
+                    ("username", "KFN_EVENTS_NATS_USER"),
+                    ("password", "KFN_EVENTS_NATS_PASSWORD"),
+                )
+                if os.environ.get(variable)
+            }
+        )
+    return event_jetstream.JetStreamStore(
+        event_jetstream.Settings(
+            servers=servers,
+            stream=args.events_stream,
+            max_bytes=args.events_max_bytes,
+            options=options,
+        )
+    )
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -37,6 +76,11 @@ async def _main(args: argparse.Namespace) -> None:
         max_connections=args.max_connections,
         max_buffered_bytes=args.max_buffered_bytes,
     )
+    events = {
+        "event_store": _event_store(args),
+        "event_workers": args.events_workers,
+        "event_workers_per_function": args.events_workers_per_function,
+    }
     source: endpoints.EndpointSource
     if args.config:
         static = configs.load(pathlib.Path(args.config))
@@ -46,10 +90,11 @@ async def _main(args: argparse.Namespace) -> None:
             activator_id=args.id,
             stats_sink=sink,
             bounds=bounds,
+            **events,
         )
         source = endpoints.StaticEndpointSource(static.endpoints)
     else:
-        activator = server.Activator(activator_id=args.id, stats_sink=sink, bounds=bounds)
+        activator = server.Activator(activator_id=args.id, stats_sink=sink, bounds=bounds, **events)
         cluster = catalog.KubeCatalog(
             activator.set_functions,
             activator.set_routes,
@@ -139,6 +184,59 @@ def main() -> None:
         type=int,
         default=int(os.environ.get("KFN_MAX_BUFFERED_BYTES", defaults.max_buffered_bytes)),
         help="request bytes held for waiting requests, all functions together; then 503",
+    )
+    evented = parser.add_argument_group(
+        "events",
+        "where Event invocations wait and how they are delivered (see kfn.activator.event_store)",
+    )
+    evented.add_argument(
+        "--events-store",
+        choices=("memory", "jetstream"),
+        default=os.environ.get("KFN_EVENTS_STORE", "memory"),
+        help="memory: in this process, lost if it dies (at most once); jetstream: in a NATS "
+        "JetStream stream, acknowledged once stored (at least once)",
+    )
+    evented.add_argument(
+        "--events-capacity",
+        type=int,
+        default=int(os.environ.get("KFN_EVENTS_CAPACITY", "10000")),
+        help="events one activator holds in memory (memory store); then 429",
+    )
+    evented.add_argument(
+        "--events-nats-url",
+        default=os.environ.get("KFN_EVENTS_NATS_URL", ""),
+        help="NATS server URLs, comma-separated (jetstream store)",
+    )
+    evented.add_argument(
+        "--events-nats-credentials",
+        default=os.environ.get("KFN_EVENTS_NATS_CREDENTIALS", ""),
+        help="a directory holding 'token', or 'username' and 'password' (a mounted "
+        "Secret); without it KFN_EVENTS_NATS_TOKEN or KFN_EVENTS_NATS_USER and "
+        "KFN_EVENTS_NATS_PASSWORD are used if set",
+    )
+    evented.add_argument(
+        "--events-stream",
+        default=os.environ.get("KFN_EVENTS_STREAM", event_jetstream.STREAM),
+        help="the JetStream stream, created or updated at start",
+    )
+    evented.add_argument(
+        "--events-max-bytes",
+        type=int,
+        default=int(os.environ.get("KFN_EVENTS_MAX_BYTES", event_jetstream.MAX_BYTES)),
+        help="bytes the stream may hold; past it new events are answered 429",
+    )
+    evented.add_argument(
+        "--events-workers",
+        type=int,
+        default=int(os.environ.get("KFN_EVENTS_WORKERS", "64")),
+        help="events one activator delivers at once, all functions together",
+    )
+    evented.add_argument(
+        "--events-workers-per-function",
+        type=int,
+        default=int(os.environ.get("KFN_EVENTS_WORKERS_PER_FUNCTION", "16")),
+        help="events of one function one activator delivers at once, so that a slow or "
+        "cold function leaves workers to the others",
     )
     parser.add_argument(
         "--probe-interval",

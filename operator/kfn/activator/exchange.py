@@ -31,6 +31,7 @@ import asyncio
 import time
 import typing
 
+from kfn import stats
 from kfn.activator import (
     answers,
     capacity,
@@ -226,6 +227,10 @@ class Exchange:
             self.task = None
             self.answer(answers.CONNECT_FAILED)
             return
+        except throttler.FunctionGoneError:
+            self.task = None
+            self.answer(answers.NO_FUNCTION)
+            return
         self.task = None
         self.endpoint = endpoint
         self.attach(conn)
@@ -313,7 +318,14 @@ class Exchange:
         payload = bytes(self.event_body)
         self.event_body = None
         self.give_back()
-        self.answer(events.submit(self.proto.ctx.invoker, entry.key, payload))
+        self.task = self.proto.ctx.spawn(self.store_event(entry.key, payload))
+
+    async def store_event(self, function: stats.FunctionKey, payload: bytes) -> None:
+        """Answer once the event is stored (a durable store confirms over the network)."""
+        answer = await events.submit(self.proto.ctx.invoker, function, payload)
+        self.task = None
+        if not self.finished:
+            self.answer(answer)
 
     # --- from the response's relay -------------------------------------------------------
 

@@ -22,6 +22,12 @@ Exported::
     kfn_activator_in_flight{function}                      gauge
     kfn_activator_retries_total{function}                  counter
     kfn_activator_ready_endpoints{function}                gauge
+    kfn_activator_events_failed_total{function,condition}  counter
+    kfn_activator_events_redelivered_total{function}       counter
+
+Events given up (``condition``: RetriesExhausted, EventAgeExceeded, Rejected,
+ResourceNotFound) are counted apart from the per-function objects, since a deleted
+function's events end after the function is gone.
 """
 
 from __future__ import annotations
@@ -97,6 +103,10 @@ class Metrics:
     ) -> None:
         self.throttlers_of = throttlers_of
         self.functions: dict[stats.FunctionKey, FunctionMetrics] = {}
+        #: ``Event`` invocations given up, by function and condition.
+        self.events_failed: dict[tuple[stats.FunctionKey, str], int] = {}
+        #: ``Event`` invocations the store handed out again after a holder lost them.
+        self.events_redelivered: dict[stats.FunctionKey, int] = {}
         self.registry = registry.CollectorRegistry()
         self.registry.register(_Collector(self))
 
@@ -108,6 +118,13 @@ class Metrics:
 
     def cold_start(self, function: stats.FunctionKey, seconds: float) -> None:
         self.of(function).observe_cold_start(seconds)
+
+    def event_failed(self, function: stats.FunctionKey, condition: str) -> None:
+        key = (function, condition)
+        self.events_failed[key] = self.events_failed.get(key, 0) + 1
+
+    def event_redelivered(self, function: stats.FunctionKey) -> None:
+        self.events_redelivered[function] = self.events_redelivered.get(function, 0) + 1
 
     def render(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)
@@ -168,7 +185,27 @@ class _Collector(registry.Collector):
             queue.add_metric([str(function)], throttler.queued)
             in_flight.add_metric([str(function)], throttler.in_flight)
             ready.add_metric([str(function)], throttler.ready_endpoints)
+        failed = core.CounterMetricFamily(
+            "kfn_activator_events_failed",
+            "Event invocations given up and handed to the on-failure destination, by condition.",
+            labels=["function", "condition"],
+        )
+        for (function, condition), count in sorted(
+            self._metrics.events_failed.items(), key=lambda item: (str(item[0][0]), item[0][1])
+        ):
+            failed.add_metric([str(function), condition], count)
+        redelivered = core.CounterMetricFamily(
+            "kfn_activator_events_redelivered",
+            "Event invocations the store handed out again after a holder lost them "
+            "(each may have run twice).",
+            labels=["function"],
+        )
+        for function, count in sorted(
+            self._metrics.events_redelivered.items(), key=lambda item: str(item[0])
+        ):
+            redelivered.add_metric([str(function)], count)
         yield from (requests, durations, cold, cold_durations, queue, in_flight, retries, ready)
+        yield from (failed, redelivered)
 
 
 def _float(value: float) -> str:

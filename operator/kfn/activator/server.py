@@ -8,7 +8,8 @@ Graceful shutdown: stop accepting, tell idle keep-alive connections to close and
 busy ones to close after their response (``Connection: close``), wait for
 in-flight requests (queued ones included: they are served while the drain can still
 serve them whole, then refused with 429, :mod:`~kfn.activator.waiting`) and accepted
-events up to a drain timeout, then stop. The drain timeout is sized so that it never
+events up to a drain timeout (a durable event store takes back the events not started,
+for another activator), then stop. The drain timeout is sized so that it never
 cuts a request sent to a pod within its function's timeout (docs/architecture.md,
 "Rolling the activator"); the process stops as soon as the last connection closes.
 """
@@ -26,6 +27,7 @@ from kfn.activator import (
     call,
     context,
     endpoints,
+    event_record,
     metrics,
     proxy,
     router,
@@ -35,6 +37,7 @@ from kfn.activator import (
 )
 from kfn.activator import bounds as client_bounds
 from kfn.activator import config as configs
+from kfn.activator import event_store as event_stores
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +53,13 @@ class Activator:
         activator_id: str = "activator",
         stats_sink: stats_reporter.StatsSink | None = None,
         destination: async_invoke.Destination | None = None,
+        event_store: event_stores.Store | None = None,
         event_capacity: int = 10_000,
+        event_workers: int = 64,
+        event_workers_per_function: int = 16,
         event_retry_delays: tuple[float, ...] = (60.0, 120.0),
         event_throttle_backoff: tuple[float, float] = (1.0, 300.0),
+        event_missing_grace: float = event_record.MISSING_GRACE,
         bounds: client_bounds.Bounds | None = None,
     ) -> None:
         self.metrics = metrics.Metrics(lambda: self.throttlers)
@@ -64,9 +71,13 @@ class Activator:
         self.invoker = async_invoke.AsyncInvoker(
             self._deliver,
             destination or async_invoke.LoggingDestination(),
-            capacity=event_capacity,
+            event_store or event_stores.MemoryStore(event_capacity),
+            workers=event_workers,
+            per_function=event_workers_per_function,
             retry_delays=event_retry_delays,
             throttle_backoff=event_throttle_backoff,
+            missing_grace=event_missing_grace,
+            counters=self.metrics,
         )
         self.ctx = context.Context(router.Router(routes), self.invoker, bounds)
         #: The latest endpoints pushed for every function, known or not (yet): a function
@@ -129,15 +140,18 @@ class Activator:
     ) -> async_invoke.Outcome:
         entry = self.ctx.functions.get(function)
         if entry is None:
-            return async_invoke.Outcome(404, b"no such function")
-        return await call.invoke(
-            entry.throttler,
-            function.name,
-            request_id,
-            payload,
-            timeout_s=entry.timeout,
-            queue_timeout_s=entry.queue_timeout,
-        )
+            raise async_invoke.FunctionMissingError(str(function))
+        try:
+            return await call.invoke(
+                entry.throttler,
+                function.name,
+                request_id,
+                payload,
+                timeout_s=entry.timeout,
+                queue_timeout_s=entry.queue_timeout,
+            )
+        except throttler.FunctionGoneError:
+            raise async_invoke.FunctionMissingError(str(function)) from None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -192,7 +206,7 @@ class Activator:
             connection.abort()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                await self.invoker.wait_idle()
+                await self.invoker.drain()
         await self.invoker.stop()
         for task in self._tasks:
             task.cancel()

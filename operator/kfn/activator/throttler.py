@@ -35,6 +35,15 @@ class QueueFullError(Exception):
     """The function's queue is at its bound; the request is refused."""
 
 
+class FunctionGoneError(Exception):
+    """The function was removed while the request waited for it.
+
+    An exception rather than a cancelled wait: a cancellation would reach the waiting
+    task as its own (the activator's shared ``Event`` delivery workers among them), and a
+    task cannot tell it from being stopped.
+    """
+
+
 class Throttler:
     """Per-function breaker: capacity per endpoint, least-loaded choice, bounded queue."""
 
@@ -200,7 +209,7 @@ class Throttler:
         """The function is gone: fail waiters and close every endpoint's connections."""
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.cancel()
+                waiter.set_exception(FunctionGoneError(str(self.function)))
         self._waiters.clear()
         for endpoint in self.endpoints.values():
             endpoint.close()

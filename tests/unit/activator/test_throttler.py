@@ -123,8 +123,9 @@ def test_period_reports_time_weighted_average_and_peak() -> None:
 
 
 @pytest.mark.asyncio
-async def test_closing_cancels_waiters() -> None:
+async def test_closing_fails_waiters_with_function_gone_rather_than_cancelling_them() -> None:
     throttle = throttler.Throttler(FN, concurrency=1)
     waiter = throttle.wait()
     throttle.close()
-    assert waiter.cancelled()
+    assert not waiter.cancelled()
+    assert isinstance(waiter.exception(), throttler.FunctionGoneError)

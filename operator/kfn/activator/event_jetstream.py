@@ -12,8 +12,8 @@ explicit acks), so any replica delivers any event, and an event whose holder die
 delivered again by another. A replica fetches only while its invoker has room
 (``window`` events ready or in flight), so events stay in the stream, not in one
 replica's memory, while the functions are busy. A message held longer than ``ack_wait``
-(30 s) would be handed out again; so every held message gets an in-progress ack every
-:data:`HEARTBEAT` while it waits in a lane or its delivery runs (up to the function's
+(30 s) would be handed out again; so every held message gets an in-progress ack every third
+of ``ack_wait`` while it waits in a lane or its delivery runs (up to the function's
 timeout, 15 minutes). ``ack_wait`` therefore bounds only how long the events of a
 replica that was killed stay hidden before another replica delivers them.
 
@@ -62,8 +62,6 @@ SUBJECT_PREFIX: Final = "kfn.events"
 CONSUMER: Final = "kfn-activators"
 #: How long the server waits for an ack before handing a message out again.
 ACK_WAIT: Final = 30.0
-#: How often held messages get an in-progress ack (well within ``ack_wait``).
-HEARTBEAT: Final = ACK_WAIT / 3
 #: Lambda keeps an event up to 6 hours; the stream keeps one an hour longer, so the retry
 #: rule (``EventAgeExceeded``, to the on-failure destination) decides its end, not the
 #: store. Only an event no activator fetched for 7 hours is dropped by the stream.
@@ -266,12 +264,17 @@ class JetStreamStore:
         self._tasks = [loop.create_task(self._run(feed)), loop.create_task(self._heartbeats())]
 
     async def stop_taking(self) -> None:
+        """Ends the fetch loop after its fetch under way: a fetch cancelled would leave its
+        pull request open at the server, which would hand it messages (those given back
+        among them) that nobody here reads until their ack wait ends."""
         self._stopping = True
         if self._tasks:
             fetching = self._tasks[0]
-            fetching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetching
+            done, _ = await asyncio.wait([fetching], timeout=POLL + API_TIMEOUT)
+            if not done:
+                fetching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetching
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -280,17 +283,19 @@ class JetStreamStore:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=API_TIMEOUT)
         self._tasks = []
         client, self.client = self.client, None
         self._js = None
         self._ready.clear()
         if client is not None and not client.is_closed:
             try:
-                if client.is_connected:
-                    # The last acks and naks leave before the connection closes.
-                    await client.flush(timeout=int(API_TIMEOUT))
-                await client.close()
+                async with asyncio.timeout(API_TIMEOUT):
+                    if client.is_connected:
+                        # The last acks and naks leave before the connection closes.
+                        await client.flush(timeout=int(API_TIMEOUT))
+                    await client.close()
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 logger.info("closing the event stream connection: %s", describe(exc))
 
@@ -335,11 +340,13 @@ class JetStreamStore:
     async def _open(self) -> nats.js.JetStreamContext.PullSubscription:
         settings = self.settings
         if self.client is None or self.client.is_closed:
-            self.client = await nats.connect(
+            # Kept before it connects, so that closing can stop a connect under way.
+            self.client = Client()
+            await self.client.connect(
                 servers=list(settings.servers),
                 name="kfn-activator-events",
-                connect_timeout=CONNECT_TIMEOUT,
-                reconnect_time_wait=RECONNECT_WAIT,
+                connect_timeout=round(CONNECT_TIMEOUT),
+                reconnect_time_wait=round(RECONNECT_WAIT),
                 # Forever: puts are answered 503 meanwhile, and closing cancels it.
                 max_reconnect_attempts=-1,
                 error_cb=_log_error,
@@ -396,7 +403,7 @@ class JetStreamStore:
 
     async def _heartbeats(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT)
+            await asyncio.sleep(self.settings.ack_wait / 3)
             for held in list(self._held):
                 await self._quietly(held.msg.in_progress())
 

@@ -71,6 +71,10 @@ def local_values(paths: config.Paths, image: str) -> list[str]:
         "--set", f"builder.runtimeImages.python={runtimes['python3.11']}",
         "--set", f"builder.runtimeImages.nodejs={runtimes['nodejs18']}",
         "--set-file", f"registry.caBundle={registry.ca_file(paths)}",
+        # Event invocations are stored in the node's JetStream, so that they survive the
+        # activators (tests/cluster/test_durable_events.py kills them all).
+        "--set", "activator.events.store=jetstream",
+        "--set", f"activator.events.nats.url={config.NATS_URL}",
     ]  # fmt: skip
 
 

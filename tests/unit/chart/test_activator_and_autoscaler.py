@@ -241,3 +241,74 @@ def test_activator_and_autoscaler_are_granted_exactly_what_they_touch(
         "name": f"kfn-{component}",
         "namespace": chart.NAMESPACE,
     }
+
+
+# --- asynchronous invocations ------------------------------------------------------------------
+
+
+def _events_flags(objects: list[dict[str, Any]]) -> dict[str, str]:
+    args = chart.container(objects, "activator")["args"]
+    return dict(a.removeprefix("--").split("=", 1) for a in args if a.startswith("--events-"))
+
+
+def test_events_wait_in_the_activators_memory_unless_a_store_is_chosen(helm: pathlib.Path) -> None:
+    objects = chart.render(helm)
+    assert _events_flags(objects) == {
+        "events-store": "memory",
+        "events-capacity": "10000",
+        "events-workers": "64",
+        "events-workers-per-function": "16",
+    }
+    pod = chart.one(objects, "Deployment", "activator")["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+
+
+def test_the_jetstream_store_gets_its_server_stream_and_credentials_secret(
+    helm: pathlib.Path,
+) -> None:
+    events = {
+        "store": "jetstream",
+        "nats": {"url": "nats://nats.nats.svc:4222", "credentialsSecret": "kfn-events-nats"},
+        "stream": "EVENTS_PROD",
+        "maxBytes": 8589934592,
+        "workersPerFunction": 4,
+    }
+    objects = chart.render(helm, {"activator": {"events": events}})
+    assert _events_flags(objects) == {
+        "events-store": "jetstream",
+        "events-nats-url": "nats://nats.nats.svc:4222",
+        "events-stream": "EVENTS_PROD",
+        "events-max-bytes": "8589934592",
+        "events-nats-credentials": "/etc/kfn/events-nats",
+        "events-workers": "64",
+        "events-workers-per-function": "4",
+    }
+    pod = chart.one(objects, "Deployment", "activator")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "events-nats")
+    assert volume["secret"]["secretName"] == "kfn-events-nats"
+    mount = next(
+        m
+        for m in chart.container(objects, "activator")["volumeMounts"]
+        if m["name"] == "events-nats"
+    )
+    assert mount == {"name": "events-nats", "mountPath": "/etc/kfn/events-nats", "readOnly": True}
+
+
+def test_the_jetstream_store_without_a_server_says_what_to_set(helm: pathlib.Path) -> None:
+    message = chart.render_error(helm, "activator.events.store=jetstream")
+    assert "activator.events.nats.url is empty" in message
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "activator.events.store=kafka",
+        "activator.events.workersPerFunction=0",
+        "activator.events.stream=kfn.events",
+        "activator.events.nats.token=x",
+    ],
+)
+def test_event_settings_out_of_range_are_refused_by_the_schema(
+    helm: pathlib.Path, setting: str
+) -> None:
+    assert chart.render_error(helm, setting)

@@ -1,11 +1,12 @@
 """Invoking functions through the activator Service from the test process, shared by the
-cluster tests of the activator: its address, a Function deployed and Ready, the invoke API,
-and the activators' own memory."""
+cluster tests of the activator: its address, a Function deployed and Ready, the invoke API
+(synchronous and ``Event``), and the activators' own memory and metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from typing import Any
 
 from kfncluster import install
@@ -79,3 +80,48 @@ def activator_memory_mib(field: str) -> list[float]:
         line = next(ln for ln in status.splitlines() if ln.startswith(f"{field}:"))
         values.append(int(line.split()[1]) / 1024)
     return values
+
+
+async def invoke_event(
+    activator: tuple[str, int], namespace: str, name: str, event: Any = None
+) -> httpload.Response:
+    """One asynchronous (``Event``) invocation with ``event`` as its JSON body: 202 and its
+    request id once the activator has stored it."""
+    body = json.dumps({} if event is None else event).encode()
+    return await httpload.request(
+        *activator,
+        "POST",
+        invoke_path(namespace, name),
+        body,
+        headers={"Kfn-Invocation-Type": "Event"},
+    )
+
+
+def activator_pods() -> list[dict[str, Any]]:
+    """The running activator pods."""
+    return list(
+        kubectl_json(
+            "-n", install.NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=activator",
+            "--field-selector=status.phase=Running",
+        )["items"]
+    )  # fmt: skip
+
+
+def activator_metric(name: str, **labels: str) -> float:
+    """The sum over the running activators of a metric's samples that carry ``labels``
+    (scraped from each pod's metrics port, which the test machine reaches)."""
+    total = 0.0
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    for pod in activator_pods():
+        ip = pod["status"].get("podIP")
+        if not ip:
+            continue
+        try:
+            with urllib.request.urlopen(f"http://{ip}:9090/metrics", timeout=5) as response:
+                page = response.read().decode()
+        except OSError:
+            continue
+        for line in page.splitlines():
+            if line.startswith(name) and all(label in line for label in wanted):
+                total += float(line.rsplit(" ", 1)[1])
+    return total

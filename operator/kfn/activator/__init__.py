@@ -22,7 +22,11 @@ a ready pod over pooled keep-alive connections. One concern per module:
   :mod:`~kfn.activator.refusal` (a runtime's refusal recognised) and
   :mod:`~kfn.activator.answers` (the activator's own responses).
 * :mod:`~kfn.activator.async_invoke` and :mod:`~kfn.activator.call` — ``Event``
-  invocations delivered with retries and an on-failure destination.
+  invocations delivered with retries and an on-failure destination, fairly between
+  functions (:mod:`~kfn.activator.lanes`), from a store
+  (:mod:`~kfn.activator.event_store`: memory, or NATS JetStream in
+  :mod:`~kfn.activator.event_jetstream`; headers and rules in
+  :mod:`~kfn.activator.event_record`).
 * :mod:`~kfn.activator.metrics` — Prometheus metrics on their own port.
 * :mod:`~kfn.activator.stats_reporter` — :mod:`kfn.stats` messages to the autoscaler.
 * :mod:`~kfn.activator.endpoints` — where ready endpoints come from.

@@ -296,7 +296,8 @@ class JetStreamStore:
                         # The last acks and naks leave before the connection closes.
                         await client.flush(timeout=int(API_TIMEOUT))
                     await client.close()
-            except (nats.errors.Error, OSError, TimeoutError) as exc:
+            # RuntimeError: nats-py writing to a transport uvloop already closed.
+            except (nats.errors.Error, OSError, TimeoutError, RuntimeError) as exc:
                 logger.info("closing the event stream connection: %s", describe(exc))
 
     async def wait_ready(self) -> None:

@@ -11,7 +11,9 @@ Every activator creates or updates the stream and the consumer at start, idempot
 explicit acks), so any replica delivers any event, and an event whose holder dies is
 delivered again by another. A replica fetches only while its invoker has room
 (``window`` events ready or in flight), so events stay in the stream, not in one
-replica's memory, while the functions are busy. A message held longer than ``ack_wait``
+replica's memory, while the functions are busy. (Fair turns between functions are taken
+among the fetched events; a backlog of one function beyond every replica's window delays
+the events stored behind it until it has been fetched.) A message held longer than ``ack_wait``
 (30 s) would be handed out again; so every held message gets an in-progress ack every third
 of ``ack_wait`` while it waits in a lane or its delivery runs (up to the function's
 timeout, 15 minutes). ``ack_wait`` therefore bounds only how long the events of a

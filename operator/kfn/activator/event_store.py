@@ -74,7 +74,8 @@ class Store(Protocol):
         ...
 
     async def give_back(self, held: Held) -> None:
-        """A held event not started goes back for any activator to deliver (durable only)."""
+        """A held event not started goes back to be delivered (by any activator, for a
+        durable store; the invoker gives back only to a durable one at shutdown)."""
         ...
 
     def start(self, feed: Feed) -> None:
@@ -138,7 +139,9 @@ class MemoryStore:
             self._idle.set()
 
     async def give_back(self, held: Held) -> None:
-        raise NotImplementedError("events in memory cannot be given back")
+        """No other activator can take it: the event goes back to this one's lanes."""
+        assert self._feed is not None
+        self._feed.push(held)
 
     def start(self, feed: Feed) -> None:
         self._feed = feed

@@ -160,6 +160,23 @@ async def test_stopping_cancels_the_workers_even_in_the_middle_of_a_delivery(
     assert all(task.cancelled() for task in tasks)
 
 
+@pytest.mark.asyncio
+async def test_an_event_given_back_to_the_memory_store_is_delivered_here_again(
+    invoker: InvokerParts,
+) -> None:
+    events, recorder, _, _ = invoker
+    gate = recorder.hold(SLOW)
+    for _ in range(3):
+        await events.submit(SLOW, b"{}")
+    await until(lambda: recorder.running[SLOW] == 2 and events.lanes.waiting == 1)
+    [(_, held)] = list(events.lanes.drain())
+    await events.store.give_back(held)
+    gate.set()
+    await asyncio.wait_for(events.wait_idle(), 5)
+    assert len(recorder.calls) == 3
+    assert held.event.request_id in [r for _, r in recorder.calls]
+
+
 # --- ends counted ----------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import contextlib
 import pathlib
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
@@ -65,7 +66,7 @@ def nats_url(tmp_path: pathlib.Path) -> Iterator[str]:
                 break
             if process.poll() is not None:
                 pytest.fail(f"nats-server exited with {process.returncode}")
-            subprocess.run(["sleep", "0.025"], check=True)
+            time.sleep(0.025)
         yield f"nats://127.0.0.1:{port}"
     finally:
         process.terminate()

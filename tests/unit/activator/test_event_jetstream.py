@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import pathlib
 import socket
 import subprocess
@@ -81,11 +82,13 @@ class Recorder:
         self.gate = asyncio.Event()
         self.gate.set()
         self.answers: list[retry.Outcome] = []
+        self.times: list[float] = []
 
     async def deliver(
         self, function: stats.FunctionKey, request_id: str, payload: bytes
     ) -> retry.Outcome:
         self.calls.append((function, request_id, payload))
+        self.times.append(time.monotonic())
         await self.gate.wait()
         if self.answers:
             return self.answers.pop(0)
@@ -277,6 +280,9 @@ async def test_a_failed_attempt_is_retried_from_the_stream_with_its_counters_the
     request_id = await invoker.submit(FN, b'{"n": 7}')
     await until(lambda: len(destination.records) == 1)
     assert [r for _, r, _ in recorder.calls] == [request_id] * 3
+    # Each retry waited in the stream for its delay (0.3 s) before it ran.
+    gaps = [b - a for a, b in itertools.pairwise(recorder.times)]
+    assert all(gap >= 0.25 for gap in gaps), gaps
     [record] = destination.records
     assert record.condition == "RetriesExhausted"
     assert record.attempts == 3

@@ -272,7 +272,9 @@ class JetStreamStore:
         self._stopping = True
         if self._tasks:
             fetching = self._tasks[0]
-            done, _ = await asyncio.wait([fetching], timeout=POLL + API_TIMEOUT)
+            # Not connected yet: no pull request is open, nothing to wait for.
+            wait = POLL + API_TIMEOUT if self._ready.is_set() else 0
+            done, _ = await asyncio.wait([fetching], timeout=wait)
             if not done:
                 fetching.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kfn.activator import async_invoke
+from kfn.activator import async_invoke, event_jetstream
 
 from .conftest import FN, MakeActivator
 from .http import Backend, Client
@@ -153,6 +153,23 @@ async def test_event_queue_full_answers_429(make_activator: MakeActivator) -> No
     refused = await client.request("POST", INVOKE, b"{}", headers=headers)
     assert refused.status == 429
     assert refused.json()["errorType"] == "TooManyRequestsException"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_an_event_the_store_cannot_take_is_answered_503_with_retry_after(
+    make_activator: MakeActivator, unused_tcp_port: int
+) -> None:
+    unreachable = event_jetstream.Settings(servers=(f"nats://127.0.0.1:{unused_tcp_port}",))
+    activator = await make_activator(event_store=event_jetstream.JetStreamStore(unreachable))
+    client = await Client.connect(activator.ports[0])
+    headers = {"Kfn-Invocation-Type": "Event"}
+    refused = await client.request("POST", INVOKE, b"{}", headers=headers)
+    assert refused.status == 503
+    assert refused.json()["errorType"] == "ServiceException"
+    assert "retry-after" in refused.headers
+    # Synchronous invocations do not depend on the event store.
+    assert (await client.request("GET", INVOKE)).status == 405
     await client.close()
 
 

@@ -76,11 +76,7 @@ async def _main(args: argparse.Namespace) -> None:
         max_connections=args.max_connections,
         max_buffered_bytes=args.max_buffered_bytes,
     )
-    events = {
-        "event_store": _event_store(args),
-        "event_workers": args.events_workers,
-        "event_workers_per_function": args.events_workers_per_function,
-    }
+    store = _event_store(args)
     source: endpoints.EndpointSource
     if args.config:
         static = configs.load(pathlib.Path(args.config))
@@ -90,11 +86,20 @@ async def _main(args: argparse.Namespace) -> None:
             activator_id=args.id,
             stats_sink=sink,
             bounds=bounds,
-            **events,
+            event_store=store,
+            event_workers=args.events_workers,
+            event_workers_per_function=args.events_workers_per_function,
         )
         source = endpoints.StaticEndpointSource(static.endpoints)
     else:
-        activator = server.Activator(activator_id=args.id, stats_sink=sink, bounds=bounds, **events)
+        activator = server.Activator(
+            activator_id=args.id,
+            stats_sink=sink,
+            bounds=bounds,
+            event_store=store,
+            event_workers=args.events_workers,
+            event_workers_per_function=args.events_workers_per_function,
+        )
         cluster = catalog.KubeCatalog(
             activator.set_functions,
             activator.set_routes,

@@ -272,7 +272,7 @@ def _up(paths: config.Paths) -> int:
         _add_missing(paths)
         _finish(paths, None)
         return 0
-    steps = Progress(13 + len(components.ORDER) - len(components.BROKERS))
+    steps = Progress(14 + len(components.ORDER) - len(components.BROKERS))
     # Nothing may use a host tool before this step; the clean-up after it finds what a
     # killed run left with the tools in place (before it, a missing tool means nothing).
     with steps("host packages") as note:
@@ -387,6 +387,20 @@ def _start(paths: config.Paths, steps: Progress, made: dict[str, oci.Image]) -> 
     with steps(f"{', '.join(brokers.BROKERS)} answer") as note:
         brokers.wait(sup, started)
         note(f"kafka {config.KAFKA_BOOTSTRAP}, nats {config.NATS_URL}")
+    with steps("PyPI mirror warmed for builds") as note:
+        note(_warm_pypi(sup))
+
+
+def _warm_pypi(sup: procs.Supervisor) -> str:
+    """Warms devpi's mirror; a mirror that cannot reach its upstream is a warning, since
+    only builds with Python dependencies need it."""
+    try:
+        return f"first page in {proxies.warm_pypi():.1f}s"
+    except (OSError, http.client.HTTPException) as exc:
+        return (
+            f"WARNING: devpi did not answer ({exc}); builds with Python dependencies may "
+            f"fail; read {sup.log_path('devpi')}"
+        )
 
 
 def _build_components(paths: config.Paths, note: Callable[[str], None]) -> None:

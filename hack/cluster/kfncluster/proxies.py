@@ -18,10 +18,12 @@ the machine. The chart's ``builder`` values point builds at them.
 
 from __future__ import annotations
 
+import http.client
 import json
 import pathlib
 import shutil
 import sys
+import time
 
 import yaml
 
@@ -34,6 +36,8 @@ VERDACCIO_PORT = 4873
 PYPI_INDEX_URL = f"http://{config.NODE_IP}:{DEVPI_PORT}/root/pypi/+simple/"
 NPM_REGISTRY_URL = f"http://{config.NODE_IP}:{VERDACCIO_PORT}/"
 UPSTREAM_NPM = "https://registry.npmjs.org/"
+#: The page asked for to warm the PyPI mirror: small, and every build's pip needs it.
+WARM_PROJECT = "pip"
 
 
 def devpi_venv(paths: config.Paths) -> pathlib.Path:
@@ -159,3 +163,24 @@ def ensure_installed(paths: config.Paths, log: pathlib.Path) -> list[str]:
 def write_configs(paths: config.Paths) -> None:
     paths.config.mkdir(parents=True, exist_ok=True)
     verdaccio_config_path(paths).write_text(verdaccio_config(paths))
+
+
+def warm_pypi(timeout: float = 180.0) -> float:
+    """Asks devpi for one project page and returns how long it took.
+
+    A new devpi mirror sets itself up with its upstream on the first page it is asked for,
+    which took 10-20 s here: longer than pip's read timeout in a build started at once.
+    Asking during bring-up moves that wait out of the first build. Raises OSError (or
+    http.client's errors) when devpi does not answer 200 within ``timeout``.
+    """
+    started = time.monotonic()
+    conn = http.client.HTTPConnection(config.NODE_IP, DEVPI_PORT, timeout=timeout)
+    try:
+        conn.request("GET", f"/root/pypi/+simple/{WARM_PROJECT}/")
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise OSError(f"devpi answered {resp.status} for the {WARM_PROJECT} page")
+    finally:
+        conn.close()
+    return time.monotonic() - started

@@ -109,6 +109,10 @@ def write_npm_project(
         (project / "package-lock.json").write_bytes(files["package-lock.json"])
 
 
+#: Seconds pip waits for each read from the index (pip's default is 15).
+PIP_READ_TIMEOUT = 60
+
+
 def pip_command(
     target: pathlib.Path, code: pathlib.Path, dependencies: Sequence[str], index_url: str
 ) -> list[str]:
@@ -118,6 +122,9 @@ def pip_command(
         "--target", str(target),
         "--no-compile", "--no-cache-dir", "--disable-pip-version-check", "--no-input",
         "--progress-bar", "off",
+        # A caching index fetches a page it has not seen from its upstream first; pip's
+        # default 15 s read timeout is shorter than a cold mirror may take.
+        "--timeout", str(PIP_READ_TIMEOUT),
     ]  # fmt: skip
     if index_url:
         cmd += ["--index-url", index_url]

@@ -82,5 +82,7 @@ def test_pip_installs_into_the_target_from_the_configured_index_trusting_a_plain
     assert cmd[cmd.index("--trusted-host") + 1] == "10.244.0.1"
     assert cmd[cmd.index("--requirement") + 1] == str(code / "requirements.txt")
     assert cmd[-1] == "idna==3.7"
+    # A cold caching mirror takes longer than pip's default 15 s to answer a first page.
+    assert int(cmd[cmd.index("--timeout") + 1]) >= 60
     https = deps.pip_command(tmp_path / "t", code, [], "https://pypi.example.com/simple/")
     assert "--trusted-host" not in https

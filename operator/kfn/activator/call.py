@@ -5,17 +5,30 @@ queueing, and poking the autoscaler, if the function is at zero), a pooled
 connection, and the same two bounds (:mod:`~kfn.activator.waiting`): the queue timeout
 while it waits for a pod (then 429, throttling, which the retries hold without using an
 attempt) and the function's timeout plus a margin once sent (then 504, a function error).
-A connection that fails is the delivery's failure (status 0), which
-:mod:`~kfn.activator.async_invoke` retries as throttling; one that ends before the answer
-did is the function's process dying mid-request, a function error (``Runtime.ExitError``)
-that uses up a retry, as a client would read it.
+Nothing started is sent again within the queue timeout, as the proxy does: a refused
+connection on another endpoint (:func:`kfn.activator.capacity.connect`), and a runtime's
+refusal marked ``Kfn-Not-Started`` (:mod:`~kfn.activator.refusal`: several activators
+share a pod's concurrency, so one may find it full) after a short pause. Only when the
+queue timeout has passed is it throttling for the retries, whose back-off grows to
+minutes. A connection that ends before the answer did is the function's process dying
+mid-request, a function error (``Runtime.ExitError``) that uses up a retry, as a client
+would read it.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from kfn.activator import answers, async_invoke, capacity, router, throttler, upstream, waiting
+from kfn.activator import (
+    answers,
+    async_invoke,
+    capacity,
+    refusal,
+    router,
+    throttler,
+    upstream,
+    waiting,
+)
 
 #: A response larger than this is not kept (Lambda's synchronous limit is 6 MiB).
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 1024
@@ -29,6 +42,8 @@ class _BufferedSink:
         self.done: asyncio.Future[async_invoke.Outcome] = asyncio.get_running_loop().create_future()
         self.status = 0
         self.function_error = False
+        #: The runtime refused without starting the handler (kfn.activator.refusal).
+        self.not_started = False
         self.body = bytearray()
         self.reusable = False
 
@@ -40,6 +55,7 @@ class _BufferedSink:
     ) -> None:
         self.status = status
         self.function_error = b"\r\nkfn-function-error:" in b"\r\n" + headers.lower()
+        self.not_started = refusal.not_started(status, not_started)
 
     def on_response_body(self, data: bytes) -> None:
         if len(self.body) < RESPONSE_LIMIT:
@@ -81,41 +97,68 @@ async def invoke(
     a function error with status 504, as a Lambda timeout does.
     """
     throttle.note_request()
-    try:
-        async with asyncio.timeout(queue_timeout_s):
-            endpoint = await capacity.acquire(throttle)
-    except TimeoutError:
-        return async_invoke.Outcome(429, b"no pod within the queue timeout")
-    except throttler.QueueFullError:
-        return async_invoke.Outcome(429, b"queue full")
-    try:
-        async with asyncio.timeout(waiting.served_bound(timeout_s)):
-            return await _exchange(
-                endpoint,
-                function_name=function_name,
-                request_id=request_id,
-                payload=payload,
-                timeout_ms=max(1, round(timeout_s * 1000)),
-                invocation_type=invocation_type,
-            )
-    except TimeoutError:
-        return async_invoke.Outcome(504, b"timed out", function_error=True)
-    finally:
-        throttle.release(endpoint)
+    loop = asyncio.get_running_loop()
+    waits_until = loop.time() + queue_timeout_s
+    refused = 0
+    while True:
+        try:
+            async with asyncio.timeout_at(waits_until):
+                endpoint = await capacity.acquire(throttle)
+                endpoint, conn = await _connection(throttle, endpoint)
+        except TimeoutError:
+            return async_invoke.Outcome(429, b"no pod within the queue timeout")
+        except throttler.QueueFullError:
+            return async_invoke.Outcome(429, b"queue full")
+        except capacity.ConnectError:
+            return async_invoke.Outcome(0, b"could not connect to the function")
+        try:
+            async with asyncio.timeout(waiting.served_bound(timeout_s)):
+                outcome, not_started = await _exchange(
+                    endpoint,
+                    conn,
+                    function_name=function_name,
+                    request_id=request_id,
+                    payload=payload,
+                    timeout_ms=max(1, round(timeout_s * 1000)),
+                    invocation_type=invocation_type,
+                )
+        except TimeoutError:
+            return async_invoke.Outcome(504, b"timed out", function_error=True)
+        finally:
+            throttle.release(endpoint)
+        if not not_started:
+            return outcome
+        # Not started: wait a moment, then for a slot again, within the queue timeout.
+        refused += 1
+        pause = refusal.retry_delay(refused)
+        if loop.time() + pause >= waits_until:
+            return outcome
+        await asyncio.sleep(pause)
+
+
+async def _connection(
+    throttle: throttler.Throttler, endpoint: upstream.Endpoint
+) -> tuple[upstream.Endpoint, upstream.UpstreamConnection]:
+    """An idle pooled connection to ``endpoint``, else a new one, on another endpoint if
+    the pod refuses it (the slot moves with it)."""
+    conn = endpoint.take_idle()
+    if conn is not None:
+        return endpoint, conn
+    return await capacity.connect(throttle, endpoint)
 
 
 async def _exchange(
     endpoint: upstream.Endpoint,
+    conn: upstream.UpstreamConnection,
     *,
     function_name: str,
     request_id: str,
     payload: bytes,
     timeout_ms: int,
     invocation_type: bytes,
-) -> async_invoke.Outcome:
-    conn = endpoint.take_idle()
-    if conn is None:
-        conn = await endpoint.connect()
+) -> tuple[async_invoke.Outcome, bool]:
+    """Sends the invocation on ``conn``; the outcome, and whether the runtime refused it
+    without starting it."""
     sink = _BufferedSink(request_id.encode())
     head = (
         b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
@@ -142,4 +185,4 @@ async def _exchange(
         endpoint.put_idle(conn)
     else:
         conn.abort()
-    return outcome
+    return outcome, sink.not_started

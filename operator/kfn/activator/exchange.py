@@ -354,7 +354,7 @@ class Exchange:
         self.task = self.proto.ctx.spawn(self.answer_exit(known, self.endpoint.address))
 
     async def answer_exit(self, known: exits.Exits, address: str) -> None:
-        ended = await known.next_exit(address, now=time.time())
+        ended = await known.next_exit(address)
         self.task = None
         if not self.finished:
             self.answer(answers.runtime_exited(self.request_id, ended))

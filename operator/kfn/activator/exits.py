@@ -25,9 +25,6 @@ from typing import Any
 #: How long an answer waits for the kubelet's report of the exit. The kubelet notices a
 #: container's end on its next relist (every second) and then writes the pod's status.
 WAIT = 3.0
-#: An exit reported this many seconds before the connection's end counts as its cause
-#: (the report can arrive before the activator reads the connection's end).
-RECENT = 5.0
 #: The container a function pod runs its runtime in (kfn.resources.deployment).
 CONTAINER = "function"
 
@@ -101,14 +98,6 @@ def _epoch(stamp: Any) -> float:
         return 0.0
 
 
-def cause(last: Exit | None, *, now: float) -> Exit | None:
-    """The already-reported exit that explains a connection ending at ``now`` (wall clock),
-    if it ended recently enough to be that one."""
-    if last is None or not last.finished:
-        return None
-    return last if now - RECENT <= last.finished <= now + RECENT else None
-
-
 #: How many times a container ended, and its latest end.
 _Ends = tuple[int, Exit | None]
 
@@ -140,16 +129,16 @@ class Exits:
             if not future.done():
                 future.set_result(None)
 
-    async def next_exit(self, address: str, *, now: float, wait: float = WAIT) -> Exit | None:
-        """The exit of the pod at ``address`` that ended a connection at ``now`` (wall
-        clock): one reported already, else the next one within ``wait`` seconds, else
-        None."""
-        count, last = self._seen.get(address, (0, None))
-        known = cause(last, now=now)
-        if known is not None:
-            return known
+    async def next_exit(self, address: str, *, wait: float = WAIT) -> Exit | None:
+        """The next exit the pod at ``address`` reports within ``wait`` seconds, else None.
+
+        Called when a connection to the pod ended: the kubelet's report comes a second or
+        so after the process died, never before the activator read the connection's end,
+        so an exit reported earlier (one that ended an earlier request) is not this one.
+        """
+        seen = self._seen.get(address, (0, None))
         future: asyncio.Future[Exit | None] = asyncio.get_running_loop().create_future()
-        entry = ((count, last), future)
+        entry = (seen, future)
         self._waiting.setdefault(address, []).append(entry)
         try:
             async with asyncio.timeout(wait):

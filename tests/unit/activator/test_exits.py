@@ -72,14 +72,6 @@ def test_an_exit_is_described_in_lambdas_words(code: int, words: str) -> None:
     assert exits.Exit("Error", code).describe() == words
 
 
-def test_only_a_recent_exit_explains_a_connection_that_just_ended() -> None:
-    ended = exits.Exit("OOMKilled", 137, finished=1000.0)
-    assert exits.cause(ended, now=1002.0) is ended
-    assert exits.cause(ended, now=1000.0 + exits.RECENT + 1) is None
-    assert exits.cause(exits.Exit("OOMKilled", 137), now=1000.0) is None
-    assert exits.cause(None, now=1000.0) is None
-
-
 # --- waiting for the report -----------------------------------------------------------------
 
 ADDRESS = "10.0.0.7:8080"
@@ -89,7 +81,7 @@ ADDRESS = "10.0.0.7:8080"
 async def test_a_waiter_gets_the_next_exit_the_pod_reports() -> None:
     known = exits.Exits()
     known.observe(ADDRESS, 1, exits.Exit("Error", 1, finished=1.0))
-    waiting = asyncio.ensure_future(known.next_exit(ADDRESS, now=time.time(), wait=5))
+    waiting = asyncio.ensure_future(known.next_exit(ADDRESS, wait=5))
     await asyncio.sleep(0)
     known.observe(ADDRESS, 1, exits.Exit("Error", 1, finished=1.0))  # the same, old end
     await asyncio.sleep(0)
@@ -104,7 +96,7 @@ async def test_a_new_last_exit_wakes_a_waiter_even_before_the_restart_count_move
     # In crash-loop back-off the kubelet reports the end in lastState, restartCount unchanged.
     known = exits.Exits()
     known.observe(ADDRESS, 1, exits.Exit("Error", 1, finished=1.0))
-    waiting = asyncio.ensure_future(known.next_exit(ADDRESS, now=time.time(), wait=5))
+    waiting = asyncio.ensure_future(known.next_exit(ADDRESS, wait=5))
     await asyncio.sleep(0)
     again = exits.Exit("Error", 3, finished=time.time())
     known.observe(ADDRESS, 1, again)
@@ -112,19 +104,17 @@ async def test_a_new_last_exit_wakes_a_waiter_even_before_the_restart_count_move
 
 
 @pytest.mark.asyncio
-async def test_an_exit_reported_before_the_connection_ended_is_taken_at_once() -> None:
+async def test_an_exit_reported_before_the_wait_ended_an_earlier_request_and_is_not_taken() -> None:
     known = exits.Exits()
-    now = time.time()
-    oom = exits.Exit("OOMKilled", 137, finished=now - 1)
-    known.observe(ADDRESS, 1, oom)
-    assert await known.next_exit(ADDRESS, now=now, wait=0.01) is oom
+    known.observe(ADDRESS, 1, exits.Exit("OOMKilled", 137, finished=time.time() - 1))
+    assert await known.next_exit(ADDRESS, wait=0.05) is None
 
 
 @pytest.mark.asyncio
 async def test_no_report_within_the_wait_gives_no_exit() -> None:
     known = exits.Exits()
     started = time.monotonic()
-    assert await known.next_exit(ADDRESS, now=time.time(), wait=0.05) is None
+    assert await known.next_exit(ADDRESS, wait=0.05) is None
     assert time.monotonic() - started < 1.0
     assert not known._waiting
 
@@ -132,7 +122,7 @@ async def test_no_report_within_the_wait_gives_no_exit() -> None:
 @pytest.mark.asyncio
 async def test_a_pod_deleted_while_waited_on_gives_no_exit_at_once() -> None:
     known = exits.Exits()
-    waiting = asyncio.ensure_future(known.next_exit(ADDRESS, now=time.time(), wait=5))
+    waiting = asyncio.ensure_future(known.next_exit(ADDRESS, wait=5))
     await asyncio.sleep(0)
     known.forget(ADDRESS)
     assert await asyncio.wait_for(waiting, 1) is None

@@ -24,6 +24,21 @@ import pytest_asyncio
 
 from tests.unit.activator.http import Backend
 
+
+async def wait_listening(proc: asyncio.subprocess.Process, port: int) -> None:
+    """Until the activator process takes connections on ``port`` (15 s at most); fails at
+    once if it exits first."""
+    async with asyncio.timeout(15):
+        while True:
+            assert proc.returncode is None, "the activator exited"
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            await asyncio.sleep(0.05)
+
+
 REPO = pathlib.Path(__file__).resolve().parents[3]
 SOURCE = pathlib.Path(os.environ.get("KFN_ACTIVATOR_SRC", REPO / "operator"))
 
@@ -114,15 +129,7 @@ async def start_activator(tmp_path: pathlib.Path) -> AsyncIterator[StartActivato
         )
         running = RunningActivator(proc, port)
         started.append(running)
-        async with asyncio.timeout(15):
-            while True:
-                assert proc.returncode is None, "the activator exited"
-                with contextlib.suppress(OSError):
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    await writer.wait_closed()
-                    break
-                await asyncio.sleep(0.05)
+        await wait_listening(proc, port)
         return running
 
     yield start

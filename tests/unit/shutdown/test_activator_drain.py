@@ -10,7 +10,6 @@ what each client gets and when the process exits. The scale is shortened: handle
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import pathlib
@@ -22,7 +21,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from tests.unit.abuse.conftest import SOURCE, free_port
+from tests.unit.abuse.conftest import SOURCE, free_port, wait_listening
 from tests.unit.activator.http import Client, Response, build_request
 from tests.unit.runtimes import conftest as runtimes
 
@@ -84,15 +83,7 @@ async def activator(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    async with asyncio.timeout(15):
-        while True:
-            assert proc.returncode is None, "the activator exited"
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                await writer.wait_closed()
-                break
-            await asyncio.sleep(0.05)
+    await wait_listening(proc, port)
     yield proc, port
     if proc.returncode is None:
         proc.kill()

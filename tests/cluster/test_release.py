@@ -135,6 +135,13 @@ def test_the_released_images_are_multi_architecture_indexes(chart: tuple[str, st
 def test_the_chart_from_the_registry_builds_runs_and_answers_under_another_release(
     released: str,
 ) -> None:
+    # The released chart names its kfn image by digest: a node that still holds an older
+    # image pushed under the same version tag cannot run it instead.
+    deployment = kubeutil.kubectl_json(
+        "-n", NAMESPACE, "get", "deployment", f"{RELEASE}-kfn-activator"
+    )
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "@sha256:" in container["image"], container["image"]
     kubeutil.apply(_function(released))
     fn = kubeutil.wait_for(
         "six-version Ready", lambda: _ready(released, "six-version"), timeout=420

@@ -75,7 +75,14 @@ def local_values(paths: config.Paths, image: str) -> list[str]:
         # activators (tests/cluster/test_durable_events.py kills them all).
         "--set", "activator.events.store=jetstream",
         "--set", f"activator.events.nats.url={config.NATS_URL}",
+        # JetStream reserves a stream's maximum in its file store: a quarter of the node
+        # NATS's 1 GB leaves room for the stream tests' own streams.
+        "--set", f"activator.events.maxBytes={EVENTS_MAX_BYTES}",
     ]  # fmt: skip
+
+
+#: Bytes the local cluster's event stream may hold (the chart's default is 1 GiB).
+EVENTS_MAX_BYTES = 256 * 1024 * 1024
 
 
 def install_kfn(paths: config.Paths, image: str) -> None:

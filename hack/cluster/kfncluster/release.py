@@ -6,7 +6,9 @@ What a cluster admin installs with nothing from the source tree:
   builder, token service, helm test);
 * ``<registry>/kfn/runtime-python:<version>`` and ``kfn/runtime-nodejs:<version>``;
 * ``oci://<registry>/charts/kfn``, version ``<version>``: the chart, its ``image.registry``
-  set to ``<registry>``, so its defaults name exactly these images.
+  set to ``<registry>`` and its ``image.digest`` to the kfn index just pushed, so its
+  defaults name exactly these images, even on a node that still holds an image once
+  pushed under the same version tag (the chart pulls IfNotPresent).
 
 Every image tag is an OCI image index (a multi-architecture manifest list) whose entries name
 their platform, so a node pulls the manifest of its own; this machine builds ``linux/amd64``
@@ -61,8 +63,9 @@ def publish_images(paths: config.Paths, version: str) -> dict[str, str]:
     return published
 
 
-def package_chart(version: str, registry: str, out: pathlib.Path) -> pathlib.Path:
-    """``helm package`` of the chart with its version and ``image.registry`` set."""
+def package_chart(version: str, registry: str, out: pathlib.Path, digest: str = "") -> pathlib.Path:
+    """``helm package`` of the chart with its version, ``image.registry`` and, when given,
+    ``image.digest`` set."""
     staging = out / "kfn"
     shutil.copytree(CHART, staging)
     chart = yaml.safe_load((staging / "Chart.yaml").read_text())
@@ -70,10 +73,12 @@ def package_chart(version: str, registry: str, out: pathlib.Path) -> pathlib.Pat
     chart["appVersion"] = version
     (staging / "Chart.yaml").write_text(yaml.safe_dump(chart, sort_keys=False))
     values = (staging / "values.yaml").read_text()
-    marker = '  registry: ""\n'
-    if marker not in values:
-        raise RuntimeError("charts/kfn/values.yaml has no empty image.registry to set")
-    values = values.replace(marker, f"  registry: {json.dumps(registry)}\n", 1)
+    for key, value in (("registry", registry), ("digest", digest)):
+        marker = f'  {key}: ""\n'
+        if marker not in values:
+            raise RuntimeError(f"charts/kfn/values.yaml has no empty image.{key} to set")
+        if value:
+            values = values.replace(marker, f"  {key}: {json.dumps(value)}\n", 1)
     (staging / "values.yaml").write_text(values)
     helm = build.binaries(config.Paths())["helm"]
     host.run([str(helm), "package", str(staging), "--destination", str(out)])
@@ -99,9 +104,10 @@ def push_chart(paths: config.Paths, package: pathlib.Path, work: pathlib.Path) -
 def release(paths: config.Paths, version: str | None = None) -> tuple[str, str]:
     """Publishes everything; returns the chart's OCI URL and its version."""
     version = version or chart_version()
-    publish_images(paths, version)
+    published = publish_images(paths, version)
+    kfn_repository = oci.Reference.parse(f"{kfnimage.REPOSITORY}:{version}").repository
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
-        package = package_chart(version, config.REGISTRY, work)
+        package = package_chart(version, config.REGISTRY, work, digest=published[kfn_repository])
         url = push_chart(paths, package, work)
     return url, version

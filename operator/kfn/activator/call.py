@@ -104,7 +104,7 @@ async def invoke(
         try:
             async with asyncio.timeout_at(waits_until):
                 endpoint = await capacity.acquire(throttle)
-                endpoint, conn = await _connection(throttle, endpoint)
+                endpoint, conn = await capacity.connection(throttle, endpoint)
         except TimeoutError:
             return async_invoke.Outcome(429, b"no pod within the queue timeout")
         except throttler.QueueFullError:
@@ -134,17 +134,6 @@ async def invoke(
         if loop.time() + pause >= waits_until:
             return outcome
         await asyncio.sleep(pause)
-
-
-async def _connection(
-    throttle: throttler.Throttler, endpoint: upstream.Endpoint
-) -> tuple[upstream.Endpoint, upstream.UpstreamConnection]:
-    """An idle pooled connection to ``endpoint``, else a new one, on another endpoint if
-    the pod refuses it (the slot moves with it)."""
-    conn = endpoint.take_idle()
-    if conn is not None:
-        return endpoint, conn
-    return await capacity.connect(throttle, endpoint)
 
 
 async def _exchange(

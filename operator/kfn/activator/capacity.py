@@ -70,3 +70,14 @@ async def connect(
             throttle.release(endpoint)
             raise
         endpoint = await acquire(throttle, exclude=tried)
+
+
+async def connection(
+    throttle: throttler.Throttler, endpoint: upstream.Endpoint
+) -> tuple[upstream.Endpoint, upstream.UpstreamConnection]:
+    """An idle pooled connection to ``endpoint``, else a new one (:func:`connect`: on
+    another endpoint if the pod refuses it, the slot moving with it)."""
+    conn = endpoint.take_idle()
+    if conn is not None:
+        return endpoint, conn
+    return await connect(throttle, endpoint)

@@ -216,9 +216,7 @@ class Exchange:
         try:
             if endpoint is None:
                 endpoint = await capacity.acquire(throttle)
-            conn = endpoint.take_idle()
-            if conn is None:
-                endpoint, conn = await capacity.connect(throttle, endpoint)
+            endpoint, conn = await capacity.connection(throttle, endpoint)
         except throttler.QueueFullError:
             self.task = None
             self.answer(answers.queue_full(throttle.queue_limit))

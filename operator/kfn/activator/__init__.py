@@ -25,7 +25,8 @@ a ready pod over pooled keep-alive connections. One concern per module:
   invocations delivered with retries and an on-failure destination, fairly between
   functions (:mod:`~kfn.activator.lanes`), from a store
   (:mod:`~kfn.activator.event_store`: memory, or NATS JetStream in
-  :mod:`~kfn.activator.event_jetstream`; headers and rules in
+  :mod:`~kfn.activator.event_jetstream`, its stream and consumers decided in
+  :mod:`~kfn.activator.event_stream`; headers and rules in
   :mod:`~kfn.activator.event_record`).
 * :mod:`~kfn.activator.metrics` — Prometheus metrics on their own port.
 * :mod:`~kfn.activator.stats_reporter` — :mod:`kfn.stats` messages to the autoscaler.

@@ -25,6 +25,7 @@ from kfn.activator import (
     endpoints,
     event_jetstream,
     event_store,
+    event_stream,
     server,
     stats_reporter,
 )
@@ -43,9 +44,9 @@ def _event_store(args: argparse.Namespace) -> event_store.Store:
     if not servers:
         raise SystemExit("--events-store=jetstream needs --events-nats-url")
     if args.events_nats_credentials:
-        options = event_jetstream.read_credentials(pathlib.Path(args.events_nats_credentials))
+        options = event_stream.read_credentials(pathlib.Path(args.events_nats_credentials))
     else:
-        options = event_jetstream.credentials(
+        options = event_stream.credentials(
             {
                 key: os.environ[variable].encode()
                 for key, variable in (
@@ -57,10 +58,12 @@ def _event_store(args: argparse.Namespace) -> event_store.Store:
             }
         )
     return event_jetstream.JetStreamStore(
-        event_jetstream.Settings(
+        event_stream.Settings(
             servers=servers,
             stream=args.events_stream,
             max_bytes=args.events_max_bytes,
+            # Enough of one function's events ahead to keep its deliveries busy.
+            lane_window=4 * args.events_workers_per_function,
             options=options,
         )
     )
@@ -221,13 +224,13 @@ def main() -> None:
     )
     evented.add_argument(
         "--events-stream",
-        default=os.environ.get("KFN_EVENTS_STREAM", event_jetstream.STREAM),
+        default=os.environ.get("KFN_EVENTS_STREAM", event_stream.STREAM),
         help="the JetStream stream, created or updated at start",
     )
     evented.add_argument(
         "--events-max-bytes",
         type=int,
-        default=int(os.environ.get("KFN_EVENTS_MAX_BYTES", event_jetstream.MAX_BYTES)),
+        default=int(os.environ.get("KFN_EVENTS_MAX_BYTES", event_stream.MAX_BYTES)),
         help="bytes the stream may hold; past it new events are answered 429",
     )
     evented.add_argument(

@@ -1,23 +1,37 @@
 """The durable event store: ``Event`` invocations in a NATS JetStream stream (nats-py).
 
-**Putting.** An event is published to ``<prefix>.<namespace>.<function>`` of one stream
-(``KFN_EVENTS`` by default; file storage, work-queue retention: a message is removed once
-acknowledged) with its request id, received time and counters in headers
-(:mod:`~kfn.activator.event_record`). The caller is answered 202 only after JetStream's
-PubAck says it is stored; no answer in time is 503, a full stream (``maxBytes``) 429.
-Every activator creates or updates the stream and the consumer at start, idempotently.
+The stream and its consumers are decided in :mod:`~kfn.activator.event_stream`; this
+module is the store that uses them.
 
-**Taking.** All activator replicas pull from one durable consumer (``kfn-activators``,
-explicit acks), so any replica delivers any event, and an event whose holder dies is
-delivered again by another. A replica fetches only while its invoker has room
-(``window`` events ready or in flight), so events stay in the stream, not in one
-replica's memory, while the functions are busy. (Fair turns between functions are taken
-among the fetched events; a backlog of one function beyond every replica's window delays
-the events stored behind it until it has been fetched.) A message held longer than ``ack_wait``
-(30 s) would be handed out again; so every held message gets an in-progress ack every third
-of ``ack_wait`` while it waits in a lane or its delivery runs (up to the function's
-timeout, 15 minutes). ``ack_wait`` therefore bounds only how long the events of a
-replica that was killed stay hidden before another replica delivers them.
+**Putting.** An event is published to its function's subject of one stream (file storage,
+work-queue retention: a message is removed once acknowledged) with its request id,
+received time and counters in headers (:mod:`~kfn.activator.event_record`). The caller is
+answered 202 only after JetStream's PubAck says it is stored. A publish that gets no
+answer (the connection to NATS is being re-established, say) is sent again with the same
+``Nats-Msg-Id`` for up to :data:`PUT_BUDGET`: the stream's duplicate window stores it once
+however many of the tries arrived, so a short outage ends in one event and a 202, not in a
+503 whose event was stored after all. Only past the budget is the caller answered 503
+(the event may then be stored, and run, as well as the caller's retry); a full stream
+(``maxBytes``) is 429 at once, and so is 503 when no connection was ever made.
+
+**Taking, fairly.** Each function has a durable pull consumer of its own, shared by all
+activator replicas; any replica delivers any event, and an event whose holder dies is
+delivered again by another. A replica pulls from every function that has events stored (it
+lists the stream's subjects every :data:`DISCOVER` seconds, and starts pulling at once for
+an event it stored itself), each pull under two bounds: the invoker's room (``window``
+events ready or in flight over all functions) and :attr:`Settings.lane_window` events of
+that function held here. So a backlog of one function stays in the stream, at most a lane
+window of it in each replica, and another function's events are fetched as soon as they
+are stored, whatever is stored before them; the invoker's lanes then take held events in
+turn (:mod:`~kfn.activator.lanes`). A replica stops pulling for a function after
+:data:`LANE_IDLE` seconds with nothing to fetch; the server removes a consumer nobody pulled
+from for an hour, and the function's next event creates it again.
+
+A message held longer than ``ack_wait`` (30 s) would be handed out again; so every held
+message gets an in-progress ack every third of ``ack_wait`` while it waits in a lane or
+its delivery runs (up to the function's timeout, 15 minutes). ``ack_wait`` therefore
+bounds only how long the events of a replica that was killed stay hidden before another
+replica delivers them.
 
 **Retrying.** A failed attempt that :func:`kfn.retry.decide` retries is *published again*
 with its counters raised and the time it is due, and then the original is acknowledged.
@@ -41,152 +55,49 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import pathlib
 import time
-from collections.abc import Mapping
 from typing import Any, Final
 
-import nats
 import nats.errors
 import nats.js
-import nats.js.api
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from kfn.activator import event_record, event_store
+from kfn.activator import event_record, event_store, event_stream
+from kfn.activator.event_stream import Settings, describe
 from kfn.clock import Seconds
 
 logger = logging.getLogger(__name__)
 
-STREAM: Final = "KFN_EVENTS"
-SUBJECT_PREFIX: Final = "kfn.events"
-CONSUMER: Final = "kfn-activators"
-#: How long the server waits for an ack before handing a message out again.
-ACK_WAIT: Final = 30.0
-#: Lambda keeps an event up to 6 hours; the stream keeps one an hour longer, so the retry
-#: rule (``EventAgeExceeded``, to the on-failure destination) decides its end, not the
-#: store. Only an event no activator fetched for 7 hours is dropped by the stream.
-MAX_AGE: Final = 7 * 3600.0
-MAX_BYTES: Final = 1024**3
-#: Messages handed out and not acknowledged, all replicas together (retries waiting to be
-#: due included); past it the consumer hands out nothing new until some end.
-MAX_ACK_PENDING: Final = 20_000
 FETCH_BATCH: Final = 64
+#: How long one pull waits at the server for a message.
 POLL: Final = 1.0
-#: How often a replica whose invoker is full looks for room again.
+#: How often a replica lists the subjects with events stored.
+DISCOVER: Final = 1.0
+#: A replica stops pulling for a function with nothing to fetch for this long.
+LANE_IDLE: Final = 30.0
+#: How often a replica whose invoker, or a function's lane window, is full looks again.
 FULL_PAUSE: Final = 0.05
 CONNECT_TIMEOUT: Final = 5.0
 RECONNECT_WAIT: Final = 2.0
 API_TIMEOUT: Final = 5.0
+#: How long a put keeps sending an event the stream has not confirmed (see the module doc).
+PUT_BUDGET: Final = 10.0
+PUT_PAUSE: Final = 0.25
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Settings:
-    """Where the stream is and how it is bounded."""
-
-    servers: tuple[str, ...]
-    stream: str = STREAM
-    subject_prefix: str = SUBJECT_PREFIX
-    consumer: str = CONSUMER
-    max_age: float = MAX_AGE
-    max_bytes: int = MAX_BYTES
-    max_ack_pending: int = MAX_ACK_PENDING
-    ack_wait: float = ACK_WAIT
-    #: nats-py ``connect`` credentials (:func:`credentials`).
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-# --- decisions (pure) --------------------------------------------------------------------------
-
-
-def stream_config(settings: Settings) -> nats.js.api.StreamConfig:
-    """The stream every activator wants (see the module doc)."""
-    return nats.js.api.StreamConfig(
-        name=settings.stream,
-        description="kfn: accepted asynchronous (Event) invocations, until delivered",
-        subjects=[f"{settings.subject_prefix}.>"],
-        retention=nats.js.api.RetentionPolicy.WORK_QUEUE,
-        storage=nats.js.api.StorageType.FILE,
-        discard=nats.js.api.DiscardPolicy.NEW,
-        max_age=settings.max_age,
-        max_bytes=settings.max_bytes,
-        # Lambda's asynchronous payload limit, and room for the headers.
-        max_msg_size=256 * 1024 + 8192,
-        duplicate_window=120.0,
-    )
-
-
-def consumer_config(settings: Settings) -> nats.js.api.ConsumerConfig:
-    """The durable pull consumer all activators share."""
-    return nats.js.api.ConsumerConfig(
-        name=settings.consumer,
-        durable_name=settings.consumer,
-        description="kfn activators delivering Event invocations",
-        deliver_policy=nats.js.api.DeliverPolicy.ALL,
-        ack_policy=nats.js.api.AckPolicy.EXPLICIT,
-        ack_wait=settings.ack_wait,
-        max_deliver=-1,
-        max_ack_pending=settings.max_ack_pending,
-        filter_subject=f"{settings.subject_prefix}.>",
-    )
-
-
-def drift(existing: Any, wanted: Any, fields: tuple[str, ...]) -> list[str]:
-    """The ``fields`` of an existing stream or consumer config that differ from the wanted."""
-    return [name for name in fields if getattr(existing, name) != getattr(wanted, name)]
-
-
-STREAM_FIELDS: Final = ("subjects", "max_age", "max_bytes", "max_msg_size", "discard")
-CONSUMER_FIELDS: Final = ("ack_wait", "max_ack_pending", "filter_subject")
-
-
-def credentials(files: Mapping[str, bytes]) -> dict[str, Any]:
-    """nats-py ``connect`` options from a credentials Secret's keys: ``token``, or
-    ``username`` and ``password``; none for an empty Secret."""
-    if "token" in files:
-        return {"token": files["token"].decode().strip()}
-    if "username" in files:
-        if "password" not in files:
-            raise ValueError("the NATS credentials have a username but no password")
-        return {
-            "user": files["username"].decode().strip(),
-            "password": files["password"].decode().strip(),
-        }
-    if files:
-        raise ValueError(
-            f"the NATS credentials have none of token, username/password: {sorted(files)}"
-        )
-    return {}
-
-
-def read_credentials(directory: pathlib.Path) -> dict[str, Any]:
-    """:func:`credentials` from a mounted Secret (one file per key)."""
-    files = {
-        path.name: path.read_bytes()
-        for path in directory.iterdir()
-        if path.is_file() and not path.name.startswith(".")
-    }
-    return credentials(files)
-
-
-def full(error: BaseException) -> bool:
-    """Whether a publish failed because the stream is at its bounds (then 429)."""
-    description = getattr(error, "description", None) or ""
-    return isinstance(error, nats.js.errors.APIError) and "maximum" in description
-
-
-# --- the store ---------------------------------------------------------------------------------
+_ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError)
 
 
 class JetStreamHeld:
     """A message handed out to this activator, until it is ended, retried or given back."""
 
-    __slots__ = ("event", "msg")
+    __slots__ = ("event", "msg", "subject")
 
-    def __init__(self, event: event_record.Event, msg: Msg) -> None:
+    def __init__(self, event: event_record.Event, msg: Msg, subject: str) -> None:
         self.event = event
         self.msg = msg
+        self.subject = subject
 
 
 class JetStreamStore:
@@ -194,35 +105,64 @@ class JetStreamStore:
 
     durable = True
 
-    def __init__(self, settings: Settings, *, clock: Seconds = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Seconds = time.time,
+        monotonic: Seconds = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.monotonic = monotonic
         self.client: Client | None = None
         self._js: nats.js.JetStreamContext | None = None
+        self._feed: event_store.Feed | None = None
         self._ready = asyncio.Event()
         self._held: set[JetStreamHeld] = set()
+        #: Held messages per subject (what a function's lane window bounds).
+        self._held_of: dict[str, int] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        #: The subjects the last listing found events on.
+        self._stored: set[str] = set()
+        #: One pulling task per function's subject.
+        self._pulls: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- putting ------------------------------------------------------------------------
 
     async def put(self, event: event_record.Event) -> None:
-        await self._publish(event)
+        subject = await self._publish(event)
+        self._pull(subject)
 
-    async def _publish(self, event: event_record.Event) -> None:
+    async def _publish(self, event: event_record.Event) -> str:
         js = self._js
         if js is None or not self._ready.is_set():
             raise event_store.StoreUnavailableError("not connected to the event stream")
         subject = event_record.subject(self.settings.subject_prefix, event.function)
+        # Computed once: every try carries the same Nats-Msg-Id.
         headers = event_record.headers(event, stored=self.clock())
-        try:
-            await js.publish(subject, event.payload, timeout=API_TIMEOUT, headers=headers)
-        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
-            if full(exc):
-                raise event_store.QueueFullError(str(exc)) from None
-            raise event_store.StoreUnavailableError(describe(exc)) from None
+        deadline = self.monotonic() + PUT_BUDGET
+        while True:
+            left = deadline - self.monotonic()
+            try:
+                await js.publish(
+                    subject,
+                    event.payload,
+                    timeout=max(0.1, min(API_TIMEOUT, left)),
+                    headers=headers,
+                )
+                return subject
+            except _ERRORS as exc:
+                if event_stream.full(exc):
+                    raise event_store.QueueFullError(str(exc)) from None
+                if left <= PUT_PAUSE:
+                    raise event_store.StoreUnavailableError(
+                        f"not confirmed within {PUT_BUDGET:.0f} s: {describe(exc)}"
+                    ) from None
+            await asyncio.sleep(PUT_PAUSE)
 
     # --- ending -------------------------------------------------------------------------
 
@@ -251,45 +191,59 @@ class JetStreamStore:
     async def _settle(self, step: Any) -> None:
         try:
             await step
-        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+        except _ERRORS as exc:
             raise event_store.StoreUnavailableError(describe(exc)) from None
 
     def _forget(self, held: JetStreamHeld) -> None:
+        if held not in self._held:
+            return
         self._held.discard(held)
+        left = self._held_of[held.subject] - 1
+        if left:
+            self._held_of[held.subject] = left
+        else:
+            del self._held_of[held.subject]
         if not self._held:
             self._idle.set()
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self, feed: event_store.Feed) -> None:
+        self._feed = feed
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run(feed)), loop.create_task(self._heartbeats())]
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._heartbeats())]
 
     async def stop_taking(self) -> None:
-        """Ends the fetch loop after its fetch under way: a fetch cancelled would leave its
-        pull request open at the server, which would hand it messages (those given back
-        among them) that nobody here reads until their ack wait ends."""
+        """Ends every pull after its fetch under way: a fetch cancelled would leave its pull
+        request open at the server, which would hand it messages (those given back among
+        them) that nobody here reads until their ack wait ends."""
         self._stopping = True
         if self._tasks:
-            fetching = self._tasks[0]
+            listing = self._tasks[0]
+            listing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listing
+        pulls = list(self._pulls.values())
+        if pulls:
             # Not connected yet: no pull request is open, nothing to wait for.
             wait = POLL + API_TIMEOUT if self._ready.is_set() else 0
-            done, _ = await asyncio.wait([fetching], timeout=wait)
-            if not done:
-                fetching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await fetching
+            _, pending = await asyncio.wait(pulls, timeout=wait)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
     async def close(self) -> None:
         self._stopping = True
-        for task in self._tasks:
+        tasks = self._tasks + list(self._pulls.values())
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=API_TIMEOUT)
+        if tasks:
+            await asyncio.wait(tasks, timeout=API_TIMEOUT)
         self._tasks = []
+        self._pulls.clear()
         client, self.client = self.client, None
         self._js = None
         self._ready.clear()
@@ -301,21 +255,21 @@ class JetStreamStore:
                         await client.flush(timeout=int(API_TIMEOUT))
                     await client.close()
             # RuntimeError: nats-py writing to a transport uvloop already closed.
-            except (nats.errors.Error, OSError, TimeoutError, RuntimeError) as exc:
+            except (*_ERRORS, RuntimeError) as exc:
                 logger.info("closing the event stream connection: %s", describe(exc))
 
     async def wait_ready(self) -> None:
-        """Until connected, the stream and consumer in place (for tests and start-up)."""
+        """Until connected and the stream in place (for tests and start-up)."""
         await self._ready.wait()
 
-    # --- the loops ----------------------------------------------------------------------
+    # --- connecting and listing ---------------------------------------------------------
 
-    async def _run(self, feed: event_store.Feed) -> None:
-        subscription = None
-        while subscription is None:
+    async def _run(self) -> None:
+        """Connects, then lists the subjects with events and pulls for each."""
+        while self._js is None:
             try:
-                subscription = await self._open()
-            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                await self._open()
+            except _ERRORS as exc:
                 logger.warning(
                     "event stream %s at %s: %s; trying again in %.0f s",
                     self.settings.stream,
@@ -326,23 +280,21 @@ class JetStreamStore:
                 await asyncio.sleep(RECONNECT_WAIT)
         self._ready.set()
         logger.info("storing events in stream %s", self.settings.stream)
+        js = self._js
         while not self._stopping:
-            room = feed.room()
-            if room <= 0:
-                await asyncio.sleep(FULL_PAUSE)
-                continue
             try:
-                messages = await subscription.fetch(min(room, FETCH_BATCH), timeout=POLL)
-            except TimeoutError:
-                continue
-            except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
-                logger.warning("fetching events: %s", describe(exc))
-                await asyncio.sleep(RECONNECT_WAIT)
-                continue
-            for msg in messages:
-                await self._take(msg, feed)
+                info = await js.stream_info(
+                    self.settings.stream, subjects_filter=f"{self.settings.subject_prefix}.>"
+                )
+            except _ERRORS as exc:
+                logger.info("listing the event stream's subjects: %s", describe(exc))
+            else:
+                self._stored = event_stream.waiting_subjects(info.state.subjects)
+                for subject in sorted(self._stored):
+                    self._pull(subject)
+            await asyncio.sleep(DISCOVER)
 
-    async def _open(self) -> nats.js.JetStreamContext.PullSubscription:
+    async def _open(self) -> None:
         settings = self.settings
         if self.client is None or self.client.is_closed:
             # Kept before it connects, so that closing can stop a connect under way.
@@ -358,36 +310,77 @@ class JetStreamStore:
                 **dict(settings.options),
             )
         js = self.client.jetstream(timeout=API_TIMEOUT)
-        wanted = stream_config(settings)
+        wanted = event_stream.stream_config(settings)
         try:
             info = await js.stream_info(settings.stream)
         except nats.js.errors.NotFoundError:
             await js.add_stream(wanted)
         else:
-            changed = drift(info.config, wanted, STREAM_FIELDS)
+            changed = event_stream.drift(info.config, wanted, event_stream.STREAM_FIELDS)
             if changed:
                 logger.info("updating %s of stream %s", ", ".join(changed), settings.stream)
                 update = dataclasses.replace(
                     info.config, **{name: getattr(wanted, name) for name in changed}
                 )
                 await js.update_stream(update)
-        consumer = consumer_config(settings)
-        try:
-            existing = await js.consumer_info(settings.stream, settings.consumer)
-        except nats.js.errors.NotFoundError:
-            await js.add_consumer(settings.stream, config=consumer)
-        else:
-            changed = drift(existing.config, consumer, CONSUMER_FIELDS)
-            if changed:
-                logger.info("updating %s of consumer %s", ", ".join(changed), settings.consumer)
-                update = dataclasses.replace(
-                    existing.config, **{name: getattr(consumer, name) for name in changed}
-                )
-                await js.add_consumer(settings.stream, config=update)  # create or update
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(settings.stream, event_stream.SHARED_CONSUMER)
+            logger.info(
+                "removed the shared consumer %s: each function's events have their own now",
+                event_stream.SHARED_CONSUMER,
+            )
         self._js = js
-        return await js.pull_subscribe_bind(durable=settings.consumer, stream=settings.stream)
 
-    async def _take(self, msg: Msg, feed: event_store.Feed) -> None:
+    # --- pulling ------------------------------------------------------------------------
+
+    def _pull(self, subject: str) -> None:
+        """Pull for ``subject``'s function unless a task already does."""
+        if self._stopping or self._js is None or self._feed is None or subject in self._pulls:
+            return
+        task = asyncio.get_running_loop().create_task(self._pulling(subject, self._js, self._feed))
+        self._pulls[subject] = task
+
+    async def _pulling(
+        self, subject: str, js: nats.js.JetStreamContext, feed: event_store.Feed
+    ) -> None:
+        """Fetches one function's events while there is room for them, until it has had
+        nothing to fetch for :data:`LANE_IDLE` (or a failure: the next listing starts it
+        again, creating the consumer again if it went)."""
+        settings = self.settings
+        subscription = None
+        try:
+            config = event_stream.consumer_config(settings, subject)
+            await js.add_consumer(settings.stream, config=config)  # create or update
+            name = event_stream.consumer_name(settings, subject)
+            subscription = await js.pull_subscribe_bind(name, settings.stream)
+            last_seen = self.monotonic()
+            while not self._stopping:
+                room = min(feed.room(), settings.lane_window - self._held_of.get(subject, 0))
+                if room <= 0:
+                    last_seen = self.monotonic()
+                    await asyncio.sleep(FULL_PAUSE)
+                    continue
+                try:
+                    messages = await subscription.fetch(min(room, FETCH_BATCH), timeout=POLL)
+                except TimeoutError:
+                    idle = self.monotonic() - last_seen
+                    if idle >= LANE_IDLE and subject not in self._stored:
+                        return
+                    continue
+                last_seen = self.monotonic()
+                for msg in messages:
+                    await self._take(msg, subject, feed)
+        except _ERRORS as exc:
+            logger.warning("fetching events on %s: %s", subject, describe(exc))
+            await asyncio.sleep(RECONNECT_WAIT)
+        finally:
+            if self._pulls.get(subject) is asyncio.current_task():
+                del self._pulls[subject]
+            if subscription is not None:
+                with contextlib.suppress(*_ERRORS, ValueError):
+                    await subscription.unsubscribe()
+
+    async def _take(self, msg: Msg, subject: str, feed: event_store.Feed) -> None:
         try:
             stored = event_record.read(msg.headers, msg.data)
         except event_record.InvalidRecordError as exc:
@@ -401,8 +394,9 @@ class JetStreamStore:
             return
         if event_record.redelivered(msg.metadata.num_delivered, stored.stored, event.due):
             feed.redelivered(event)
-        held = JetStreamHeld(event, msg)
+        held = JetStreamHeld(event, msg, subject)
         self._held.add(held)
+        self._held_of[subject] = self._held_of.get(subject, 0) + 1
         self._idle.clear()
         feed.push(held)
 
@@ -415,15 +409,9 @@ class JetStreamStore:
     async def _quietly(self, step: Any) -> None:
         try:
             await step
-        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+        except _ERRORS as exc:
             logger.info("event stream: %s", describe(exc))
 
 
 async def _log_error(error: Exception) -> None:
     logger.warning("event stream connection: %s", describe(error))
-
-
-def describe(error: BaseException) -> str:
-    if isinstance(error, nats.js.errors.APIError) and error.description:
-        return error.description
-    return str(error) or type(error).__name__

@@ -25,7 +25,7 @@ import pytest
 import pytest_asyncio
 
 from kfn import retry, stats
-from kfn.activator import async_invoke, event_jetstream, events, metrics
+from kfn.activator import async_invoke, event_jetstream, event_record, event_stream, events, metrics
 
 from .conftest import until
 
@@ -51,27 +51,55 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def nats_url(tmp_path: pathlib.Path) -> Iterator[str]:
-    binary = _nats_server()
-    assert binary is not None
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(binary), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "js")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+class NatsServer:
+    """A nats-server with JetStream on a loopback port, stopped and started again at will
+    (the same port and store directory)."""
+
+    def __init__(self, store: pathlib.Path) -> None:
+        self.store = store
+        self.port = _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = _nats_server()
+        assert binary is not None
+        self.process = subprocess.Popen(
+            [str(binary), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
-                break
-            if process.poll() is not None:
-                pytest.fail(f"nats-server exited with {process.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.1),
+            ):
+                return
+            if self.process.poll() is not None:
+                pytest.fail(f"nats-server exited with {self.process.returncode}")
             time.sleep(0.025)
-        yield f"nats://127.0.0.1:{port}"
+        pytest.fail(f"nats-server did not listen on {self.url}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def nats_server(tmp_path: pathlib.Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "js")
+    server.start()
+    try:
+        yield server
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
+
+
+@pytest.fixture
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
 
 
 class Recorder:
@@ -114,6 +142,7 @@ class Make(Protocol):
         counters: metrics.Metrics | None = None,
         url: str | None = None,
         wait: bool = True,
+        window: int = 1024,
         **settings: Any,
     ) -> async_invoke.AsyncInvoker: ...
 
@@ -129,10 +158,11 @@ async def make(nats_url: str) -> AsyncIterator[Make]:
         counters: metrics.Metrics | None = None,
         url: str | None = None,
         wait: bool = True,
+        window: int = 1024,
         **settings: Any,
     ) -> async_invoke.AsyncInvoker:
         store = event_jetstream.JetStreamStore(
-            event_jetstream.Settings(servers=(url or nats_url,), **settings)
+            event_stream.Settings(servers=(url or nats_url,), **settings)
         )
         invoker = async_invoke.AsyncInvoker(
             recorder.deliver,
@@ -140,6 +170,7 @@ async def make(nats_url: str) -> AsyncIterator[Make]:
             store,
             workers=8,
             per_function=8,
+            window=window,
             retry_delays=(0.3, 0.3),
             throttle_backoff=(0.05, 0.1),
             counters=counters,
@@ -155,7 +186,7 @@ async def make(nats_url: str) -> AsyncIterator[Make]:
         await invoker.stop()
 
 
-async def stream_messages(url: str, stream: str = event_jetstream.STREAM) -> int:
+async def stream_messages(url: str, stream: str = event_stream.STREAM) -> int:
     client = await nats.connect(url)
     try:
         info = await client.jetstream().stream_info(stream)
@@ -316,37 +347,146 @@ async def test_one_functions_held_events_leave_the_other_functions_flowing(make:
     await asyncio.wait_for(invoker.wait_idle(), 5)
 
 
+@pytest.mark.asyncio
+async def test_a_backlog_of_one_function_beyond_every_window_leaves_anothers_events_flowing(
+    make: Make, nats_url: str
+) -> None:
+    # The invoker's window (16) and one function's lane window (4) are far smaller than
+    # its backlog (200): the other function's events, stored behind all of it, still run
+    # at once.
+    class Split(Recorder):
+        async def deliver(
+            self, function: stats.FunctionKey, request_id: str, payload: bytes
+        ) -> retry.Outcome:
+            self.calls.append((function, request_id, payload))
+            if function == FN:
+                await self.gate.wait()
+            return retry.Outcome(200, b"{}")
+
+    recorder = Split()
+    recorder.gate.clear()
+    invoker = await make(recorder, window=16, lane_window=4)
+    for _ in range(200):
+        await invoker.submit(FN, b"{}")
+    await until(lambda: sum(1 for f, _, _ in recorder.calls if f == FN) == 4)
+    assert await stream_messages(nats_url) == 200
+    others = [await invoker.submit(OTHER, b"{}") for _ in range(10)]
+    await until(lambda: [r for f, r, _ in recorder.calls if f == OTHER] == others)
+    # Only the lane window of the backlog was ever taken out of the stream.
+    assert sum(1 for f, _, _ in recorder.calls if f == FN) == 4
+    recorder.gate.set()
+    await until(lambda: sum(1 for f, _, _ in recorder.calls if f == FN) == 200)
+    await asyncio.wait_for(invoker.wait_idle(), 10)
+
+
+@pytest.mark.asyncio
+async def test_an_event_sent_while_nats_restarts_is_stored_once_and_accepted(
+    make: Make, nats_server: NatsServer, nats_url: str
+) -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    invoker = await make(recorder)
+    nats_server.stop()
+    sending = asyncio.create_task(events.submit(invoker, FN, b'{"n": 1}'))
+    await asyncio.sleep(1.5)
+    assert not sending.done()  # held while the store is away, not answered 503
+    nats_server.start()
+    answer = await asyncio.wait_for(sending, event_jetstream.PUT_BUDGET)
+    assert answer.status == 202
+    assert await stream_messages(nats_url) == 1
+    await until(lambda: len(recorder.calls) == 1)
+    recorder.gate.set()
+    await asyncio.wait_for(invoker.wait_idle(), 5)
+
+
+@pytest.mark.asyncio
+async def test_an_event_the_store_never_confirms_is_answered_503_after_the_budget(
+    make: Make, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_jetstream, "PUT_BUDGET", 1.0)
+    invoker = await make(Recorder())
+    nats_server.stop()
+    started = time.monotonic()
+    answer = await events.submit(invoker, FN, b"{}")
+    assert answer.status == 503
+    assert time.monotonic() - started < 3
+
+
 # --- the stream --------------------------------------------------------------------------------
 
 
 @pytest.mark.asyncio
-async def test_the_stream_and_consumer_are_created_once_and_updated_in_place(
-    make: Make, nats_url: str
-) -> None:
+async def test_the_stream_is_created_once_and_updated_in_place(make: Make, nats_url: str) -> None:
     await make(Recorder(), max_bytes=1 << 20)
     await make(Recorder(), max_bytes=2 << 20)
     client = await nats.connect(nats_url)
     try:
-        js = client.jetstream()
-        info = await js.stream_info(event_jetstream.STREAM)
+        info = await client.jetstream().stream_info(event_stream.STREAM)
         assert info.config.max_bytes == 2 << 20
         assert info.config.retention == nats.js.api.RetentionPolicy.WORK_QUEUE
         assert info.config.storage == nats.js.api.StorageType.FILE
         assert info.config.subjects == ["kfn.events.>"]
-        consumers = await js.consumers_info(event_jetstream.STREAM)
-        assert [c.name for c in consumers] == [event_jetstream.CONSUMER]
     finally:
         await client.close()
 
 
+@pytest.mark.asyncio
+async def test_each_function_has_a_consumer_of_its_own_and_the_shared_one_is_removed(
+    make: Make, nats_url: str
+) -> None:
+    settings = event_stream.Settings(servers=(nats_url,))
+    client = await nats.connect(nats_url)
+    try:
+        # An activator from before consumers per function: its shared consumer holds an
+        # event it fetched and never acknowledged.
+        js = client.jetstream()
+        await js.add_stream(event_stream.stream_config(settings))
+        await js.add_consumer(
+            event_stream.STREAM,
+            durable_name=event_stream.SHARED_CONSUMER,
+            ack_policy=nats.js.api.AckPolicy.EXPLICIT,
+            filter_subject="kfn.events.>",
+        )
+        now = time.time()
+        old_event = event_record.Event(FN, "held-by-the-old-consumer", b"{}", now, due=now)
+        await js.publish(
+            event_record.subject(event_stream.SUBJECT_PREFIX, FN),
+            old_event.payload,
+            headers=event_record.headers(old_event, stored=now),
+        )
+        old = await js.pull_subscribe_bind(event_stream.SHARED_CONSUMER, event_stream.STREAM)
+        assert len(await old.fetch(1, timeout=2)) == 1
+
+        recorder = Recorder()
+        invoker = await make(recorder)
+        other = await invoker.submit(OTHER, b"{}")
+        await until(lambda: {r for _, r, _ in recorder.calls} == {old_event.request_id, other})
+        names = {c.name for c in await js.consumers_info(event_stream.STREAM)}
+        assert names == {
+            event_stream.consumer_name(settings, "kfn.events.tenant-a.resize"),
+            event_stream.consumer_name(settings, "kfn.events.tenant-b.mail"),
+        }
+    finally:
+        await client.close()
+
+
+def test_consumer_names_differ_for_names_that_join_alike() -> None:
+    settings = event_stream.Settings(servers=())
+    one = event_stream.consumer_name(settings, "kfn.events.a-b.c")
+    two = event_stream.consumer_name(settings, "kfn.events.a.b-c")
+    assert one != two
+    assert one.startswith("kfn-events-")
+    assert "." not in one
+
+
 def test_credentials_come_from_a_token_or_a_username_and_password() -> None:
-    assert event_jetstream.credentials({}) == {}
-    assert event_jetstream.credentials({"token": b"s3cret\n"}) == {"token": "s3cret"}
-    assert event_jetstream.credentials({"username": b"kfn", "password": b"pw"}) == {
+    assert event_stream.credentials({}) == {}
+    assert event_stream.credentials({"token": b"s3cret\n"}) == {"token": "s3cret"}
+    assert event_stream.credentials({"username": b"kfn", "password": b"pw"}) == {
         "user": "kfn",
         "password": "pw",
     }
     with pytest.raises(ValueError, match="no password"):
-        event_jetstream.credentials({"username": b"kfn"})
+        event_stream.credentials({"username": b"kfn"})
     with pytest.raises(ValueError, match="none of token"):
-        event_jetstream.credentials({"creds": b"..."})
+        event_stream.credentials({"creds": b"..."})

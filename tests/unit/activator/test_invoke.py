@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kfn.activator import async_invoke, event_jetstream
+from kfn.activator import async_invoke, event_jetstream, event_stream
 
 from .conftest import FN, MakeActivator
 from .http import Backend, Client
@@ -160,7 +160,7 @@ async def test_event_queue_full_answers_429(make_activator: MakeActivator) -> No
 async def test_an_event_the_store_cannot_take_is_answered_503_with_retry_after(
     make_activator: MakeActivator, unused_tcp_port: int
 ) -> None:
-    unreachable = event_jetstream.Settings(servers=(f"nats://127.0.0.1:{unused_tcp_port}",))
+    unreachable = event_stream.Settings(servers=(f"nats://127.0.0.1:{unused_tcp_port}",))
     activator = await make_activator(event_store=event_jetstream.JetStreamStore(unreachable))
     client = await Client.connect(activator.ports[0])
     headers = {"Kfn-Invocation-Type": "Event"}

@@ -237,3 +237,29 @@ def test_a_function_deleted_mid_delivery_leaves_another_functions_events_flowing
         f"{given_up():.0f} ended as ResourceNotFound"
     )
     assert given_up() > 0
+
+
+def test_a_backlog_larger_than_every_activators_window_leaves_another_functions_events_flowing(
+    namespace: str, image: str, activator: tuple[str, int], sink: Sink
+) -> None:
+    # 3,000 slow events, more than the two activators' windows (1,024 each) together: with
+    # one consumer for all functions the later function's events would wait behind them.
+    deploy(namespace, "backlog", image, concurrency=1, scale={"maxReplicas": 1})
+    deploy(namespace, "prompt", image, concurrency=4, scale={"maxReplicas": 1})
+    for name in ("backlog", "prompt"):
+        known_to_every_activator(activator, namespace, name)
+    backlog_event = {"sink": sink.url, "fn": "backlog", "sleep": 2.0}
+    accepted_ids(asyncio.run(submit(activator, namespace, "backlog", 3000, backlog_event)))
+
+    prompt_event = {"sink": sink.url, "fn": "prompt", "sleep": 0}
+    started = time.monotonic()
+    prompt = accepted_ids(asyncio.run(submit(activator, namespace, "prompt", 20, prompt_event)))
+    wait_for("every event of prompt to run", lambda: set(sink.seen("prompt")) >= prompt, 60, 0.5)
+    ran_behind = len(sink.seen("backlog"))
+    print(
+        f"prompt's 20 events, stored behind 3,000 of backlog, all ran within "
+        f"{time.monotonic() - started:.1f}s (backlog had run {ran_behind})"
+    )
+    assert ran_behind < 100, "the backlog was nearly done: the test showed nothing"
+    # Its events end as ResourceNotFound rather than holding the stream for later tests.
+    kubectl("-n", namespace, "delete", "function", "backlog", "--wait=false")

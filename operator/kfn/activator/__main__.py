@@ -18,16 +18,18 @@ import socket
 
 import uvloop
 
-from kfn.activator import bounds as limits
 from kfn.activator import (
+    access,
     catalog,
     discovery,
     endpoints,
     event_jetstream,
     event_store,
+    reviews,
     server,
     stats_reporter,
 )
+from kfn.activator import bounds as limits
 from kfn.activator import config as configs
 
 #: How long a starting activator waits for its first list of Functions and Triggers
@@ -63,6 +65,26 @@ def _event_store(args: argparse.Namespace) -> event_store.Store:
             max_bytes=args.events_max_bytes,
             options=options,
         )
+    )
+
+
+def _checks(args: argparse.Namespace) -> access.Access | None:
+    """Who may invoke, as the flags ask: RBAC through the API server, or anyone."""
+    if args.invoke_auth is None:
+        # A door of its own is checked unless told otherwise; one shared door never is.
+        args.invoke_auth = "rbac" if args.invoke_port else "none"
+    if args.invoke_auth == "none":
+        return None
+    if not args.invoke_port:
+        raise SystemExit("--invoke-auth=rbac needs --invoke-port (a door of its own)")
+    loop = asyncio.get_running_loop()
+    audiences = [a.strip() for a in args.invoke_audiences.split(",") if a.strip()]
+    api = reviews.ApiServerReviews(audiences, loop_clock=loop.time)
+    return access.Access(
+        api.review_token,
+        api.review_access,
+        clock=loop.time,
+        allowed_ttl=args.invoke_auth_ttl,
     )
 
 
@@ -119,10 +141,19 @@ async def _main(args: argparse.Namespace) -> None:
     await activator.start(
         args.host,
         args.port,
+        invoke_port=args.invoke_port or None,
+        checks=_checks(args),
         metrics_port=args.metrics_port,
         endpoint_source=source,
     )
-    logging.info("activator %s serving on %s:%d", args.id, args.host, args.port)
+    logging.info(
+        "activator %s serving routes on %s:%d, the invoke API on %s (auth: %s)",
+        args.id,
+        args.host,
+        args.port,
+        f"port {args.invoke_port}" if args.invoke_port else "the same port",
+        args.invoke_auth,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -250,7 +281,32 @@ def main() -> None:
         help="seconds between the activator's own readiness probes of a starting pod",
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8080, help="the public door: HTTP routes")
+    parser.add_argument(
+        "--invoke-port",
+        type=int,
+        default=0,
+        help="the invoke door: the invoke API on a port of its own (0: on --port, unchecked)",
+    )
+    parser.add_argument(
+        "--invoke-auth",
+        choices=("rbac", "none"),
+        default=os.environ.get("KFN_INVOKE_AUTH") or None,
+        help="rbac (the default with --invoke-port): a bearer token reviewed by the API "
+        "server, authorised for 'invoke' on functions.kfn.dev; none: anyone who reaches the "
+        "invoke door (the default without --invoke-port)",
+    )
+    parser.add_argument(
+        "--invoke-audiences",
+        default=os.environ.get("KFN_INVOKE_AUDIENCES", access.AUDIENCE),
+        help="token audiences accepted, comma-separated",
+    )
+    parser.add_argument(
+        "--invoke-auth-ttl",
+        type=float,
+        default=access.ALLOWED_TTL,
+        help="seconds an allowed decision is kept (a removed binding revokes within it)",
+    )
     parser.add_argument("--metrics-port", type=int, default=9090)
     parser.add_argument(
         "--autoscaler-url",

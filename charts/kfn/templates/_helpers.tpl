@@ -185,6 +185,39 @@ kfn.activator.url.
 {{- include "kfn.serviceUrl" (dict "root" . "name" (include "kfn.activator.fullname" .)) -}}
 {{- end -}}
 
+{{- /* The invoke door's Service: the invoke API, behind RBAC (component "invoke"). */}}
+{{- define "kfn.activator.invokeName" -}}
+{{- printf "%s-invoke" (include "kfn.fullname" . | trunc 56 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "kfn.component.labels" -}}
+{{ include "kfn.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "kfn.activator.invokeUrl" -}}
+{{- include "kfn.serviceUrl" (dict "root" . "name" (include "kfn.activator.invokeName" .)) -}}
+{{- end -}}
+
+{{- /* The ClusterRole that grants "invoke" on functions (component "invoker"). */}}
+{{- define "kfn.invokerRole" -}}
+{{- printf "%s-invoker" (include "kfn.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- /*
+A projected ServiceAccount token for the invoke door (audience: the first accepted),
+rotated by the kubelet; KFN_INVOKE_TOKEN_FILE names it.
+*/}}
+{{- define "kfn.invokeTokenVolume" -}}
+- name: invoke-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          audience: {{ first .Values.activator.invoke.audiences | quote }}
+          expirationSeconds: 3600
+          path: token
+{{- end -}}
+
 {{/*
 Stopping an activator without cutting a request (docs/architecture.md, "Rolling the
 activator"). Everything derives from functions.maxTimeoutSeconds, the longest timeout

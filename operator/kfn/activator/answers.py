@@ -70,7 +70,7 @@ INVOKE_ELSEWHERE = error(
     404,
     "ResourceNotFoundException",
     "the invoke API is not served here: send it to the activator's invoke Service "
-    "(kfn-activator-invoke), with a bearer token",
+    "(kfn-invoke unless the release is named otherwise), with a bearer token",
 )
 ROUTES_ELSEWHERE = error(
     404,

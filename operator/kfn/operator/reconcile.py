@@ -51,9 +51,10 @@ def parse(body: Mapping[str, Any]) -> function.Function | str:
 
 
 def url_for(fn: function.Function) -> str:
-    """The activator's invoke URL: unlike the Service, it answers at zero replicas too."""
+    """The activator's invoke URL: unlike the Service, it answers at zero replicas too. It
+    is the invoke door's, which asks for a bearer token RBAC allows to invoke."""
     ns, name = fn.metadata.namespace, fn.metadata.name
-    return f"{triggers.activator_url()}/_kfn/functions/{ns}/{name}/invoke"
+    return f"{triggers.invoke_url()}/_kfn/functions/{ns}/{name}/invoke"
 
 
 def _ready(status_body: Mapping[str, Any] | None) -> tuple[str, str] | None:

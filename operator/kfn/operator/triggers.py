@@ -41,14 +41,25 @@ Key = tuple[str, str]
 
 
 def activator_url() -> str:
-    """Where this release's activator answers inside the cluster (``KFN_ACTIVATOR_URL``).
+    """Where this release's activator serves HTTP routes inside the cluster, its public door
+    (``KFN_ACTIVATOR_URL``).
 
     The chart sets it from the release's own names, namespace and cluster domain, so every
     ``status.url`` names the Service that really answers, whatever the release is called.
     """
-    configured = os.environ.get("KFN_ACTIVATOR_URL")
+    return _url("KFN_ACTIVATOR_URL", "the activator's public Service")
+
+
+def invoke_url() -> str:
+    """Where this release's activator serves the invoke API, its invoke door
+    (``KFN_INVOKE_URL``): a Function's ``status.url``."""
+    return _url("KFN_INVOKE_URL", "the activator's invoke Service")
+
+
+def _url(variable: str, what: str) -> str:
+    configured = os.environ.get(variable)
     if not configured:
-        raise RuntimeError("KFN_ACTIVATOR_URL is not set; the chart sets it to the activator")
+        raise RuntimeError(f"{variable} is not set; the chart sets it to {what}")
     return configured.rstrip("/")
 
 

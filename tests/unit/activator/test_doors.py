@@ -47,7 +47,7 @@ async def test_the_public_door_serves_routes_and_refuses_the_invoke_api(
     assert routed.json()["headers"]["authorization"] == "Bearer app-own"
     refused = await client.request("POST", INVOKE, b"{}", headers={"Authorization": "Bearer good"})
     assert refused.status == 404
-    assert "kfn-activator-invoke" in refused.json()["errorMessage"]
+    assert "kfn-invoke" in refused.json()["errorMessage"]
     await client.close()
 
 

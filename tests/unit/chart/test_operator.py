@@ -174,6 +174,7 @@ def test_status_urls_and_every_cross_component_url_come_from_the_release_and_clu
     objects = chart.render(helm, {"clusterDomain": "corp.internal"}, release="faas")
     env = {e["name"]: e.get("value") for e in chart.operator_container(objects)["env"]}
     assert env["KFN_ACTIVATOR_URL"] == "http://faas-kfn-activator.kfn-system.svc.corp.internal"
+    assert env["KFN_INVOKE_URL"] == "http://faas-kfn-invoke.kfn-system.svc.corp.internal"
     args = chart.container(objects, "activator")["args"]
     assert (
         "--autoscaler-url=http://faas-kfn-autoscaler.kfn-system.svc.corp.internal:8090/stats"

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from kfncluster import config
+from tests.cluster.invoking import bearer
 from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -90,8 +91,12 @@ def invoke(
     return post(url, event, timeout)
 
 
-def post(url: str, event: Any, timeout: float = 10) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST")  # noqa: S310
+def post(
+    url: str, event: Any, timeout: float = 10, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 - http only
+        url, data=json.dumps(event).encode(), method="POST", headers=headers or {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - http only
             return resp.status, json.loads(resp.read())
@@ -177,14 +182,18 @@ def test_a_code_change_rolls_out_a_new_image_and_no_request_through_the_activato
 
     # Through the activator's invoke API, as clients and triggers call functions: it routes
     # only to ready pods and retries a connection refused by a pod that is going away.
-    activator = cluster_ip("kfn-system", "kfn-activator")
+    activator = cluster_ip("kfn-system", "kfn-invoke")
     url = f"http://{activator}/_kfn/functions/{namespace}/roll/invoke"
-    wait_for("the activator to route to roll", lambda: post(url, {}) == (200, {"version": 1}))
+    token = bearer()
+    wait_for(
+        "the activator to route to roll",
+        lambda: post(url, {}, headers=token) == (200, {"version": 1}),
+    )
 
     def load() -> None:
         while not stop.is_set():
             try:
-                status, body = post(url, {})
+                status, body = post(url, {}, headers=token)
             except Exception as exc:  # every failure counts
                 failures.append(repr(exc))
                 continue

@@ -169,22 +169,22 @@ class Exchange:
         self.acquire(entry)
 
     def begin_invoke(self, door: context.Door, function: stats.FunctionKey) -> None:
-        """The invoke API: on its door only, gated, and authorised when the door checks."""
+        """The invoke API: on its door only, authorised when the door checks tokens."""
         self.invoke = True
         if not door.invoke:
             self.answer(answers.INVOKE_ELSEWHERE)
             return
         kind = invoke_api.gate(self.head.method, self.head.invocation_type)
-        if isinstance(kind, answers.Answer):
-            self.answer(kind)
-        elif door.access is not None:
-            # Before the function is looked up: a caller without the right to invoke it
-            # does not learn whether it exists.
+        if door.access is not None:
+            # First: a caller without the right to invoke the function learns nothing of
+            # it, not even whether it exists.
             self.authorize(door.access, function, kind)
         else:
             self.serve_invoke(function, kind)
 
-    def authorize(self, checks: access.Access, function: stats.FunctionKey, kind: str) -> None:
+    def authorize(
+        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind
+    ) -> None:
         """Serve the invoke if the caller's token may (cached: at once; else after review)."""
         verdict = checks.cached(self.head.authorization, function)
         if verdict is None:
@@ -197,7 +197,9 @@ class Exchange:
         else:
             self.refuse(verdict)
 
-    async def review(self, checks: access.Access, function: stats.FunctionKey, kind: str) -> None:
+    async def review(
+        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind
+    ) -> None:
         verdict = await checks.decide(self.head.authorization, function)
         self.task = None
         self.authorizing = False
@@ -213,11 +215,15 @@ class Exchange:
         self.request_id = invoke_api.request_id(self.head.given_request_id)
         self.answer(verdict.refusal)
 
-    def serve_invoke(self, function: stats.FunctionKey, kind: str) -> None:
+    def serve_invoke(self, function: stats.FunctionKey, kind: invoke_api.Kind) -> None:
+        """An invoke the caller may make: to a function this activator knows, gated."""
         ctx = self.proto.ctx
         entry = ctx.functions.get(function)
         if entry is None:
             self.answer(answers.NO_FUNCTION)
+            return
+        if isinstance(kind, answers.Answer):
+            self.answer(kind)
             return
         self.entry = entry
         if kind == invoke_api.EVENT:

@@ -166,3 +166,26 @@ async def test_a_synchronous_invoke_sent_while_its_token_is_reviewed_reaches_the
     assert response.status == 200
     assert response.json()["body_size"] == len(payload)
     await client.close()
+
+
+@pytest.mark.asyncio
+async def test_only_an_authorised_caller_learns_whether_a_function_exists(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    api = ApiServer()
+    api.allowed.add((ALICE.username, FN.__class__("default", "nobody")))
+    _, _, invoke = await two_doors(make_activator, backend, api)
+    client = await Client.connect(invoke)
+    statuses = [
+        (await client.request("GET", path, headers=headers)).status
+        for path, headers in [
+            (INVOKE, {}),
+            (MISSING, {}),
+            (INVOKE, {"Authorization": "Bearer good"}),
+            (MISSING, {"Authorization": "Bearer good"}),
+        ]
+    ]
+    # Unauthenticated: 401 for both. Allowed: a GET is refused (405) by a function that
+    # exists, and one that does not is 404.
+    assert statuses == [401, 401, 405, 404]
+    await client.close()

@@ -219,6 +219,21 @@ rotated by the kubelet; KFN_INVOKE_TOKEN_FILE names it.
 {{- end -}}
 
 {{/*
+Routes belong to namespaces (docs/security.md): the operator (Trigger conditions) and
+the activator (routing) judge HTTP Triggers by one host policy, so both are given the
+same JSON (kfn.api.routes.policy_from_json reads it). The activator's own Service
+names are always default hosts: no Trigger may claim the name in-cluster clients reach
+it by (the status.url of every Trigger without a host names it).
+*/}}
+{{- define "kfn.routes.hostPolicy" -}}
+{{- $name := include "kfn.activator.fullname" . -}}
+{{- $namespace := .Release.Namespace -}}
+{{- $own := list $name (printf "%s.%s" $name $namespace) (printf "%s.%s.svc" $name $namespace) (printf "%s.%s.svc.%s" $name $namespace .Values.clusterDomain) -}}
+{{- $defaults := concat $own .Values.routes.defaultHosts | uniq -}}
+{{- dict "hostAssignments" .Values.routes.hostAssignments "defaultHosts" $defaults | toJson -}}
+{{- end -}}
+
+{{/*
 Stopping an activator without cutting a request (docs/architecture.md, "Rolling the
 activator"). Everything derives from functions.maxTimeoutSeconds, the longest timeout
 a Function may have here:

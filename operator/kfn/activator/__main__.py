@@ -31,6 +31,7 @@ from kfn.activator import (
 )
 from kfn.activator import bounds as limits
 from kfn.activator import config as configs
+from kfn.api import routes
 
 #: How long a starting activator waits for its first list of Functions and Triggers
 #: before it serves anyway (answering 404 for functions it does not know yet).
@@ -125,6 +126,7 @@ async def _main(args: argparse.Namespace) -> None:
         cluster = catalog.KubeCatalog(
             activator.set_functions,
             activator.set_routes,
+            host_policy=args.host_policy,
             queue_limit=args.queue_limit,
             queue_timeout_ms=round(args.queue_timeout * 1000),
             max_timeout_ms=round(args.max_function_timeout * 1000),
@@ -275,6 +277,13 @@ def main() -> None:
         "cold function leaves workers to the others",
     )
     parser.add_argument(
+        "--host-policy",
+        default=os.environ.get("KFN_HOST_POLICY", ""),
+        help='JSON: {"hostAssignments": {"namespace": ["host", "*.domain"]}, "defaultHosts": '
+        '["host"]}: hosts only the namespaces they are assigned to may serve, and names of the '
+        "shared default host no Trigger may claim (see kfn.api.routes; cluster mode)",
+    )
+    parser.add_argument(
         "--probe-interval",
         type=float,
         default=0.02,
@@ -330,6 +339,10 @@ def main() -> None:
     )
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args()
+    try:
+        args.host_policy = routes.policy_from_json(args.host_policy)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.no_uvloop:
         asyncio.run(_main(args))

@@ -95,8 +95,11 @@ class Activator:
     def throttlers(self) -> dict[stats.FunctionKey, throttler.Throttler]:
         return {key: entry.throttler for key, entry in self.ctx.functions.items()}
 
-    def set_routes(self, routes: Iterable[router.Route]) -> None:
-        self.ctx.router = router.Router(routes)
+    def set_routes(
+        self, routes: Iterable[router.Route], owners: router.HostOwners | None = None
+    ) -> None:
+        """Route by these routes from now on; ``owners`` says which namespaces own a host."""
+        self.ctx.router = router.Router(routes, owners)
 
     def set_functions(self, functions: Mapping[stats.FunctionKey, configs.FunctionLimits]) -> None:
         """Add, update and remove functions; removed ones fail their queued requests."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 
+from kfn.api import routes
 from kfn.resources import build, credentials, platform
 
 
@@ -47,3 +48,11 @@ def max_function_timeout() -> float:
     """The longest Function timeout this installation serves, in seconds (the chart's
     ``functions.maxTimeoutSeconds``; the CRD's 15 minutes when unset)."""
     return float(os.environ.get("KFN_MAX_FUNCTION_TIMEOUT_SECONDS") or 900)
+
+
+@functools.cache
+def host_policy() -> routes.HostPolicy:
+    """Hosts the cluster admin assigned to namespaces, and the names of the shared default host
+    (the chart's ``routes`` values and the activator's Service names): the activator is given
+    the same, so both judge HTTP Triggers alike."""
+    return routes.policy_from_json(os.environ.get("KFN_HOST_POLICY", ""))

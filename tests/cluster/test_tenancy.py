@@ -191,3 +191,53 @@ def test_a_rolebinding_lets_b_invoke_and_its_removal_revokes_it_within_the_cache
     took = time.monotonic() - revoked
     print(f"revoked: B refused within {took:.1f} s of the binding's removal")
     assert took <= ALLOWED_TTL + 3
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def http_trigger(namespace: str, name: str, function: str, **http: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kfn.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"functionRef": {"name": function}, "http": http},
+    }
+
+
+def ready(namespace: str, name: str) -> dict[str, Any] | None:
+    body = json.loads(kubectl("-n", namespace, "get", "trigger", name, "-o", "json"))
+    conditions = {c["type"]: c for c in body.get("status", {}).get("conditions", [])}
+    return conditions.get("Ready")
+
+
+def test_b_cannot_take_a_host_a_uses_with_a_longer_path_prefix(
+    steady: SteadyCaller, kfn: str, image: str, tenant_a: str, tenant_b: str
+) -> None:
+    host = f"shop.{tenant_a}.example"
+    kubectl("apply", "-f", "-", input=json.dumps(http_trigger(tenant_a, "shop", "fn", host=host)))
+    wait_for("A's route", lambda: (ready(tenant_a, "shop") or {}).get("status") == "True", 60)
+    deploy(tenant_b, "thief", image)
+    hijack = http_trigger(tenant_b, "hijack", "thief", host=host, pathPrefix="/admin")
+    kubectl("apply", "-f", "-", input=json.dumps(hijack))
+
+    def refused() -> dict[str, Any] | None:
+        condition = ready(tenant_b, "hijack")
+        return condition if condition and condition.get("status") == "False" else None
+
+    condition = wait_for("B's Trigger refused", refused, timeout=60)
+    assert condition["reason"] == "RouteConflict"
+    assert tenant_a in condition["message"]
+    public = activator_address(kfn)
+    # Requests for the host's /admin still reach A's function, never B's.
+    for _ in range(10):
+        response = asyncio.run(httpload.request(*public, "GET", "/admin/x", headers={"Host": host}))
+        assert response.status == 200, response.body
+        assert response.json()["tenant"] == "a"
+
+
+def test_b_cannot_claim_a_path_under_the_activators_own(tenant_b: str) -> None:
+    claim = http_trigger(tenant_b, "api", "thief", pathPrefix="/_kfn/functions")
+    with pytest.raises(AssertionError, match="_kfn"):
+        kubectl("apply", "-f", "-", input=json.dumps(claim))
+    assert kubectl("-n", tenant_b, "get", "trigger", "api", check=False).strip() == ""

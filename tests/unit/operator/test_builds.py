@@ -55,6 +55,7 @@ def operator_env(monkeypatch: pytest.MonkeyPatch, registry: str, base_image: str
         "KFN_REGISTRY_PLAIN_HTTP": "true",
         "KFN_REGISTRY_CREDENTIALS": "none",
         "KFN_ACTIVATOR_URL": "http://kfn-activator.kfn-system.svc.cluster.local",
+        "KFN_INVOKE_URL": "http://kfn-invoke.kfn-system.svc.cluster.local",
     }.items():
         monkeypatch.setenv(key, value)
     settings.builds.cache_clear()

@@ -22,6 +22,14 @@ Each proxy runs pinned to core 0; the client and the backend share core 1.
    with ``--rounds N`` every path is measured N times, in a rotated order each round,
    and the median is reported (the machine's drift then falls on every path alike).
 
+``--auth`` adds two paths through the invoke API, ``POST /_kfn/functions/bench/hello/invoke``:
+``activator invoke`` (an activator whose one door serves it without auth) and ``activator
+invoke+rbac`` (an activator's invoke door checking each request's bearer token with the
+cluster's API server, ``KUBECONFIG``: a ServiceAccount token bound to kfn-invoker, as the
+cluster tests make it). The warm path is measured: the decision is cached after the first
+request, so the API server is asked once per cache lifetime (10 s), which the measurement
+includes. Needs the local cluster up (``make up``).
+
 ``--scrape-interval S`` scrapes the measured activator's ``/metrics`` every S
 seconds during its measurements (from core 1), to show what scraping costs; it
 also measures each activator's CPU time per scrape while it serves nothing else.
@@ -171,7 +179,42 @@ class _Conn(asyncio.Protocol):
             self.done.set_exception(ConnectionError("closed"))
 
 
-async def fixed_rate(port: int, rate: int, seconds: float, connections: int = 32) -> list[float]:
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What a path is asked: a GET of a route, or an invoke with its headers."""
+
+    method: str = "GET"
+    target: str = "/hello"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+
+    def encode(self, host: str) -> bytes:
+        lines = [f"{self.method} {self.target} HTTP/1.1", f"Host: {host}"]
+        lines += [f"{name}: {value}" for name, value in self.headers]
+        if self.method == "POST":
+            lines.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n" + self.body).encode()
+
+    def wrk_script(self, tmp: pathlib.Path) -> list[str]:
+        """wrk's arguments for this request (a Lua script for a POST)."""
+        args = [a for name, value in self.headers for a in ("-H", f"{name}: {value}")]
+        if self.method == "GET":
+            return args
+        script = tmp / f"wrk-{abs(hash(self))}.lua"
+        script.write_text(
+            f"wrk.method = {json.dumps(self.method)}\n"
+            f"wrk.body = {json.dumps(self.body)}\n"
+            f'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        return [*args, "-s", str(script)]
+
+
+ROUTE = Request()
+
+
+async def fixed_rate(
+    port: int, rate: int, seconds: float, connections: int = 32, asked: Request = ROUTE
+) -> list[float]:
     """Latencies (seconds) of requests sent at a fixed rate, from their scheduled time."""
     loop = asyncio.get_running_loop()
     idle: collections.deque[_Conn] = collections.deque()
@@ -179,7 +222,7 @@ async def fixed_rate(port: int, rate: int, seconds: float, connections: int = 32
         _, conn = await loop.create_connection(_Conn, HOST, port)
         idle.append(conn)
     available = asyncio.Condition()
-    request = f"GET /hello HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+    request = asked.encode(f"{HOST}:{port}")
     latencies: list[float] = []
     errors = 0
 
@@ -226,9 +269,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-def latency_run(port: int, rate: int, seconds: float) -> dict[str, float]:
+def latency_run(port: int, rate: int, seconds: float, asked: Request = ROUTE) -> dict[str, float]:
     os.sched_setaffinity(0, {1})
-    latencies = uvloop.run(fixed_rate(port, rate, seconds))
+    latencies = uvloop.run(fixed_rate(port, rate, seconds, asked=asked))
     return {
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
@@ -251,7 +294,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(port: int, seconds: int, connections: int, pid: int | None = None) -> Throughput:
+def wrk(
+    port: int,
+    seconds: int,
+    connections: int,
+    pid: int | None = None,
+    *,
+    asked: Request = ROUTE,
+    tmp: pathlib.Path | None = None,
+) -> Throughput:
     """Requests/s through ``port``; with the proxy's ``pid``, also its CPU per request.
 
     CPU time per request is what the proxy itself spends, so it stays comparable
@@ -267,7 +318,8 @@ def wrk(port: int, seconds: int, connections: int, pid: int | None = None) -> Th
             "-t1",
             f"-c{connections}",
             f"-d{seconds}s",
-            f"http://{HOST}:{port}/hello",
+            *asked.wrk_script(tmp or pathlib.Path(tempfile.gettempdir())),
+            f"http://{HOST}:{port}{asked.target}",
         ],
         capture_output=True,
         text=True,
@@ -316,8 +368,18 @@ def scraping(metrics_port: int | None, interval: float, tmp: pathlib.Path) -> It
         yield
 
 
-def activator_cmd(src: pathlib.Path, config: pathlib.Path, port: int, metrics: int) -> list[str]:
-    """``python -m kfn.activator`` from the source tree ``src``, pinned to core 0."""
+def activator_cmd(
+    src: pathlib.Path,
+    config: pathlib.Path,
+    port: int,
+    metrics: int,
+    invoke_port: int | None = None,
+) -> list[str]:
+    """``python -m kfn.activator`` from the source tree ``src``, pinned to core 0; with
+    ``invoke_port``, an invoke door there checking tokens with the cluster's API server."""
+    doors = (
+        [] if invoke_port is None else ["--invoke-port", str(invoke_port), "--invoke-auth", "rbac"]
+    )
     return [
         "env",
         f"PYTHONPATH={src}",
@@ -335,6 +397,7 @@ def activator_cmd(src: pathlib.Path, config: pathlib.Path, port: int, metrics: i
         str(metrics),
         "--id",
         "bench",
+        *doors,
     ]
 
 
@@ -368,6 +431,11 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=1, help="measurements of every path")
     parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="also measure the invoke API without auth and behind RBAC (needs the cluster)",
+    )
+    parser.add_argument(
         "--scrape-interval",
         type=float,
         default=0.0,
@@ -383,10 +451,14 @@ class Path:
     port: int
     pid: int | None = None
     metrics_port: int | None = None
+    asked: Request = ROUTE
 
 
 def start(
-    stack: contextlib.ExitStack, tmp: pathlib.Path, trees: dict[str, pathlib.Path]
+    stack: contextlib.ExitStack,
+    tmp: pathlib.Path,
+    trees: dict[str, pathlib.Path],
+    token: str | None = None,
 ) -> dict[str, Path]:
     """Start the backend, the nginx proxy and one activator per source tree."""
     backend, via_nginx = free_port(), free_port()
@@ -421,6 +493,18 @@ def start(
         command = activator_cmd(src, config_file, port, metrics_port)
         started = stack.enter_context(process(command, f"{name} from {src}", tmp / f"a{i}.log"))
         paths[name] = Path(port, started.pid, metrics_port)
+    if token is not None:
+        invoke = Request("POST", "/_kfn/functions/bench/hello/invoke", body="{}")
+        port, metrics_port = free_port(), free_port()
+        command = activator_cmd(ROOT / "operator", config_file, port, metrics_port)
+        started = stack.enter_context(process(command, "activator invoke", tmp / "ai.log"))
+        paths["activator invoke"] = Path(port, started.pid, metrics_port, invoke)
+        public, door, metrics_port = free_port(), free_port(), free_port()
+        command = activator_cmd(ROOT / "operator", config_file, public, metrics_port, door)
+        started = stack.enter_context(process(command, "activator invoke+rbac", tmp / "ar.log"))
+        bearer = (("Authorization", f"Bearer {token}"),)
+        checked = dataclasses.replace(invoke, headers=bearer)
+        paths["activator invoke+rbac"] = Path(door, started.pid, metrics_port, checked)
     for path in paths.values():
         wait_for_port(path.port)
     return paths
@@ -469,8 +553,9 @@ def measure(args: argparse.Namespace, paths: dict[str, Path], tmp: pathlib.Path)
             path = paths[name]
             print(f"round {round_ + 1}: latency at {args.rate} rps via {name} ...", flush=True)
             with scraping(path.metrics_port, args.scrape_interval, tmp):
-                latency_run(path.port, args.rate, 1.0)  # warm up connections and caches
-                row = latency_run(path.port, args.rate, args.latency_seconds)
+                # Warm up connections and caches.
+                latency_run(path.port, args.rate, 1.0, path.asked)
+                row = latency_run(path.port, args.rate, args.latency_seconds, path.asked)
             runs[name].latency.append(row)
             print(
                 "  p50 {p50_ms:.3f} ms  p99 {p99_ms:.3f} ms  ({count:.0f} requests)".format(**row),
@@ -480,8 +565,15 @@ def measure(args: argparse.Namespace, paths: dict[str, Path], tmp: pathlib.Path)
             path = paths[name]
             print(f"round {round_ + 1}: max throughput via {name} ...", flush=True)
             with scraping(path.metrics_port, args.scrape_interval, tmp):
-                wrk(path.port, 1, args.connections)
-                run = wrk(path.port, args.throughput_seconds, args.connections, path.pid)
+                wrk(path.port, 1, args.connections, asked=path.asked, tmp=tmp)
+                run = wrk(
+                    path.port,
+                    args.throughput_seconds,
+                    args.connections,
+                    path.pid,
+                    asked=path.asked,
+                    tmp=tmp,
+                )
             runs[name].throughput.append(run)
             cpu = f", {run.cpu_us:.1f} us CPU per request" if run.cpu_us is not None else ""
             print(f"  {run.rps:.0f} requests/s{cpu}", flush=True)
@@ -539,9 +631,18 @@ def main() -> None:
         contextlib.ExitStack() as stack,
     ):
         tmp = pathlib.Path(tmpdir)
-        paths = start(stack, tmp, trees)
+        paths = start(stack, tmp, trees, _token() if args.auth else None)
         runs = measure(args, paths, tmp)
-    report(runs, list(trees))
+    report(runs, [name for name in paths if name.startswith("activator")])
+
+
+def _token() -> str:
+    """A token of the cluster tests' ServiceAccount, which may invoke any function."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "hack" / "cluster"))
+    from tests.cluster.invoking import invoke_token  # noqa: PLC0415 - needs the cluster
+
+    return invoke_token()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "hack" / "cluster")]
 
 from tests.cluster import stores  # noqa: E402
+from tests.cluster.invoking import bearer  # noqa: E402
 from tests.cluster.kubeutil import (  # noqa: E402
     apply,
     kubectl,
@@ -138,7 +139,7 @@ def main() -> None:
         wait_for("the poll baseline",
                  lambda: kubectl_json("-n", namespace, "get", "configmap", "kfn-bucket-polled"),
                  timeout=60)  # fmt: skip
-        service = kubectl_json("-n", "kfn-system", "get", "service", "kfn-activator")["spec"]
+        service = kubectl_json("-n", "kfn-system", "get", "service", "kfn-invoke")["spec"]
         activator = (service["clusterIP"], int(service["ports"][0]["port"]))
 
         def direct(marker: str) -> float:
@@ -146,7 +147,8 @@ def main() -> None:
             connection = http.client.HTTPConnection(*activator, timeout=60)
             connection.request(
                 "POST", f"/_kfn/functions/{namespace}/sinker/invoke",
-                json.dumps({"marker": marker}), {"Kfn-Invocation-Type": "RequestResponse"},
+                json.dumps({"marker": marker}),
+                {"Kfn-Invocation-Type": "RequestResponse", **bearer()},
             )  # fmt: skip
             connection.getresponse().read()
             connection.close()

@@ -9,7 +9,7 @@ Three measurements on the local cluster, ``--trials`` each:
   runtime and a trivial handler), polled at ``/_kfn/ready``: the floor a cold start
   through kfn could reach, since the runtime must start either way.
 * **cold start through the activator** — a Function at zero replicas (no pod left),
-  one ``POST /_kfn/functions/<ns>/<name>/invoke`` to the activator Service's ClusterIP,
+  one ``POST /_kfn/functions/<ns>/<name>/invoke`` to the invoke Service's ClusterIP,
   timed from sending to the complete 200 response. It includes the poke to the
   autoscaler, the scale subresource write, the pod start, the activator's own
   readiness probing and the invocation.
@@ -47,6 +47,7 @@ sys.path[:0] = [
 
 from kubernetes import client, config  # noqa: E402
 from tests.cluster import httpload  # noqa: E402
+from tests.cluster.invoking import bearer  # noqa: E402
 from tests.cluster.kubeutil import KUBECONFIG, kubectl, kubectl_json, push_python_app  # noqa: E402
 
 import pod_start  # noqa: E402
@@ -168,7 +169,7 @@ def activator_trial(api: client.CoreV1Api, ns: str, path: str, address: tuple[st
         lambda: _replicas(ns) == 0 and not api.list_namespaced_pod(ns, label_selector=label).items,
         "the function at zero with no pod left",
     )
-    response = asyncio.run(httpload.request(*address, "POST", path, b"{}"))
+    response = asyncio.run(httpload.request(*address, "POST", path, b"{}", headers=bearer()))
     if response.status != 200:
         raise SystemExit(f"cold invocation answered {response.status}: {response.body!r}")
     return response.seconds
@@ -183,7 +184,7 @@ def _known(address: tuple[str, int], path: str) -> bool:
 
     async def probe() -> bool:
         for _ in range(10):
-            if (await httpload.request(*address, "GET", path)).status != 405:
+            if (await httpload.request(*address, "GET", path, headers=bearer())).status != 405:
                 return False
         return True
 
@@ -219,7 +220,7 @@ def main() -> int:
 
     api_client = config.new_client_from_config(config_file=str(KUBECONFIG))  # type: ignore[no-untyped-call]
     api, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    service = kubectl_json("-n", args.namespace, "get", "service", "kfn-activator")
+    service = kubectl_json("-n", args.namespace, "get", "service", "kfn-invoke")
     address = (service["spec"]["clusterIP"], 80)
     bare = push_python_app(
         "bench/pod-start", "v1", {"server.py": pod_start.SERVER}, ["python3", "server.py"]

@@ -42,6 +42,7 @@ sys.path[:0] = [
 ]
 
 from tests.cluster import httpload  # noqa: E402
+from tests.cluster.invoking import bearer  # noqa: E402
 from tests.cluster.kubeutil import (  # noqa: E402
     apply,
     kubectl,
@@ -75,7 +76,7 @@ def baseline(address: tuple[str, int], path: str, ticks: int, stop: threading.Ev
         if stop.is_set():
             return
         body = json.dumps({"baselineTick": tick}).encode()
-        asyncio.run(httpload.request(*address, "POST", path, body))
+        asyncio.run(httpload.request(*address, "POST", path, body, headers=bearer()))
 
 
 def report(name: str, values: list[float]) -> tuple[float, float]:
@@ -93,7 +94,7 @@ def main() -> int:
     parser.add_argument("--namespace", default="kfn-system", help="where kfn runs")
     args = parser.parse_args()
 
-    service = kubectl_json("-n", args.namespace, "get", "service", "kfn-activator")
+    service = kubectl_json("-n", args.namespace, "get", "service", "kfn-invoke")
     address = (service["spec"]["clusterIP"], 80)
     image = fnimage.push_python_function("bench/cron-lateness", "v1", {"app.py": HANDLER})
     ns = f"bench-cron-{uuid.uuid4().hex[:6]}"
@@ -103,7 +104,8 @@ def main() -> int:
         python_function(ns, "late", image, scale={"minReplicas": 1})
 
         def answers() -> bool:
-            return asyncio.run(httpload.request(*address, "POST", path, b"{}")).status == 200
+            answer = httpload.request(*address, "POST", path, b"{}", headers=bearer())
+            return asyncio.run(answer).status == 200
 
         wait_for("the function to answer", answers, timeout=120)
         print(f"function warm; firing {args.ticks} ticks of each schedule", flush=True)

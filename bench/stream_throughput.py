@@ -62,6 +62,7 @@ sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "hack" / "cluster"
 import confluent_kafka  # noqa: E402
 import confluent_kafka.admin  # noqa: E402
 from tests.cluster import httpload  # noqa: E402
+from tests.cluster.invoking import bearer, invoke_token  # noqa: E402
 from tests.cluster.kubeutil import (  # noqa: E402
     kubectl,
     kubectl_json,
@@ -207,8 +208,8 @@ def plain(bootstrap: str, topic: str, records: int, batch: int) -> float:
 class CountingInvoker(invoke.Invoker):
     """The worker's invoker, adding up what the function answered (records and their sum)."""
 
-    def __init__(self, activator_url: str) -> None:
-        super().__init__(activator_url)
+    def __init__(self, activator_url: str, token: Callable[[], str] | None = None) -> None:
+        super().__init__(activator_url, token)
         self.lock = threading.Lock()
         self.records = 0
         self.total = 0
@@ -255,7 +256,8 @@ def through_kfn(
         }
     )
     target = source.Target(namespace, f"b{batch}", uuid.uuid4().hex, FUNCTION, spec)
-    invoker = CountingInvoker(url)
+    # The same token header to the stub, which ignores it: the two rows cost the same.
+    invoker = CountingInvoker(url, invoke_token)
     consumer = kafka.Consumer(
         target,
         source.Clients(invoker, onfailure.Destinations(invoker), status_.StatusWriter()),
@@ -303,7 +305,8 @@ def deploy_function(namespace: str, address: tuple[str, int]) -> None:
     def answers() -> bool:
         async def probe() -> bool:
             for _ in range(10):
-                if (await httpload.request(*address, "POST", path, event)).status != 200:
+                answer = await httpload.request(*address, "POST", path, event, headers=bearer())
+                if answer.status != 200:
                     return False
             return True
 
@@ -334,7 +337,7 @@ def main() -> int:
     parser.add_argument("--no-function", action="store_true", help="skip the kfn → fn rows")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
-    service = kubectl_json("-n", args.namespace, "get", "service", "kfn-activator")
+    service = kubectl_json("-n", args.namespace, "get", "service", "kfn-invoke")
     address = (service["spec"]["clusterIP"], 80)
     topic = f"bench-stream-{uuid.uuid4().hex[:8]}"
     namespace = f"bench-stream-{uuid.uuid4().hex[:6]}"

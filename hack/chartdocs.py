@@ -36,7 +36,7 @@ REQUIRED = {
         "credentials": {"managed": {"robotKeySecret": {"name": "kfn-registry-robot-key"}}},
     },
 }
-_KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_]+):(?P<value>.*)$")
+_KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z0-9_-]+):(?P<value>.*)$")
 
 
 @dataclasses.dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import sys
 import time
 import urllib.error
@@ -71,24 +72,31 @@ def wait_ready(namespace: str, name: str, deadline: float) -> dict[str, Any]:
     raise RuntimeError(f"the Function did not become Ready in time; last seen: {last}")
 
 
-def invoke(url: str, deadline: float) -> dict[str, Any]:
-    """POSTs a ping to the invoke URL (the function may be at zero: the activator holds it)."""
+def invoke(url: str, deadline: float, token_file: str = "") -> dict[str, Any]:
+    """POSTs a ping to the invoke URL (the function may be at zero: the activator holds it),
+    with the pod's token for the invoke door if ``token_file`` names one."""
     payload = json.dumps({"body": json.dumps({"ping": "kfn"})}).encode()
     while True:
         request = urllib.request.Request(url, data=payload, method="POST")  # noqa: S310 - status.url
         request.add_header("Content-Type", "application/json")
         try:
+            if token_file:
+                token = pathlib.Path(token_file).read_text().strip()
+                request.add_header("Authorization", f"Bearer {token}")
             with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310 - in-cluster URL
                 answer: dict[str, Any] = json.loads(resp.read())
                 return answer
         except (urllib.error.URLError, OSError) as exc:
+            detail = str(exc)
+            if isinstance(exc, urllib.error.HTTPError):
+                detail += f": {exc.read(4096).decode(errors='replace')}"
             # The activator learns a new Function within moments of it becoming Ready.
             if time.monotonic() > deadline:
-                raise RuntimeError(f"invoking {url} failed: {exc}") from exc
+                raise RuntimeError(f"invoking {url} failed: {detail}") from exc
             time.sleep(1)
 
 
-def run(namespace: str, timeout: float) -> None:
+def run(namespace: str, timeout: float, token_file: str = "") -> None:
     name = f"kfn-smoke-{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + timeout
     print(f"creating Function {namespace}/{name} (inline Python source)", flush=True)
@@ -98,7 +106,7 @@ def run(namespace: str, timeout: float) -> None:
         ready = wait_ready(namespace, name, deadline)
         url = ready["status"]["url"]
         print(f"invoking it through the activator: POST {url}", flush=True)
-        answer = invoke(url, deadline)
+        answer = invoke(url, deadline, token_file)
         body = json.loads(answer.get("body") or "{}")
         if answer.get("statusCode") != 200 or body != {"echo": "kfn", "ok": True}:
             raise RuntimeError(f"unexpected answer: {answer}")
@@ -112,9 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kfn.smoketest", description=__doc__)
     parser.add_argument("--namespace", default=os.environ.get("KFN_NAMESPACE", "default"))
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--token-file",
+        default=os.environ.get("KFN_INVOKE_TOKEN_FILE", ""),
+        help="a bearer token for the invoke door (a projected ServiceAccount token)",
+    )
     args = parser.parse_args(argv)
     try:
-        run(args.namespace, args.timeout)
+        run(args.namespace, args.timeout, args.token_file)
     except (RuntimeError, kube.ApiError) as exc:
         print(f"kfn smoke test failed: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -78,7 +78,9 @@ async def _once(
     except OSError as exc:
         raise _ResetBeforeResponseError(str(exc)) from exc
     try:
-        lines = [f"{target} HTTP/1.1", f"Host: {host}", "Connection: close"]
+        lines = [f"{target} HTTP/1.1", "Connection: close"]
+        if not any(name.lower() == "host" for name in headers):
+            lines.append(f"Host: {host}")
         lines += [f"{k}: {v}" for k, v in headers.items()]
         lines.append(f"Content-Length: {len(body)}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)

@@ -19,10 +19,10 @@ import pytest
 from kfncluster import fnimage
 from tests.cluster import httpload
 from tests.cluster.invoking import (
-    activator_address,
     activator_memory_mib,
     deploy,
     invoke,
+    invoke_address,
     invoke_path,
     known_to_every_activator,
 )
@@ -58,7 +58,7 @@ def namespace(kfn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def activator(kfn: str) -> tuple[str, int]:
-    return activator_address(kfn)
+    return invoke_address(kfn)
 
 
 @pytest.fixture(scope="module")

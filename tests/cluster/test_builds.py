@@ -3,6 +3,10 @@
 Every Function here has ``minReplicas: 1`` so that its Service answers without the activator;
 requests go to ``POST /_kfn/invoke`` on the Service's ClusterIP, which the host reaches
 through kube-proxy. Dependencies come through the package proxies on the node.
+
+Builds trust only what kfn built: a tag planted in the registry is not a build, archives are
+unpacked within bounds and fetched from no internal address, and their URLs are never shown
+with their query string.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from kfncluster import config
+from kfncluster import config, fnimage
+from tests.cluster.invoking import bearer
 from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -90,8 +95,12 @@ def invoke(
     return post(url, event, timeout)
 
 
-def post(url: str, event: Any, timeout: float = 10) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST")  # noqa: S310
+def post(
+    url: str, event: Any, timeout: float = 10, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 - http only
+        url, data=json.dumps(event).encode(), method="POST", headers=headers or {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - http only
             return resp.status, json.loads(resp.read())
@@ -140,6 +149,15 @@ def test_an_inline_python_function_is_built_in_the_cluster_and_answers(namespace
     assert all(
         c["securityContext"]["allowPrivilegeEscalation"] is False for c in pod["spec"]["containers"]
     )
+    for step in [*pod["spec"]["initContainers"], *pod["spec"]["containers"]]:
+        limits = step["resources"]["limits"]
+        assert {"cpu", "memory", "ephemeral-storage"} <= set(limits), step["name"]
+        assert {"cpu", "memory", "ephemeral-storage"} <= set(step["resources"]["requests"])
+    # The image runs by the digest the build reported, recorded in the status.
+    [record] = fn["status"]["builds"]
+    assert record["image"] == fn["status"]["image"]
+    deployment = kubectl_json("-n", namespace, "get", "deployment", "hello")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == record["image"]
 
 
 def test_an_inline_node_function_is_built_and_answers(namespace: str) -> None:
@@ -177,14 +195,18 @@ def test_a_code_change_rolls_out_a_new_image_and_no_request_through_the_activato
 
     # Through the activator's invoke API, as clients and triggers call functions: it routes
     # only to ready pods and retries a connection refused by a pod that is going away.
-    activator = cluster_ip("kfn-system", "kfn-activator")
+    activator = cluster_ip("kfn-system", "kfn-invoke")
     url = f"http://{activator}/_kfn/functions/{namespace}/roll/invoke"
-    wait_for("the activator to route to roll", lambda: post(url, {}) == (200, {"version": 1}))
+    token = bearer()
+    wait_for(
+        "the activator to route to roll",
+        lambda: post(url, {}, headers=token) == (200, {"version": 1}),
+    )
 
     def load() -> None:
         while not stop.is_set():
             try:
-                status, body = post(url, {})
+                status, body = post(url, {}, headers=token)
             except Exception as exc:  # every failure counts
                 failures.append(repr(exc))
                 continue
@@ -236,12 +258,14 @@ def test_an_unchanged_function_causes_no_rebuild(namespace: str) -> None:
     fn = get(namespace, "same")
     assert fn["status"]["image"] == first["status"]["image"]
     assert build_jobs(namespace, "same") == jobs
-    # Deleted and re-created: the registry still has the image, so nothing is built.
+    # Deleted and re-created: its build records went with it, so it is built again rather
+    # than taken from the registry's tag; the build is reproducible, so the digest is the same.
     kubectl("-n", namespace, "delete", "function", "same", "--wait=true")
     apply(namespace, python_function("same", code, env=[{"name": "GREETING", "value": "hi"}]))
     again = wait_deployed(namespace, "same")
+    assert again["status"]["builds"][0]["image"] == again["status"]["image"]
     assert again["status"]["image"] == first["status"]["image"]
-    assert build_jobs(namespace, "same") == []
+    assert build_jobs(namespace, "same") == jobs
 
 
 def test_a_pypi_dependency_is_installed_during_the_build_through_the_proxy(namespace: str) -> None:
@@ -370,3 +394,112 @@ def test_a_config_map_source_is_built_and_a_change_to_the_config_map_rebuilds_it
     kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(config_map(2)))
     wait_deployed(namespace, "fromcm", not_image=first["status"]["image"])
     answer(namespace, "fromcm", {}, {"version": 2})
+
+
+# --- builds trust only what kfn built ----------------------------------------------------------
+
+
+def _job(namespace: str, name: str) -> dict[str, Any]:
+    [job] = build_jobs(namespace, name)
+    result: dict[str, Any] = kubectl_json("-n", namespace, "get", "job", job)
+    return result
+
+
+def test_an_image_planted_under_the_build_tag_is_not_taken_as_a_build(namespace: str) -> None:
+    code = "def handler(event, context):\n    return 'built by kfn'\n"
+    apply(namespace, python_function("planted", code))
+    wait_deployed(namespace, "planted")
+    job = _job(namespace, "planted")
+    hash_ = job["metadata"]["annotations"]["kfn.dev/build-hash"]
+    # The Function goes (and its records with it); then someone who can push to the
+    # namespace's repositories puts their own code under the tag the next build would push.
+    kubectl("-n", namespace, "delete", "function", "planted", "--wait=true")
+    wait_for("the build Job to go", lambda: build_jobs(namespace, "planted") == [], timeout=60)
+    planted = fnimage.push_python_function(
+        f"fn/{namespace}/planted",
+        hash_,
+        {"app.py": "def handler(event, context):\n    return 'planted'\n"},
+    )
+    apply(namespace, python_function("planted", code))
+    again = wait_deployed(namespace, "planted")
+    assert build_jobs(namespace, "planted"), "kfn built it again"
+    assert again["status"]["image"] != planted
+    assert again["status"]["builds"][0]["image"] == again["status"]["image"]
+    answer(namespace, "planted", {}, "built by kfn")
+
+
+def _zip_bomb(unpacked_mib: int) -> bytes:
+    buf = io.BytesIO()
+    with (
+        zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf,
+        zf.open("zeros.bin", "w") as member,
+    ):
+        for _ in range(unpacked_mib):
+            member.write(bytes(2**20))
+    return buf.getvalue()
+
+
+def _build_failed(namespace: str, name: str) -> dict[str, Any]:
+    def failed() -> dict[str, Any] | None:
+        build = condition(get(namespace, name), "BuildSucceeded")
+        return build if build.get("reason") == "BuildFailed" else None
+
+    return wait_for(f"{name}'s build to fail", failed, timeout=BUILD_TIMEOUT, every=0.5)
+
+
+def test_a_zip_bomb_ends_in_build_failed_naming_the_bound_not_in_an_oom_killed_pod(
+    namespace: str, archive_server: tuple[str, dict[str, bytes]]
+) -> None:
+    url, files = archive_server
+    bomb = _zip_bomb(600)  # over the chart's 512 MiB, in well under 1 MiB
+    files["/bomb.zip"] = bomb
+    fn = python_function("bomb", "")
+    fn["spec"]["source"] = {
+        "archive": {"url": f"{url}/bomb.zip", "sha256": hashlib.sha256(bomb).hexdigest()}
+    }
+    apply(namespace, fn)
+    build = _build_failed(namespace, "bomb")
+    assert "unpacks to more than 512 MiB" in build["message"]
+    assert "builder.archives.maxUnpackedMiB" in build["message"]
+    [job] = build_jobs(namespace, "bomb")
+    pod = kubectl_json("-n", namespace, "get", "pods", "-l", f"job-name={job}")["items"][0]
+    prepare = pod["status"]["initContainerStatuses"][0]
+    assert prepare["state"]["terminated"]["reason"] != "OOMKilled"
+
+
+def test_an_archive_on_the_metadata_address_fails_at_once_and_its_url_is_shown_redacted(
+    namespace: str,
+) -> None:
+    fn = python_function("metadata", "")
+    fn["spec"]["source"] = {
+        "archive": {
+            "url": "http://169.254.169.254/latest/meta-data/?X-Amz-Signature=s3cr3t",
+            "sha256": "0" * 64,
+        }
+    }
+    apply(namespace, fn)
+    build = _build_failed(namespace, "metadata")
+    assert "169.254.169.254, a cloud metadata address" in build["message"]
+    assert "builder.archives.allowedCIDRs" in build["message"]
+    assert build_jobs(namespace, "metadata") == []
+    ready = condition(get(namespace, "metadata"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "BuildFailed")
+    events = kubectl("-n", namespace, "get", "events", "-o", "json")
+    assert "s3cr3t" not in json.dumps(get(namespace, "metadata")["status"])
+    assert "s3cr3t" not in events
+
+
+def test_an_archive_whose_host_resolves_to_loopback_is_refused_by_the_build(
+    namespace: str,
+) -> None:
+    fn = python_function("loopback", "")
+    fn["spec"]["source"] = {
+        "archive": {"url": "http://localhost:8080/code.zip?sig=s3cr3t", "sha256": "0" * 64}
+    }
+    apply(namespace, fn)
+    build = _build_failed(namespace, "loopback")
+    assert "localhost resolves to" in build["message"]
+    assert "a loopback address" in build["message"]
+    assert "s3cr3t" not in build["message"]
+    [job] = build_jobs(namespace, "loopback")
+    assert "s3cr3t" not in kubectl("-n", namespace, "logs", f"job/{job}", "-c", "prepare")

@@ -24,10 +24,10 @@ import pytest
 from kfncluster import fnimage, install
 from tests.cluster import httpload
 from tests.cluster.invoking import (
-    activator_address,
     activator_metric,
     activator_pods,
     deploy,
+    invoke_address,
     invoke_event,
     known_to_every_activator,
 )
@@ -118,7 +118,7 @@ def activator(kfn: str) -> tuple[str, int]:
         "kfn is installed with the memory event store: reinstall it (make up) so that "
         f"activator.events.store=jetstream, as install.py sets it; args: {args}"
     )
-    return activator_address(kfn)
+    return invoke_address(kfn)
 
 
 async def submit(

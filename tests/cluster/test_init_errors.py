@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from kfncluster import fnimage
-from tests.cluster.invoking import activator_address, invoke, known_to_every_activator
+from tests.cluster.invoking import invoke, invoke_address, known_to_every_activator
 from tests.cluster.kubeutil import (
     apply,
     function_pods,
@@ -52,7 +52,7 @@ def namespace(kfn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def activator(kfn: str) -> tuple[str, int]:
-    return activator_address(kfn)
+    return invoke_address(kfn)
 
 
 def function(namespace: str, name: str) -> dict[str, Any]:

@@ -83,8 +83,9 @@ def test_a_function_gets_its_children_and_reports_ready_for_its_current_generati
     assert pod_spec["containers"][0]["image"] == image
     assert pod_spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     assert fn["status"]["image"] == image
+    # The invoke door's URL: a caller needs a token RBAC allows to invoke.
     assert fn["status"]["url"] == (
-        f"http://kfn-activator.{install.NAMESPACE}.svc.cluster.local"
+        f"http://kfn-invoke.{install.NAMESPACE}.svc.cluster.local"
         f"/_kfn/functions/{namespace}/web/invoke"
     )
     assert condition(fn, "Active")["status"] == "True"  # type: ignore[index]

@@ -26,7 +26,7 @@ import pytest
 
 from kfncluster import config, install, kfnimage, release
 from kfncluster import registry as local_registry
-from tests.cluster import kubeutil
+from tests.cluster import invoking, kubeutil
 
 pytestmark = pytest.mark.cluster
 
@@ -147,14 +147,16 @@ def test_the_chart_from_the_registry_builds_runs_and_answers_under_another_relea
         "six-version Ready", lambda: _ready(released, "six-version"), timeout=420
     )
     url = fn["status"]["url"]
-    # status.url names this release's activator, in its namespace.
-    expected = f"http://{RELEASE}-kfn-activator.{NAMESPACE}.svc.cluster.local"
+    # status.url names this release's invoke door, in its namespace.
+    expected = f"http://{RELEASE}-kfn-invoke.{NAMESPACE}.svc.cluster.local"
     assert url == f"{expected}/_kfn/functions/{released}/six-version/invoke"
-    service = kubeutil.kubectl_json("-n", NAMESPACE, "get", "service", f"{RELEASE}-kfn-activator")
+    service = kubeutil.kubectl_json("-n", NAMESPACE, "get", "service", f"{RELEASE}-kfn-invoke")
     direct = url.replace(expected, f"http://{service['spec']['clusterIP']}")
+    # Any release's activator asks the cluster's RBAC: the tests' binding holds here too.
+    token = invoking.bearer()
 
     def answer() -> dict[str, Any] | None:
-        request = urllib.request.Request(direct, data=b"{}", method="POST")  # noqa: S310
+        request = urllib.request.Request(direct, data=b"{}", method="POST", headers=token)  # noqa: S310
         with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310 - cluster URL
             return dict(json.loads(resp.read()))
 

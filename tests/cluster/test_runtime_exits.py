@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from kfncluster import fnimage
-from tests.cluster.invoking import activator_address, deploy, invoke, known_to_every_activator
+from tests.cluster.invoking import deploy, invoke, invoke_address, known_to_every_activator
 from tests.cluster.kubeutil import scratch_namespace
 
 pytestmark = pytest.mark.cluster
@@ -47,7 +47,7 @@ def namespace(kfn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def activator(kfn: str) -> tuple[str, int]:
-    return activator_address(kfn)
+    return invoke_address(kfn)
 
 
 @pytest.fixture(scope="module")

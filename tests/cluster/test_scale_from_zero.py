@@ -23,7 +23,8 @@ from tests.cluster.invoking import (
     activator_memory_mib,
     deploy,
     invoke,
-    invoke_path,
+    invoke_address,
+    invoke_event,
     known_to_every_activator,
 )
 from tests.cluster.kubeutil import (
@@ -70,6 +71,13 @@ def namespace(kfn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def activator(kfn: str) -> tuple[str, int]:
+    """The invoke door."""
+    return invoke_address(kfn)
+
+
+@pytest.fixture(scope="module")
+def public(kfn: str) -> tuple[str, int]:
+    """The public door, of HTTP Trigger routes."""
     return activator_address(kfn)
 
 
@@ -261,7 +269,7 @@ def test_killing_one_activator_under_load_loses_no_request(
 
 
 def test_an_http_trigger_routes_its_path_to_the_function_and_reports_its_url(
-    namespace: str, image: str, activator: tuple[str, int]
+    namespace: str, image: str, public: tuple[str, int]
 ) -> None:
     deploy(namespace, "web", image, scale={"idleTimeout": "5s"})
     prefix = f"/{namespace}/shop"
@@ -274,7 +282,7 @@ def test_an_http_trigger_routes_its_path_to_the_function_and_reports_its_url(
     kubectl("apply", "-f", "-", input=json.dumps(trigger))
 
     def routed() -> httpload.Response | None:
-        response = run(httpload.request(*activator, "GET", f"{prefix}/cart?x=1"))
+        response = run(httpload.request(*public, "GET", f"{prefix}/cart?x=1"))
         return response if response.status == 200 else None
 
     response = wait_for("the trigger's route", routed, timeout=60, every=0.5)
@@ -333,15 +341,7 @@ def test_an_asynchronous_invocation_is_accepted_at_once_and_then_executed(
     deploy(namespace, "later", image, scale={"idleTimeout": "5s"})
     known_to_every_activator(activator, namespace, "later")
     wait_at_zero(namespace, "later")
-    response = run(
-        httpload.request(
-            *activator,
-            "POST",
-            invoke_path(namespace, "later"),
-            b'{"sleep": 0.5}',
-            headers={"Kfn-Invocation-Type": "Event"},
-        )
-    )
+    response = run(invoke_event(activator, namespace, "later", {"sleep": 0.5}))
     assert response.status == 202
     assert response.seconds < 1.0  # accepted without waiting for a cold start
     request_id = response.json()["requestId"]
@@ -361,15 +361,7 @@ def test_a_failed_asynchronous_invocation_is_retried(
     deploy(namespace, "flaky", image, scale={"minReplicas": 1, "maxReplicas": 1})
     known_to_every_activator(activator, namespace, "flaky")
     wait_for("one flaky pod", lambda: len(function_pods(namespace, "flaky")) == 1, timeout=60)
-    response = run(
-        httpload.request(
-            *activator,
-            "POST",
-            invoke_path(namespace, "flaky"),
-            b'{"fail_first": true}',
-            headers={"Kfn-Invocation-Type": "Event"},
-        )
-    )
+    response = run(invoke_event(activator, namespace, "flaky", {"fail_first": True}))
     assert response.status == 202
     request_id = response.json()["requestId"]
     (name,) = [p["metadata"]["name"] for p in function_pods(namespace, "flaky")]

@@ -21,9 +21,9 @@ import pytest
 from kfncluster import fnimage
 from tests.cluster import httpload
 from tests.cluster.invoking import (
-    activator_address,
     deploy,
     invoke,
+    invoke_address,
     known_to_every_activator,
 )
 from tests.cluster.kubeutil import (
@@ -60,7 +60,7 @@ def namespace(kfn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def activator(kfn: str) -> tuple[str, int]:
-    return activator_address(kfn)
+    return invoke_address(kfn)
 
 
 def test_requests_over_capacity_hear_429_within_the_queue_timeout_and_none_a_task_timeout(

@@ -25,7 +25,7 @@ import pytest
 
 from kfncluster import cluster as kcluster
 from kfncluster import config, network, owned, procs, teardown
-from tests.cluster import kubeutil
+from tests.cluster import invoking, kubeutil
 
 pytestmark = pytest.mark.cluster
 
@@ -58,9 +58,9 @@ def _tool(*args: str, scratch: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def _invoke_sentinel() -> str:
-    service = kubeutil.kubectl_json("-n", "kfn-system", "get", "service", "kfn-activator")
+    service = kubeutil.kubectl_json("-n", "kfn-system", "get", "service", "kfn-invoke")
     url = f"http://{service['spec']['clusterIP']}/_kfn/functions/{SENTINEL_NS}/sentinel/invoke"
-    request = urllib.request.Request(url, data=b"{}", method="POST")
+    request = urllib.request.Request(url, data=b"{}", method="POST", headers=invoking.bearer())
     with urllib.request.urlopen(request, timeout=60) as resp:  # noqa: S310 - a cluster URL
         return str(json.loads(resp.read())["body"])
 

@@ -185,6 +185,54 @@ kfn.activator.url.
 {{- include "kfn.serviceUrl" (dict "root" . "name" (include "kfn.activator.fullname" .)) -}}
 {{- end -}}
 
+{{- /* The invoke door's Service: the invoke API, behind RBAC (component "invoke"). */}}
+{{- define "kfn.activator.invokeName" -}}
+{{- printf "%s-invoke" (include "kfn.fullname" . | trunc 56 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "kfn.component.labels" -}}
+{{ include "kfn.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "kfn.activator.invokeUrl" -}}
+{{- include "kfn.serviceUrl" (dict "root" . "name" (include "kfn.activator.invokeName" .)) -}}
+{{- end -}}
+
+{{- /* The ClusterRole that grants "invoke" on functions (component "invoker"). */}}
+{{- define "kfn.invokerRole" -}}
+{{- printf "%s-invoker" (include "kfn.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- /*
+A projected ServiceAccount token for the invoke door (audience: the first accepted),
+rotated by the kubelet; KFN_INVOKE_TOKEN_FILE names it.
+*/}}
+{{- define "kfn.invokeTokenVolume" -}}
+- name: invoke-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          audience: {{ first .Values.activator.invoke.audiences | quote }}
+          expirationSeconds: 3600
+          path: token
+{{- end -}}
+
+{{/*
+Routes belong to namespaces (docs/security.md): the operator (Trigger conditions) and
+the activator (routing) judge HTTP Triggers by one host policy, so both are given the
+same JSON (kfn.api.routes.policy_from_json reads it). The activator's own Service
+names are always default hosts: no Trigger may claim the name in-cluster clients reach
+it by (the status.url of every Trigger without a host names it).
+*/}}
+{{- define "kfn.routes.hostPolicy" -}}
+{{- $name := include "kfn.activator.fullname" . -}}
+{{- $namespace := .Release.Namespace -}}
+{{- $own := list $name (printf "%s.%s" $name $namespace) (printf "%s.%s.svc" $name $namespace) (printf "%s.%s.svc.%s" $name $namespace .Values.clusterDomain) -}}
+{{- $defaults := concat $own .Values.routes.defaultHosts | uniq -}}
+{{- dict "hostAssignments" .Values.routes.hostAssignments "defaultHosts" $defaults | toJson -}}
+{{- end -}}
+
 {{/*
 Stopping an activator without cutting a request (docs/architecture.md, "Rolling the
 activator"). Everything derives from functions.maxTimeoutSeconds, the longest timeout

@@ -81,8 +81,12 @@ spec:
             {{- /* It owns the worker's Leases, so they go with the release. */}}
             - name: KFN_DEPLOYMENT_NAME
               value: {{ $name | quote }}
-            - name: KFN_ACTIVATOR_URL
-              value: {{ default (include "kfn.activator.url" $root) $values.activatorUrl | quote }}
+            - name: KFN_INVOKE_URL
+              value: {{ default (include "kfn.activator.invokeUrl" $root) $values.invokeUrl | quote }}
+            {{- if eq $root.Values.activator.invoke.auth "rbac" }}
+            - name: KFN_INVOKE_TOKEN_FILE
+              value: /var/run/secrets/kfn/invoke/token
+            {{- end }}
             - name: KFN_LOG_LEVEL
               value: {{ $values.logLevel | quote }}
             {{- with $values.maxBufferedMiB }}
@@ -138,10 +142,18 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if eq $root.Values.activator.invoke.auth "rbac" }}
+            - name: invoke-token
+              mountPath: /var/run/secrets/kfn/invoke
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 16Mi
+        {{- if eq $root.Values.activator.invoke.auth "rbac" }}
+        {{- include "kfn.invokeTokenVolume" $root | nindent 8 }}
+        {{- end }}
       {{- with $values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
@@ -189,6 +201,10 @@ rules:
   - apiGroups: ["kfn.dev"]
     resources: ["triggers/status"]
     verbs: ["patch"]
+  # Invoking the functions they fire, through the activator's invoke door.
+  - apiGroups: ["kfn.dev"]
+    resources: ["functions"]
+    verbs: ["invoke"]
   {{- with .rules }}
   {{- . | nindent 2 }}
   {{- end }}

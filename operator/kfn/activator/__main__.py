@@ -18,18 +18,21 @@ import socket
 
 import uvloop
 
-from kfn.activator import bounds as limits
 from kfn.activator import (
+    access,
     catalog,
     discovery,
     endpoints,
     event_jetstream,
     event_store,
     event_stream,
+    reviews,
     server,
     stats_reporter,
 )
+from kfn.activator import bounds as limits
 from kfn.activator import config as configs
+from kfn.api import routes
 
 #: How long a starting activator waits for its first list of Functions and Triggers
 #: before it serves anyway (answering 404 for functions it does not know yet).
@@ -66,6 +69,26 @@ def _event_store(args: argparse.Namespace) -> event_store.Store:
             lane_window=4 * args.events_workers_per_function,
             options=options,
         )
+    )
+
+
+def _checks(args: argparse.Namespace) -> access.Access | None:
+    """Who may invoke, as the flags ask: RBAC through the API server, or anyone."""
+    if args.invoke_auth is None:
+        # A door of its own is checked unless told otherwise; one shared door never is.
+        args.invoke_auth = "rbac" if args.invoke_port else "none"
+    if args.invoke_auth == "none":
+        return None
+    if not args.invoke_port:
+        raise SystemExit("--invoke-auth=rbac needs --invoke-port (a door of its own)")
+    loop = asyncio.get_running_loop()
+    audiences = [a.strip() for a in args.invoke_audiences.split(",") if a.strip()]
+    api = reviews.ApiServerReviews(audiences, loop_clock=loop.time)
+    return access.Access(
+        api.review_token,
+        api.review_access,
+        clock=loop.time,
+        allowed_ttl=args.invoke_auth_ttl,
     )
 
 
@@ -106,6 +129,7 @@ async def _main(args: argparse.Namespace) -> None:
         cluster = catalog.KubeCatalog(
             activator.set_functions,
             activator.set_routes,
+            host_policy=args.host_policy,
             queue_limit=args.queue_limit,
             queue_timeout_ms=round(args.queue_timeout * 1000),
             max_timeout_ms=round(args.max_function_timeout * 1000),
@@ -122,10 +146,19 @@ async def _main(args: argparse.Namespace) -> None:
     await activator.start(
         args.host,
         args.port,
+        invoke_port=args.invoke_port or None,
+        checks=_checks(args),
         metrics_port=args.metrics_port,
         endpoint_source=source,
     )
-    logging.info("activator %s serving on %s:%d", args.id, args.host, args.port)
+    logging.info(
+        "activator %s serving routes on %s:%d, the invoke API on %s (auth: %s)",
+        args.id,
+        args.host,
+        args.port,
+        f"port {args.invoke_port}" if args.invoke_port else "the same port",
+        args.invoke_auth,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -247,13 +280,45 @@ def main() -> None:
         "cold function leaves workers to the others",
     )
     parser.add_argument(
+        "--host-policy",
+        default=os.environ.get("KFN_HOST_POLICY", ""),
+        help='JSON: {"hostAssignments": {"namespace": ["host", "*.domain"]}, "defaultHosts": '
+        '["host"]}: hosts only the namespaces they are assigned to may serve, and names of the '
+        "shared default host no Trigger may claim (see kfn.api.routes; cluster mode)",
+    )
+    parser.add_argument(
         "--probe-interval",
         type=float,
         default=0.02,
         help="seconds between the activator's own readiness probes of a starting pod",
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8080, help="the public door: HTTP routes")
+    parser.add_argument(
+        "--invoke-port",
+        type=int,
+        default=0,
+        help="the invoke door: the invoke API on a port of its own (0: on --port, unchecked)",
+    )
+    parser.add_argument(
+        "--invoke-auth",
+        choices=("rbac", "none"),
+        default=os.environ.get("KFN_INVOKE_AUTH") or None,
+        help="rbac (the default with --invoke-port): a bearer token reviewed by the API "
+        "server, authorised for 'invoke' on functions.kfn.dev; none: anyone who reaches the "
+        "invoke door (the default without --invoke-port)",
+    )
+    parser.add_argument(
+        "--invoke-audiences",
+        default=os.environ.get("KFN_INVOKE_AUDIENCES", access.AUDIENCE),
+        help="token audiences accepted, comma-separated",
+    )
+    parser.add_argument(
+        "--invoke-auth-ttl",
+        type=float,
+        default=access.ALLOWED_TTL,
+        help="seconds an allowed decision is kept (a removed binding revokes within it)",
+    )
     parser.add_argument("--metrics-port", type=int, default=9090)
     parser.add_argument(
         "--autoscaler-url",
@@ -277,6 +342,10 @@ def main() -> None:
     )
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args()
+    try:
+        args.host_policy = routes.policy_from_json(args.host_policy)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.no_uvloop:
         asyncio.run(_main(args))

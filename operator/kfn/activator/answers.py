@@ -66,6 +66,18 @@ def encode(answer: Answer, *, close: bool, request_id: bytes = b"") -> bytes:
 HEALTHY = Answer(200, b"text/plain", b"ok\n")
 DRAINING = Answer(503, b"text/plain", b"draining\n")
 NO_FUNCTION = error(404, "ResourceNotFoundException", "no function serves this request")
+INVOKE_ELSEWHERE = error(
+    404,
+    "ResourceNotFoundException",
+    "the invoke API is not served here: send it to the activator's invoke Service "
+    "(kfn-invoke unless the release is named otherwise), with a bearer token",
+)
+ROUTES_ELSEWHERE = error(
+    404,
+    "ResourceNotFoundException",
+    "this port serves only the invoke API (POST /_kfn/functions/<namespace>/<name>/invoke); "
+    "HTTP Trigger routes are served by the activator's public Service (kfn-activator)",
+)
 CONNECT_FAILED = error(502, "ServiceException", "could not connect to the function")
 #: Marks an answer as the function's own failure, as the runtime marks its errors (runtime
 #: contract §3) and Lambda its ``X-Amz-Function-Error``: callers count it against retries.

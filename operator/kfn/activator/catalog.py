@@ -2,13 +2,13 @@
 
 Every Function is invokable through the invoke API
 (``/_kfn/functions/{namespace}/{name}/invoke``) with its ``concurrency`` (per pod) and
-``timeout`` as the throttler's limits. Every Trigger with ``spec.http`` becomes a
-:class:`~kfn.activator.router.Route` (host, path prefix, methods → function).
-
-When two HTTP Triggers claim the same host, path prefix and methods, the older one
-(by ``creationTimestamp``, then namespace and name) keeps the route; the operator
-marks the newer one ``RouteConflict``. The router keeps the first of equal routes,
-so ordering the routes is all this takes.
+``timeout`` as the throttler's limits. Every Trigger with ``spec.http`` whose route
+:func:`kfn.api.routes.decide` grants becomes a :class:`~kfn.activator.router.Route`
+(host, path prefix, methods → function), and the router learns which namespaces own
+each host. Routes belong to namespaces: a Trigger refused there (another namespace's
+host or path prefix, a host the cluster admin assigned elsewhere, the same route as an
+older Trigger) gets no traffic, whether or not the operator has already marked it
+``RouteConflict`` by the same decision.
 
 :func:`limits` and :func:`routes` decide (pure); :class:`KubeCatalog` watches both
 kinds (a :class:`kfn.kube.cache.Store` each) and pushes the result into the
@@ -30,6 +30,7 @@ from kfn.activator import config as configs
 from kfn.activator import router
 from kfn.api import function as function_api
 from kfn.api import meta
+from kfn.api import routes as routes_api
 from kfn.api import trigger as trigger_api
 from kfn.kube import cache
 
@@ -85,34 +86,43 @@ def limits(
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class Routes:
+    """What the router needs: the granted routes, and who owns each host."""
+
+    routes: tuple[router.Route, ...]
+    owners: router.HostOwners
+
+
 def routes(
-    triggers: Iterable[trigger_api.Trigger], created: Mapping[tuple[str, str], str]
-) -> tuple[router.Route, ...]:
-    """The HTTP routes of the Triggers that have one, oldest Trigger first.
+    triggers: Iterable[trigger_api.Trigger],
+    created: Mapping[routes_api.Key, str],
+    host_policy: routes_api.HostPolicy = routes_api.OPEN,
+) -> Routes:
+    """The HTTP routes of the Triggers whose claim is granted, oldest Trigger first.
 
     ``created`` maps (namespace, name) to ``creationTimestamp`` (RFC 3339 in UTC, so
     its text sorts by time).
     """
-    http = [t for t in triggers if t.spec.http is not None]
-    http.sort(key=lambda t: _age(t, created))
-    result = []
-    for t in http:
-        spec = t.spec.http
-        assert spec is not None
-        result.append(
-            router.Route(
-                host=spec.host or "*",
-                path_prefix=spec.path_prefix,
-                methods=frozenset(spec.methods),
-                function=stats.FunctionKey(t.metadata.namespace, t.spec.function_ref.name),
-            )
+    targets: dict[routes_api.Key, str] = {}
+    claims = []
+    for t in triggers:
+        key = (t.metadata.namespace, t.metadata.name)
+        claimed = routes_api.claim(t, created.get(key, ""))
+        if claimed is not None:
+            claims.append(claimed)
+            targets[key] = t.spec.function_ref.name
+    decided = routes_api.decide(claims, host_policy)
+    granted = tuple(
+        router.Route(
+            host=c.host or "*",
+            path_prefix=c.path_prefix,
+            methods=c.methods,
+            function=stats.FunctionKey(c.namespace, targets[c.key]),
         )
-    return tuple(result)
-
-
-def _age(t: trigger_api.Trigger, created: Mapping[tuple[str, str], str]) -> tuple[str, str, str]:
-    namespace, name = t.metadata.namespace, t.metadata.name
-    return created.get((namespace, name), ""), namespace, name
+        for c in decided.granted
+    )
+    return Routes(granted, decided.answering)
 
 
 def _parse(model: type[M], body: Mapping[str, Any]) -> M | None:
@@ -148,8 +158,9 @@ class KubeCatalog:
     def __init__(
         self,
         set_functions: Callable[[dict[stats.FunctionKey, configs.FunctionLimits]], None],
-        set_routes: Callable[[tuple[router.Route, ...]], None],
+        set_routes: Callable[[tuple[router.Route, ...], router.HostOwners], None],
         *,
+        host_policy: routes_api.HostPolicy = routes_api.OPEN,
         queue_limit: int = 1000,
         queue_timeout_ms: int = configs.DEFAULT_QUEUE_TIMEOUT_MS,
         max_timeout_ms: int = MAX_TIMEOUT_MS,
@@ -157,6 +168,7 @@ class KubeCatalog:
     ) -> None:
         self.set_functions = set_functions
         self.set_routes = set_routes
+        self.host_policy = host_policy
         self.queue_limit = queue_limit
         self.queue_timeout_ms = queue_timeout_ms
         self.max_timeout_ms = max_timeout_ms
@@ -203,9 +215,12 @@ class KubeCatalog:
 
     def _push_routes(self, triggers: cache.Store[_Trigger]) -> None:
         table = triggers.snapshot()
-        self.set_routes(
-            routes([t.trigger for t in table.values()], {k: t.created for k, t in table.items()})
+        found = routes(
+            [t.trigger for t in table.values()],
+            {k: t.created for k, t in table.items()},
+            self.host_policy,
         )
+        self.set_routes(found.routes, found.owners)
         self._heard_from(trigger_api.KIND)
 
     def _heard_from(self, kind: str) -> None:

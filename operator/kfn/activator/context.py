@@ -10,12 +10,48 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import typing
 
 from kfn import stats
+from kfn.activator import access, budget, events, exits, metrics, router, throttler, watchdog
 from kfn.activator import bounds as limits
-from kfn.activator import budget, events, exits, metrics, router, throttler, watchdog
 from kfn.activator import config as configs
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Door:
+    """What one listener of the activator serves.
+
+    The cluster's activator has two: the public door serves HTTP Trigger routes (public by
+    design, like a Function URL without auth), the invoke door the invoke API, each
+    request's bearer token checked by RBAC (``access``). Neither serves the other's
+    requests. One door serving both, without auth, is for an activator run alone (tests,
+    benchmarks, development); on it a caller's ``Authorization`` header reaches the pod.
+    """
+
+    name: str
+    routes: bool
+    invoke: bool
+    access: access.Access | None = None
+
+    def __post_init__(self) -> None:
+        if self.routes and self.access is not None:
+            raise ValueError("the door that serves routes cannot check invoke tokens")
+
+    @property
+    def private(self) -> bool:
+        """Whether the caller's ``Authorization`` is kfn's to read, never passed on."""
+        return not self.routes
+
+
+PUBLIC = Door("public", routes=True, invoke=False)
+#: One door serving routes and the invoke API without auth (see :class:`Door`).
+SINGLE = Door("single", routes=True, invoke=True)
+
+
+def invoke_door(checks: access.Access | None) -> Door:
+    return Door("invoke", routes=False, invoke=True, access=checks)
 
 
 class Connection(watchdog.Watched, typing.Protocol):

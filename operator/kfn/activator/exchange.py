@@ -33,6 +33,7 @@ import typing
 
 from kfn import stats
 from kfn.activator import (
+    access,
     answers,
     capacity,
     context,
@@ -55,6 +56,7 @@ class Client(typing.Protocol):
     """What an exchange needs of its client connection (a ``proxy.ClientProtocol``)."""
 
     ctx: context.Context
+    door: context.Door
     loop: asyncio.AbstractEventLoop
     peer: bytes
     write_paused: bool
@@ -72,6 +74,7 @@ class Exchange:
 
     __slots__ = (
         "accepted",
+        "authorizing",
         "body_done",
         "budgeted",
         "conn",
@@ -97,12 +100,14 @@ class Exchange:
 
     def __init__(self, proto: Client) -> None:
         self.proto = proto
-        self.head = request_head.RequestHead()
+        self.head = request_head.RequestHead(private=proto.door.private)
         self.upload = request_body.Upload()
         self.keep_alive = True
         self.head_done = False
         self.body_done = False
         self.invoke = False
+        #: While the invoke door reviews the caller's token (its body is held meanwhile).
+        self.authorizing = False
         #: An Event invocation's payload, while it arrives.
         self.event_body: bytearray | None = None
         self.entry: context.FunctionEntry | None = None
@@ -146,27 +151,90 @@ class Exchange:
             self.answer(answers.DRAINING if ctx.draining else answers.HEALTHY)
             return
         match = ctx.router.match(head.host, head.url, head.method)
+        door = proto.door
+        if match is not None and match.invoke:
+            self.begin_invoke(door, match.function)
+            return
+        if not door.routes:
+            self.answer(answers.ROUTES_ELSEWHERE)
+            return
         entry = ctx.functions.get(match.function) if match is not None else None
-        if match is None or entry is None:
+        if entry is None:
             self.answer(answers.NO_FUNCTION)
             return
         self.entry = entry
-        given = b""
-        if match.invoke:
-            self.invoke = True
-            kind = invoke_api.gate(head.method, head.invocation_type)
-            if isinstance(kind, answers.Answer):
-                self.answer(kind)
-                return
-            if kind == invoke_api.EVENT:
-                self.event_body = bytearray()
-                if self.body_done:
-                    self.submit_event()
-                return
-            given = head.given_request_id
         entry.throttler.note_request()
         self.accepted = proto.loop.time()
-        self.request_id = invoke_api.request_id(given)
+        self.request_id = invoke_api.request_id()
+        self.acquire(entry)
+
+    def begin_invoke(self, door: context.Door, function: stats.FunctionKey) -> None:
+        """The invoke API: on its door only, authorised when the door checks tokens."""
+        self.invoke = True
+        if not door.invoke:
+            self.answer(answers.INVOKE_ELSEWHERE)
+            return
+        kind = invoke_api.gate(self.head.method, self.head.invocation_type)
+        if door.access is not None:
+            # First: a caller without the right to invoke the function learns nothing of
+            # it, not even whether it exists.
+            self.authorize(door.access, function, kind)
+        else:
+            self.serve_invoke(function, kind)
+
+    def authorize(
+        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind
+    ) -> None:
+        """Serve the invoke if the caller's token may (cached: at once; else after review)."""
+        verdict = checks.cached(self.head.authorization, function)
+        if verdict is None:
+            self.authorizing = True
+            if kind == invoke_api.EVENT:
+                self.event_body = bytearray()  # the payload is collected meanwhile
+            self.task = self.proto.ctx.spawn(self.review(checks, function, kind))
+        elif verdict.allowed:
+            self.serve_invoke(function, kind)
+        else:
+            self.refuse(verdict)
+
+    async def review(
+        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind
+    ) -> None:
+        verdict = await checks.decide(self.head.authorization, function)
+        self.task = None
+        self.authorizing = False
+        if self.finished:
+            return
+        if verdict.allowed:
+            self.serve_invoke(function, kind)
+        else:
+            self.refuse(verdict)
+
+    def refuse(self, verdict: access.Verdict) -> None:
+        assert verdict.refusal is not None
+        self.request_id = invoke_api.request_id(self.head.given_request_id)
+        self.answer(verdict.refusal)
+
+    def serve_invoke(self, function: stats.FunctionKey, kind: invoke_api.Kind) -> None:
+        """An invoke the caller may make: to a function this activator knows, gated."""
+        ctx = self.proto.ctx
+        entry = ctx.functions.get(function)
+        if entry is None:
+            self.answer(answers.NO_FUNCTION)
+            return
+        if isinstance(kind, answers.Answer):
+            self.answer(kind)
+            return
+        self.entry = entry
+        if kind == invoke_api.EVENT:
+            if self.event_body is None:
+                self.event_body = bytearray()
+            if self.body_done:
+                self.submit_event()
+            return
+        entry.throttler.note_request()
+        self.accepted = self.proto.loop.time()
+        self.request_id = invoke_api.request_id(self.head.given_request_id)
         self.acquire(entry)
 
     def acquire(self, entry: context.FunctionEntry) -> None:
@@ -306,7 +374,7 @@ class Exchange:
         if self.conn is not None:
             if not self.upload.sent:
                 self.upload.end(self.conn)
-        elif self.event_body is not None and self.entry is not None:
+        elif self.event_body is not None and self.entry is not None and not self.authorizing:
             self.submit_event()
 
     def submit_event(self) -> None:

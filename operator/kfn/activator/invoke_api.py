@@ -29,7 +29,10 @@ _request_prefix = os.urandom(6).hex().encode()
 _request_counter = itertools.count(1)
 
 
-def gate(method: bytes, invocation_type: bytes) -> Literal["sync", "event"] | answers.Answer:
+Kind = Literal["sync", "event"] | answers.Answer
+
+
+def gate(method: bytes, invocation_type: bytes) -> Kind:
     """How an invoke is served, or the answer that refuses it."""
     if method != b"POST":
         return NOT_POST

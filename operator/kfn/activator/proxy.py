@@ -48,8 +48,9 @@ class _RefusedError(Exception):
 class ClientProtocol(asyncio.Protocol):
     """One client connection: parses requests and runs their exchanges in order."""
 
-    def __init__(self, ctx: context.Context) -> None:
+    def __init__(self, ctx: context.Context, door: context.Door = context.SINGLE) -> None:
         self.ctx = ctx
+        self.door = door
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)

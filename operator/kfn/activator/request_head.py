@@ -24,6 +24,7 @@ _XFP = 6
 _XFH = 7
 _INVOCATION_TYPE = 8
 _REQUEST_ID = 9
+_AUTHORIZATION = 10
 _SPECIAL = {
     **{name: _DROP for name in upstream.HOP_BY_HOP},
     b"host": _HOST,
@@ -36,6 +37,7 @@ _SPECIAL = {
     b"kfn-invocation-type": _INVOCATION_TYPE,
     b"x-amz-invocation-type": _INVOCATION_TYPE,
     b"kfn-request-id": _REQUEST_ID,
+    b"authorization": _AUTHORIZATION,
     b"kfn-deadline-ms": _DROP,
     b"kfn-timeout-ms": _DROP,
     b"kfn-function-name": _DROP,
@@ -49,6 +51,7 @@ class RequestHead:
     """One request's head: what the proxy acts on, and the rest of its headers as bytes."""
 
     __slots__ = (
+        "authorization",
         "chunked",
         "content_length",
         "expect_continue",
@@ -60,11 +63,16 @@ class RequestHead:
         "http11",
         "invocation_type",
         "method",
+        "private",
         "url",
         "xff",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, private: bool = False) -> None:
+        #: The caller's ``Authorization``, and whether it is kfn's alone (the invoke
+        #: door's: then it never reaches the pod, which could replay it).
+        self.authorization = b""
+        self.private = private
         self.url = b""
         self.method = b""
         self.http11 = True
@@ -94,6 +102,10 @@ class RequestHead:
                 self.has_xfp = True
             elif code == _XFH:
                 self.has_xfh = True
+            elif code == _AUTHORIZATION:
+                self.authorization = value
+                if self.private:
+                    return
             else:
                 self._note(code, value)
                 return

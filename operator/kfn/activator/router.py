@@ -10,17 +10,21 @@ Two kinds of request reach the activator:
 
 Routes for a named host win over routes for any host (``""`` or ``"*"``); within
 those, the longest path prefix wins, matched on whole segments (``/api`` matches
-``/api`` and ``/api/x`` but not ``/apix``). Lookups of short URLs are cached, so the
-hot path is one dict access. The cache is bounded in bytes, not only in entries: a
-URL longer than :data:`_CACHED_URL_LIMIT` is routed without being kept, so clients
-sending long or ever-changing URLs cannot make it hold more than about
-``_CACHE_LIMIT x _CACHED_URL_LIMIT`` (1 MiB of keys).
+``/api`` and ``/api/x`` but not ``/apix``). Routes belong to namespaces
+(:mod:`kfn.api.routes`, which decides which Triggers become routes at all): a request
+for a host some namespaces own is answered only from their routes, and a path is
+answered only from the namespace of the longest prefix holding it, whatever the method,
+so a shorter prefix of another namespace never takes what a longer claim fences off.
+Lookups of short URLs are cached, so the hot path is one dict access. The cache is
+bounded in bytes, not only in entries: a URL longer than :data:`_CACHED_URL_LIMIT` is
+routed without being kept, so clients sending long or ever-changing URLs cannot make it
+hold more than about ``_CACHE_LIMIT x _CACHED_URL_LIMIT`` (1 MiB of keys).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from kfn import stats
 
@@ -48,6 +52,11 @@ class Route:
             raise ValueError(f"a path prefix starts with '/': {self.path_prefix!r}")
 
 
+HostOwners = Callable[[str], frozenset[str] | None]
+"""The namespaces whose routes may answer a request for a host (lower case, no port); None
+for a host nobody owns (:meth:`kfn.api.routes.Ownership.answering`)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Match:
     """The outcome of routing: the function and whether this is the invoke API."""
@@ -59,16 +68,18 @@ class Match:
 class Router:
     """Immutable routing table; build a new one when routes change."""
 
-    def __init__(self, routes: Iterable[Route] = ()) -> None:
-        by_host: dict[bytes, list[tuple[bytes, frozenset[bytes], Match]]] = {}
+    def __init__(self, routes: Iterable[Route] = (), owners: HostOwners | None = None) -> None:
+        by_host: dict[bytes, list[tuple[bytes, frozenset[bytes], str, Match]]] = {}
         for route in routes:
             host = b"" if route.host in ("", "*") else route.host.lower().encode()
             prefix = route.path_prefix.rstrip("/").encode()
             methods = frozenset(m.upper().encode() for m in route.methods)
-            by_host.setdefault(host, []).append((prefix, methods, Match(route.function)))
+            entry = (prefix, methods, route.function.namespace, Match(route.function))
+            by_host.setdefault(host, []).append(entry)
         for entries in by_host.values():
             entries.sort(key=lambda entry: len(entry[0]), reverse=True)
         self._by_host = by_host
+        self._owners = owners
         self._cache: dict[tuple[bytes, bytes, bytes], Match | None] = {}
 
     def match(self, host: bytes, path: bytes, method: bytes) -> Match | None:
@@ -92,14 +103,24 @@ class Router:
             return _invoke_match(path)
         name = host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
         name = name.lower()
+        # Any byte decodes in latin-1: a host with others still ends in an assigned suffix.
+        allowed = self._owners(name.decode("latin-1")) if self._owners is not None else None
+        owner: str | None = None
         for candidates in (self._by_host.get(name), self._by_host.get(b"")):
             if not candidates:
                 continue
-            for prefix, methods, match in candidates:
+            for prefix, methods, namespace, match in candidates:
+                if prefix and path != prefix and not path.startswith(prefix + b"/"):
+                    continue
+                if allowed is not None and namespace not in allowed:
+                    continue
+                if owner is None:
+                    owner = namespace  # the longest prefix holding the path fences it
+                elif namespace != owner:
+                    continue
                 if methods and method not in methods:
                     continue
-                if not prefix or path == prefix or path.startswith(prefix + b"/"):
-                    return match
+                return match
         return None
 
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 
 from kfn import stats
 from kfn.activator import (
+    access,
     async_invoke,
     call,
     context,
@@ -93,8 +95,11 @@ class Activator:
     def throttlers(self) -> dict[stats.FunctionKey, throttler.Throttler]:
         return {key: entry.throttler for key, entry in self.ctx.functions.items()}
 
-    def set_routes(self, routes: Iterable[router.Route]) -> None:
-        self.ctx.router = router.Router(routes)
+    def set_routes(
+        self, routes: Iterable[router.Route], owners: router.HostOwners | None = None
+    ) -> None:
+        """Route by these routes from now on; ``owners`` says which namespaces own a host."""
+        self.ctx.router = router.Router(routes, owners)
 
     def set_functions(self, functions: Mapping[stats.FunctionKey, configs.FunctionLimits]) -> None:
         """Add, update and remove functions; removed ones fail their queued requests."""
@@ -164,15 +169,26 @@ class Activator:
         host: str = "127.0.0.1",
         port: int = 8080,
         *,
+        invoke_port: int | None = None,
+        checks: access.Access | None = None,
         metrics_port: int | None = None,
         endpoint_source: endpoints.EndpointSource | None = None,
     ) -> None:
+        """Listen on ``port``: the public door (HTTP Trigger routes) with ``invoke_port``
+        the invoke door (the invoke API, tokens checked by ``checks``); without it, one
+        door serving both, unchecked (:class:`~kfn.activator.context.Door`)."""
         loop = asyncio.get_running_loop()
         ctx = self.ctx
-        server = await loop.create_server(
-            lambda: proxy.ClientProtocol(ctx), host, port, backlog=2048
-        )
-        self._servers.append(server)
+        doors = [(port, context.SINGLE)]
+        if invoke_port is not None:
+            doors = [(port, context.PUBLIC), (invoke_port, context.invoke_door(checks))]
+        elif checks is not None:
+            raise ValueError("checking invoke tokens needs an invoke door of its own")
+        for number, door in doors:
+            server = await loop.create_server(
+                functools.partial(proxy.ClientProtocol, ctx, door), host, number, backlog=2048
+            )
+            self._servers.append(server)
         if metrics_port is not None:
             self._servers.append(await metrics.serve(self.metrics, host, metrics_port))
         self.invoker.start()
@@ -185,7 +201,8 @@ class Activator:
 
     @property
     def ports(self) -> list[int]:
-        """The bound ports: the proxy's first, then the metrics port if any."""
+        """The bound ports: the proxy's first, then the invoke door's and the metrics port
+        if any."""
         return [s.sockets[0].getsockname()[1] for s in self._servers if s.sockets]
 
     async def shutdown(self, drain_timeout: float = 30.0) -> None:

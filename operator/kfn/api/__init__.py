@@ -25,5 +25,9 @@ Design notes
   ``Deployed``; ``Active`` is outside ``Ready`` so a function scaled to zero stays Ready.
   :mod:`kfn.api.conditions` sets them with time passed in.
 
+* **Routes belong to namespaces.** Whose an HTTP route is depends on every HTTP Trigger, not on
+  one object, so no schema can say it: :mod:`kfn.api.routes` decides it, purely, for the
+  operator (conditions) and the activator (routing) alike.
+
 No module in this package performs I/O.
 """

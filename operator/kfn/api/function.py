@@ -40,6 +40,18 @@ Code beyond that belongs in a ConfigMap (up to 1 MiB) or, better, an archive.
 """
 
 MAX_FUNCTION_NAME: Final = 63
+HEX_SHA256_PATTERN: Final = r"^[a-f0-9]{64}$"
+DIGEST_PATTERN: Final = r"^sha256:[a-f0-9]{64}$"
+
+
+def _hex_sha256(description: str) -> Any:
+    """A lower-case hex SHA-256 field."""
+    return pydantic.Field(max_length=64, pattern=HEX_SHA256_PATTERN, description=description)
+
+
+def _digest(description: str) -> Any:
+    """A content digest field (``sha256:<hex>``)."""
+    return pydantic.Field(max_length=71, pattern=DIGEST_PATTERN, description=description)
 
 
 class ConditionType(enum.StrEnum):
@@ -190,11 +202,9 @@ class ArchiveSource(meta.Model):
         pattern=r"^https?://[^\s/?#]+[^\s]*$",
         description="http:// or https:// URL of a .zip or .tar.gz archive of the code.",
     )
-    sha256: str = pydantic.Field(
-        max_length=64,
-        pattern=r"^[a-f0-9]{64}$",
-        description="Lower-case hex SHA-256 of the archive. The download is refused if it "
-        "differs, and the build is keyed by it, so a new archive needs a new digest.",
+    sha256: str = _hex_sha256(
+        "Lower-case hex SHA-256 of the archive. The download is refused if it differs, and the "
+        "build is keyed by it, so a new archive needs a new digest."
     )
 
 
@@ -693,6 +703,41 @@ def _handler_matches(spec: FunctionSpec, runtime: str, pattern: str) -> bool:
     return re.fullmatch(pattern, spec.handler) is not None
 
 
+BUILD_RECORDS: Final = 3
+"""Builds a Function's status remembers: the current one and a few before, so that going back
+to a recent version deploys its image without building it again."""
+DEPENDENCY_LAYER_RECORDS: Final = 3
+"""Dependency layers a Function's status remembers, the most recently used first."""
+
+
+# Only the operator writes these records (the status subresource), from the result of a build
+# Job it created: an image is taken as built only from here, never from a tag in the registry,
+# which anyone who can push to the repository could have set (kfn.resources.provenance).
+
+
+class BuildRecord(meta.StatusModel):
+    """A build kfn ran, and the image its build Job reported pushing."""
+
+    hash: str = _hex_sha256("The build hash: source, runtime image and the Function's name.")
+    image: str = pydantic.Field(
+        max_length=512,
+        pattern=r"^[^\s@]+@sha256:[a-f0-9]{64}$",
+        description="The image the build pushed, by digest.",
+    )
+
+
+class DependencyLayerRecord(meta.StatusModel):
+    """A dependency layer a build pushed, reused by its digest for the same dependency set."""
+
+    key: str = _hex_sha256(
+        "SHA-256 of what decides the layer: runtime image, manifests, dependencies."
+    )
+    digest: str = _digest("The layer blob's digest.")
+    size: int = pydantic.Field(ge=0, description="The layer blob's size in bytes.")
+    media_type: str = pydantic.Field(max_length=128, description="The layer's media type.")
+    diff_id: str = _digest("The digest of the uncompressed layer (the image config's diff_id).")
+
+
 class FunctionStatus(toplevel.Status):
     """The observed state of a Function, written by the operator."""
 
@@ -717,6 +762,17 @@ class FunctionStatus(toplevel.Status):
         default=None,
         max_length=64,
         description="SHA-256 of the build inputs (runtime, files, dependencies); names the image.",
+    )
+    builds: list[BuildRecord] | None = pydantic.Field(
+        default=None,
+        max_length=BUILD_RECORDS,
+        description="The latest builds kfn ran and the image each pushed, newest first: the "
+        "only proof that an image was built by kfn.",
+    )
+    dependency_layers: list[DependencyLayerRecord] | None = pydantic.Field(
+        default=None,
+        max_length=DEPENDENCY_LAYER_RECORDS,
+        description="Dependency layers kfn built for this Function, most recently used first.",
     )
 
 

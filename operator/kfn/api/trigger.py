@@ -226,13 +226,19 @@ class HttpTrigger(meta.Model):
         max_length=253,
         pattern=HOST_PATTERN,
         description="Host name the requests must be addressed to (lower-case DNS name, no "
-        "port). When unset, any host matches.",
+        "port). A host belongs, with every path, to the first namespace whose Trigger uses it, "
+        "unless the cluster admin assigned it to namespaces; another namespace's Trigger on it "
+        "is refused (Ready False, RouteConflict). When unset, the Trigger serves on the shared "
+        "default host: any host no namespace owns, and its own namespace's hosts.",
     )
     path_prefix: PathPrefix = pydantic.Field(
         default="/",
         description="Path prefix the requests must start with, beginning with '/', matched on "
         "whole segments. The longest matching prefix wins. The handler sees the full path. "
-        "Without '.', '..' or empty segments, and not /_kfn, which kfn reserves.",
+        "Without '.', '..' or empty segments, and not /_kfn, which kfn reserves. On a host "
+        "several namespaces share (the default host), a prefix belongs, with every path below "
+        "it, to the first namespace that claims it; another namespace's Trigger on it or under "
+        "it is refused (Ready False, RouteConflict).",
     )
     methods: list[HttpMethod] = pydantic.Field(
         default_factory=list,

@@ -6,8 +6,10 @@ as uid 65532, with a read-only root filesystem and an ``emptyDir`` workspace:
 
 1. **Source** (:mod:`kfn.builder.source`): inline and ``configMapRef`` files arrive as a
    ConfigMap the operator owns, mounted at ``/source``; an archive is downloaded over HTTP(S)
-   and refused unless its SHA-256 is the one in the spec. Zip and tar archives are unpacked
-   without letting a member escape the code directory.
+   from no loopback, link-local or metadata address (:mod:`kfn.builder.fetch`) and refused
+   unless its SHA-256 is the one in the spec. Zip and tar archives are unpacked within bounds
+   (``KFN_BUILD_MAX_UNPACKED_BYTES``, ``KFN_BUILD_MAX_FILES``) without letting a member escape
+   the code directory. The URL is logged and reported without its query string.
 2. **Dependencies** (:mod:`kfn.builder.deps`): ``requirements.txt`` plus ``spec.dependencies``
    (Python, installed with pip into ``/opt/python``) or ``package.json`` plus
    ``spec.dependencies`` (Node.js, installed with npm into ``/opt/nodejs/node_modules``; npm runs
@@ -15,8 +17,9 @@ as uid 65532, with a read-only root filesystem and an ``emptyDir`` workspace:
    runtimes' import paths, as Lambda layers are. The package index is the one kfn is configured
    with (``KFN_PYPI_INDEX_URL`` / ``KFN_NPM_REGISTRY``): pods never reach the internet.
    The dependency layer is keyed by what decides it (runtime image, dependency list, the
-   manifest files); its key is a tag of the function's repository, so a rebuild whose
-   dependencies did not change mounts the earlier layer instead of installing again.
+   manifest files). A rebuild whose key is one the operator recorded for the Function
+   (``KFN_BUILD_DEPENDENCY_LAYERS``, from its status) reuses that layer by its digest instead
+   of installing again; no layer is ever found by a tag, which anyone who can push could set.
 3. **Image** (:mod:`kfn.builder.build`): the dependency layer and a code layer (``/var/task``)
    are made with :meth:`kfn.oci.BlobStore.layer_from_tree` (times zeroed, owners fixed, so equal
    trees give equal digests) and pushed on top of the runtime image with :func:`kfn.oci.extend`,
@@ -28,6 +31,8 @@ named in messages as ``KFN_REGISTRY_AUTH_SOURCE``); ``KFN_REGISTRY_PLAIN_HTTP=tr
 development registry only. A refused login or push ends the build with the registry's answer.
 
 The result (or the error) is written as JSON to ``/dev/termination-log``, where the operator
-reads it from the pod's status; the log of every step goes to stdout for ``kubectl logs``.
-Only the standard library and :mod:`kfn.oci` are used.
+reads it from the pod's status: the image's digest there is the only proof of a build the
+operator accepts (:mod:`kfn.resources.provenance`). The log of every step goes to stdout for
+``kubectl logs``. Only the standard library, :mod:`kfn.oci` and the URL rules
+(:mod:`kfn.urls`) are used.
 """

@@ -14,9 +14,9 @@ import tempfile
 import time
 from typing import Any
 
-from kfn import oci
+from kfn import oci, urls
 from kfn.builder import deps, source
-from kfn.builder.config import NODEJS, PYTHON, BuildConfig, BuildError
+from kfn.builder.config import NODEJS, PYTHON, BuildConfig, BuildError, DependencyLayer
 
 #: Where dependency layers are unpacked in the image, per runtime (both on the import path).
 DEPS_PATH = {PYTHON: "opt/python", NODEJS: "opt/nodejs/node_modules"}
@@ -41,11 +41,6 @@ class Plan:
         return cls(**json.loads(path.read_text()))
 
 
-def deps_tag(deps_key: str) -> str:
-    """The tag under which a function's repository keeps a dependency layer."""
-    return f"deps-{deps_key[:40]}"
-
-
 def prepare(cfg: BuildConfig, registry: oci.Registry) -> Plan:
     """Puts the code into the workspace and decides whether dependencies must be installed."""
     t0 = time.monotonic()
@@ -56,9 +51,11 @@ def prepare(cfg: BuildConfig, registry: oci.Registry) -> Plan:
     else:
         assert cfg.archive_url is not None
         archive = cfg.workspace / "archive"
-        print(f"source: downloading {cfg.archive_url}", flush=True)
-        digest = source.download(cfg.archive_url, cfg.archive_sha256, archive)
-        files = source.unpack(archive, code)
+        print(f"source: downloading {urls.redact(cfg.archive_url)}", flush=True)
+        digest = source.download(
+            cfg.archive_url, cfg.archive_sha256, archive, allowed=cfg.allowed_networks
+        )
+        files = source.unpack(archive, code, cfg.bounds)
         archive.unlink()
         print(f"source: sha256 {digest} verified, {len(files)} file(s) unpacked", flush=True)
     seconds = {"source": time.monotonic() - t0}
@@ -66,10 +63,7 @@ def prepare(cfg: BuildConfig, registry: oci.Registry) -> Plan:
         print("dependencies: none", flush=True)
         return Plan(None, None, seconds)
     key = deps.key(cfg.base_image, cfg.runtime, code, cfg.dependencies)
-    target = oci.Reference.parse(cfg.target)
-    cached = _cached_layer(
-        registry, oci.Reference(target.registry, target.repository, deps_tag(key))
-    )
+    cached = _recorded_layer(cfg, key, registry)
     if cached is not None:
         print(f"dependencies: unchanged, reusing layer {cached['digest']}", flush=True)
     elif cfg.runtime == NODEJS:
@@ -108,9 +102,7 @@ def push(cfg: BuildConfig, plan: Plan, registry: oci.Registry) -> dict[str, Any]
             )
             if not installed.is_dir():
                 raise BuildError(f"the dependencies were not installed ({installed} is missing)")
-            layer = store.layer_from_tree([(DEPS_PATH[cfg.runtime], installed)])
-            layers.append(layer)
-            _remember_layer(registry, store, target, deps_tag(plan.deps_key), layer)
+            layers.append(store.layer_from_tree([(DEPS_PATH[cfg.runtime], installed)]))
         code_layer = store.layer_from_tree([(CODE_PATH, cfg.code_dir)])
         layers.append(code_layer)
         plan.seconds["layers"] = time.monotonic() - t0
@@ -130,7 +122,7 @@ def push(cfg: BuildConfig, plan: Plan, registry: oci.Registry) -> dict[str, Any]
         "image": image,
         "digest": digest,
         "codeLayer": code_layer.blob.digest,
-        "dependencyLayer": layers[0].blob.digest if len(layers) > 1 else None,
+        "dependencyLayer": _layer_record(plan.deps_key, layers[0]) if len(layers) > 1 else None,
         "dependenciesReused": reused,
         "seconds": {k: round(v, 3) for k, v in plan.seconds.items()},
     }
@@ -138,15 +130,34 @@ def push(cfg: BuildConfig, plan: Plan, registry: oci.Registry) -> dict[str, Any]
     return result
 
 
-def _cached_layer(registry: oci.Registry, ref: oci.Reference) -> dict[str, Any] | None:
-    """The descriptor and diff id of a dependency layer stored under ``ref``, if any."""
-    found = registry.get_manifest(ref)
-    if found is None:
+def _recorded_layer(cfg: BuildConfig, key: str, registry: oci.Registry) -> dict[str, Any] | None:
+    """The descriptor and diff id of the layer the operator recorded for the dependency set
+    ``key``, if the target repository still holds its blob; None to install anew.
+
+    Only the operator's record is trusted: a tag in the repository is not, since whoever can
+    push there could have put any layer under a tag they can predict.
+    """
+    recorded = next((layer for layer in cfg.dependency_layers if layer.key == key), None)
+    if recorded is None:
         return None
-    _, manifest = found
-    config = json.loads(registry.get_blob(ref.repository, manifest["config"]["digest"]))
-    layer = manifest["layers"][0]
-    return {**layer, "diffId": config["rootfs"]["diff_ids"][0]}
+    repository = oci.Reference.parse(cfg.target).repository
+    if not registry.has_blob(repository, recorded.digest):
+        print(f"dependencies: the recorded layer {recorded.digest} is gone", flush=True)
+        return None
+    return {
+        "digest": recorded.digest,
+        "size": recorded.size,
+        "mediaType": recorded.media_type,
+        "diffId": recorded.diff_id,
+    }
+
+
+def _layer_record(key: str | None, layer: oci.Layer) -> dict[str, Any]:
+    """What the operator records of the dependency layer: its key and descriptor."""
+    assert key is not None
+    return DependencyLayer(
+        key, layer.blob.digest, layer.blob.size, layer.blob.media_type, layer.diff_id
+    ).to_json()
 
 
 def _layer_from_descriptor(desc: dict[str, Any]) -> oci.Layer:
@@ -157,15 +168,3 @@ def _layer_from_descriptor(desc: dict[str, Any]) -> oci.Layer:
     """
     blob = oci.Blob(desc["digest"], int(desc["size"]), desc["mediaType"], pathlib.Path("/dev/null"))
     return oci.Layer(blob, desc["diffId"])
-
-
-def _remember_layer(
-    registry: oci.Registry,
-    store: oci.BlobStore,
-    target: oci.Reference,
-    tag: str,
-    layer: oci.Layer,
-) -> None:
-    """Stores the dependency layer as a one-layer image tagged by its key, for later builds."""
-    image = store.image([layer], oci.ImageConfig(), history=["kfn dependency layer"])
-    registry.push_image(image, oci.Reference(target.registry, target.repository, tag))

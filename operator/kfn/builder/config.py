@@ -6,14 +6,84 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 from collections.abc import Mapping
+from typing import Any, Final
+
+from kfn import urls
 
 PYTHON: str = "python3.11"
 NODEJS: str = "nodejs18"
+_DIGEST: Final = re.compile(r"^sha256:[a-f0-9]{64}$")
+_KEY: Final = re.compile(r"^[a-f0-9]{64}$")
 
 
 class BuildError(RuntimeError):
     """A build failed for a reason the user can read; the message says what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """How much an archive may unpack to: the chart's ``builder.archives`` values."""
+
+    max_bytes: int = 512 * 2**20
+    max_files: int = 20_000
+
+    def too_large(self) -> BuildError:
+        return BuildError(
+            f"the archive unpacks to more than {self.max_bytes / 2**20:g} MiB, the most a build "
+            "unpacks (the chart's builder.archives.maxUnpackedMiB); stopped before writing past it"
+        )
+
+    def too_many(self) -> BuildError:
+        return BuildError(
+            f"the archive holds more than {self.max_files} files and directories, the most a "
+            "build unpacks (the chart's builder.archives.maxFiles)"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DependencyLayer:
+    """A dependency layer an earlier build of the Function pushed, as the operator recorded it
+    from that build's result: reused by its digest when the dependency set (``key``) is the
+    same, never found by a tag."""
+
+    key: str
+    digest: str
+    size: int
+    media_type: str
+    diff_id: str
+
+    @classmethod
+    def from_json(cls, doc: Any) -> DependencyLayer:
+        """From the operator's record (camelCase keys); ValueError if it is not one."""
+        if not isinstance(doc, Mapping):
+            raise ValueError("a dependency layer record must be an object")
+        layer = cls(
+            key=str(doc.get("key", "")),
+            digest=str(doc.get("digest", "")),
+            size=doc.get("size", -1) if isinstance(doc.get("size"), int) else -1,
+            media_type=str(doc.get("mediaType", "")),
+            diff_id=str(doc.get("diffId", "")),
+        )
+        if not (
+            _KEY.match(layer.key)
+            and _DIGEST.match(layer.digest)
+            and _DIGEST.match(layer.diff_id)
+            and layer.size >= 0
+            and layer.media_type
+        ):
+            raise ValueError(f"not a dependency layer record: {doc!r}")
+        return layer
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "digest": self.digest,
+            "size": self.size,
+            "mediaType": self.media_type,
+            "diffId": self.diff_id,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +111,12 @@ class BuildConfig:
     """The same bundle given inline (``KFN_REGISTRY_CA_PEM``), when there is no file."""
     registry_plain_http: bool = False
     """Development only: a registry on the node that speaks plain HTTP."""
+    bounds: Bounds = Bounds()
+    """How much an archive source may unpack to."""
+    allowed_networks: tuple[urls.Network, ...] = ()
+    """Networks an archive may be fetched from although the URL rules refuse them."""
+    dependency_layers: tuple[DependencyLayer, ...] = ()
+    """The dependency layers the operator recorded for the Function."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BuildConfig:
@@ -67,6 +143,16 @@ class BuildConfig:
             raise BuildError(f"KFN_REGISTRY_PLAIN_HTTP must be true or false, not {plain_http!r}")
         auth_file = env.get("KFN_REGISTRY_AUTH_FILE") or None
         ca_file = env.get("KFN_REGISTRY_CA_FILE") or None
+        try:
+            allowed = urls.parse_networks(
+                n for n in env.get("KFN_BUILD_ALLOWED_CIDRS", "").split(",") if n.strip()
+            )
+            layers = tuple(
+                DependencyLayer.from_json(doc)
+                for doc in json.loads(env.get("KFN_BUILD_DEPENDENCY_LAYERS") or "[]")
+            )
+        except (ValueError, TypeError) as exc:
+            raise BuildError(f"the build Job is malformed: {exc}") from exc
         return cls(
             runtime=runtime,
             base_image=need("KFN_BUILD_BASE_IMAGE"),
@@ -85,6 +171,12 @@ class BuildConfig:
             registry_ca_file=pathlib.Path(ca_file) if ca_file else None,
             registry_ca_pem=env.get("KFN_REGISTRY_CA_PEM", ""),
             registry_plain_http=plain_http == "true",
+            bounds=Bounds(
+                max_bytes=_count(env, "KFN_BUILD_MAX_UNPACKED_BYTES", Bounds.max_bytes),
+                max_files=_count(env, "KFN_BUILD_MAX_FILES", Bounds.max_files),
+            ),
+            allowed_networks=allowed,
+            dependency_layers=layers,
         )
 
     @property
@@ -106,3 +198,12 @@ class BuildConfig:
     def ca_path(self) -> pathlib.Path:
         """Where an inline CA bundle is written for the registry client to read."""
         return self.workspace / "registry-ca.pem"
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) == 0:
+        raise BuildError(f"{name} must be a positive whole number, not {value!r}")
+    return int(value)

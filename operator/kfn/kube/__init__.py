@@ -89,8 +89,11 @@ def _call(
     body: Mapping[str, Any] | None = None,
     query: list[tuple[str, str]] | None = None,
     content_type: str = "application/json",
+    timeout: float | None = None,
 ) -> Object:
-    data = _request(method, path, body=body, query=query, content_type=content_type)
+    data = _request(
+        method, path, body=body, query=query, content_type=content_type, timeout=timeout
+    )
     return cast(Object, json.loads(data)) if data else {}
 
 
@@ -102,6 +105,7 @@ def _request(
     query: list[tuple[str, str]] | None = None,
     content_type: str = "application/json",
     accept: str = "application/json",
+    timeout: float | None = None,
 ) -> bytes:
     client_ = api()
     _, url, headers, _, _ = client_.param_serialize(
@@ -112,7 +116,9 @@ def _request(
         auth_settings=["BearerToken"],
     )
     try:
-        response = client_.call_api(method, url, header_params=headers, body=body)
+        response = client_.call_api(
+            method, url, header_params=headers, body=body, _request_timeout=timeout
+        )
         response.read()  # type: ignore[no-untyped-call]
     except exceptions.ApiException as exc:
         raise ApiError(int(exc.status or 0), str(exc.reason), str(exc.reason)) from None
@@ -445,6 +451,49 @@ def set_scale(namespace: str, name: str, replicas: int, *, manager: str = SCALE_
         query=[("fieldManager", manager)],
         content_type="application/merge-patch+json",
     )
+
+
+# --- reviews (who a token names, and what it may do) ------------------------------------
+
+
+def review_token(token: str, audiences: Sequence[str], *, timeout: float) -> Object:
+    """The API server's TokenReview of a bearer token for ``audiences``: its ``status``
+    (``authenticated``, ``user``, ``audiences``, ``error``)."""
+    review = _call(
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": list(audiences)},
+        },
+        timeout=timeout,
+    )
+    return cast(Object, review.get("status") or {})
+
+
+def review_access(
+    user: Mapping[str, Any], attributes: Mapping[str, str], *, timeout: float
+) -> Object:
+    """The API server's SubjectAccessReview of ``user`` (a TokenReview's ``user``:
+    username, uid, groups, extra) for ``attributes`` (namespace, verb, group, resource,
+    name): its ``status`` (``allowed``, ``denied``, ``reason``)."""
+    spec: dict[str, Any] = {"resourceAttributes": dict(attributes)}
+    for field in ("uid", "groups", "extra"):
+        if user.get(field):
+            spec[field] = user[field]
+    spec["user"] = user.get("username", "")
+    review = _call(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        body={
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": spec,
+        },
+        timeout=timeout,
+    )
+    return cast(Object, review.get("status") or {})
 
 
 # --- leases (leader election) ------------------------------------------------------------

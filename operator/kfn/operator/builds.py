@@ -1,17 +1,24 @@
-"""Turning a Function's source into an image: find it in the registry, or build it.
+"""Turning a Function's source into an image: build it, or take the image kfn built before.
 
-Level-based like the rest of the reconcile: every call looks at the registry and the build Job
-as they are now and decides.
+Level-based like the rest of the reconcile: every call looks at the Function's build records,
+the registry and the build Job as they are now and decides.
 
+* An archive URL that names a refused address by itself (a literal loopback, link-local or
+  metadata address, or a metadata service's name) fails the build at once, without a Job
+  (:func:`kfn.resources.build.archive_refusal`); the builder checks every address a name
+  resolves to.
 * The namespace's registry credential is made sure of first (:mod:`kfn.operator.credentials`);
   the registry is asked with it, as the build Job will push with it.
-* The image ``<registry>/fn/<ns>/<name>:<build hash>`` exists → use its digest. An unchanged
-  Function is never rebuilt, and neither is one whose build finished before the operator saw
-  the Job end.
-* Else the Job named by the build hash exists → Building, or BuildFailed with the tail of its
-  error (read from the failed step's termination message).
-* Else start it (its source ConfigMap first), unless ``KFN_MAX_CONCURRENT_BUILDS`` builds
-  already run cluster-wide: then the Function waits, and is looked at again shortly.
+* The Function's status records an image kfn built for this build hash
+  (:mod:`kfn.resources.provenance`) → use it, by digest, once the registry confirms it still
+  holds it (if it lost it, build again). An unchanged Function is never rebuilt. A tag in the
+  registry is never taken as a build: anyone who can push there could have put it there.
+* Else the Job named by the build hash exists → Building; BuildFailed with the tail of its
+  error (read from the failed step's termination message); or, once it succeeded, the digest
+  its build container reported, which is recorded in the status.
+* Else start it (its source ConfigMap first, the recorded dependency layers in its
+  environment), unless ``KFN_MAX_CONCURRENT_BUILDS`` builds already run cluster-wide: then the
+  Function waits, and is looked at again shortly.
 
 While a build runs or after it failed, the image the Function ran before (``status.image``)
 keeps serving.
@@ -23,10 +30,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kfn import kube, oci
+from kfn import kube, oci, urls
 from kfn.api import function
 from kfn.operator import credentials, settings
-from kfn.resources import build, objects, source, status
+from kfn.resources import build, objects, provenance, source, status
 
 #: How soon a Function waiting for a build slot, or for the registry, is looked at again.
 RETRY_SECONDS = 5.0
@@ -45,10 +52,8 @@ class Resolution:
     current: bool
     """True when ``image`` is built from the current spec; False when it is the previous one."""
     retry_after: float | None = None
-
-
-def previous_image(fn: function.Function) -> str | None:
-    return fn.status.image if fn.status else None
+    records: provenance.Records | None = None
+    """The build records to write, when they changed; None keeps those in the status."""
 
 
 def _files(fn: function.Function) -> dict[str, bytes] | str | None:
@@ -65,75 +70,122 @@ def _files(fn: function.Function) -> dict[str, bytes] | str | None:
     return build.source_files(fn)
 
 
-def resolve(fn: function.Function) -> Resolution:  # noqa: PLR0911 - one per outcome
-    """Finds or builds the image of ``fn``'s current source (which is not ``source.image``)."""
+@dataclasses.dataclass(frozen=True)
+class _Build:
+    """What one resolve knows of the build it is looking at."""
+
+    fn: function.Function
+    hash_: str
+    source_ok: status.Verdict
+    old: str | None
+    hash_src: str
+    records: provenance.Records
+
+    def resolution(
+        self,
+        verdict: status.Verdict,
+        retry_after: float | None = None,
+        records: provenance.Records | None = None,
+    ) -> Resolution:
+        """The previous image keeps serving under ``verdict``."""
+        return Resolution(
+            self.source_ok, verdict, self.old, self.hash_src, False, retry_after, records
+        )
+
+    def built(self, image: str, records: provenance.Records | None = None) -> Resolution:
+        verdict = status.Verdict("True", function.Reason.BUILT, f"image {image}")
+        return Resolution(self.source_ok, verdict, image, self.hash_src, True, None, records)
+
+
+def resolve(fn: function.Function, known: function.FunctionStatus) -> Resolution:
+    """Finds or builds the image of ``fn``'s current source (which is not ``source.image``);
+    ``known`` is the Function's status as last written, with its build records."""
     cfg = settings.builds()
-    old = previous_image(fn)
+    old = known.image
     files = _files(fn)
     if isinstance(files, str):
         missing = status.Verdict("False", function.Reason.SOURCE_NOT_FOUND, files)
-        return Resolution(
-            missing,
-            missing,
-            old,
-            fn.status.source_hash or "" if fn.status else "",
-            False,
-            RETRY_SECONDS * 6,
-        )
+        return Resolution(missing, missing, old, known.source_hash or "", False, RETRY_SECONDS * 6)
     hash_src = source.source_hash(fn, files if fn.spec.source.config_map_ref else None)
     source_ok = status.Verdict("True", function.Reason.SOURCE_RESOLVED, _describe_source(fn))
     hash_ = build.build_hash(fn, hash_src, cfg)
-    target = oci.Reference.parse(build.target(fn, hash_, cfg))
+    this = _Build(fn, hash_, source_ok, old, hash_src, provenance.Records.of(known))
+    refused = build.archive_refusal(fn, cfg)
+    if refused is not None:
+        return this.resolution(status.Verdict("False", function.Reason.BUILD_FAILED, refused))
     missing_credentials = credentials.ensure(fn)
     if missing_credentials is not None:
-        return Resolution(
-            source_ok, missing_credentials, old, hash_src, False, CREDENTIALS_RETRY_SECONDS
-        )
+        return this.resolution(missing_credentials, CREDENTIALS_RETRY_SECONDS)
+    recorded = this.records.image(hash_)
+    if recorded is not None:
+        return _recorded(this, recorded)
+    job = kube.get("batch/v1", "Job", fn.metadata.namespace, build.job_name(fn, hash_))
+    if job is not None:
+        return _from_job(this, job)
+    return _start(this, files)
+
+
+def _ask_registry(this: _Build, ref: oci.Reference) -> tuple[bool, Resolution | None]:
+    """Whether the registry holds ``ref``, asked with the namespace's credential, or the
+    resolution when it refused the credential or could not be reached."""
     try:
-        found = credentials.registry_client(fn.metadata.namespace).get_manifest(target)
+        found = credentials.registry_client(this.fn.metadata.namespace).descriptor(ref)
     except oci.RegistryAuthError as exc:
         refused = status.Verdict("False", function.Reason.REGISTRY_REFUSED, str(exc))
-        return Resolution(source_ok, refused, old, hash_src, False, CREDENTIALS_RETRY_SECONDS)
+        return False, this.resolution(refused, CREDENTIALS_RETRY_SECONDS)
     except oci.RegistryError as exc:
         waiting = status.Verdict(
             "Unknown", function.Reason.BUILDING, f"registry unreachable: {exc}"
         )
-        return Resolution(source_ok, waiting, old, hash_src, False, RETRY_SECONDS)
-    if found is not None:
-        image = str(target.with_digest(found[0]))
-        built = status.Verdict("True", function.Reason.BUILT, f"image {image}")
-        return Resolution(source_ok, built, image, hash_src, True)
-    job = kube.get("batch/v1", "Job", fn.metadata.namespace, build.job_name(fn, hash_))
-    if job is not None:
-        return _from_job(fn, job, source_ok, old, hash_src)
-    return _start(fn, hash_, files, source_ok=source_ok, old=old, hash_src=hash_src)
+        return False, this.resolution(waiting, RETRY_SECONDS)
+    return found is not None, None
 
 
-def _from_job(
-    fn: function.Function,
-    job: Mapping[str, Any],
-    source_ok: status.Verdict,
-    old: str | None,
-    hash_src: str,
-) -> Resolution:
-    """The state of an existing build Job whose image is not in the registry (yet)."""
-    ns, name = fn.metadata.namespace, job["metadata"]["name"]
+def _recorded(this: _Build, image: str) -> Resolution:
+    """The image kfn built for this hash, while the registry holds it; else build again."""
+    found, answer = _ask_registry(this, oci.Reference.parse(image))
+    if answer is not None and answer.build.reason == function.Reason.REGISTRY_REFUSED:
+        return answer  # the pods could not pull it either
+    if found or answer is not None:
+        return this.built(image)  # held, or the registry is unreachable: the record stands
+    name = build.job_name(this.fn, this.hash_)
+    kube.delete("batch/v1", "Job", this.fn.metadata.namespace, name)
+    lost = _building(name, f"to start again: the registry no longer holds {image}")
+    return this.resolution(lost, 1.0, this.records.without(this.hash_))
+
+
+def _from_job(this: _Build, job: Mapping[str, Any]) -> Resolution:
+    """The state of the build Job of this hash, which has no record (yet)."""
+    ns, name = this.fn.metadata.namespace, job["metadata"]["name"]
+    if job["metadata"].get("deletionTimestamp"):
+        # Going (its Function was deleted, or its result was lost): a new one takes its name.
+        return this.resolution(_building(name, "waiting for the previous Job to go"), 1.0)
     outcome = build.finished(job)
+    if outcome is None:
+        return this.resolution(_building(name, "running"))
+    pods = kube.list_objects("v1", "Pod", ns, f"batch.kubernetes.io/job-name={name}")
+    archive = this.fn.spec.source.archive
     if outcome == "failed":
-        pods = kube.list_objects("v1", "Pod", ns, f"batch.kubernetes.io/job-name={name}")
-        return Resolution(source_ok, failed_build(ns, name, job, pods), old, hash_src, False)
-    if outcome == "succeeded":
-        # Pushed, yet not found a moment ago: look again soon.
-        return Resolution(source_ok, _building(name, "finishing"), old, hash_src, False, 1.0)
-    return Resolution(source_ok, _building(name, "running"), old, hash_src, False)
+        return this.resolution(failed_build(ns, name, job, pods, archive.url if archive else ""))
+    found = provenance.job_result(job, pods, build.repository_ref(this.fn, settings.builds()))
+    if isinstance(found, provenance.Result):
+        return this.built(found.image, this.records.built(this.hash_, found))
+    if isinstance(found, provenance.Missing):
+        kube.delete("batch/v1", "Job", ns, name)
+        return this.resolution(_building(name, f"to start again: {found.message}"), 1.0)
+    return this.resolution(status.Verdict("False", function.Reason.BUILD_FAILED, found.message))
 
 
 def failed_build(
-    ns: str, name: str, job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]
+    ns: str,
+    name: str,
+    job: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    archive_url: str = "",
 ) -> status.Verdict:
     """BuildSucceeded of a failed build: CodeCheckFailed with the checker's files and lines,
-    or BuildFailed with the tail of the failed step's error."""
-    message = build.failure_message(job, pods)
+    or BuildFailed with the tail of the failed step's error (the archive URL redacted)."""
+    message = urls.redact_in(build.failure_message(job, pods), archive_url)
     if build.failure_reason(pods) == build.CODE_CHECK_FAILED:
         text = message.removeprefix(f"step {build.CHECK_CONTAINER}: ")
         return status.Verdict(
@@ -149,17 +201,14 @@ def failed_build(
     )
 
 
-def _start(
-    fn: function.Function,
-    hash_: str,
-    files: Mapping[str, bytes] | None,
-    *,
-    source_ok: status.Verdict,
-    old: str | None,
-    hash_src: str,
-) -> Resolution:
-    """Starts the build (source ConfigMap, then Job) if a build slot is free."""
+def _start(this: _Build, files: Mapping[str, bytes] | None) -> Resolution:
+    """Starts the build (source ConfigMap, then Job) if a build slot is free and the registry
+    takes the namespace's credential (what it holds under the tag is no news)."""
     cfg = settings.builds()
+    fn, hash_ = this.fn, this.hash_
+    _, answer = _ask_registry(this, oci.Reference.parse(build.target(fn, hash_, cfg)))
+    if answer is not None:
+        return answer
     running = _running_builds()
     if running >= cfg.max_concurrent:
         waiting = status.Verdict(
@@ -167,13 +216,12 @@ def _start(
             function.Reason.BUILDING,
             f"waiting for a build slot: {running} of {cfg.max_concurrent} builds are running",
         )
-        return Resolution(source_ok, waiting, old, hash_src, False, RETRY_SECONDS)
+        return this.resolution(waiting, RETRY_SECONDS)
     if files is not None:
         kube.apply(build.build_source_config_map(fn, hash_, files, cfg))
-    kube.apply(build.build_job(fn, hash_, cfg, files=files))
-    return Resolution(
-        source_ok, _building(build.job_name(fn, hash_), "started"), old, hash_src, False
-    )
+    job = build.build_job(fn, hash_, cfg, files=files, dependency_layers=this.records.layers)
+    kube.apply(job)
+    return this.resolution(_building(build.job_name(fn, hash_), "started"))
 
 
 def _building(job: str, state: str) -> status.Verdict:
@@ -187,7 +235,7 @@ def _describe_source(fn: function.Function) -> str:
     if src.config_map_ref is not None:
         return f"ConfigMap {src.config_map_ref.name}"
     if src.archive is not None:
-        return f"archive {src.archive.url} (sha256 {src.archive.sha256[:12]}…)"
+        return f"archive {urls.redact(src.archive.url)} (sha256 {src.archive.sha256[:12]}…)"
     return "image"
 
 

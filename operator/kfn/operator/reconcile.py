@@ -20,7 +20,7 @@ from kfn import clock, kube
 from kfn.api import function, meta
 from kfn.operator import builds, credentials, settings, triggers
 from kfn.resources import deployment as deployment_builder
-from kfn.resources import objects, service, source, status
+from kfn.resources import objects, provenance, service, source, status
 
 API_VERSION = f"{meta.GROUP}/{meta.VERSION}"
 
@@ -51,9 +51,10 @@ def parse(body: Mapping[str, Any]) -> function.Function | str:
 
 
 def url_for(fn: function.Function) -> str:
-    """The activator's invoke URL: unlike the Service, it answers at zero replicas too."""
+    """The activator's invoke URL: unlike the Service, it answers at zero replicas too. It
+    is the invoke door's, which asks for a bearer token RBAC allows to invoke."""
     ns, name = fn.metadata.namespace, fn.metadata.name
-    return f"{triggers.activator_url()}/_kfn/functions/{ns}/{name}/invoke"
+    return f"{triggers.invoke_url()}/_kfn/functions/{ns}/{name}/invoke"
 
 
 def _ready(status_body: Mapping[str, Any] | None) -> tuple[str, str] | None:
@@ -129,7 +130,7 @@ def _deployed_hash(fn: function.Function, live: Mapping[str, Any] | None) -> str
 def _resolve(fn: function.Function) -> builds.Resolution:
     """Like :func:`resolve_source`, finding or building the image of a built source."""
     if fn.spec.source.image is None:
-        return builds.resolve(fn)
+        return builds.resolve(fn, _known_status(fn))
     # A prebuilt image may live in the namespace's own repositories: its pods pull with the
     # namespace's credential like built ones (a missing one only matters to builds).
     credentials.ensure(fn)
@@ -187,8 +188,18 @@ def reconcile(body: Mapping[str, Any]) -> Outcome:
             if exc.status not in (400, 403, 422):
                 raise
             rejected = status.Verdict("False", function.Reason.DEPLOYMENT_REJECTED, exc.message)
-            return _write(fn, body, (source_verdict, rejected), image, source_hash, read=False)
-    outcome = _write(fn, body, (source_verdict, build_verdict), image, source_hash)
+            return _write(
+                fn,
+                body,
+                (source_verdict, rejected),
+                image,
+                source_hash,
+                read=False,
+                records=resolution.records,
+            )
+    outcome = _write(
+        fn, body, (source_verdict, build_verdict), image, source_hash, records=resolution.records
+    )
     return dataclasses.replace(outcome, retry_after=resolution.retry_after)
 
 
@@ -350,12 +361,14 @@ def _write(
     *,
     read: bool = True,
     refresh: bool = False,
+    records: provenance.Records | None = None,
 ) -> Outcome:
     """Writes status for ``fn`` from (SourceReady, BuildSucceeded) and the live Deployment.
 
     A ``refresh`` of a built source takes the build's verdicts and image from the status as it
     is under the lock: only a reconcile decides them, and a refresh that read them earlier
-    must not write back an older build state over a newer one.
+    must not write back an older build state over a newer one. The build ``records`` are kept
+    as the status has them unless a reconcile brings new ones.
     """
     source_verdict, build_verdict = verdicts
     key = (fn.metadata.namespace, fn.metadata.name)
@@ -369,6 +382,9 @@ def _write(
             live = kube.get("apps/v1", "Deployment", fn.metadata.namespace, fn.metadata.name)
         pods = _pod_facts(fn, live)
         current = _written.statuses.get(key, body.get("status"))
+        if records is None:
+            known = function.FunctionStatus.model_validate(current or {})
+            records = provenance.Records.of(known)
         facts = status.Facts(
             source_verdict,
             build_verdict,
@@ -380,6 +396,7 @@ def _write(
             pods.init_errors,
             last_image=(current or {}).get("image"),
             refused=status.timeout_refused(fn, settings.max_function_timeout()),
+            records=records,
         )
         previous = function.FunctionStatus.model_validate(current or {}).conditions
         new = status.compute(fn, facts, now=clock.utcnow(), url=url_for(fn), previous=previous)

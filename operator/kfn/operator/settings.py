@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 
+from kfn import urls
+from kfn.api import routes
 from kfn.resources import build, credentials, platform
 
 
@@ -30,6 +33,12 @@ def builds() -> build.BuildSettings:
         npm_registry=env.get("KFN_NPM_REGISTRY", ""),
         max_concurrent=int(env.get("KFN_MAX_CONCURRENT_BUILDS") or 2),
         deadline_seconds=int(env.get("KFN_BUILD_DEADLINE_SECONDS") or 900),
+        resources=build.parse_resources(json.loads(env.get("KFN_BUILD_RESOURCES") or "null")),
+        max_unpacked_mib=int(env.get("KFN_BUILD_MAX_UNPACKED_MIB") or 512),
+        max_files=int(env.get("KFN_BUILD_MAX_FILES") or 20_000),
+        allowed_networks=urls.parse_networks(
+            json.loads(env.get("KFN_BUILD_ALLOWED_CIDRS") or "[]")
+        ),
         registry_plain_http=env.get("KFN_REGISTRY_PLAIN_HTTP", "").lower() == "true",
         registry_ca_pem=env.get("KFN_REGISTRY_CA_PEM", ""),
         platform=platform.from_env(env),
@@ -47,3 +56,11 @@ def max_function_timeout() -> float:
     """The longest Function timeout this installation serves, in seconds (the chart's
     ``functions.maxTimeoutSeconds``; the CRD's 15 minutes when unset)."""
     return float(os.environ.get("KFN_MAX_FUNCTION_TIMEOUT_SECONDS") or 900)
+
+
+@functools.cache
+def host_policy() -> routes.HostPolicy:
+    """Hosts the cluster admin assigned to namespaces, and the names of the shared default host
+    (the chart's ``routes`` values and the activator's Service names): the activator is given
+    the same, so both judge HTTP Triggers alike."""
+    return routes.policy_from_json(os.environ.get("KFN_HOST_POLICY", ""))

@@ -7,23 +7,30 @@ to tell the user what happened:
 * For ``spec.http``: ``status.url`` — the activator's address with the Trigger's path
   prefix, or ``http://<host><pathPrefix>`` when the Trigger names a host — and a
   ``Ready`` condition: True when the Function exists and the route is the Trigger's
-  own, False with ``FunctionNotFound`` or ``RouteConflict`` (an older Trigger already
-  routes the same host, path prefix and method to a function; the activator keeps the
-  older one, the same rule as here).
+  own, False with ``FunctionNotFound`` or ``RouteConflict``. Routes belong to
+  namespaces, and :func:`kfn.api.routes.decide` says which Trigger owns which route
+  (the activator routes by the same decision, so a refused Trigger gets no traffic);
+  the message names the Trigger or the admin's rule holding the route, and what to do.
 
 Conditions of cron, stream and bucket Triggers belong to their workers; only
 ``status.type`` is written for them here.
 
 Level-based and cheap: kopf event handlers (no finalizer, no progress annotations)
-recompute the whole status from the Trigger, an in-memory index of all Triggers and
-one GET of the Function, and patch only when something visible changed. A Function
-appearing or going away refreshes the Triggers that name it.
+recompute the whole status from the Trigger, two in-memory indexes of all Triggers (their
+bodies, and the route each HTTP Trigger claims, parsed on its own events) and one GET of the
+Function, and patch only when something visible changed. Whether a Trigger owns its route
+depends on the others, so any Trigger's event also refreshes every other HTTP Trigger whose
+``Ready``, as last written, disagrees with the decision now: a conflict appears or clears
+(the next claimant takes over a deleted owner's route) without touching the Triggers it
+does not concern. A Function appearing or going away refreshes the Triggers that name it.
+Handlers of events are not retried, so a failed write waits for the next event rather than
+turning into a storm of retries.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -32,72 +39,43 @@ import kopf
 import pydantic
 
 from kfn import clock, kube
-from kfn.api import conditions, meta
+from kfn.api import conditions, meta, routes
 from kfn.api import trigger as trigger_api
+from kfn.operator import settings
 
 API_VERSION = f"{meta.GROUP}/{meta.VERSION}"
 
-Key = tuple[str, str]
+Key = routes.Key
 
 
 def activator_url() -> str:
-    """Where this release's activator answers inside the cluster (``KFN_ACTIVATOR_URL``).
+    """Where this release's activator serves HTTP routes inside the cluster, its public door
+    (``KFN_ACTIVATOR_URL``).
 
     The chart sets it from the release's own names, namespace and cluster domain, so every
     ``status.url`` names the Service that really answers, whatever the release is called.
     """
-    configured = os.environ.get("KFN_ACTIVATOR_URL")
+    return _url("KFN_ACTIVATOR_URL", "the activator's public Service")
+
+
+def invoke_url() -> str:
+    """Where this release's activator serves the invoke API, its invoke door
+    (``KFN_INVOKE_URL``): a Function's ``status.url``."""
+    return _url("KFN_INVOKE_URL", "the activator's invoke Service")
+
+
+def _url(variable: str, what: str) -> str:
+    configured = os.environ.get(variable)
     if not configured:
-        raise RuntimeError("KFN_ACTIVATOR_URL is not set; the chart sets it to the activator")
+        raise RuntimeError(f"{variable} is not set; the chart sets it to {what}")
     return configured.rstrip("/")
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """One HTTP Trigger's claim on a route, with what decides who is older."""
-
-    key: Key
-    created: str
-    host: str
-    path_prefix: str
-    methods: frozenset[str]
-
-    def overlaps(self, other: Claim) -> bool:
-        same_path = self.path_prefix.rstrip("/") == other.path_prefix.rstrip("/")
-        methods_meet = not self.methods or not other.methods or bool(self.methods & other.methods)
-        return self.host == other.host and same_path and methods_meet
-
-
-def claim_of(body: Mapping[str, Any]) -> Claim | None:
-    """The route an HTTP Trigger asks for; None for other kinds."""
-    spec = (body.get("spec") or {}).get("http")
-    if not isinstance(spec, dict):
-        return None
-    meta_ = body.get("metadata") or {}
-    return Claim(
-        key=(str(meta_.get("namespace", "")), str(meta_.get("name", ""))),
-        created=str(meta_.get("creationTimestamp") or ""),
-        host=str(spec.get("host") or ""),
-        path_prefix=str(spec.get("pathPrefix") or "/"),
-        methods=frozenset(spec.get("methods") or ()),
-    )
-
-
-def older_conflict(mine: Claim, others: Iterable[Claim]) -> Claim | None:
-    """The oldest other Trigger that already holds an overlapping route, if any."""
-    rivals = [
-        o
-        for o in others
-        if o.key != mine.key and mine.overlaps(o) and (o.created, o.key) < (mine.created, mine.key)
-    ]
-    return min(rivals, key=lambda o: (o.created, o.key), default=None)
 
 
 def desired_status(
     trigger: trigger_api.Trigger,
     *,
     function_exists: bool,
-    conflict: Claim | None,
+    refusal: routes.Refusal | None,
     base_url: str,
     now: datetime.datetime,
 ) -> dict[str, Any]:
@@ -117,13 +95,8 @@ def desired_status(
             trigger_api.Reason.FUNCTION_NOT_FOUND,
             f"Function {trigger.spec.function_ref.name} does not exist in this namespace",
         )
-    elif conflict is not None:
-        verdict = (
-            "False",
-            trigger_api.Reason.ROUTE_CONFLICT,
-            f"Trigger {conflict.key[0]}/{conflict.key[1]} already routes this host, path "
-            "prefix and method",
-        )
+    elif refusal is not None:
+        verdict = ("False", trigger_api.Reason.ROUTE_CONFLICT, refusal.message)
     else:
         verdict = ("True", trigger_api.Reason.READY, "requests are routed to the function")
     updated = conditions.set_condition(
@@ -144,7 +117,7 @@ def _visible(status: Mapping[str, Any] | None, keys: Iterable[str]) -> dict[str,
     return {k: (status or {}).get(k) for k in keys}
 
 
-def refresh(body: Mapping[str, Any], claims: Iterable[Claim], logger: Any) -> None:
+def refresh(body: Mapping[str, Any], ownership: routes.Ownership, logger: Any) -> None:
     """Recompute one Trigger's status and patch it when it changed."""
     try:
         trigger = trigger_api.Trigger.model_validate(dict(body))
@@ -155,12 +128,10 @@ def refresh(body: Mapping[str, Any], claims: Iterable[Claim], logger: Any) -> No
     exists = (
         kube.get(API_VERSION, "Function", namespace, trigger.spec.function_ref.name) is not None
     )
-    mine = claim_of(body)
-    conflict = older_conflict(mine, claims) if mine is not None else None
     new = desired_status(
         trigger,
         function_exists=exists,
-        conflict=conflict,
+        refusal=ownership.refused.get((namespace, name)),
         base_url=activator_url(),
         now=clock.utcnow(),
     )
@@ -169,12 +140,76 @@ def refresh(body: Mapping[str, Any], claims: Iterable[Claim], logger: Any) -> No
     kube.patch_status(API_VERSION, "Trigger", namespace, name, new)
 
 
+@kopf.on.startup()
+def check_host_policy(**_: Any) -> None:
+    """A malformed ``routes`` value stops the operator at its start, as it stops the activator,
+    rather than failing every Trigger event."""
+    try:
+        settings.host_policy()
+    except ValueError as exc:
+        raise kopf.PermanentError(f"the chart's routes values: {exc}") from exc
+
+
+def route_outdated(body: Mapping[str, Any], ownership: routes.Ownership) -> bool:
+    """Whether an HTTP Trigger's ``Ready``, as last written, disagrees with who owns its route
+    now (no API call). A Trigger whose Ready was never written is left to its own event, and one
+    whose Function is missing says so whatever its route."""
+    if not _is_http(body):
+        return False
+    metadata = body.get("metadata") or {}
+    refusal = ownership.refused.get((metadata.get("namespace", ""), metadata.get("name", "")))
+    conditions = (body.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == trigger_api.ConditionType.READY), None)
+    if ready is None:
+        return False
+    reason = str(ready.get("reason"))
+    if refusal is None:
+        return reason == trigger_api.Reason.ROUTE_CONFLICT
+    if reason == trigger_api.Reason.FUNCTION_NOT_FOUND:
+        return False
+    return (reason, ready.get("message")) != (trigger_api.Reason.ROUTE_CONFLICT, refusal.message)
+
+
+def _is_http(body: Mapping[str, Any]) -> bool:
+    return isinstance((body.get("spec") or {}).get("http"), Mapping)
+
+
+def _created(body: Mapping[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("creationTimestamp") or "")
+
+
 @kopf.index(meta.GROUP, meta.VERSION, trigger_api.PLURAL)
 def triggers_by_name(
     name: str, namespace: str | None, body: kopf.Body, **_: Any
 ) -> dict[Key, kopf.Body]:
-    """Every Trigger's latest body: conflicts and Function events need them all."""
+    """Every Trigger's latest body: route changes and Function events refresh them."""
     return {(namespace or "", name): body}
+
+
+@kopf.index(meta.GROUP, meta.VERSION, trigger_api.PLURAL)
+def route_claims(body: kopf.Body, **_: Any) -> dict[Key, routes.Claim] | None:
+    """The route each HTTP Trigger claims, parsed on that Trigger's own events rather than on
+    every other's; the activator routes only Triggers that parse, so only they claim a route."""
+    if not _is_http(body):
+        return None
+    try:
+        trigger = trigger_api.Trigger.model_validate(dict(body))
+    except pydantic.ValidationError:
+        return None  # refresh() says why on the Trigger's own event
+    claim = routes.claim(trigger, _created(body))
+    return None if claim is None else {claim.key: claim}
+
+
+def ownership(index: kopf.Index[Key, routes.Claim]) -> routes.Ownership:
+    """Who owns which route, given every HTTP Trigger's claim."""
+    claims = frozenset(claim for key in index for claim in index.get(key, []))
+    return _decide(claims, settings.host_policy())
+
+
+@functools.lru_cache(maxsize=1)
+def _decide(claims: frozenset[routes.Claim], policy: routes.HostPolicy) -> routes.Ownership:
+    """Every event asks; the claims change far less often than statuses are written."""
+    return routes.decide(claims, policy)
 
 
 def _bodies(index: kopf.Index[Key, kopf.Body]) -> list[kopf.Body]:
@@ -183,14 +218,16 @@ def _bodies(index: kopf.Index[Key, kopf.Body]) -> list[kopf.Body]:
 
 @kopf.on.event(meta.GROUP, meta.VERSION, trigger_api.PLURAL)
 def trigger_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
+    """A Trigger came, changed or went: its own status, and any other HTTP Trigger's whose
+    route that gave or took."""
     body = event.get("object") or {}
-    if event.get("type") == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
-        # A freed route may end another Trigger's conflict.
-        for other in _bodies(kwargs["triggers_by_name"]):
-            if other.get("metadata", {}).get("uid") != body.get("metadata", {}).get("uid"):
-                _refresh_quietly(other, kwargs["triggers_by_name"], logger)
-        return
-    _refresh_quietly(body, kwargs["triggers_by_name"], logger)
+    decided = ownership(kwargs["route_claims"])
+    if event.get("type") != "DELETED":
+        _refresh_quietly(body, decided, logger)
+    uid = (body.get("metadata") or {}).get("uid")
+    for other in _bodies(kwargs["triggers_by_name"]):
+        if other.get("metadata", {}).get("uid") != uid and route_outdated(other, decided):
+            _refresh_quietly(other, decided, logger)
 
 
 @kopf.on.event(meta.GROUP, meta.VERSION, "functions")
@@ -201,18 +238,16 @@ def function_event_for_triggers(event: kopf.RawEvent, logger: Any, **kwargs: Any
     fn = event.get("object") or {}
     namespace = fn.get("metadata", {}).get("namespace", "")
     name = fn.get("metadata", {}).get("name", "")
+    decided = ownership(kwargs["route_claims"])
     for body in _bodies(kwargs["triggers_by_name"]):
         ref = (body.get("spec") or {}).get("functionRef") or {}
         if body.get("metadata", {}).get("namespace") == namespace and ref.get("name") == name:
-            _refresh_quietly(body, kwargs["triggers_by_name"], logger)
+            _refresh_quietly(body, decided, logger)
 
 
-def _refresh_quietly(
-    body: Mapping[str, Any], index: kopf.Index[Key, kopf.Body], logger: Any
-) -> None:
-    claims = [c for c in map(claim_of, _bodies(index)) if c is not None]
+def _refresh_quietly(body: Mapping[str, Any], decided: routes.Ownership, logger: Any) -> None:
     try:
-        refresh(body, claims, logger)
+        refresh(body, decided, logger)
     except kube.ApiError as exc:
         if exc.status != 404:
             logger.warning("writing the Trigger's status failed: %s", exc)

@@ -6,8 +6,8 @@ from its environment (:class:`BuildSettings`); the result is plain dicts for the
 * The **build hash** covers the source hash (runtime, code, dependencies), the runtime image
   it builds on and the function's name, so a new runtime image rebuilds every function and two
   functions never share a Job. It tags the image (``<registry>/fn/<ns>/<name>:<hash>``) and
-  names the Job, so creating the Job twice is the same Job, and an existing tag means there is
-  nothing to build.
+  names the Job, so creating the Job twice is the same Job. The tag is for people: whether a
+  build is done is decided by what the Job reported (:mod:`kfn.resources.provenance`).
 * The **source ConfigMap** carries inline files (and a copy of a referenced ConfigMap's, frozen
   at the content that was hashed). Keys are ``file-NNN`` with ``items`` giving each its path,
   since ConfigMap keys cannot hold ``/``.
@@ -16,7 +16,11 @@ from its environment (:class:`BuildSettings`); the result is plain dicts for the
   the **code check** compiles it (``check``, an init container on the function's runtime image,
   so the code is compiled by the very Python or Node.js it will run on; the kfn image has no
   Node.js and may have another Python), a Node.js build runs npm (on the runtime image too),
-  and ``push`` installs Python dependencies and pushes the image.
+  and ``push`` installs Python dependencies and pushes the image. Every step runs with the
+  chart's ``builder.resources`` (CPU, memory and ephemeral storage, requests and limits); an
+  archive is unpacked within the chart's ``builder.archives`` bounds and fetched only from
+  addresses the URL rules allow (:mod:`kfn.urls`), which the operator applies first to an
+  address the URL names literally (:func:`archive_refusal`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
+from kfn import urls
 from kfn.api import function
 from kfn.resources import objects
 from kfn.resources import platform as platform_
@@ -60,6 +65,13 @@ npm install --omit=dev --ignore-scripts --no-audit --no-fund --no-update-notifie
 """Runs in the Node.js runtime image, which has npm but not the builder; ``prepare`` left the
 project (package.json, lock) in the workspace and the marker when there is anything to do.
 Install scripts are not run: a build runs none of the dependencies' code."""
+#: What each step of a build may use, unless the chart says otherwise (``builder.resources``).
+#: Steps run one after another, so the pod reserves one step's requests. The workspace
+#: (4 GiB) and /tmp (1 GiB) fit in the ephemeral-storage limit.
+DEFAULT_RESOURCES: Final[Mapping[str, Mapping[str, str]]] = {
+    "requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "1Gi"},
+    "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "6Gi"},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +86,35 @@ class BuildSettings:
     max_concurrent: int = 2
     deadline_seconds: int = 900
     keep_finished_seconds: int = 3600
-    memory_limit: str = "1Gi"
+    resources: Mapping[str, Mapping[str, str]] = dataclasses.field(
+        default_factory=lambda: DEFAULT_RESOURCES
+    )
+    """Requests and limits of every step (``cpu``, ``memory``, ``ephemeral-storage``)."""
+    max_unpacked_mib: int = 512
+    """The most an archive source may unpack to."""
+    max_files: int = 20_000
+    """The most files and directories an archive source may hold."""
+    allowed_networks: tuple[urls.Network, ...] = ()
+    """Networks an archive may be fetched from although the URL rules refuse them."""
     registry_plain_http: bool = False
     """Development only: push over plain HTTP instead of TLS."""
     registry_ca_pem: str = ""
     """Certificates the registry's TLS is checked against instead of the system roots."""
     platform: platform_.Platform = dataclasses.field(default_factory=platform_.Platform)
+
+
+def parse_resources(doc: Any) -> Mapping[str, Mapping[str, str]]:
+    """A build step's requests and limits from the chart's ``builder.resources`` (None: the
+    defaults); quantities the chart gives as numbers become strings."""
+    if doc is None:
+        return DEFAULT_RESOURCES
+    if not isinstance(doc, Mapping):
+        raise ValueError(f"builder.resources must be an object, not {doc!r}")
+    return {
+        kind: {name: str(value) for name, value in (doc.get(kind) or {}).items()}
+        for kind in ("requests", "limits")
+        if doc.get(kind)
+    }
 
 
 class ConfigMap(TypedDict):
@@ -122,9 +157,33 @@ def repository(fn: function.Function) -> str:
     return f"fn/{fn.metadata.namespace}/{fn.metadata.name}"
 
 
+def repository_ref(fn: function.Function, settings: BuildSettings) -> str:
+    """``<registry>/fn/<ns>/<name>``: where the Function's builds push, the only repository
+    a build's reported image may name."""
+    return f"{settings.registry}/{repository(fn)}"
+
+
 def target(fn: function.Function, hash_: str, settings: BuildSettings) -> str:
     """The tagged image reference a build pushes."""
-    return f"{settings.registry}/{repository(fn)}:{hash_}"
+    return f"{repository_ref(fn, settings)}:{hash_}"
+
+
+def archive_refusal(fn: function.Function, settings: BuildSettings) -> str | None:
+    """Why the Function's archive URL may not be fetched, when it says so by itself: a literal
+    address or a metadata service's name (the builder checks every address a name resolves to).
+
+    The message shows the URL redacted.
+    """
+    archive = fn.spec.source.archive
+    if archive is None:
+        return None
+    host = urls.host(archive.url)
+    address = urls.literal_address(host)
+    literal = [address] if address is not None else []
+    problem = urls.refusal(host, literal, settings.allowed_networks)
+    if problem is None:
+        return None
+    return f"refusing to fetch {urls.redact(archive.url)}: {problem}; {urls.ADVICE}"
 
 
 def job_name(fn: function.Function, hash_: str) -> str:
@@ -207,7 +266,12 @@ def _restricted() -> dict[str, Any]:
     }
 
 
-def _env(fn: function.Function, hash_: str, settings: BuildSettings) -> list[dict[str, str]]:
+def _env(
+    fn: function.Function,
+    hash_: str,
+    settings: BuildSettings,
+    layers: Sequence[function.DependencyLayerRecord],
+) -> list[dict[str, str]]:
     source = fn.spec.source
     env = {
         "KFN_BUILD_RUNTIME": fn.spec.runtime or "",
@@ -233,8 +297,16 @@ def _env(fn: function.Function, hash_: str, settings: BuildSettings) -> list[dic
     if source.archive is not None:
         env["KFN_BUILD_ARCHIVE_URL"] = source.archive.url
         env["KFN_BUILD_ARCHIVE_SHA256"] = source.archive.sha256
+        env["KFN_BUILD_MAX_UNPACKED_BYTES"] = str(settings.max_unpacked_mib * 2**20)
+        env["KFN_BUILD_MAX_FILES"] = str(settings.max_files)
+        if settings.allowed_networks:
+            env["KFN_BUILD_ALLOWED_CIDRS"] = ",".join(map(str, settings.allowed_networks))
     else:
         env["KFN_BUILD_SOURCE_DIR"] = SOURCE_MOUNT
+    if layers:
+        # The layers kfn recorded for the Function: the only ones a build may reuse.
+        records = [layer.model_dump(mode="json", by_alias=True) for layer in layers]
+        env["KFN_BUILD_DEPENDENCY_LAYERS"] = json.dumps(records, separators=(",", ":"))
     return [{"name": k, "value": v} for k, v in env.items()]
 
 
@@ -253,10 +325,7 @@ def _container(
         "imagePullPolicy": "IfNotPresent",
         "command": command,
         "env": [dict(var) for var in env],
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {"memory": settings.memory_limit},
-        },
+        "resources": {kind: dict(amounts) for kind, amounts in settings.resources.items()},
         "securityContext": _restricted(),
         # The builder writes its result or error there; npm's own failure shows its log tail.
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -270,9 +339,11 @@ def build_job(
     settings: BuildSettings,
     *,
     files: Mapping[str, bytes] | None,
+    dependency_layers: Sequence[function.DependencyLayerRecord] = (),
 ) -> Job:
-    """The Job that builds ``fn`` at ``hash_``; ``files`` are those of the source ConfigMap."""
-    env = _env(fn, hash_, settings)
+    """The Job that builds ``fn`` at ``hash_``; ``files`` are those of the source ConfigMap,
+    ``dependency_layers`` those kfn recorded for the Function (the build may reuse them)."""
+    env = _env(fn, hash_, settings, dependency_layers)
     mounts: list[dict[str, Any]] = [
         {"name": "workspace", "mountPath": WORKSPACE},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -430,7 +501,12 @@ def failure_reason(pods: Sequence[Mapping[str, Any]]) -> str | None:
 def failure_message(
     job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], limit: int = 1500
 ) -> str:
-    """The tail of why a build failed: the builder's error, a step's log, or the Job's reason."""
+    """The tail of why a build failed: the builder's error, a step's log, an eviction (a step
+    past its ephemeral storage), or the Job's reason."""
+    for pod in pods:
+        pod_status = pod.get("status") or {}
+        if pod_status.get("reason") == "Evicted":
+            return f"evicted: {pod_status.get('message', '')}"[-limit:]
     for step, term in _failed_steps(pods):
         text = str(term.get("message") or term.get("reason") or "").strip()
         try:
@@ -444,17 +520,3 @@ def failure_message(
         if cond.get("type") == "Failed" and cond.get("status") == "True":
             return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}"[-limit:]
     return "the build Job failed"
-
-
-def result(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The builder's JSON result from the build container's termination message."""
-    for pod in pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            term = (cs.get("state") or {}).get("terminated") or {}
-            if cs.get("name") == BUILD_CONTAINER and term.get("exitCode") == 0:
-                try:
-                    doc = json.loads(term.get("message") or "")
-                except ValueError:
-                    return None
-                return doc if isinstance(doc, dict) else None
-    return None

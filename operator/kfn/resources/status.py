@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from kfn.api import conditions, function, meta
 from kfn.resources import deployment as deployment_
+from kfn.resources import provenance
 
 #: Container states that will not fix themselves; they make ``Deployed`` False.
 POD_FAILURES: Final = frozenset(
@@ -68,6 +69,8 @@ class Facts:
     """The image the status named before (an init error stays reported while it is unchanged)."""
     refused: Verdict | None = None
     """Why the current spec is not deployed although it is valid (:func:`timeout_refused`)."""
+    records: provenance.Records = dataclasses.field(default_factory=provenance.Records)
+    """The builds kfn ran and the dependency layers they made, kept in the status."""
 
 
 def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -357,6 +360,8 @@ def compute(
         replicas=dep_status.get("replicas", 0) or 0,
         ready_replicas=dep_status.get("readyReplicas", 0) or 0,
         source_hash=facts.source_hash,
+        builds=list(facts.records.builds) or None,
+        dependency_layers=list(facts.records.layers) or None,
     )
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 

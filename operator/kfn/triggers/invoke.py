@@ -5,17 +5,54 @@ exceeds its concurrency. :class:`Invoker` makes one invocation (``RequestRespons
 ``Event`` for a function destination) over a keep-alive connection per thread and reports
 every answer, or the failure to get one, as a :class:`kfn.retry.Outcome` for the caller's
 retry policy.
+
+The activator's invoke door asks for a bearer token that RBAC allows to invoke the function
+(:mod:`kfn.activator.access`): a worker sends its projected ServiceAccount token for the
+audience ``kfn`` (:class:`TokenFile`), which the kubelet rotates in place.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
+from collections.abc import Callable
+from typing import Final
 
 from kfn import retry
+
+#: How often a token file is looked at again for a rotated token.
+TOKEN_RECHECK: Final = 10.0
+
+
+class TokenFile:
+    """A bearer token in a file the kubelet rotates (a projected ServiceAccount token):
+    read again when its modification time changed, looked at every :data:`TOKEN_RECHECK`
+    seconds at most. Safe to share between threads."""
+
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._token = ""
+        self._mtime = -1.0
+        self._checked = float("-inf")
+
+    def __call__(self) -> str:
+        with self._lock:
+            now = self.clock()
+            if now - self._checked >= TOKEN_RECHECK or not self._token:
+                self._checked = now
+                mtime = os.stat(self.path).st_mtime
+                if mtime != self._mtime:
+                    with open(self.path, encoding="ascii") as file:
+                        self._token = file.read().strip()
+                    self._mtime = mtime
+            return self._token
 
 
 class _ClosedError(Exception):
@@ -119,8 +156,10 @@ class Invoker:
     ``retry.Outcome(0)`` for the caller's retry policy.
     """
 
-    def __init__(self, activator_url: str) -> None:
+    def __init__(self, activator_url: str, token: Callable[[], str] | None = None) -> None:
         parsed = urllib.parse.urlsplit(activator_url)
+        #: The bearer token to send, read for each invocation (None: send none).
+        self.token = token
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"the activator URL must be http(s)://host[:port]: {activator_url!r}")
         self.scheme = parsed.scheme
@@ -159,12 +198,17 @@ class Invoker:
     ) -> retry.Outcome:
         """One invocation; blocks until the function answered (or, for ``Event``, the
         activator accepted it)."""
+        try:
+            authorization = f"Authorization: Bearer {self.token()}\r\n" if self.token else ""
+        except OSError as exc:
+            return retry.Outcome(0, f"reading the invoke token: {exc}".encode())
         head = (
             f"POST {self.path(namespace, function)} HTTP/1.1\r\n"
             f"Host: {self._host_header}\r\n"
             "Content-Type: application/json\r\n"
             f"Kfn-Invocation-Type: {invocation_type}\r\n"
             f"Kfn-Request-Id: {request_id}\r\n"
+            f"{authorization}"
             f"Content-Length: {len(payload)}\r\n\r\n"
         ).encode("latin-1")
         for _ in range(2):

@@ -15,6 +15,8 @@ from typing import Final
 
 import prometheus_client
 
+from kfn.triggers import invoke
+
 _NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -37,8 +39,9 @@ def identity() -> str:
 
 
 def default_activator_url() -> str | None:
-    """The activator the chart names in ``KFN_ACTIVATOR_URL`` (its release's own Service)."""
-    configured = os.environ.get("KFN_ACTIVATOR_URL")
+    """The activator's invoke door the chart names in ``KFN_INVOKE_URL`` (its release's own
+    invoke Service)."""
+    configured = os.environ.get("KFN_INVOKE_URL")
     return configured.rstrip("/") if configured else None
 
 
@@ -58,11 +61,28 @@ def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
         "--activator-url",
         default=activator,
         required=activator is None,
-        help="Base URL of the activator (default: KFN_ACTIVATOR_URL).",
+        help="Base URL of the activator's invoke door (default: KFN_INVOKE_URL).",
+    )
+    result.add_argument(
+        "--invoke-token-file",
+        default=os.environ.get("KFN_INVOKE_TOKEN_FILE", ""),
+        help="A bearer token for the invoke door, re-read as it rotates (a projected "
+        "ServiceAccount token for the audience kfn; default: KFN_INVOKE_TOKEN_FILE). "
+        "Empty: none is sent.",
     )
     result.add_argument("--metrics-address", default="127.0.0.1")
     result.add_argument("--metrics-port", type=int, default=9090)
     return result
+
+
+def token(args: argparse.Namespace) -> invoke.TokenFile | None:
+    """The worker's bearer token for the invoke door, if the flags name one."""
+    return invoke.TokenFile(args.invoke_token_file) if args.invoke_token_file else None
+
+
+def invoker(args: argparse.Namespace) -> invoke.Invoker:
+    """The client of the invoke door the flags name, with the worker's token if any."""
+    return invoke.Invoker(args.activator_url, token(args))
 
 
 def start(args: argparse.Namespace) -> None:

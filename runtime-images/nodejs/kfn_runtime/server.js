@@ -38,12 +38,13 @@ function dump(value) {
 }
 
 /**
- * The invocation's time budget in ms: Kfn-Timeout-Ms when the caller sent a positive one, else the
- * function's KFN_TIMEOUT_MS. It counts from the handler's start (CONTRACT.md §3).
+ * The invocation's time budget in ms: Kfn-Timeout-Ms when the caller sent a positive one, never
+ * more than the function's KFN_TIMEOUT_MS (a caller cannot stretch a function's time), else
+ * KFN_TIMEOUT_MS. It counts from the handler's start (CONTRACT.md §3).
  */
 function timeoutFrom(header, defaultMs) {
   const text = (header || '').trim();
-  return /^\d+$/.test(text) && Number(text) > 0 ? Number(text) : defaultMs;
+  return /^\d+$/.test(text) && Number(text) > 0 ? Math.min(Number(text), defaultMs) : defaultMs;
 }
 
 function tooLargeResponse(size) {

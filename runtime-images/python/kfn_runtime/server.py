@@ -58,9 +58,10 @@ class Outcome:
 
 def timeout_from(header: str | None, default_ms: int) -> int:
     """The invocation's time budget in ms: ``Kfn-Timeout-Ms`` when the caller sent a positive
-    one, else the function's ``KFN_TIMEOUT_MS``. It counts from the handler's start (§3)."""
+    one, never more than the function's ``KFN_TIMEOUT_MS`` (a caller cannot stretch a
+    function's time), else ``KFN_TIMEOUT_MS``. It counts from the handler's start (§3)."""
     if header and header.strip().isdigit() and int(header) > 0:
-        return int(header)
+        return min(int(header), default_ms)
     return default_ms
 
 

@@ -9,7 +9,7 @@ import pytest_asyncio
 import uvloop
 
 from kfn import stats
-from kfn.activator import config, router, server
+from kfn.activator import access, config, router, server
 
 from .http import Backend
 
@@ -61,6 +61,8 @@ async def make_activator() -> AsyncIterator[MakeActivator]:
         queue_timeout_ms: int = config.DEFAULT_QUEUE_TIMEOUT_MS,
         endpoints: frozenset[str] = frozenset(),
         metrics_port: int | None = None,
+        invoke_door: bool = False,
+        checks: access.Access | None = None,
         **kwargs: Any,
     ) -> server.Activator:
         activator = server.Activator(
@@ -75,7 +77,13 @@ async def make_activator() -> AsyncIterator[MakeActivator]:
             },
             **kwargs,
         )
-        await activator.start("127.0.0.1", 0, metrics_port=metrics_port)
+        await activator.start(
+            "127.0.0.1",
+            0,
+            invoke_port=0 if invoke_door else None,
+            checks=checks,
+            metrics_port=metrics_port,
+        )
         activator.update_endpoints(FN, endpoints)
         started.append(activator)
         return activator

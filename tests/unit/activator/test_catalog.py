@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pathlib
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -10,8 +14,10 @@ import pytest
 from kfn import kube, stats
 from kfn.activator import catalog, router
 from kfn.activator import config as configs
-from kfn.api import function, trigger
+from kfn.api import function, routes, trigger
 from tests.unit.apiserver import ApiServer
+
+OPERATOR = pathlib.Path(__file__).resolve().parents[3] / "operator"
 
 
 def fn(name: str, **spec: Any) -> function.Function:
@@ -25,12 +31,12 @@ def fn(name: str, **spec: Any) -> function.Function:
     )
 
 
-def http_trigger(name: str, target: str, **http: Any) -> trigger.Trigger:
+def http_trigger(name: str, target: str, namespace: str = "team", **http: Any) -> trigger.Trigger:
     return trigger.Trigger.model_validate(
         {
             "apiVersion": "kfn.dev/v1alpha1",
             "kind": "Trigger",
-            "metadata": {"name": name, "namespace": "team"},
+            "metadata": {"name": name, "namespace": namespace},
             "spec": {"functionRef": {"name": target}, "http": http},
         }
     )
@@ -91,7 +97,7 @@ def test_http_triggers_become_routes_and_others_do_not() -> None:
     routes = catalog.routes(
         [http_trigger("web", "a", host="shop.example", pathPrefix="/api", methods=["GET"]), cron],
         {},
-    )
+    ).routes
     assert routes == (
         router.Route(
             host="shop.example",
@@ -108,20 +114,95 @@ def test_the_older_of_two_triggers_for_the_same_route_wins() -> None:
         http_trigger("new", "b", pathPrefix="/x"),
     )
     created = {("team", "old"): "2024-01-01T00:00:00Z", ("team", "new"): "2024-02-01T00:00:00Z"}
-    table = router.Router(catalog.routes([newer, older], created))
-    match = table.match(b"any.host", b"/x/y", b"GET")
+    found = catalog.routes([newer, older], created)
+    assert [route.function.name for route in found.routes] == ["a"]
+    match = router.Router(found.routes, found.owners).match(b"any.host", b"/x/y", b"GET")
     assert match is not None
     assert match.function == stats.FunctionKey("team", "a")
+
+
+# --- routes belong to namespaces -----------------------------------------------------------
+
+JAN, FEB, MAR = "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z"
+
+
+Request = tuple[bytes, bytes, bytes, str | None]
+"""Host, path, method, and the function (``namespace/name``) that must answer, if any."""
+
+TENANTS = [
+    pytest.param(
+        routes.OPEN,
+        [("team-a", "web", "shop", JAN, {"host": "shop.example", "pathPrefix": "/api"}),
+         ("team-b", "web", "thief", FEB, {"host": "shop.example"}),
+         ("team-b", "any", "catchall", MAR, {})],
+        [(b"shop.example", b"/api/cart", b"GET", "team-a/shop"),
+         (b"shop.example", b"/login", b"GET", None),
+         (b"other.example", b"/login", b"GET", "team-b/catchall")],
+        id="a trigger on a host another namespace uses gets no traffic, nor does a catch-all",
+    ),
+    pytest.param(
+        routes.OPEN,
+        [("team-a", "old", "orders", JAN, {"pathPrefix": "/api/orders"}),
+         ("team-b", "new", "thief", FEB, {"pathPrefix": "/api/orders/7"})],
+        [(b"x", b"/api/orders/7", b"GET", "team-a/orders")],
+        id="a trigger on a prefix another namespace claimed first gets no traffic",
+    ),
+    pytest.param(
+        routes.OPEN,
+        [("team-a", "get", "orders", JAN, {"pathPrefix": "/api/orders", "methods": ["GET"]}),
+         ("team-b", "api", "api", FEB, {"pathPrefix": "/api"})],
+        [(b"x", b"/api/orders/7", b"GET", "team-a/orders"),
+         (b"x", b"/api/orders/7", b"POST", None),
+         (b"x", b"/api/users", b"POST", "team-b/api")],
+        id="a later shorter prefix never reaches below an earlier longer one whatever the method",
+    ),
+    pytest.param(
+        routes.policy({"team-a": ["*.team-a.example"]}),
+        [("team-b", "web", "thief", JAN, {"host": "www.team-a.example"}),
+         ("team-b", "any", "catchall", JAN, {})],
+        [(b"www.team-a.example", b"/", b"GET", None),
+         (b"new.team-a.example", b"/", b"GET", None)],
+        id="a host assigned elsewhere is refused even to the first trigger naming it",
+    ),
+    pytest.param(
+        routes.policy({"team-a": ["*.team-a.example"]}),
+        [("team-b", "web", "thief", JAN, {"host": "www.team-a.example"}),
+         ("team-a", "web", "site", FEB, {"host": "www.team-a.example"})],
+        [(b"www.team-a.example", b"/", b"GET", "team-a/site")],
+        id="a host assigned to a namespace is routed to it even when it came last",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("policy", "triggers", "requests"), TENANTS)
+def test_a_trigger_whose_route_is_refused_gets_no_traffic(
+    policy: routes.HostPolicy,
+    triggers: list[tuple[str, str, str, str, dict[str, Any]]],
+    requests: list[Request],
+) -> None:
+    found = catalog.routes(
+        [
+            http_trigger(name, target, namespace, **http)
+            for namespace, name, target, _, http in triggers
+        ],
+        {(namespace, name): created for namespace, name, _, created, _ in triggers},
+        policy,
+    )
+    table = router.Router(found.routes, found.owners)
+    for host, path, method, expected in requests:
+        match = table.match(host, path, method)
+        routed = None if match is None else f"{match.function.namespace}/{match.function.name}"
+        assert routed == expected, (host, path, method)
 
 
 # --- watching the cluster ------------------------------------------------------------------
 
 
-def body(kind: str, name: str, created: str, **spec: Any) -> kube.Object:
+def body(kind: str, name: str, created: str, namespace: str = "team", **spec: Any) -> kube.Object:
     return {
         "apiVersion": "kfn.dev/v1alpha1",
         "kind": kind,
-        "metadata": {"name": name, "namespace": "team", "creationTimestamp": created},
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
         "spec": spec,
     }
 
@@ -136,14 +217,16 @@ class Pushed:
         self.pushes = 0
         self.functions: dict[stats.FunctionKey, configs.FunctionLimits] = {}
         self.routes: tuple[router.Route, ...] = ()
+        self.owners: router.HostOwners | None = None
 
     def set_functions(self, functions: dict[stats.FunctionKey, configs.FunctionLimits]) -> None:
         self.pushes += 1
         self.functions = functions
 
-    def set_routes(self, routes: tuple[router.Route, ...]) -> None:
+    def set_routes(self, routes: tuple[router.Route, ...], owners: router.HostOwners) -> None:
         self.pushes += 1
         self.routes = routes
+        self.owners = owners
 
     def routed(self) -> list[stats.FunctionKey]:
         return [route.function for route in self.routes]
@@ -178,8 +261,9 @@ async def test_the_catalog_pushes_every_change_and_is_synced_once_both_kinds_wer
     await asyncio.to_thread(servers["Trigger"].send, [newer])
     assert cluster.synced.is_set()
     assert activator.routed() == [b]
+    # The older Trigger takes the route it asks for too; when it goes, the newer gets it back.
     await asyncio.to_thread(servers["Trigger"].send, ("ADDED", older))
-    assert activator.routed() == [a, b]
+    assert activator.routed() == [a]
     await asyncio.to_thread(servers["Trigger"].send, ("DELETED", older))
     assert activator.routed() == [b]
 
@@ -196,3 +280,52 @@ async def test_the_catalog_pushes_every_change_and_is_synced_once_both_kinds_wer
         await running
     for server in servers.values():
         server.hang_up()
+
+
+@pytest.mark.asyncio
+async def test_the_catalog_routes_only_granted_claims_whatever_status_a_trigger_shows() -> None:
+    servers = {"Function": ApiServer(), "Trigger": ApiServer()}
+
+    def reflect(api_version: str, kind: str, *args: Any, **kwargs: Any) -> None:
+        servers[kind].reflect(api_version, kind, *args, **kwargs)
+
+    server = servers["Trigger"]
+    activator = Pushed()
+    policy = routes.policy({"team-a": ["*.team-a.example"]})
+    cluster = catalog.KubeCatalog(
+        activator.set_functions, activator.set_routes, host_policy=policy, reflect=reflect
+    )
+    running = asyncio.create_task(cluster.run())
+    owner = body("Trigger", "api", JAN, "team-a", functionRef={"name": "api"},
+                 http={"pathPrefix": "/api"})  # fmt: skip
+    # The operator has not judged the newcomer yet: its status still says nothing is wrong.
+    newcomer = body("Trigger", "api", FEB, "team-b", functionRef={"name": "api"},
+                    http={"pathPrefix": "/api/v2"})  # fmt: skip
+    newcomer["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                                          "message": "", "lastTransitionTime": FEB}]}  # fmt: skip
+    squatter = body("Trigger", "www", JAN, "team-b", functionRef={"name": "www"},
+                    http={"host": "www.team-a.example"})  # fmt: skip
+    await asyncio.to_thread(server.send, [newcomer, owner, squatter])
+    assert activator.routed() == [stats.FunctionKey("team-a", "api")]
+    assert activator.owners is not None
+    assert activator.owners("www.team-a.example") == {"team-a"}
+
+    await asyncio.to_thread(server.send, ("DELETED", owner))
+    assert activator.routed() == [stats.FunctionKey("team-b", "api")]
+
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    for each in servers.values():
+        each.hang_up()
+
+
+def test_the_activator_refuses_to_start_on_a_malformed_host_policy() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kfn.activator", "--host-policy",
+         '{"hostAssignments": {"Team": ["x.example"]}}'],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(OPERATOR)},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "'Team' is not a namespace name" in result.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 from kfn import stats
 from kfn.activator import router
 
@@ -79,3 +81,65 @@ def test_long_urls_do_not_grow_the_routing_cache() -> None:
     tracemalloc.stop()
     # Each URL is 64 KiB: a cache keyed by whole URLs would keep about 19 MiB.
     assert held - before < 1024 * 1024
+
+
+# --- routes belong to namespaces -------------------------------------------------------------
+
+ORDERS = stats.FunctionKey("team-a", "orders")
+TEAM_A_SITE = stats.FunctionKey("team-a", "site")
+CATCHALL = stats.FunctionKey("team-b", "catchall")
+TEAM_B_API = stats.FunctionKey("team-b", "api")
+
+
+def _owners(host: str) -> frozenset[str] | None:
+    """team-a owns shop.example and every host below team-a.example."""
+    if host == "shop.example" or host.endswith(".team-a.example"):
+        return frozenset({"team-a"})
+    return None
+
+
+def _tenants() -> router.Router:
+    return router.Router(
+        [
+            router.Route(host="shop.example", path_prefix="/api", function=TEAM_A_SITE),
+            router.Route(host="*", path_prefix="/", function=CATCHALL),
+        ],
+        _owners,
+    )
+
+
+def test_a_host_a_namespace_owns_never_reaches_another_namespaces_route_for_any_host() -> None:
+    routes = _tenants()
+    assert routes.match(b"shop.example", b"/api/cart", b"GET") == router.Match(TEAM_A_SITE)
+    # The host's cookies would go with the request: another namespace's catch-all is no answer.
+    assert routes.match(b"shop.example", b"/login", b"GET") is None
+    assert routes.match(b"www.team-a.example", b"/", b"GET") is None
+    assert routes.match(b"other.example", b"/login", b"GET") == router.Match(CATCHALL)
+
+
+def test_a_host_with_bytes_outside_ascii_still_falls_under_its_owners_suffix() -> None:
+    assert _tenants().match(b"\xff.team-a.example", b"/", b"GET") is None
+
+
+@pytest.mark.parametrize(
+    ("shorter", "post_below"),
+    [
+        # team-a claimed /api/orders first: team-b's later /api never answers below it.
+        pytest.param(TEAM_B_API, None, id="another namespace's shorter prefix is fenced off"),
+        pytest.param(TEAM_A_SITE, TEAM_A_SITE, id="the namespace's own shorter prefix answers"),
+    ],
+)
+def test_the_longest_prefix_holding_a_path_fences_it_from_other_namespaces_whatever_the_method(
+    shorter: stats.FunctionKey, post_below: stats.FunctionKey | None
+) -> None:
+    routes = router.Router(
+        [
+            router.Route(host="*", path_prefix="/api/orders", function=ORDERS,
+                         methods=frozenset({"GET"})),
+            router.Route(host="*", path_prefix="/api", function=shorter),
+        ]
+    )  # fmt: skip
+    assert routes.match(b"x", b"/api/orders/7", b"GET") == router.Match(ORDERS)
+    below = routes.match(b"x", b"/api/orders/7", b"POST")
+    assert below == (None if post_below is None else router.Match(post_below))
+    assert routes.match(b"x", b"/api/users", b"POST") == router.Match(shorter)

@@ -6,13 +6,14 @@ import dataclasses
 import json
 import pathlib
 import tarfile
+import urllib.request
 
 import pytest
 
 from kfn import oci, ociauth
 from kfn.builder import __main__ as cli
-from kfn.builder import build
-from kfn.builder.config import NODEJS, PYTHON, BuildConfig, BuildError
+from kfn.builder import build, deps
+from kfn.builder.config import NODEJS, PYTHON, BuildConfig, BuildError, DependencyLayer
 from tests.unit import registries
 
 
@@ -122,33 +123,130 @@ def _npm_installs(cfg: BuildConfig, packages: dict[str, str]) -> None:
         (modules / name / "index.js").write_text(content)
 
 
-def test_a_rebuild_with_unchanged_dependencies_reuses_the_dependency_layer_without_installing(
-    tmp_path: pathlib.Path, registry: str, base_image: str
-) -> None:
+# --- dependency layers: reused only by the digest the operator recorded ----------------------
+
+PACKAGE = json.dumps({"name": "fn", "dependencies": {"left-pad": "1.3.0"}})
+
+
+def _first_node_build(tmp_path: pathlib.Path, registry: str, base: str) -> dict[str, object]:
+    """A Node.js build that installs left-pad; its result, as the operator reads it."""
     client = oci.Registry(registry, plain_http=True)
-    package = json.dumps({"name": "fn", "dependencies": {"left-pad": "1.3.0"}})
     first = _config(
-        tmp_path / "one", registry, base_image, NODEJS, {"index.js": "v1", "package.json": package}
+        tmp_path / "one", registry, base, NODEJS, {"index.js": "v1", "package.json": PACKAGE}
     )
     plan = build.prepare(first, client)
     _npm_installs(first, {"left-pad": "module.exports = 1;"})
-    one = build.push(first, plan, client)
-    assert one["dependencyLayer"] is not None
+    return build.push(first, plan, client)
+
+
+def _second_node_build(
+    tmp_path: pathlib.Path, registry: str, base: str, *recorded: DependencyLayer
+) -> tuple[BuildConfig, build.Plan]:
+    """The next build of the same dependency set (new code), given the ``recorded`` layers."""
+    second = _config(
+        tmp_path / "two",
+        registry,
+        base,
+        NODEJS,
+        {"index.js": "v2", "package.json": PACKAGE},
+        dependency_layers=recorded,
+    )
+    return second, build.prepare(second, oci.Registry(registry, plain_http=True))
+
+
+def test_a_build_reports_its_dependency_layer_for_the_operator_to_record(
+    tmp_path: pathlib.Path, registry: str, base_image: str
+) -> None:
+    one = _first_node_build(tmp_path, registry, base_image)
+    layer = one["dependencyLayer"]
+    assert isinstance(layer, dict)
     assert not one["dependenciesReused"]
-    assert _layer_files(client, "fn/team/hello", one["dependencyLayer"]) == [
+    assert set(layer) == {"key", "digest", "size", "mediaType", "diffId"}
+    assert DependencyLayer.from_json(layer).to_json() == layer
+    client = oci.Registry(registry, plain_http=True)
+    assert _layer_files(client, "fn/team/hello", str(layer["digest"])) == [
         "opt/nodejs/node_modules/left-pad/index.js"
     ]
+    # The layer lives in the image only: no tag names it.
+    listed = urllib.request.urlopen(f"http://{registry}/v2/fn/team/hello/tags/list", timeout=10)
+    assert json.loads(listed.read())["tags"] == ["a" * 64]
 
-    second = _config(
-        tmp_path / "two", registry, base_image, NODEJS, {"index.js": "v2", "package.json": package}
-    )
-    plan = build.prepare(second, client)
+
+def test_a_rebuild_with_the_recorded_layer_of_its_dependencies_reuses_it_without_installing(
+    tmp_path: pathlib.Path, registry: str, base_image: str
+) -> None:
+    one = _first_node_build(tmp_path, registry, base_image)
+    recorded = DependencyLayer.from_json(one["dependencyLayer"])
+    second, plan = _second_node_build(tmp_path, registry, base_image, recorded)
     assert not (second.workspace / build.NPM_MARKER).exists()
-    two = build.push(second, plan, client)
+    two = build.push(second, plan, oci.Registry(registry, plain_http=True))
     assert two["dependenciesReused"]
     assert two["dependencyLayer"] == one["dependencyLayer"]
     assert two["codeLayer"] != one["codeLayer"]
     assert two["digest"] != one["digest"]
+
+
+def test_a_layer_planted_under_a_predictable_tag_is_not_reused(
+    tmp_path: pathlib.Path, registry: str, base_image: str
+) -> None:
+    client = oci.Registry(registry, plain_http=True)
+    code = tmp_path / "probe"
+    code.mkdir()
+    (code / "package.json").write_text(PACKAGE)
+    key = deps.key(base_image, NODEJS, code, ())
+    # Someone who can push to the repository puts a layer where the old builder looked.
+    store = oci.BlobStore(tmp_path / "planted")
+    evil = tmp_path / "evil"
+    (evil / "left-pad").mkdir(parents=True)
+    (evil / "left-pad" / "index.js").write_text("steal()")
+    planted = store.image(
+        [store.layer_from_tree([("opt/nodejs/node_modules", evil)])], oci.ImageConfig()
+    )
+    client.push_image(planted, oci.Reference(registry, "fn/team/hello", f"deps-{key[:40]}"))
+    second, plan = _second_node_build(tmp_path, registry, base_image)
+    assert plan.deps_key == key
+    assert plan.cached_layer is None
+    assert (second.workspace / build.NPM_MARKER).exists()
+
+
+def test_a_recorded_layer_the_repository_no_longer_holds_is_installed_again(
+    tmp_path: pathlib.Path, registry: str, base_image: str
+) -> None:
+    code = tmp_path / "probe"
+    code.mkdir()
+    (code / "package.json").write_text(PACKAGE)
+    gone = DependencyLayer(
+        deps.key(base_image, NODEJS, code, ()),
+        "sha256:" + "e" * 64,
+        10,
+        oci.MEDIA_LAYER,
+        "sha256:" + "e" * 64,
+    )
+    second, plan = _second_node_build(tmp_path, registry, base_image, gone)
+    assert plan.cached_layer is None
+    assert (second.workspace / build.NPM_MARKER).exists()
+
+
+def test_a_recorded_layer_of_another_dependency_set_is_not_used(
+    tmp_path: pathlib.Path, registry: str, base_image: str
+) -> None:
+    one = _first_node_build(tmp_path, registry, base_image)
+    other = DependencyLayer.from_json({**one["dependencyLayer"], "key": "f" * 64})  # type: ignore[dict-item]
+    second, plan = _second_node_build(tmp_path, registry, base_image, other)
+    assert plan.cached_layer is None
+    assert (second.workspace / build.NPM_MARKER).exists()
+
+
+def test_malformed_layer_records_in_the_build_environment_fail_the_build() -> None:
+    env = {
+        "KFN_BUILD_RUNTIME": NODEJS,
+        "KFN_BUILD_BASE_IMAGE": "r:1/kfn/base:1",
+        "KFN_BUILD_TARGET": "r:1/fn/a/x:1",
+        "KFN_BUILD_SOURCE_DIR": "/source",
+        "KFN_BUILD_DEPENDENCY_LAYERS": json.dumps([{"key": "k", "digest": "latest"}]),
+    }
+    with pytest.raises(BuildError, match="the build Job is malformed: not a dependency layer"):
+        BuildConfig.from_env(env)
 
 
 def test_changed_dependencies_are_installed_again(
@@ -259,8 +357,11 @@ def _failed_build(
     """Runs the build command, which must fail; the error in its termination message."""
     for key, value in _secured_env(cfg, registry, credentials).items():
         monkeypatch.setenv(key, value)
-    # A dependency makes the build look for a cached layer in the target repository first.
+    # A recorded dependency layer makes the build look for its blob in the target repository.
     monkeypatch.setenv("KFN_BUILD_DEPENDENCIES", '["six"]')
+    key = deps.key(cfg.base_image, cfg.runtime, cfg.workspace, ("six",))
+    recorded = DependencyLayer(key, "sha256:" + "c" * 64, 1, oci.MEDIA_LAYER, "sha256:" + "c" * 64)
+    monkeypatch.setenv("KFN_BUILD_DEPENDENCY_LAYERS", json.dumps([recorded.to_json()]))
     assert cli.main(["build"]) == 1
     error: str = json.loads(cfg.termination_log.read_text())["error"]
     assert credentials.password not in error
@@ -293,7 +394,7 @@ def test_a_build_into_another_namespaces_repository_fails_as_denied_by_the_regis
     error = _failed_build(cfg, token_registry, token_registry.robot("tenant-a"), monkeypatch)
     assert error == (
         f"registry {token_registry.host} denied pull from fn/tenant-b/hello with the credentials "
-        "of Secret tenant-a/kfn-registry: HTTP 401 UNAUTHORIZED: authentication required"
+        "of Secret tenant-a/kfn-registry: HTTP 401 (insufficient_scope)"
     )
 
 

@@ -27,7 +27,16 @@ DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 COMPONENT = "app.kubernetes.io/component"
-COMPONENTS = ("operator", "activator", "autoscaler", "cron", "stream", "bucket")
+COMPONENTS = (
+    "operator",
+    "activator",
+    "invoke",
+    "invoker",
+    "autoscaler",
+    "cron",
+    "stream",
+    "bucket",
+)
 
 #: What every install must say (the chart refuses without it): where kfn's images come from,
 #: where builds push, and the robot key of the default (managed) credentials.

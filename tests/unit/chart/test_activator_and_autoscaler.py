@@ -12,6 +12,9 @@ from tests.unit.chart import chart
 ACTIVATOR_RULES = {
     *(("kfn.dev", r, v) for r in ["functions", "triggers"] for v in ["get", "list", "watch"]),
     *(("", "pods", v) for v in ["get", "list", "watch"]),
+    # The invoke door's reviews.
+    ("authentication.k8s.io", "tokenreviews", "create"),
+    ("authorization.k8s.io", "subjectaccessreviews", "create"),
 }
 _LIMIT_FLAGS = {
     "--max-url-bytes",
@@ -53,6 +56,7 @@ def test_two_activators_run_the_activator_module_behind_the_kfn_activator_servic
     } <= set(container["args"])
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "http": 8080,
+        "invoke": 8081,
         "metrics": 9090,
     }
     assert container["readinessProbe"]["httpGet"] == {"path": "/_kfn/health", "port": "http"}
@@ -66,6 +70,54 @@ def test_two_activators_run_the_activator_module_behind_the_kfn_activator_servic
     }
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert pod_labels | service["spec"]["selector"] == pod_labels
+
+
+def test_the_invoke_api_has_a_door_and_a_service_of_its_own_behind_rbac(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm)
+    args = chart.container(objects, "activator")["args"]
+    assert {
+        "--port=8080",
+        "--invoke-port=8081",
+        "--invoke-auth=rbac",
+        "--invoke-audiences=kfn",
+        "--invoke-auth-ttl=10",
+    } <= set(args)
+    service = chart.one(objects, "Service", "invoke")
+    assert service["metadata"]["name"] == "kfn-invoke"
+    assert service["spec"]["type"] == "ClusterIP"
+    ((port, target),) = [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]]
+    assert (port, target) == (80, "invoke")
+    deployment = chart.one(objects, "Deployment", "activator")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels | service["spec"]["selector"] == pod_labels
+    # The public Service never leads to the invoke door.
+    public = chart.one(objects, "Service", "activator")
+    assert "invoke" not in {p["targetPort"] for p in public["spec"]["ports"]}
+
+
+def test_invoking_is_granted_by_a_role_aggregated_into_edit_and_admin(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm)
+    role = chart.one(objects, "ClusterRole", "invoker")
+    assert role["metadata"]["name"] == "kfn-invoker"
+    labels = role["metadata"]["labels"]
+    assert labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert chart.granted(role) == {("kfn.dev", "functions", "invoke")}
+
+
+def test_an_invoke_door_without_auth_asks_no_reviews_and_mounts_no_tokens(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm, {"activator": {"invoke": {"auth": "none"}}})
+    assert "--invoke-auth=none" in chart.container(objects, "activator")["args"]
+    granted = chart.granted(chart.one(objects, "ClusterRole", "activator"))
+    assert ("authentication.k8s.io", "tokenreviews", "create") not in granted
+    env = {e["name"] for e in chart.container(objects, "cron")["env"]}
+    assert "KFN_INVOKE_TOKEN_FILE" not in env
 
 
 def test_activator_client_limits_reach_the_pod_and_parse_as_the_activators_flags(
@@ -203,11 +255,15 @@ def test_the_helm_test_creates_a_function_through_a_role_limited_to_functions(
         assert "hook-succeeded" in obj["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
     role = next(o for o in objects if o["kind"] == "Role")
     assert chart.granted(role) == {
-        ("kfn.dev", "functions", v) for v in ("get", "create", "patch", "delete")
+        ("kfn.dev", "functions", v) for v in ("get", "create", "patch", "delete", "invoke")
     }
     pod = next(o for o in objects if o["kind"] == "Pod")
     (container,) = pod["spec"]["containers"]
     assert container["command"] == ["python3", "-m", "kfn.smoketest"]
+    # It invokes through the invoke door with its own projected token.
+    assert "--token-file=/var/run/secrets/kfn/invoke/token" in container["args"]
+    (volume,) = pod["spec"]["volumes"]
+    assert volume["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "kfn"
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
 

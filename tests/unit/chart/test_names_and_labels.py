@@ -72,6 +72,8 @@ def test_a_long_full_name_override_is_cut_to_63_characters(helm: pathlib.Path) -
     assert {o["metadata"]["name"] for o in objects} == {
         "x" * 54 + "-operator",
         "x" * 53 + "-activator",
+        "x" * 56 + "-invoke",
+        "x" * 55 + "-invoker",
         "x" * 52 + "-autoscaler",
         "x" * 58 + "-cron",
         "x" * 56 + "-stream",

@@ -63,6 +63,8 @@ def test_the_builder_values_reach_the_operator_and_builds_run_on_kfns_own_image(
             "maxConcurrent": 4,
             "deadlineSeconds": 600,
             "scheduling": {"nodeSelector": {"pool": "builds"}},
+            "resources": {"limits": {"cpu": "2", "ephemeral-storage": "10Gi"}},
+            "archives": {"maxUnpackedMiB": 128, "maxFiles": 5000, "allowedCIDRs": ["10.0.0.0/8"]},
         },
     }
     env = {
@@ -81,6 +83,26 @@ def test_the_builder_values_reach_the_operator_and_builds_run_on_kfns_own_image(
     assert env["KFN_MAX_CONCURRENT_BUILDS"] == "4"
     assert env["KFN_BUILD_DEADLINE_SECONDS"] == "600"
     assert json.loads(env["KFN_BUILD_SCHEDULING"]) == {"nodeSelector": {"pool": "builds"}}
+    # Given limits replace the defaults key by key; the requests stay the chart's.
+    assert json.loads(env["KFN_BUILD_RESOURCES"]) == {
+        "requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": "1Gi"},
+        "limits": {"cpu": "2", "memory": "1Gi", "ephemeral-storage": "10Gi"},
+    }
+    assert env["KFN_BUILD_MAX_UNPACKED_MIB"] == "128"
+    assert env["KFN_BUILD_MAX_FILES"] == "5000"
+    assert json.loads(env["KFN_BUILD_ALLOWED_CIDRS"]) == ["10.0.0.0/8"]
+
+
+def test_build_pods_are_limited_in_cpu_and_ephemeral_storage_by_default(
+    helm: pathlib.Path,
+) -> None:
+    env = {e["name"]: e.get("value") for e in chart.operator_container(chart.render(helm))["env"]}
+    resources = json.loads(env["KFN_BUILD_RESOURCES"])
+    assert set(resources["limits"]) == {"cpu", "memory", "ephemeral-storage"}
+    assert set(resources["requests"]) == {"cpu", "memory", "ephemeral-storage"}
+    assert env["KFN_BUILD_MAX_UNPACKED_MIB"] == "512"
+    assert env["KFN_BUILD_MAX_FILES"] == "20000"
+    assert json.loads(env["KFN_BUILD_ALLOWED_CIDRS"]) == []
 
 
 def test_the_chart_names_no_address_of_the_development_cluster(helm: pathlib.Path) -> None:
@@ -174,6 +196,7 @@ def test_status_urls_and_every_cross_component_url_come_from_the_release_and_clu
     objects = chart.render(helm, {"clusterDomain": "corp.internal"}, release="faas")
     env = {e["name"]: e.get("value") for e in chart.operator_container(objects)["env"]}
     assert env["KFN_ACTIVATOR_URL"] == "http://faas-kfn-activator.kfn-system.svc.corp.internal"
+    assert env["KFN_INVOKE_URL"] == "http://faas-kfn-invoke.kfn-system.svc.corp.internal"
     args = chart.container(objects, "activator")["args"]
     assert (
         "--autoscaler-url=http://faas-kfn-autoscaler.kfn-system.svc.corp.internal:8090/stats"

@@ -13,6 +13,7 @@ TRIGGER_RULES = {
     *(("kfn.dev", "triggers", v) for v in ["get", "list", "watch"]),
     ("kfn.dev", "triggers/status", "patch"),
     ("", "secrets", "get"),
+    ("kfn.dev", "functions", "invoke"),
 }
 WORKER_RULES = {
     "cron": TRIGGER_RULES,
@@ -39,7 +40,15 @@ def test_each_trigger_worker_runs_its_module_and_invokes_through_the_activator(
     container = chart.container(objects, component)
     assert container["command"] == ["python3", "-m", f"kfn.triggers.{component}"]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["KFN_ACTIVATOR_URL"] == f"http://kfn-activator.{chart.NAMESPACE}.svc.cluster.local"
+    assert env["KFN_INVOKE_URL"] == f"http://kfn-invoke.{chart.NAMESPACE}.svc.cluster.local"
+    # Its own token for the invoke door: projected for the audience kfn, rotated.
+    assert env["KFN_INVOKE_TOKEN_FILE"] == "/var/run/secrets/kfn/invoke/token"
+    mount = {m["name"]: m for m in container["volumeMounts"]}["invoke-token"]
+    assert mount["mountPath"] == "/var/run/secrets/kfn/invoke"
+    volume = {v["name"]: v for v in pod["volumes"]}["invoke-token"]
+    (source,) = volume["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] == "kfn"
+    assert source["serviceAccountToken"]["path"] == "token"
     kinds = ["ClusterRole", "ClusterRoleBinding", "Deployment"]
     kinds += ["PodDisruptionBudget"] if replicas > 1 else []
     kinds += ["Role", "RoleBinding"] if component != "stream" else []
@@ -96,11 +105,11 @@ def test_bucket_replicas_hand_events_over_through_their_service_with_a_shared_ke
 def test_cron_values_reach_the_pod(helm: pathlib.Path) -> None:
     objects = chart.render(
         helm,
-        {"cron": {"replicas": 3, "activatorUrl": "http://gw.example:8080", "logLevel": "DEBUG"}},
+        {"cron": {"replicas": 3, "invokeUrl": "http://gw.example:8080", "logLevel": "DEBUG"}},
     )
     assert chart.one(objects, "Deployment", "cron")["spec"]["replicas"] == 3
     env = {e["name"]: e.get("value") for e in chart.container(objects, "cron")["env"]}
-    assert env["KFN_ACTIVATOR_URL"] == "http://gw.example:8080"
+    assert env["KFN_INVOKE_URL"] == "http://gw.example:8080"
     assert env["KFN_LOG_LEVEL"] == "DEBUG"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kfn.api import trigger
+from kfn.api import routes, trigger
 from kfn.operator import triggers
 
 NOW = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)
@@ -24,7 +24,7 @@ def body(name: str, created: str = "2024-01-01T00:00:00Z", **spec: Any) -> dict[
 
 def status(b: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     parsed = trigger.Trigger.model_validate(b)
-    options = {"function_exists": True, "conflict": None, "base_url": BASE, "now": NOW, **kwargs}
+    options = {"function_exists": True, "refusal": None, "base_url": BASE, "now": NOW, **kwargs}
     return triggers.desired_status(parsed, **options)
 
 
@@ -47,22 +47,18 @@ def test_a_missing_function_makes_the_trigger_not_ready() -> None:
     assert (ready["status"], ready["reason"]) == ("False", "FunctionNotFound")
 
 
-def test_the_newer_of_two_triggers_claiming_one_route_reports_the_conflict() -> None:
-    old = triggers.claim_of(body("old", http={"pathPrefix": "/x"}))
-    new = triggers.claim_of(body("new", "2024-02-01T00:00:00Z", http={"pathPrefix": "/x/"}))
-    other_method = triggers.claim_of(
-        body("get", "2023-01-01T00:00:00Z", http={"pathPrefix": "/x", "methods": ["GET"]})
-    )
-    assert old is not None
-    assert new is not None
-    assert other_method is not None
-    assert triggers.older_conflict(new, [old, new]) == old
-    assert triggers.older_conflict(old, [old, new]) is None
-    post_only = triggers.claim_of(body("p", http={"pathPrefix": "/x", "methods": ["POST"]}))
-    assert post_only is not None
-    assert triggers.older_conflict(post_only, [other_method]) is None
-    (ready,) = status(body("new", http={"pathPrefix": "/x"}), conflict=old)["conditions"]
+def test_a_refused_route_makes_the_trigger_not_ready_with_the_refusals_message() -> None:
+    refusal = routes.Refusal(("other", "web"), "path prefix /x on the default host belongs to …")
+    (ready,) = status(body("new", http={"pathPrefix": "/x"}), refusal=refusal)["conditions"]
     assert (ready["status"], ready["reason"]) == ("False", "RouteConflict")
+    assert ready["message"] == refusal.message
+
+
+def test_a_missing_function_is_reported_before_a_refused_route() -> None:
+    refusal = routes.Refusal(None, "host assigned elsewhere")
+    result = status(body("web", http={}), function_exists=False, refusal=refusal)
+    (ready,) = result["conditions"]
+    assert ready["reason"] == "FunctionNotFound"
 
 
 def test_other_kinds_get_only_their_type() -> None:

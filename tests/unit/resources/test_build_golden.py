@@ -2,7 +2,8 @@
 source ConfigMap beside it (``KFN_UPDATE_GOLDEN=1`` rewrites them; review the diff).
 
 An optional ``inputs.yaml`` holds the content of a referenced ConfigMap (``configMap``). The
-settings are fixed here, as the operator would read them from the chart's values.
+settings are fixed (:mod:`tests.unit.resources.buildsettings`), as the operator would read them
+from the chart's values.
 """
 
 from __future__ import annotations
@@ -17,31 +18,12 @@ import yaml
 
 from kfn import resources
 from kfn.api import function
-from kfn.resources import build, platform
+from kfn.resources import build
+from tests.unit.resources.buildsettings import SETTINGS
 
 GOLDEN = pathlib.Path(__file__).resolve().parent / "build_golden"
 CASES = sorted(path for path in GOLDEN.iterdir() if path.is_dir())
 UPDATE = os.environ.get("KFN_UPDATE_GOLDEN") == "1"
-SETTINGS = build.BuildSettings(
-    registry="registry.kfn.local:5000",
-    builder_image="registry.kfn.local:5000/kfn/kfn@sha256:" + "1" * 64,
-    runtime_images={
-        "python3.11": "registry.kfn.local:5000/kfn/runtime-python@sha256:" + "2" * 64,
-        "nodejs18": "registry.kfn.local:5000/kfn/runtime-nodejs@sha256:" + "3" * 64,
-    },
-    pypi_index_url="http://pypi.mirror.local/simple/",
-    npm_registry="http://npm.mirror.local/",
-    registry_ca_pem="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-    platform=platform.Platform(
-        credentials_secret="kfn-registry",
-        pull_secrets=("cluster-pull",),
-        builds=platform.Placement(
-            node_selector={"kfn.dev/pool": "builds"},
-            tolerations=({"key": "builds", "operator": "Exists", "effect": "NoSchedule"},),
-            priority_class_name="kfn-builds",
-        ),
-    ),
-)
 
 
 def _load(path: pathlib.Path) -> Any:

@@ -46,6 +46,16 @@ def test_the_timeout_header_overrides_the_function_timeout(
     assert r.json()["errorMessage"] == "Task timed out after 0.40 seconds"
 
 
+def test_a_timeout_header_longer_than_the_functions_own_is_cut_to_it(
+    start_runtime: Starter, language: str
+) -> None:
+    """Whoever reaches a pod cannot stretch the function's time with ``Kfn-Timeout-Ms``."""
+    rt = start_runtime(language, "app.slow_async", KFN_TIMEOUT_MS="400")
+    r = rt.invoke({"ms": 3000}, {"Kfn-Timeout-Ms": "600000"})
+    assert r.status == 504
+    assert r.json()["errorMessage"] == "Task timed out after 0.40 seconds"
+
+
 def test_an_absolute_deadline_header_no_longer_shortens_an_invocation(
     start_runtime: Starter, language: str
 ) -> None:

@@ -5,6 +5,8 @@ socket server that answers with scripted bytes."""
 
 from __future__ import annotations
 
+import os
+import pathlib
 import socket
 import threading
 import time
@@ -52,6 +54,34 @@ def test_invocations_from_one_thread_share_a_keep_alive_connection(
     connection = invoker._local.connection
     assert connection is not None
     assert connection.sock is not None
+
+
+def test_the_workers_token_is_sent_and_read_again_once_the_kubelet_rotated_it(
+    activator: ActivatorStub, tmp_path: pathlib.Path
+) -> None:
+    path = tmp_path / "token"
+    path.write_text("first\n")
+    now = [0.0]
+    token = invoke.TokenFile(str(path), clock=lambda: now[0])
+    invoker = invoke.Invoker(activator.url, token)
+    invoker.invoke("shop", "thumbnail", b"{}", request_id="r-1")
+    path.write_text("second")
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    invoker.invoke("shop", "thumbnail", b"{}", request_id="r-2")  # not looked at yet
+    now[0] += invoke.TOKEN_RECHECK
+    invoker.invoke("shop", "thumbnail", b"{}", request_id="r-3")
+    sent = [call.headers["Authorization"] for call in activator.calls]
+    assert sent == ["Bearer first", "Bearer first", "Bearer second"]
+
+
+def test_a_missing_token_file_is_a_failed_attempt_not_a_crash(
+    activator: ActivatorStub, tmp_path: pathlib.Path
+) -> None:
+    invoker = invoke.Invoker(activator.url, invoke.TokenFile(str(tmp_path / "none")))
+    outcome = invoker.invoke("shop", "thumbnail", b"{}", request_id="r")
+    assert outcome.status == 0
+    assert b"reading the invoke token" in outcome.body
+    assert activator.calls == []
 
 
 # --- the HTTP/1.1 client under the invoker ---------------------------------------------------

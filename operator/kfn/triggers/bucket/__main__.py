@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 
-from kfn.triggers import delivery, invoke, lease, onfailure, process, status
+from kfn.triggers import delivery, lease, onfailure, process, status
 from kfn.triggers.bucket import poller, worker
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(__name__).warning(
             "KFN_HANDOFF_KEY is not set: events held when this replica stops are lost"
         )
-    invoker = invoke.Invoker(args.activator_url)
+    invoker = process.invoker(args)
     abort = threading.Event()
     statuses = status.StatusWriter()
     deliverer = delivery.AsyncDeliverer(

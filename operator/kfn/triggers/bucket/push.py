@@ -45,6 +45,8 @@ class Pusher:
         #: Set when the grace period is over: nothing more is taken on.
         self.abort = abort
         self.clock = clock
+        #: Hand-offs taken, so that none is taken twice.
+        self.replays = handoff.Replays(started=clock())
 
     def accepting(self) -> bool:
         """Notifications are taken on until the grace period is over (also after SIGTERM,
@@ -143,9 +145,13 @@ class Pusher:
         if not handoff.verify(self.handoff_key, body, signature):
             return 401, "not signed with the hand-off key"
         try:
-            item = handoff.decode(body)
+            sealed = handoff.decode(body)
         except handoff.HandoffError as exc:
             return 400, str(exc)
+        refused = self.replays.admit(sealed, self.clock())
+        if refused is not None:
+            return 401, refused
+        item = sealed.item
         route = self._handoff_route(item)
         if not isinstance(route, routes.Route):
             return route

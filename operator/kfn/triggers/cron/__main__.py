@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> None:
         args.activator_url,
         os.environ.get("AWS_REGION", "local"),
         retry_delays=delivery.retry_delays_from_env(),
+        token=process.token(args),
     )
     cron = worker.Worker(namespace=args.namespace, identity=process.identity(), deliverer=deliverer)
 

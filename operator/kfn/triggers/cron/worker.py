@@ -87,8 +87,9 @@ class Deliverer:
         record: bool = True,
         retry_delays: tuple[float, ...] = delivery.DEFAULT_RETRY_DELAYS,
         clock: Clock = utcnow,
+        token: Callable[[], str] | None = None,
     ) -> None:
-        self.invoker = invoke.Invoker(activator_url)
+        self.invoker = invoke.Invoker(activator_url, token)
         self.region = region
         self.record = record
         self.clock = clock

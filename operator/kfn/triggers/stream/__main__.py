@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from kfn.triggers import invoke, onfailure, process
+from kfn.triggers import onfailure, process
 from kfn.triggers import status as status_
 from kfn.triggers.stream import budget, kafka, nats, source, worker
 
@@ -13,7 +13,7 @@ from kfn.triggers.stream import budget, kafka, nats, source, worker
 def main(argv: list[str] | None = None) -> None:
     args = process.parser("kfn.triggers.stream", __doc__).parse_args(argv)
     process.start(args)
-    invoker = invoke.Invoker(args.activator_url)
+    invoker = process.invoker(args)
     statuses = status_.StatusWriter()
     clients = source.Clients(invoker, onfailure.Destinations(invoker), statuses, budget.from_env())
 

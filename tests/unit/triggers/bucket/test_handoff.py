@@ -9,11 +9,13 @@ import http.client
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from kfn.clock import utcnow
 from kfn.triggers import delivery
 from kfn.triggers.bucket import handoff, holding, receiver, worker
 from tests.unit.triggers.bucket.helpers import Recorder, make_worker, notification, trigger
@@ -40,9 +42,75 @@ def item(**changes: Any) -> handoff.Handoff:
 
 
 def test_a_handoff_keeps_the_event_its_request_id_first_sight_and_progress() -> None:
-    back = handoff.decode(handoff.encode(item()))
+    sealed = handoff.decode(handoff.encode(item(), expires=T0, nonce="n-1"))
+    back = sealed.item
     assert back == dataclasses.replace(item(), payload=back.payload)
     assert json.loads(back.payload) == json.loads(item().payload)
+    assert (sealed.expires, sealed.nonce) == (T0, "n-1")
+
+
+# --- good once, for a minute -----------------------------------------------------------------
+
+
+def sealed(expires: datetime.datetime | None, nonce: str | None = "n-1") -> handoff.Sealed:
+    return handoff.Sealed(item(), expires, nonce if expires is not None else None)
+
+
+def test_a_handoff_is_taken_once_within_its_minute() -> None:
+    replays = handoff.Replays(started=T0)
+    now = T0 + datetime.timedelta(hours=1)
+    fresh = sealed(now + handoff.VALIDITY)
+    assert replays.admit(fresh, now) is None
+    assert replays.admit(fresh, now + datetime.timedelta(seconds=5)) == (
+        "the hand-off was taken before"
+    )
+    assert replays.admit(sealed(now + handoff.VALIDITY, "n-2"), now) is None
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "refusal"),
+    [
+        (datetime.timedelta(seconds=0), "expired"),
+        (datetime.timedelta(seconds=-30), "expired"),
+        (handoff.VALIDITY + handoff.SKEW + datetime.timedelta(seconds=1), "too far ahead"),
+    ],
+)
+def test_a_handoff_past_its_expiry_or_dated_too_far_ahead_is_refused(
+    expires_in: datetime.timedelta, refusal: str
+) -> None:
+    now = T0 + datetime.timedelta(hours=1)
+    verdict = handoff.Replays(started=T0).admit(sealed(now + expires_in), now)
+    assert verdict is not None
+    assert refusal in verdict
+
+
+def test_the_nonces_are_forgotten_once_expired_and_bounded_in_number() -> None:
+    replays = handoff.Replays(started=T0, limit=3)
+    for n in range(5):
+        assert replays.admit(sealed(T0 + handoff.VALIDITY, f"n-{n}"), T0) is None
+    assert len(replays) == 3
+    later = T0 + handoff.VALIDITY + datetime.timedelta(seconds=1)
+    assert replays.admit(sealed(later + handoff.VALIDITY, "n-9"), later) is None
+    assert len(replays) == 1
+
+
+def test_a_body_of_an_earlier_kfn_is_taken_only_while_the_update_to_this_one_runs() -> None:
+    replays = handoff.Replays(started=T0)
+    legacy = sealed(None)
+    assert replays.admit(legacy, T0 + handoff.LEGACY_GRACE) is None
+    refused = replays.admit(legacy, T0 + handoff.LEGACY_GRACE + datetime.timedelta(seconds=1))
+    assert refused is not None
+    assert "without expiry" in refused
+
+
+def test_a_handoff_without_its_nonce_or_with_an_odd_expiry_is_malformed() -> None:
+    body = json.loads(handoff.encode(item(), expires=T0, nonce="n-1"))
+    del body["nonce"]
+    with pytest.raises(handoff.HandoffError, match="come together"):
+        handoff.decode(json.dumps(body).encode())
+    body["nonce"], body["expires"] = "n", "soon"
+    with pytest.raises(handoff.HandoffError, match="expires is not a time"):
+        handoff.decode(json.dumps(body).encode())
 
 
 def test_only_a_body_signed_with_the_shared_key_is_trusted() -> None:
@@ -206,8 +274,20 @@ def test_an_invocation_still_running_at_the_end_of_the_grace_is_handed_over_too(
 
 
 def _signed(handed: handoff.Handoff) -> tuple[bytes, str]:
-    body = handoff.encode(handed)
+    body = handoff.encode(handed, expires=utcnow() + handoff.VALIDITY, nonce=uuid.uuid4().hex)
     return body, handoff.sign(KEY, body)
+
+
+def test_a_signed_handoff_sent_again_is_refused_by_the_replica_that_took_it(
+    replicas: list[Replica],
+) -> None:
+    staying = Replica(Recorder())
+    replicas.append(staying)
+    route = staying.worker.routes.get(("media", "thumbs"))
+    assert route is not None
+    signed = _signed(item(uid=route.uid))
+    assert staying.worker.take_over(*signed) == (202, "taken over")
+    assert staying.worker.take_over(*signed) == (401, "the hand-off was taken before")
 
 
 # --- leaving ---------------------------------------------------------------------------------

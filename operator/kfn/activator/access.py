@@ -1,0 +1,272 @@
+"""Who may invoke a function through the invoke API: a bearer token, checked by RBAC.
+
+The invoke door (:mod:`~kfn.activator.proxy`'s second listener) asks every request for
+``Authorization: Bearer <token>``. The token is reviewed by the API server (TokenReview,
+for the audiences the activator accepts, ``kfn`` by default: a projected ServiceAccount
+token made for kfn, so one sent to a function cannot be replayed to the API server), and
+the identity it names is authorised by the API server too (SubjectAccessReview of the verb
+``invoke`` on ``functions`` in group ``kfn.dev``, the function's namespace and name). So
+whoever RBAC lets invoke a function may, and nobody else; ``kfn-invoker`` is the
+ClusterRole to bind, aggregated into ``edit`` and ``admin``.
+
+Both answers are cached, so the warm path is one dict lookup: a reviewed token for
+:data:`TOKEN_TTL` (never past the token's own expiry), an access decision for
+:data:`ALLOWED_TTL` when allowed and :data:`DENIED_TTL` when not (so a binding just made
+is seen quickly). Removing a binding therefore revokes access within ``ALLOWED_TTL``;
+deleting a ServiceAccount within ``TOKEN_TTL``. Concurrent requests that miss the cache for
+the same question share one review. The caches are bounded in entries, least recently used
+first out, and tokens longer than :data:`MAX_TOKEN` are refused unread.
+
+The cache and the answers are decided here without I/O, time passed in; the reviews are
+injected (:mod:`~kfn.activator.reviews` asks the API server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Final, Generic, TypeVar
+
+from kfn import stats
+from kfn.activator import answers
+
+logger = logging.getLogger(__name__)
+
+TOKEN_TTL: Final = 60.0
+ALLOWED_TTL: Final = 10.0
+DENIED_TTL: Final = 2.0
+#: A failed review (the API server unreachable) is not cached: the next request asks again.
+CACHE_LIMIT: Final = 4096
+MAX_TOKEN: Final = 8192
+#: The audience a token for kfn is made for (``kubectl create token <sa> --audience kfn``).
+AUDIENCE: Final = "kfn"
+VERB: Final = "invoke"
+GROUP: Final = "kfn.dev"
+RESOURCE: Final = "functions"
+CHALLENGE: Final = b'WWW-Authenticate: Bearer realm="kfn"\r\n'
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a reviewed token names, as the API server's TokenReview said."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: When the token itself expires (the loop's clock), if the review said.
+    expires: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Invalid:
+    """A token the API server did not accept, and its reason."""
+
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether a caller may invoke a function; a refusal carries its answer."""
+
+    allowed: bool
+    refusal: answers.Answer | None = None
+
+
+ALLOWED: Final = Verdict(True)
+
+#: Reviews the token (TokenReview); raises ``ReviewFailedError`` when it cannot.
+ReviewToken = Callable[[str], Awaitable[Identity | Invalid]]
+#: Whether the identity may invoke the function, and the API server's reason.
+ReviewAccess = Callable[[Identity, stats.FunctionKey], Awaitable[tuple[bool, str]]]
+
+
+class ReviewFailedError(Exception):
+    """The API server could not be asked (unreachable, or it refused kfn's own request)."""
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+NO_TOKEN: Final = answers.error(
+    401,
+    "UnrecognizedClientException",
+    "the invoke API needs a bearer token: send 'Authorization: Bearer <token>' with a "
+    f"ServiceAccount token for the audience '{AUDIENCE}' "
+    f"(kubectl create token <serviceaccount> --audience {AUDIENCE})",
+    CHALLENGE,
+)
+TOKEN_TOO_LONG: Final = answers.error(
+    401, "UnrecognizedClientException", f"the bearer token is longer than {MAX_TOKEN} bytes"
+)
+
+
+def invalid(reason: str) -> answers.Answer:
+    return answers.error(
+        401,
+        "UnrecognizedClientException",
+        f"the bearer token is not valid for the audience '{AUDIENCE}': {reason or 'refused'}",
+        CHALLENGE,
+    )
+
+
+def denied(identity: Identity, function: stats.FunctionKey, reason: str) -> answers.Answer:
+    message = (
+        f"User: {identity.username} is not authorized to perform: {VERB} on resource: "
+        f"{RESOURCE}.{GROUP} {function.namespace}/{function.name} (bind the ClusterRole "
+        f"kfn-invoker, or a role with '{VERB}' on '{RESOURCE}' in '{GROUP}', to it in "
+        f"namespace {function.namespace})"
+    )
+    if reason:
+        message += f": {reason}"
+    return answers.error(403, "AccessDeniedException", message)
+
+
+def unavailable(reason: str) -> answers.Answer:
+    return answers.error(
+        503,
+        "ServiceException",
+        f"the activator could not check the caller's token: {reason}",
+        answers.RETRY_AFTER,
+    )
+
+
+def bearer(authorization: bytes) -> str | Verdict:
+    """The token of an ``Authorization`` header value, or the refusal of its absence."""
+    scheme, _, token = authorization.strip().partition(b" ")
+    token = token.strip()
+    if scheme.lower() != b"bearer" or not token:
+        return Verdict(False, NO_TOKEN)
+    if len(token) > MAX_TOKEN:
+        return Verdict(False, TOKEN_TOO_LONG)
+    try:
+        return token.decode("ascii")
+    except UnicodeDecodeError:
+        return Verdict(False, invalid("not ASCII"))
+
+
+# --- the caches (pure: time passed in) -------------------------------------------------------
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Expiring(Generic[K, V]):
+    """Values that expire, at most ``limit`` of them, least recently used first out."""
+
+    def __init__(self, limit: int = CACHE_LIMIT) -> None:
+        self.limit = limit
+        self._items: collections.OrderedDict[K, tuple[V, float]] = collections.OrderedDict()
+
+    def get(self, key: K, now: float) -> V | None:
+        found = self._items.get(key)
+        if found is None:
+            return None
+        value, until = found
+        if now >= until:
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V, until: float) -> None:
+        self._items[key] = (value, until)
+        self._items.move_to_end(key)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def token_until(identity: Identity | Invalid, now: float, ttl: float) -> float:
+    """How long a token's review is kept: ``ttl``, never past the token's expiry."""
+    until = now + ttl
+    if isinstance(identity, Identity) and identity.expires is not None:
+        until = min(until, identity.expires)
+    return until
+
+
+# --- deciding --------------------------------------------------------------------------------
+
+
+class Access:
+    """Decides whether a bearer of a token may invoke a function (see the module doc)."""
+
+    def __init__(
+        self,
+        review_token: ReviewToken,
+        review_access: ReviewAccess,
+        *,
+        clock: Callable[[], float],
+        token_ttl: float = TOKEN_TTL,
+        allowed_ttl: float = ALLOWED_TTL,
+        denied_ttl: float = DENIED_TTL,
+        limit: int = CACHE_LIMIT,
+    ) -> None:
+        self.review_token = review_token
+        self.review_access = review_access
+        self.clock = clock
+        self.token_ttl = token_ttl
+        self.allowed_ttl = allowed_ttl
+        self.denied_ttl = denied_ttl
+        self.tokens: Expiring[str, Identity | Invalid] = Expiring(limit)
+        self.decisions: Expiring[tuple[str, stats.FunctionKey], Verdict] = Expiring(limit)
+        self._asking: dict[tuple[str, stats.FunctionKey], asyncio.Task[Verdict]] = {}
+        self.reviews = 0
+
+    def cached(self, authorization: bytes, function: stats.FunctionKey) -> Verdict | None:
+        """The decision without waiting, or None when the API server must be asked."""
+        token = bearer(authorization)
+        if isinstance(token, Verdict):
+            return token
+        return self.decisions.get((token, function), self.clock())
+
+    async def decide(self, authorization: bytes, function: stats.FunctionKey) -> Verdict:
+        """The decision, asking the API server when it is not cached; concurrent callers
+        with one question share one review."""
+        token = bearer(authorization)
+        if isinstance(token, Verdict):
+            return token
+        key = (token, function)
+        known = self.decisions.get(key, self.clock())
+        if known is not None:
+            return known
+        asking = self._asking.get(key)
+        if asking is None:
+            # A task of its own: a caller that goes away does not end the others' review.
+            asking = asyncio.get_running_loop().create_task(self._review(token, function))
+            self._asking[key] = asking
+            asking.add_done_callback(lambda _: self._asking.pop(key, None))
+        return await asyncio.shield(asking)
+
+    async def _review(self, token: str, function: stats.FunctionKey) -> Verdict:
+        identity = self.tokens.get(token, self.clock())
+        if identity is None:
+            try:
+                identity = await self.review_token(token)
+            except ReviewFailedError as exc:
+                logger.warning("reviewing a bearer token failed: %s", exc)
+                return Verdict(False, unavailable(str(exc)))
+            self.reviews += 1
+            now = self.clock()
+            self.tokens.put(token, identity, token_until(identity, now, self.token_ttl))
+        if isinstance(identity, Invalid):
+            return Verdict(False, invalid(identity.reason))
+        try:
+            allowed, reason = await self.review_access(identity, function)
+        except ReviewFailedError as exc:
+            logger.warning("reviewing access of %s failed: %s", identity.username, exc)
+            return Verdict(False, unavailable(str(exc)))
+        self.reviews += 1
+        now = self.clock()
+        if allowed:
+            verdict = ALLOWED
+            until = token_until(identity, now, self.allowed_ttl)
+        else:
+            verdict = Verdict(False, denied(identity, function, reason))
+            until = now + self.denied_ttl
+        self.decisions.put((token, function), verdict, until)
+        return verdict

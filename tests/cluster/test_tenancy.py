@@ -1,0 +1,243 @@
+"""Two tenants on one cluster: what namespace B may do to namespace A's function.
+
+A's function serves a steady 20 requests/s from a caller A allows, through the whole
+module; every attack from B is answered with a clear refusal, and A's caller sees no
+failure. B is granted invoke with a RoleBinding in A, and loses it when the binding goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kfncluster import fnimage
+from tests.cluster import httpload
+from tests.cluster.invoking import (
+    activator_address,
+    deploy,
+    invoke,
+    invoke_address,
+    invoke_path,
+    known_to_every_activator,
+)
+from tests.cluster.kubeutil import kubectl, scratch_namespace, wait_for
+
+pytestmark = pytest.mark.cluster
+
+HANDLER = """\
+def handler(event, context):
+    return {"tenant": "a", "n": (event or {}).get("n")}
+"""
+
+#: How long an allowed decision is cached (the chart's activator.invoke.allowedCacheSeconds).
+ALLOWED_TTL = 10.0
+
+
+@pytest.fixture(scope="module")
+def image(cluster: pathlib.Path) -> str:
+    return fnimage.push_python_function("tests/tenancy", "v1", {"app.py": HANDLER})
+
+
+@pytest.fixture(scope="module")
+def tenant_a(kfn: str) -> Iterator[str]:
+    with scratch_namespace("tenant-a") as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def tenant_b(kfn: str) -> Iterator[str]:
+    with scratch_namespace("tenant-b") as name:
+        kubectl("-n", name, "create", "serviceaccount", "client")
+        yield name
+
+
+@pytest.fixture(scope="module")
+def door(kfn: str) -> tuple[str, int]:
+    return invoke_address(kfn)
+
+
+def token_of(namespace: str, account: str, *audience: str) -> str:
+    args = [f"--audience={a}" for a in audience]
+    return kubectl("-n", namespace, "create", "token", account, *args).strip()
+
+
+def as_(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class SteadyCaller:
+    """A's own caller: 20 invocations a second through the invoke door, counting failures."""
+
+    def __init__(self, door: tuple[str, int], namespace: str) -> None:
+        self.door, self.namespace = door, namespace
+        self.sent = 0
+        self.failed: list[tuple[int, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SteadyCaller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        async def loop() -> None:
+            while not self._stop.is_set():
+                tick = time.monotonic()
+                response = await invoke(self.door, self.namespace, "fn", {"n": self.sent})
+                self.sent += 1
+                if response.status != 200:
+                    self.failed.append((response.status, response.body[:200]))
+                await asyncio.sleep(max(0.0, 0.05 - (time.monotonic() - tick)))
+
+        asyncio.run(loop())
+
+
+@pytest.fixture(scope="module")
+def steady(tenant_a: str, image: str, door: tuple[str, int]) -> Iterator[SteadyCaller]:
+    deploy(tenant_a, "fn", image, scale={"minReplicas": 1, "maxReplicas": 2})
+    known_to_every_activator(door, tenant_a, "fn")
+    with SteadyCaller(door, tenant_a) as caller:
+        yield caller
+    print(f"\nA's steady caller: {caller.sent} invocations, {len(caller.failed)} failed")
+    assert caller.sent > 0
+    assert caller.failed == []
+
+
+def post(door: tuple[str, int], path: str, headers: dict[str, str]) -> httpload.Response:
+    return asyncio.run(httpload.request(*door, "POST", path, b"{}", headers=headers))
+
+
+def error(response: httpload.Response) -> tuple[int, str, str]:
+    body: dict[str, Any] = json.loads(response.body)
+    return response.status, body["errorType"], body["errorMessage"]
+
+
+def test_b_cannot_invoke_as_could_anyone_without_a_token(
+    steady: SteadyCaller, door: tuple[str, int], tenant_a: str
+) -> None:
+    status, kind, message = error(post(door, invoke_path(tenant_a, "fn"), {}))
+    assert (status, kind) == (401, "UnrecognizedClientException")
+    assert "Authorization: Bearer" in message
+
+
+def test_b_cannot_invoke_with_its_own_token(
+    steady: SteadyCaller, door: tuple[str, int], tenant_a: str, tenant_b: str
+) -> None:
+    response = post(door, invoke_path(tenant_a, "fn"), as_(token_of(tenant_b, "client", "kfn")))
+    status, kind, message = error(response)
+    assert (status, kind) == (403, "AccessDeniedException")
+    assert f"system:serviceaccount:{tenant_b}:client" in message
+    assert f"{tenant_a}/fn" in message
+    # Nor learn whether a function exists.
+    missing = post(door, invoke_path(tenant_a, "nothing"), as_(token_of(tenant_b, "client", "kfn")))
+    assert missing.status == 403
+
+
+def test_a_token_made_for_the_api_server_is_not_accepted(
+    steady: SteadyCaller, door: tuple[str, int], tenant_a: str, tenant_b: str
+) -> None:
+    status, kind, message = error(
+        post(door, invoke_path(tenant_a, "fn"), as_(token_of(tenant_b, "client")))
+    )
+    assert (status, kind) == (401, "UnrecognizedClientException")
+    assert "audience" in message
+
+
+def test_the_public_door_does_not_serve_the_invoke_api(
+    steady: SteadyCaller, kfn: str, tenant_a: str
+) -> None:
+    response = post(activator_address(kfn), invoke_path(tenant_a, "fn"), {})
+    status, _, message = error(response)
+    assert status == 404
+    assert "invoke Service" in message
+
+
+def test_a_rolebinding_lets_b_invoke_and_its_removal_revokes_it_within_the_cache_lifetime(
+    steady: SteadyCaller, door: tuple[str, int], tenant_a: str, tenant_b: str
+) -> None:
+    headers = as_(token_of(tenant_b, "client", "kfn"))
+    path = invoke_path(tenant_a, "fn")
+    kubectl(
+        "-n", tenant_a, "create", "rolebinding", "b-invokes", "--clusterrole=kfn-invoker",
+        f"--serviceaccount={tenant_b}:client",
+    )  # fmt: skip
+    granted = time.monotonic()
+
+    def every_activator_allows() -> bool:
+        # Ten in a row: both activators behind the Service have seen the binding.
+        return all(post(door, path, headers).status == 200 for _ in range(10))
+
+    wait_for("B to be allowed", every_activator_allows, timeout=30, every=0.2)
+    print(f"\ngranted: B invokes within {time.monotonic() - granted:.1f} s of the binding")
+
+    kubectl("-n", tenant_a, "delete", "rolebinding", "b-invokes")
+    revoked = time.monotonic()
+
+    def every_activator_refuses() -> bool:
+        return all(post(door, path, headers).status == 403 for _ in range(10))
+
+    wait_for("B to be refused again", every_activator_refuses, timeout=30, every=0.2)
+    took = time.monotonic() - revoked
+    print(f"revoked: B refused within {took:.1f} s of the binding's removal")
+    assert took <= ALLOWED_TTL + 3
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def http_trigger(namespace: str, name: str, function: str, **http: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kfn.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"functionRef": {"name": function}, "http": http},
+    }
+
+
+def ready(namespace: str, name: str) -> dict[str, Any] | None:
+    body = json.loads(kubectl("-n", namespace, "get", "trigger", name, "-o", "json"))
+    conditions = {c["type"]: c for c in body.get("status", {}).get("conditions", [])}
+    return conditions.get("Ready")
+
+
+def test_b_cannot_take_a_host_a_uses_with_a_longer_path_prefix(
+    steady: SteadyCaller, kfn: str, image: str, tenant_a: str, tenant_b: str
+) -> None:
+    host = f"shop.{tenant_a}.example"
+    kubectl("apply", "-f", "-", input=json.dumps(http_trigger(tenant_a, "shop", "fn", host=host)))
+    wait_for("A's route", lambda: (ready(tenant_a, "shop") or {}).get("status") == "True", 60)
+    deploy(tenant_b, "thief", image)
+    hijack = http_trigger(tenant_b, "hijack", "thief", host=host, pathPrefix="/admin")
+    kubectl("apply", "-f", "-", input=json.dumps(hijack))
+
+    def refused() -> dict[str, Any] | None:
+        condition = ready(tenant_b, "hijack")
+        return condition if condition and condition.get("status") == "False" else None
+
+    condition = wait_for("B's Trigger refused", refused, timeout=60)
+    assert condition["reason"] == "RouteConflict"
+    assert tenant_a in condition["message"]
+    public = activator_address(kfn)
+    # Requests for the host's /admin still reach A's function, never B's.
+    for _ in range(10):
+        response = asyncio.run(httpload.request(*public, "GET", "/admin/x", headers={"Host": host}))
+        assert response.status == 200, response.body
+        assert response.json()["tenant"] == "a"
+
+
+def test_b_cannot_claim_a_path_under_the_activators_own(tenant_b: str) -> None:
+    claim = http_trigger(tenant_b, "api", "thief", pathPrefix="/_kfn/functions")
+    with pytest.raises(AssertionError, match="_kfn"):
+        kubectl("apply", "-f", "-", input=json.dumps(claim))
+    assert kubectl("-n", tenant_b, "get", "trigger", "api", check=False).strip() == ""

@@ -1,0 +1,263 @@
+"""Who may invoke: bearer tokens, the review caches and their lifetimes (no I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+
+from kfn import stats
+from kfn.activator import access, reviews
+
+FN = stats.FunctionKey("team-a", "resize")
+OTHER = stats.FunctionKey("team-a", "mail")
+ALICE = access.Identity("system:serviceaccount:team-b:alice", groups=("system:serviceaccounts",))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ApiServer:
+    """The API server's answers as a table, counting the reviews asked of it."""
+
+    def __init__(self) -> None:
+        self.identities: dict[str, access.Identity | access.Invalid] = {"good": ALICE}
+        self.allowed: set[tuple[str, stats.FunctionKey]] = {(ALICE.username, FN)}
+        self.token_reviews = 0
+        self.access_reviews = 0
+        self.failing = False
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def review_token(self, token: str) -> access.Identity | access.Invalid:
+        self.token_reviews += 1
+        await self.gate.wait()
+        if self.failing:
+            raise access.ReviewFailedError("connection refused")
+        return self.identities.get(token, access.Invalid("token not recognised"))
+
+    async def review_access(
+        self, identity: access.Identity, function: stats.FunctionKey
+    ) -> tuple[bool, str]:
+        self.access_reviews += 1
+        if (identity.username, function) in self.allowed:
+            return True, "RBAC: allowed by RoleBinding invokers/team-a"
+        return False, ""
+
+
+def checks(api: ApiServer, clock: Clock) -> access.Access:
+    return access.Access(api.review_token, api.review_access, clock=clock)
+
+
+def error_of(verdict: access.Verdict) -> tuple[int, str, str]:
+    assert verdict.refusal is not None
+    body = json.loads(verdict.refusal.body)
+    return verdict.refusal.status, body["errorType"], body["errorMessage"]
+
+
+# --- the header --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        (b"Bearer abc.def.ghi", "abc.def.ghi"),
+        (b"bearer   abc", "abc"),
+        (b"  Bearer abc  ", "abc"),
+    ],
+)
+def test_a_bearer_header_gives_its_token(header: bytes, token: str) -> None:
+    assert access.bearer(header) == token
+
+
+@pytest.mark.parametrize("header", [b"", b"Bearer", b"Bearer ", b"Basic YWxpY2U6cHc=", b"abc"])
+def test_a_request_without_a_bearer_token_is_told_what_to_send(header: bytes) -> None:
+    verdict = access.bearer(header)
+    assert isinstance(verdict, access.Verdict)
+    status, kind, message = error_of(verdict)
+    assert (status, kind) == (401, "UnrecognizedClientException")
+    assert "Authorization: Bearer" in message
+    assert "--audience kfn" in message
+    assert verdict.refusal is not None
+    assert b"WWW-Authenticate: Bearer" in verdict.refusal.extra
+
+
+def test_a_token_longer_than_the_bound_is_refused_unread() -> None:
+    verdict = access.bearer(b"Bearer " + b"x" * (access.MAX_TOKEN + 1))
+    assert isinstance(verdict, access.Verdict)
+    assert error_of(verdict)[0] == 401
+
+
+# --- deciding ----------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_allowed_caller_is_reviewed_once_then_served_from_the_cache() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    assert decide.cached(b"Bearer good", FN) is None
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    assert decide.cached(b"Bearer good", FN) == access.ALLOWED
+    assert (api.token_reviews, api.access_reviews) == (1, 1)
+
+
+@pytest.mark.asyncio
+async def test_a_removed_binding_is_seen_once_the_allowed_decision_expires() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    api.allowed.clear()
+    clock.now += access.ALLOWED_TTL - 0.1
+    assert decide.cached(b"Bearer good", FN) == access.ALLOWED
+    clock.now += 0.2
+    assert decide.cached(b"Bearer good", FN) is None
+    verdict = await decide.decide(b"Bearer good", FN)
+    assert not verdict.allowed
+    # The token's own review is kept longer than the decision: only access was asked again.
+    assert (api.token_reviews, api.access_reviews) == (1, 2)
+
+
+@pytest.mark.asyncio
+async def test_a_denied_caller_hears_who_they_are_and_what_to_bind() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    status, kind, message = error_of(await decide.decide(b"Bearer good", OTHER))
+    assert (status, kind) == (403, "AccessDeniedException")
+    assert "system:serviceaccount:team-b:alice" in message
+    assert "invoke" in message
+    assert "functions.kfn.dev team-a/mail" in message
+    assert "kfn-invoker" in message
+
+
+@pytest.mark.asyncio
+async def test_a_new_binding_is_seen_once_the_denied_decision_expires() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    assert not (await decide.decide(b"Bearer good", OTHER)).allowed
+    api.allowed.add((ALICE.username, OTHER))
+    assert decide.cached(b"Bearer good", OTHER) is not None
+    clock.now += access.DENIED_TTL
+    assert (await decide.decide(b"Bearer good", OTHER)).allowed
+
+
+@pytest.mark.asyncio
+async def test_a_token_the_api_server_rejects_is_401_with_its_reason() -> None:
+    api, clock = ApiServer(), Clock()
+    status, kind, message = error_of(await checks(api, clock).decide(b"Bearer forged", FN))
+    assert (status, kind) == (401, "UnrecognizedClientException")
+    assert "token not recognised" in message
+    assert api.access_reviews == 0
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_api_server_is_503_at_once_and_not_remembered() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    api.failing = True
+    status, kind, message = error_of(await decide.decide(b"Bearer good", FN))
+    assert (status, kind) == (503, "ServiceException")
+    assert "connection refused" in message
+    api.failing = False
+    assert decide.cached(b"Bearer good", FN) is None
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+
+
+@pytest.mark.asyncio
+async def test_concurrent_callers_with_one_question_share_one_review() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    api.gate.clear()
+    waiting = [asyncio.create_task(decide.decide(b"Bearer good", FN)) for _ in range(50)]
+    await asyncio.sleep(0)
+    # The first caller goes away: the others still get their answer.
+    waiting[0].cancel()
+    api.gate.set()
+    verdicts = await asyncio.gather(*waiting[1:])
+    assert all(v.allowed for v in verdicts)
+    assert (api.token_reviews, api.access_reviews) == (1, 1)
+
+
+@pytest.mark.asyncio
+async def test_a_decision_is_never_kept_past_its_tokens_expiry() -> None:
+    api, clock = ApiServer(), Clock()
+    api.identities["short"] = access.Identity(ALICE.username, expires=clock.now + 3)
+    decide = checks(api, clock)
+    assert (await decide.decide(b"Bearer short", FN)).allowed
+    clock.now += 3
+    assert decide.cached(b"Bearer short", FN) is None
+
+
+def test_the_caches_keep_at_most_their_limit_least_recently_used_first_out() -> None:
+    cache: access.Expiring[str, int] = access.Expiring(limit=2)
+    cache.put("a", 1, until=10)
+    cache.put("b", 2, until=10)
+    assert cache.get("a", now=0) == 1  # "b" is now the least recently used
+    cache.put("c", 3, until=10)
+    assert len(cache) == 2
+    assert cache.get("b", now=0) is None
+    assert cache.get("a", now=0) == 1
+    assert cache.get("c", now=10) is None  # expired
+
+
+# --- the API server's answers ------------------------------------------------------------------
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln"
+
+
+def test_a_token_review_becomes_an_identity_expiring_with_the_token() -> None:
+    status = {
+        "authenticated": True,
+        "user": {
+            "username": "system:serviceaccount:team-b:alice",
+            "uid": "0b5f",
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:team-b"],
+            "extra": {"authentication.kubernetes.io/pod-name": ["p"]},
+        },
+        "audiences": ["kfn"],
+    }
+    identity = reviews.identity_of(status, _jwt({"exp": 2_000_060}), wall=2_000_000, loop=50)
+    assert identity == access.Identity(
+        username="system:serviceaccount:team-b:alice",
+        uid="0b5f",
+        groups=("system:serviceaccounts", "system:serviceaccounts:team-b"),
+        extra=(("authentication.kubernetes.io/pod-name", ("p",)),),
+        expires=110,
+    )
+    assert reviews.user_of(identity) == {
+        "username": "system:serviceaccount:team-b:alice",
+        "uid": "0b5f",
+        "groups": ["system:serviceaccounts", "system:serviceaccounts:team-b"],
+        "extra": {"authentication.kubernetes.io/pod-name": ["p"]},
+    }
+
+
+def test_a_token_review_that_did_not_authenticate_keeps_the_api_servers_reason() -> None:
+    status = {"authenticated": False, "error": 'token audiences ["api"] is invalid'}
+    assert reviews.identity_of(status, "t", wall=0, loop=0) == access.Invalid(
+        'token audiences ["api"] is invalid'
+    )
+
+
+@pytest.mark.parametrize("token", ["opaque", "a.b", "a.!!!.c", _jwt({"sub": "x"})])
+def test_a_token_without_a_readable_expiry_has_none(token: str) -> None:
+    assert reviews.jwt_expiry(token) is None
+
+
+def test_the_access_review_asks_for_invoke_on_the_function() -> None:
+    assert reviews.attributes(FN) == {
+        "namespace": "team-a",
+        "verb": "invoke",
+        "group": "kfn.dev",
+        "resource": "functions",
+        "name": "resize",
+    }

@@ -1,0 +1,356 @@
+"""The operator trusts only what kfn built: the digest its own build Job reported, recorded in
+the Function's status, is what the Deployment runs; a tag in the registry is never a build.
+
+The operator reconciles against a loopback stand-in of the Kubernetes API
+(:mod:`tests.unit.operator.kubeapi`) and a real registry on loopback; the build Job is run by
+running the builder itself on the Job's environment, and its pod is written as the kubelet
+would write it.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from kfn import kube, oci
+from kfn.api import function
+from kfn.builder import __main__ as builder
+from kfn.builder.config import BuildConfig
+from kfn.operator import builds, reconcile, settings
+from kfn.resources import build, source
+from tests.unit.operator import kubeapi
+
+NS = "team"
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+FUNCTIONS = f"/apis/kfn.dev/v1alpha1/namespaces/{NS}/functions"
+DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
+CODE = "def handler(event, context):\n    return 'built by kfn'\n"
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[kubeapi.KubeApi]:
+    fake = kubeapi.KubeApi()
+    served = fake.serve()
+    url = next(served)
+    monkeypatch.setattr(kube, "_api", client.ApiClient(client.Configuration(host=url)))
+    yield fake
+    next(served, None)
+
+
+@pytest.fixture(autouse=True)
+def operator_env(monkeypatch: pytest.MonkeyPatch, registry: str, base_image: str) -> Iterator[None]:
+    """The operator's environment, as the chart would set it for the loopback registry."""
+    for key, value in {
+        "KFN_IMAGE_REGISTRY": registry,
+        "KFN_BUILDER_IMAGE": f"{registry}/kfn/kfn:test",
+        "KFN_RUNTIME_IMAGE_PYTHON": base_image,
+        "KFN_RUNTIME_IMAGE_NODEJS": base_image,
+        "KFN_REGISTRY_PLAIN_HTTP": "true",
+        "KFN_REGISTRY_CREDENTIALS": "none",
+        "KFN_ACTIVATOR_URL": "http://kfn-activator.kfn-system.svc.cluster.local",
+        "KFN_INVOKE_URL": "http://kfn-invoke.kfn-system.svc.cluster.local",
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings.builds.cache_clear()
+    settings.registry_credentials.cache_clear()
+    yield
+    settings.builds.cache_clear()
+    settings.registry_credentials.cache_clear()
+
+
+def _body(api: kubeapi.KubeApi, source_: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Function as the API stand-in holds it (kopf hands the operator such a body)."""
+    found = api.get(FUNCTIONS, "hello")
+    if found is None:
+        found = api.put(
+            FUNCTIONS,
+            {
+                "apiVersion": "kfn.dev/v1alpha1",
+                "kind": "Function",
+                "metadata": {"name": "hello", "namespace": NS, "generation": 1},
+                "spec": {
+                    "runtime": "python3.11",
+                    "handler": "app.handler",
+                    "source": source_
+                    or {"inline": {"files": [{"name": "app.py", "content": CODE}]}},
+                },
+            },
+        )
+    return json.loads(json.dumps(found))
+
+
+@pytest.fixture(autouse=True)
+def forget() -> Iterator[None]:
+    yield
+    reconcile.forget({"metadata": {"namespace": NS, "name": "hello"}})
+
+
+def _parsed(body: dict[str, Any]) -> function.Function:
+    fn = reconcile.parse(body)
+    assert not isinstance(fn, str), fn
+    return fn
+
+
+def _hash(body: dict[str, Any]) -> str:
+    fn = _parsed(body)
+    return build.build_hash(fn, source.source_hash(fn), settings.builds())
+
+
+def _plant(registry: str, tmp_path: pathlib.Path, ref: str, text: str) -> str:
+    """Pushes an image that kfn never built under ``ref``, as anyone with push rights could."""
+    root = tmp_path / f"planted-{text}"
+    (root / "var" / "task").mkdir(parents=True)
+    (root / "var" / "task" / "app.py").write_text(f"# {text}\n")
+    store = oci.BlobStore(tmp_path / f"planted-blobs-{text}")
+    image = store.image([store.layer_from_tree([("", root)])], oci.ImageConfig())
+    return oci.Registry(registry, plain_http=True).push_image(image, oci.Reference.parse(ref))
+
+
+def _run_job(api: kubeapi.KubeApi, name: str, tmp_path: pathlib.Path) -> dict[str, Any]:
+    """Runs the build Job ``name`` with the real builder, then writes its pod and status as the
+    kubelet and the Job controller would; returns the builder's result."""
+    job = api.get(JOBS, name)
+    assert job is not None, f"no Job {name}"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    files = tmp_path / f"{name}-source"
+    config_map = api.get(f"/api/v1/namespaces/{NS}/configmaps", name)
+    assert config_map is not None
+    for item in job["spec"]["template"]["spec"]["volumes"][-1]["configMap"]["items"]:
+        (files / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+        (files / item["path"]).write_text(config_map["data"][item["key"]])
+    (tmp_path / f"{name}-workspace").mkdir()
+    env |= {
+        "KFN_BUILD_WORKSPACE": str(tmp_path / f"{name}-workspace"),
+        "KFN_BUILD_SOURCE_DIR": str(files),
+        "KFN_TERMINATION_LOG": str(tmp_path / f"{name}-termination-log"),
+    }
+    result = builder.run("build", BuildConfig.from_env(env))
+    assert result is not None
+    _finish(api, name, json.dumps(result))
+    return result
+
+
+def _finish(api: kubeapi.KubeApi, name: str, message: str, *, owner: str | None = None) -> None:
+    """The Job ``name`` succeeded, its build container ending with ``message``."""
+    job = api.get(JOBS, name)
+    assert job is not None
+    uid = job["metadata"]["uid"] if owner is None else owner
+    api.put(
+        PODS,
+        {
+            "metadata": {
+                "name": f"{name}-pod",
+                "labels": {"batch.kubernetes.io/job-name": name},
+                "ownerReferences": [{"kind": "Job", "name": name, "uid": uid, "controller": True}],
+            },
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": build.BUILD_CONTAINER,
+                        "state": {"terminated": {"exitCode": 0, "message": message}},
+                    }
+                ]
+            },
+        },
+    )
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def _deployed_image(api: kubeapi.KubeApi) -> str | None:
+    deployment = api.get(DEPLOYMENTS, "hello")
+    if deployment is None:
+        return None
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+# --- a build is what kfn's own Job reported ---------------------------------------------------
+
+
+def test_a_tag_planted_in_the_functions_repository_is_not_taken_as_a_build(
+    api: kubeapi.KubeApi, registry: str, tmp_path: pathlib.Path
+) -> None:
+    body = _body(api)
+    hash_ = _hash(body)
+    target = build.target(_parsed(body), hash_, settings.builds())
+    planted = _plant(registry, tmp_path, target, "planted")
+
+    started = reconcile.reconcile(body)
+    assert _condition(started.status, "BuildSucceeded")["reason"] == "Building"
+    assert api.names(JOBS) == [build.job_name(_parsed(body), hash_)]
+    assert _deployed_image(api) is None
+
+    result = _run_job(api, api.names(JOBS)[0], tmp_path)
+    built = reconcile.reconcile(_body(api))
+    image = f"{registry}/fn/{NS}/hello@{result['digest']}"
+    assert result["digest"] != planted
+    assert _condition(built.status, "BuildSucceeded")["reason"] == "Built"
+    assert built.status["image"] == image
+    assert _deployed_image(api) == image
+    assert built.status["builds"] == [{"hash": hash_, "image": image}]
+    assert api.get(FUNCTIONS, "hello")["status"]["builds"] == built.status["builds"]  # type: ignore[index]
+
+
+def test_a_recorded_build_runs_by_its_digest_without_building_again_when_the_tag_moves(
+    api: kubeapi.KubeApi, registry: str, tmp_path: pathlib.Path
+) -> None:
+    body = _body(api)
+    reconcile.reconcile(body)
+    [job] = api.names(JOBS)
+    result = _run_job(api, job, tmp_path)
+    first = reconcile.reconcile(_body(api))
+    # The Job is gone (its time to live ran out), and someone moves the tag.
+    api.answer("DELETE", f"{JOBS}/{job}", None)
+    _plant(registry, tmp_path, build.target(_parsed(body), _hash(body), settings.builds()), "moved")
+    again = reconcile.reconcile(_body(api))
+    assert again.status["image"] == first.status["image"]
+    assert again.status["image"].endswith(f"@{result['digest']}")
+    assert _condition(again.status, "BuildSucceeded")["reason"] == "Built"
+    assert api.names(JOBS) == []
+
+
+def test_a_recorded_image_the_registry_lost_is_built_again(
+    api: kubeapi.KubeApi, registry: str
+) -> None:
+    body = _body(api)
+    lost = f"{registry}/fn/{NS}/hello@sha256:" + "e" * 64
+    known = function.FunctionStatus.model_validate(
+        {"image": lost, "builds": [{"hash": _hash(body), "image": lost}]}
+    )
+    resolution = builds.resolve(_parsed(body), known)
+    assert resolution.build.reason == "Building"
+    assert "the registry no longer holds" in resolution.build.message
+    assert resolution.records is not None
+    assert resolution.records.image(_hash(body)) is None
+    again = builds.resolve(_parsed(body), function.FunctionStatus())
+    assert again.build.message.endswith("started")
+
+
+def test_a_succeeded_job_whose_result_is_gone_is_started_again(api: kubeapi.KubeApi) -> None:
+    body = _body(api)
+    reconcile.reconcile(body)
+    [job] = api.names(JOBS)
+    _finish(api, job, json.dumps({"image": "x"}), owner="a pod of another Job")
+    outcome = reconcile.reconcile(_body(api))
+    assert "to start again: " in _condition(outcome.status, "BuildSucceeded")["message"]
+    assert api.names(JOBS) == []
+    reconcile.reconcile(_body(api))
+    assert api.names(JOBS) == [job]
+
+
+def test_a_job_that_reports_an_image_of_another_repository_fails_the_build(
+    api: kubeapi.KubeApi, registry: str
+) -> None:
+    body = _body(api)
+    reconcile.reconcile(body)
+    [job] = api.names(JOBS)
+    digest = "sha256:" + "f" * 64
+    _finish(api, job, json.dumps({"image": f"{registry}/fn/other/x@{digest}", "digest": digest}))
+    outcome = reconcile.reconcile(_body(api))
+    build_succeeded = _condition(outcome.status, "BuildSucceeded")
+    assert (build_succeeded["status"], build_succeeded["reason"]) == ("False", "BuildFailed")
+    assert f"not one of {registry}/fn/{NS}/hello by digest" in build_succeeded["message"]
+    assert "builds" not in outcome.status
+    assert _deployed_image(api) is None
+
+
+def test_the_recorded_dependency_layers_are_handed_to_the_next_build(
+    api: kubeapi.KubeApi,
+) -> None:
+    body = _body(api)
+    layer = {
+        "key": "1" * 64,
+        "digest": "sha256:" + "2" * 64,
+        "size": 10,
+        "mediaType": oci.MEDIA_LAYER,
+        "diffId": "sha256:" + "3" * 64,
+    }
+    known = function.FunctionStatus.model_validate({"dependencyLayers": [layer]})
+    builds.resolve(_parsed(body), known)
+    [job] = api.names(JOBS)
+    spec = api.get(JOBS, job)["spec"]["template"]["spec"]  # type: ignore[index]
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert json.loads(env["KFN_BUILD_DEPENDENCY_LAYERS"]) == [layer]
+
+
+# --- archive URLs: refused addresses, and never shown with their query -----------------------
+
+
+def test_an_archive_on_the_metadata_address_fails_without_a_job_and_is_shown_redacted(
+    api: kubeapi.KubeApi,
+) -> None:
+    url = "http://169.254.169.254/latest/meta-data/iam/security-credentials/?token=s3cr3t"
+    body = _body(api, {"archive": {"url": url, "sha256": "a" * 64}})
+    outcome = reconcile.reconcile(body)
+    ready = _condition(outcome.status, "Ready")
+    failed = _condition(outcome.status, "BuildSucceeded")
+    assert (ready["status"], failed["status"], failed["reason"]) == (
+        "False",
+        "False",
+        "BuildFailed",
+    )
+    assert failed["message"].startswith(
+        "refusing to fetch http://169.254.169.254/latest/meta-data/iam/security-credentials/: "
+        "169.254.169.254, a cloud metadata address"
+    )
+    assert api.names(JOBS) == []
+    assert "s3cr3t" not in json.dumps(outcome.status)
+
+
+def test_a_failed_build_never_shows_the_archive_urls_query_string() -> None:
+    url = "https://bucket.example/code.zip?X-Amz-Signature=s3cr3t"
+    pod = {
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "prepare",
+                    "state": {"terminated": {"exitCode": 1, "message": f"fetching {url} failed"}},
+                }
+            ]
+        }
+    }
+    verdict = builds.failed_build(NS, "hello-build-1", {}, [pod], url)
+    assert verdict.message.endswith("step prepare: fetching https://bucket.example/code.zip failed")
+
+
+def test_a_build_job_that_is_going_is_waited_for_before_a_new_one_starts(
+    api: kubeapi.KubeApi,
+) -> None:
+    body = _body(api)
+    name = build.job_name(_parsed(body), _hash(body))
+    going = {"name": name, "deletionTimestamp": "2026-01-01T00:00:00Z"}
+    api.put(JOBS, {"metadata": going, "status": {"succeeded": 1}})
+    resolution = builds.resolve(_parsed(body), function.FunctionStatus())
+    assert resolution.build.message == f"build {name} waiting for the previous Job to go"
+    assert resolution.retry_after == 1.0
+    assert api.names(JOBS) == [name]
+
+
+def test_a_recorded_build_stands_while_the_registry_cannot_be_reached(
+    api: kubeapi.KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = _body(api)
+    hash_ = _hash(body)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    monkeypatch.setenv("KFN_IMAGE_REGISTRY", f"127.0.0.1:{closed}")
+    settings.builds.cache_clear()
+    image = f"127.0.0.1:1/fn/{NS}/hello@sha256:" + "e" * 64
+    known = function.FunctionStatus.model_validate(
+        {"image": image, "builds": [{"hash": hash_, "image": image}]}
+    )
+    resolution = builds.resolve(_parsed(body), known)
+    assert (resolution.build.reason, resolution.image, resolution.current) == ("Built", image, True)
+    assert api.names(JOBS) == []

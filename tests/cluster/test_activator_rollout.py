@@ -25,7 +25,7 @@ import pytest
 
 from kfncluster import fnimage
 from tests.cluster import httpload
-from tests.cluster.invoking import deploy, invoke, known_to_every_activator
+from tests.cluster.invoking import deploy, invoke, invoke_address, known_to_every_activator
 from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace
 from tests.cluster.test_scale_from_zero import HANDLER, failures
 
@@ -63,9 +63,7 @@ def _activators(kfn: str) -> set[str]:
 def test_a_rolling_restart_of_the_activator_under_load_fails_no_request(
     kfn: str, namespace: str, image: str
 ) -> None:
-    kubectl("-n", kfn, "rollout", "status", "deployment/kfn-activator", "--timeout=120s")
-    service = kubectl_json("-n", kfn, "get", "service", "kfn-activator")
-    activator = (service["spec"]["clusterIP"], 80)
+    activator = invoke_address(kfn)
     # Enough warm slots for ~20 long and ~3 short invocations at once: no cold start or
     # scaling decision takes part in what this test measures.
     deploy(

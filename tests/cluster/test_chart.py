@@ -91,7 +91,7 @@ def test_the_api_server_accepts_every_object_and_the_restricted_standard_admits_
             "get", "serviceaccount", "default", "-n", restricted_namespace, check=False
         ),
     )
-    for component in chart.COMPONENTS:
+    for component in chart.WORKLOADS:
         template = chart.one(objects, "Deployment", component)["spec"]["template"]
         pod = {
             "apiVersion": "v1",

@@ -37,6 +37,8 @@ COMPONENTS = (
     "stream",
     "bucket",
 )
+#: The components that run pods (the invoke Service and the invoker role run none).
+WORKLOADS = tuple(c for c in COMPONENTS if c not in ("invoke", "invoker"))
 
 #: What every install must say (the chart refuses without it): where kfn's images come from,
 #: where builds push, and the robot key of the default (managed) credentials.

@@ -152,7 +152,17 @@ def test_the_chart_from_the_registry_builds_runs_and_answers_under_another_relea
     assert url == f"{expected}/_kfn/functions/{released}/six-version/invoke"
     service = kubeutil.kubectl_json("-n", NAMESPACE, "get", "service", f"{RELEASE}-kfn-invoke")
     direct = url.replace(expected, f"http://{service['spec']['clusterIP']}")
-    # Any release's activator asks the cluster's RBAC: the tests' binding holds here too.
+    # The development release (and its kfn-invoker role) is uninstalled meanwhile: the tests'
+    # account may invoke here through this release's own role, bound in the namespace.
+    kubeutil.apply({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "kfn-tests-invoke", "namespace": released},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": f"{RELEASE}-kfn-invoker"},
+        "subjects": [{"kind": "ServiceAccount", "name": invoking.TESTS_ACCOUNT,
+                      "namespace": install.NAMESPACE}],
+    })  # fmt: skip
     token = invoking.bearer()
 
     def answer() -> dict[str, Any] | None:

@@ -123,6 +123,18 @@ class Recorder:
         return retry.Outcome(200, b"{}")
 
 
+class Split(Recorder):
+    """Only FN's deliveries wait for the gate; every other function's run at once."""
+
+    async def deliver(
+        self, function: stats.FunctionKey, request_id: str, payload: bytes
+    ) -> retry.Outcome:
+        self.calls.append((function, request_id, payload))
+        if function == FN:
+            await self.gate.wait()
+        return retry.Outcome(200, b"{}")
+
+
 class Collecting:
     def __init__(self) -> None:
         self.records: list[async_invoke.FailedEvent] = []
@@ -325,15 +337,6 @@ async def test_a_failed_attempt_is_retried_from_the_stream_with_its_counters_the
 
 @pytest.mark.asyncio
 async def test_one_functions_held_events_leave_the_other_functions_flowing(make: Make) -> None:
-    class Split(Recorder):
-        async def deliver(
-            self, function: stats.FunctionKey, request_id: str, payload: bytes
-        ) -> retry.Outcome:
-            self.calls.append((function, request_id, payload))
-            if function == FN:
-                await self.gate.wait()
-            return retry.Outcome(200, b"{}")
-
     recorder = Split()
     recorder.gate.clear()
     invoker = await make(recorder)
@@ -354,15 +357,6 @@ async def test_a_backlog_of_one_function_beyond_every_window_leaves_anothers_eve
     # The invoker's window (16) and one function's lane window (4) are far smaller than
     # its backlog (200): the other function's events, stored behind all of it, still run
     # at once.
-    class Split(Recorder):
-        async def deliver(
-            self, function: stats.FunctionKey, request_id: str, payload: bytes
-        ) -> retry.Outcome:
-            self.calls.append((function, request_id, payload))
-            if function == FN:
-                await self.gate.wait()
-            return retry.Outcome(200, b"{}")
-
     recorder = Split()
     recorder.gate.clear()
     invoker = await make(recorder, window=16, lane_window=4)

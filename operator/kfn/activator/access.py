@@ -215,7 +215,6 @@ class Access:
         self.tokens: Expiring[str, Identity | Invalid] = Expiring(limit)
         self.decisions: Expiring[tuple[str, stats.FunctionKey], Verdict] = Expiring(limit)
         self._asking: dict[tuple[str, stats.FunctionKey], asyncio.Task[Verdict]] = {}
-        self.reviews = 0
 
     def cached(self, authorization: bytes, function: stats.FunctionKey) -> Verdict | None:
         """The decision without waiting, or None when the API server must be asked."""
@@ -227,13 +226,12 @@ class Access:
     async def decide(self, authorization: bytes, function: stats.FunctionKey) -> Verdict:
         """The decision, asking the API server when it is not cached; concurrent callers
         with one question share one review."""
-        token = bearer(authorization)
-        if isinstance(token, Verdict):
-            return token
-        key = (token, function)
-        known = self.decisions.get(key, self.clock())
+        known = self.cached(authorization, function)
         if known is not None:
             return known
+        token = bearer(authorization)
+        assert isinstance(token, str)  # cached() answered every header without one
+        key = (token, function)
         asking = self._asking.get(key)
         if asking is None:
             # A task of its own: a caller that goes away does not end the others' review.
@@ -250,7 +248,6 @@ class Access:
             except ReviewFailedError as exc:
                 logger.warning("reviewing a bearer token failed: %s", exc)
                 return Verdict(False, unavailable(str(exc)))
-            self.reviews += 1
             now = self.clock()
             self.tokens.put(token, identity, token_until(identity, now, self.token_ttl))
         if isinstance(identity, Invalid):
@@ -260,7 +257,6 @@ class Access:
         except ReviewFailedError as exc:
             logger.warning("reviewing access of %s failed: %s", identity.username, exc)
             return Verdict(False, unavailable(str(exc)))
-        self.reviews += 1
         now = self.clock()
         if allowed:
             verdict = ALLOWED

@@ -30,7 +30,6 @@ class Door:
     benchmarks, development); on it a caller's ``Authorization`` header reaches the pod.
     """
 
-    name: str
     routes: bool
     invoke: bool
     access: access.Access | None = None
@@ -45,13 +44,13 @@ class Door:
         return not self.routes
 
 
-PUBLIC = Door("public", routes=True, invoke=False)
+PUBLIC = Door(routes=True, invoke=False)
 #: One door serving routes and the invoke API without auth (see :class:`Door`).
-SINGLE = Door("single", routes=True, invoke=True)
+SINGLE = Door(routes=True, invoke=True)
 
 
 def invoke_door(checks: access.Access | None) -> Door:
-    return Door("invoke", routes=False, invoke=True, access=checks)
+    return Door(routes=False, invoke=True, access=checks)
 
 
 class Connection(watchdog.Watched, typing.Protocol):

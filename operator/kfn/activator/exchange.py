@@ -162,11 +162,7 @@ class Exchange:
         if entry is None:
             self.answer(answers.NO_FUNCTION)
             return
-        self.entry = entry
-        entry.throttler.note_request()
-        self.accepted = proto.loop.time()
-        self.request_id = invoke_api.request_id()
-        self.acquire(entry)
+        self.start(entry)
 
     def begin_invoke(self, door: context.Door, function: stats.FunctionKey) -> None:
         """The invoke API: on its door only, authorised when the door checks tokens."""
@@ -175,6 +171,8 @@ class Exchange:
             self.answer(answers.INVOKE_ELSEWHERE)
             return
         kind = invoke_api.gate(self.head.method, self.head.invocation_type)
+        if kind == invoke_api.EVENT:
+            self.event_body = bytearray()  # the payload is collected from here on
         if door.access is not None:
             # First: a caller without the right to invoke the function learns nothing of
             # it, not even whether it exists.
@@ -189,8 +187,6 @@ class Exchange:
         verdict = checks.cached(self.head.authorization, function)
         if verdict is None:
             self.authorizing = True
-            if kind == invoke_api.EVENT:
-                self.event_body = bytearray()  # the payload is collected meanwhile
             self.task = self.proto.ctx.spawn(self.review(checks, function, kind))
         elif verdict.allowed:
             self.serve_invoke(function, kind)
@@ -225,16 +221,20 @@ class Exchange:
         if isinstance(kind, answers.Answer):
             self.answer(kind)
             return
-        self.entry = entry
         if kind == invoke_api.EVENT:
-            if self.event_body is None:
-                self.event_body = bytearray()
+            self.entry = entry
             if self.body_done:
                 self.submit_event()
             return
+        self.start(entry, self.head.given_request_id)
+
+    def start(self, entry: context.FunctionEntry, given_request_id: bytes = b"") -> None:
+        """Take the request on for ``entry``: counted, timed from now, given its id, and on
+        its way to a pod."""
+        self.entry = entry
         entry.throttler.note_request()
         self.accepted = self.proto.loop.time()
-        self.request_id = invoke_api.request_id(self.head.given_request_id)
+        self.request_id = invoke_api.request_id(given_request_id)
         self.acquire(entry)
 
     def acquire(self, entry: context.FunctionEntry) -> None:

@@ -91,7 +91,7 @@ def job_result(
     try:
         doc = json.loads(messages[0])
     except ValueError:
-        return Rejected(f"build {name} reported no result kfn can read")
+        doc = None
     if not isinstance(doc, dict):
         return Rejected(f"build {name} reported no result kfn can read")
     digest = str(doc.get("digest", ""))

@@ -34,9 +34,10 @@ includes. Needs the local cluster up (``make up``).
 seconds during its measurements (from core 1), to show what scraping costs; it
 also measures each activator's CPU time per scrape while it serves nothing else.
 
-Run: ``.venv/bin/python bench/activator_overhead.py`` (needs ``nginx`` and ``wrk``:
-``apt-get install -y nginx-light wrk``). Loopback only; every process it starts is
-stopped by PID. Takes about a minute, plus half a minute per compared tree and round.
+Run: ``.venv/bin/python bench/activator_overhead.py``; it installs ``nginx`` and ``wrk`` from
+Debian's packages (``nginx-light``, ``wrk``) when they are missing. Loopback only; every
+process it starts is stopped by PID. Takes about a minute, plus half a minute per compared
+tree and round.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -622,9 +622,7 @@ def report(runs: dict[str, Runs], activators: list[str]) -> None:
 
 def main() -> None:
     args = arguments()
-    for tool in ("nginx", "wrk", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"needs {tool}: apt-get install -y nginx-light wrk util-linux")
+    _tools(pathlib.Path(tempfile.gettempdir()) / "kfn-bench-apt.log")
     trees = {"activator": ROOT / "operator", **compared(args.compare_src)}
     with (
         tempfile.TemporaryDirectory(prefix="kfn-bench-") as tmpdir,
@@ -634,6 +632,17 @@ def main() -> None:
         paths = start(stack, tmp, trees, _token() if args.auth else None)
         runs = measure(args, paths, tmp)
     report(runs, [name for name in paths if name.startswith("activator")])
+
+
+def _tools(log: pathlib.Path) -> None:
+    """nginx, wrk and taskset, installed from Debian's packages when missing (as bring-up
+    installs the cluster's host tools)."""
+    sys.path.insert(0, str(ROOT / "hack" / "cluster"))
+    from kfncluster import hostdeps  # noqa: PLC0415 - the local cluster's tool, not kfn's
+
+    installed = hostdeps.ensure(log, ("nginx", "wrk", "taskset"))
+    if installed:
+        print(f"installed {', '.join(installed)} (log: {log})", flush=True)
 
 
 def _token() -> str:

@@ -44,6 +44,10 @@ PACKAGES: dict[str, str] = {
     "apt-get": "apt",
     "chroot": "coreutils",
     "ss": "iproute2",
+    "taskset": "util-linux",
+    # What bench/activator_overhead.py measures the activator against, and its load tool.
+    "nginx": "nginx-light",
+    "wrk": "wrk",
     "go": "",
 }
 

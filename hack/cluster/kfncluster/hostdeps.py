@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from collections.abc import Sequence
 
 from kfncluster import host
 
@@ -39,10 +40,10 @@ REQUIRED = (
 )
 
 
-def missing() -> tuple[list[str], list[str]]:
+def missing(programs: Sequence[str] = REQUIRED) -> tuple[list[str], list[str]]:
     """(Debian packages to install, programs no package of ours provides) that are absent."""
     packages, others = set(), []
-    for program in REQUIRED:
+    for program in programs:
         if host.which(program):
             continue
         package = host.PACKAGES.get(program, "")
@@ -53,12 +54,13 @@ def missing() -> tuple[list[str], list[str]]:
     return sorted(packages), others
 
 
-def ensure(log: pathlib.Path) -> list[str]:
-    """Installs the missing packages with apt-get; returns what it installed."""
-    packages, others = missing()
+def ensure(log: pathlib.Path, programs: Sequence[str] = REQUIRED) -> list[str]:
+    """Installs the packages of the missing ``programs`` (bring-up's by default) with
+    apt-get; returns what it installed."""
+    packages, others = missing(programs)
     if others:
         raise RuntimeError(
-            f"{', '.join(others)} must be installed before the cluster can be built "
+            f"{', '.join(others)} must be installed first "
             "(they come with the machine, not from Debian's packages)"
         )
     if not packages:
@@ -69,7 +71,7 @@ def ensure(log: pathlib.Path) -> list[str]:
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
     ):
         host.run_logged(cmd, log, f"host packages: {' '.join(cmd[:2])}", env=env)
-    still, _ = missing()
+    still, _ = missing(programs)
     if still:
         raise RuntimeError(f"host packages still missing after apt-get: {still} — read {log}")
     return packages

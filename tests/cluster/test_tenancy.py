@@ -241,3 +241,90 @@ def test_b_cannot_claim_a_path_under_the_activators_own(tenant_b: str) -> None:
     with pytest.raises(AssertionError, match="_kfn"):
         kubectl("apply", "-f", "-", input=json.dumps(claim))
     assert kubectl("-n", tenant_b, "get", "trigger", "api", check=False).strip() == ""
+
+
+# --- the network -------------------------------------------------------------------------------
+
+#: How long B's pod waits for a connection the network policy drops.
+CONNECT_SECONDS = 3
+
+#: Run in B's pod: connect to host:port and say what happened (dropped, refused or connected).
+PROBE = """\
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+    print("connected")
+except TimeoutError:
+    print("dropped")
+except ConnectionRefusedError:
+    print("refused")
+"""
+
+
+@pytest.fixture(scope="module")
+def b_pod(tenant_b: str, image: str) -> str:
+    """A pod of B's that runs what B likes (here: Python, to open connections)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "prober", "namespace": tenant_b},
+        "spec": {
+            "containers": [
+                {
+                    "name": "prober",
+                    "image": image,
+                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                }
+            ],
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(pod))
+    kubectl("-n", tenant_b, "wait", "pod/prober", "--for=condition=Ready", "--timeout=120s")
+    return "prober"
+
+
+def connect_from(namespace: str, pod: str, host: str, port: int) -> str:
+    return kubectl(
+        "-n", namespace, "exec", pod, "--", "python3", "-c", PROBE, host, str(port),
+        str(CONNECT_SECONDS),
+    ).strip()  # fmt: skip
+
+
+def service_ip(namespace: str, name: str) -> str:
+    return kubectl("-n", namespace, "get", "service", name, "-o", "jsonpath={.spec.clusterIP}")
+
+
+def test_b_cannot_call_as_function_pod_directly_on_its_ip(
+    steady: SteadyCaller, kfn: str, tenant_a: str, tenant_b: str, b_pod: str
+) -> None:
+    pods = json.loads(
+        kubectl("-n", tenant_a, "get", "pods", "-l", "kfn.dev/function=fn", "-o", "json")
+    )["items"]
+    ips = [p["status"]["podIP"] for p in pods if p["status"].get("podIP")]
+    assert ips, "A's function has no pod"
+    for ip in ips:
+        assert connect_from(tenant_b, b_pod, ip, 8080) in ("dropped", "refused"), ip
+    # Nor through its Service, which leads to the same pods.
+    assert connect_from(tenant_b, b_pod, service_ip(tenant_a, "fn"), 80) in ("dropped", "refused")
+    # B's pod is not simply cut off: the invoke door answers it (and asks for a token).
+    invoke_ip = service_ip(kfn, "kfn-invoke")
+    assert connect_from(tenant_b, b_pod, invoke_ip, 80) == "connected"
+    print(f"\nB's pod: A's {len(ips)} pod(s) and Service unreachable; the invoke door reachable")
+
+
+def test_b_cannot_reach_the_autoscalers_stats_port(
+    steady: SteadyCaller, kfn: str, tenant_b: str, b_pod: str
+) -> None:
+    port = int(
+        kubectl("-n", kfn, "get", "service", "kfn-autoscaler", "-o",
+                "jsonpath={.spec.ports[0].port}")
+    )  # fmt: skip
+    verdict = connect_from(tenant_b, b_pod, service_ip(kfn, "kfn-autoscaler"), port)
+    assert verdict in ("dropped", "refused")

@@ -42,6 +42,7 @@ _PATHS: Final[Mapping[tuple[str, str], tuple[str, str]]] = {
     ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
     ("v1", "Secret"): ("/api/v1", "secrets"),
     ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies"),
     ("kfn.dev/v1alpha1", "Function"): ("/apis/kfn.dev/v1alpha1", "functions"),
     ("kfn.dev/v1alpha1", "Trigger"): ("/apis/kfn.dev/v1alpha1", "triggers"),
 }

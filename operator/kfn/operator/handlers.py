@@ -7,6 +7,8 @@
   status (replicas, rollout, Active). So does a function pod that gets stuck
   (a pull error, a crash loop) or becomes ready: the Deployment's own status
   does not change for those.
+* Children: ServiceAccount, NetworkPolicy (admitting only the activator), Service,
+  Deployment.
 * Deleting a Function deletes its children before kopf releases the
   ``kfn.dev/finalizer``.
 * Errors back off exponentially (1 s doubling to 5 min); input only the user
@@ -24,6 +26,7 @@ import kopf
 from kfn import kube
 from kfn.api import function, meta
 from kfn.operator import builds, reconcile
+from kfn.operator import settings as kfn_settings
 from kfn.resources import build, objects
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -36,6 +39,8 @@ CHILD_LABELS = {objects.LABEL_MANAGED_BY: objects.MANAGER}
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # A bad chart value stops the operator here, before any Function is left open or cut off.
+    kfn_settings.network_peers()
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kfn.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -193,6 +198,14 @@ def service_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
 
 @kopf.on.event("", "v1", "serviceaccounts", labels=CHILD_LABELS)
 def serviceaccount_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
+    _child_event(event, kwargs["functions_by_name"], logger)
+
+
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=CHILD_LABELS)
+def networkpolicy_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
+    # A policy deleted or widened by hand is put back: it is what keeps the pods behind the
+    # activator. (The namespace's owner can still add a policy of their own that admits more;
+    # policies add up, and opening their own function is theirs to decide.)
     _child_event(event, kwargs["functions_by_name"], logger)
 
 

@@ -20,7 +20,7 @@ from kfn import clock, kube
 from kfn.api import function, meta
 from kfn.operator import builds, credentials, settings, triggers
 from kfn.resources import deployment as deployment_builder
-from kfn.resources import objects, provenance, service, source, status
+from kfn.resources import network, objects, provenance, service, source, status
 
 API_VERSION = f"{meta.GROUP}/{meta.VERSION}"
 
@@ -141,11 +141,15 @@ def _resolve(fn: function.Function) -> builds.Resolution:
 def desired_children(
     fn: function.Function, image: str, source_hash: str, *, initial_replicas: int | None
 ) -> list[Mapping[str, Any]]:
-    """ServiceAccount (unless the user names one), Service, Deployment — in apply order."""
+    """ServiceAccount (unless the user names one), NetworkPolicy (when the chart turns them on),
+    Service, Deployment — in apply order: the pods start behind their policy."""
     children: list[Mapping[str, Any]] = []
     account = service.build_service_account(fn)
     if account is not None:
         children.append(account)
+    peers = settings.network_peers()
+    if peers is not None:
+        children.append(network.build_network_policy(fn, peers))
     children.append(service.build_service(fn))
     children.append(
         deployment_builder.build_deployment(
@@ -184,6 +188,10 @@ def reconcile(body: Mapping[str, Any]) -> Outcome:
                     kube.apply_deployment(child)
                 else:
                     kube.apply(child)
+            if settings.network_peers() is None:
+                # Turned off in the chart: a policy an earlier setting made would keep
+                # admitting only the activator, which is no longer what the admin asked.
+                _delete_owned(ns, fn.metadata.name, ("networking.k8s.io/v1", "NetworkPolicy"))
         except kube.ApiError as exc:
             if exc.status not in (400, 403, 422):
                 raise
@@ -259,12 +267,22 @@ def delete_children(fn_body: Mapping[str, Any]) -> list[str]:
     """Deletes what the Function owns, so the finalizer is released only when it is gone."""
     meta_ = fn_body.get("metadata", {})
     ns, name = meta_.get("namespace", "default"), meta_.get("name", "")
-    gone = []
-    for api_version, kind in (
+    # The policy goes last: the pods it guards are gone by then.
+    return _delete_owned(
+        ns,
+        name,
         ("apps/v1", "Deployment"),
         ("v1", "Service"),
         ("v1", "ServiceAccount"),
-    ):
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+    )
+
+
+def _delete_owned(ns: str, name: str, *kinds: tuple[str, str]) -> list[str]:
+    """Deletes the objects of ``kinds`` named ``name`` that carry the function's label
+    (never a same-named object the user made); returns ``Kind/name`` of each deleted."""
+    gone = []
+    for api_version, kind in kinds:
         live = kube.get(api_version, kind, ns, name)
         labels = (live or {}).get("metadata", {}).get("labels", {})
         if live is not None and labels.get(objects.LABEL_FUNCTION) == name:

@@ -8,7 +8,7 @@ import os
 
 from kfn import urls
 from kfn.api import routes
-from kfn.resources import build, credentials, platform
+from kfn.resources import build, credentials, network, platform
 
 
 @functools.cache
@@ -64,3 +64,10 @@ def host_policy() -> routes.HostPolicy:
     (the chart's ``routes`` values and the activator's Service names): the activator is given
     the same, so both judge HTTP Triggers alike."""
     return routes.policy_from_json(os.environ.get("KFN_HOST_POLICY", ""))
+
+
+@functools.cache
+def network_peers() -> network.Peers | None:
+    """Whom a Function's pods admit (the chart's ``networkPolicy`` values and the activator's pod
+    labels), or None when the chart turns the policies off."""
+    return network.peers_from_json(os.environ.get("KFN_NETWORK_POLICY", ""))

@@ -21,6 +21,7 @@ def test_a_release_named_kfn_names_the_operator_kfn_operator(helm: pathlib.Path)
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "NetworkPolicy",
         "ServiceAccount",
     ]
     assert {o["metadata"]["name"] for o in objects} == {"kfn-operator"}
@@ -37,6 +38,7 @@ def test_every_component_is_named_after_the_release_and_labelled_with_its_compon
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
@@ -45,6 +47,7 @@ def test_every_component_is_named_after_the_release_and_labelled_with_its_compon
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "NetworkPolicy",
         "Service",
         "ServiceAccount",
     ]

@@ -22,6 +22,9 @@ OPERATOR_RULES = {
     *(("apps", "deployments/scale", v) for v in ["get", "patch", "update"]),
     *(("", r, v) for r in ["services", "serviceaccounts"]
       for v in ["get", "list", "watch", "create", "patch", "update", "delete"]),
+    # The NetworkPolicy that admits only the activator to a function's pods.
+    *(("networking.k8s.io", "networkpolicies", v)
+      for v in ["get", "list", "watch", "create", "patch", "update", "delete"]),
     *(("", r, v) for r in ["configmaps", "pods"] for v in ["get", "list", "watch"]),
     # A function pod's init error, from the runtime's report in its log.
     ("", "pods/log", "get"),

@@ -49,7 +49,7 @@ def test_each_trigger_worker_runs_its_module_and_invokes_through_the_activator(
     (source,) = volume["projected"]["sources"]
     assert source["serviceAccountToken"]["audience"] == "kfn"
     assert source["serviceAccountToken"]["path"] == "token"
-    kinds = ["ClusterRole", "ClusterRoleBinding", "Deployment"]
+    kinds = ["ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy"]
     kinds += ["PodDisruptionBudget"] if replicas > 1 else []
     kinds += ["Role", "RoleBinding"] if component != "stream" else []
     kinds += ["Secret", "Service"] if component == "bucket" else []

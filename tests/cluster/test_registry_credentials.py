@@ -22,7 +22,7 @@ import pytest
 from kfn import oci
 from kfncluster import config, fnimage
 from kfncluster import registry as local_registry
-from tests.cluster import kubeutil
+from tests.cluster import kubeutil, registrycreds
 
 pytestmark = pytest.mark.cluster
 
@@ -51,45 +51,17 @@ def _namespace(made: list[str], prefix: str) -> str:
     return name
 
 
-def _credential(namespace: str) -> oci.Credentials:
-    def secret() -> dict[str, Any] | None:
-        found = kubeutil.kubectl("-n", namespace, "get", "secret", "kfn-registry", "-o", "json",
-                                 check=False)  # fmt: skip
-        return json.loads(found) if found else None
-
-    doc = kubeutil.wait_for(f"the registry credential of {namespace}", secret, timeout=60)
-    data = base64.b64decode(doc["data"][".dockerconfigjson"])
-    creds = oci.Credentials.from_docker_config(
-        data, config.REGISTRY, f"Secret {namespace}/kfn-registry"
-    )
-    assert creds is not None
-    return creds
-
-
-def _client(creds: oci.Credentials) -> oci.Registry:
-    paths = config.Paths()
-    return oci.Registry(
-        config.REGISTRY, credentials=creds, ca_file=str(local_registry.ca_file(paths))
-    )
-
-
-def _tiny_image(store_dir: pathlib.Path) -> oci.Image:
-    store = oci.BlobStore(store_dir)
-    layer = store.layer_from_members([])
-    return store.image([layer], oci.ImageConfig(cmd=["true"]))
-
-
 def test_a_namespaces_credential_reaches_its_own_images_and_no_other_namespaces(
     namespaces: list[str], image: str
 ) -> None:
     a, b = _namespace(namespaces, "cred-a"), _namespace(namespaces, "cred-b")
     for namespace in (a, b):
         kubeutil.python_function(namespace, "fn", image)
-    creds_a = _credential(a)
+    creds_a = registrycreds.credential(a)
     assert creds_a.username == f"kfn+{a}"
-    registry_a = _client(creds_a)
+    registry_a = registrycreds.client(creds_a)
     with tempfile.TemporaryDirectory() as tmp:
-        tiny = _tiny_image(pathlib.Path(tmp))
+        tiny = registrycreds.tiny_image(pathlib.Path(tmp))
         # Its own repositories: push and pull.
         own = oci.Reference(config.REGISTRY, f"fn/{a}/mine", "v1")
         registry_a.push_image(tiny, own)

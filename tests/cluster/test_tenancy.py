@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from kfncluster import fnimage
-from tests.cluster import httpload
+from kfn import oci
+from kfncluster import config, fnimage
+from tests.cluster import httpload, registrycreds
 from tests.cluster.invoking import (
     activator_address,
     deploy,
@@ -328,3 +330,22 @@ def test_b_cannot_reach_the_autoscalers_stats_port(
     )  # fmt: skip
     verdict = connect_from(tenant_b, b_pod, service_ip(kfn, "kfn-autoscaler"), port)
     assert verdict in ("dropped", "refused")
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+
+def test_b_cannot_push_into_as_repository_with_its_own_registry_credential(
+    steady: SteadyCaller, image: str, tenant_a: str, tenant_b: str
+) -> None:
+    deploy(tenant_b, "pusher", image)  # B's first Function: kfn issues B's credential
+    creds = registrycreds.credential(tenant_b)
+    registry = registrycreds.client(creds)
+    with tempfile.TemporaryDirectory() as tmp:
+        planted = registrycreds.tiny_image(pathlib.Path(tmp))
+        # Its own repository takes it: the credential works.
+        registry.push_image(planted, oci.Reference(config.REGISTRY, f"fn/{tenant_b}/own", "v1"))
+        for repository in (f"fn/{tenant_a}/fn", f"fn/{tenant_a}/fn-deps"):
+            with pytest.raises(oci.RegistryAuthError) as refused:
+                registry.push_image(planted, oci.Reference(config.REGISTRY, repository, "latest"))
+            assert "HTTP 401" in str(refused.value) or "HTTP 403" in str(refused.value)

@@ -408,7 +408,7 @@ def _build_components(paths: config.Paths, note: Callable[[str], None]) -> None:
         if build.is_built(paths, component):
             continue
         print(
-            f"        building {component.name} {component.version} "
+            f"        building {component.describe()} "
             f"(first time on this machine, {component.expect})",
             flush=True,
         )

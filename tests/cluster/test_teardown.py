@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 
 from kfncluster import cluster as kcluster
-from kfncluster import config, network, owned, procs, teardown
+from kfncluster import config, kuberouter, network, owned, procs, teardown
 from tests.cluster import invoking, kubeutil
 
 pytestmark = pytest.mark.cluster
@@ -35,7 +35,22 @@ SCRATCH_RUN = pathlib.Path("/run/kfn-cluster-scratch")
 SCRATCH = config.Paths(state=SCRATCH_STATE, run=SCRATCH_RUN)
 SENTINEL_NS = "teardown-sentinel"
 FOREIGN_CHAIN = "KUBE-SVC-KFNFOREIGNTEST00"
+#: In the filter table, where kube-router's chains are, and named like them.
+FOREIGN_FILTER_CHAIN = "KUBE-ROUTER-KFNFOREIGN"
+FOREIGN_SET = "kfn-foreign-test"
 FOREIGN_NETNS = "kfn-foreign-test"
+#: Lets every pod reach CoreDNS, as without it, but gives kube-router a policy to make chains
+#: and ipsets for.
+DNS_POLICY = {
+    "apiVersion": "networking.k8s.io/v1",
+    "kind": "NetworkPolicy",
+    "metadata": {"name": "allow-dns", "namespace": "kube-system"},
+    "spec": {
+        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{}],
+    },
+}
 HANDLER = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'still here'}\n"
 
 
@@ -108,11 +123,23 @@ def _up_scratch() -> None:
     assert kcluster.running(SCRATCH)
 
 
+def _scratch_kubectl(*args: str, input: str | None = None) -> str:
+    return subprocess.run(
+        [str(kubeutil.KUBECTL), f"--kubeconfig={_env(scratch=True)['KFN_KUBECONFIG_OUT']}", *args],
+        input=input, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+
+
 def test_down_leaves_no_process_mount_interface_netns_or_rule(scratch: config.Paths) -> None:
     _up_scratch()
     pids = [r.pid for r in kcluster.supervisor(scratch).records()]
     netns = owned.netns(scratch)
     assert netns, "pods of the scratch cluster have network namespaces"
+    _scratch_kubectl("apply", "-f", "-", input=json.dumps(DNS_POLICY))
+    made = kubeutil.wait_for("kube-router's ipsets for the policy",
+                             lambda: owned.our_sets(scratch), timeout=30)  # fmt: skip
+    chains = owned.our_chains(scratch)["iptables/filter"]
+    assert any(c.startswith("KUBE-NWPLCY-") and c != "KUBE-NWPLCY-DEFAULT" for c in chains)
 
     down = _tool("down")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -123,6 +150,7 @@ def test_down_leaves_no_process_mount_interface_netns_or_rule(scratch: config.Pa
     assert not network.bridge_exists()
     present = owned.present_chains()
     assert owned.conflicting(present) == [], present
+    assert not set(made) & set(kuberouter.sets()), "kube-router's ipsets are left"
     assert not any(path.exists() for path in netns)
     assert owned.cgroups(scratch) == []
     mounts = pathlib.Path("/proc/self/mountinfo").read_text()
@@ -147,10 +175,12 @@ def test_cluster_down_leaves_a_foreign_chain_and_a_foreign_netns_in_the_pod_rang
     # table it does not sweep tells what our tear-down removes.
     _up_scratch()
     # Left by an interrupted run of this test, if any.
-    _iptables("mangle", "-X", FOREIGN_CHAIN, check=False)
-    subprocess.run(["ip", "netns", "delete", FOREIGN_NETNS], capture_output=True, check=False)
+    _remove_foreign()
     _iptables("mangle", "-N", FOREIGN_CHAIN)
     subprocess.run(["ip", "netns", "add", FOREIGN_NETNS], check=True)
+    # kube-router's firewall runs: a chain named like its own and an ipset beside its sets.
+    _iptables("filter", "-N", FOREIGN_FILTER_CHAIN)
+    subprocess.run(["ipset", "create", FOREIGN_SET, "hash:ip"], check=True)
     try:
         netns = ["ip", "-n", FOREIGN_NETNS]
         subprocess.run([*netns, "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
@@ -166,12 +196,23 @@ def test_cluster_down_leaves_a_foreign_chain_and_a_foreign_netns_in_the_pod_rang
         assert FOREIGN_CHAIN in owned.chains_in(_iptables("mangle", "-S").stdout), (
             "the foreign chain was removed"
         )
+        assert FOREIGN_FILTER_CHAIN in owned.chains_in(_iptables("filter", "-S").stdout), (
+            "the foreign chain named like kube-router's was removed"
+        )
+        assert FOREIGN_SET in kuberouter.sets(), "the foreign ipset was destroyed"
         addresses = subprocess.run([*netns, "-4", "addr"], capture_output=True, text=True,
                                    check=True).stdout  # fmt: skip
         assert "10.244.0.77/24" in addresses
     finally:
-        _iptables("mangle", "-X", FOREIGN_CHAIN, check=False)
-        subprocess.run(["ip", "netns", "delete", FOREIGN_NETNS], check=False)
+        _remove_foreign()
+
+
+def _remove_foreign() -> None:
+    """What the test above plants (also what an interrupted run of it left)."""
+    _iptables("mangle", "-X", FOREIGN_CHAIN, check=False)
+    _iptables("filter", "-X", FOREIGN_FILTER_CHAIN, check=False)
+    subprocess.run(["ipset", "destroy", FOREIGN_SET], capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "delete", FOREIGN_NETNS], capture_output=True, check=False)
 
 
 def test_bring_up_refuses_beside_a_nat_chain_kube_proxy_would_sweep(

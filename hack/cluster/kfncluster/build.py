@@ -3,7 +3,9 @@
 Each component has a wrapper module under ``hack/cluster/gomod/<name>`` whose
 ``go.mod``/``go.sum`` pin it; the binaries go to the cache under a directory
 keyed by the component's version and a hash of its ``go.sum``, so a change of
-pin builds anew and an unchanged one is reused at once.
+pin builds anew and an unchanged one is reused at once. A wrapper whose ``go.mod`` names a
+``toolchain`` is built with exactly that Go (``GOTOOLCHAIN``, fetched from the module proxy
+the first time), whatever Go the machine has.
 """
 
 from __future__ import annotations
@@ -45,6 +47,19 @@ class GoComponent:
     @property
     def module_dir(self) -> pathlib.Path:
         return GOMOD / self.name
+
+    @property
+    def toolchain(self) -> str | None:
+        """The Go toolchain the wrapper's ``go.mod`` pins, if it pins one."""
+        for line in (self.module_dir / "go.mod").read_text().splitlines():
+            if line.startswith("toolchain "):
+                return line.split()[1]
+        return None
+
+    def describe(self) -> str:
+        """Its name and version, and the toolchain when it has its own, for progress lines."""
+        with_go = f" with {self.toolchain}" if self.toolchain else ""
+        return f"{self.name} {self.version}{with_go}"
 
     def key(self) -> str:
         sha = hashlib.sha256()
@@ -108,6 +123,15 @@ COMPONENTS = (
         f"-s -w -X main.Version={config.VERSITYGW_VERSION}",
         expect="~4 min",
     ),
+    GoComponent(
+        "kube-router",
+        config.KUBE_ROUTER_VERSION,
+        ("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",),
+        ("kube-router",),
+        "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version="
+        + config.KUBE_ROUTER_VERSION,
+        expect="~6 min",
+    ),
 )
 
 
@@ -128,6 +152,8 @@ def build(paths: config.Paths, component: GoComponent, log: pathlib.Path) -> pat
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{component.name}-"))
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
+    if component.toolchain:
+        env["GOTOOLCHAIN"] = component.toolchain
     cmd = ["go", "build", "-trimpath", "-ldflags", component.ldflags]
     if len(component.packages) == 1:
         cmd += ["-o", str(tmp / component.outputs[0]), component.packages[0]]
@@ -185,7 +211,7 @@ def ensure_tools(
         raise ValueError(f"no component builds {', '.join(sorted(missing))}")
     for component in wanted:
         if not is_built(paths, component):
-            print(f"building {component.name} {component.version} ({component.expect})", flush=True)
+            print(f"building {component.describe()} ({component.expect})", flush=True)
             build(paths, component, paths.cache / "logs" / f"build-{component.name}.log")
     link_tools(paths, names)
     bins = binaries(paths)

@@ -34,6 +34,7 @@ from kfncluster import (
     host,
     hostdeps,
     images,
+    kuberouter,
     network,
     owned,
     pki,
@@ -327,11 +328,18 @@ def _refuse_beside_another_cluster(paths: config.Paths) -> None:
     others = owned.conflicting(owned.present_chains())
     if others:
         raise RuntimeError(
-            "chains of another kube-proxy, or named like the service chains kube-proxy "
-            "sweeps, are on this machine's network ("
+            "chains of another kube-proxy or kube-router, or named like the service chains "
+            "kube-proxy sweeps, are on this machine's network ("
             + ", ".join(others)
-            + "); the local cluster's kube-proxy would share or delete them. Stop the other "
-            "cluster (or remove the chains) first"
+            + "); the local cluster's kube-proxy or kube-router would share or delete them. "
+            "Stop the other cluster (or remove the chains) first"
+        )
+    sets = owned.conflicting_sets(kuberouter.sets())
+    if sets:
+        raise RuntimeError(
+            "ipsets of another kube-router are on this machine (" + ", ".join(sets) + "); the "
+            "local cluster's kube-router would rewrite or destroy them. Stop the other cluster "
+            "(or destroy the sets) first"
         )
 
 
@@ -367,7 +375,7 @@ def _start(paths: config.Paths, steps: Progress, made: dict[str, oci.Image]) -> 
         started = brokers.start(sup, paths, bins)
         note(", ".join(f"{r.name} pid {r.pid}" for r in started))
     for name in components.ORDER:
-        if name in components.BROKERS:
+        if name in components.BROKERS or name in components.AFTER_NODE_READY:
             continue
         with steps(f"start {name}") as note:
             record = sup.start(name, components.argv(name, paths, bins), components.env(name))
@@ -382,6 +390,9 @@ def _start(paths: config.Paths, steps: Progress, made: dict[str, oci.Image]) -> 
     with steps("node Ready") as note:
         _wait_node_ready(paths, sup)
         note(config.NODE_NAME)
+    with steps(f"start {kuberouter.NAME} (NetworkPolicy, its firewall alone)") as note:
+        record = _start_kube_router(paths, sup, bins)
+        note(f"pid {record.pid}, log {sup.log_path(kuberouter.NAME)}")
     with steps("cluster DNS (CoreDNS)"):
         addons.apply_coredns(lambda *a, **kw: kubectl(paths, *a, **kw))
     with steps(f"{', '.join(brokers.BROKERS)} answer") as note:
@@ -408,7 +419,7 @@ def _build_components(paths: config.Paths, note: Callable[[str], None]) -> None:
         if build.is_built(paths, component):
             continue
         print(
-            f"        building {component.name} {component.version} "
+            f"        building {component.describe()} "
             f"(first time on this machine, {component.expect})",
             flush=True,
         )
@@ -461,14 +472,30 @@ def _add_missing(paths: config.Paths) -> None:
         proxies.write_configs(paths)
     if any(n in components.BROKERS for n in missing):
         brokers.prepare(paths, paths.logs)
+    if kuberouter.NAME in missing:
+        # A cluster made before it ran kube-router: its tool, credential and ipset record.
+        hostdeps.ensure(paths.logs / "apt.log", ("ipset",))
+        _write_client_kubeconfigs(paths)
+        owned.note_sets(paths)
     for name in missing:
+        if name == kuberouter.NAME:
+            record = _start_kube_router(paths, sup, bins)
+            print(f"kfn cluster: started {name} (pid {record.pid}, log {sup.log_path(name)})")
+            continue
         record = sup.start(name, components.argv(name, paths, bins), components.env(name))
         check, timeout = readiness(name, paths)
         sup.wait_until(record, check, timeout)
         print(f"kfn cluster: started {name} (pid {record.pid}, log {sup.log_path(name)})")
 
 
-def _write_pki_and_configs(paths: config.Paths) -> None:
+def _start_kube_router(
+    paths: config.Paths, sup: procs.Supervisor, bins: dict[str, pathlib.Path]
+) -> procs.Record:
+    return kuberouter.start(sup, paths, bins, lambda *a, **kw: kubectl(paths, *a, **kw))
+
+
+def _write_client_kubeconfigs(paths: config.Paths) -> None:
+    """A certificate and a kubeconfig for every client (those there are kept)."""
     pki.ensure(paths.pki)
     paths.config.mkdir(parents=True, exist_ok=True)
     server = f"https://{config.NODE_IP}:{config.APISERVER_PORT}"
@@ -476,6 +503,10 @@ def _write_pki_and_configs(paths: config.Paths) -> None:
         target = paths.config / f"{client.stem}.kubeconfig"
         target.write_text(pki.kubeconfig(paths.pki, client.stem, server))
         target.chmod(0o600)
+
+
+def _write_pki_and_configs(paths: config.Paths) -> None:
+    _write_client_kubeconfigs(paths)
     shutil.copy(paths.config / "admin.kubeconfig", paths.admin_kubeconfig)
     components.write_configs(paths)
     for d in (paths.etcd_data, paths.kubelet_root, paths.pod_logs, paths.registry_data):

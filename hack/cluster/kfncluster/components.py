@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import yaml
 
-from kfncluster import brokers, config, proxies, registry
+from kfncluster import brokers, config, kuberouter, proxies, registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,11 +319,14 @@ def argv(name: str, paths: config.Paths, bins: dict[str, pathlib.Path]) -> tuple
         return tuple(proxies.argv(name, paths))
     if name in BROKERS:
         return tuple(brokers.argv(name, paths, bins))
+    if name == kuberouter.NAME:
+        return tuple(kuberouter.argv(paths, bins))
     return tuple(table[name])
 
 
 #: Start order. Each waits for the one before it to be ready, but the brokers: they start
-#: once the node network exists, alongside the rest, and are waited for at the end.
+#: once the node network exists, alongside the rest, and are waited for at the end; and
+#: those of :data:`AFTER_NODE_READY`, started once the node is Ready.
 ORDER = (
     "etcd",
     "registry-auth",
@@ -334,6 +337,7 @@ ORDER = (
     "kube-scheduler",
     "kubelet",
     "kube-proxy",
+    kuberouter.NAME,
     "devpi",
     "verdaccio",
     "kafka",
@@ -347,8 +351,11 @@ PROXIES = ("devpi", "verdaccio")
 #: The event brokers (see :mod:`kfncluster.brokers`): host processes too, on the node address.
 BROKERS = brokers.BROKERS
 
+#: The NetworkPolicy enforcer (see :mod:`kfncluster.kuberouter`) reads its Node at start.
+AFTER_NODE_READY = (kuberouter.NAME,)
+
 #: Host processes a running cluster can gain without a restart (see ``cluster._add_missing``).
-EXTRAS = PROXIES + BROKERS
+EXTRAS = PROXIES + BROKERS + AFTER_NODE_READY
 
 
 def env(name: str) -> dict[str, str]:

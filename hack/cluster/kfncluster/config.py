@@ -30,6 +30,8 @@ PAUSE_VERSION = "1.0"
 KAFKA_VERSION = "4.4.0"
 NATS_VERSION = "v2.15.2"
 VERSITYGW_VERSION = "v1.8.0"
+#: Enforces NetworkPolicy on the node (its firewall alone, see :mod:`kfncluster.kuberouter`).
+KUBE_ROUTER_VERSION = "v2.1.0"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("KFN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 

@@ -31,6 +31,7 @@ PACKAGES: dict[str, str] = {
     "iptables": "iptables",
     "ip6tables": "iptables",
     "conntrack": "conntrack",
+    "ipset": "ipset",
     "ip": "iproute2",
     "mount": "mount",
     "umount": "mount",

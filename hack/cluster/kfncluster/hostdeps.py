@@ -24,6 +24,8 @@ REQUIRED = (
     "iptables",
     "ip6tables",
     "conntrack",
+    # kube-router's policy rules match pod addresses through ipsets it manages with this tool.
+    "ipset",
     "ip",
     "mount",
     "nsenter",

@@ -14,7 +14,11 @@ flannel's default range). Tear-down must leave them alone, so nothing is found b
   starts anything (``owned.json``); tear-down removes the chains that hang off the built-in
   chains (plus the two canary chains kube-proxy and the kubelet create), following jumps, and
   skips every chain of that record. A foreign chain, even one named like kube-proxy's, is
-  neither in the tree our kube-proxy built nor removed.
+  neither in the tree our kube-proxy built nor removed. kube-router's chains
+  (:mod:`kfncluster.kuberouter`) are ours wherever they hang, when the record does not list
+  them: a policy's chain no pod jumps to is still its.
+* **ipsets**: kube-router's (``KUBE-SRC-*``, ``KUBE-DST-*``), but for those the record lists as
+  there before bring-up; they go after the rules that match on them.
 * **The bridge** ``kfn0`` and the egress guard chain are named for kfn. Bring-up claims them
   host-wide (:data:`CLAIM` names the state and run directories of the cluster that made
   them). A second cluster that finds the bridge refuses to start while its claimant runs;
@@ -33,7 +37,7 @@ import pathlib
 import shlex
 from collections.abc import Iterable, Mapping
 
-from kfncluster import config, host
+from kfncluster import config, host, kuberouter
 
 PREFIXES = ("KUBE-", "CNI-")
 TABLES = ("filter", "nat", "mangle", "raw")
@@ -56,9 +60,14 @@ Listing = Mapping[str, str]
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """What was on the host before bring-up made anything."""
+    """What was on the host before bring-up made anything.
+
+    ``sets_before`` is None in a record written before the cluster ran kube-router: then no
+    ipset is known to be ours until one is noted (:func:`note_sets`).
+    """
 
     chains_before: dict[str, list[str]]
+    sets_before: list[str] | None = None
 
     def dump(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -66,7 +75,11 @@ class Record:
     @classmethod
     def parse(cls, text: str) -> Record:
         doc = json.loads(text)
-        return cls(chains_before={k: list(v) for k, v in doc["chains_before"].items()})
+        sets = doc.get("sets_before")
+        return cls(
+            chains_before={k: list(v) for k, v in doc["chains_before"].items()},
+            sets_before=None if sets is None else list(sets),
+        )
 
 
 # --- iptables chains (pure) --------------------------------------------------------------
@@ -110,6 +123,7 @@ def owned_chains(listings: Listing, before: Mapping[str, Iterable[str]]) -> dict
         builtins = {ln.split()[1] for ln in listing.splitlines() if ln.startswith("-P ")}
         roots = [t for c in sorted(builtins) for t in edges.get(c, [])]
         roots += sorted(CANARIES & existing)
+        roots += sorted(c for c in existing if kuberouter.is_its_chain(c))
         reached: list[str] = []
         stack = [r for r in roots if r.startswith(PREFIXES)]
         while stack:
@@ -143,14 +157,33 @@ def removal_commands(listings: Listing, owned: Mapping[str, list[str]]) -> list[
 
 
 def conflicting(before: Mapping[str, Iterable[str]]) -> list[str]:
-    """Chains our kube-proxy would share or delete: another kube-proxy's roots, and nat chains
-    named like the service chains it sweeps (``"<chain> (<tool>/<table>)"``)."""
+    """Chains our kube-proxy or kube-router would share or delete: another kube-proxy's roots,
+    nat chains named like the service chains kube-proxy sweeps, and any chain named like
+    kube-router's (``"<chain> (<tool>/<table>)"``)."""
     return sorted(
         f"{chain} ({key})"
         for key, chains in before.items()
         for chain in chains
-        if chain in KUBE_PROXY_ROOTS or (key.endswith("/nat") and chain.startswith(SWEPT_PREFIXES))
+        if chain in KUBE_PROXY_ROOTS
+        or (key.endswith("/nat") and chain.startswith(SWEPT_PREFIXES))
+        or kuberouter.is_its_chain(chain)
     )
+
+
+# --- ipsets (pure) -------------------------------------------------------------------------
+
+
+def owned_sets(present: Iterable[str], before: Iterable[str] | None) -> list[str]:
+    """kube-router's ipsets that were not there before bring-up (none without a record)."""
+    if before is None:
+        return []
+    skip = set(before)
+    return sorted(s for s in present if kuberouter.is_its_set(s) and s not in skip)
+
+
+def conflicting_sets(present: Iterable[str]) -> list[str]:
+    """ipsets another kube-router made: ours would rewrite or destroy them."""
+    return sorted(s for s in present if kuberouter.is_its_set(s))
 
 
 # --- reading and changing the host --------------------------------------------------------
@@ -172,7 +205,7 @@ def present_chains() -> dict[str, list[str]]:
 
 def record(paths: config.Paths) -> Record:
     """Notes what is on the host now, before bring-up makes anything (kept until tear-down)."""
-    made = Record(chains_before=present_chains())
+    made = Record(chains_before=present_chains(), sets_before=kuberouter.sets())
     paths.state.mkdir(parents=True, exist_ok=True)
     paths.owned.write_text(made.dump())
     claim(paths)
@@ -225,6 +258,28 @@ def remove_chains(paths: config.Paths) -> None:
     now = listings()
     for cmd in removal_commands(now, owned_chains(now, made.chains_before)):
         host.run(cmd, check=False, missing_ok=True)
+
+
+def note_sets(paths: config.Paths) -> None:
+    """Adds the ipsets present now to a record made before the cluster ran kube-router, so
+    that a kube-router started into a running cluster owns exactly the sets it makes."""
+    made = load(paths)
+    if made is not None and made.sets_before is None:
+        paths.owned.write_text(dataclasses.replace(made, sets_before=kuberouter.sets()).dump())
+
+
+def our_sets(paths: config.Paths) -> list[str]:
+    """The ipsets this cluster's kube-router made that are still there."""
+    made = load(paths)
+    if made is None:
+        return []
+    return owned_sets(kuberouter.sets(), made.sets_before)
+
+
+def remove_sets(paths: config.Paths) -> None:
+    """Destroys our ipsets; run after :func:`remove_chains`, since a set in use stays."""
+    for name in our_sets(paths):
+        host.run(["ipset", "destroy", name], check=False, missing_ok=True)
 
 
 def netns(paths: config.Paths) -> list[pathlib.Path]:

@@ -42,6 +42,8 @@ CLIENTS = (
     Client("scheduler", "system:kube-scheduler"),
     Client("kubelet", f"system:node:{config.NODE_NAME}", ("system:nodes",)),
     Client("kube-proxy", "system:kube-proxy"),
+    # Bound to its own ClusterRole (``kuberouter.rbac_objects``): it reads, never writes.
+    Client("kube-router", "kfn:kube-router"),
     Client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)),
 )
 

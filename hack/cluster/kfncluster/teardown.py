@@ -1,12 +1,12 @@
 """Stopping the cluster (its data kept) and removing it (its data gone).
 
 ``stop`` ends every process and removes everything the running cluster made on the host —
-mounts, the pods' network namespaces, its cgroups, its iptables chains, the bridge, the egress
-guard — as recorded by :mod:`kfncluster.owned`, and puts the kernel settings back. etcd, the
-registry, containerd's images, Kafka's and NATS's data stay, so the next bring-up resumes the
-same cluster with every Function in it. ``remove`` deletes that data too (but the registry's
-images, a cache of what the tool pushes). Both are safe to run twice, after a killed run, and
-on a machine without the host tools (a missing tool means nothing of it to remove).
+mounts, the pods' network namespaces, its cgroups, its iptables chains and ipsets, the bridge,
+the egress guard — as recorded by :mod:`kfncluster.owned`, and puts the kernel settings back.
+etcd, the registry, containerd's images, Kafka's and NATS's data stay, so the next bring-up
+resumes the same cluster with every Function in it. ``remove`` deletes that data too (but the
+registry's images, a cache of what the tool pushes). Both are safe to run twice, after a killed
+run, and on a machine without the host tools (a missing tool means nothing of it to remove).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def leftovers(paths: config.Paths) -> list[str]:
     if paths.owned.exists() and network.guard_present():
         found.append(f"iptables chain {config.SAFETY_CHAIN}")
     found += [f"iptables chains {k}: {len(v)}" for k, v in owned.our_chains(paths).items()]
+    found += [f"ipset {name}" for name in owned.our_sets(paths)]
     found += [f"cgroup {c}" for c in owned.cgroups(paths)]
     return found
 
@@ -96,6 +97,7 @@ def stop(paths: config.Paths, crictl: list[str] | None = None) -> None:
         host.run(["umount", "-l", point], check=False, missing_ok=True)
     _remove_cgroups(paths)
     owned.remove_chains(paths)
+    owned.remove_sets(paths)
     if paths.owned.exists():
         network.remove_bridge()
         network.remove_guard()
@@ -125,8 +127,15 @@ def remove(paths: config.Paths) -> None:
 def _stop_processes(paths: config.Paths, crictl: list[str] | None) -> None:
     sup = procs.Supervisor(paths.pids, paths.logs)
     records = {r.name: r for r in sup.records()}
-    # The node first, so nothing restarts pods while they are removed.
-    for name in ("kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager"):
+    # The node first, so nothing restarts pods while they are removed; kube-router while the
+    # API server it watches still answers.
+    for name in (
+        "kube-router",
+        "kube-proxy",
+        "kubelet",
+        "kube-scheduler",
+        "kube-controller-manager",
+    ):
         if name in records:
             sup.stop(records.pop(name))
     if crictl and "containerd" in records and records["containerd"].alive():

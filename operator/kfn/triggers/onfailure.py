@@ -150,8 +150,10 @@ async def _publish_nats(
     import nats.errors  # noqa: PLC0415
     import nats.js.errors  # noqa: PLC0415
 
+    # One try (nats-py's max_reconnect_attempts=0 would mean forever): a server that turns
+    # the credentials down fails this send, and send_until_stopped tries again later.
     client = await nats.connect(
-        servers=servers, connect_timeout=5, max_reconnect_attempts=0, **options
+        servers=servers, connect_timeout=5, allow_reconnect=False, **options
     )
     try:
         try:

@@ -263,6 +263,15 @@ def test_a_failure_record_is_not_sent_with_a_secret_its_owner_did_not_allow_ther
     )
 
 
+def test_a_failure_record_goes_with_the_secret_where_its_owner_allows(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control of the test above: the listener hears the token when it is allowed."""
+    statuses = aimed_at(listener, f"nats://{listener.address}", monkeypatch)
+    assert b"shop-token-4711" in listener.seen()[1]
+    assert statuses.verdicts == []
+
+
 def test_a_kafka_destination_is_not_contacted_with_a_secret_its_owner_did_not_allow(
     listener: Listener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -276,3 +285,33 @@ def test_a_kafka_destination_is_not_contacted_with_a_secret_its_owner_did_not_al
     with pytest.raises(onfailure.DestinationRefusedError, match="it has no annotation"):
         destinations.send("shop", trigger_api.Destination(kafka=destination), {"failed": True})
     assert listener.seen() == (0, b"")
+
+
+def test_a_nats_destination_that_turns_the_credentials_down_fails_the_send_at_once(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One try per send: the server's refusal ends it, and send_until_stopped tries again
+    later, instead of the client reconnecting forever inside one send."""
+    stored = kube.Secret({"token": b"wrong"}, {endpoints.ANNOTATION: listener.address})
+    monkeypatch.setattr(kube, "get_secret", lambda namespace, name: stored)
+    listener.greeting = NATS_INFO
+    destination = trigger_api.Destination.model_validate(
+        {"nats": {"servers": [f"nats://{listener.address}"], "subject": "failed",
+                  "credentialsSecretRef": {"name": "nats-creds"}}}
+    )  # fmt: skip
+    destinations = onfailure.Destinations(invoke.Invoker("http://127.0.0.1:9"))
+    failed: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            destinations.send("shop", destination, {"failed": True})
+        except onfailure.DestinationError as exc:
+            failed.append(exc)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    sender.join(10)
+    assert not sender.is_alive(), "the send is still reconnecting"
+    [error] = failed
+    assert "Authorization Violation" in str(error)
+    assert listener.seen()[0] == 1

@@ -1,7 +1,8 @@
 """An S3-compatible store in a test namespace: versitygw on an emptyDir.
 
 ``deploy_s3_store(namespace, webhook_url=...)`` creates a Secret with fresh
-credentials, a Deployment and a Service ``s3`` (port 7070) running the
+credentials (annotated so that kfn may send them to the store's ``endpoint``), a
+Deployment and a Service ``s3`` (port 7070) running the
 ``kfn/versitygw`` image that ``kfncluster up`` builds from the Go module
 proxy, and waits until the gateway answers a signed request from the host.
 
@@ -41,6 +42,13 @@ PORT = 7070
 NAME = "s3"
 REGION = "us-east-1"
 IMAGE = config.VERSITYGW_IMAGE
+#: The Secret annotation listing where kfn may send the Secret (docs/security.md).
+ALLOWED_ENDPOINTS = "kfn.dev/allowed-endpoints"
+
+
+def endpoint_of(namespace: str) -> str:
+    """Where Triggers reach the store of ``namespace``."""
+    return f"http://{NAME}.{namespace}.svc.{config.CLUSTER_DOMAIN}:{PORT}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +245,12 @@ def manifests(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": secret_name, "namespace": namespace, "labels": labels},
+            "metadata": {
+                "name": secret_name,
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": {ALLOWED_ENDPOINTS: endpoint_of(namespace)},
+            },
             "type": "Opaque",
             "stringData": {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key},
         },
@@ -302,7 +315,7 @@ def deploy_s3_store(namespace: str, *, webhook_url: str | None, timeout: float =
     pod_ip = kubeutil.wait_for(f"the S3 store in {namespace} to be Ready", ready_pod_ip, timeout)
     store = S3Store(
         namespace=namespace,
-        endpoint=f"http://{NAME}.{namespace}.svc.{config.CLUSTER_DOMAIN}:{PORT}",
+        endpoint=endpoint_of(namespace),
         host_endpoint=f"http://{pod_ip}:{PORT}",
         access_key=access_key,
         secret_key=secret_key,

@@ -259,8 +259,10 @@ def test_an_upload_whose_notification_never_came_reaches_the_function_once_by_li
     in another namespace hears none: the catch-up listing alone brings the upload."""
     with scratch_namespace("unheard") as other:
         secret = kubectl_json("-n", namespace, "get", "secret", store.secret_name)
+        allowed = secret["metadata"]["annotations"][stores.ALLOWED_ENDPOINTS]
         apply({"apiVersion": "v1", "kind": "Secret", "type": secret.get("type", "Opaque"),
-               "metadata": {"name": store.secret_name, "namespace": other},
+               "metadata": {"name": store.secret_name, "namespace": other,
+                            "annotations": {stores.ALLOWED_ENDPOINTS: allowed}},
                "data": secret["data"]})  # fmt: skip
         function(other, "push-fn", image, sink)
         store.create_bucket("unheard")
@@ -337,6 +339,8 @@ def test_bad_credentials_make_the_source_unreachable_without_showing_the_secret(
     kubectl("-n", namespace, "create", "secret", "generic", "wrong-creds",
             "--from-literal=AWS_ACCESS_KEY_ID=nobody",
             f"--from-literal=AWS_SECRET_ACCESS_KEY={secret}")  # fmt: skip
+    kubectl("-n", namespace, "annotate", "secret", "wrong-creds",
+            f"{stores.ALLOWED_ENDPOINTS}={store.endpoint}")  # fmt: skip
     bucket_trigger(namespace, "wrong", "poll-fn", endpoint=store.endpoint, bucket="polled",
                    mode="Poll", pollInterval="2s", events=["s3:ObjectCreated:*"],
                    credentialsSecretRef={"name": "wrong-creds"})  # fmt: skip
@@ -348,3 +352,32 @@ def test_bad_credentials_make_the_source_unreachable_without_showing_the_secret(
     assert "wrong-creds" in found["message"]
     assert secret not in json.dumps(kubectl_json("-n", namespace, "get", "trigger", "wrong"))
     print(f"\nSourceReachable: {found['reason']}: {found['message']}")
+
+
+def test_a_secret_its_owner_did_not_annotate_is_not_used_and_the_trigger_says_why(
+    namespace: str, store: stores.S3Store, image: str, sink: Sink
+) -> None:
+    """Credentials follow their owner: the store's own keys, in a Secret without the
+    annotation kfn.dev/allowed-endpoints, are not sent to the store."""
+    function(namespace, "poll-fn", image, sink)
+    kubectl("-n", namespace, "create", "secret", "generic", "unannotated",
+            f"--from-literal=AWS_ACCESS_KEY_ID={store.access_key}",
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={store.secret_key}")  # fmt: skip
+    bucket_trigger(namespace, "unannotated", "poll-fn", endpoint=store.endpoint, bucket="polled",
+                   mode="Poll", pollInterval="2s", events=["s3:ObjectCreated:*"],
+                   credentialsSecretRef={"name": "unannotated"})  # fmt: skip
+    found = wait_for("SourceReachable=False",
+                     lambda: (c := condition(namespace, "unannotated", "SourceReachable"))
+                     and c.get("status") == "False" and c,
+                     timeout=60, every=0.5)  # fmt: skip
+    print(f"\nSourceReachable: {found['reason']}: {found['message']}")
+    assert found["reason"] == "SecretNotAllowed"
+    assert found["message"].startswith(
+        f"Secret {namespace}/unannotated does not allow {store.endpoint}: it has no annotation "
+        f"{stores.ALLOWED_ENDPOINTS}"
+    )
+    ready = condition(namespace, "unannotated", "Ready")
+    assert (ready.get("status"), ready.get("reason")) == ("False", "SecretNotAllowed")
+    assert store.secret_key not in json.dumps(
+        kubectl_json("-n", namespace, "get", "trigger", "unannotated")
+    )

@@ -340,6 +340,8 @@ def test_a_secured_server_is_reached_with_the_secrets_token_which_never_shows(
     for name, token in (("nats-token", secured_nats.token), ("nats-wrong", wrong)):
         kubectl("-n", namespace, "create", "secret", "generic", name,
                 f"--from-literal=token={token}")  # fmt: skip
+        kubectl("-n", namespace, "annotate", "secret", name,
+                f"kfn.dev/allowed-endpoints={secured_nats.url}")  # fmt: skip
     deploy_function(namespace, "secured", image, at_zero=False)
     source = {"servers": [secured_nats.url], "subject": f"{stream}.>", "stream": stream}
     trigger(namespace, "secured", "secured", {

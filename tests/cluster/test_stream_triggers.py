@@ -388,6 +388,8 @@ def test_a_scram_secured_broker_is_read_with_the_secrets_credentials_which_never
                 f"--from-literal=username={secured_kafka.user}",
                 f"--from-literal=password={password}",
                 f"--from-literal=mechanism={secured.MECHANISM}")  # fmt: skip
+        kubectl("-n", namespace, "annotate", "secret", name,
+                f"kfn.dev/allowed-endpoints={secured_kafka.bootstrap}")  # fmt: skip
     deploy_function(namespace, "secured", image, at_zero=False)
     source = {"bootstrapServers": [secured_kafka.bootstrap], "topic": topic}
     trigger(namespace, "secured", "secured", {

@@ -89,6 +89,9 @@ spec:
             {{- end }}
             - name: KFN_LOG_LEVEL
               value: {{ $values.logLevel | quote }}
+            {{- /* Where the Secrets Triggers name may be sent (docs/security.md). */}}
+            - name: KFN_REQUIRE_ENDPOINT_OPT_IN
+              value: {{ $root.Values.triggerCredentials.requireEndpointOptIn | quote }}
             {{- with $values.maxBufferedMiB }}
             - name: KFN_STREAM_MAX_BUFFERED_MIB
               value: {{ . | quote }}

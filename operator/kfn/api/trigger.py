@@ -46,6 +46,7 @@ class Reason(enum.StrEnum):
     CONNECTED = "Connected"
     CONNECTION_FAILED = "ConnectionFailed"
     CREDENTIALS_NOT_FOUND = "CredentialsNotFound"
+    SECRET_NOT_ALLOWED = "SecretNotAllowed"  # noqa: S105 - a reason
     ROUTE_CONFLICT = "RouteConflict"
     DELIVERING = "Delivering"
     DELIVERY_FAILING = "DeliveryFailing"
@@ -105,7 +106,8 @@ class KafkaDestination(meta.Model):
     topic: KafkaTopic = pydantic.Field(description="Topic the failed events are produced to.")
     credentials_secret_ref: meta.LocalObjectReference | None = pydantic.Field(
         default=None,
-        description="Secret with the connection's credentials (keys username, password, ca.crt).",
+        description="Secret with the connection's credentials (keys username, password, "
+        "ca.crt). kfn sends it only to brokers its annotation kfn.dev/allowed-endpoints lists.",
     )
 
 
@@ -117,7 +119,8 @@ class NatsDestination(meta.Model):
     credentials_secret_ref: meta.LocalObjectReference | None = pydantic.Field(
         default=None,
         description="Secret with the connection's credentials (key creds, token, or username "
-        "and password).",
+        "and password). kfn sends it only to servers its annotation kfn.dev/allowed-endpoints "
+        "lists.",
     )
 
 
@@ -453,7 +456,9 @@ class StreamTrigger(meta.Model):
     credentials_secret_ref: meta.LocalObjectReference | None = pydantic.Field(
         default=None,
         description="Secret with the connection's credentials (Kafka: username, password, "
-        "mechanism, ca.crt; NATS: creds, token, or username and password).",
+        "mechanism, ca.crt; NATS: creds, token, or username and password). kfn sends it only "
+        "to the brokers or servers its annotation kfn.dev/allowed-endpoints lists; elsewhere "
+        "the Trigger is not Ready (SecretNotAllowed).",
     )
 
     __rules__ = (
@@ -583,7 +588,8 @@ class BucketTrigger(meta.Model):
     credentials_secret_ref: meta.LocalObjectReference | None = pydantic.Field(
         default=None,
         description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, to list the "
-        "bucket (Push mode catches up on lost notifications only with it).",
+        "bucket (Push mode catches up on lost notifications only with it). kfn uses it only "
+        "with an endpoint its annotation kfn.dev/allowed-endpoints lists.",
     )
     delivery: AsyncDelivery = pydantic.Field(
         default_factory=AsyncDelivery, description="Retries and the failure destination."

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -142,8 +143,16 @@ def get(api_version: str, kind: str, namespace: str, name: str) -> Object | None
         raise
 
 
-def get_secret(namespace: str, name: str) -> dict[str, bytes] | None:
-    """A Secret's decoded data, or None if it does not exist.
+@dataclasses.dataclass(frozen=True)
+class Secret:
+    """A Secret's decoded data, and its annotations (where its owner says it may go)."""
+
+    data: dict[str, bytes]
+    annotations: dict[str, str]
+
+
+def get_secret(namespace: str, name: str) -> Secret | None:
+    """A Secret, or None if it does not exist.
 
     Callers hold the values only in memory: they are never logged, put in a status or in an
     Event.
@@ -152,7 +161,11 @@ def get_secret(namespace: str, name: str) -> dict[str, bytes] | None:
     if secret is None:
         return None
     data = secret.get("data") or {}
-    return {str(key): base64.b64decode(value) for key, value in data.items()}
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    return Secret(
+        data={str(key): base64.b64decode(value) for key, value in data.items()},
+        annotations={str(key): str(value) for key, value in annotations.items()},
+    )
 
 
 def apply(obj: Mapping[str, Any], *, manager: str = FIELD_MANAGER) -> Object:

@@ -12,7 +12,8 @@ The modules beside those packages are what the workers share:
 * :mod:`~kfn.triggers.failure` — who an event is for, and Lambda's failure record;
 * :mod:`~kfn.triggers.onfailure` — sending failure records to a Function, a Kafka topic or a
   NATS subject;
-* :mod:`~kfn.triggers.credentials` — Kafka and NATS client settings from a Trigger's Secret;
+* :mod:`~kfn.triggers.credentials` — a Trigger's Secret, read only for endpoints the Secret
+  allows, and Kafka and NATS client settings from it;
 * :mod:`~kfn.triggers.metrics` — the events and lag every worker counts;
 * :mod:`~kfn.triggers.status` — the Trigger conditions the workers write;
 * :mod:`~kfn.triggers.lease`, :mod:`~kfn.triggers.leader` and :mod:`~kfn.triggers.process` —

@@ -1,10 +1,12 @@
 """Broker credentials: the Secrets a Trigger names, turned into client settings.
 
-Stream sources and on-failure destinations connect to Kafka and NATS with credentials from
-a Secret in the Trigger's namespace (see the Trigger API). :func:`read_secret` reads it,
-:func:`kafka_config` and :func:`nats_options` turn it into librdkafka settings and nats-py
-options, and :func:`refusal` words a broker's refusal for SourceReachable. Values are held
-in memory only and never appear in a message or a log.
+Stream sources, bucket listings and on-failure destinations connect with credentials from a
+Secret in the Trigger's namespace (see the Trigger API). :func:`read_secret` reads it for the
+endpoints it is about to be sent to, and only if the Secret's owner allows them
+(:mod:`kfn.api.endpoints`: credentials follow their owner); :func:`kafka_config` and
+:func:`nats_options` turn it into librdkafka settings and nats-py options, and
+:func:`refusal` words a broker's refusal for SourceReachable. Values are held in memory only
+and never appear in a message or a log.
 """
 
 from __future__ import annotations
@@ -12,19 +14,39 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
 
 from kfn import kube
-from kfn.api import meta
+from kfn.api import endpoints, meta
+from kfn.api import trigger as trigger_api
 
 Secret = Mapping[str, bytes]
-#: Reads the Secret a Trigger names (None for no reference); :func:`read_secret` in a worker.
-SecretReader = Callable[[str, meta.LocalObjectReference | None], Secret | None]
+#: Reads the Secret a Trigger names (None for no reference) for the endpoints it is sent to;
+#: :func:`read_secret` in a worker.
+SecretReader = Callable[
+    [str, meta.LocalObjectReference | None, Sequence[endpoints.Endpoint]], Secret | None
+]
+
+#: ``false`` lets a Secret without the annotation go anywhere (the chart's
+#: ``triggerCredentials.requireEndpointOptIn``); any other value, or none, does not.
+REQUIRE_OPT_IN_ENV: Final = "KFN_REQUIRE_ENDPOINT_OPT_IN"
 
 
 class CredentialsError(Exception):
     """A Secret a Trigger names does not exist or lacks a key; the message says which."""
+
+
+class SecretNotAllowedError(CredentialsError):
+    """The Secret's owner does not allow it where the Trigger would send it; the message says
+    what to ask of them. Nothing was sent."""
+
+
+def reason_of(error: CredentialsError) -> trigger_api.Reason:
+    """The condition reason for a Secret kfn did not use."""
+    if isinstance(error, SecretNotAllowedError):
+        return trigger_api.Reason.SECRET_NOT_ALLOWED
+    return trigger_api.Reason.CREDENTIALS_NOT_FOUND
 
 
 def refusal(
@@ -36,14 +58,34 @@ def refusal(
     return f"{where} refused the credentials {whose}: {detail}; check {check}"
 
 
-def read_secret(namespace: str, ref: meta.LocalObjectReference | None) -> Secret | None:
-    """The Secret's data, None without a reference; :class:`CredentialsError` if missing."""
+def require_opt_in() -> bool:
+    """Whether a Secret without the annotation :data:`kfn.api.endpoints.ANNOTATION` is
+    refused (:data:`REQUIRE_OPT_IN_ENV`). Anything but ``false`` keeps the requirement."""
+    return os.environ.get(REQUIRE_OPT_IN_ENV, "").strip().lower() != "false"
+
+
+def read_secret(
+    namespace: str,
+    ref: meta.LocalObjectReference | None,
+    to: Sequence[endpoints.Endpoint],
+) -> Secret | None:
+    """The Secret's data for sending to the endpoints ``to``, None without a reference.
+
+    Raises :class:`CredentialsError` if it is missing, and :class:`SecretNotAllowedError` if its
+    annotation does not allow every one of ``to``: call this before any connection that
+    carries the credentials, so that a refused Secret is sent nowhere.
+    """
     if ref is None:
         return None
-    data = kube.get_secret(namespace, ref.name)
-    if data is None:
+    secret = kube.get_secret(namespace, ref.name)
+    if secret is None:
         raise CredentialsError(f"Secret {namespace}/{ref.name} does not exist")
-    return data
+    refused = endpoints.decide(
+        namespace, ref.name, secret.annotations, to, require_opt_in=require_opt_in()
+    )
+    if refused is not None:
+        raise SecretNotAllowedError(refused.message)
+    return secret.data
 
 
 def kafka_config(servers: list[str], secret: Secret | None) -> dict[str, Any]:

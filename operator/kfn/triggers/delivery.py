@@ -215,6 +215,7 @@ class AsyncDeliverer:
             return None
 
         sent = onfailure.send_until_stopped(
-            self.destinations, target, spec.on_failure, record, stop=self.stop, give_up=give_up
-        )
+            self.destinations, target, spec.on_failure, record,
+            stop=self.stop, give_up=give_up, statuses=self.statuses,
+        )  # fmt: skip
         return Result(sent, False, attempts, condition, outcome)

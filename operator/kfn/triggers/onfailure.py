@@ -2,9 +2,12 @@
 
 :class:`Destinations` sends a failure record (:func:`kfn.triggers.failure.failure_record`)
 to the destination a Trigger names: a Function (invoked as an ``Event``), a Kafka topic or a
-NATS subject, with credentials from the Trigger's Secret. :func:`send_until_stopped` retries
-an unreachable destination with backoff until the record is taken, the worker stops, or the
-record is given up (the Trigger was deleted, the event outlived its retention).
+NATS subject, with credentials from the destination's Secret, read for every record and used
+only where its owner allows (:func:`kfn.triggers.credentials.read_secret`).
+:func:`send_until_stopped` retries an unreachable or refused destination with backoff until
+the record is taken, the worker stops, or the record is given up (the Trigger was deleted,
+the event outlived its retention); a refused Secret shows in the Trigger's Delivering
+condition meanwhile.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from kfn.api import endpoints, meta
 from kfn.api import trigger as trigger_api
-from kfn.triggers import credentials, failure, invoke, metrics
+from kfn.triggers import credentials, failure, invoke, metrics, status
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,11 @@ DESTINATION_BACKOFF: Final = (1.0, 30.0)
 
 class DestinationError(Exception):
     """A failure record could not be sent; the message names the destination."""
+
+
+class DestinationRefusedError(DestinationError):
+    """The destination's Secret may not be sent there; nothing was. The message says why
+    and what to ask of the Secret's owner."""
 
 
 class Destinations:
@@ -65,16 +74,17 @@ class Destinations:
             )
 
     def _producer(self, namespace: str, spec: trigger_api.KafkaDestination) -> Any:
+        """The producer for a destination, its Secret read (and allowed) for every record,
+        so a Secret whose owner withdrew the brokers is not used again."""
         import confluent_kafka  # noqa: PLC0415 - loaded only by workers that produce
 
         ref = spec.credentials_secret_ref
+        secret = _secret(namespace, ref, endpoints.kafka(spec.bootstrap_servers))
         cache_key = json.dumps([namespace, spec.bootstrap_servers, ref.name if ref else None])
         with self._lock:
             producer = self._producers.get(cache_key)
             if producer is None:
-                config = credentials.kafka_config(
-                    spec.bootstrap_servers, credentials.read_secret(namespace, ref)
-                )
+                config = credentials.kafka_config(spec.bootstrap_servers, secret)
                 config.update({"enable.idempotence": True, "acks": "all", "linger.ms": 5})
                 producer = confluent_kafka.Producer(config)
                 self._producers[cache_key] = producer
@@ -103,10 +113,9 @@ class Destinations:
             raise DestinationError(f"Kafka topic {spec.topic}: {reason}")
 
     def _to_nats(self, namespace: str, spec: trigger_api.NatsDestination, body: bytes) -> None:
+        secret = _secret(namespace, spec.credentials_secret_ref, endpoints.nats(spec.servers))
         try:
-            options = credentials.nats_options(
-                credentials.read_secret(namespace, spec.credentials_secret_ref)
-            )
+            options = credentials.nats_options(secret)
         except credentials.CredentialsError as exc:
             raise DestinationError(str(exc)) from None
         try:
@@ -122,6 +131,18 @@ class Destinations:
             self._producers.clear()
 
 
+def _secret(
+    namespace: str, ref: meta.LocalObjectReference | None, to: Sequence[endpoints.Endpoint]
+) -> credentials.Secret | None:
+    """A destination's Secret, read for the endpoints ``to``."""
+    try:
+        return credentials.read_secret(namespace, ref, to)
+    except credentials.SecretNotAllowedError as exc:
+        raise DestinationRefusedError(f"the onFailure destination's {exc}") from None
+    except credentials.CredentialsError as exc:
+        raise DestinationError(str(exc)) from None
+
+
 async def _publish_nats(
     servers: list[str], subject: str, body: bytes, options: Mapping[str, Any]
 ) -> None:
@@ -129,8 +150,10 @@ async def _publish_nats(
     import nats.errors  # noqa: PLC0415
     import nats.js.errors  # noqa: PLC0415
 
+    # One try (nats-py's max_reconnect_attempts=0 would mean forever): a server that turns
+    # the credentials down fails this send, and send_until_stopped tries again later.
     client = await nats.connect(
-        servers=servers, connect_timeout=5, max_reconnect_attempts=0, **options
+        servers=servers, connect_timeout=5, allow_reconnect=False, **options
     )
     try:
         try:
@@ -152,13 +175,16 @@ def send_until_stopped(
     stop: threading.Event,
     key: bytes | None = None,
     give_up: Callable[[], str | None] = lambda: None,
+    statuses: status.StatusWriter | None = None,
 ) -> bool:
     """Sends a failure record, retrying an unreachable destination with backoff.
 
     Returns False only when the worker stops first (the event is then not acknowledged).
     ``give_up`` is asked between tries: a reason it returns (the Trigger was deleted, the
     event outlived its retention) ends the tries with the record logged and dropped, so a
-    destination that never comes back cannot hold a worker forever.
+    destination that never comes back cannot hold a worker forever. A destination whose
+    Secret is refused is tried again too (its owner may allow it), and says so in the
+    Trigger's Delivering condition through ``statuses``.
     """
     first, cap = DESTINATION_BACKOFF
     tries = 0
@@ -169,6 +195,10 @@ def send_until_stopped(
             tries += 1
             delay = min(cap, first * 2 ** (tries - 1))
             logger.warning("%s: onFailure destination failed: %s", target.label, exc)
+            if isinstance(exc, DestinationRefusedError) and statuses is not None:
+                message = f"{exc}; failure records wait until it is allowed"
+                verdict = status.Verdict(False, trigger_api.Reason.SECRET_NOT_ALLOWED, message)
+                statuses.set((target.namespace, target.trigger), delivering=verdict)
             if stop.wait(delay):
                 return False
             reason = give_up()

@@ -4,9 +4,11 @@ A cron, stream or bucket Trigger's conditions belong to the worker serving it (t
 operator writes only ``status.type``):
 
 * ``SourceReachable`` — the worker reaches the broker, bucket or schedule (``Connected``),
-  or why not (``ConnectionFailed``, ``CredentialsNotFound``), in a message without secrets;
+  or why not (``ConnectionFailed``, ``CredentialsNotFound``, ``SecretNotAllowed``), in a
+  message without secrets;
 * ``Delivering`` — the function handles events (``Delivering``), or the last failure
-  (``DeliveryFailing``, ``FunctionNotFound``);
+  (``DeliveryFailing``, ``FunctionNotFound``, ``SecretNotAllowed`` for a failure
+  destination);
 * ``Ready`` — both True, else the first that is not.
 
 Workers call :meth:`StatusWriter.set` as often as they like; one background thread writes a

@@ -69,6 +69,16 @@ def test_async_workers_retry_after_lambdas_delays_unless_told_otherwise(
     }
 
 
+def test_every_trigger_worker_sends_a_secret_only_where_it_opted_in_unless_told_otherwise(
+    helm: pathlib.Path,
+) -> None:
+    for values, expected in (({}, "true"), ({"requireEndpointOptIn": False}, "false")):
+        objects = chart.render(helm, {"triggerCredentials": values} if values else None)
+        for component in ("cron", "stream", "bucket"):
+            env = {e["name"]: e.get("value") for e in chart.container(objects, component)["env"]}
+            assert env["KFN_REQUIRE_ENDPOINT_OPT_IN"] == expected, component
+
+
 def test_object_stores_reach_the_bucket_worker_through_its_service(helm: pathlib.Path) -> None:
     objects = chart.render(helm)
     service = chart.one(objects, "Service", "bucket")

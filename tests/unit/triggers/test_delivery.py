@@ -1,5 +1,6 @@
 """Lambda's asynchronous delivery from trigger workers: retries, failure records sent to
-onFailure destinations, and events handed on by a stopping worker.
+onFailure destinations (with a Secret only where its owner allows), and events handed on by a
+stopping worker.
 
 The activator is a real HTTP server on 127.0.0.1 (the ``activator`` fixture)."""
 
@@ -9,11 +10,15 @@ import datetime
 import json
 import threading
 import time
+from typing import Any
 
-from kfn import retry
+import pytest
+
+from kfn import kube, retry
+from kfn.api import endpoints
 from kfn.api import trigger as trigger_api
 from kfn.triggers import delivery, failure, invoke, onfailure, status
-from tests.unit.triggers.conftest import ActivatorStub
+from tests.unit.triggers.conftest import NATS_INFO, ActivatorStub, Listener
 
 T0 = datetime.datetime(2026, 3, 1, 12, tzinfo=datetime.UTC)
 TARGET = failure.Target("shop", "thumbnail", "uploads", "bucket")
@@ -202,3 +207,111 @@ def test_a_destination_that_never_answers_is_given_up_once_the_trigger_is_gone(
     )
     assert result.handled
     assert [c.path.split("/")[-2] for c in activator.calls] == ["thumbnail"] + ["gone"] * 3
+
+
+# --- a destination's Secret follows its owner ---------------------------------------------------
+
+
+class Delivering(status.StatusWriter):
+    """Every Delivering verdict set, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verdicts: list[status.Verdict] = []
+
+    def set(self, key: Any, *, delivering: Any = None, **extra: Any) -> None:
+        assert key == ("shop", "uploads")
+        del extra
+        if delivering is not None:
+            self.verdicts.append(delivering)
+
+
+def aimed_at(listener: Listener, allowed: str, monkeypatch: pytest.MonkeyPatch) -> Delivering:
+    """Sends a failure record once to a NATS destination on ``listener`` whose Secret allows
+    ``allowed``; the Delivering verdicts it left."""
+    stored = kube.Secret({"token": b"shop-token-4711"}, {endpoints.ANNOTATION: allowed})
+    monkeypatch.setattr(kube, "get_secret", lambda namespace, name: stored)
+    listener.greeting = NATS_INFO
+    destination = trigger_api.Destination.model_validate(
+        {"nats": {"servers": [f"nats://{listener.address}"], "subject": "failed",
+                  "credentialsSecretRef": {"name": "nats-creds"}}}
+    )  # fmt: skip
+    stop = threading.Event()
+    stop.set()  # one try, then the worker stops
+    invoker = invoke.Invoker("http://127.0.0.1:9")
+    statuses = Delivering()
+    sent = onfailure.send_until_stopped(
+        onfailure.Destinations(invoker), TARGET, destination, {"failed": True},
+        stop=stop, statuses=statuses,
+    )  # fmt: skip
+    assert sent is False
+    return statuses
+
+
+def test_a_failure_record_is_not_sent_with_a_secret_its_owner_did_not_allow_there(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statuses = aimed_at(listener, "nats://nats.shop.svc:4222", monkeypatch)
+    assert listener.seen() == (0, b"")
+    [verdict] = statuses.verdicts
+    assert (verdict.ok, verdict.reason) == (False, "SecretNotAllowed")
+    assert verdict.message == (
+        f"the onFailure destination's Secret shop/nats-creds does not allow "
+        f"nats://{listener.address}; add it to the annotation kfn.dev/allowed-endpoints if the "
+        "Secret's owner agrees (it allows nats://nats.shop.svc:4222); failure records wait "
+        "until it is allowed"
+    )
+
+
+def test_a_failure_record_goes_with_the_secret_where_its_owner_allows(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control of the test above: the listener hears the token when it is allowed."""
+    statuses = aimed_at(listener, f"nats://{listener.address}", monkeypatch)
+    assert b"shop-token-4711" in listener.seen()[1]
+    assert statuses.verdicts == []
+
+
+def test_a_kafka_destination_is_not_contacted_with_a_secret_its_owner_did_not_allow(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = kube.Secret({"username": b"fn", "password": b"pw-4711"}, {})
+    monkeypatch.setattr(kube, "get_secret", lambda namespace, name: stored)
+    destination = trigger_api.KafkaDestination.model_validate(
+        {"bootstrapServers": [listener.address], "topic": "failed",
+         "credentialsSecretRef": {"name": "kafka-creds"}}
+    )  # fmt: skip
+    destinations = onfailure.Destinations(invoke.Invoker("http://127.0.0.1:9"))
+    with pytest.raises(onfailure.DestinationRefusedError, match="it has no annotation"):
+        destinations.send("shop", trigger_api.Destination(kafka=destination), {"failed": True})
+    assert listener.seen() == (0, b"")
+
+
+def test_a_nats_destination_that_turns_the_credentials_down_fails_the_send_at_once(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One try per send: the server's refusal ends it, and send_until_stopped tries again
+    later, instead of the client reconnecting forever inside one send."""
+    stored = kube.Secret({"token": b"wrong"}, {endpoints.ANNOTATION: listener.address})
+    monkeypatch.setattr(kube, "get_secret", lambda namespace, name: stored)
+    listener.greeting = NATS_INFO
+    destination = trigger_api.Destination.model_validate(
+        {"nats": {"servers": [f"nats://{listener.address}"], "subject": "failed",
+                  "credentialsSecretRef": {"name": "nats-creds"}}}
+    )  # fmt: skip
+    destinations = onfailure.Destinations(invoke.Invoker("http://127.0.0.1:9"))
+    failed: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            destinations.send("shop", destination, {"failed": True})
+        except onfailure.DestinationError as exc:
+            failed.append(exc)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    sender.join(10)
+    assert not sender.is_alive(), "the send is still reconnecting"
+    [error] = failed
+    assert "Authorization Violation" in str(error)
+    assert listener.seen()[0] == 1

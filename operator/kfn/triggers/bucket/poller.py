@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from kfn import kube
-from kfn.api import meta
+from kfn.api import endpoints, meta
 from kfn.clock import Clock, utcnow
 from kfn.kube import cache
 from kfn.triggers import credentials, delivery, metrics
@@ -189,9 +189,12 @@ class Poller:
             records = (
                 self.snapshots.records(route.namespace, route.name, uid=route.uid) if pushed else {}
             )
-            keys = credentials_of(
-                self.read_secret(route.namespace, route.spec.credentials_secret_ref), route
+            secret = self.read_secret(
+                route.namespace,
+                route.spec.credentials_secret_ref,
+                endpoints.s3(route.spec.endpoint),
             )
+            keys = credentials_of(secret, route)
             if keys is not None:
                 secrets = [keys.secret_key, keys.session_token or ""]
             client = s3.Client(route.spec.endpoint, route.spec.region, keys)

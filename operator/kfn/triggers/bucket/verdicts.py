@@ -74,9 +74,7 @@ def source_verdict(
             f"listing {where} every {route.spec.poll_interval}",
         )
     if isinstance(error, credentials.CredentialsError):
-        return status.Verdict(
-            False, trigger_api.Reason.CREDENTIALS_NOT_FOUND, _scrub(str(error), scrub)
-        )
+        return status.Verdict(False, credentials.reason_of(error), _scrub(str(error), scrub))
     if isinstance(error, s3.S3Error):
         if error.code in ("AnswerTooLarge", "AnswerTooSlow"):
             text = f"listing {where} failed: {error.message}"

@@ -43,7 +43,7 @@ Design:
   records are retried, never NAK'd; at shutdown the unprocessed ones are NAK'd so they are
   redelivered at once. ``lag`` is the consumer's pending plus ack-pending records.
 * Status (:mod:`kfn.triggers.status`): SourceReachable (broker or topic errors, missing
-  credentials), Delivering (the last function error), ``lag`` (high watermark minus
-  committed, summed over the assigned partitions) and ``lastEventTime``. Metrics by trigger
-  through :mod:`kfn.triggers.metrics`.
+  credentials, a Secret not allowed for these brokers), Delivering (the last function
+  error), ``lag`` (high watermark minus committed, summed over the assigned partitions) and
+  ``lastEventTime``. Metrics by trigger through :mod:`kfn.triggers.metrics`.
 """

@@ -40,6 +40,7 @@ from typing import Any, Final
 import confluent_kafka
 from confluent_kafka import admin as kafka_admin
 
+from kfn.api import endpoints
 from kfn.api import trigger as trigger_api
 from kfn.triggers import credentials, metrics
 from kfn.triggers import status as status_
@@ -117,7 +118,8 @@ def forget_group(
             raise source_.ForgetError(str(exc)) from None
         return _delete_group(admin, group)
 
-    source_.forget(target, f"consumer group {group}", delete, read_secret)
+    to = endpoints.kafka(source.bootstrap_servers)
+    source_.forget(target, f"consumer group {group}", delete, read_secret, to)
 
 
 def _delete_group(admin: kafka_admin.AdminClient, group: str) -> bool:
@@ -259,7 +261,9 @@ class Consumer(source_.Consumer):
 
     def config(self) -> dict[str, Any]:
         secret = credentials.read_secret(
-            self.target.namespace, self.target.spec.credentials_secret_ref
+            self.target.namespace,
+            self.target.spec.credentials_secret_ref,
+            endpoints.kafka(self.source.bootstrap_servers),
         )
         config = credentials.kafka_config(self.source.bootstrap_servers, secret)
         config.update(
@@ -286,7 +290,7 @@ class Consumer(source_.Consumer):
             try:
                 consumer = confluent_kafka.Consumer(self.config())
             except credentials.CredentialsError as exc:
-                self._reachable(False, trigger_api.Reason.CREDENTIALS_NOT_FOUND, str(exc))
+                self._reachable(False, credentials.reason_of(exc), str(exc))
                 self.stopping.wait(LAG_INTERVAL * 2)
                 continue
             problem = self._check(consumer)

@@ -57,6 +57,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from kfn.api import endpoints
 from kfn.api import trigger as trigger_api
 from kfn.triggers import credentials, metrics
 from kfn.triggers import status as status_
@@ -295,7 +296,8 @@ def forget_durable(
             raise source_.ForgetError(describe(exc)) from None
         return True
 
-    source_.forget(target, f"durable {durable} on stream {source.stream}", delete, read_secret)
+    to = endpoints.nats(source.servers)
+    source_.forget(target, f"durable {durable} on stream {source.stream}", delete, read_secret, to)
 
 
 # --- the consumer --------------------------------------------------------------------------------
@@ -414,11 +416,13 @@ class Consumer(source_.Consumer):
         try:
             options = credentials.nats_options(
                 credentials.read_secret(
-                    self.target.namespace, self.target.spec.credentials_secret_ref
+                    self.target.namespace,
+                    self.target.spec.credentials_secret_ref,
+                    endpoints.nats(self.source.servers),
                 )
             )
         except credentials.CredentialsError as exc:
-            self._reachable(False, trigger_api.Reason.CREDENTIALS_NOT_FOUND, str(exc))
+            self._reachable(False, credentials.reason_of(exc), str(exc))
             self.stopping.wait(LAG_INTERVAL * 2)
             return None
         try:

@@ -25,6 +25,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from kfn import clock as clock_
 from kfn import retry
+from kfn.api import endpoints
 from kfn.api import trigger as trigger_api
 from kfn.triggers import credentials, failure, invoke, metrics, onfailure
 from kfn.triggers import status as status_
@@ -74,17 +75,20 @@ def forget(
     what: str,
     delete: Callable[[credentials.Secret | None], bool],
     read_secret: credentials.SecretReader,
+    to: Sequence[endpoints.Endpoint],
 ) -> None:
     """Deletes ``what`` kfn named at the source for a deleted Trigger through the broker's
-    ``delete`` step, given the Trigger's credentials Secret. The broker's module passes only
-    what kfn named: a group or durable the Trigger names itself is the user's and stays.
+    ``delete`` step, given the Trigger's credentials Secret (read for the source's endpoints
+    ``to``, so one its owner does not allow there is not sent). The broker's module passes
+    only what kfn named: a group or durable the Trigger names itself is the user's and stays.
 
     ``delete`` returns False when there was nothing to delete, and raises
     :class:`ForgetError` (or :class:`~kfn.triggers.credentials.CredentialsError`) when it
     could not; failures are logged, since the Trigger is gone either way.
     """
     try:
-        deleted = delete(read_secret(target.namespace, target.spec.credentials_secret_ref))
+        secret = read_secret(target.namespace, target.spec.credentials_secret_ref, to)
+        deleted = delete(secret)
     except (credentials.CredentialsError, ForgetError) as exc:
         logger.warning("%s: cannot delete %s: %s", target.label, what, exc)
         return
@@ -227,6 +231,7 @@ class BatchSource(abc.ABC, Generic[T]):
             record,
             stop=self.cancel,
             key=self.key(records),
+            statuses=self.consumer.statuses,
         )
 
     def observe(self, outcome: retry.Outcome, records: int) -> None:

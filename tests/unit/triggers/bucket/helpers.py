@@ -168,8 +168,8 @@ class MemorySnapshots(poll.SnapshotStore):
             data.pop(key, None)
 
 
-def no_secret(namespace: str, ref: meta.LocalObjectReference | None) -> None:
-    del namespace, ref
+def no_secret(namespace: str, ref: meta.LocalObjectReference | None, to: object) -> None:
+    del namespace, ref, to
 
 
 def make_worker(

@@ -5,7 +5,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kfn.triggers import status
+import pytest
+
+from kfn import kube
+from kfn.api import endpoints
+from kfn.triggers import credentials, status
 from kfn.triggers.bucket import poll, poller, routes, s3, worker
 from tests.unit.triggers.bucket.conftest import Store
 from tests.unit.triggers.bucket.helpers import (
@@ -171,7 +175,7 @@ def test_a_poll_is_due_again_after_its_interval(store: Store) -> None:
 def reachable_after_a_poll(store: Store, secret: dict[str, bytes]) -> status.Verdict:
     """SourceReachable after polling ``store`` with ``secret`` as the Trigger's Secret."""
     statuses = Statuses()
-    bucket = make_worker(Recorder(), read_secret=lambda ns, ref: secret, statuses=statuses)
+    bucket = make_worker(Recorder(), read_secret=lambda ns, ref, to: secret, statuses=statuses)
     bucket.routes.replace(
         [trigger(endpoint=store.url, mode="Poll", credentialsSecretRef={"name": "s3-creds"})]
     )
@@ -195,6 +199,50 @@ def test_a_secret_without_the_keys_is_credentials_not_found(store: Store) -> Non
     verdict = reachable_after_a_poll(store, {"other": b"x"})
     assert (verdict.ok, verdict.reason) == (False, "CredentialsNotFound")
     assert "AWS_ACCESS_KEY_ID" in verdict.message
+
+
+def polled_with_a_secret_annotated(
+    store: Store, monkeypatch: pytest.MonkeyPatch, allowed: str
+) -> status.Verdict:
+    """SourceReachable after polling ``store`` with a Secret whose owner allows ``allowed``,
+    read as the worker reads it."""
+    stored = kube.Secret(
+        {"AWS_ACCESS_KEY_ID": b"AKIDTEAMA", "AWS_SECRET_ACCESS_KEY": b"team-a-secret-key"},
+        {endpoints.ANNOTATION: allowed},
+    )
+    monkeypatch.setattr(kube, "get_secret", lambda namespace, name: stored)
+    statuses = Statuses()
+    bucket = make_worker(Recorder(), read_secret=credentials.read_secret, statuses=statuses)
+    bucket.routes.replace(
+        [trigger(endpoint=store.url, mode="Poll", credentialsSecretRef={"name": "s3-creds"})]
+    )
+    bucket.poller.sync_leadership(True)
+    bucket.poller.poll_once(routes.polled(bucket.routes)[0])
+    return statuses.reachable[("media", "thumbs")]
+
+
+def test_a_store_the_secrets_owner_did_not_list_is_never_sent_a_request_signed_with_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verdict = polled_with_a_secret_annotated(store, monkeypatch, "https://s3.media.example")
+    assert store.seen == []
+    assert (verdict.ok, verdict.reason) == (False, "SecretNotAllowed")
+    assert verdict.message == (
+        f"Secret media/s3-creds does not allow {store.url}; add it to the annotation "
+        "kfn.dev/allowed-endpoints if the Secret's owner agrees (it allows "
+        "https://s3.media.example:443)"
+    )
+
+
+def test_a_store_the_secrets_owner_listed_is_listed_with_its_keys(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allowed = f"s3.media.example:443 {store.url}"
+    verdict = polled_with_a_secret_annotated(store, monkeypatch, allowed)
+    assert (verdict.ok, verdict.reason) == (True, "Connected")
+    assert store.seen
+    signed = [headers.get("authorization", "") for _, _, headers in store.seen]
+    assert all("Credential=AKIDTEAMA/" in authorization for authorization in signed)
 
 
 def test_a_trigger_gone_from_a_relist_is_forgotten_by_the_poller_and_the_status_writer(

@@ -1,13 +1,21 @@
-"""The Kafka consumer's account of a broker that refuses it (no broker needed)."""
+"""The Kafka consumer's account of a broker that refuses it, and of a Secret it may not send
+(no broker needed)."""
 
 from __future__ import annotations
 
-import confluent_kafka
+import time
+from typing import Any
 
+import confluent_kafka
+import pytest
+
+from kfn import kube
+from kfn.api import endpoints
 from kfn.triggers import invoke, onfailure
 from kfn.triggers import status as status_
 from kfn.triggers.stream import budget as budget_
 from kfn.triggers.stream import kafka, source, worker
+from tests.unit.triggers.conftest import Listener
 from tests.unit.triggers.stream.test_worker import trigger
 
 
@@ -104,3 +112,46 @@ def test_the_consumers_of_one_process_pause_together_past_its_byte_budget() -> N
         for ours, client in consumers:
             client.close()
             ours.pool.shutdown()
+
+
+def test_a_kafka_trigger_aimed_at_a_foreign_broker_never_connects_with_a_refused_secret(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = kube.Secret(
+        {"username": b"fn", "password": b"pw-of-team-a-4711"},
+        {endpoints.ANNOTATION: "kafka-0.kafka.ns.svc:9092"},
+    )
+    monkeypatch.setattr(kube, "get_secret", lambda namespace, name: stored)
+    wanted = worker.wanted_of(
+        trigger("k", kafka={"bootstrapServers": [listener.address], "topic": "t"},
+                credentialsSecretRef={"name": "kafka-creds"})
+    )  # fmt: skip
+    assert wanted is not None
+    seen: list[status_.Verdict] = []
+
+    class Verdicts(status_.StatusWriter):
+        def set(self, key: Any, *, reachable: Any = None, **extra: Any) -> None:
+            del key, extra
+            if reachable is not None:
+                seen.append(reachable)
+
+    invoker = invoke.Invoker("http://127.0.0.1:9")
+    kafka_consumer = kafka.Consumer(
+        wanted.target, source.Clients(invoker, onfailure.Destinations(invoker), Verdicts())
+    )
+    kafka_consumer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        kafka_consumer.stop()
+        kafka_consumer.join(15)
+    assert not kafka_consumer.thread.is_alive()
+    assert listener.seen() == (0, b"")
+    [refused] = seen
+    assert (refused.ok, refused.reason) == (False, "SecretNotAllowed")
+    assert refused.message.startswith(
+        f"Secret ns/kafka-creds does not allow {listener.address}; add it to the annotation "
+        "kfn.dev/allowed-endpoints"
+    )

@@ -121,7 +121,7 @@ def test_the_old_group_is_forgotten_after_its_consumer_left_and_before_a_replace
 
 
 def test_a_group_or_durable_the_trigger_names_itself_is_left_alone() -> None:
-    def no_secret_read(namespace: str, ref: object) -> None:
+    def no_secret_read(namespace: str, ref: object, to: object) -> None:
         raise AssertionError("nothing should be read for a user-named group")
 
     named_group = worker.wanted_of(
@@ -145,7 +145,7 @@ def test_forgetting_at_an_unreachable_server_gives_up_soon_and_says_so(
     )
     assert gone is not None
     started = time.monotonic()
-    nats_.forget_durable(gone.target, read_secret=lambda namespace, ref: None)
+    nats_.forget_durable(gone.target, read_secret=lambda namespace, ref, to: None)
     assert time.monotonic() - started < nats_.FORGET_TIMEOUT
     assert "cannot delete durable kfn_ns_n" in caplog.text
 
@@ -163,8 +163,8 @@ def test_forgetting_with_unusable_credentials_says_what_was_kept_and_why(
     )  # fmt: skip
     assert group is not None
     assert durable is not None
-    kafka_.forget_group(group.target, read_secret=lambda namespace, ref: {"username": b"fn"})
-    nats_.forget_durable(durable.target, read_secret=lambda namespace, ref: {"other": b"x"})
+    kafka_.forget_group(group.target, read_secret=lambda namespace, ref, to: {"username": b"fn"})
+    nats_.forget_durable(durable.target, read_secret=lambda namespace, ref, to: {"other": b"x"})
     kept = [r.getMessage() for r in caplog.records]
     assert kept == [
         "ns/k: cannot delete consumer group kfn.ns.k: "

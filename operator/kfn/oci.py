@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import IO, Any, BinaryIO, Final, NamedTuple
 
-from kfn import ociauth
+from kfn import expiring, ociauth
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -348,7 +348,7 @@ class Registry:
         self.timeout = timeout
         self._context = _tls_context(host, ca_file)
         self._lock = threading.Lock()
-        self._tokens = ociauth.TokenCache()
+        self._tokens: expiring.Expiring[Hashable, str] = expiring.Expiring(ociauth.TOKEN_LIMIT)
         #: The realm and service of the registry's last Bearer challenge, to send cached
         #: tokens with first attempts; ``_basic`` once it asked for Basic authentication.
         self._bearer: tuple[str, str] | None = None
@@ -482,9 +482,8 @@ class Registry:
         if not isinstance(token, str) or not token:
             raise RegistryError(f"registry {self.host}: token service {realm} answered no token")
         with self._lock:
-            self._tokens.put(
-                key, token, ociauth.token_seconds(doc.get("expires_in")), time.monotonic()
-            )
+            lifetime = ociauth.token_seconds(doc.get("expires_in"))
+            self._tokens.put(key, token, ociauth.token_until(lifetime, time.monotonic()))
         return token
 
     def _refused(self, answer: _Answer) -> RegistryAuthError:

@@ -20,12 +20,14 @@ import dataclasses
 import json
 import re
 import urllib.parse
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final, Literal
 
 #: A token is used until this long before the service said it expires (at most half its life),
 #: so a request never leaves with a token that dies on the way.
 TOKEN_MARGIN: Final = 10.0
+#: Tokens one registry client keeps at most (one per realm, service and scopes).
+TOKEN_LIMIT: Final = 64
 #: What the token flow assumes when a token service does not say (the spec's default).
 DEFAULT_TOKEN_SECONDS: Final = 60.0
 #: Registry answers quoted in errors are cut here: enough for the code and the message.
@@ -351,34 +353,9 @@ def token_seconds(expires_in: object) -> float:
     return float(expires_in)
 
 
-class TokenCache:
-    """Bearer tokens by (realm, service, scopes) until shortly before they expire.
-
-    Time is passed in (monotonic seconds), so expiry is tested without waiting. Bounded:
-    past ``capacity`` entries the one that expires first goes.
-    """
-
-    def __init__(self, capacity: int = 64) -> None:
-        self.capacity = capacity
-        self._tokens: dict[Hashable, tuple[str, float]] = {}
-
-    def get(self, key: Hashable, now: float) -> str | None:
-        found = self._tokens.get(key)
-        if found is None:
-            return None
-        token, until = found
-        if now >= until:
-            del self._tokens[key]
-            return None
-        return token
-
-    def put(self, key: Hashable, token: str, lifetime: float, now: float) -> None:
-        """Keeps ``token`` for ``lifetime`` seconds less the margin (at most half of it)."""
-        usable = lifetime - min(TOKEN_MARGIN, lifetime / 2)
-        self._tokens[key] = (token, now + usable)
-        while len(self._tokens) > self.capacity:
-            first = min(self._tokens, key=lambda k: self._tokens[k][1])
-            del self._tokens[first]
-
-    def drop(self, key: Hashable) -> None:
-        self._tokens.pop(key, None)
+def token_until(lifetime: float, now: float) -> float:
+    """Until when a token that lives ``lifetime`` seconds from ``now`` is used: the margin
+    before it expires (at most half its life), so that no request leaves with a token that
+    dies on the way. :class:`kfn.oci.Registry` keeps tokens in a :class:`kfn.expiring.Expiring`
+    until then."""
+    return now + lifetime - min(TOKEN_MARGIN, lifetime / 2)

@@ -17,30 +17,31 @@ deleting a ServiceAccount within ``TOKEN_TTL``. Concurrent requests that miss th
 the same question share one review. The caches are bounded in entries, least recently used
 first out, and tokens longer than :data:`MAX_TOKEN` are refused unread.
 
-The cache and the answers are decided here without I/O, time passed in; the reviews are
-injected (:mod:`~kfn.activator.reviews` asks the API server).
+The decisions and the answers are decided here without I/O, time passed in; the reviews are
+injected (:mod:`~kfn.activator.reviews` asks the API server). A token's review is kept in
+:class:`kfn.authn.reviews.TokenReviews`, which the autoscaler uses for its callers too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Final, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Final
 
-from kfn import stats
+from kfn import expiring, stats
 from kfn.activator import answers
+from kfn.authn import reviews, tokens
 
 logger = logging.getLogger(__name__)
 
-TOKEN_TTL: Final = 60.0
+TOKEN_TTL: Final = tokens.TTL
 ALLOWED_TTL: Final = 10.0
 DENIED_TTL: Final = 2.0
 #: A failed review (the API server unreachable) is not cached: the next request asks again.
-CACHE_LIMIT: Final = 4096
-MAX_TOKEN: Final = 8192
+CACHE_LIMIT: Final = expiring.LIMIT
+MAX_TOKEN: Final = tokens.MAX_TOKEN
 #: The audience a token for kfn is made for (``kubectl create token <sa> --audience kfn``).
 AUDIENCE: Final = "kfn"
 VERB: Final = "invoke"
@@ -49,23 +50,10 @@ RESOURCE: Final = "functions"
 CHALLENGE: Final = b'WWW-Authenticate: Bearer realm="kfn"\r\n'
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a reviewed token names, as the API server's TokenReview said."""
-
-    username: str
-    uid: str = ""
-    groups: tuple[str, ...] = ()
-    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    #: When the token itself expires (the loop's clock), if the review said.
-    expires: float | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Invalid:
-    """A token the API server did not accept, and its reason."""
-
-    reason: str
+#: Who a reviewed token names, and a token the API server did not accept
+#: (:mod:`kfn.authn.tokens`, shared with the autoscaler).
+Identity = tokens.Identity
+Invalid = tokens.Invalid
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,9 +71,8 @@ ReviewToken = Callable[[str], Awaitable[Identity | Invalid]]
 #: Whether the identity may invoke the function, and the API server's reason.
 ReviewAccess = Callable[[Identity, stats.FunctionKey], Awaitable[tuple[bool, str]]]
 
-
-class ReviewFailedError(Exception):
-    """The API server could not be asked (unreachable, or it refused kfn's own request)."""
+#: The API server could not be asked: the caller hears 503 at once.
+ReviewFailedError = tokens.ReviewFailedError
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -147,48 +134,6 @@ def bearer(authorization: bytes) -> str | Verdict:
         return Verdict(False, invalid("not ASCII"))
 
 
-# --- the caches (pure: time passed in) -------------------------------------------------------
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class Expiring(Generic[K, V]):
-    """Values that expire, at most ``limit`` of them, least recently used first out."""
-
-    def __init__(self, limit: int = CACHE_LIMIT) -> None:
-        self.limit = limit
-        self._items: collections.OrderedDict[K, tuple[V, float]] = collections.OrderedDict()
-
-    def get(self, key: K, now: float) -> V | None:
-        found = self._items.get(key)
-        if found is None:
-            return None
-        value, until = found
-        if now >= until:
-            del self._items[key]
-            return None
-        self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V, until: float) -> None:
-        self._items[key] = (value, until)
-        self._items.move_to_end(key)
-        while len(self._items) > self.limit:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-def token_until(identity: Identity | Invalid, now: float, ttl: float) -> float:
-    """How long a token's review is kept: ``ttl``, never past the token's expiry."""
-    until = now + ttl
-    if isinstance(identity, Identity) and identity.expires is not None:
-        until = min(until, identity.expires)
-    return until
-
-
 # --- deciding --------------------------------------------------------------------------------
 
 
@@ -212,8 +157,10 @@ class Access:
         self.token_ttl = token_ttl
         self.allowed_ttl = allowed_ttl
         self.denied_ttl = denied_ttl
-        self.tokens: Expiring[str, Identity | Invalid] = Expiring(limit)
-        self.decisions: Expiring[tuple[str, stats.FunctionKey], Verdict] = Expiring(limit)
+        self.tokens = reviews.TokenReviews(review_token, clock=clock, ttl=token_ttl, limit=limit)
+        self.decisions: expiring.Expiring[tuple[str, stats.FunctionKey], Verdict] = (
+            expiring.Expiring(limit)
+        )
         self._asking: dict[tuple[str, stats.FunctionKey], asyncio.Task[Verdict]] = {}
 
     def cached(self, authorization: bytes, function: stats.FunctionKey) -> Verdict | None:
@@ -241,15 +188,11 @@ class Access:
         return await asyncio.shield(asking)
 
     async def _review(self, token: str, function: stats.FunctionKey) -> Verdict:
-        identity = self.tokens.get(token, self.clock())
-        if identity is None:
-            try:
-                identity = await self.review_token(token)
-            except ReviewFailedError as exc:
-                logger.warning("reviewing a bearer token failed: %s", exc)
-                return Verdict(False, unavailable(str(exc)))
-            now = self.clock()
-            self.tokens.put(token, identity, token_until(identity, now, self.token_ttl))
+        try:
+            identity = await self.tokens.review(token)
+        except ReviewFailedError as exc:
+            logger.warning("reviewing a bearer token failed: %s", exc)
+            return Verdict(False, unavailable(str(exc)))
         if isinstance(identity, Invalid):
             return Verdict(False, invalid(identity.reason))
         try:
@@ -260,7 +203,7 @@ class Access:
         now = self.clock()
         if allowed:
             verdict = ALLOWED
-            until = token_until(identity, now, self.allowed_ttl)
+            until = tokens.until(identity, now, self.allowed_ttl)
         else:
             verdict = Verdict(False, denied(identity, function, reason))
             until = now + self.denied_ttl

@@ -1,5 +1,6 @@
 """The API server's answers to :mod:`~kfn.activator.access`: TokenReview and
-SubjectAccessReview through :mod:`kfn.kube`, run off the event loop.
+SubjectAccessReview through :mod:`kfn.kube`, run off the event loop (the TokenReview by
+:class:`kfn.authn.reviews.ApiServer`, shared with the autoscaler).
 
 Each review is bounded by :data:`TIMEOUT`; one that cannot be made (the API server
 unreachable, or kfn's own ServiceAccount refused the review) raises
@@ -9,60 +10,15 @@ unreachable, or kfn's own ServiceAccount refused the review) raises
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
-
-import urllib3.exceptions
 
 from kfn import kube, stats
 from kfn.activator import access
+from kfn.authn import reviews
 
-TIMEOUT: Final = 5.0
-
-
-def identity_of(
-    status: Mapping[str, Any], token: str, *, wall: float, loop: float
-) -> access.Identity | access.Invalid:
-    """A TokenReview's ``status`` as an identity, or why the token is not accepted.
-
-    The token's expiry (a JWT's ``exp``, read only after the API server accepted the
-    token) is moved to the loop's clock (``loop`` and ``wall`` are the same instant on
-    each), so that the review is never kept past it.
-    """
-    if not status.get("authenticated"):
-        return access.Invalid(str(status.get("error") or "not authenticated"))
-    user = status.get("user") or {}
-    username = str(user.get("username") or "")
-    if not username:
-        return access.Invalid("the review named no user")
-    expiry = jwt_expiry(token)
-    extra = user.get("extra") or {}
-    return access.Identity(
-        username=username,
-        uid=str(user.get("uid") or ""),
-        groups=tuple(str(g) for g in user.get("groups") or ()),
-        extra=tuple(sorted((str(k), tuple(str(v) for v in vs)) for k, vs in extra.items())),
-        expires=None if expiry is None else loop + (expiry - wall),
-    )
-
-
-def jwt_expiry(token: str) -> float | None:
-    """The ``exp`` claim of a JWT (unix seconds), or None for a token that is no JWT or has
-    none. The signature is not checked here: only a token the API server accepted is read."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    return float(exp) if isinstance(exp, int | float) else None
+TIMEOUT: Final = reviews.TIMEOUT
 
 
 def attributes(function: stats.FunctionKey) -> dict[str, str]:
@@ -87,7 +43,7 @@ def user_of(identity: access.Identity) -> dict[str, Any]:
     return user
 
 
-_FAILURES: Final = (kube.ApiError, urllib3.exceptions.HTTPError, OSError, TimeoutError)
+_FAILURES: Final = kube.FAILURES
 
 
 class ApiServerReviews:
@@ -101,17 +57,14 @@ class ApiServerReviews:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.audiences = tuple(audiences)
-        self.loop_clock = loop_clock
-        self.wall_clock = wall_clock
-
-    async def review_token(self, token: str) -> access.Identity | access.Invalid:
-        try:
-            status = await asyncio.to_thread(
-                kube.review_token, token, self.audiences, timeout=TIMEOUT
-            )
-        except _FAILURES as exc:
-            raise access.ReviewFailedError(f"TokenReview: {exc}") from None
-        return identity_of(status, token, wall=self.wall_clock(), loop=self.loop_clock())
+        self.review_token = reviews.ApiServer(
+            kube.review_token,
+            self.audiences,
+            failures=_FAILURES,
+            loop_clock=loop_clock,
+            wall_clock=wall_clock,
+            timeout=TIMEOUT,
+        )
 
     async def review_access(
         self, identity: access.Identity, function: stats.FunctionKey

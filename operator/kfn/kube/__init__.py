@@ -59,6 +59,10 @@ class ApiError(RuntimeError):
         self.message = message
 
 
+#: What a call raises when the API server did not answer it: refused (:class:`ApiError`),
+#: unreachable or timed out. A caller that must answer at once (a review) catches these.
+FAILURES: Final = (ApiError, urllib3.exceptions.HTTPError, OSError, TimeoutError)
+
 _lock = threading.Lock()
 _api: client.ApiClient | None = None
 

@@ -8,51 +8,19 @@ retry policy.
 
 The activator's invoke door asks for a bearer token that RBAC allows to invoke the function
 (:mod:`kfn.activator.access`): a worker sends its projected ServiceAccount token for the
-audience ``kfn`` (:class:`TokenFile`), which the kubelet rotates in place.
+audience ``kfn`` (:class:`kfn.authn.tokenfile.TokenFile`), which the kubelet rotates in place.
 """
 
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import ssl
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Final
 
 from kfn import retry
-
-#: How often a token file is looked at again for a rotated token.
-TOKEN_RECHECK: Final = 10.0
-
-
-class TokenFile:
-    """A bearer token in a file the kubelet rotates (a projected ServiceAccount token):
-    read again when its modification time changed, looked at every :data:`TOKEN_RECHECK`
-    seconds at most. Safe to share between threads."""
-
-    def __init__(self, path: str, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.path = path
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._token = ""
-        self._mtime = -1.0
-        self._checked = float("-inf")
-
-    def __call__(self) -> str:
-        with self._lock:
-            now = self.clock()
-            if now - self._checked >= TOKEN_RECHECK or not self._token:
-                self._checked = now
-                mtime = os.stat(self.path).st_mtime
-                if mtime != self._mtime:
-                    with open(self.path, encoding="ascii") as file:
-                        self._token = file.read().strip()
-                    self._mtime = mtime
-            return self._token
 
 
 class _ClosedError(Exception):

@@ -15,6 +15,7 @@ from typing import Final
 
 import prometheus_client
 
+from kfn.authn import tokenfile
 from kfn.triggers import invoke
 
 _NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -75,9 +76,9 @@ def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     return result
 
 
-def token(args: argparse.Namespace) -> invoke.TokenFile | None:
+def token(args: argparse.Namespace) -> tokenfile.TokenFile | None:
     """The worker's bearer token for the invoke door, if the flags name one."""
-    return invoke.TokenFile(args.invoke_token_file) if args.invoke_token_file else None
+    return tokenfile.TokenFile(args.invoke_token_file) if args.invoke_token_file else None
 
 
 def invoker(args: argparse.Namespace) -> invoke.Invoker:

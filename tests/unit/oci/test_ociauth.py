@@ -296,28 +296,11 @@ def test_refusal_messages_name_the_registry_the_credentials_and_the_answer() -> 
 
 
 def test_a_token_is_used_until_a_margin_before_it_expires() -> None:
-    cache = ociauth.TokenCache()
-    cache.put("k", "t", lifetime=300, now=1000.0)
-    assert cache.get("k", now=1000.0 + 300 - ociauth.TOKEN_MARGIN - 0.01) == "t"
-    assert cache.get("k", now=1000.0 + 300 - ociauth.TOKEN_MARGIN) is None
-    assert cache.get("k", now=1000.0) is None, "an expired token is forgotten"
+    assert ociauth.token_until(300, now=1000.0) == 1000.0 + 300 - ociauth.TOKEN_MARGIN
 
 
 def test_a_short_lived_token_keeps_half_its_life() -> None:
-    cache = ociauth.TokenCache()
-    cache.put("k", "t", lifetime=4, now=0.0)
-    assert cache.get("k", now=1.99) == "t"
-    assert cache.get("k", now=2.0) is None
-
-
-def test_the_cache_is_bounded_dropping_what_expires_first() -> None:
-    cache = ociauth.TokenCache(capacity=2)
-    cache.put("soon", "1", lifetime=100, now=0.0)
-    cache.put("late", "2", lifetime=1000, now=0.0)
-    cache.put("new", "3", lifetime=500, now=0.0)
-    assert cache.get("soon", now=1.0) is None
-    assert cache.get("late", now=1.0) == "2"
-    assert cache.get("new", now=1.0) == "3"
+    assert ociauth.token_until(4, now=0.0) == 2.0
 
 
 @pytest.mark.parametrize(

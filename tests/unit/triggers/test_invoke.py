@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 
+from kfn.authn import tokenfile
 from kfn.triggers import invoke
 from tests.unit.triggers.conftest import ActivatorStub
 
@@ -62,13 +63,13 @@ def test_the_workers_token_is_sent_and_read_again_once_the_kubelet_rotated_it(
     path = tmp_path / "token"
     path.write_text("first\n")
     now = [0.0]
-    token = invoke.TokenFile(str(path), clock=lambda: now[0])
+    token = tokenfile.TokenFile(str(path), clock=lambda: now[0])
     invoker = invoke.Invoker(activator.url, token)
     invoker.invoke("shop", "thumbnail", b"{}", request_id="r-1")
     path.write_text("second")
     os.utime(path, (time.time() + 5, time.time() + 5))
     invoker.invoke("shop", "thumbnail", b"{}", request_id="r-2")  # not looked at yet
-    now[0] += invoke.TOKEN_RECHECK
+    now[0] += tokenfile.RECHECK
     invoker.invoke("shop", "thumbnail", b"{}", request_id="r-3")
     sent = [call.headers["Authorization"] for call in activator.calls]
     assert sent == ["Bearer first", "Bearer first", "Bearer second"]
@@ -77,7 +78,7 @@ def test_the_workers_token_is_sent_and_read_again_once_the_kubelet_rotated_it(
 def test_a_missing_token_file_is_a_failed_attempt_not_a_crash(
     activator: ActivatorStub, tmp_path: pathlib.Path
 ) -> None:
-    invoker = invoke.Invoker(activator.url, invoke.TokenFile(str(tmp_path / "none")))
+    invoker = invoke.Invoker(activator.url, tokenfile.TokenFile(str(tmp_path / "none")))
     outcome = invoker.invoke("shop", "thumbnail", b"{}", request_id="r")
     assert outcome.status == 0
     assert b"reading the invoke token" in outcome.body

@@ -3,7 +3,9 @@
 Every activator reports, once a second, how busy each function it fronts is. The
 autoscaler sums those reports across activators and decides replicas from them.
 A report is also sent at once when a request arrives for a function with no ready
-endpoint (a *poke*), so that scale-from-zero does not wait for the next tick.
+endpoint (a *poke*), so that scale-from-zero does not wait for the next tick. The autoscaler
+takes reports only from the activators' ServiceAccount, whose token each carries
+(:data:`AUDIENCE`).
 
 Wire format (``Content-Type: application/json``), version 1, compact keys::
 
@@ -40,6 +42,10 @@ SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/json"
 #: The autoscaler's path that receives messages.
 STATS_PATH = "/stats"
+#: The audience of the ServiceAccount token an activator sends with each message
+#: (``Authorization: Bearer``): made for this endpoint alone, so a token seen here is good
+#: nowhere else, neither at the API server nor at the activator's invoke door.
+AUDIENCE = "kfn-stats"
 
 
 class StatsError(ValueError):

@@ -157,3 +157,8 @@ def test_the_notes_warn_that_shared_credentials_are_copied_into_every_namespace(
 ) -> None:
     values = {"registry": {"credentials": {"mode": "shared", "shared": {"secretName": "one"}}}}
     assert "every namespace with a Function gets a copy" in _notes(helm, values)
+
+
+def test_the_notes_warn_when_the_autoscaler_takes_stats_from_anyone(helm: pathlib.Path) -> None:
+    notes = _notes(helm, {"autoscaler": {"statsAuth": "none"}})
+    assert "WARNING: autoscaler.statsAuth is none" in notes

@@ -205,6 +205,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- /*
+The audience of the token each activator sends with its stats (kfn.stats.AUDIENCE): made for
+the autoscaler alone, so a token seen on that path is good nowhere else.
+*/}}
+{{- define "kfn.stats.audience" -}}
+kfn-stats
+{{- end -}}
+
+{{- /*
 A projected ServiceAccount token for the invoke door (audience: the first accepted),
 rotated by the kubelet; KFN_INVOKE_TOKEN_FILE names it.
 */}}

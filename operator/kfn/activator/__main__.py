@@ -33,6 +33,7 @@ from kfn.activator import (
 from kfn.activator import bounds as limits
 from kfn.activator import config as configs
 from kfn.api import routes
+from kfn.authn import tokenfile
 
 #: How long a starting activator waits for its first list of Functions and Triggers
 #: before it serves anyway (answering 404 for functions it does not know yet).
@@ -93,7 +94,12 @@ def _checks(args: argparse.Namespace) -> access.Access | None:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    sink = stats_reporter.HttpStatsSink(args.autoscaler_url) if args.autoscaler_url else None
+    token = tokenfile.TokenFile(args.autoscaler_token_file) if args.autoscaler_token_file else None
+    sink = (
+        stats_reporter.HttpStatsSink(args.autoscaler_url, token=token)
+        if args.autoscaler_url
+        else None
+    )
     bounds = limits.Bounds(
         max_url_bytes=args.max_url_bytes,
         max_head_bytes=args.max_header_bytes,
@@ -324,6 +330,12 @@ def main() -> None:
         "--autoscaler-url",
         default=os.environ.get("KFN_AUTOSCALER_URL", ""),
         help="e.g. http://127.0.0.1:8090/stats",
+    )
+    parser.add_argument(
+        "--autoscaler-token-file",
+        default=os.environ.get("KFN_AUTOSCALER_TOKEN_FILE", ""),
+        help="a projected ServiceAccount token for the audience kfn-stats, sent with every "
+        "stats message and read again as the kubelet rotates it (empty: none is sent)",
     )
     parser.add_argument("--id", default=os.environ.get("POD_NAME", socket.gethostname()))
     parser.add_argument(

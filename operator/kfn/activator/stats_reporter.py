@@ -8,6 +8,11 @@ starts within milliseconds instead of up to a second later.
 
 Sending never blocks the proxy: a failed or slow send is logged and dropped (the
 next period carries fresh numbers anyway).
+
+The autoscaler takes messages only from the activator's ServiceAccount: each carries the
+activator's projected ServiceAccount token for the audience ``kfn-stats``
+(:data:`kfn.stats.AUDIENCE`), read again as the kubelet rotates it
+(:class:`kfn.authn.tokenfile.TokenFile`).
 """
 
 from __future__ import annotations
@@ -30,35 +35,50 @@ class StatsSink(Protocol):
     async def send(self, message: stats.StatMessage) -> None: ...
 
 
-class HttpStatsSink:
-    """POSTs messages to the autoscaler's stats endpoint, one short connection each."""
+#: How much of a refusal's body is read, to say in the log why the autoscaler refused.
+ANSWER_LIMIT = 2048
 
-    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+
+class HttpStatsSink:
+    """POSTs messages to the autoscaler's stats endpoint, one short connection each, with
+    the bearer token ``token`` returns (read for each message; None: no token sent)."""
+
+    def __init__(
+        self, url: str, *, token: Callable[[], str] | None = None, timeout: float = 1.0
+    ) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"the autoscaler URL must be http://host[:port], got {url!r}")
         self.host = parsed.hostname
         self.port = parsed.port or 80
         self.path = parsed.path or stats.STATS_PATH
+        self.token = token
         self.timeout = timeout
 
     async def send(self, message: stats.StatMessage) -> None:
         body = stats.encode(message)
+        # A token that cannot be read (OSError) fails this message only; the file is read
+        # again for the next one.
+        authorization = f"Authorization: Bearer {self.token()}\r\n" if self.token else ""
         request = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Content-Type: {stats.CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
+            f"{authorization}Connection: close\r\n\r\n"
         ).encode() + body
+        answer = b""
         async with asyncio.timeout(self.timeout):
             reader, writer = await asyncio.open_connection(self.host, self.port)
             try:
                 writer.write(request)
                 status_line = await reader.readline()
+                parts = status_line.split(b" ", 2)
+                if len(parts) < 2 or not parts[1].startswith(b"2"):
+                    answer = await reader.read(ANSWER_LIMIT)
             finally:
                 writer.close()
-        parts = status_line.split(b" ", 2)
         if len(parts) < 2 or not parts[1].startswith(b"2"):
-            raise OSError(f"the autoscaler answered {status_line!r}")
+            _, _, said = answer.partition(b"\r\n\r\n")
+            raise OSError(f"the autoscaler answered {status_line.strip()!r}: {said[:300]!r}")
 
 
 class StatsReporter:

@@ -1,8 +1,10 @@
 """Run the autoscaler: its stats endpoint and decision loop.
 
 In a cluster (the default) it scales each Function's Deployment through the
-``scale`` subresource, with the bounds from the Function's ``spec.scale``. With
-``--in-memory`` it scales a dict instead, for local runs and benchmarks.
+``scale`` subresource, with the bounds from the Function's ``spec.scale``, and takes stats
+only from the senders ``--stats-senders`` names (:mod:`kfn.autoscaler.callers`). With
+``--in-memory`` it scales a dict instead and takes stats from anyone, for local runs and
+benchmarks.
 """
 
 from __future__ import annotations
@@ -13,14 +15,34 @@ import logging
 import os
 import time
 
-from kfn import stats
-from kfn.autoscaler import autoscaler, cluster, scaler, server
+from kfn import kube, stats
+from kfn.authn import reviews
+from kfn.autoscaler import autoscaler, callers, cluster, scaler, server
+
+
+def _gate(args: argparse.Namespace) -> callers.Callers | None:
+    """Who may send stats, as the flags ask: the named ServiceAccounts' tokens, or anyone."""
+    auth = args.stats_auth or ("none" if args.in_memory else "token")
+    if auth == "none":
+        return None
+    senders = [s.strip() for s in args.stats_senders.split(",") if s.strip()]
+    if not senders:
+        raise SystemExit(
+            "--stats-auth=token needs --stats-senders (system:serviceaccount:<ns>:<activator>)"
+        )
+    loop = asyncio.get_running_loop()
+    api = reviews.ApiServer(
+        kube.review_token, [args.stats_audience], failures=kube.FAILURES, loop_clock=loop.time
+    )
+    reviewed = reviews.TokenReviews(api, clock=loop.time, max_asking=callers.MAX_ASKING)
+    return callers.Callers(reviewed, senders)
 
 
 async def _main(args: argparse.Namespace) -> None:
     scaling = autoscaler.Autoscaler(
         scaler.InMemoryScaler() if args.in_memory else cluster.KubeScaler()
     )
+    gate = _gate(args)
 
     async def receive(message: stats.StatMessage) -> None:
         await scaling.receive(message, time.monotonic())
@@ -29,8 +51,11 @@ async def _main(args: argparse.Namespace) -> None:
     if not args.in_memory:
         windows = {"stable_window": args.stable_window, "panic_window": args.panic_window}
         tasks.append(asyncio.create_task(cluster.FunctionSpecs(scaling, **windows).run()))
-    srv = await server.serve(receive, args.host, args.port)
-    logging.info("autoscaler listening on %s:%d", args.host, args.port)
+    srv = await server.serve(receive, args.host, args.port, gate=gate)
+    logging.info(
+        "autoscaler listening on %s:%d, taking stats from %s",
+        args.host, args.port, ", ".join(sorted(gate.accepted)) if gate else "anyone",
+    )  # fmt: skip
     try:
         await scaling.run()
     finally:
@@ -46,6 +71,25 @@ def main() -> None:
     parser.add_argument("--in-memory", action="store_true", help="scale a dict, not a cluster")
     parser.add_argument("--stable-window", type=float, default=60.0, help="seconds")
     parser.add_argument("--panic-window", type=float, default=6.0, help="seconds")
+    parser.add_argument(
+        "--stats-auth",
+        choices=("token", "none"),
+        default=os.environ.get("KFN_STATS_AUTH") or None,
+        help="token (the default in a cluster): each stats message carries a ServiceAccount "
+        "token the API server accepts for --stats-audience, naming one of --stats-senders; "
+        "none (the default with --in-memory): anyone who reaches the port may send stats",
+    )
+    parser.add_argument(
+        "--stats-audience",
+        default=os.environ.get("KFN_STATS_AUDIENCE", stats.AUDIENCE),
+        help="the audience the senders' tokens are made for",
+    )
+    parser.add_argument(
+        "--stats-senders",
+        default=os.environ.get("KFN_STATS_SENDERS", ""),
+        help="users that may send stats, comma-separated "
+        "(system:serviceaccount:<release namespace>:<activator>)",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=os.environ.get("KFN_LOG_LEVEL", "INFO").upper(),

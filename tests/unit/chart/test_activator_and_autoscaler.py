@@ -27,6 +27,8 @@ _LIMIT_FLAGS = {
 AUTOSCALER_RULES = {
     *(("kfn.dev", "functions", v) for v in ["get", "list", "watch"]),
     *(("apps", "deployments/scale", v) for v in ["get", "patch", "update"]),
+    # Who sent a stats message.
+    ("authentication.k8s.io", "tokenreviews", "create"),
 }
 
 
@@ -282,6 +284,51 @@ def test_one_autoscaler_runs_the_autoscaler_module_where_activators_send_stats(
     assert [p["port"] for p in service["spec"]["ports"]] == [8090]
 
 
+def test_the_autoscaler_takes_stats_only_with_the_activators_own_projected_token(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm)
+    assert {
+        "--stats-auth=token",
+        "--stats-audience=kfn-stats",
+        "--stats-senders=system:serviceaccount:kfn-system:kfn-activator",
+    } <= set(chart.container(objects, "autoscaler")["args"])
+    activator = chart.container(objects, "activator")
+    assert "--autoscaler-token-file=/var/run/secrets/kfn/stats/token" in activator["args"]
+    assert {
+        "name": "stats-token",
+        "mountPath": "/var/run/secrets/kfn/stats",
+        "readOnly": True,
+    } in activator["volumeMounts"]
+    pod = chart.one(objects, "Deployment", "activator")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "stats-token")
+    assert volume["projected"]["sources"] == [
+        {"serviceAccountToken": {"audience": "kfn-stats", "expirationSeconds": 3600,
+                                 "path": "token"}}
+    ]  # fmt: skip
+
+
+def test_stats_from_anyone_need_no_reviews_and_the_activators_pods_do_not_change(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm, {"autoscaler": {"statsAuth": "none"}})
+    args = chart.container(objects, "autoscaler")["args"]
+    assert "--stats-auth=none" in args
+    assert not [a for a in args if a.startswith(("--stats-senders", "--stats-audience"))]
+    granted = chart.granted(chart.one(objects, "ClusterRole", "autoscaler"))
+    assert ("authentication.k8s.io", "tokenreviews", "create") not in granted
+    # The activators send their token either way: turning the check on restarts none of them.
+    pod = chart.one(objects, "Deployment", "activator")["spec"]["template"]
+    default = chart.one(chart.render(helm), "Deployment", "activator")["spec"]["template"]
+    assert pod == default
+
+
+def test_a_stats_auth_other_than_token_or_none_is_refused_by_the_schema(
+    helm: pathlib.Path,
+) -> None:
+    assert "statsAuth" in chart.render_error(helm, "autoscaler.statsAuth=mtls")
+
+
 @pytest.mark.parametrize(
     ("component", "rules"), [("activator", ACTIVATOR_RULES), ("autoscaler", AUTOSCALER_RULES)]
 )
@@ -316,7 +363,7 @@ def test_events_wait_in_the_activators_memory_unless_a_store_is_chosen(helm: pat
         "events-workers-per-function": "16",
     }
     pod = chart.one(objects, "Deployment", "activator")["spec"]["template"]["spec"]
-    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert "events-nats" not in [v["name"] for v in pod["volumes"]]
 
 
 def test_the_jetstream_store_gets_its_server_stream_and_credentials_secret(

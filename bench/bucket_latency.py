@@ -118,7 +118,7 @@ def main() -> None:
     kubectl("create", "namespace", namespace)
     try:
         store = stores.deploy_s3_store(
-            namespace, webhook_url="http://kfn-bucket.kfn-system.svc.cluster.local/events"
+            namespace, webhook_url=stores.events_url("kfn-system", namespace)
         )
         python_function(namespace, "sinker", image, env=[{"name": "SINK_URL", "value": sink.url}],
                         scale={"idleTimeout": "10m"})  # fmt: skip

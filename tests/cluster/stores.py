@@ -19,12 +19,19 @@ with a 3 s client timeout and no retry. At start it POSTs a test event
 receiver must be listening before the store starts, or the pod restarts
 until it is.
 
+kfn-bucket takes a notification only signed for its path: :func:`events_url` is the URL
+with the namespace's token as its password (Go's HTTP client sends it as Basic
+authentication), the ``url`` the operator writes into the namespace's Secret
+``kfn-bucket-events`` once it has a Push Trigger, made here from the release's key so that
+a store can start before any Trigger.
+
 Requests from the host go to the pod IP (``host_endpoint``), signed with a
 small stdlib AWS Signature V4 signer, so tests need no S3 client library.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import hashlib
@@ -35,6 +42,7 @@ import secrets
 import urllib.parse
 from typing import Any
 
+from kfn.authn import webhooks
 from kfncluster import config
 from tests.cluster import kubeutil
 
@@ -194,6 +202,19 @@ def sign_v4(
 
 
 # --- deployment -------------------------------------------------------------------------
+
+
+def events_key(kfn: str) -> bytes:
+    """The key the release's notification tokens derive from (its Secret kfn-bucket)."""
+    secret = kubeutil.kubectl_json("-n", kfn, "get", "secret", "kfn-bucket")
+    return base64.b64decode(secret["data"]["events-key"])
+
+
+def events_url(kfn: str, namespace: str, trigger: str = "") -> str:
+    """Where a store sends ``namespace``'s notifications (or one Trigger's), signed for it."""
+    token = webhooks.token(events_key(kfn), namespace, trigger)
+    base = f"http://kfn-bucket.{kfn}.svc.{config.CLUSTER_DOMAIN}:80"
+    return webhooks.signed_url(base, webhooks.path(namespace, trigger), token)
 
 
 def manifests(

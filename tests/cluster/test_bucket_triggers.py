@@ -121,8 +121,7 @@ def namespace(kfn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def store(kfn: str, namespace: str) -> stores.S3Store:
-    webhook = f"http://kfn-bucket.{kfn}.svc.cluster.local/events/{namespace}"
-    return stores.deploy_s3_store(namespace, webhook_url=webhook)
+    return stores.deploy_s3_store(namespace, webhook_url=stores.events_url(kfn, namespace))
 
 
 def function(namespace: str, name: str, image: str, sink: Sink) -> None:

@@ -159,6 +159,9 @@ def test_the_notes_warn_that_shared_credentials_are_copied_into_every_namespace(
     assert "every namespace with a Function gets a copy" in _notes(helm, values)
 
 
-def test_the_notes_warn_when_the_autoscaler_takes_stats_from_anyone(helm: pathlib.Path) -> None:
-    notes = _notes(helm, {"autoscaler": {"statsAuth": "none"}})
+def test_the_notes_warn_when_internal_endpoints_take_anyone(helm: pathlib.Path) -> None:
+    notes = _notes(
+        helm, {"autoscaler": {"statsAuth": "none"}, "bucket": {"events": {"auth": "none"}}}
+    )
     assert "WARNING: autoscaler.statsAuth is none" in notes
+    assert "WARNING: bucket.events.auth is none" in notes

@@ -80,10 +80,8 @@ def run_commands(example: str) -> list[str]:
 
 
 def localised(text: str, namespace: str) -> str:
-    return (
-        text.replace("namespace: default", f"namespace: {namespace}")
-        .replace(".default.svc", f".{namespace}.svc")
-        .replace("/events/default", f"/events/{namespace}")
+    return text.replace("namespace: default", f"namespace: {namespace}").replace(
+        ".default.svc", f".{namespace}.svc"
     )
 
 

@@ -1,8 +1,10 @@
-"""kfn's internal endpoints on the cluster take only kfn's own components: the autoscaler's
-/stats, tried from outside with no token, someone else's, and the right one."""
+"""kfn's internal endpoints on the cluster take only kfn's own components and the stores
+signed for their namespace: the autoscaler's /stats and the bucket worker's /events, tried
+from outside with no token, someone else's, and the right one."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import time
@@ -12,12 +14,15 @@ from typing import Any
 import pytest
 
 from kfn import stats
-from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace
+from kfn.authn import webhooks
+from tests.cluster import stores
+from tests.cluster.kubeutil import apply, kubectl, kubectl_json, scratch_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
 
 #: A report about no function: taken, it changes no replica count.
 EMPTY_REPORT = stats.encode(stats.StatMessage("internal-endpoints-test", time.time(), ()))
+TEST_EVENT = json.dumps({"Service": "S3", "Event": "s3:TestEvent"}).encode()
 
 
 def _post(
@@ -75,3 +80,62 @@ def test_no_activator_was_refused_by_the_autoscaler(kfn: str) -> None:
             line for line in log.splitlines() if "the autoscaler answered b'HTTP/1.1 4" in line
         ]
         assert refused == [], refused[-3:]
+
+
+def test_the_bucket_worker_takes_a_namespaces_notifications_only_signed_for_it(
+    kfn: str, outsider: str
+) -> None:
+    bucket = _address(kfn, "kfn-bucket", 80)
+    path = webhooks.path(outsider)
+    status, body = _post(bucket, path, TEST_EVENT, None)
+    assert status == 401, body
+    assert f"Secret kfn-bucket-events in namespace {outsider}" in body["message"]
+    key = stores.events_key(kfn)
+    elsewhere = webhooks.token(key, "kfn-tests-elsewhere")
+    assert _post(bucket, path, TEST_EVENT, f"Bearer {elsewhere}")[0] == 403
+    # The cluster-wide path takes no namespace's token.
+    assert _post(bucket, "/events", TEST_EVENT, f"Bearer {webhooks.token(key, outsider)}")[0] == 403
+    own = webhooks.token(key, outsider)
+    assert _post(bucket, path, TEST_EVENT, f"Bearer {own}") == (200, {"message": "test event"})
+    basic = "Basic " + base64.b64encode(f"kfn:{own}".encode()).decode()
+    assert _post(bucket, path, TEST_EVENT, basic)[0] == 200
+
+
+def test_a_push_trigger_gets_its_namespaces_tokens_in_a_secret_and_not_in_its_status(
+    kfn: str, outsider: str
+) -> None:
+    apply(
+        {
+            "apiVersion": "kfn.dev/v1alpha1",
+            "kind": "Trigger",
+            "metadata": {"name": "pushed", "namespace": outsider},
+            "spec": {
+                "functionRef": {"name": "nothing"},
+                "bucket": {"endpoint": "http://s3:7070", "bucket": "bkt",
+                           "events": ["s3:ObjectCreated:*"]},
+            },
+        }
+    )  # fmt: skip
+
+    def written() -> dict[str, str] | None:
+        found = kubectl(
+            "-n", outsider, "get", "secret", webhooks.SECRET_NAME, "-o", "json", check=False
+        )
+        if not found.strip().startswith("{"):
+            return None
+        data = json.loads(found)["data"]
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    data = wait_for("the operator to write the Secret kfn-bucket-events", written, timeout=60)
+    key = stores.events_key(kfn)
+    assert data["token"] == webhooks.token(key, outsider)
+    assert data["url"] == stores.events_url(kfn, outsider)
+    assert data["pushed.token"] == webhooks.token(key, outsider, "pushed")
+    trigger = kubectl_json("-n", outsider, "get", "trigger", "pushed")
+    assert data["token"] not in json.dumps(trigger)
+    kubectl("-n", outsider, "delete", "trigger", "pushed")
+    wait_for(
+        "the Secret to go with its last Push Trigger",
+        lambda: written() is None,
+        timeout=60,
+    )

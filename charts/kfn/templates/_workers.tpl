@@ -109,6 +109,21 @@ spec:
                 secretKeyRef:
                   name: {{ $name }}
                   key: handoff-key
+            {{- /* What stores sign notifications with (kfn.authn.webhooks). */}}
+            - name: KFN_EVENTS_AUTH
+              value: {{ $values.events.auth | quote }}
+            {{- if eq $values.events.auth "token" }}
+            - name: KFN_EVENTS_KEY
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $name }}
+                  key: events-key
+            - name: KFN_EVENTS_TOKEN
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $name }}
+                  key: events-token
+            {{- end }}
             {{- end }}
           ports:
             - name: metrics

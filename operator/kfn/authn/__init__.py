@@ -10,6 +10,8 @@ decides for itself who sent it (docs/security.md). The parts:
   blocking call the component hands in (``kfn.kube.review_token``), run off the event loop.
 * :mod:`~kfn.authn.tokenfile`: the caller's side, a projected ServiceAccount token read
   again as the kubelet rotates it.
+* :mod:`~kfn.authn.webhooks` (pure): the secrets of object stores that can only call a URL,
+  derived from one key so that nothing is stored per Trigger.
 
 A leaf: it imports the standard library and kfn's pure leaves only (the cache it keeps
 answers in is :class:`kfn.expiring.Expiring`), never a component, ``kfn.kube`` or an I/O

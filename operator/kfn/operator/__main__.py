@@ -8,7 +8,10 @@ import os
 import kopf
 
 import kfn.operator.triggers  # noqa: F401 - registers the Trigger status handlers
-from kfn.operator import handlers  # noqa: F401 - registers the handlers
+from kfn.operator import (
+    bucket_events,  # noqa: F401 - registers the bucket Triggers' Secrets
+    handlers,  # noqa: F401 - registers the handlers
+)
 
 HEALTH_ENDPOINT = "http://0.0.0.0:8080/healthz"
 

@@ -8,7 +8,7 @@ import os
 
 from kfn import urls
 from kfn.api import routes
-from kfn.resources import build, credentials, network, platform
+from kfn.resources import bucket_events, build, credentials, network, platform
 
 
 @functools.cache
@@ -71,3 +71,11 @@ def network_peers() -> network.Peers | None:
     """Whom a Function's pods admit (the chart's ``networkPolicy`` values and the activator's pod
     labels), or None when the chart turns the policies off."""
     return network.peers_from_json(os.environ.get("KFN_NETWORK_POLICY", ""))
+
+
+@functools.cache
+def bucket_events_settings() -> bucket_events.Settings | None:
+    """What each namespace's ``kfn-bucket-events`` Secret is made from (the bucket worker's
+    key and Service, which the chart passes whatever ``bucket.events.auth`` says): None
+    without a key, and then no Secret is written."""
+    return bucket_events.from_env(os.environ)

@@ -4,7 +4,8 @@ Events received (records, ticks, notifications read), delivered, retried, failed
 function never succeeded), dead-lettered (sent to onFailure), handed off (to another
 replica) and caught up (bucket changes found by listing that no notification brought),
 and the lag (events waiting). Every worker kind counts the same series, so one dashboard
-shows them all; :func:`forget_metrics` drops a deleted Trigger's series.
+shows them all; :func:`forget_metrics` drops a deleted Trigger's series. The bucket worker
+also counts the notifications it refused for their signature, by reason only.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ CAUGHT_UP = prometheus_client.Counter(
 )
 LAG = prometheus_client.Gauge(
     "kfn_trigger_lag", "Events waiting: records behind the stream head, queued events.", _LABELS
+)
+#: Not by Trigger: a refused sender names whatever path it likes.
+NOTIFICATIONS_REFUSED = prometheus_client.Counter(
+    "kfn_bucket_notifications_refused",
+    "Notifications refused unread: unsigned (401) or signed for another path (403).",
+    ["reason"],
 )
 _SERIES: Final = (
     RECEIVED, DELIVERED, RETRIED, FAILED, DEAD_LETTERED, HANDED_OFF, CAUGHT_UP, LAG,

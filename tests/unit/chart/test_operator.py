@@ -34,7 +34,8 @@ OPERATOR_RULES = {
     *((g, "events", v) for g in ["", "events.k8s.io"] for v in ["create", "patch"]),
     # Which pull Secret the kubelet could not find, from its Events.
     *(("", "events", v) for v in ["get", "list", "watch"]),
-    # Each function namespace's registry credential (read and changed by name only).
+    # Each function namespace's registry credential and its bucket stores' tokens (read and
+    # changed by name only).
     *(("", "secrets", v) for v in ["create", "get", "update", "patch", "delete"]),
     *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ["get", "list", "watch"]),
     *(("", "namespaces", v) for v in ["get", "list", "watch"]),
@@ -144,14 +145,13 @@ def test_the_registry_settings_reach_the_operator_with_the_robot_key_from_its_se
     }
     role = chart.one(chart.render(helm, values), "ClusterRole")
     named = [r for r in role["rules"] if "secrets" in r["resources"] and r.get("resourceNames")]
-    assert named == [
-        {
-            "apiGroups": [""],
-            "resources": ["secrets"],
-            "resourceNames": ["pushes"],
-            "verbs": ["get", "update", "patch", "delete"],
-        }
-    ]
+    assert named[0] == {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["pushes"],
+        "verbs": ["get", "update", "patch", "delete"],
+    }
+    assert [r["resourceNames"] for r in named[1:]] == [["kfn-bucket-events"]]
 
 
 def test_shared_credentials_are_read_from_one_secret_of_the_release_namespace(
@@ -170,11 +170,35 @@ def test_shared_credentials_are_read_from_one_secret_of_the_release_namespace(
     ]  # fmt: skip
 
 
-def test_without_credentials_the_operator_gets_no_secret_rights(helm: pathlib.Path) -> None:
+def test_without_credentials_the_operator_may_change_no_secret_but_the_bucket_tokens(
+    helm: pathlib.Path,
+) -> None:
     objects = chart.render(helm, {"registry": {"credentials": {"mode": "none"}}})
-    assert not any(
-        "secrets" in (g, r)[1] for g, r, _ in chart.granted(chart.one(objects, "ClusterRole"))
-    )
+    rules = [r for r in chart.one(objects, "ClusterRole")["rules"] if "secrets" in r["resources"]]
+    assert rules == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["kfn-bucket-events"],
+         "verbs": ["get", "patch", "update"]},
+    ]  # fmt: skip
+
+
+def test_the_operator_writes_each_namespaces_bucket_tokens_from_the_bucket_workers_key(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm, {"bucket": {"service": {"port": 8081}}})
+    env = {e["name"]: e for e in chart.operator_container(objects)["env"]}
+    assert env["KFN_BUCKET_EVENTS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kfn-bucket",
+        "key": "events-key",
+    }
+    assert env["KFN_BUCKET_URL"]["value"] == "http://kfn-bucket.kfn-system.svc.cluster.local:8081"
+    role = chart.one(objects, "ClusterRole")
+    assert {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["kfn-bucket-events"],
+        "verbs": ["get", "patch", "update"],
+    } in role["rules"]
 
 
 def test_function_pod_defaults_reach_the_operator(helm: pathlib.Path) -> None:
@@ -337,8 +361,12 @@ def test_the_operator_is_granted_exactly_what_it_touches(helm: pathlib.Path) -> 
     objects = chart.render(helm)
     role = chart.one(objects, "ClusterRole")
     assert chart.granted(role) == OPERATOR_RULES
-    # Secrets: any may be created, but only the credential Secrets read or changed.
-    assert [r["resourceNames"] for r in role["rules"] if "resourceNames" in r] == [["kfn-registry"]]
+    # Secrets: any may be created, but only the credential and the bucket events Secrets read
+    # or changed.
+    assert [r["resourceNames"] for r in role["rules"] if "resourceNames" in r] == [
+        ["kfn-registry"],
+        ["kfn-bucket-events"],
+    ]
     binding = chart.one(objects, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",

@@ -112,6 +112,38 @@ def test_bucket_replicas_hand_events_over_through_their_service_with_a_shared_ke
     assert pod["terminationGracePeriodSeconds"] >= 15 + 35 + 3 + 10
 
 
+def test_bucket_replicas_check_notifications_with_keys_of_their_secret(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm)
+    secret = chart.one(objects, "Secret", "bucket")
+    for key in ("events-key", "events-token"):
+        assert len(base64.b64decode(secret["data"][key])) == 48
+    assert secret["data"]["events-key"] != secret["data"]["events-token"]
+    env = {e["name"]: e for e in chart.container(objects, "bucket")["env"]}
+    assert env["KFN_EVENTS_AUTH"]["value"] == "token"
+    assert env["KFN_EVENTS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kfn-bucket",
+        "key": "events-key",
+    }
+    assert env["KFN_EVENTS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kfn-bucket",
+        "key": "events-token",
+    }
+    for other in ("cron", "stream"):
+        assert "KFN_EVENTS_AUTH" not in {e["name"] for e in chart.container(objects, other)["env"]}
+
+
+def test_unsigned_notifications_are_taken_only_when_asked_for(helm: pathlib.Path) -> None:
+    objects = chart.render(helm, {"bucket": {"events": {"auth": "none"}}})
+    env = {e["name"]: e for e in chart.container(objects, "bucket")["env"]}
+    assert env["KFN_EVENTS_AUTH"]["value"] == "none"
+    assert "KFN_EVENTS_KEY" not in env
+    # The operator writes the tokens all the same, so stores can sign before they must.
+    operator_env = {e["name"] for e in chart.operator_container(objects)["env"]}
+    assert "KFN_BUCKET_EVENTS_KEY" in operator_env
+
+
 def test_cron_values_reach_the_pod(helm: pathlib.Path) -> None:
     objects = chart.render(
         helm,

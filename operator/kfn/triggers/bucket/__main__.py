@@ -7,7 +7,7 @@ import os
 import threading
 
 from kfn.triggers import delivery, lease, onfailure, process, status
-from kfn.triggers.bucket import poller, worker
+from kfn.triggers.bucket import poller, receiver, worker
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,6 +25,14 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("KFN_BUCKET_URL", service),
         help="Where stores reach this worker (default: the Service); shown in Triggers' status.",
     )
+    parser.add_argument(
+        "--events-auth",
+        choices=("token", "none"),
+        default=os.environ.get("KFN_EVENTS_AUTH") or "token",
+        help="token (the default): a notification must carry the token of its path, derived "
+        "from KFN_EVENTS_KEY, or the cluster's KFN_EVENTS_TOKEN (kfn.authn.webhooks); none: "
+        "any notification is taken",
+    )
     parser.add_argument("--listen-address", default="0.0.0.0")  # noqa: S104 - the pod's port
     parser.add_argument("--listen-port", type=int, default=8080)
     parser.add_argument("--drain-seconds", type=float, default=worker.Shutdown.drain,
@@ -38,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(__name__).warning(
             "KFN_HANDOFF_KEY is not set: events held when this replica stops are lost"
         )
+    signing = _signing(args.events_auth)
     invoker = process.invoker(args)
     abort = threading.Event()
     statuses = status.StatusWriter()
@@ -59,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         abort=abort,
         peer_url=args.service_url,
         handoff_key=key,
+        signing=signing,
     )
 
     process.on_stop(bucket.terminating.set)
@@ -68,6 +78,20 @@ def main(argv: list[str] | None = None) -> None:
         (args.listen_address, args.listen_port),
         shutdown=worker.Shutdown(drain=args.drain_seconds, grace=args.grace_seconds),
     )
+
+
+def _signing(auth: str) -> receiver.Signing | None:
+    """What notifications must be signed with, from the chart's Secret (``events-key`` and
+    ``events-token``, in ``KFN_EVENTS_KEY`` and ``KFN_EVENTS_TOKEN``)."""
+    if auth == "none":
+        logging.getLogger(__name__).warning(
+            "--events-auth=none: any pod that reaches this worker may send notifications"
+        )
+        return None
+    key = os.environ.get("KFN_EVENTS_KEY", "").encode()
+    if not key:
+        raise SystemExit("KFN_EVENTS_KEY is not set; the chart sets it from its Secret")
+    return receiver.Signing(key, os.environ.get("KFN_EVENTS_TOKEN", ""))
 
 
 if __name__ == "__main__":

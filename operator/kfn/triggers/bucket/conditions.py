@@ -17,10 +17,14 @@ from kfn.triggers.bucket import routes, verdicts
 class Conditions:
     """The status a replica writes for the bucket Triggers it serves."""
 
-    def __init__(self, statuses: status.StatusWriter | None, public_url: str) -> None:
+    def __init__(
+        self, statuses: status.StatusWriter | None, public_url: str, *, signed: bool = False
+    ) -> None:
         self.statuses = statuses
         #: Where stores reach the worker, shown in Push Triggers' SourceReachable.
         self.public_url = public_url
+        #: Whether notifications must be signed (the message then names the Secret).
+        self.signed = signed
         #: Whether this replica writes the Poll Triggers' status (it holds the poller Lease).
         self.polls_tracked = False
 
@@ -32,7 +36,7 @@ class Conditions:
             self.statuses.forget(key)
         elif route.spec.mode == "Push":
             self.statuses.track(route.obj)
-            reachable = verdicts.push_verdict(self.public_url, route)
+            reachable = verdicts.push_verdict(self.public_url, route, signed=self.signed)
             self.statuses.set(route.key, reachable=reachable)
         elif self.polls_tracked:
             self.statuses.track(route.obj)

@@ -5,8 +5,12 @@
 only to that Trigger; ``POST /events`` to every Push Trigger on the bucket in any namespace
 (for a store shared by the whole cluster); ``GET /healthz`` is the
 readiness probe; ``POST /handoff`` takes an event a stopping replica hands over
-(:mod:`~kfn.triggers.bucket.handoff`). A notification is answered only after every matching
-record was handled,
+(:mod:`~kfn.triggers.bucket.handoff`). With :class:`Signing` a notification must carry the
+token of its path (:mod:`kfn.authn.webhooks`: the namespace's, the Trigger's or the
+cluster's, as a bearer token or a URL's password); one without is answered 401, one with
+another path's token 403, both before its JSON is read or anything is routed, and counted
+in ``kfn_bucket_notifications_refused_total``. A notification is answered only after every
+matching record was handled,
 in the request's own thread: a sender that gives up waiting (versitygw's webhook does after
 3 s) closes its connection, but nothing cancels the handling, and the answer is then simply
 not read.
@@ -22,6 +26,7 @@ answered 408.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.server
 import io
 import json
@@ -33,6 +38,8 @@ import threading
 import time
 from typing import Final, Protocol
 
+from kfn.authn import webhooks
+from kfn.triggers import metrics
 from kfn.triggers.bucket import handoff, limits
 
 logger = logging.getLogger(__name__)
@@ -41,6 +48,15 @@ MAX_REQUESTS: Final = 256
 #: How long a request waits for a free slot before it is answered 503.
 SLOT_WAIT: Final = 30.0
 _TRIGGER_PATH: Final = re.compile(r"^/events/([a-z0-9][-a-z0-9]*)(?:/([a-z0-9][-a-z0-9]*))?/?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Signing:
+    """What notifications are signed with: the key their tokens derive from, and the
+    cluster's own token (the chart's Secret ``<release>-kfn-bucket``)."""
+
+    key: bytes = dataclasses.field(repr=False)
+    cluster_token: str = dataclasses.field(repr=False)
 
 
 class App(Protocol):
@@ -84,10 +100,16 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, address: tuple[str, int], app: App, bounds: limits.Limits = limits.DEFAULT
+        self,
+        address: tuple[str, int],
+        app: App,
+        bounds: limits.Limits = limits.DEFAULT,
+        signing: Signing | None = None,
     ) -> None:
         self.app = app
         self.limits = bounds
+        #: None: any notification is taken (the chart's ``bucket.events.auth: none``).
+        self.signing = signing
         self.slots = threading.BoundedSemaphore(MAX_REQUESTS)
         self.in_hand = 0
         self.idle = threading.Condition()
@@ -223,6 +245,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            if code == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="kfn-bucket"')
             if self.server.closing.is_set():
                 self.send_header("Connection", "close")
                 self.close_connection = True
@@ -275,12 +299,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
             signature = self.headers.get(handoff.SIGNATURE_HEADER)
             self._answer(*self.server.app.take_over(body, signature))
             return
+        refusal = self._unsigned(target[1])
+        if refusal is not None:
+            metrics.NOTIFICATIONS_REFUSED.labels(refusal.why).inc()
+            self._answer(refusal.status, refusal.message)
+            return
         try:
             payload = json.loads(body)
         except ValueError:
             self._answer(400, "the body is not JSON")
             return
         self._handle(payload, target[1])
+
+    def _unsigned(self, only: tuple[str, str] | None) -> webhooks.Refusal | None:
+        """Why a notification to this path is refused for its signature, or None.
+
+        The body was read first (it is bounded), so the sender reads the refusal rather
+        than a connection reset under what it was still writing.
+        """
+        signing = self.server.signing
+        if signing is None:
+            return None
+        namespace, trigger = only or ("", "")
+        return webhooks.check(
+            self.headers.get("Authorization"),
+            key=signing.key,
+            cluster_token=signing.cluster_token,
+            namespace=namespace,
+            trigger=trigger,
+        )
 
     def _read_body(self, length: int) -> bytes | None:
         """The body, or None when it did not arrive in time (answered 408) or the sender
@@ -320,10 +367,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def serve(
-    address: tuple[str, int], app: App, bounds: limits.Limits = limits.DEFAULT
+    address: tuple[str, int],
+    app: App,
+    bounds: limits.Limits = limits.DEFAULT,
+    signing: Signing | None = None,
 ) -> tuple[Server, threading.Thread]:
     """Starts the receiver in a thread; stop it with ``server.shutdown()``."""
-    server = Server(address, app, bounds)
+    server = Server(address, app, bounds, signing)
     thread = threading.Thread(target=server.serve_forever, args=(0.2,), name="receiver")
     thread.daemon = True
     thread.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from kfn.api import trigger as trigger_api
+from kfn.authn import webhooks
 from kfn.triggers import credentials, delivery, status
 from kfn.triggers.bucket import routes, s3
 
@@ -28,14 +29,20 @@ CREDENTIAL_ERRORS: Final = frozenset(
 )
 
 
-def push_verdict(url: str, route: routes.Route) -> status.Verdict:
-    """SourceReachable for a Push Trigger: where its store should send notifications."""
-    return status.Verdict(
-        True,
-        trigger_api.Reason.CONNECTED,
+def push_verdict(url: str, route: routes.Route, *, signed: bool = False) -> status.Verdict:
+    """SourceReachable for a Push Trigger: where its store should send notifications, and
+    where the token to sign them with is (never the token itself: whoever may read the
+    Trigger may not necessarily sign for it)."""
+    message = (
         f"waiting for notifications at {url}/events/{route.namespace} (bucket "
-        f"{route.spec.bucket}) or {url}/events/{route.namespace}/{route.name}",
+        f"{route.spec.bucket}) or {url}/events/{route.namespace}/{route.name}"
     )
+    if signed:
+        message += (
+            f", signed with a token of the Secret {webhooks.SECRET_NAME} in this namespace "
+            f"(keys url and token, or {route.name}.url and {route.name}.token)"
+        )
+    return status.Verdict(True, trigger_api.Reason.CONNECTED, message)
 
 
 def delivery_verdict(result: delivery.Result) -> status.Verdict | None:

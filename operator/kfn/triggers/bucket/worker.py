@@ -41,6 +41,7 @@ from kfn.triggers.bucket import (
     poll,
     poller,
     push,
+    receiver,
     routes,
 )
 
@@ -65,15 +66,20 @@ class Worker:
         peer_url: str | None = None,
         handoff_key: bytes = b"",
         send_handoff: holding.SendHandoff = handoff.send,
+        signing: receiver.Signing | None = None,
     ) -> None:  # fmt: skip
         self.lease = lease
+        #: What notifications must be signed with (None: nothing).
+        self.signing = signing
         self.statuses = statuses
         #: Set on SIGTERM: readiness fails, polling stops after the batch in hand.
         self.terminating = threading.Event()
         #: Set when the grace period is over: deliveries still retrying give up unhandled.
         self.abort = abort or threading.Event()
         self.routes = routes.table(self._routes_changed)
-        self.conditions = conditions.Conditions(statuses, public_url.rstrip("/"))
+        self.conditions = conditions.Conditions(
+            statuses, public_url.rstrip("/"), signed=signing is not None
+        )
         self.dispatcher = dispatch.Dispatcher(
             deliver, self.conditions, clock=clock, threads=threads
         )
@@ -152,8 +158,6 @@ def run(
 ) -> None:
     """Runs every thread until ``worker.terminating`` is set, then leaves without losing
     a notification in hand (blocking)."""
-    from kfn.triggers.bucket import receiver  # noqa: PLC0415 - the process's own edge
-
     stop_polling = threading.Event()
     stop_lease = threading.Event()
     stop_status = threading.Event()
@@ -178,7 +182,7 @@ def run(
         )
     for thread in threads:
         thread.start()
-    server, _ = receiver.serve(address, worker)
+    server, _ = receiver.serve(address, worker, signing=worker.signing)
     logger.info("receiving notifications on %s:%d", *address)
     worker.terminating.wait()
     stopped_at = time.monotonic()

@@ -26,6 +26,16 @@ def test_a_push_trigger_is_told_where_its_store_should_send() -> None:
     assert (verdict.ok, verdict.reason) == (True, "Connected")
     assert "http://kfn-bucket.kfn-system.svc/events/media (bucket bkt)" in verdict.message
     assert "http://kfn-bucket.kfn-system.svc/events/media/thumbs" in verdict.message
+    assert "Secret" not in verdict.message
+
+
+def test_a_push_trigger_whose_notifications_are_signed_is_told_where_the_token_is() -> None:
+    verdict = verdicts.push_verdict("http://kfn-bucket.kfn-system.svc", route(), signed=True)
+    assert verdict.message.endswith(
+        "signed with a token of the Secret kfn-bucket-events in this namespace "
+        "(keys url and token, or thumbs.url and thumbs.token)"
+    )
+    assert "kfn:" not in verdict.message, "never a token in a status"
 
 
 @pytest.mark.parametrize(

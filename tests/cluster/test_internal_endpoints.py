@@ -1,6 +1,7 @@
 """kfn's internal endpoints on the cluster take only kfn's own components and the stores
-signed for their namespace: the autoscaler's /stats and the bucket worker's /events, tried
-from outside with no token, someone else's, and the right one."""
+signed for their namespace: the autoscaler's /stats (tried from an activator's pod, the only
+one its NetworkPolicy lets through) and the bucket worker's /events (from the node), each
+with no token, someone else's, and the right one."""
 
 from __future__ import annotations
 
@@ -41,6 +42,32 @@ def _post(
         connection.close()
 
 
+#: Run in an activator's container: its NetworkPolicy admits only the activators to the
+#: autoscaler's port, so the token check is tried from where the network lets one through.
+_POST_FROM_POD = """
+import http.client, json, sys
+host, token, body = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+headers = {"Content-Type": "application/json"}
+if token:
+    headers["Authorization"] = "Bearer " + token
+connection = http.client.HTTPConnection(host, 8090, timeout=10)
+connection.request("POST", "/stats", body, headers)
+answer = connection.getresponse()
+print(json.dumps({"status": answer.status, "body": answer.read().decode()}))
+"""
+
+
+def _report_from_an_activator(kfn: str, token: str | None) -> tuple[int, dict[str, Any]]:
+    """POSTs an empty report to the autoscaler from an activator's pod, with ``token``."""
+    host = f"kfn-autoscaler.{kfn}.svc"
+    out = kubectl(
+        "-n", kfn, "exec", "deployment/kfn-activator", "-c", "activator", "--",
+        "python3", "-c", _POST_FROM_POD, host, token or "", EMPTY_REPORT.decode(),
+    )  # fmt: skip
+    answer = json.loads(out)
+    return answer["status"], json.loads(answer["body"]) if answer["body"] else {}
+
+
 def _address(kfn: str, deployment: str, port: int) -> tuple[str, int]:
     kubectl("-n", kfn, "rollout", "status", f"deployment/{deployment}", "--timeout=120s")
     return kubectl_json("-n", kfn, "get", "service", deployment)["spec"]["clusterIP"], port
@@ -55,19 +82,19 @@ def outsider(kfn: str) -> Iterator[str]:
 
 
 def test_the_autoscaler_takes_stats_only_with_the_activators_token(kfn: str, outsider: str) -> None:
-    autoscaler = _address(kfn, "kfn-autoscaler", 8090)
-    status, body = _post(autoscaler, stats.STATS_PATH, EMPTY_REPORT, None)
+    _address(kfn, "kfn-autoscaler", 8090)  # rolled out
+    status, body = _report_from_an_activator(kfn, None)
     assert status == 401, body
     assert "kfn-stats" in body["message"]
     own = kubectl("-n", outsider, "create", "token", "prober", "--audience=kfn-stats").strip()
-    status, body = _post(autoscaler, stats.STATS_PATH, EMPTY_REPORT, f"Bearer {own}")
+    status, body = _report_from_an_activator(kfn, own)
     assert status == 403, body
     assert f"system:serviceaccount:{outsider}:prober may not send stats" in body["message"]
     # The activator's own ServiceAccount, but a token for the invoke door's audience.
     invoke = kubectl("-n", kfn, "create", "token", "kfn-activator", "--audience=kfn").strip()
-    assert _post(autoscaler, stats.STATS_PATH, EMPTY_REPORT, f"Bearer {invoke}")[0] == 401
+    assert _report_from_an_activator(kfn, invoke)[0] == 401
     token = kubectl("-n", kfn, "create", "token", "kfn-activator", "--audience=kfn-stats").strip()
-    assert _post(autoscaler, stats.STATS_PATH, EMPTY_REPORT, f"Bearer {token}")[0] == 204
+    assert _report_from_an_activator(kfn, token)[0] == 204
 
 
 def test_no_activator_was_refused_by_the_autoscaler(kfn: str) -> None:

@@ -349,3 +349,121 @@ def test_b_cannot_push_into_as_repository_with_its_own_registry_credential(
             with pytest.raises(oci.RegistryAuthError) as refused:
                 registry.push_image(planted, oci.Reference(config.REGISTRY, repository, "latest"))
             assert "HTTP 401" in str(refused.value) or "HTTP 403" in str(refused.value)
+
+
+# --- kfn's internal endpoints ------------------------------------------------------------------
+
+#: Run in B's pod: POST a body to host:port/path with headers (JSON), print status and body.
+POST = """\
+import http.client, json, sys
+host, port, path, headers, body = sys.argv[1:6]
+connection = http.client.HTTPConnection(host, int(port), timeout=10)
+connection.request("POST", path, body.encode(), json.loads(headers))
+answer = connection.getresponse()
+print(json.dumps({"status": answer.status, "body": answer.read().decode()}))
+"""
+
+
+def post_from(
+    namespace: str, pod: str, address: tuple[str, int], path: str, headers: dict[str, str]
+) -> tuple[int, str]:
+    out = kubectl(
+        "-n", namespace, "exec", pod, "--", "python3", "-c", POST, address[0], str(address[1]),
+        path, json.dumps({"Content-Type": "application/json", **headers}), '{"Records": []}',
+    )  # fmt: skip
+    answer = json.loads(out)
+    return answer["status"], answer["body"]
+
+
+def test_b_cannot_post_bucket_events_for_a_nor_hand_one_over(
+    steady: SteadyCaller, kfn: str, tenant_a: str, tenant_b: str, b_pod: str
+) -> None:
+    bucket = (service_ip(kfn, "kfn-bucket"), 80)
+    # The notification port is open to stores wherever they run; the signature decides.
+    status, body = post_from(tenant_b, b_pod, bucket, f"/events/{tenant_a}", {})
+    assert status == 401, body
+    forged = {"Authorization": "Bearer " + "0" * 64}
+    status, body = post_from(tenant_b, b_pod, bucket, f"/events/{tenant_a}", forged)
+    assert status == 403, body
+    status, body = post_from(tenant_b, b_pod, bucket, "/events", forged)
+    assert status == 403, body
+    # A hand-off between replicas carries their signature; B cannot make one.
+    status, body = post_from(tenant_b, b_pod, bucket, "/handoff", {})
+    assert status in (401, 403), body
+    status, body = post_from(
+        tenant_b, b_pod, bucket, "/handoff", {"Kfn-Handoff-Signature": "0" * 64}
+    )
+    assert status in (401, 403), body
+
+
+# --- credentials -------------------------------------------------------------------------------
+
+#: Run in B's pod: listen on a port for a while and print every byte that arrived.
+LISTEN = """\
+import socket, sys, time
+server = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+server.settimeout(0.5)
+received, deadline = b"", time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    try:
+        connection, _ = server.accept()
+    except TimeoutError:
+        continue
+    connection.sendall(b'INFO {"server_id":"x","version":"2.10.0","auth_required":true}\\r\\n')
+    connection.settimeout(1)
+    try:
+        received += connection.recv(65536)
+    except TimeoutError:
+        pass
+    connection.close()
+print(repr(received))
+"""
+
+
+def test_a_trigger_cannot_send_as_secret_to_an_endpoint_the_secret_does_not_allow(
+    steady: SteadyCaller, tenant_a: str, tenant_b: str, b_pod: str
+) -> None:
+    token = "a-private-token-" + "x" * 16
+    kubectl("-n", tenant_a, "create", "secret", "generic", "nats-creds",
+            f"--from-literal=token={token}")  # fmt: skip
+    kubectl("-n", tenant_a, "annotate", "secret", "nats-creds",
+            f"kfn.dev/allowed-endpoints=nats://nats.{tenant_a}.svc:4222")  # fmt: skip
+    pods = json.loads(kubectl("-n", tenant_b, "get", "pod", b_pod, "-o", "json"))
+    foreign = f"nats://{pods['status']['podIP']}:4222"
+    result: dict[str, str] = {}
+
+    def listen() -> None:
+        result["received"] = kubectl(
+            "-n", tenant_b, "exec", b_pod, "--", "python3", "-c", LISTEN, "4222", "25",
+            timeout=60,
+        )  # fmt: skip
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    time.sleep(2)  # the listener is up
+    # Someone who may create Triggers in A, but not read its Secrets, points one at B's pod.
+    trigger = {
+        "apiVersion": "kfn.dev/v1alpha1",
+        "kind": "Trigger",
+        "metadata": {"name": "exfiltrate", "namespace": tenant_a},
+        "spec": {
+            "functionRef": {"name": "fn"},
+            "stream": {
+                "nats": {"servers": [foreign], "subject": "orders.>", "stream": "ORDERS"},
+                "credentialsSecretRef": {"name": "nats-creds"},
+            },
+        },
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(trigger))
+
+    def refused() -> dict[str, Any] | None:
+        condition = ready(tenant_a, "exfiltrate")
+        return condition if condition and condition.get("status") == "False" else None
+
+    condition = wait_for("the Trigger refused", refused, timeout=60)
+    assert condition["reason"] == "SecretNotAllowed"
+    assert f"{tenant_a}/nats-creds" in condition["message"]
+    assert token not in condition["message"]
+    listener.join(60)
+    assert token not in result["received"], result["received"]
+    kubectl("-n", tenant_a, "delete", "trigger", "exfiltrate", "--wait=true")

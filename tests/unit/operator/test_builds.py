@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from kfn import kube, oci
+from kfn import oci
 from kfn.api import function
 from kfn.builder import __main__ as builder
 from kfn.builder.config import BuildConfig
@@ -32,16 +31,6 @@ PODS = f"/api/v1/namespaces/{NS}/pods"
 FUNCTIONS = f"/apis/kfn.dev/v1alpha1/namespaces/{NS}/functions"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
 CODE = "def handler(event, context):\n    return 'built by kfn'\n"
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[kubeapi.KubeApi]:
-    fake = kubeapi.KubeApi()
-    served = fake.serve()
-    url = next(served)
-    monkeypatch.setattr(kube, "_api", client.ApiClient(client.Configuration(host=url)))
-    yield fake
-    next(served, None)
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from kfn import kube
 from kfn.operator import reconcile, settings
 from kfn.resources import network
 from tests.unit.operator import kubeapi
@@ -24,16 +22,6 @@ POLICIES = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"
 IMAGE = "registry.local/fn/team/web@sha256:" + "a" * 64
 ACTIVATOR = {"app.kubernetes.io/instance": "kfn", "app.kubernetes.io/component": "activator"}
 CHART_SETTING = json.dumps({"activatorNamespace": "kfn-system", "activatorPodLabels": ACTIVATOR})
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[kubeapi.KubeApi]:
-    fake = kubeapi.KubeApi()
-    served = fake.serve()
-    url = next(served)
-    monkeypatch.setattr(kube, "_api", client.ApiClient(client.Configuration(host=url)))
-    yield fake
-    next(served, None)
 
 
 @pytest.fixture(autouse=True)

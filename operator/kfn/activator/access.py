@@ -9,7 +9,8 @@ the identity it names is authorised by the API server too (SubjectAccessReview o
 whoever RBAC lets invoke a function may, and nobody else; ``kfn-invoker`` is the
 ClusterRole to bind, aggregated into ``edit`` and ``admin``.
 
-Both answers are cached, so the warm path is one dict lookup: a reviewed token for
+Both answers are cached, so the warm path is one dict lookup (and on a connection that asks
+the same question again, one comparison: :class:`Recent`): a reviewed token for
 :data:`TOKEN_TTL` (never past the token's own expiry), an access decision for
 :data:`ALLOWED_TTL` when allowed and :data:`DENIED_TTL` when not (so a binding just made
 is seen quickly). Removing a binding therefore revokes access within ``ALLOWED_TTL``;
@@ -27,6 +28,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import math
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Final, Generic, TypeVar
 
@@ -74,6 +76,8 @@ class Verdict:
 
     allowed: bool
     refusal: answers.Answer | None = None
+    #: Until when (the loop's clock) a cached decision holds; not part of what it says.
+    until: float = dataclasses.field(default=math.inf, compare=False)
 
 
 ALLOWED: Final = Verdict(True)
@@ -192,6 +196,25 @@ def token_until(identity: Identity | Invalid, now: float, ttl: float) -> float:
 # --- deciding --------------------------------------------------------------------------------
 
 
+class Recent:
+    """The last cached decision one client connection was given, and for what question.
+
+    A client sends one token on a connection, mostly for one function. Seeing that a request
+    asks the same question again costs a comparison of the header, where looking the
+    decision up costs reading the header, hashing the token and keeping the cache's order
+    (about as much as the rest of the authorisation together). The decision is reused only
+    until it expires in the cache (:attr:`Verdict.until`), so it is revoked as soon as
+    the cache's is.
+    """
+
+    __slots__ = ("authorization", "function", "verdict")
+
+    def __init__(self) -> None:
+        self.authorization = b""
+        self.function: stats.FunctionKey | None = None
+        self.verdict: Verdict | None = None
+
+
 class Access:
     """Decides whether a bearer of a token may invoke a function (see the module doc)."""
 
@@ -216,12 +239,32 @@ class Access:
         self.decisions: Expiring[tuple[str, stats.FunctionKey], Verdict] = Expiring(limit)
         self._asking: dict[tuple[str, stats.FunctionKey], asyncio.Task[Verdict]] = {}
 
-    def cached(self, authorization: bytes, function: stats.FunctionKey) -> Verdict | None:
-        """The decision without waiting, or None when the API server must be asked."""
+    def cached(
+        self, authorization: bytes, function: stats.FunctionKey, recent: Recent | None = None
+    ) -> Verdict | None:
+        """The decision without waiting, or None when the API server must be asked.
+
+        ``recent``: the connection's last decision, reused while it holds for the same
+        header and function, and replaced by the one found here."""
+        now = self.clock()
+        if recent is not None:
+            known = recent.verdict
+            if (
+                known is not None
+                and now < known.until
+                and recent.authorization == authorization
+                and recent.function == function
+            ):
+                return known
         token = bearer(authorization)
         if isinstance(token, Verdict):
             return token
-        return self.decisions.get((token, function), self.clock())
+        verdict = self.decisions.get((token, function), now)
+        if verdict is not None and recent is not None:
+            recent.authorization = authorization
+            recent.function = function
+            recent.verdict = verdict
+        return verdict
 
     async def decide(self, authorization: bytes, function: stats.FunctionKey) -> Verdict:
         """The decision, asking the API server when it is not cached; concurrent callers
@@ -259,10 +302,10 @@ class Access:
             return Verdict(False, unavailable(str(exc)))
         now = self.clock()
         if allowed:
-            verdict = ALLOWED
             until = token_until(identity, now, self.allowed_ttl)
+            verdict = Verdict(True, until=until)
         else:
-            verdict = Verdict(False, denied(identity, function, reason))
             until = now + self.denied_ttl
+            verdict = Verdict(False, denied(identity, function, reason), until)
         self.decisions.put((token, function), verdict, until)
         return verdict

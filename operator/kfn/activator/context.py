@@ -14,7 +14,17 @@ import dataclasses
 import typing
 
 from kfn import stats
-from kfn.activator import access, budget, events, exits, metrics, router, throttler, watchdog
+from kfn.activator import (
+    access,
+    budget,
+    events,
+    exits,
+    metrics,
+    router,
+    throttler,
+    waiting,
+    watchdog,
+)
 from kfn.activator import bounds as limits
 from kfn.activator import config as configs
 
@@ -70,6 +80,7 @@ class FunctionEntry:
         "metrics",
         "name_bytes",
         "queue_timeout",
+        "served_bound",
         "throttler",
         "timeout",
     )
@@ -88,6 +99,8 @@ class FunctionEntry:
         self.name_bytes = key.name.encode()
         self.timeout = limits.timeout_ms / 1000
         self.queue_timeout = limits.queue_timeout_ms / 1000
+        #: How long a request sent to a pod may take (:func:`waiting.served_bound`).
+        self.served_bound = waiting.served_bound(self.timeout)
 
 
 class Context:

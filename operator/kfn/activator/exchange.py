@@ -12,7 +12,8 @@ An :class:`Exchange` orchestrates; each step's rules live in their own module::
 
 A request that finds a free slot and an idle connection runs entirely in protocol
 callbacks; only waiting for capacity and opening a connection run as a task. Every
-request has one timer at a time (:mod:`~kfn.activator.waiting` decides): while it waits
+request has one bound at a time (:mod:`~kfn.activator.waiting` decides), kept by its
+connection's one timer (:mod:`~kfn.activator.deadline`): while it waits
 for a pod, the function's queue timeout, counted from its acceptance, past which it is
 answered 429 (it never ran); once sent, the function's timeout plus a margin, past which
 it is answered Lambda's 504 task timeout. The runtime counts the function's timeout from
@@ -37,6 +38,7 @@ from kfn.activator import (
     answers,
     capacity,
     context,
+    deadline,
     events,
     exits,
     invoke_api,
@@ -58,10 +60,14 @@ class Client(typing.Protocol):
     ctx: context.Context
     door: context.Door
     loop: asyncio.AbstractEventLoop
+    deadline: deadline.Deadline
+    #: The last access decision the connection was given (on a door that checks tokens).
+    recent: access.Recent
     peer: bytes
     write_paused: bool
 
     def write(self, data: bytes) -> None: ...
+    def cork(self, conn: upstream.UpstreamConnection) -> None: ...
     def buffer(self, data: bytes) -> None: ...
     def flush(self) -> None: ...
     def abort(self) -> None: ...
@@ -93,7 +99,6 @@ class Exchange:
         "retries",
         "started",
         "task",
-        "timer",
         "upload",
         "upstream_paused",
     )
@@ -116,7 +121,6 @@ class Exchange:
         self.conn: upstream.UpstreamConnection | None = None
         #: Waiting for capacity and connecting, when that could not happen at once.
         self.task: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.request_id = b""
         #: When the request was accepted (the loop's clock): its wait for a pod counts from here.
         self.accepted = 0.0
@@ -184,7 +188,7 @@ class Exchange:
         self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind
     ) -> None:
         """Serve the invoke if the caller's token may (cached: at once; else after review)."""
-        verdict = checks.cached(self.head.authorization, function)
+        verdict = checks.cached(self.head.authorization, function, self.proto.recent)
         if verdict is None:
             self.authorizing = True
             self.task = self.proto.ctx.spawn(self.review(checks, function, kind))
@@ -250,28 +254,34 @@ class Exchange:
         self.task = self.proto.ctx.spawn(self.obtain(entry.throttler))
 
     def arm(self, phase: waiting.Phase) -> None:
-        """Start the timer of the request's current bound (replacing the previous one)."""
+        """Hold the connection's deadline for the request's current bound (replacing the
+        previous one)."""
         entry = self.entry
         assert entry is not None
         self.phase = phase
-        if self.timer is not None:
-            self.timer.cancel()
-        loop = self.proto.loop
-        now = loop.time()
-        delay = waiting.timer(
-            phase,
-            accepted=self.accepted,
-            now=now,
-            queue_timeout=entry.queue_timeout,
-            timeout=entry.timeout,
-            stops=self.proto.ctx.stops,
-        )
-        self.timer = loop.call_at(now + delay, self.on_timeout)
+        proto = self.proto
+        now = proto.loop.time()
+        if phase is waiting.Phase.SENT:
+            delay = entry.served_bound  # every request's once sent: worked out once
+        else:
+            delay = waiting.timer(
+                phase,
+                accepted=self.accepted,
+                now=now,
+                queue_timeout=entry.queue_timeout,
+                timeout=entry.timeout,
+                stops=proto.ctx.stops,
+            )
+        proto.deadline.hold(self, now + delay)
 
     def stopping(self) -> None:
         """The activator began to stop: a request waiting for a pod waits only as long as the
         drain still serves its whole timeout once sent (:func:`waiting.stop_left`)."""
-        if self.phase is waiting.Phase.WAITING and self.timer is not None and not self.finished:
+        if (
+            self.phase is waiting.Phase.WAITING
+            and self.proto.deadline.holds(self)
+            and not self.finished
+        ):
             self.arm(waiting.Phase.WAITING)
 
     async def obtain(self, throttle: throttler.Throttler) -> None:
@@ -323,6 +333,8 @@ class Exchange:
             timeout_ms=entry.limits.timeout_ms,
             invoked=entry.name_bytes if self.invoke else None,
         )
+        if not self.body_done:
+            proto.cork(conn)  # the body that came with the head leaves with it
         self.upload.start(
             conn, upstream_head, sink, head_request=head_request, complete=self.body_done
         )
@@ -339,6 +351,7 @@ class Exchange:
             return
         conn = self.conn
         if conn is not None:
+            self.proto.cork(conn)
             self.upload.send(conn, data)
         elif self.event_body is not None:
             if len(self.event_body) + len(data) > events.PAYLOAD_LIMIT:
@@ -456,7 +469,6 @@ class Exchange:
     # --- ending -------------------------------------------------------------------------
 
     def on_timeout(self) -> None:
-        self.timer = None
         if self.finished:
             return
         entry = self.entry
@@ -513,9 +525,7 @@ class Exchange:
         self.finished = True
         if self.budgeted:
             self.give_back()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.proto.deadline.release(self)
         if self.task is not None:
             self.task.cancel()
             self.task = None

@@ -194,6 +194,48 @@ async def test_a_decision_is_never_kept_past_its_tokens_expiry() -> None:
     assert decide.cached(b"Bearer short", FN) is None
 
 
+@pytest.mark.asyncio
+async def test_a_connection_asking_again_is_answered_from_its_recent_decision() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    recent = access.Recent()
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    decide.decisions = access.Expiring()  # the shared cache no longer knows it
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    assert decide.cached(b"Bearer good", FN) is None
+
+
+@pytest.mark.asyncio
+async def test_a_recent_decision_is_revoked_when_the_cached_one_expires() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    recent = access.Recent()
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    clock.now += access.ALLOWED_TTL
+    assert decide.cached(b"Bearer good", FN, recent) is None
+
+
+@pytest.mark.asyncio
+async def test_a_recent_decision_answers_only_the_same_header_and_function() -> None:
+    api, clock = ApiServer(), Clock()
+    api.identities["other"] = access.Identity("system:serviceaccount:team-c:eve")
+    decide = checks(api, clock)
+    recent = access.Recent()
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    assert decide.cached(b"Bearer other", FN, recent) is None
+    assert decide.cached(b"Bearer good", OTHER, recent) is None
+    assert decide.cached(b"", FN, recent) == access.Verdict(False, access.NO_TOKEN)
+    assert not (await decide.decide(b"Bearer other", FN)).allowed
+    refused = decide.cached(b"Bearer other", FN, recent)
+    assert refused is not None
+    assert not refused.allowed
+    clock.now += access.DENIED_TTL
+    assert decide.cached(b"Bearer other", FN, recent) is None
+
+
 def test_the_caches_keep_at_most_their_limit_least_recently_used_first_out() -> None:
     cache: access.Expiring[str, int] = access.Expiring(limit=2)
     cache.put("a", 1, until=10)

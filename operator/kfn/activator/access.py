@@ -97,13 +97,23 @@ class ReviewFailedError(Exception):
 NO_TOKEN: Final = answers.error(
     401,
     "UnrecognizedClientException",
-    "the invoke API needs a bearer token: send 'Authorization: Bearer <token>' with a "
-    f"ServiceAccount token for the audience '{AUDIENCE}' "
+    "invoking this function needs a bearer token: send 'Authorization: Bearer <token>' with "
+    f"a ServiceAccount token for the audience '{AUDIENCE}' "
     f"(kubectl create token <serviceaccount> --audience {AUDIENCE})",
     CHALLENGE,
 )
 TOKEN_TOO_LONG: Final = answers.error(
     401, "UnrecognizedClientException", f"the bearer token is longer than {MAX_TOKEN} bytes"
+)
+
+
+#: A route that asks for a token, on an activator that checks none (its invoke auth is
+#: ``none``): served to nobody rather than to everybody.
+UNCHECKED: Final = answers.error(
+    500,
+    "ServiceException",
+    "this route's Trigger asks for auth: ServiceAccountToken, and this activator checks no "
+    "tokens (the chart's activator.invoke.auth is none): it serves the route to nobody",
 )
 
 

@@ -31,32 +31,36 @@ from kfn.activator import config as configs
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Door:
-    """What one listener of the activator serves.
+    """What one listener of the activator serves, and how it checks bearer tokens.
 
-    The cluster's activator has two: the public door serves HTTP Trigger routes (public by
-    design, like a Function URL without auth), the invoke door the invoke API, each
-    request's bearer token checked by RBAC (``access``). Neither serves the other's
-    requests. One door serving both, without auth, is for an activator run alone (tests,
-    benchmarks, development); on it a caller's ``Authorization`` header reaches the pod.
+    The cluster's activator has two: the public door serves HTTP Trigger routes, the invoke
+    door the invoke API. Neither serves the other's requests. ``access`` checks a bearer
+    token by RBAC: on the invoke door every request's, on the public door the requests of
+    routes whose Trigger asks for ``auth: ServiceAccountToken`` (the others are public by
+    design, like a Function URL without auth, and their ``Authorization`` header is the
+    application's own: it reaches the pod). A door without ``access`` serves checked routes
+    to nobody. One door serving both, without auth, is for an activator run alone (tests,
+    benchmarks, development).
     """
 
     routes: bool
     invoke: bool
     access: access.Access | None = None
 
-    def __post_init__(self) -> None:
-        if self.routes and self.access is not None:
-            raise ValueError("the door that serves routes cannot check invoke tokens")
-
     @property
     def private(self) -> bool:
-        """Whether the caller's ``Authorization`` is kfn's to read, never passed on."""
+        """Whether every caller's ``Authorization`` is kfn's to read, never passed on (a
+        checked route's is too, :attr:`router.Route.checked`)."""
         return not self.routes
 
 
 PUBLIC = Door(routes=True, invoke=False)
 #: One door serving routes and the invoke API without auth (see :class:`Door`).
 SINGLE = Door(routes=True, invoke=True)
+
+
+def public_door(checks: access.Access | None) -> Door:
+    return Door(routes=True, invoke=False, access=checks)
 
 
 def invoke_door(checks: access.Access | None) -> Door:

@@ -3,6 +3,7 @@
 An :class:`Exchange` orchestrates; each step's rules live in their own module::
 
     head parsed (request_head) -> route (router) -> invoke API gate (invoke_api)
+      -> the caller's token checked, on the invoke door and checked routes (access)
       -> Event: accepted at once (events)
       -> a slot and a connection (capacity: at once, queued, or retried elsewhere)
       -> head and body sent (request_head, request_body)
@@ -162,7 +163,25 @@ class Exchange:
         if not door.routes:
             self.answer(answers.ROUTES_ELSEWHERE)
             return
-        entry = ctx.functions.get(match.function) if match is not None else None
+        if match is None:
+            self.answer(answers.NO_FUNCTION)
+            return
+        if match.checked:
+            self.begin_checked(door, match.function)
+            return
+        self.serve_route(match.function)
+
+    def begin_checked(self, door: context.Door, function: stats.FunctionKey) -> None:
+        """A route whose Trigger asks for ``auth: ServiceAccountToken``: its caller's token is
+        checked as an invoke's, and kept from the pod, which could replay it to kfn."""
+        self.head.hide_authorization()
+        if door.access is None:
+            self.answer(access.UNCHECKED)
+            return
+        self.authorize(door.access, function, None)
+
+    def serve_route(self, function: stats.FunctionKey) -> None:
+        entry = self.proto.ctx.functions.get(function)
         if entry is None:
             self.answer(answers.NO_FUNCTION)
             return
@@ -185,20 +204,21 @@ class Exchange:
             self.serve_invoke(function, kind)
 
     def authorize(
-        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind
+        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind | None
     ) -> None:
-        """Serve the invoke if the caller's token may (cached: at once; else after review)."""
+        """Serve the request if the caller's token may invoke ``function`` (cached: at once;
+        else after review); ``kind`` is an invoke's, None for a checked route's request."""
         verdict = checks.cached(self.head.authorization, function, self.proto.recent)
         if verdict is None:
             self.authorizing = True
             self.task = self.proto.ctx.spawn(self.review(checks, function, kind))
         elif verdict.allowed:
-            self.serve_invoke(function, kind)
+            self.serve(function, kind)
         else:
             self.refuse(verdict)
 
     async def review(
-        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind
+        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind | None
     ) -> None:
         verdict = await checks.decide(self.head.authorization, function)
         self.task = None
@@ -206,9 +226,15 @@ class Exchange:
         if self.finished:
             return
         if verdict.allowed:
-            self.serve_invoke(function, kind)
+            self.serve(function, kind)
         else:
             self.refuse(verdict)
+
+    def serve(self, function: stats.FunctionKey, kind: invoke_api.Kind | None) -> None:
+        if kind is None:
+            self.serve_route(function)
+        else:
+            self.serve_invoke(function, kind)
 
     def refuse(self, verdict: access.Verdict) -> None:
         assert verdict.refusal is not None

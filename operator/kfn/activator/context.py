@@ -46,12 +46,13 @@ class Door:
     routes: bool
     invoke: bool
     access: access.Access | None = None
+    #: Whether every caller's ``Authorization`` is kfn's to read, never passed on (a
+    #: checked route's is too, :attr:`router.Route.checked`): on a door without routes.
+    private: bool = dataclasses.field(init=False)
 
-    @property
-    def private(self) -> bool:
-        """Whether every caller's ``Authorization`` is kfn's to read, never passed on (a
-        checked route's is too, :attr:`router.Route.checked`)."""
-        return not self.routes
+    def __post_init__(self) -> None:
+        # A field, not a property: every request reads it.
+        object.__setattr__(self, "private", not self.routes)
 
 
 PUBLIC = Door(routes=True, invoke=False)

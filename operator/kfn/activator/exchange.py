@@ -212,10 +212,12 @@ class Exchange:
         if verdict is None:
             self.authorizing = True
             self.task = self.proto.ctx.spawn(self.review(checks, function, kind))
-        elif verdict.allowed:
-            self.serve(function, kind)
-        else:
+        elif not verdict.allowed:
             self.refuse(verdict)
+        elif kind is None:
+            self.serve_route(function)
+        else:
+            self.serve_invoke(function, kind)
 
     async def review(
         self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind | None
@@ -377,7 +379,8 @@ class Exchange:
             return
         conn = self.conn
         if conn is not None:
-            self.proto.cork(conn)
+            if self.upload.chunked:
+                self.proto.cork(conn)  # chunks of one read leave in one write
             self.upload.send(conn, data)
         elif self.event_body is not None:
             if len(self.event_body) + len(data) > events.PAYLOAD_LIMIT:

@@ -75,7 +75,7 @@ class Relay:
         ex = self.exchange
         if ex.finished:
             return
-        if refusal.not_started(status, not_started) and ex.upload.replayable:
+        if not_started and refusal.not_started(status, not_started) and ex.upload.replayable:
             self.refused = True
             return
         self._forward_head(status, reason, headers, length_known)

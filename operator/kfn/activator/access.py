@@ -2,13 +2,13 @@
 
 The invoke door (:mod:`~kfn.activator.proxy`'s second listener) asks every request for
 ``Authorization: Bearer <token>``, and the public door asks it of the requests for a route
-whose Trigger asks for ``auth: ServiceAccountToken``. The token is reviewed by the API server (TokenReview,
-for the audiences the activator accepts, ``kfn`` by default: a projected ServiceAccount
-token made for kfn, so one sent to a function cannot be replayed to the API server), and
-the identity it names is authorised by the API server too (SubjectAccessReview of the verb
-``invoke`` on ``functions`` in group ``kfn.dev``, the function's namespace and name). So
-whoever RBAC lets invoke a function may, and nobody else; ``kfn-invoker`` is the
-ClusterRole to bind, aggregated into ``edit`` and ``admin``.
+whose Trigger asks for ``auth: ServiceAccountToken``. The token is reviewed by the API
+server (TokenReview, for the audiences the activator accepts, ``kfn`` by default: a
+projected ServiceAccount token made for kfn, so one sent to a function cannot be replayed
+to the API server), and the identity it names is authorised by the API server too
+(SubjectAccessReview of the verb ``invoke`` on ``functions`` in group ``kfn.dev``, the
+function's namespace and name). So whoever RBAC lets invoke a function may, and nobody
+else; ``kfn-invoker`` is the ClusterRole to bind, aggregated into ``edit`` and ``admin``.
 
 Both answers are cached, so the warm path is one dict lookup (and on a connection that asks
 the same question again, one comparison: :class:`Recent`): a reviewed token for

@@ -1,7 +1,8 @@
 """What every client connection of one activator shares.
 
 The routes, each function's entry (limits, throttler, metrics), the submitter of
-``Event`` invocations and the drain flag. :mod:`~kfn.activator.server` builds and
+``Event`` invocations, the writes waiting for the end of the loop's round and the drain
+flag. :mod:`~kfn.activator.server` builds and
 updates it; :mod:`~kfn.activator.proxy`'s connections and the exchanges they run
 read it.
 """
@@ -20,6 +21,7 @@ from kfn.activator import (
     events,
     exits,
     metrics,
+    outbox,
     router,
     throttler,
     waiting,
@@ -133,6 +135,8 @@ class Context:
         self.tasks: set[asyncio.Task[None]] = set()
         #: Function pods' container exits, when pods are watched: why a process died.
         self.exits: exits.Exits | None = None
+        #: Writes held until the end of the loop's current round (both sides' sockets).
+        self.outbox = outbox.Outbox()
 
     def spawn(
         self, coroutine: collections.abc.Coroutine[object, object, None]

@@ -11,7 +11,8 @@ Requests pipelined by a client are parsed ahead but served in order; reading
 pauses while one is pending. What the connection writes for an exchange's response
 is batched and written once per batch of bytes from the pod; what an exchange sends
 its pod while one batch of the client's bytes is parsed (a head and the body that
-came with it) is written once too (:meth:`ClientProtocol.cork`).
+came with it) is written once too (:meth:`ClientProtocol.cork`). Both leave at the end
+of the loop's round, with every other connection's (:mod:`~kfn.activator.outbox`).
 
 What a client can make a connection hold is bounded (:mod:`~kfn.activator.bounds`):
 the URL (414) and the whole head (431) while they are parsed, the time to send a
@@ -66,6 +67,8 @@ class ClientProtocol(asyncio.Protocol):
         self.write_paused = False
         self.closed = False
         self.out: list[bytes] = []
+        #: Whether ``out`` waits in the outbox for the end of the loop's round.
+        self.out_waiting = False
         #: While a batch of the client's bytes is parsed, and the pod connection whose
         #: writes are held until it is (see :meth:`cork`).
         self.receiving = False
@@ -129,7 +132,7 @@ class ClientProtocol(asyncio.Protocol):
             corked = self.corked
             if corked is not None:
                 self.corked = None
-                corked.uncork()
+                self.ctx.outbox.add(corked)  # uncorked when the round ends
         if self.head_bytes > self.ctx.bounds.max_head_bytes:
             # A head still unfinished past the bound (one finished resets the count).
             self.refuse_head()
@@ -222,7 +225,18 @@ class ClientProtocol(asyncio.Protocol):
         """Write at the next :meth:`flush` (the end of the upstream's current batch)."""
         self.out.append(data)
 
+    def flush_soon(self) -> None:
+        """Write what is buffered at the end of the loop's round (:mod:`outbox`)."""
+        if self.out and not self.out_waiting:
+            self.out_waiting = True
+            self.ctx.outbox.add(self)
+
+    def write_out(self) -> None:
+        self.out_waiting = False
+        self.flush()
+
     def flush(self) -> None:
+        """Write what is buffered, now."""
         out = self.out
         if not out:
             return

@@ -44,7 +44,7 @@ class Client(typing.Protocol):
     ctx: context.Context
 
     def buffer(self, data: bytes) -> None: ...
-    def flush(self) -> None: ...
+    def flush_soon(self) -> None: ...
     def update_reading(self) -> None: ...
 
 
@@ -110,7 +110,7 @@ class Relay:
         self.proto.update_reading()
 
     def flush(self) -> None:
-        self.proto.flush()
+        self.proto.flush_soon()
 
     def _forward_head(self, status: int, reason: bytes, headers: bytes, length_known: bool) -> None:
         ex = self.exchange

@@ -80,7 +80,7 @@ class ResponseSink(Protocol):
         """The upstream socket's write buffer is full (True) or drained (False)."""
 
     def flush(self) -> None:
-        """A batch of received bytes was handled: write out what it produced at once."""
+        """A batch of received bytes was handled: write out what it produced together."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -154,6 +154,10 @@ class UpstreamConnection(asyncio.Protocol):
             return False
         self._corked = []
         return True
+
+    def write_out(self) -> None:
+        """The loop's round ended (:mod:`~kfn.activator.outbox`): uncork."""
+        self.uncork()
 
     def uncork(self) -> None:
         """Write what was held back since :meth:`cork`, in one write."""

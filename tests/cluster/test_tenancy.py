@@ -27,6 +27,7 @@ from tests.cluster.invoking import (
     invoke,
     invoke_address,
     invoke_path,
+    invoke_token,
     known_to_every_activator,
 )
 from tests.cluster.kubeutil import kubectl, scratch_namespace, wait_for
@@ -35,7 +36,9 @@ pytestmark = pytest.mark.cluster
 
 HANDLER = """\
 def handler(event, context):
-    return {"tenant": "a", "n": (event or {}).get("n")}
+    event = event or {}
+    seen = (event.get("headers") or {}).get("authorization")
+    return {"tenant": "a", "n": event.get("n"), "authorization": seen}
 """
 
 #: How long an allowed decision is cached (the chart's activator.invoke.allowedCacheSeconds).
@@ -243,6 +246,42 @@ def test_b_cannot_claim_a_path_under_the_activators_own(tenant_b: str) -> None:
     with pytest.raises(AssertionError, match="_kfn"):
         kubectl("apply", "-f", "-", input=json.dumps(claim))
     assert kubectl("-n", tenant_b, "get", "trigger", "api", check=False).strip() == ""
+
+
+def test_a_route_behind_a_token_serves_only_callers_rbac_lets_invoke_its_function(
+    steady: SteadyCaller, kfn: str, tenant_a: str, tenant_b: str
+) -> None:
+    host = f"private.{tenant_a}.example"
+    trigger = http_trigger(tenant_a, "private", "fn", host=host, auth="ServiceAccountToken")
+    kubectl("apply", "-f", "-", input=json.dumps(trigger))
+    wait_for("A's route", lambda: (ready(tenant_a, "private") or {}).get("status") == "True", 60)
+    public = activator_address(kfn)
+
+    def get(headers: dict[str, str]) -> httpload.Response:
+        return asyncio.run(
+            httpload.request(*public, "GET", "/report", headers={"Host": host, **headers})
+        )
+
+    def every_activator_asks_for_a_token() -> bool:
+        # Ten in a row: both activators behind the Service have the route.
+        return all(get({}).status == 401 for _ in range(10))
+
+    wait_for("the route on every activator", every_activator_asks_for_a_token, 60, every=0.2)
+    status, kind, message = error(get({}))
+    assert (status, kind) == (401, "UnrecognizedClientException")
+    assert "Authorization: Bearer" in message
+
+    status, kind, message = error(get(as_(token_of(tenant_b, "client", "kfn"))))
+    assert (status, kind) == (403, "AccessDeniedException")
+    assert f"system:serviceaccount:{tenant_b}:client" in message
+    assert f"{tenant_a}/fn" in message
+
+    for _ in range(10):
+        response = get(as_(invoke_token()))
+        assert response.status == 200, response.body
+        assert response.json()["tenant"] == "a"
+        # The caller's token is kfn's to read: the function never sees it.
+        assert response.json()["authorization"] is None
 
 
 # --- the network -------------------------------------------------------------------------------

@@ -4,11 +4,12 @@ Every Function is invokable through the invoke API
 (``/_kfn/functions/{namespace}/{name}/invoke``) with its ``concurrency`` (per pod) and
 ``timeout`` as the throttler's limits. Every Trigger with ``spec.http`` whose route
 :func:`kfn.api.routes.decide` grants becomes a :class:`~kfn.activator.router.Route`
-(host, path prefix, methods → function), and the router learns which namespaces own
-each host. Routes belong to namespaces: a Trigger refused there (another namespace's
-host or path prefix, a host the cluster admin assigned elsewhere, the same route as an
-older Trigger) gets no traffic, whether or not the operator has already marked it
-``RouteConflict`` by the same decision.
+(host, path prefix, methods → function; checked when the Trigger asks for ``auth:
+ServiceAccountToken``), and the router learns which namespaces own each host. Routes
+belong to namespaces: a Trigger refused there (another namespace's host or path prefix,
+a host the cluster admin assigned elsewhere, the same route as an older Trigger) gets no
+traffic, whether or not the operator has already marked it ``RouteConflict`` by the same
+decision.
 
 :func:`limits` and :func:`routes` decide (pure); :class:`KubeCatalog` watches both
 kinds (a :class:`kfn.kube.cache.Store` each) and pushes the result into the
@@ -105,6 +106,7 @@ def routes(
     its text sorts by time).
     """
     targets: dict[routes_api.Key, str] = {}
+    checked: set[routes_api.Key] = set()
     claims = []
     for t in triggers:
         key = (t.metadata.namespace, t.metadata.name)
@@ -112,6 +114,8 @@ def routes(
         if claimed is not None:
             claims.append(claimed)
             targets[key] = t.spec.function_ref.name
+            if t.spec.http is not None and t.spec.http.auth == trigger_api.SERVICE_ACCOUNT_TOKEN:
+                checked.add(key)
     decided = routes_api.decide(claims, host_policy)
     granted = tuple(
         router.Route(
@@ -119,6 +123,7 @@ def routes(
             path_prefix=c.path_prefix,
             methods=c.methods,
             function=stats.FunctionKey(c.namespace, targets[c.key]),
+            checked=c.key in checked,
         )
         for c in decided.granted
     )

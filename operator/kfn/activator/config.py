@@ -11,8 +11,10 @@ file serves local runs and the benchmark. File format (JSON)::
       ],
       "routes": [
         {"host": "*", "path_prefix": "/hello", "methods": ["GET"],
-         "function": "default/hello"}
+         "function": "default/hello", "auth": "None"}
       ]
+
+A route's ``auth`` is a Trigger's: ``None`` (the default) or ``ServiceAccountToken``.
     }
 """
 
@@ -71,6 +73,13 @@ def parse_function_key(text: str) -> stats.FunctionKey:
     return stats.FunctionKey(namespace, name)
 
 
+def parse_auth(text: str) -> bool:
+    """Whether a route's ``auth`` asks for a checked token."""
+    if text not in ("None", "ServiceAccountToken"):
+        raise ValueError(f"a route's auth is None or ServiceAccountToken, got {text!r}")
+    return text == "ServiceAccountToken"
+
+
 def parse(body: dict[str, Any]) -> StaticConfig:
     functions: dict[stats.FunctionKey, FunctionLimits] = {}
     endpoints: dict[stats.FunctionKey, frozenset[str]] = {}
@@ -89,6 +98,7 @@ def parse(body: dict[str, Any]) -> StaticConfig:
             path_prefix=str(item.get("path_prefix", "/")),
             methods=frozenset(str(m) for m in item.get("methods", [])),
             function=parse_function_key(str(item["function"])),
+            checked=parse_auth(str(item.get("auth", "None"))),
         )
         for item in body.get("routes", [])
     )

@@ -1,7 +1,8 @@
 """What every client connection of one activator shares.
 
 The routes, each function's entry (limits, throttler, metrics), the submitter of
-``Event`` invocations and the drain flag. :mod:`~kfn.activator.server` builds and
+``Event`` invocations, the writes waiting for the end of the loop's round and the drain
+flag. :mod:`~kfn.activator.server` builds and
 updates it; :mod:`~kfn.activator.proxy`'s connections and the exchanges they run
 read it.
 """
@@ -14,39 +15,55 @@ import dataclasses
 import typing
 
 from kfn import stats
-from kfn.activator import access, budget, events, exits, metrics, router, throttler, watchdog
+from kfn.activator import (
+    access,
+    budget,
+    events,
+    exits,
+    metrics,
+    outbox,
+    router,
+    throttler,
+    waiting,
+    watchdog,
+)
 from kfn.activator import bounds as limits
 from kfn.activator import config as configs
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Door:
-    """What one listener of the activator serves.
+    """What one listener of the activator serves, and how it checks bearer tokens.
 
-    The cluster's activator has two: the public door serves HTTP Trigger routes (public by
-    design, like a Function URL without auth), the invoke door the invoke API, each
-    request's bearer token checked by RBAC (``access``). Neither serves the other's
-    requests. One door serving both, without auth, is for an activator run alone (tests,
-    benchmarks, development); on it a caller's ``Authorization`` header reaches the pod.
+    The cluster's activator has two: the public door serves HTTP Trigger routes, the invoke
+    door the invoke API. Neither serves the other's requests. ``access`` checks a bearer
+    token by RBAC: on the invoke door every request's, on the public door the requests of
+    routes whose Trigger asks for ``auth: ServiceAccountToken`` (the others are public by
+    design, like a Function URL without auth, and their ``Authorization`` header is the
+    application's own: it reaches the pod). A door without ``access`` serves checked routes
+    to nobody. One door serving both, without auth, is for an activator run alone (tests,
+    benchmarks, development).
     """
 
     routes: bool
     invoke: bool
     access: access.Access | None = None
+    #: Whether every caller's ``Authorization`` is kfn's to read, never passed on (a
+    #: checked route's is too, :attr:`router.Route.checked`): on a door without routes.
+    private: bool = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        if self.routes and self.access is not None:
-            raise ValueError("the door that serves routes cannot check invoke tokens")
-
-    @property
-    def private(self) -> bool:
-        """Whether the caller's ``Authorization`` is kfn's to read, never passed on."""
-        return not self.routes
+        # A field, not a property: every request reads it.
+        object.__setattr__(self, "private", not self.routes)
 
 
 PUBLIC = Door(routes=True, invoke=False)
 #: One door serving routes and the invoke API without auth (see :class:`Door`).
 SINGLE = Door(routes=True, invoke=True)
+
+
+def public_door(checks: access.Access | None) -> Door:
+    return Door(routes=True, invoke=False, access=checks)
 
 
 def invoke_door(checks: access.Access | None) -> Door:
@@ -70,6 +87,7 @@ class FunctionEntry:
         "metrics",
         "name_bytes",
         "queue_timeout",
+        "served_bound",
         "throttler",
         "timeout",
     )
@@ -88,6 +106,8 @@ class FunctionEntry:
         self.name_bytes = key.name.encode()
         self.timeout = limits.timeout_ms / 1000
         self.queue_timeout = limits.queue_timeout_ms / 1000
+        #: How long a request sent to a pod may take (:func:`waiting.served_bound`).
+        self.served_bound = waiting.served_bound(self.timeout)
 
 
 class Context:
@@ -115,6 +135,8 @@ class Context:
         self.tasks: set[asyncio.Task[None]] = set()
         #: Function pods' container exits, when pods are watched: why a process died.
         self.exits: exits.Exits | None = None
+        #: Writes held until the end of the loop's current round (both sides' sockets).
+        self.outbox = outbox.Outbox()
 
     def spawn(
         self, coroutine: collections.abc.Coroutine[object, object, None]

@@ -3,6 +3,7 @@
 An :class:`Exchange` orchestrates; each step's rules live in their own module::
 
     head parsed (request_head) -> route (router) -> invoke API gate (invoke_api)
+      -> the caller's token checked, on the invoke door and checked routes (access)
       -> Event: accepted at once (events)
       -> a slot and a connection (capacity: at once, queued, or retried elsewhere)
       -> head and body sent (request_head, request_body)
@@ -12,7 +13,8 @@ An :class:`Exchange` orchestrates; each step's rules live in their own module::
 
 A request that finds a free slot and an idle connection runs entirely in protocol
 callbacks; only waiting for capacity and opening a connection run as a task. Every
-request has one timer at a time (:mod:`~kfn.activator.waiting` decides): while it waits
+request has one bound at a time (:mod:`~kfn.activator.waiting` decides), kept by its
+connection's one timer (:mod:`~kfn.activator.deadline`): while it waits
 for a pod, the function's queue timeout, counted from its acceptance, past which it is
 answered 429 (it never ran); once sent, the function's timeout plus a margin, past which
 it is answered Lambda's 504 task timeout. The runtime counts the function's timeout from
@@ -37,6 +39,7 @@ from kfn.activator import (
     answers,
     capacity,
     context,
+    deadline,
     events,
     exits,
     invoke_api,
@@ -58,12 +61,16 @@ class Client(typing.Protocol):
     ctx: context.Context
     door: context.Door
     loop: asyncio.AbstractEventLoop
+    deadline: deadline.Deadline
+    #: The last access decision the connection was given (on a door that checks tokens).
+    recent: access.Recent
     peer: bytes
     write_paused: bool
 
     def write(self, data: bytes) -> None: ...
+    def cork(self, conn: upstream.UpstreamConnection) -> None: ...
     def buffer(self, data: bytes) -> None: ...
-    def flush(self) -> None: ...
+    def flush_soon(self) -> None: ...
     def abort(self) -> None: ...
     def update_reading(self) -> None: ...
     def exchange_done(self, exchange: Exchange) -> None: ...
@@ -93,7 +100,6 @@ class Exchange:
         "retries",
         "started",
         "task",
-        "timer",
         "upload",
         "upstream_paused",
     )
@@ -116,7 +122,6 @@ class Exchange:
         self.conn: upstream.UpstreamConnection | None = None
         #: Waiting for capacity and connecting, when that could not happen at once.
         self.task: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.request_id = b""
         #: When the request was accepted (the loop's clock): its wait for a pod counts from here.
         self.accepted = 0.0
@@ -158,7 +163,25 @@ class Exchange:
         if not door.routes:
             self.answer(answers.ROUTES_ELSEWHERE)
             return
-        entry = ctx.functions.get(match.function) if match is not None else None
+        if match is None:
+            self.answer(answers.NO_FUNCTION)
+            return
+        if match.checked:
+            self.begin_checked(door, match.function)
+            return
+        self.serve_route(match.function)
+
+    def begin_checked(self, door: context.Door, function: stats.FunctionKey) -> None:
+        """A route whose Trigger asks for ``auth: ServiceAccountToken``: its caller's token is
+        checked as an invoke's, and kept from the pod, which could replay it to kfn."""
+        self.head.hide_authorization()
+        if door.access is None:
+            self.answer(access.UNCHECKED)
+            return
+        self.authorize(door.access, function, None)
+
+    def serve_route(self, function: stats.FunctionKey) -> None:
+        entry = self.proto.ctx.functions.get(function)
         if entry is None:
             self.answer(answers.NO_FUNCTION)
             return
@@ -181,20 +204,23 @@ class Exchange:
             self.serve_invoke(function, kind)
 
     def authorize(
-        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind
+        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind | None
     ) -> None:
-        """Serve the invoke if the caller's token may (cached: at once; else after review)."""
-        verdict = checks.cached(self.head.authorization, function)
+        """Serve the request if the caller's token may invoke ``function`` (cached: at once;
+        else after review); ``kind`` is an invoke's, None for a checked route's request."""
+        verdict = checks.cached(self.head.authorization, function, self.proto.recent)
         if verdict is None:
             self.authorizing = True
             self.task = self.proto.ctx.spawn(self.review(checks, function, kind))
-        elif verdict.allowed:
-            self.serve_invoke(function, kind)
-        else:
+        elif not verdict.allowed:
             self.refuse(verdict)
+        elif kind is None:
+            self.serve_route(function)
+        else:
+            self.serve_invoke(function, kind)
 
     async def review(
-        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind
+        self, checks: access.Access, function: stats.FunctionKey, kind: invoke_api.Kind | None
     ) -> None:
         verdict = await checks.decide(self.head.authorization, function)
         self.task = None
@@ -202,9 +228,15 @@ class Exchange:
         if self.finished:
             return
         if verdict.allowed:
-            self.serve_invoke(function, kind)
+            self.serve(function, kind)
         else:
             self.refuse(verdict)
+
+    def serve(self, function: stats.FunctionKey, kind: invoke_api.Kind | None) -> None:
+        if kind is None:
+            self.serve_route(function)
+        else:
+            self.serve_invoke(function, kind)
 
     def refuse(self, verdict: access.Verdict) -> None:
         assert verdict.refusal is not None
@@ -250,28 +282,34 @@ class Exchange:
         self.task = self.proto.ctx.spawn(self.obtain(entry.throttler))
 
     def arm(self, phase: waiting.Phase) -> None:
-        """Start the timer of the request's current bound (replacing the previous one)."""
+        """Hold the connection's deadline for the request's current bound (replacing the
+        previous one)."""
         entry = self.entry
         assert entry is not None
         self.phase = phase
-        if self.timer is not None:
-            self.timer.cancel()
-        loop = self.proto.loop
-        now = loop.time()
-        delay = waiting.timer(
-            phase,
-            accepted=self.accepted,
-            now=now,
-            queue_timeout=entry.queue_timeout,
-            timeout=entry.timeout,
-            stops=self.proto.ctx.stops,
-        )
-        self.timer = loop.call_at(now + delay, self.on_timeout)
+        proto = self.proto
+        now = proto.loop.time()
+        if phase is waiting.Phase.SENT:
+            delay = entry.served_bound  # every request's once sent: worked out once
+        else:
+            delay = waiting.timer(
+                phase,
+                accepted=self.accepted,
+                now=now,
+                queue_timeout=entry.queue_timeout,
+                timeout=entry.timeout,
+                stops=proto.ctx.stops,
+            )
+        proto.deadline.hold(self, now + delay)
 
     def stopping(self) -> None:
         """The activator began to stop: a request waiting for a pod waits only as long as the
         drain still serves its whole timeout once sent (:func:`waiting.stop_left`)."""
-        if self.phase is waiting.Phase.WAITING and self.timer is not None and not self.finished:
+        if (
+            self.phase is waiting.Phase.WAITING
+            and self.proto.deadline.holds(self)
+            and not self.finished
+        ):
             self.arm(waiting.Phase.WAITING)
 
     async def obtain(self, throttle: throttler.Throttler) -> None:
@@ -323,6 +361,9 @@ class Exchange:
             timeout_ms=entry.limits.timeout_ms,
             invoked=entry.name_bytes if self.invoke else None,
         )
+        # Held while the client's bytes are parsed: the body that came with the head leaves
+        # with it, when the loop's round ends (outbox).
+        proto.cork(conn)
         self.upload.start(
             conn, upstream_head, sink, head_request=head_request, complete=self.body_done
         )
@@ -339,6 +380,8 @@ class Exchange:
             return
         conn = self.conn
         if conn is not None:
+            if self.upload.chunked:
+                self.proto.cork(conn)  # chunks of one read leave in one write
             self.upload.send(conn, data)
         elif self.event_body is not None:
             if len(self.event_body) + len(data) > events.PAYLOAD_LIMIT:
@@ -456,7 +499,6 @@ class Exchange:
     # --- ending -------------------------------------------------------------------------
 
     def on_timeout(self) -> None:
-        self.timer = None
         if self.finished:
             return
         entry = self.entry
@@ -513,9 +555,7 @@ class Exchange:
         self.finished = True
         if self.budgeted:
             self.give_back()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.proto.deadline.release(self)
         if self.task is not None:
             self.task.cancel()
             self.task = None

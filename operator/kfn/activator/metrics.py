@@ -84,7 +84,10 @@ class FunctionMetrics:
     def observe_request(self, code: int, seconds: float) -> None:
         codes = self.codes
         codes[code] = codes.get(code, 0) + 1
-        self.durations.observe(seconds)
+        # _Histogram.observe, inline: every request passes here.
+        durations = self.durations
+        durations.counts[bisect.bisect_left(durations.bounds, seconds)] += 1
+        durations.total += seconds
 
     def retried(self) -> None:
         """A pod refused a request without starting it; it is being sent again."""

@@ -9,7 +9,10 @@ request, in order; bodies are streamed both ways with the sockets' flow control
 
 Requests pipelined by a client are parsed ahead but served in order; reading
 pauses while one is pending. What the connection writes for an exchange's response
-is batched and written once per batch of bytes from the pod.
+is batched and written once per batch of bytes from the pod; what an exchange sends
+its pod while one batch of the client's bytes is parsed (a head and the body that
+came with it) is written once too (:meth:`ClientProtocol.cork`). Both leave at the end
+of the loop's round, with every other connection's (:mod:`~kfn.activator.outbox`).
 
 What a client can make a connection hold is bounded (:mod:`~kfn.activator.bounds`):
 the URL (414) and the whole head (431) while they are parsed, the time to send a
@@ -28,9 +31,12 @@ import typing
 import httptools
 
 from kfn.activator import (
+    access,
     answers,
     context,
+    deadline,
     request_body,
+    upstream,
     watchdog,
 )
 from kfn.activator import exchange as exchanges
@@ -61,6 +67,12 @@ class ClientProtocol(asyncio.Protocol):
         self.write_paused = False
         self.closed = False
         self.out: list[bytes] = []
+        #: Whether ``out`` waits in the outbox for the end of the loop's round.
+        self.out_waiting = False
+        #: While a batch of the client's bytes is parsed, and the pod connection whose
+        #: writes are held until it is (see :meth:`cork`).
+        self.receiving = False
+        self.corked: upstream.UpstreamConnection | None = None
         #: When the connection started waiting for its client (see :meth:`waiting`).
         self.since = self.loop.time()
         #: Requests answered on this connection.
@@ -68,6 +80,9 @@ class ClientProtocol(asyncio.Protocol):
         #: Bytes received since the head being read began (bounded by max_head_bytes).
         self.head_bytes = 0
         self.linger_timer: asyncio.TimerHandle | None = None
+        #: The bound of the request being served (see :mod:`~kfn.activator.deadline`).
+        self.deadline = deadline.Deadline(self.loop)
+        self.recent = access.Recent()
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -85,6 +100,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.deadline.close()
         if self.linger_timer is not None:
             self.linger_timer.cancel()
             self.linger_timer = None
@@ -101,6 +117,7 @@ class ClientProtocol(asyncio.Protocol):
         parsing = self.parsing
         if parsing is None or not parsing.head_done:
             self.head_bytes += len(data)
+        self.receiving = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -110,6 +127,12 @@ class ClientProtocol(asyncio.Protocol):
             # Also a callback's _RefusedError: then the connection is closed already.
             self.bad_request(str(exc) or "malformed request")
             return
+        finally:
+            self.receiving = False
+            corked = self.corked
+            if corked is not None:
+                self.corked = None
+                self.ctx.outbox.add(corked)  # uncorked when the round ends
         if self.head_bytes > self.ctx.bounds.max_head_bytes:
             # A head still unfinished past the bound (one finished resets the count).
             self.refuse_head()
@@ -188,11 +211,32 @@ class ClientProtocol(asyncio.Protocol):
         if transport is not None and not self.closed:
             transport.write(data)
 
+    def cork(self, conn: upstream.UpstreamConnection) -> None:
+        """Hold what is sent to ``conn`` until the batch of bytes being parsed is, then
+        write it as one: a request's head and its body then leave in one write, not
+        two. Outside parsing (a request that waited for a pod) writes go at once."""
+        if not self.receiving or self.corked is conn:
+            return
+        if self.corked is not None:
+            self.corked.uncork()
+        self.corked = conn if conn.cork() else None
+
     def buffer(self, data: bytes) -> None:
         """Write at the next :meth:`flush` (the end of the upstream's current batch)."""
         self.out.append(data)
 
+    def flush_soon(self) -> None:
+        """Write what is buffered at the end of the loop's round (:mod:`outbox`)."""
+        if self.out and not self.out_waiting:
+            self.out_waiting = True
+            self.ctx.outbox.add(self)
+
+    def write_out(self) -> None:
+        self.out_waiting = False
+        self.flush()
+
     def flush(self) -> None:
+        """Write what is buffered, now."""
         out = self.out
         if not out:
             return

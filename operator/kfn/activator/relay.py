@@ -44,7 +44,7 @@ class Client(typing.Protocol):
     ctx: context.Context
 
     def buffer(self, data: bytes) -> None: ...
-    def flush(self) -> None: ...
+    def flush_soon(self) -> None: ...
     def update_reading(self) -> None: ...
 
 
@@ -75,7 +75,7 @@ class Relay:
         ex = self.exchange
         if ex.finished:
             return
-        if refusal.not_started(status, not_started) and ex.upload.replayable:
+        if not_started and refusal.not_started(status, not_started) and ex.upload.replayable:
             self.refused = True
             return
         self._forward_head(status, reason, headers, length_known)
@@ -110,7 +110,7 @@ class Relay:
         self.proto.update_reading()
 
     def flush(self) -> None:
-        self.proto.flush()
+        self.proto.flush_soon()
 
     def _forward_head(self, status: int, reason: bytes, headers: bytes, length_known: bool) -> None:
         ex = self.exchange

@@ -75,19 +75,23 @@ class Upload:
         head_request: bool,
         complete: bool,
     ) -> None:
-        """Send the head and the body held so far; ``complete``: no more body follows."""
+        """Send the head and the body held so far, in one write; ``complete``: no more
+        body follows."""
         self.started = True
         self.head = head
         self.size = len(head)
         self.kept = True
-        conn.send(head, sink, head_request=head_request)
         held, self.held = self.held, None
+        self.held_size = 0
+        corked = bool(held) and conn.cork()
+        conn.send(head, sink, head_request=head_request)
         if held:
             for data in held:
                 self.send(conn, data)
-        self.held_size = 0
         if complete:
             self.end(conn)
+        if corked:
+            conn.uncork()
 
     def send(self, conn: upstream.UpstreamConnection, data: bytes) -> None:
         if self.chunked:

@@ -5,6 +5,11 @@ ones are dropped, the few the proxy acts on (framing, ``Expect``, the invocation
 type, the caller's request id, ``X-Forwarded-*``) are noted, and every other one is
 kept as it came. No header dict is built. The head sent to the pod is that byte
 string plus ``X-Forwarded-*`` and the runtime contract's ``Kfn-*`` headers.
+
+The caller's ``Authorization`` is noted, and passed on only where it is the application's
+own: on a door that checks every token it never is, and a request for a checked route
+drops it once routed (:meth:`RequestHead.hide_authorization`), since a function that
+received a token kfn accepts could replay it to the activator.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class RequestHead:
 
     __slots__ = (
         "authorization",
+        "authorization_lines",
         "chunked",
         "content_length",
         "expect_continue",
@@ -73,6 +79,8 @@ class RequestHead:
         #: door's: then it never reaches the pod, which could replay it).
         self.authorization = b""
         self.private = private
+        #: Where ``headers`` holds the ``Authorization`` lines passed on, if any.
+        self.authorization_lines: list[tuple[int, int]] | None = None
         self.url = b""
         self.method = b""
         self.http11 = True
@@ -106,6 +114,7 @@ class RequestHead:
                 self.authorization = value
                 if self.private:
                     return
+                self._note_authorization(len(self.headers), len(name) + len(value) + 4)
             else:
                 self._note(code, value)
                 return
@@ -115,6 +124,21 @@ class RequestHead:
         headers += b": "
         headers += value
         headers += b"\r\n"
+
+    def _note_authorization(self, start: int, length: int) -> None:
+        lines = self.authorization_lines
+        if lines is None:
+            self.authorization_lines = [(start, start + length)]
+        else:
+            lines.append((start, start + length))
+
+    def hide_authorization(self) -> None:
+        """The caller's ``Authorization`` is kfn's to read from now on (a checked route's
+        request): the lines kept to pass on are dropped."""
+        self.private = True
+        lines, self.authorization_lines = self.authorization_lines, None
+        for start, end in reversed(lines or ()):
+            del self.headers[start:end]
 
     def _note(self, code: int, value: bytes) -> None:
         """A header the proxy acts on and does not pass on as it came."""

@@ -6,7 +6,9 @@ Two kinds of request reach the activator:
   triggers and clients; the header ``Kfn-Invocation-Type`` (or Lambda's
   ``X-Amz-Invocation-Type``) chooses ``RequestResponse`` (default) or ``Event``.
   It is proxied to the pod's ``POST /_kfn/invoke``.
-* HTTP-trigger requests, matched against :class:`Route`s and proxied unchanged.
+* HTTP-trigger requests, matched against :class:`Route`s and proxied unchanged; a route
+  whose Trigger asks for ``auth: ServiceAccountToken`` is ``checked``: its requests need a
+  bearer token RBAC lets invoke the function, as the invoke API does.
 
 Routes for a named host win over routes for any host (``""`` or ``"*"``); within
 those, the longest path prefix wins, matched on whole segments (``/api`` matches
@@ -46,6 +48,9 @@ class Route:
     path_prefix: str
     function: stats.FunctionKey
     methods: frozenset[str] = frozenset()
+    #: Its requests need a bearer token RBAC lets invoke ``function`` (``auth:
+    #: ServiceAccountToken``), which is kfn's to read and never reaches the pod.
+    checked: bool = False
 
     def __post_init__(self) -> None:
         if not self.path_prefix.startswith("/"):
@@ -59,10 +64,12 @@ for a host nobody owns (:meth:`kfn.api.routes.Ownership.answering`)."""
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Match:
-    """The outcome of routing: the function and whether this is the invoke API."""
+    """The outcome of routing: the function, whether this is the invoke API, and whether a
+    route's caller must show a token (:attr:`Route.checked`)."""
 
     function: stats.FunctionKey
     invoke: bool = False
+    checked: bool = False
 
 
 class Router:
@@ -74,7 +81,8 @@ class Router:
             host = b"" if route.host in ("", "*") else route.host.lower().encode()
             prefix = route.path_prefix.rstrip("/").encode()
             methods = frozenset(m.upper().encode() for m in route.methods)
-            entry = (prefix, methods, route.function.namespace, Match(route.function))
+            match = Match(route.function, checked=route.checked)
+            entry = (prefix, methods, route.function.namespace, match)
             by_host.setdefault(host, []).append(entry)
         for entries in by_host.values():
             entries.sort(key=lambda entry: len(entry[0]), reverse=True)

@@ -175,13 +175,17 @@ class Activator:
         endpoint_source: endpoints.EndpointSource | None = None,
     ) -> None:
         """Listen on ``port``: the public door (HTTP Trigger routes) with ``invoke_port``
-        the invoke door (the invoke API, tokens checked by ``checks``); without it, one
-        door serving both, unchecked (:class:`~kfn.activator.context.Door`)."""
+        the invoke door (the invoke API, tokens checked by ``checks``, as they are on the
+        public door for routes that ask for it); without it, one door serving both,
+        unchecked (:class:`~kfn.activator.context.Door`)."""
         loop = asyncio.get_running_loop()
         ctx = self.ctx
         doors = [(port, context.SINGLE)]
         if invoke_port is not None:
-            doors = [(port, context.PUBLIC), (invoke_port, context.invoke_door(checks))]
+            doors = [
+                (port, context.public_door(checks)),
+                (invoke_port, context.invoke_door(checks)),
+            ]
         elif checks is not None:
             raise ValueError("checking invoke tokens needs an invoke door of its own")
         for number, door in doors:

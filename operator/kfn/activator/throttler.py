@@ -96,7 +96,8 @@ class Throttler:
             return None
         endpoint = self._pick(exclude)
         if endpoint is not None:
-            self._admit(endpoint)
+            endpoint.in_flight += 1  # _admit, inline: every request passes here
+            self._change(1)
         return endpoint
 
     def wait(self) -> asyncio.Future[upstream.Endpoint]:
@@ -226,8 +227,10 @@ class Throttler:
         now = self.clock()
         self._area += self.in_flight * (now - self._last_change)
         self._last_change = now
-        self.in_flight += delta
-        self._peak = max(self._peak, self.in_flight)
+        in_flight = self.in_flight + delta
+        self.in_flight = in_flight
+        if in_flight > self._peak:  # noqa: PLR1730 - max() is a call, on every request
+            self._peak = in_flight
 
     def take_period(self) -> tuple[float, int, int, int]:
         """(average in-flight, peak in-flight, queued, requests) since the last call; resets."""

@@ -180,6 +180,12 @@ class AsyncDelivery(meta.Model):
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
+HttpAuth = Literal["None", "ServiceAccountToken"]
+"""Who may call an HTTP Trigger's route: anyone (a Function URL's ``NONE``), or a caller
+whose bearer token RBAC lets ``invoke`` the function (its ``AWS_IAM``)."""
+NO_AUTH: Final = "None"
+SERVICE_ACCOUNT_TOKEN: Final = "ServiceAccountToken"  # noqa: S105 - a kind of auth, no secret
+
 HOST_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
@@ -248,6 +254,15 @@ class HttpTrigger(meta.Model):
         max_length=7,
         description="HTTP methods routed to the function; all methods when empty.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    auth: HttpAuth = pydantic.Field(
+        default=NO_AUTH,
+        description="Who may call the route. None (the default): anyone who reaches the "
+        "activator, and the function decides (as a Lambda Function URL with auth type NONE). "
+        "ServiceAccountToken: only a caller sending 'Authorization: Bearer <token>' with a "
+        "token for the audience kfn whose identity RBAC lets 'invoke' the function (verb "
+        "invoke on functions.kfn.dev, as on the invoke API; the Function URL's AWS_IAM); "
+        "others are answered 401 or 403. The token is not passed on to the function.",
     )
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kfn import stats
+from kfn import expiring, stats
 from kfn.activator import access, reviews
 
 FN = stats.FunctionKey("team-a", "resize")
@@ -46,6 +46,8 @@ class ApiServer:
         self, identity: access.Identity, function: stats.FunctionKey
     ) -> tuple[bool, str]:
         self.access_reviews += 1
+        if self.failing:
+            raise access.ReviewFailedError("connection refused")
         if (identity.username, function) in self.allowed:
             return True, "RBAC: allowed by RoleBinding invokers/team-a"
         return False, ""
@@ -191,6 +193,118 @@ async def test_a_decision_is_never_kept_past_its_tokens_expiry() -> None:
     assert (await decide.decide(b"Bearer short", FN)).allowed
     clock.now += 3
     assert decide.cached(b"Bearer short", FN) is None
+
+
+async def settled() -> None:
+    """Let the reviews started in the background run to their end."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.asyncio
+async def test_an_allowed_decision_in_use_is_reviewed_again_before_it_expires_without_waiting() -> (
+    None
+):
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    recent = access.Recent()
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    clock.now += access.ALLOWED_TTL - access.REFRESH_AHEAD - 0.1
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    await settled()
+    assert api.access_reviews == 1  # not due yet
+    clock.now += 0.2
+    for _ in range(20):  # many requests while it is due: one review
+        assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    await settled()
+    assert (api.token_reviews, api.access_reviews) == (1, 2)
+    clock.now += access.REFRESH_AHEAD  # past the first decision's expiry: the new one answers
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    await settled()
+    assert api.access_reviews == 2
+
+
+@pytest.mark.asyncio
+async def test_a_decision_reviewed_again_after_its_binding_went_refuses_from_its_expiry() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    api.allowed.clear()
+    clock.now += access.ALLOWED_TTL - 1
+    assert decide.cached(b"Bearer good", FN) == access.ALLOWED
+    await settled()
+    refused = decide.cached(b"Bearer good", FN)
+    assert refused is not None
+    assert error_of(refused)[0] == 403
+
+
+@pytest.mark.asyncio
+async def test_a_review_ahead_that_fails_keeps_the_decision_only_to_its_expiry_and_once() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    api.failing = True
+    clock.now += access.ALLOWED_TTL - 1
+    for _ in range(20):
+        assert decide.cached(b"Bearer good", FN) == access.ALLOWED
+        await settled()
+    assert api.access_reviews == 2  # one attempt, not one per request
+    clock.now += 1
+    assert decide.cached(b"Bearer good", FN) is None
+
+
+@pytest.mark.asyncio
+async def test_a_decision_ending_with_its_token_is_not_reviewed_ahead() -> None:
+    api, clock = ApiServer(), Clock()
+    api.identities["short"] = access.Identity(ALICE.username, expires=clock.now + 5)
+    decide = checks(api, clock)
+    assert (await decide.decide(b"Bearer short", FN)).allowed
+    clock.now += 4.5
+    assert decide.cached(b"Bearer short", FN) == access.ALLOWED
+    await settled()
+    assert api.access_reviews == 1
+
+
+@pytest.mark.asyncio
+async def test_a_connection_asking_again_is_answered_from_its_recent_decision() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    recent = access.Recent()
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    decide.decisions = expiring.Expiring()  # the shared cache no longer knows it
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    assert decide.cached(b"Bearer good", FN) is None
+
+
+@pytest.mark.asyncio
+async def test_a_recent_decision_is_revoked_when_the_cached_one_expires() -> None:
+    api, clock = ApiServer(), Clock()
+    decide = checks(api, clock)
+    recent = access.Recent()
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    clock.now += access.ALLOWED_TTL
+    assert decide.cached(b"Bearer good", FN, recent) is None
+
+
+@pytest.mark.asyncio
+async def test_a_recent_decision_answers_only_the_same_header_and_function() -> None:
+    api, clock = ApiServer(), Clock()
+    api.identities["other"] = access.Identity("system:serviceaccount:team-c:eve")
+    decide = checks(api, clock)
+    recent = access.Recent()
+    assert (await decide.decide(b"Bearer good", FN)).allowed
+    assert decide.cached(b"Bearer good", FN, recent) == access.ALLOWED
+    assert decide.cached(b"Bearer other", FN, recent) is None
+    assert decide.cached(b"Bearer good", OTHER, recent) is None
+    assert decide.cached(b"", FN, recent) == access.Verdict(False, access.NO_TOKEN)
+    assert not (await decide.decide(b"Bearer other", FN)).allowed
+    refused = decide.cached(b"Bearer other", FN, recent)
+    assert refused is not None
+    assert not refused.allowed
+    clock.now += access.DENIED_TTL
+    assert decide.cached(b"Bearer other", FN, recent) is None
 
 
 # --- the API server's answers ------------------------------------------------------------------

@@ -108,6 +108,27 @@ def test_http_triggers_become_routes_and_others_do_not() -> None:
     )
 
 
+def test_a_trigger_asking_for_a_service_account_token_becomes_a_checked_route() -> None:
+    found = catalog.routes(
+        [
+            http_trigger("open", "a", pathPrefix="/"),
+            http_trigger("admin", "a", pathPrefix="/admin", auth="ServiceAccountToken"),
+        ],
+        {("team", "open"): JAN, ("team", "admin"): FEB},
+    )
+    assert {route.path_prefix: route.checked for route in found.routes} == {
+        "/": False,
+        "/admin": True,
+    }
+    table = router.Router(found.routes, found.owners)
+    checked = table.match(b"any.host", b"/admin/users", b"GET")
+    assert checked is not None
+    assert checked.checked
+    public = table.match(b"any.host", b"/home", b"GET")
+    assert public is not None
+    assert not public.checked
+
+
 def test_the_older_of_two_triggers_for_the_same_route_wins() -> None:
     older, newer = (
         http_trigger("old", "a", pathPrefix="/x"),

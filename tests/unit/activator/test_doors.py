@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from kfn.activator import access, server
+from kfn.activator import access, request_head, router, server
 
 from .conftest import FN, MakeActivator
 from .http import Backend, Client
@@ -189,3 +189,137 @@ async def test_only_an_authorised_caller_learns_whether_a_function_exists(
     # exists, and one that does not is 404.
     assert statuses == [401, 401, 405, 404]
     await client.close()
+
+
+# --- HTTP Triggers with auth: ServiceAccountToken ------------------------------------------
+
+PRIVATE = "/private"
+
+
+def with_checked_route(activator: server.Activator) -> None:
+    """Route /private to FN for callers RBAC lets invoke it, and the rest to FN for anyone."""
+    activator.set_routes(
+        [
+            router.Route(host="*", path_prefix="/", function=FN),
+            router.Route(host="*", path_prefix=PRIVATE, function=FN, checked=True),
+        ]
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_checked_route_without_a_token_is_401_and_reaches_no_pod(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator, public, _ = await two_doors(make_activator, backend)
+    with_checked_route(activator)
+    client = await Client.connect(public)
+    response = await client.request("GET", PRIVATE + "/report")
+    assert response.status == 401
+    assert response.json()["errorType"] == "UnrecognizedClientException"
+    assert "Authorization: Bearer" in response.json()["errorMessage"]
+    assert response.headers["www-authenticate"] == 'Bearer realm="kfn"'
+    assert backend.seen == []
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_checked_route_rbac_denies_is_403_naming_the_caller_and_the_function(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    api = ApiServer()
+    api.identities["other"] = access.Identity("system:serviceaccount:team-c:eve")
+    activator, public, _ = await two_doors(make_activator, backend, api)
+    with_checked_route(activator)
+    client = await Client.connect(public)
+    response = await client.request("GET", PRIVATE, headers={"Authorization": "Bearer other"})
+    assert response.status == 403
+    assert response.json()["errorType"] == "AccessDeniedException"
+    message = response.json()["errorMessage"]
+    assert "system:serviceaccount:team-c:eve" in message
+    assert f"functions.kfn.dev {FN.namespace}/{FN.name}" in message
+    assert backend.seen == []
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_checked_route_rbac_allows_reaches_the_pod_as_sent_but_for_the_token(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    api = ApiServer()
+    activator, public, _ = await two_doors(make_activator, backend, api)
+    with_checked_route(activator)
+    client = await Client.connect(public)
+    for _ in range(3):
+        response = await client.request(
+            "POST",
+            PRIVATE + "/orders?x=1",
+            b'{"n": 1}',
+            headers={"Authorization": "Bearer good", "X-Custom": "kept"},
+        )
+        assert response.status == 200
+        seen = response.json()
+        assert (seen["method"], seen["path"]) == ("POST", "/private/orders")
+        assert seen["headers"]["x-custom"] == "kept"
+        # A token kfn accepts must not reach the function: it could replay it to kfn.
+        assert "authorization" not in seen["headers"]
+    assert (api.token_reviews, api.access_reviews) == (1, 1)
+    # Beside it, a public route's Authorization is still the application's own.
+    routed = await client.request("GET", "/echo", headers={"Authorization": "Bearer app-own"})
+    assert routed.json()["headers"]["authorization"] == "Bearer app-own"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_checked_route_whose_token_is_reviewed_while_its_body_arrives_gets_it_whole(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    api = ApiServer()
+    api.gate.clear()
+    activator, public, _ = await two_doors(make_activator, backend, api)
+    with_checked_route(activator)
+    client = await Client.connect(public)
+    payload = b"z" * 300_000
+    head = (
+        f"PUT {PRIVATE} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer good\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    await client.send(head + payload[:5000])
+    await asyncio.sleep(0.05)
+    api.gate.set()
+    await client.send(payload[5000:])
+    response = await client.read_response()
+    assert response.status == 200
+    assert response.json()["body_size"] == len(payload)
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_checked_route_on_an_activator_that_checks_no_tokens_is_served_to_nobody(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(endpoints=frozenset({backend.address}))
+    with_checked_route(activator)
+    client = await Client.connect(activator.ports[0])
+    response = await client.request("GET", PRIVATE, headers={"Authorization": "Bearer good"})
+    assert response.status == 500
+    assert response.json()["errorType"] == "ServiceException"
+    assert "auth: ServiceAccountToken" in response.json()["errorMessage"]
+    assert backend.seen == []
+    await client.close()
+
+
+def test_a_checked_routes_request_drops_every_authorization_line_and_keeps_the_rest() -> None:
+    head = request_head.RequestHead()
+    for name, value in [
+        (b"Authorization", b"Bearer one"),
+        (b"X-A", b"1"),
+        (b"authorization", b"Bearer two"),
+        (b"X-B", b"2"),
+    ]:
+        head.on_header(name, value)
+    assert bytes(head.headers).count(b"uthorization") == 2
+    head.hide_authorization()
+    assert bytes(head.headers) == b"X-A: 1\r\nX-B: 2\r\n"
+    assert head.authorization == b"Bearer two"
+    head.on_header(b"Authorization", b"Bearer late")
+    assert bytes(head.headers) == b"X-A: 1\r\nX-B: 2\r\n"

@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 from kfn import stats
-from kfn.activator import router
+from kfn.activator import config, router
 
 API = stats.FunctionKey("default", "api")
 USERS = stats.FunctionKey("default", "users")
@@ -143,3 +143,17 @@ def test_the_longest_prefix_holding_a_path_fences_it_from_other_namespaces_whate
     below = routes.match(b"x", b"/api/orders/7", b"POST")
     assert below == (None if post_below is None else router.Match(post_below))
     assert routes.match(b"x", b"/api/users", b"POST") == router.Match(shorter)
+
+
+def test_a_static_configs_route_may_ask_for_a_service_account_token() -> None:
+    parsed = config.parse(
+        {
+            "routes": [
+                {"path_prefix": "/open", "function": "default/a"},
+                {"path_prefix": "/admin", "function": "default/a", "auth": "ServiceAccountToken"},
+            ]
+        }
+    )
+    assert [route.checked for route in parsed.routes] == [False, True]
+    with pytest.raises(ValueError, match="None or ServiceAccountToken"):
+        config.parse({"routes": [{"function": "default/a", "auth": "AWS_IAM"}]})

@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from kfn.api import trigger
+from kfn.api import crdgen, trigger
 
 KAFKA = {"bootstrapServers": ["kafka:9092"], "topic": "orders"}
 
@@ -120,6 +120,25 @@ def test_starting_timestamp_is_written_in_rfc3339() -> None:
 def test_duplicate_methods_are_refused() -> None:
     with pytest.raises(pydantic.ValidationError, match="Duplicate value"):
         _trigger(http={"methods": ["GET", "GET"]})
+
+
+def test_an_http_trigger_is_public_unless_it_asks_for_a_service_account_token() -> None:
+    public = _trigger(http={}).spec.http
+    assert public is not None
+    assert public.auth == "None"
+    checked = _trigger(http={"auth": "ServiceAccountToken"}).spec.http
+    assert checked is not None
+    assert checked.auth == trigger.SERVICE_ACCOUNT_TOKEN
+    for other in ("AWS_IAM", "none", "serviceAccountToken", None):
+        with pytest.raises(pydantic.ValidationError):
+            _trigger(http={"auth": other})
+
+
+def test_the_crd_spells_http_auth_as_an_enum_with_its_default() -> None:
+    schema = crdgen.trigger_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    auth = schema["properties"]["spec"]["properties"]["http"]["properties"]["auth"]
+    assert auth["enum"] == ["None", "ServiceAccountToken"]
+    assert auth["default"] == "None"
 
 
 def test_payload_may_be_any_json() -> None:

@@ -268,6 +268,13 @@ def function_crd() -> dict[str, Any]:
             "priority": 1,
             "description": "Image running, by digest.",
         },
+        {
+            "name": "Function-URL",
+            "type": "string",
+            "jsonPath": ".status.functionUrl",
+            "priority": 1,
+            "description": "The Function URL, served at the cluster's edge.",
+        },
         _AGE,
     ]
     return _crd(
@@ -303,6 +310,12 @@ def trigger_crd() -> dict[str, Any]:
             "description": "Http, Cron, Stream or Bucket.",
         },
         *_printer_columns_ready(),
+        {
+            "name": "URL",
+            "type": "string",
+            "jsonPath": ".status.url",
+            "description": "http: the URL routed to the function.",
+        },
         _AGE,
     ]
     return _crd(

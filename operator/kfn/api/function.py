@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 import pydantic
 
-from kfn.api import meta, toplevel
+from kfn.api import meta, toplevel, web
 from kfn.api.meta import Cel, DurationRange, Rule
 
 KIND: Final = "Function"
@@ -62,6 +62,7 @@ class ConditionType(enum.StrEnum):
     BUILD_SUCCEEDED = "BuildSucceeded"
     DEPLOYED = "Deployed"
     ACTIVE = "Active"
+    EXPOSED = "Exposed"
 
 
 READY_DEPENDS_ON: Final = (
@@ -101,6 +102,9 @@ class Reason(enum.StrEnum):
     ACTIVE = "Active"
     ACTIVATING = "Activating"
     SCALED_TO_ZERO = "ScaledToZero"
+    EXPOSED = "Exposed"
+    EXPOSING = "Exposing"
+    NOT_EXPOSED = "NotExposed"
 
 
 # --- source ----------------------------------------------------------------------------------
@@ -641,6 +645,13 @@ class FunctionSpec(meta.Model):
         default=None,
         description="Node selection, tolerations, affinity, spreading and priority of the pods.",
     )
+    url: web.FunctionUrl | None = pydantic.Field(
+        default=None,
+        description="A Function URL: the function's own HTTPS address on the cluster's "
+        "function domain (status.functionUrl), through the Gateway or Ingress the cluster "
+        "admin set up, with an auth type and CORS settings as Lambda's. '{}' asks for one "
+        "with the defaults (auth None, no CORS).",
+    )
 
     __rules__ = (
         Rule(
@@ -743,14 +754,20 @@ class FunctionStatus(toplevel.Status):
 
     conditions: list[meta.Condition] = toplevel.conditions_field(
         "Ready (summary of SourceReady, BuildSucceeded and Deployed), SourceReady, "
-        "BuildSucceeded, Deployed, and Active (pods running; not part of Ready, so a function "
-        "scaled to zero stays Ready)."
+        "BuildSucceeded, Deployed, Active (pods running; not part of Ready, so a function "
+        "scaled to zero stays Ready), and Exposed (the Function URL is served at the cluster's "
+        "edge; not part of Ready either)."
     )
     image: str | None = pydantic.Field(
         default=None, max_length=512, description="The image running, referenced by digest."
     )
     url: str | None = pydantic.Field(
         default=None, max_length=2048, description="In-cluster URL that invokes the function."
+    )
+    function_url: str | None = pydantic.Field(
+        default=None,
+        max_length=2048,
+        description="The Function URL (spec.url), once the cluster's Gateway or Ingress serves it.",
     )
     replicas: int | None = pydantic.Field(
         default=None, ge=0, description="Pods that exist for the function."

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 import pydantic
 
-from kfn.api import cron, meta, toplevel
+from kfn.api import cron, meta, toplevel, web
 from kfn.api.meta import Cel, DurationRange, Rule
 
 KIND: Final = "Trigger"
@@ -31,6 +31,7 @@ class ConditionType(enum.StrEnum):
     READY = "Ready"
     SOURCE_REACHABLE = "SourceReachable"
     DELIVERING = "Delivering"
+    EXPOSED = "Exposed"
 
 
 READY_DEPENDS_ON: Final = (ConditionType.SOURCE_REACHABLE, ConditionType.DELIVERING)
@@ -48,6 +49,10 @@ class Reason(enum.StrEnum):
     CREDENTIALS_NOT_FOUND = "CredentialsNotFound"
     SECRET_NOT_ALLOWED = "SecretNotAllowed"  # noqa: S105 - a reason
     ROUTE_CONFLICT = "RouteConflict"
+    EXPOSED = "Exposed"
+    EXPOSING = "Exposing"
+    GATEWAY_NOT_ALLOWED = "GatewayNotAllowed"
+    NOT_EXPOSED = "NotExposed"
     DELIVERING = "Delivering"
     DELIVERY_FAILING = "DeliveryFailing"
     SUSPENDED = "Suspended"
@@ -180,11 +185,9 @@ class AsyncDelivery(meta.Model):
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
-HttpAuth = Literal["None", "ServiceAccountToken"]
-"""Who may call an HTTP Trigger's route: anyone (a Function URL's ``NONE``), or a caller
-whose bearer token RBAC lets ``invoke`` the function (its ``AWS_IAM``)."""
-NO_AUTH: Final = "None"
-SERVICE_ACCOUNT_TOKEN: Final = "ServiceAccountToken"  # noqa: S105 - a kind of auth, no secret
+HttpAuth = web.HttpAuth
+NO_AUTH: Final = web.NO_AUTH
+SERVICE_ACCOUNT_TOKEN: Final = web.SERVICE_ACCOUNT_TOKEN
 
 HOST_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -256,13 +259,27 @@ class HttpTrigger(meta.Model):
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     auth: HttpAuth = pydantic.Field(
-        default=NO_AUTH,
-        description="Who may call the route. None (the default): anyone who reaches the "
-        "activator, and the function decides (as a Lambda Function URL with auth type NONE). "
-        "ServiceAccountToken: only a caller sending 'Authorization: Bearer <token>' with a "
-        "token for the audience kfn whose identity RBAC lets 'invoke' the function (verb "
-        "invoke on functions.kfn.dev, as on the invoke API; the Function URL's AWS_IAM); "
-        "others are answered 401 or 403. The token is not passed on to the function.",
+        default=NO_AUTH, description="Who may call the route. " + web.AUTH_DESCRIPTION
+    )
+    cors: web.Cors | None = pydantic.Field(
+        default=None,
+        description="Cross-origin resource sharing: preflights are answered by the activator "
+        "without starting the function.",
+    )
+    gateway: web.ListenerRef | None = pydantic.Field(
+        default=None,
+        description="The Gateway (and listener) the route attaches to when it reaches the "
+        "cluster's edge, instead of the one the cluster admin set; allowed only when the admin "
+        "lets Triggers choose (Ready False, GatewayNotAllowed, otherwise). The Gateway's own "
+        "allowedRoutes decide whether this namespace may attach. Needs a host.",
+    )
+
+    __rules__ = (
+        Rule(
+            cel="!has(self.gateway) || has(self.host)",
+            message="gateway needs a host: a route on a Gateway is matched by its host name",
+            check=lambda h: h.gateway is None or h.host is not None,
+        ),
     )
 
 

@@ -323,3 +323,10 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{- /* The operator's KFN_EXPOSURE: the chart's exposure values and the public Service. */}}
+{{- define "kfn.exposure" -}}
+{{- $e := .Values.exposure -}}
+{{- $backend := dict "namespace" .Release.Namespace "name" (include "kfn.activator.fullname" .) "port" 80 -}}
+{{- dict "mode" $e.mode "gateway" $e.gateway "ingress" $e.ingress "scheme" $e.scheme "port" $e.port "functionUrls" $e.functionUrls "backend" $backend | toJson -}}
+{{- end -}}

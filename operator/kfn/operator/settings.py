@@ -8,7 +8,7 @@ import os
 
 from kfn import urls
 from kfn.api import routes
-from kfn.resources import bucket_events, build, credentials, network, platform
+from kfn.resources import bucket_events, build, credentials, exposure, network, platform
 
 
 @functools.cache
@@ -79,3 +79,10 @@ def bucket_events_settings() -> bucket_events.Settings | None:
     key and Service, which the chart passes whatever ``bucket.events.auth`` says): None
     without a key, and then no Secret is written."""
     return bucket_events.from_env(os.environ)
+
+
+@functools.cache
+def exposure_settings() -> exposure.Settings | None:
+    """How HTTP Triggers with a host and Function URLs reach the cluster's edge (the chart's
+    ``exposure`` values and the activator's public Service), or None: not exposed."""
+    return exposure.settings_from_json(os.environ.get("KFN_EXPOSURE", ""))

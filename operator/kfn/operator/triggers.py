@@ -30,7 +30,6 @@ turning into a storm of retries.
 from __future__ import annotations
 
 import datetime
-import functools
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -41,7 +40,8 @@ import pydantic
 from kfn import clock, kube
 from kfn.api import conditions, meta, routes
 from kfn.api import trigger as trigger_api
-from kfn.operator import settings
+from kfn.operator import exposure, ownership, settings
+from kfn.resources import exposure as resources_exposure
 
 API_VERSION = f"{meta.GROUP}/{meta.VERSION}"
 
@@ -78,8 +78,10 @@ def desired_status(
     refusal: routes.Refusal | None,
     base_url: str,
     now: datetime.datetime,
+    exposed: tuple[resources_exposure.Verdict, str] | None = None,
 ) -> dict[str, Any]:
-    """The whole status the operator writes for one Trigger (pure)."""
+    """The whole status the operator writes for one Trigger (pure). ``exposed`` is what the
+    cluster's edge made of the Trigger's host, and its public URL, when kfn exposes it."""
     current = trigger.status or trigger_api.TriggerStatus()
     status: dict[str, Any] = {"type": trigger.spec.type.value}
     http = trigger.spec.http
@@ -87,6 +89,8 @@ def desired_status(
         return status
     prefix = http.path_prefix
     status["url"] = f"http://{http.host}{prefix}" if http.host else f"{base_url}{prefix}"
+    if exposed is not None:
+        status["url"] = exposed[1]
     generation = trigger.metadata.generation
     verdict: tuple[meta.ConditionStatus, str, str]
     if not function_exists:
@@ -97,10 +101,25 @@ def desired_status(
         )
     elif refusal is not None:
         verdict = ("False", trigger_api.Reason.ROUTE_CONFLICT, refusal.message)
+    elif exposed is not None and exposed[0].status != "True":
+        verdict = (exposed[0].status, exposed[0].reason, exposed[0].message)
     else:
         verdict = ("True", trigger_api.Reason.READY, "requests are routed to the function")
+    kept = current.conditions
+    if exposed is not None:
+        kept = conditions.set_condition(
+            kept,
+            trigger_api.ConditionType.EXPOSED,
+            exposed[0].status,
+            exposed[0].reason,
+            exposed[0].message,
+            now=now,
+            observed_generation=generation,
+        )
+    else:
+        kept = [c for c in kept if c.type != trigger_api.ConditionType.EXPOSED]
     updated = conditions.set_condition(
-        current.conditions,
+        kept,
         trigger_api.ConditionType.READY,
         verdict[0],
         verdict[1],
@@ -117,7 +136,7 @@ def _visible(status: Mapping[str, Any] | None, keys: Iterable[str]) -> dict[str,
     return {k: (status or {}).get(k) for k in keys}
 
 
-def refresh(body: Mapping[str, Any], ownership: routes.Ownership, logger: Any) -> None:
+def refresh(body: Mapping[str, Any], decided: routes.Ownership, logger: Any) -> None:
     """Recompute one Trigger's status and patch it when it changed."""
     try:
         trigger = trigger_api.Trigger.model_validate(dict(body))
@@ -125,13 +144,15 @@ def refresh(body: Mapping[str, Any], ownership: routes.Ownership, logger: Any) -
         logger.warning("cannot read the Trigger: %s", exc.errors()[:1])
         return
     namespace, name = trigger.metadata.namespace, trigger.metadata.name
+    refusal = decided.refused.get((namespace, name))
     exists = (
         kube.get(API_VERSION, "Function", namespace, trigger.spec.function_ref.name) is not None
     )
     new = desired_status(
         trigger,
         function_exists=exists,
-        refusal=ownership.refused.get((namespace, name)),
+        refusal=refusal,
+        exposed=exposure.expose_trigger(trigger, routed=exists and refusal is None),
         base_url=activator_url(),
         now=clock.utcnow(),
     )
@@ -150,14 +171,14 @@ def check_host_policy(**_: Any) -> None:
         raise kopf.PermanentError(f"the chart's routes values: {exc}") from exc
 
 
-def route_outdated(body: Mapping[str, Any], ownership: routes.Ownership) -> bool:
+def route_outdated(body: Mapping[str, Any], decided: routes.Ownership) -> bool:
     """Whether an HTTP Trigger's ``Ready``, as last written, disagrees with who owns its route
     now (no API call). A Trigger whose Ready was never written is left to its own event, and one
     whose Function is missing says so whatever its route."""
     if not _is_http(body):
         return False
     metadata = body.get("metadata") or {}
-    refusal = ownership.refused.get((metadata.get("namespace", ""), metadata.get("name", "")))
+    refusal = decided.refused.get((metadata.get("namespace", ""), metadata.get("name", "")))
     conditions = (body.get("status") or {}).get("conditions") or []
     ready = next((c for c in conditions if c.get("type") == trigger_api.ConditionType.READY), None)
     if ready is None:
@@ -200,18 +221,6 @@ def route_claims(body: kopf.Body, **_: Any) -> dict[Key, routes.Claim] | None:
     return None if claim is None else {claim.key: claim}
 
 
-def ownership(index: kopf.Index[Key, routes.Claim]) -> routes.Ownership:
-    """Who owns which route, given every HTTP Trigger's claim."""
-    claims = frozenset(claim for key in index for claim in index.get(key, []))
-    return _decide(claims, settings.host_policy())
-
-
-@functools.lru_cache(maxsize=1)
-def _decide(claims: frozenset[routes.Claim], policy: routes.HostPolicy) -> routes.Ownership:
-    """Every event asks; the claims change far less often than statuses are written."""
-    return routes.decide(claims, policy)
-
-
 def _bodies(index: kopf.Index[Key, kopf.Body]) -> list[kopf.Body]:
     return [body for key in index for body in index.get(key, [])]
 
@@ -221,9 +230,18 @@ def trigger_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """A Trigger came, changed or went: its own status, and any other HTTP Trigger's whose
     route that gave or took."""
     body = event.get("object") or {}
-    decided = ownership(kwargs["route_claims"])
+    decided = ownership.of(kwargs)
     if event.get("type") != "DELETED":
         _refresh_quietly(body, decided, logger)
+    elif _is_http(body):
+        # Its HTTPRoutes go with it (owner references); an Ingress lives in kfn's namespace.
+        md = body.get("metadata") or {}
+        try:
+            exposure.withdraw(
+                "Trigger", md.get("namespace", ""), md.get("name", ""), settings.exposure_settings()
+            )
+        except kube.ApiError as exc:
+            logger.warning("removing the routes of Trigger %s failed: %s", md.get("name"), exc)
     uid = (body.get("metadata") or {}).get("uid")
     for other in _bodies(kwargs["triggers_by_name"]):
         if other.get("metadata", {}).get("uid") != uid and route_outdated(other, decided):
@@ -238,7 +256,7 @@ def function_event_for_triggers(event: kopf.RawEvent, logger: Any, **kwargs: Any
     fn = event.get("object") or {}
     namespace = fn.get("metadata", {}).get("namespace", "")
     name = fn.get("metadata", {}).get("name", "")
-    decided = ownership(kwargs["route_claims"])
+    decided = ownership.of(kwargs)
     for body in _bodies(kwargs["triggers_by_name"]):
         ref = (body.get("spec") or {}).get("functionRef") or {}
         if body.get("metadata", {}).get("namespace") == namespace and ref.get("name") == name:
@@ -251,3 +269,27 @@ def _refresh_quietly(body: Mapping[str, Any], decided: routes.Ownership, logger:
     except kube.ApiError as exc:
         if exc.status != 404:
             logger.warning("writing the Trigger's status failed: %s", exc)
+
+
+def _route_changed(event: kopf.RawEvent, logger: Any, kwargs: Mapping[str, Any]) -> None:
+    route = event.get("object") or {}
+    md = route.get("metadata") or {}
+    labels = md.get("labels") or {}
+    if labels.get(resources_exposure.LABEL_ROUTE_OF) != "Trigger":
+        return
+    namespace = labels.get(resources_exposure.LABEL_NAMESPACE) or md.get("namespace", "")
+    key = (namespace, labels.get(resources_exposure.LABEL_TRIGGER, ""))
+    for body in kwargs["triggers_by_name"].get(key, []):
+        _refresh_quietly(body, ownership.of(dict(kwargs)), logger)
+
+
+@kopf.on.event(resources_exposure.GATEWAY_GROUP, "v1", "httproutes", labels=exposure.ROUTE_LABELS)
+def trigger_route_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
+    """The Gateway accepted or refused a Trigger's route (or someone changed it)."""
+    _route_changed(event, logger, kwargs)
+
+
+@kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=exposure.ROUTE_LABELS)
+def trigger_ingress_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
+    """The Ingress controller published (or lost) an address for a Trigger's Ingress."""
+    _route_changed(event, logger, kwargs)

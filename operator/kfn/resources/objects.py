@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final, NotRequired, TypedDict
+from collections.abc import Mapping
+from typing import Any, Final, NotRequired, TypedDict
 
 from kfn.api import function, meta
 
@@ -85,3 +86,22 @@ def object_meta(fn: function.Function, *, annotations: dict[str, str] | None = N
     if annotations:
         result["annotations"] = annotations
     return result
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether every field of ``desired`` is in ``live`` with the same value.
+
+    Lists must have the same length, element by element (the server keeps the
+    order kfn applied); the server's defaults beyond what kfn set are ignored.
+    """
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            k in live and contains(live[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)

@@ -357,6 +357,7 @@ def compute(
         observed_generation=generation,
         image=facts.image,
         url=url,
+        function_url=fn.status.function_url if fn.status else None,  # kfn.operator.exposure's
         replicas=dep_status.get("replicas", 0) or 0,
         ready_replicas=dep_status.get("readyReplicas", 0) or 0,
         source_hash=facts.source_hash,

@@ -39,6 +39,12 @@ OPERATOR_RULES = {
     *(("", "secrets", v) for v in ["create", "get", "update", "patch", "delete"]),
     *(("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ["get", "list", "watch"]),
     *(("", "namespaces", v) for v in ["get", "list", "watch"]),
+    # Routes at the cluster's edge: HTTPRoutes in the owners' namespaces, the Gateways'
+    # addresses, and Ingresses watched (written only in the release's namespace).
+    *(("gateway.networking.k8s.io", "httproutes", v)
+      for v in ["get", "list", "watch", "create", "patch", "delete"]),
+    ("gateway.networking.k8s.io", "gateways", "get"),
+    *(("networking.k8s.io", "ingresses", v) for v in ["get", "list", "watch"]),
 }  # fmt: skip
 
 

@@ -59,6 +59,7 @@ class Cluster:
         return {
             "triggers_by_name": {k: [b] for k, b in self.bodies.items()},
             "route_claims": {k: [c] for k, c in claims.items()},
+            "url_claims": {},
         }
 
     def event(self, kind: str, body: dict[str, Any]) -> None:

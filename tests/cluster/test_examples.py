@@ -19,7 +19,6 @@ import contextlib
 import datetime
 import hashlib
 import hmac
-import http.client
 import io
 import json
 import os
@@ -38,7 +37,9 @@ import confluent_kafka
 import confluent_kafka.admin as admin_
 import pytest
 
+from kfncluster import gateway
 from tests.cluster import stores
+from tests.cluster.edge import ensure_gateway, request, served
 from tests.cluster.kubeutil import (
     KUBECTL,
     NODE,
@@ -399,29 +400,48 @@ def test_a_jpeg_uploaded_under_uploads_gets_a_thumbnail_and_other_keys_get_nothi
         assert not any("readme.txt" in line for line in logs), "notes/readme.txt invoked it"
 
 
-# --- webhook ---------------------------------------------------------------------------------
+# --- hello (the web backend) and webhook: through the Gateway, over HTTPS ----------------------
 
 
-def post(address: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(address, 80, timeout=60)
-    try:
-        conn.request("POST", path, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+@pytest.fixture(scope="module")
+def edge(workers: str) -> str:
+    return ensure_gateway()
+
+
+def test_the_web_backend_answers_on_its_function_url_over_https_from_zero(edge: str) -> None:
+    with scratch_namespace("examples-hello") as namespace:
+        commands = run_example("hello", namespace)
+        assert any("configmap hello-code" in command for command in commands)
+        with timed("hello built and Ready"):
+            wait_ready(namespace, "function", "hello", BUILD_TIMEOUT)
+        fn = wait_for(
+            "hello's Function URL",
+            lambda: (kubectl_json("-n", namespace, "get", "function", "hello").get("status")
+                     or {}).get("functionUrl"),
+            timeout=120,
+        )  # fmt: skip
+        host = f"hello-{namespace}.{gateway.DOMAIN}"
+        assert fn == gateway.url(host)
+        with timed("GET /hello over HTTPS (from zero)"):
+            status, headers, answer = served(host, "/hello?name=kfn",
+                                             headers={"Origin": "https://any.example"})  # fmt: skip
+        assert status == 200, answer
+        assert json.loads(answer)["message"] == "Hello, kfn!"
+        assert headers["access-control-allow-origin"] == "*"
 
 
 def test_the_webhook_answers_202_to_a_signed_delivery_and_401_to_a_bad_signature(
-    workers: str,
+    edge: str,
 ) -> None:
-    activator = kubectl_json("-n", workers, "get", "service", "kfn-activator")["spec"]["clusterIP"]
     with scratch_namespace("examples-webhook") as namespace:
         commands = run_example("webhook", namespace)
         assert any("openssl rand" in command for command in commands)
         with timed("webhook built and Ready"):
             wait_ready(namespace, "function", "webhook", BUILD_TIMEOUT)
         wait_ready(namespace, "trigger", "webhook-github", 120)
+        url = kubectl_json("-n", namespace, "get", "trigger", "webhook-github")["status"]["url"]
+        host = "github." + gateway.DOMAIN
+        assert url == gateway.url(host, "/webhooks/github")
         data = kubectl_json("-n", namespace, "get", "secret", "github-webhook")["data"]
         secret = base64.b64decode(data["secret"])
         assert len(secret) == 64, "the secret is not the one the header generates"
@@ -431,21 +451,20 @@ def test_the_webhook_answers_202_to_a_signed_delivery_and_401_to_a_bad_signature
         headers = {"Content-Type": "application/json", "X-GitHub-Event": "ping",
                    "X-GitHub-Delivery": str(uuid.uuid4())}  # fmt: skip
 
-        def delivered() -> tuple[int, bytes] | None:
-            status, answer = post(activator, "/webhooks/github", body,
-                                  {**headers, "X-Hub-Signature-256": signature})  # fmt: skip
-            # 404 until the activators learn the route; 5xx while kfn restarts.
-            return (status, answer) if status not in (404, 502, 503, 504) else None
+        def post(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+            status, _, answer = request(host, path, method="POST", headers=headers, body=body)
+            return status, answer
 
-        with timed("a signed delivery answered (from zero)"):
-            status, answer = wait_for("the signed delivery to be answered", delivered,
-                                      timeout=180, every=1)  # fmt: skip
+        with timed("a signed delivery answered over HTTPS (from zero)"):
+            signed = {**headers, "X-Hub-Signature-256": signature}
+            status, _, answer = served(
+                host, "/webhooks/github", method="POST", body=body, headers=signed
+            )
         assert status == 202, answer
         assert json.loads(answer)["accepted"] == "ping"
 
         forged = "sha256=" + hmac.new(b"not the secret", body, hashlib.sha256).hexdigest()
-        status, answer = post(activator, "/webhooks/github", body,
-                              {**headers, "X-Hub-Signature-256": forged})  # fmt: skip
+        status, answer = post("/webhooks/github", body, {**headers, "X-Hub-Signature-256": forged})
         assert status == 401, answer
-        status, answer = post(activator, "/webhooks/github", body, headers)
+        status, answer = post("/webhooks/github", body, headers)
         assert status == 401, answer

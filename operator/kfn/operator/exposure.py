@@ -265,7 +265,7 @@ def url_refusal(body: Mapping[str, Any], decided: routes.Ownership) -> routes.Re
     activator routes by)."""
     md = body.get("metadata") or {}
     return decided.refused.get(
-        routes.url_key(str(md.get("namespace", "")), str(md.get("name", "")))
+        routes.FunctionUrlKey(str(md.get("namespace", "")), str(md.get("name", "")))
     )
 
 

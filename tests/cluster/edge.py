@@ -1,0 +1,61 @@
+"""A client of the local Gateway, as the host is one: requests to its node ports on the node
+address with the host name as TLS SNI and ``Host`` (what ``curl --resolve`` does), the
+certificate verified against the cluster CA (:mod:`kfncluster.gateway`)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+from typing import Any
+
+from kfncluster import cluster, config, gateway, gatewayinfra
+from tests.cluster.kubeutil import wait_for
+
+
+def ensure_gateway() -> str:
+    """The local Gateway, installed if missing (as ``make up`` does); how the host reaches it."""
+    paths = config.Paths()
+    return gatewayinfra.install(
+        paths, lambda *a, **kw: cluster.kubectl(paths, *a, **kw), lambda _: None
+    )
+
+
+def request(
+    host: str,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    https: bool = True,
+    timeout: float = 60,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to the Gateway for ``host``, its certificate verified against the CA."""
+    port = gateway.HOST_HTTPS_PORT if https else gateway.HOST_HTTP_PORT
+    sock = socket.create_connection((gateway.HOST_ADDRESS, port), timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    if https:
+        context = ssl.create_default_context(cafile=str(gateway.ca_file()))
+        sock = context.wrap_socket(sock, server_hostname=host)
+    conn.sock = sock
+    try:
+        conn.request(method, path, body=body, headers={"Host": f"{host}:{port}", **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def served(host: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
+    """The first answer that is not the Gateway's or activator's "not routed yet" (404, or 503
+    from Envoy before its route reaches it)."""
+
+    def answer() -> tuple[int, dict[str, str], bytes] | None:
+        try:
+            status, headers, body = request(host, path, **kwargs)
+        except (OSError, ssl.SSLError):
+            return None
+        return None if status in (404, 503) else (status, headers, body)
+
+    return wait_for(f"{host}{path} to be served", answer, timeout=120, every=0.5)

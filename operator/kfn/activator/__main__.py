@@ -15,6 +15,7 @@ import os
 import pathlib
 import signal
 import socket
+from collections.abc import Sequence
 
 import uvloop
 
@@ -26,9 +27,11 @@ from kfn.activator import (
     event_jetstream,
     event_store,
     event_stream,
+    forwarding,
     reviews,
     server,
     stats_reporter,
+    trusted_pods,
 )
 from kfn.activator import bounds as limits
 from kfn.activator import config as configs
@@ -121,6 +124,7 @@ async def _main(args: argparse.Namespace) -> None:
             event_store=store,
             event_workers=args.events_workers,
             event_workers_per_function=args.events_workers_per_function,
+            trusted_networks=args.trusted_proxy_cidrs,
         )
         source = endpoints.StaticEndpointSource(static.endpoints)
     else:
@@ -131,6 +135,7 @@ async def _main(args: argparse.Namespace) -> None:
             event_store=store,
             event_workers=args.events_workers,
             event_workers_per_function=args.events_workers_per_function,
+            trusted_networks=args.trusted_proxy_cidrs,
         )
         cluster = catalog.KubeCatalog(
             activator.set_functions,
@@ -147,6 +152,9 @@ async def _main(args: argparse.Namespace) -> None:
         except TimeoutError:
             logging.warning("no complete list of Functions and Triggers yet; serving anyway")
         activator.keep(watching)
+        if args.trusted_proxy_pods is not None:
+            proxies = trusted_pods.TrustedPods(args.trusted_proxy_pods, activator.set_trusted_pods)
+            activator.keep(asyncio.get_running_loop().create_task(proxies.run()))
         source = discovery.KubeEndpointSource(probe_interval=args.probe_interval)
         activator.ctx.exits = source.exits
     await activator.start(
@@ -174,7 +182,8 @@ async def _main(args: argparse.Namespace) -> None:
     await activator.shutdown(args.drain_timeout)
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags, checked: a malformed one stops the activator (exit 2) saying what is wrong."""
     parser = argparse.ArgumentParser(prog="python -m kfn.activator")
     parser.add_argument(
         "--config", default="", help="static config (JSON); without it, read the cluster"
@@ -352,12 +361,40 @@ def main() -> None:
         help="seconds a stopping activator serves the requests it accepted; at least the "
         "longest function timeout plus the head timeout, so that no request is cut",
     )
+    forwarded = parser.add_argument_group(
+        "client address",
+        "whose X-Forwarded-For and Forwarded headers name the client (see "
+        "kfn.activator.forwarding); everyone else is the client",
+    )
+    forwarded.add_argument(
+        "--trusted-proxy-cidrs",
+        default=os.environ.get("KFN_TRUSTED_PROXY_CIDRS", ""),
+        help="comma-separated networks or addresses of trusted proxies (e.g. 10.0.0.0/8)",
+    )
+    forwarded.add_argument(
+        "--trusted-proxy-pods",
+        default=os.environ.get("KFN_TRUSTED_PROXY_PODS", ""),
+        metavar="NAMESPACE:LABEL_SELECTOR",
+        help="trust the current IPs of these pods (the Gateway's Envoy pods), watched in "
+        "NAMESPACE (needs list and watch on pods there; cluster mode)",
+    )
     parser.add_argument("--no-uvloop", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         args.host_policy = routes.policy_from_json(args.host_policy)
+        args.trusted_proxy_cidrs = forwarding.parse_cidrs(args.trusted_proxy_cidrs)
+        args.trusted_proxy_pods = forwarding.parse_pod_selector(args.trusted_proxy_pods)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.config and args.trusted_proxy_pods is not None:
+        parser.error(
+            "--trusted-proxy-pods watches the cluster: it needs cluster mode (no --config)"
+        )
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.no_uvloop:
         asyncio.run(_main(args))

@@ -42,6 +42,7 @@ from kfn.activator import (
     deadline,
     events,
     exits,
+    forwarding,
     invoke_api,
     refusal,
     relay,
@@ -67,6 +68,7 @@ class Client(typing.Protocol):
     peer: bytes
     write_paused: bool
 
+    def proxied(self) -> forwarding.Trusted | None: ...
     def write(self, data: bytes) -> None: ...
     def cork(self, conn: upstream.UpstreamConnection) -> None: ...
     def buffer(self, data: bytes) -> None: ...
@@ -357,6 +359,7 @@ class Exchange:
         assert entry is not None
         upstream_head = head.upstream(
             peer=proto.peer,
+            proxied=proto.proxied(),
             request_id=self.request_id,
             timeout_ms=entry.limits.timeout_ms,
             invoked=entry.name_bytes if self.invoke else None,

@@ -34,6 +34,10 @@ _INVOCATION_TYPE = 8
 _REQUEST_ID = 9
 _AUTHORIZATION = 10
 _FORWARDED = 11
+# Noted for CORS and passed on as they came.
+_ORIGIN = 12
+_ACR_METHOD = 13
+_ACR_HEADERS = 14
 _SPECIAL = {
     **{name: _DROP for name in upstream.HOP_BY_HOP},
     b"host": _HOST,
@@ -44,6 +48,9 @@ _SPECIAL = {
     b"x-forwarded-proto": _XFP,
     b"x-forwarded-host": _XFH,
     b"forwarded": _FORWARDED,
+    b"origin": _ORIGIN,
+    b"access-control-request-method": _ACR_METHOD,
+    b"access-control-request-headers": _ACR_HEADERS,
     b"kfn-invocation-type": _INVOCATION_TYPE,
     b"x-amz-invocation-type": _INVOCATION_TYPE,
     b"kfn-request-id": _REQUEST_ID,
@@ -61,6 +68,8 @@ class RequestHead:
     """One request's head: what the proxy acts on, and the rest of its headers as bytes."""
 
     __slots__ = (
+        "acr_headers",
+        "acr_method",
         "authorization",
         "authorization_lines",
         "chunked",
@@ -73,6 +82,7 @@ class RequestHead:
         "http11",
         "invocation_type",
         "method",
+        "origin",
         "private",
         "url",
         "xff",
@@ -104,6 +114,11 @@ class RequestHead:
         self.expect_continue = False
         self.invocation_type = b""
         self.given_request_id = b""
+        #: A cross-origin request's ``Origin`` and a preflight's
+        #: ``Access-Control-Request-Method`` and ``-Headers`` (passed on too).
+        self.origin = b""
+        self.acr_method = b""
+        self.acr_headers = b""
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One header as parsed: noted, kept, or dropped."""
@@ -115,6 +130,14 @@ class RequestHead:
                 self.host = value
             elif code == _CONTENT_LENGTH:
                 self.content_length = int(value) if value.isdigit() else -1
+            elif code == _ORIGIN:
+                self.origin = value
+            elif code == _ACR_METHOD:
+                self.acr_method = value
+            elif code == _ACR_HEADERS:
+                self.acr_headers = (
+                    value if not self.acr_headers else self.acr_headers + b"," + value
+                )
             elif code == _AUTHORIZATION:
                 self.authorization = value
                 if self.private:

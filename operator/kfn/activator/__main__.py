@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import pathlib
+import re
 import signal
 import socket
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from kfn.activator import (
 )
 from kfn.activator import bounds as limits
 from kfn.activator import config as configs
-from kfn.api import routes
+from kfn.api import routes, trigger, web
 from kfn.authn import tokenfile
 
 #: How long a starting activator waits for its first list of Functions and Triggers
@@ -144,6 +145,7 @@ async def _main(args: argparse.Namespace) -> None:
             queue_limit=args.queue_limit,
             queue_timeout_ms=round(args.queue_timeout * 1000),
             max_timeout_ms=round(args.max_function_timeout * 1000),
+            urls=args.function_urls,
         )
         watching = asyncio.get_running_loop().create_task(cluster.run())
         try:
@@ -180,6 +182,66 @@ async def _main(args: argparse.Namespace) -> None:
     await stop.wait()
     logging.info("draining")
     await activator.shutdown(args.drain_timeout)
+
+
+def _function_urls(domain: str, template: str) -> catalog.FunctionUrls:
+    """The Function URL flags, checked: ValueError says what is wrong. Beyond
+    :func:`kfn.api.web.check_host_template`, the template must make a DNS name (its braces
+    balanced, its literal text labels)."""
+    web.check_host_template(template)
+    if domain and (re.fullmatch(trigger.HOST_PATTERN, domain) is None or len(domain) > 253):
+        raise ValueError(
+            f"--function-url-domain: {domain!r} is not a lower-case DNS name such as fn.example.com"
+        )
+    try:
+        host = web.url_host(template, function="f", namespace="n", domain=domain or "example.com")
+    except (ValueError, IndexError, KeyError) as exc:
+        raise ValueError(
+            f"the Function URL host template {template!r} is malformed: {exc}"
+        ) from None
+    if host is None:
+        raise ValueError(
+            f"the Function URL host template {template!r} does not make DNS names (a host is "
+            "lower-case labels of letters, digits and '-', joined by '.')"
+        )
+    return catalog.FunctionUrls(domain, template)
+
+
+def _edge_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags for requests from the cluster's edge: Function URLs, and whom to believe
+    about the client."""
+    urls = parser.add_argument_group(
+        "Function URLs", "where Functions with spec.url are served (see kfn.api.web)"
+    )
+    urls.add_argument(
+        "--function-url-domain",
+        default=os.environ.get("KFN_FUNCTION_URL_DOMAIN", ""),
+        help="the domain Function URLs are hosts under (e.g. fn.example.com); empty: "
+        "Function URLs are not served (cluster mode)",
+    )
+    urls.add_argument(
+        "--function-url-host-template",
+        default=os.environ.get("KFN_FUNCTION_URL_HOST_TEMPLATE") or web.DEFAULT_HOST_TEMPLATE,
+        help="a Function URL's host, from {function}, {namespace} and {domain} (default "
+        f"{web.DEFAULT_HOST_TEMPLATE}); the operator must be given the same",
+    )
+    forwarded = parser.add_argument_group(
+        "client address",
+        "whose X-Forwarded-For and Forwarded headers name the client (see "
+        "kfn.activator.forwarding); everyone else is the client",
+    )
+    forwarded.add_argument(
+        "--trusted-proxy-cidrs",
+        default=os.environ.get("KFN_TRUSTED_PROXY_CIDRS", ""),
+        help="comma-separated networks or addresses of trusted proxies (e.g. 10.0.0.0/8)",
+    )
+    forwarded.add_argument(
+        "--trusted-proxy-pods",
+        default=os.environ.get("KFN_TRUSTED_PROXY_PODS", ""),
+        metavar="NAMESPACE:LABEL_SELECTOR",
+        help="trust the current IPs of these pods (the Gateway's Envoy pods), watched in "
+        "NAMESPACE (needs list and watch on pods there; cluster mode)",
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -361,29 +423,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds a stopping activator serves the requests it accepted; at least the "
         "longest function timeout plus the head timeout, so that no request is cut",
     )
-    forwarded = parser.add_argument_group(
-        "client address",
-        "whose X-Forwarded-For and Forwarded headers name the client (see "
-        "kfn.activator.forwarding); everyone else is the client",
-    )
-    forwarded.add_argument(
-        "--trusted-proxy-cidrs",
-        default=os.environ.get("KFN_TRUSTED_PROXY_CIDRS", ""),
-        help="comma-separated networks or addresses of trusted proxies (e.g. 10.0.0.0/8)",
-    )
-    forwarded.add_argument(
-        "--trusted-proxy-pods",
-        default=os.environ.get("KFN_TRUSTED_PROXY_PODS", ""),
-        metavar="NAMESPACE:LABEL_SELECTOR",
-        help="trust the current IPs of these pods (the Gateway's Envoy pods), watched in "
-        "NAMESPACE (needs list and watch on pods there; cluster mode)",
-    )
+    _edge_flags(parser)
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args(argv)
     try:
         args.host_policy = routes.policy_from_json(args.host_policy)
         args.trusted_proxy_cidrs = forwarding.parse_cidrs(args.trusted_proxy_cidrs)
         args.trusted_proxy_pods = forwarding.parse_pod_selector(args.trusted_proxy_pods)
+        args.function_urls = _function_urls(
+            args.function_url_domain.strip(), args.function_url_host_template
+        )
     except ValueError as exc:
         parser.error(str(exc))
     if args.config and args.trusted_proxy_pods is not None:

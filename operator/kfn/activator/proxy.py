@@ -192,8 +192,8 @@ class ClientProtocol(asyncio.Protocol):
         assert exchange is not None
         self.head_bytes = 0
         head = exchange.head
-        # What the head keeps: URL, headers passed on, and the two noted ones that
-        # may be long (the rest are dropped, or short by their parsing).
+        # What the head keeps: URL, headers passed on, and the noted ones that may be
+        # long (the rest are dropped, or short by their parsing).
         if (
             len(head.url)
             + len(head.headers)

@@ -17,7 +17,9 @@ runtime's ``sourceIp`` is never an address a client made up), with ``X-Forwarded
 and ``Host``); a client's ``Forwarded`` is not passed on (:mod:`~kfn.activator.request_head`).
 
 Pure, and cheap on the hot path: a connection decides once whether its peer is trusted
-(again only when the trusted set is replaced), and only a trusted peer's requests parse a chain.
+(again only when the trusted set is replaced), only a trusted peer's requests read a chain,
+and a chain seen before is looked up rather than parsed (parsing addresses costs more than
+the rest of a request's head).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+#: Clients resolved and kept per trusted set (a proxy's requests name the same clients over
+#: and over; parsing an address costs more than the rest of a request's head): at most this
+#: many, of chains up to :data:`_CACHED_CHAIN_LIMIT` bytes, so at most about 256 KiB of keys.
+_CACHE_LIMIT: Final = 1024
+_CACHED_CHAIN_LIMIT: Final = 256
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Trusted:
     """The proxies whose forwarding headers are believed: single addresses in a frozenset
@@ -39,6 +48,10 @@ class Trusted:
 
     addresses: frozenset[Address] = frozenset()
     networks: tuple[Network, ...] = ()
+    #: What :func:`client` found for (peer, X-Forwarded-For, Forwarded) under this set.
+    resolved: dict[tuple[bytes, bytes, bytes], Client] = dataclasses.field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     def holds(self, address: Address) -> bool:
         if address in self.addresses:
@@ -145,7 +158,21 @@ class Client:
 def client(peer: bytes, xff: bytes, forwarded: bytes, trusted: Trusted) -> Client:
     """The client of a request from a trusted peer: the chain walked from the right past
     trusted addresses. A chain made only of trusted addresses, or broken by an entry that is
-    no address, ends at the last address believed (the peer itself when that is the first)."""
+    no address, ends at the last address believed (the peer itself when that is the first).
+    Kept in ``trusted`` for chains that are short (bounded, as the router's cache)."""
+    key = (peer, xff, forwarded)
+    cache = trusted.resolved
+    found = cache.get(key)
+    if found is None:
+        found = _resolve(peer, xff, forwarded, trusted)
+        if len(xff) + len(forwarded) <= _CACHED_CHAIN_LIMIT:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[key] = found
+    return found
+
+
+def _resolve(peer: bytes, xff: bytes, forwarded: bytes, trusted: Trusted) -> Client:
     if xff:
         return Client(_walk(peer, xff.decode("latin-1").split(","), trusted)[0])
     if forwarded:

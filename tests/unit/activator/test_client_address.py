@@ -299,3 +299,17 @@ async def test_watched_proxy_pods_are_trusted_while_they_exist_even_on_an_open_c
     with pytest.raises(asyncio.CancelledError):
         await running
     server.hang_up()
+
+
+def test_resolved_chains_are_kept_per_trusted_set_within_a_bound() -> None:
+    trusted = forwarding.Trusted.of(forwarding.parse_cidrs("10.0.0.0/8"))
+    first = forwarding.client(PEER, CLIENT.encode(), b"", trusted)
+    assert forwarding.client(PEER, CLIENT.encode(), b"", trusted) is first
+    long_chain = ", ".join(["10.1.1.1"] * 40).encode()
+    forwarding.client(PEER, long_chain, b"", trusted)
+    assert (PEER, long_chain, b"") not in trusted.resolved  # long chains are not kept
+    for i in range(forwarding._CACHE_LIMIT + 5):
+        forwarding.client(PEER, f"198.51.{i // 256}.{i % 256}".encode(), b"", trusted)
+    assert len(trusted.resolved) <= forwarding._CACHE_LIMIT
+    # A new set starts empty: what the old one believed is not carried over.
+    assert forwarding.Trusted.of(trusted.networks).resolved == {}

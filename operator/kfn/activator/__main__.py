@@ -13,8 +13,10 @@ import asyncio
 import logging
 import os
 import pathlib
+import re
 import signal
 import socket
+from collections.abc import Sequence
 
 import uvloop
 
@@ -26,13 +28,15 @@ from kfn.activator import (
     event_jetstream,
     event_store,
     event_stream,
+    forwarding,
     reviews,
     server,
     stats_reporter,
+    trusted_pods,
 )
 from kfn.activator import bounds as limits
 from kfn.activator import config as configs
-from kfn.api import routes
+from kfn.api import routes, trigger, web
 from kfn.authn import tokenfile
 
 #: How long a starting activator waits for its first list of Functions and Triggers
@@ -121,6 +125,7 @@ async def _main(args: argparse.Namespace) -> None:
             event_store=store,
             event_workers=args.events_workers,
             event_workers_per_function=args.events_workers_per_function,
+            trusted_networks=args.trusted_proxy_cidrs,
         )
         source = endpoints.StaticEndpointSource(static.endpoints)
     else:
@@ -131,6 +136,7 @@ async def _main(args: argparse.Namespace) -> None:
             event_store=store,
             event_workers=args.events_workers,
             event_workers_per_function=args.events_workers_per_function,
+            trusted_networks=args.trusted_proxy_cidrs,
         )
         cluster = catalog.KubeCatalog(
             activator.set_functions,
@@ -139,6 +145,7 @@ async def _main(args: argparse.Namespace) -> None:
             queue_limit=args.queue_limit,
             queue_timeout_ms=round(args.queue_timeout * 1000),
             max_timeout_ms=round(args.max_function_timeout * 1000),
+            urls=args.function_urls,
         )
         watching = asyncio.get_running_loop().create_task(cluster.run())
         try:
@@ -147,6 +154,9 @@ async def _main(args: argparse.Namespace) -> None:
         except TimeoutError:
             logging.warning("no complete list of Functions and Triggers yet; serving anyway")
         activator.keep(watching)
+        if args.trusted_proxy_pods is not None:
+            proxies = trusted_pods.TrustedPods(args.trusted_proxy_pods, activator.set_trusted_pods)
+            activator.keep(asyncio.get_running_loop().create_task(proxies.run()))
         source = discovery.KubeEndpointSource(probe_interval=args.probe_interval)
         activator.ctx.exits = source.exits
     await activator.start(
@@ -174,7 +184,68 @@ async def _main(args: argparse.Namespace) -> None:
     await activator.shutdown(args.drain_timeout)
 
 
-def main() -> None:
+def _function_urls(domain: str, template: str) -> catalog.FunctionUrls:
+    """The Function URL flags, checked: ValueError says what is wrong. Beyond
+    :func:`kfn.api.web.check_host_template`, the template must make a DNS name (its braces
+    balanced, its literal text labels)."""
+    web.check_host_template(template)
+    if domain and (re.fullmatch(trigger.HOST_PATTERN, domain) is None or len(domain) > 253):
+        raise ValueError(
+            f"--function-url-domain: {domain!r} is not a lower-case DNS name such as fn.example.com"
+        )
+    try:
+        host = web.url_host(template, function="f", namespace="n", domain=domain or "example.com")
+    except (ValueError, IndexError, KeyError) as exc:
+        raise ValueError(
+            f"the Function URL host template {template!r} is malformed: {exc}"
+        ) from None
+    if host is None:
+        raise ValueError(
+            f"the Function URL host template {template!r} does not make DNS names (a host is "
+            "lower-case labels of letters, digits and '-', joined by '.')"
+        )
+    return catalog.FunctionUrls(domain, template)
+
+
+def _edge_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags for requests from the cluster's edge: Function URLs, and whom to believe
+    about the client."""
+    urls = parser.add_argument_group(
+        "Function URLs", "where Functions with spec.url are served (see kfn.api.web)"
+    )
+    urls.add_argument(
+        "--function-url-domain",
+        default=os.environ.get("KFN_FUNCTION_URL_DOMAIN", ""),
+        help="the domain Function URLs are hosts under (e.g. fn.example.com); empty: "
+        "Function URLs are not served (cluster mode)",
+    )
+    urls.add_argument(
+        "--function-url-host-template",
+        default=os.environ.get("KFN_FUNCTION_URL_HOST_TEMPLATE") or web.DEFAULT_HOST_TEMPLATE,
+        help="a Function URL's host, from {function}, {namespace} and {domain} (default "
+        f"{web.DEFAULT_HOST_TEMPLATE}); the operator must be given the same",
+    )
+    forwarded = parser.add_argument_group(
+        "client address",
+        "whose X-Forwarded-For and Forwarded headers name the client (see "
+        "kfn.activator.forwarding); everyone else is the client",
+    )
+    forwarded.add_argument(
+        "--trusted-proxy-cidrs",
+        default=os.environ.get("KFN_TRUSTED_PROXY_CIDRS", ""),
+        help="comma-separated networks or addresses of trusted proxies (e.g. 10.0.0.0/8)",
+    )
+    forwarded.add_argument(
+        "--trusted-proxy-pods",
+        default=os.environ.get("KFN_TRUSTED_PROXY_PODS", ""),
+        metavar="NAMESPACE:LABEL_SELECTOR",
+        help="trust the current IPs of these pods (the Gateway's Envoy pods), watched in "
+        "NAMESPACE (needs list and watch on pods there; cluster mode)",
+    )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags, checked: a malformed one stops the activator (exit 2) saying what is wrong."""
     parser = argparse.ArgumentParser(prog="python -m kfn.activator")
     parser.add_argument(
         "--config", default="", help="static config (JSON); without it, read the cluster"
@@ -352,12 +423,27 @@ def main() -> None:
         help="seconds a stopping activator serves the requests it accepted; at least the "
         "longest function timeout plus the head timeout, so that no request is cut",
     )
+    _edge_flags(parser)
     parser.add_argument("--no-uvloop", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         args.host_policy = routes.policy_from_json(args.host_policy)
+        args.trusted_proxy_cidrs = forwarding.parse_cidrs(args.trusted_proxy_cidrs)
+        args.trusted_proxy_pods = forwarding.parse_pod_selector(args.trusted_proxy_pods)
+        args.function_urls = _function_urls(
+            args.function_url_domain.strip(), args.function_url_host_template
+        )
     except ValueError as exc:
         parser.error(str(exc))
+    if args.config and args.trusted_proxy_pods is not None:
+        parser.error(
+            "--trusted-proxy-pods watches the cluster: it needs cluster mode (no --config)"
+        )
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.no_uvloop:
         asyncio.run(_main(args))

@@ -8,6 +8,7 @@ own errors. The fixed ones are built once, at import.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from kfn.activator import exits
@@ -49,14 +50,15 @@ def error(status: int, error_type: str, message: str, extra: bytes = b"") -> Ans
 
 def encode(answer: Answer, *, close: bool, request_id: bytes = b"") -> bytes:
     """The answer as bytes on the wire; ``close`` adds ``Connection: close``, a
-    ``request_id`` (an invoke's) ``Kfn-Request-Id``."""
+    ``request_id`` (an invoke's) ``Kfn-Request-Id``; an answer without a body has no
+    ``Content-Type``."""
     extra = answer.extra
     if request_id:
         extra += b"Kfn-Request-Id: %s\r\n" % request_id
-    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s" % (
+    return b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\n%s%s\r\n%s" % (
         answer.status,
         _REASONS.get(answer.status, b"OK"),
-        answer.content_type,
+        b"Content-Type: %s\r\n" % answer.content_type if answer.content_type else b"",
         len(answer.body),
         extra,
         b"Connection: close\r\n" if close else b"",
@@ -107,6 +109,18 @@ STOPPING_BEFORE_CAPACITY = error(
     "activator serves it",
     RETRY_AFTER,
 )
+
+
+def header_lines(headers: Mapping[str, str]) -> bytes:
+    """Headers as whole lines for :attr:`Answer.extra` (or a relayed answer)."""
+    return b"".join(b"%s: %s\r\n" % (k.encode(), v.encode("latin-1")) for k, v in headers.items())
+
+
+def preflight(headers: Mapping[str, str]) -> Answer:
+    """A CORS preflight's answer, as a Lambda Function URL gives it: 200 without a body, with
+    the policy's headers; without any when the request is not allowed, so the browser
+    refuses the call (:meth:`kfn.api.web.CorsPolicy.preflight`)."""
+    return Answer(200, b"", b"", header_lines(headers))
 
 
 def url_too_long(limit: int) -> Answer:

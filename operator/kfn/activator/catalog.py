@@ -2,10 +2,12 @@
 
 Every Function is invokable through the invoke API
 (``/_kfn/functions/{namespace}/{name}/invoke``) with its ``concurrency`` (per pod) and
-``timeout`` as the throttler's limits. Every Trigger with ``spec.http`` whose route
-:func:`kfn.api.routes.decide` grants becomes a :class:`~kfn.activator.router.Route`
-(host, path prefix, methods → function; checked when the Trigger asks for ``auth:
-ServiceAccountToken``), and the router learns which namespaces own each host. Routes
+``timeout`` as the throttler's limits. Every Trigger with ``spec.http``, and every Function
+with ``spec.url`` when the activator serves Function URLs (``--function-url-domain``), whose
+route :func:`kfn.api.routes.decide` grants becomes a :class:`~kfn.activator.router.Route`
+(host, path prefix, methods → function; a Function URL's host from the host template, ``/``
+and every method; checked when it asks for ``auth: ServiceAccountToken``; with its CORS
+policy), and the router learns which namespaces own each host. Routes
 belong to namespaces: a Trigger refused there (another namespace's host or path prefix,
 a host the cluster admin assigned elsewhere, the same route as an older Trigger) gets no
 traffic, whether or not the operator has already marked it ``RouteConflict`` by the same
@@ -30,7 +32,7 @@ from kfn import kube, stats
 from kfn.activator import config as configs
 from kfn.activator import router
 from kfn.api import function as function_api
-from kfn.api import meta
+from kfn.api import meta, web
 from kfn.api import routes as routes_api
 from kfn.api import trigger as trigger_api
 from kfn.kube import cache
@@ -88,6 +90,18 @@ def limits(
 
 
 @dataclasses.dataclass(frozen=True)
+class FunctionUrls:
+    """Where this activator serves Function URLs: hosts from ``template`` under ``domain``;
+    an empty domain serves none (:data:`NOT_SERVED`)."""
+
+    domain: str = ""
+    template: str = web.DEFAULT_HOST_TEMPLATE
+
+
+NOT_SERVED = FunctionUrls()
+
+
+@dataclasses.dataclass(frozen=True)
 class Routes:
     """What the router needs: the granted routes, and who owns each host."""
 
@@ -99,23 +113,42 @@ def routes(
     triggers: Iterable[trigger_api.Trigger],
     created: Mapping[routes_api.Key, str],
     host_policy: routes_api.HostPolicy = routes_api.OPEN,
+    *,
+    functions: Iterable[tuple[function_api.Function, str]] = (),
+    urls: FunctionUrls = NOT_SERVED,
 ) -> Routes:
-    """The HTTP routes of the Triggers whose claim is granted, oldest Trigger first.
+    """The HTTP routes of the Triggers and Function URLs whose claim is granted, Function URLs
+    first, then the oldest Trigger first.
 
-    ``created`` maps (namespace, name) to ``creationTimestamp`` (RFC 3339 in UTC, so
-    its text sorts by time).
+    ``created`` maps a Trigger's (namespace, name) to its ``creationTimestamp`` (RFC 3339 in
+    UTC, so its text sorts by time); ``functions`` are Functions with theirs.
     """
     targets: dict[routes_api.Key, str] = {}
     checked: set[routes_api.Key] = set()
+    policies: dict[routes_api.Key, web.CorsPolicy] = {}
     claims = []
     for t in triggers:
         key = (t.metadata.namespace, t.metadata.name)
         claimed = routes_api.claim(t, created.get(key, ""))
-        if claimed is not None:
+        http = t.spec.http
+        if claimed is not None and http is not None:
             claims.append(claimed)
             targets[key] = t.spec.function_ref.name
-            if t.spec.http is not None and t.spec.http.auth == trigger_api.SERVICE_ACCOUNT_TOKEN:
+            if http.auth == web.SERVICE_ACCOUNT_TOKEN:
                 checked.add(key)
+            if http.cors is not None:
+                policies[key] = web.CorsPolicy.of(http.cors)
+    for fn, fn_created in functions:
+        url = fn.spec.url
+        claimed = routes_api.url_claim(fn, fn_created, urls.template, urls.domain)
+        if claimed is None or url is None:
+            continue
+        claims.append(claimed)
+        targets[claimed.key] = fn.metadata.name
+        if url.auth == web.SERVICE_ACCOUNT_TOKEN:
+            checked.add(claimed.key)
+        if url.cors is not None:
+            policies[claimed.key] = web.CorsPolicy.of(url.cors)
     decided = routes_api.decide(claims, host_policy)
     granted = tuple(
         router.Route(
@@ -124,6 +157,7 @@ def routes(
             methods=c.methods,
             function=stats.FunctionKey(c.namespace, targets[c.key]),
             checked=c.key in checked,
+            cors=policies.get(c.key),
         )
         for c in decided.granted
     )
@@ -157,6 +191,28 @@ def _trigger(body: kube.Object, previous: _Trigger | None) -> _Trigger | None:
     return None if parsed is None else _Trigger(parsed, _created(body))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Function:
+    """A Function as the catalog keeps it: with its ``creationTimestamp``, which orders
+    Function URLs."""
+
+    function: function_api.Function
+    created: str
+
+    @property
+    def url_facts(self) -> tuple[str, str, str, web.FunctionUrl | None]:
+        """What its Function URL's route depends on: a change elsewhere (its status, its
+        code) does not route anew."""
+        meta = self.function.metadata
+        return meta.namespace, meta.name, self.created, self.function.spec.url
+
+
+def _function(body: kube.Object, previous: _Function | None) -> _Function | None:
+    del previous
+    parsed = _parse(function_api.Function, body)
+    return None if parsed is None else _Function(parsed, _created(body))
+
+
 class KubeCatalog:
     """Keeps an activator's functions and routes in line with the cluster."""
 
@@ -169,6 +225,7 @@ class KubeCatalog:
         queue_limit: int = 1000,
         queue_timeout_ms: int = configs.DEFAULT_QUEUE_TIMEOUT_MS,
         max_timeout_ms: int = MAX_TIMEOUT_MS,
+        urls: FunctionUrls = NOT_SERVED,
         reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
     ) -> None:
         self.set_functions = set_functions
@@ -177,26 +234,31 @@ class KubeCatalog:
         self.queue_limit = queue_limit
         self.queue_timeout_ms = queue_timeout_ms
         self.max_timeout_ms = max_timeout_ms
+        self.urls = urls
         self.reflect = reflect
         #: Set once both kinds were listed and pushed.
         self.synced = asyncio.Event()
         #: The kinds pushed at least once: the first push of a kind is its first list.
         self._heard: set[str] = set()
+        self._functions: cache.Store[_Function] | None = None
+        self._triggers: cache.Store[_Trigger] | None = None
+        #: The Function URL facts the routes were last made from (see _Function.url_facts).
+        self._url_facts: list[tuple[str, str, str, web.FunctionUrl | None]] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        functions = cache.Store(
+        functions = self._functions = cache.Store(
             API_VERSION,
             function_api.KIND,
-            lambda body, _: _parse(function_api.Function, body),
-            listener=cache.on_loop(loop, lambda _: self._push_functions(functions)),
+            _function,
+            listener=cache.on_loop(loop, lambda _: self._push_functions()),
             reflect=self.reflect,
         )
-        triggers = cache.Store(
+        triggers = self._triggers = cache.Store(
             API_VERSION,
             trigger_api.KIND,
             _trigger,
-            listener=cache.on_loop(loop, lambda _: self._push_routes(triggers)),
+            listener=cache.on_loop(loop, lambda _: self._push_routes()),
             reflect=self.reflect,
         )
         functions.start()
@@ -207,24 +269,42 @@ class KubeCatalog:
             functions.stop()
             triggers.stop()
 
-    def _push_functions(self, functions: cache.Store[function_api.Function]) -> None:
+    def _push_functions(self) -> None:
+        assert self._functions is not None
+        kept = self._functions.values()
         self.set_functions(
             limits(
-                functions.values(),
+                [f.function for f in kept],
                 queue_limit=self.queue_limit,
                 queue_timeout_ms=self.queue_timeout_ms,
                 max_timeout_ms=self.max_timeout_ms,
             )
         )
+        if self.urls.domain:
+            facts = sorted((f.url_facts for f in kept if f.function.spec.url), key=lambda f: f[:3])
+            # Before the Triggers' first list no routes are pushed: that push takes these in.
+            if facts != self._url_facts and trigger_api.KIND in self._heard:
+                self._push_routes()
         self._heard_from(function_api.KIND)
 
-    def _push_routes(self, triggers: cache.Store[_Trigger]) -> None:
-        table = triggers.snapshot()
+    def _push_routes(self) -> None:
+        assert self._triggers is not None
+        assert self._functions is not None
+        table = self._triggers.snapshot()
+        functions: list[tuple[function_api.Function, str]] = []
+        facts = None
+        if self.urls.domain:
+            kept = [f for f in self._functions.values() if f.function.spec.url]
+            functions = [(f.function, f.created) for f in kept]
+            facts = sorted((f.url_facts for f in kept), key=lambda f: f[:3])
         found = routes(
             [t.trigger for t in table.values()],
             {k: t.created for k, t in table.items()},
             self.host_policy,
+            functions=functions,
+            urls=self.urls,
         )
+        self._url_facts = facts
         self.set_routes(found.routes, found.owners)
         self._heard_from(trigger_api.KIND)
 

@@ -11,11 +11,13 @@ file serves local runs and the benchmark. File format (JSON)::
       ],
       "routes": [
         {"host": "*", "path_prefix": "/hello", "methods": ["GET"],
-         "function": "default/hello", "auth": "None"}
+         "function": "default/hello", "auth": "None",
+         "cors": {"allowOrigins": ["http://localhost:3000"], "allowMethods": ["GET"]}}
       ]
-
-A route's ``auth`` is a Trigger's: ``None`` (the default) or ``ServiceAccountToken``.
     }
+
+A route's ``auth`` is a Trigger's: ``None`` (the default) or ``ServiceAccountToken``; its
+optional ``cors`` a Trigger's ``cors`` (:class:`kfn.api.web.Cors`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from kfn import stats
 from kfn.activator import router
+from kfn.api import web
 
 #: How long a request may wait for a pod when neither the Function nor the activator's flag says
 #: (15 s). A cold start through the activator takes 0.9 s at p50 and 1.0 s at p99, and the bare
@@ -99,6 +102,9 @@ def parse(body: dict[str, Any]) -> StaticConfig:
             methods=frozenset(str(m) for m in item.get("methods", [])),
             function=parse_function_key(str(item["function"])),
             checked=parse_auth(str(item.get("auth", "None"))),
+            cors=web.CorsPolicy.of(web.Cors.model_validate(item["cors"]))
+            if "cors" in item
+            else None,
         )
         for item in body.get("routes", [])
     )

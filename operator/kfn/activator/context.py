@@ -20,6 +20,7 @@ from kfn.activator import (
     budget,
     events,
     exits,
+    forwarding,
     metrics,
     outbox,
     router,
@@ -137,6 +138,8 @@ class Context:
         self.exits: exits.Exits | None = None
         #: Writes held until the end of the loop's current round (both sides' sockets).
         self.outbox = outbox.Outbox()
+        #: The proxies whose forwarding headers are believed; replaced whole when it changes.
+        self.trusted: forwarding.Trusted = forwarding.NOBODY
 
     def spawn(
         self, coroutine: collections.abc.Coroutine[object, object, None]

@@ -3,6 +3,7 @@
 An :class:`Exchange` orchestrates; each step's rules live in their own module::
 
     head parsed (request_head) -> route (router) -> invoke API gate (invoke_api)
+      -> a CORS preflight answered here, on a route with cors (no token, no pod)
       -> the caller's token checked, on the invoke door and checked routes (access)
       -> Event: accepted at once (events)
       -> a slot and a connection (capacity: at once, queued, or retried elsewhere)
@@ -25,6 +26,13 @@ Body bytes a request holds before it has a pod (and an ``Event`` payload while i
 arrives) are taken from the activator's byte budget (:mod:`~kfn.activator.budget`)
 and given back once sent on or dropped; a request that finds the budget spent is
 answered 503.
+
+On a route with a CORS policy (``cors`` of its Trigger or Function URL), a request with an
+``Origin`` is the policy's: a preflight (:func:`kfn.api.web.is_preflight`) is answered at once
+by the activator, before any token is asked for (browsers send none on a preflight) and
+without the function being counted, woken or reached, even at zero; any other answer, the
+pod's or the activator's own, carries the policy's ``Access-Control-*`` headers for that
+origin instead of any the function set (none when the origin is not allowed).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from kfn.activator import (
     deadline,
     events,
     exits,
+    forwarding,
     invoke_api,
     refusal,
     relay,
@@ -51,6 +60,7 @@ from kfn.activator import (
     upstream,
     waiting,
 )
+from kfn.api import web
 
 HEALTH_PATH = b"/_kfn/health"
 
@@ -67,6 +77,7 @@ class Client(typing.Protocol):
     peer: bytes
     write_paused: bool
 
+    def proxied(self) -> forwarding.Trusted | None: ...
     def write(self, data: bytes) -> None: ...
     def cork(self, conn: upstream.UpstreamConnection) -> None: ...
     def buffer(self, data: bytes) -> None: ...
@@ -85,6 +96,7 @@ class Exchange:
         "body_done",
         "budgeted",
         "conn",
+        "cors",
         "endpoint",
         "entry",
         "event_body",
@@ -133,6 +145,9 @@ class Exchange:
         self.retries = 0
         #: Bytes this request holds of the activator's byte budget.
         self.budgeted = 0
+        #: On a route with CORS, for a request with an Origin: the policy's headers for it,
+        #: which replace the function's ``Access-Control-*`` (None: the answer is left alone).
+        self.cors: bytes | None = None
 
     # --- request side -------------------------------------------------------------------
 
@@ -166,10 +181,31 @@ class Exchange:
         if match is None:
             self.answer(answers.NO_FUNCTION)
             return
+        if match.cors is not None and head.origin and self.cross_origin(match.cors):
+            return
         if match.checked:
             self.begin_checked(door, match.function)
             return
         self.serve_route(match.function)
+
+    def cross_origin(self, policy: web.CorsPolicy) -> bool:
+        """A request with an Origin on a route with CORS: answer it if it is a preflight
+        (True), else note the headers its answer carries."""
+        head = self.head
+        origin = head.origin.decode("latin-1")
+        noted = {"origin": origin}
+        if head.acr_method:
+            noted["access-control-request-method"] = head.acr_method.decode("latin-1")
+        if web.is_preflight(head.method.decode("latin-1"), noted):
+            requested = head.acr_headers.decode("latin-1").split(",") if head.acr_headers else []
+            self.answer(
+                answers.preflight(
+                    policy.preflight(origin, noted["access-control-request-method"], requested)
+                )
+            )
+            return True
+        self.cors = answers.header_lines(policy.simple(origin))
+        return False
 
     def begin_checked(self, door: context.Door, function: stats.FunctionKey) -> None:
         """A route whose Trigger asks for ``auth: ServiceAccountToken``: its caller's token is
@@ -357,6 +393,7 @@ class Exchange:
         assert entry is not None
         upstream_head = head.upstream(
             peer=proto.peer,
+            proxied=proto.proxied(),
             request_id=self.request_id,
             timeout_ms=entry.limits.timeout_ms,
             invoked=entry.name_bytes if self.invoke else None,
@@ -546,6 +583,8 @@ class Exchange:
         close = not self.keep_alive or self.proto.ctx.draining
         if close:
             self.keep_alive = False
+        if self.cors:
+            answer = answer._replace(extra=answer.extra + self.cors)
         # On the invoke API the caller reads its request id on every answer.
         request_id = self.request_id if self.invoke else b""
         self.proto.write(answers.encode(answer, close=close, request_id=request_id))

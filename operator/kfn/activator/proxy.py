@@ -35,6 +35,7 @@ from kfn.activator import (
     answers,
     context,
     deadline,
+    forwarding,
     request_body,
     upstream,
     watchdog,
@@ -63,6 +64,11 @@ class ClientProtocol(asyncio.Protocol):
         self.exchanges: collections.deque[exchanges.Exchange] = collections.deque()
         self.parsing: exchanges.Exchange | None = None
         self.peer = b""
+        #: The peer parsed (None: not an IP peer), and whether it is a trusted proxy by the
+        #: trusted set last looked at (see :meth:`proxied`).
+        self.peer_address: forwarding.Address | None = None
+        self.trust_seen: forwarding.Trusted | None = None
+        self.peer_trusted = False
         self.reading_paused = False
         self.write_paused = False
         self.closed = False
@@ -91,6 +97,9 @@ class ClientProtocol(asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if peer else b"unknown"
+        self.peer_address = forwarding.peer_address(self.peer) if peer else None
+        if self.peer_address is not None and str(self.peer_address) != str(peer[0]):
+            self.peer = str(self.peer_address).encode()  # an IPv4 peer on a dual-stack socket
         ctx = self.ctx
         if len(ctx.connections) >= ctx.bounds.max_connections:
             self.refuse(answers.TOO_MANY_CONNECTIONS)
@@ -137,6 +146,16 @@ class ClientProtocol(asyncio.Protocol):
             # A head still unfinished past the bound (one finished resets the count).
             self.refuse_head()
 
+    def proxied(self) -> forwarding.Trusted | None:
+        """The trusted proxies when the peer is one of them, else None: decided once per
+        connection, and again only when the trusted set was replaced."""
+        trusted = self.ctx.trusted
+        if trusted is not self.trust_seen:
+            self.trust_seen = trusted
+            address = self.peer_address
+            self.peer_trusted = address is not None and trusted.holds(address)
+        return trusted if self.peer_trusted else None
+
     def pause_writing(self) -> None:
         self.write_paused = True
         if self.exchanges and self.exchanges[0].conn is not None:
@@ -173,10 +192,16 @@ class ClientProtocol(asyncio.Protocol):
         assert exchange is not None
         self.head_bytes = 0
         head = exchange.head
-        # What the head keeps: URL, headers passed on, and the two noted ones that
-        # may be long (the rest are dropped, or short by their parsing).
+        # What the head keeps: URL, headers passed on, and the noted ones that may be
+        # long (the rest are dropped, or short by their parsing).
         if (
-            len(head.url) + len(head.headers) + len(head.host) + len(head.xff)
+            len(head.url)
+            + len(head.headers)
+            + len(head.host)
+            + len(head.xff)
+            + len(head.forwarded)
+            + len(head.xfp)
+            + len(head.xfh)
             > self.ctx.bounds.max_head_bytes
         ):
             self.refuse_head()

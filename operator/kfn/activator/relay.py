@@ -6,8 +6,9 @@ dropped the hop-by-hop headers and the pod's ``Kfn-Request-Id``) and writes it o
 to the client under a new status line: with the request's ``Kfn-Request-Id``, once;
 chunked when the pod's response has no length and the client speaks HTTP/1.1 (an
 HTTP/1.0 client reads to the connection's end instead); and with ``Connection:
-close`` when the client connection ends after it. Bodies pass through in the pieces
-the pod sent.
+close`` when the client connection ends after it; on a route with CORS, with the policy's
+``Access-Control-*`` headers instead of the pod's. Bodies pass through in the pieces the
+pod sent.
 
 A response the runtime marked as a refusal of a request it did not start
 (:mod:`~kfn.activator.refusal`) is not passed on when the request can be sent
@@ -16,6 +17,7 @@ again: its body is dropped and the exchange sends the request again.
 
 from __future__ import annotations
 
+import re
 import typing
 
 from kfn.activator import context, refusal, request_body, request_head
@@ -28,6 +30,8 @@ class Owner(typing.Protocol):
     upload: request_body.Upload
     request_id: bytes
     invoke: bool
+    #: The CORS policy's headers replacing the pod's ``Access-Control-*`` (None: none do).
+    cors: bytes | None
     finished: bool
     keep_alive: bool
     response_started: bool
@@ -49,6 +53,8 @@ class Client(typing.Protocol):
 
 
 _LAST_CHUNK = b"0\r\n\r\n"
+#: The function's own CORS headers, dropped where a route's CORS policy sets them.
+_ACCESS_CONTROL = re.compile(rb"(?im)^access-control-[^\r\n]*\r\n")
 
 
 class Relay:
@@ -117,6 +123,8 @@ class Relay:
         self.status = status
         ex.response_started = True
         extra = b"Kfn-Request-Id: %s\r\n" % ex.request_id
+        if ex.cors is not None:
+            headers = _ACCESS_CONTROL.sub(b"", headers) + ex.cors
         if not length_known:
             if self.http11:
                 extra += b"Transfer-Encoding: chunked\r\n"

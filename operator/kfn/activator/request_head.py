@@ -2,9 +2,12 @@
 
 Headers are filtered while httptools parses them, into one byte string: hop-by-hop
 ones are dropped, the few the proxy acts on (framing, ``Expect``, the invocation
-type, the caller's request id, ``X-Forwarded-*``) are noted, and every other one is
-kept as it came. No header dict is built. The head sent to the pod is that byte
-string plus ``X-Forwarded-*`` and the runtime contract's ``Kfn-*`` headers.
+type, the caller's request id, ``X-Forwarded-*`` and ``Forwarded``) are noted, and every
+other one is kept as it came. No header dict is built. The head sent to the pod is that byte
+string plus the runtime contract's ``Kfn-*`` headers and the activator's own
+``X-Forwarded-For`` (one entry: the client, :mod:`~kfn.activator.forwarding`),
+``X-Forwarded-Proto`` and ``X-Forwarded-Host``; what a client sent in those, and in
+``Forwarded``, reaches the pod only as far as a trusted proxy vouches for it.
 
 The caller's ``Authorization`` is noted, and passed on only where it is the application's
 own: on a door that checks every token it never is, and a request for a checked route
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from kfn.activator import router, upstream
+from kfn.activator import forwarding, router, upstream
 
 # Request headers the proxy handles itself. 0: dropped.
 _DROP = 0
@@ -30,6 +33,11 @@ _XFH = 7
 _INVOCATION_TYPE = 8
 _REQUEST_ID = 9
 _AUTHORIZATION = 10
+_FORWARDED = 11
+# Noted for CORS and passed on as they came.
+_ORIGIN = 12
+_ACR_METHOD = 13
+_ACR_HEADERS = 14
 _SPECIAL = {
     **{name: _DROP for name in upstream.HOP_BY_HOP},
     b"host": _HOST,
@@ -39,6 +47,10 @@ _SPECIAL = {
     b"x-forwarded-for": _XFF,
     b"x-forwarded-proto": _XFP,
     b"x-forwarded-host": _XFH,
+    b"forwarded": _FORWARDED,
+    b"origin": _ORIGIN,
+    b"access-control-request-method": _ACR_METHOD,
+    b"access-control-request-headers": _ACR_HEADERS,
     b"kfn-invocation-type": _INVOCATION_TYPE,
     b"x-amz-invocation-type": _INVOCATION_TYPE,
     b"kfn-request-id": _REQUEST_ID,
@@ -56,22 +68,26 @@ class RequestHead:
     """One request's head: what the proxy acts on, and the rest of its headers as bytes."""
 
     __slots__ = (
+        "acr_headers",
+        "acr_method",
         "authorization",
         "authorization_lines",
         "chunked",
         "content_length",
         "expect_continue",
+        "forwarded",
         "given_request_id",
-        "has_xfh",
-        "has_xfp",
         "headers",
         "host",
         "http11",
         "invocation_type",
         "method",
+        "origin",
         "private",
         "url",
         "xff",
+        "xfh",
+        "xfp",
     )
 
     def __init__(self, *, private: bool = False) -> None:
@@ -87,14 +103,22 @@ class RequestHead:
         #: The headers passed on unchanged, as CRLF-terminated lines.
         self.headers = bytearray()
         self.host = b""
+        #: What the request says of its client, scheme and host: believed only from a
+        #: trusted proxy (:mod:`~kfn.activator.forwarding`), never passed on as they came.
         self.xff = b""
-        self.has_xfp = False
-        self.has_xfh = False
+        self.forwarded = b""
+        self.xfp = b""
+        self.xfh = b""
         self.content_length = -1
         self.chunked = False
         self.expect_continue = False
         self.invocation_type = b""
         self.given_request_id = b""
+        #: A cross-origin request's ``Origin`` and a preflight's
+        #: ``Access-Control-Request-Method`` and ``-Headers`` (passed on too).
+        self.origin = b""
+        self.acr_method = b""
+        self.acr_headers = b""
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One header as parsed: noted, kept, or dropped."""
@@ -106,10 +130,14 @@ class RequestHead:
                 self.host = value
             elif code == _CONTENT_LENGTH:
                 self.content_length = int(value) if value.isdigit() else -1
-            elif code == _XFP:
-                self.has_xfp = True
-            elif code == _XFH:
-                self.has_xfh = True
+            elif code == _ORIGIN:
+                self.origin = value
+            elif code == _ACR_METHOD:
+                self.acr_method = value
+            elif code == _ACR_HEADERS:
+                self.acr_headers = (
+                    value if not self.acr_headers else self.acr_headers + b"," + value
+                )
             elif code == _AUTHORIZATION:
                 self.authorization = value
                 if self.private:
@@ -148,21 +176,42 @@ class RequestHead:
             self.expect_continue = value.lower() == b"100-continue"
         elif code == _XFF:
             self.xff = value if not self.xff else self.xff + b", " + value
+        elif code == _FORWARDED:
+            self.forwarded = value if not self.forwarded else self.forwarded + b", " + value
+        elif code == _XFP:
+            self.xfp = value
+        elif code == _XFH:
+            self.xfh = value
         elif code == _INVOCATION_TYPE:
             self.invocation_type = value
         elif code == _REQUEST_ID and _GIVEN_REQUEST_ID.match(value):
             self.given_request_id = value
 
     def upstream(
-        self, *, peer: bytes, request_id: bytes, timeout_ms: int, invoked: bytes | None
+        self,
+        *,
+        peer: bytes,
+        proxied: forwarding.Trusted | None = None,
+        request_id: bytes,
+        timeout_ms: int,
+        invoked: bytes | None,
     ) -> bytes:
         """The head to send to the pod.
 
+        ``proxied``: the trusted proxies, when the peer is one of them (then the request's
+        ``X-Forwarded-*`` and ``Forwarded`` say who the client is and what it asked for);
+        None when the peer is the client.
         ``invoked``: the function's name when this came through the invoke API (then
         it goes to the pod's invoke path, with the contract's ``Kfn-Function-Name``).
         ``timeout_ms``: the function's timeout, which the runtime counts from its handler's start.
         """
-        xff = self.xff + b", " + peer if self.xff else peer
+        if proxied is None:
+            client, scheme, host = peer, b"http", self.host
+        else:
+            said = forwarding.client(peer, self.xff, self.forwarded, proxied)
+            client = said.address
+            scheme = self.xfp or said.proto or b"http"
+            host = self.xfh or said.host or self.host
         parts: list[bytes | bytearray] = [
             self.method,
             b" ",
@@ -170,15 +219,15 @@ class RequestHead:
             b" HTTP/1.1\r\n",
             self.headers,
             b"X-Forwarded-For: ",
-            xff,
+            client,
+            b"\r\nX-Forwarded-Proto: ",
+            scheme,
             b"\r\nKfn-Request-Id: ",
             request_id,
             b"\r\nKfn-Timeout-Ms: %d\r\n" % timeout_ms,
         ]
-        if not self.has_xfp:
-            parts.append(b"X-Forwarded-Proto: http\r\n")
-        if not self.has_xfh and self.host:
-            parts += (b"X-Forwarded-Host: ", self.host, b"\r\n")
+        if host:
+            parts += (b"X-Forwarded-Host: ", host, b"\r\n")
         if invoked is not None:
             parts += (
                 b"Kfn-Function-Name: ",

@@ -6,9 +6,11 @@ Two kinds of request reach the activator:
   triggers and clients; the header ``Kfn-Invocation-Type`` (or Lambda's
   ``X-Amz-Invocation-Type``) chooses ``RequestResponse`` (default) or ``Event``.
   It is proxied to the pod's ``POST /_kfn/invoke``.
-* HTTP-trigger requests, matched against :class:`Route`s and proxied unchanged; a route
-  whose Trigger asks for ``auth: ServiceAccountToken`` is ``checked``: its requests need a
-  bearer token RBAC lets invoke the function, as the invoke API does.
+* HTTP-trigger and Function URL requests, matched against :class:`Route`s and proxied
+  unchanged; a route whose Trigger or Function URL asks for ``auth: ServiceAccountToken`` is
+  ``checked``: its requests need a bearer token RBAC lets invoke the function, as the invoke
+  API does. A route with ``cors`` has its preflights answered by the activator and its
+  answers' ``Access-Control-*`` headers set by its policy (:mod:`~kfn.activator.exchange`).
 
 Routes for a named host win over routes for any host (``""`` or ``"*"``); within
 those, the longest path prefix wins, matched on whole segments (``/api`` matches
@@ -29,6 +31,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 
 from kfn import stats
+from kfn.api import web
 
 INVOKE_PREFIX = b"/_kfn/functions/"
 INVOKE_SUFFIX = b"/invoke"
@@ -42,7 +45,8 @@ _CACHED_URL_LIMIT = 256
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
-    """An HTTP trigger: requests for ``host`` under ``path_prefix`` go to ``function``."""
+    """An HTTP trigger or a Function URL (its host, ``/``, every method): requests for
+    ``host`` under ``path_prefix`` go to ``function``."""
 
     host: str
     path_prefix: str
@@ -51,6 +55,8 @@ class Route:
     #: Its requests need a bearer token RBAC lets invoke ``function`` (``auth:
     #: ServiceAccountToken``), which is kfn's to read and never reaches the pod.
     checked: bool = False
+    #: Its CORS policy (``cors``): preflights answered here, answers' headers set by it.
+    cors: web.CorsPolicy | None = None
 
     def __post_init__(self) -> None:
         if not self.path_prefix.startswith("/"):
@@ -64,12 +70,13 @@ for a host nobody owns (:meth:`kfn.api.routes.Ownership.answering`)."""
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Match:
-    """The outcome of routing: the function, whether this is the invoke API, and whether a
-    route's caller must show a token (:attr:`Route.checked`)."""
+    """The outcome of routing: the function, whether this is the invoke API, whether a
+    route's caller must show a token (:attr:`Route.checked`), and its CORS policy."""
 
     function: stats.FunctionKey
     invoke: bool = False
     checked: bool = False
+    cors: web.CorsPolicy | None = None
 
 
 class Router:
@@ -81,7 +88,7 @@ class Router:
             host = b"" if route.host in ("", "*") else route.host.lower().encode()
             prefix = route.path_prefix.rstrip("/").encode()
             methods = frozenset(m.upper().encode() for m in route.methods)
-            match = Match(route.function, checked=route.checked)
+            match = Match(route.function, checked=route.checked, cors=route.cors)
             entry = (prefix, methods, route.function.namespace, match)
             by_host.setdefault(host, []).append(entry)
         for entries in by_host.values():

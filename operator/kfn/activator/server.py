@@ -30,6 +30,7 @@ from kfn.activator import (
     context,
     endpoints,
     event_record,
+    forwarding,
     metrics,
     proxy,
     router,
@@ -63,6 +64,7 @@ class Activator:
         event_throttle_backoff: tuple[float, float] = (1.0, 300.0),
         event_missing_grace: float = event_record.MISSING_GRACE,
         bounds: client_bounds.Bounds | None = None,
+        trusted_networks: Iterable[forwarding.Network] = (),
     ) -> None:
         self.metrics = metrics.Metrics(lambda: self.throttlers)
         self.reporter = (
@@ -82,6 +84,9 @@ class Activator:
             counters=self.metrics,
         )
         self.ctx = context.Context(router.Router(routes), self.invoker, bounds)
+        #: The proxies trusted by address (``--trusted-proxy-cidrs``), beside the pods.
+        self.trusted_networks = tuple(trusted_networks)
+        self.set_trusted_pods(frozenset())
         #: The latest endpoints pushed for every function, known or not (yet): a function
         #: (re)added later starts from them, as sources push only changes.
         self._endpoints: dict[stats.FunctionKey, frozenset[str]] = {}
@@ -100,6 +105,11 @@ class Activator:
     ) -> None:
         """Route by these routes from now on; ``owners`` says which namespaces own a host."""
         self.ctx.router = router.Router(routes, owners)
+
+    def set_trusted_pods(self, addresses: frozenset[forwarding.Address]) -> None:
+        """Trust these pod IPs (``--trusted-proxy-pods``) beside the trusted networks; each
+        connection decides again whether its peer is a trusted proxy at its next request."""
+        self.ctx.trusted = forwarding.Trusted.of(self.trusted_networks, addresses)
 
     def set_functions(self, functions: Mapping[stats.FunctionKey, configs.FunctionLimits]) -> None:
         """Add, update and remove functions; removed ones fail their queued requests."""

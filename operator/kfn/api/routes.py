@@ -34,8 +34,18 @@ hand the earlier namespace's unrouted methods to the later one. Either way a nam
 traffic would depend on what others did after it; this way it never does. When a Trigger
 goes, the next claimant by creation time takes over what it held.
 
-A refusal names the Trigger holding the route (or the admin's rule) and what to do, in words
-a user reads in ``kubectl get trigger``.
+A Function URL (``Function.spec.url``, :func:`url_claim`) is a claim too: its host (from the
+cluster's host template, :func:`kfn.api.web.url_host`) with every path and method, judged
+before every Trigger, since a host made of its function's and namespace's names is that
+namespace's by construction: no Trigger of another namespace takes it by coming first, and
+one naming it is refused with a message naming the Function URL. A Trigger of the same
+namespace may route a longer path prefix on it. Two Function URLs share a host only through
+the template (``{function}-{namespace}`` gives ``a-b`` in ``c`` and ``a`` in ``b-c`` one
+name): the older keeps it. A claim's :attr:`Claim.kind` keeps a Function URL's key
+(:class:`FunctionUrlKey`) apart from a Trigger's of the same name.
+
+A refusal names the Trigger or Function URL holding the route (or the admin's rule) and what
+to do, in words a user reads in ``kubectl get trigger`` (or on the Function).
 """
 
 from __future__ import annotations
@@ -44,13 +54,28 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Final
+from typing import Final, Literal, NamedTuple
 
-from kfn.api import meta
+from kfn.api import function as function_api
+from kfn.api import meta, web
 from kfn.api import trigger as trigger_api
 
-Key = tuple[str, str]
-"""A Trigger's namespace and name."""
+
+class FunctionUrlKey(NamedTuple):
+    """A Function URL's claim: its Function's namespace and name, and a third field so that it
+    never equals the key of a Trigger of the same name (a Trigger's key is a pair)."""
+
+    namespace: str
+    function: str
+    kind: Literal["FunctionUrl"] = "FunctionUrl"
+
+
+Key = tuple[str, str] | FunctionUrlKey
+"""Whose claim: a Trigger's namespace and name, or a :class:`FunctionUrlKey`."""
+
+ClaimKind = Literal["Trigger", "FunctionUrl"]
+TRIGGER: Final = "Trigger"
+FUNCTION_URL: Final = "FunctionUrl"
 
 DEFAULT_HOST: Final = ""
 """The host of a Trigger without ``host``: the default host, which every namespace shares."""
@@ -62,25 +87,40 @@ HOST_PATTERN_PATTERN: Final = r"^(\*\.)?" + trigger_api.HOST_PATTERN.removeprefi
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Claim:
-    """What one HTTP Trigger asks for, with what decides which Trigger came first."""
+    """What one HTTP Trigger or Function URL asks for, with what decides which came first."""
 
     namespace: str
     name: str
+    """The Trigger's name, or the Function's for a Function URL."""
     created: str
     """``metadata.creationTimestamp``: RFC 3339 in UTC, so its text sorts by time."""
     host: str
-    """The Trigger's ``host``; :data:`DEFAULT_HOST` when it names none."""
+    """The Trigger's ``host`` (:data:`DEFAULT_HOST` when it names none), or the Function
+    URL's host."""
     path_prefix: str
     methods: frozenset[str] = frozenset()
+    kind: ClaimKind = TRIGGER
 
     @property
     def key(self) -> Key:
+        if self.kind == FUNCTION_URL:
+            return FunctionUrlKey(self.namespace, self.name)
         return self.namespace, self.name
 
     @property
-    def order(self) -> tuple[str, str, str]:
-        """Older first; Triggers created in the same second by namespace, then name."""
-        return self.created, self.namespace, self.name
+    def order(self) -> tuple[bool, str, str, str]:
+        """Function URLs first (a Function URL's host is its namespace's by construction, so
+        no Trigger may take it by coming first), then older first; claims created in the
+        same second by namespace, then name."""
+        return self.kind != FUNCTION_URL, self.created, self.namespace, self.name
+
+    @property
+    def described(self) -> str:
+        """Who claims, as a user reads it: ``Trigger ns/name`` or ``the Function URL of
+        Function ns/name``."""
+        if self.kind == FUNCTION_URL:
+            return f"the Function URL of Function {self.namespace}/{self.name}"
+        return f"Trigger {self.namespace}/{self.name}"
 
     @property
     def prefix(self) -> str:
@@ -100,6 +140,29 @@ def claim(trigger: trigger_api.Trigger, created: str) -> Claim | None:
         host=http.host or DEFAULT_HOST,
         path_prefix=http.path_prefix,
         methods=frozenset(http.methods),
+    )
+
+
+def url_claim(
+    function: function_api.Function, created: str, template: str, domain: str
+) -> Claim | None:
+    """The route a Function URL asks for: its host (:func:`kfn.api.web.url_host`), every path
+    and method. None when the Function asks for no URL, when no ``domain`` is configured
+    (Function URLs are not served), or when its host would not be a valid DNS name (a long
+    name in a long namespace: the operator says so on the Function)."""
+    if function.spec.url is None or not domain:
+        return None
+    namespace, name = function.metadata.namespace, function.metadata.name
+    host = web.url_host(template, function=name, namespace=namespace, domain=domain)
+    if host is None:
+        return None
+    return Claim(
+        namespace=namespace,
+        name=name,
+        created=created,
+        host=host,
+        path_prefix="/",
+        kind=FUNCTION_URL,
     )
 
 
@@ -209,7 +272,8 @@ class Refusal:
     """Why a Trigger gets no traffic: what holds its route, and what the user can do."""
 
     holder: Key | None
-    """The Trigger holding the route; None when the admin's host policy refuses it."""
+    """The Trigger or Function URL holding the route; None when the admin's host policy
+    refuses it."""
     message: str
 
 
@@ -218,7 +282,7 @@ class Ownership:
     """The outcome of :func:`decide`."""
 
     granted: tuple[Claim, ...]
-    """The routes to serve, oldest first."""
+    """The routes to serve in :attr:`Claim.order`: Function URLs, then Triggers, oldest first."""
     refused: Mapping[Key, Refusal]
     policy: HostPolicy
     claimed_hosts: Mapping[str, str]
@@ -290,7 +354,7 @@ def _refusal(
                 return Refusal(holder.key, _prefix_taken(c, holder))
     for holder in at.get((c.host, c.prefix), ()):
         if not holder.methods or not c.methods or holder.methods & c.methods:
-            return Refusal(holder.key, _same_route(holder))
+            return Refusal(holder.key, _same_route(c, holder))
     return None
 
 
@@ -307,11 +371,13 @@ def _where(host: str) -> str:
     return "the default host (Triggers without a host)" if host == DEFAULT_HOST else f"host {host}"
 
 
-def _trigger(key: Key) -> str:
-    return f"Trigger {key[0]}/{key[1]}"
-
-
 def _default_host(c: Claim) -> str:
+    if c.kind == FUNCTION_URL:
+        return (
+            f"the Function URL host {c.host} is the shared default host (the activator's own "
+            "name, or one the cluster admin listed in routes.defaultHosts), which no route may "
+            "claim. Ask the cluster admin to change the Function URL domain or host template"
+        )
     return (
         f"host {c.host} is the shared default host (the activator's own name, or one the "
         "cluster admin listed in routes.defaultHosts), where Triggers of every namespace "
@@ -323,16 +389,38 @@ def _default_host(c: Claim) -> str:
 def _assigned_elsewhere(c: Claim, assignment: Assignment) -> str:
     owners = ", ".join(sorted(assignment.namespaces))
     noun = "namespace" if len(assignment.namespaces) == 1 else "namespaces"
-    return (
+    assigned = (
         f"host {c.host} is assigned by the cluster admin to {noun} {owners} (pattern "
-        f"{assignment.pattern}), not to {c.namespace}. Use a host assigned to this namespace "
-        "or one nobody uses yet, or ask the cluster admin to assign this host here"
+        f"{assignment.pattern}), not to {c.namespace}."
+    )
+    if c.kind == FUNCTION_URL:
+        return (
+            f"the Function URL's {assigned} Ask the cluster admin to keep the Function URL "
+            "domain out of routes.hostAssignments"
+        )
+    return (
+        f"{assigned} Use a host assigned to this namespace or one nobody uses yet, or ask the "
+        "cluster admin to assign this host here"
     )
 
 
 def _host_taken(c: Claim, first: Claim) -> str:
+    if first.kind == FUNCTION_URL and c.kind == FUNCTION_URL:
+        return (
+            f"host {c.host} is also the Function URL host of Function {first.namespace}/"
+            f"{first.name}, which is older and keeps it: the cluster's Function URL host "
+            "template gives both functions the same host. Rename this function, or ask the "
+            "cluster admin for a host template that keeps the function and namespace apart "
+            "(such as {function}.{namespace}.{domain})"
+        )
+    if first.kind == FUNCTION_URL:
+        return (
+            f"host {c.host} is the host of {first.described}: a Function URL's host "
+            f"belongs, with every path, to its function's namespace ({first.namespace}). "
+            "Use another host"
+        )
     return (
-        f"host {c.host} belongs to namespace {first.namespace}: {_trigger(first.key)} used it "
+        f"host {c.host} belongs to namespace {first.namespace}: {first.described} used it "
         "first, and a host belongs with every path to the first namespace that uses it. Use "
         f"another host, or ask the cluster admin to assign {c.host} to this namespace (or to "
         "both, to share it by path prefix)"
@@ -344,15 +432,21 @@ def _prefix_taken(c: Claim, holder: Claim) -> str:
     instead = "Use" if not holder.prefix else f"Use a prefix outside {theirs}, or"
     return (
         f"path prefix {c.path_prefix} on {_where(c.host)} belongs to namespace "
-        f"{holder.namespace}: {_trigger(holder.key)} claimed {theirs} first, and a path prefix "
+        f"{holder.namespace}: {holder.described} claimed {theirs} first, and a path prefix "
         "belongs, with every path below it, to the first namespace that claims it. "
         f"{instead} a host of this namespace's own"
     )
 
 
-def _same_route(holder: Claim) -> str:
+def _same_route(c: Claim, holder: Claim) -> str:
+    if holder.kind == FUNCTION_URL:
+        return (
+            f"{holder.described} routes every path and method of host {c.host}; a Trigger "
+            "of its namespace may route a longer path prefix there. Give this Trigger a "
+            "longer path prefix or another host"
+        )
     return (
-        f"{_trigger(holder.key)} already routes this host, path prefix and method, and the "
+        f"{holder.described} already routes this host, path prefix and method, and the "
         "older Trigger keeps the route. Delete one of them, or give them other methods or "
         "path prefixes"
     )

@@ -425,8 +425,10 @@ def reflect(
     *,
     label_selector: str = "",
     retry_delay: float = 1.0,
+    namespace: str | None = None,
 ) -> None:
-    """List, then watch, a kind across all namespaces until ``stop`` is set (blocking).
+    """List, then watch, a kind across all namespaces (or in ``namespace``) until ``stop``
+    is set (blocking).
 
     The classic reflector loop: a list gives the full state and a position, the watch
     continues from there, a closed watch resumes from the last position seen (bookmarks
@@ -437,10 +439,17 @@ def reflect(
     while not stop.is_set():
         try:
             if not version:
-                items, version = list_all(api_version, kind, label_selector=label_selector)
+                items, version = list_all(
+                    api_version, kind, namespace=namespace, label_selector=label_selector
+                )
                 into.replace(items)
             for event, obj in watch(
-                api_version, kind, version, label_selector=label_selector, timeout_seconds=240
+                api_version,
+                kind,
+                version,
+                namespace=namespace,
+                label_selector=label_selector,
+                timeout_seconds=240,
             ):
                 version = str(obj.get("metadata", {}).get("resourceVersion", version))
                 if event != "BOOKMARK":

@@ -53,6 +53,13 @@ _CANNED = {
         b"Retry-After: 1\r\nKfn-Function-Error: Unhandled\r\n",
         b'{"message": "Too Many Requests"}',
     ),
+    # A function setting CORS headers of its own (a route's policy replaces them).
+    "/own-cors": _answer(
+        b"200 OK",
+        b"Access-Control-Allow-Origin: *\r\naccess-control-expose-headers: x-secret\r\n"
+        b"X-Kept: yes\r\n",
+        b"own",
+    ),
     "/own503": _answer(
         b"503 Unavailable", b"Retry-After: 1\r\n", b'{"message": "down for maintenance"}'
     ),

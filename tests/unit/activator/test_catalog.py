@@ -14,7 +14,7 @@ import pytest
 from kfn import kube, stats
 from kfn.activator import catalog, router
 from kfn.activator import config as configs
-from kfn.api import function, routes, trigger
+from kfn.api import function, routes, trigger, web
 from tests.unit.apiserver import ApiServer
 
 OPERATOR = pathlib.Path(__file__).resolve().parents[3] / "operator"
@@ -350,3 +350,97 @@ def test_the_activator_refuses_to_start_on_a_malformed_host_policy() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "'Team' is not a namespace name" in result.stderr
+
+
+# --- Function URLs -----------------------------------------------------------------------------
+
+URLS = catalog.FunctionUrls("fn.example.com")
+
+
+def url_function(name: str, namespace: str = "team", **url: Any) -> function.Function:
+    return function.Function.model_validate(
+        {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"source": {"image": "registry.example/fn@sha256:" + "a" * 64}, "url": url},
+        }
+    )
+
+
+def test_a_function_url_routes_its_host_every_path_and_method_with_its_auth_and_cors() -> None:
+    cors = {"allowOrigins": ["https://app.example.com"], "allowMethods": ["GET"]}
+    found = catalog.routes(
+        [http_trigger("hello", "other", host="api.example.com")],
+        {("team", "hello"): JAN},
+        functions=[
+            (url_function("hello", auth="ServiceAccountToken", cors=cors), FEB),
+            (url_function("open"), FEB),
+        ],
+        urls=URLS,
+    )
+    by_host = {route.host: route for route in found.routes}
+    hello = by_host["hello-team.fn.example.com"]
+    assert (hello.path_prefix, hello.methods, hello.checked) == ("/", frozenset(), True)
+    assert hello.function == stats.FunctionKey("team", "hello")
+    assert hello.cors == web.CorsPolicy(
+        origins=("https://app.example.com",), methods=frozenset({"GET"})
+    )
+    assert not by_host["open-team.fn.example.com"].checked
+    assert by_host["open-team.fn.example.com"].cors is None
+    # The Trigger of the same name keeps its own route.
+    assert by_host["api.example.com"].function == stats.FunctionKey("team", "other")
+    table = router.Router(found.routes, found.owners)
+    match = table.match(b"hello-team.fn.example.com:443", b"/any/path?q=1", b"DELETE")
+    assert match is not None
+    assert (match.function.name, match.checked) == ("hello", True)
+
+
+def test_function_urls_are_not_routed_without_a_domain() -> None:
+    found = catalog.routes([], {}, functions=[(url_function("hello"), JAN)])
+    assert found.routes == ()
+
+
+def test_a_trigger_of_another_namespace_on_a_function_url_host_gets_no_traffic() -> None:
+    found = catalog.routes(
+        [http_trigger("squat", "mine", namespace="other", host="hello-team.fn.example.com")],
+        {("other", "squat"): JAN},
+        functions=[(url_function("hello"), FEB)],
+        urls=URLS,
+    )
+    assert [route.function for route in found.routes] == [stats.FunctionKey("team", "hello")]
+    assert found.owners("hello-team.fn.example.com") == {"team"}
+
+
+@pytest.mark.asyncio
+async def test_the_catalog_routes_function_urls_anew_only_when_one_changes() -> None:
+    servers = {"Function": ApiServer(), "Trigger": ApiServer()}
+
+    def reflect(api_version: str, kind: str, *args: Any, **kwargs: Any) -> None:
+        servers[kind].reflect(api_version, kind, *args, **kwargs)
+
+    activator = Pushed()
+    cluster = catalog.KubeCatalog(
+        activator.set_functions, activator.set_routes, urls=URLS, reflect=reflect
+    )
+    running = asyncio.create_task(cluster.run())
+    hello = body("Function", "hello", JAN, source=IMAGE, url={})
+    await asyncio.to_thread(servers["Function"].send, [hello])
+    assert activator.routes == ()  # the Triggers are not listed yet
+    await asyncio.to_thread(servers["Trigger"].send, [])
+    assert [route.host for route in activator.routes] == ["hello-team.fn.example.com"]
+
+    routed = activator.routes
+    hello["status"] = {"replicas": 1}
+    await asyncio.to_thread(servers["Function"].send, ("MODIFIED", hello))
+    assert activator.routes is routed  # a status change routes nothing anew
+
+    hello["spec"]["url"] = {"auth": "ServiceAccountToken"}
+    await asyncio.to_thread(servers["Function"].send, ("MODIFIED", hello))
+    assert [route.checked for route in activator.routes] == [True]
+    await asyncio.to_thread(servers["Function"].send, ("DELETED", hello))
+    assert activator.routes == ()
+
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    for server in servers.values():
+        server.hang_up()

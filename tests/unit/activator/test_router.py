@@ -8,6 +8,7 @@ import pytest
 
 from kfn import stats
 from kfn.activator import config, router
+from kfn.api import web
 
 API = stats.FunctionKey("default", "api")
 USERS = stats.FunctionKey("default", "users")
@@ -157,3 +158,21 @@ def test_a_static_configs_route_may_ask_for_a_service_account_token() -> None:
     assert [route.checked for route in parsed.routes] == [False, True]
     with pytest.raises(ValueError, match="None or ServiceAccountToken"):
         config.parse({"routes": [{"function": "default/a", "auth": "AWS_IAM"}]})
+
+
+def test_a_static_configs_route_may_carry_a_cors_policy() -> None:
+    parsed = config.parse(
+        {
+            "routes": [
+                {"path_prefix": "/open", "function": "default/a"},
+                {"path_prefix": "/app", "function": "default/a",
+                 "cors": {"allowOrigins": ["http://localhost:3000"], "maxAge": 60}},
+            ]
+        }
+    )  # fmt: skip
+    assert parsed.routes[0].cors is None
+    assert parsed.routes[1].cors == web.CorsPolicy(origins=("http://localhost:3000",), max_age=60)
+    table = router.Router(parsed.routes)
+    match = table.match(b"x", b"/app/x", b"GET")
+    assert match is not None
+    assert match.cors is parsed.routes[1].cors

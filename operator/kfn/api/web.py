@@ -50,6 +50,7 @@ HeaderName = Annotated[
 ]
 
 MAX_AGE_LIMIT: Final = 86400
+SAFELISTED_METHODS: Final = frozenset({"GET", "HEAD", "POST"})
 
 
 class Cors(meta.Model):
@@ -174,6 +175,12 @@ def check_host_template(template: str) -> str:
             f"the Function URL host template {template!r} has unknown fields "
             f"{sorted(unknown)}; it may use {{function}}, {{namespace}} and {{domain}}"
         )
+    try:
+        template.format(function="f", namespace="n", domain="d")
+    except (ValueError, IndexError, KeyError) as exc:
+        raise ValueError(
+            f"the Function URL host template {template!r} is malformed: {exc}"
+        ) from exc
     if not {"function", "namespace"} <= fields:
         raise ValueError(
             f"the Function URL host template {template!r} must use both {{function}} and "
@@ -228,7 +235,10 @@ class CorsPolicy:
         return False
 
     def allows_method(self, method: str) -> bool:
-        return "*" in self.methods or method.upper() in self.methods
+        """Listed, ``*``, or CORS-safelisted (GET, HEAD, POST), which browsers allow whatever
+        a preflight's answer lists."""
+        method = method.upper()
+        return "*" in self.methods or method in self.methods or method in SAFELISTED_METHODS
 
     def allows_headers(self, requested: Sequence[str]) -> bool:
         if "*" in self.headers:

@@ -39,6 +39,7 @@ def test_a_host_whose_label_would_pass_63_characters_is_none() -> None:
         ("{function}.{domain}", "both"),
         ("{function}-{ns}.{domain}", "unknown fields"),
         ("{namespace}.{domain}", "both"),
+        ("{function}-{namespace}.{domain", "malformed"),
     ],
 )
 def test_a_template_that_cannot_give_each_function_its_own_host_is_refused(
@@ -107,6 +108,7 @@ def test_an_allowed_preflight_gets_every_configured_header() -> None:
     [
         ("https://evil.example.net", "GET", []),
         ("https://app.example.com", "DELETE", []),
+        ("https://app.example.com", "PUT", []),
         ("https://app.example.com", "GET", ["authorization"]),
         ("http://app.example.com", "GET", []),
     ],
@@ -153,3 +155,11 @@ def test_only_options_with_origin_and_a_requested_method_is_a_preflight() -> Non
     assert web.is_preflight("OPTIONS", asked)
     assert not web.is_preflight("OPTIONS", {"origin": "https://x.test"})
     assert not web.is_preflight("GET", asked)
+
+
+def test_safelisted_methods_pass_a_preflight_even_when_not_listed() -> None:
+    policy = web.CorsPolicy.of(
+        web.Cors.model_validate({"allowOrigins": ["*"], "allowHeaders": ["x-api-key"]})
+    )
+    assert policy.preflight("https://x.test", "GET", ["x-api-key"])
+    assert not policy.preflight("https://x.test", "DELETE", [])

@@ -78,7 +78,8 @@ def _cached(
         image = make(store)
         store.save_index(image, name)
         for stale in paths.images.glob(f"{name}-*"):
-            if stale != root:
+            # Only this image's other keys: "envoy-<key>" is not "envoy-gateway-<key>".
+            if stale != root and "-" not in stale.name.removeprefix(f"{name}-"):
                 shutil.rmtree(stale, ignore_errors=True)
     return image
 

@@ -380,3 +380,21 @@ def test_the_envoy_pods_carry_the_labels_the_activator_will_trust() -> None:
     ]["labels"]
     assert labels.items() <= gateway.ENVOY_POD_LABELS.items()
     assert gateway.ENVOY_NAMESPACE == "envoy-gateway-system"
+
+
+def test_a_new_envoy_image_leaves_envoy_gateways_cached_image_alone(
+    tmp_path: pathlib.Path,
+) -> None:
+    paths = _paths(tmp_path)
+    binary = tmp_path / "envoy-gateway"
+    binary.write_bytes(b"eg")
+    images.envoy_gateway(paths, binary)
+    (eg_layout,) = paths.images.glob("envoy-gateway-*")
+    base_store = oci.BlobStore(tmp_path / "base")
+    base = base_store.image([], oci.ImageConfig())
+    for content in (b"envoy 1", b"envoy 2"):
+        envoy_binary = tmp_path / "envoy"
+        envoy_binary.write_bytes(content)
+        images.envoy(paths, base, envoy_binary)
+    assert len(list(paths.images.glob("envoy-[0-9a-f]*"))) == 1, "the old Envoy layout is gone"
+    assert (eg_layout / "index.json").exists(), "Envoy Gateway's layout was removed with it"

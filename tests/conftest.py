@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, config
 
+from kfncluster import cluster as kfn_cluster
 from kfncluster import config as cluster_config
-from kfncluster import install, kfnimage
+from kfncluster import gatewayinfra, install, kfnimage
 from tests.cluster import kubeutil
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -47,7 +48,17 @@ def kube_api(cluster: pathlib.Path) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture(scope="session")
-def kfn(cluster: pathlib.Path) -> str:
+def gateway_infra(cluster: pathlib.Path) -> None:
+    """The local Gateway (Envoy Gateway, cert-manager, Gateway ``kfn``), as `make up` installs
+    it before kfn; a second install changes nothing."""
+    paths = cluster_config.Paths()
+    gatewayinfra.install(
+        paths, lambda *a, **kw: kfn_cluster.kubectl(paths, *a, **kw), lambda note: None
+    )
+
+
+@pytest.fixture(scope="session")
+def kfn(cluster: pathlib.Path, gateway_infra: None) -> str:
     """kfn installed with Helm from an image built from this tree (as `make up` does).
 
     Returns the namespace kfn runs in.

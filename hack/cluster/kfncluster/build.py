@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import pathlib
 import shutil
@@ -132,6 +133,24 @@ COMPONENTS = (
         + config.KUBE_ROUTER_VERSION,
         expect="~6 min",
     ),
+    GoComponent(
+        "envoy-gateway",
+        config.ENVOY_GATEWAY_VERSION,
+        ("github.com/envoyproxy/gateway/cmd/envoy-gateway",),
+        ("envoy-gateway",),
+        "-s -w -X github.com/envoyproxy/gateway/internal/cmd/version.envoyGatewayVersion="
+        + config.ENVOY_GATEWAY_VERSION,
+        expect="~8 min",
+    ),
+    GoComponent(
+        "cert-manager",
+        config.CERT_MANAGER_VERSION,
+        (".",),
+        ("cert-manager-controller",),
+        "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion="
+        + config.CERT_MANAGER_VERSION,
+        expect="~4 min",
+    ),
 )
 
 
@@ -151,9 +170,7 @@ def build(paths: config.Paths, component: GoComponent, log: pathlib.Path) -> pat
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{component.name}-"))
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
-    if component.toolchain:
-        env["GOTOOLCHAIN"] = component.toolchain
+    env = _go_env(component)
     cmd = ["go", "build", "-trimpath", "-ldflags", component.ldflags]
     if len(component.packages) == 1:
         cmd += ["-o", str(tmp / component.outputs[0]), component.packages[0]]
@@ -168,6 +185,44 @@ def build(paths: config.Paths, component: GoComponent, log: pathlib.Path) -> pat
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def _go_env(component: GoComponent) -> dict[str, str]:
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
+    if component.toolchain:
+        env["GOTOOLCHAIN"] = component.toolchain
+    return env
+
+
+def module_source(component: GoComponent, module: str) -> pathlib.Path:
+    """The source tree of ``module`` at the version ``component``'s wrapper pins.
+
+    ``go mod download`` fetches the module zip from the module proxy the first time (checked
+    against the wrapper's ``go.sum``) and answers from the module cache after that; files such
+    as CRDs are read from there at install time rather than copied into this repository.
+    """
+    result = host.run(
+        ["go", "mod", "download", "-json", module],
+        cwd=component.module_dir,
+        env=_go_env(component),
+        check=False,
+    )
+    try:
+        found = json.loads(result.stdout)
+    except ValueError:
+        found = {}
+    if result.returncode != 0 or "Dir" not in found:
+        detail = found.get("Error") or result.stderr.strip() or "no answer"
+        raise RuntimeError(f"go mod download {module} (for {component.name}): {detail}")
+    return pathlib.Path(found["Dir"])
+
+
+def component(name: str) -> GoComponent:
+    """The component called ``name``."""
+    for c in COMPONENTS:
+        if c.name == name:
+            return c
+    raise KeyError(name)
 
 
 def binaries(paths: config.Paths) -> dict[str, pathlib.Path]:

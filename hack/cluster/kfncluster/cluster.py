@@ -31,6 +31,7 @@ from kfncluster import (
     build,
     components,
     config,
+    gateway,
     host,
     hostdeps,
     images,
@@ -603,6 +604,8 @@ def _end(paths: config.Paths, keep_data: bool) -> int:
                     paths.stopped.touch()
             else:
                 teardown.remove(paths)
+                # The local CA went with the data: its certificate on the host is no one's now.
+                gateway.ca_file(kubeconfig_out()).unlink(missing_ok=True)
             left = leftovers(paths)
             if left:
                 print(

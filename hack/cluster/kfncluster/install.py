@@ -1,4 +1,5 @@
-"""``make up``: the cluster, kfn installed with Helm, and the example web backend answering.
+"""``make up``: the cluster, the local Gateway, kfn installed with Helm, and the example web
+backend answering.
 
 Each step prints its progress; a failure names the component and what to read.
 """
@@ -12,7 +13,7 @@ import subprocess
 import time
 import urllib.request
 
-from kfncluster import build, cluster, config, kfnimage, registry, runtimeimages
+from kfncluster import build, cluster, config, gatewayinfra, kfnimage, registry, runtimeimages
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "kfn"
@@ -139,8 +140,13 @@ def up() -> int:
     code = cluster.up(paths)
     if code != 0:
         return code
-    steps = cluster.Progress(3)
+    steps = cluster.Progress(4)
     try:
+        # Before kfn: its chart finds the Gateway API and the Gateway to attach routes to.
+        with steps("Gateway API: Envoy Gateway, Envoy, cert-manager, Gateway kfn") as note:
+            reach = gatewayinfra.install(
+                paths, lambda *a, **kw: cluster.kubectl(paths, *a, **kw), note
+            )
         with steps("build and push the kfn image (operator/Dockerfile)") as note:
             image = kfnimage.build(paths)
             note(image.rsplit("/", 1)[1])
@@ -155,5 +161,6 @@ def up() -> int:
         print(f"Operator logs: kubectl -n {NAMESPACE} logs deploy/{RELEASE}-operator")
         return 1
     print(f"\n{answer}")
+    print(f"The Gateway, from this host: {reach}")
     print(f"kfn is up in {steps.elapsed():.1f}s. Try: kubectl get fn")
     return 0

@@ -20,7 +20,7 @@ $(PIP_STAMP): pyproject.toml
 
 venv: $(PIP_STAMP) ## Create the virtualenv with kfn and its development tools.
 
-up: venv ## Bring up the cluster, install kfn with Helm and run the example web backend.
+up: venv ## Bring up the cluster and its Gateway, install kfn with Helm and run the example web backend.
 	$(CLUSTER) install
 	@echo "export KUBECONFIG=$(KUBECONFIG) PATH=$(KFN_CACHE)/bin:\$$PATH"
 

@@ -140,7 +140,7 @@ COMPONENTS = (
         ("envoy-gateway",),
         "-s -w -X github.com/envoyproxy/gateway/internal/cmd/version.envoyGatewayVersion="
         + config.ENVOY_GATEWAY_VERSION,
-        expect="~8 min",
+        expect="~6 min",
     ),
     GoComponent(
         "cert-manager",

@@ -51,6 +51,8 @@ PLAIN = f"""\
 import http.server
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    wbufsize = 65536  # head and body leave in one write (no Nagle wait on the second)
+    disable_nagle_algorithm = True
     def do_GET(self):
         body = {BODY.encode()!r}
         self.send_response(200)
@@ -101,7 +103,7 @@ def set_up() -> tuple[str, str]:
             },
         }
     )
-    plain_image = push_python_app("bench/gateway-plain", "v1", {"server.py": PLAIN},
+    plain_image = push_python_app("bench/gateway-plain", "v2", {"server.py": PLAIN},
                                   ["python3", "server.py"])  # fmt: skip
     labels = {"app": "plain"}
     apply(

@@ -19,7 +19,7 @@ import pytest
 
 from kfncluster import fnimage, gateway
 from tests.cluster.edge import ensure_gateway, request, served
-from tests.cluster.invoking import deploy
+from tests.cluster.invoking import bearer, deploy
 from tests.cluster.kubeutil import (
     apply,
     function_pods,
@@ -218,3 +218,21 @@ def test_a_trigger_on_a_listener_that_refuses_its_namespace_is_not_ready_with_th
     assert ready["reason"] == "NotAllowedByListeners", ready
     assert gateway.LISTENER_RESTRICTED in ready["message"]
     kubectl("-n", namespace, "delete", "trigger", "private")
+
+
+# --- a Function URL's auth type -------------------------------------------------------------
+
+
+def test_a_function_url_with_token_auth_answers_only_callers_rbac_lets_invoke(
+    namespace: str, image: str
+) -> None:
+    deploy(namespace, "private", image, url={"auth": "ServiceAccountToken"})
+    wait_condition("function", namespace, "private", "Exposed", "True")
+    host = url_host("private", namespace)
+    status, _, body = served(host, "/")
+    assert status == 401, body
+    assert json.loads(body)["errorType"] == "UnrecognizedClientException"
+    status, _, body = served(host, "/", headers={"Authorization": "Bearer not-a-token"})
+    assert status in (401, 403), body
+    status, _, body = served(host, "/", headers=bearer())
+    assert status == 200, body

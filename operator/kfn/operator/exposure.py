@@ -92,12 +92,6 @@ def expose(exposed: exposure.Exposed, s: exposure.Settings) -> exposure.Verdict:
     if s.mode == "ingress":
         live = _ensure(exposure.build_ingress(exposed, s))
         return exposure.ingress_verdict(live, url)
-    return _expose_on_gateway(exposed, s, url)
-
-
-def _expose_on_gateway(
-    exposed: exposure.Exposed, s: exposure.Settings, url: str
-) -> exposure.Verdict:
     refused = exposure.trigger_listener_refused(exposed, s)
     if refused is not None:
         withdraw(exposed.kind, exposed.namespace, exposed.name, s)
@@ -105,12 +99,23 @@ def _expose_on_gateway(
     listener = exposure.listener_for(exposed, s)
     if listener is None:
         return exposure.Verdict("False", "GatewayNotConfigured", "no Gateway is configured")
+    return _expose_on_gateway(exposed, s, listener, url)
+
+
+def _expose_on_gateway(
+    exposed: exposure.Exposed, s: exposure.Settings, listener: exposure.Listener, url: str
+) -> exposure.Verdict:
     try:
         gateway = kube.get(
             exposure.GATEWAY_API_VERSION, "Gateway", listener.namespace, listener.name
         )
         if gateway is None:
             return exposure.route_verdict(None, listener, gateway=None, url=url)
+        unmatched = exposure.unmatched_host(gateway, listener, exposed.host)
+        if unmatched is not None:
+            # No route kfn could write would be accepted: none is written.
+            withdraw(exposed.kind, exposed.namespace, exposed.name, s)
+            return exposure.Verdict("False", exposure.NO_MATCHING_HOSTNAME, unmatched)
         wanted = exposure.build_routes(exposed, s)
         _ensure_grant(exposed.namespace, s)
         lives = [_ensure(obj) for obj in wanted]

@@ -89,7 +89,7 @@ def desired_status(
         return status
     prefix = http.path_prefix
     status["url"] = f"http://{http.host}{prefix}" if http.host else f"{base_url}{prefix}"
-    if exposed is not None:
+    if exposed is not None and exposed[0].reason != resources_exposure.NO_MATCHING_HOSTNAME:
         status["url"] = exposed[1]
     generation = trigger.metadata.generation
     verdict: tuple[meta.ConditionStatus, str, str]
@@ -101,7 +101,9 @@ def desired_status(
         )
     elif refusal is not None:
         verdict = ("False", trigger_api.Reason.ROUTE_CONFLICT, refusal.message)
-    elif exposed is not None and exposed[0].status != "True":
+    elif exposed is not None and exposed[0].status != "True" and http.gateway is not None:
+        # A Trigger that names its Gateway listener asks to be reached there: Ready says so.
+        # Otherwise Exposed alone tells the edge's story; the activator serves it either way.
         verdict = (exposed[0].status, exposed[0].reason, exposed[0].message)
     else:
         verdict = ("True", trigger_api.Reason.READY, "requests are routed to the function")

@@ -419,6 +419,40 @@ def build_ingress(exposed: Exposed, settings: Settings) -> dict[str, Any]:
     }
 
 
+# --- which listener can serve a host ---------------------------------------------------------
+
+NO_MATCHING_HOSTNAME: Final = "NoMatchingListenerHostname"
+"""Gateway API's own reason, used when kfn sees it before writing a route."""
+
+
+def hostname_matches(pattern: str, host: str) -> bool:
+    """Gateway API's listener hostname match: exact, or ``*.`` and a suffix (any depth)."""
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
+
+
+def unmatched_host(gateway: Mapping[str, Any], listener: Listener, host: str) -> str | None:
+    """Why no listener of ``gateway`` that the route would attach to serves ``host``, if none
+    does (a listener without a hostname serves every host); None when one may."""
+    listeners = (gateway.get("spec") or {}).get("listeners") or []
+    candidates = [
+        entry
+        for entry in listeners
+        if not listener.section or entry.get("name") == listener.section
+    ]
+    if not candidates:
+        return None  # the Gateway says so itself (NoMatchingParent) in the route's status
+    hostnames = [str(entry.get("hostname") or "") for entry in candidates]
+    if any(not pattern or hostname_matches(pattern, host) for pattern in hostnames):
+        return None
+    return (
+        f"{listener.describe()} serves {', '.join(sorted(set(hostnames)))}, not {host}: the "
+        "route is served inside the cluster only (through the activator); use a host under "
+        "the Gateway's domain to reach it from outside"
+    )
+
+
 # --- reading the route's fate back -----------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from kfn import kube
 from kfn.api import function as function_api
 from kfn.api import trigger as trigger_api
 from kfn.operator import exposure as operator_exposure
-from kfn.operator import settings
+from kfn.operator import settings, triggers
 from kfn.resources import exposure
 
 RAW: dict[str, Any] = {
@@ -401,3 +401,81 @@ def test_the_function_url_status_shows_the_url_only_once_served() -> None:
 import datetime  # noqa: E402
 
 NOW = datetime.datetime(2026, 12, 4, tzinfo=datetime.UTC)
+
+
+# --- hosts the Gateway's listener cannot serve ---------------------------------------------
+
+EDGE = {
+    "spec": {
+        "listeners": [
+            {"name": "http", "hostname": "*.kfn.localhost"},
+            {"name": "https", "hostname": "*.kfn.localhost"},
+            {"name": "any"},
+        ]
+    },
+    **GATEWAY,
+}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "matches"),
+    [
+        ("*.kfn.localhost", "a.kfn.localhost", True),
+        ("*.kfn.localhost", "a.b.kfn.localhost", True),
+        ("*.kfn.localhost", "kfn.localhost", False),
+        ("*.kfn.localhost", "akfn.localhost", False),
+        ("api.example.com", "api.example.com", True),
+        ("api.example.com", "x.api.example.com", False),
+    ],
+)
+def test_a_listener_hostname_matches_as_gateway_api_says(
+    pattern: str, host: str, matches: bool
+) -> None:
+    assert exposure.hostname_matches(pattern, host) is matches
+
+
+def test_a_host_outside_the_listeners_hostname_is_said_to_be_served_inside_only() -> None:
+    why = exposure.unmatched_host(EDGE, LISTENER, "shop.example.com")
+    assert why is not None
+    assert "*.kfn.localhost" in why
+    assert "inside the cluster" in why
+    assert exposure.unmatched_host(EDGE, LISTENER, "a.kfn.localhost") is None
+    anything = exposure.Listener("gw", "edge", "any")
+    assert exposure.unmatched_host(EDGE, anything, "shop.example.com") is None
+
+
+def test_no_route_is_written_for_a_host_no_listener_serves(fake: FakeKube) -> None:
+    fake.objects[("Gateway", "gw", "edge")] = EDGE
+    exposed = exposure.of_trigger(trigger())  # shop.example.com
+    assert exposed is not None
+    verdict = operator_exposure.expose(exposed, SETTINGS)
+    assert (verdict.status, verdict.reason) == ("False", "NoMatchingListenerHostname")
+    assert fake.applied == []
+
+
+def _ready_and_exposed(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_the_edge_refusing_the_admins_listener_leaves_ready_to_the_activators_routing() -> None:
+    refused = exposure.Verdict("False", "NoMatchingListenerHostname", "inside only")
+    status = triggers.desired_status(
+        trigger(), function_exists=True, refusal=None, base_url="http://a", now=NOW,
+        exposed=(refused, "https://shop.example.com/api"),
+    )  # fmt: skip
+    assert _ready_and_exposed(status) == {
+        "Exposed": ("False", "NoMatchingListenerHostname"),
+        "Ready": ("True", "Ready"),
+    }
+    assert status["url"] == "http://shop.example.com/api"
+
+
+def test_a_trigger_that_names_its_listener_is_ready_only_once_exposed_there() -> None:
+    refused = exposure.Verdict("False", "NotAllowedByListeners", "not this namespace")
+    named = trigger(gateway={"name": "edge", "namespace": "gw", "sectionName": "restricted"})
+    status = triggers.desired_status(
+        named, function_exists=True, refusal=None, base_url="http://a", now=NOW,
+        exposed=(refused, "https://shop.example.com/api"),
+    )  # fmt: skip
+    assert _ready_and_exposed(status)["Ready"] == ("False", "NotAllowedByListeners")
+    assert status["url"] == "https://shop.example.com/api"

@@ -10,7 +10,7 @@
 // annotated with cert-manager.io/issuer or cert-manager.io/cluster-issuer: that is how an
 // admin gets the certificate of kfn's `exposure.mode: ingress` (the chart's
 // exposure.ingress.annotations), and the local cluster tests that path with Contour. Only
-// those explicit annotations count (no kubernetes.io/tls-acme, no default issuer).
+// those explicit annotations count (no automatic-certificate annotation, no default issuer).
 package main
 
 import (

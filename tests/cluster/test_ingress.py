@@ -21,6 +21,7 @@ import json
 import socket
 import ssl
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,6 +60,7 @@ def handler(event, context):
 """
 
 ACTIVATOR = "kfn-activator"
+FORCE_SSL_REDIRECT = "ingress.kubernetes.io/force-ssl-redirect"
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +104,11 @@ def settings(release: str, namespace: str) -> exposure.Settings:
         ingress=exposure.Ingress(
             class_name=ingress.CLASS_NAME,
             tls_secret=f"kfn-ingress-tls-{namespace}",
-            annotations={exposure.ANNOTATION_CERT_CLUSTER_ISSUER: certmanager.CA_ISSUER},
+            annotations={
+                exposure.ANNOTATION_CERT_CLUSTER_ISSUER: certmanager.CA_ISSUER,
+                # Contour serves a TLS Ingress on plain HTTP too unless told to redirect.
+                FORCE_SSL_REDIRECT: "true",
+            },
         ),
     )
 
@@ -248,6 +254,19 @@ def test_https_through_contour_answers_the_function_from_zero(
     answer = json.loads(body)
     assert answer["rawPath"] == "/api/items"
     assert answer["host"] == f"{exposed.exposed.host}:{ingress.HOST_HTTPS_PORT}"
+
+
+def test_plain_http_through_contour_is_redirected_to_https(exposed: Exposed) -> None:
+    host = exposed.exposed.host
+    status, headers, _ = served(host, "/api/a?b=c", https=False, port=ingress.HOST_HTTP_PORT)
+    print(f"\nplain HTTP through Contour: {status} to {headers.get('location')}")
+    assert status == 301
+    location = urllib.parse.urlsplit(headers["location"])
+    assert (location.scheme, location.hostname) == ("https", host)
+    assert (location.path, location.query) == ("/api/a", "b=c")
+    # Envoy keeps the port the client named in Host: on port 80 none, here the HTTP node port,
+    # so on this cluster the redirect is not one to follow (the Gateway's names 30443).
+    assert location.port == ingress.HOST_HTTP_PORT
 
 
 def _served_names(host: str) -> list[str] | None:

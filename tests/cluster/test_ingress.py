@@ -32,7 +32,7 @@ from kfn import kube
 from kfn.api import trigger as trigger_api
 from kfn.operator import exposure as operator_exposure
 from kfn.resources import exposure, objects
-from kfncluster import certmanager, fnimage, gateway, ingress, install
+from kfncluster import certmanager, contour, fnimage, gateway, ingress, install
 from tests.cluster.edge import served
 from tests.cluster.invoking import deploy
 from tests.cluster.kubeutil import (
@@ -40,6 +40,7 @@ from tests.cluster.kubeutil import (
     apply,
     kubectl,
     kubectl_json,
+    push_python_app,
     scratch_namespace,
     wait_at_zero,
     wait_for,
@@ -356,3 +357,59 @@ def test_the_ingress_constants_name_what_is_installed(release: str) -> None:
         ingress.CONTROLLER
     )
     assert release == ingress.WATCHED_NAMESPACE
+
+
+#: One bounded TCP connection attempt from a pod: ``ok``, ``refused`` (kube-router REJECTs)
+#: or ``timeout``.
+CONNECT = """\
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("ok")
+except ConnectionRefusedError:
+    print("refused")
+except TimeoutError:
+    print("timeout")
+"""
+
+
+def test_only_contours_envoy_may_reach_its_xds_port(namespace: str) -> None:
+    image = push_python_app("tests/ingress-probe", "v1", {"connect.py": CONNECT}, ["sleep"])
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "command": ["sleep", "infinity"],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                }
+            ],
+        },
+    }
+    kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(pod))
+    kubectl("-n", namespace, "wait", "--for=condition=Ready", "pod/probe", "--timeout=120s")
+
+    def ip_of(selector: dict[str, str]) -> str:
+        labels = ",".join(f"{k}={v}" for k, v in selector.items())
+        (found,) = kubectl_json("-n", contour.NAMESPACE, "get", "pods", "-l", labels)["items"]
+        return str(found["status"]["podIP"])
+
+    def connect(ip: str, port: int) -> str:
+        return kubectl("-n", namespace, "exec", "probe", "--", "python3", "/app/connect.py",
+                       ip, str(port)).strip()  # fmt: skip
+
+    # The pod reaches Contour's pods at all (Envoy's stats port has no policy)...
+    assert connect(ip_of(contour.ENVOY_SELECTOR), contour.ENVOY_STATS_PORT) == "ok"
+    # ...but not Contour's xDS server, which holds every Ingress's private key.
+    assert connect(ip_of(contour.CONTOUR_SELECTOR), contour.XDS_PORT) in ("refused", "timeout")

@@ -1,6 +1,7 @@
-"""A client of the local Gateway, as the host is one: requests to its node ports on the node
-address with the host name as TLS SNI and ``Host`` (what ``curl --resolve`` does), the
-certificate verified against the cluster CA (:mod:`kfncluster.gateway`)."""
+"""A client of the local cluster's edge, as the host is one: requests to the node ports on the
+node address with the host name as TLS SNI and ``Host`` (what ``curl --resolve`` does), the
+certificate verified against the cluster CA. The Gateway's node ports by default
+(:mod:`kfncluster.gateway`); Contour's (:mod:`kfncluster.ingress`) with ``port``."""
 
 from __future__ import annotations
 
@@ -29,10 +30,13 @@ def request(
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
     https: bool = True,
+    port: int | None = None,
     timeout: float = 60,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One request to the Gateway for ``host``, its certificate verified against the CA."""
-    port = gateway.HOST_HTTPS_PORT if https else gateway.HOST_HTTP_PORT
+    """One request for ``host`` to the node port ``port`` (the Gateway's for the scheme when
+    None), its certificate verified against the CA."""
+    if port is None:
+        port = gateway.HOST_HTTPS_PORT if https else gateway.HOST_HTTP_PORT
     sock = socket.create_connection((gateway.HOST_ADDRESS, port), timeout=timeout)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     if https:
@@ -48,8 +52,8 @@ def request(
 
 
 def served(host: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
-    """The first answer that is not the Gateway's or activator's "not routed yet" (404, or 503
-    from Envoy before its route reaches it)."""
+    """The first answer that is not the edge's or activator's "not routed yet" (404, or 503
+    from Envoy before its route reaches it); ``kwargs`` as :func:`request`'s."""
 
     def answer() -> tuple[int, dict[str, str], bytes] | None:
         try:

@@ -151,6 +151,15 @@ COMPONENTS = (
         + config.CERT_MANAGER_VERSION,
         expect="~4 min",
     ),
+    GoComponent(
+        "contour",
+        config.CONTOUR_VERSION,
+        ("github.com/projectcontour/contour/cmd/contour",),
+        ("contour",),
+        "-s -w -X github.com/projectcontour/contour/internal/build.Version="
+        + config.CONTOUR_VERSION,
+        expect="~4 min",
+    ),
 )
 
 

@@ -2,9 +2,10 @@
 
 The module proxy serves cert-manager's library (``github.com/cert-manager/cert-manager``) but
 not its binaries, so ``hack/cluster/gomod/cert-manager/main.go`` runs the library's CA and
-SelfSigned issuers and its Certificate controllers. There is no webhook, cainjector or ACME
-solver: the CRDs (read from the module zip's ``deploy/crds``) need no conversion, and the only
-issuers are the two below, which never reach off the machine.
+SelfSigned issuers, its Certificate controllers and its ingress-shim (a Certificate for an
+Ingress annotated ``cert-manager.io/cluster-issuer``, as kfn's Ingresses can be). There is
+no webhook, cainjector or ACME solver: the CRDs (read from the module zip's ``deploy/crds``)
+need no conversion, and the only issuers are the two below, which never reach off the machine.
 
 The CA chain is ClusterIssuer ``kfn-selfsigned`` → Certificate ``kfn-local-ca`` (isCA, its
 Secret in the cert-manager namespace) → ClusterIssuer ``kfn-local-ca``, which signs the
@@ -43,7 +44,8 @@ def crd_files(module_dir: pathlib.Path) -> list[pathlib.Path]:
 def cluster_rules() -> list[dict[str, Any]]:
     """What the issuer, certificate and certificate-request controllers of main.go use: the
     chart's issuers, clusterissuers, certificates and approve roles, with no ACME orders or
-    challenges, no Ingress or Gateway shim and no leader election."""
+    challenges, no Gateway shim and no leader election; and the chart's ingress-shim role,
+    less its Gateway API and ACME HTTP-01 parts."""
     return [
         {
             "apiGroups": ["cert-manager.io"],
@@ -89,6 +91,19 @@ def cluster_rules() -> list[dict[str, Any]]:
             "verbs": ["get", "list", "watch", "create", "update", "delete", "patch"],
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        # The ingress-shim: a Certificate for each TLS Secret of an annotated Ingress, owned
+        # by the Ingress (blockOwnerDeletion needs the finalizers' update).
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": _READ},
+        {
+            "apiGroups": ["networking.k8s.io"],
+            "resources": ["ingresses/finalizers"],
+            "verbs": ["update"],
+        },
+        {
+            "apiGroups": ["cert-manager.io"],
+            "resources": ["certificates"],
+            "verbs": ["create", "delete"],
+        },
     ]
 
 

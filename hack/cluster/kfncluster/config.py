@@ -38,6 +38,9 @@ ENVOY_GATEWAY_VERSION = "v1.9.1"
 ENVOY_VERSION = "1.39.3"
 #: Issues the Gateway's certificates (see :mod:`kfncluster.certmanager`).
 CERT_MANAGER_VERSION = "v1.21.2"
+#: The Ingress controller that kfn's ``exposure.mode: ingress`` is tested against (see
+#: :mod:`kfncluster.contour`), on the same Envoy as the Gateway.
+CONTOUR_VERSION = "v1.33.8"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("KFN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
@@ -83,6 +86,8 @@ ENVOY_GATEWAY_IMAGE = f"{REGISTRY}/kfn/envoy-gateway:{ENVOY_GATEWAY_VERSION}"
 ENVOY_IMAGE = f"{REGISTRY}/kfn/envoy:{ENVOY_VERSION}"
 #: kfn's own cert-manager controller (hack/cluster/gomod/cert-manager).
 CERT_MANAGER_IMAGE = f"{REGISTRY}/kfn/cert-manager:{CERT_MANAGER_VERSION}"
+#: Contour's one binary: ``contour serve``, ``contour bootstrap`` and ``contour certgen``.
+CONTOUR_IMAGE = f"{REGISTRY}/kfn/contour:{CONTOUR_VERSION}"
 
 #: Chains this tool adds to iptables; tear-down removes them by these names.
 SAFETY_CHAIN = "KFN-POD-EGRESS"

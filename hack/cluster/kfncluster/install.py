@@ -191,7 +191,7 @@ def up() -> int:
     steps = cluster.Progress(4)
     try:
         # Before kfn: its chart finds the Gateway API and the Gateway to attach routes to.
-        with steps("Gateway API: Envoy Gateway, Envoy, cert-manager, Gateway kfn") as note:
+        with steps("the edge: Envoy Gateway, cert-manager, Gateway kfn, Contour") as note:
             gatewayinfra.install(paths, lambda *a, **kw: cluster.kubectl(paths, *a, **kw), note)
         with steps("build and push the kfn image (operator/Dockerfile)") as note:
             image = kfnimage.build(paths)

@@ -76,6 +76,11 @@ def test_cert_manager_is_kfns_own_main_over_the_v1_21_2_library() -> None:
     assert '"github.com/cert-manager/cert-manager/pkg/issuer/selfsigned"' in main
     assert "acme" not in main
     assert "webhook" not in main.split("package main")[1]
+    # The Ingress shim (kfn's exposure.mode: ingress), not the Gateway's: kfn makes those.
+    assert (
+        '"github.com/cert-manager/cert-manager/pkg/controller/certificate-shim/ingresses"' in main
+    )
+    assert "certificate-shim/gateways" not in main
 
 
 def test_a_change_of_main_go_builds_cert_manager_anew(
@@ -234,9 +239,16 @@ def test_cert_manager_may_write_only_certificates_their_secrets_and_events() -> 
     granted = _verbs(certmanager.cluster_rules())
     for (group, resource), verbs in granted.items():
         if verbs & WRITE:
-            assert group == "cert-manager.io" or resource in {"secrets", "events"}, resource
+            assert group == "cert-manager.io" or resource in {
+                "secrets",
+                "events",
+                "ingresses/finalizers",
+            }, resource
     assert not any(group == "acme.cert-manager.io" for group, _ in granted)
-    assert not {"pods", "services", "ingresses", "httproutes"} & {r for _, r in granted}
+    assert not {"pods", "services", "httproutes", "gateways"} & {r for _, r in granted}
+    # The ingress-shim reads Ingresses and owns its Certificates by them, nothing more.
+    assert granted[("networking.k8s.io", "ingresses")] == {"get", "list", "watch"}
+    assert granted[("networking.k8s.io", "ingresses/finalizers")] == {"update"}
     (approve,) = [r for r in certmanager.cluster_rules() if "approve" in r["verbs"]]
     assert approve["resourceNames"] == [
         "issuers.cert-manager.io/*",

@@ -67,8 +67,8 @@ def test_a_wrapper_that_names_a_toolchain_is_built_with_exactly_it(
 
 
 def test_the_other_components_build_with_the_machines_go() -> None:
-    # kube-router and the Gateway's controllers name Go 1.27.3 for its standard library fixes.
-    pinned = {"kube-router", "envoy-gateway", "cert-manager"}
+    # kube-router and the edge's controllers name Go 1.27.3 for its standard library fixes.
+    pinned = {"kube-router", "envoy-gateway", "cert-manager", "contour"}
     assert {c.name for c in build.COMPONENTS if c.toolchain} == pinned
     others = [c for c in build.COMPONENTS if c.name not in pinned]
     assert [c.toolchain for c in others] == [None] * len(others)

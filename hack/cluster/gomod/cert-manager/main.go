@@ -4,7 +4,13 @@
 // cert-manager's controller binary is a module the Go module proxy does not serve, so kfn runs
 // the library's controllers from this small main instead. It has no webhook (the CRDs need no
 // conversion, and nothing here relies on admission validation), no ACME, Vault or Venafi
-// issuers, no cainjector and no Gateway shim: kfn creates its Certificates itself.
+// issuers, no cainjector and no Gateway shim: kfn creates the Gateway's Certificates itself.
+//
+// It does run the ingress-shim, which makes a Certificate for each TLS Secret of an Ingress
+// annotated with cert-manager.io/issuer or cert-manager.io/cluster-issuer: that is how an
+// admin gets the certificate of kfn's `exposure.mode: ingress` (the chart's
+// exposure.ingress.annotations), and the local cluster tests that path with Contour. Only
+// those explicit annotations count (no automatic-certificate annotation, no default issuer).
 package main
 
 import (
@@ -20,6 +26,7 @@ import (
 	logf "github.com/cert-manager/cert-manager/pkg/logs"
 
 	// Each controller registers itself with controller.Register when imported.
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificate-shim/ingresses"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/selfsigned"

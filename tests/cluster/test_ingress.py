@@ -96,15 +96,14 @@ def namespace(release: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def settings(release: str, namespace: str) -> exposure.Settings:
-    """What the chart passes for ``exposure.mode: ingress`` with Contour and cert-manager (a
-    Secret of this test's own, so that runs never share one)."""
+    """What the chart passes for ``exposure.mode: ingress`` with Contour and cert-manager
+    issuing each Ingress's certificate (no shared Secret)."""
     return exposure.Settings(
         mode="ingress",
         backend=exposure.Backend(release, ACTIVATOR, 80),
         port=ingress.HOST_HTTPS_PORT,
         ingress=exposure.Ingress(
             class_name=ingress.CLASS_NAME,
-            tls_secret=f"kfn-ingress-tls-{namespace}",
             annotations={
                 exposure.ANNOTATION_CERT_CLUSTER_ISSUER: certmanager.CA_ISSUER,
                 # Contour serves a TLS Ingress on plain HTTP too unless told to redirect.
@@ -154,7 +153,7 @@ def exposed(as_admin: None, namespace: str, settings: exposure.Settings) -> Iter
         yield Exposed(found, name, first, started)
     finally:
         operator_exposure.withdraw("Trigger", namespace, "api", settings)
-        secret = settings.ingress.tls_secret
+        secret = settings.ingress.secret_for(name)
         kubectl("-n", settings.backend.namespace, "delete", "certificate", secret,
                 "--ignore-not-found")  # fmt: skip
         kubectl("-n", settings.backend.namespace, "delete", "secret", secret, "--ignore-not-found")
@@ -190,7 +189,7 @@ def test_kfn_writes_the_ingress_in_its_own_namespace_labelled_with_the_owner(
     spec = live["spec"]
     assert spec["ingressClassName"] == ingress.CLASS_NAME
     assert spec["tls"] == [
-        {"hosts": [exposed.exposed.host], "secretName": settings.ingress.tls_secret}
+        {"hosts": [exposed.exposed.host], "secretName": f"{exposed.ingress}-tls"}
     ]
     (rule,) = spec["rules"]
     assert rule["host"] == exposed.exposed.host
@@ -205,7 +204,7 @@ def test_cert_manager_issues_the_ingress_certificate_from_its_annotation(
     exposed: Exposed, settings: exposure.Settings
 ) -> None:
     where = settings.backend.namespace
-    secret_name = settings.ingress.tls_secret
+    secret_name = settings.ingress.secret_for(exposed.ingress)
 
     def ready() -> dict[str, Any] | None:
         cert = _certificate(where, secret_name)
@@ -289,13 +288,6 @@ def _served_names(host: str) -> list[str] | None:
     return names.get_values_for_type(x509.DNSName)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="kfn gives every Ingress the one exposure.ingress.tlsSecret; cert-manager's shim "
-    "makes that Secret's Certificate for the first Ingress alone and refuses to change a "
-    "Certificate another Ingress owns, so later hosts are served a certificate not theirs",
-)
 def test_a_second_exposed_host_gets_a_certificate_for_its_name(
     exposed: Exposed, settings: exposure.Settings, namespace: str
 ) -> None:
@@ -308,6 +300,7 @@ def test_a_second_exposed_host_gets_a_certificate_for_its_name(
             "spec": {"functionRef": {"name": "site"}, "http": {"host": host}},
         }
     )
+    second: exposure.Exposed | None = None
     try:
         body = wait_for(
             "Trigger web Ready",
@@ -329,6 +322,10 @@ def test_a_second_exposed_host_gets_a_certificate_for_its_name(
     finally:
         operator_exposure.withdraw("Trigger", namespace, "web", settings)
         kubectl("-n", namespace, "delete", "trigger", "web", "--ignore-not-found")
+        if second is not None:
+            secret = settings.ingress.secret_for(exposure.ingress_name(second))
+            kubectl("-n", settings.backend.namespace, "delete", "secret", secret,
+                    "--ignore-not-found")  # fmt: skip
 
 
 def test_withdraw_removes_the_ingress(
@@ -341,7 +338,7 @@ def test_withdraw_removes_the_ingress(
     where = settings.backend.namespace
     wait_for(
         "the Ingress's Certificate to go",
-        lambda: _certificate(where, settings.ingress.tls_secret) is None,
+        lambda: _certificate(where, settings.ingress.secret_for(exposed.ingress)) is None,
         timeout=60,
     )
 

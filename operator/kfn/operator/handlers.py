@@ -124,7 +124,18 @@ def functions_by_name(
 @kopf.on.create(meta.GROUP, meta.VERSION, "functions")
 @kopf.on.update(meta.GROUP, meta.VERSION, "functions", field="spec")
 def function_changed(body: kopf.Body, retry: int, logger: Logger, **_: Any) -> None:
+    if retry == 0:
+        _warn_deprecated_runtime(body)
     _run(body, retry, logger)
+
+
+def _warn_deprecated_runtime(body: kopf.Body) -> None:
+    """A Warning Event on a Function whose runtime Lambda deprecated: at its creation, each
+    change of its spec, and each start of the operator."""
+    runtime = str((body.get("spec") or {}).get("runtime") or "")
+    why = function.DEPRECATED_RUNTIMES.get(runtime)
+    if why is not None:
+        kopf.event(body, type="Warning", reason="DeprecatedRuntime", message=f"{runtime}: {why}")
 
 
 @kopf.timer(

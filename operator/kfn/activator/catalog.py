@@ -126,6 +126,9 @@ def routes(
     targets: dict[routes_api.Key, str] = {}
     checked: set[routes_api.Key] = set()
     policies: dict[routes_api.Key, web.CorsPolicy] = {}
+    #: Each Trigger's payload format and whether it strips its prefix (a Function URL's are
+    #: 2.0 and the full path).
+    mapping: dict[routes_api.Key, tuple[str, bool]] = {}
     claims = []
     for t in triggers:
         key = (t.metadata.namespace, t.metadata.name)
@@ -138,6 +141,7 @@ def routes(
                 checked.add(key)
             if http.cors is not None:
                 policies[key] = web.CorsPolicy.of(http.cors)
+            mapping[key] = (http.payload_format, http.strip_prefix)
     for fn, fn_created in functions:
         url = fn.spec.url
         claimed = routes_api.url_claim(fn, fn_created, urls.template, urls.domain)
@@ -158,10 +162,15 @@ def routes(
             function=stats.FunctionKey(c.namespace, targets[c.key]),
             checked=c.key in checked,
             cors=policies.get(c.key),
+            payload_format=mapping.get(c.key, _FULL_V2)[0],
+            strip_prefix=mapping.get(c.key, _FULL_V2)[1],
         )
         for c in decided.granted
     )
     return Routes(granted, decided.answering)
+
+
+_FULL_V2 = ("2.0", False)
 
 
 def _parse(model: type[M], body: Mapping[str, Any]) -> M | None:

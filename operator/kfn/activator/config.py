@@ -17,7 +17,9 @@ file serves local runs and the benchmark. File format (JSON)::
     }
 
 A route's ``auth`` is a Trigger's: ``None`` (the default) or ``ServiceAccountToken``; its
-optional ``cors`` a Trigger's ``cors`` (:class:`kfn.api.web.Cors`).
+optional ``cors`` a Trigger's ``cors`` (:class:`kfn.api.web.Cors`); its optional
+``payload_format`` (``2.0``, ``1.0`` or ``alb``) and ``strip_prefix`` a Trigger's
+``payloadFormat`` and ``stripPrefix``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,13 @@ def parse_auth(text: str) -> bool:
     return text == "ServiceAccountToken"
 
 
+def parse_payload_format(text: str) -> str:
+    """A route's payload format: what the runtime contract's ``Kfn-Payload-Format`` names."""
+    if text not in ("2.0", "1.0", "alb"):
+        raise ValueError(f"a route's payload_format is 2.0, 1.0 or alb, got {text!r}")
+    return text
+
+
 def parse(body: dict[str, Any]) -> StaticConfig:
     functions: dict[stats.FunctionKey, FunctionLimits] = {}
     endpoints: dict[stats.FunctionKey, frozenset[str]] = {}
@@ -105,6 +114,8 @@ def parse(body: dict[str, Any]) -> StaticConfig:
             cors=web.CorsPolicy.of(web.Cors.model_validate(item["cors"]))
             if "cors" in item
             else None,
+            payload_format=parse_payload_format(str(item.get("payload_format", "2.0"))),
+            strip_prefix=bool(item.get("strip_prefix", False)),
         )
         for item in body.get("routes", [])
     )

@@ -110,6 +110,7 @@ class Exchange:
         "request_id",
         "response_started",
         "retries",
+        "route_headers",
         "started",
         "task",
         "upload",
@@ -124,6 +125,8 @@ class Exchange:
         self.head_done = False
         self.body_done = False
         self.invoke = False
+        #: The matched route's contract headers for the pod (payload format, stripped prefix).
+        self.route_headers = b""
         #: While the invoke door reviews the caller's token (its body is held meanwhile).
         self.authorizing = False
         #: An Event invocation's payload, while it arrives.
@@ -183,6 +186,7 @@ class Exchange:
             return
         if match.cors is not None and head.origin and self.cross_origin(match.cors):
             return
+        self.route_headers = match.pod_headers
         if match.checked:
             self.begin_checked(door, match.function)
             return
@@ -397,6 +401,7 @@ class Exchange:
             request_id=self.request_id,
             timeout_ms=entry.limits.timeout_ms,
             invoked=entry.name_bytes if self.invoke else None,
+            route_headers=self.route_headers,
         )
         # Held while the client's bytes are parsed: the body that came with the head leaves
         # with it, when the loop's round ends (outbox).

@@ -58,6 +58,9 @@ _SPECIAL = {
     b"kfn-deadline-ms": _DROP,
     b"kfn-timeout-ms": _DROP,
     b"kfn-function-name": _DROP,
+    # The route's, never the client's (:func:`kfn.activator.router.pod_headers`).
+    b"kfn-payload-format": _DROP,
+    b"kfn-path-prefix": _DROP,
 }
 
 #: A caller's own request id (kept on the invoke API only): what stays one header value.
@@ -195,6 +198,7 @@ class RequestHead:
         request_id: bytes,
         timeout_ms: int,
         invoked: bytes | None,
+        route_headers: bytes = b"",
     ) -> bytes:
         """The head to send to the pod.
 
@@ -204,6 +208,7 @@ class RequestHead:
         ``invoked``: the function's name when this came through the invoke API (then
         it goes to the pod's invoke path, with the contract's ``Kfn-Function-Name``).
         ``timeout_ms``: the function's timeout, which the runtime counts from its handler's start.
+        ``route_headers``: the route's contract lines (payload format, stripped prefix).
         """
         if proxied is None:
             client, scheme, host = peer, b"http", self.host
@@ -234,6 +239,8 @@ class RequestHead:
                 invoked,
                 b"\r\nKfn-Invocation-Type: RequestResponse\r\n",
             )
+        if route_headers:
+            parts.append(route_headers)
         if self.chunked:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         parts.append(b"\r\n")

@@ -57,6 +57,10 @@ class Route:
     checked: bool = False
     #: Its CORS policy (``cors``): preflights answered here, answers' headers set by it.
     cors: web.CorsPolicy | None = None
+    #: The event its handler receives (``payloadFormat``), and whether it sees the path
+    #: below ``path_prefix`` (``stripPrefix``): told to the pod in request headers.
+    payload_format: str = "2.0"
+    strip_prefix: bool = False
 
     def __post_init__(self) -> None:
         if not self.path_prefix.startswith("/"):
@@ -77,6 +81,9 @@ class Match:
     invoke: bool = False
     checked: bool = False
     cors: web.CorsPolicy | None = None
+    #: The runtime contract's headers saying how the pod maps the request
+    #: (:func:`pod_headers`), computed once per route: CRLF-terminated lines, or empty.
+    pod_headers: bytes = b""
 
 
 class Router:
@@ -88,7 +95,12 @@ class Router:
             host = b"" if route.host in ("", "*") else route.host.lower().encode()
             prefix = route.path_prefix.rstrip("/").encode()
             methods = frozenset(m.upper().encode() for m in route.methods)
-            match = Match(route.function, checked=route.checked, cors=route.cors)
+            match = Match(
+                route.function,
+                checked=route.checked,
+                cors=route.cors,
+                pod_headers=pod_headers(route),
+            )
             entry = (prefix, methods, route.function.namespace, match)
             by_host.setdefault(host, []).append(entry)
         for entries in by_host.values():
@@ -137,6 +149,21 @@ class Router:
                     continue
                 return match
         return None
+
+
+def pod_headers(route: Route) -> bytes:
+    """The lines telling the pod the route's payload format and the prefix it strips.
+
+    Nothing for the default (payload 2.0, full path), so a Function URL's requests and most
+    Triggers' carry no extra header. A prefix of ``/`` strips nothing.
+    """
+    lines = b""
+    if route.payload_format != "2.0":
+        lines += b"Kfn-Payload-Format: " + route.payload_format.encode("ascii") + b"\r\n"
+    prefix = route.path_prefix.rstrip("/")
+    if route.strip_prefix and prefix:
+        lines += b"Kfn-Path-Prefix: " + prefix.encode() + b"\r\n"
+    return lines
 
 
 def _invoke_match(path: bytes) -> Match | None:

@@ -230,6 +230,10 @@ PathPrefix = Annotated[
 ]
 
 
+PayloadFormat = Literal["2.0", "1.0", "alb"]
+"""The event an HTTP route gives its handler (the runtime contract's ``Kfn-Payload-Format``)."""
+
+
 class HttpTrigger(meta.Model):
     """Route HTTP requests arriving at the activator to the function."""
 
@@ -246,7 +250,8 @@ class HttpTrigger(meta.Model):
     path_prefix: PathPrefix = pydantic.Field(
         default="/",
         description="Path prefix the requests must start with, beginning with '/', matched on "
-        "whole segments. The longest matching prefix wins. The handler sees the full path. "
+        "whole segments. The longest matching prefix wins. The handler sees the full path "
+        "unless stripPrefix is set. "
         "Without '.', '..' or empty segments, and not /_kfn, which kfn reserves. On a host "
         "several namespaces share (the default host), a prefix belongs, with every path below "
         "it, to the first namespace that claims it; another namespace's Trigger on it or under "
@@ -257,6 +262,24 @@ class HttpTrigger(meta.Model):
         max_length=7,
         description="HTTP methods routed to the function; all methods when empty.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    payload_format: PayloadFormat = pydantic.Field(
+        default="2.0",
+        description="The event the handler receives and the result it returns: '2.0' is API "
+        "Gateway's HTTP API payload 2.0, as a Function URL sends it; '1.0' is API Gateway's "
+        "REST API proxy integration (headers and query parameters also as lists, in "
+        "multiValueHeaders and multiValueQueryStringParameters); 'alb' is an Application Load "
+        "Balancer target's, multi-value headers off (repeated headers and parameters keep their "
+        "last value, query parameters are not decoded). Each format's result is read by its own "
+        "rules; only 2.0 turns a result without statusCode into a 200 JSON body.",
+    )
+    strip_prefix: bool = pydantic.Field(
+        default=False,
+        description="Whether the handler sees the path below pathPrefix instead of the full "
+        "path: with pathPrefix /api, a request for /api/orders/42 has rawPath (2.0) or path "
+        "(1.0, alb) /orders/42, and one for /api has '/'. For handlers written for a Function "
+        "URL or an API of their own. The query string is kept; the 1.0 event's "
+        "requestContext.path keeps the full path.",
     )
     auth: HttpAuth = pydantic.Field(
         default=NO_AUTH, description="Who may call the route. " + web.AUTH_DESCRIPTION

@@ -55,6 +55,8 @@ function fromEnv(env, hostname, now) {
   };
   cfg.logGroupName = `/aws/lambda/${cfg.functionName}`;
   cfg.functionArn = `arn:aws:lambda:${cfg.region}:${cfg.accountId}:function:${cfg.functionName}`;
+  // The alb event's target group: one per function, its id a placeholder.
+  cfg.targetGroupArn = `arn:aws:elasticloadbalancing:${cfg.region}:${cfg.accountId}:targetgroup/${cfg.functionName}/0000000000000000`;
   return cfg;
 }
 

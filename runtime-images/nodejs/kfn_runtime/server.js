@@ -84,24 +84,26 @@ function gateway(status, message, { functionError = false, notStarted = null } =
 
 /**
  * [status, headers, body, problem] answering an HTTP event. Errors are answered as API Gateway
- * does, {"message": ...}, never with a stack trace; the detail goes to the function's log.
+ * does, {"message": ...}, never with a stack trace; the detail goes to the function's log. A
+ * failed function's message is its payload format's service's (events.FAILURE_MESSAGES).
  */
-function httpResponse(outcome) {
+function httpResponse(outcome, payloadFormat = events.V2) {
+  const failed = events.FAILURE_MESSAGES[payloadFormat];
   if (outcome.kind === 'ok') {
     let response;
     try {
-      response = events.fromResult(outcome.result);
+      response = events.fromResult(outcome.result, payloadFormat);
     } catch (err) {
-      return [...gateway(502, 'Internal Server Error', { functionError: true }), `${errors.INVALID_RESPONSE}: ${err.message}`];
+      return [...gateway(502, failed, { functionError: true }), `${errors.INVALID_RESPONSE}: ${err.message}`];
     }
     if (response.body.length > config.MAX_PAYLOAD_BYTES) {
-      return [...gateway(502, 'Internal Server Error', { functionError: true }), tooLargeResponse(response.body.length).errorMessage];
+      return [...gateway(502, failed, { functionError: true }), tooLargeResponse(response.body.length).errorMessage];
     }
     return [response.status, response.headers, response.body, null];
   }
   const answer = {
-    error: gateway(502, 'Internal Server Error', { functionError: true }),
-    init_error: gateway(502, 'Internal Server Error', { functionError: true }),
+    error: gateway(502, failed, { functionError: true }),
+    init_error: gateway(502, failed, { functionError: true }),
     timeout: gateway(504, 'Endpoint request timed out', { functionError: true }),
     busy: gateway(429, 'Too Many Requests', { notStarted: BUSY }),
     draining: gateway(503, 'Service Unavailable', { notStarted: DRAINING }),
@@ -446,6 +448,7 @@ class Runtime {
       const [, headers, body] = gateway(413, 'Request Entity Too Large');
       return this.refuseBody(req, res, [...headers, ...ids], body);
     }
+    const payloadFormat = events.payloadFormat(req.headers['kfn-payload-format']);
     const event = events.toEvent({
       method: req.method,
       target: req.url,
@@ -453,14 +456,21 @@ class Runtime {
       rawHeaders: req.rawHeaders,
       body: raw,
       peer: req.socket.remoteAddress || '',
-    }, { requestId: rid, nowMs: receivedMs, apiId: this.cfg.functionName });
+    }, {
+      requestId: rid,
+      nowMs: receivedMs,
+      apiId: this.cfg.functionName,
+      payloadFormat,
+      pathPrefix: req.headers['kfn-path-prefix'] || '',
+      targetGroupArn: this.cfg.targetGroupArn,
+    });
     const outcome = await this.call(event, {
       rid,
       timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
       invocationType: 'RequestResponse',
       clientContext: undefined,
     });
-    const [status, headers, body, problem] = httpResponse(outcome);
+    const [status, headers, body, problem] = httpResponse(outcome, payloadFormat);
     if (problem) logs.write(logs.errorRecord(rid, this.clock(), errors.shape(errors.INVALID_RESPONSE, problem)));
     this.send(req, res, status, [...headers, ...ids], body);
     return this.finished(res);

@@ -53,6 +53,14 @@ class Config:
     def function_arn(self) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
 
+    @property
+    def target_group_arn(self) -> str:
+        """The ``alb`` event's target group: one per function, its id a placeholder."""
+        return (
+            f"arn:aws:elasticloadbalancing:{self.region}:{self.account_id}:"
+            f"targetgroup/{self.function_name}/0000000000000000"
+        )
+
 
 def _int(env: Mapping[str, str], names: tuple[str, ...], default: int, minimum: int) -> int:
     for name in names:

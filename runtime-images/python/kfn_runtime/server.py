@@ -87,25 +87,29 @@ def invoke_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes
     return status, [_JSON, *extra], _dump(error)
 
 
-def http_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes, str | None]:
+def http_response(
+    outcome: Outcome, payload_format: str = events.V2
+) -> tuple[int, list[tuple[str, str]], bytes, str | None]:
     """Status, headers, body answering an HTTP event, and an error to log if the result was bad.
 
     Errors are answered as API Gateway does, ``{"message": ...}``, never with a stack trace: HTTP
-    callers are end users. The detail goes to the function's log.
+    callers are end users. The detail goes to the function's log. A failed function's message is
+    its payload format's service's (:data:`events.FAILURE_MESSAGES`).
     """
+    failed = events.FAILURE_MESSAGES[payload_format]
     if outcome.kind == "ok":
         try:
-            response = events.from_result(outcome.result)
+            response = events.from_result(outcome.result, payload_format)
         except (events.InvalidResultError, TypeError, ValueError, RecursionError) as exc:
-            status, headers, body = _gateway(502, "Internal Server Error", function_error=True)
+            status, headers, body = _gateway(502, failed, function_error=True)
             return status, headers, body, f"{errors.INVALID_RESPONSE}: {exc}"
         if len(response.body) > config.MAX_PAYLOAD_BYTES:
-            status, headers, body = _gateway(502, "Internal Server Error", function_error=True)
+            status, headers, body = _gateway(502, failed, function_error=True)
             return status, headers, body, _too_large_response(len(response.body))["errorMessage"]
         return response.status, response.headers, response.body, None
     status, headers, body = {
-        "error": _gateway(502, "Internal Server Error", function_error=True),
-        "init_error": _gateway(502, "Internal Server Error", function_error=True),
+        "error": _gateway(502, failed, function_error=True),
+        "init_error": _gateway(502, failed, function_error=True),
         "timeout": _gateway(504, "Endpoint request timed out", function_error=True),
         "busy": _gateway(429, "Too Many Requests", not_started=_BUSY),
         "draining": _gateway(503, "Service Unavailable", not_started=_DRAINING),
@@ -431,8 +435,15 @@ class Runtime:
             body=raw,
             peer=peer,
         )
+        payload_format = events.payload_format(head.header("kfn-payload-format"))
         event = events.to_event(
-            request, request_id=rid, now_ms=received_ms, api_id=self.cfg.function_name
+            request,
+            request_id=rid,
+            now_ms=received_ms,
+            api_id=self.cfg.function_name,
+            payload_format=payload_format,
+            path_prefix=head.header("kfn-path-prefix") or "",
+            target_group_arn=self.cfg.target_group_arn,
         )
         outcome = await self._call(
             event,
@@ -441,7 +452,7 @@ class Runtime:
             invocation_type="RequestResponse",
             client_context=None,
         )
-        status, headers, body, problem = http_response(outcome)
+        status, headers, body, problem = http_response(outcome, payload_format)
         if problem is not None:
             self._log_error(rid, errors.shape(errors.INVALID_RESPONSE, problem))
         return await self._send(

@@ -444,3 +444,19 @@ async def test_the_catalog_routes_function_urls_anew_only_when_one_changes() -> 
         await running
     for server in servers.values():
         server.hang_up()
+
+
+def test_a_triggers_payload_format_and_strip_prefix_reach_its_route() -> None:
+    found = catalog.routes(
+        [
+            http_trigger("plain", "a", pathPrefix="/"),
+            http_trigger("rest", "a", pathPrefix="/api", payloadFormat="1.0", stripPrefix=True),
+            http_trigger("lb", "a", pathPrefix="/lb", payloadFormat="alb"),
+        ],
+        {("team", "plain"): JAN, ("team", "rest"): FEB, ("team", "lb"): FEB},
+    )
+    assert {r.path_prefix: (r.payload_format, r.strip_prefix) for r in found.routes} == {
+        "/": ("2.0", False),
+        "/api": ("1.0", True),
+        "/lb": ("alb", False),
+    }

@@ -176,3 +176,21 @@ def test_a_static_configs_route_may_carry_a_cors_policy() -> None:
     match = table.match(b"x", b"/app/x", b"GET")
     assert match is not None
     assert match.cors is parsed.routes[1].cors
+
+
+def test_a_static_configs_route_may_name_a_payload_format_and_strip_its_prefix() -> None:
+    parsed = config.parse(
+        {
+            "routes": [
+                {"path_prefix": "/open", "function": "default/a"},
+                {"path_prefix": "/rest", "function": "default/a", "payload_format": "1.0",
+                 "strip_prefix": True},
+            ]
+        }
+    )  # fmt: skip
+    assert [(r.payload_format, r.strip_prefix) for r in parsed.routes] == [
+        ("2.0", False),
+        ("1.0", True),
+    ]
+    with pytest.raises(ValueError, match=r"2\.0, 1\.0 or alb"):
+        config.parse({"routes": [{"function": "default/a", "payload_format": "3.0"}]})

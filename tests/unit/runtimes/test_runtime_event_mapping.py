@@ -1,4 +1,4 @@
-"""The pure HTTP <-> API Gateway v2 mapping, and that both runtimes map alike."""
+"""The pure HTTP <-> API Gateway v2 mapping, and that both runtimes map alike in every format."""
 
 from __future__ import annotations
 
@@ -157,10 +157,11 @@ process.stdin.on('end', () => {
   const out = {
     events: cases.requests.map((r) => events.toEvent(
       { ...r, rawHeaders: r.headers.flat(), body: Buffer.from(r.body, 'base64') },
-      { requestId: 'rid-1', nowMs: cases.nowMs, apiId: 'fn' })),
-    responses: cases.results.map((res) => {
+      { requestId: 'rid-1', nowMs: cases.nowMs, apiId: 'fn', payloadFormat: r.format,
+        pathPrefix: r.prefix, targetGroupArn: 'arn:tg' })),
+    responses: cases.results.map(([res, format]) => {
       try {
-        const r = events.fromResult(res);
+        const r = events.fromResult(res, format);
         return { status: r.status, headers: r.headers, body: r.body.toString('base64') };
       } catch (e) {
         return { invalid: true };
@@ -186,6 +187,11 @@ PARITY_REQUESTS = [
         bytes(range(40)),
     ),
     request("/c", "GET", [("Cookie", "a=1;b=2"), ("X-R", "1"), ("X-R", "2"), ("User-Agent", "ua")]),
+    request(
+        "/a%20b?q=a+b&q=%2F&flag",
+        "DELETE",
+        [("X-Tag", "1"), ("x-tag", "2"), ("Kfn-Path-Prefix", "/a%20b"), ("Host", "[::1]:80")],
+    ),
 ]
 PARITY_RESULTS: list[object] = [
     {"statusCode": 302, "headers": {"Location": "/x", "X-N": 5}, "cookies": ["s=1"]},
@@ -194,7 +200,32 @@ PARITY_RESULTS: list[object] = [
     {"statusCode": 700},
     {"no": "status"},
     ["list", 1],
+    {
+        "statusCode": 200,
+        "headers": {"X-One": "h", "set-cookie": "dropped=1"},
+        "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"], "X-Two": ["p", "q"]},
+        "body": "ok",
+    },
+    {"statusCode": 404, "statusDescription": "404 Not Found", "body": None},
+    {"statusCode": 200, "body": {"not": "a string"}},
+    {"statusCode": 200, "multiValueHeaders": {"X": "not a list"}},
+    {"statusCode": 200, "statusDescription": 5},
 ]
+FORMATS = ("2.0", "1.0", "alb")
+#: Each request in each format, without and with a stripped prefix.
+PARITY_MAPPINGS = [(fmt, prefix) for fmt in FORMATS for prefix in ("", "/a%20b")]
+
+
+def mapped(req: events.HttpRequest, fmt: str, prefix: str) -> dict[str, Any]:
+    return events.to_event(
+        req,
+        request_id="rid-1",
+        now_ms=NOW_MS,
+        api_id="fn",
+        payload_format=fmt,
+        path_prefix=prefix,
+        target_group_arn="arn:tg",
+    )
 
 
 def test_the_node_runtime_maps_events_and_results_like_the_python_one() -> None:
@@ -208,10 +239,13 @@ def test_the_node_runtime_maps_events_and_results_like_the_python_one() -> None:
                 "headers": [list(h) for h in r.headers],
                 "body": base64.b64encode(r.body).decode(),
                 "peer": r.peer,
+                "format": fmt,
+                "prefix": prefix,
             }
+            for fmt, prefix in PARITY_MAPPINGS
             for r in PARITY_REQUESTS
         ],
-        "results": PARITY_RESULTS,
+        "results": [[result, fmt] for fmt in FORMATS for result in PARITY_RESULTS],
     }
     node = subprocess.run(
         ["node", "-e", _NODE_MAPPER, str(REPO / "runtime-images/nodejs/kfn_runtime/events.js")],
@@ -222,11 +256,13 @@ def test_the_node_runtime_maps_events_and_results_like_the_python_one() -> None:
         timeout=30,
     )
     got = json.loads(node.stdout)
-    assert got["events"] == [event_for(r) for r in PARITY_REQUESTS]
+    assert got["events"] == [
+        mapped(r, fmt, prefix) for fmt, prefix in PARITY_MAPPINGS for r in PARITY_REQUESTS
+    ]
     expected = []
-    for result in PARITY_RESULTS:
+    for fmt, result in [(fmt, result) for fmt in FORMATS for result in PARITY_RESULTS]:
         try:
-            resp = events.from_result(result)
+            resp = events.from_result(result, fmt)
         except events.InvalidResultError:
             expected.append({"invalid": True})
             continue

@@ -81,3 +81,11 @@ exports.die_on_poison = async (event) => {
   }
   return { handled: (event.records || []).length };
 };
+
+// A REST API (payload 1.0) or ALB handler: the event as body, cookies as multi-value.
+exports.rest = async (event) => ({
+  statusCode: 200,
+  headers: { 'Content-Type': 'application/json', 'X-Format': 'single' },
+  multiValueHeaders: { 'Set-Cookie': ['a=1', 'b=2'] },
+  body: JSON.stringify(event),
+});

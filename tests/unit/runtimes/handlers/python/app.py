@@ -85,3 +85,13 @@ def die_on_poison(event, context):
     if "poison" in json.dumps(event):
         os.kill(os.getpid(), signal.SIGKILL)
     return {"handled": len(event.get("records", []))}
+
+
+def rest(event, context):
+    """A REST API (payload 1.0) or ALB handler: the event as body, cookies as multi-value."""
+    return {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/json", "X-Format": "single"},
+        "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+        "body": json.dumps(event),
+    }

@@ -46,7 +46,11 @@ def request(
     try:
         conn.request(method, path, body=body, headers={"Host": f"{host}:{port}", **(headers or {})})
         resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        headers: dict[str, str] = {}
+        for name, value in resp.getheaders():  # repeated fields joined, as HTTP allows
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        return resp.status, headers, resp.read()
     finally:
         conn.close()
 

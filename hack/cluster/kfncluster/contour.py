@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from kfncluster import ingress
+from kfncluster import ingress, podsecurity
 
 NAMESPACE = ingress.NAMESPACE
 NAME = "contour"
@@ -160,19 +160,6 @@ def ingress_class() -> dict[str, Any]:
     }
 
 
-def _security_context() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 _POD_SECURITY = {
     "runAsNonRoot": True,
     "runAsUser": 65532,
@@ -220,7 +207,7 @@ def certgen_job(image: str) -> dict[str, Any]:
                                 "requests": {"cpu": "10m", "memory": "32Mi"},
                                 "limits": {"memory": "128Mi"},
                             },
-                            "securityContext": _security_context(),
+                            "securityContext": podsecurity.restricted_container(),
                         }
                     ],
                 },
@@ -296,7 +283,7 @@ def deployment(image: str) -> dict[str, Any]:
                                 "requests": {"cpu": "20m", "memory": "64Mi"},
                                 "limits": {"memory": "256Mi"},
                             },
-                            "securityContext": _security_context(),
+                            "securityContext": podsecurity.restricted_container(),
                             "volumeMounts": [
                                 {"name": "certs", "mountPath": "/certs", "readOnly": True}
                             ],
@@ -400,7 +387,7 @@ def envoy_deployment(contour_image: str, envoy_image: str) -> dict[str, Any]:
                                 "requests": {"cpu": "10m", "memory": "16Mi"},
                                 "limits": {"memory": "64Mi"},
                             },
-                            "securityContext": _security_context(),
+                            "securityContext": podsecurity.restricted_container(),
                             "volumeMounts": [
                                 {"name": "config", "mountPath": "/config"},
                                 {"name": "certs", "mountPath": "/certs", "readOnly": True},
@@ -428,7 +415,7 @@ def envoy_deployment(contour_image: str, envoy_image: str) -> dict[str, Any]:
                                 "requests": {"cpu": "50m", "memory": "64Mi"},
                                 "limits": {"memory": "256Mi"},
                             },
-                            "securityContext": _security_context(),
+                            "securityContext": podsecurity.restricted_container(),
                             "volumeMounts": [
                                 {"name": "config", "mountPath": "/config", "readOnly": True},
                                 {"name": "certs", "mountPath": "/certs", "readOnly": True},

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from kfncluster import config
+from kfncluster import config, podsecurity
 
 NAMESPACE = "envoy-gateway-system"
 NAME = "envoy-gateway"
@@ -236,19 +236,6 @@ def rbac_objects() -> list[dict[str, Any]]:
     ]
 
 
-def _security_context() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
 def _env() -> list[dict[str, Any]]:
     return [
         {
@@ -290,7 +277,7 @@ def certgen_job(image: str) -> dict[str, Any]:
                                 "requests": {"cpu": "10m", "memory": "32Mi"},
                                 "limits": {"memory": "128Mi"},
                             },
-                            "securityContext": _security_context(),
+                            "securityContext": podsecurity.restricted_container(),
                         }
                     ],
                 },
@@ -389,7 +376,7 @@ def deployment(image: str, config_hash: str) -> dict[str, Any]:
                                 "requests": {"cpu": "50m", "memory": "128Mi"},
                                 "limits": {"memory": "512Mi"},
                             },
-                            "securityContext": _security_context(),
+                            "securityContext": podsecurity.restricted_container(),
                             "volumeMounts": [
                                 {"name": "config", "mountPath": "/config", "readOnly": True},
                                 {"name": "certs", "mountPath": "/certs", "readOnly": True},

@@ -17,7 +17,7 @@ not retried, so a failed write waits for the next event rather than storming.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import kopf
@@ -31,6 +31,7 @@ from kfn.operator import ownership, settings
 from kfn.resources import exposure, objects
 
 ROUTE_LABELS: Final[dict[str, str]] = {objects.LABEL_MANAGED_BY: objects.MANAGER}
+EXPOSED: Final = function_api.ConditionType.EXPOSED  # the same word on a Trigger
 HTTPROUTE = (exposure.GATEWAY_API_VERSION, "HTTPRoute")
 INGRESS = (exposure.INGRESS_API_VERSION, "Ingress")
 
@@ -146,9 +147,11 @@ def expose_trigger(
     whose route kfn refused (``routed`` False) gets no route at the edge."""
     s = settings.exposure_settings()
     exposed = exposure.of_trigger(trigger)
-    namespace, name = trigger.metadata.namespace, trigger.metadata.name
     if s is None or s.mode == "none" or exposed is None or not routed:
-        withdraw("Trigger", namespace, name, s)
+        # Routes exist only where kfn said so in Exposed: no lookups for the others (cron,
+        # stream and bucket Triggers' statuses change every few seconds).
+        if _exposed_before(trigger.status.conditions if trigger.status else []):
+            withdraw("Trigger", trigger.metadata.namespace, trigger.metadata.name, s)
         return None
     return expose(exposed, s), s.url(exposed.host, exposed.prefix)
 
@@ -183,12 +186,18 @@ def desired_function_status(
     }
 
 
+def _exposed_before(conds: Sequence[meta.Condition]) -> bool:
+    """Whether kfn wrote an ``Exposed`` condition: the only owners that may have routes."""
+    return any(c.type == EXPOSED for c in conds)
+
+
 def _function_verdict(
     fn: function_api.Function, refusal: routes.Refusal | None
 ) -> tuple[exposure.Verdict, str] | None:
     s = settings.exposure_settings()
     if fn.spec.url is None or s is None or not s.function_urls:
-        withdraw("Function", fn.metadata.namespace, fn.metadata.name, s)
+        if _exposed_before(fn.status.conditions if fn.status else []):
+            withdraw("Function", fn.metadata.namespace, fn.metadata.name, s)
         if fn.spec.url is None or s is None:
             return None
         return (
@@ -234,15 +243,32 @@ def refresh_function(body: Mapping[str, Any], refusal: routes.Refusal | None, lo
         and status.get("functionUrl") == new["functionUrl"]
     ):
         return
-    if verdict is None and "functionUrl" not in status and not _has_exposed(status):
-        return
     kube.patch_status(meta.API_VERSION, "Function", fn.metadata.namespace, fn.metadata.name, new)
     logger.debug("Function URL status of %s: %s", fn.metadata.name, new["functionUrl"])
 
 
-def _has_exposed(status: Mapping[str, Any]) -> bool:
+def settled(body: Mapping[str, Any], refusal: routes.Refusal | None) -> bool:
+    """A Function whose URL the Gateway serves for its current spec: its other events (its
+    pods scaling, its status written) change nothing here, and are passed over; a change at
+    the edge arrives as its route's event."""
+    if not (body.get("spec") or {}).get("url") or refusal is not None:
+        return False
+    generation = (body.get("metadata") or {}).get("generation")
     return any(
-        c.get("type") == function_api.ConditionType.EXPOSED for c in status.get("conditions") or []
+        c.get("type") == EXPOSED
+        and c.get("status") == "True"
+        and c.get("observedGeneration") == generation
+        for c in (body.get("status") or {}).get("conditions") or []
+    )
+
+
+def _untouched(body: Mapping[str, Any]) -> bool:
+    """A Function that asks for no URL and never had one: nothing to write or remove."""
+    status = body.get("status") or {}
+    return (
+        not (body.get("spec") or {}).get("url")
+        and not status.get("functionUrl")
+        and not any(c.get("type") == EXPOSED for c in status.get("conditions") or [])
     )
 
 
@@ -293,6 +319,8 @@ def url_claims(body: kopf.Body, **_: Any) -> dict[routes.Key, routes.Claim] | No
 def function_url_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """A Function came, changed or went: its URL's routes and status."""
     body = event.get("object") or {}
+    if _untouched(body):
+        return
     if event.get("type") == "DELETED":
         # Routes in its namespace go with it (owner references); an Ingress lives in kfn's.
         md = body.get("metadata") or {}
@@ -306,8 +334,10 @@ def function_url_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None
         except kube.ApiError as exc:
             logger.warning("removing the Function URL of %s failed: %s", _name(body), exc)
         return
-    decided = ownership.of(kwargs)
-    _refresh_quietly(body, url_refusal(body, decided), logger)
+    refusal = url_refusal(body, ownership.of(kwargs))
+    if event.get("type") == "MODIFIED" and settled(body, refusal):
+        return
+    _refresh_quietly(body, refusal, logger)
 
 
 def _function_of_route(event: kopf.RawEvent, kwargs: Mapping[str, Any]) -> Mapping[str, Any] | None:

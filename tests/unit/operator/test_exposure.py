@@ -10,6 +10,7 @@ import pytest
 
 from kfn import kube
 from kfn.api import function as function_api
+from kfn.api import routes
 from kfn.api import trigger as trigger_api
 from kfn.operator import exposure as operator_exposure
 from kfn.operator import settings, triggers
@@ -323,8 +324,10 @@ class FakeKube:
         self.objects = objects
         self.applied: list[str] = []
         self.deleted: list[str] = []
+        self.read: list[str] = []
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        self.read.append(f"{kind}/{namespace}/{name}")
         return self.objects.get((kind, namespace, name))
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -495,3 +498,59 @@ def test_cert_manager_issued_ingresses_each_name_a_secret_of_their_own() -> None
     plain = exposure.settings_from_json(json.dumps({**RAW, "mode": "ingress"}))
     assert plain is not None
     assert "tls" not in exposure.build_ingress(a, plain)["spec"]
+
+
+# --- asking the API server only where routes can be -----------------------------------------
+
+
+def test_a_trigger_never_exposed_costs_no_lookup_and_one_that_was_has_its_routes_removed(
+    fake: FakeKube,
+) -> None:
+    assert operator_exposure.expose_trigger(trigger(host=None), routed=True) is None
+    assert fake.read == []
+    exposed = exposure.of_trigger(trigger())
+    assert exposed is not None
+    operator_exposure.expose(exposed, SETTINGS)
+    was = trigger(host=None).model_copy(
+        update={
+            "status": trigger_api.TriggerStatus.model_validate(
+                {"conditions": [{"type": "Exposed", "status": "True", "reason": "Exposed",
+                                 "message": "m", "lastTransitionTime": "2026-12-04T00:00:00Z"}]}
+            )
+        }
+    )  # fmt: skip
+    assert operator_exposure.expose_trigger(was, routed=True) is None
+    assert fake.deleted == [
+        "HTTPRoute/shop/kfn-trigger-web",
+        "HTTPRoute/shop/kfn-trigger-web-redirect",
+    ]
+
+
+def _function_body(url: bool, exposed: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = fn(url={} if url else None).model_dump(mode="json", by_alias=True, exclude_none=True)
+    if exposed is not None:
+        body["status"] = {"conditions": [exposed]}
+    return body
+
+
+def test_a_function_whose_url_is_served_for_its_spec_passes_over_its_other_events() -> None:
+    served = {"type": "Exposed", "status": "True", "observedGeneration": 2}
+    assert operator_exposure.settled(_function_body(True, served), None)
+    assert not operator_exposure.settled(
+        _function_body(True, {**served, "observedGeneration": 1}), None
+    )
+    assert not operator_exposure.settled(
+        _function_body(True, {**served, "status": "Unknown"}), None
+    )
+    refusal = routes.Refusal(holder=None, message="taken")
+    assert not operator_exposure.settled(_function_body(True, served), refusal)
+
+
+def test_function_events_without_a_url_now_or_before_cost_nothing(fake: FakeKube) -> None:
+    for kind in ("MODIFIED", "DELETED"):
+        operator_exposure.function_url_event(
+            event={"type": kind, "object": _function_body(False)}, logger=None,
+            route_claims={}, url_claims={},
+        )  # fmt: skip
+    assert fake.read == []
+    assert fake.deleted == []

@@ -197,16 +197,10 @@ class Exchange:
         (True), else note the headers its answer carries."""
         head = self.head
         origin = head.origin.decode("latin-1")
-        noted = {"origin": origin}
-        if head.acr_method:
-            noted["access-control-request-method"] = head.acr_method.decode("latin-1")
-        if web.is_preflight(head.method.decode("latin-1"), noted):
+        asked = head.acr_method.decode("latin-1")
+        if web.is_preflight(head.method.decode("latin-1"), origin, asked):
             requested = head.acr_headers.decode("latin-1").split(",") if head.acr_headers else []
-            self.answer(
-                answers.preflight(
-                    policy.preflight(origin, noted["access-control-request-method"], requested)
-                )
-            )
+            self.answer(answers.preflight(policy.preflight(origin, asked, requested)))
             return True
         self.cors = answers.header_lines(policy.simple(origin))
         return False

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Final, Literal
 
 import pydantic
@@ -293,11 +293,7 @@ class CorsPolicy:
         return answer
 
 
-def is_preflight(method: str, headers: Mapping[str, str]) -> bool:
-    """An ``OPTIONS`` request with ``Origin`` and ``Access-Control-Request-Method`` (lower-case
-    header names)."""
-    return (
-        method.upper() == "OPTIONS"
-        and "origin" in headers
-        and "access-control-request-method" in headers
-    )
+def is_preflight(method: str, origin: str, requested_method: str) -> bool:
+    """An ``OPTIONS`` request with ``Origin`` and ``Access-Control-Request-Method`` (the two
+    header values, empty when absent)."""
+    return method.upper() == "OPTIONS" and bool(origin) and bool(requested_method)

@@ -151,10 +151,10 @@ def test_star_methods_and_headers_echo_what_the_browser_asked() -> None:
 
 
 def test_only_options_with_origin_and_a_requested_method_is_a_preflight() -> None:
-    asked = {"origin": "https://x.test", "access-control-request-method": "GET"}
-    assert web.is_preflight("OPTIONS", asked)
-    assert not web.is_preflight("OPTIONS", {"origin": "https://x.test"})
-    assert not web.is_preflight("GET", asked)
+    assert web.is_preflight("OPTIONS", "https://x.test", "GET")
+    assert not web.is_preflight("OPTIONS", "https://x.test", "")
+    assert not web.is_preflight("OPTIONS", "", "GET")
+    assert not web.is_preflight("GET", "https://x.test", "GET")
 
 
 def test_safelisted_methods_pass_a_preflight_even_when_not_listed() -> None:

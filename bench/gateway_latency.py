@@ -23,11 +23,8 @@ namespace deleted at the end. Traffic goes only to the node's address.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import pathlib
-import socket
-import ssl
 import statistics
 import sys
 import threading
@@ -163,16 +160,7 @@ class Client:
 
     def __init__(self, host: str) -> None:
         self.host = host
-        self.context = ssl.create_default_context(cafile=str(gateway.ca_file()))
-        self.conn = self._connect()
-
-    def _connect(self) -> http.client.HTTPConnection:
-        port = gateway.HOST_HTTPS_PORT
-        sock = socket.create_connection((gateway.HOST_ADDRESS, port), timeout=30)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = http.client.HTTPConnection(self.host, port, timeout=30)
-        conn.sock = self.context.wrap_socket(sock, server_hostname=self.host)
-        return conn
+        self.conn = gateway.connection(host, gateway.HOST_HTTPS_PORT)
 
     def get(self) -> float:
         started = time.perf_counter()

@@ -5,8 +5,6 @@ certificate verified against the cluster CA. The Gateway's node ports by default
 
 from __future__ import annotations
 
-import http.client
-import socket
 import ssl
 from typing import Any
 
@@ -37,12 +35,7 @@ def request(
     None), its certificate verified against the CA."""
     if port is None:
         port = gateway.HOST_HTTPS_PORT if https else gateway.HOST_HTTP_PORT
-    sock = socket.create_connection((gateway.HOST_ADDRESS, port), timeout=timeout)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    if https:
-        context = ssl.create_default_context(cafile=str(gateway.ca_file()))
-        sock = context.wrap_socket(sock, server_hostname=host)
-    conn.sock = sock
+    conn = gateway.connection(host, port, https=https, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers={"Host": f"{host}:{port}", **(headers or {})})
         resp = conn.getresponse()

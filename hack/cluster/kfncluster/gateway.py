@@ -33,7 +33,10 @@ pods that forward a client's request into the cluster, so they are the ones whos
 
 from __future__ import annotations
 
+import http.client
 import pathlib
+import socket
+import ssl
 from typing import Any
 
 from kfncluster import certmanager, config, envoygateway
@@ -109,6 +112,22 @@ def curl_args(host: str, *, https: bool = True) -> list[str]:
     if https:
         args += ["--cacert", str(ca_file())]
     return args
+
+
+def connection(
+    host: str, port: int, *, https: bool = True, timeout: float = 30
+) -> http.client.HTTPConnection:
+    """A connection for ``host`` to node port ``port`` on :data:`HOST_ADDRESS`, made as
+    ``curl --resolve`` makes it: with ``https``, TLS with ``host`` as SNI and the certificate
+    verified against the local CA (:func:`ca_file`). The caller sends ``Host`` itself."""
+    sock = socket.create_connection((HOST_ADDRESS, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    if https:
+        context = ssl.create_default_context(cafile=str(ca_file()))
+        sock = context.wrap_socket(sock, server_hostname=host)
+    conn.sock = sock
+    return conn
 
 
 # --- the objects (pure) -----------------------------------------------------------------------

@@ -6,12 +6,9 @@ Each step prints its progress; a failure names the component and what to read.
 
 from __future__ import annotations
 
-import http.client
 import json
 import pathlib
 import shutil
-import socket
-import ssl
 import subprocess
 import time
 import urllib.parse
@@ -157,10 +154,7 @@ def _get(url: str, host: str | None) -> tuple[int, str, float]:
         with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - http:// to the activator
             return resp.status, resp.read().decode(), time.monotonic() - t0
     parts = urllib.parse.urlsplit(url)
-    context = ssl.create_default_context(cafile=str(gateway.ca_file()))
-    sock = socket.create_connection((gateway.HOST_ADDRESS, parts.port or 443), timeout=30)
-    conn = http.client.HTTPConnection(host, parts.port, timeout=30)
-    conn.sock = context.wrap_socket(sock, server_hostname=host)
+    conn = gateway.connection(host, parts.port or 443)
     try:
         conn.request("GET", f"{parts.path}?{parts.query}", headers={"Host": parts.netloc})
         resp = conn.getresponse()

@@ -12,7 +12,7 @@ import time
 
 from kfn import oci
 from kfn.builder import build
-from kfn.builder.config import PYTHON, BuildConfig, BuildError
+from kfn.builder.config import BuildConfig, BuildError
 
 PHASES = ("build", "prepare", "push")
 #: The kubelet keeps at most 4096 bytes of a termination message.
@@ -58,7 +58,7 @@ def run(phase: str, cfg: BuildConfig) -> dict[str, object] | None:
             return None
     else:
         plan = build.Plan.load(cfg.plan_path)
-    if cfg.runtime == PYTHON:
+    if cfg.is_python:
         build.install_python(cfg, plan)
     return build.push(cfg, plan, client)
 

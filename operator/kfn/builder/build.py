@@ -16,10 +16,11 @@ from typing import Any
 
 from kfn import oci, urls
 from kfn.builder import deps, source
-from kfn.builder.config import NODEJS, PYTHON, BuildConfig, BuildError, DependencyLayer
+from kfn.builder.config import BuildConfig, BuildError, DependencyLayer
 
 #: Where dependency layers are unpacked in the image, per runtime (both on the import path).
-DEPS_PATH = {PYTHON: "opt/python", NODEJS: "opt/nodejs/node_modules"}
+PYTHON_DEPS_PATH = "opt/python"
+NODEJS_DEPS_PATH = "opt/nodejs/node_modules"
 CODE_PATH = "var/task"
 #: Marker that tells the npm init container there is something to install.
 NPM_MARKER = "npm-install"
@@ -66,7 +67,7 @@ def prepare(cfg: BuildConfig, registry: oci.Registry) -> Plan:
     cached = _recorded_layer(cfg, key, registry)
     if cached is not None:
         print(f"dependencies: unchanged, reusing layer {cached['digest']}", flush=True)
-    elif cfg.runtime == NODEJS:
+    elif not cfg.is_python:
         deps.write_npm_project(code, cfg.dependencies, cfg.deps_dir / deps.NPM_PROJECT)
         (cfg.workspace / NPM_MARKER).touch()
         print("dependencies: npm installs them next", flush=True)
@@ -79,7 +80,11 @@ def install_python(cfg: BuildConfig, plan: Plan) -> None:
         return
     t0 = time.monotonic()
     cmd = deps.pip_command(
-        cfg.deps_dir / deps.PIP_TARGET, cfg.code_dir, cfg.dependencies, cfg.pypi_index_url
+        cfg.deps_dir / deps.PIP_TARGET,
+        cfg.code_dir,
+        cfg.dependencies,
+        cfg.pypi_index_url,
+        cfg.runtime,
     )
     deps.run_logged(cmd, "installing the Python dependencies")
     plan.seconds["dependencies"] = time.monotonic() - t0
@@ -98,11 +103,12 @@ def push(cfg: BuildConfig, plan: Plan, registry: oci.Registry) -> dict[str, Any]
             reused = True
         elif plan.deps_key is not None:
             installed = cfg.deps_dir / (
-                deps.PIP_TARGET if cfg.runtime == PYTHON else f"{deps.NPM_PROJECT}/node_modules"
+                deps.PIP_TARGET if cfg.is_python else f"{deps.NPM_PROJECT}/node_modules"
             )
             if not installed.is_dir():
                 raise BuildError(f"the dependencies were not installed ({installed} is missing)")
-            layers.append(store.layer_from_tree([(DEPS_PATH[cfg.runtime], installed)]))
+            at = PYTHON_DEPS_PATH if cfg.is_python else NODEJS_DEPS_PATH
+            layers.append(store.layer_from_tree([(at, installed)]))
         code_layer = store.layer_from_tree([(CODE_PATH, cfg.code_dir)])
         layers.append(code_layer)
         plan.seconds["layers"] = time.monotonic() - t0

@@ -12,8 +12,12 @@ from typing import Any, Final
 
 from kfn import urls
 
-PYTHON: str = "python3.11"
-NODEJS: str = "nodejs18"
+PYTHON_RUNTIMES: Final = ("python3.11", "python3.12", "python3.13")
+NODEJS_RUNTIMES: Final = ("nodejs18", "nodejs20", "nodejs22")
+"""The runtimes a build knows (``kfn.api.function``'s, which the builder does not import)."""
+PYTHON: str = PYTHON_RUNTIMES[0]
+NODEJS: str = NODEJS_RUNTIMES[0]
+"""The oldest runtime of each language."""
 _DIGEST: Final = re.compile(r"^sha256:[a-f0-9]{64}$")
 _KEY: Final = re.compile(r"^[a-f0-9]{64}$")
 
@@ -129,7 +133,7 @@ class BuildConfig:
             return value
 
         runtime = need("KFN_BUILD_RUNTIME")
-        if runtime not in (PYTHON, NODEJS):
+        if runtime not in (*PYTHON_RUNTIMES, *NODEJS_RUNTIMES):
             raise BuildError(f"unknown runtime {runtime!r}")
         deps = json.loads(env.get("KFN_BUILD_DEPENDENCIES") or "[]")
         if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
@@ -178,6 +182,11 @@ class BuildConfig:
             allowed_networks=allowed,
             dependency_layers=layers,
         )
+
+    @property
+    def is_python(self) -> bool:
+        """Whether the runtime is one of Python's (else one of Node.js's)."""
+        return self.runtime in PYTHON_RUNTIMES
 
     @property
     def code_dir(self) -> pathlib.Path:

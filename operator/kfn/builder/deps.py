@@ -18,7 +18,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from kfn.builder.config import NODEJS, PYTHON, BuildError
+from kfn.builder.config import NODEJS, PYTHON, PYTHON_RUNTIMES, BuildError
 
 #: Bumped when the layout of the dependency layer changes, so old cached layers are not reused.
 DEPS_FORMAT = "kfn-deps-v1"
@@ -28,7 +28,11 @@ PIP_TARGET = "python"
 
 def manifest_files(runtime: str, code: pathlib.Path) -> dict[str, bytes]:
     """The files of the code that name dependencies (``requirements.txt``, ``package.json``…)."""
-    names = ("requirements.txt",) if runtime == PYTHON else ("package.json", "package-lock.json")
+    names = (
+        ("requirements.txt",)
+        if runtime in PYTHON_RUNTIMES
+        else ("package.json", "package-lock.json")
+    )
     return {name: (code / name).read_bytes() for name in names if (code / name).is_file()}
 
 
@@ -37,7 +41,7 @@ def needed(runtime: str, code: pathlib.Path, dependencies: Sequence[str]) -> boo
     if dependencies:
         return True
     files = manifest_files(runtime, code)
-    if runtime == PYTHON:
+    if runtime in PYTHON_RUNTIMES:
         return any(
             line.strip() and not line.strip().startswith("#")
             for line in files.get("requirements.txt", b"").decode().splitlines()
@@ -114,9 +118,18 @@ PIP_READ_TIMEOUT = 60
 
 
 def pip_command(
-    target: pathlib.Path, code: pathlib.Path, dependencies: Sequence[str], index_url: str
+    target: pathlib.Path,
+    code: pathlib.Path,
+    dependencies: Sequence[str],
+    index_url: str,
+    runtime: str = PYTHON,
 ) -> list[str]:
-    """The pip command line that installs the function's Python dependencies into ``target``."""
+    """The pip command line that installs the function's Python dependencies into ``target``.
+
+    pip runs on the builder's Python; for a runtime of another Python version it picks the
+    wheels of that version (``--python-version``), and then only wheels: building a source
+    distribution would compile it for the builder's Python, not the runtime's.
+    """
     cmd = [
         sys.executable, "-m", "pip", "install",
         "--target", str(target),
@@ -132,6 +145,9 @@ def pip_command(
         if parsed.scheme == "http" and parsed.hostname:
             # A mirror on the cluster's own network, reached without TLS.
             cmd += ["--trusted-host", parsed.hostname]
+    version = runtime.removeprefix("python")
+    if version != f"{sys.version_info[0]}.{sys.version_info[1]}":
+        cmd += ["--python-version", version, "--implementation", "cp", "--only-binary=:all:"]
     if (code / "requirements.txt").is_file():
         cmd += ["--requirement", str(code / "requirements.txt")]
     cmd += list(dependencies)

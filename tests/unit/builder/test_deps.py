@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 
-from kfn.builder import deps
+from kfn.api import function
+from kfn.builder import config, deps
 from kfn.builder.config import NODEJS, PYTHON
 
 
@@ -86,3 +88,31 @@ def test_pip_installs_into_the_target_from_the_configured_index_trusting_a_plain
     assert int(cmd[cmd.index("--timeout") + 1]) >= 60
     https = deps.pip_command(tmp_path / "t", code, [], "https://pypi.example.com/simple/")
     assert "--trusted-host" not in https
+
+
+def test_pip_picks_wheels_of_the_runtimes_python_when_it_is_not_the_builders(
+    tmp_path: pathlib.Path,
+) -> None:
+    code = _code(tmp_path, {})
+    builders = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    other = "python3.13" if builders != "python3.13" else "python3.12"
+    same = deps.pip_command(tmp_path / "t", code, ["six"], "", builders)
+    assert "--python-version" not in same
+    assert "--only-binary=:all:" not in same
+    cmd = deps.pip_command(tmp_path / "t", code, ["six"], "", other)
+    assert cmd[cmd.index("--python-version") + 1] == other.removeprefix("python")
+    assert "--only-binary=:all:" in cmd
+    assert cmd[-1] == "six"
+
+
+def test_the_builder_knows_every_runtime_of_the_api() -> None:
+    assert (*config.PYTHON_RUNTIMES, *config.NODEJS_RUNTIMES) == function.RUNTIMES
+    assert config.PYTHON_RUNTIMES == function.PYTHON_RUNTIMES
+
+
+def test_dependencies_installed_for_one_python_are_not_reused_for_another(
+    tmp_path: pathlib.Path,
+) -> None:
+    code = _code(tmp_path, {})
+    keys = {deps.key("base@sha256:1", r, code, ["six"]) for r in config.PYTHON_RUNTIMES}
+    assert len(keys) == len(config.PYTHON_RUNTIMES)

@@ -7,6 +7,7 @@ activator routinely need more), so that an unchanged Lambda handler behaves the 
 
 from __future__ import annotations
 
+import datetime
 import enum
 import re
 from typing import Annotated, Any, ClassVar, Final, Literal
@@ -19,16 +20,55 @@ from kfn.api.meta import Cel, DurationRange, Rule
 KIND: Final = "Function"
 PLURAL: Final = "functions"
 
-RUNTIMES: Final = ("python3.11", "nodejs18")
-Runtime = Literal["python3.11", "nodejs18"]
+RUNTIMES: Final = ("python3.11", "python3.12", "python3.13", "nodejs18", "nodejs20", "nodejs22")
+Runtime = Literal["python3.11", "python3.12", "python3.13", "nodejs18", "nodejs20", "nodejs22"]
+PYTHON_RUNTIMES: Final = ("python3.11", "python3.12", "python3.13")
+NODEJS_RUNTIMES: Final = ("nodejs18", "nodejs20", "nodejs22")
 
-DEPRECATED_RUNTIMES: Final = {
-    "nodejs18": "AWS Lambda deprecated nodejs18.x on 2025-09-01 (Node.js 18 reached its end "
-    "of life in April 2025) and no longer takes new functions on it; kfn keeps running it, "
-    "but move the function to a newer Node.js runtime",
+LAMBDA_DEPRECATION: Final = {
+    "python3.11": datetime.date(2027, 6, 30),
+    "python3.12": datetime.date(2028, 10, 31),
+    "python3.13": datetime.date(2029, 6, 30),
+    "nodejs18": datetime.date(2025, 9, 1),
+    "nodejs20": datetime.date(2026, 4, 30),
+    "nodejs22": datetime.date(2027, 4, 30),
 }
-"""Runtimes kfn still runs whose Lambda counterpart is deprecated, with what to tell their
-users (``kubectl explain`` and a Warning Event on each Function using one)."""
+"""The day AWS Lambda deprecates each runtime (its ``.x`` counterpart), as Lambda's runtime
+page publishes it: from then on Lambda applies no security patches to it and refuses new
+functions on it. kfn keeps running a deprecated runtime but warns about it."""
+
+DEPRECATION_CHECKED_ON: Final = datetime.date(2026, 12, 4)
+"""When the dates above were last checked against Lambda's: ``kubectl explain`` names the
+runtimes deprecated by then (the CRD is generated, so it cannot know today)."""
+
+
+def deprecation(runtime: str, today: datetime.date) -> str | None:
+    """What to tell the users of ``runtime`` on ``today`` (a Warning Event on each Function
+    using it), or None while Lambda still supports it."""
+    deprecated_on = LAMBDA_DEPRECATION.get(runtime)
+    if deprecated_on is None or today < deprecated_on:
+        return None
+    family = PYTHON_RUNTIMES if runtime in PYTHON_RUNTIMES else NODEJS_RUNTIMES
+    newer = [r for r in family if today < LAMBDA_DEPRECATION[r]]
+    move = f"move the function to {' or '.join(newer)}" if newer else "move the function on"
+    return (
+        f"AWS Lambda deprecated {runtime}.x on {deprecated_on.isoformat()} and no longer "
+        f"patches it nor takes new functions on it; kfn keeps running it, but {move}"
+    )
+
+
+def _runtimes_description() -> str:
+    """The runtimes and their deprecation dates, for ``kubectl explain``."""
+    dates = ", ".join(f"{r} {LAMBDA_DEPRECATION[r].isoformat()}" for r in RUNTIMES)
+    deprecated = [r for r in RUNTIMES if deprecation(r, DEPRECATION_CHECKED_ON) is not None]
+    return (
+        f"Language runtime: {', '.join(RUNTIMES)}. Deprecated (as of "
+        f"{DEPRECATION_CHECKED_ON.isoformat()}): {', '.join(deprecated)}. Lambda deprecates "
+        f"each runtime on a published date ({dates}); a Function on a runtime past its date "
+        "gets a Warning Event DeprecatedRuntime when it is created or changed and whenever "
+        "the operator starts, and kfn keeps running it. Required unless source.image is set."
+    )
+
 
 PYTHON_HANDLER_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 """``module.function``; the module may be dotted (``app.main.handler``)."""
@@ -556,17 +596,15 @@ class FunctionSpec(meta.Model):
 
     runtime: Runtime | None = pydantic.Field(
         default=None,
-        description="Language runtime: python3.11 or nodejs18 (deprecated: "
-        + DEPRECATED_RUNTIMES["nodejs18"]
-        + "). Required unless source.image is set.",
+        description=_runtimes_description(),
     )
     handler: str | None = pydantic.Field(
         default=None,
         min_length=3,
         max_length=128,
         pattern=r"^[A-Za-z0-9_$./-]+$",
-        description="Entry point, as in Lambda. python3.11: module.function (the module may be "
-        "dotted: app.main.handler). nodejs18: file.export (src/app.handler). Required unless "
+        description="Entry point, as in Lambda. Python: module.function (the module may be "
+        "dotted: app.main.handler). Node.js: file.export (src/app.handler). Required unless "
         "source.image is set.",
     )
     source: FunctionSource = pydantic.Field(description="Where the code comes from.")
@@ -579,7 +617,7 @@ class FunctionSpec(meta.Model):
         default_factory=list,
         max_length=200,
         description="Packages installed into the image by the build: pip requirement lines "
-        "(requests==2.32.3) for python3.11, name@range (lodash@^4.17.0) for nodejs18. "
+        "(requests==2.32.3) for Python, name@range (lodash@^4.17.0) for Node.js. "
         "Options such as --index-url are not accepted. Not allowed with source.image.",
     )
     env: list[EnvVar] = pydantic.Field(
@@ -674,18 +712,18 @@ class FunctionSpec(meta.Model):
             check=lambda s: s.handler is not None or s.source.image is not None,
         ),
         Rule(
-            cel="!has(self.handler) || !has(self.runtime) || self.runtime != 'python3.11'"
+            cel="!has(self.handler) || !has(self.runtime) || !self.runtime.startsWith('python')"
             f" || self.handler.matches(r'{PYTHON_HANDLER_PATTERN}')",
-            message="a python3.11 handler must look like module.function "
+            message="a Python handler must look like module.function "
             "(e.g. handler.main or app.api.handler)",
-            check=lambda s: _handler_matches(s, "python3.11", PYTHON_HANDLER_PATTERN),
+            check=lambda s: _handler_matches(s, PYTHON_RUNTIMES, PYTHON_HANDLER_PATTERN),
         ),
         Rule(
-            cel="!has(self.handler) || !has(self.runtime) || self.runtime != 'nodejs18'"
+            cel="!has(self.handler) || !has(self.runtime) || !self.runtime.startsWith('nodejs')"
             f" || self.handler.matches(r'{NODE_HANDLER_PATTERN}')",
-            message="a nodejs18 handler must look like file.export "
+            message="a Node.js handler must look like file.export "
             "(e.g. index.handler or src/app.handler)",
-            check=lambda s: _handler_matches(s, "nodejs18", NODE_HANDLER_PATTERN),
+            check=lambda s: _handler_matches(s, NODEJS_RUNTIMES, NODE_HANDLER_PATTERN),
         ),
         Rule(
             cel="!has(self.source.image) || !has(self.dependencies)"
@@ -717,8 +755,8 @@ class FunctionSpec(meta.Model):
         return meta.parse_memory_bytes(DEFAULT_MEMORY)
 
 
-def _handler_matches(spec: FunctionSpec, runtime: str, pattern: str) -> bool:
-    if spec.handler is None or spec.runtime != runtime:
+def _handler_matches(spec: FunctionSpec, runtimes: tuple[str, ...], pattern: str) -> bool:
+    if spec.handler is None or spec.runtime not in runtimes:
         return True
     return re.fullmatch(pattern, spec.handler) is not None
 

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -133,7 +134,7 @@ def _warn_deprecated_runtime(body: kopf.Body) -> None:
     """A Warning Event on a Function whose runtime Lambda deprecated: at its creation, each
     change of its spec, and each start of the operator."""
     runtime = str((body.get("spec") or {}).get("runtime") or "")
-    why = function.DEPRECATED_RUNTIMES.get(runtime)
+    why = function.deprecation(runtime, datetime.datetime.now(datetime.UTC).date())
     if why is not None:
         kopf.event(body, type="Warning", reason="DeprecatedRuntime", message=f"{runtime}: {why}")
 

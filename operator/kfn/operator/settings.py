@@ -7,7 +7,7 @@ import json
 import os
 
 from kfn import urls
-from kfn.api import routes
+from kfn.api import function, routes
 from kfn.resources import bucket_events, build, credentials, exposure, network, platform
 
 
@@ -25,10 +25,7 @@ def builds() -> build.BuildSettings:
     return build.BuildSettings(
         registry=need("KFN_IMAGE_REGISTRY"),
         builder_image=need("KFN_BUILDER_IMAGE"),
-        runtime_images={
-            "python3.11": need("KFN_RUNTIME_IMAGE_PYTHON"),
-            "nodejs18": need("KFN_RUNTIME_IMAGE_NODEJS"),
-        },
+        runtime_images={r: need(build.runtime_image_env(r)) for r in function.RUNTIMES},
         pypi_index_url=env.get("KFN_PYPI_INDEX_URL", ""),
         npm_registry=env.get("KFN_NPM_REGISTRY", ""),
         max_concurrent=int(env.get("KFN_MAX_CONCURRENT_BUILDS") or 2),

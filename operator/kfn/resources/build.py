@@ -48,8 +48,14 @@ BUILD_CONTAINER: Final = "build"
 CHECK_CONTAINER: Final = "check"
 #: The code check's command per runtime: the checker the runtime image carries, on the code.
 CHECK_COMMANDS: Final[Mapping[str, list[str]]] = {
-    "python3.11": ["python3", "-m", "kfn_runtime.check", f"{WORKSPACE}/code"],
-    "nodejs18": ["node", "/opt/kfn/runtime/kfn_runtime/check.js", f"{WORKSPACE}/code"],
+    **{
+        r: ["python3", "-m", "kfn_runtime.check", f"{WORKSPACE}/code"]
+        for r in function.PYTHON_RUNTIMES
+    },
+    **{
+        r: ["node", "/opt/kfn/runtime/kfn_runtime/check.js", f"{WORKSPACE}/code"]
+        for r in function.NODEJS_RUNTIMES
+    },
 }
 #: The reason a failed step may name in its termination message (the code check's).
 CODE_CHECK_FAILED: Final = "CodeCheckFailed"
@@ -144,6 +150,12 @@ def build_hash(fn: function.Function, source_hash: str, settings: BuildSettings)
     ):
         digest.update(str(len(part)).encode() + b"\0" + part)
     return digest.hexdigest()
+
+
+def runtime_image_env(runtime: str) -> str:
+    """The operator's environment variable naming ``runtime``'s image, which the chart sets
+    from ``builder.runtimeImages``: ``KFN_RUNTIME_IMAGE_PYTHON3_13`` for python3.13."""
+    return "KFN_RUNTIME_IMAGE_" + runtime.upper().replace(".", "_")
 
 
 def runtime_image(fn: function.Function, settings: BuildSettings) -> str:
@@ -402,7 +414,7 @@ def build_job(
             settings=settings,
         ),
     ]
-    if fn.spec.runtime == "nodejs18":
+    if fn.spec.runtime in function.NODEJS_RUNTIMES:
         init.append(
             _container(
                 "npm",

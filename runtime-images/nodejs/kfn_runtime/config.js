@@ -74,7 +74,8 @@ function exportLambdaEnvironment(cfg, env) {
     AWS_LAMBDA_LOG_STREAM_NAME: cfg.logStreamName,
     AWS_REGION: cfg.region,
     AWS_DEFAULT_REGION: cfg.region,
-    AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs18.x',
+    // The runtime the interpreter is: nodejs22.x on Node 22, as Lambda names it.
+    AWS_EXECUTION_ENV: `AWS_Lambda_nodejs${process.versions.node.split('.')[0]}.x`,
     LAMBDA_TASK_ROOT: cfg.taskRoot,
     LAMBDA_RUNTIME_DIR: '/opt/kfn/runtime',
     _HANDLER: cfg.handler,

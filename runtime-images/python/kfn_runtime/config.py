@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import sys
 import time
 from collections.abc import Mapping, MutableMapping
 
@@ -123,7 +124,8 @@ def export_lambda_environment(cfg: Config, env: MutableMapping[str, str]) -> Non
         "AWS_LAMBDA_LOG_STREAM_NAME": cfg.log_stream_name,
         "AWS_REGION": cfg.region,
         "AWS_DEFAULT_REGION": cfg.region,
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+        # The runtime the interpreter is: python3.13 on Python 3.13, as Lambda names it.
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
         "LAMBDA_TASK_ROOT": cfg.task_root,
         "LAMBDA_RUNTIME_DIR": "/opt/kfn/runtime",
         "_HANDLER": cfg.handler,

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from kfn.api import function
+from kfn.resources import build
 from kfncluster import config
 from tests.unit.chart import chart
 
@@ -65,8 +67,8 @@ def test_the_builder_values_reach_the_operator_and_builds_run_on_kfns_own_image(
         "registry": {"host": "builds.example.com:5443"},
         "builder": {
             "runtimeImages": {
-                "python": "registry.example.com/kfn/runtime-python@sha256:" + "b" * 64,
-                "nodejs": "",
+                "python313": "registry.example.com/kfn/runtime-python3.13@sha256:" + "b" * 64,
+                "nodejs22": "",
             },
             "pypiIndexUrl": "https://pypi.mirror.example.com/simple/",
             "npmRegistry": "https://npm.mirror.example.com/",
@@ -84,10 +86,12 @@ def test_the_builder_values_reach_the_operator_and_builds_run_on_kfns_own_image(
     image = f"registry.example.com/{chart.DEFAULTS['image']['repository']}@sha256:{'a' * 64}"
     assert env["KFN_BUILDER_IMAGE"] == image
     assert env["KFN_IMAGE_REGISTRY"] == "builds.example.com:5443"
-    assert env["KFN_RUNTIME_IMAGE_PYTHON"] == values["builder"]["runtimeImages"]["python"]
+    assert env["KFN_RUNTIME_IMAGE_PYTHON3_13"] == values["builder"]["runtimeImages"]["python313"]
     # An empty runtime image is kfn's own of this release.
     version = chart.CHART_META["appVersion"]
-    assert env["KFN_RUNTIME_IMAGE_NODEJS"] == f"registry.example.com/kfn/runtime-nodejs:{version}"
+    assert (
+        env["KFN_RUNTIME_IMAGE_NODEJS22"] == f"registry.example.com/kfn/runtime-nodejs22:{version}"
+    )
     assert env["KFN_PYPI_INDEX_URL"] == "https://pypi.mirror.example.com/simple/"
     assert env["KFN_NPM_REGISTRY"] == "https://npm.mirror.example.com/"
     assert env["KFN_MAX_CONCURRENT_BUILDS"] == "4"
@@ -409,3 +413,26 @@ def test_service_account_annotations_are_passed_through(helm: pathlib.Path) -> N
         chart.one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
         == (account["metadata"]["name"])
     )
+
+
+def test_every_runtime_has_its_image_value_and_the_older_names_still_count(
+    helm: pathlib.Path,
+) -> None:
+    python = "registry.example.com/mine/python@sha256:" + "c" * 64
+    node = "registry.example.com/mine/node@sha256:" + "d" * 64
+    values = {"builder": {"runtimeImages": {"python": python, "nodejs": node}}}
+    env = {
+        e["name"]: e.get("value")
+        for e in chart.operator_container(chart.render(helm, values))["env"]
+    }
+    images = {name: value for name, value in env.items() if name.startswith("KFN_RUNTIME_IMAGE_")}
+    assert set(images) == {build.runtime_image_env(r) for r in function.RUNTIMES}
+    assert images["KFN_RUNTIME_IMAGE_PYTHON3_11"] == python
+    assert images["KFN_RUNTIME_IMAGE_NODEJS18"] == node
+    # The new name wins over the older one.
+    values["builder"]["runtimeImages"]["python311"] = node
+    env = {
+        e["name"]: e.get("value")
+        for e in chart.operator_container(chart.render(helm, values))["env"]
+    }
+    assert env["KFN_RUNTIME_IMAGE_PYTHON3_11"] == node

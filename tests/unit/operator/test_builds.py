@@ -39,8 +39,7 @@ def operator_env(monkeypatch: pytest.MonkeyPatch, registry: str, base_image: str
     for key, value in {
         "KFN_IMAGE_REGISTRY": registry,
         "KFN_BUILDER_IMAGE": f"{registry}/kfn/kfn:test",
-        "KFN_RUNTIME_IMAGE_PYTHON": base_image,
-        "KFN_RUNTIME_IMAGE_NODEJS": base_image,
+        **{build.runtime_image_env(r): base_image for r in function.RUNTIMES},
         "KFN_REGISTRY_PLAIN_HTTP": "true",
         "KFN_REGISTRY_CREDENTIALS": "none",
         "KFN_ACTIVATOR_URL": "http://kfn-activator.kfn-system.svc.cluster.local",

@@ -15,7 +15,7 @@ import pytest
 from kfn import resources
 from kfn.api import function
 from kfn.operator import reconcile, settings
-from kfn.resources import objects
+from kfn.resources import build, objects
 
 IMAGE = "registry.local/fn/team/web@sha256:" + "a" * 64
 OLD_IMAGE = "registry.local/fn/team/web@sha256:" + "b" * 64
@@ -59,8 +59,10 @@ def operator_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     cache is cleared around each test."""
     monkeypatch.setenv("KFN_IMAGE_REGISTRY", "registry.local")
     monkeypatch.setenv("KFN_BUILDER_IMAGE", "registry.local/kfn/kfn:0.1.0")
-    monkeypatch.setenv("KFN_RUNTIME_IMAGE_PYTHON", "registry.local/kfn/runtime-python:0.1.0")
-    monkeypatch.setenv("KFN_RUNTIME_IMAGE_NODEJS", "registry.local/kfn/runtime-nodejs:0.1.0")
+    for runtime in function.RUNTIMES:
+        monkeypatch.setenv(
+            build.runtime_image_env(runtime), f"registry.local/kfn/runtime-{runtime}:0.1.0"
+        )
     settings.builds.cache_clear()
     yield
     settings.builds.cache_clear()

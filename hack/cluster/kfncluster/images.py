@@ -9,7 +9,11 @@
 * ``envoy``: Envoy from its pinned wheel (:mod:`kfncluster.envoy`) on the ``base-python``
   layers, which hold the glibc it links against and which the node already has.
 * ``base-python``: Debian (debootstrap minbase) with Python 3, the base of
-  kfn's own image and of the Python runtime.
+  kfn's own image and of the python3.11 runtime; ``base-nodejs`` the same with
+  Node.js and npm (nodejs18). ``base-python-trixie`` and ``base-nodejs-trixie``
+  are their counterparts on the next Debian release (python3.13, nodejs20), and
+  ``base-nodejs22`` is Node.js 22 from the npm registry on trixie
+  (:mod:`kfncluster.nodedist`).
 
 Each is kept in the cache as an OCI image layout keyed by what it is built
 from, and pushed to the local registry when the registry lacks it.
@@ -23,10 +27,11 @@ import os
 import pathlib
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable
 
 from kfn import oci
-from kfncluster import config, host
+from kfncluster import config, host, nodedist
 from kfncluster import registry as local_registry
 
 NONROOT = 65532
@@ -83,6 +88,17 @@ def _cached(
             if stale != root and "-" not in stale.name.removeprefix(f"{name}-"):
                 shutil.rmtree(stale, ignore_errors=True)
     return image
+
+
+def find_cached(paths: config.Paths, name: str) -> oci.Image | None:
+    """The image an earlier run cached as ``name``, whatever it was made from, or None; for
+    readers that must not make it (the runtime tests run runtimes in their bases)."""
+    for root in sorted(paths.images.glob(f"{name}-*")):
+        if "-" not in root.name.removeprefix(f"{name}-"):
+            image = oci.BlobStore(root).load_index()
+            if image is not None:
+                return image
+    return None
 
 
 def _file_key(*parts: pathlib.Path | str) -> str:
@@ -194,6 +210,20 @@ def contour(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
     )
 
 
+def _base_layers(store: oci.BlobStore, base: oci.Image) -> list[oci.Layer]:
+    """``base``'s layers in ``store``, linked rather than copied where the disk allows."""
+    layers = []
+    for layer in base.layers:
+        target = store.path(layer.blob.digest)
+        if not target.exists():
+            try:
+                os.link(layer.blob.path, target)
+            except OSError:
+                shutil.copy(layer.blob.path, target)
+        layers.append(oci.Layer(dataclasses.replace(layer.blob, path=target), layer.diff_id))
+    return layers
+
+
 def envoy(paths: config.Paths, base: oci.Image, binary: pathlib.Path) -> oci.Image:
     """Envoy at /usr/local/bin/envoy on ``base`` (the Debian base: glibc), non-root.
 
@@ -201,15 +231,7 @@ def envoy(paths: config.Paths, base: oci.Image, binary: pathlib.Path) -> oci.Ima
     """
 
     def make(store: oci.BlobStore) -> oci.Image:
-        layers = []
-        for layer in base.layers:
-            target = store.path(layer.blob.digest)
-            if not target.exists():
-                try:
-                    os.link(layer.blob.path, target)
-                except OSError:
-                    shutil.copy(layer.blob.path, target)
-            layers.append(oci.Layer(dataclasses.replace(layer.blob, path=target), layer.diff_id))
+        layers = _base_layers(store, base)
         layers.append(store.layer_from_tree([("usr/local/bin/envoy", binary)], compress=True))
         return store.image(
             layers,
@@ -231,8 +253,9 @@ def debian_base(
     log: pathlib.Path,
     *,
     apt_packages: tuple[str, ...] = (),
+    suite: str = config.DEBIAN_SUITE,
 ) -> oci.Image:
-    """Debian minbase with ``packages``, made once with debootstrap and cached.
+    """Debian ``suite`` (minbase) with ``packages``, made once with debootstrap and cached.
 
     ``apt_packages`` are installed afterwards with apt-get inside the new tree (a chroot).
     debootstrap configures its packages in one pass and fails on dependency cycles, which
@@ -247,7 +270,7 @@ def debian_base(
             "debootstrap",
             "--variant=minbase",
             f"--include={','.join(packages)}",
-            config.DEBIAN_SUITE,
+            suite,
             str(rootfs),
             config.DEBIAN_MIRROR,
         ]
@@ -286,17 +309,87 @@ def debian_base(
                     "LANG": "C.UTF-8",
                 },
             ),
-            history=[f"debootstrap --variant=minbase --include={','.join(packages)}"],
+            history=[f"debootstrap --variant=minbase --include={','.join(packages)} {suite}"],
         )
 
     key = _file_key(
         BASE_LAYOUT_VERSION,
-        config.DEBIAN_SUITE,
+        suite,
         config.DEBIAN_MIRROR,
         *packages,
         *(f"apt:{p}" for p in apt_packages),
     )
     return _cached(paths, name, key, make)
+
+
+def nodejs_dist(paths: config.Paths, base: oci.Image, log: pathlib.Path) -> oci.Image:
+    """Node.js and npm as :mod:`kfncluster.nodedist` pins them, in ``/usr/local`` on ``base``
+    (Debian: the glibc and libstdc++ the official binary links against)."""
+
+    def make(store: oci.BlobStore) -> oci.Image:
+        layers = _base_layers(store, base)
+        with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+            tree = pathlib.Path(tmp)
+            nodedist.unpack(nodedist.fetch(paths, log), tree)
+            layers.append(store.layer_from_tree([("usr/local", tree)], compress=True))
+        return store.image(
+            layers,
+            oci.ImageConfig(cmd=["node"], env={"PATH": _PATH, "LANG": "C.UTF-8"}),
+            history=[
+                "debootstrap (the base's layers)",
+                f"COPY node {nodedist.NODE.version} and npm {nodedist.NPM.version} /usr/local",
+            ],
+        )
+
+    key = _file_key(base.digest, nodedist.NODE.integrity, nodedist.NPM.integrity, "1")
+    return _cached(paths, f"base-nodejs{nodedist.NODE.version.split('.')[0]}", key, make)
+
+
+def base_python(paths: config.Paths) -> oci.Image:
+    """Debian bookworm with Python 3.11: kfn's own image, Envoy's and python3.11's base."""
+    return debian_base(paths, "base-python", ("python3",), paths.logs / "debootstrap.log")
+
+
+def base_nodejs(paths: config.Paths) -> oci.Image:
+    """Debian bookworm with Node.js 18 and npm: nodejs18's base."""
+    return debian_base(
+        paths, "base-nodejs", ("nodejs",), paths.logs / "debootstrap.log", apt_packages=("npm",)
+    )
+
+
+def base_python_trixie(paths: config.Paths) -> oci.Image:
+    """Debian trixie with Python 3.13: python3.13's base."""
+    return debian_base(
+        paths,
+        "base-python-trixie",
+        ("python3",),
+        paths.logs / "debootstrap-trixie.log",
+        suite=config.DEBIAN_NEXT_SUITE,
+    )
+
+
+def base_nodejs_trixie(paths: config.Paths) -> oci.Image:
+    """Debian trixie with Node.js 20 and npm: nodejs20's base."""
+    return debian_base(
+        paths,
+        "base-nodejs-trixie",
+        ("nodejs",),
+        paths.logs / "debootstrap-trixie.log",
+        apt_packages=("npm",),
+        suite=config.DEBIAN_NEXT_SUITE,
+    )
+
+
+def base_nodejs22(paths: config.Paths) -> oci.Image:
+    """Node.js 22 and npm (:mod:`kfncluster.nodedist`) on Debian trixie: nodejs22's base."""
+    trixie = debian_base(
+        paths,
+        "base-trixie",
+        ("ca-certificates",),
+        paths.logs / "debootstrap-trixie.log",
+        suite=config.DEBIAN_NEXT_SUITE,
+    )
+    return nodejs_dist(paths, trixie, paths.logs / "nodedist.log")
 
 
 def _apt_install(rootfs: pathlib.Path, packages: tuple[str, ...], log: pathlib.Path) -> None:

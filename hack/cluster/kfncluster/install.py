@@ -74,14 +74,16 @@ def local_values(paths: config.Paths, image: str) -> list[str]:
     with the runtime images made from this tree and the cluster CA."""
     repository, digest = image.split("@", 1)
     registry_host, _, repo_path = repository.partition("/")
-    runtimes = runtimeimages.push_all()
+    runtimes = runtimeimages.push_all(paths)
     return [
         "--values", str(VALUES_LOCAL),
         "--set", f"image.registry={registry_host}",
         "--set", f"image.repository={repo_path}",
         "--set", f"image.digest={digest}",
-        "--set", f"builder.runtimeImages.python={runtimes['python3.11']}",
-        "--set", f"builder.runtimeImages.nodejs={runtimes['nodejs18']}",
+        # One value per runtime made here (python3.13 → python313); python3.12 has no local
+        # base and keeps the chart's default (kfncluster.runtimeimages says why).
+        *(a for r, ref in runtimes.items()
+          for a in ("--set", f"builder.runtimeImages.{r.replace('.', '')}={ref}")),
         "--set-file", f"registry.caBundle={registry.ca_file(paths)}",
         # Event invocations are stored in the node's JetStream, so that they survive the
         # activators (tests/cluster/test_durable_events.py kills them all).

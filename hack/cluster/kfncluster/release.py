@@ -4,7 +4,8 @@ What a cluster admin installs with nothing from the source tree:
 
 * ``<registry>/kfn/kfn:<version>``: the kfn image (operator, activator, autoscaler, workers,
   builder, token service, helm test);
-* ``<registry>/kfn/runtime-python:<version>`` and ``kfn/runtime-nodejs:<version>``;
+* ``<registry>/kfn/runtime-<runtime>:<version>`` for each runtime made here
+  (:data:`kfncluster.runtimeimages.IMAGES`);
 * ``oci://<registry>/charts/kfn``, version ``<version>``: the chart, its ``image.registry``
   set to ``<registry>`` and its ``image.digest`` to the kfn index just pushed, so its
   defaults name exactly these images, even on a node that still holds an image once

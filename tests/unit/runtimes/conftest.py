@@ -3,12 +3,19 @@
 Each runtime gets a fresh task root (a copy of ``handlers/<language>``) and a minimal environment,
 as the operator would give a function container. Both runtimes print
 ``listening on 127.0.0.1:<port>`` once bound (``KFN_PORT=0`` picks a free port).
+
+Every test that starts a runtime runs once per runtime kfn offers (``test_x[python3.13]``), on
+that runtime's own interpreter: this machine's when it has that version, else the one in the
+runtime's base image, whose cached root filesystem the runtime is run in (a chroot in a private
+mount namespace, with /tmp and the runtime code bound in; root only). A runtime with neither is
+skipped, saying so; a test written for one language is skipped on the other's runtimes.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import http.client
 import json
 import os
@@ -25,12 +32,27 @@ from typing import Any
 
 import pytest
 
+from kfn.api import function
+from kfncluster import config as cluster_config
+from kfncluster import images, runtimeimages
+
 REPO = Path(__file__).resolve().parents[3]
 # The Python runtime's pure modules are unit-tested in-process too.
 sys.path.insert(0, str(REPO / "runtime-images/python"))
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 LANGUAGES = ("python", "nodejs")
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+#: PATH inside a base image (as its config sets it).
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def language_of(runtime: str) -> str:
+    return "python" if runtime in function.PYTHON_RUNTIMES else "nodejs"
+
+
+def version_of(runtime: str) -> str:
+    """``3.13`` for python3.13, ``22`` for nodejs22."""
+    return runtime.removeprefix(language_of(runtime))
 
 
 def python_command() -> list[str]:
@@ -39,10 +61,117 @@ def python_command() -> list[str]:
     return [exe, "-m", "kfn_runtime"]
 
 
-def command(language: str) -> list[str]:
+def command(language: str, interpreter: str | None = None) -> list[str]:
     if language == "python":
-        return python_command()
-    return ["node", str(REPO / "runtime-images/nodejs/kfn_runtime/index.js")]
+        return [interpreter, "-m", "kfn_runtime"] if interpreter else python_command()
+    return [interpreter or "node", str(REPO / "runtime-images/nodejs/kfn_runtime/index.js")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Interpreter:
+    """Where one runtime's interpreter is: this machine's, or a base image's root filesystem."""
+
+    runtime: str
+    executable: str
+    rootfs: Path | None = None
+
+    def argv(self) -> list[str]:
+        """The command line starting the runtime."""
+        return self.wrap(command(language_of(self.runtime), self.executable))
+
+    def wrap(self, inner: list[str]) -> list[str]:
+        """``inner`` run in ``rootfs`` when set: the host's /dev, /proc, /tmp and the runtime
+        code are bound in, in a mount namespace of its own that ends with the process."""
+        if self.rootfs is None:
+            return inner
+        runtime_dir = str(REPO / "runtime-images")
+        script = (
+            'set -e; root=$1; code=$2; shift 2; mkdir -p "$root$code"; '
+            'mount --rbind /dev "$root/dev"; mount --rbind /proc "$root/proc"; '
+            'mount --rbind /tmp "$root/tmp"; mount --bind "$code" "$root$code"; '
+            'exec chroot "$root" "$@"'
+        )
+        return [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            str(self.rootfs), runtime_dir, *inner,
+        ]  # fmt: skip
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return ""
+    return (done.stdout + done.stderr).strip()
+
+
+def _matches(runtime: str, reported: str) -> bool:
+    """Whether ``python3 --version`` / ``node --version`` output is ``runtime``'s version."""
+    version = version_of(runtime)
+    if language_of(runtime) == "python":
+        return reported.startswith(f"Python {version}.")
+    return reported.startswith(f"v{version}.")
+
+
+def _host_interpreter(runtime: str) -> str | None:
+    version = version_of(runtime)
+    if language_of(runtime) == "python":
+        candidates = [f"/usr/bin/python{version}", sys.executable]
+    else:
+        candidates = [shutil.which("node") or "node"]
+    for exe in candidates:
+        if os.path.exists(exe) and _matches(runtime, _version([exe, "--version"])):
+            return exe
+    return None
+
+
+def _unpacked(image_name: str) -> Path | None:
+    """The root filesystem of the base image cached as ``image_name``, unpacked once."""
+    paths = cluster_config.Paths()
+    image = images.find_cached(paths, image_name)
+    if image is None:
+        return None
+    root = paths.cache / "rootfs" / f"{image_name}-{image.digest.removeprefix('sha256:')[:16]}"
+    if not root.is_dir():
+        staging = root.with_name(root.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for layer in image.layers:
+            subprocess.run(
+                ["tar", "--extract", "--numeric-owner", "--file", str(layer.blob.path),
+                 "--directory", str(staging)],
+                check=True,
+            )  # fmt: skip
+        staging.rename(root)
+    return root
+
+
+@functools.cache
+def find_interpreter(runtime: str) -> Interpreter | str:
+    """The runtime's interpreter, or why there is none here (the reason a test is skipped)."""
+    exe = _host_interpreter(runtime)
+    if exe is not None:
+        return Interpreter(runtime, exe)
+    made = runtimeimages.IMAGES.get(runtime)
+    if made is None:
+        return (
+            f"{runtime}: this machine has no {language_of(runtime)} {version_of(runtime)} and "
+            "the local cluster makes no base image for it (kfncluster.runtimeimages says why)"
+        )
+    if os.geteuid() != 0:
+        return f"{runtime}: running it in its base image's root filesystem needs root"
+    rootfs = _unpacked(made.cache_name)
+    if rootfs is None:
+        return (
+            f"{runtime}: this machine has no {language_of(runtime)} {version_of(runtime)} and "
+            f"its base image {made.cache_name} is not cached yet (make up makes it)"
+        )
+    exe = "python3" if language_of(runtime) == "python" else "node"
+    found = Interpreter(runtime, exe, rootfs)
+    reported = _version(found.wrap([exe, "--version"]))
+    if not _matches(runtime, reported):
+        return f"{runtime}: the base image {made.cache_name} has {reported!r}"
+    return found
 
 
 @dataclasses.dataclass
@@ -126,7 +255,15 @@ def make_task_root(language: str, dest: Path) -> Path:
     return root
 
 
-def start(language: str, task_root: Path, handler: str, **env: str) -> RunningRuntime:
+def start(
+    language: str,
+    task_root: Path,
+    handler: str,
+    *,
+    interpreter: Interpreter | None = None,
+    **env: str,
+) -> RunningRuntime:
+    """Starts the ``language`` runtime on ``interpreter`` (by default this machine's)."""
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(task_root),
@@ -142,8 +279,13 @@ def start(language: str, task_root: Path, handler: str, **env: str) -> RunningRu
         "PYTHONDONTWRITEBYTECODE": "1",
         **env,
     }
+    argv = command(language)
+    if interpreter is not None:
+        argv = interpreter.argv()
+        if interpreter.rootfs is not None:
+            environment["PATH"] = IMAGE_PATH
     proc = subprocess.Popen(
-        command(language),
+        argv,
         env=environment,
         cwd=task_root,
         stdin=subprocess.DEVNULL,
@@ -175,27 +317,47 @@ def start(language: str, task_root: Path, handler: str, **env: str) -> RunningRu
 Starter = Callable[..., RunningRuntime]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that starts a runtime runs on each runtime kfn offers."""
+    if "runtime" in metafunc.fixturenames:
+        metafunc.parametrize("runtime", function.RUNTIMES, indirect=True)
+
+
 @pytest.fixture
-def start_runtime(tmp_path: Path) -> Iterator[Starter]:
-    """``start_runtime(language, handler, **env)`` → a running runtime, killed at teardown."""
+def runtime(request: pytest.FixtureRequest) -> str:
+    """The runtime a test runs on (``python3.13``...), one of the parameters above."""
+    return str(request.param)
+
+
+@pytest.fixture
+def language(runtime: str) -> str:
+    return language_of(runtime)
+
+
+@pytest.fixture
+def start_runtime(tmp_path: Path, runtime: str) -> Iterator[Starter]:
+    """``start_runtime(language, handler, **env)`` → a running runtime, killed at teardown.
+
+    A test for the other language than the runtime's is skipped, as is a runtime whose
+    interpreter this machine lacks (the reason says which and why)."""
     started: list[RunningRuntime] = []
     roots: dict[str, Path] = {}
 
     def starter(language: str, handler: str, **env: str) -> RunningRuntime:
+        if language != language_of(runtime):
+            pytest.skip(f"written for the {language} runtimes")
+        found = find_interpreter(runtime)
+        if isinstance(found, str):
+            pytest.skip(found)
         if language not in roots:
             roots[language] = make_task_root(language, tmp_path)
-        runtime = start(language, roots[language], handler, **env)
-        started.append(runtime)
-        return runtime
+        running = start(language, roots[language], handler, interpreter=found, **env)
+        started.append(running)
+        return running
 
     yield starter
-    for runtime in started:
-        runtime.stop()
-
-
-@pytest.fixture(params=LANGUAGES)
-def language(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+    for running in started:
+        running.stop()
 
 
 def b64(data: bytes) -> str:

@@ -14,11 +14,16 @@ Three measurements on the local cluster, ``--trials`` each:
   autoscaler, the scale subresource write, the pod start, the activator's own
   readiness probing and the invocation.
 
-The three run interleaved, trial by trial, so the machine's load weighs on them alike.
+* **cold start per runtime** — the same through the activator for a Function built by kfn
+  from inline source on each runtime's image (``--runtimes``, by default every runtime the
+  local cluster makes an image for): what the interpreter's own start adds.
+
+They run interleaved, trial by trial, so the machine's load weighs on them alike.
 Prints every trial and p50/p99 of each, and the activator's margin over both floors.
 Targets: p50 ≤ 1.0 s and ≤ 0.3 s above the bare pod-start floor.
 
     .venv/bin/python bench/cold_start.py --trials 20
+    .venv/bin/python bench/cold_start.py --trials 10 --runtimes nodejs22 python3.13
 
 Expects kfn installed (``make up``). Everything it creates lives in one namespace that
 is deleted at the end. All traffic goes to cluster addresses on this machine.
@@ -51,9 +56,10 @@ from tests.cluster.invoking import bearer  # noqa: E402
 from tests.cluster.kubeutil import KUBECONFIG, kubectl, kubectl_json, push_python_app  # noqa: E402
 
 import pod_start  # noqa: E402
-from kfncluster import fnimage  # noqa: E402
+from kfncluster import fnimage, runtimeimages  # noqa: E402
 
 HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
+NODE_HANDLER = "exports.handler = async () => ({ ok: true });\n"
 RESTRICTED = {
     "runAsNonRoot": True,
     "allowPrivilegeEscalation": False,
@@ -143,31 +149,38 @@ def _scale_to_zero(api: client.CoreV1Api, ns: str, name: str) -> None:
         time.sleep(0.1)
 
 
-def deploy_function(ns: str, image: str, address: tuple[str, int]) -> str:
+def deploy_function(ns: str, address: tuple[str, int], name: str, spec: dict[str, object]) -> str:
     """A Function at zero that scales back to zero one second after each request."""
     fn = {
         "apiVersion": "kfn.dev/v1alpha1",
         "kind": "Function",
-        "metadata": {"name": "cold", "namespace": ns},
-        "spec": {
-            "runtime": "python3.11",
-            "handler": "app.handler",
-            "source": {"image": image},
-            "scale": {"idleTimeout": "1s"},
-        },
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"handler": "app.handler", "scale": {"idleTimeout": "1s"}, **spec},
     }
     kubectl("apply", "-f", "-", input=json.dumps(fn))
-    path = f"/_kfn/functions/{ns}/cold/invoke"
-    _wait(lambda: _known(address, path), "the activators to know the function")
+    path = f"/_kfn/functions/{ns}/{name}/invoke"
+    _wait(lambda: _known(address, path), f"the activators to know {name}", timeout=900)
     return path
 
 
-def activator_trial(api: client.CoreV1Api, ns: str, path: str, address: tuple[str, int]) -> float:
+def runtime_function(runtime: str) -> dict[str, object]:
+    """The spec of a trivial handler on ``runtime``, built by kfn from inline source."""
+    file = {"name": "app.py", "content": HANDLER}
+    if not runtime.startswith("python"):
+        file = {"name": "app.js", "content": NODE_HANDLER}
+    return {"runtime": runtime, "source": {"inline": {"files": [file]}}}
+
+
+def activator_trial(
+    api: client.CoreV1Api, ns: str, name: str, path: str, address: tuple[str, int]
+) -> float:
     """One invocation of the Function once it is at zero with no pod left."""
-    label = "kfn.dev/function=cold"
+    label = f"kfn.dev/function={name}"
     _wait(
-        lambda: _replicas(ns) == 0 and not api.list_namespaced_pod(ns, label_selector=label).items,
-        "the function at zero with no pod left",
+        lambda: (
+            _replicas(ns, name) == 0 and not api.list_namespaced_pod(ns, label_selector=label).items
+        ),
+        f"{name} at zero with no pod left",
     )
     response = asyncio.run(httpload.request(*address, "POST", path, b"{}", headers=bearer()))
     if response.status != 200:
@@ -175,8 +188,8 @@ def activator_trial(api: client.CoreV1Api, ns: str, path: str, address: tuple[st
     return response.seconds
 
 
-def _replicas(ns: str) -> int:
-    return int(kubectl_json("-n", ns, "get", "deployment", "cold")["spec"].get("replicas", 0))
+def _replicas(ns: str, name: str) -> int:
+    return int(kubectl_json("-n", ns, "get", "deployment", name)["spec"].get("replicas", 0))
 
 
 def _known(address: tuple[str, int], path: str) -> bool:
@@ -216,6 +229,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--namespace", default="kfn-system", help="where kfn runs")
+    parser.add_argument(
+        "--runtimes",
+        nargs="*",
+        default=list(runtimeimages.IMAGES),
+        help="runtimes whose cold start to time too (none: skip)",
+    )
     args = parser.parse_args()
 
     api_client = config.new_client_from_config(config_file=str(KUBECONFIG))  # type: ignore[no-untyped-call]
@@ -231,20 +250,30 @@ def main() -> int:
     floor: list[float] = []
     runtime: list[float] = []
     cold: list[float] = []
+    per_runtime: dict[str, list[float]] = {r: [] for r in args.runtimes}
     try:
         for body in (deployment("bare", bare), deployment("runtime", image, RUNTIME_ENV)):
             kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(body))
         warm(api, ns, "bare")
         warm(api, ns, "runtime")
-        path = deploy_function(ns, image, address)
-        # Interleaved, so that the machine's load weighs on the three alike.
+        path = deploy_function(
+            ns, address, "cold", {"runtime": "python3.11", "source": {"image": image}}
+        )
+        # Each runtime's Function is built first (kfn's build Job), then timed from zero.
+        runtime_paths = {
+            r: deploy_function(ns, address, _name(r), runtime_function(r)) for r in args.runtimes
+        }
+        # Interleaved, so that the machine's load weighs on them all alike.
         for trial in range(1, args.trials + 1):
             floor.append(pod_start_trial(api, apps, ns, "bare", "/"))
             runtime.append(pod_start_trial(api, apps, ns, "runtime", "/_kfn/ready"))
-            cold.append(activator_trial(api, ns, path, address))
+            cold.append(activator_trial(api, ns, "cold", path, address))
+            for r, r_path in runtime_paths.items():
+                per_runtime[r].append(activator_trial(api, ns, _name(r), r_path, address))
             print(
                 f"trial {trial:2d}: bare {floor[-1] * 1000:5.0f} ms   runtime "
-                f"{runtime[-1] * 1000:5.0f} ms   activator {cold[-1] * 1000:5.0f} ms",
+                f"{runtime[-1] * 1000:5.0f} ms   activator {cold[-1] * 1000:5.0f} ms"
+                + "".join(f"   {r} {v[-1] * 1000:5.0f} ms" for r, v in per_runtime.items()),
                 flush=True,
             )
     finally:
@@ -253,6 +282,8 @@ def main() -> int:
     floor50, floor99 = summary("bare pod start (floor)", floor)
     runtime50, runtime99 = summary("runtime pod start", runtime)
     cold50, cold99 = summary("cold start through the activator", cold)
+    for r, values in per_runtime.items():
+        summary(f"cold start, {r} (built by kfn)", values)
     print(
         f"\nactivator over the bare floor:   p50 {(cold50 - floor50) * 1000:+.0f} ms, "
         f"p99 {(cold99 - floor99) * 1000:+.0f} ms, "
@@ -265,6 +296,11 @@ def main() -> int:
     met = cold50 <= 1.0 and cold50 - floor50 <= 0.3
     print(f"targets (p50 <= 1.0 s, <= 0.3 s above the floor): {'met' if met else 'NOT met'}")
     return 0
+
+
+def _name(runtime: str) -> str:
+    """``cold-python313`` for python3.13: a Function name (DNS-1035)."""
+    return "cold-" + runtime.replace(".", "")
 
 
 if __name__ == "__main__":

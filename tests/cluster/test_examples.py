@@ -430,6 +430,27 @@ def test_the_web_backend_answers_on_its_function_url_over_https_from_zero(edge: 
         assert headers["access-control-allow-origin"] == "*"
 
 
+#: The hellos of examples/runtimes/function.yaml: runtime → interpreter version prefix.
+RUNTIME_HELLOS = {"python3.13": "3.13.", "nodejs20": "20.", "nodejs22": "22."}
+
+
+def test_each_runtimes_hello_answers_from_its_own_interpreter(edge: str) -> None:
+    with scratch_namespace("examples-runtimes") as namespace:
+        run_example("runtimes", namespace)
+        for runtime, version in RUNTIME_HELLOS.items():
+            name = f"hello-{runtime.replace('.', '')}"
+            with timed(f"{name} built and Ready"):
+                wait_ready(namespace, "function", name, BUILD_TIMEOUT)
+            with timed(f"{name} over HTTPS (from zero)"):
+                status, _, answer = served(f"{name}-{namespace}.{gateway.DOMAIN}", "/?name=kfn")
+            assert status == 200, answer
+            doc = json.loads(answer)
+            suffix = "" if runtime.startswith("python") else ".x"
+            assert doc["runtime"] == f"AWS_Lambda_{runtime}{suffix}"
+            assert doc["version"].startswith(version)
+            assert doc["hello"] == "kfn"
+
+
 def test_the_webhook_answers_202_to_a_signed_delivery_and_401_to_a_bad_signature(
     edge: str,
 ) -> None:

@@ -195,3 +195,25 @@ def test_the_status_carries_the_build_records_and_leaves_them_out_when_there_are
     empty = compute(provenance.Records())
     assert "builds" not in empty
     assert "dependencyLayers" not in empty
+
+
+# --- runtimes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", function.RUNTIMES)
+def test_each_runtime_builds_on_its_own_image_and_checks_its_language_and_node_runs_npm(
+    runtime: str,
+) -> None:
+    images = {r: f"registry.local/kfn/runtime-{r}@sha256:{'3' * 64}" for r in function.RUNTIMES}
+    settings = dataclasses.replace(SETTINGS, runtime_images=images)
+    steps = {
+        s["name"]: s
+        for s in _steps(build.build_job(_function(INLINE, runtime), SHA, settings, files={}))
+    }
+    assert steps["check"]["image"] == images[runtime]
+    assert _env(steps["build"])["KFN_BUILD_BASE_IMAGE"] == images[runtime]
+    python = runtime in function.PYTHON_RUNTIMES
+    assert steps["check"]["command"][0] == ("python3" if python else "node")
+    assert ("npm" in steps) is not python
+    if not python:
+        assert steps["npm"]["image"] == images[runtime]

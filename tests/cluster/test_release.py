@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from kfncluster import config, install, kfnimage, release
+from kfncluster import config, install, kfnimage, release, runtimeimages
 from kfncluster import registry as local_registry
 from tests.cluster import invoking, kubeutil
 
@@ -123,7 +123,8 @@ def test_the_released_images_are_multi_architecture_indexes(chart: tuple[str, st
     _, version = chart
     from kfn import oci  # noqa: PLC0415
 
-    for repository in ("kfn/kfn", "kfn/runtime-python", "kfn/runtime-nodejs"):
+    runtimes = [runtimeimages.repository(r) for r in runtimeimages.IMAGES]
+    for repository in ("kfn/kfn", *runtimes):
         found = registry.get_manifest(oci.Reference(config.REGISTRY, repository, version))
         assert found is not None, repository
         doc = found[1]

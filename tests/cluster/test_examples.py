@@ -431,7 +431,12 @@ def test_the_web_backend_answers_on_its_function_url_over_https_from_zero(edge: 
 
 
 #: The hellos of examples/runtimes/function.yaml: runtime → interpreter version prefix.
-RUNTIME_HELLOS = {"python3.13": "3.13.", "nodejs20": "20.", "nodejs22": "22."}
+RUNTIME_HELLOS = {
+    "python3.12": "3.12.",
+    "python3.13": "3.13.",
+    "nodejs20": "20.",
+    "nodejs22": "22.",
+}
 
 
 def test_each_runtimes_hello_answers_from_its_own_interpreter(edge: str) -> None:

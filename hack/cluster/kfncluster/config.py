@@ -83,6 +83,9 @@ BASE_PYTHON_IMAGE = f"{REGISTRY}/kfn/base-python:{DEBIAN_SUITE}"
 BASE_NODEJS_IMAGE = f"{REGISTRY}/kfn/base-nodejs:{DEBIAN_SUITE}"
 #: Debian trixie with Python 3.13: the base of the python3.13 runtime.
 BASE_PYTHON_TRIXIE_IMAGE = f"{REGISTRY}/kfn/base-python:{DEBIAN_NEXT_SUITE}"
+#: CPython 3.12 built from source (:mod:`kfncluster.cpython`) on Debian bookworm: the base
+#: of the python3.12 runtime.
+BASE_PYTHON312_IMAGE = f"{REGISTRY}/kfn/base-python:3.12-{DEBIAN_SUITE}"
 #: Debian trixie with nodejs (20) and npm: the base of the nodejs20 runtime.
 BASE_NODEJS_TRIXIE_IMAGE = f"{REGISTRY}/kfn/base-nodejs:{DEBIAN_NEXT_SUITE}"
 #: Node.js 22 and npm from the npm registry (:mod:`kfncluster.nodedist`) on Debian trixie:

@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Callable
 
 from kfn import oci
-from kfncluster import config, host, nodedist
+from kfncluster import config, cpython, host, nodedist
 from kfncluster import registry as local_registry
 
 NONROOT = 65532
@@ -276,7 +276,7 @@ def debian_base(
         ]
         host.run_logged(cmd, log, "debootstrap")
         if apt_packages:
-            _apt_install(rootfs, apt_packages, log)
+            apt_install(rootfs, apt_packages, log)
         for rel in _PRUNE:
             target = rootfs / rel
             if target.is_dir():
@@ -392,7 +392,30 @@ def base_nodejs22(paths: config.Paths) -> oci.Image:
     return nodejs_dist(paths, trixie, paths.logs / "nodedist.log")
 
 
-def _apt_install(rootfs: pathlib.Path, packages: tuple[str, ...], log: pathlib.Path) -> None:
+def base_python312(paths: config.Paths) -> oci.Image:
+    """CPython 3.12 built from source (:mod:`kfncluster.cpython`) in ``/usr/local`` on Debian
+    bookworm with the libraries it links against: python3.12's base."""
+    log = paths.logs / "cpython.log"
+    libs = debian_base(paths, "base-python312-libs", cpython.RUNTIME_PACKAGES, log)
+
+    def make(store: oci.BlobStore) -> oci.Image:
+        layers = _base_layers(store, libs)
+        usr_local = cpython.build(paths, log, apt_install)
+        layers.append(store.layer_from_tree([("usr/local", usr_local)], compress=True))
+        return store.image(
+            layers,
+            oci.ImageConfig(cmd=["python3"], env={"PATH": _PATH, "LANG": "C.UTF-8"}),
+            history=[
+                "debootstrap (the base's layers)",
+                f"COPY CPython {cpython.VERSION} (built from source) /usr/local",
+            ],
+        )
+
+    key = _file_key(libs.digest, cpython.ZIP_SHA256, cpython.CONFIGURE, "1")
+    return _cached(paths, "base-python312", key, make)
+
+
+def apt_install(rootfs: pathlib.Path, packages: tuple[str, ...], log: pathlib.Path) -> None:
     """``apt-get install`` inside ``rootfs`` (a chroot using the host's resolver)."""
     resolv = rootfs / "etc" / "resolv.conf"
     saved = resolv.read_bytes() if resolv.is_file() and not resolv.is_symlink() else None

@@ -80,8 +80,7 @@ def local_values(paths: config.Paths, image: str) -> list[str]:
         "--set", f"image.registry={registry_host}",
         "--set", f"image.repository={repo_path}",
         "--set", f"image.digest={digest}",
-        # One value per runtime made here (python3.13 → python313); python3.12 has no local
-        # base and keeps the chart's default (kfncluster.runtimeimages says why).
+        # One value per runtime (python3.13 → python313).
         *(a for r, ref in runtimes.items()
           for a in ("--set", f"builder.runtimeImages.{r.replace('.', '')}={ref}")),
         "--set-file", f"registry.caBundle={registry.ca_file(paths)}",

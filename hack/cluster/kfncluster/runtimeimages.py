@@ -3,10 +3,9 @@
 ``kfn/runtime-<runtime>`` is the runtime's base plus ``runtime-images/<language>``: for
 python3.11 and nodejs18 Debian bookworm's ``python3`` and ``nodejs`` (with ``npm``: builds run
 npm in it), for python3.13 and nodejs20 Debian trixie's, for nodejs22 Node.js 22 from the npm
-registry on trixie (:mod:`kfncluster.nodedist`). python3.12 has no local base: no Debian
-release this machine installs from has Python 3.12, so the local cluster leaves it to the
-chart's default image (a real cluster names one, e.g. runtime-images/python/Dockerfile built
-on python:3.12-slim). Each image is assembled as OCI data per the runtime's ``image.json``
+registry on trixie (:mod:`kfncluster.nodedist`), for python3.12 CPython built from source on
+bookworm (:mod:`kfncluster.cpython`: no Debian release this machine installs from has it).
+Each image is assembled as OCI data per the runtime's ``image.json``
 (the same description its Dockerfile follows elsewhere): one layer holding the runtime
 directory, pushed on top of the base with :func:`kfn.oci.extend`, so the base's layers are
 mounted inside the registry and only the runtime layer travels.
@@ -14,10 +13,11 @@ mounted inside the registry and only the runtime layer travels.
 They are made by ``make up`` and the test fixture that installs kfn, not at cluster bring-up:
 the runtime code lives in the working tree and changes with it, while bring-up does nothing
 to a healthy cluster. The bases are made here too (cached, see :mod:`kfncluster.images`) and
-pushed when the registry lacks them: on a fresh machine the trixie bases take a few minutes
-once; after that making the images takes well under a second. The tag is
-``<language version>-<content key>`` so each version of the runtime code has its own name, and
-the chart gets them pinned by digest: a new runtime is a new build hash, so functions rebuild.
+pushed when the registry lacks them: on a fresh machine the new ones take about 12 minutes
+once (most of it compiling CPython 3.12); after that making the images takes well under a
+second. The tag is ``<language version>-<content key>`` so each version of the runtime code has
+its own name, and the chart gets them pinned by digest: a new runtime is a new build hash, so
+functions rebuild.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class RuntimeImage:
 IMAGES = {
     "python3.11": RuntimeImage(
         "python", "3.11", config.BASE_PYTHON_IMAGE, "base-python", images.base_python
+    ),
+    "python3.12": RuntimeImage(
+        "python", "3.12", config.BASE_PYTHON312_IMAGE, "base-python312", images.base_python312
     ),
     "python3.13": RuntimeImage(
         "python",

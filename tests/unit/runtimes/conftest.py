@@ -143,6 +143,11 @@ def _unpacked(image_name: str) -> Path | None:
                 check=True,
             )  # fmt: skip
         staging.rename(root)
+        for stale in root.parent.glob(f"{image_name}-*"):
+            # The same base unpacked from an older image: "base-nodejs-<digest>", not
+            # "base-nodejs-trixie-<digest>".
+            if stale != root and "-" not in stale.name.removeprefix(f"{image_name}-"):
+                shutil.rmtree(stale, ignore_errors=True)
     return root
 
 

@@ -424,14 +424,24 @@ class Runtime {
       this.send(req, res, 400, [JSON_TYPE, ...ids], dump(shape));
       return this.finished(res);
     }
-    const outcome = await this.call(event, {
-      rid,
-      timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
-      invocationType: req.headers['kfn-invocation-type'] || 'RequestResponse',
-      clientContext: context.parseClientContext(req.headers['kfn-client-context']),
-    });
-    const [status, headers, body] = invokeResponse(outcome);
-    if (outcome.kind === 'ok' && status !== 200) logs.write(logs.errorRecord(rid, this.clock(), JSON.parse(body)));
+    const tail = req.headers['kfn-log-type'] === 'Tail';
+    if (tail) logs.capture(rid);
+    let status, headers, body;
+    try {
+      const outcome = await this.call(event, {
+        rid,
+        timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
+        invocationType: req.headers['kfn-invocation-type'] || 'RequestResponse',
+        clientContext: context.parseClientContext(req.headers['kfn-client-context']),
+      });
+      [status, headers, body] = invokeResponse(outcome);
+      if (outcome.kind === 'ok' && status !== 200) logs.write(logs.errorRecord(rid, this.clock(), JSON.parse(body)), rid);
+    } finally {
+      if (tail) {
+        const result = logs.release(rid);
+        if (headers) headers = [...headers, ['Kfn-Log-Result', result]];
+      }
+    }
     this.send(req, res, status, [...headers, ...ids], body);
     return this.finished(res);
   }
@@ -499,7 +509,7 @@ class Runtime {
     const slot = ++this.slotIds;
     this.slots.set(slot, deadlineMs);
     const started = process.hrtime.bigint();
-    logs.write(logs.startLine(rid, this.cfg.functionVersion));
+    logs.write(logs.startLine(rid, this.cfg.functionVersion), rid);
     const makeCtx = (settle) => context.makeContext({
       cfg: this.cfg, requestId: rid, deadlineMs, invocationType, clientContext, settle, clock: this.clock,
     });
@@ -517,21 +527,21 @@ class Runtime {
     let outcome;
     if (settled.kind === 'timeout' || this.clock() > deadlineMs) {
       outcome = timeout;
-      logs.write(`${new Date(this.clock()).toISOString()}\t${rid}\t${message}\n`);
+      logs.write(`${new Date(this.clock()).toISOString()}\t${rid}\t${message}\n`, rid);
     } else if (settled.kind === 'error') {
       outcome = { kind: 'error', error: errors.fromThrown(settled.err) };
-      logs.write(logs.errorRecord(rid, this.clock(), outcome.error));
+      logs.write(logs.errorRecord(rid, this.clock(), outcome.error), rid);
     } else {
       outcome = { kind: 'ok', result: settled.result };
     }
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
     const initDurationMs = this.initDurationMs;
     this.initDurationMs = null;
-    logs.write(logs.endLine(rid));
+    logs.write(logs.endLine(rid), rid);
     logs.write(logs.reportLine(rid, {
       durationMs, memoryMb: this.cfg.memoryMb, maxMemoryUsedMb: logs.maxMemoryUsedMb(), initDurationMs,
       status: outcome.kind === 'timeout' ? 'timeout' : undefined,
-    }));
+    }), rid);
     return outcome;
   }
 }

@@ -399,16 +399,24 @@ class Runtime:
                 errors.INVALID_REQUEST_CONTENT, f"Could not parse request body into json: {exc}"
             )
             return await self._send(writer, 400, [_JSON, *ids], _dump(shape), head.keep_alive)
-        outcome = await self._call(
-            event,
-            rid=rid,
-            timeout_ms=timeout_from(head.header("kfn-timeout-ms"), self.cfg.timeout_ms),
-            invocation_type=head.header("kfn-invocation-type") or "RequestResponse",
-            client_context=context.parse_client_context(head.header("kfn-client-context")),
-        )
-        status, headers, body = invoke_response(outcome)
-        if outcome.kind == "ok" and status != 200:
-            self._log_error(rid, json.loads(body))
+        tail = head.header("kfn-log-type") == "Tail"
+        if tail:
+            logs.capture(rid)
+        try:
+            outcome = await self._call(
+                event,
+                rid=rid,
+                timeout_ms=timeout_from(head.header("kfn-timeout-ms"), self.cfg.timeout_ms),
+                invocation_type=head.header("kfn-invocation-type") or "RequestResponse",
+                client_context=context.parse_client_context(head.header("kfn-client-context")),
+            )
+            status, headers, body = invoke_response(outcome)
+            if outcome.kind == "ok" and status != 200:
+                self._log_error(rid, json.loads(body))
+        finally:
+            log_result = logs.release(rid) if tail else None
+        if log_result is not None:
+            headers = [*headers, ("Kfn-Log-Result", log_result)]
         return await self._send(writer, status, [*headers, *ids], body, head.keep_alive)
 
     async def _http_event(
@@ -463,7 +471,8 @@ class Runtime:
         self._out.raw_write(
             logs.error_record(
                 rid, self._clock(), shape["errorType"], shape["errorMessage"], shape["stackTrace"]
-            )
+            ),
+            rid,
         )
 
     async def _call(
@@ -506,7 +515,7 @@ class Runtime:
         slot = self._slot_ids = self._slot_ids + 1
         self._slots[slot] = deadline_ms
         started = self._clock()
-        self._out.raw_write(logs.start_line(rid, self.cfg.function_version))
+        self._out.raw_write(logs.start_line(rid, self.cfg.function_version), rid)
         ctx = contextvars.copy_context()
         ctx.run(logs.request_id.set, rid)
         lambda_context = context.LambdaContext(
@@ -533,7 +542,7 @@ class Runtime:
             if isinstance(running, asyncio.Task):
                 running.cancel()  # a thread cannot be stopped: it runs on, holding its slot
             outcome = timeout
-            self._out.raw_write(f"{logs.iso_time(self._clock())}\t{rid}\t{timeout_message}\n")
+            self._out.raw_write(f"{logs.iso_time(self._clock())}\t{rid}\t{timeout_message}\n", rid)
         elif running.cancelled():
             outcome = Outcome(
                 "error", error=errors.shape("CancelledError", "handler was cancelled")
@@ -546,7 +555,7 @@ class Runtime:
         self._out.end_request(rid)
         duration_ms = (self._clock() - started) * 1000
         init_ms, self._init_duration_ms = self._init_duration_ms, None
-        self._out.raw_write(logs.end_line(rid))
+        self._out.raw_write(logs.end_line(rid), rid)
         self._out.raw_write(
             logs.report_line(
                 rid,
@@ -555,7 +564,8 @@ class Runtime:
                 max_memory_used_mb=logs.max_memory_used_mb(),
                 init_duration_ms=init_ms,
                 status="timeout" if outcome.kind == "timeout" else None,
-            )
+            ),
+            rid,
         )
         return outcome
 

@@ -77,6 +77,7 @@ class RequestHead:
         "authorization_lines",
         "chunked",
         "content_length",
+        "everything",
         "expect_continue",
         "forwarded",
         "given_request_id",
@@ -122,9 +123,14 @@ class RequestHead:
         self.origin = b""
         self.acr_method = b""
         self.acr_headers = b""
+        #: Every header as it came, in order: kept only for a Lambda API request, whose
+        #: signature covers headers the proxy otherwise drops or rewrites.
+        self.everything: list[tuple[bytes, bytes]] | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One header as parsed: noted, kept, or dropped."""
+        if self.everything is not None:
+            self.everything.append((name, value))
         code = _SPECIAL.get(name.lower())
         if code is not None:
             if code == _DROP:

@@ -433,9 +433,10 @@ def configuration(facts: Facts, region: str, account: str) -> dict[str, object]:
     if facts.last_modified:
         config["LastModified"] = facts.last_modified
     runtime = lambda_runtime(facts.runtime)
-    if runtime is not None and facts.package_type == "Zip":
+    # Shown for an image's Function too (Lambda would not): kfn's images run its runtimes.
+    if runtime is not None:
         config["Runtime"] = runtime
-    if facts.handler is not None and facts.package_type == "Zip":
+    if facts.handler is not None:
         config["Handler"] = facts.handler
     if facts.state_reason:
         config["StateReason"] = facts.state_reason

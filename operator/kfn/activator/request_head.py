@@ -58,6 +58,9 @@ _SPECIAL = {
     b"kfn-deadline-ms": _DROP,
     b"kfn-timeout-ms": _DROP,
     b"kfn-function-name": _DROP,
+    # Only the activator asks a pod for an invocation's log (Lambda's LogType, lambda_door):
+    # a caller of the invoke API or a route cannot read it this way.
+    b"kfn-log-type": _DROP,
     # The route's, never the client's (:func:`kfn.activator.router.pod_headers`).
     b"kfn-payload-format": _DROP,
     b"kfn-path-prefix": _DROP,

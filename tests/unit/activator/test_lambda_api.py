@@ -25,6 +25,7 @@ from kfn.activator import access, lambda_door, lambda_keys, server, sigv4
 from tests.unit.runtimes import conftest as runtimes
 
 from .conftest import FN, MakeActivator
+from .http import Client
 from .test_access import ALICE, ApiServer
 
 CI_KEY = sigv4.Key("AKIAKFNTEST0000000001", "ci-secret-key", "default", "ci")
@@ -270,5 +271,24 @@ async def test_a_function_error_is_unhandled_with_lambdas_error_payload(
         assert error["errorType"] == "BoomError"
         assert "on purpose" in error["errorMessage"]
         assert isinstance(error["stackTrace"], list)
+    finally:
+        runtime.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_caller_of_the_invoke_api_cannot_ask_the_pod_for_its_log(
+    make_activator: MakeActivator, tmp_path: Path
+) -> None:
+    runtime = runtimes.start("python", runtimes.make_task_root("python", tmp_path), "app.echo")
+    try:
+        activator = await make_activator(endpoints=frozenset({f"127.0.0.1:{runtime.port}"}))
+        client = await Client.connect(activator.ports[0])
+        answer = await client.request(
+            "POST", "/_kfn/functions/default/hello/invoke", b"{}", headers={"Kfn-Log-Type": "Tail"}
+        )
+        assert answer.status == 200
+        assert "kfn-log-result" not in answer.headers
+        assert "x-amz-log-result" not in answer.headers
+        await client.close()
     finally:
         runtime.stop()

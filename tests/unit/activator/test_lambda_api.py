@@ -292,3 +292,46 @@ async def test_a_caller_of_the_invoke_api_cannot_ask_the_pod_for_its_log(
         await client.close()
     finally:
         runtime.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("language", runtimes.LANGUAGES)
+async def test_a_client_context_reaches_the_handlers_context(
+    make_activator: MakeActivator, tmp_path: Path, language: str
+) -> None:
+    runtime = runtimes.start(
+        language, runtimes.make_task_root(language, tmp_path), "app.client_context"
+    )
+    try:
+        activator = await make_activator(
+            endpoints=frozenset({f"127.0.0.1:{runtime.port}"}), invoke_door=True
+        )
+        activator.ctx.lambda_service = lambda_door.LambdaApi(
+            keys=lambda_keys.StaticKeys((CI_KEY,)), review=None
+        )
+        client = Setup(activator, runtime).client()
+        given = {"custom": {"tenant": "a"}, "env": {"locale": "fr"}}
+        context = base64.b64encode(json.dumps(given).encode()).decode()
+        answer = await run(client.invoke, FunctionName="hello", ClientContext=context)
+        assert json.loads(answer["Payload"].read()) == given
+    finally:
+        runtime.stop()
+
+
+@pytest.mark.asyncio
+async def test_payloads_over_lambdas_limits_are_request_too_large(setup: Setup) -> None:
+    client = setup.client()
+    with pytest.raises(client.exceptions.RequestTooLargeException):
+        await run(
+            client.invoke, FunctionName="hello", Payload=b'"' + b"x" * (6 * 1024 * 1024) + b'"'
+        )
+    with pytest.raises(client.exceptions.RequestTooLargeException):
+        await run(
+            client.invoke,
+            FunctionName="hello",
+            InvocationType="Event",
+            Payload=b'"' + b"x" * (256 * 1024) + b'"',
+        )
+    # The connection and the activator serve on.
+    answer = await run(client.invoke, FunctionName="hello", Payload=b"{}")
+    assert answer["StatusCode"] == 200

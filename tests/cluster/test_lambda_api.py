@@ -26,7 +26,7 @@ import pytest
 
 from kfncluster import fnimage
 from tests.cluster.invoking import deploy, invoke_address
-from tests.cluster.kubeutil import kubectl, scratch_namespace, wait_for
+from tests.cluster.kubeutil import KUBECONFIG, KUBECTL, kubectl, scratch_namespace, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -252,3 +252,17 @@ def test_the_aws_cli_invokes_with_the_log_tail_and_lists_functions(
     assert "REPORT RequestId:" in log
     listed = json.loads(aws(door, tenant, tmp_path, "lambda", "list-functions"))
     assert [f["FunctionName"] for f in listed["Functions"]] == ["fn"]
+
+
+def test_the_activator_may_read_kfn_lambda_access_keys_secrets_and_no_others(kfn: str) -> None:
+    activator = f"--as=system:serviceaccount:{kfn}:kfn-activator"
+    named = "--field-selector=metadata.name=kfn-lambda-access-keys"
+    kubectl("get", "secrets", "--all-namespaces", named, activator)
+    refused = subprocess.run(
+        [str(KUBECTL), f"--kubeconfig={KUBECONFIG}", "get", "secrets", "-A", activator],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr.lower()

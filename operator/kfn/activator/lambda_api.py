@@ -48,8 +48,6 @@ PAGE_LIMIT: Final = 50
 DEFAULT_ACCOUNT: Final = "000000000000"
 DEFAULT_REGION: Final = "us-east-1"
 
-#: How each runtime kfn runs is spelled in Lambda's API.
-_LAMBDA_RUNTIME_NAMES: Final = {"nodejs18": "nodejs18.x", "nodejs20": "nodejs20.x"}
 _NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _NAMESPACE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -370,7 +368,7 @@ def lambda_runtime(runtime: str | None) -> str | None:
     if runtime is None:
         return None
     if runtime.startswith("nodejs") and not runtime.endswith(".x"):
-        return _LAMBDA_RUNTIME_NAMES.get(runtime, f"{runtime}.x")
+        return f"{runtime}.x"
     return runtime
 
 

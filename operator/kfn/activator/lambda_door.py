@@ -266,9 +266,11 @@ class LambdaApi:
         )
         outcome = reply.outcome
         entry.metrics.observe_request(outcome.status, time.perf_counter() - started)
-        result = lambda_api.Result(
-            outcome.status, outcome.body, outcome.function_error, reply.log_result
-        )
+        body = outcome.body
+        if outcome.status == 504 and not body.startswith(b"{"):
+            # The activator's own bound passed (the runtime did not answer its time-out).
+            body = answers.timed_out(entry.limits.timeout_ms).body
+        result = lambda_api.Result(outcome.status, body, outcome.function_error, reply.log_result)
         return lambda_api.invoke_answer(result, request.request_id)
 
     # --- who, and may they -------------------------------------------------------------------

@@ -263,9 +263,11 @@ class FunctionSource(meta.Model):
 
 MAX_LAYERS: Final = 5
 """Layers one Function may use, as in Lambda."""
-LAYER_IMAGE_PATTERN: Final = r"^[a-zA-Z0-9][a-zA-Z0-9._/:-]*@sha256:[a-f0-9]{64}$"
-"""An image reference pinned by digest: the layer is keyed by that digest, so a moved tag can
-never change what a built Function runs."""
+LAYER_IMAGE_PATTERN: Final = (
+    r"^(localhost|[a-zA-Z0-9-]+[.:][a-zA-Z0-9.:-]*)(/[a-z0-9._-]+)+@sha256:[a-f0-9]{64}$"
+)
+"""An image reference with its registry host, pinned by digest: the layer is keyed by that
+digest, so a moved tag can never change what a built Function runs."""
 
 
 class LayerArchive(meta.Model):
@@ -301,7 +303,8 @@ class FunctionLayer(meta.Model):
         default=None,
         max_length=512,
         pattern=LAYER_IMAGE_PATTERN,
-        description="An OCI image, pinned by digest (registry/repo@sha256:...), whose /opt "
+        description="An OCI image, with its registry host and pinned by digest "
+        "(registry.example.com/layers/tools@sha256:...), whose /opt "
         "directory is the layer: build it FROM scratch with COPY python /opt/python, as "
         "Lambda's container-image functions copy a layer in. Nothing outside its /opt is used.",
     )

@@ -182,8 +182,9 @@ def layer_registry_host(image: str) -> str:
 
 def archive_refusal(fn: function.Function, settings: BuildSettings) -> str | None:
     """Why one of the Function's archive URLs (its source's, its layers') or a layer image's
-    registry may not be fetched from, when it says so by itself: a literal address or a
-    metadata service's name (the builder checks every address a name resolves to).
+    registry (other than kfn's own) may not be fetched from, when it says so by itself: a
+    literal address or a metadata service's name (the builder checks every address a name
+    resolves to).
 
     The message shows the URL redacted.
     """
@@ -191,9 +192,10 @@ def archive_refusal(fn: function.Function, settings: BuildSettings) -> str | Non
         problem = _host_refusal(urls.host(url), settings)
         if problem is not None:
             return f"refusing to fetch {urls.redact(url)}: {problem}; {urls.ADVICE}"
+    own = settings.registry.split("/", 1)[0]
     for layer in fn.spec.layers:
-        if layer.image is None:
-            continue
+        if layer.image is None or layer.image.split("/", 1)[0] == own:
+            continue  # kfn's own registry, which builds push to anyway
         problem = _host_refusal(layer_registry_host(layer.image), settings)
         if problem is not None:
             return (

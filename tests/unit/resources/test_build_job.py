@@ -274,3 +274,13 @@ def test_a_layer_image_from_a_refused_address_is_refused_before_any_job(
     assert (found is not None) == refused
     if found is not None:
         assert "the layer tools" in found
+
+
+def test_a_layer_image_on_kfns_own_registry_is_never_refused() -> None:
+    settings = dataclasses.replace(SETTINGS, registry="127.0.0.1:5000")
+    fn = _with_layers({"name": "tools", "image": f"127.0.0.1:5000/fn/team/tools@sha256:{'e' * 64}"})
+    assert build.archive_refusal(fn, settings) is None
+    other = _with_layers(
+        {"name": "tools", "image": f"127.0.0.1:5001/fn/team/tools@sha256:{'e' * 64}"}
+    )
+    assert build.archive_refusal(other, settings) is not None

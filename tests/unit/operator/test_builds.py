@@ -367,6 +367,22 @@ def test_a_failed_build_never_shows_the_archive_urls_query_string() -> None:
     assert verdict.message.endswith("step prepare: fetching https://bucket.example/code.zip failed")
 
 
+def test_a_failed_build_never_shows_a_layer_urls_query_string() -> None:
+    source_url = "https://bucket.example/code.zip?sig=one"
+    layer_url = "https://bucket.example/layer.zip?X-Amz-Signature=s3cr3t"
+    message = f"layer shared: fetching {layer_url} failed"
+    pod = {
+        "status": {
+            "containerStatuses": [
+                {"name": "build", "state": {"terminated": {"exitCode": 1, "message": message}}}
+            ]
+        }
+    }
+    verdict = builds.failed_build(NS, "hello-build-1", {}, [pod], source_url, layer_url)
+    assert verdict.message.endswith("fetching https://bucket.example/layer.zip failed")
+    assert "s3cr3t" not in verdict.message
+
+
 def test_a_build_job_that_is_going_is_waited_for_before_a_new_one_starts(
     api: kubeapi.KubeApi,
 ) -> None:

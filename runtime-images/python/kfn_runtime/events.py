@@ -368,10 +368,11 @@ def from_result(result: object, payload_format: str = V2) -> HttpResponse:
     2.0 (API Gateway's payload v2): a dict with ``statusCode`` is a structured response
     (``headers``, ``cookies``, ``body``, ``isBase64Encoded``); anything else is a 200 with
     content type JSON whose body is the result: a string as it is (the guides' example answers
-    ``"Hello from Lambda!"`` with that text), any other value as its JSON. 1.0 and alb accept only a structured response, whose ``body`` is a string: 1.0 merges
-    ``multiValueHeaders`` into ``headers`` (a name in both takes the multi-value list), alb reads
-    no ``multiValueHeaders`` (multi-value headers are off) and takes ``statusDescription``
-    (a string) without sending it: the status line's reason phrase stays the standard one.
+    ``"Hello from Lambda!"`` with that text), any other value as its JSON. 1.0 and alb accept
+    only a structured response, whose ``body`` is a string: 1.0 merges ``multiValueHeaders``
+    into ``headers`` (a name in both takes the multi-value list), alb reads no
+    ``multiValueHeaders`` (multi-value headers are off) and takes ``statusDescription`` (a
+    string) without sending it: the status line's reason phrase stays the standard one.
     Content type defaults to JSON in all three.
     Raises :class:`InvalidResultError` (a 502 for the caller) for a malformed response and
     :class:`TypeError` / :class:`ValueError` if an unstructured 2.0 result is not JSON.

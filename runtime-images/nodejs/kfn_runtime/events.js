@@ -319,6 +319,8 @@ function fromResult(result, payloadFormat = V2) {
   const structured = isObject && own(result, 'statusCode');
   const strict = payloadFormat === V1 || payloadFormat === ALB;
   if (!strict) {
+    // A string is the body as it is, as the guides' example answers "Hello from Lambda!".
+    if (typeof result === 'string') return { status: 200, headers: [['Content-Type', 'application/json']], body: Buffer.from(result, 'utf-8') };
     if (!structured) return jsonResponse(result);
   } else if (!structured) {
     throw new InvalidResultError(`a ${payloadFormat} result is an object with a statusCode`);

@@ -1,7 +1,8 @@
 """A small HTTP/1.1 server-side reader and writer on asyncio streams.
 
 Only what a function pod needs: request line and headers, bodies by ``Content-Length`` or chunked
-transfer coding, ``Expect: 100-continue``, keep-alive, and responses with a ``Content-Length``.
+transfer coding, ``Expect: 100-continue``, keep-alive, and responses with a ``Content-Length`` or,
+streamed, chunked with optional trailers.
 The standard library's ``http.server`` is thread-per-connection and blocking; this keeps the whole
 server on one event loop.
 """
@@ -153,6 +154,31 @@ def render(
         lines.append("Connection: close")
     data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
     return data if head_only else data + body
+
+
+def render_stream_head(status: int, headers: list[tuple[str, str]], *, keep_alive: bool) -> bytes:
+    """The head of a streamed response: chunked, each body piece follows as :func:`chunk`."""
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    lines = [f"HTTP/1.1 {status} {reason}"]
+    lines.extend(f"{name}: {_clean(value)}" for name, value in headers)
+    lines.append("Transfer-Encoding: chunked")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def chunk(data: bytes) -> bytes:
+    """One piece of a chunked body (never empty: an empty chunk ends the body)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def last_chunk(trailers: list[tuple[str, str]]) -> bytes:
+    """The end of a chunked body, with trailer fields if any."""
+    fields = "".join(f"{name}: {_clean(value)}\r\n" for name, value in trailers)
+    return b"0\r\n" + fields.encode("utf-8") + b"\r\n"
 
 
 def _clean(value: str) -> str:

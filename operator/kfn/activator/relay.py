@@ -16,6 +16,11 @@ per wake-up, megabytes on a fast pod), so every :data:`ROUND_LIMIT` bytes the re
 itself pauses the pod's connection until they were written, and a streamed response of
 any length holds at most that and a socket buffer here.
 
+A streamed response whose function failed midway (its runtime's error trailers,
+:class:`~kfn.activator.upstream.FailedMidwayError`) ends as Lambda's does: the bytes
+sent so far reach the client, then the connection closes without the last chunk, so
+the client reads an incomplete response rather than a whole one.
+
 A response the runtime marked as a refusal of a request it did not start
 (:mod:`~kfn.activator.refusal`) is not passed on when the request can be sent
 again: its body is dropped and the exchange sends the request again.
@@ -146,6 +151,11 @@ class Relay:
         if self.refused:
             # Not started either way: the refusal's connection just closed under it.
             self.exchange.retry_elsewhere(False)
+            return
+        if isinstance(exc, upstream.FailedMidwayError) and self.exchange.response_started:
+            # What was sent stays sent; the connection then closes without the last chunk.
+            self.exchange.keep_alive = False
+            self.exchange.response_complete(502, False)
             return
         self.exchange.upstream_lost()
 

@@ -143,12 +143,7 @@ def render(
     head_only: bool = False,
 ) -> bytes:
     """A complete HTTP/1.1 response; ``head_only`` keeps the length but drops the body (HEAD)."""
-    try:
-        reason = http.HTTPStatus(status).phrase
-    except ValueError:
-        reason = ""
-    lines = [f"HTTP/1.1 {status} {reason}"]
-    lines.extend(f"{name}: {_clean(value)}" for name, value in headers)
+    lines = _head_lines(status, headers)
     lines.append(f"Content-Length: {len(body)}")
     if not keep_alive:
         lines.append("Connection: close")
@@ -158,12 +153,7 @@ def render(
 
 def render_stream_head(status: int, headers: list[tuple[str, str]], *, keep_alive: bool) -> bytes:
     """The head of a streamed response: chunked, each body piece follows as :func:`chunk`."""
-    try:
-        reason = http.HTTPStatus(status).phrase
-    except ValueError:
-        reason = ""
-    lines = [f"HTTP/1.1 {status} {reason}"]
-    lines.extend(f"{name}: {_clean(value)}" for name, value in headers)
+    lines = _head_lines(status, headers)
     lines.append("Transfer-Encoding: chunked")
     if not keep_alive:
         lines.append("Connection: close")
@@ -179,6 +169,16 @@ def last_chunk(trailers: list[tuple[str, str]]) -> bytes:
     """The end of a chunked body, with trailer fields if any."""
     fields = "".join(f"{name}: {_clean(value)}\r\n" for name, value in trailers)
     return b"0\r\n" + fields.encode("utf-8") + b"\r\n"
+
+
+def _head_lines(status: int, headers: list[tuple[str, str]]) -> list[str]:
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    lines = [f"HTTP/1.1 {status} {reason}"]
+    lines.extend(f"{name}: {_clean(value)}" for name, value in headers)
+    return lines
 
 
 def _clean(value: str) -> str:

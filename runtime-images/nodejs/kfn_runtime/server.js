@@ -273,9 +273,14 @@ class Runtime {
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
-  /** The head of a streamed answer: no length, so Node sends the body chunked. */
-  sendStreamHead(res, status, headers) {
-    this.setHeaders(res, headers);
+  /**
+   * The head of a streamed answer: no length, so Node sends the body chunked to an HTTP/1.1
+   * client (an HTTP/1.0 one reads to the connection's end, and a HEAD answer has no body: for
+   * those there are no trailers to announce).
+   */
+  sendStreamHead(req, res, status, headers) {
+    const chunked = req.method !== 'HEAD' && req.httpVersion !== '1.0';
+    this.setHeaders(res, chunked ? headers : headers.filter(([name]) => name.toLowerCase() !== 'trailer'));
     if (this.draining) res.setHeader('Connection', 'close');
     res.statusCode = status;
   }
@@ -296,12 +301,12 @@ class Runtime {
   }
 
   /** How a streaming handler's answer is written on res (CONTRACT.md §12). */
-  streamer(res, ids, httpEvent) {
+  streamer(req, res, ids, httpEvent) {
     return (handler) => new streaming.ResponseStream(res, {
       httpEvent,
       extraHeaders: ids,
       highWaterMark: handler[streaming.HIGH_WATER_MARK],
-      sendHead: (status, headers) => this.sendStreamHead(res, status, headers),
+      sendHead: (status, headers) => this.sendStreamHead(req, res, status, headers),
     });
   }
 
@@ -452,7 +457,7 @@ class Runtime {
       timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
       invocationType: req.headers['kfn-invocation-type'] || 'RequestResponse',
       clientContext: context.parseClientContext(req.headers['kfn-client-context']),
-      stream: this.streamer(res, ids, false),
+      stream: this.streamer(req, res, ids, false),
     });
     if (outcome.kind === 'streamed') return this.finished(res);
     const [status, headers, body] = invokeResponse(outcome);
@@ -494,7 +499,7 @@ class Runtime {
       timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
       invocationType: 'RequestResponse',
       clientContext: undefined,
-      stream: this.streamer(res, ids, true),
+      stream: this.streamer(req, res, ids, true),
     });
     if (outcome.kind === 'streamed') return this.finished(res);
     const [status, headers, body, problem] = httpResponse(outcome, payloadFormat);

@@ -234,6 +234,12 @@ class ResponseStream extends Writable {
     const res = this._res;
     this.destroy();
     if (!this.headSent || res.writableEnded) return false;
+    if (!res.chunkedEncoding) {
+      // HEAD (no body to cut) or an HTTP/1.0 client (reading to the end): no trailers.
+      if (res.req && res.req.method === 'HEAD') res.end();
+      else res.destroy();
+      return true;
+    }
     res.addTrailers({
       'Kfn-Function-Error': 'Unhandled',
       'Kfn-Error-Type': shape.errorType,

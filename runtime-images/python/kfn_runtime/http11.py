@@ -151,10 +151,14 @@ def render(
     return data if head_only else data + body
 
 
-def render_stream_head(status: int, headers: list[tuple[str, str]], *, keep_alive: bool) -> bytes:
-    """The head of a streamed response: chunked, each body piece follows as :func:`chunk`."""
+def render_stream_head(
+    status: int, headers: list[tuple[str, str]], *, keep_alive: bool, chunked: bool = True
+) -> bytes:
+    """The head of a streamed response: chunked, each body piece follows as :func:`chunk`
+    (not ``chunked``, for an HTTP/1.0 client: the body ends with the connection)."""
     lines = _head_lines(status, headers)
-    lines.append("Transfer-Encoding: chunked")
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
     if not keep_alive:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")

@@ -497,6 +497,7 @@ class Runtime:
                 head_only=head.method == "HEAD",
                 remaining_s=remaining_s,
                 timeout_shape=timeout_shape,
+                http10=head.protocol == "HTTP/1.0",
             )
 
         return stream

@@ -193,19 +193,25 @@ async def send(
     head_only: bool,
     remaining_s: Callable[[], float],
     timeout_shape: errors.ErrorShape,
+    http10: bool = False,
 ) -> Ended:
     """Writes the stream: the head at the first body item (or at the end), then each item as a
     chunk, then the last chunk, or error trailers after a failure. Every pull and every wait
-    for the socket to drain is bounded by what is left of the deadline."""
-    answer = _Answer(writer, http_event, extra_headers, keep_alive, head_only)
+    for the socket to drain is bounded by what is left of the deadline. An HTTP/1.0 client
+    gets the pieces as they are and the connection's end; a failure resets the connection."""
+    answer = _Answer(writer, http_event, extra_headers, keep_alive and not http10, head_only)
+    answer.chunked = not http10
     ended = answer.ended
     try:
         await _pump(source, answer, remaining_s, timeout_shape)
         if ended.error is None and not ended.head_sent:
             answer.write_head()
-        if ended.head_sent and not head_only:
+        if ended.head_sent and not head_only and answer.chunked:
             writer.write(http11.last_chunk(_trailers(ended.error)))
             await _drained(writer, remaining_s() + 1.0)
+        elif ended.head_sent and ended.error is not None and not head_only:
+            writer.transport.abort()  # HTTP/1.0: a reset is the only way to tell
+            ended.broken = True
     except TimeoutError:
         # The reader did not take the bytes within the deadline: the connection is cut.
         ended.timed_out = ended.broken = True
@@ -236,6 +242,8 @@ class _Answer:
         self.head_only = head_only
         self.prelude: dict[Any, Any] | None = None
         self.ended = Ended(keep_alive=keep_alive)
+        #: Chunked (HTTP/1.1), or the body as it is up to the connection's end (HTTP/1.0).
+        self.chunked = True
 
     def write_head(self) -> bool:
         """Writes the head from the prelude; False (and the error noted) if it is malformed."""
@@ -244,9 +252,13 @@ class _Answer:
         except events.InvalidResultError as exc:
             self.ended.error = errors.shape(errors.INVALID_RESPONSE, str(exc))
             return False
-        headers = [*head.headers, *self.extra_headers, ("Trailer", ", ".join(ERROR_TRAILERS))]
+        headers = [*head.headers, *self.extra_headers]
+        if self.chunked and not self.head_only:
+            headers.append(("Trailer", ", ".join(ERROR_TRAILERS)))
         self.writer.write(
-            http11.render_stream_head(head.status, headers, keep_alive=self.ended.keep_alive)
+            http11.render_stream_head(
+                head.status, headers, keep_alive=self.ended.keep_alive, chunked=self.chunked
+            )
         )
         self.ended.head_sent = True
         return True
@@ -287,7 +299,7 @@ async def _pump(
         if not ended.head_sent and (not answer.write_head() or answer.head_only):
             return
         if data:
-            answer.writer.write(http11.chunk(data))
+            answer.writer.write(http11.chunk(data) if answer.chunked else data)
         await _drained(answer.writer, remaining_s())
 
 

@@ -191,6 +191,43 @@ def test_a_stream_leaves_the_connection_open_for_the_next_request(
     sock.close()
 
 
+def test_a_head_request_gets_the_streams_head_and_no_body(
+    start_runtime: Starter, language: str
+) -> None:
+    runtime = start_runtime(language, "streams.bare")
+    sock = socket.create_connection(("127.0.0.1", runtime.port), timeout=10)
+    sock.sendall(
+        b"HEAD /bytes HTTP/1.1\r\nHost: fn\r\n\r\nHEAD /bytes HTTP/1.1\r\nHost: fn\r\n\r\n"
+    )
+    received = b""
+    while received.count(b"\r\n\r\n") < 2:
+        received += sock.recv(65536)
+    first, second, rest = received.split(b"\r\n\r\n", 2)
+    # Had a body followed the first head, the second answer would not start right after it.
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert second.startswith(b"HTTP/1.1 200 ")
+    assert b"application/octet-stream" in second
+    assert rest == b""
+    sock.close()
+
+
+def test_an_http_1_0_client_gets_the_pieces_unchunked_up_to_the_connections_end(
+    start_runtime: Starter, language: str
+) -> None:
+    runtime = start_runtime(language, "streams.bare")
+    sock = socket.create_connection(("127.0.0.1", runtime.port), timeout=10)
+    sock.sendall(b"GET /bytes HTTP/1.0\r\nHost: fn\r\n\r\n")
+    received = b""
+    while data := sock.recv(65536):
+        received += data
+    head, body = received.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"chunked" not in head.lower()
+    assert b"trailer" not in head.lower()
+    assert body == b"\x00\x01binary\xc3\xa9"
+    sock.close()
+
+
 # --- failures -----------------------------------------------------------------------------
 
 

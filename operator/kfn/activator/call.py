@@ -76,6 +76,10 @@ class _BufferedSink:
             )
 
     def on_upstream_lost(self, exc: BaseException | None) -> None:
+        if isinstance(exc, upstream.FailedMidwayError) and not self.done.done():
+            # A streamed response that failed midway: the function's error, as it reported it.
+            self.done.set_result(async_invoke.Outcome(502, exc.body, function_error=True))
+            return
         if not self.done.done():
             lost = answers.runtime_exited(self.request_id)
             self.done.set_result(async_invoke.Outcome(lost.status, lost.body, function_error=True))

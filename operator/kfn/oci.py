@@ -97,6 +97,9 @@ class ImageConfig:
     workdir: str = ""
     user: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    env_prefixes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Entries put in front of a ``:``-separated variable of the base (``PATH``), which is
+    set to the entry alone when the base has none."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -843,6 +846,11 @@ def extend(
     if overrides.env:
         env = dict(item.split("=", 1) for item in cfg.get("Env", []))
         env.update(overrides.env)
+        cfg["Env"] = [f"{k}={v}" for k, v in env.items()]
+    if overrides.env_prefixes:
+        env = dict(item.split("=", 1) for item in cfg.get("Env", []))
+        for name, prefix in overrides.env_prefixes.items():
+            env[name] = f"{prefix}:{env[name]}" if env.get(name) else prefix
         cfg["Env"] = [f"{k}={v}" for k, v in env.items()]
     if overrides.workdir:
         cfg["WorkingDir"] = overrides.workdir

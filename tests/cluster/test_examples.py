@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import hashlib
 import hmac
+import http.client
 import io
 import json
 import os
@@ -40,6 +41,7 @@ import pytest
 from kfncluster import gateway
 from tests.cluster import stores
 from tests.cluster.edge import ensure_gateway, request, served
+from tests.cluster.invoking import activator_address
 from tests.cluster.kubeutil import (
     KUBECTL,
     NODE,
@@ -95,6 +97,8 @@ def run_example(example: str, namespace: str) -> list[str]:
         shutil.copytree(EXAMPLES / example, copy)
         for path in copy.glob("*.yaml"):
             text = path.read_text()
+            if "Transform: AWS::Serverless" in text:
+                continue  # the SAM template from-sam ports, not for Kubernetes
             assert "namespace: default" in text, f"{path.name} names no namespace"
             path.write_text(localised(text, namespace))
         kubeconfig = root / "kubeconfig"
@@ -456,6 +460,25 @@ def test_each_runtimes_hello_answers_from_its_own_interpreter(edge: str) -> None
             assert doc["hello"] == "kfn"
 
 
+def test_the_streaming_report_arrives_whole_from_node_and_python_over_https(edge: str) -> None:
+    with scratch_namespace("examples-streaming") as namespace:
+        commands = run_example("streaming-report", namespace)
+        assert any("configmap report-py-code" in command for command in commands)
+        for name in ("report-node", "report-py"):
+            with timed(f"{name} built and Ready"):
+                wait_ready(namespace, "function", name, BUILD_TIMEOUT)
+        for name in ("report-node", "report-py"):
+            host = f"{name}-{namespace}.{gateway.DOMAIN}"
+            with timed(f"{name}: 20,000 rows streamed over HTTPS (from zero)"):
+                status, headers, answer = served(host, "/report?rows=20000")
+            assert status == 200, answer
+            assert headers["content-type"] == "text/csv"
+            assert headers["transfer-encoding"] == "chunked"
+            lines = answer.decode().splitlines()
+            assert lines[0] == "day,region,orders,revenue"
+            assert len(lines) == 20_001
+
+
 def test_the_webhook_answers_202_to_a_signed_delivery_and_401_to_a_bad_signature(
     edge: str,
 ) -> None:
@@ -494,3 +517,67 @@ def test_the_webhook_answers_202_to_a_signed_delivery_and_401_to_a_bad_signature
         assert status == 401, answer
         status, answer = post("/webhooks/github", body, headers)
         assert status == 401, answer
+
+
+# --- from-sam ----------------------------------------------------------------------------------
+
+
+def test_the_sam_application_runs_unchanged_with_its_rest_events_and_schedule(
+    workers: str,
+) -> None:
+    with scratch_namespace("examples-sam") as namespace:
+        commands = run_example("from-sam", namespace)
+        assert any("configmap from-sam-code" in command for command in commands)
+        with timed("notes and nightly-summary built and Ready"):
+            wait_ready(namespace, "function", "notes", BUILD_TIMEOUT)
+            wait_ready(namespace, "function", "nightly-summary", BUILD_TIMEOUT)
+            wait_ready(namespace, "trigger", "notes-api", 120)
+            wait_ready(namespace, "trigger", "nightly-summary", 120)
+        host, port = activator_address(workers)
+
+        def call(method: str, target: str, body: bytes | None = None) -> tuple[int, Any, bytes]:
+            conn = http.client.HTTPConnection(host, port, timeout=60)
+            try:
+                conn.request(method, target, body=body,
+                             headers={"Content-Type": "application/json"})  # fmt: skip
+                r = conn.getresponse()
+                return r.status, r.headers, r.read()
+            finally:
+                conn.close()
+
+        with timed("GET /notes (payload 1.0, from zero)"):
+            status, headers, answer = call("GET", "/notes?tag=a&tag=b")
+        assert status == 200, answer
+        assert json.loads(answer) == {"notes": [], "filteredBy": ["a", "b"]}
+        assert headers["X-Notes-Served-By"] == "notes"
+
+        status, headers, answer = call("POST", "/notes", json.dumps({"text": "ported"}).encode())
+        assert status == 201, answer
+        note = json.loads(answer)
+        assert uuid.UUID(note["id"]).version == 4
+        assert headers["Location"] == f"/notes/{note['id']}"
+        assert call("POST", "/notes", b"not json")[0] == 400
+
+        # The nightly summary: the Trigger says when, and a tick made now shows the handler's
+        # EventBridge event is the one it asserts on.
+        next_fire = next_fire_time(namespace, "nightly-summary")
+        fires_at = datetime.datetime.fromisoformat(next_fire.replace("Z", "+00:00"))
+        paris = fires_at.astimezone(zoneinfo.ZoneInfo("Europe/Paris"))
+        assert (paris.hour, paris.minute) == (2, 30), next_fire
+        kubectl("-n", namespace, "patch", "trigger", "nightly-summary", "--type=merge",
+                "-p", '{"spec":{"cron":{"schedule":"@every 5s"}}}')  # fmt: skip
+        logs = FunctionLogs(namespace, "nightly-summary")
+        wait_for(
+            "the nightly summary to run",
+            lambda: logs.matching(re.compile(r"nightly summary for \S+ \(nightly-summary\)")),
+            timeout=180,
+            every=3,
+        )
+
+
+def next_fire_time(namespace: str, trigger: str) -> str:
+    def found() -> str | None:
+        status = kubectl_json("-n", namespace, "get", "trigger", trigger).get("status") or {}
+        return status.get("nextFireTime")
+
+    return wait_for(f"{trigger}'s next fire time", found, timeout=60)

@@ -220,6 +220,37 @@ def test_a_trigger_on_a_listener_that_refuses_its_namespace_is_not_ready_with_th
     kubectl("-n", namespace, "delete", "trigger", "private")
 
 
+def test_a_trigger_waiting_for_its_gateway_is_exposed_when_the_gateway_comes_and_goes(
+    namespace: str, function_url: str
+) -> None:
+    # A Gateway of a class no controller claims: kfn sees it come and writes the route, which
+    # then waits for an answer nobody gives. Nothing touches the Trigger meanwhile.
+    late = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "late", "namespace": namespace},
+        "spec": {
+            "gatewayClassName": "kfn-tests-unclaimed",
+            "listeners": [{"name": "web", "port": 80, "protocol": "HTTP"}],
+        },
+    }
+    host = f"late-{namespace}.{gateway.DOMAIN}"
+    trigger(
+        namespace, "late", host=host,
+        gateway={"name": "late", "namespace": namespace, "sectionName": "web"},
+    )  # fmt: skip
+    waiting = wait_condition("trigger", namespace, "late", "Exposed", "False")
+    assert waiting["reason"] == "GatewayNotFound", waiting
+    apply(late)
+    exposing = wait_condition("trigger", namespace, "late", "Exposed", "Unknown")
+    assert exposing["reason"] == "Exposing", exposing
+    assert kubectl_json("-n", namespace, "get", "httproutes", "-l", "kfn.dev/trigger=late")["items"]
+    kubectl("-n", namespace, "delete", "gateway", "late")
+    gone = wait_condition("trigger", namespace, "late", "Exposed", "False")
+    assert gone["reason"] == "GatewayNotFound", gone
+    kubectl("-n", namespace, "delete", "trigger", "late")
+
+
 # --- a Function URL's auth type -------------------------------------------------------------
 
 

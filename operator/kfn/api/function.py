@@ -299,6 +299,65 @@ class FunctionSource(meta.Model):
     )
 
 
+# --- layers ----------------------------------------------------------------------------------
+
+MAX_LAYERS: Final = 5
+"""Layers one Function may use, as in Lambda."""
+LAYER_IMAGE_PATTERN: Final = (
+    r"^(localhost|[a-zA-Z0-9-]+[.:][a-zA-Z0-9.:-]*)(/[a-z0-9._-]+)+@sha256:[a-f0-9]{64}$"
+)
+"""An image reference with its registry host, pinned by digest: the layer is keyed by that
+digest, so a moved tag can never change what a built Function runs."""
+
+
+class LayerArchive(meta.Model):
+    """A zip or tar.gz archive of a layer, fetched over HTTP(S) and checked by its digest."""
+
+    url: str = pydantic.Field(
+        max_length=2048,
+        pattern=r"^https?://[^\s/?#]+[^\s]*$",
+        description="http:// or https:// URL of a .zip or .tar.gz archive whose top-level "
+        "folders (python/, nodejs/node_modules/, bin/, lib/...) land in /opt, as a Lambda "
+        "layer's .zip does. Fetched from the same addresses as source.archive.",
+    )
+    sha256: str = _hex_sha256(
+        "Lower-case hex SHA-256 of the archive (required). The download is refused if it "
+        "differs, and the layer is built once per digest and reused, so new content needs a "
+        "new digest."
+    )
+
+
+class FunctionLayer(meta.Model):
+    """One layer: content added under /opt, from an archive or from an image's /opt."""
+
+    name: str = pydantic.Field(
+        min_length=1,
+        max_length=63,
+        pattern=meta.DNS1123_LABEL_PATTERN,
+        description="Name of the layer within the Function, shown in build logs and errors.",
+    )
+    archive: LayerArchive | None = pydantic.Field(
+        default=None, description="The layer as a .zip or .tar.gz archive, unpacked into /opt."
+    )
+    image: str | None = pydantic.Field(
+        default=None,
+        max_length=512,
+        pattern=LAYER_IMAGE_PATTERN,
+        description="An OCI image, with its registry host and pinned by digest "
+        "(registry.example.com/layers/tools@sha256:...), whose /opt "
+        "directory is the layer: build it FROM scratch with COPY python /opt/python, as "
+        "Lambda's container-image functions copy a layer in. Nothing outside its /opt is used.",
+    )
+
+    __rules__ = (
+        Rule(
+            cel="has(self.archive) != has(self.image)",
+            message="a layer must set exactly one of archive or image",
+            check=lambda layer: _count_set(layer.archive, layer.image) == 1,
+        ),
+    )
+
+
 # --- environment -----------------------------------------------------------------------------
 
 ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
@@ -620,6 +679,22 @@ class FunctionSpec(meta.Model):
         "(requests==2.32.3) for Python, name@range (lodash@^4.17.0) for Node.js. "
         "Options such as --index-url are not accepted. Not allowed with source.image.",
     )
+    layers: list[FunctionLayer] = pydantic.Field(
+        default_factory=list,
+        max_length=MAX_LAYERS,
+        description="Up to 5 layers, as Lambda's: each one's files are added under /opt in the "
+        "order given, a later layer overwriting an earlier one's files. /opt/python and "
+        "/opt/python/lib/python3.X/site-packages are on Python's sys.path, "
+        "/opt/nodejs/node_modules and /opt/nodejs/node<major>/node_modules on Node's NODE_PATH, "
+        "/opt/bin on PATH and /opt/lib on LD_LIBRARY_PATH. The function's own code (/var/task) "
+        "and dependencies (installed into /opt/python or /opt/nodejs/node_modules) take "
+        "precedence over every layer: a package the function installs replaces a layer's copy "
+        "of it whole. /opt/kfn belongs to the runtime. Not allowed with source.image.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
     env: list[EnvVar] = pydantic.Field(
         default_factory=list,
         max_length=100,
@@ -732,6 +807,11 @@ class FunctionSpec(meta.Model):
             check=lambda s: s.source.image is None or not s.dependencies,
         ),
         Rule(
+            cel="!has(self.source.image) || !has(self.layers) || size(self.layers) == 0",
+            message="layers cannot be used with source.image: a prebuilt image is not built",
+            check=lambda s: s.source.image is None or not s.layers,
+        ),
+        Rule(
             cel="!has(self.scale) || !has(self.scale.targetConcurrency)"
             " || self.scale.targetConcurrency <= (has(self.concurrency) ? self.concurrency : 1)",
             message="scale.targetConcurrency must not be greater than concurrency",
@@ -796,6 +876,19 @@ class DependencyLayerRecord(meta.StatusModel):
     diff_id: str = _digest("The digest of the uncompressed layer (the image config's diff_id).")
 
 
+LAYER_RECORDS: Final = 10
+"""Layers a Function's status remembers, the most recently used first: the five of the current
+spec and a few before, so going back to a recent spec reuses its layers too."""
+
+
+class LayerRecord(DependencyLayerRecord):
+    """A layer (``spec.layers``) a build pushed, reused by its digest for the same content."""
+
+    key: str = _hex_sha256(
+        "SHA-256 of what decides the layer: the archive's SHA-256 or the image's digest."
+    )
+
+
 class FunctionStatus(toplevel.Status):
     """The observed state of a Function, written by the operator."""
 
@@ -837,6 +930,11 @@ class FunctionStatus(toplevel.Status):
         default=None,
         max_length=DEPENDENCY_LAYER_RECORDS,
         description="Dependency layers kfn built for this Function, most recently used first.",
+    )
+    layers: list[LayerRecord] | None = pydantic.Field(
+        default=None,
+        max_length=LAYER_RECORDS,
+        description="Layers (spec.layers) kfn built for this Function, most recently used first.",
     )
 
 

@@ -20,10 +20,14 @@ as uid 65532, with a read-only root filesystem and an ``emptyDir`` workspace:
    manifest files). A rebuild whose key is one the operator recorded for the Function
    (``KFN_BUILD_DEPENDENCY_LAYERS``, from its status) reuses that layer by its digest instead
    of installing again; no layer is ever found by a tag, which anyone who can push could set.
-3. **Image** (:mod:`kfn.builder.build`): the dependency layer and a code layer (``/var/task``)
+3. **Layers** (:mod:`kfn.builder.layers`): each of ``spec.layers`` (``KFN_BUILD_LAYERS``), an
+   archive checked by its SHA-256 or an image's ``/opt``, becomes one image layer under
+   ``/opt``, reused by digest when the operator recorded it (``KFN_BUILD_LAYER_RECORDS``).
+4. **Image** (:mod:`kfn.builder.build`): the dependency layer and a code layer (``/var/task``)
    are made with :meth:`kfn.oci.BlobStore.layer_from_tree` (times zeroed, owners fixed, so equal
    trees give equal digests) and pushed on top of the runtime image with :func:`kfn.oci.extend`,
-   which mounts the runtime's layers inside the registry instead of copying them.
+   which mounts the runtime's layers inside the registry instead of copying them; the order is
+   runtime, ``spec.layers``, dependencies, code, so the function's own files win.
 
 The registry is spoken to over HTTPS (checked against ``KFN_REGISTRY_CA_FILE`` when set), with
 the namespace's login from a mounted ``.dockerconfigjson`` Secret (``KFN_REGISTRY_AUTH_FILE``,

@@ -15,13 +15,16 @@ import time
 from typing import Any
 
 from kfn import oci, urls
-from kfn.builder import deps, source
+from kfn.builder import deps, layers, source
 from kfn.builder.config import BuildConfig, BuildError, DependencyLayer
 
 #: Where dependency layers are unpacked in the image, per runtime (both on the import path).
 PYTHON_DEPS_PATH = "opt/python"
 NODEJS_DEPS_PATH = "opt/nodejs/node_modules"
 CODE_PATH = "var/task"
+#: Where a layer's programs and libraries are found, as in Lambda: put in front of the runtime
+#: image's own PATH and LD_LIBRARY_PATH when the Function has layers.
+LAYER_PATHS = {"PATH": "/opt/bin", "LD_LIBRARY_PATH": "/opt/lib"}
 #: Marker that tells the npm init container there is something to install.
 NPM_MARKER = "npm-install"
 
@@ -63,7 +66,9 @@ def prepare(cfg: BuildConfig, registry: oci.Registry) -> Plan:
     if not deps.needed(cfg.runtime, code, cfg.dependencies):
         print("dependencies: none", flush=True)
         return Plan(None, None, seconds)
-    key = deps.key(cfg.base_image, cfg.runtime, code, cfg.dependencies)
+    key = deps.key(
+        cfg.base_image, cfg.runtime, code, cfg.dependencies, over_layers=bool(cfg.layers)
+    )
     cached = _recorded_layer(cfg, key, registry)
     if cached is not None:
         print(f"dependencies: unchanged, reusing layer {cached['digest']}", flush=True)
@@ -96,10 +101,14 @@ def push(cfg: BuildConfig, plan: Plan, registry: oci.Registry) -> dict[str, Any]
     target = oci.Reference.parse(cfg.target)
     with tempfile.TemporaryDirectory(dir=cfg.workspace) as tmp:
         store = oci.BlobStore(pathlib.Path(tmp))
-        layers: list[oci.Layer] = []
+        # Runtime, then spec.layers in order, then dependencies, then code: each above the one
+        # before, so the function's own files win over every layer's.
+        made = layers.make_all(cfg, registry, store)
+        image_layers = [m.layer for m in made]
+        dependency_layer: oci.Layer | None = None
         reused = False
         if plan.cached_layer is not None:
-            layers.append(_layer_from_descriptor(plan.cached_layer))
+            dependency_layer = _layer_from_descriptor(plan.cached_layer)
             reused = True
         elif plan.deps_key is not None:
             installed = cfg.deps_dir / (
@@ -107,20 +116,26 @@ def push(cfg: BuildConfig, plan: Plan, registry: oci.Registry) -> dict[str, Any]
             )
             if not installed.is_dir():
                 raise BuildError(f"the dependencies were not installed ({installed} is missing)")
+            if cfg.layers:
+                layers.shadow_layers(installed, "python" if cfg.is_python else "nodejs")
             at = PYTHON_DEPS_PATH if cfg.is_python else NODEJS_DEPS_PATH
-            layers.append(store.layer_from_tree([(at, installed)]))
+            dependency_layer = store.layer_from_tree([(at, installed)])
+        if dependency_layer is not None:
+            image_layers.append(dependency_layer)
         code_layer = store.layer_from_tree([(CODE_PATH, cfg.code_dir)])
-        layers.append(code_layer)
+        image_layers.append(code_layer)
         plan.seconds["layers"] = time.monotonic() - t0
         t1 = time.monotonic()
         digest = oci.extend(
             registry,
             oci.Reference.parse(cfg.base_image),
             store=store,
-            layers=layers,
-            overrides=oci.ImageConfig(),
+            layers=image_layers,
+            overrides=oci.ImageConfig(env_prefixes=LAYER_PATHS if cfg.layers else {}),
             target=target,
-            history="kfn build: dependencies and code",
+            history="kfn build: layers, dependencies and code"
+            if cfg.layers
+            else "kfn build: dependencies and code",
         )
         plan.seconds["push"] = time.monotonic() - t1
     image = str(target.with_digest(digest))
@@ -128,10 +143,15 @@ def push(cfg: BuildConfig, plan: Plan, registry: oci.Registry) -> dict[str, Any]
         "image": image,
         "digest": digest,
         "codeLayer": code_layer.blob.digest,
-        "dependencyLayer": _layer_record(plan.deps_key, layers[0]) if len(layers) > 1 else None,
+        "dependencyLayer": (
+            _layer_record(plan.deps_key, dependency_layer) if dependency_layer is not None else None
+        ),
         "dependenciesReused": reused,
         "seconds": {k: round(v, 3) for k, v in plan.seconds.items()},
     }
+    if made:
+        result["layers"] = layers.records(made)
+        result["layersReused"] = sum(1 for m in made if m.reused)
     print(f"pushed {image}", flush=True)
     return result
 

@@ -90,6 +90,36 @@ class DependencyLayer:
         }
 
 
+_LAYER_IMAGE: Final = re.compile(
+    r"^(localhost|[a-zA-Z0-9-]+[.:][a-zA-Z0-9.:-]*)(/[a-z0-9._-]+)+@sha256:[a-f0-9]{64}$"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSource:
+    """One layer of ``spec.layers``: an archive by its SHA-256, or an image by its digest."""
+
+    name: str
+    archive_url: str | None = None
+    archive_sha256: str | None = None
+    image: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: Any) -> LayerSource:
+        """From the Function's spec as the operator passed it; ValueError if it is not one."""
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("name"), str):
+            raise ValueError(f"not a layer: {doc!r}")
+        archive = doc.get("archive")
+        image = doc.get("image")
+        if isinstance(archive, Mapping) and image is None:
+            url, sha256 = archive.get("url"), archive.get("sha256")
+            if isinstance(url, str) and isinstance(sha256, str) and _KEY.match(sha256):
+                return cls(doc["name"], archive_url=url, archive_sha256=sha256)
+        if archive is None and isinstance(image, str) and _LAYER_IMAGE.match(image):
+            return cls(doc["name"], image=image)
+        raise ValueError(f"layer {doc.get('name')!r} is neither an archive nor an image by digest")
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
     """One build: which runtime image, which source, which dependencies, pushed where."""
@@ -121,6 +151,10 @@ class BuildConfig:
     """Networks an archive may be fetched from although the URL rules refuse them."""
     dependency_layers: tuple[DependencyLayer, ...] = ()
     """The dependency layers the operator recorded for the Function."""
+    layers: tuple[LayerSource, ...] = ()
+    """The Function's ``spec.layers``, in order."""
+    layer_records: tuple[DependencyLayer, ...] = ()
+    """The layers of ``spec.layers`` the operator recorded for the Function, by content key."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BuildConfig:
@@ -155,6 +189,14 @@ class BuildConfig:
                 DependencyLayer.from_json(doc)
                 for doc in json.loads(env.get("KFN_BUILD_DEPENDENCY_LAYERS") or "[]")
             )
+            layer_sources = tuple(
+                LayerSource.from_json(doc)
+                for doc in json.loads(env.get("KFN_BUILD_LAYERS") or "[]")
+            )
+            layer_records = tuple(
+                DependencyLayer.from_json(doc)
+                for doc in json.loads(env.get("KFN_BUILD_LAYER_RECORDS") or "[]")
+            )
         except (ValueError, TypeError) as exc:
             raise BuildError(f"the build Job is malformed: {exc}") from exc
         return cls(
@@ -181,6 +223,8 @@ class BuildConfig:
             ),
             allowed_networks=allowed,
             dependency_layers=layers,
+            layers=layer_sources,
+            layer_records=layer_records,
         )
 
     @property
@@ -198,6 +242,11 @@ class BuildConfig:
         """Installed dependencies: ``python/`` → ``/opt/python``, ``nodejs/node_modules`` →
         ``/opt/nodejs/node_modules``."""
         return self.workspace / "deps"
+
+    @property
+    def layers_dir(self) -> pathlib.Path:
+        """Where each layer of ``spec.layers`` is unpacked before it becomes an image layer."""
+        return self.workspace / "layers"
 
     @property
     def plan_path(self) -> pathlib.Path:

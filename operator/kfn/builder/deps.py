@@ -52,11 +52,20 @@ def needed(runtime: str, code: pathlib.Path, dependencies: Sequence[str]) -> boo
     return bool(doc.get("dependencies"))
 
 
-def key(base_image: str, runtime: str, code: pathlib.Path, dependencies: Sequence[str]) -> str:
+def key(
+    base_image: str,
+    runtime: str,
+    code: pathlib.Path,
+    dependencies: Sequence[str],
+    *,
+    over_layers: bool = False,
+) -> str:
     """Hex SHA-256 of everything that decides the dependency layer.
 
     Two builds with the same key install the same thing, so the second reuses the first's
     layer. The package index is left out on purpose: a mirror serves the same packages.
+    ``over_layers``: the Function has layers, so its packages are marked to hide a layer's
+    copy of them (:func:`kfn.builder.layers.shadow_layers`), a layer of its own.
     """
     digest = hashlib.sha256()
 
@@ -71,6 +80,8 @@ def key(base_image: str, runtime: str, code: pathlib.Path, dependencies: Sequenc
         put("content", data)
     for dependency in dependencies:
         put("dependency", dependency.encode())
+    if over_layers:
+        put("over-layers", b"1")
     return digest.hexdigest()
 
 

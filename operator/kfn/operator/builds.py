@@ -164,9 +164,8 @@ def _from_job(this: _Build, job: Mapping[str, Any]) -> Resolution:
     if outcome is None:
         return this.resolution(_building(name, "running"))
     pods = kube.list_objects("v1", "Pod", ns, f"batch.kubernetes.io/job-name={name}")
-    archive = this.fn.spec.source.archive
     if outcome == "failed":
-        return this.resolution(failed_build(ns, name, job, pods, archive.url if archive else ""))
+        return this.resolution(failed_build(ns, name, job, pods, *build.fetched_urls(this.fn)))
     found = provenance.job_result(job, pods, build.repository_ref(this.fn, settings.builds()))
     if isinstance(found, provenance.Result):
         return this.built(found.image, this.records.built(this.hash_, found))
@@ -181,11 +180,13 @@ def failed_build(
     name: str,
     job: Mapping[str, Any],
     pods: Sequence[Mapping[str, Any]],
-    archive_url: str = "",
+    *archive_urls: str,
 ) -> status.Verdict:
     """BuildSucceeded of a failed build: CodeCheckFailed with the checker's files and lines,
-    or BuildFailed with the tail of the failed step's error (the archive URL redacted)."""
-    message = urls.redact_in(build.failure_message(job, pods), archive_url)
+    or BuildFailed with the tail of the failed step's error (the archive URLs redacted)."""
+    message = build.failure_message(job, pods)
+    for url in archive_urls:
+        message = urls.redact_in(message, url)
     if build.failure_reason(pods) == build.CODE_CHECK_FAILED:
         text = message.removeprefix(f"step {build.CHECK_CONTAINER}: ")
         return status.Verdict(
@@ -219,7 +220,14 @@ def _start(this: _Build, files: Mapping[str, bytes] | None) -> Resolution:
         return this.resolution(waiting, RETRY_SECONDS)
     if files is not None:
         kube.apply(build.build_source_config_map(fn, hash_, files, cfg))
-    job = build.build_job(fn, hash_, cfg, files=files, dependency_layers=this.records.layers)
+    job = build.build_job(
+        fn,
+        hash_,
+        cfg,
+        files=files,
+        dependency_layers=this.records.layers,
+        layers=this.records.extra_layers,
+    )
     kube.apply(job)
     return this.resolution(_building(build.job_name(fn, hash_), "started"))
 

@@ -371,3 +371,15 @@ def function_route_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> No
 def function_ingress_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """The Ingress controller published (or lost) an address for a Function URL's Ingress."""
     _route_changed(event, logger, kwargs)
+
+
+@kopf.on.event(exposure.GATEWAY_GROUP, "v1", "gateways")
+def function_gateway_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
+    """A Gateway came, changed or went: Function URLs waiting for one are looked at again."""
+    deleted = event.get("type") == "DELETED"
+    index = kwargs["functions_by_name"]
+    decided = ownership.of(kwargs)
+    for key in list(index):
+        for body in index.get(key, []):
+            if exposure.gateway_event_concerns(body.get("status"), deleted=deleted):
+                _refresh_quietly(body, url_refusal(body, decided), logger)

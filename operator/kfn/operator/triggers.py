@@ -295,3 +295,13 @@ def trigger_route_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> Non
 def trigger_ingress_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """The Ingress controller published (or lost) an address for a Trigger's Ingress."""
     _route_changed(event, logger, kwargs)
+
+
+@kopf.on.event(resources_exposure.GATEWAY_GROUP, "v1", "gateways")
+def trigger_gateway_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
+    """A Gateway came, changed or went: HTTP Triggers waiting for one are looked at again."""
+    deleted = event.get("type") == "DELETED"
+    decided = ownership.of(kwargs)
+    for body in _bodies(kwargs["triggers_by_name"]):
+        if resources_exposure.gateway_event_concerns(body.get("status"), deleted=deleted):
+            _refresh_quietly(body, decided, logger)

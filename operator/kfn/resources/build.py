@@ -20,7 +20,8 @@ from its environment (:class:`BuildSettings`); the result is plain dicts for the
   chart's ``builder.resources`` (CPU, memory and ephemeral storage, requests and limits); an
   archive is unpacked within the chart's ``builder.archives`` bounds and fetched only from
   addresses the URL rules allow (:mod:`kfn.urls`), which the operator applies first to an
-  address the URL names literally (:func:`archive_refusal`).
+  address the URL names literally (:func:`archive_refusal`). The layers of ``spec.layers``
+  (``KFN_BUILD_LAYERS``) are fetched by the build container under the same rules and bounds.
 """
 
 from __future__ import annotations
@@ -180,22 +181,45 @@ def target(fn: function.Function, hash_: str, settings: BuildSettings) -> str:
     return f"{repository_ref(fn, settings)}:{hash_}"
 
 
+def fetched_urls(fn: function.Function) -> list[str]:
+    """The URLs a build of ``fn`` fetches: its source archive and its layers' archives."""
+    found = [fn.spec.source.archive.url] if fn.spec.source.archive is not None else []
+    return found + [layer.archive.url for layer in fn.spec.layers if layer.archive is not None]
+
+
+def layer_registry_host(image: str) -> str:
+    """The host (without port) of the registry a layer image is pulled from."""
+    return image.split("/", 1)[0].split(":", 1)[0]
+
+
 def archive_refusal(fn: function.Function, settings: BuildSettings) -> str | None:
-    """Why the Function's archive URL may not be fetched, when it says so by itself: a literal
-    address or a metadata service's name (the builder checks every address a name resolves to).
+    """Why one of the Function's archive URLs (its source's, its layers') or a layer image's
+    registry (other than kfn's own) may not be fetched from, when it says so by itself: a
+    literal address or a metadata service's name (the builder checks every address a name
+    resolves to).
 
     The message shows the URL redacted.
     """
-    archive = fn.spec.source.archive
-    if archive is None:
-        return None
-    host = urls.host(archive.url)
+    for url in fetched_urls(fn):
+        problem = _host_refusal(urls.host(url), settings)
+        if problem is not None:
+            return f"refusing to fetch {urls.redact(url)}: {problem}; {urls.ADVICE}"
+    own = settings.registry.split("/", 1)[0]
+    for layer in fn.spec.layers:
+        if layer.image is None or layer.image.split("/", 1)[0] == own:
+            continue  # kfn's own registry, which builds push to anyway
+        problem = _host_refusal(layer_registry_host(layer.image), settings)
+        if problem is not None:
+            return (
+                f"refusing to pull the layer {layer.name} ({layer.image}): {problem}; {urls.ADVICE}"
+            )
+    return None
+
+
+def _host_refusal(host: str, settings: BuildSettings) -> str | None:
     address = urls.literal_address(host)
     literal = [address] if address is not None else []
-    problem = urls.refusal(host, literal, settings.allowed_networks)
-    if problem is None:
-        return None
-    return f"refusing to fetch {urls.redact(archive.url)}: {problem}; {urls.ADVICE}"
+    return urls.refusal(host, literal, settings.allowed_networks)
 
 
 def job_name(fn: function.Function, hash_: str) -> str:
@@ -283,6 +307,7 @@ def _env(
     hash_: str,
     settings: BuildSettings,
     layers: Sequence[function.DependencyLayerRecord],
+    extra_layers: Sequence[function.LayerRecord],
 ) -> list[dict[str, str]]:
     source = fn.spec.source
     env = {
@@ -309,12 +334,24 @@ def _env(
     if source.archive is not None:
         env["KFN_BUILD_ARCHIVE_URL"] = source.archive.url
         env["KFN_BUILD_ARCHIVE_SHA256"] = source.archive.sha256
+    else:
+        env["KFN_BUILD_SOURCE_DIR"] = SOURCE_MOUNT
+    if source.archive is not None or fn.spec.layers:
+        # Archives and layers are fetched and unpacked within the same bounds.
         env["KFN_BUILD_MAX_UNPACKED_BYTES"] = str(settings.max_unpacked_mib * 2**20)
         env["KFN_BUILD_MAX_FILES"] = str(settings.max_files)
         if settings.allowed_networks:
             env["KFN_BUILD_ALLOWED_CIDRS"] = ",".join(map(str, settings.allowed_networks))
-    else:
-        env["KFN_BUILD_SOURCE_DIR"] = SOURCE_MOUNT
+    if fn.spec.layers:
+        specs = [
+            layer.model_dump(mode="json", by_alias=True, exclude_none=True)
+            for layer in fn.spec.layers
+        ]
+        env["KFN_BUILD_LAYERS"] = json.dumps(specs, separators=(",", ":"))
+    if fn.spec.layers and extra_layers:
+        # The layers kfn recorded for the Function: the only ones a build may reuse.
+        records = [layer.model_dump(mode="json", by_alias=True) for layer in extra_layers]
+        env["KFN_BUILD_LAYER_RECORDS"] = json.dumps(records, separators=(",", ":"))
     if layers:
         # The layers kfn recorded for the Function: the only ones a build may reuse.
         records = [layer.model_dump(mode="json", by_alias=True) for layer in layers]
@@ -352,10 +389,12 @@ def build_job(
     *,
     files: Mapping[str, bytes] | None,
     dependency_layers: Sequence[function.DependencyLayerRecord] = (),
+    layers: Sequence[function.LayerRecord] = (),
 ) -> Job:
     """The Job that builds ``fn`` at ``hash_``; ``files`` are those of the source ConfigMap,
-    ``dependency_layers`` those kfn recorded for the Function (the build may reuse them)."""
-    env = _env(fn, hash_, settings, dependency_layers)
+    ``dependency_layers`` and ``layers`` those kfn recorded for the Function (the build may
+    reuse them)."""
+    env = _env(fn, hash_, settings, dependency_layers, layers)
     mounts: list[dict[str, Any]] = [
         {"name": "workspace", "mountPath": WORKSPACE},
         {"name": "tmp", "mountPath": "/tmp"},

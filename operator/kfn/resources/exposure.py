@@ -440,6 +440,25 @@ def build_ingress(exposed: Exposed, settings: Settings) -> dict[str, Any]:
 # --- which listener can serve a host ---------------------------------------------------------
 
 NO_MATCHING_HOSTNAME: Final = "NoMatchingListenerHostname"
+
+#: ``Exposed`` reasons only a change of a Gateway ends: its creation, or a listener that
+#: takes the host. The owner's own events may be far off (a function at zero changes
+#: nothing), so Gateway events look at such owners again.
+WAITING_FOR_GATEWAY: Final = frozenset({"GatewayNotFound", NO_MATCHING_HOSTNAME})
+
+
+def gateway_event_concerns(status: Mapping[str, Any] | None, *, deleted: bool) -> bool:
+    """Whether an owner with this ``status`` is looked at again after a Gateway event: one
+    waiting for a Gateway, or, when a Gateway went, any owner kfn exposed or tried to."""
+    for cond in (status or {}).get("conditions") or []:
+        if cond.get("type") != function_api.ConditionType.EXPOSED:
+            continue
+        return deleted or (
+            cond.get("status") == "False" and cond.get("reason") in WAITING_FOR_GATEWAY
+        )
+    return False
+
+
 """Gateway API's own reason, used when kfn sees it before writing a route."""
 
 

@@ -15,10 +15,13 @@ had built it. So:
   ``repository@digest``, never a tag;
 * the dependency layer a build made is recorded the same way (``status.dependencyLayers``, by
   the key of its dependency set) and handed to later builds of the Function, which reuse it by
-  that digest; the builder never looks a layer up by a tag.
+  that digest; the builder never looks a layer up by a tag. So are the layers of
+  ``spec.layers`` (``status.layers``, by the key of their content: the archive's SHA-256 or the
+  image's digest), so an unchanged layer is never fetched or made again.
 
 Records are bounded (:data:`kfn.api.function.BUILD_RECORDS` builds, newest first, and
-:data:`kfn.api.function.DEPENDENCY_LAYER_RECORDS` layers, most recently used first), so status
+:data:`kfn.api.function.DEPENDENCY_LAYER_RECORDS` dependency layers and
+:data:`kfn.api.function.LAYER_RECORDS` layers, most recently used first), so status
 stays small and old ones are forgotten; losing them costs a build, never a wrong image.
 
 Pure: the operator passes the Job, its pods and the status it knows.
@@ -42,10 +45,12 @@ _DIGEST: Final = re.compile(function.DIGEST_PATTERN)
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """What a finished build pushed: the image by digest, and its dependency layer if any."""
+    """What a finished build pushed: the image by digest, its dependency layer if any, and the
+    layers of ``spec.layers`` it made or reused."""
 
     image: str
     layer: function.DependencyLayerRecord | None = None
+    layers: tuple[function.LayerRecord, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +105,7 @@ def job_result(
         return Rejected(
             f"build {name} reported the image {image[:300]!r}, not one of {repository} by digest"
         )
-    return Result(image, _layer(doc.get("dependencyLayer")))
+    return Result(image, _layer(doc.get("dependencyLayer")), _layers(doc.get("layers")))
 
 
 def _layer(doc: Any) -> function.DependencyLayerRecord | None:
@@ -113,18 +118,36 @@ def _layer(doc: Any) -> function.DependencyLayerRecord | None:
         return None
 
 
+def _layers(docs: Any) -> tuple[function.LayerRecord, ...]:
+    """The layers of a result that are well formed, each key once."""
+    found: dict[str, function.LayerRecord] = {}
+    for doc in docs if isinstance(docs, list) else ():
+        try:
+            record = function.LayerRecord.model_validate(doc)
+        except pydantic.ValidationError:
+            continue
+        found.setdefault(record.key, record)
+    return tuple(found.values())
+
+
 @dataclasses.dataclass(frozen=True)
 class Records:
     """The builds and dependency layers a Function's status records (see the module doc)."""
 
     builds: tuple[function.BuildRecord, ...] = ()
     layers: tuple[function.DependencyLayerRecord, ...] = ()
+    extra_layers: tuple[function.LayerRecord, ...] = ()
+    """The layers of ``spec.layers`` (``status.layers``)."""
 
     @classmethod
     def of(cls, known: function.FunctionStatus | None) -> Records:
         if known is None:
             return cls()
-        return cls(tuple(known.builds or ()), tuple(known.dependency_layers or ()))
+        return cls(
+            tuple(known.builds or ()),
+            tuple(known.dependency_layers or ()),
+            tuple(known.layers or ()),
+        )
 
     def image(self, hash_: str) -> str | None:
         """The image kfn built for the build hash ``hash_``, if it recorded one."""
@@ -137,9 +160,12 @@ class Records:
         layers = list(self.layers)
         if result.layer is not None:
             layers = [result.layer, *(la for la in layers if la.key != result.layer.key)]
+        used = {la.key for la in result.layers}
+        extra = [*result.layers, *(la for la in self.extra_layers if la.key not in used)]
         return Records(
             tuple(builds[: function.BUILD_RECORDS]),
             tuple(layers[: function.DEPENDENCY_LAYER_RECORDS]),
+            tuple(extra[: function.LAYER_RECORDS]),
         )
 
     def without(self, hash_: str) -> Records:

@@ -8,7 +8,10 @@ reused and any change that needs a rebuild changes the hash:
 * the code: the files as (name, bytes) pairs sorted by name, whether they came inline or from a
   ConfigMap (the same files build the same image); for an archive its SHA-256 (the archive's
   content, not its URL); for a prebuilt image its reference;
-* the dependencies, in the order given.
+* the dependencies, in the order given;
+* the layers (``spec.layers``), in the order given, each by its content: an archive's SHA-256 or
+  an image's reference by digest (not its name, which changes nothing in the image). A Function
+  without layers hashes as it did before layers existed.
 
 Not covered: the handler, env, resources, timeout, concurrency and scaling. They are
 configuration of the Deployment, so changing them rolls pods without a build.
@@ -57,6 +60,11 @@ def source_hash(fn: function.Function, config_map_files: Mapping[str, bytes] | N
         put("image", source.image.encode())
     for dependency in spec.dependencies:
         put("dependency", dependency.encode())
+    for layer in spec.layers:
+        if layer.archive is not None:
+            put("layer-archive-sha256", layer.archive.sha256.encode())
+        elif layer.image is not None:
+            put("layer-image", layer.image.encode())
     return digest.hexdigest()
 
 

@@ -363,6 +363,7 @@ def compute(
         source_hash=facts.source_hash,
         builds=list(facts.records.builds) or None,
         dependency_layers=list(facts.records.layers) or None,
+        layers=list(facts.records.extra_layers) or None,
     )
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 

@@ -50,7 +50,29 @@ function describe(err) {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
 
+/**
+ * Where `require` looks for packages after the task root's own node_modules: the function's
+ * dependencies (/opt/nodejs/node_modules, above its layers' files there) before the layers'
+ * /opt/nodejs/node<major>/node_modules, then whatever NODE_PATH already held. Lambda puts
+ * node<major> first; kfn the other way round, so that the function's dependencies win over a
+ * layer's copy of a package, as a Lambda function's package does. KFN_OPT_ROOT stands in for
+ * /opt only in tests of the runtime outside its image. ES modules' `import` ignores NODE_PATH.
+ */
+function layerPaths(env = process.env) {
+  const opt = env.KFN_OPT_ROOT || '/opt';
+  const major = process.versions.node.split('.')[0];
+  const first = [path.join(opt, 'nodejs', 'node_modules'), path.join(opt, 'nodejs', `node${major}`, 'node_modules')];
+  const rest = (env.NODE_PATH || '').split(path.delimiter).filter((p) => p && !first.includes(p));
+  return [...first, ...rest];
+}
+
+function setupNodePath() {
+  process.env.NODE_PATH = layerPaths().join(path.delimiter);
+  require('module').Module._initPaths(); // NODE_PATH is read once at start-up otherwise
+}
+
 async function loadHandler(taskRoot, spec) {
+  setupNodePath();
   const [modulePath, exportPath] = splitHandler(spec);
   const file = findModule(taskRoot, modulePath);
   if (file === null) {
@@ -85,4 +107,4 @@ async function loadHandler(taskRoot, spec) {
   return handler;
 }
 
-module.exports = { InitError, splitHandler, loadHandler };
+module.exports = { InitError, splitHandler, loadHandler, layerPaths };

@@ -366,17 +366,21 @@ def from_result(result: object, payload_format: str = V2) -> HttpResponse:
     """The HTTP response for a handler's result, by the rules of ``payload_format``'s service.
 
     2.0 (API Gateway's payload v2): a dict with ``statusCode`` is a structured response
-    (``headers``, ``cookies``, ``body``, ``isBase64Encoded``); anything else is sent as a 200 JSON
-    body. 1.0 and alb accept only a structured response, whose ``body`` is a string: 1.0 merges
-    ``multiValueHeaders`` into ``headers`` (a name in both takes the multi-value list), alb reads
-    no ``multiValueHeaders`` (multi-value headers are off) and takes ``statusDescription``
-    (a string) without sending it: the status line's reason phrase stays the standard one.
+    (``headers``, ``cookies``, ``body``, ``isBase64Encoded``); anything else is a 200 with
+    content type JSON whose body is the result: a string as it is (the guides' example answers
+    ``"Hello from Lambda!"`` with that text), any other value as its JSON. 1.0 and alb accept
+    only a structured response, whose ``body`` is a string: 1.0 merges ``multiValueHeaders``
+    into ``headers`` (a name in both takes the multi-value list), alb reads no
+    ``multiValueHeaders`` (multi-value headers are off) and takes ``statusDescription`` (a
+    string) without sending it: the status line's reason phrase stays the standard one.
     Content type defaults to JSON in all three.
     Raises :class:`InvalidResultError` (a 502 for the caller) for a malformed response and
     :class:`TypeError` / :class:`ValueError` if an unstructured 2.0 result is not JSON.
     """
     structured = isinstance(result, dict) and "statusCode" in result
     if payload_format not in (V1, ALB):
+        if isinstance(result, str):
+            return HttpResponse(200, [("Content-Type", "application/json")], result.encode())
         if not structured:
             return json_response(result)
     elif not structured:
@@ -387,6 +391,19 @@ def from_result(result: object, payload_format: str = V2) -> HttpResponse:
     if payload_format == ALB and not isinstance(result.get("statusDescription"), str | None):
         raise InvalidResultError("statusDescription must be a string")
     return HttpResponse(_status(result), _headers(result, payload_format), _body_bytes(result))
+
+
+def stream_head(prelude: dict[Any, Any], default_content_type: str) -> HttpResponse:
+    """Status and headers of a streamed answer from its prelude (payload v2's rules for
+    ``statusCode``, ``headers`` and ``cookies``, whatever the payload format); the body
+    follows as the stream. Raises :class:`InvalidResultError` for a malformed prelude."""
+    status = _status(prelude) if "statusCode" in prelude else 200
+    given = prelude.get("headers") or {}
+    if not isinstance(given, dict):
+        raise InvalidResultError("headers must be an object")
+    if not any(str(name).lower() == "content-type" for name in given):
+        given = {**given, "Content-Type": default_content_type}
+    return HttpResponse(status, _headers({**prelude, "headers": given}, V2), b"")
 
 
 def _status(result: dict[Any, Any]) -> int:

@@ -24,8 +24,22 @@ class InitError(Exception):
 
 
 def search_path(task_root: str) -> list[str]:
-    """Where handler code and its dependencies are looked up, task root first, then layers."""
-    return [task_root, os.path.join(task_root, "python"), "/opt/python"]
+    """Where handler code and its dependencies are looked up: the task root first, then
+    ``/opt/python`` (the function's own dependencies, above its layers' files there), then the
+    layers' site directory ``/opt/python/lib/python3.X/site-packages``. Lambda looks in the site
+    directory before ``/opt/python``; kfn the other way round, so that the function's
+    dependencies win over a layer's copy of a package, as a Lambda function's package does.
+
+    ``KFN_OPT_ROOT`` stands in for ``/opt`` only in tests of the runtime outside its image.
+    """
+    opt = os.environ.get("KFN_OPT_ROOT") or "/opt"
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return [
+        task_root,
+        os.path.join(task_root, "python"),
+        os.path.join(opt, "python"),
+        os.path.join(opt, "python", "lib", version, "site-packages"),
+    ]
 
 
 def setup_sys_path(task_root: str) -> None:

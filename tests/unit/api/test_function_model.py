@@ -216,3 +216,59 @@ def test_env_from_prefixes_cannot_reach_kfns_variables(prefix: str, ok: bool) ->
     else:
         with pytest.raises(pydantic.ValidationError, match="would name variables that kfn sets"):
             _function(env_from=env_from)
+
+
+# --- layers ----------------------------------------------------------------------------------
+
+_SHA = "b" * 64
+_IMAGE = "registry.example.com/layers/tools@sha256:" + "a" * 64
+
+
+def _archive_layer(name: str, sha256: str = _SHA) -> dict[str, Any]:
+    return {"name": name, "archive": {"url": f"https://example.com/{name}.zip", "sha256": sha256}}
+
+
+def test_layers_keep_the_order_they_are_given_in() -> None:
+    fn = _function(layers=[_archive_layer("b"), {"name": "a", "image": _IMAGE}])
+    assert [layer.name for layer in fn.spec.layers] == ["b", "a"]
+    assert fn.spec.layers[1].image == _IMAGE
+
+
+def test_five_layers_are_accepted_and_a_sixth_is_not() -> None:
+    layers = [_archive_layer(f"l{i}") for i in range(5)]
+    assert len(_function(layers=layers).spec.layers) == 5
+    with pytest.raises(pydantic.ValidationError, match="at most 5 items"):
+        _function(layers=[*layers, _archive_layer("l5")])
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "registry.example.com/layers/tools:1.0",
+        "registry.example.com/layers/tools",
+        "registry.example.com/layers/tools@sha256:abc",
+    ],
+)
+def test_a_layer_image_must_be_pinned_by_digest(image: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match="image"):
+        _function(layers=[{"name": "tools", "image": image}])
+
+
+def test_a_layer_archive_needs_its_sha256() -> None:
+    with pytest.raises(pydantic.ValidationError, match="sha256"):
+        _function(layers=[{"name": "tools", "archive": {"url": "https://example.com/t.zip"}}])
+
+
+@pytest.mark.parametrize("layer", [{"name": "x"}, {**_archive_layer("x"), "image": _IMAGE}])
+def test_a_layer_sets_exactly_one_of_archive_or_image(layer: dict[str, Any]) -> None:
+    with pytest.raises(pydantic.ValidationError, match="exactly one of archive or image"):
+        _function(layers=[layer])
+
+
+def test_layers_are_refused_with_a_prebuilt_image() -> None:
+    with pytest.raises(
+        pydantic.ValidationError, match=re.escape("layers cannot be used with source.image")
+    ):
+        _function(
+            runtime=None, handler=None, source={"image": _IMAGE}, layers=[_archive_layer("x")]
+        )

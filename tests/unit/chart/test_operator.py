@@ -46,6 +46,8 @@ OPERATOR_RULES = {
     *(("gateway.networking.k8s.io", "httproutes", v)
       for v in ["get", "list", "watch", "create", "patch", "delete"]),
     ("gateway.networking.k8s.io", "gateways", "get"),
+    ("gateway.networking.k8s.io", "gateways", "list"),
+    ("gateway.networking.k8s.io", "gateways", "watch"),
     *(("networking.k8s.io", "ingresses", v) for v in ["get", "list", "watch"]),
 }  # fmt: skip
 

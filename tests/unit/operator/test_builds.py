@@ -272,6 +272,60 @@ def test_the_recorded_dependency_layers_are_handed_to_the_next_build(
     assert json.loads(env["KFN_BUILD_DEPENDENCY_LAYERS"]) == [layer]
 
 
+def _layer_image(registry: str, tmp_path: pathlib.Path) -> str:
+    """An image whose /opt is a layer (opt/python/tool.py), by digest."""
+    root = tmp_path / "layer-root"
+    (root / "opt" / "python").mkdir(parents=True)
+    (root / "opt" / "python" / "tool.py").write_text("WHO = 'layer'\n")
+    store = oci.BlobStore(tmp_path / "layer-blobs")
+    image = store.image([store.layer_from_tree([("", root)])], oci.ImageConfig())
+    ref = oci.Reference(registry, "tests/tools", "1")
+    return (
+        f"{registry}/tests/tools@{oci.Registry(registry, plain_http=True).push_image(image, ref)}"
+    )
+
+
+def test_a_functions_layers_are_recorded_and_reused_by_its_next_build(
+    api: kubeapi.KubeApi, registry: str, tmp_path: pathlib.Path
+) -> None:
+    body = _body(api)
+    body["spec"]["layers"] = [{"name": "tools", "image": _layer_image(registry, tmp_path)}]
+    api.put(FUNCTIONS, body)
+    reconcile.reconcile(_body(api))
+    [first_job] = api.names(JOBS)
+    first = _run_job(api, first_job, tmp_path)
+    built = reconcile.reconcile(_body(api))
+    assert built.status["layers"] == first["layers"]
+    assert first["layersReused"] == 0
+    # New code, same layer: the next build is handed the record and reuses the layer.
+    changed = _body(api)
+    changed["spec"]["source"]["inline"]["files"][0]["content"] = CODE + "# v2\n"
+    changed["metadata"]["generation"] = 2
+    api.put(FUNCTIONS, changed)
+    reconcile.reconcile(_body(api))
+    [second_job] = [name for name in api.names(JOBS) if name != first_job]
+    spec = api.get(JOBS, second_job)["spec"]["template"]["spec"]  # type: ignore[index]
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert json.loads(env["KFN_BUILD_LAYER_RECORDS"]) == first["layers"]
+    second = _run_job(api, second_job, tmp_path)
+    assert second["layersReused"] == 1
+    assert second["layers"] == first["layers"]
+
+
+def test_a_layer_image_on_the_metadata_address_fails_without_a_job(api: kubeapi.KubeApi) -> None:
+    body = _body(api)
+    body["spec"]["layers"] = [
+        {"name": "tools", "image": f"169.254.169.254/layers/tools@sha256:{'a' * 64}"}
+    ]
+    api.put(FUNCTIONS, body)
+    outcome = reconcile.reconcile(_body(api))
+    failed = _condition(outcome.status, "BuildSucceeded")
+    assert (failed["status"], failed["reason"]) == ("False", "BuildFailed")
+    assert "the layer tools" in failed["message"]
+    assert "169.254.169.254, a cloud metadata address" in failed["message"]
+    assert api.names(JOBS) == []
+
+
 # --- archive URLs: refused addresses, and never shown with their query -----------------------
 
 
@@ -310,6 +364,22 @@ def test_a_failed_build_never_shows_the_archive_urls_query_string() -> None:
     }
     verdict = builds.failed_build(NS, "hello-build-1", {}, [pod], url)
     assert verdict.message.endswith("step prepare: fetching https://bucket.example/code.zip failed")
+
+
+def test_a_failed_build_never_shows_a_layer_urls_query_string() -> None:
+    source_url = "https://bucket.example/code.zip?sig=one"
+    layer_url = "https://bucket.example/layer.zip?X-Amz-Signature=s3cr3t"
+    message = f"layer shared: fetching {layer_url} failed"
+    pod = {
+        "status": {
+            "containerStatuses": [
+                {"name": "build", "state": {"terminated": {"exitCode": 1, "message": message}}}
+            ]
+        }
+    }
+    verdict = builds.failed_build(NS, "hello-build-1", {}, [pod], source_url, layer_url)
+    assert verdict.message.endswith("fetching https://bucket.example/layer.zip failed")
+    assert "s3cr3t" not in verdict.message
 
 
 def test_a_build_job_that_is_going_is_waited_for_before_a_new_one_starts(

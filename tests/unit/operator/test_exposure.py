@@ -554,3 +554,28 @@ def test_function_events_without_a_url_now_or_before_cost_nothing(fake: FakeKube
         )  # fmt: skip
     assert fake.read == []
     assert fake.deleted == []
+
+
+def exposed_status(status: str, reason: str) -> dict[str, Any]:
+    return {"conditions": [{"type": "Exposed", "status": status, "reason": reason}]}
+
+
+@pytest.mark.parametrize(
+    ("status", "deleted", "concerned"),
+    [
+        (exposed_status("False", "GatewayNotFound"), False, True),
+        (exposed_status("False", exposure.NO_MATCHING_HOSTNAME), False, True),
+        (exposed_status("False", "RouteRejected"), False, False),
+        (exposed_status("True", "Exposed"), False, False),
+        (exposed_status("True", "Exposed"), True, True),
+        ({"conditions": [{"type": "Ready", "status": "False", "reason": "GatewayNotFound"}]}, True,
+         False),
+        (None, True, False),
+    ],
+    ids=["waits-for-one", "no-listener-takes-the-host", "refused-otherwise", "served",
+         "served-by-a-gateway-that-went", "never-exposed", "no-status"],
+)  # fmt: skip
+def test_a_gateway_event_looks_again_only_at_owners_waiting_for_a_gateway_or_all_when_one_goes(
+    status: dict[str, Any] | None, deleted: bool, concerned: bool
+) -> None:
+    assert exposure.gateway_event_concerns(status, deleted=deleted) is concerned

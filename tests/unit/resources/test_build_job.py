@@ -217,3 +217,92 @@ def test_each_runtime_builds_on_its_own_image_and_checks_its_language_and_node_r
     assert ("npm" in steps) is not python
     if not python:
         assert steps["npm"]["image"] == images[runtime]
+
+
+# --- layers -----------------------------------------------------------------------------------
+
+LAYER_IMAGE = "registry.example.com/layers/tools@sha256:" + "e" * 64
+SPEC_LAYER = function.LayerRecord.model_validate(
+    {**LAYER.model_dump(by_alias=True), "key": "3" * 64}
+)
+
+
+def _with_layers(*layers: dict[str, Any]) -> function.Function:
+    fn = _function(INLINE)
+    return fn.model_copy(
+        update={
+            "spec": fn.spec.model_copy(
+                update={"layers": [function.FunctionLayer.model_validate(la) for la in layers]}
+            )
+        }
+    )
+
+
+def _layer_archive(url: str, name: str = "shared") -> dict[str, Any]:
+    return {"name": name, "archive": {"url": url, "sha256": SHA}}
+
+
+def test_the_layers_are_given_to_the_build_in_order_with_the_archive_bounds() -> None:
+    fn = _with_layers(
+        _layer_archive("https://h.example/shared.zip?sig=x"),
+        {"name": "tools", "image": LAYER_IMAGE},
+    )
+    env = _env(_steps(build.build_job(fn, SHA, SETTINGS, files={}))[-1])
+    assert json.loads(env["KFN_BUILD_LAYERS"]) == [
+        {"name": "shared", "archive": {"url": "https://h.example/shared.zip?sig=x", "sha256": SHA}},
+        {"name": "tools", "image": LAYER_IMAGE},
+    ]
+    assert env["KFN_BUILD_MAX_UNPACKED_BYTES"] == str(SETTINGS.max_unpacked_mib * 2**20)
+    assert "KFN_BUILD_ARCHIVE_URL" not in env
+
+
+def test_the_recorded_layers_are_given_only_to_a_build_with_layers() -> None:
+    fn = _with_layers(_layer_archive("https://h.example/shared.zip"))
+    env = _env(_steps(build.build_job(fn, SHA, SETTINGS, files={}, layers=[SPEC_LAYER]))[-1])
+    assert json.loads(env["KFN_BUILD_LAYER_RECORDS"]) == [
+        SPEC_LAYER.model_dump(mode="json", by_alias=True)
+    ]
+    plain = _env(
+        _steps(build.build_job(_function(INLINE), SHA, SETTINGS, files={}, layers=[SPEC_LAYER]))[-1]
+    )
+    assert not {k for k in plain if k.startswith(("KFN_BUILD_LAYER", "KFN_BUILD_MAX"))}
+
+
+@pytest.mark.parametrize(("url", "allowed", "expected"), ARCHIVE_REFUSALS)
+def test_a_layer_url_that_names_a_refused_address_is_refused_before_any_job(
+    url: str, allowed: tuple[str, ...], expected: str | None
+) -> None:
+    settings = dataclasses.replace(SETTINGS, allowed_networks=urls.parse_networks(allowed))
+    fn = _with_layers(_layer_archive("https://fine.example/a.zip", "a"), _layer_archive(url, "b"))
+    found = build.archive_refusal(fn, settings)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert expected in found
+        assert "?" not in found
+
+
+@pytest.mark.parametrize(
+    ("registry", "refused"),
+    [("169.254.169.254", True), ("127.0.0.1:5000", True), ("localhost", False),
+     ("registry.example.com", False), ("10.0.0.7:5000", False)],
+)  # fmt: skip
+def test_a_layer_image_from_a_refused_address_is_refused_before_any_job(
+    registry: str, refused: bool
+) -> None:
+    fn = _with_layers({"name": "tools", "image": f"{registry}/layers/tools@sha256:{'e' * 64}"})
+    found = build.archive_refusal(fn, SETTINGS)
+    assert (found is not None) == refused
+    if found is not None:
+        assert "the layer tools" in found
+
+
+def test_a_layer_image_on_kfns_own_registry_is_never_refused() -> None:
+    settings = dataclasses.replace(SETTINGS, registry="127.0.0.1:5000")
+    fn = _with_layers({"name": "tools", "image": f"127.0.0.1:5000/fn/team/tools@sha256:{'e' * 64}"})
+    assert build.archive_refusal(fn, settings) is None
+    other = _with_layers(
+        {"name": "tools", "image": f"127.0.0.1:5001/fn/team/tools@sha256:{'e' * 64}"}
+    )
+    assert build.archive_refusal(other, settings) is not None

@@ -165,3 +165,44 @@ def test_a_status_record_of_an_image_by_tag_is_not_a_valid_status() -> None:
         function.FunctionStatus.model_validate(
             {"builds": [{"hash": _hash(1), "image": f"{REPOSITORY}:latest"}]}
         )
+
+
+# --- layers of spec.layers ----------------------------------------------------------------------
+
+
+def _spec_layer(key: int) -> dict[str, Any]:
+    return {**LAYER, "key": f"{key:064x}", "digest": f"sha256:{key + 100:064x}"}
+
+
+def test_the_layers_a_build_reports_are_recorded_by_their_content() -> None:
+    pod = _pod({**RESULT, "layers": [_spec_layer(1), _spec_layer(2), _spec_layer(1)]})
+    result = provenance.job_result(JOB, [pod], REPOSITORY)
+    assert isinstance(result, provenance.Result)
+    assert [int(la.key, 16) for la in result.layers] == [1, 2]
+
+
+def test_a_malformed_layer_in_a_result_is_left_out() -> None:
+    bad = {**_spec_layer(3), "digest": "sha256:short"}
+    result = provenance.job_result(
+        JOB, [_pod({**RESULT, "layers": [bad, _spec_layer(4)]})], REPOSITORY
+    )
+    assert isinstance(result, provenance.Result)
+    assert [int(la.key, 16) for la in result.layers] == [4]
+
+
+def test_layers_are_kept_most_recently_used_first_up_to_the_bound() -> None:
+    records = provenance.Records()
+    batches = [(1, 2, 3, 4, 5), (6, 7, 8, 9, 10), (11, 2)]
+    for n, keys in enumerate(batches):
+        layers = tuple(function.LayerRecord.model_validate(_spec_layer(k)) for k in keys)
+        records = records.built(_hash(n), provenance.Result(_image(n), None, layers))
+    kept = [int(la.key, 16) for la in records.extra_layers]
+    assert kept == [11, 2, 6, 7, 8, 9, 10, 1, 3, 4]
+    assert len(kept) == function.LAYER_RECORDS
+
+
+def test_layer_records_survive_a_round_trip_through_the_status() -> None:
+    layer = function.LayerRecord.model_validate(_spec_layer(5))
+    records = provenance.Records().built(_hash(1), provenance.Result(_image(1), None, (layer,)))
+    known = function.FunctionStatus(layers=list(records.extra_layers))
+    assert provenance.Records.of(known).extra_layers == (layer,)

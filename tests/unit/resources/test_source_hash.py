@@ -86,3 +86,37 @@ def test_file_boundaries_are_part_of_the_hash() -> None:
     joined = _function(source={"inline": {"files": [{"name": "a", "content": "bc"}]}})
     split = _function(source={"inline": {"files": [{"name": "ab", "content": "c"}]}})
     assert resources.source_hash(joined) != resources.source_hash(split)
+
+
+_SHA = "b" * 64
+_IMAGE = "registry.example.com/layers/tools@sha256:" + "a" * 64
+
+
+def _layer(name: str, sha256: str = _SHA) -> dict[str, Any]:
+    return {"name": name, "archive": {"url": f"https://example.com/{name}.zip", "sha256": sha256}}
+
+
+def test_a_function_without_layers_hashes_as_before_layers_existed() -> None:
+    assert resources.source_hash(_function()) == resources.source_hash(_function(layers=[]))
+
+
+def test_adding_changing_or_reordering_layers_changes_the_hash() -> None:
+    one = [_layer("a")]
+    two = [_layer("a"), {"name": "b", "image": _IMAGE}]
+    variants = [
+        [],
+        one,
+        [_layer("a", "c" * 64)],
+        two,
+        list(reversed(two)),
+        [_layer("a"), {"name": "b", "image": _IMAGE.replace("a" * 64, "e" * 64)}],
+    ]
+    hashes = {resources.source_hash(_function(layers=layers)) for layers in variants}
+    assert len(hashes) == len(variants)
+
+
+def test_a_layer_is_hashed_by_its_content_not_its_name_or_url() -> None:
+    renamed = {"name": "other", "archive": {"url": "https://mirror.example/x.zip", "sha256": _SHA}}
+    assert resources.source_hash(_function(layers=[_layer("a")])) == resources.source_hash(
+        _function(layers=[renamed])
+    )

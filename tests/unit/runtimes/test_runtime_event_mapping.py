@@ -138,12 +138,19 @@ def test_a_malformed_structured_result_is_rejected(result: dict[str, Any]) -> No
         events.from_result(result)
 
 
-@pytest.mark.parametrize("result", [{"body": "no status"}, [1, 2], "text", 7, None])
+@pytest.mark.parametrize("result", [{"body": "no status"}, [1, 2], 7, None])
 def test_anything_without_a_status_code_is_a_200_json_body(result: object) -> None:
     response = events.from_result(result)
     assert response.status == 200
     assert response.headers == [("Content-Type", "application/json")]
     assert json.loads(response.body) == result
+
+
+def test_a_string_result_is_the_body_as_it_is() -> None:
+    response = events.from_result("Hello, wörld")
+    assert response.status == 200
+    assert response.headers == [("Content-Type", "application/json")]
+    assert response.body == "Hello, wörld".encode()
 
 
 # ---- both runtimes map alike -------------------------------------------------------------------

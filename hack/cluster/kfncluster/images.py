@@ -330,6 +330,7 @@ def nodejs_dist(paths: config.Paths, base: oci.Image, log: pathlib.Path) -> oci.
         layers = _base_layers(store, base)
         with tempfile.TemporaryDirectory(dir=store.root) as tmp:
             tree = pathlib.Path(tmp)
+            tree.chmod(0o755)  # it becomes /usr/local, which every user must traverse
             nodedist.unpack(nodedist.fetch(paths, log), tree)
             layers.append(store.layer_from_tree([("usr/local", tree)], compress=True))
         return store.image(
@@ -341,7 +342,7 @@ def nodejs_dist(paths: config.Paths, base: oci.Image, log: pathlib.Path) -> oci.
             ],
         )
 
-    key = _file_key(base.digest, nodedist.NODE.integrity, nodedist.NPM.integrity, "1")
+    key = _file_key(base.digest, nodedist.NODE.integrity, nodedist.NPM.integrity, "2")
     return _cached(paths, f"base-nodejs{nodedist.NODE.version.split('.')[0]}", key, make)
 
 

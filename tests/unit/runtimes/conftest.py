@@ -157,6 +157,12 @@ def find_interpreter(runtime: str) -> Interpreter | str:
     exe = _host_interpreter(runtime)
     if exe is not None:
         return Interpreter(runtime, exe)
+    return image_interpreter(runtime)
+
+
+@functools.cache
+def image_interpreter(runtime: str) -> Interpreter | str:
+    """The interpreter in the runtime's cached base image, or why there is none here."""
     made = runtimeimages.IMAGES.get(runtime)
     if made is None:
         return (
@@ -167,10 +173,7 @@ def find_interpreter(runtime: str) -> Interpreter | str:
         return f"{runtime}: running it in its base image's root filesystem needs root"
     rootfs = _unpacked(made.cache_name)
     if rootfs is None:
-        return (
-            f"{runtime}: this machine has no {language_of(runtime)} {version_of(runtime)} and "
-            f"its base image {made.cache_name} is not cached yet (make up makes it)"
-        )
+        return f"{runtime}: its base image {made.cache_name} is not cached yet (make up makes it)"
     exe = "python3" if language_of(runtime) == "python" else "node"
     found = Interpreter(runtime, exe, rootfs)
     reported = _version(found.wrap([exe, "--version"]))

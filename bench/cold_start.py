@@ -188,6 +188,13 @@ def activator_trial(
     return response.seconds
 
 
+def _ready(ns: str, name: str) -> bool:
+    conditions = (kubectl_json("-n", ns, "get", "function", name).get("status") or {}).get(
+        "conditions"
+    ) or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
 def _replicas(ns: str, name: str) -> int:
     return int(kubectl_json("-n", ns, "get", "deployment", name)["spec"].get("replicas", 0))
 
@@ -263,6 +270,9 @@ def main() -> int:
         runtime_paths = {
             r: deploy_function(ns, address, _name(r), runtime_function(r)) for r in args.runtimes
         }
+        for r in args.runtimes:
+            print(f"waiting for {_name(r)} to be built and Ready", flush=True)
+            _wait(lambda r=r: _ready(ns, _name(r)), f"{_name(r)} built and Ready", timeout=1200)
         # Interleaved, so that the machine's load weighs on them all alike.
         for trial in range(1, args.trials + 1):
             floor.append(pod_start_trial(api, apps, ns, "bare", "/"))

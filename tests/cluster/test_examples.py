@@ -434,6 +434,25 @@ def test_the_web_backend_answers_on_its_function_url_over_https_from_zero(edge: 
         assert headers["access-control-allow-origin"] == "*"
 
 
+def test_the_streaming_report_arrives_whole_from_node_and_python_over_https(edge: str) -> None:
+    with scratch_namespace("examples-streaming") as namespace:
+        commands = run_example("streaming-report", namespace)
+        assert any("configmap report-py-code" in command for command in commands)
+        for name in ("report-node", "report-py"):
+            with timed(f"{name} built and Ready"):
+                wait_ready(namespace, "function", name, BUILD_TIMEOUT)
+        for name in ("report-node", "report-py"):
+            host = f"{name}-{namespace}.{gateway.DOMAIN}"
+            with timed(f"{name}: 20,000 rows streamed over HTTPS (from zero)"):
+                status, headers, answer = served(host, "/report?rows=20000")
+            assert status == 200, answer
+            assert headers["content-type"] == "text/csv"
+            assert headers["transfer-encoding"] == "chunked"
+            lines = answer.decode().splitlines()
+            assert lines[0] == "day,region,orders,revenue"
+            assert len(lines) == 20_001
+
+
 def test_the_webhook_answers_202_to_a_signed_delivery_and_401_to_a_bad_signature(
     edge: str,
 ) -> None:

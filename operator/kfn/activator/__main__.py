@@ -29,6 +29,9 @@ from kfn.activator import (
     event_store,
     event_stream,
     forwarding,
+    lambda_api,
+    lambda_door,
+    lambda_keys,
     reviews,
     server,
     stats_reporter,
@@ -97,6 +100,31 @@ def _checks(args: argparse.Namespace) -> access.Access | None:
     )
 
 
+def _lambda_service(
+    args: argparse.Namespace, cluster: catalog.KubeCatalog | None
+) -> lambda_door.LambdaApi | None:
+    """AWS Lambda's API on the invoke door, unless turned off: access keys watched in the
+    cluster (each namespace's kfn-lambda-access-keys Secret), none with --config; RBAC asked
+    as the invoke API asks it (after :func:`_checks`)."""
+    if args.lambda_api == "off":
+        return None
+    keys: lambda_door.Keys = lambda_keys.StaticKeys(())
+    if cluster is not None:
+        watched = lambda_keys.AccessKeys()
+        watched.start()
+        keys = watched
+    review = None
+    if args.invoke_auth == "rbac":
+        review = reviews.ApiServerReviews(loop_clock=asyncio.get_running_loop().time).review
+    return lambda_door.LambdaApi(
+        keys=keys,
+        review=review,
+        describe=cluster.describe if cluster is not None else None,
+        region=args.lambda_region,
+        account=args.lambda_account,
+    )
+
+
 async def _main(args: argparse.Namespace) -> None:
     token = tokenfile.TokenFile(args.autoscaler_token_file) if args.autoscaler_token_file else None
     sink = (
@@ -113,6 +141,7 @@ async def _main(args: argparse.Namespace) -> None:
         max_buffered_bytes=args.max_buffered_bytes,
     )
     store = _event_store(args)
+    cluster: catalog.KubeCatalog | None = None
     source: endpoints.EndpointSource
     if args.config:
         static = configs.load(pathlib.Path(args.config))
@@ -159,11 +188,13 @@ async def _main(args: argparse.Namespace) -> None:
             activator.keep(asyncio.get_running_loop().create_task(proxies.run()))
         source = discovery.KubeEndpointSource(probe_interval=args.probe_interval)
         activator.ctx.exits = source.exits
+    checks = _checks(args)
+    activator.ctx.lambda_service = _lambda_service(args, cluster)
     await activator.start(
         args.host,
         args.port,
         invoke_port=args.invoke_port or None,
-        checks=_checks(args),
+        checks=checks,
         metrics_port=args.metrics_port,
         endpoint_source=source,
     )
@@ -241,6 +272,28 @@ def _edge_flags(parser: argparse.ArgumentParser) -> None:
         metavar="NAMESPACE:LABEL_SELECTOR",
         help="trust the current IPs of these pods (the Gateway's Envoy pods), watched in "
         "NAMESPACE (needs list and watch on pods there; cluster mode)",
+    )
+
+
+def _lambda_flags(parser: argparse.ArgumentParser) -> None:
+    """AWS Lambda's API on the invoke door (:mod:`kfn.activator.lambda_door`)."""
+    parser.add_argument(
+        "--lambda-api",
+        choices=("on", "off"),
+        default=os.environ.get("KFN_LAMBDA_API", "on"),
+        help="serve AWS Lambda's API (/2015-03-31/...) on the invoke door, SigV4-signed with "
+        "a namespace's kfn-lambda-access-keys or with a bearer token",
+    )
+    parser.add_argument(
+        "--lambda-region",
+        default=os.environ.get("KFN_LAMBDA_REGION", lambda_api.DEFAULT_REGION),
+        help="the region in the ARNs the Lambda API answers when a request names none "
+        "(a signed request's own region is used)",
+    )
+    parser.add_argument(
+        "--lambda-account",
+        default=os.environ.get("KFN_LAMBDA_ACCOUNT", lambda_api.DEFAULT_ACCOUNT),
+        help="the account id in the ARNs the Lambda API answers (chooses nothing)",
     )
 
 
@@ -396,6 +449,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=access.ALLOWED_TTL,
         help="seconds an allowed decision is kept (a removed binding revokes within it)",
     )
+    _lambda_flags(parser)
     parser.add_argument("--metrics-port", type=int, default=9090)
     parser.add_argument(
         "--autoscaler-url",

@@ -18,6 +18,7 @@ would read it.
 from __future__ import annotations
 
 import asyncio
+import typing
 
 from kfn.activator import (
     answers,
@@ -46,6 +47,8 @@ class _BufferedSink:
         self.not_started = False
         self.body = bytearray()
         self.reusable = False
+        #: The runtime's ``Kfn-Log-Result`` (asked for with ``Kfn-Log-Type: Tail``).
+        self.log_result = b""
 
     def on_interim(self, status: int, reason: bytes, headers: bytes) -> None:
         pass
@@ -56,6 +59,10 @@ class _BufferedSink:
         self.status = status
         self.function_error = b"\r\nkfn-function-error:" in b"\r\n" + headers.lower()
         self.not_started = refusal.not_started(status, not_started)
+        at = headers.lower().find(b"kfn-log-result:")
+        if at >= 0:
+            end = headers.find(b"\r\n", at)
+            self.log_result = headers[at + 15 : end if end >= 0 else len(headers)].strip()
 
     def on_response_body(self, data: bytes) -> None:
         if len(self.body) < RESPONSE_LIMIT:
@@ -69,6 +76,10 @@ class _BufferedSink:
             )
 
     def on_upstream_lost(self, exc: BaseException | None) -> None:
+        if isinstance(exc, upstream.FailedMidwayError) and not self.done.done():
+            # A streamed response that failed midway: the function's error, as it reported it.
+            self.done.set_result(async_invoke.Outcome(502, exc.body, function_error=True))
+            return
         if not self.done.done():
             lost = answers.runtime_exited(self.request_id)
             self.done.set_result(async_invoke.Outcome(lost.status, lost.body, function_error=True))
@@ -96,6 +107,38 @@ async def invoke(
     that does not answer within ``timeout_s`` of being sent (plus the margin) counts as
     a function error with status 504, as a Lambda timeout does.
     """
+    reply = await call(
+        throttle,
+        function_name,
+        request_id,
+        payload,
+        timeout_s=timeout_s,
+        queue_timeout_s=queue_timeout_s,
+        invocation_type=invocation_type,
+    )
+    return reply.outcome
+
+
+class Reply(typing.NamedTuple):
+    """An invocation's outcome, and the log lines the runtime handed back if asked."""
+
+    outcome: async_invoke.Outcome
+    log_result: bytes = b""
+
+
+async def call(
+    throttle: throttler.Throttler,
+    function_name: str,
+    request_id: str,
+    payload: bytes,
+    *,
+    timeout_s: float,
+    queue_timeout_s: float,
+    invocation_type: bytes = b"Event",
+    extra_headers: bytes = b"",
+) -> Reply:
+    """:func:`invoke`, with ``extra_headers`` (whole lines of the runtime contract, such as
+    ``Kfn-Log-Type`` and ``Kfn-Client-Context``) sent along and the log result kept."""
     throttle.note_request()
     loop = asyncio.get_running_loop()
     waits_until = loop.time() + queue_timeout_s
@@ -106,14 +149,14 @@ async def invoke(
                 endpoint = await capacity.acquire(throttle)
                 endpoint, conn = await capacity.connection(throttle, endpoint)
         except TimeoutError:
-            return async_invoke.Outcome(429, b"no pod within the queue timeout")
+            return Reply(async_invoke.Outcome(429, b"no pod within the queue timeout"))
         except throttler.QueueFullError:
-            return async_invoke.Outcome(429, b"queue full")
+            return Reply(async_invoke.Outcome(429, b"queue full"))
         except capacity.ConnectError:
-            return async_invoke.Outcome(0, b"could not connect to the function")
+            return Reply(async_invoke.Outcome(0, b"could not connect to the function"))
         try:
             async with asyncio.timeout(waiting.served_bound(timeout_s)):
-                outcome, not_started = await _exchange(
+                reply, not_started = await _exchange(
                     endpoint,
                     conn,
                     function_name=function_name,
@@ -121,18 +164,19 @@ async def invoke(
                     payload=payload,
                     timeout_ms=max(1, round(timeout_s * 1000)),
                     invocation_type=invocation_type,
+                    extra_headers=extra_headers,
                 )
         except TimeoutError:
-            return async_invoke.Outcome(504, b"timed out", function_error=True)
+            return Reply(async_invoke.Outcome(504, b"timed out", function_error=True))
         finally:
             throttle.release(endpoint)
         if not not_started:
-            return outcome
+            return reply
         # Not started: wait a moment, then for a slot again, within the queue timeout.
         refused += 1
         pause = refusal.retry_delay(refused)
         if loop.time() + pause >= waits_until:
-            return outcome
+            return reply
         await asyncio.sleep(pause)
 
 
@@ -145,14 +189,15 @@ async def _exchange(
     payload: bytes,
     timeout_ms: int,
     invocation_type: bytes,
-) -> tuple[async_invoke.Outcome, bool]:
+    extra_headers: bytes = b"",
+) -> tuple[Reply, bool]:
     """Sends the invocation on ``conn``; the outcome, and whether the runtime refused it
     without starting it."""
     sink = _BufferedSink(request_id.encode())
     head = (
         b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\nKfn-Request-Id: %s\r\nKfn-Timeout-Ms: %d\r\n"
-        b"Kfn-Function-Name: %s\r\nKfn-Invocation-Type: %s\r\n\r\n"
+        b"Kfn-Function-Name: %s\r\nKfn-Invocation-Type: %s\r\n%s\r\n"
         % (
             router.POD_INVOKE_PATH,
             endpoint.address.encode(),
@@ -161,6 +206,7 @@ async def _exchange(
             timeout_ms,
             function_name.encode(),
             invocation_type,
+            extra_headers,
         )
     )
     conn.send(head, sink, head_request=False)
@@ -174,4 +220,4 @@ async def _exchange(
         endpoint.put_idle(conn)
     else:
         conn.abort()
-    return outcome, sink.not_started
+    return Reply(outcome, sink.log_result), sink.not_started

@@ -30,7 +30,7 @@ import pydantic
 
 from kfn import kube, stats
 from kfn.activator import config as configs
-from kfn.activator import router
+from kfn.activator import lambda_api, router
 from kfn.api import function as function_api
 from kfn.api import meta, web
 from kfn.api import routes as routes_api
@@ -277,6 +277,16 @@ class KubeCatalog:
         finally:
             functions.stop()
             triggers.stop()
+
+    def describe(self, namespace: str) -> list[lambda_api.Facts]:
+        """The facts Lambda's GetFunction and ListFunctions give of a namespace's Functions."""
+        if self._functions is None:
+            return []
+        return [
+            lambda_api.facts_of(f.function, f.created)
+            for f in self._functions.values()
+            if f.function.metadata.namespace == namespace
+        ]
 
     def _push_functions(self) -> None:
         assert self._functions is not None

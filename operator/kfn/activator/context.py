@@ -17,10 +17,12 @@ import typing
 from kfn import stats
 from kfn.activator import (
     access,
+    answers,
     budget,
     events,
     exits,
     forwarding,
+    lambda_api,
     metrics,
     outbox,
     router,
@@ -69,6 +71,14 @@ def public_door(checks: access.Access | None) -> Door:
 
 def invoke_door(checks: access.Access | None) -> Door:
     return Door(routes=False, invoke=True, access=checks)
+
+
+class LambdaService(typing.Protocol):
+    """Serves AWS Lambda's API on the invoke door (:class:`kfn.activator.lambda_door.LambdaApi`)."""
+
+    async def serve(
+        self, ctx: Context, checks: access.Access | None, request: lambda_api.Request
+    ) -> answers.Answer: ...
 
 
 class Connection(watchdog.Watched, typing.Protocol):
@@ -140,6 +150,8 @@ class Context:
         self.outbox = outbox.Outbox()
         #: The proxies whose forwarding headers are believed; replaced whole when it changes.
         self.trusted: forwarding.Trusted = forwarding.NOBODY
+        #: AWS Lambda's API (``/2015-03-31/...``) on the invoke door, when served.
+        self.lambda_service: LambdaService | None = None
 
     def spawn(
         self, coroutine: collections.abc.Coroutine[object, object, None]

@@ -52,6 +52,7 @@ from kfn.activator import (
     exits,
     forwarding,
     invoke_api,
+    lambda_api,
     refusal,
     relay,
     request_body,
@@ -105,6 +106,7 @@ class Exchange:
         "head_done",
         "invoke",
         "keep_alive",
+        "lambda_body",
         "phase",
         "proto",
         "request_id",
@@ -131,6 +133,8 @@ class Exchange:
         self.authorizing = False
         #: An Event invocation's payload, while it arrives.
         self.event_body: bytearray | None = None
+        #: A Lambda API request's body, held whole while it arrives (lambda_door).
+        self.lambda_body: bytearray | None = None
         self.entry: context.FunctionEntry | None = None
         #: The endpoint whose slot this request holds, and the connection to it.
         self.endpoint: upstream.Endpoint | None = None
@@ -173,8 +177,18 @@ class Exchange:
         if head.url == HEALTH_PATH:
             self.answer(answers.DRAINING if ctx.draining else answers.HEALTHY)
             return
-        match = ctx.router.match(head.host, head.url, head.method)
         door = proto.door
+        if head.everything is not None:
+            # Kept only for the Lambda API on an invoke door serving it (proxy.on_url).
+            self.begin_lambda()
+        else:
+            self.route(door)
+
+    def route(self, door: context.Door) -> None:
+        """A request for a route or the invoke API (not the Lambda API)."""
+        ctx = self.proto.ctx
+        head = self.head
+        match = ctx.router.match(head.host, head.url, head.method)
         if match is not None and match.invoke:
             self.begin_invoke(door, match.function)
             return
@@ -191,6 +205,38 @@ class Exchange:
             self.begin_checked(door, match.function)
             return
         self.serve_route(match.function)
+
+    def begin_lambda(self) -> None:
+        """AWS Lambda's API: the body is held whole (a signature covers it), then served by
+        :mod:`~kfn.activator.lambda_door`."""
+        self.request_id = invoke_api.request_id()
+        if self.head.content_length > lambda_api.SYNC_PAYLOAD_LIMIT:
+            self.answer(lambda_api.with_ids(lambda_api.REQUEST_TOO_LARGE, self.request_id))
+            return
+        upload = self.upload
+        self.lambda_body = bytearray(b"".join(upload.held or ()))
+        upload.held, upload.held_size = None, 0
+        if self.body_done:
+            self.submit_lambda()
+
+    def submit_lambda(self) -> None:
+        service = self.proto.ctx.lambda_service
+        assert service is not None
+        assert self.lambda_body is not None
+        head = self.head
+        request = lambda_api.Request(
+            head.method, head.url, head.everything or [], bytes(self.lambda_body), self.request_id
+        )
+        self.lambda_body = None
+        self.task = self.proto.ctx.spawn(self.serve_lambda(service, request))
+
+    async def serve_lambda(
+        self, service: context.LambdaService, request: lambda_api.Request
+    ) -> None:
+        answer = await service.serve(self.proto.ctx, self.proto.door.access, request)
+        self.task = None
+        if not self.finished:
+            self.answer(answer)
 
     def cross_origin(self, policy: web.CorsPolicy) -> bool:
         """A request with an Origin on a route with CORS: answer it if it is a preflight
@@ -419,6 +465,13 @@ class Exchange:
             if self.upload.chunked:
                 self.proto.cork(conn)  # chunks of one read leave in one write
             self.upload.send(conn, data)
+        elif self.lambda_body is not None:
+            if len(self.lambda_body) + len(data) > lambda_api.SYNC_PAYLOAD_LIMIT:
+                self.keep_alive = False
+                self.answer(lambda_api.with_ids(lambda_api.REQUEST_TOO_LARGE, self.request_id))
+                return
+            if self.take(len(data)):
+                self.lambda_body += data
         elif self.event_body is not None:
             if len(self.event_body) + len(data) > events.PAYLOAD_LIMIT:
                 self.keep_alive = False
@@ -455,6 +508,8 @@ class Exchange:
                 self.upload.end(self.conn)
         elif self.event_body is not None and self.entry is not None and not self.authorizing:
             self.submit_event()
+        elif self.lambda_body is not None:
+            self.submit_lambda()
 
     def submit_event(self) -> None:
         entry = self.entry

@@ -36,6 +36,7 @@ from kfn.activator import (
     context,
     deadline,
     forwarding,
+    lambda_api,
     request_body,
     upstream,
     watchdog,
@@ -182,6 +183,13 @@ class ClientProtocol(asyncio.Protocol):
         if len(head.url) > self.ctx.bounds.max_url_bytes:
             self.refuse_head()
             raise _RefusedError
+        if (
+            self.door.invoke
+            and head.everything is None
+            and self.ctx.lambda_service is not None
+            and lambda_api.is_lambda(head.url)
+        ):
+            head.everything = []  # a Lambda API request: its signature covers every header
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.parsing is not None

@@ -8,7 +8,18 @@ chunked when the pod's response has no length and the client speaks HTTP/1.1 (an
 HTTP/1.0 client reads to the connection's end instead); and with ``Connection:
 close`` when the client connection ends after it; on a route with CORS, with the policy's
 ``Access-Control-*`` headers instead of the pod's. Bodies pass through in the pieces the
-pod sent.
+pod sent, each written at the end of the loop's round it came in: nothing waits for the
+rest of the response. While the client does not read, its socket's buffer fills and the
+proxy stops reading the pod (``pause_writing`` of the client connection). A round can
+read the pod's socket many times before its writes go out (uvloop reads up to 32 times
+per wake-up, megabytes on a fast pod), so every :data:`ROUND_LIMIT` bytes the relay
+itself pauses the pod's connection until they were written, and a streamed response of
+any length holds at most that and a socket buffer here.
+
+A streamed response whose function failed midway (its runtime's error trailers,
+:class:`~kfn.activator.upstream.FailedMidwayError`) ends as Lambda's does: the bytes
+sent so far reach the client, then the connection closes without the last chunk, so
+the client reads an incomplete response rather than a whole one.
 
 A response the runtime marked as a refusal of a request it did not start
 (:mod:`~kfn.activator.refusal`) is not passed on when the request can be sent
@@ -20,7 +31,7 @@ from __future__ import annotations
 import re
 import typing
 
-from kfn.activator import context, refusal, request_body, request_head
+from kfn.activator import context, refusal, request_body, request_head, upstream
 
 
 class Owner(typing.Protocol):
@@ -36,6 +47,8 @@ class Owner(typing.Protocol):
     keep_alive: bool
     response_started: bool
     upstream_paused: bool
+    #: The pod connection carrying the request (None once it ended).
+    conn: upstream.UpstreamConnection | None
 
     def retry_elsewhere(self, reusable: bool) -> None: ...
     def response_complete(self, status: int, reusable: bool) -> None: ...
@@ -46,6 +59,8 @@ class Client(typing.Protocol):
     """What a relay needs of the client connection it writes to."""
 
     ctx: context.Context
+    #: The client's socket buffer is full: the pod's connection is not read meanwhile.
+    write_paused: bool
 
     def buffer(self, data: bytes) -> None: ...
     def flush_soon(self) -> None: ...
@@ -53,6 +68,8 @@ class Client(typing.Protocol):
 
 
 _LAST_CHUNK = b"0\r\n\r\n"
+#: Response bytes passed on before the pod's connection waits for them to be written.
+ROUND_LIMIT = 256 * 1024
 #: The function's own CORS headers, dropped where a route's CORS policy sets them.
 _ACCESS_CONTROL = re.compile(rb"(?im)^access-control-[^\r\n]*\r\n")
 
@@ -60,7 +77,7 @@ _ACCESS_CONTROL = re.compile(rb"(?im)^access-control-[^\r\n]*\r\n")
 class Relay:
     """Streams one response from a pod to the client (an ``upstream.ResponseSink``)."""
 
-    __slots__ = ("chunked", "exchange", "http11", "proto", "refused", "status")
+    __slots__ = ("chunked", "exchange", "held", "http11", "passed", "proto", "refused", "status")
 
     def __init__(self, exchange: Owner, proto: Client) -> None:
         self.exchange = exchange
@@ -70,6 +87,10 @@ class Relay:
         self.chunked = False
         #: The runtime refused the request unstarted: the response is dropped.
         self.refused = False
+        #: Body bytes passed on since the pod's connection last waited for them to be written.
+        self.passed = 0
+        #: The pod's connection is paused until the round's writes went out.
+        self.held = False
 
     def on_interim(self, status: int, reason: bytes, headers: bytes) -> None:
         if not self.exchange.finished and self.http11:
@@ -90,6 +111,24 @@ class Relay:
         if self.exchange.finished or self.refused:
             return
         self.proto.buffer(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+        self.passed += len(data)
+        if self.passed >= ROUND_LIMIT and not self.held:
+            conn = self.exchange.conn
+            if conn is not None:
+                self.held = True
+                conn.pause_reading(True)
+                proto = self.proto
+                proto.flush_soon()  # first: the client's bytes leave before write_out below
+                proto.ctx.outbox.add(self)
+
+    def write_out(self) -> None:
+        """The round's writes went out: read the pod again, unless the client's socket is
+        full (its ``resume_writing`` then does)."""
+        self.held = False
+        self.passed = 0
+        conn = self.exchange.conn
+        if conn is not None and not self.exchange.finished and not self.proto.write_paused:
+            conn.pause_reading(False)
 
     def on_response_complete(self, reusable: bool) -> None:
         ex = self.exchange
@@ -100,6 +139,10 @@ class Relay:
             return
         if self.chunked:
             self.proto.buffer(_LAST_CHUNK)
+        if self.held and ex.conn is not None:
+            # The connection goes back to the pool: reading, for its next response.
+            self.held = False
+            ex.conn.pause_reading(False)
         ex.response_complete(self.status, reusable)
 
     def on_upstream_lost(self, exc: BaseException | None) -> None:
@@ -108,6 +151,11 @@ class Relay:
         if self.refused:
             # Not started either way: the refusal's connection just closed under it.
             self.exchange.retry_elsewhere(False)
+            return
+        if isinstance(exc, upstream.FailedMidwayError) and self.exchange.response_started:
+            # What was sent stays sent; the connection then closes without the last chunk.
+            self.exchange.keep_alive = False
+            self.exchange.response_complete(502, False)
             return
         self.exchange.upstream_lost()
 

@@ -58,6 +58,9 @@ _SPECIAL = {
     b"kfn-deadline-ms": _DROP,
     b"kfn-timeout-ms": _DROP,
     b"kfn-function-name": _DROP,
+    # Only the activator asks a pod for an invocation's log (Lambda's LogType, lambda_door):
+    # a caller of the invoke API or a route cannot read it this way.
+    b"kfn-log-type": _DROP,
     # The route's, never the client's (:func:`kfn.activator.router.pod_headers`).
     b"kfn-payload-format": _DROP,
     b"kfn-path-prefix": _DROP,
@@ -77,6 +80,7 @@ class RequestHead:
         "authorization_lines",
         "chunked",
         "content_length",
+        "everything",
         "expect_continue",
         "forwarded",
         "given_request_id",
@@ -122,9 +126,14 @@ class RequestHead:
         self.origin = b""
         self.acr_method = b""
         self.acr_headers = b""
+        #: Every header as it came, in order: kept only for a Lambda API request, whose
+        #: signature covers headers the proxy otherwise drops or rewrites.
+        self.everything: list[tuple[bytes, bytes]] | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """One header as parsed: noted, kept, or dropped."""
+        if self.everything is not None:
+            self.everything.append((name, value))
         code = _SPECIAL.get(name.lower())
         if code is not None:
             if code == _DROP:

@@ -69,9 +69,14 @@ class ApiServerReviews:
     async def review_access(
         self, identity: access.Identity, function: stats.FunctionKey
     ) -> tuple[bool, str]:
+        return await self.review(identity, attributes(function))
+
+    async def review(self, identity: access.Identity, resource: dict[str, str]) -> tuple[bool, str]:
+        """Whether RBAC lets ``identity`` act as ``resource`` (SubjectAccessReview's resource
+        attributes: namespace, verb, group, resource, name) says."""
         try:
             status = await asyncio.to_thread(
-                kube.review_access, user_of(identity), attributes(function), timeout=TIMEOUT
+                kube.review_access, user_of(identity), resource, timeout=TIMEOUT
             )
         except _FAILURES as exc:
             raise access.ReviewFailedError(f"SubjectAccessReview: {exc}") from None

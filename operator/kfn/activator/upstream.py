@@ -13,11 +13,19 @@ them on without building a header dict: hop-by-hop ones are dropped, and so are 
 runtime contract's ``Kfn-Request-Id`` (the relay writes the request's own, once) and
 ``Kfn-Not-Started`` (the runtime's mark on a refusal, which the sink is told of and
 no client sees).
+
+A streamed response whose function failed after its head went out ends with the
+runtime's error trailers (``Kfn-Function-Error``, runtime contract §12): the sink is
+told the response was lost (:class:`FailedMidwayError`), not complete, and the
+connection is dropped, so no caller mistakes the truncated body for a whole one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import time
 import typing
 from typing import Protocol
@@ -51,6 +59,27 @@ MAX_IDLE_REUSE_S = 55.0
 NOT_STARTED = b"kfn-not-started"
 #: Response headers that never reach a client as the pod sent them.
 _DROPPED = HOP_BY_HOP | {b"kfn-request-id", NOT_STARTED}
+#: The trailers a runtime ends a failed stream with (runtime contract §12).
+_FUNCTION_ERROR = b"kfn-function-error"
+_ERROR_BODY = b"kfn-error-body"
+
+
+class FailedMidwayError(Exception):
+    """The function failed after its streamed response began; ``body`` is its error shape
+    (JSON) from the runtime's ``Kfn-Error-Body`` trailer."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__("the function failed while streaming its response")
+        self.body = body
+
+
+def _error_body(encoded: bytes) -> bytes:
+    try:
+        body = base64.b64decode(encoded, validate=True)
+        json.loads(body)
+    except (binascii.Error, ValueError):
+        return b'{"errorType":"Unknown","errorMessage":"the function failed while streaming"}'
+    return body
 
 
 class ResponseSink(Protocol):
@@ -89,8 +118,10 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_chunked",
         "_corked",
+        "_failed",
         "_head_request",
         "_headers",
+        "_headers_done",
         "_length_known",
         "_not_started",
         "_parser",
@@ -122,6 +153,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_request = False
         self._reset_parser = False
         self._until_close = False
+        #: Past the head: header callbacks are the body's trailers.
+        self._headers_done = False
+        #: The trailers said the function failed midway; the error shape, once read.
+        self._failed: bytes | None = None
         #: Writes held back while corked (see :meth:`cork`).
         self._corked: list[bytes] | None = None
 
@@ -241,12 +276,21 @@ class UpstreamConnection(asyncio.Protocol):
         self._not_started = False
         self._chunked = False
         self._until_close = False
+        self._headers_done = False
+        self._failed = None
 
     def on_status(self, status: bytes) -> None:
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
+        if self._headers_done:
+            # A trailer: only the runtime's mark of a failed stream matters.
+            if lower == _FUNCTION_ERROR and self._failed is None:
+                self._failed = b""
+            elif lower == _ERROR_BODY:
+                self._failed = _error_body(value)
+            return
         if lower in _DROPPED:
             if lower == b"transfer-encoding":
                 self._chunked = value.lower().endswith(b"chunked")
@@ -268,6 +312,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         status = self._parser.get_status_code()
         self._status = status
+        self._headers_done = not 100 <= status < 200
         if 100 <= status < 200:
             if status != 101:
                 sink.on_interim(status, self._reason, bytes(self._headers))
@@ -295,6 +340,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _finish(self) -> None:
         sink, self.sink = self.sink, None
+        if self._failed is not None:
+            failed = FailedMidwayError(self._failed or _error_body(b""))
+            self.abort()
+            if sink is not None:
+                sink.on_upstream_lost(failed)
+            return
         if sink is not None:
             reusable = self._parser.should_keep_alive() and not self.closed
             sink.on_response_complete(reusable)

@@ -323,11 +323,19 @@ def _collection(api_version: str, kind: str, namespace: str | None) -> str:
 
 
 def list_all(
-    api_version: str, kind: str, *, namespace: str | None = None, label_selector: str = ""
+    api_version: str,
+    kind: str,
+    *,
+    namespace: str | None = None,
+    label_selector: str = "",
+    field_selector: str = "",
 ) -> tuple[list[Object], str]:
     """Every object of a kind (all namespaces when ``namespace`` is None) and the list's
-    resourceVersion, the point a following :func:`watch` starts from."""
+    resourceVersion, the point a following :func:`watch` starts from. A ``field_selector``
+    of ``metadata.name=<name>`` is what lets RBAC that names resources allow a list."""
     query = [("labelSelector", label_selector)] if label_selector else []
+    if field_selector:
+        query.append(("fieldSelector", field_selector))
     result = _call("GET", _collection(api_version, kind, namespace), query=query)
     version = str(result.get("metadata", {}).get("resourceVersion", ""))
     return cast(list[Object], result.get("items", [])), version
@@ -344,6 +352,7 @@ def watch(
     *,
     namespace: str | None = None,
     label_selector: str = "",
+    field_selector: str = "",
     timeout_seconds: int = 300,
 ) -> Iterator[tuple[str, Object]]:
     """Yields ``(type, object)`` for each change after ``resource_version``.
@@ -360,6 +369,8 @@ def watch(
     ]
     if label_selector:
         query.append(("labelSelector", label_selector))
+    if field_selector:
+        query.append(("fieldSelector", field_selector))
     client_ = api()
     _, url, headers, _, _ = client_.param_serialize(
         method="GET",
@@ -426,6 +437,7 @@ def reflect(
     label_selector: str = "",
     retry_delay: float = 1.0,
     namespace: str | None = None,
+    field_selector: str = "",
 ) -> None:
     """List, then watch, a kind across all namespaces (or in ``namespace``) until ``stop``
     is set (blocking).
@@ -440,7 +452,11 @@ def reflect(
         try:
             if not version:
                 items, version = list_all(
-                    api_version, kind, namespace=namespace, label_selector=label_selector
+                    api_version,
+                    kind,
+                    namespace=namespace,
+                    label_selector=label_selector,
+                    field_selector=field_selector,
                 )
                 into.replace(items)
             for event, obj in watch(
@@ -449,6 +465,7 @@ def reflect(
                 version,
                 namespace=namespace,
                 label_selector=label_selector,
+                field_selector=field_selector,
                 timeout_seconds=240,
             ):
                 version = str(obj.get("metadata", {}).get("resourceVersion", version))

@@ -368,6 +368,26 @@ function fromResult(result, payloadFormat = V2) {
 }
 
 /** headers with multiValueHeaders merged in, as API Gateway REST does: a name in both takes the list only. */
+/**
+ * {status, headers} of a streamed answer from its prelude: payload v2's rules for statusCode,
+ * headers and cookies, whatever the payload format; the body follows as the stream. Throws
+ * InvalidResultError for a malformed prelude.
+ */
+function streamHead(prelude, defaultContentType) {
+  if (prelude === null || typeof prelude !== 'object' || Array.isArray(prelude)) {
+    throw new InvalidResultError('the prelude must be an object');
+  }
+  const given = prelude.headers || {};
+  if (typeof given !== 'object' || Array.isArray(given)) throw new InvalidResultError('headers must be an object');
+  const typed = Object.keys(given).some((name) => name.toLowerCase() === 'content-type');
+  const { status, headers } = fromResult({
+    statusCode: own(prelude, 'statusCode') ? prelude.statusCode : 200,
+    headers: typed ? given : { ...given, 'Content-Type': defaultContentType },
+    cookies: prelude.cookies,
+  }, V2);
+  return { status, headers };
+}
+
 function merged(pairs, multi) {
   if (isAbsent(multi)) return pairs;
   if (typeof multi !== 'object' || Array.isArray(multi)) throw new InvalidResultError('multiValueHeaders must be an object');
@@ -382,5 +402,5 @@ function merged(pairs, multi) {
 
 module.exports = {
   CONTROL_HEADER_PREFIX, HOP_BY_HOP, InvalidResultError, isText, splitTarget, queryParameters, foldHeaders,
-  toEvent, fromResult, jsonResponse, payloadFormat, stripPrefix, FAILURE_MESSAGES, V2, V1, ALB,
+  toEvent, fromResult, streamHead, jsonResponse, payloadFormat, stripPrefix, FAILURE_MESSAGES, V2, V1, ALB,
 };

@@ -7,6 +7,7 @@
 const config = require('./config');
 const logs = require('./logs');
 const { Runtime } = require('./server');
+const streaming = require('./streaming');
 
 function main() {
   const cfg = config.load();
@@ -17,6 +18,7 @@ function main() {
     // the task root may not exist when run by hand; the handler load reports it
   }
   logs.install();
+  streaming.install();
   const runtime = new Runtime(cfg);
   process.on('SIGTERM', () => runtime.drain());
   process.on('SIGINT', () => runtime.drain());

@@ -16,6 +16,7 @@ const events = require('./events');
 const health = require('./health');
 const loader = require('./loader');
 const logs = require('./logs');
+const streaming = require('./streaming');
 
 const READY_PATH = '/_kfn/ready';
 const STARTED_PATH = '/_kfn/started';
@@ -265,6 +266,27 @@ class Runtime {
   }
 
   send(req, res, status, headers, body, { keepAlive = true } = {}) {
+    this.setHeaders(res, headers);
+    res.setHeader('Content-Length', body.length);
+    if (!keepAlive || this.draining) res.setHeader('Connection', 'close');
+    res.statusCode = status;
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  /**
+   * The head of a streamed answer: no length, so Node sends the body chunked to an HTTP/1.1
+   * client (an HTTP/1.0 one reads to the connection's end, and a HEAD answer has no body: for
+   * those there are no trailers to announce).
+   */
+  sendStreamHead(req, res, status, headers) {
+    const chunked = req.method !== 'HEAD' && req.httpVersion !== '1.0';
+    this.setHeaders(res, chunked ? headers : headers.filter(([name]) => name.toLowerCase() !== 'trailer'));
+    if (this.draining) res.setHeader('Connection', 'close');
+    res.statusCode = status;
+  }
+
+  /** Sets headers given as [name, value] pairs, a repeated name's values as a list. */
+  setHeaders(res, headers) {
     const names = new Map();
     for (const [name, value] of headers) {
       const key = name.toLowerCase();
@@ -276,10 +298,16 @@ class Runtime {
       }
     }
     for (const [name, value] of names.values()) res.setHeader(name, value);
-    res.setHeader('Content-Length', body.length);
-    if (!keepAlive || this.draining) res.setHeader('Connection', 'close');
-    res.statusCode = status;
-    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  /** How a streaming handler's answer is written on res (CONTRACT.md §12). */
+  streamer(req, res, ids, httpEvent) {
+    return (handler) => new streaming.ResponseStream(res, {
+      httpEvent,
+      extraHeaders: ids,
+      highWaterMark: handler[streaming.HIGH_WATER_MARK],
+      sendHead: (status, headers) => this.sendStreamHead(req, res, status, headers),
+    });
   }
 
   /**
@@ -424,14 +452,29 @@ class Runtime {
       this.send(req, res, 400, [JSON_TYPE, ...ids], dump(shape));
       return this.finished(res);
     }
-    const outcome = await this.call(event, {
-      rid,
-      timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
-      invocationType: req.headers['kfn-invocation-type'] || 'RequestResponse',
-      clientContext: context.parseClientContext(req.headers['kfn-client-context']),
-    });
-    const [status, headers, body] = invokeResponse(outcome);
-    if (outcome.kind === 'ok' && status !== 200) logs.write(logs.errorRecord(rid, this.clock(), JSON.parse(body)));
+    const tail = req.headers['kfn-log-type'] === 'Tail';
+    if (tail) logs.capture(rid);
+    let status, headers, body, outcome;
+    try {
+      outcome = await this.call(event, {
+        rid,
+        timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
+        invocationType: req.headers['kfn-invocation-type'] || 'RequestResponse',
+        clientContext: context.parseClientContext(req.headers['kfn-client-context']),
+        stream: this.streamer(req, res, ids, false),
+      });
+      // A streamed answer's head went out with its first chunk: it has no log tail.
+      if (outcome.kind !== 'streamed') {
+        [status, headers, body] = invokeResponse(outcome);
+        if (outcome.kind === 'ok' && status !== 200) logs.write(logs.errorRecord(rid, this.clock(), JSON.parse(body)), rid);
+      }
+    } finally {
+      if (tail) {
+        const result = logs.release(rid);
+        if (headers) headers = [...headers, ['Kfn-Log-Result', result]];
+      }
+    }
+    if (outcome.kind === 'streamed') return this.finished(res);
     this.send(req, res, status, [...headers, ...ids], body);
     return this.finished(res);
   }
@@ -469,7 +512,9 @@ class Runtime {
       timeoutMs: timeoutFrom(req.headers['kfn-timeout-ms'], this.cfg.timeoutMs),
       invocationType: 'RequestResponse',
       clientContext: undefined,
+      stream: this.streamer(req, res, ids, true),
     });
+    if (outcome.kind === 'streamed') return this.finished(res);
     const [status, headers, body, problem] = httpResponse(outcome, payloadFormat);
     if (problem) logs.write(logs.errorRecord(rid, this.clock(), errors.shape(errors.INVALID_RESPONSE, problem)));
     this.send(req, res, status, [...headers, ...ids], body);
@@ -479,8 +524,10 @@ class Runtime {
   /**
    * Runs the handler once within its timeout and the concurrency limit; resolves with an outcome.
    * The timeout counts from the handler's start: waiting for the load is not the invocation's time.
+   * A streaming handler (streaming.isStreaming) writes its answer itself, on the stream that
+   * stream(handler) makes, within the same deadline; its outcome is then {kind: 'streamed'}.
    */
-  async call(event, { rid, timeoutMs, invocationType, clientContext }) {
+  async call(event, { rid, timeoutMs, invocationType, clientContext, stream = null }) {
     const message = errors.timeoutMessage(timeoutMs);
     const timeout = { kind: 'timeout', error: errors.shape(errors.TIMEOUT, message) };
     if (this.draining) {
@@ -499,11 +546,15 @@ class Runtime {
     const slot = ++this.slotIds;
     this.slots.set(slot, deadlineMs);
     const started = process.hrtime.bigint();
-    logs.write(logs.startLine(rid, this.cfg.functionVersion));
+    logs.write(logs.startLine(rid, this.cfg.functionVersion), rid);
     const makeCtx = (settle) => context.makeContext({
       cfg: this.cfg, requestId: rid, deadlineMs, invocationType, clientContext, settle, clock: this.clock,
     });
-    const running = logs.requestStore.run(rid, () => callHandler(this.handler, event, makeCtx));
+    const handler = this.handler;
+    const responseStream = stream && streaming.isStreaming(handler) ? stream(handler) : null;
+    const running = logs.requestStore.run(rid, () => (responseStream
+      ? streaming.run(handler, event, makeCtx(() => {}), responseStream)
+      : callHandler(handler, event, makeCtx)));
     running.then(() => this.slots.delete(slot), () => this.slots.delete(slot));
     let timer;
     const expired = new Promise((resolve) => {
@@ -515,23 +566,29 @@ class Runtime {
     ]);
     clearTimeout(timer);
     let outcome;
-    if (settled.kind === 'timeout' || this.clock() > deadlineMs) {
+    if (responseStream && settled.kind === 'ok') {
+      outcome = { kind: 'streamed' };
+    } else if (settled.kind === 'timeout' || this.clock() > deadlineMs) {
       outcome = timeout;
-      logs.write(`${new Date(this.clock()).toISOString()}\t${rid}\t${message}\n`);
+      logs.write(`${new Date(this.clock()).toISOString()}\t${rid}\t${message}\n`, rid);
     } else if (settled.kind === 'error') {
       outcome = { kind: 'error', error: errors.fromThrown(settled.err) };
-      logs.write(logs.errorRecord(rid, this.clock(), outcome.error));
+      logs.write(logs.errorRecord(rid, this.clock(), outcome.error), rid);
     } else {
       outcome = { kind: 'ok', result: settled.result };
+    }
+    if (responseStream && outcome.kind !== 'streamed' && responseStream.fail(outcome.error)) {
+      // Failed after the head went out: the trailers tell, the status cannot.
+      outcome = { kind: 'streamed', error: outcome.error, timedOut: outcome.kind === 'timeout' };
     }
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
     const initDurationMs = this.initDurationMs;
     this.initDurationMs = null;
-    logs.write(logs.endLine(rid));
+    logs.write(logs.endLine(rid), rid);
     logs.write(logs.reportLine(rid, {
       durationMs, memoryMb: this.cfg.memoryMb, maxMemoryUsedMb: logs.maxMemoryUsedMb(), initDurationMs,
-      status: outcome.kind === 'timeout' ? 'timeout' : undefined,
-    }));
+      status: outcome.kind === 'timeout' || outcome.timedOut ? 'timeout' : undefined,
+    }), rid);
     return outcome;
   }
 }

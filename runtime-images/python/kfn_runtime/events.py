@@ -393,6 +393,19 @@ def from_result(result: object, payload_format: str = V2) -> HttpResponse:
     return HttpResponse(_status(result), _headers(result, payload_format), _body_bytes(result))
 
 
+def stream_head(prelude: dict[Any, Any], default_content_type: str) -> HttpResponse:
+    """Status and headers of a streamed answer from its prelude (payload v2's rules for
+    ``statusCode``, ``headers`` and ``cookies``, whatever the payload format); the body
+    follows as the stream. Raises :class:`InvalidResultError` for a malformed prelude."""
+    status = _status(prelude) if "statusCode" in prelude else 200
+    given = prelude.get("headers") or {}
+    if not isinstance(given, dict):
+        raise InvalidResultError("headers must be an object")
+    if not any(str(name).lower() == "content-type" for name in given):
+        given = {**given, "Content-Type": default_content_type}
+    return HttpResponse(status, _headers({**prelude, "headers": given}, V2), b"")
+
+
 def _status(result: dict[Any, Any]) -> int:
     status = result["statusCode"]
     if isinstance(status, str) and status.isdigit():

@@ -1,7 +1,8 @@
 """A small HTTP/1.1 server-side reader and writer on asyncio streams.
 
 Only what a function pod needs: request line and headers, bodies by ``Content-Length`` or chunked
-transfer coding, ``Expect: 100-continue``, keep-alive, and responses with a ``Content-Length``.
+transfer coding, ``Expect: 100-continue``, keep-alive, and responses with a ``Content-Length`` or,
+streamed, chunked with optional trailers.
 The standard library's ``http.server`` is thread-per-connection and blocking; this keeps the whole
 server on one event loop.
 """
@@ -142,17 +143,46 @@ def render(
     head_only: bool = False,
 ) -> bytes:
     """A complete HTTP/1.1 response; ``head_only`` keeps the length but drops the body (HEAD)."""
+    lines = _head_lines(status, headers)
+    lines.append(f"Content-Length: {len(body)}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    return data if head_only else data + body
+
+
+def render_stream_head(
+    status: int, headers: list[tuple[str, str]], *, keep_alive: bool, chunked: bool = True
+) -> bytes:
+    """The head of a streamed response: chunked, each body piece follows as :func:`chunk`
+    (not ``chunked``, for an HTTP/1.0 client: the body ends with the connection)."""
+    lines = _head_lines(status, headers)
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def chunk(data: bytes) -> bytes:
+    """One piece of a chunked body (never empty: an empty chunk ends the body)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def last_chunk(trailers: list[tuple[str, str]]) -> bytes:
+    """The end of a chunked body, with trailer fields if any."""
+    fields = "".join(f"{name}: {_clean(value)}\r\n" for name, value in trailers)
+    return b"0\r\n" + fields.encode("utf-8") + b"\r\n"
+
+
+def _head_lines(status: int, headers: list[tuple[str, str]]) -> list[str]:
     try:
         reason = http.HTTPStatus(status).phrase
     except ValueError:
         reason = ""
     lines = [f"HTTP/1.1 {status} {reason}"]
     lines.extend(f"{name}: {_clean(value)}" for name, value in headers)
-    lines.append(f"Content-Length: {len(body)}")
-    if not keep_alive:
-        lines.append("Connection: close")
-    data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
-    return data if head_only else data + body
+    return lines
 
 
 def _clean(value: str) -> str:

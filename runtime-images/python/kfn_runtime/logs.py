@@ -5,10 +5,16 @@ context variable that is copied into the handler's task or worker thread. ``prin
 prefixed with ``<request id>\\t``; the ``logging`` module gets Lambda's format
 ``[LEVEL]\\t<time>\\t<request id>\\t<message>`` on the root logger, as Lambda installs it.
 The runtime's own START/END/REPORT lines are formatted here by pure functions.
+
+An invocation asked for its log (``Kfn-Log-Type: Tail``, CONTRACT.md §10a) has its own lines
+kept as they are written, tagged lines and the runtime's START/END/REPORT and error records,
+by request id: :func:`capture` starts, :func:`release` hands back the last
+:data:`TAIL_BYTES` in base64. Concurrent invocations each keep only their own.
 """
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import io
 import logging
@@ -23,6 +29,50 @@ from typing import TextIO
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "kfn_request_id", default=None
 )
+
+
+#: How much of an invocation's log is handed back: Lambda's ``X-Amz-Log-Result`` holds 4 KB.
+TAIL_BYTES = 4096
+
+_captures: dict[str, list[str]] = {}
+_captured_sizes: dict[str, int] = {}
+_captures_lock = threading.Lock()
+
+
+def capture(rid: str) -> None:
+    """Keep the lines written for ``rid`` from now until :func:`release`."""
+    with _captures_lock:
+        _captures[rid] = []
+        _captured_sizes[rid] = 0
+
+
+def _keep(rid: str | None, text: str) -> None:
+    if rid is None:
+        return
+    with _captures_lock:
+        kept = _captures.get(rid)
+        if kept is None:
+            return
+        kept.append(text)
+        size = _captured_sizes[rid] + len(text)
+        # Only the tail is handed back: drop whole writes from the front past twice its size
+        # (characters may take up to 4 bytes, so 2 x 4096 characters always hold 4 KB).
+        while size > 2 * TAIL_BYTES and len(kept) > 1:
+            size -= len(kept.pop(0))
+        _captured_sizes[rid] = size
+
+
+def release(rid: str) -> str:
+    """The last :data:`TAIL_BYTES` of what was written for ``rid``, base64; capture ends."""
+    with _captures_lock:
+        kept = _captures.pop(rid, [])
+        _captured_sizes.pop(rid, None)
+    return tail_base64("".join(kept))
+
+
+def tail_base64(text: str) -> str:
+    """The last :data:`TAIL_BYTES` of ``text`` as UTF-8, base64 (as Lambda cuts its tail)."""
+    return base64.b64encode(text.encode("utf-8", "replace")[-TAIL_BYTES:]).decode("ascii")
 
 
 def iso_time(epoch: float) -> str:
@@ -119,15 +169,19 @@ class TaggingStream(io.TextIOBase):
                 self._partial[rid] = rest
             if lines:
                 prefix = f"{rid}\t" if rid else ""
-                self._target.write("".join(f"{prefix}{line}\n" for line in lines))
+                text = "".join(f"{prefix}{line}\n" for line in lines)
+                self._target.write(text)
                 self._target.flush()
+                _keep(rid, text)
         return len(s)
 
-    def raw_write(self, s: str) -> None:
-        """Writes runtime lines as they are, between handler lines."""
+    def raw_write(self, s: str, rid: str | None = None) -> None:
+        """Writes runtime lines as they are, between handler lines; ``rid``: the invocation
+        they belong to (kept for its log tail when asked)."""
         with self._lock:
             self._target.write(s)
             self._target.flush()
+        _keep(rid, s)
 
     def end_request(self, rid: str) -> None:
         """Emits what is left of the request's last line, if it had no newline."""
@@ -136,6 +190,7 @@ class TaggingStream(io.TextIOBase):
             if rest:
                 self._target.write(f"{rid}\t{rest}\n")
                 self._target.flush()
+                _keep(rid, f"{rid}\t{rest}\n")
 
     def flush(self) -> None:
         with self._lock:
@@ -171,7 +226,8 @@ class _LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._stream.raw_write(self.format(record) + "\n")
+            rid = getattr(record, "aws_request_id", "") or None
+            self._stream.raw_write(self.format(record) + "\n", rid)
         except Exception:
             self.handleError(record)
 

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from kfn_runtime import config, context, errors, events, health, http11, loader, logs
+from kfn_runtime import config, context, errors, events, health, http11, loader, logs, streaming
 
 READY_PATH = "/_kfn/ready"
 STARTED_PATH = "/_kfn/started"
@@ -44,12 +44,20 @@ _UNHANDLED = ("Kfn-Function-Error", "Unhandled")
 _BUSY = ("Kfn-Not-Started", "busy")
 _DRAINING = ("Kfn-Not-Started", "draining")
 
-Kind = Literal["ok", "error", "timeout", "init_error", "busy", "draining"]
+#: "streamed": the answer was written as the handler produced it (:mod:`kfn_runtime.streaming`).
+Kind = Literal["ok", "error", "timeout", "init_error", "busy", "draining", "streamed"]
+
+#: Writes a streaming result as its answer: given the source, the seconds left to the
+#: deadline, and the time-out's error shape.
+Streamer = Callable[
+    [streaming.Source, Callable[[], float], errors.ErrorShape], Awaitable[streaming.Ended]
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """How an invocation ended: a result, or an error shape and why."""
+    """How an invocation ended: a result, or an error shape and why; a streamed one carries
+    its :class:`streaming.Ended` as ``result`` (and its error, if it failed midway)."""
 
     kind: Kind
     result: Any = None
@@ -399,16 +407,28 @@ class Runtime:
                 errors.INVALID_REQUEST_CONTENT, f"Could not parse request body into json: {exc}"
             )
             return await self._send(writer, 400, [_JSON, *ids], _dump(shape), head.keep_alive)
-        outcome = await self._call(
-            event,
-            rid=rid,
-            timeout_ms=timeout_from(head.header("kfn-timeout-ms"), self.cfg.timeout_ms),
-            invocation_type=head.header("kfn-invocation-type") or "RequestResponse",
-            client_context=context.parse_client_context(head.header("kfn-client-context")),
-        )
-        status, headers, body = invoke_response(outcome)
-        if outcome.kind == "ok" and status != 200:
-            self._log_error(rid, json.loads(body))
+        tail = head.header("kfn-log-type") == "Tail"
+        if tail:
+            logs.capture(rid)
+        try:
+            outcome = await self._call(
+                event,
+                rid=rid,
+                timeout_ms=timeout_from(head.header("kfn-timeout-ms"), self.cfg.timeout_ms),
+                invocation_type=head.header("kfn-invocation-type") or "RequestResponse",
+                client_context=context.parse_client_context(head.header("kfn-client-context")),
+                stream=self._streamer(writer, head, ids, http_event=False),
+            )
+            if outcome.kind == "streamed":
+                # The head went out with the first chunk: a streamed answer has no log tail.
+                return bool(outcome.result.keep_alive) and not self._draining
+            status, headers, body = invoke_response(outcome)
+            if outcome.kind == "ok" and status != 200:
+                self._log_error(rid, json.loads(body))
+        finally:
+            log_result = logs.release(rid) if tail else None
+        if log_result is not None:
+            headers = [*headers, ("Kfn-Log-Result", log_result)]
         return await self._send(writer, status, [*headers, *ids], body, head.keep_alive)
 
     async def _http_event(
@@ -451,7 +471,10 @@ class Runtime:
             timeout_ms=timeout_from(head.header("kfn-timeout-ms"), self.cfg.timeout_ms),
             invocation_type="RequestResponse",
             client_context=None,
+            stream=self._streamer(writer, head, ids, http_event=True),
         )
+        if outcome.kind == "streamed":
+            return bool(outcome.result.keep_alive) and not self._draining
         status, headers, body, problem = http_response(outcome, payload_format)
         if problem is not None:
             self._log_error(rid, errors.shape(errors.INVALID_RESPONSE, problem))
@@ -459,11 +482,41 @@ class Runtime:
             writer, status, [*headers, *ids], body, head.keep_alive, head_only=head_only
         )
 
+    def _streamer(
+        self,
+        writer: asyncio.StreamWriter,
+        head: http11.RequestHead,
+        ids: list[tuple[str, str]],
+        *,
+        http_event: bool,
+    ) -> Streamer:
+        """How this request's answer is written if its handler's result streams."""
+
+        async def stream(
+            source: streaming.Source,
+            remaining_s: Callable[[], float],
+            timeout_shape: errors.ErrorShape,
+        ) -> streaming.Ended:
+            return await streaming.send(
+                source,
+                writer,
+                http_event=http_event,
+                extra_headers=ids,
+                keep_alive=head.keep_alive and not self._draining,
+                head_only=head.method == "HEAD",
+                remaining_s=remaining_s,
+                timeout_shape=timeout_shape,
+                http10=head.protocol == "HTTP/1.0",
+            )
+
+        return stream
+
     def _log_error(self, rid: str | None, shape: errors.ErrorShape) -> None:
         self._out.raw_write(
             logs.error_record(
                 rid, self._clock(), shape["errorType"], shape["errorMessage"], shape["stackTrace"]
-            )
+            ),
+            rid,
         )
 
     async def _call(
@@ -474,11 +527,14 @@ class Runtime:
         timeout_ms: int,
         invocation_type: str,
         client_context: context.ClientContext | None,
+        stream: Streamer | None = None,
     ) -> Outcome:
         """Runs the handler once within its timeout and the concurrency limit.
 
         The timeout counts from the handler's start: waiting for the load (bounded by the init
-        budget) is not the invocation's time, as Lambda's init phase is not.
+        budget) is not the invocation's time, as Lambda's init phase is not. A result that
+        streams (:func:`streaming.is_stream`) is written by ``stream`` within the same
+        deadline, and holds its concurrency slot until the stream ended.
         """
         timeout_message = errors.timeout_message(timeout_ms)
         timeout = Outcome("timeout", error=errors.shape(errors.TIMEOUT, timeout_message))
@@ -506,7 +562,7 @@ class Runtime:
         slot = self._slot_ids = self._slot_ids + 1
         self._slots[slot] = deadline_ms
         started = self._clock()
-        self._out.raw_write(logs.start_line(rid, self.cfg.function_version))
+        self._out.raw_write(logs.start_line(rid, self.cfg.function_version), rid)
         ctx = contextvars.copy_context()
         ctx.run(logs.request_id.set, rid)
         lambda_context = context.LambdaContext(
@@ -528,25 +584,22 @@ class Runtime:
             # A plain function handed back a coroutine (a wrapped async handler): run it too.
             running = asyncio.get_running_loop().create_task(_await(running.result()), context=ctx)
             finished = await self._wait(running, deadline_ms)
-        running.add_done_callback(lambda _f: self._slots.pop(slot, None))
-        if not finished:
-            if isinstance(running, asyncio.Task):
-                running.cancel()  # a thread cannot be stopped: it runs on, holding its slot
-            outcome = timeout
-            self._out.raw_write(f"{logs.iso_time(self._clock())}\t{rid}\t{timeout_message}\n")
-        elif running.cancelled():
-            outcome = Outcome(
-                "error", error=errors.shape("CancelledError", "handler was cancelled")
-            )
-        elif (exc := running.exception()) is not None:
-            outcome = Outcome("error", error=errors.from_exception(exc))
-            self._log_error(rid, outcome.error or errors.from_exception(exc))
+
+        def release() -> None:
+            self._slots.pop(slot, None)
+
+        if stream is not None and finished and _streams(running):
+            source = streaming.Source(running.result(), pool=self._pool, ctx=ctx, release=release)
+            assert timeout.error is not None
+            ended = await stream(source, lambda: deadline_ms / 1000 - self._clock(), timeout.error)
+            outcome = self._stream_outcome(rid, ended, timeout, timeout_message)
         else:
-            outcome = Outcome("ok", result=running.result())
+            running.add_done_callback(lambda _f: release())
+            outcome = self._outcome(rid, running, finished, timeout, timeout_message)
         self._out.end_request(rid)
         duration_ms = (self._clock() - started) * 1000
         init_ms, self._init_duration_ms = self._init_duration_ms, None
-        self._out.raw_write(logs.end_line(rid))
+        self._out.raw_write(logs.end_line(rid), rid)
         self._out.raw_write(
             logs.report_line(
                 rid,
@@ -554,10 +607,50 @@ class Runtime:
                 memory_mb=self.cfg.memory_mb,
                 max_memory_used_mb=logs.max_memory_used_mb(),
                 init_duration_ms=init_ms,
-                status="timeout" if outcome.kind == "timeout" else None,
-            )
+                status="timeout" if _timed_out(outcome) else None,
+            ),
+            rid,
         )
         return outcome
+
+    def _outcome(
+        self,
+        rid: str,
+        running: asyncio.Future[Any],
+        finished: bool,
+        timeout: Outcome,
+        timeout_message: str,
+    ) -> Outcome:
+        """How a handler that answered at once (no stream) ended, logged."""
+        if not finished:
+            if isinstance(running, asyncio.Task):
+                running.cancel()  # a thread cannot be stopped: it runs on, holding its slot
+            self._out.raw_write(f"{logs.iso_time(self._clock())}\t{rid}\t{timeout_message}\n", rid)
+            return timeout
+        if running.cancelled():
+            return Outcome("error", error=errors.shape("CancelledError", "handler was cancelled"))
+        if (exc := running.exception()) is not None:
+            shape = errors.from_exception(exc)
+            self._log_error(rid, shape)
+            return Outcome("error", error=shape)
+        return Outcome("ok", result=running.result())
+
+    def _stream_outcome(
+        self, rid: str, ended: streaming.Ended, timeout: Outcome, timeout_message: str
+    ) -> Outcome:
+        """How a streamed answer ended, logged. Before the head went out, a failure is
+        answered as any other; after it, only the stream's trailers can tell."""
+        if ended.timed_out:
+            self._out.raw_write(f"{logs.iso_time(self._clock())}\t{rid}\t{timeout_message}\n", rid)
+        elif ended.error is not None:
+            self._log_error(rid, ended.error)
+        if ended.head_sent or ended.broken:
+            return Outcome("streamed", result=ended, error=ended.error)
+        if ended.timed_out:
+            return timeout
+        if ended.error is not None:
+            return Outcome("error", error=ended.error)
+        return Outcome("streamed", result=ended)
 
     def _start(
         self, ctx: contextvars.Context, event: Any, lambda_context: context.LambdaContext
@@ -607,6 +700,20 @@ async def _discard(reader: asyncio.StreamReader, limit: int) -> None:
     received = 0
     while received < limit and (chunk := await reader.read(64 * 1024)):
         received += len(chunk)
+
+
+def _streams(future: asyncio.Future[Any]) -> bool:
+    return (
+        not future.cancelled()
+        and future.exception() is None
+        and streaming.is_stream(future.result())
+    )
+
+
+def _timed_out(outcome: Outcome) -> bool:
+    if outcome.kind == "streamed":
+        return bool(outcome.result.timed_out)
+    return outcome.kind == "timeout"
 
 
 def _awaitable_result(future: asyncio.Future[Any]) -> bool:

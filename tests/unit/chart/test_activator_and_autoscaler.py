@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kfn.activator import __main__ as main
 from tests.unit.chart import chart
 
 ACTIVATOR_RULES = {
@@ -15,6 +16,8 @@ ACTIVATOR_RULES = {
     # The invoke door's reviews.
     ("authentication.k8s.io", "tokenreviews", "create"),
     ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    # The Lambda API's access keys (one Secret name, below).
+    *(("", "secrets", v) for v in ["get", "list", "watch"]),
 }
 _LIMIT_FLAGS = {
     "--max-url-bytes",
@@ -120,6 +123,53 @@ def test_an_invoke_door_without_auth_asks_no_reviews_and_mounts_no_tokens(
     assert ("authentication.k8s.io", "tokenreviews", "create") not in granted
     env = {e["name"] for e in chart.container(objects, "cron")["env"]}
     assert "KFN_INVOKE_TOKEN_FILE" not in env
+
+
+def test_the_lambda_api_reads_only_secrets_named_kfn_lambda_access_keys(
+    helm: pathlib.Path,
+) -> None:
+    objects = chart.render(helm)
+    role = chart.one(objects, "ClusterRole", "activator")
+    secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert secrets == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["kfn-lambda-access-keys"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    args = chart.container(objects, "activator")["args"]
+    assert {"--lambda-api=on", "--lambda-region=us-east-1", "--lambda-account=000000000000"} <= set(
+        args
+    )
+
+
+def test_the_lambda_apis_arns_take_the_charts_region_and_account(helm: pathlib.Path) -> None:
+    objects = chart.render(
+        helm, {"activator": {"lambdaApi": {"region": "eu-west-1", "accountId": "123456789012"}}}
+    )
+    args = chart.container(objects, "activator")["args"]
+    parsed = main.parse_args([a for a in args if a.startswith("--lambda-")])
+    assert (parsed.lambda_api, parsed.lambda_region, parsed.lambda_account) == (
+        "on",
+        "eu-west-1",
+        "123456789012",
+    )
+
+
+def test_without_the_lambda_api_no_secret_is_readable(helm: pathlib.Path) -> None:
+    objects = chart.render(helm, {"activator": {"lambdaApi": {"enabled": False}}})
+    assert "--lambda-api=off" in chart.container(objects, "activator")["args"]
+    granted = chart.granted(chart.one(objects, "ClusterRole", "activator"))
+    assert not any(resource == "secrets" for _, resource, _ in granted)
+
+
+def test_an_account_id_that_is_not_twelve_digits_is_refused_by_the_schema(
+    helm: pathlib.Path,
+) -> None:
+    error = chart.render_error(helm, "activator.lambdaApi.accountId=abc")
+    assert "accountId" in error
 
 
 def test_activator_client_limits_reach_the_pod_and_parse_as_the_activators_flags(

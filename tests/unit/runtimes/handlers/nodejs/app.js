@@ -89,3 +89,9 @@ exports.rest = async (event) => ({
   multiValueHeaders: { 'Set-Cookie': ['a=1', 'b=2'] },
   body: JSON.stringify(event),
 });
+
+// What a caller's client context (Lambda's X-Amz-Client-Context) gave the handler.
+exports.client_context = async (event, context) => ({
+  custom: context.clientContext ? context.clientContext.custom : null,
+  env: context.clientContext ? context.clientContext.env : null,
+});

@@ -95,3 +95,9 @@ def rest(event, context):
         "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
         "body": json.dumps(event),
     }
+
+
+def client_context(event, context):
+    """What a caller's client context (Lambda's X-Amz-Client-Context) gave the handler."""
+    given = context.client_context
+    return {"custom": given.custom if given else None, "env": given.env if given else None}

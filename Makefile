@@ -43,7 +43,7 @@ cluster-down: venv ## Tear the local cluster down and delete its data, leaving n
 cluster-status: venv ## Say whether the cluster runs, or what a killed run left behind.
 	$(CLUSTER) status
 
-tools: venv ## Build the tools the unit tests need (helm) into ~/.cache/kfn/bin, without a cluster.
+tools: venv ## Build the tools the unit tests need (helm, promtool) into ~/.cache/kfn/bin, without a cluster.
 	$(CLUSTER) tools
 
 lint: venv ## ruff (lint and format check), mypy strict and the import layering contracts.
@@ -69,7 +69,7 @@ test: venv ## Run every test: lint, then the cluster (built if needed), unit tes
 	$(VENV)/bin/pytest tests/unit
 	$(VENV)/bin/pytest -m cluster tests/cluster
 
-test-unit: venv tools ## Run the unit tests only (no cluster; helm is built for the chart tests once).
+test-unit: venv tools ## Run the unit tests only (no cluster; helm and promtool are built once).
 	$(VENV)/bin/pytest tests/unit
 
 test-cluster: venv ## Run the cluster tests only.

@@ -18,7 +18,7 @@ from kubernetes import client, config
 
 from kfncluster import cluster as kfn_cluster
 from kfncluster import config as cluster_config
-from kfncluster import gatewayinfra, install, kfnimage
+from kfncluster import gatewayinfra, install, kfnimage, monitoring
 from tests.cluster import kubeutil
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -58,8 +58,20 @@ def gateway_infra(cluster: pathlib.Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def kfn(cluster: pathlib.Path, gateway_infra: None) -> str:
-    """kfn installed with Helm from an image built from this tree (as `make up` does).
+def prometheus(cluster: pathlib.Path) -> str:
+    """The monitoring add-on (the Prometheus Operator and Prometheus ``kfn``), as `make up`
+    installs it before kfn; a second install changes nothing. Returns its namespace."""
+    paths = cluster_config.Paths()
+    monitoring.install(
+        paths, lambda *a, **kw: kfn_cluster.kubectl(paths, *a, **kw), lambda note: None
+    )
+    return monitoring.NAMESPACE
+
+
+@pytest.fixture(scope="session")
+def kfn(cluster: pathlib.Path, gateway_infra: None, prometheus: str) -> str:
+    """kfn installed with Helm from an image built from this tree (as `make up` does), after
+    the monitoring add-on, so that the chart makes its ServiceMonitors.
 
     Returns the namespace kfn runs in.
     """

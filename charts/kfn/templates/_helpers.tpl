@@ -330,3 +330,39 @@ seccompProfile:
 {{- $backend := dict "namespace" .Release.Namespace "name" (include "kfn.activator.fullname" .) "port" 80 -}}
 {{- dict "mode" $e.mode "gateway" $e.gateway "ingress" $e.ingress "scheme" $e.scheme "port" $e.port "functionUrls" $e.functionUrls "backend" $backend | toJson -}}
 {{- end -}}
+
+{{/*
+Prometheus metrics (values metrics.*). The components that serve them: the activator and the
+trigger workers, each on its container port "metrics" (9090), exposed by a Service port
+"metrics". "kfn.metrics.serviceMonitors" is "true" when the chart makes ServiceMonitors:
+metrics.serviceMonitors.enabled true, or auto and the cluster serves monitoring.coreos.com/v1
+(the Prometheus Operator's CRDs); empty otherwise.
+*/}}
+{{- define "kfn.metrics.components" -}}
+{{- list "activator" "cron" "stream" "bucket" | toJson -}}
+{{- end -}}
+
+{{- define "kfn.metrics.serviceMonitors" -}}
+{{- $mode := toString .Values.metrics.serviceMonitors.enabled -}}
+{{- if or (eq $mode "true") (and (eq $mode "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+A metrics-serving pod's annotations: the user's podAnnotations, and the prometheus.io/*
+annotations a scraper without ServiceMonitors discovers pods by (unless ServiceMonitors are
+made or metrics.annotations is off). Called with (dict "root" $ "values" <component's values>).
+*/}}
+{{- define "kfn.metrics.podAnnotations" -}}
+{{- $annotations := dict -}}
+{{- if and .root.Values.metrics.annotations (not (include "kfn.metrics.serviceMonitors" .root)) -}}
+{{- $_ := set $annotations "prometheus.io/scrape" "true" -}}
+{{- $_ := set $annotations "prometheus.io/port" "9090" -}}
+{{- $_ := set $annotations "prometheus.io/path" "/metrics" -}}
+{{- end -}}
+{{- $annotations = merge (deepCopy (.values.podAnnotations | default dict)) $annotations -}}
+{{- if $annotations -}}
+{{- toYaml $annotations -}}
+{{- end -}}
+{{- end -}}

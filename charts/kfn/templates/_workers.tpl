@@ -44,9 +44,9 @@ spec:
     metadata:
       labels:
         {{- merge (include "kfn.worker.labels" . | fromYaml) $values.podLabels | toYaml | nindent 8 }}
-      {{- with $values.podAnnotations }}
+      {{- with include "kfn.metrics.podAnnotations" (dict "root" $root "values" $values) }}
       annotations:
-        {{- toYaml . | nindent 8 }}
+        {{- . | nindent 8 }}
       {{- end }}
     spec:
       serviceAccountName: {{ $name }}
@@ -279,4 +279,28 @@ subjects:
     namespace: {{ $root.Release.Namespace }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/*
+A worker's metrics Service (cron, stream): port "metrics" only, headless, since its pods are
+scraped one by one and nothing calls the Service itself. Called like kfn.worker.deployment.
+*/}}
+{{- define "kfn.worker.metricsService" -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "kfn.worker.fullname" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "kfn.worker.labels" . | nindent 4 }}
+spec:
+  type: ClusterIP
+  clusterIP: None
+  selector:
+    {{- include "kfn.worker.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: metrics
+      port: 9090
+      targetPort: metrics
+      protocol: TCP
 {{- end -}}

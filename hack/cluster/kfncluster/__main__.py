@@ -8,7 +8,7 @@ import sys
 from kfncluster import build, cluster, config, install, kfnimage, release
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kfncluster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="bring the cluster up (idempotent)")
@@ -17,21 +17,25 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one return pe
     sub.add_parser("status", help="say whether the cluster runs and what a previous run left")
     sub.add_parser("image", help="build and push the kfn image from operator/Dockerfile")
     sub.add_parser("install", help="up, then install kfn with Helm and run the example")
-    sub.add_parser("tools", help="build the tools the unit tests need (helm), without a cluster")
+    sub.add_parser("monitoring", help="on the running cluster, install Prometheus (idempotent)")
+    sub.add_parser(
+        "tools", help="build the tools the unit tests need (helm, promtool), without a cluster"
+    )
     rel = sub.add_parser("release", help="publish the images and the chart to the registry")
     rel.add_argument("--version", default=None, help="default: the chart's version")
     args = parser.parse_args(argv)
-    if args.command == "up":
-        return cluster.up()
-    if args.command == "stop":
-        return cluster.stop()
-    if args.command == "down":
-        return cluster.down()
+    simple = {
+        "up": cluster.up,
+        "stop": cluster.stop,
+        "down": cluster.down,
+        "install": install.up,
+        "monitoring": install.monitoring_up,
+    }
+    if args.command in simple:
+        return simple[args.command]()
     if args.command == "image":
         print(kfnimage.build(config.Paths()))
         return 0
-    if args.command == "install":
-        return install.up()
     if args.command == "tools":
         for name, path in build.ensure_tools(config.Paths()).items():
             print(f"{name}: {path}")

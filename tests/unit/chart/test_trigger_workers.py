@@ -52,8 +52,9 @@ def test_each_trigger_worker_runs_its_module_and_invokes_through_the_activator(
     kinds = ["ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy"]
     kinds += ["PodDisruptionBudget"] if replicas > 1 else []
     kinds += ["Role", "RoleBinding"] if component != "stream" else []
-    kinds += ["Secret", "Service"] if component == "bucket" else []
-    assert chart.kinds(chart.of(objects, component)) == [*kinds, "ServiceAccount"]
+    kinds += ["Secret"] if component == "bucket" else []
+    # Each has a Service: the bucket worker's for stores and metrics, the others' for metrics.
+    assert chart.kinds(chart.of(objects, component)) == [*kinds, "Service", "ServiceAccount"]
 
 
 def test_async_workers_retry_after_lambdas_delays_unless_told_otherwise(
@@ -82,8 +83,9 @@ def test_every_trigger_worker_sends_a_secret_only_where_it_opted_in_unless_told_
 def test_object_stores_reach_the_bucket_worker_through_its_service(helm: pathlib.Path) -> None:
     objects = chart.render(helm)
     service = chart.one(objects, "Service", "bucket")
-    (port,) = service["spec"]["ports"]
+    port, metrics = service["spec"]["ports"]
     assert (port["port"], port["targetPort"]) == (80, "http")
+    assert (metrics["name"], metrics["port"], metrics["targetPort"]) == ("metrics", 9090, "metrics")
     container = chart.container(objects, "bucket")
     assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}

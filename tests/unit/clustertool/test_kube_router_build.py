@@ -67,8 +67,16 @@ def test_a_wrapper_that_names_a_toolchain_is_built_with_exactly_it(
 
 
 def test_the_other_components_build_with_the_machines_go() -> None:
-    # kube-router and the edge's controllers name Go 1.27.3 for its standard library fixes.
-    pinned = {"kube-router", "envoy-gateway", "cert-manager", "contour"}
+    # kube-router, the edge's controllers and the monitoring add-on name Go 1.27.3 for its
+    # standard library fixes.
+    pinned = {
+        "kube-router",
+        "envoy-gateway",
+        "cert-manager",
+        "contour",
+        "prometheus",
+        "prometheus-operator",
+    }
     assert {c.name for c in build.COMPONENTS if c.toolchain} == pinned
     others = [c for c in build.COMPONENTS if c.name not in pinned]
     assert [c.toolchain for c in others] == [None] * len(others)

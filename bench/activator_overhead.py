@@ -52,8 +52,6 @@ import json
 import os
 import pathlib
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -65,6 +63,8 @@ from collections.abc import Iterator
 
 import httptools
 import uvloop
+
+from localprocs import free_port, process, wait_for_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 #: The checkout's own virtualenv, else the interpreter running the benchmark.
@@ -113,40 +113,6 @@ PROXY = """
         }}
     }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {HOST}:{port}")
-
-
-@contextlib.contextmanager
-def process(args: list[str], name: str, log: pathlib.Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a process and stop it (by its PID) however the benchmark ends."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    print(f"  started {name} (pid {proc.pid})", flush=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def nginx(tmp: pathlib.Path, name: str, body: str, core: int) -> list[str]:

@@ -30,58 +30,21 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 
 import httptools
+
+from localprocs import free_port, process, wait_for_port
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 PYTHON = REPO / ".venv" / "bin" / "python"
 HANDLERS = REPO / "tests" / "unit" / "runtimes" / "handlers"
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {HOST}:{port}")
-
-
-@contextlib.contextmanager
-def process(
-    args: list[str], name: str, log: pathlib.Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a process and stop it (by its PID) however the benchmark ends."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-    print(f"  started {name} (pid {proc.pid})", flush=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def runtime_cmd(language: str) -> list[str]:
@@ -113,7 +76,7 @@ def start_runtime(
     }
     log = tmp / f"runtime-{language}-{handler}.log"
     stack.enter_context(process(runtime_cmd(language), f"{language} runtime", log, env))
-    wait_for_port(port)
+    wait_for_port(port, timeout=15.0)
     return port
 
 
@@ -156,7 +119,7 @@ def start_activator(
         "bench",
     ]
     proc = stack.enter_context(process(command, "activator", tmp / f"activator-{name}.log"))
-    wait_for_port(port)
+    wait_for_port(port, timeout=15.0)
     return port, proc.pid
 
 

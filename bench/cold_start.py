@@ -175,7 +175,7 @@ def activator_trial(
     api: client.CoreV1Api, ns: str, name: str, path: str, address: tuple[str, int]
 ) -> float:
     """One invocation of the Function once it is at zero with no pod left."""
-    label = f"kfn.dev/function={name}"
+    label = f"kfn.dev/function={name},app.kubernetes.io/component=function"
     _wait(
         lambda: (
             _replicas(ns, name) == 0 and not api.list_namespaced_pod(ns, label_selector=label).items

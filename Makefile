@@ -66,10 +66,12 @@ fmt: venv ## Format and fix what ruff can.
 test: venv ## Run every test: lint, then the cluster (built if needed), unit tests, cluster tests.
 	$(MAKE) lint
 	$(CLUSTER) up
+	$(CLUSTER) runtime-bases
 	$(VENV)/bin/pytest tests/unit
 	$(VENV)/bin/pytest -m cluster tests/cluster
 
-test-unit: venv tools ## Run the unit tests only (no cluster; helm and promtool are built once).
+test-unit: venv tools ## Run the unit tests only (no cluster; helm, promtool and the runtimes' bases are made once).
+	$(CLUSTER) runtime-bases
 	$(VENV)/bin/pytest tests/unit
 
 test-cluster: venv ## Run the cluster tests only.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kfncluster import build, cluster, config, install, kfnimage, release
+from kfncluster import build, cluster, config, install, kfnimage, release, runtimeimages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("monitoring", help="on the running cluster, install Prometheus (idempotent)")
     sub.add_parser(
         "tools", help="build the tools the unit tests need (helm, promtool), without a cluster"
+    )
+    sub.add_parser(
+        "runtime-bases",
+        help="make every runtime's base image in the cache (the runtime tests run in them)",
     )
     rel = sub.add_parser("release", help="publish the images and the chart to the registry")
     rel.add_argument("--version", default=None, help="default: the chart's version")
@@ -39,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tools":
         for name, path in build.ensure_tools(config.Paths()).items():
             print(f"{name}: {path}")
+        return 0
+    if args.command == "runtime-bases":
+        runtimeimages.make_bases(config.Paths())
         return 0
     if args.command == "release":
         url, version = release.release(config.Paths(), args.version)

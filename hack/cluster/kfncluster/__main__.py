@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         "down": cluster.down,
         "install": install.up,
         "monitoring": install.monitoring_up,
+        "runtime-bases": runtimeimages.bases_up,
     }
     if args.command in simple:
         return simple[args.command]()
@@ -43,9 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tools":
         for name, path in build.ensure_tools(config.Paths()).items():
             print(f"{name}: {path}")
-        return 0
-    if args.command == "runtime-bases":
-        runtimeimages.make_bases(config.Paths())
         return 0
     if args.command == "release":
         url, version = release.release(config.Paths(), args.version)

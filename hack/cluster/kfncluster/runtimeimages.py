@@ -165,3 +165,9 @@ def make_bases(paths: config.Paths | None = None) -> dict[str, oci.Image]:
             flush=True,
         )
     return made
+
+
+def bases_up() -> int:
+    """``kfncluster runtime-bases``: :func:`make_bases`, for ``make test``."""
+    make_bases()
+    return 0

@@ -12,7 +12,6 @@ with their query string.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 
 from kfncluster import config, fnimage
+from tests.cluster import archives
 from tests.cluster.invoking import bearer
 from tests.cluster.kubeutil import kubectl, kubectl_json, scratch_namespace, wait_for
 
@@ -312,42 +312,17 @@ def test_a_broken_dependency_fails_the_build_visibly_while_the_old_version_serve
 @pytest.fixture
 def archive_server() -> Iterator[tuple[str, dict[str, bytes]]]:
     """An HTTP server on the node IP (pods reach it; nothing off the machine does)."""
-    files: dict[str, bytes] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((config.NODE_IP, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{config.NODE_IP}:{server.server_address[1]}", files
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _zip(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, content in files.items():
-            zf.writestr(name, content)
-    return buf.getvalue()
+    with archives.serving() as served:
+        yield served.url, served.files
 
 
 def test_an_archive_is_built_when_its_sha256_matches_and_refused_when_not(
     namespace: str, archive_server: tuple[str, dict[str, bytes]]
 ) -> None:
     url, files = archive_server
-    data = _zip({"app.py": "def handler(event, context):\n    return 'from the archive'\n"})
+    data = archives.zipped(
+        {"app.py": "def handler(event, context):\n    return 'from the archive'\n"}
+    )
     files["/code.zip"] = data
     good = hashlib.sha256(data).hexdigest()
     fn = python_function("archived", "")

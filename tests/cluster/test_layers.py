@@ -11,12 +11,8 @@ without fetching the layers again.
 from __future__ import annotations
 
 import hashlib
-import http.server
-import io
 import pathlib
 import tempfile
-import threading
-import zipfile
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +20,7 @@ import pytest
 from kfn import oci
 from kfncluster import config
 from kfncluster import registry as local_registry
+from tests.cluster import archives
 from tests.cluster.kubeutil import kubectl, scratch_namespace
 from tests.cluster.test_builds import answer, apply, build_jobs, python_function, wait_deployed
 
@@ -60,36 +57,8 @@ def namespace(kfn: str) -> Iterator[str]:
 @pytest.fixture
 def served() -> Iterator[tuple[str, dict[str, bytes], dict[str, int]]]:
     """An HTTP server on the node IP, its files, and how often each path was fetched."""
-    files: dict[str, bytes] = {}
-    hits: dict[str, int] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits[self.path] = hits.get(self.path, 0) + 1
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer((config.NODE_IP, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{config.NODE_IP}:{server.server_address[1]}", files, hits
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _zip(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, content in files.items():
-            zf.writestr(name, content)
-    return buf.getvalue()
+    with archives.serving() as server:
+        yield server.url, server.files, server.hits
 
 
 def _push_layer_image(repository: str, files: dict[str, tuple[str, int]]) -> str:
@@ -113,7 +82,7 @@ def test_a_function_imports_from_two_layers_and_its_own_dependency_wins(
     namespace: str, served: tuple[str, dict[str, bytes], dict[str, int]]
 ) -> None:
     base, files, hits = served
-    archive = _zip({
+    archive = archives.zipped({
         "python/from_archive.py": "WHO = 'archive layer'\n",
         "python/greeting.py": "WHO = 'archive layer'\n",
         "python/six.py": "__version__ = 'archive layer'\n",

@@ -81,15 +81,7 @@ function decodeComponent(s) {
 
 /** Decoded parameters, repeated names comma-joined in order, as API Gateway v2 does. */
 function queryParameters(rawQuery) {
-  const params = {};
-  for (const part of rawQuery.split('&')) {
-    if (!part) continue;
-    const eq = part.indexOf('=');
-    const name = decodeComponent(eq < 0 ? part : part.slice(0, eq));
-    const value = eq < 0 ? '' : decodeComponent(part.slice(eq + 1));
-    params[name] = Object.prototype.hasOwnProperty.call(params, name) ? `${params[name]},${value}` : value;
-  }
-  return params;
+  return Object.fromEntries(Object.entries(multiQuery(rawQuery)).map(([name, values]) => [name, values.join(',')]));
 }
 
 /** Lower-cased headers with repeats comma-joined, and cookies split out of Cookie. rawHeaders is [name, value, ...]. */
@@ -198,6 +190,7 @@ function multiHeaders(rawHeaders) {
   return values;
 }
 
+/** Decoded parameters, every value of a repeated name in order (1.0's multiValue lists). */
 function multiQuery(rawQuery) {
   const params = {};
   for (const part of rawQuery.split('&')) {

@@ -105,10 +105,7 @@ def split_target(target: str) -> tuple[str, str]:
 
 def query_parameters(raw_query: str) -> dict[str, str]:
     """Decoded parameters, repeated names comma-joined in order, as API Gateway v2 does."""
-    params: dict[str, str] = {}
-    for name, value in urllib.parse.parse_qsl(raw_query, keep_blank_values=True):
-        params[name] = f"{params[name]},{value}" if name in params else value
-    return params
+    return {name: ",".join(values) for name, values in _multi_query(raw_query).items()}
 
 
 def fold_headers(headers: list[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
@@ -240,6 +237,7 @@ def _multi_headers(headers: list[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 def _multi_query(raw_query: str) -> dict[str, list[str]]:
+    """Decoded parameters, every value of a repeated name in order (1.0's multiValue lists)."""
     params: dict[str, list[str]] = {}
     for name, value in urllib.parse.parse_qsl(raw_query, keep_blank_values=True):
         params.setdefault(name, []).append(value)

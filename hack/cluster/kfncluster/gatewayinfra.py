@@ -29,10 +29,8 @@ import hashlib
 import json
 import pathlib
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
-
-import yaml
+from collections.abc import Callable
+from typing import Any
 
 from kfncluster import (
     build,
@@ -45,31 +43,10 @@ from kfncluster import (
     images,
     ingress,
     procs,
+    serverside,
 )
 
-FIELD_MANAGER = "kfn-cluster"
-
-
-class Kubectl(Protocol):
-    def __call__(self, *args: str, check: bool = True, input: str | None = None) -> str: ...
-
-
-def _docs(objects: Iterable[dict[str, Any]]) -> str:
-    return "\n---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objects)
-
-
-def _apply(kubectl: Kubectl, objects: Iterable[dict[str, Any]]) -> None:
-    kubectl(
-        "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}",
-        "-f", "-", input=_docs(objects),
-    )  # fmt: skip
-
-
-def _apply_files(kubectl: Kubectl, files: list[pathlib.Path]) -> None:
-    args = [a for f in files for a in ("-f", str(f))]
-    kubectl(
-        "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", *args
-    )
+Kubectl = serverside.Kubectl
 
 
 # --- builds and images --------------------------------------------------------------------------
@@ -144,7 +121,7 @@ def apply_crds(kubectl: Kubectl) -> int:
         *envoygateway.crd_files(eg_source),
         *certmanager.crd_files(cm_source),
     ]
-    _apply_files(kubectl, files)
+    serverside.apply_files(kubectl, files)
     crds = [f for f in files if "_vap_" not in f.name]
     kubectl("wait", "--for=condition=Established", "--timeout=60s",
             *(a for f in crds for a in ("-f", str(f))))  # fmt: skip
@@ -195,9 +172,9 @@ def _wait(
 
 
 def install_cert_manager(kubectl: Kubectl, image: str) -> None:
-    _apply(kubectl, certmanager.objects(image))
+    serverside.apply(kubectl, certmanager.objects(image))
     _rollout(kubectl, certmanager.NAMESPACE, certmanager.NAME)
-    _apply(kubectl, certmanager.issuers())
+    serverside.apply(kubectl, certmanager.issuers())
     _wait(
         kubectl,
         f"certificate/{certmanager.CA_CERTIFICATE}",
@@ -222,14 +199,14 @@ def config_hash(envoy_image: str, gateway_image: str) -> str:
 
 def install_envoy_gateway(kubectl: Kubectl, gateway_image: str, envoy_image: str) -> None:
     ns = envoygateway.NAMESPACE
-    _apply(kubectl, [envoygateway.namespace(), *envoygateway.rbac_objects()])
+    serverside.apply(kubectl, [envoygateway.namespace(), *envoygateway.rbac_objects()])
     secret = kubectl("-n", ns, "get", "secret", envoygateway.XDS_SECRET, "-o", "name", check=False)
     if not secret.strip():
         # A Job's template cannot change: an old one (another image) goes first.
         kubectl(
             "-n", ns, "delete", "job", envoygateway.CERTGEN, "--ignore-not-found", "--wait=true"
         )
-        _apply(kubectl, [envoygateway.certgen_job(gateway_image)])
+        serverside.apply(kubectl, [envoygateway.certgen_job(gateway_image)])
         _wait(
             kubectl,
             f"job/{envoygateway.CERTGEN}",
@@ -238,7 +215,7 @@ def install_envoy_gateway(kubectl: Kubectl, gateway_image: str, envoy_image: str
             f"`kubectl -n {ns} logs job/{envoygateway.CERTGEN}`",
             namespace=ns,
         )
-    _apply(
+    serverside.apply(
         kubectl,
         [
             envoygateway.config_map(envoy_image=envoy_image, gateway_image=gateway_image),
@@ -253,8 +230,10 @@ def install_envoy_gateway(kubectl: Kubectl, gateway_image: str, envoy_image: str
 
 
 def install_gateway(kubectl: Kubectl, envoy_image: str) -> None:
-    _apply(kubectl, [gateway.namespace(), *gateway.certificates()])
-    _apply(kubectl, [gateway.envoy_proxy(envoy_image), gateway.gateway_class(), gateway.gateway()])
+    serverside.apply(kubectl, [gateway.namespace(), *gateway.certificates()])
+    serverside.apply(
+        kubectl, [gateway.envoy_proxy(envoy_image), gateway.gateway_class(), gateway.gateway()]
+    )
     for cert in gateway.certificates():
         name = cert["metadata"]["name"]
         _wait(
@@ -281,18 +260,20 @@ _CONTOUR_LOGS = f"`kubectl -n {contour.NAMESPACE} logs deploy/{contour.NAME}`"
 def install_contour(kubectl: Kubectl, contour_image: str, envoy_image: str) -> None:
     source = build.module_source(build.component("contour"), "github.com/projectcontour/contour")
     crds = contour.crds(source)
-    _apply(kubectl, crds)
+    serverside.apply(kubectl, crds)
     kubectl("wait", "--for=condition=Established", "--timeout=60s",
             *(f"crd/{c['metadata']['name']}" for c in crds))  # fmt: skip
     ns = contour.NAMESPACE
     # Contour's Role lives in the namespace it watches, kfn's, which kfn's chart fills later.
     kubectl("create", "namespace", ingress.WATCHED_NAMESPACE, check=False)
-    _apply(kubectl, [contour.namespace(), *contour.rbac_objects(), contour.ingress_class()])
+    serverside.apply(
+        kubectl, [contour.namespace(), *contour.rbac_objects(), contour.ingress_class()]
+    )
     secret = kubectl("-n", ns, "get", "secret", contour.ENVOY_SECRET, "-o", "name", check=False)
     if not secret.strip():
         # A Job's template cannot change: an old one (another image) goes first.
         kubectl("-n", ns, "delete", "job", contour.CERTGEN, "--ignore-not-found", "--wait=true")
-        _apply(kubectl, [contour.certgen_job(contour_image)])
+        serverside.apply(kubectl, [contour.certgen_job(contour_image)])
         _wait(
             kubectl,
             f"job/{contour.CERTGEN}",
@@ -301,9 +282,13 @@ def install_contour(kubectl: Kubectl, contour_image: str, envoy_image: str) -> N
             f"`kubectl -n {ns} logs job/{contour.CERTGEN}`",
             namespace=ns,
         )
-    _apply(kubectl, [contour.deployment(contour_image), contour.service(), contour.xds_policy()])
+    serverside.apply(
+        kubectl, [contour.deployment(contour_image), contour.service(), contour.xds_policy()]
+    )
     _rollout(kubectl, ns, contour.NAME)
-    _apply(kubectl, [contour.envoy_deployment(contour_image, envoy_image), contour.envoy_service()])
+    serverside.apply(
+        kubectl, [contour.envoy_deployment(contour_image, envoy_image), contour.envoy_service()]
+    )
     _rollout(kubectl, ns, contour.ENVOY)
 
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import pathlib
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
-from kfncluster import build, config, images, procs
+from kfncluster import build, config, images, procs, serverside
 
 NAMESPACE = "kfn-monitoring"
 OPERATOR = "prometheus-operator"
@@ -54,7 +54,6 @@ LABELS = {
 #: Where the operator's module zip keeps its CRDs and the operator's ClusterRole.
 CRD_DIR = "example/prometheus-operator-crd"
 OPERATOR_ROLE_FILE = "example/rbac/prometheus-operator/prometheus-operator-cluster-role.yaml"
-FIELD_MANAGER = "kfn-cluster"
 
 _READ = ["get", "list", "watch"]
 _SECURITY = {
@@ -70,8 +69,7 @@ _POD_SECURITY = {
 }
 
 
-class Kubectl(Protocol):
-    def __call__(self, *args: str, check: bool = True, input: str | None = None) -> str: ...
+Kubectl = serverside.Kubectl
 
 
 # --- objects ---------------------------------------------------------------------------------
@@ -236,17 +234,6 @@ def prometheus(image: str) -> dict[str, Any]:
 # --- install ---------------------------------------------------------------------------------
 
 
-def _docs(objs: Iterable[dict[str, Any]]) -> str:
-    return "\n---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objs)
-
-
-def _apply(kubectl: Kubectl, objs: Iterable[dict[str, Any]]) -> None:
-    kubectl(
-        "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}",
-        "-f", "-", input=_docs(objs),
-    )  # fmt: skip
-
-
 def _binary(
     paths: config.Paths, name: str, output: str, note: Callable[[str], None]
 ) -> pathlib.Path:
@@ -313,16 +300,13 @@ def install(paths: config.Paths, kubectl: Kubectl, note: Callable[[str], None]) 
     refs = make_images(paths, note)
     source = module_dir()
     crds = crd_files(source)
-    kubectl(
-        "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}",
-        *(a for f in crds for a in ("-f", str(f))),
-    )  # fmt: skip
+    serverside.apply_files(kubectl, crds)
     kubectl("wait", "--for=condition=Established", "--timeout=60s",
             *(a for f in crds for a in ("-f", str(f))))  # fmt: skip
     # kubectl's discovery cache learns the new kinds when it lists the API's resources.
     kubectl("api-resources", "-o", "name")
     note(f"{len(crds)} CRDs")
-    _apply(
+    serverside.apply(
         kubectl,
         objects(
             refs[config.PROMETHEUS_OPERATOR_IMAGE],
@@ -340,7 +324,7 @@ def install(paths: config.Paths, kubectl: Kubectl, note: Callable[[str], None]) 
             f"did not become ready in 180s; read {_OPERATOR_LOGS} and "
             f"`kubectl -n {NAMESPACE} describe pods`",
         )
-    _apply(kubectl, [prometheus(refs[config.PROMETHEUS_IMAGE])])
+    serverside.apply(kubectl, [prometheus(refs[config.PROMETHEUS_IMAGE])])
     result = kubectl(
         "-n", NAMESPACE, "wait", "--for=condition=Available", "--timeout=240s",
         f"prometheus/{PROMETHEUS}", check=False,

@@ -647,6 +647,51 @@ class Scheduling(meta.Model):
     )
 
 
+# --- logs ------------------------------------------------------------------------------------
+
+LogFormat = Literal["Text", "JSON"]
+ApplicationLogLevel = Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+SystemLogLevel = Literal["DEBUG", "INFO", "WARN"]
+
+
+class Logging(meta.Model):
+    """How the function's pods write their logs, as Lambda's ``LoggingConfig``
+    (``docs/logging.md``)."""
+
+    format: LogFormat = pydantic.Field(
+        default="Text",
+        description="Text (the default): Lambda's plain lines (START/END/REPORT, "
+        "'[INFO]<tab>time<tab>request id<tab>message'). JSON: every line is one JSON object "
+        "(timestamp, level, requestId, message; the platform's lines as platform.start and "
+        "platform.report records), as Lambda's JSON log format. The pods get "
+        "AWS_LAMBDA_LOG_FORMAT=JSON.",
+    )
+    application_log_level: ApplicationLogLevel | None = pydantic.Field(
+        default=None,
+        description="With format JSON only, as in Lambda: the least severe level of the "
+        "function's own logs that is written (Python logging, print, console.*); less "
+        "severe ones are dropped. Default INFO. Given to the function as AWS_LAMBDA_LOG_LEVEL.",
+    )
+    system_log_level: SystemLogLevel | None = pydantic.Field(
+        default=None,
+        description="With format JSON only, as in Lambda: the least severe level of the "
+        "platform's own records that is written. platform.start and platform.report are INFO, "
+        "so WARN drops them. Default INFO.",
+    )
+
+    __rules__ = (
+        Rule(
+            cel="(has(self.format) && self.format == 'JSON')"
+            " || (!has(self.applicationLogLevel) && !has(self.systemLogLevel))",
+            message="applicationLogLevel and systemLogLevel need format: JSON, as in Lambda",
+            check=lambda s: (
+                s.format == "JSON"
+                or (s.application_log_level is None and s.system_log_level is None)
+            ),
+        ),
+    )
+
+
 # --- the spec --------------------------------------------------------------------------------
 
 
@@ -773,6 +818,12 @@ class FunctionSpec(meta.Model):
         "function domain (status.functionUrl), through the Gateway or Ingress the cluster "
         "admin set up, with an auth type and CORS settings as Lambda's. '{}' asks for one "
         "with the defaults (auth None, no CORS).",
+    )
+    logging: Logging | None = pydantic.Field(
+        default=None,
+        description="The log format and levels, as Lambda's logging configuration: Text "
+        "(the default) or JSON lines, and with JSON the application's and the platform's "
+        "log levels.",
     )
 
     __rules__ = (

@@ -253,7 +253,20 @@ def _contract_env(fn: function.Function) -> list[EnvVar]:
     ]
     if not any(var.name == "AWS_REGION" for var in fn.spec.env):
         values.append(("AWS_REGION", DEFAULT_REGION))
+    values += _logging_env(fn.spec.logging)
     return [{"name": key, "value": value} for key, value in values if value is not None]
+
+
+def _logging_env(logging: function.Logging | None) -> list[tuple[str, str | None]]:
+    """Lambda's variables of its JSON log format, and the platform's level for the runtime;
+    none for Text, the runtimes' default (so a Function that does not ask is unchanged)."""
+    if logging is None or logging.format != "JSON":
+        return []
+    return [
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_LAMBDA_LOG_LEVEL", logging.application_log_level or "INFO"),
+        ("KFN_SYSTEM_LOG_LEVEL", logging.system_log_level or "INFO"),
+    ]
 
 
 def _user_env(var: function.EnvVar) -> EnvVar:

@@ -14,6 +14,8 @@ const CONTROL_HEADER_PREFIX = 'kfn-';
 const HOP_BY_HOP = new Set(['connection', 'content-length', 'keep-alive', 'transfer-encoding', 'upgrade', 'trailer']);
 // The runtime's mark on a request it refused unstarted: a handler cannot send it.
 const NOT_STARTED = 'kfn-not-started';
+// The handler's time, measured by the runtime: a handler cannot send its own.
+const HANDLER_DURATION = 'kfn-handler-duration';
 const TEXT_SUBTYPE_SUFFIXES = ['json', 'xml', 'javascript', 'x-www-form-urlencoded', 'yaml', 'csv'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -334,7 +336,7 @@ function fromResult(result, payloadFormat = V2) {
   const headers = [];
   for (const [name, value] of pairs) {
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower === NOT_STARTED || value === null || value === undefined) continue;
+    if (HOP_BY_HOP.has(lower) || lower === NOT_STARTED || lower === HANDLER_DURATION || value === null || value === undefined) continue;
     headers.push([name, headerValue(value)]);
   }
   if (!headers.some(([name]) => name.toLowerCase() === 'content-type')) headers.push(['Content-Type', 'application/json']);

@@ -17,7 +17,7 @@ function main() {
   } catch (e) {
     // the task root may not exist when run by hand; the handler load reports it
   }
-  logs.install();
+  logs.install(logs.settingsFrom(process.env));
   streaming.install();
   const runtime = new Runtime(cfg);
   process.on('SIGTERM', () => runtime.drain());

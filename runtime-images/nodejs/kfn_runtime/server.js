@@ -17,6 +17,7 @@ const health = require('./health');
 const loader = require('./loader');
 const logs = require('./logs');
 const streaming = require('./streaming');
+const timing = require('./timing');
 
 const READY_PATH = '/_kfn/ready';
 const STARTED_PATH = '/_kfn/started';
@@ -28,6 +29,8 @@ const UNHANDLED = ['Kfn-Function-Error', 'Unhandled'];
 // Marks a 429/503 for a request whose handler was never called (CONTRACT.md §3).
 const BUSY = ['Kfn-Not-Started', 'busy'];
 const DRAINING = ['Kfn-Not-Started', 'draining'];
+// The handler's own time in seconds, on every answer of an invocation whose handler ran.
+const HANDLER_DURATION = 'Kfn-Handler-Duration';
 
 class BodyTooLargeError extends Error {}
 
@@ -53,8 +56,21 @@ function tooLargeResponse(size) {
     `Response payload size (${size} bytes) exceeded maximum allowed payload size (${config.MAX_PAYLOAD_BYTES} bytes).`);
 }
 
-/** [status, headers, body] answering POST /_kfn/invoke for an outcome {kind, result, error}. */
+/** [Kfn-Handler-Duration, seconds] for an outcome whose handler ran (durationS set), else none. */
+function ran(outcome) {
+  return typeof outcome.durationS === 'number' ? [[HANDLER_DURATION, outcome.durationS.toFixed(6)]] : [];
+}
+
+/**
+ * [status, headers, body] answering POST /_kfn/invoke for an outcome {kind, result, error,
+ * durationS}: durationS, the handler's time when it ran, becomes Kfn-Handler-Duration.
+ */
 function invokeResponse(outcome) {
+  const [status, headers, body] = invokeAnswer(outcome);
+  return [status, [...headers, ...ran(outcome)], body];
+}
+
+function invokeAnswer(outcome) {
   if (outcome.kind === 'ok') {
     let text;
     try {
@@ -89,6 +105,11 @@ function gateway(status, message, { functionError = false, notStarted = null } =
  * failed function's message is its payload format's service's (events.FAILURE_MESSAGES).
  */
 function httpResponse(outcome, payloadFormat = events.V2) {
+  const [status, headers, body, problem] = httpAnswer(outcome, payloadFormat);
+  return [status, [...headers, ...ran(outcome)], body, problem];
+}
+
+function httpAnswer(outcome, payloadFormat) {
   const failed = events.FAILURE_MESSAGES[payloadFormat];
   if (outcome.kind === 'ok') {
     let response;
@@ -155,6 +176,8 @@ class Runtime {
     this.initialized = false;
     this.initWaiters = [];
     this.initDurationMs = null;
+    // Kfn-Init-Timing's value once loading ended.
+    this.initTiming = null;
     this.slots = new Map();
     this.slotIds = 0;
     this.answering = 0;
@@ -207,12 +230,20 @@ class Runtime {
    */
   async initialize() {
     const started = this.clock();
+    const processStart = timing.readProcessStart();
+    // Kfn-Init-Timing's boot: the runtime is loaded and the handler's import begins.
+    const bootS = timing.nowSeconds();
+    let imported = null;
     let timer;
     const expired = new Promise((resolve) => {
       timer = setTimeout(() => resolve(TIMED_OUT), this.cfg.initTimeoutMs);
     });
     try {
-      const loaded = await Promise.race([loader.loadHandler(this.cfg.taskRoot, this.cfg.handler), expired]);
+      const loading = loader.loadHandler(this.cfg.taskRoot, this.cfg.handler).then((handler) => {
+        imported = timing.nowSeconds();
+        return handler;
+      });
+      const loaded = await Promise.race([loading, expired]);
       if (loaded === TIMED_OUT) {
         logs.write(logs.initReportLine(this.clock() - started, 'timeout'));
         this.failInit(errors.initTimeout(this.cfg.initTimeoutMs));
@@ -224,6 +255,7 @@ class Runtime {
     }
     clearTimeout(timer);
     this.initDurationMs = this.clock() - started;
+    this.initTiming = timing.headerValue(processStart, bootS, imported === null ? timing.nowSeconds() : imported);
     this.initialized = true;
     for (const wake of this.initWaiters.splice(0)) wake();
   }
@@ -302,8 +334,9 @@ class Runtime {
 
   /** How a streaming handler's answer is written on res (CONTRACT.md §12). */
   streamer(req, res, ids, httpEvent) {
-    return (handler) => new streaming.ResponseStream(res, {
+    return (handler, elapsedS) => new streaming.ResponseStream(res, {
       httpEvent,
+      elapsedS,
       extraHeaders: ids,
       highWaterMark: handler[streaming.HIGH_WATER_MARK],
       sendHead: (status, headers) => this.sendStreamHead(req, res, status, headers),
@@ -405,7 +438,7 @@ class Runtime {
     if (path === STARTED_PATH) {
       // For the kubelet's startup probe: the load has ended, loaded or not, and an init error is
       // already in the log. The pod's `started` turning true tells the operator to look for it.
-      return [this.initialized ? 200 : 503, [JSON_TYPE], dump({ status: this.initialized ? 'started' : 'initializing' })];
+      return [this.initialized ? 200 : 503, [JSON_TYPE, ...this.timingHeaders()], dump({ status: this.initialized ? 'started' : 'initializing' })];
     }
     const nowMs = this.clock();
     const deadlinesMs = [...this.slots.values()];
@@ -414,13 +447,18 @@ class Runtime {
       return [v.ok ? 200 : 503, [JSON_TYPE], dump({ status: v.reason })];
     }
     if (this.initError && !this.draining) {
-      return [503, [JSON_TYPE, [errors.INIT_ERROR_HEADER, this.initError.errorType]], dump(this.initError)];
+      return [503, [JSON_TYPE, [errors.INIT_ERROR_HEADER, this.initError.errorType], ...this.timingHeaders()], dump(this.initError)];
     }
     const v = health.readiness({
       initialized: this.initialized, initFailed: this.initError !== null, draining: this.draining,
       deadlinesMs, concurrency: this.cfg.concurrency, nowMs,
     });
-    return [v.ok ? 200 : 503, [JSON_TYPE], dump({ status: v.reason })];
+    return [v.ok ? 200 : 503, [JSON_TYPE, ...this.timingHeaders()], dump({ status: v.reason })];
+  }
+
+  /** Kfn-Init-Timing once loading ended (the readiness and startup probes carry it). */
+  timingHeaders() {
+    return this.initTiming === null ? [] : [[timing.HEADER, this.initTiming]];
   }
 
   async finished(res) {
@@ -551,7 +589,8 @@ class Runtime {
       cfg: this.cfg, requestId: rid, deadlineMs, invocationType, clientContext, settle, clock: this.clock,
     });
     const handler = this.handler;
-    const responseStream = stream && streaming.isStreaming(handler) ? stream(handler) : null;
+    const elapsedS = () => Number(process.hrtime.bigint() - started) / 1e9;
+    const responseStream = stream && streaming.isStreaming(handler) ? stream(handler, elapsedS) : null;
     const running = logs.requestStore.run(rid, () => (responseStream
       ? streaming.run(handler, event, makeCtx(() => {}), responseStream)
       : callHandler(handler, event, makeCtx)));
@@ -570,7 +609,7 @@ class Runtime {
       outcome = { kind: 'streamed' };
     } else if (settled.kind === 'timeout' || this.clock() > deadlineMs) {
       outcome = timeout;
-      logs.write(`${new Date(this.clock()).toISOString()}\t${rid}\t${message}\n`, rid);
+      logs.write(logs.timeoutRecord(rid, this.clock(), message), rid);
     } else if (settled.kind === 'error') {
       outcome = { kind: 'error', error: errors.fromThrown(settled.err) };
       logs.write(logs.errorRecord(rid, this.clock(), outcome.error), rid);
@@ -581,13 +620,18 @@ class Runtime {
       // Failed after the head went out: the trailers tell, the status cannot.
       outcome = { kind: 'streamed', error: outcome.error, timedOut: outcome.kind === 'timeout' };
     }
-    const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+    // A stream's duration is the figure its trailer carried: the handler's time to its end.
+    const durationS = responseStream && typeof responseStream.durationS === 'number' ? responseStream.durationS : elapsedS();
+    outcome = { ...outcome, durationS };
+    const durationMs = durationS * 1000;
     const initDurationMs = this.initDurationMs;
     this.initDurationMs = null;
-    logs.write(logs.endLine(rid), rid);
+    const timedOut = outcome.kind === 'timeout' || outcome.timedOut;
+    const status = timedOut ? 'timeout' : (outcome.kind === 'error' || outcome.error ? 'error' : 'success');
+    logs.write(logs.endLine(rid, status), rid);
     logs.write(logs.reportLine(rid, {
       durationMs, memoryMb: this.cfg.memoryMb, maxMemoryUsedMb: logs.maxMemoryUsedMb(), initDurationMs,
-      status: outcome.kind === 'timeout' || outcome.timedOut ? 'timeout' : undefined,
+      status: timedOut ? 'timeout' : undefined, outcome: status,
     }), rid);
     return outcome;
   }

@@ -15,7 +15,8 @@
  * `write()`'s return value are slowed by a slow reader and memory stays bounded. An error or
  * the deadline after the head went out ends the stream with trailers carrying the error
  * (`Kfn-Function-Error`, `Kfn-Error-Type`, `Kfn-Error-Body`: the error shape as base64 JSON),
- * as Lambda's runtime API reports a streamed response's failure.
+ * as Lambda's runtime API reports a streamed response's failure. A chunked stream's last chunk
+ * also carries Kfn-Handler-Duration, the handler's time up to the stream's end.
  */
 const { Writable } = require('stream');
 const { finished } = require('stream/promises');
@@ -30,6 +31,9 @@ const DELIMITER = Buffer.alloc(8);
 /** A prelude longer than this without its delimiter is malformed (headers are bounded too). */
 const MAX_PRELUDE_BYTES = 64 * 1024;
 const ERROR_TRAILERS = ['Kfn-Function-Error', 'Kfn-Error-Type', 'Kfn-Error-Body'];
+const DURATION_TRAILER = 'Kfn-Handler-Duration';
+/** What the head's Trailer announces. */
+const TRAILERS = [...ERROR_TRAILERS, DURATION_TRAILER];
 
 class InvalidStreamingOperation extends Error {
   constructor(message) {
@@ -77,8 +81,12 @@ function install(target = globalThis, env = process.env) {
  * sendHead(status, headers) sets the head on the server's response.
  */
 class ResponseStream extends Writable {
-  constructor(res, { httpEvent, extraHeaders, sendHead, highWaterMark }) {
+  constructor(res, { httpEvent, extraHeaders, sendHead, highWaterMark, elapsedS }) {
     super(highWaterMark ? { highWaterMark } : {});
+    // The handler's time so far (seconds), for the Kfn-Handler-Duration trailer; durationS is
+    // the figure the trailer carried.
+    this._elapsedS = elapsedS;
+    this.durationS = null;
     this._res = res;
     this._httpEvent = httpEvent;
     this._extraHeaders = extraHeaders;
@@ -169,8 +177,17 @@ class ResponseStream extends Writable {
       }
       if (!this._head(this._contentType === PRELUDE_CONTENT_TYPE ? {} : null, callback)) return;
     }
+    // Sent with the last chunk; Node drops trailers of an answer that is not chunked.
+    this._res.addTrailers(this._durationTrailer());
     this._res.end();
     callback();
+  }
+
+  /** The Kfn-Handler-Duration trailer, noting the figure (durationS) for the REPORT line. */
+  _durationTrailer() {
+    if (typeof this._elapsedS !== 'function') return {};
+    this.durationS = this._elapsedS();
+    return { [DURATION_TRAILER]: this.durationS.toFixed(6) };
   }
 
   /** Sets the head; false (and the callback given the error) for a malformed prelude. */
@@ -193,7 +210,7 @@ class ResponseStream extends Writable {
         headers = [['Content-Type', typed ? typed[1] : DEFAULT_CONTENT_TYPE]];
       }
     }
-    this._sendHeadTo(status, [...headers, ...this._extraHeaders, ['Trailer', ERROR_TRAILERS.join(', ')]]);
+    this._sendHeadTo(status, [...headers, ...this._extraHeaders, ['Trailer', TRAILERS.join(', ')]]);
     this.headSent = true;
     return true;
   }
@@ -244,6 +261,7 @@ class ResponseStream extends Writable {
       'Kfn-Function-Error': 'Unhandled',
       'Kfn-Error-Type': shape.errorType,
       'Kfn-Error-Body': Buffer.from(JSON.stringify(shape), 'utf-8').toString('base64'),
+      ...this._durationTrailer(),
     });
     res.end();
     return true;

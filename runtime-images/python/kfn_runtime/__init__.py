@@ -14,5 +14,6 @@ Modules:
 - :mod:`kfn_runtime.logs` tags handler output with the request id and prints START/END/REPORT.
 - :mod:`kfn_runtime.http11` is a small HTTP/1.1 reader and writer on asyncio streams.
 - :mod:`kfn_runtime.health` decides readiness and liveness from the runtime's state (pure).
+- :mod:`kfn_runtime.timing` reads the process's start and formats ``Kfn-Init-Timing``.
 - :mod:`kfn_runtime.server` ties it together: routing, concurrency, time-outs and draining.
 """

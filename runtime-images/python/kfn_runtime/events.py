@@ -28,7 +28,9 @@ HOP_BY_HOP = frozenset(
 )
 #: The runtime's mark on a request it refused unstarted: a handler cannot send it.
 NOT_STARTED = "kfn-not-started"
-_NOT_COPIED = HOP_BY_HOP | {NOT_STARTED}
+#: The handler's time, measured by the runtime: a handler cannot send its own.
+HANDLER_DURATION = "kfn-handler-duration"
+_NOT_COPIED = HOP_BY_HOP | {NOT_STARTED, HANDLER_DURATION}
 _TEXT_SUBTYPE_SUFFIXES = ("json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv")
 
 #: The payload formats (``Kfn-Payload-Format``); anything else, or none, is ``V2``.

@@ -10,25 +10,111 @@ An invocation asked for its log (``Kfn-Log-Type: Tail``, CONTRACT.md §10a) has 
 kept as they are written, tagged lines and the runtime's START/END/REPORT and error records,
 by request id: :func:`capture` starts, :func:`release` hands back the last
 :data:`TAIL_BYTES` in base64. Concurrent invocations each keep only their own.
+
+Lambda's JSON log format (``AWS_LAMBDA_LOG_FORMAT=JSON``, CONTRACT.md §10b) turns every line
+into one JSON object: records and printed lines ``{"timestamp", "level", "message", "logger",
+"requestId", ...}``, filtered by ``AWS_LAMBDA_LOG_LEVEL``; the runtime's START/END/REPORT
+become ``platform.*`` records, filtered by ``KFN_SYSTEM_LOG_LEVEL``. :class:`Settings` holds
+the choice, read once at start (:func:`settings_from`) and made the one in force by
+:func:`install`; Text is the default, unchanged.
 """
 
 from __future__ import annotations
 
 import base64
 import contextvars
+import dataclasses
 import io
+import json
 import logging
 import math
 import resource
 import sys
 import threading
 import time
-from typing import TextIO
+import traceback
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 #: The request id of the invocation the current task or thread works for.
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "kfn_request_id", default=None
 )
+
+
+#: Lambda's log levels, least severe first.
+LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+#: The ``logging`` level each stands for (TRACE is below DEBUG, FATAL is CRITICAL).
+_PYTHON_LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40, "FATAL": 50}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The log format and, for JSON, the least severe levels written."""
+
+    json: bool = False
+    application_level: str = "INFO"
+    system_level: str = "INFO"
+
+    def writes(self, level: str, *, system: bool = False) -> bool:
+        """Whether a record of ``level`` is written: always in Text (as Lambda, which
+        filters only JSON logs), else when at least the application's or system's level."""
+        if not self.json:
+            return True
+        least = self.system_level if system else self.application_level
+        return LEVELS.index(level) >= LEVELS.index(least)
+
+
+TEXT = Settings()
+
+
+def settings_from(environ: Mapping[str, str]) -> Settings:
+    """``AWS_LAMBDA_LOG_FORMAT`` (``JSON``, else Text), ``AWS_LAMBDA_LOG_LEVEL`` and
+    ``KFN_SYSTEM_LOG_LEVEL`` (default INFO; an unknown name counts as INFO)."""
+    if environ.get("AWS_LAMBDA_LOG_FORMAT", "").strip().upper() != "JSON":
+        return TEXT
+
+    def level(name: str) -> str:
+        value = environ.get(name, "").strip().upper()
+        value = {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(value, value)
+        return value if value in LEVELS else "INFO"
+
+    return Settings(True, level("AWS_LAMBDA_LOG_LEVEL"), level("KFN_SYSTEM_LOG_LEVEL"))
+
+
+class _Active:
+    """The settings :func:`install` set up; the line builders below use them by default."""
+
+    settings = TEXT
+
+
+def lambda_level(levelno: int) -> str:
+    """The Lambda level of a ``logging`` level number (WARNING is WARN, CRITICAL FATAL)."""
+    for name in reversed(LEVELS):
+        if levelno >= _PYTHON_LEVELS[name]:
+            return name
+    return "TRACE"
+
+
+def json_line(record: Mapping[str, Any]) -> str:
+    """One JSON object on one line; values JSON cannot hold are written as their ``str``."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+
+
+def app_record(
+    level: str, rid: str | None, epoch: float, message: str, **fields: Any
+) -> dict[str, Any]:
+    """An application log record in Lambda's JSON format (``requestId`` in an invocation)."""
+    record: dict[str, Any] = {"timestamp": iso_time(epoch), "level": level, "message": message}
+    record.update(fields)
+    if rid:
+        record["requestId"] = rid
+    return record
+
+
+def platform_line(kind: str, epoch: float, record: dict[str, Any]) -> str:
+    """A platform record: ``{"time", "type": "platform.<kind>", "record"}``, as Lambda's."""
+    return json_line({"time": iso_time(epoch), "type": f"platform.{kind}", "record": record})
 
 
 #: How much of an invocation's log is handed back: Lambda's ``X-Amz-Log-Result`` holds 4 KB.
@@ -81,11 +167,34 @@ def iso_time(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{millis:03d}Z"
 
 
-def start_line(rid: str, version: str) -> str:
+def start_line(
+    rid: str, version: str, *, epoch: float | None = None, settings: Settings | None = None
+) -> str:
+    """``START``, or JSON's ``platform.start`` (INFO)."""
+    given = settings or _Active.settings
+    if given.json:
+        if not given.writes("INFO", system=True):
+            return ""
+        record = {"requestId": rid, "version": version}
+        return platform_line("start", time.time() if epoch is None else epoch, record)
     return f"START RequestId: {rid} Version: {version}\n"
 
 
-def end_line(rid: str) -> str:
+def end_line(
+    rid: str,
+    *,
+    status: str = "success",
+    epoch: float | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """``END``, or JSON's ``platform.runtimeDone`` (DEBUG, so written at the DEBUG system
+    level only); ``status``: success, error or timeout."""
+    given = settings or _Active.settings
+    if given.json:
+        if not given.writes("DEBUG", system=True):
+            return ""
+        record = {"requestId": rid, "status": status}
+        return platform_line("runtimeDone", time.time() if epoch is None else epoch, record)
     return f"END RequestId: {rid}\n"
 
 
@@ -97,8 +206,27 @@ def report_line(
     max_memory_used_mb: int,
     init_duration_ms: float | None = None,
     status: str | None = None,
+    outcome: str = "success",
+    epoch: float | None = None,
+    settings: Settings | None = None,
 ) -> str:
-    """Lambda's REPORT line: tab-separated fields, billed time rounded up to the millisecond."""
+    """Lambda's REPORT line: tab-separated fields, billed time rounded up to the millisecond.
+    JSON: ``platform.report`` (INFO) with the same figures as ``metrics`` and ``status``
+    (``outcome``: success, error or timeout)."""
+    given = settings or _Active.settings
+    if given.json:
+        if not given.writes("INFO", system=True):
+            return ""
+        metrics: dict[str, Any] = {
+            "durationMs": round(duration_ms, 2),
+            "billedDurationMs": max(1, math.ceil(duration_ms)),
+            "memorySizeMB": memory_mb,
+            "maxMemoryUsedMB": max_memory_used_mb,
+        }
+        if init_duration_ms is not None:
+            metrics["initDurationMs"] = round(init_duration_ms, 2)
+        record = {"requestId": rid, "metrics": metrics, "status": outcome}
+        return platform_line("report", time.time() if epoch is None else epoch, record)
     fields = [
         f"REPORT RequestId: {rid}",
         f"Duration: {duration_ms:.2f} ms",
@@ -113,15 +241,51 @@ def report_line(
     return "\t".join(fields) + "\n"
 
 
-def init_report_line(duration_ms: float, status: str) -> str:
-    """Lambda's INIT_REPORT line, written when the init phase ended other than by loading."""
+def init_report_line(duration_ms: float, status: str, *, settings: Settings | None = None) -> str:
+    """Lambda's INIT_REPORT line, written when the init phase ended other than by loading;
+    JSON: ``platform.initReport`` (INFO)."""
+    given = settings or _Active.settings
+    if given.json:
+        if not given.writes("INFO", system=True):
+            return ""
+        record = {
+            "initializationType": "on-demand",
+            "phase": "init",
+            "status": status,
+            "metrics": {"durationMs": round(duration_ms, 2)},
+        }
+        return platform_line("initReport", time.time(), record)
     return f"INIT_REPORT Init Duration: {duration_ms:.2f} ms\tPhase: init\tStatus: {status}\n"
 
 
-def error_record(
-    rid: str | None, epoch: float, error_type: str, message: str, stack: list[str]
+def timeout_record(
+    rid: str, epoch: float, message: str, *, settings: Settings | None = None
 ) -> str:
-    """An ``[ERROR]`` record kept on one line (newlines become ``\\r``), as Lambda prints it."""
+    """The line saying an invocation timed out: ``<time>\\t<request id>\\t<message>``, or a
+    JSON ERROR record."""
+    given = settings or _Active.settings
+    if given.json:
+        return json_line(app_record("ERROR", rid, epoch, message)) if given.writes("ERROR") else ""
+    return f"{iso_time(epoch)}\t{rid}\t{message}\n"
+
+
+def error_record(
+    rid: str | None,
+    epoch: float,
+    error_type: str,
+    message: str,
+    stack: list[str],
+    *,
+    settings: Settings | None = None,
+) -> str:
+    """An ``[ERROR]`` record kept on one line (newlines become ``\\r``), as Lambda prints it;
+    JSON: an ERROR record with ``errorType``, ``errorMessage`` and ``stackTrace``."""
+    given = settings or _Active.settings
+    if given.json:
+        if not given.writes("ERROR"):
+            return ""
+        fields = {"errorType": error_type, "errorMessage": message, "stackTrace": stack}
+        return json_line(app_record("ERROR", rid, epoch, message, **fields))
     text = f"{error_type}: {message}"
     if stack:
         text += "\nTraceback (most recent call last):\n" + "".join(stack)
@@ -168,8 +332,7 @@ class TaggingStream(io.TextIOBase):
             if rest:
                 self._partial[rid] = rest
             if lines:
-                prefix = f"{rid}\t" if rid else ""
-                text = "".join(f"{prefix}{line}\n" for line in lines)
+                text = "".join(_printed(rid, line) for line in lines)
                 self._target.write(text)
                 self._target.flush()
                 _keep(rid, text)
@@ -177,7 +340,10 @@ class TaggingStream(io.TextIOBase):
 
     def raw_write(self, s: str, rid: str | None = None) -> None:
         """Writes runtime lines as they are, between handler lines; ``rid``: the invocation
-        they belong to (kept for its log tail when asked)."""
+        they belong to (kept for its log tail when asked). Nothing for an empty string (a
+        record its level filtered out)."""
+        if not s:
+            return
         with self._lock:
             self._target.write(s)
             self._target.flush()
@@ -188,13 +354,24 @@ class TaggingStream(io.TextIOBase):
         with self._lock:
             rest = self._partial.pop(rid, "")
             if rest:
-                self._target.write(f"{rid}\t{rest}\n")
+                text = _printed(rid, rest)
+                self._target.write(text)
                 self._target.flush()
-                _keep(rid, f"{rid}\t{rest}\n")
+                _keep(rid, text)
 
     def flush(self) -> None:
         with self._lock:
             self._target.flush()
+
+
+def _printed(rid: str | None, line: str) -> str:
+    """A printed line: ``<request id>\\t`` in front (outside an invocation, as it is), or an
+    INFO record in JSON (nothing when INFO is filtered out)."""
+    if _Active.settings.json:
+        if not _Active.settings.writes("INFO"):
+            return ""
+        return json_line(app_record("INFO", rid, time.time(), line))
+    return f"{rid}\t{line}\n" if rid else f"{line}\n"
 
 
 class _RequestIdFilter(logging.Filter):
@@ -217,6 +394,35 @@ class LambdaFormatter(logging.Formatter):
         return text.replace("\n", "\r")
 
 
+#: The attributes every LogRecord has: the others came from ``extra=`` and are written too.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "aws_request_id",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as Lambda's JSON format writes it: ``timestamp``, ``level``, ``message``,
+    ``logger``, ``requestId``, the fields given with ``extra=``, and for an exception
+    ``errorType``, ``errorMessage`` and ``stackTrace``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        rid = getattr(record, "aws_request_id", "") or None
+        fields: dict[str, Any] = {"logger": record.name}
+        for name, value in vars(record).items():
+            if name not in _RECORD_ATTRIBUTES and not name.startswith("_"):
+                fields[name] = value
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            fields["errorType"] = type(exc).__name__
+            fields["errorMessage"] = str(exc)
+            fields["stackTrace"] = traceback.format_tb(exc.__traceback__)
+        level = lambda_level(record.levelno)
+        record_ = app_record(level, rid, record.created, record.getMessage(), **fields)
+        return json.dumps(record_, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 class _LineHandler(logging.Handler):
     """Writes formatted records through the tagging stream's lock, untagged (they carry the id)."""
 
@@ -232,19 +438,27 @@ class _LineHandler(logging.Handler):
             self.handleError(record)
 
 
-def install() -> TaggingStream:
-    """Routes ``sys.stdout``/``sys.stderr`` through tagging streams and sets up ``logging``.
+def install(chosen: Settings = TEXT) -> TaggingStream:
+    """Routes ``sys.stdout``/``sys.stderr`` through tagging streams and sets up ``logging``
+    in the chosen format: Lambda's Text, or JSON with the root logger at the application's
+    level, and records below it dropped even if a handler lowers that level.
 
     Returns the stdout stream; the runtime writes its own lines through it.
     """
+    _Active.settings = chosen
     out = TaggingStream(sys.__stdout__ or sys.stdout)
     err = TaggingStream(sys.__stderr__ or sys.stderr)
     setattr(sys, "stdout", out)  # noqa: B010 - assignment to sys.stdout defeats the type checker
     setattr(sys, "stderr", err)  # noqa: B010
     handler = _LineHandler(out)
-    handler.setFormatter(LambdaFormatter())
+    handler.setFormatter(JsonFormatter() if chosen.json else LambdaFormatter())
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(logging.WARNING)
+    if chosen.json:
+        level = _PYTHON_LEVELS[chosen.application_level]
+        handler.setLevel(level)
+        root.setLevel(level)
+    else:
+        root.setLevel(logging.WARNING)
     return out

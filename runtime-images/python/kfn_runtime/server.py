@@ -30,7 +30,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from kfn_runtime import config, context, errors, events, health, http11, loader, logs, streaming
+from kfn_runtime import (
+    config,
+    context,
+    errors,
+    events,
+    health,
+    http11,
+    loader,
+    logs,
+    streaming,
+    timing,
+)
 
 READY_PATH = "/_kfn/ready"
 STARTED_PATH = "/_kfn/started"
@@ -43,25 +54,39 @@ _UNHANDLED = ("Kfn-Function-Error", "Unhandled")
 #: Marks a 429/503 for a request whose handler was never called (CONTRACT.md §3).
 _BUSY = ("Kfn-Not-Started", "busy")
 _DRAINING = ("Kfn-Not-Started", "draining")
+#: The handler's own time in seconds, on every answer of an invocation whose handler ran.
+HANDLER_DURATION_HEADER = "Kfn-Handler-Duration"
 
 #: "streamed": the answer was written as the handler produced it (:mod:`kfn_runtime.streaming`).
 Kind = Literal["ok", "error", "timeout", "init_error", "busy", "draining", "streamed"]
 
 #: Writes a streaming result as its answer: given the source, the seconds left to the
-#: deadline, and the time-out's error shape.
+#: deadline, the time-out's error shape, and the seconds the handler has run so far.
 Streamer = Callable[
-    [streaming.Source, Callable[[], float], errors.ErrorShape], Awaitable[streaming.Ended]
+    [streaming.Source, Callable[[], float], errors.ErrorShape, Callable[[], float]],
+    Awaitable[streaming.Ended],
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """How an invocation ended: a result, or an error shape and why; a streamed one carries
-    its :class:`streaming.Ended` as ``result`` (and its error, if it failed midway)."""
+    its :class:`streaming.Ended` as ``result`` (and its error, if it failed midway).
+    ``duration_s``: the handler's time, when it ran (the REPORT line's Duration)."""
 
     kind: Kind
     result: Any = None
     error: errors.ErrorShape | None = None
+    duration_s: float | None = None
+
+
+def duration_header(duration_s: float) -> tuple[str, str]:
+    """``Kfn-Handler-Duration: <seconds>``, to the microsecond."""
+    return (HANDLER_DURATION_HEADER, f"{duration_s:.6f}")
+
+
+def _ran(outcome: Outcome) -> list[tuple[str, str]]:
+    return [] if outcome.duration_s is None else [duration_header(outcome.duration_s)]
 
 
 def timeout_from(header: str | None, default_ms: int) -> int:
@@ -80,10 +105,10 @@ def invoke_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes
             body = json.dumps(outcome.result, ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
             shape = errors.shape(errors.MARSHAL_ERROR, f"Unable to marshal response: {exc}")
-            return 500, [_JSON, _UNHANDLED], _dump(shape)
+            return 500, [_JSON, _UNHANDLED, *_ran(outcome)], _dump(shape)
         if len(body) > config.MAX_PAYLOAD_BYTES:
-            return 502, [_JSON, _UNHANDLED], _dump(_too_large_response(len(body)))
-        return 200, [_JSON], body
+            return 502, [_JSON, _UNHANDLED, *_ran(outcome)], _dump(_too_large_response(len(body)))
+        return 200, [_JSON, *_ran(outcome)], body
     error = outcome.error or errors.shape("Unknown", "unknown error")
     status, extra = {
         "error": (500, [_UNHANDLED]),
@@ -92,7 +117,7 @@ def invoke_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes
         "busy": (429, [("Retry-After", "1"), _BUSY]),
         "draining": (503, [("Retry-After", "1"), _DRAINING]),
     }[outcome.kind]
-    return status, [_JSON, *extra], _dump(error)
+    return status, [_JSON, *extra, *_ran(outcome)], _dump(error)
 
 
 def http_response(
@@ -110,11 +135,12 @@ def http_response(
             response = events.from_result(outcome.result, payload_format)
         except (events.InvalidResultError, TypeError, ValueError, RecursionError) as exc:
             status, headers, body = _gateway(502, failed, function_error=True)
-            return status, headers, body, f"{errors.INVALID_RESPONSE}: {exc}"
+            return status, headers + _ran(outcome), body, f"{errors.INVALID_RESPONSE}: {exc}"
         if len(response.body) > config.MAX_PAYLOAD_BYTES:
             status, headers, body = _gateway(502, failed, function_error=True)
-            return status, headers, body, _too_large_response(len(response.body))["errorMessage"]
-        return response.status, response.headers, response.body, None
+            problem = _too_large_response(len(response.body))["errorMessage"]
+            return status, headers + _ran(outcome), body, problem
+        return response.status, response.headers + _ran(outcome), response.body, None
     status, headers, body = {
         "error": _gateway(502, failed, function_error=True),
         "init_error": _gateway(502, failed, function_error=True),
@@ -122,7 +148,7 @@ def http_response(
         "busy": _gateway(429, "Too Many Requests", not_started=_BUSY),
         "draining": _gateway(503, "Service Unavailable", not_started=_DRAINING),
     }[outcome.kind]
-    return status, headers, body, None
+    return status, headers + _ran(outcome), body, None
 
 
 def _gateway(
@@ -166,6 +192,8 @@ class Runtime:
         self._init_error: errors.ErrorShape | None = None
         self._init_done = asyncio.Event()
         self._init_duration_ms: float | None = None
+        #: ``Kfn-Init-Timing``'s value once loading ended.
+        self._init_timing: str | None = None
         self._slots: dict[int, int] = {}
         self._slot_ids = 0
         self._answering = 0
@@ -230,9 +258,13 @@ class Runtime:
         in its daemon thread, unable to be stopped, its result ignored.
         """
         started = self._clock()
+        process_start = timing.read_process_start()
+        # Kfn-Init-Timing's boot: the runtime is loaded and the handler's import begins.
+        boot = time.time()
         budget_s = self.cfg.init_timeout_ms / 1000
+        imported: float | None = None
         try:
-            handler = await asyncio.wait_for(_load_in_thread(self.cfg.handler), budget_s)
+            handler, imported = await asyncio.wait_for(_load_in_thread(self.cfg.handler), budget_s)
         except TimeoutError:
             shape = errors.init_timeout(self.cfg.init_timeout_ms)
             self._out.raw_write(logs.init_report_line((self._clock() - started) * 1000, "timeout"))
@@ -244,7 +276,11 @@ class Runtime:
             self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
                 getattr(handler, "__call__", None)  # noqa: B004 - async __call__ of an instance
             )
-        self._init_duration_ms = (self._clock() - started) * 1000
+        ended = self._clock()
+        self._init_duration_ms = (ended - started) * 1000
+        self._init_timing = timing.header_value(
+            process_start, boot, ended if imported is None else imported
+        )
         self._init_done.set()
 
     def _fail_init(self, shape: errors.ErrorShape) -> None:
@@ -360,7 +396,7 @@ class Runtime:
             # to look for it.
             started = self._init_done.is_set()
             body = _dump({"status": "started" if started else "initializing"})
-            return (200 if started else 503), [_JSON], body
+            return (200 if started else 503), [_JSON, *self._timing()], body
         now = self._now_ms()
         deadlines = list(self._slots.values())
         if path == LIVE_PATH:
@@ -381,8 +417,16 @@ class Runtime:
             )
             if self._init_error is not None and not self._draining:
                 init_error = (errors.INIT_ERROR_HEADER, self._init_error["errorType"])
-                return 503, [_JSON, init_error], _dump(self._init_error)
-        return (200 if verdict.ok else 503), [_JSON], _dump({"status": verdict.reason})
+                return 503, [_JSON, init_error, *self._timing()], _dump(self._init_error)
+        return (
+            (200 if verdict.ok else 503),
+            [_JSON, *self._timing()],
+            _dump({"status": verdict.reason}),
+        )
+
+    def _timing(self) -> list[tuple[str, str]]:
+        """``Kfn-Init-Timing`` once loading ended (the probes of §2 carry it)."""
+        return [] if self._init_timing is None else [(timing.HEADER, self._init_timing)]
 
     # ---- invocations -----------------------------------------------------------------------
 
@@ -496,6 +540,7 @@ class Runtime:
             source: streaming.Source,
             remaining_s: Callable[[], float],
             timeout_shape: errors.ErrorShape,
+            elapsed_s: Callable[[], float],
         ) -> streaming.Ended:
             return await streaming.send(
                 source,
@@ -507,6 +552,7 @@ class Runtime:
                 remaining_s=remaining_s,
                 timeout_shape=timeout_shape,
                 http10=head.protocol == "HTTP/1.0",
+                elapsed_s=elapsed_s,
             )
 
         return stream
@@ -562,7 +608,7 @@ class Runtime:
         slot = self._slot_ids = self._slot_ids + 1
         self._slots[slot] = deadline_ms
         started = self._clock()
-        self._out.raw_write(logs.start_line(rid, self.cfg.function_version), rid)
+        self._out.raw_write(logs.start_line(rid, self.cfg.function_version, epoch=started), rid)
         ctx = contextvars.copy_context()
         ctx.run(logs.request_id.set, rid)
         lambda_context = context.LambdaContext(
@@ -591,15 +637,26 @@ class Runtime:
         if stream is not None and finished and _streams(running):
             source = streaming.Source(running.result(), pool=self._pool, ctx=ctx, release=release)
             assert timeout.error is not None
-            ended = await stream(source, lambda: deadline_ms / 1000 - self._clock(), timeout.error)
+            ended = await stream(
+                source,
+                lambda: deadline_ms / 1000 - self._clock(),
+                timeout.error,
+                lambda: self._clock() - started,
+            )
             outcome = self._stream_outcome(rid, ended, timeout, timeout_message)
         else:
             running.add_done_callback(lambda _f: release())
             outcome = self._outcome(rid, running, finished, timeout, timeout_message)
         self._out.end_request(rid)
-        duration_ms = (self._clock() - started) * 1000
+        duration_s = self._clock() - started
+        if outcome.kind == "streamed" and outcome.result.duration_s is not None:
+            # The figure its trailer carried: the handler's time up to the stream's end.
+            duration_s = outcome.result.duration_s
+        outcome = dataclasses.replace(outcome, duration_s=duration_s)
+        duration_ms = duration_s * 1000
         init_ms, self._init_duration_ms = self._init_duration_ms, None
-        self._out.raw_write(logs.end_line(rid), rid)
+        status = "timeout" if _timed_out(outcome) else "error" if _failed(outcome) else "success"
+        self._out.raw_write(logs.end_line(rid, status=status), rid)
         self._out.raw_write(
             logs.report_line(
                 rid,
@@ -607,7 +664,8 @@ class Runtime:
                 memory_mb=self.cfg.memory_mb,
                 max_memory_used_mb=logs.max_memory_used_mb(),
                 init_duration_ms=init_ms,
-                status="timeout" if _timed_out(outcome) else None,
+                status="timeout" if status == "timeout" else None,
+                outcome=status,
             ),
             rid,
         )
@@ -625,7 +683,7 @@ class Runtime:
         if not finished:
             if isinstance(running, asyncio.Task):
                 running.cancel()  # a thread cannot be stopped: it runs on, holding its slot
-            self._out.raw_write(f"{logs.iso_time(self._clock())}\t{rid}\t{timeout_message}\n", rid)
+            self._out.raw_write(logs.timeout_record(rid, self._clock(), timeout_message), rid)
             return timeout
         if running.cancelled():
             return Outcome("error", error=errors.shape("CancelledError", "handler was cancelled"))
@@ -641,7 +699,7 @@ class Runtime:
         """How a streamed answer ended, logged. Before the head went out, a failure is
         answered as any other; after it, only the stream's trailers can tell."""
         if ended.timed_out:
-            self._out.raw_write(f"{logs.iso_time(self._clock())}\t{rid}\t{timeout_message}\n", rid)
+            self._out.raw_write(logs.timeout_record(rid, self._clock(), timeout_message), rid)
         elif ended.error is not None:
             self._log_error(rid, ended.error)
         if ended.head_sent or ended.broken:
@@ -667,13 +725,14 @@ class Runtime:
         return running in done
 
 
-def _load_in_thread(handler: str) -> asyncio.Future[Callable[..., Any]]:
+def _load_in_thread(handler: str) -> asyncio.Future[tuple[Callable[..., Any], float]]:
     """Loads the handler in a daemon thread of its own: an import past its budget cannot be
-    stopped, and must not keep the process from exiting (as a pool's thread would)."""
+    stopped, and must not keep the process from exiting (as a pool's thread would). Resolves
+    with the handler and the unix time its module's import returned."""
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[Callable[..., Any]] = loop.create_future()
+    future: asyncio.Future[tuple[Callable[..., Any], float]] = loop.create_future()
 
-    def settle(result: Callable[..., Any] | None, exc: BaseException | None) -> None:
+    def settle(result: tuple[Callable[..., Any], float] | None, exc: BaseException | None) -> None:
         if future.done():
             return
         if exc is not None:
@@ -683,10 +742,11 @@ def _load_in_thread(handler: str) -> asyncio.Future[Callable[..., Any]]:
             future.set_result(result)
 
     def run() -> None:
-        result: Callable[..., Any] | None = None
+        result: tuple[Callable[..., Any], float] | None = None
         error: BaseException | None = None
         try:
-            result = loader.load_handler(handler)
+            loaded = loader.load_handler(handler)
+            result = (loaded, time.time())
         except BaseException as exc:  # handed to the loop, as the executor would
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop closed while the import ran on
@@ -716,6 +776,10 @@ def _timed_out(outcome: Outcome) -> bool:
     return outcome.kind == "timeout"
 
 
+def _failed(outcome: Outcome) -> bool:
+    return outcome.kind == "error" or (outcome.kind == "streamed" and outcome.error is not None)
+
+
 def _awaitable_result(future: asyncio.Future[Any]) -> bool:
     return (
         not future.cancelled()
@@ -739,7 +803,7 @@ def main() -> None:
     loader.setup_sys_path(cfg.task_root)
     if os.path.isdir(cfg.task_root):
         os.chdir(cfg.task_root)
-    out = logs.install()
+    out = logs.install(logs.settings_from(os.environ))
 
     async def run() -> int:
         return await Runtime(cfg, out).serve()

@@ -15,7 +15,8 @@ is advanced in the handler thread pool (its items may block); an async one on th
 The handler's deadline covers the whole stream. An error or the deadline after the head went
 out cannot change the status any more: the stream ends with trailers carrying the error
 (``Kfn-Function-Error``, ``Kfn-Error-Type``, ``Kfn-Error-Body``: the error shape as base64
-JSON), as Lambda's runtime API reports a streamed response's failure.
+JSON), as Lambda's runtime API reports a streamed response's failure. Every chunked stream's
+last chunk also carries ``Kfn-Handler-Duration``, the handler's time up to the stream's end.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from kfn_runtime import errors, events, http11
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 #: The trailers that end a stream whose handler failed after the head went out.
 ERROR_TRAILERS = ("Kfn-Function-Error", "Kfn-Error-Type", "Kfn-Error-Body")
+#: The trailer every chunked stream ends with: the handler's time in seconds.
+DURATION_TRAILER = "Kfn-Handler-Duration"
+#: What the head's ``Trailer`` announces.
+TRAILERS = (*ERROR_TRAILERS, DURATION_TRAILER)
 INVALID_ITEM = "Runtime.InvalidStreamItem"
 
 _END = object()
@@ -181,6 +186,8 @@ class Ended:
     #: The client went away (or the connection broke): the connection cannot be reused.
     broken: bool = False
     keep_alive: bool = True
+    #: The handler's time as the last chunk's trailer said it (None: no trailer was sent).
+    duration_s: float | None = None
 
 
 async def send(
@@ -194,11 +201,14 @@ async def send(
     remaining_s: Callable[[], float],
     timeout_shape: errors.ErrorShape,
     http10: bool = False,
+    elapsed_s: Callable[[], float] | None = None,
 ) -> Ended:
     """Writes the stream: the head at the first body item (or at the end), then each item as a
     chunk, then the last chunk, or error trailers after a failure. Every pull and every wait
     for the socket to drain is bounded by what is left of the deadline. An HTTP/1.0 client
-    gets the pieces as they are and the connection's end; a failure resets the connection."""
+    gets the pieces as they are and the connection's end; a failure resets the connection.
+    ``elapsed_s``: the handler's time so far, sent as the last chunk's ``Kfn-Handler-Duration``
+    trailer."""
     answer = _Answer(writer, http_event, extra_headers, keep_alive and not http10, head_only)
     answer.chunked = not http10
     ended = answer.ended
@@ -207,7 +217,11 @@ async def send(
         if ended.error is None and not ended.head_sent:
             answer.write_head()
         if ended.head_sent and not head_only and answer.chunked:
-            writer.write(http11.last_chunk(_trailers(ended.error)))
+            trailers = _trailers(ended.error)
+            if elapsed_s is not None:
+                ended.duration_s = elapsed_s()
+                trailers.append((DURATION_TRAILER, f"{ended.duration_s:.6f}"))
+            writer.write(http11.last_chunk(trailers))
             await _drained(writer, remaining_s() + 1.0)
         elif ended.head_sent and ended.error is not None and not head_only:
             writer.transport.abort()  # HTTP/1.0: a reset is the only way to tell
@@ -254,7 +268,7 @@ class _Answer:
             return False
         headers = [*head.headers, *self.extra_headers]
         if self.chunked and not self.head_only:
-            headers.append(("Trailer", ", ".join(ERROR_TRAILERS)))
+            headers.append(("Trailer", ", ".join(TRAILERS)))
         self.writer.write(
             http11.render_stream_head(
                 head.status, headers, keep_alive=self.ended.keep_alive, chunked=self.chunked

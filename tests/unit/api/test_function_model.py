@@ -272,3 +272,27 @@ def test_layers_are_refused_with_a_prebuilt_image() -> None:
         _function(
             runtime=None, handler=None, source={"image": _IMAGE}, layers=[_archive_layer("x")]
         )
+
+
+def test_logs_are_text_unless_the_function_asks_for_json() -> None:
+    assert _function().spec.logging is None
+    assert _function(logging={}).spec.logging == function.Logging(format="Text")
+    json_logs = _function(logging={"format": "JSON", "applicationLogLevel": "ERROR"}).spec
+    assert json_logs.logging is not None
+    assert json_logs.logging.application_log_level == "ERROR"
+
+
+@pytest.mark.parametrize("levels", [{"applicationLogLevel": "DEBUG"}, {"systemLogLevel": "WARN"}])
+@pytest.mark.parametrize("log_format", [None, "Text"])
+def test_log_levels_need_the_json_format_as_in_lambda(
+    levels: dict[str, str], log_format: str | None
+) -> None:
+    logging = {**levels} if log_format is None else {"format": log_format, **levels}
+    with pytest.raises(pydantic.ValidationError, match="need format: JSON"):
+        _function(logging=logging)
+
+
+@pytest.mark.parametrize("level", ["INFO ", "info", "WARNING", "CRITICAL"])
+def test_log_levels_are_lambdas_names(level: str) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        _function(logging={"format": "JSON", "applicationLogLevel": level})

@@ -108,6 +108,23 @@ def test_contract_environment_reflects_the_spec() -> None:
     assert env["AWS_REGION"] == "local"
 
 
+def test_the_text_log_format_sets_no_logging_variables() -> None:
+    for fn in (_function(), _function(logging={}), _function(logging={"format": "Text"})):
+        env = _env(fn)
+        assert not {"AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL", "KFN_SYSTEM_LOG_LEVEL"} & set(
+            env
+        )
+
+
+def test_the_json_log_format_and_its_levels_reach_the_runtime() -> None:
+    env = _env(_function(logging={"format": "JSON"}))
+    assert env["AWS_LAMBDA_LOG_FORMAT"] == "JSON"
+    assert env["AWS_LAMBDA_LOG_LEVEL"] == env["KFN_SYSTEM_LOG_LEVEL"] == "INFO"
+    levels = {"format": "JSON", "applicationLogLevel": "DEBUG", "systemLogLevel": "WARN"}
+    env = _env(_function(logging=levels))
+    assert (env["AWS_LAMBDA_LOG_LEVEL"], env["KFN_SYSTEM_LOG_LEVEL"]) == ("DEBUG", "WARN")
+
+
 def test_user_region_replaces_the_default_instead_of_duplicating_it() -> None:
     fn = _function(env=[{"name": "AWS_REGION", "value": "eu-west-1"}])
     names = [var["name"] for var in _container(fn)["env"]]

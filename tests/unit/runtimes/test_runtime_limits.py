@@ -94,6 +94,7 @@ def test_invocations_over_the_concurrency_limit_answer_429(
         assert refused.json()["errorType"] == "TooManyRequestsException"
         assert refused.headers["Retry-After"] == "1"
         assert refused.headers["Kfn-Not-Started"] == "busy"
+        assert refused.headers["Kfn-Handler-Duration"] is None  # the handler never ran
         assert [f.result().status for f in slow] == [200, 200]
     assert rt.invoke({"ms": 0}).status == 200
 
@@ -126,7 +127,7 @@ def test_a_response_over_6_mib_answers_502(start_runtime: Starter, language: str
     assert r.json()["errorType"] == "ResponseSizeTooLarge"
 
 
-def test_a_handlers_own_429_cannot_carry_the_runtimes_not_started_mark(
+def test_a_handlers_own_429_cannot_carry_the_runtimes_marks(
     start_runtime: Starter, language: str
 ) -> None:
     rt = start_runtime(language, "app.too_many")
@@ -134,4 +135,7 @@ def test_a_handlers_own_429_cannot_carry_the_runtimes_not_started_mark(
     assert r.status == 429
     assert r.headers["Retry-After"] == "1"
     assert r.headers["Kfn-Not-Started"] is None
+    # The runtime's own measure, once, not the handler's forged one.
+    assert r.headers.get_all("Kfn-Handler-Duration") != ["999"]
+    assert len(r.headers.get_all("Kfn-Handler-Duration") or []) == 1
     assert r.json() == {"message": "Too Many Requests"}

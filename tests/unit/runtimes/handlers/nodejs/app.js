@@ -70,7 +70,7 @@ exports.NOT_A_FUNCTION = 42;
 // A handler's own 429, shaped like the runtime's refusal and trying to forge its mark.
 exports.too_many = async () => ({
   statusCode: 429,
-  headers: { 'Retry-After': '1', 'Kfn-Not-Started': 'busy' },
+  headers: { 'Retry-After': '1', 'Kfn-Not-Started': 'busy', 'Kfn-Handler-Duration': '999' },
   body: JSON.stringify({ message: 'Too Many Requests' }),
 });
 

@@ -72,10 +72,10 @@ def plain(event, context):
 
 
 def too_many(event, context):
-    """A handler's own 429, shaped like the runtime's refusal and trying to forge its mark."""
+    """A handler's own 429, shaped like the runtime's refusal and trying to forge its marks."""
     return {
         "statusCode": 429,
-        "headers": {"Retry-After": "1", "Kfn-Not-Started": "busy"},
+        "headers": {"Retry-After": "1", "Kfn-Not-Started": "busy", "Kfn-Handler-Duration": "999"},
         "body": json.dumps({"message": "Too Many Requests"}),
     }
 

@@ -28,7 +28,10 @@ a ready pod over pooled keep-alive connections. One concern per module:
   :mod:`~kfn.activator.event_jetstream`, its stream and consumers decided in
   :mod:`~kfn.activator.event_stream`; headers and rules in
   :mod:`~kfn.activator.event_record`).
-* :mod:`~kfn.activator.metrics` — Prometheus metrics on their own port.
+* :mod:`~kfn.activator.metrics` — Prometheus metrics on their own port, and each
+  answer's error kind (:func:`~kfn.activator.metrics.classify`).
+* :mod:`~kfn.activator.cold_start` — a cold start's phases from the instants its sources
+  saw, and the ``Server-Timing`` of the answer that paid for it.
 * :mod:`~kfn.activator.stats_reporter` — :mod:`kfn.stats` messages to the autoscaler.
 * :mod:`~kfn.activator.endpoints` — where ready endpoints come from.
 * :mod:`~kfn.activator.discovery` — ready endpoints in a cluster: function pods,

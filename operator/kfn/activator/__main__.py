@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import uvloop
 
+from kfn import logs
 from kfn.activator import (
     access,
     catalog,
@@ -186,7 +187,9 @@ async def _main(args: argparse.Namespace) -> None:
         if args.trusted_proxy_pods is not None:
             proxies = trusted_pods.TrustedPods(args.trusted_proxy_pods, activator.set_trusted_pods)
             activator.keep(asyncio.get_running_loop().create_task(proxies.run()))
-        source = discovery.KubeEndpointSource(probe_interval=args.probe_interval)
+        source = discovery.KubeEndpointSource(
+            probe_interval=args.probe_interval, pods=activator.pods
+        )
         activator.ctx.exits = source.exits
     checks = _checks(args)
     activator.ctx.lambda_service = _lambda_service(args, cluster)
@@ -498,7 +501,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure(os.environ.get("KFN_LOG_FORMAT"), os.environ.get("KFN_LOG_LEVEL"))
     if args.no_uvloop:
         asyncio.run(_main(args))
     else:

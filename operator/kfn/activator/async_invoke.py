@@ -6,7 +6,9 @@ delivery goes through the same call path as synchronous requests
 (:mod:`~kfn.activator.call`), so an event wakes a function at zero and never exceeds its
 concurrency. Failures are retried, then handed to an on-failure :class:`Destination` —
 every event ends in success or a named destination, never silently, and each one given up
-is counted (``kfn_activator_events_failed_total``).
+is counted (``kfn_function_async_events_dropped_total``, by reason). Accepted events,
+each attempt's age and failed deliveries to the destination are counted too
+(:class:`Counters`).
 
 Retry policy: :mod:`kfn.retry` (Lambda's defaults, configurable), the same rules the
 trigger workers apply to cron ticks and bucket notifications. A function the activator
@@ -84,16 +86,32 @@ class Destination(Protocol):
 class Counters(Protocol):
     """What the invoker counts (:class:`kfn.activator.metrics.Metrics`)."""
 
-    def event_failed(self, function: stats.FunctionKey, condition: str) -> None: ...
+    def event_received(self, function: stats.FunctionKey) -> None: ...
+
+    def event_attempted(self, function: stats.FunctionKey, age: float) -> None:
+        """An attempt to hand the event to a pod began, ``age`` seconds after acceptance."""
+
+    def event_dropped(self, function: stats.FunctionKey, reason: str) -> None: ...
 
     def event_redelivered(self, function: stats.FunctionKey) -> None: ...
 
+    def destination_failed(self, function: stats.FunctionKey) -> None: ...
+
 
 class _Uncounted:
-    def event_failed(self, function: stats.FunctionKey, condition: str) -> None:
+    def event_received(self, function: stats.FunctionKey) -> None:
+        pass
+
+    def event_attempted(self, function: stats.FunctionKey, age: float) -> None:
+        pass
+
+    def event_dropped(self, function: stats.FunctionKey, reason: str) -> None:
         pass
 
     def event_redelivered(self, function: stats.FunctionKey) -> None:
+        pass
+
+    def destination_failed(self, function: stats.FunctionKey) -> None:
         pass
 
 
@@ -147,6 +165,7 @@ class AsyncInvoker:
         now = self.clock()
         event = Event(function, str(uuid.uuid4()), payload, now, due=now)
         await self.store.put(event)
+        self.counters.event_received(function)
         return event.request_id
 
     # --- the feed the store pushes into -------------------------------------------------
@@ -215,6 +234,7 @@ class AsyncInvoker:
     async def _attempt(self, held: event_store.Held) -> None:
         event = held.event
         now = self.clock()
+        self.counters.event_attempted(event.function, now - event.received)
         try:
             outcome: Outcome | None = await self.deliver(
                 event.function, event.request_id, event.payload
@@ -260,9 +280,12 @@ class AsyncInvoker:
 
     async def _give_up(self, held: event_store.Held, condition: str) -> None:
         event = held.event
-        self.counters.event_failed(event.function, condition)
+        self.counters.event_dropped(event.function, condition)
         try:
             await self.destination.on_failure(FailedEvent.of(event, condition))
+        except Exception:
+            self.counters.destination_failed(event.function)
+            raise
         finally:
             await self._safely(self.store.end(held), event, "ending")
 

@@ -18,12 +18,15 @@ would read it.
 from __future__ import annotations
 
 import asyncio
+import time
 import typing
 
 from kfn.activator import (
     answers,
     async_invoke,
     capacity,
+    cold_start,
+    metrics,
     refusal,
     router,
     throttler,
@@ -49,6 +52,8 @@ class _BufferedSink:
         self.reusable = False
         #: The runtime's ``Kfn-Log-Result`` (asked for with ``Kfn-Log-Type: Tail``).
         self.log_result = b""
+        #: When the answer's head arrived (wall clock; 0 before).
+        self.first_byte = 0.0
 
     def on_interim(self, status: int, reason: bytes, headers: bytes) -> None:
         pass
@@ -56,6 +61,7 @@ class _BufferedSink:
     def on_response_head(
         self, status: int, reason: bytes, headers: bytes, length_known: bool, not_started: bool
     ) -> None:
+        self.first_byte = time.time()
         self.status = status
         self.function_error = b"\r\nkfn-function-error:" in b"\r\n" + headers.lower()
         self.not_started = refusal.not_started(status, not_started)
@@ -124,6 +130,22 @@ class Reply(typing.NamedTuple):
 
     outcome: async_invoke.Outcome
     log_result: bytes = b""
+    #: Whether a pod ran it (else the activator answered: throttled, or no pod reached).
+    sent: bool = False
+    #: The handler's own time (``Kfn-Handler-Duration``), -1 when the runtime gave none.
+    handler_seconds: float = -1.0
+
+    def record(self, counted: metrics.FunctionMetrics) -> None:
+        """Counts this invocation in its function's metrics: run by a pod or answered by the
+        activator, and its error kind if any."""
+        outcome = self.outcome
+        counted.called(
+            outcome.status,
+            outcome.body,
+            function_error=outcome.function_error,
+            sent=self.sent,
+            handler_seconds=self.handler_seconds,
+        )
 
 
 async def call(
@@ -141,12 +163,19 @@ async def call(
     ``Kfn-Log-Type`` and ``Kfn-Client-Context``) sent along and the log result kept."""
     throttle.note_request()
     loop = asyncio.get_running_loop()
-    waits_until = loop.time() + queue_timeout_s
+    accepted = loop.time()
+    waits_until = accepted + queue_timeout_s
     refused = 0
+    #: The cold start this call waited for, and whether it pays for it.
+    cold: cold_start.ColdStart | None = None
+    pays = False
     while True:
         try:
             async with asyncio.timeout_at(waits_until):
                 endpoint = await capacity.acquire(throttle)
+                found = throttle.cold
+                if cold is None and found is not None and found.waited_for(accepted):
+                    cold, pays = found, found.claim()
                 endpoint, conn = await capacity.connection(throttle, endpoint)
         except TimeoutError:
             return Reply(async_invoke.Outcome(429, b"no pod within the queue timeout"))
@@ -156,7 +185,7 @@ async def call(
             return Reply(async_invoke.Outcome(0, b"could not connect to the function"))
         try:
             async with asyncio.timeout(waiting.served_bound(timeout_s)):
-                reply, not_started = await _exchange(
+                reply, not_started, first_byte = await _exchange(
                     endpoint,
                     conn,
                     function_name=function_name,
@@ -167,10 +196,13 @@ async def call(
                     extra_headers=extra_headers,
                 )
         except TimeoutError:
-            return Reply(async_invoke.Outcome(504, b"timed out", function_error=True))
+            return Reply(async_invoke.Outcome(504, b"timed out", function_error=True), sent=True)
         finally:
             throttle.release(endpoint)
         if not not_started:
+            if pays and cold is not None and first_byte:
+                pays = False
+                cold.answered(endpoint.address, first_byte)
             return reply
         # Not started: wait a moment, then for a slot again, within the queue timeout.
         refused += 1
@@ -190,9 +222,9 @@ async def _exchange(
     timeout_ms: int,
     invocation_type: bytes,
     extra_headers: bytes = b"",
-) -> tuple[Reply, bool]:
-    """Sends the invocation on ``conn``; the outcome, and whether the runtime refused it
-    without starting it."""
+) -> tuple[Reply, bool, float]:
+    """Sends the invocation on ``conn``; the outcome, whether the runtime refused it
+    without starting it, and when its answer's head came (wall clock, 0 if none did)."""
     sink = _BufferedSink(request_id.encode())
     head = (
         b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
@@ -216,8 +248,10 @@ async def _exchange(
     except asyncio.CancelledError:
         conn.abort()
         raise
+    handler_seconds = conn.handler_seconds
     if sink.reusable:
         endpoint.put_idle(conn)
     else:
         conn.abort()
-    return Reply(outcome, sink.log_result), sink.not_started
+    reply = Reply(outcome, sink.log_result, not sink.not_started, handler_seconds)
+    return reply, sink.not_started, sink.first_byte

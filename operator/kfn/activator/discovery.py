@@ -19,6 +19,11 @@ has ended, or when the kubelet reports it not ready after having reported it rea
 draining or stuck runtime). Watching pods rather than EndpointSlices gives exactly
 these facts, and earlier: an EndpointSlice only changes after the kubelet's probe.
 
+The source also notes, for cold starts' phases (:mod:`~kfn.activator.cold_start`), when it
+saw each pod first (created), first with ``spec.nodeName`` (bound) and its first successful
+probe (with the runtime's ``Kfn-Init-Timing``): wall-clock instants of this process, as
+precise as the watch's delivery (milliseconds).
+
 :class:`PodTracker` decides (pure, no I/O); :class:`KubeEndpointSource` watches,
 probes and pushes updates through the :class:`~kfn.activator.endpoints.EndpointSource`
 protocol.
@@ -35,7 +40,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kfn import kube, stats
-from kfn.activator import endpoints, exits, pod_probe
+from kfn.activator import cold_start, endpoints, exits, pod_probe
 from kfn.kube import cache
 
 logger = logging.getLogger(__name__)
@@ -60,6 +65,8 @@ class PodView:
     gone: bool
     #: The kubelet's Ready condition: True, False, or None when not reported yet.
     kubelet_ready: bool | None
+    #: The node the pod is bound to ("" before it is scheduled).
+    node: str = ""
     #: How many times the function container ended, and its latest end (kfn.activator.exits).
     ends: int = 0
     last_exit: exits.Exit | None = None
@@ -88,6 +95,7 @@ def view(pod: Mapping[str, Any]) -> PodView | None:
         ip=str(status.get("podIP") or ""),
         gone=bool(meta.get("deletionTimestamp")) or status.get("phase") in ("Succeeded", "Failed"),
         kubelet_ready=ready,
+        node=str((pod.get("spec") or {}).get("nodeName") or ""),
         ends=ends,
         last_exit=last_exit,
     )
@@ -182,8 +190,9 @@ class KubeEndpointSource:
         *,
         probe_interval: float = 0.02,
         probe_limit: float = 300.0,
-        probe: Callable[[str], Awaitable[pod_probe.Answer]] = pod_probe.probe,
+        probe: Callable[[str], Awaitable[pod_probe.Probed]] = pod_probe.probe,
         reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
+        pods: cold_start.PodInstants | None = None,
     ) -> None:
         self.probe_interval = probe_interval
         self.probe_limit = probe_limit
@@ -192,6 +201,9 @@ class KubeEndpointSource:
         self.tracker = PodTracker()
         #: Why function processes died, for the exchanges whose connection they ended.
         self.exits = exits.Exits()
+        #: Each pod's instants, by address (read for cold starts), and by uid (kept here).
+        self.instants = pods if pods is not None else cold_start.PodInstants()
+        self._instants: dict[str, cold_start.Pod] = {}
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._sent: dict[stats.FunctionKey, frozenset[str]] = {}
         #: Where updates go (set by :meth:`run`).
@@ -225,18 +237,27 @@ class KubeEndpointSource:
         longer has as gone), pushes the functions it touched, and counts as synced: the
         store lists before it watches, so the first call is the first complete list."""
         touched: set[stats.FunctionKey] = set()
+        now = time.time()
         for change in changes:
             if change.value is None:
                 _, uid = change.key
                 gone = self.tracker.view(uid)
+                self._instants.pop(uid, None)
                 if gone is not None and gone.ip:
                     self.exits.forget(gone.address)
+                    self.instants.forget(gone.address)
                 function = self.tracker.forget(uid)
                 if function is not None:
                     touched.add(function)
             else:
                 pod = change.value
+                seen = self._instants.get(pod.uid)
+                if seen is None:
+                    seen = self._instants[pod.uid] = cold_start.Pod(created=now)
+                if pod.node and seen.bound is None:
+                    seen.bound = now
                 if pod.ip:
+                    self.instants.pods[pod.address] = seen
                     self.exits.observe(pod.address, pod.ends, pod.last_exit)
                 touched.add(self.tracker.observe(pod))
         self._push(touched)
@@ -260,8 +281,13 @@ class KubeEndpointSource:
         deadline = time.monotonic() + self.probe_limit
         try:
             while time.monotonic() < deadline:
-                answer = await self.probe(ip)
+                probed = await self.probe(ip)
+                answer = probed.answer
                 if answer is not pod_probe.Answer.NOT_READY:
+                    seen = self._instants.get(uid)
+                    if seen is not None and seen.probed is None:
+                        seen.probed = time.time()
+                        seen.init = probed.init
                     self._probes.pop(uid, None)
                     init_error = answer is pod_probe.Answer.INIT_ERROR
                     function = self.tracker.probed(uid, init_error=init_error)

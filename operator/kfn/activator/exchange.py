@@ -10,7 +10,12 @@ An :class:`Exchange` orchestrates; each step's rules live in their own module::
       -> head and body sent (request_head, request_body)
       -> response passed on (relay), unless the runtime refused it unstarted
          (refusal: then the slot goes back and the request is sent again)
-      -> slot released, connection back to the pool, metrics observed
+      -> slot released, connection back to the pool, metrics observed (the answer's
+         error kind: metrics.classify; the handler's own time: Kfn-Handler-Duration)
+
+A request that waited while its function had no ready pod takes part in that cold start
+(:mod:`~kfn.activator.cold_start`): the first of them to get a pod pays for it, and its
+answer carries the phases in ``Server-Timing``; the others carry their own wait.
 
 A request that finds a free slot and an idle connection runs entirely in protocol
 callbacks; only waiting for capacity and opening a connection run as a task. Every
@@ -46,6 +51,7 @@ from kfn.activator import (
     access,
     answers,
     capacity,
+    cold_start,
     context,
     deadline,
     events,
@@ -53,6 +59,7 @@ from kfn.activator import (
     forwarding,
     invoke_api,
     lambda_api,
+    metrics,
     refusal,
     relay,
     request_body,
@@ -96,23 +103,28 @@ class Exchange:
         "authorizing",
         "body_done",
         "budgeted",
+        "cold",
         "conn",
         "cors",
         "endpoint",
         "entry",
+        "error_kind",
         "event_body",
         "finished",
+        "handler_seconds",
         "head",
         "head_done",
         "invoke",
         "keep_alive",
         "lambda_body",
+        "pays",
         "phase",
         "proto",
         "request_id",
         "response_started",
         "retries",
         "route_headers",
+        "sent",
         "started",
         "task",
         "upload",
@@ -150,6 +162,14 @@ class Exchange:
         self.upstream_paused = False
         self.finished = False
         self.retries = 0
+        #: Sent to a pod (and not refused unstarted since): an invocation, whatever answers.
+        self.sent = False
+        #: The answer's error kind (metrics.classify), and the handler's own time (-1: none).
+        self.error_kind: metrics.Kind | None = None
+        self.handler_seconds = -1.0
+        #: The cold start this request waited for, and whether it pays for it.
+        self.cold: cold_start.ColdStart | None = None
+        self.pays = False
         #: Bytes this request holds of the activator's byte budget.
         self.budgeted = 0
         #: On a route with CORS, for a request with an Origin: the policy's headers for it,
@@ -402,6 +422,10 @@ class Exchange:
         try:
             if endpoint is None:
                 endpoint = await capacity.acquire(throttle)
+                cold = throttle.cold
+                if self.cold is None and cold is not None and cold.waited_for(self.accepted):
+                    self.cold = cold
+                    self.pays = cold.claim()
             endpoint, conn = await capacity.connection(throttle, endpoint)
         except throttler.QueueFullError:
             self.task = None
@@ -422,6 +446,7 @@ class Exchange:
     def attach(self, conn: upstream.UpstreamConnection) -> None:
         """Send the request head, and any body already received, to the pod."""
         self.conn = conn
+        self.sent = True
         self.arm(waiting.Phase.SENT)
         proto = self.proto
         head = self.head
@@ -529,10 +554,24 @@ class Exchange:
 
     # --- from the response's relay -------------------------------------------------------
 
-    def response_complete(self, status: int, reusable: bool) -> None:
-        """The pod's response went on to the client in full."""
+    def cold_timing(self) -> bytes:
+        """The ``Server-Timing`` line of an answer whose request waited for a cold start."""
+        cold = self.cold
+        assert cold is not None
+        if self.pays and self.endpoint is not None:
+            return cold.answered(self.endpoint.address, time.time())
+        return cold_start.waited(self.proto.loop.time() - self.accepted)
+
+    def response_complete(self, status: int, reusable: bool, error_type: str = "") -> None:
+        """The pod's response went on to the client in full (``error_type``: its body's,
+        when the runtime marked it a function error and it was read)."""
         conn, self.conn = self.conn, None
         if conn is not None:
+            self.handler_seconds = conn.handler_seconds
+            if conn.function_error and self.error_kind is None:
+                self.error_kind = metrics.classify(
+                    status, function_error=True, error_type=error_type
+                )
             if reusable and self.upload.sent:
                 conn.endpoint.put_idle(conn)
             else:
@@ -577,6 +616,7 @@ class Exchange:
             entry.throttler.release(self.endpoint)
             self.endpoint = None
         self.retries += 1
+        self.sent = False
         entry.metrics.retried()
         # Not started: it waits again, within what is left of its queue timeout.
         self.arm(waiting.Phase.WAITING)
@@ -623,6 +663,13 @@ class Exchange:
 
     def answer(self, answer: answers.Answer) -> None:
         """Answer from the activator itself; once the pod's response has begun, abort."""
+        if answer.status >= 429:
+            self.error_kind = metrics.classify(
+                answer.status,
+                function_error=False,
+                error_type=metrics.error_type(answer.body),
+                own=True,
+            )
         if self.response_started:
             self.proto.abort()
             self.complete(answer.status)
@@ -657,6 +704,11 @@ class Exchange:
             if self.endpoint is not None:
                 entry.throttler.release(self.endpoint)
                 self.endpoint = None
-            entry.metrics.observe_request(status, time.perf_counter() - self.started)
+            fm = entry.metrics
+            fm.observe_request(status, time.perf_counter() - self.started)
+            if self.sent and notify:
+                fm.invoked(self.handler_seconds)
+            if self.error_kind is not None:
+                fm.failed(self.error_kind)
         if notify:
             self.proto.exchange_done(self)

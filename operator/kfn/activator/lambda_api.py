@@ -361,6 +361,10 @@ class Facts:
     state_reason_code: str = ""
     package_type: str = "Zip"
     image: str = ""
+    #: ``spec.logging``: ``Text`` or ``JSON``, and the levels a JSON Function filters by.
+    log_format: str = "Text"
+    application_log_level: str = ""
+    system_log_level: str = ""
 
 
 def lambda_runtime(runtime: str | None) -> str | None:
@@ -411,7 +415,18 @@ def facts_of(function: function_api.Function, created: str = "") -> Facts:
         state_reason_code=code,
         package_type="Image" if spec.source.image else "Zip",
         image=spec.source.image or "",
+        **_logging_facts(spec.logging),
     )
+
+
+def _logging_facts(logging: function_api.Logging | None) -> dict[str, str]:
+    if logging is None or logging.format != "JSON":
+        return {}
+    return {
+        "log_format": "JSON",
+        "application_log_level": logging.application_log_level or "INFO",
+        "system_log_level": logging.system_log_level or "INFO",
+    }
 
 
 def configuration(facts: Facts, region: str, account: str) -> dict[str, object]:
@@ -440,6 +455,16 @@ def configuration(facts: Facts, region: str, account: str) -> dict[str, object]:
         config["StateReason"] = facts.state_reason
     if facts.state_reason_code:
         config["StateReasonCode"] = facts.state_reason_code
+    # Lambda's LoggingConfig; the log group is Lambda's default name (kfn's logs are the
+    # pods', read with kubectl logs), the levels only with JSON, as Lambda gives them.
+    logging: dict[str, object] = {
+        "LogFormat": facts.log_format,
+        "LogGroup": f"/aws/lambda/{facts.name}",
+    }
+    if facts.log_format == "JSON":
+        logging["ApplicationLogLevel"] = facts.application_log_level
+        logging["SystemLogLevel"] = facts.system_log_level
+    config["LoggingConfig"] = logging
     if facts.env_names:
         # Names only; Lambda would show values, kfn shows none.
         config["Environment"] = {"Variables": dict.fromkeys(facts.env_names, "")}

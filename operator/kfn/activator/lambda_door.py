@@ -266,6 +266,7 @@ class LambdaApi:
         )
         outcome = reply.outcome
         entry.metrics.observe_request(outcome.status, time.perf_counter() - started)
+        reply.record(entry.metrics)
         body = outcome.body
         if outcome.status == 504 and not body.startswith(b"{"):
             # The activator's own bound passed (the runtime did not answer its time-out).

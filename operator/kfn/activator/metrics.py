@@ -12,28 +12,48 @@ against it (``bench/README-activator.md``): its thread per scrape and WSGI
 handling cost about twice the CPU per scrape, which the proxy's requests lose,
 and its thread would read the loop's state while the loop changes it.
 
-Exported::
+Exported (labels ``namespace`` and ``function`` on all per-function series)::
 
-    kfn_activator_requests_total{function,code}            counter
-    kfn_activator_request_duration_seconds{function}       histogram
-    kfn_activator_cold_starts_total{function}              counter
-    kfn_activator_cold_start_duration_seconds{function}    histogram
-    kfn_activator_queue_depth{function}                    gauge
-    kfn_activator_in_flight{function}                      gauge
-    kfn_activator_retries_total{function}                  counter
-    kfn_activator_ready_endpoints{function}                gauge
-    kfn_activator_events_failed_total{function,condition}  counter
-    kfn_activator_events_redelivered_total{function}       counter
+    kfn_function_invocations_total                       counter   sent to a pod and answered
+    kfn_function_errors_total{kind}                      counter   see :func:`classify`
+    kfn_function_duration_seconds                        histogram the handler's own time
+    kfn_function_concurrent_executions                   gauge     requests in a pod now
+    kfn_function_cold_starts_total                       counter
+    kfn_function_cold_start_duration_seconds             histogram queued at zero -> first byte
+    kfn_function_cold_start_phase_seconds{phase}         histogram :mod:`.cold_start`
+    kfn_function_ready_endpoints                         gauge
+    kfn_function_async_events_received_total            counter   Event invocations accepted
+    kfn_function_async_event_age_seconds                 histogram accepted -> each attempt
+    kfn_function_async_events_dropped_total{reason}      counter   given up, by condition
+    kfn_function_destination_delivery_failures_total     counter
+    kfn_function_dead_letter_errors_total                counter
+    kfn_activator_requests_total{code}                   counter   every answer, by status
+    kfn_activator_request_duration_seconds               histogram head -> end, queueing included
+    kfn_activator_queue_depth                            gauge
+    kfn_activator_queue_capacity                         gauge     the queue's bound
+    kfn_activator_retries_total                          counter
+    kfn_activator_events_redelivered_total               counter
+    kfn_activator_buffered_bytes                         gauge     (no labels) bytes held now
 
-Events given up (``condition``: RetriesExhausted, EventAgeExceeded, Rejected,
-ResourceNotFound) are counted apart from the per-function objects, since a deleted
-function's events end after the function is gone.
+A function's series go when the catalog sees it deleted (:meth:`Metrics.forget`, called as
+the activator drops the function): its throttler's gauges went with the throttler. Events
+of a function deleted while they waited end as ``ResourceNotFound`` after it: those alone
+are still counted (``kfn_function_async_events_dropped_total`` of the deleted function, its
+only series, until the function is added again or the activator restarts), since nothing
+else tells an operator that they were dropped.
+
+The handler's duration is the runtime's ``Kfn-Handler-Duration`` (runtime contract), read
+and dropped by :mod:`~kfn.activator.upstream`; an answer without it (a streamed one whose
+runtime sent no trailer, an init error) observes none. The on-failure destination is the
+only destination ``Event`` invocations have: a delivery to it that fails counts both as a
+destination delivery failure and as a dead-letter error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import typing
 from collections.abc import Callable, Iterator, Mapping
 
@@ -41,10 +61,90 @@ import prometheus_client
 from prometheus_client import core, registry
 
 from kfn import stats
+from kfn.activator import cold_start
 from kfn.activator import throttler as throttlers
 
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+HANDLER_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900
+)  # fmt: skip
 COLD_START_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
+PHASE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
+EVENT_AGE_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600)
+
+#: The kinds of ``kfn_function_errors_total`` (a fixed set).
+ERROR_KINDS = (
+    "function",
+    "timeout",
+    "init",
+    "out_of_memory",
+    "exit",
+    "throttled",
+    "unavailable",
+)
+Kind = typing.Literal[
+    "function", "timeout", "init", "out_of_memory", "exit", "throttled", "unavailable"
+]
+#: What a runtime's 502 with ``Kfn-Function-Error`` is when its errorType is none of these:
+#: the init error (runtime contract §3).
+_NOT_INIT = frozenset({"ResponseSizeTooLarge", "Runtime.ExitError", "Runtime.OutOfMemory"})
+
+
+def classify(
+    status: int, *, function_error: bool, error_type: str = "", own: bool = False
+) -> Kind | None:
+    """The error kind of one answer, or None when it is no error (Lambda's rules).
+
+    ``own``: the activator answered itself (``error_type`` from its Lambda-shaped body);
+    else the pod did, ``function_error`` telling whether it carried ``Kfn-Function-Error``
+    and ``error_type`` the errorType of its body when known. A handler that *returns* a 5xx
+    carries no ``Kfn-Function-Error``: no error. The activator's own ``Runtime.*`` answers
+    (the process died mid-request) are function errors too.
+    """
+    died = _DIED.get(error_type)
+    if died is not None:
+        return died
+    if own:
+        return _own_kind(status, error_type)
+    if not function_error:
+        return None
+    if status == 504:
+        return "timeout"
+    if error_type.startswith("Runtime.Init") or (status == 502 and error_type not in _NOT_INIT):
+        return "init"
+    return "function"
+
+
+_DIED: dict[str, Kind] = {"Runtime.OutOfMemory": "out_of_memory", "Runtime.ExitError": "exit"}
+
+
+def _own_kind(status: int, error_type: str) -> Kind | None:
+    """An answer of the activator's own: a refusal (throttled), the function's timeout, or no
+    pod reached in time (unavailable; status 0: no pod took the connection)."""
+    if status == 429 or error_type == "TooManyRequestsException":
+        return "throttled"
+    if error_type == "TimeoutError":
+        return "timeout"
+    if status >= 500 or status == 0:
+        return "unavailable"
+    return None
+
+
+def error_type(body: bytes) -> str:
+    """The ``errorType`` of a Lambda-shaped error body (or its beginning), else ""."""
+    at = body.find(b'"errorType"')
+    if at < 0:
+        return ""
+    colon = body.find(b":", at)
+    start = body.find(b'"', colon + 1)
+    end = body.find(b'"', start + 1)
+    if colon < 0 or start < 0 or end < 0:
+        return ""
+    try:
+        value = json.loads(body[start : end + 1])
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 class _Histogram:
@@ -72,14 +172,42 @@ class _Histogram:
 class FunctionMetrics:
     """Counters of one function; updated with plain arithmetic."""
 
-    __slots__ = ("codes", "cold_start_durations", "cold_starts", "durations", "retries")
+    __slots__ = (
+        "codes",
+        "cold_start_durations",
+        "cold_start_phases",
+        "cold_starts",
+        "dead_letter_errors",
+        "destination_failures",
+        "durations",
+        "errors",
+        "event_ages",
+        "events_dropped",
+        "events_received",
+        "events_redelivered",
+        "handler_durations",
+        "invocations",
+        "retries",
+    )
 
     def __init__(self) -> None:
         self.codes: dict[int, int] = {}
         self.durations = _Histogram(REQUEST_BUCKETS)
+        self.invocations = 0
+        self.errors: dict[str, int] = {}
+        self.handler_durations = _Histogram(HANDLER_BUCKETS)
         self.cold_starts = 0
         self.cold_start_durations = _Histogram(COLD_START_BUCKETS)
+        self.cold_start_phases = {
+            phase: _Histogram(PHASE_BUCKETS) for phase in (*cold_start.PHASES, cold_start.OTHER)
+        }
         self.retries = 0
+        self.events_received = 0
+        self.event_ages = _Histogram(EVENT_AGE_BUCKETS)
+        self.events_dropped: dict[str, int] = {}
+        self.events_redelivered = 0
+        self.destination_failures = 0
+        self.dead_letter_errors = 0
 
     def observe_request(self, code: int, seconds: float) -> None:
         codes = self.codes
@@ -89,48 +217,125 @@ class FunctionMetrics:
         durations.counts[bisect.bisect_left(durations.bounds, seconds)] += 1
         durations.total += seconds
 
+    def invoked(self, handler_seconds: float) -> None:
+        """A pod answered an invocation; its handler took ``handler_seconds`` (< 0: unknown)."""
+        self.invocations += 1
+        if handler_seconds >= 0:
+            handler = self.handler_durations
+            handler.counts[bisect.bisect_left(handler.bounds, handler_seconds)] += 1
+            handler.total += handler_seconds
+
+    def called(
+        self, status: int, body: bytes, *, function_error: bool, sent: bool, handler_seconds: float
+    ) -> None:
+        """One of the activator's own invocations (``Event`` deliveries, Lambda's Invoke)
+        ended: ``sent`` when a pod ran it, else the activator answered (throttled, or no pod
+        reached)."""
+        if sent:
+            self.invoked(handler_seconds)
+        if function_error or status >= 429 or status == 0:
+            kind = classify(
+                status, function_error=function_error, error_type=error_type(body), own=not sent
+            )
+            if kind is not None:
+                self.failed(kind)
+
+    def failed(self, kind: Kind) -> None:
+        errors = self.errors
+        errors[kind] = errors.get(kind, 0) + 1
+
     def retried(self) -> None:
         """A pod refused a request without starting it; it is being sent again."""
         self.retries += 1
 
-    def observe_cold_start(self, seconds: float) -> None:
+    def observe_cold_start(self, decided: cold_start.Phases) -> None:
         self.cold_starts += 1
-        self.cold_start_durations.observe(seconds)
+        self.cold_start_durations.observe(decided.total)
+        for phase, seconds in decided.durations.items():
+            self.cold_start_phases[phase].observe(seconds)
 
 
 class Metrics:
     """All functions' metrics, exposed through a prometheus-client collector."""
 
     def __init__(
-        self, throttlers_of: Callable[[], Mapping[stats.FunctionKey, throttlers.Throttler]]
+        self,
+        throttlers_of: Callable[[], Mapping[stats.FunctionKey, throttlers.Throttler]],
+        held_bytes: Callable[[], int] = lambda: 0,
     ) -> None:
         self.throttlers_of = throttlers_of
+        #: The bytes the activator holds now (queued bodies, answers not yet written).
+        self.held_bytes = held_bytes
         self.functions: dict[stats.FunctionKey, FunctionMetrics] = {}
-        #: ``Event`` invocations given up, by function and condition.
-        self.events_failed: dict[tuple[stats.FunctionKey, str], int] = {}
-        #: ``Event`` invocations the store handed out again after a holder lost them.
-        self.events_redelivered: dict[stats.FunctionKey, int] = {}
+        #: Functions deleted (and not added again): what still happens to their events
+        #: gives them no series again, but for the events dropped (see the module doc).
+        self.deleted: set[stats.FunctionKey] = set()
+        #: Events of deleted functions dropped since, by function and reason.
+        self.dropped_after: dict[tuple[stats.FunctionKey, str], int] = {}
         self.registry = registry.CollectorRegistry()
         self.registry.register(_Collector(self))
 
     def of(self, function: stats.FunctionKey) -> FunctionMetrics:
+        """The function's metrics, made when it is first seen (or added again)."""
         found = self.functions.get(function)
         if found is None:
             found = self.functions[function] = FunctionMetrics()
+            if function in self.deleted:
+                self.deleted.discard(function)
+                for key in [k for k in self.dropped_after if k[0] == function]:
+                    del self.dropped_after[key]
         return found
 
-    def cold_start(self, function: stats.FunctionKey, seconds: float) -> None:
-        self.of(function).observe_cold_start(seconds)
+    def forget(self, function: stats.FunctionKey) -> None:
+        """The function was deleted: its series go."""
+        self.functions.pop(function, None)
+        self.deleted.add(function)
 
-    def event_failed(self, function: stats.FunctionKey, condition: str) -> None:
-        key = (function, condition)
-        self.events_failed[key] = self.events_failed.get(key, 0) + 1
+    def _counted(self, function: stats.FunctionKey) -> FunctionMetrics | None:
+        """Where an event of ``function`` counts: nowhere once it was deleted."""
+        return None if function in self.deleted else self.of(function)
+
+    def cold_start(self, function: stats.FunctionKey, decided: cold_start.Phases) -> None:
+        found = self._counted(function)
+        if found is not None:
+            found.observe_cold_start(decided)
+
+    # --- asynchronous invocations (async_invoke.Counters) ------------------------------------
+
+    def event_received(self, function: stats.FunctionKey) -> None:
+        found = self._counted(function)
+        if found is not None:
+            found.events_received += 1
+
+    def event_attempted(self, function: stats.FunctionKey, age: float) -> None:
+        found = self._counted(function)
+        if found is not None:
+            found.event_ages.observe(max(0.0, age))
+
+    def event_dropped(self, function: stats.FunctionKey, reason: str) -> None:
+        found = self._counted(function)
+        if found is not None:
+            found.events_dropped[reason] = found.events_dropped.get(reason, 0) + 1
+        else:
+            key = (function, reason)
+            self.dropped_after[key] = self.dropped_after.get(key, 0) + 1
 
     def event_redelivered(self, function: stats.FunctionKey) -> None:
-        self.events_redelivered[function] = self.events_redelivered.get(function, 0) + 1
+        found = self._counted(function)
+        if found is not None:
+            found.events_redelivered += 1
+
+    def destination_failed(self, function: stats.FunctionKey) -> None:
+        found = self._counted(function)
+        if found is not None:
+            found.destination_failures += 1
+            found.dead_letter_errors += 1
 
     def render(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)
+
+
+_FN = ["namespace", "function"]
 
 
 class _Collector(registry.Collector):
@@ -138,77 +343,138 @@ class _Collector(registry.Collector):
         self._metrics = metrics
 
     def collect(self) -> Iterator[core.Metric]:
+        invocations = core.CounterMetricFamily(
+            "kfn_function_invocations",
+            "Invocations sent to a pod and answered (refusals and throttles excluded).",
+            labels=_FN,
+        )
+        errors = core.CounterMetricFamily(
+            "kfn_function_errors",
+            "Invocations that failed, by kind (a handler returning a 5xx is no error).",
+            labels=[*_FN, "kind"],
+        )
+        handler = core.HistogramMetricFamily(
+            "kfn_function_duration_seconds",
+            "The handler's own time, as its runtime measured it (Kfn-Handler-Duration).",
+            labels=_FN,
+        )
+        cold = core.CounterMetricFamily(
+            "kfn_function_cold_starts",
+            "Cold starts: a request waited while the function had no ready pod.",
+            labels=_FN,
+        )
+        cold_durations = core.HistogramMetricFamily(
+            "kfn_function_cold_start_duration_seconds",
+            "From the first request queued at zero to the first byte of its answer.",
+            labels=_FN,
+        )
+        cold_phases = core.HistogramMetricFamily(
+            "kfn_function_cold_start_phase_seconds",
+            "The phases of cold starts (other: what no source measured).",
+            labels=[*_FN, "phase"],
+        )
+        received = core.CounterMetricFamily(
+            "kfn_function_async_events_received",
+            "Event invocations accepted (202).",
+            labels=_FN,
+        )
+        ages = core.HistogramMetricFamily(
+            "kfn_function_async_event_age_seconds",
+            "From an Event invocation's acceptance to each attempt to hand it to a pod.",
+            labels=_FN,
+        )
+        dropped = core.CounterMetricFamily(
+            "kfn_function_async_events_dropped",
+            "Event invocations given up (to the on-failure destination), by reason.",
+            labels=[*_FN, "reason"],
+        )
+        destination = core.CounterMetricFamily(
+            "kfn_function_destination_delivery_failures",
+            "Deliveries to a destination that failed.",
+            labels=_FN,
+        )
+        dead_letter = core.CounterMetricFamily(
+            "kfn_function_dead_letter_errors",
+            "Deliveries to the on-failure destination that failed.",
+            labels=_FN,
+        )
         requests = core.CounterMetricFamily(
             "kfn_activator_requests",
             "Requests answered by the activator, by function and status code.",
-            labels=["function", "code"],
+            labels=[*_FN, "code"],
         )
         durations = core.HistogramMetricFamily(
             "kfn_activator_request_duration_seconds",
             "Time from a request's head to the end of its response, queueing included.",
-            labels=["function"],
-        )
-        cold = core.CounterMetricFamily(
-            "kfn_activator_cold_starts",
-            "Times a request waited for a function with no ready endpoint.",
-            labels=["function"],
-        )
-        cold_durations = core.HistogramMetricFamily(
-            "kfn_activator_cold_start_duration_seconds",
-            "Time from the first request queued at zero to the first ready endpoint.",
-            labels=["function"],
+            labels=_FN,
         )
         retries = core.CounterMetricFamily(
             "kfn_activator_retries",
             "Requests sent again because a pod refused them unstarted (busy or draining).",
-            labels=["function"],
+            labels=_FN,
         )
-        for function, fm in list(self._metrics.functions.items()):
-            name = str(function)
-            retries.add_metric([name], fm.retries)
-            for code, count in sorted(fm.codes.items()):
-                requests.add_metric([name, str(code)], count)
-            durations.add_metric([name], fm.durations.buckets(), fm.durations.total)
-            cold.add_metric([name], fm.cold_starts)
-            cold_durations.add_metric(
-                [name], fm.cold_start_durations.buckets(), fm.cold_start_durations.total
-            )
-        queue = core.GaugeMetricFamily(
-            "kfn_activator_queue_depth", "Requests waiting for capacity.", labels=["function"]
-        )
-        in_flight = core.GaugeMetricFamily(
-            "kfn_activator_in_flight", "Requests being served by pods.", labels=["function"]
-        )
-        ready = core.GaugeMetricFamily(
-            "kfn_activator_ready_endpoints",
-            "Pods the activator routes the function's requests to.",
-            labels=["function"],
-        )
-        for function, throttler in list(self._metrics.throttlers_of().items()):
-            queue.add_metric([str(function)], throttler.queued)
-            in_flight.add_metric([str(function)], throttler.in_flight)
-            ready.add_metric([str(function)], throttler.ready_endpoints)
-        failed = core.CounterMetricFamily(
-            "kfn_activator_events_failed",
-            "Event invocations given up and handed to the on-failure destination, by condition.",
-            labels=["function", "condition"],
-        )
-        for (function, condition), count in sorted(
-            self._metrics.events_failed.items(), key=lambda item: (str(item[0][0]), item[0][1])
-        ):
-            failed.add_metric([str(function), condition], count)
         redelivered = core.CounterMetricFamily(
             "kfn_activator_events_redelivered",
             "Event invocations the store handed out again after a holder lost them "
             "(each may have run twice).",
-            labels=["function"],
+            labels=_FN,
         )
-        for function, count in sorted(
-            self._metrics.events_redelivered.items(), key=lambda item: str(item[0])
-        ):
-            redelivered.add_metric([str(function)], count)
-        yield from (requests, durations, cold, cold_durations, queue, in_flight, retries, ready)
-        yield from (failed, redelivered)
+        for (function, reason), count in sorted(self._metrics.dropped_after.items()):
+            dropped.add_metric([function.namespace, function.name, reason], count)
+        for function, fm in list(self._metrics.functions.items()):
+            fn = [function.namespace, function.name]
+            invocations.add_metric(fn, fm.invocations)
+            for kind in ERROR_KINDS:
+                errors.add_metric([*fn, kind], fm.errors.get(kind, 0))
+            handler.add_metric(fn, fm.handler_durations.buckets(), fm.handler_durations.total)
+            cold.add_metric(fn, fm.cold_starts)
+            cold_durations.add_metric(
+                fn, fm.cold_start_durations.buckets(), fm.cold_start_durations.total
+            )
+            if fm.cold_starts:
+                for phase, histogram in fm.cold_start_phases.items():
+                    cold_phases.add_metric([*fn, phase], histogram.buckets(), histogram.total)
+            received.add_metric(fn, fm.events_received)
+            ages.add_metric(fn, fm.event_ages.buckets(), fm.event_ages.total)
+            for reason, count in sorted(fm.events_dropped.items()):
+                dropped.add_metric([*fn, reason], count)
+            destination.add_metric(fn, fm.destination_failures)
+            dead_letter.add_metric(fn, fm.dead_letter_errors)
+            for code, count in sorted(fm.codes.items()):
+                requests.add_metric([*fn, str(code)], count)
+            durations.add_metric(fn, fm.durations.buckets(), fm.durations.total)
+            retries.add_metric(fn, fm.retries)
+            redelivered.add_metric(fn, fm.events_redelivered)
+        concurrent = core.GaugeMetricFamily(
+            "kfn_function_concurrent_executions", "Requests being served by pods.", labels=_FN
+        )
+        ready = core.GaugeMetricFamily(
+            "kfn_function_ready_endpoints",
+            "Pods the activator routes the function's requests to.",
+            labels=_FN,
+        )
+        queue = core.GaugeMetricFamily(
+            "kfn_activator_queue_depth", "Requests waiting for capacity.", labels=_FN
+        )
+        capacity = core.GaugeMetricFamily(
+            "kfn_activator_queue_capacity",
+            "How many requests the function's queue holds at most.",
+            labels=_FN,
+        )
+        for function, throttler in list(self._metrics.throttlers_of().items()):
+            fn = [function.namespace, function.name]
+            concurrent.add_metric(fn, throttler.in_flight)
+            ready.add_metric(fn, throttler.ready_endpoints)
+            queue.add_metric(fn, throttler.queued)
+            capacity.add_metric(fn, throttler.queue_limit)
+        held = core.GaugeMetricFamily(
+            "kfn_activator_buffered_bytes",
+            "Request and response bytes the activator holds in memory now.",
+        )
+        held.add_metric([], self._metrics.held_bytes())
+        yield from (invocations, errors, handler, concurrent, cold, cold_durations, cold_phases)
+        yield from (ready, received, ages, dropped, destination, dead_letter)
+        yield from (requests, durations, queue, capacity, retries, redelivered, held)
 
 
 def _float(value: float) -> str:

@@ -6,12 +6,19 @@ section 5a): the pod cannot run the handler, but it answers every invocation at 
 with Lambda's init error. Such a pod is worth routing to when the function has no
 better one, so that callers get that error instead of waiting for their timeout;
 :class:`~kfn.activator.discovery.PodTracker` decides that.
+
+A runtime that finished loading says when in ``Kfn-Init-Timing: start=..;boot=..;imported=..``
+(its process's start, the runtime loaded, the handler imported: wall-clock seconds), which
+a cold start's phases are decided from (:mod:`~kfn.activator.cold_start`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import typing
+
+from kfn.activator import cold_start
 
 #: The runtime contract's port and paths.
 POD_PORT = 8080
@@ -32,6 +39,22 @@ class Answer(enum.Enum):
     """Still loading, draining, stuck or unreachable: ask again later."""
 
 
+class Probed(typing.NamedTuple):
+    """One probe's answer, and the runtime's ``Kfn-Init-Timing`` when it sent one."""
+
+    answer: Answer
+    init: tuple[float | None, float, float] | None = None
+
+
+def init_timing(head: bytes) -> tuple[float | None, float, float] | None:
+    """The ``Kfn-Init-Timing`` of an answer's head (start, boot, imported), or None."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"kfn-init-timing":
+            return cold_start.parse_init_timing(value.strip())
+    return None
+
+
 def read(head: bytes) -> Answer:
     """The meaning of an answer's head (status line and headers)."""
     status_line, _, headers = head.partition(b"\r\n")
@@ -47,7 +70,7 @@ def read(head: bytes) -> Answer:
     return Answer.NOT_READY
 
 
-async def probe(ip: str, port: int = POD_PORT) -> Answer:
+async def probe(ip: str, port: int = POD_PORT) -> Probed:
     """One ``GET /_kfn/ready``, bounded by :data:`TIMEOUT`."""
     writer: asyncio.StreamWriter | None = None
     try:
@@ -61,8 +84,9 @@ async def probe(ip: str, port: int = POD_PORT) -> Answer:
     except asyncio.IncompleteReadError as exc:
         head = exc.partial
     except (OSError, TimeoutError, asyncio.LimitOverrunError):
-        return Answer.NOT_READY
+        return Probed(Answer.NOT_READY)
     finally:
         if writer is not None:
             writer.close()
-    return read(head)
+    answer = read(head)
+    return Probed(answer, init_timing(head) if answer is Answer.READY else None)

@@ -279,6 +279,15 @@ class ClientProtocol(asyncio.Protocol):
         if transport is not None and not self.closed:
             transport.write(data)
 
+    def write_backlog(self) -> int:
+        """Answer bytes held for the client: buffered here and in the socket's transport (for
+        ``kfn_activator_buffered_bytes``, at scrape time)."""
+        held = sum(len(piece) for piece in self.out)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            held += transport.get_write_buffer_size()
+        return held
+
     def abort(self) -> None:
         self.closed = True
         self.out.clear()

@@ -31,7 +31,15 @@ from __future__ import annotations
 import re
 import typing
 
-from kfn.activator import context, refusal, request_body, request_head, upstream
+from kfn.activator import (
+    cold_start,
+    context,
+    metrics,
+    refusal,
+    request_body,
+    request_head,
+    upstream,
+)
 
 
 class Owner(typing.Protocol):
@@ -49,9 +57,13 @@ class Owner(typing.Protocol):
     upstream_paused: bool
     #: The pod connection carrying the request (None once it ended).
     conn: upstream.UpstreamConnection | None
+    #: The cold start the request waited for, if it did (its answer says so).
+    cold: cold_start.ColdStart | None
+    error_kind: metrics.Kind | None
 
+    def cold_timing(self) -> bytes: ...
     def retry_elsewhere(self, reusable: bool) -> None: ...
-    def response_complete(self, status: int, reusable: bool) -> None: ...
+    def response_complete(self, status: int, reusable: bool, error_type: str = "") -> None: ...
     def upstream_lost(self) -> None: ...
 
 
@@ -68,6 +80,8 @@ class Client(typing.Protocol):
 
 
 _LAST_CHUNK = b"0\r\n\r\n"
+#: How much of a function error's body is read for its errorType.
+_PEEK = 512
 #: Response bytes passed on before the pod's connection waits for them to be written.
 ROUND_LIMIT = 256 * 1024
 #: The function's own CORS headers, dropped where a route's CORS policy sets them.
@@ -77,7 +91,17 @@ _ACCESS_CONTROL = re.compile(rb"(?im)^access-control-[^\r\n]*\r\n")
 class Relay:
     """Streams one response from a pod to the client (an ``upstream.ResponseSink``)."""
 
-    __slots__ = ("chunked", "exchange", "held", "http11", "passed", "proto", "refused", "status")
+    __slots__ = (
+        "chunked",
+        "exchange",
+        "held",
+        "http11",
+        "passed",
+        "peek",
+        "proto",
+        "refused",
+        "status",
+    )
 
     def __init__(self, exchange: Owner, proto: Client) -> None:
         self.exchange = exchange
@@ -91,6 +115,8 @@ class Relay:
         self.passed = 0
         #: The pod's connection is paused until the round's writes went out.
         self.held = False
+        #: The beginning of a function error's body, read for its errorType (else None).
+        self.peek: bytes | None = None
 
     def on_interim(self, status: int, reason: bytes, headers: bytes) -> None:
         if not self.exchange.finished and self.http11:
@@ -111,6 +137,8 @@ class Relay:
         if self.exchange.finished or self.refused:
             return
         self.proto.buffer(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+        if self.peek is not None and len(self.peek) < _PEEK:
+            self.peek += data[:_PEEK]
         self.passed += len(data)
         if self.passed >= ROUND_LIMIT and not self.held:
             conn = self.exchange.conn
@@ -143,7 +171,9 @@ class Relay:
             # The connection goes back to the pool: reading, for its next response.
             self.held = False
             ex.conn.pause_reading(False)
-        ex.response_complete(self.status, reusable)
+        ex.response_complete(
+            self.status, reusable, metrics.error_type(self.peek) if self.peek else ""
+        )
 
     def on_upstream_lost(self, exc: BaseException | None) -> None:
         if self.exchange.finished:
@@ -155,6 +185,10 @@ class Relay:
         if isinstance(exc, upstream.FailedMidwayError) and self.exchange.response_started:
             # What was sent stays sent; the connection then closes without the last chunk.
             self.exchange.keep_alive = False
+            kind = metrics.error_type(exc.body)
+            self.exchange.error_kind = metrics.classify(
+                504 if kind == "TimeoutError" else 500, function_error=True, error_type=kind
+            )
             self.exchange.response_complete(502, False)
             return
         self.exchange.upstream_lost()
@@ -171,6 +205,11 @@ class Relay:
         self.status = status
         ex.response_started = True
         extra = b"Kfn-Request-Id: %s\r\n" % ex.request_id
+        if ex.cold is not None:
+            extra += ex.cold_timing()
+        conn = ex.conn
+        if conn is not None and conn.function_error and status == 502:
+            self.peek = b""
         if ex.cors is not None:
             headers = _ACCESS_CONTROL.sub(b"", headers) + ex.cors
         if not length_known:

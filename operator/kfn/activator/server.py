@@ -27,6 +27,7 @@ from kfn.activator import (
     access,
     async_invoke,
     call,
+    cold_start,
     context,
     endpoints,
     event_record,
@@ -66,7 +67,9 @@ class Activator:
         bounds: client_bounds.Bounds | None = None,
         trusted_networks: Iterable[forwarding.Network] = (),
     ) -> None:
-        self.metrics = metrics.Metrics(lambda: self.throttlers)
+        self.metrics = metrics.Metrics(lambda: self.throttlers, self._held_bytes)
+        #: Each function pod's instants (written by discovery), for cold starts' phases.
+        self.pods = cold_start.PodInstants()
         self.reporter = (
             stats_reporter.StatsReporter(activator_id, lambda: self.throttlers, stats_sink)
             if stats_sink is not None
@@ -117,6 +120,7 @@ class Activator:
         for key in list(current):
             if key not in functions:
                 current.pop(key).throttler.close()
+                self.metrics.forget(key)
         for key, limits in functions.items():
             entry = current.get(key)
             if entry is None:
@@ -126,6 +130,7 @@ class Activator:
                     queue_limit=limits.queue_limit,
                     poke=self._poke,
                     on_cold_start=self.metrics.cold_start,
+                    pods=self.pods,
                 )
                 current[key] = context.FunctionEntry(key, limits, throttle, self.metrics.of(key))
                 known = self._endpoints.get(key)
@@ -157,7 +162,7 @@ class Activator:
         if entry is None:
             raise async_invoke.FunctionMissingError(str(function))
         try:
-            return await call.invoke(
+            reply = await call.call(
                 entry.throttler,
                 function.name,
                 request_id,
@@ -167,6 +172,14 @@ class Activator:
             )
         except throttler.FunctionGoneError:
             raise async_invoke.FunctionMissingError(str(function)) from None
+        reply.record(entry.metrics)
+        return reply.outcome
+
+    def _held_bytes(self) -> int:
+        """Request and response bytes held now: bodies of requests waiting for a pod, and
+        answers written but not yet taken by their clients' sockets."""
+        ctx = self.ctx
+        return ctx.budget.used + sum(c.write_backlog() for c in list(ctx.connections))
 
     # --- lifecycle ----------------------------------------------------------------------
 

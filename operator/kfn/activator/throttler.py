@@ -10,8 +10,11 @@ the least-loaded ready endpoint with a free slot. Only waiting creates a future.
 
 When the first request queues while there is no ready endpoint at all, ``poke`` is
 called at once, so the autoscaler scales from zero without waiting for its next
-tick. When endpoints change, waiters are released immediately; an endpoint that
-leaves gets no new requests but keeps its in-flight ones until they finish.
+tick, and a :class:`~kfn.activator.cold_start.ColdStart` begins (:attr:`Throttler.cold`):
+the requests that waited for it claim it once they have a pod, the first to claim it pays
+for it (its answer reports the phases). When endpoints change, waiters are released
+immediately; an endpoint that leaves gets no new requests but keeps its in-flight ones
+until they finish.
 
 The throttler also keeps the numbers the stats reporter needs: a time-weighted
 in-flight average and peak over the reporting period, the queue length and the
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from kfn import stats
-from kfn.activator import upstream
+from kfn.activator import cold_start, upstream
 from kfn.clock import Seconds
 
 
@@ -54,7 +57,8 @@ class Throttler:
         concurrency: int,
         queue_limit: int = 1000,
         poke: Callable[[stats.FunctionKey], None] | None = None,
-        on_cold_start: Callable[[stats.FunctionKey, float], None] | None = None,
+        on_cold_start: Callable[[stats.FunctionKey, cold_start.Phases], None] | None = None,
+        pods: cold_start.PodInstants | None = None,
         clock: Seconds = time.monotonic,
     ) -> None:
         if concurrency < 1:
@@ -65,11 +69,14 @@ class Throttler:
         self.poke = poke
         self.on_cold_start = on_cold_start
         self.clock = clock
+        #: The instants of the function's pods (from discovery), for cold starts' phases.
+        self.pods = pods
         self.endpoints: dict[str, upstream.Endpoint] = {}
         self._ready: list[upstream.Endpoint] = []
         self._waiters: collections.deque[asyncio.Future[upstream.Endpoint]] = collections.deque()
         self.in_flight = 0
-        self._cold_since: float | None = None
+        #: The latest cold start (its ``ready_at`` set once an endpoint became ready).
+        self.cold: cold_start.ColdStart | None = None
         # Reporting period: time-weighted in-flight area, peak and request count.
         self._period_start = clock()
         self._last_change = self._period_start
@@ -111,8 +118,8 @@ class Throttler:
         future: asyncio.Future[upstream.Endpoint] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         if len(self._waiters) == 1 and not self._ready:
-            if self._cold_since is None:
-                self._cold_since = self.clock()
+            if self.cold is None or self.cold.ready_at is not None:
+                self.cold = cold_start.ColdStart(self.clock(), self.pods, self._report)
             if self.poke is not None:
                 self.poke(self.function)
         self._dispatch()
@@ -183,10 +190,9 @@ class Throttler:
             if address not in self.endpoints:
                 self.endpoints[address] = upstream.Endpoint(address)
         self._ready = [e for e in self.endpoints.values() if not e.draining]
-        if not was_ready and self._ready and self._cold_since is not None:
-            if self.on_cold_start is not None:
-                self.on_cold_start(self.function, self.clock() - self._cold_since)
-            self._cold_since = None
+        cold = self.cold
+        if not was_ready and self._ready and cold is not None and cold.ready_at is None:
+            cold.ready_at = self.clock()
         self._dispatch()
 
     def set_draining(self, address: str, draining: bool = True) -> None:
@@ -218,6 +224,10 @@ class Throttler:
         self._ready = []
 
     # --- reporting -------------------------------------------------------------------
+
+    def _report(self, decided: cold_start.Phases) -> None:
+        if self.on_cold_start is not None:
+            self.on_cold_start(self.function, decided)
 
     def note_request(self) -> None:
         """Count a request received for this function (for the stats period)."""

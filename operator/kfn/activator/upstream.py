@@ -10,9 +10,12 @@ with httptools, handing the pieces to a :class:`ResponseSink` (the proxy's
 :class:`~kfn.activator.relay.Relay`, or a buffering sink for async invocations).
 Response headers are filtered while parsed into one byte string, so the sink writes
 them on without building a header dict: hop-by-hop ones are dropped, and so are the
-runtime contract's ``Kfn-Request-Id`` (the relay writes the request's own, once) and
+runtime contract's ``Kfn-Request-Id`` (the relay writes the request's own, once),
 ``Kfn-Not-Started`` (the runtime's mark on a refusal, which the sink is told of and
-no client sees).
+no client sees) and ``Kfn-Handler-Duration`` (the handler's own time, kept in
+:attr:`UpstreamConnection.handler_seconds` for the metrics, from the head or, on a
+streamed answer, its trailers). Whether the answer carries ``Kfn-Function-Error`` is kept
+in :attr:`UpstreamConnection.function_error` (the header itself goes on).
 
 A streamed response whose function failed after its head went out ends with the
 runtime's error trailers (``Kfn-Function-Error``, runtime contract §12): the sink is
@@ -57,10 +60,14 @@ MAX_IDLE_REUSE_S = 55.0
 
 #: The runtime's mark on a 429/503 for a request it did not start (runtime contract §3).
 NOT_STARTED = b"kfn-not-started"
+#: The handler's own time in seconds, measured by the runtime (runtime contract).
+HANDLER_DURATION = b"kfn-handler-duration"
 #: Response headers that never reach a client as the pod sent them.
-_DROPPED = HOP_BY_HOP | {b"kfn-request-id", NOT_STARTED}
+_DROPPED = HOP_BY_HOP | {b"kfn-request-id", NOT_STARTED, HANDLER_DURATION}
 #: The trailers a runtime ends a failed stream with (runtime contract §12).
 _FUNCTION_ERROR = b"kfn-function-error"
+#: Headers the parser looks at: the dropped ones, and the function's error mark.
+_NOTED = _DROPPED | {_FUNCTION_ERROR}
 _ERROR_BODY = b"kfn-error-body"
 
 
@@ -80,6 +87,15 @@ def _error_body(encoded: bytes) -> bytes:
     except (binascii.Error, ValueError):
         return b'{"errorType":"Unknown","errorMessage":"the function failed while streaming"}'
     return body
+
+
+def _seconds(value: bytes) -> float:
+    """A ``Kfn-Handler-Duration`` value; -1 when it is not a duration."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return -1.0
+    return seconds if 0 <= seconds < 1e6 else -1.0
 
 
 class ResponseSink(Protocol):
@@ -131,6 +147,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_until_close",
         "closed",
         "endpoint",
+        "function_error",
+        "handler_seconds",
         "idle_since",
         "sink",
         "transport",
@@ -157,6 +175,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers_done = False
         #: The trailers said the function failed midway; the error shape, once read.
         self._failed: bytes | None = None
+        #: The current answer's ``Kfn-Handler-Duration`` (-1: none), and whether it carries
+        #: ``Kfn-Function-Error``.
+        self.handler_seconds = -1.0
+        self.function_error = False
         #: Writes held back while corked (see :meth:`cork`).
         self._corked: list[bytes] | None = None
 
@@ -278,6 +300,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._until_close = False
         self._headers_done = False
         self._failed = None
+        self.handler_seconds = -1.0
+        self.function_error = False
 
     def on_status(self, status: bytes) -> None:
         self._reason += status
@@ -290,13 +314,20 @@ class UpstreamConnection(asyncio.Protocol):
                 self._failed = b""
             elif lower == _ERROR_BODY:
                 self._failed = _error_body(value)
+            elif lower == HANDLER_DURATION:
+                self.handler_seconds = _seconds(value)
             return
-        if lower in _DROPPED:
-            if lower == b"transfer-encoding":
-                self._chunked = value.lower().endswith(b"chunked")
-            elif lower == NOT_STARTED:
-                self._not_started = True
-            return
+        if lower in _NOTED:
+            if lower == _FUNCTION_ERROR:
+                self.function_error = True
+            else:
+                if lower == b"transfer-encoding":
+                    self._chunked = value.lower().endswith(b"chunked")
+                elif lower == NOT_STARTED:
+                    self._not_started = True
+                elif lower == HANDLER_DURATION:
+                    self.handler_seconds = _seconds(value)
+                return
         if lower == b"content-length":
             self._length_known = True
         # Appended in place: no temporary byte strings per header.

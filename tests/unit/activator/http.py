@@ -60,6 +60,23 @@ _CANNED = {
         b"X-Kept: yes\r\n",
         b"own",
     ),
+    # A runtime's answers: the handler's own time, and its errors (runtime contract §3).
+    "/timed": _answer(b"200 OK", b"Kfn-Handler-Duration: 0.003712\r\n", b"done"),
+    "/init-error": _answer(
+        b"502 Bad Gateway",
+        b"Kfn-Function-Error: Unhandled\r\nContent-Type: application/json\r\n",
+        b'{"errorType": "Runtime.ImportModuleError", "errorMessage": "no module"}',
+    ),
+    "/too-large": _answer(
+        b"502 Bad Gateway",
+        b"Kfn-Function-Error: Unhandled\r\nContent-Type: application/json\r\n",
+        b'{"errorType": "ResponseSizeTooLarge", "errorMessage": "over 6 MiB"}',
+    ),
+    "/task-timeout": _answer(
+        b"504 Gateway Timeout",
+        b"Kfn-Function-Error: Unhandled\r\nKfn-Handler-Duration: 1.000100\r\n",
+        b'{"errorType": "TimeoutError", "errorMessage": "Task timed out after 1.00 seconds"}',
+    ),
     "/own503": _answer(
         b"503 Unavailable", b"Retry-After: 1\r\n", b'{"message": "down for maintenance"}'
     ),

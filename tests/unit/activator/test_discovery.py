@@ -125,8 +125,8 @@ async def watching(
         server.hang_up()
 
 
-async def answers_never(ip: str) -> pod_probe.Answer:
-    return pod_probe.Answer.NOT_READY
+async def answers_never(ip: str) -> pod_probe.Probed:
+    return pod_probe.Probed(pod_probe.Answer.NOT_READY)
 
 
 @pytest.mark.asyncio
@@ -149,9 +149,9 @@ async def test_the_source_probes_a_starting_pod_and_pushes_it_the_moment_it_answ
     answers = {"10.0.0.5": [not_ready, not_ready, ready]}
     probed: list[str] = []
 
-    async def probe(ip: str) -> pod_probe.Answer:
+    async def probe(ip: str) -> pod_probe.Probed:
         probed.append(ip)
-        return answers[ip].pop(0)
+        return pod_probe.Probed(answers[ip].pop(0))
 
     updates: Updates = []
     async with watching(updates, probe_interval=0.001, probe=probe) as (_, send):
@@ -168,9 +168,9 @@ async def test_the_source_probes_a_starting_pod_and_pushes_it_the_moment_it_answ
 async def test_probing_stops_when_the_pod_goes_away() -> None:
     probed: list[str] = []
 
-    async def never(ip: str) -> pod_probe.Answer:
+    async def never(ip: str) -> pod_probe.Probed:
         probed.append(ip)
-        return pod_probe.Answer.NOT_READY
+        return pod_probe.Probed(pod_probe.Answer.NOT_READY)
 
     async with watching([], probe_interval=0.001, probe=never) as (source, send):
         await send([])
@@ -187,8 +187,8 @@ async def test_probing_stops_when_the_pod_goes_away() -> None:
 async def test_the_source_pushes_a_pod_that_failed_to_load_until_one_that_loaded_is_there() -> None:
     answers = {"10.0.0.5": pod_probe.Answer.INIT_ERROR, "10.0.0.6": pod_probe.Answer.READY}
 
-    async def probe(ip: str) -> pod_probe.Answer:
-        return answers[ip]
+    async def probe(ip: str) -> pod_probe.Probed:
+        return pod_probe.Probed(answers[ip])
 
     updates: Updates = []
     async with watching(updates, probe_interval=0.001, probe=probe) as (_, send):

@@ -193,11 +193,23 @@ async def test_an_event_given_up_is_counted_by_function_and_condition(
     assert sorted(r.condition for r in destination.records) == ["Rejected", "RetriesExhausted"]
     page = counted.render().decode()
     assert (
-        'kfn_activator_events_failed_total{condition="RetriesExhausted",'
-        'function="tenant-a/slow"} 1.0' in page
+        'kfn_function_async_events_dropped_total{function="slow",namespace="tenant-a",'
+        'reason="RetriesExhausted"} 1.0' in page
     )
     assert (
-        'kfn_activator_events_failed_total{condition="Rejected",function="tenant-b/quick"} 1.0'
+        'kfn_function_async_events_dropped_total{function="quick",namespace="tenant-b",'
+        'reason="Rejected"} 1.0' in page
+    )
+    assert (
+        'kfn_function_async_events_received_total{function="slow",namespace="tenant-a"} 1.0' in page
+    )
+    # Each attempt's age: three attempts of the slow function's event, one of the quick one's.
+    assert (
+        'kfn_function_async_event_age_seconds_count{function="slow",namespace="tenant-a"} 3.0'
+        in page
+    )
+    assert (
+        'kfn_function_async_event_age_seconds_count{function="quick",namespace="tenant-b"} 1.0'
         in page
     )
 
@@ -234,10 +246,15 @@ async def test_a_deleted_functions_waiting_events_end_as_resource_not_found_and_
         await asyncio.wait_for(activator.invoker.wait_idle(), 5)
         delivered = [s.headers["kfn-request-id"] for s in backend.seen]
         assert delivered == after
+        # The deleted function's series went with it, but for its events dropped after it.
         page = activator.metrics.render().decode()
+        assert [line for line in page.splitlines() if 'namespace="tenant-a"' in line] == [
+            'kfn_function_async_events_dropped_total{function="slow",namespace="tenant-a",'
+            'reason="ResourceNotFound"} 5.0'
+        ]
         assert (
-            'kfn_activator_events_failed_total{condition="ResourceNotFound",'
-            'function="tenant-a/slow"} 5.0' in page
+            'kfn_function_async_events_received_total{function="quick",namespace="tenant-b"} 20.0'
+            in page
         )
     finally:
         await activator.shutdown(drain_timeout=1)

@@ -84,19 +84,20 @@ def failing_runtime(tmp_path: Path) -> Iterator[runtimes.RunningRuntime]:
 async def test_the_probe_reads_a_real_runtimes_init_error(
     failing_runtime: runtimes.RunningRuntime, tmp_path: Path
 ) -> None:
-    assert await pod_probe.probe("127.0.0.1", failing_runtime.port) is pod_probe.Answer.INIT_ERROR
+    probed = await pod_probe.probe("127.0.0.1", failing_runtime.port)
+    assert probed.answer is pod_probe.Answer.INIT_ERROR
     root = runtimes.make_task_root("python", tmp_path / "good")
     good = runtimes.start("python", root, "app.echo")
     try:
         good.wait_ready()
-        assert await pod_probe.probe("127.0.0.1", good.port) is pod_probe.Answer.READY
+        assert (await pod_probe.probe("127.0.0.1", good.port)).answer is pod_probe.Answer.READY
     finally:
         good.stop()
     closed = Backend()
     await closed.start()
     port = closed.port
     await closed.stop()
-    assert await pod_probe.probe("127.0.0.1", port) is pod_probe.Answer.NOT_READY
+    assert (await pod_probe.probe("127.0.0.1", port)).answer is pod_probe.Answer.NOT_READY
 
 
 @pytest.mark.asyncio

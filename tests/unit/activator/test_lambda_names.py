@@ -218,6 +218,18 @@ def test_a_functions_configuration_is_lambdas_without_secret_values() -> None:
     assert config["LastModified"] == "2026-05-01T10:00:00.000+0000"
     assert config["Environment"] == {"Variables": {"PLAIN": ""}}
     assert "shown-by-name-only" not in json.dumps(config)
+    assert config["LoggingConfig"] == {"LogFormat": "Text", "LogGroup": "/aws/lambda/report"}
+
+
+def test_a_json_logging_functions_configuration_gives_its_levels_as_lambda_does() -> None:
+    fn = function("report", logging={"format": "JSON", "applicationLogLevel": "DEBUG"})
+    config = lambda_api.configuration(lambda_api.facts_of(fn), "eu-west-1", "123456789012")
+    assert config["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": "/aws/lambda/report",
+        "ApplicationLogLevel": "DEBUG",
+        "SystemLogLevel": "INFO",
+    }
 
 
 def test_list_functions_pages_by_name_with_a_marker() -> None:

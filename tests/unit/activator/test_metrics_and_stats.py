@@ -43,12 +43,25 @@ async def test_metrics_are_served_with_conventional_names(
     await client.close()
     scraper = await Client.connect(activator.ports[1])
     page = (await scraper.request("GET", "/metrics")).body.decode()
-    assert 'kfn_activator_requests_total{code="200",function="default/hello"} 3.0' in page
-    assert 'kfn_activator_request_duration_seconds_count{function="default/hello"} 3.0' in page
-    assert 'kfn_activator_cold_starts_total{function="default/hello"} 0.0' in page
-    assert "kfn_activator_cold_start_duration_seconds_bucket" in page
-    assert 'kfn_activator_queue_depth{function="default/hello"} 0.0' in page
-    assert 'kfn_activator_in_flight{function="default/hello"} 0.0' in page
+    fn = 'function="hello",namespace="default"'
+    for line in (
+        f'kfn_activator_requests_total{{code="200",{fn}}} 3.0',
+        f"kfn_activator_request_duration_seconds_count{{{fn}}} 3.0",
+        f"kfn_function_invocations_total{{{fn}}} 3.0",
+        'kfn_function_errors_total{function="hello",kind="function",namespace="default"} 0.0',
+        'kfn_function_errors_total{function="hello",kind="throttled",namespace="default"} 0.0',
+        f"kfn_function_cold_starts_total{{{fn}}} 0.0",
+        f"kfn_activator_queue_depth{{{fn}}} 0.0",
+        f"kfn_activator_queue_capacity{{{fn}}} 1000.0",
+        f"kfn_function_concurrent_executions{{{fn}}} 0.0",
+        f"kfn_function_ready_endpoints{{{fn}}} 1.0",
+        "kfn_activator_buffered_bytes 0.0",
+    ):
+        assert line + "\n" in page, line
+    assert "kfn_function_cold_start_duration_seconds_bucket" in page
+    # The backend sends no Kfn-Handler-Duration: no handler time is observed.
+    assert f"kfn_function_duration_seconds_count{{{fn}}} 0.0" in page
+    assert "default/hello" not in page
 
 
 @pytest.mark.asyncio

@@ -49,3 +49,26 @@ async def test_an_invoke_through_the_activator_carries_one_request_id(
         await client.close()
     finally:
         runtime.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("language", runtimes.LANGUAGES)
+async def test_the_handlers_own_time_from_the_runtime_is_observed_and_kept_from_the_caller(
+    make_activator: MakeActivator, tmp_path: pathlib.Path, language: str
+) -> None:
+    runtime = runtimes.start(language, runtimes.make_task_root(language, tmp_path), "app.echo")
+    try:
+        activator = await make_activator(endpoints=frozenset({f"127.0.0.1:{runtime.port}"}))
+        client = await Client.connect(activator.ports[0])
+        for path in ("/_kfn/functions/default/hello/invoke", "/some/route"):
+            response = await client.request("POST", path, b"{}")
+            assert response.status == 200
+            assert "kfn-handler-duration" not in response.headers
+        handler = activator.metrics.of(FN).handler_durations
+        assert sum(handler.counts) == 2
+        # The handler's own time is part of what the activator saw.
+        assert 0 < handler.total < activator.metrics.of(FN).durations.total
+        assert activator.metrics.of(FN).invocations == 2
+        await client.close()
+    finally:
+        runtime.stop()

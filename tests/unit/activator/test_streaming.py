@@ -22,7 +22,7 @@ import pytest
 from kfn.activator import proxy, server
 from tests.unit.runtimes import conftest as runtimes
 
-from .conftest import MakeActivator, until
+from .conftest import FN, MakeActivator, until
 
 INVOKE_PATH = "/_kfn/functions/default/hello/invoke"
 PIECE = b"x" * 65536
@@ -312,6 +312,11 @@ async def test_a_runtimes_stream_passes_through_before_its_handler_ends(
         assert client.body == b"first\nafter gate: go"
         assert client.status == (201 if method == "GET" else 200)
         await client.close()
+        # The handler's own time came in the last chunk's trailer.
+        await until(lambda: activator.metrics.of(FN).invocations == 1)
+        handler = activator.metrics.of(FN).handler_durations
+        assert sum(handler.counts) == 1
+        assert handler.total > 0
     finally:
         runtime.stop()
 
@@ -337,5 +342,7 @@ async def test_a_runtimes_stream_failing_midway_reaches_the_client_cut_short(
         await again.read_until(lambda: again.complete)
         assert again.body == b"partial"
         await again.close()
+        # A stream failing midway is the function's error, each time.
+        await until(lambda: activator.metrics.of(FN).errors == {"function": 2})
     finally:
         runtime.stop()

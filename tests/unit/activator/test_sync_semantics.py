@@ -27,7 +27,7 @@ INVOKE = "/_kfn/functions/default/hello/invoke"
 async def discovered(activator: server.Activator, runtime: runtimes.RunningRuntime) -> None:
     """Probe the runtime every 20 ms as discovery does; hand it to the activator when it
     answers (ready, or with an init error)."""
-    while await pod_probe.probe("127.0.0.1", runtime.port) is pod_probe.Answer.NOT_READY:  # noqa: ASYNC110 - polling is what discovery does
+    while (await pod_probe.probe("127.0.0.1", runtime.port)).answer is pod_probe.Answer.NOT_READY:  # noqa: ASYNC110 - polling is what discovery does
         await asyncio.sleep(0.02)
     activator.update_endpoints(FN, frozenset({f"127.0.0.1:{runtime.port}"}))
 

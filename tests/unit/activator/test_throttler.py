@@ -36,24 +36,25 @@ def test_no_slot_beyond_concurrency() -> None:
 
 
 @pytest.mark.asyncio
-async def test_first_waiter_at_zero_pokes_once_and_cold_start_is_timed() -> None:
+async def test_the_first_waiter_at_zero_pokes_once_and_begins_a_cold_start() -> None:
     clock = FakeClock()
     pokes: list[stats.FunctionKey] = []
-    cold: list[float] = []
-    throttle = throttler.Throttler(
-        FN,
-        concurrency=1,
-        poke=pokes.append,
-        on_cold_start=lambda _fn, seconds: cold.append(seconds),
-        clock=clock,
-    )
+    throttle = throttler.Throttler(FN, concurrency=1, poke=pokes.append, clock=clock)
     first, second = throttle.wait(), throttle.wait()
     assert pokes == [FN]
+    cold = throttle.cold
+    assert cold is not None
+    assert cold.queued_at == clock.now
     clock.now += 2.5
     throttle.update_endpoints({"10.0.0.1:8080"})
     assert first.done()
     assert not second.done()
-    assert cold == [2.5]
+    assert cold.ready_at == clock.now
+    # Both waited for it; the first to claim it pays for it, and a later request did not wait.
+    assert cold.waited_for(clock.now - 2.5)
+    assert not cold.waited_for(clock.now + 0.1)
+    assert cold.claim()
+    assert not cold.claim()
     throttle.release(first.result())
     assert second.done()
 

@@ -163,12 +163,12 @@ class AsyncDeliverer:
             age = (self.clock() - first_seen).total_seconds()
             decision = retry.decide(policy, kind, failures=failures, throttles=throttles, age=age)
             if isinstance(decision, retry.Done):
-                metrics.DELIVERED.labels(target.label, target.kind).inc()
+                metrics.DELIVERED.labels(target.namespace, target.trigger, target.kind).inc()
                 return Result(True, True, failures + throttles + 1, None, outcome)
             if isinstance(decision, retry.GiveUp):
                 condition = decision.condition
                 break
-            metrics.RETRIED.labels(target.label, target.kind).inc()
+            metrics.RETRIED.labels(target.namespace, target.trigger, target.kind).inc()
             logger.info(
                 "%s: attempt for %s failed (%s); retrying in %.1fs",
                 target.label,
@@ -184,7 +184,7 @@ class AsyncDeliverer:
                 logger.warning("%s: the Trigger is gone; dropping %s", target.label, request_id)
                 return Result(True, False, failures + throttles, "TriggerDeleted", outcome)
         attempts = failures + throttles + (1 if condition == "Rejected" else 0)
-        metrics.FAILED.labels(target.label, target.kind).inc()
+        metrics.FAILED.labels(target.namespace, target.trigger, target.kind).inc()
         if spec.on_failure is None:
             logger.error(
                 "%s: event %s failed (%s after %d attempts: %s) and the Trigger has no "

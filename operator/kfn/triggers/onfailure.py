@@ -194,6 +194,9 @@ def send_until_stopped(
         except DestinationError as exc:
             tries += 1
             delay = min(cap, first * 2 ** (tries - 1))
+            metrics.DESTINATION_DELIVERY_FAILURES.labels(
+                target.namespace, target.trigger, target.kind
+            ).inc()
             logger.warning("%s: onFailure destination failed: %s", target.label, exc)
             if isinstance(exc, DestinationRefusedError) and statuses is not None:
                 message = f"{exc}; failure records wait until it is allowed"
@@ -212,5 +215,5 @@ def send_until_stopped(
                 )
                 return True
             continue
-        metrics.DEAD_LETTERED.labels(target.label, target.kind).inc()
+        metrics.DEAD_LETTERED.labels(target.namespace, target.trigger, target.kind).inc()
         return True

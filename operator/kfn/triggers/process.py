@@ -4,7 +4,6 @@ flags, logging, metrics and how it is told to stop."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import socket
@@ -15,6 +14,7 @@ from typing import Final
 
 import prometheus_client
 
+from kfn import logs
 from kfn.authn import tokenfile
 from kfn.triggers import invoke
 
@@ -87,11 +87,8 @@ def invoker(args: argparse.Namespace) -> invoke.Invoker:
 
 
 def start(args: argparse.Namespace) -> None:
-    """Logging at ``KFN_LOG_LEVEL`` and the Prometheus endpoint."""
-    logging.basicConfig(
-        level=os.environ.get("KFN_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    """Logging in ``KFN_LOG_FORMAT`` at ``KFN_LOG_LEVEL`` and the Prometheus endpoint."""
+    logs.configure(os.environ.get("KFN_LOG_FORMAT"), os.environ.get("KFN_LOG_LEVEL"))
     prometheus_client.start_http_server(args.metrics_port, args.metrics_address)
 
 

@@ -3,8 +3,9 @@
 Each delivery goes through :class:`kfn.triggers.delivery.AsyncDeliverer` (the Trigger's
 ``delivery`` policy: Lambda's asynchronous retries, then onFailure), which returns only
 once the event was delivered or sent to onFailure, or the worker stopped first. The
-dispatcher counts the events in flight per Trigger (the lag metric) and records each
-outcome in the Trigger's conditions.
+dispatcher counts the events in flight per Trigger (the lag metric), the age of each event
+it hands on (its ``eventTime`` to now: the iterator age) and records each outcome in the
+Trigger's conditions.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import threading
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from kfn.api import trigger as trigger_api
 from kfn.clock import Clock, utcnow
 from kfn.triggers import delivery, failure, metrics
-from kfn.triggers.bucket import conditions, routes
+from kfn.triggers.bucket import conditions, events, routes
 
 #: Deliveries in flight at once, over all Triggers and both modes.
 DELIVERY_THREADS: Final = 64
@@ -51,10 +53,14 @@ class Dispatcher:
         *,
         clock: Clock = utcnow,
         threads: int = DELIVERY_THREADS,
+        known: Callable[[routes.Key], bool] = lambda key: True,
     ) -> None:
+        """``known`` says whether a Trigger is still there: the series of one deleted while
+        its event was in hand are dropped again once that event ends."""
         self.deliver_fn = deliver
         self.conditions = conditions_
         self.clock = clock
+        self.known = known
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="deliver")
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
@@ -64,18 +70,29 @@ class Dispatcher:
         first_seen: datetime.datetime, progress: delivery.Progress | None,
     ) -> delivery.Result:  # fmt: skip
         """Delivers one event to one Trigger's function (blocking) and records the outcome."""
-        self._lag(route.label, 1)
+        written = events.event_time_of(payload)
+        if written is not None:
+            now = self.clock().timestamp()
+            metrics.iterator_age(
+                route.namespace, route.name, routes.KIND, now=now, written=written.timestamp()
+            )
+        self._lag(route, 1)
         try:
             result = self.deliver_fn(route.target, route.spec.delivery, payload,
                                      request_id=request_id, first_seen=first_seen,
                                      progress=progress)  # fmt: skip
         finally:
-            self._lag(route.label, -1)
+            self._lag(route, -1)
         self.conditions.delivered(route, result, self.clock())
+        if not self.known(route.key):
+            metrics.forget_metrics(route.namespace, route.name, routes.KIND)
         return result
 
-    def _lag(self, label: str, delta: int) -> None:
+    def _lag(self, route: routes.Route, delta: int) -> None:
         with self._lock:
-            value = self._in_flight.get(label, 0) + delta
-            self._in_flight[label] = value
-        metrics.LAG.labels(label, routes.KIND).set(max(value, 0))
+            value = self._in_flight.get(route.label, 0) + delta
+            if value > 0:
+                self._in_flight[route.label] = value
+            else:
+                self._in_flight.pop(route.label, None)
+        metrics.LAG.labels(route.namespace, route.name, routes.KIND).set(max(value, 0))

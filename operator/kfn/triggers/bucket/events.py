@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -259,6 +260,19 @@ def record(event: ObjectEvent, *, configuration_id: str, region: str) -> dict[st
             "object": obj,
         },
     }
+
+
+def event_time_of(payload: bytes) -> datetime.datetime | None:
+    """The ``eventTime`` of the first record of an event the function receives (one
+    :func:`record` in ``Records``), None when it has none."""
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return None
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list) or not records or not isinstance(records[0], Mapping):
+        return None
+    return parse_time(records[0].get("eventTime"))
 
 
 def request_id(trigger_uid: str, event: ObjectEvent, *, polled: bool = False) -> str:

@@ -106,7 +106,7 @@ class HeldEvents:
             code = self.send(self.peer_url, self.key, item)
             if code == 202:
                 held.handed = True
-                metrics.HANDED_OFF.labels(route.label, routes.KIND).inc()
+                metrics.HANDED_OFF.labels(route.namespace, route.name, routes.KIND).inc()
                 logger.info("%s: handed event %s to another replica", route.label,
                             held.request_id)  # fmt: skip
                 return delivery.Result(True, False, attempts, "HandedOff")

@@ -238,7 +238,7 @@ class Poller:
             if loud:
                 logger.warning("%s: %d changes no notification brought, delivered from the "
                                "listing", route.label, len(loud))  # fmt: skip
-                metrics.CAUGHT_UP.labels(route.label, routes.KIND).inc(len(loud))
+                metrics.CAUGHT_UP.labels(route.namespace, route.name, routes.KIND).inc(len(loud))
         snapshot = poll.advance(state.snapshot, quiet)
         if records or (quiet and not loud):
             if not self._save(route, source, snapshot):
@@ -260,7 +260,7 @@ class Poller:
                                    region=route.spec.region))
             for i, change in enumerate(loud)
         ]  # fmt: skip
-        metrics.RECEIVED.labels(route.label, routes.KIND).inc(len(found))
+        metrics.RECEIVED.labels(route.namespace, route.name, routes.KIND).inc(len(found))
         by_change = dict(found)
         for batch in poll.batches(loud, POLL_BATCH):
             if self.terminating.is_set() or not self.may_poll():

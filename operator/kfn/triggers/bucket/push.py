@@ -82,7 +82,7 @@ class Pusher:
         if self.abort.is_set():
             return 503, "stopping"
         for route, change in pairs:
-            metrics.RECEIVED.labels(route.label, routes.KIND).inc()
+            metrics.RECEIVED.labels(route.namespace, route.name, routes.KIND).inc()
             if self.records is not None:
                 self.records.note(route, change)
         futures = []

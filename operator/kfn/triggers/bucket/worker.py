@@ -81,8 +81,9 @@ class Worker:
             statuses, public_url.rstrip("/"), signed=signing is not None
         )
         self.dispatcher = dispatch.Dispatcher(
-            deliver, self.conditions, clock=clock, threads=threads
-        )
+            deliver, self.conditions, clock=clock, threads=threads,
+            known=lambda key: self.routes.get(key) is not None,
+        )  # fmt: skip
         self.held = holding.HeldEvents(
             peer_url=peer_url or public_url, key=handoff_key, send=send_handoff
         )
@@ -117,7 +118,7 @@ class Worker:
             key = change.key
             if change.value is None:
                 self.poller.forget(key)
-                metrics.forget_metrics(f"{key[0]}/{key[1]}", routes.KIND)
+                metrics.forget_metrics(key[0], key[1], routes.KIND)
             self.conditions.route_changed(change.value, key)
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import logging
 import threading
+from collections.abc import Callable
 from typing import Final
 
 from kfn import kube, triggers
@@ -113,18 +114,23 @@ def unvalidated_cron(obj: kube.Object) -> trigger_api.CronTrigger | None:
     return trigger_api.CronTrigger.model_construct(schedule=cron["schedule"], time_zone=time_zone)
 
 
-def schedules(changed: threading.Event) -> cache.Store[Entry]:
-    """The store of cron Triggers; each change sets ``changed``, which wakes the main loop.
+def schedules(
+    changed: threading.Event, *, gone: Callable[[str, str], None] = lambda namespace, name: None
+) -> cache.Store[Entry]:
+    """The store of cron Triggers; each change sets ``changed``, which wakes the main loop,
+    and ``gone`` hears the namespace and name of each Trigger that left (its metrics go).
 
     Its lock is held while the main loop advances the Entries' bookkeeping, so a Trigger's
     new version carries on from where its old Entry stands (see :func:`entry_of`).
     """
-    return cache.Store(
-        API_VERSION,
-        trigger_api.KIND,
-        entry_of,
-        listener=lambda _: changed.set(),
-    )
+
+    def listener(changes: list[cache.Change[Entry]]) -> None:
+        for change in changes:
+            if change.value is None:
+                gone(*change.key)
+        changed.set()
+
+    return cache.Store(API_VERSION, trigger_api.KIND, entry_of, listener=listener)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ leader writes), so a new leader continues where the old one stopped.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import logging
@@ -51,16 +52,18 @@ KIND: Final = "cron"
 logger = logging.getLogger(__name__)
 
 
+#: One series each per cron Trigger (see :mod:`kfn.triggers.metrics`), dropped with it.
+_BY_TRIGGER: Final = ["namespace", "trigger"]
 FIRES = prometheus_client.Counter(
-    "kfn_cron_fires", "Ticks handled (delivered or sent to onFailure), by trigger.", ["trigger"]
+    "kfn_cron_fires", "Ticks handled (delivered or sent to onFailure), by trigger.", _BY_TRIGGER
 )
 FAILURES = prometheus_client.Counter(
     "kfn_cron_fire_failures",
     "Ticks the function did not handle after all retries, by trigger.",
-    ["trigger"],
+    _BY_TRIGGER,
 )
 SKIPPED = prometheus_client.Counter(
-    "kfn_cron_skipped_ticks", "Missed ticks not fired under the trigger's policy.", ["trigger"]
+    "kfn_cron_skipped_ticks", "Missed ticks not fired under the trigger's policy.", _BY_TRIGGER
 )
 LATENESS = prometheus_client.Histogram(
     "kfn_cron_fire_lateness_seconds",
@@ -68,6 +71,14 @@ LATENESS = prometheus_client.Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600),
 )
 LEADER = prometheus_client.Gauge("kfn_cron_leader", "1 while this replica fires the schedules.")
+
+
+def forget_metrics(namespace: str, name: str) -> None:
+    """Drops a deleted cron Trigger's series, the shared ones and the cron worker's own."""
+    metrics.forget_metrics(namespace, name, KIND)
+    for metric in (FIRES, FAILURES, SKIPPED):
+        with contextlib.suppress(KeyError):
+            metric.remove(namespace, name)
 
 
 class Deliverer:
@@ -123,7 +134,7 @@ class Deliverer:
         entry = firing.entry
         target = failure.Target(entry.namespace, entry.function, entry.name, KIND)
         LATENESS.observe(max(0.0, (self.clock() - firing.tick).total_seconds()))
-        metrics.RECEIVED.labels(entry.label, KIND).inc()
+        metrics.RECEIVED.labels(entry.namespace, entry.name, KIND).inc()
         result = self.async_delivery.deliver(
             target,
             entry.spec.delivery,
@@ -135,9 +146,12 @@ class Deliverer:
         if not result.handled:
             logger.info("%s: stopping with tick %s in hand", entry.label, firing.tick.isoformat())
             return
-        FIRES.labels(entry.label).inc()
+        FIRES.labels(entry.namespace, entry.name).inc()
         if not result.delivered:
-            FAILURES.labels(entry.label).inc()
+            FAILURES.labels(entry.namespace, entry.name).inc()
+        if not self.alive(entry):
+            # Deleted while its tick was in hand: what this tick counted goes with it.
+            forget_metrics(entry.namespace, entry.name)
         if self.record:
             with self._lock:
                 last = max(firing.tick, self._recorded.get(entry.uid, firing.tick))
@@ -182,7 +196,7 @@ def record_status(
 
 
 def count_skipped(entry: table.Entry, count: int) -> None:
-    SKIPPED.labels(entry.label).inc(count)
+    SKIPPED.labels(entry.namespace, entry.name).inc(count)
 
 
 def step(entries: list[table.Entry], now: datetime.datetime) -> list[table.Firing]:
@@ -220,7 +234,7 @@ def step(entries: list[table.Entry], now: datetime.datetime) -> list[table.Firin
             entry.schedule, entry.next = None, None
             continue
         if result.skipped:
-            SKIPPED.labels(entry.label).inc(result.skipped)
+            SKIPPED.labels(entry.namespace, entry.name).inc(result.skipped)
             logger.info("%s: skipped %d missed ticks", entry.label, result.skipped)
         firings.extend(table.Firing(entry, tick, result.next) for tick in result.fire)
         entry.done = max(entry.done, now)
@@ -243,7 +257,7 @@ class Worker:
         """``lease_api`` reaches the Lease (a parameter for tests)."""
         #: Set by every change of the cron Triggers and on becoming the leader.
         self.changed = threading.Event()
-        self.schedules = table.schedules(self.changed)
+        self.schedules = table.schedules(self.changed, gone=forget_metrics)
 
         def on_change(leading: bool) -> None:
             LEADER.set(1 if leading else 0)

@@ -488,7 +488,7 @@ class Consumer(source_.Consumer):
                 received += 1
             self.charge(added)
         if received:
-            metrics.RECEIVED.labels(self.target.label, KIND).inc(received)
+            metrics.RECEIVED.labels(self.target.namespace, self.target.name, KIND).inc(received)
             if not self.reachable:
                 self._reachable(True, trigger_api.Reason.CONNECTED, "consuming")
 

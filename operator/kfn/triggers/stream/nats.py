@@ -653,7 +653,7 @@ class Consumer(source_.Consumer):
                 self.buffer.append((now, record, msg))
                 taken += 1
         if taken:
-            metrics.RECEIVED.labels(self.target.label, KIND).inc(taken)
+            metrics.RECEIVED.labels(self.target.namespace, self.target.name, KIND).inc(taken)
             if not self.reachable:
                 self._reachable(
                     True,

@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar
 
@@ -128,6 +129,8 @@ class Consumer:
         self.lock = threading.Lock()
         #: When the function last succeeded (the status's ``lastEventTime``).
         self.last_event: datetime.datetime | None = None
+        #: The wall clock records' times are compared with (a parameter for tests).
+        self.wall: clock_.Seconds = time.time
 
     def charge(self, size: int) -> None:
         """Records of ``size`` bytes were taken in (``size`` < 0: let go of); called under
@@ -142,7 +145,7 @@ class Consumer:
 
     def report_lag(self, lag: int) -> None:
         """Exports the lag and writes it, with the last event's time, to the status."""
-        metrics.LAG.labels(self.target.label, KIND).set(lag)
+        metrics.LAG.labels(self.target.namespace, self.target.name, KIND).set(lag)
         extra: dict[str, Any] = {"lag": lag}
         if self.last_event is not None:
             extra["lastEventTime"] = self.last_event
@@ -151,7 +154,7 @@ class Consumer:
     def retried(self, records: int) -> None:
         """Counts records invoked again (the ``on_retry`` of
         :func:`~kfn.triggers.stream.runner.run_batch`)."""
-        metrics.RETRIED.labels(self.target.label, KIND).inc(records)
+        metrics.RETRIED.labels(self.target.namespace, self.target.name, KIND).inc(records)
 
 
 class BatchSource(abc.ABC, Generic[T]):
@@ -189,6 +192,10 @@ class BatchSource(abc.ABC, Generic[T]):
         )
 
     def invoke(self, records: Sequence[batching.Record[T]], attempt: int) -> retry.Outcome:
+        metrics.iterator_age(
+            self.target.namespace, self.target.name, KIND,
+            now=self.consumer.wall(), written=records[-1].time,
+        )  # fmt: skip
         return self.consumer.invoker.invoke(
             self.target.namespace,
             self.target.function,
@@ -200,7 +207,7 @@ class BatchSource(abc.ABC, Generic[T]):
     def give_up(self, dead: batching.DeadLetter[T], last: retry.Outcome | None) -> bool:
         records, condition, invokes = dead.records, dead.condition, dead.invokes
         label = self.target.label
-        metrics.FAILED.labels(label, KIND).inc(len(records))
+        metrics.FAILED.labels(self.target.namespace, self.target.name, KIND).inc(len(records))
         where = self.where(records)
         destination = self.target.spec.on_failure
         if destination is None:
@@ -241,4 +248,4 @@ class BatchSource(abc.ABC, Generic[T]):
         self.consumer.statuses.set(self.target.key, delivering=status_.verdict_of(outcome))
 
     def delivered(self, records: int) -> None:
-        metrics.DELIVERED.labels(self.target.label, KIND).inc(records)
+        metrics.DELIVERED.labels(self.target.namespace, self.target.name, KIND).inc(records)

@@ -186,7 +186,7 @@ class Worker:
             consumer.join()
             if key not in wanted:
                 self.statuses.forget(key)
-                metrics.forget_metrics(f"{key[0]}/{key[1]}", source.KIND)
+                metrics.forget_metrics(key[0], key[1], source.KIND)
             if key in changes.forget and self.forget is not None:
                 if key in wanted:
                     # Replaced: before the new consumer starts, so it does not join the old

@@ -139,7 +139,7 @@ def test_a_change_whose_notification_never_came_is_delivered_once_after_it_settl
     assert bucket.poller.due(clock.now) == [route], "a Push Trigger is listed too"
     bucket.poller.poll_once(route)  # the baseline: what existed before reports nothing
     store.objects["in/lost.jpg"] = ("e9", 9)
-    caught = metrics.CAUGHT_UP.labels(route.label, routes.KIND)
+    caught = metrics.CAUGHT_UP.labels(route.namespace, route.name, routes.KIND)
     before = caught._value.get()
     bucket.poller.poll_once(route)
     assert recorder.delivered == [], "delivered before a late notification could arrive"

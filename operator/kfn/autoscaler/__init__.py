@@ -6,6 +6,7 @@
 * :mod:`kfn.autoscaler.server` receives :mod:`kfn.stats` messages over HTTP.
 * :mod:`kfn.autoscaler.cluster` reads scale bounds from Functions and acts through
   the Deployment ``scale`` subresource.
+* :mod:`kfn.autoscaler.metrics` exports the decisions and the stats messages received.
 
 It shares nothing with the activator but :mod:`kfn.stats`.
 """

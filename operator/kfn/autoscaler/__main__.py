@@ -4,7 +4,9 @@ In a cluster (the default) it scales each Function's Deployment through the
 ``scale`` subresource, with the bounds from the Function's ``spec.scale``, and takes stats
 only from the senders ``--stats-senders`` names (:mod:`kfn.autoscaler.callers`). With
 ``--in-memory`` it scales a dict instead and takes stats from anyone, for local runs and
-benchmarks.
+benchmarks. Its metrics (:mod:`kfn.autoscaler.metrics`) are served at ``/metrics`` on
+``--metrics-port`` (9090, as every kfn component), on the ``--host`` address unless
+``--metrics-address`` says otherwise.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import logging
 import os
 import time
 
-from kfn import kube, stats
+from kfn import kube, logs, stats
 from kfn.authn import reviews
-from kfn.autoscaler import autoscaler, callers, cluster, scaler, server
+from kfn.autoscaler import autoscaler, callers, cluster, metrics, scaler, server
 
 
 def _gate(args: argparse.Namespace) -> callers.Callers | None:
@@ -51,6 +53,7 @@ async def _main(args: argparse.Namespace) -> None:
     if not args.in_memory:
         windows = {"stable_window": args.stable_window, "panic_window": args.panic_window}
         tasks.append(asyncio.create_task(cluster.FunctionSpecs(scaling, **windows).run()))
+    metrics.serve(args.metrics_port, args.metrics_address or args.host)
     srv = await server.serve(receive, args.host, args.port, gate=gate)
     logging.info(
         "autoscaler listening on %s:%d, taking stats from %s",
@@ -68,6 +71,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m kfn.autoscaler")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument(
+        "--metrics-address", default=None, help="where /metrics is served (default: --host)"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=9090, help="the /metrics port (0: not served)"
+    )
     parser.add_argument("--in-memory", action="store_true", help="scale a dict, not a cluster")
     parser.add_argument("--stable-window", type=float, default=60.0, help="seconds")
     parser.add_argument("--panic-window", type=float, default=6.0, help="seconds")
@@ -91,10 +100,7 @@ def main() -> None:
         "(system:serviceaccount:<release namespace>:<activator>)",
     )
     args = parser.parse_args()
-    logging.basicConfig(
-        level=os.environ.get("KFN_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(os.environ.get("KFN_LOG_FORMAT"), os.environ.get("KFN_LOG_LEVEL"))
     asyncio.run(_main(args))
 
 

@@ -1,8 +1,9 @@
 """The autoscaler's loop: receive stats, decide every second, act through a Scaler.
 
 Deciding is :func:`kfn.autoscaler.scaling.decide`; this class only keeps the state
-between decisions (the stats window, the last decision per function) and calls the
-:class:`kfn.autoscaler.scaler.Scaler`. Time is passed into every method, so tests
+between decisions (the stats window, the last decision per function), calls the
+:class:`kfn.autoscaler.scaler.Scaler` and exports each decision
+(:mod:`kfn.autoscaler.metrics`). Time is passed into every method, so tests
 drive it without sleeping; :meth:`Autoscaler.run` supplies the real clock.
 """
 
@@ -14,8 +15,8 @@ import time
 
 from kfn import clock as clock_
 from kfn import stats
+from kfn.autoscaler import metrics, scaling
 from kfn.autoscaler import scaler as scalers
-from kfn.autoscaler import scaling
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +47,15 @@ class Autoscaler:
         self.window.retention = self._retention
 
     def remove(self, function: stats.FunctionKey) -> None:
-        """Stop scaling a function (it was deleted)."""
+        """Stop scaling a function (it was deleted); its series go with it."""
         self.specs.pop(function, None)
         self.decisions.pop(function, None)
+        metrics.forget(function)
+
+    def observe_ready(self, function: stats.FunctionKey, replicas: int) -> None:
+        """The pods ready for a function, as its status says (exported, not decided on)."""
+        if function in self.specs:
+            metrics.ready(function, replicas)
 
     async def receive(self, message: stats.StatMessage, now: float) -> None:
         """Record a message; a poke is acted upon at once rather than at the next tick."""
@@ -87,7 +94,10 @@ class Autoscaler:
             previous=self.decisions.get(function),
             listening_since=self.listening_since,
         )
+        if function not in self.specs:
+            return decision  # removed while its scale was read: nothing to act on or export
         self.decisions[function] = decision
+        metrics.decided(function, decision.desired, decision.in_panic)
         if decision.desired != current:
             logger.info(
                 "scaling %s from %d to %d (%s, stable %.2f, panic %.2f)",

@@ -105,7 +105,8 @@ class FunctionSpecs:
             functions.stop()
 
     def apply(self, changes: list[cache.Change[function_api.Function]]) -> None:
-        """Sets the spec of each Function that came or changed, removes those gone."""
+        """Sets the spec of each Function that came or changed, removes those gone, and
+        passes on how many pods are ready for each (its status, which the operator keeps)."""
         for change in changes:
             key = stats.FunctionKey(*change.key)
             if change.value is None:
@@ -115,3 +116,5 @@ class FunctionSpecs:
             if self.target.specs.get(key) != spec:
                 logger.info("scaling %s with %s", key, spec)
                 self.target.set_spec(key, spec)
+            status = change.value.status
+            self.target.observe_ready(key, (status.ready_replicas if status else None) or 0)

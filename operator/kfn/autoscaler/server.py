@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 import httptools
 
 from kfn import stats
-from kfn.autoscaler import callers
+from kfn.autoscaler import callers, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -202,18 +202,22 @@ class _StatsProtocol(asyncio.Protocol):
         """Answers a stats request the gate judged, and hands an accepted message on."""
         close = not request.keep_alive
         if not verdict.accepted:
+            metrics.message("rejected")
             peer = self._transport.get_extra_info("peername") if self._transport else None
             self._refusals.note(verdict, peer)
             self._reply(verdict.status, verdict.message, close=close)
             return
         if request.too_large:
+            metrics.message("rejected")
             self._reply(413, "message too large", close=True)
             return
         try:
             message = stats.decode(request.body)
         except stats.StatsError as exc:
+            metrics.message("rejected")
             self._reply(400, str(exc), close=close)
             return
+        metrics.message("accepted")
         task = asyncio.get_running_loop().create_task(self._receiver(message))
         self._tasks.add(task)
         task.add_done_callback(self._done)

@@ -1,11 +1,13 @@
 """``python3 -m kfn.builder [build|prepare|push]``: one phase (or all) of a build.
 
-Exit status 0 with the result as JSON in the termination log, or 1 with ``{"error": ...}``
-there and the whole story on stdout.
+Exit status 0 with the result as JSON in the termination log, or 1 with
+``{"error": ..., "phase": ...}`` there (the phase it failed in: prepare, install or push) and
+the whole story on stdout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -49,9 +51,20 @@ def registry(cfg: BuildConfig) -> oci.Registry:
     )
 
 
-def run(phase: str, cfg: BuildConfig) -> dict[str, object] | None:
+@dataclasses.dataclass
+class Progress:
+    """The phase a build is in, which the termination message of a failed build names."""
+
+    phase: str = "prepare"
+
+
+def run(phase: str, cfg: BuildConfig, progress: Progress | None = None) -> dict[str, object] | None:
+    progress = progress or Progress()
+    # The registry's login is the first thing each container needs.
+    progress.phase = "push" if phase == "push" else "prepare"
     client = registry(cfg)
     if phase in ("build", "prepare"):
+        progress.phase = "prepare"
         plan = build.prepare(cfg, client)
         if phase == "prepare":
             plan.dump(cfg.plan_path)
@@ -59,7 +72,9 @@ def run(phase: str, cfg: BuildConfig) -> dict[str, object] | None:
     else:
         plan = build.Plan.load(cfg.plan_path)
     if cfg.is_python:
+        progress.phase = "install"
         build.install_python(cfg, plan)
+    progress.phase = "push"
     return build.push(cfg, plan, client)
 
 
@@ -74,12 +89,13 @@ def main(argv: list[str]) -> int:
     except BuildError as exc:
         print(f"build failed: {exc}", flush=True)
         return 1
+    progress = Progress()
     try:
-        result = run(phase, cfg)
+        result = run(phase, cfg, progress)
     except (BuildError, oci.RegistryError, OSError) as exc:
         message = str(exc)
         print(f"build failed: {message}", flush=True)
-        _terminate(cfg, {"error": message[-MESSAGE_LIMIT:]})
+        _terminate(cfg, {"error": message[-MESSAGE_LIMIT:], "phase": progress.phase})
         return 1
     if result is not None:
         result["seconds"] = {**result["seconds"], "total": round(time.monotonic() - t0, 3)}  # type: ignore[dict-item]

@@ -1,5 +1,10 @@
 """The phases of a build: prepare (source, dependency plan), install, push.
 
+Each phase times itself, and the result's ``seconds`` carries the times: ``prepare`` (the
+whole phase, of which ``source`` is getting the code), ``dependencies`` (pip's install, when
+it ran), ``layers`` and ``push`` (making the layers, then pushing: together the push phase),
+and ``total`` (the last container's run). The operator's build metrics are made of them.
+
 A Python build runs all three in one container. A Node.js build runs ``prepare`` and ``push``
 on the kfn image and npm in between, in an init container on the Node.js runtime image; the
 phases talk through the workspace (``plan.json`` and the ``deps`` directory).
@@ -65,6 +70,7 @@ def prepare(cfg: BuildConfig, registry: oci.Registry) -> Plan:
     seconds = {"source": time.monotonic() - t0}
     if not deps.needed(cfg.runtime, code, cfg.dependencies):
         print("dependencies: none", flush=True)
+        seconds["prepare"] = time.monotonic() - t0
         return Plan(None, None, seconds)
     key = deps.key(
         cfg.base_image, cfg.runtime, code, cfg.dependencies, over_layers=bool(cfg.layers)
@@ -76,6 +82,7 @@ def prepare(cfg: BuildConfig, registry: oci.Registry) -> Plan:
         deps.write_npm_project(code, cfg.dependencies, cfg.deps_dir / deps.NPM_PROJECT)
         (cfg.workspace / NPM_MARKER).touch()
         print("dependencies: npm installs them next", flush=True)
+    seconds["prepare"] = time.monotonic() - t0
     return Plan(key, cached, seconds)
 
 

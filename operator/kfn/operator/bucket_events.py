@@ -23,7 +23,7 @@ from kfn import expiring, kube
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.authn import webhooks
-from kfn.operator import settings
+from kfn.operator import metrics, settings
 from kfn.resources import bucket_events
 
 #: Seconds a written Secret is trusted to be as written.
@@ -68,6 +68,7 @@ def sync(
 
 
 @kopf.on.event(meta.GROUP, meta.VERSION, trigger_api.PLURAL)
+@metrics.measured("Trigger")
 def bucket_trigger_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """A bucket Trigger came, changed or went: its namespace's Secret follows."""
     body = event.get("object") or {}

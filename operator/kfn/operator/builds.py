@@ -22,17 +22,25 @@ the registry and the build Job as they are now and decides.
 
 While a build runs or after it failed, the image the Function ran before (``status.image``)
 keeps serving.
+
+Each build Job the operator sees finish is recorded once in the build metrics
+(:func:`observe_finished`, :func:`report`): the phases of a build that succeeded, timed by the
+builder itself where it can (its termination message), else by the step's container; the
+phase a failed build failed in.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any
+import datetime
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
 
 from kfn import kube, oci, urls
 from kfn.api import function
-from kfn.operator import credentials, settings
+from kfn.operator import credentials, metrics, settings
 from kfn.resources import build, objects, provenance, source, status
 
 #: How soon a Function waiting for a build slot, or for the registry, is looked at again.
@@ -265,3 +273,162 @@ def release_source(job: Mapping[str, Any]) -> None:
     """Deletes the source ConfigMap of a finished build (the Job keeps its logs)."""
     meta = job.get("metadata", {})
     kube.delete("v1", "ConfigMap", meta.get("namespace", ""), meta.get("name", ""))
+
+
+# --- build metrics ----------------------------------------------------------------------------
+
+#: The phase of each step of a build Job (:func:`kfn.resources.build.build_job`); the build
+#: container's own message says which of its phases (install, push) it failed in.
+STEP_PHASES: Final[Mapping[str, str]] = {
+    "prepare": "prepare",
+    build.CHECK_CONTAINER: "check",
+    "npm": "install",
+}
+#: The phases the builder may name in the termination message of a failed step.
+_BUILDER_PHASES: Final = frozenset({"prepare", "install", "push"})
+
+#: The uids of the build Jobs recorded in the metrics, until each Job goes. kopf hands one
+#: object's events to its handler one at a time, so a Job is never looked at twice at once.
+_observed: set[str] = set()
+
+
+def observe_finished(
+    job: Mapping[str, Any], *, listed: bool, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> None:
+    """Records a finished build Job in the build metrics, once.
+
+    ``listed``: the Job came in kopf's first listing at the operator's start. It ended before
+    this operator ran, so the one that saw it end recorded it (or none did, if none ran): it
+    is only remembered, so that its later events do not count it.
+    """
+    meta = job.get("metadata") or {}
+    uid = str(meta.get("uid") or "")
+    if not uid or uid in _observed:
+        return
+    _observed.add(uid)
+    if listed:
+        return
+    try:
+        pods = kube.list_objects(
+            "v1", "Pod", meta.get("namespace", ""), f"batch.kubernetes.io/job-name={meta['name']}"
+        )
+    except kube.ApiError as exc:
+        logger.warning("reading the pods of build %s failed: %s", meta.get("name"), exc)
+        pods = []
+    metrics.observe_build(report(job, pods))
+
+
+def forget_job(job: Mapping[str, Any]) -> None:
+    """The Job is gone: its uid need not be remembered."""
+    _observed.discard(str((job.get("metadata") or {}).get("uid") or ""))
+
+
+def report(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> metrics.BuildReport:
+    """What a finished build Job says for the metrics (pure).
+
+    A build that succeeded: ``prepare``, ``install`` (pip's) and ``push`` as the builder
+    timed them (its termination message, in milliseconds); ``check`` and npm's ``install``
+    from their containers' start and finish (whole seconds); ``total`` from the Job's start
+    and completion times (whole seconds, as ``kubectl get job`` shows). A phase that did not
+    run (nothing to install) is not observed.
+
+    A build that failed: the phase of the first step that failed or never finished (the
+    builder names its own); ``unknown`` when no step shows one (the Job's deadline removed
+    the pod).
+    """
+    steps = list(_steps(_pod(job, pods)))
+    if build.finished(job) == "failed":
+        return metrics.BuildReport(failed_in=_failed_phase(steps))
+    doc = _message(dict(steps).get(build.BUILD_CONTAINER) or {})
+    reported = doc.get("seconds")
+    seconds: Mapping[str, Any] = reported if isinstance(reported, Mapping) else {}
+    durations: dict[str, float] = {}
+    if _number(seconds.get("prepare")):
+        durations["prepare"] = float(seconds["prepare"])
+    check = _ran_for(dict(steps).get(build.CHECK_CONTAINER))
+    if check is not None:
+        durations["check"] = check
+    if _number(seconds.get("dependencies")):
+        durations["install"] = float(seconds["dependencies"])
+    elif doc.get("dependencyLayer") and not doc.get("dependenciesReused"):
+        npm = _ran_for(dict(steps).get("npm"))
+        if npm is not None:
+            durations["install"] = npm
+    if _number(seconds.get("layers")) and _number(seconds.get("push")):
+        durations["push"] = float(seconds["layers"]) + float(seconds["push"])
+    status_ = job.get("status") or {}
+    total = _between(status_.get("startTime"), status_.get("completionTime"))
+    if total is not None:
+        durations["total"] = total
+    return metrics.BuildReport(durations=durations)
+
+
+def _pod(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The Job's pod (the last one made, should there be several); empty if it has none."""
+    uid = (job.get("metadata") or {}).get("uid")
+    own = [
+        pod
+        for pod in pods
+        if any(
+            ref.get("uid") == uid
+            for ref in (pod.get("metadata") or {}).get("ownerReferences") or []
+        )
+    ]
+    own.sort(key=lambda pod: str((pod.get("metadata") or {}).get("creationTimestamp") or ""))
+    return own[-1] if own else {}
+
+
+def _steps(pod: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each step of the pod (init containers, then the build container), in the order they
+    run, with its state."""
+    pod_status = pod.get("status") or {}
+    for cs in [
+        *(pod_status.get("initContainerStatuses") or []),
+        *(pod_status.get("containerStatuses") or []),
+    ]:
+        yield str(cs.get("name")), cs.get("state") or {}
+
+
+def _failed_phase(steps: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    for name, state in steps:
+        term = state.get("terminated")
+        if term and term.get("exitCode", 0) == 0:
+            continue
+        named = _message(state).get("phase")
+        if named in _BUILDER_PHASES:
+            return str(named)
+        return STEP_PHASES.get(name, "unknown")
+    return "unknown"
+
+
+def _message(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A terminated step's termination message, when it is the builder's JSON."""
+    text = str((state.get("terminated") or {}).get("message") or "")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _ran_for(state: Mapping[str, Any] | None) -> float | None:
+    """How long a step ran, from its container's start and finish (whole seconds)."""
+    term = (state or {}).get("terminated") or {}
+    if term.get("exitCode", 1) != 0:
+        return None
+    return _between(term.get("startedAt"), term.get("finishedAt"))
+
+
+def _between(start: Any, end: Any) -> float | None:
+    """Seconds from one Kubernetes time to another, or None when either is missing or bad."""
+    try:
+        began = datetime.datetime.fromisoformat(str(start))
+        ended = datetime.datetime.fromisoformat(str(end))
+    except ValueError:
+        return None
+    seconds = (ended - began).total_seconds()
+    return seconds if seconds >= 0 else None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0

@@ -27,7 +27,7 @@ from kfn import clock, kube
 from kfn.api import conditions, meta, routes
 from kfn.api import function as function_api
 from kfn.api import trigger as trigger_api
-from kfn.operator import ownership, settings
+from kfn.operator import metrics, ownership, settings
 from kfn.resources import exposure, objects
 
 ROUTE_LABELS: Final[dict[str, str]] = {objects.LABEL_MANAGED_BY: objects.MANAGER}
@@ -316,6 +316,7 @@ def url_claims(body: kopf.Body, **_: Any) -> dict[routes.Key, routes.Claim] | No
 
 
 @kopf.on.event(meta.GROUP, meta.VERSION, "functions")
+@metrics.measured("Function")
 def function_url_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """A Function came, changed or went: its URL's routes and status."""
     body = event.get("object") or {}
@@ -362,18 +363,21 @@ def _route_changed(event: kopf.RawEvent, logger: Any, kwargs: Mapping[str, Any])
 
 
 @kopf.on.event(exposure.GATEWAY_GROUP, "v1", "httproutes", labels=ROUTE_LABELS)
+@metrics.measured("Function")
 def function_route_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """The Gateway accepted or refused a Function URL's route (or someone changed it)."""
     _route_changed(event, logger, kwargs)
 
 
 @kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=ROUTE_LABELS)
+@metrics.measured("Function")
 def function_ingress_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """The Ingress controller published (or lost) an address for a Function URL's Ingress."""
     _route_changed(event, logger, kwargs)
 
 
 @kopf.on.event(exposure.GATEWAY_GROUP, "v1", "gateways")
+@metrics.measured("Function")
 def function_gateway_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """A Gateway came, changed or went: Function URLs waiting for one are looked at again."""
     deleted = event.get("type") == "DELETED"

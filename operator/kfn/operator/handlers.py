@@ -26,7 +26,7 @@ import kopf
 
 from kfn import kube
 from kfn.api import function, meta
-from kfn.operator import builds, reconcile
+from kfn.operator import builds, metrics, reconcile
 from kfn.operator import settings as kfn_settings
 from kfn.resources import build, objects
 
@@ -124,6 +124,7 @@ def functions_by_name(
 @kopf.on.resume(meta.GROUP, meta.VERSION, "functions")
 @kopf.on.create(meta.GROUP, meta.VERSION, "functions")
 @kopf.on.update(meta.GROUP, meta.VERSION, "functions", field="spec")
+@metrics.measured("Function", retried=True)
 def function_changed(body: kopf.Body, retry: int, logger: Logger, **_: Any) -> None:
     if retry == 0:
         _warn_deprecated_runtime(body)
@@ -142,11 +143,13 @@ def _warn_deprecated_runtime(body: kopf.Body) -> None:
 @kopf.timer(
     meta.GROUP, meta.VERSION, "functions", interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS
 )
+@metrics.measured("Function")
 def function_resync(body: kopf.Body, logger: Logger, **_: Any) -> None:
     _run(body, 0, logger)
 
 
 @kopf.on.delete(meta.GROUP, meta.VERSION, "functions")
+@metrics.measured("Function", retried=True)
 def function_deleted(body: kopf.Body, logger: Logger, **_: Any) -> None:
     try:
         gone = reconcile.delete_children(body)
@@ -199,21 +202,25 @@ def _child_event(
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+@metrics.measured("Function")
 def deployment_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
     _child_event(event, kwargs["functions_by_name"], logger)
 
 
 @kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
+@metrics.measured("Function")
 def service_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
     _child_event(event, kwargs["functions_by_name"], logger)
 
 
 @kopf.on.event("", "v1", "serviceaccounts", labels=CHILD_LABELS)
+@metrics.measured("Function")
 def serviceaccount_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
     _child_event(event, kwargs["functions_by_name"], logger)
 
 
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=CHILD_LABELS)
+@metrics.measured("Function")
 def networkpolicy_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
     # A policy deleted or widened by hand is put back: it is what keeps the pods behind the
     # activator. (The namespace's owner can still add a policy of their own that admits more;
@@ -225,6 +232,7 @@ POD_LABELS = {**CHILD_LABELS, objects.LABEL_COMPONENT: objects.COMPONENT_FUNCTIO
 
 
 @kopf.on.event("", "v1", "pods", labels=POD_LABELS)
+@metrics.measured("Function")
 def pod_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
     body = event.get("object") or {}
     owner = _owner(body, kwargs["functions_by_name"])
@@ -244,11 +252,18 @@ BUILD_LABELS = {**CHILD_LABELS, objects.LABEL_COMPONENT: build.COMPONENT_BUILD}
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=BUILD_LABELS)
+@metrics.measured("Function")
 def build_job_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
-    """A build Job ended: free its source ConfigMap and reconcile its Function at once."""
+    """A build Job ended: record it in the build metrics, free its source ConfigMap and
+    reconcile its Function at once."""
     body = event.get("object") or {}
-    if event.get("type") == "DELETED" or not builds.finished_job(body):
+    if event.get("type") == "DELETED":
+        builds.forget_job(body)
         return
+    if not builds.finished_job(body):
+        return
+    # kopf's first listing at the start has no event type: those Jobs ended before.
+    builds.observe_finished(body, listed=event.get("type") is None, logger=logger)
     try:
         builds.release_source(body)
     except kube.ApiError as exc:
@@ -274,6 +289,7 @@ def functions_by_config_map(
 
 
 @kopf.on.event("", "v1", "configmaps")
+@metrics.measured("Function")
 def source_config_map_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
     """A ConfigMap that is a Function's source changed: reconcile (and so rebuild) it."""
     body = event.get("object") or {}

@@ -40,7 +40,7 @@ import pydantic
 from kfn import clock, kube
 from kfn.api import conditions, meta, routes
 from kfn.api import trigger as trigger_api
-from kfn.operator import exposure, ownership, settings
+from kfn.operator import exposure, metrics, ownership, settings
 from kfn.resources import exposure as resources_exposure
 
 API_VERSION = f"{meta.GROUP}/{meta.VERSION}"
@@ -228,6 +228,7 @@ def _bodies(index: kopf.Index[Key, kopf.Body]) -> list[kopf.Body]:
 
 
 @kopf.on.event(meta.GROUP, meta.VERSION, trigger_api.PLURAL)
+@metrics.measured("Trigger")
 def trigger_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """A Trigger came, changed or went: its own status, and any other HTTP Trigger's whose
     route that gave or took."""
@@ -251,6 +252,7 @@ def trigger_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
 
 
 @kopf.on.event(meta.GROUP, meta.VERSION, "functions")
+@metrics.measured("Trigger")
 def function_event_for_triggers(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """A Function came or went: its Triggers' Ready may change."""
     if event.get("type") not in ("ADDED", "DELETED", None):
@@ -286,18 +288,21 @@ def _route_changed(event: kopf.RawEvent, logger: Any, kwargs: Mapping[str, Any])
 
 
 @kopf.on.event(resources_exposure.GATEWAY_GROUP, "v1", "httproutes", labels=exposure.ROUTE_LABELS)
+@metrics.measured("Trigger")
 def trigger_route_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """The Gateway accepted or refused a Trigger's route (or someone changed it)."""
     _route_changed(event, logger, kwargs)
 
 
 @kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=exposure.ROUTE_LABELS)
+@metrics.measured("Trigger")
 def trigger_ingress_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """The Ingress controller published (or lost) an address for a Trigger's Ingress."""
     _route_changed(event, logger, kwargs)
 
 
 @kopf.on.event(resources_exposure.GATEWAY_GROUP, "v1", "gateways")
+@metrics.measured("Trigger")
 def trigger_gateway_event(event: kopf.RawEvent, logger: Any, **kwargs: Any) -> None:
     """A Gateway came, changed or went: HTTP Triggers waiting for one are looked at again."""
     deleted = event.get("type") == "DELETED"

@@ -92,7 +92,8 @@ def test_the_command_line_reports_the_result_in_the_termination_log(
     assert cli.main(["build"]) == 0
     result = json.loads(cfg.termination_log.read_text())
     assert result["image"].startswith(f"{registry}/fn/team/hello@sha256:")
-    assert set(result["seconds"]) >= {"source", "layers", "push", "total"}
+    assert set(result["seconds"]) >= {"source", "prepare", "layers", "push", "total"}
+    assert result["seconds"]["source"] <= result["seconds"]["prepare"]
 
 
 def test_a_failed_build_exits_1_with_the_error_in_the_termination_log(
@@ -110,8 +111,38 @@ def test_a_failed_build_exits_1_with_the_error_in_the_termination_log(
     }.items():
         monkeypatch.setenv(key, value)
     assert cli.main(["build"]) == 1
-    error = json.loads(cfg.termination_log.read_text())["error"]
-    assert "no-such-runtime" in error
+    reported = json.loads(cfg.termination_log.read_text())
+    assert "no-such-runtime" in reported["error"]
+    # The code was prepared; pushing onto a runtime image the registry lacks failed.
+    assert reported["phase"] == "push"
+
+
+def test_a_build_that_fails_installing_names_the_install_phase(
+    tmp_path: pathlib.Path, registry: str, base_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in the Job: one container prepares, the next installs and pushes.
+    cfg = _config(
+        tmp_path,
+        registry,
+        base_image,
+        PYTHON,
+        {"app.py": "x = 1\n", "requirements.txt": "not a requirement !!\n"},
+    )
+    for key, value in {
+        "KFN_BUILD_RUNTIME": PYTHON,
+        "KFN_BUILD_BASE_IMAGE": base_image,
+        "KFN_BUILD_TARGET": cfg.target,
+        "KFN_BUILD_WORKSPACE": str(cfg.workspace),
+        "KFN_BUILD_SOURCE_DIR": str(cfg.source_dir),
+        "KFN_TERMINATION_LOG": str(cfg.termination_log),
+        "KFN_REGISTRY_PLAIN_HTTP": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["prepare"]) == 0
+    assert cli.main(["push"]) == 1
+    reported = json.loads(cfg.termination_log.read_text())
+    assert reported["phase"] == "install"
+    assert "installing the Python dependencies failed" in reported["error"]
 
 
 def _npm_installs(cfg: BuildConfig, packages: dict[str, str]) -> None:

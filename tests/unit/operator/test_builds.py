@@ -10,18 +10,20 @@ would write it.
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 import socket
 from collections.abc import Iterator
 from typing import Any
 
+import prometheus_client
 import pytest
 
 from kfn import oci
 from kfn.api import function
 from kfn.builder import __main__ as builder
 from kfn.builder.config import BuildConfig
-from kfn.operator import builds, reconcile, settings
+from kfn.operator import builds, handlers, metrics, reconcile, settings
 from kfn.resources import build, source
 from tests.unit.operator import kubeapi
 
@@ -412,3 +414,225 @@ def test_a_recorded_build_stands_while_the_registry_cannot_be_reached(
     resolution = builds.resolve(_parsed(body), known)
     assert (resolution.build.reason, resolution.image, resolution.current) == ("Built", image, True)
     assert api.names(JOBS) == []
+
+
+# --- build metrics: each finished build recorded once ----------------------------------------
+
+LOG = logging.getLogger("tests.build_metrics")
+
+
+def _sample(name: str, phase: str) -> float:
+    return prometheus_client.REGISTRY.get_sample_value(name, {"phase": phase}) or 0.0
+
+
+def _durations() -> dict[str, tuple[float, float]]:
+    """Each phase's (count, sum) of kfn_build_duration_seconds so far."""
+    return {
+        phase: (
+            _sample("kfn_build_duration_seconds_count", phase),
+            _sample("kfn_build_duration_seconds_sum", phase),
+        )
+        for phase in metrics.BUILD_PHASES
+    }
+
+
+def _timed(api: kubeapi.KubeApi, name: str) -> dict[str, Any]:
+    """The finished Job ``name`` as the cluster writes it: its start and completion times, and
+    its steps' containers started and finished (whole seconds, as Kubernetes keeps them)."""
+    job = api.get(JOBS, name)
+    pod = api.get(PODS, f"{name}-pod")
+    assert job is not None
+    assert pod is not None
+    job["status"] |= {"startTime": "2026-12-04T10:00:00Z", "completionTime": "2026-12-04T10:00:09Z"}
+    pod["status"]["initContainerStatuses"] = [
+        {
+            "name": "prepare",
+            "state": {"terminated": {"exitCode": 0, "startedAt": "2026-12-04T10:00:01Z",
+                                     "finishedAt": "2026-12-04T10:00:02Z"}},
+        },
+        {
+            "name": build.CHECK_CONTAINER,
+            "state": {"terminated": {"exitCode": 0, "startedAt": "2026-12-04T10:00:03Z",
+                                     "finishedAt": "2026-12-04T10:00:05Z"}},
+        },
+    ]  # fmt: skip
+    return job
+
+
+def test_a_finished_build_is_recorded_once_with_the_times_of_its_phases(
+    api: kubeapi.KubeApi, tmp_path: pathlib.Path
+) -> None:
+    reconcile.reconcile(_body(api))
+    [name] = api.names(JOBS)
+    result = _run_job(api, name, tmp_path)
+    job = _timed(api, name)
+    before = _durations()
+
+    for _ in range(3):  # the Job's later events (status tidying, the operator's own) repeat it
+        handlers.build_job_event(
+            event={"type": "MODIFIED", "object": job}, logger=LOG, functions_by_name={}
+        )
+
+    after = _durations()
+    added = {p: (after[p][0] - before[p][0], after[p][1] - before[p][1]) for p in after}
+    seconds = result["seconds"]
+    assert added["prepare"] == (1, pytest.approx(seconds["prepare"]))
+    assert added["check"] == (1, 2.0)
+    assert added["install"] == (0, 0), "nothing to install: no install phase"
+    assert added["push"] == (1, pytest.approx(seconds["layers"] + seconds["push"]))
+    assert added["total"] == (1, 9.0)
+
+
+def test_a_build_that_ended_before_the_operator_started_is_not_counted_by_it(
+    api: kubeapi.KubeApi, tmp_path: pathlib.Path
+) -> None:
+    reconcile.reconcile(_body(api))
+    [name] = api.names(JOBS)
+    _run_job(api, name, tmp_path)
+    job = _timed(api, name)
+    before = _durations()
+
+    # kopf's first listing (no event type), then a later change of the same Job.
+    handlers.build_job_event(event={"type": None, "object": job}, logger=LOG, functions_by_name={})
+    handlers.build_job_event(
+        event={"type": "MODIFIED", "object": job}, logger=LOG, functions_by_name={}
+    )
+
+    assert _durations() == before
+
+
+def _ended_job(*steps: tuple[str, dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A build Job that failed (a test marks it complete instead) and its pod, whose steps
+    ended as ``steps`` say."""
+    job = {
+        "metadata": {"name": "b", "namespace": NS, "uid": "job-uid"},
+        "status": {"conditions": [{"type": "Failed", "status": "True"}], "failed": 1},
+    }
+    statuses = [{"name": name, "state": state} for name, state in steps]
+    pod = {
+        "metadata": {"name": "b-pod", "ownerReferences": [{"uid": "job-uid"}]},
+        "status": {"initContainerStatuses": statuses[:-1], "containerStatuses": statuses[-1:]},
+    }
+    return job, [pod]
+
+
+OK = {"terminated": {"exitCode": 0}}
+
+
+def _failed(message: str = "", exit_code: int = 1) -> dict[str, Any]:
+    return {"terminated": {"exitCode": exit_code, "message": message}}
+
+
+@pytest.mark.parametrize(
+    ("steps", "phase"),
+    [
+        (
+            [
+                ("prepare", _failed('{"error":"sha256 mismatch","phase":"prepare"}')),
+                ("check", {"waiting": {}}),
+                ("build", {"waiting": {}}),
+            ],
+            "prepare",
+        ),
+        (
+            [
+                ("prepare", OK),
+                ("check", _failed('{"reason":"CodeCheckFailed","files":[]}')),
+                ("build", {"waiting": {}}),
+            ],
+            "check",
+        ),
+        (
+            [
+                ("prepare", OK),
+                ("check", OK),
+                ("npm", _failed("npm ERR! 404")),
+                ("build", {"waiting": {}}),
+            ],
+            "install",
+        ),
+        (
+            [
+                ("prepare", OK),
+                ("check", OK),
+                ("build", _failed('{"error":"pip failed","phase":"install"}')),
+            ],
+            "install",
+        ),
+        (
+            [
+                ("prepare", OK),
+                ("check", OK),
+                ("build", _failed('{"error":"401 from the registry","phase":"push"}')),
+            ],
+            "push",
+        ),
+        # Killed before it could say (out of memory): the build container runs two phases.
+        ([("prepare", OK), ("check", OK), ("build", _failed("Killed", 137))], "unknown"),
+        # The deadline stopped the build while npm ran.
+        (
+            [("prepare", OK), ("check", OK), ("npm", {"running": {}}), ("build", {"waiting": {}})],
+            "install",
+        ),
+    ],
+    ids=[
+        "prepare",
+        "code-check",
+        "npm",
+        "pip",
+        "push",
+        "killed-in-the-build-container",
+        "deadline-during-npm",
+    ],
+)
+def test_a_failed_build_is_counted_by_the_phase_it_failed_in(
+    steps: list[tuple[str, dict[str, Any]]], phase: str
+) -> None:
+    job, pods = _ended_job(*steps)
+
+    assert builds.report(job, pods) == metrics.BuildReport(failed_in=phase)
+
+
+def test_a_failed_build_whose_pod_is_gone_failed_in_an_unknown_phase() -> None:
+    job, _ = _ended_job(("build", {"waiting": {}}))
+
+    assert builds.report(job, []) == metrics.BuildReport(failed_in="unknown")
+
+
+def test_a_failed_build_is_counted_once_and_observes_no_durations(api: kubeapi.KubeApi) -> None:
+    job, [pod] = _ended_job(("prepare", OK), ("check", _failed("{}")), ("build", {"waiting": {}}))
+    pod["metadata"]["labels"] = {"batch.kubernetes.io/job-name": "b"}
+    api.put(JOBS, job)
+    api.put(PODS, pod)
+    job = api.get(JOBS, "b") or {}
+    before, failures = _durations(), _sample("kfn_build_failures_total", "check")
+
+    for _ in range(2):
+        handlers.build_job_event(
+            event={"type": "MODIFIED", "object": job}, logger=LOG, functions_by_name={}
+        )
+
+    assert _sample("kfn_build_failures_total", "check") - failures == 1
+    assert _durations() == before
+
+
+def test_npms_install_is_timed_by_its_container_when_it_installed_something() -> None:
+    message = {
+        "image": "r/fn/team/hello@sha256:" + "a" * 64,
+        "dependencyLayer": {"key": "k", "digest": "sha256:" + "b" * 64},
+        "dependenciesReused": False,
+        "seconds": {"source": 0.01, "prepare": 0.2, "layers": 0.5, "push": 1.25, "total": 2.0},
+    }
+    npm = {"terminated": {"exitCode": 0, "startedAt": "2026-12-04T10:00:03Z",
+                          "finishedAt": "2026-12-04T10:00:07Z"}}  # fmt: skip
+    job, pods = _ended_job(
+        ("prepare", OK), ("npm", npm), ("build", _failed(json.dumps(message), 0))
+    )
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+
+    durations = builds.report(job, pods).durations
+
+    assert durations == {"prepare": 0.2, "install": 4.0, "push": 1.75}
+    message["dependenciesReused"] = True
+    pods[0]["status"]["containerStatuses"][0]["state"] = _failed(json.dumps(message), 0)
+    assert "install" not in builds.report(job, pods).durations

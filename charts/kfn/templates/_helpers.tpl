@@ -332,14 +332,15 @@ seccompProfile:
 {{- end -}}
 
 {{/*
-Prometheus metrics (values metrics.*). The components that serve them: the activator and the
-trigger workers, each on its container port "metrics" (9090), exposed by a Service port
-"metrics". "kfn.metrics.serviceMonitors" is "true" when the chart makes ServiceMonitors:
+Prometheus metrics (values metrics.*). The components that serve them: the activator, the
+operator, the autoscaler and the trigger workers, each on its container port "metrics"
+(9090), exposed by a Service port "metrics" (the operator's, autoscaler's and workers' names
+and labels are those "kfn.worker.*" makes of the component's name). "kfn.metrics.serviceMonitors" is "true" when the chart makes ServiceMonitors:
 metrics.serviceMonitors.enabled true, or auto and the cluster serves monitoring.coreos.com/v1
 (the Prometheus Operator's CRDs); empty otherwise.
 */}}
 {{- define "kfn.metrics.components" -}}
-{{- list "activator" "cron" "stream" "bucket" | toJson -}}
+{{- list "activator" "operator" "autoscaler" "cron" "stream" "bucket" | toJson -}}
 {{- end -}}
 
 {{- define "kfn.metrics.serviceMonitors" -}}

@@ -89,6 +89,8 @@ spec:
             {{- end }}
             - name: KFN_LOG_LEVEL
               value: {{ $values.logLevel | quote }}
+            - name: KFN_LOG_FORMAT
+              value: {{ $root.Values.logging.format | quote }}
             {{- /* Where the Secrets Triggers name may be sent (docs/security.md). */}}
             - name: KFN_REQUIRE_ENDPOINT_OPT_IN
               value: {{ $root.Values.triggerCredentials.requireEndpointOptIn | quote }}

@@ -36,9 +36,11 @@ COMPONENTS = (
     "cron",
     "stream",
     "bucket",
+    "dashboard",
 )
-#: The components that run pods (the invoke Service and the invoker role run none).
-WORKLOADS = tuple(c for c in COMPONENTS if c not in ("invoke", "invoker"))
+#: The components that run pods (the invoke Service, the invoker role and the dashboard's
+#: ConfigMap run none).
+WORKLOADS = tuple(c for c in COMPONENTS if c not in ("invoke", "invoker", "dashboard"))
 
 #: What every install must say (the chart refuses without it): where kfn's images come from,
 #: where builds push, and the robot key of the default (managed) credentials.

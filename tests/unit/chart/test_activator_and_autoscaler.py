@@ -331,7 +331,16 @@ def test_one_autoscaler_runs_the_autoscaler_module_where_activators_send_stats(
     assert {"--port=8090", "--stable-window=30", "--panic-window=6"} <= set(container["args"])
     service = chart.one(objects, "Service", "autoscaler")
     assert service["metadata"]["name"] == "kfn-autoscaler"
-    assert [p["port"] for p in service["spec"]["ports"]] == [8090]
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
+        "stats": (8090, "stats"),
+        "metrics": (9090, "metrics"),
+    }
+    # Its metrics are served on --host at the default --metrics-port, 9090.
+    assert "--host=0.0.0.0" in container["args"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "stats": 8090,
+        "metrics": 9090,
+    }
 
 
 def test_the_autoscaler_takes_stats_only_with_the_activators_own_projected_token(

@@ -42,8 +42,11 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def test_the_activator_and_the_three_trigger_workers_serve_metrics(helm: pathlib.Path) -> None:
-    assert _serving(chart.render(helm)) == ["activator", "bucket", "cron", "stream"]
+def test_every_kfn_component_serves_metrics(helm: pathlib.Path) -> None:
+    assert _serving(chart.render(helm)) == sorted(chart.WORKLOADS)
+    assert sorted(chart.WORKLOADS) == [
+        "activator", "autoscaler", "bucket", "cron", "operator", "stream",
+    ]  # fmt: skip
 
 
 def test_every_component_that_serves_metrics_exposes_them_on_a_service_port_named_metrics(
@@ -64,11 +67,11 @@ def test_every_component_that_serves_metrics_exposes_them_on_a_service_port_name
         assert port["port"] == 9090, component
 
 
-def test_the_cron_and_stream_metrics_services_are_headless_and_serve_nothing_else(
+def test_the_operator_cron_and_stream_metrics_services_are_headless_and_serve_nothing_else(
     helm: pathlib.Path,
 ) -> None:
     objects = chart.render(helm)
-    for component in ("cron", "stream"):
+    for component in ("operator", "cron", "stream"):
         service = chart.one(objects, "Service", component)
         assert service["spec"]["clusterIP"] == "None"
         assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
@@ -81,8 +84,6 @@ def test_without_the_prometheus_operator_the_pods_carry_the_scrape_annotations(
     assert _monitors(objects) == []
     for component in _serving(objects):
         assert _pod_annotations(objects, component) == ANNOTATIONS, component
-    for component in ("operator", "autoscaler"):
-        assert _pod_annotations(objects, component) == {}, component
 
 
 def test_with_the_prometheus_operator_each_metrics_service_has_a_service_monitor_instead(
@@ -103,7 +104,9 @@ def test_with_the_prometheus_operator_each_metrics_service_has_a_service_monitor
         ]
         assert selected["metadata"]["name"] == monitor["metadata"]["name"]
         assert "metrics" in [p["name"] for p in selected["spec"]["ports"]]
-        assert spec["endpoints"] == [{"port": "metrics", "path": "/metrics", "scheme": "http"}]
+        assert spec["endpoints"] == [
+            {"port": "metrics", "path": "/metrics", "scheme": "http", "honorLabels": True}
+        ]
         assert _pod_annotations(objects, component) == {}, component
 
 

@@ -22,6 +22,7 @@ def test_a_release_named_kfn_names_the_operator_kfn_operator(helm: pathlib.Path)
         "ClusterRoleBinding",
         "Deployment",
         "NetworkPolicy",
+        "Service",
         "ServiceAccount",
     ]
     assert {o["metadata"]["name"] for o in objects} == {"kfn-operator"}
@@ -81,6 +82,7 @@ def test_a_long_full_name_override_is_cut_to_63_characters(helm: pathlib.Path) -
         "x" * 58 + "-cron",
         "x" * 56 + "-stream",
         "x" * 56 + "-bucket",
+        "x" * 53 + "-dashboard",
     }
 
 
@@ -131,4 +133,4 @@ def test_pod_labels_and_annotations_are_added_but_cannot_replace_the_selector_la
     template = chart.one(objects, "Deployment")["spec"]["template"]
     assert template["metadata"]["labels"]["team"] == "payments"
     assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
-    assert template["metadata"]["annotations"] == {"example.com/scrape": "true"}
+    assert template["metadata"]["annotations"]["example.com/scrape"] == "true"

@@ -31,20 +31,23 @@ def test_every_kfn_workload_has_a_policy_selecting_exactly_its_own_pods(
         assert policy["policyTypes"] == ["Ingress"], component
 
 
-def test_the_autoscaler_takes_stats_only_from_the_activators(helm: pathlib.Path) -> None:
+def test_the_autoscaler_takes_stats_only_from_the_activators_and_scrapes(
+    helm: pathlib.Path,
+) -> None:
     objects = chart.render(helm)
     activator_pods = chart.one(objects, "Deployment", "activator")["spec"]["selector"]
-    (rule,) = _policy(objects, "autoscaler")["ingress"]
+    rule, metrics = _policy(objects, "autoscaler")["ingress"]
     assert rule["from"] == [{"podSelector": activator_pods}]
     assert _ports(rule) == ["stats"]
+    assert _ports(metrics) == ["metrics"]
+    assert "from" not in metrics
 
 
 def test_the_operator_and_the_workers_admit_nothing_but_scrapes_and_the_bucket_its_stores(
     helm: pathlib.Path,
 ) -> None:
     objects = chart.render(helm)
-    assert _policy(objects, "operator")["ingress"] == []
-    for component in ("cron", "stream"):
+    for component in ("operator", "cron", "stream"):
         (metrics,) = _policy(objects, component)["ingress"]
         assert _ports(metrics) == ["metrics"]
         assert "from" not in metrics
@@ -63,8 +66,8 @@ def test_the_activators_doors_are_open_and_its_metrics_only_to_the_scrapers_name
     assert "from" not in doors
     assert _ports(metrics) == ["metrics"]
     assert metrics["from"] == SCRAPERS
-    for component in ("cron", "stream", "bucket"):
-        assert _policy(objects, component)["ingress"][-1]["from"] == SCRAPERS
+    for component in ("operator", "autoscaler", "cron", "stream", "bucket"):
+        assert _policy(objects, component)["ingress"][-1]["from"] == SCRAPERS, component
 
 
 def test_the_operator_is_told_this_releases_activator_pods_for_functions_policies(

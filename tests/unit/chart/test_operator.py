@@ -249,7 +249,11 @@ def test_the_operator_container_runs_the_operator_module_with_health_probes(
     container = chart.operator_container(chart.render(helm))
     assert container["command"] == ["python3", "-m", "kfn.operator"]
     assert container["env"][0] == {"name": "KFN_LOG_LEVEL", "value": "INFO"}
-    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    assert {"name": "KFN_METRICS_PORT", "value": "9090"} in container["env"]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
     assert container["resources"] == {

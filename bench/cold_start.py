@@ -24,6 +24,10 @@ Targets: p50 ≤ 1.0 s and ≤ 0.3 s above the bare pod-start floor.
 
     .venv/bin/python bench/cold_start.py --trials 20
     .venv/bin/python bench/cold_start.py --trials 10 --runtimes nodejs22 python3.13
+    .venv/bin/python bench/cold_start.py --trials 5 --plot docs/img/cold-start.png
+
+With ``--plot PATH`` it also draws every path's trials (a row of dots per path) against the
+two pod-start floors of the same run (grey rows; dashed lines at their medians), as a PNG.
 
 Expects kfn installed (``make up``). Everything it creates lives in one namespace that
 is deleted at the end. All traffic goes to cluster addresses on this machine.
@@ -55,6 +59,7 @@ from tests.cluster import httpload  # noqa: E402
 from tests.cluster.invoking import bearer  # noqa: E402
 from tests.cluster.kubeutil import KUBECONFIG, kubectl, kubectl_json, push_python_app  # noqa: E402
 
+import plots  # noqa: E402
 import pod_start  # noqa: E402
 from kfncluster import fnimage, runtimeimages  # noqa: E402
 
@@ -242,6 +247,7 @@ def main() -> int:
         default=list(runtimeimages.IMAGES),
         help="runtimes whose cold start to time too (none: skip)",
     )
+    plots.add_argument(parser)
     args = parser.parse_args()
 
     api_client = config.new_client_from_config(config_file=str(KUBECONFIG))  # type: ignore[no-untyped-call]
@@ -305,7 +311,31 @@ def main() -> int:
     )
     met = cold50 <= 1.0 and cold50 - floor50 <= 0.3
     print(f"targets (p50 <= 1.0 s, <= 0.3 s above the floor): {'met' if met else 'NOT met'}")
+    if args.plot:
+        plot(args.plot, floor, runtime, cold, per_runtime)
     return 0
+
+
+def plot(
+    path: pathlib.Path,
+    floor: list[float],
+    runtime: list[float],
+    cold: list[float],
+    per_runtime: dict[str, list[float]],
+) -> None:
+    """Every cold-start path's trials in ms, against the two pod-start floors of the run."""
+    ms = {"activator, prebuilt image": [v * 1000 for v in cold]}
+    ms |= {f"activator, {r}": [v * 1000 for v in values] for r, values in per_runtime.items()}
+    plots.distribution(
+        path,
+        ms,
+        floors={
+            "bare pod start": [v * 1000 for v in floor],
+            "runtime pod start": [v * 1000 for v in runtime],
+        },
+        title=f"Cold start through the activator vs pod start, {len(cold)} trials each",
+        xlabel="ms from the request to the complete answer (floors: scale to HTTP 200)",
+    )
 
 
 def _name(runtime: str) -> str:

@@ -33,6 +33,10 @@ also prints its cycle per batch and partition, split into the invocation's round
 the worker's own time.
 
     .venv/bin/python bench/stream_throughput.py [--records 200000] [--batches 1,10,100]
+    .venv/bin/python bench/stream_throughput.py --plot docs/img/stream-throughput.png
+
+With ``--plot PATH`` it also draws records/s per batch size as bars (plain, kfn → fn,
+kfn → stub), on a log scale since the rates span two orders of magnitude, as a PNG.
 
 Needs kfn installed (``make up``) and Kafka on 10.244.0.1:9092 (``kfncluster up``). Creates
 and deletes its topic and namespace; the stub serves on 127.0.0.1 only. Target: the
@@ -57,7 +61,12 @@ from collections.abc import Callable
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "hack" / "cluster")]
+sys.path[:0] = [
+    str(REPO / "bench"),
+    str(REPO),
+    str(REPO / "operator"),
+    str(REPO / "hack" / "cluster"),
+]
 
 import confluent_kafka  # noqa: E402
 import confluent_kafka.admin  # noqa: E402
@@ -69,6 +78,7 @@ from tests.cluster.kubeutil import (  # noqa: E402
     python_function,
 )
 
+import plots  # noqa: E402
 from kfn import retry  # noqa: E402
 from kfn.api import trigger as trigger_api  # noqa: E402
 from kfn.triggers import invoke, onfailure  # noqa: E402
@@ -335,6 +345,7 @@ def main() -> int:
     parser.add_argument("--namespace", default="kfn-system", help="where kfn runs")
     parser.add_argument("--no-stub", action="store_true", help="skip the kfn → stub rows")
     parser.add_argument("--no-function", action="store_true", help="skip the kfn → fn rows")
+    plots.add_argument(parser)
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     service = kubectl_json("-n", args.namespace, "get", "service", "kfn-invoke")
@@ -379,6 +390,15 @@ def main() -> int:
         delete_topic(args.bootstrap, topic)
         kubectl("delete", "namespace", namespace, "--wait=false")
 
+    print_table(rows)
+    if args.plot:
+        plot(args.plot, rows, args.records)
+    return 0
+
+
+def print_table(rows: list[tuple[int, float, float | None, float | None]]) -> None:
+    """The rows side by side, each kfn rate as a share of plain, and the target's verdict."""
+
     def cell(rate: float | None, base: float) -> str:
         return f"{'-':>9} {'-':>6}" if rate is None else f"{rate:>9.0f} {rate / base:>6.0%}"
 
@@ -394,7 +414,25 @@ def main() -> int:
         ratio = at_100[0][1] / at_100[0][0]
         verdict = "met" if ratio >= 0.5 else "NOT met"
         print(f"target (kfn → fn at batch 100 >= 50 % of plain): {verdict} ({ratio:.0%})")
-    return 0
+
+
+def plot(
+    path: pathlib.Path, rows: list[tuple[int, float, float | None, float | None]], records: int
+) -> None:
+    """Records/s by batch size: a bar per consumer, grouped by batch."""
+    plots.grouped_bars(
+        path,
+        [str(batch) for batch, *_ in rows],
+        {
+            "plain consumer": [base for _, base, _, _ in rows],
+            "kfn → fn": [real for _, _, real, _ in rows],
+            "kfn → stub": [alone for _, _, _, alone in rows],
+        },
+        title=f"Stream trigger throughput, {records:,} records, 3 partitions",
+        xlabel="batch size (records per invocation)",
+        ylabel="records/s (log scale)",
+        log=True,
+    )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def python_function(namespace: str, name: str, image: str, **spec: Any) -> None:
 
 
 def function_pods(namespace: str, name: str) -> list[dict[str, Any]]:
-    selector = f"kfn.dev/function={name}"
+    """The pods serving the Function (its build Jobs' pods carry its name too, not this)."""
+    selector = f"kfn.dev/function={name},app.kubernetes.io/component=function"
     return list(kubectl_json("-n", namespace, "get", "pods", "-l", selector)["items"])
 
 

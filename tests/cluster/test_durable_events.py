@@ -221,11 +221,12 @@ def test_a_function_deleted_mid_delivery_leaves_another_functions_events_flowing
 
     # doomed's events end in the on-failure destination as ResourceNotFound, counted. One
     # in flight when its pod went away is a function error first (retried after 60 s).
-    function = f"{namespace}/doomed"
-
     def given_up() -> float:
         return activator_metric(
-            "kfn_activator_events_failed_total", function=function, condition="ResourceNotFound"
+            "kfn_function_async_events_dropped_total",
+            namespace=namespace,
+            function="doomed",
+            reason="ResourceNotFound",
         )
 
     def all_ended() -> bool:

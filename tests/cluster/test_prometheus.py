@@ -101,15 +101,14 @@ def test_an_activator_metric_of_a_function_just_invoked_can_be_queried(
     known_to_every_activator(door, namespace, "scraped")
     response = asyncio.run(invoke(door, namespace, "scraped"))
     assert response.status == 200, response
-    query = f'sum(kfn_activator_requests_total{{function="{namespace}/scraped",code="200"}})'
+    selector = f'namespace="{namespace}",function="scraped"'
+    query = f'sum(kfn_activator_requests_total{{{selector},code="200"}})'
 
     def counted() -> float | None:
         result = _api("query", query=query)["result"]
         return float(result[0]["value"][1]) if result else None
 
     assert wait_for(f"{query} in Prometheus", counted, timeout=120, every=5) >= 1
-    series = _api(
-        "series", **{"match[]": f'kfn_activator_requests_total{{function="{namespace}/scraped"}}'}
-    )
+    series = _api("series", **{"match[]": f"kfn_activator_requests_total{{{selector}}}"})
     assert series
     assert {s["job"] for s in series} == {JOBS["activator"]}

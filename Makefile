@@ -56,8 +56,9 @@ crds: venv ## Regenerate crds/ (and the chart's copy) from the pydantic models i
 	PYTHONPATH=operator $(PY) -m kfn.api.crdgen --out crds/
 	mkdir -p charts/kfn/crds && cp crds/*.yaml charts/kfn/crds/
 
-docs: venv tools ## Regenerate docs/install.md's tables of chart values and RBAC from the chart.
+docs: venv tools ## Regenerate docs/install.md's tables of chart values and RBAC from the chart, and docs/cli.md from kubectl kfn's help.
 	$(PY) hack/chartdocs.py --helm $(KFN_CACHE)/bin/helm
+	$(PY) hack/clidocs.py
 
 fmt: venv ## Format and fix what ruff can.
 	$(VENV)/bin/ruff format .

@@ -105,14 +105,3 @@ def test_the_bash_script_completes_through_the_plugin(
     assert sorted(
         _bash_complete(["kubectl-kfn", "--kubeconfig", "s"], plugin_on_path, tmp_path)
     ) == ["setup.txt", "src"]
-
-
-def test_the_zsh_script_is_valid_zsh() -> None:
-    zsh = shutil.which("zsh")
-    if zsh is None:
-        pytest.skip("zsh is not installed: the script's syntax cannot be checked here")
-    done = subprocess.run(
-        [zsh, "-n"], input=completion.ZSH, capture_output=True, text=True, timeout=30,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr

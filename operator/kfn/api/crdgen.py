@@ -23,7 +23,7 @@ import pydantic_core
 import yaml
 from pydantic import json_schema
 
-from kfn.api import function, meta, toplevel, trigger
+from kfn.api import function, function_version, meta, toplevel, trigger
 
 HEADER: Final = (
     "# Generated from the models in operator/kfn/api by `python -m kfn.api.crdgen`.\n"
@@ -296,12 +296,19 @@ def trigger_crd() -> dict[str, Any]:
         trigger.TriggerStatus,
         trigger.TRIGGER_NAME_RULE,
     )
-    columns = [
+    columns: list[dict[str, Any]] = [
         {
             "name": "Function",
             "type": "string",
             "jsonPath": ".spec.functionRef.name",
             "description": "The Function invoked.",
+        },
+        {
+            "name": "Qualifier",
+            "type": "string",
+            "jsonPath": ".spec.functionRef.qualifier",
+            "description": "The Function's version or alias invoked; none for $LATEST.",
+            "priority": 1,
         },
         {
             "name": "Type",
@@ -327,6 +334,60 @@ def trigger_crd() -> dict[str, Any]:
     )
 
 
+def function_version_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition of FunctionVersion."""
+    schema = _root_schema(
+        function_version.KIND,
+        "A FunctionVersion: an immutable record of the image and configuration one version of "
+        "a Function ran, published by the operator.",
+        function_version.FunctionVersionSpec,
+        function_version.FunctionVersionStatus,
+        function_version.FUNCTION_VERSION_NAME_RULE,
+    )
+    meta.add_rules(schema["properties"]["spec"], [function_version.IMMUTABLE])
+    columns: list[dict[str, Any]] = [
+        {
+            "name": "Function",
+            "type": "string",
+            "jsonPath": ".spec.function",
+            "description": "The Function this is a version of.",
+        },
+        {
+            "name": "Version",
+            "type": "integer",
+            "jsonPath": ".spec.version",
+            "description": "The version's number.",
+        },
+        {
+            "name": "Routed",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Routed")].status',
+            "description": "Whether anything routes to it.",
+        },
+        {
+            "name": "Replicas",
+            "type": "integer",
+            "jsonPath": ".status.replicas",
+            "description": "Pods running it.",
+        },
+        {
+            "name": "Image",
+            "type": "string",
+            "jsonPath": ".spec.template.source.image",
+            "priority": 1,
+            "description": "Its image, by digest.",
+        },
+        _AGE,
+    ]
+    return _crd(
+        kind=function_version.KIND,
+        plural=function_version.PLURAL,
+        short_names=["fnv"],
+        schema=schema,
+        columns=columns,
+    )
+
+
 class _Dumper(yaml.SafeDumper):
     """Writes shared sub-trees out in full: anchors and aliases would only confuse readers."""
 
@@ -344,7 +405,7 @@ def generate() -> dict[str, str]:
     """File name -> content of every CRD kfn installs."""
     return {
         f"{meta.GROUP}_{crd['spec']['names']['plural']}.yaml": render(crd)
-        for crd in (function_crd(), trigger_crd())
+        for crd in (function_crd(), function_version_crd(), trigger_crd())
     }
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 import pydantic
 
-from kfn.api import meta, toplevel, web
+from kfn.api import meta, toplevel, versioning, web
 from kfn.api.meta import Cel, DurationRange, Rule
 
 KIND: Final = "Function"
@@ -825,6 +825,30 @@ class FunctionSpec(meta.Model):
         "(the default) or JSON lines, and with JSON the application's and the platform's "
         "log levels.",
     )
+    publish: versioning.Publish = pydantic.Field(
+        default=versioning.Publish.ALWAYS,
+        description="When a version is published: Always (every change of code or "
+        "configuration that is deployed becomes a new numbered version, so every change has a "
+        "way back) or OnRequest (only when the annotation kfn.dev/publish changes, as Lambda's "
+        "PublishVersion).",
+    )
+    version_retention: int = pydantic.Field(
+        default=versioning.DEFAULT_VERSION_RETENTION,
+        ge=1,
+        le=versioning.MAX_VERSION_RETENTION,
+        description="Versions kept; older ones are deleted, never one an alias routes to or a "
+        "rollout moves from or to.",
+    )
+    aliases: list[versioning.Alias] = pydantic.Field(
+        default_factory=list,
+        max_length=versioning.MAX_ALIASES,
+        description="Names callers use (function:name) for a version, or for two versions "
+        "with weights, or for a version reached in steps (rollout).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
 
     __rules__ = (
         Rule(
@@ -986,6 +1010,22 @@ class FunctionStatus(toplevel.Status):
         default=None,
         max_length=LAYER_RECORDS,
         description="Layers (spec.layers) kfn built for this Function, most recently used first.",
+    )
+    versions: list[versioning.VersionRecord] | None = pydantic.Field(
+        default=None,
+        max_length=versioning.MAX_VERSION_RETENTION,
+        description="The published versions kept (spec.versionRetention), newest first; each "
+        "is also a FunctionVersion object.",
+    )
+    latest_version: int | None = pydantic.Field(
+        default=None,
+        ge=1,
+        description="The newest version's number; numbers are never reused.",
+    )
+    aliases: list[versioning.AliasStatus] | None = pydantic.Field(
+        default=None,
+        max_length=versioning.MAX_ALIASES,
+        description="How each alias routes now, and where its rollout stands.",
     )
 
 

@@ -316,6 +316,10 @@ class ObjectMeta(pydantic.BaseModel):
         default=None, description="Generation of the spec, set by the API server."
     )
     labels: dict[str, str] = pydantic.Field(default_factory=dict, description="Labels.")
+    annotations: dict[str, str] = pydantic.Field(default_factory=dict, description="Annotations.")
+    creation_timestamp: str | None = pydantic.Field(
+        default=None, description="When the object was created (RFC 3339), set by the server."
+    )
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 import pydantic
 
-from kfn.api import cron, meta, toplevel, web
+from kfn.api import cron, meta, toplevel, versioning, web
 from kfn.api.meta import Cel, DurationRange, Rule
 
 KIND: Final = "Trigger"
@@ -78,6 +78,21 @@ class FunctionReference(meta.Model):
         pattern=meta.DNS1035_LABEL_PATTERN,
         description="Name of the Function.",
     )
+    qualifier: str | None = pydantic.Field(
+        default=None,
+        max_length=63,
+        pattern=versioning.QUALIFIER_PATTERN,
+        description="The Function's version or alias to invoke, as Lambda's qualifier: "
+        "$LATEST (the default: the newest code), a published version number such as 3, or "
+        "an alias name such as live (its weights chosen per request).",
+    )
+
+    @property
+    def target_qualifier(self) -> str:
+        """The qualifier invocations name; "" for ``$LATEST``, which names no version."""
+        if self.qualifier is None or self.qualifier == versioning.LATEST:
+            return ""
+        return self.qualifier
 
 
 # --- destinations ----------------------------------------------------------------------------

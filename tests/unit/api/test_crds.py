@@ -148,6 +148,14 @@ def test_ready_and_reason_columns_read_the_ready_condition() -> None:
         assert columns["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
 
 
+def test_a_triggers_qualifier_is_a_wide_column_next_to_its_function() -> None:
+    columns = crdgen.trigger_crd()["spec"]["versions"][0]["additionalPrinterColumns"]
+    names = [c["name"] for c in columns]
+    assert names[:2] == ["Function", "Qualifier"]
+    assert columns[1]["jsonPath"] == ".spec.functionRef.qualifier"
+    assert columns[1]["priority"] == 1
+
+
 def test_rendered_yaml_has_no_anchors() -> None:
     for name, text in crdgen.generate().items():
         assert "&id" not in text, name

@@ -228,3 +228,20 @@ def test_time_zones_have_the_syntax_of_iana_names(zone: str, ok: bool) -> None:
     else:
         with pytest.raises(pydantic.ValidationError, match="String should match pattern"):
             _trigger(cron=cron)
+
+
+@pytest.mark.parametrize(
+    ("qualifier", "invoked"),
+    [(None, ""), ("$LATEST", ""), ("3", "3"), ("live", "live"), ("2024-blue", "2024-blue")],
+)
+def test_a_function_reference_invokes_its_qualifier_with_latest_as_none(
+    qualifier: str | None, invoked: str
+) -> None:
+    ref = trigger.FunctionReference.model_validate({"name": "hello", "qualifier": qualifier})
+    assert ref.target_qualifier == invoked
+
+
+@pytest.mark.parametrize("qualifier", ["0", "03", "$latest", "live.1", "a b", ""])
+def test_a_qualifier_that_is_no_version_number_or_alias_name_is_refused(qualifier: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match="qualifier"):
+        trigger.FunctionReference.model_validate({"name": "hello", "qualifier": qualifier})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
 import threading
@@ -46,6 +47,7 @@ _PATHS: Final[Mapping[tuple[str, str], tuple[str, str]]] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): ("/apis/networking.k8s.io/v1", "networkpolicies"),
     ("kfn.dev/v1alpha1", "Function"): ("/apis/kfn.dev/v1alpha1", "functions"),
     ("kfn.dev/v1alpha1", "Trigger"): ("/apis/kfn.dev/v1alpha1", "triggers"),
+    ("kfn.dev/v1alpha1", "FunctionVersion"): ("/apis/kfn.dev/v1alpha1", "functionversions"),
     ("networking.k8s.io/v1", "Ingress"): ("/apis/networking.k8s.io/v1", "ingresses"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): (
         "/apis/gateway.networking.k8s.io/v1",
@@ -292,15 +294,70 @@ def list_objects(
 
 
 def patch_status(
-    api_version: str, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    api_version: str,
+    kind: str,
+    namespace: str,
+    name: str,
+    status: Mapping[str, Any],
+    *,
+    manager: str | None = None,
 ) -> Object:
-    """Merge-patches ``status`` (the status subresource)."""
+    """Merge-patches ``status`` (the status subresource), as ``manager`` when given."""
     return _call(
         "PATCH",
         _path(api_version, kind, namespace, name) + "/status",
         body={"status": dict(status)},
+        query=[("fieldManager", manager)] if manager else None,
         content_type="application/merge-patch+json",
     )
+
+
+#: The longest message an Event keeps (the API server refuses longer ones).
+EVENT_MESSAGE_LIMIT: Final = 1024
+
+
+def create_event(
+    involved: Mapping[str, Any],
+    *,
+    reason: str,
+    message: str,
+    warning: bool = False,
+    component: str,
+    now: datetime.datetime | None = None,
+) -> Object:
+    """Records a ``v1`` Event about ``involved`` (an object with ``apiVersion``, ``kind`` and
+    ``metadata``: its namespace, name and uid), as ``kubectl describe`` shows them: ``reason``,
+    ``message`` (cut to :data:`EVENT_MESSAGE_LIMIT` characters) and ``Normal`` or ``Warning``
+    type, from ``component``, at ``now`` (the present when None)."""
+    meta = involved.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "default")
+    when = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    reference = {
+        "apiVersion": involved.get("apiVersion", ""),
+        "kind": involved.get("kind", ""),
+        "namespace": namespace,
+        "name": meta.get("name", ""),
+    }
+    if meta.get("uid"):
+        reference["uid"] = meta["uid"]
+    if meta.get("resourceVersion"):
+        reference["resourceVersion"] = meta["resourceVersion"]
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name', 'kfn')}.", "namespace": namespace},
+        "involvedObject": reference,
+        "reason": reason,
+        "message": message[:EVENT_MESSAGE_LIMIT],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": component,
+        "firstTimestamp": when,
+        "lastTimestamp": when,
+        "count": 1,
+    }
+    return _call("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
 
 
 # --- reading collections, watching, and the scale subresource ------------------------------

@@ -19,6 +19,7 @@ import pydantic
 from kfn import clock, kube
 from kfn.api import function, meta
 from kfn.operator import builds, credentials, settings, triggers
+from kfn.operator import versions as versions_
 from kfn.resources import deployment as deployment_builder
 from kfn.resources import network, objects, provenance, service, source, status
 
@@ -177,6 +178,7 @@ def reconcile(body: Mapping[str, Any]) -> Outcome:
     resolution = _resolve(fn)
     source_verdict, build_verdict, image = resolution.source, resolution.build, resolution.image
     source_hash = resolution.source_hash
+    published: versions_.Published | None = None
     if image is not None:
         existing = kube.get("apps/v1", "Deployment", ns, fn.metadata.name)
         initial = fn.spec.scale.min_replicas if existing is None else None
@@ -192,6 +194,10 @@ def reconcile(body: Mapping[str, Any]) -> Outcome:
                 # Turned off in the chart: a policy an earlier setting made would keep
                 # admitting only the activator, which is no longer what the admin asked.
                 _delete_owned(ns, fn.metadata.name, ("networking.k8s.io/v1", "NetworkPolicy"))
+            if resolution.current:
+                # Only an image built from the current source is a version: while the next one
+                # builds, the previous image runs under the new configuration for a while.
+                published = versions_.reconcile(fn, image, deploy_hash)
         except kube.ApiError as exc:
             if exc.status not in (400, 403, 422):
                 raise
@@ -206,7 +212,13 @@ def reconcile(body: Mapping[str, Any]) -> Outcome:
                 records=resolution.records,
             )
     outcome = _write(
-        fn, body, (source_verdict, build_verdict), image, source_hash, records=resolution.records
+        fn,
+        body,
+        (source_verdict, build_verdict),
+        image,
+        source_hash,
+        records=resolution.records,
+        published=published,
     )
     return dataclasses.replace(outcome, retry_after=resolution.retry_after)
 
@@ -365,6 +377,7 @@ def _write(
     read: bool = True,
     refresh: bool = False,
     records: provenance.Records | None = None,
+    published: versions_.Published | None = None,
 ) -> Outcome:
     """Writes status for ``fn`` from (SourceReady, BuildSucceeded) and the live Deployment.
 
@@ -403,6 +416,11 @@ def _write(
         )
         previous = function.FunctionStatus.model_validate(current or {}).conditions
         new = status.compute(fn, facts, now=clock.utcnow(), url=url_for(fn), previous=previous)
+        new.update(
+            published.status_fields()
+            if published is not None
+            else {k: v for k, v in (current or {}).items() if k in status.VERSION_KEYS}
+        )
         changed = not status.same(current, new)
         if changed:
             kube.patch_status(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
@@ -97,6 +98,13 @@ class Deployment(TypedDict):
     spec: DeploymentSpec
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Version:
+    """The published version a Deployment of its own runs (``<function>-v<N>``)."""
+
+    number: int
+
+
 def build_deployment(
     fn: function.Function,
     *,
@@ -104,6 +112,7 @@ def build_deployment(
     source_hash: str,
     initial_replicas: int | None,
     platform: platform_.Platform | None = None,
+    version: Version | None = None,
 ) -> Deployment:
     """The Deployment of a function, pinned to ``image`` (a digest reference).
 
@@ -111,31 +120,39 @@ def build_deployment(
     Deployment, and ``None`` on every later update. Without it the object has no
     ``spec.replicas`` at all, so a server-side apply by the operator leaves the replica count the
     autoscaler set alone. ``platform`` carries the cluster's pull Secrets and placement.
+
+    With ``version`` this is that version's own Deployment, ``<function>-v<N>`` (``fn`` is then
+    the Function with the version's template as its spec): its pods have their own component
+    label, so the ``$LATEST`` Deployment's selector never takes them, and say their version.
     """
     annotations = {objects.ANNOTATION_SOURCE_HASH: source_hash}
+    selector = objects.selector_for(fn)
+    pod_labels = objects.pod_labels_for(fn)
+    if version is not None:
+        selector = objects.version_selector_for(fn, version.number)
+        pod_labels = {**pod_labels, **selector}
     spec: DeploymentSpec = {
         "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
-        "selector": {"matchLabels": objects.selector_for(fn)},
+        "selector": {"matchLabels": selector},
         # A rollout adds a pod before it removes one, so capacity never drops mid-rollout.
         "strategy": {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
         },
         "template": {
-            "metadata": {"labels": objects.pod_labels_for(fn), "annotations": dict(annotations)},
-            "spec": _pod_spec(fn, image, platform or platform_.Platform()),
+            "metadata": {"labels": pod_labels, "annotations": dict(annotations)},
+            "spec": _pod_spec(fn, image, platform or platform_.Platform(), version),
         },
     }
     if initial_replicas is not None:
         if initial_replicas < 0:
             raise ValueError(f"initial_replicas must not be negative, got {initial_replicas}")
         spec = {"replicas": initial_replicas, **spec}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": objects.object_meta(fn, annotations=annotations),
-        "spec": spec,
-    }
+    metadata = objects.object_meta(fn, annotations=annotations)
+    if version is not None:
+        metadata["name"] = objects.version_name(fn, version.number)
+        metadata["labels"] = {**metadata["labels"], objects.LABEL_VERSION: str(version.number)}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
 def timeout_seconds(fn: function.Function) -> float:
@@ -152,7 +169,9 @@ def init_timeout_ms(fn: function.Function) -> int:
 PRE_STOP_SECONDS: Final = 2
 
 
-def _pod_spec(fn: function.Function, image: str, platform: platform_.Platform) -> PodSpec:
+def _pod_spec(
+    fn: function.Function, image: str, platform: platform_.Platform, version: Version | None
+) -> PodSpec:
     """The pod: one container, Pod Security "restricted", nothing from the API by default.
 
     No user or group is set: the runtime images run as a numeric non-root user, and a cluster
@@ -164,7 +183,7 @@ def _pod_spec(fn: function.Function, image: str, platform: platform_.Platform) -
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-        "env": [*_contract_env(fn), *(_user_env(var) for var in fn.spec.env)],
+        "env": [*_contract_env(fn, version), *(_user_env(var) for var in fn.spec.env)],
         "envFrom": [_user_env_from(source) for source in fn.spec.env_from],
         "resources": _resources(fn.spec.resources),
         # Ready only once the handler imported; fails fast (1s, 1 failure) so a draining pod
@@ -232,8 +251,9 @@ def _liveness_probe(fn: function.Function) -> Probe:
     return _probe("/_kfn/live", period=LIVENESS_PERIOD_SECONDS, timeout=5, failures=failures)
 
 
-def _contract_env(fn: function.Function) -> list[EnvVar]:
-    """The variables of the runtime contract; AWS_REGION only when the user sets none."""
+def _contract_env(fn: function.Function, version: Version | None) -> list[EnvVar]:
+    """The variables of the runtime contract; AWS_REGION only when the user sets none. The
+    pods of a version's own Deployment name it in ``AWS_LAMBDA_FUNCTION_VERSION``."""
     name = fn.metadata.name
     memory_mb = str(fn.spec.memory_bytes // 2**20)
     timeout_ms = str(round(timeout_seconds(fn) * 1000))
@@ -248,7 +268,7 @@ def _contract_env(fn: function.Function) -> list[EnvVar]:
         ("KFN_PORT", str(CONTAINER_PORT)),
         ("AWS_LAMBDA_FUNCTION_NAME", name),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST" if version is None else str(version.number)),
         ("LAMBDA_TASK_ROOT", TASK_ROOT),
     ]
     if not any(var.name == "AWS_REGION" for var in fn.spec.env):

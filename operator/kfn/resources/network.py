@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, Literal, NotRequired, TypedDict
 
 from kfn.api import function
 from kfn.resources import objects
@@ -35,6 +35,7 @@ class Peers:
 
 class LabelSelector(TypedDict):
     matchLabels: dict[str, str]
+    matchExpressions: NotRequired[list[dict[str, Any]]]
 
 
 class PolicyPeer(TypedDict):
@@ -62,7 +63,8 @@ class NetworkPolicy(TypedDict):
 
 
 def build_network_policy(fn: function.Function, peers: Peers) -> NetworkPolicy:
-    """Ingress to the function's serving pods: the runtime's port, from the activator only."""
+    """Ingress to the function's serving pods, those of ``$LATEST`` and of every version's own
+    Deployment: the runtime's port, from the activator only."""
     peer: PolicyPeer = {
         "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: peers.namespace}},
         "podSelector": {"matchLabels": dict(peers.pod_labels)},
@@ -73,7 +75,16 @@ def build_network_policy(fn: function.Function, peers: Peers) -> NetworkPolicy:
         "kind": "NetworkPolicy",
         "metadata": objects.object_meta(fn),
         "spec": {
-            "podSelector": {"matchLabels": objects.selector_for(fn)},
+            "podSelector": {
+                "matchLabels": {objects.LABEL_FUNCTION: fn.metadata.name},
+                "matchExpressions": [
+                    {
+                        "key": objects.LABEL_COMPONENT,
+                        "operator": "In",
+                        "values": [objects.COMPONENT_FUNCTION, objects.COMPONENT_VERSION],
+                    }
+                ],
+            },
             "policyTypes": ["Ingress"],
             "ingress": [{"from": [peer], "ports": [port]}],
         },

@@ -13,6 +13,10 @@ LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_FUNCTION: Final = "kfn.dev/function"
 MANAGER: Final = "kfn"
 COMPONENT_FUNCTION: Final = "function"
+COMPONENT_VERSION: Final = "function-version"
+"""The component of the pods of a version's own Deployment (``<function>-v<N>``)."""
+LABEL_VERSION: Final = "kfn.dev/version"
+"""On a version's object, its Deployment and their pods: the version's number."""
 
 ANNOTATION_SOURCE_HASH: Final = "kfn.dev/source-hash"
 
@@ -59,6 +63,20 @@ def selector_for(fn: function.Function) -> dict[str, str]:
     out of the Service and the Deployment.
     """
     return {LABEL_FUNCTION: fn.metadata.name, LABEL_COMPONENT: COMPONENT_FUNCTION}
+
+
+def version_selector_for(fn: function.Function, number: int) -> dict[str, str]:
+    """Selects the pods of version ``number``'s own Deployment."""
+    return {
+        LABEL_FUNCTION: fn.metadata.name,
+        LABEL_COMPONENT: COMPONENT_VERSION,
+        LABEL_VERSION: str(number),
+    }
+
+
+def version_name(fn: function.Function, number: int) -> str:
+    """``<function>-v<N>``: a version's object and Deployment."""
+    return f"{fn.metadata.name}-v{number}"
 
 
 def owner_reference(fn: function.Function) -> OwnerReference:

@@ -368,6 +368,14 @@ def compute(
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+VERSION_KEYS: Final = frozenset({"versions", "latestVersion"})
+"""Status the operator writes only when it reconciles versions; other writes carry it over."""
+ROLLOUT_KEYS: Final = frozenset({"aliases"})
+"""Status the rollout controller (the autoscaler) writes and the operator never does: the
+operator's merge patches leave it alone, and it is not compared."""
+
+
 def same(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     """True when writing ``new`` would change nothing a reader can see."""
-    return dict(current or {}) == dict(new)
+    mine = {k: v for k, v in (current or {}).items() if k not in ROLLOUT_KEYS}
+    return mine == dict(new)

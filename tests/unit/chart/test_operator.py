@@ -19,6 +19,7 @@ OPERATOR_RULES = {
       for v in ["get", "list", "watch", "patch", "update"]),
     *((g, r, v) for g, r in [("kfn.dev", "functions/status"), ("kfn.dev", "triggers/status")]
       for v in ["get", "patch", "update"]),
+    *(("kfn.dev", "functionversions", v) for v in ["get", "list", "create", "patch", "delete"]),
     *(("apps", "deployments", v)
       for v in ["get", "list", "watch", "create", "patch", "update", "delete"]),
     *(("apps", "deployments/scale", v) for v in ["get", "patch", "update"]),

@@ -1,9 +1,12 @@
 """A stand-in for the Kubernetes API on loopback, for the operator's reconcile of builds.
 
 It keeps objects in memory by path and answers what :mod:`kfn.kube` asks: get, list (by
-equality label selectors, in a namespace or in all), server-side apply (the applied fields
-merged into the object, which gets a uid when it is made), a merge patch of ``status`` and
-delete. It checks no schema and keeps no managed fields: tests look at what the operator wrote.
+equality and existence label selectors, in a namespace or in all), server-side apply (the
+applied fields merged into the object, which gets a uid when it is made), a merge patch of
+``status``, the ``scale`` subresource (read and merge-patched as the object itself, whose
+``spec.replicas`` it shares), create (a POST; a ``generateName`` gets a suffix) and delete.
+It checks no schema and keeps no managed fields: tests look at what the operator wrote, and
+at :attr:`KubeApi.requests`, each request's method and path.
 """
 
 from __future__ import annotations
@@ -34,9 +37,13 @@ def merge(into: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 def _selected(obj: dict[str, Any], selector: str) -> bool:
+    """Equality terms (``key=value``) and existence terms (``key``), as the API server reads
+    them."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    pairs = [term.split("=", 1) for term in selector.split(",") if term]
-    return all(labels.get(key) == value for key, value in pairs)
+    terms = [term.split("=", 1) for term in selector.split(",") if term]
+    return all(
+        (labels.get(term[0]) == term[1]) if len(term) == 2 else term[0] in labels for term in terms
+    )
 
 
 class KubeApi:
@@ -45,6 +52,8 @@ class KubeApi:
     def __init__(self) -> None:
         self.objects: Store = {}
         self.lock = threading.RLock()
+        #: Every request's method and path (with its query), in order.
+        self.requests: list[tuple[str, str]] = []
 
     def put(self, collection: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Stores ``obj`` under its name (a uid added if it has none)."""
@@ -62,20 +71,26 @@ class KubeApi:
         with self.lock:
             return sorted(self.objects.get(collection, {}))
 
-    def _split(self, path: str) -> tuple[str, str | None, bool]:
-        """(collection, name, whether the status subresource) of a request path."""
+    def _split(self, path: str) -> tuple[str, str | None, bool, bool]:
+        """(collection, name, whether the status subresource, whether the scale subresource)
+        of a request path."""
         parts = path.strip("/").split("/")
-        status = parts[-1] == "status" and "namespaces" in parts and len(parts) >= 6
-        if status:
+        sub = parts[-1] if "namespaces" in parts and len(parts) >= 6 else ""
+        status, scale = sub == "status", sub == "scale"
+        if status or scale:
             parts = parts[:-1]
         at = parts.index("namespaces") if "namespaces" in parts else -1
         if at >= 0 and len(parts) == at + 4:
-            return "/" + "/".join(parts[:-1]), parts[-1], status
-        return "/" + "/".join(parts), None, status
+            return "/" + "/".join(parts[:-1]), parts[-1], status, scale
+        return "/" + "/".join(parts), None, status, scale
 
     def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        with self.lock:
+            self.requests.append((method, path))
         url = urllib.parse.urlsplit(path)
-        collection, name, status = self._split(url.path)
+        collection, name, status, scale = self._split(url.path)
+        if method == "POST" and name is None:
+            return self._create(collection, body)
         if method == "GET" and name is None:
             query = urllib.parse.parse_qs(url.query)
             return 200, {"items": self._list(collection, query), "metadata": {}}
@@ -83,7 +98,7 @@ class KubeApi:
         with self.lock:
             objects = self.objects.setdefault(collection, {})
             found = objects.get(name)
-            if method == "PATCH" and found is None and not status:
+            if method == "PATCH" and found is None and not status and not scale:
                 return 200, self.put(collection, copy.deepcopy(body))
             if found is None:
                 return 404, {"message": f"{name} not found"}
@@ -94,6 +109,17 @@ class KubeApi:
             elif method == "PATCH":
                 merge(found, body)
             return 200, found
+
+    def _create(self, collection: str, body: dict[str, Any]) -> tuple[int, Any]:
+        meta = body.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:10]
+        if not meta.get("name"):
+            return 422, {"message": "name or generateName is required"}
+        with self.lock:
+            if meta["name"] in self.objects.get(collection, {}):
+                return 409, {"message": f"{meta['name']} already exists"}
+            return 201, self.put(collection, copy.deepcopy(body))
 
     def _list(self, collection: str, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         selector = (query.get("labelSelector") or [""])[0]
@@ -131,6 +157,9 @@ class KubeApi:
                 self._handle()
 
             def do_PATCH(self) -> None:
+                self._handle()
+
+            def do_POST(self) -> None:
                 self._handle()
 
             def do_DELETE(self) -> None:

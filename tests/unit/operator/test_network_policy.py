@@ -75,8 +75,16 @@ def test_a_functions_pods_admit_only_this_releases_activators_on_the_runtimes_po
     assert policy is not None
     assert policy["metadata"]["ownerReferences"][0]["kind"] == "Function"
     spec = policy["spec"]
+    # The pods of $LATEST and of every version's own Deployment.
     assert spec["podSelector"] == {
-        "matchLabels": {"kfn.dev/function": "web", "app.kubernetes.io/component": "function"}
+        "matchLabels": {"kfn.dev/function": "web"},
+        "matchExpressions": [
+            {
+                "key": "app.kubernetes.io/component",
+                "operator": "In",
+                "values": ["function", "function-version"],
+            }
+        ],
     }
     assert spec["policyTypes"] == ["Ingress"]
     (rule,) = spec["ingress"]

@@ -1,0 +1,155 @@
+"""Published versions of a Function: what one records, when to publish, what to keep.
+
+Pure: the operator passes the Function, the image it deployed and the versions that exist, and
+applies what these functions return (``docs/design/versions.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from kfn.api import function, function_version, meta, versioning
+from kfn.resources import objects
+
+
+def template(fn: function.Function, image: str) -> function.FunctionSpec:
+    """The configuration a version records: the Function's spec with the built image as its
+    source, and none of what belongs to the Function rather than to one version (aliases,
+    publishing, retention, its URL and its scale bounds)."""
+    spec = fn.spec.model_copy(
+        update={
+            "source": function.FunctionSource(image=image),
+            "dependencies": [],
+            "layers": [],
+            "aliases": [],
+            "publish": versioning.Publish.ALWAYS,
+            "version_retention": versioning.DEFAULT_VERSION_RETENTION,
+            "url": None,
+            "scale": function.Scale(),
+        }
+    )
+    return function.FunctionSpec.model_validate(spec.model_dump(by_alias=True))
+
+
+def config_hash(spec: function.FunctionSpec) -> str:
+    """SHA-256 of a template: two versions differ exactly when their templates do."""
+    canonical = json.dumps(
+        spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Publication:
+    """A version to create: its number, its template and that template's hash."""
+
+    number: int
+    template: function.FunctionSpec
+    config_hash: str
+
+
+def to_publish(
+    fn: function.Function,
+    image: str,
+    versions: Sequence[function_version.FunctionVersion],
+    *,
+    requested: bool,
+) -> Publication | None:
+    """The version to publish for ``fn`` now running ``image``, or None.
+
+    With ``publish: Always`` a version is published whenever the running template differs from
+    the newest version's; with ``OnRequest`` only when ``requested`` (the publish annotation
+    changed) and it differs. Numbers continue from ``status.latestVersion``, so a deleted
+    version's number is never taken again.
+    """
+    wanted = template(fn, image)
+    digest = config_hash(wanted)
+    newest = max(versions, key=lambda v: v.spec.version, default=None)
+    if newest is not None and newest.spec.config_hash == digest:
+        return None
+    if fn.spec.publish is versioning.Publish.ON_REQUEST and not requested:
+        return None
+    known = fn.status.latest_version if fn.status is not None else None
+    highest = max([known or 0, *(v.spec.version for v in versions)])
+    return Publication(highest + 1, wanted, digest)
+
+
+def build_function_version(
+    fn: function.Function,
+    publication: Publication,
+    *,
+    source_hash: str | None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """The FunctionVersion object of ``publication``, owned by ``fn``."""
+    name = function_version.object_name(fn.metadata.name, publication.number)
+    spec = function_version.FunctionVersionSpec(
+        function=fn.metadata.name,
+        version=publication.number,
+        config_hash=publication.config_hash,
+        source_hash=source_hash,
+        description=description,
+        template=publication.template,
+    )
+    return {
+        "apiVersion": meta.API_VERSION,
+        "kind": function_version.KIND,
+        "metadata": {
+            "name": name,
+            "namespace": fn.metadata.namespace,
+            "labels": {**objects.labels_for(fn), objects.LABEL_VERSION: str(publication.number)},
+            "ownerReferences": [objects.owner_reference(fn)],
+        },
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+
+
+def routed(fn: function.Function) -> set[int]:
+    """Versions something routes to: each alias's version and additional version, and both
+    ends of every rollout the status records (a rollout may still send traffic back)."""
+    numbers: set[int] = set()
+    for alias in fn.spec.aliases:
+        numbers.add(alias.version)
+        if alias.additional_version is not None:
+            numbers.add(alias.additional_version.version)
+    for state in (fn.status.aliases if fn.status is not None else None) or []:
+        numbers.update(route.version for route in state.routes)
+        if state.rollout is not None and state.rollout.outcome == "Progressing":
+            numbers.update((state.rollout.from_version, state.rollout.to_version))
+    return numbers
+
+
+def to_delete(
+    fn: function.Function, versions: Iterable[function_version.FunctionVersion]
+) -> list[str]:
+    """Names of the versions beyond ``spec.versionRetention``, oldest first, sparing every
+    routed version (they do not count against the retention either way)."""
+    keep = routed(fn)
+    candidates = sorted(
+        (v for v in versions if v.spec.version not in keep),
+        key=lambda v: v.spec.version,
+        reverse=True,
+    )
+    return [v.metadata.name for v in reversed(candidates[fn.spec.version_retention :])]
+
+
+def records(
+    versions: Iterable[function_version.FunctionVersion], *, limit: int
+) -> list[versioning.VersionRecord]:
+    """The status's list of versions, newest first."""
+    newest_first = sorted(versions, key=lambda v: v.spec.version, reverse=True)[:limit]
+    return [
+        versioning.VersionRecord(
+            version=v.spec.version,
+            image=v.spec.template.source.image or "",
+            config_hash=v.spec.config_hash,
+            published=v.metadata.creation_timestamp or "",
+        )
+        for v in newest_first
+    ]

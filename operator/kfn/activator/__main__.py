@@ -176,13 +176,16 @@ async def _main(args: argparse.Namespace) -> None:
             queue_timeout_ms=round(args.queue_timeout * 1000),
             max_timeout_ms=round(args.max_function_timeout * 1000),
             urls=args.function_urls,
+            set_qualifiers=activator.set_qualifiers,
         )
         watching = asyncio.get_running_loop().create_task(cluster.run())
         try:
             async with asyncio.timeout(SYNC_TIMEOUT):
                 await cluster.synced.wait()
         except TimeoutError:
-            logging.warning("no complete list of Functions and Triggers yet; serving anyway")
+            logging.warning(
+                "no complete list of Functions, FunctionVersions and Triggers yet; serving anyway"
+            )
         activator.keep(watching)
         if args.trusted_proxy_pods is not None:
             proxies = trusted_pods.TrustedPods(args.trusted_proxy_pods, activator.set_trusted_pods)

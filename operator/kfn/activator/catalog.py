@@ -30,12 +30,13 @@ import pydantic
 
 from kfn import kube, stats
 from kfn.activator import config as configs
-from kfn.activator import lambda_api, router
+from kfn.activator import lambda_api, qualifiers, router
 from kfn.api import function as function_api
-from kfn.api import meta, web
+from kfn.api import function_version, meta, web
 from kfn.api import routes as routes_api
 from kfn.api import trigger as trigger_api
 from kfn.kube import cache
+from kfn.resources import versions as version_rules
 
 logger = logging.getLogger(__name__)
 
@@ -71,22 +72,53 @@ def limits(
     queue_limit: int,
     queue_timeout_ms: int = configs.DEFAULT_QUEUE_TIMEOUT_MS,
     max_timeout_ms: int = MAX_TIMEOUT_MS,
+    versions: Iterable[function_version.FunctionVersion] = (),
 ) -> dict[stats.FunctionKey, configs.FunctionLimits]:
-    """The throttler limits of each Function; ``queue_timeout_ms`` is the activator's default.
+    """The throttler limits of each Function's ``$LATEST``, and of each version something
+    routes to (from its own template: a version's timeout and concurrency are its own);
+    ``queue_timeout_ms`` is the activator's default.
 
     A timeout above ``max_timeout_ms`` (the release's longest, which the activator's drain
     is sized for) is held to it: the operator refuses to deploy such a Function, and until
     it has said so the activator must not hold a request longer than it can drain.
     """
-    return {
-        stats.FunctionKey(fn.metadata.namespace, fn.metadata.name): configs.FunctionLimits(
-            concurrency=fn.spec.concurrency,
-            timeout_ms=min(max_timeout_ms, max(1, _ms(fn.spec.timeout))),
+
+    def of(spec: function_api.FunctionSpec) -> configs.FunctionLimits:
+        return configs.FunctionLimits(
+            concurrency=spec.concurrency,
+            timeout_ms=min(max_timeout_ms, max(1, _ms(spec.timeout))),
             queue_limit=queue_limit,
-            queue_timeout_ms=_queue_timeout_ms(fn.spec, queue_timeout_ms),
+            queue_timeout_ms=_queue_timeout_ms(spec, queue_timeout_ms),
         )
-        for fn in functions
+
+    found: dict[stats.FunctionKey, configs.FunctionLimits] = {}
+    runs: dict[stats.FunctionKey, set[int]] = {}
+    for fn in functions:
+        key = stats.FunctionKey(fn.metadata.namespace, fn.metadata.name)
+        found[key] = of(fn.spec)
+        runs[key] = version_rules.routed(fn)
+    for version in versions:
+        key = stats.FunctionKey(version.metadata.namespace, version.spec.function)
+        if version.spec.version in runs.get(key, ()):
+            found[key._replace(version=str(version.spec.version))] = of(version.spec.template)
+    return found
+
+
+def qualifier_table(
+    functions: Iterable[function_api.Function],
+    versions: Iterable[function_version.FunctionVersion],
+) -> dict[stats.FunctionKey, qualifiers.Targets]:
+    """What each Function's qualifiers may name (:mod:`~kfn.activator.qualifiers`)."""
+    kept = list(functions)
+    published: dict[stats.FunctionKey, list[int]] = {}
+    for version in versions:
+        key = stats.FunctionKey(version.metadata.namespace, version.spec.function)
+        published.setdefault(key, []).append(version.spec.version)
+    routed = {
+        stats.FunctionKey(fn.metadata.namespace, fn.metadata.name): version_rules.routed(fn)
+        for fn in kept
     }
+    return qualifiers.table(kept, published, routed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +156,8 @@ def routes(
     UTC, so its text sorts by time); ``functions`` are Functions with theirs.
     """
     targets: dict[routes_api.Key, str] = {}
+    #: The version or alias each Trigger's functionRef names ("" for $LATEST).
+    qualified: dict[routes_api.Key, str] = {}
     checked: set[routes_api.Key] = set()
     policies: dict[routes_api.Key, web.CorsPolicy] = {}
     #: Each Trigger's payload format and whether it strips its prefix (a Function URL's are
@@ -137,6 +171,7 @@ def routes(
         if claimed is not None and http is not None:
             claims.append(claimed)
             targets[key] = t.spec.function_ref.name
+            qualified[key] = t.spec.function_ref.target_qualifier
             if http.auth == web.SERVICE_ACCOUNT_TOKEN:
                 checked.add(key)
             if http.cors is not None:
@@ -164,6 +199,7 @@ def routes(
             cors=policies.get(c.key),
             payload_format=mapping.get(c.key, _FULL_V2)[0],
             strip_prefix=mapping.get(c.key, _FULL_V2)[1],
+            qualifier=qualified.get(c.key, ""),
         )
         for c in decided.granted
     )
@@ -222,6 +258,13 @@ def _function(body: kube.Object, previous: _Function | None) -> _Function | None
     return None if parsed is None else _Function(parsed, _created(body))
 
 
+def _version(
+    body: kube.Object, previous: function_version.FunctionVersion | None
+) -> function_version.FunctionVersion | None:
+    del previous
+    return _parse(function_version.FunctionVersion, body)
+
+
 class KubeCatalog:
     """Keeps an activator's functions and routes in line with the cluster."""
 
@@ -235,9 +278,11 @@ class KubeCatalog:
         queue_timeout_ms: int = configs.DEFAULT_QUEUE_TIMEOUT_MS,
         max_timeout_ms: int = MAX_TIMEOUT_MS,
         urls: FunctionUrls = NOT_SERVED,
+        set_qualifiers: Callable[[qualifiers.Table], None] | None = None,
         reflect: cache.Reflect = kube.reflect,  # tests pass a fake source of events
     ) -> None:
         self.set_functions = set_functions
+        self.set_qualifiers = set_qualifiers
         self.set_routes = set_routes
         self.host_policy = host_policy
         self.queue_limit = queue_limit
@@ -245,12 +290,13 @@ class KubeCatalog:
         self.max_timeout_ms = max_timeout_ms
         self.urls = urls
         self.reflect = reflect
-        #: Set once both kinds were listed and pushed.
+        #: Set once every kind was listed and pushed.
         self.synced = asyncio.Event()
         #: The kinds pushed at least once: the first push of a kind is its first list.
         self._heard: set[str] = set()
         self._functions: cache.Store[_Function] | None = None
         self._triggers: cache.Store[_Trigger] | None = None
+        self._versions: cache.Store[function_version.FunctionVersion] | None = None
         #: The Function URL facts the routes were last made from (see _Function.url_facts).
         self._url_facts: list[tuple[str, str, str, web.FunctionUrl | None]] | None = None
 
@@ -271,12 +317,21 @@ class KubeCatalog:
             reflect=self.reflect,
         )
         functions.start()
+        versions = self._versions = cache.Store(
+            API_VERSION,
+            function_version.KIND,
+            _version,
+            listener=cache.on_loop(loop, lambda _: self._push_versions()),
+            reflect=self.reflect,
+        )
         triggers.start()
+        versions.start()
         try:
             await asyncio.Event().wait()
         finally:
             functions.stop()
             triggers.stop()
+            versions.stop()
 
     def describe(self, namespace: str) -> list[lambda_api.Facts]:
         """The facts Lambda's GetFunction and ListFunctions give of a namespace's Functions."""
@@ -288,17 +343,28 @@ class KubeCatalog:
             if f.function.metadata.namespace == namespace
         ]
 
+    def _push_versions(self) -> None:
+        """FunctionVersions changed: the targets and the versions' limits follow."""
+        self._heard.add(function_version.KIND)
+        if function_api.KIND in self._heard:
+            self._push_functions()
+
     def _push_functions(self) -> None:
         assert self._functions is not None
         kept = self._functions.values()
+        fns = [f.function for f in kept]
+        versions = self._versions.values() if self._versions is not None else []
         self.set_functions(
             limits(
-                [f.function for f in kept],
+                fns,
                 queue_limit=self.queue_limit,
                 queue_timeout_ms=self.queue_timeout_ms,
                 max_timeout_ms=self.max_timeout_ms,
+                versions=versions,
             )
         )
+        if self.set_qualifiers is not None:
+            self.set_qualifiers(qualifier_table(fns, versions))
         if self.urls.domain:
             facts = sorted((f.url_facts for f in kept if f.function.spec.url), key=lambda f: f[:3])
             # Before the Triggers' first list no routes are pushed: that push takes these in.
@@ -330,5 +396,5 @@ class KubeCatalog:
     def _heard_from(self, kind: str) -> None:
         # Not Store.synced: its thread sets that after merely scheduling this call.
         self._heard.add(kind)
-        if self._heard >= {function_api.KIND, trigger_api.KIND}:
+        if self._heard >= {function_api.KIND, trigger_api.KIND, function_version.KIND}:
             self.synced.set()

@@ -25,6 +25,7 @@ from kfn.activator import (
     lambda_api,
     metrics,
     outbox,
+    qualifiers,
     router,
     throttler,
     waiting,
@@ -94,6 +95,7 @@ class FunctionEntry:
     """What the proxy needs of one function, gathered in one object."""
 
     __slots__ = (
+        "executed_version",
         "key",
         "limits",
         "metrics",
@@ -116,10 +118,17 @@ class FunctionEntry:
         self.throttler = throttler
         self.metrics = metrics
         self.name_bytes = key.name.encode()
+        #: The header line naming the version that ran, on every answer of an invocation.
+        self.executed_version = executed_version_header(key)
         self.timeout = limits.timeout_ms / 1000
         self.queue_timeout = limits.queue_timeout_ms / 1000
         #: How long a request sent to a pod may take (:func:`waiting.served_bound`).
         self.served_bound = waiting.served_bound(self.timeout)
+
+
+def executed_version_header(key: stats.FunctionKey) -> bytes:
+    """``X-Amz-Executed-Version: N`` (or ``$LATEST``) with its CRLF."""
+    return b"X-Amz-Executed-Version: %s\r\n" % (key.version or lambda_api.LATEST).encode()
 
 
 class Context:
@@ -133,6 +142,8 @@ class Context:
     ) -> None:
         self.router = routes
         self.functions: dict[stats.FunctionKey, FunctionEntry] = {}
+        #: What each function's qualifiers name (versions, aliases); replaced whole.
+        self.qualifiers: qualifiers.Table = {}
         self.invoker = invoker
         self.bounds = bounds or limits.Bounds()
         #: Request bytes held by waiting requests, across all functions.

@@ -2,10 +2,12 @@
 
 The kubelet probes ``/_kfn/ready`` once a second, so waiting for its verdict (or for the
 EndpointSlice that follows it) adds up to a second to every cold start. Instead the
-activator watches the function pods (label ``kfn.dev/function``, component ``function``)
-and, as soon as a new pod has an IP, probes ``GET http://<podIP>:8080/_kfn/ready`` itself
-every 20 ms until the runtime answers 200. From then on the kubelet's Ready condition is
-the judge.
+activator watches the function pods (label ``kfn.dev/function``, component ``function``
+for a function's ``$LATEST``, ``function-version`` with ``kfn.dev/version: N`` for version N,
+which runs in a Deployment of its own: each pod counts for its invocation target's
+:class:`~kfn.stats.FunctionKey`) and, as soon as a new pod has an IP, probes
+``GET http://<podIP>:8080/_kfn/ready`` itself every 20 ms until the runtime answers 200.
+From then on the kubelet's Ready condition is the judge.
 
 A runtime whose handler failed to load says so on that probe (:mod:`~kfn.activator.pod_probe`)
 and answers every invocation at once with its init error, while the kubelet keeps it unready.
@@ -47,8 +49,11 @@ logger = logging.getLogger(__name__)
 
 LABEL_FUNCTION = "kfn.dev/function"
 LABEL_COMPONENT = "app.kubernetes.io/component"
-#: Selects every function pod in every namespace.
-POD_SELECTOR = f"{LABEL_FUNCTION},{LABEL_COMPONENT}=function"
+LABEL_VERSION = "kfn.dev/version"
+COMPONENT_FUNCTION = "function"
+COMPONENT_VERSION = "function-version"
+#: Selects every function pod in every namespace: ``$LATEST``'s and every version's.
+POD_SELECTOR = f"{LABEL_FUNCTION},{LABEL_COMPONENT} in ({COMPONENT_FUNCTION},{COMPONENT_VERSION})"
 #: The runtime contract's port and readiness path.
 POD_PORT = pod_probe.POD_PORT
 READY_PATH = pod_probe.READY_PATH
@@ -79,10 +84,16 @@ class PodView:
 def view(pod: Mapping[str, Any]) -> PodView | None:
     """The facts of a pod object, or None for something that is not a function pod."""
     meta = pod.get("metadata") or {}
-    name = (meta.get("labels") or {}).get(LABEL_FUNCTION)
+    labels = meta.get("labels") or {}
+    name = labels.get(LABEL_FUNCTION)
     uid = meta.get("uid")
     if not name or not uid:
         return None
+    version = stats.LATEST_VERSION
+    if labels.get(LABEL_COMPONENT) == COMPONENT_VERSION:
+        version = str(labels.get(LABEL_VERSION) or "")
+        if not version.isdigit():
+            return None  # a version's pod without its number: no target to count it for
     status = pod.get("status") or {}
     ready: bool | None = None
     for condition in status.get("conditions") or []:
@@ -91,7 +102,7 @@ def view(pod: Mapping[str, Any]) -> PodView | None:
     ends, last_exit = exits.of_pod(status)
     return PodView(
         uid=str(uid),
-        function=stats.FunctionKey(str(meta.get("namespace", "")), str(name)),
+        function=stats.FunctionKey(str(meta.get("namespace", "")), str(name), version),
         ip=str(status.get("podIP") or ""),
         gone=bool(meta.get("deletionTimestamp")) or status.get("phase") in ("Succeeded", "Failed"),
         kubelet_ready=ready,

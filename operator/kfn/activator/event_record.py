@@ -115,8 +115,10 @@ def read(given: Mapping[str, str] | None, payload: bytes) -> Stored:
     if not given:
         raise InvalidRecordError("no headers")
     try:
-        namespace, _, name = given[FUNCTION].partition("/")
-        if not namespace or not name:
+        # "ns/name" for $LATEST, "ns/name:N" for version N (str of a FunctionKey).
+        namespace, _, target = given[FUNCTION].partition("/")
+        name, _, version = target.partition(":")
+        if not namespace or not name or not (version == "" or version.isdigit()):
             raise InvalidRecordError(f"bad {FUNCTION}: {given[FUNCTION]!r}")
         received = float(given[RECEIVED])
         last = None
@@ -127,7 +129,7 @@ def read(given: Mapping[str, str] | None, payload: bytes) -> Stored:
                 given.get(LAST_FUNCTION_ERROR) == "1",
             )
         event = Event(
-            function=stats.FunctionKey(namespace, name),
+            function=stats.FunctionKey(namespace, name, version),
             request_id=given[REQUEST_ID],
             payload=payload,
             received=received,

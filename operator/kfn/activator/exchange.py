@@ -60,6 +60,7 @@ from kfn.activator import (
     invoke_api,
     lambda_api,
     metrics,
+    qualifiers,
     refusal,
     relay,
     request_body,
@@ -120,6 +121,7 @@ class Exchange:
         "pays",
         "phase",
         "proto",
+        "qualifier",
         "request_id",
         "response_started",
         "retries",
@@ -139,6 +141,9 @@ class Exchange:
         self.head_done = False
         self.body_done = False
         self.invoke = False
+        #: The invoke API's or the route's qualifier (a version or an alias), "" for
+        #: ``$LATEST``.
+        self.qualifier = ""
         #: The matched route's contract headers for the pod (payload format, stripped prefix).
         self.route_headers = b""
         #: While the invoke door reviews the caller's token (its body is held meanwhile).
@@ -210,7 +215,8 @@ class Exchange:
         head = self.head
         match = ctx.router.match(head.host, head.url, head.method)
         if match is not None and match.invoke:
-            self.begin_invoke(door, match.function)
+            self.qualifier = match.qualifier
+            self.begin_invoke(door, match.function, match.conflict)
             return
         if not door.routes:
             self.answer(answers.ROUTES_ELSEWHERE)
@@ -221,6 +227,7 @@ class Exchange:
         if match.cors is not None and head.origin and self.cross_origin(match.cors):
             return
         self.route_headers = match.pod_headers
+        self.qualifier = match.qualifier
         if match.checked:
             self.begin_checked(door, match.function)
             return
@@ -280,18 +287,42 @@ class Exchange:
             return
         self.authorize(door.access, function, None)
 
+    def qualified(self, function: stats.FunctionKey) -> stats.FunctionKey | None:
+        """The target :attr:`qualifier` names of ``function`` (a ``$LATEST`` key), an alias's
+        chosen for this request; None, answered, when it names nothing that runs."""
+        ctx = self.proto.ctx
+        target = qualifiers.resolve(ctx.qualifiers, function, self.qualifier, qualifiers.draw())
+        if isinstance(target, qualifiers.NotFound):
+            self.answer(answers.error(404, "ResourceNotFoundException", target.message))
+            return None
+        return target
+
     def serve_route(self, function: stats.FunctionKey) -> None:
+        """A route's request its caller may make: to the target its qualifier names (an
+        alias's chosen per request), which the activator knows."""
+        if self.qualifier:
+            target = self.qualified(function)
+            if target is None:
+                return
+            function = target
         entry = self.proto.ctx.functions.get(function)
         if entry is None:
             self.answer(answers.NO_FUNCTION)
             return
         self.start(entry)
 
-    def begin_invoke(self, door: context.Door, function: stats.FunctionKey) -> None:
-        """The invoke API: on its door only, authorised when the door checks tokens."""
+    def begin_invoke(
+        self, door: context.Door, function: stats.FunctionKey, conflict: str = ""
+    ) -> None:
+        """The invoke API: on its door only, authorised when the door checks tokens;
+        ``conflict`` says why its URL names no one qualifier."""
         self.invoke = True
         if not door.invoke:
             self.answer(answers.INVOKE_ELSEWHERE)
+            return
+        if conflict:
+            self.request_id = invoke_api.request_id(self.head.given_request_id)
+            self.answer(answers.error(400, "InvalidParameterValueException", conflict))
             return
         kind = invoke_api.gate(self.head.method, self.head.invocation_type)
         if kind == invoke_api.EVENT:
@@ -345,8 +376,12 @@ class Exchange:
 
     def serve_invoke(self, function: stats.FunctionKey, kind: invoke_api.Kind) -> None:
         """An invoke the caller may make: to a function this activator knows, gated."""
-        ctx = self.proto.ctx
-        entry = ctx.functions.get(function)
+        if self.qualifier:
+            target = self.qualified(function)
+            if target is None:
+                return
+            function = target
+        entry = self.proto.ctx.functions.get(function)
         if entry is None:
             self.answer(answers.NO_FUNCTION)
             return
@@ -686,8 +721,13 @@ class Exchange:
             self.keep_alive = False
         if self.cors:
             answer = answer._replace(extra=answer.extra + self.cors)
-        # On the invoke API the caller reads its request id on every answer.
-        request_id = self.request_id if self.invoke else b""
+        # On the invoke API the caller reads its request id on every answer, and the version
+        # that ran (or would have) on every answer of a function it reached.
+        request_id = b""
+        if self.invoke:
+            request_id = self.request_id
+            if self.entry is not None:
+                answer = answer._replace(extra=answer.extra + self.entry.executed_version)
         self.proto.write(answers.encode(answer, close=close, request_id=request_id))
         self.complete(answer.status)
 
@@ -707,7 +747,7 @@ class Exchange:
             fm = entry.metrics
             fm.observe_request(status, time.perf_counter() - self.started)
             if self.sent and notify:
-                fm.invoked(self.handler_seconds)
+                fm.invoked(self.handler_seconds, self.error_kind)
             if self.error_kind is not None:
                 fm.failed(self.error_kind)
         if notify:

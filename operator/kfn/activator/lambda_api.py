@@ -13,8 +13,10 @@ Any of them may follow a namespace prefix, ``/{namespace}/2015-03-31/...``: a cl
 namespace. Without a prefix, the namespace is the caller's own ServiceAccount's.
 ``FunctionName`` takes the forms Lambda does: ``name``, ``name:qualifier``,
 ``ACCOUNT:function:name[:qualifier]`` and ``arn:aws:lambda:REGION:ACCOUNT:function:name
-[:qualifier]``; an ARN's account and region are accepted as they come and choose nothing. The
-only qualifier is ``$LATEST`` until Functions have versions.
+[:qualifier]``; an ARN's account and region are accepted as they come and choose nothing.
+Invoke takes any qualifier (``$LATEST``, a version, an alias: :mod:`~kfn.activator.qualifiers`)
+and answers with ``X-Amz-Executed-Version`` naming the version that ran; GetFunction and
+GetFunctionConfiguration describe ``$LATEST`` only so far.
 
 Errors are Lambda's: status, ``X-Amzn-ErrorType`` (what botocore's rest-json parser reads
 for the error code, so ``client.exceptions.ResourceNotFoundException`` is raised) and a
@@ -179,12 +181,14 @@ def arn(region: str, account: str, name: str, qualifier: str | None = None) -> s
 
 
 def qualifier_refusal(target: Target, region: str, account: str) -> answers.Answer | None:
-    """None for ``$LATEST``, the only version kfn has; else the answer Lambda gives."""
+    """None for ``$LATEST``, the only qualifier GetFunction describes so far; else the answer
+    Lambda gives for one it does not know."""
     if target.qualifier == LATEST:
         return None
     return not_found(
         f"Function not found: {arn(region, account, target.name, target.qualifier)} "
-        f"(qualifier {target.qualifier!r}: kfn has no versions or aliases yet, only $LATEST)"
+        f"(qualifier {target.qualifier!r}: kfn describes only $LATEST so far; invoke takes "
+        "versions and aliases)"
     )
 
 
@@ -267,18 +271,24 @@ class Result:
     log_result: bytes = b""
 
 
-def invoke_answer(result: Result, request_id: bytes) -> answers.Answer:
-    """Lambda's answer to a synchronous invoke from how it went (see the module doc)."""
+EXECUTED_LATEST: Final = b"X-Amz-Executed-Version: $LATEST\r\n"
+
+
+def invoke_answer(
+    result: Result, request_id: bytes, executed: bytes = EXECUTED_LATEST
+) -> answers.Answer:
+    """Lambda's answer to a synchronous invoke from how it went (see the module doc);
+    ``executed`` is the header line naming the version that ran."""
     ids = _ids(request_id)
     if result.function_error:
         # A handler's error, an init error, a time-out, a runtime that exited: the function's
         # own failure, 200 with the error payload and X-Amz-Function-Error, as Lambda.
-        extra = ids + b"X-Amz-Function-Error: Unhandled\r\nX-Amz-Executed-Version: $LATEST\r\n"
+        extra = ids + b"X-Amz-Function-Error: Unhandled\r\n" + executed
         if result.log_result:
             extra += b"X-Amz-Log-Result: %s\r\n" % result.log_result
         return answers.Answer(200, b"application/json", result.body, extra)
     if result.status == 200:
-        extra = ids + b"X-Amz-Executed-Version: $LATEST\r\n"
+        extra = ids + executed
         if result.log_result:
             extra += b"X-Amz-Log-Result: %s\r\n" % result.log_result
         return answers.Answer(200, b"application/json", result.body, extra)

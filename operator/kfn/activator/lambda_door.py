@@ -43,6 +43,7 @@ from kfn.activator import (
     context,
     events,
     lambda_api,
+    qualifiers,
     sigv4,
 )
 
@@ -186,12 +187,22 @@ class LambdaApi:
             return target
         verb = "invoke" if call_.operation == "Invoke" else "get"
         refusal = await self._authorize(scope, verb, target.name)
-        if refusal is None:
+        if refusal is None and call_.operation != "Invoke":
             refusal = lambda_api.qualifier_refusal(target, scope.region, self.account)
         if refusal is not None:
             return refusal
         if call_.operation == "Invoke":
             function = stats.FunctionKey(scope.namespace, target.name)
+            if target.qualifier != lambda_api.LATEST:
+                resolved = qualifiers.resolve(
+                    scope.ctx.qualifiers, function, target.qualifier, qualifiers.draw()
+                )
+                if isinstance(resolved, qualifiers.NotFound):
+                    return lambda_api.not_found(
+                        "Function not found: "
+                        + lambda_api.arn(scope.region, self.account, target.name, target.qualifier)
+                    )
+                function = resolved
             return await self._invoke(scope.ctx, scope.request, function, scope.region)
         found = [f for f in self._facts(scope.ctx, scope.namespace) if f.name == target.name]
         if not found:
@@ -214,7 +225,7 @@ class LambdaApi:
                 state="Active",
             )
             for key, entry in ctx.functions.items()
-            if key.namespace == namespace
+            if key.namespace == namespace and not key.version  # a version is no function
         ]
 
     def _invoke_checked(
@@ -245,7 +256,7 @@ class LambdaApi:
             return checked
         options, entry = checked
         if options.invocation_type == "DryRun":
-            return answers.Answer(204, b"", b"", b"X-Amz-Executed-Version: $LATEST\r\n")
+            return answers.Answer(204, b"", b"", entry.executed_version)
         if options.invocation_type == "Event":
             return await _event(ctx, function, request.body)
         extra = b""
@@ -272,7 +283,7 @@ class LambdaApi:
             # The activator's own bound passed (the runtime did not answer its time-out).
             body = answers.timed_out(entry.limits.timeout_ms).body
         result = lambda_api.Result(outcome.status, body, outcome.function_error, reply.log_result)
-        return lambda_api.invoke_answer(result, request.request_id)
+        return lambda_api.invoke_answer(result, request.request_id, entry.executed_version)
 
     # --- who, and may they -------------------------------------------------------------------
 

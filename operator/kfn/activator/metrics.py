@@ -12,7 +12,9 @@ against it (``bench/README-activator.md``): its thread per scrape and WSGI
 handling cost about twice the CPU per scrape, which the proxy's requests lose,
 and its thread would read the loop's state while the loop changes it.
 
-Exported (labels ``namespace`` and ``function`` on all per-function series)::
+Exported (labels ``namespace``, ``function`` and ``version`` on all per-function series;
+``version`` is ``$LATEST`` or a published version's number, and only versions something routes
+to are served, so a function has at most its aliases' versions and ``$LATEST``)::
 
     kfn_function_invocations_total                       counter   sent to a pod and answered
     kfn_function_errors_total{kind}                      counter   see :func:`classify`
@@ -60,7 +62,7 @@ from collections.abc import Callable, Iterator, Mapping
 import prometheus_client
 from prometheus_client import core, registry
 
-from kfn import stats
+from kfn import rollout, stats
 from kfn.activator import cold_start
 from kfn.activator import throttler as throttlers
 
@@ -85,6 +87,9 @@ ERROR_KINDS = (
 Kind = typing.Literal[
     "function", "timeout", "init", "out_of_memory", "exit", "throttled", "unavailable"
 ]
+#: The kinds that count against a version in a rollout: failures of the function a caller sees
+#: (not a throttle, nor no pod reached: the version's code did not run).
+FAILURE_KINDS: typing.Final = frozenset({"function", "timeout", "init", "out_of_memory", "exit"})
 #: What a runtime's 502 with ``Kfn-Function-Error`` is when its errorType is none of these:
 #: the init error (runtime contract §3).
 _NOT_INIT = frozenset({"ResponseSizeTooLarge", "Runtime.ExitError", "Runtime.OutOfMemory"})
@@ -187,6 +192,9 @@ class FunctionMetrics:
         "events_redelivered",
         "handler_durations",
         "invocations",
+        "period_durations",
+        "period_errors",
+        "period_invocations",
         "retries",
     )
 
@@ -208,6 +216,13 @@ class FunctionMetrics:
         self.events_redelivered = 0
         self.destination_failures = 0
         self.dead_letter_errors = 0
+        #: The period's figures for the stats message (what a rollout judges a version on):
+        #: invocations answered by a pod, those that failed as the function's fault, and
+        #: their handler durations by :func:`kfn.rollout.duration_bin`; taken and reset by
+        #: :meth:`take_figures`.
+        self.period_invocations = 0
+        self.period_errors = 0
+        self.period_durations: dict[int, int] = {}
 
     def observe_request(self, code: int, seconds: float) -> None:
         codes = self.codes
@@ -217,13 +232,28 @@ class FunctionMetrics:
         durations.counts[bisect.bisect_left(durations.bounds, seconds)] += 1
         durations.total += seconds
 
-    def invoked(self, handler_seconds: float) -> None:
-        """A pod answered an invocation; its handler took ``handler_seconds`` (< 0: unknown)."""
+    def invoked(self, handler_seconds: float, kind: Kind | None = None) -> None:
+        """A pod answered an invocation; its handler took ``handler_seconds`` (< 0: unknown)
+        and it failed with error ``kind`` (None: no error; counted apart by :meth:`failed`,
+        this only tells the period's figures)."""
         self.invocations += 1
+        self.period_invocations += 1
+        if kind is not None and kind in FAILURE_KINDS:
+            self.period_errors += 1
         if handler_seconds >= 0:
             handler = self.handler_durations
             handler.counts[bisect.bisect_left(handler.bounds, handler_seconds)] += 1
             handler.total += handler_seconds
+            index = rollout.duration_bin(handler_seconds)
+            durations = self.period_durations
+            durations[index] = durations.get(index, 0) + 1
+
+    def take_figures(self) -> tuple[int, int, dict[int, int]]:
+        """The period's invocations, failures and duration bins; a new period begins."""
+        figures = (self.period_invocations, self.period_errors, self.period_durations)
+        self.period_invocations = self.period_errors = 0
+        self.period_durations = {}
+        return figures
 
     def called(
         self, status: int, body: bytes, *, function_error: bool, sent: bool, handler_seconds: float
@@ -231,14 +261,15 @@ class FunctionMetrics:
         """One of the activator's own invocations (``Event`` deliveries, Lambda's Invoke)
         ended: ``sent`` when a pod ran it, else the activator answered (throttled, or no pod
         reached)."""
-        if sent:
-            self.invoked(handler_seconds)
+        kind: Kind | None = None
         if function_error or status >= 429 or status == 0:
             kind = classify(
                 status, function_error=function_error, error_type=error_type(body), own=not sent
             )
-            if kind is not None:
-                self.failed(kind)
+        if sent:
+            self.invoked(handler_seconds, kind)
+        if kind is not None:
+            self.failed(kind)
 
     def failed(self, kind: Kind) -> None:
         errors = self.errors
@@ -335,7 +366,13 @@ class Metrics:
         return prometheus_client.generate_latest(self.registry)
 
 
-_FN = ["namespace", "function"]
+_FN = ["namespace", "function", "version"]
+#: The ``version`` label of a function's ``$LATEST`` series.
+LATEST = "$LATEST"
+
+
+def _labels(function: stats.FunctionKey) -> list[str]:
+    return [function.namespace, function.name, function.version or LATEST]
 
 
 class _Collector(registry.Collector):
@@ -420,9 +457,9 @@ class _Collector(registry.Collector):
             labels=_FN,
         )
         for (function, reason), count in sorted(self._metrics.dropped_after.items()):
-            dropped.add_metric([function.namespace, function.name, reason], count)
+            dropped.add_metric([*_labels(function), reason], count)
         for function, fm in list(self._metrics.functions.items()):
-            fn = [function.namespace, function.name]
+            fn = _labels(function)
             invocations.add_metric(fn, fm.invocations)
             for kind in ERROR_KINDS:
                 errors.add_metric([*fn, kind], fm.errors.get(kind, 0))
@@ -462,7 +499,7 @@ class _Collector(registry.Collector):
             labels=_FN,
         )
         for function, throttler in list(self._metrics.throttlers_of().items()):
-            fn = [function.namespace, function.name]
+            fn = _labels(function)
             concurrent.add_metric(fn, throttler.in_flight)
             ready.add_metric(fn, throttler.ready_endpoints)
             queue.add_metric(fn, throttler.queued)

@@ -6,7 +6,8 @@ dropped the hop-by-hop headers and the pod's ``Kfn-Request-Id``) and writes it o
 to the client under a new status line: with the request's ``Kfn-Request-Id``, once;
 chunked when the pod's response has no length and the client speaks HTTP/1.1 (an
 HTTP/1.0 client reads to the connection's end instead); and with ``Connection:
-close`` when the client connection ends after it; on a route with CORS, with the policy's
+close`` when the client connection ends after it; on the invoke API with
+``X-Amz-Executed-Version`` naming the version that ran; on a route with CORS, with the policy's
 ``Access-Control-*`` headers instead of the pod's. Bodies pass through in the pieces the
 pod sent, each written at the end of the loop's round it came in: nothing waits for the
 rest of the response. While the client does not read, its socket's buffer fills and the
@@ -49,6 +50,8 @@ class Owner(typing.Protocol):
     upload: request_body.Upload
     request_id: bytes
     invoke: bool
+    #: The function (version) the request was taken on for.
+    entry: context.FunctionEntry | None
     #: The CORS policy's headers replacing the pod's ``Access-Control-*`` (None: none do).
     cors: bytes | None
     finished: bool
@@ -204,7 +207,9 @@ class Relay:
         ex = self.exchange
         self.status = status
         ex.response_started = True
-        extra = b"Kfn-Request-Id: %s\r\n" % ex.request_id
+        entry = ex.entry
+        executed = entry.executed_version if ex.invoke and entry is not None else b""
+        extra = b"Kfn-Request-Id: %s\r\n%s" % (ex.request_id, executed)
         if ex.cold is not None:
             extra += ex.cold_timing()
         conn = ex.conn

@@ -3,14 +3,19 @@
 Two kinds of request reach the activator:
 
 * The invoke API, ``POST /_kfn/functions/{namespace}/{name}/invoke``, used by
-  triggers and clients; the header ``Kfn-Invocation-Type`` (or Lambda's
-  ``X-Amz-Invocation-Type``) chooses ``RequestResponse`` (default) or ``Event``.
-  It is proxied to the pod's ``POST /_kfn/invoke``.
+  triggers and clients. ``{name}`` may carry a qualifier as Lambda's ``FunctionName`` does,
+  ``{name}:{qualifier}`` (the colon as is or ``%3A``), or the query ``?Qualifier=`` may
+  (both, naming different qualifiers: a match saying so, refused as Lambda does); the match
+  names it for :mod:`~kfn.activator.qualifiers`, with ``$LATEST`` as none. The header
+  ``Kfn-Invocation-Type`` (or Lambda's ``X-Amz-Invocation-Type``) chooses
+  ``RequestResponse`` (default) or ``Event``. It is proxied to the pod's ``POST /_kfn/invoke``.
 * HTTP-trigger and Function URL requests, matched against :class:`Route`s and proxied
-  unchanged; a route whose Trigger or Function URL asks for ``auth: ServiceAccountToken`` is
-  ``checked``: its requests need a bearer token RBAC lets invoke the function, as the invoke
-  API does. A route with ``cors`` has its preflights answered by the activator and its
-  answers' ``Access-Control-*`` headers set by its policy (:mod:`~kfn.activator.exchange`).
+  unchanged, to the version or alias the route's Trigger names if any (its match carries
+  the qualifier, resolved per request as the invoke API's); a route whose Trigger or
+  Function URL asks for ``auth: ServiceAccountToken`` is ``checked``: its requests need a
+  bearer token RBAC lets invoke the function, as the invoke API does. A route with
+  ``cors`` has its preflights answered by the activator and its answers'
+  ``Access-Control-*`` headers set by its policy (:mod:`~kfn.activator.exchange`).
 
 Routes for a named host win over routes for any host (``""`` or ``"*"``); within
 those, the longest path prefix wins, matched on whole segments (``/api`` matches
@@ -28,6 +33,7 @@ hold more than about ``_CACHE_LIMIT x _CACHED_URL_LIMIT`` (1 MiB of keys).
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Callable, Iterable
 
 from kfn import stats
@@ -61,6 +67,9 @@ class Route:
     #: below ``path_prefix`` (``stripPrefix``): told to the pod in request headers.
     payload_format: str = "2.0"
     strip_prefix: bool = False
+    #: The version or alias its Trigger's ``functionRef`` names ("" for ``$LATEST``),
+    #: resolved per request as the invoke API's (:mod:`~kfn.activator.qualifiers`).
+    qualifier: str = ""
 
     def __post_init__(self) -> None:
         if not self.path_prefix.startswith("/"):
@@ -84,6 +93,11 @@ class Match:
     #: The runtime contract's headers saying how the pod maps the request
     #: (:func:`pod_headers`), computed once per route: CRLF-terminated lines, or empty.
     pod_headers: bytes = b""
+    #: The invoke API's or the route's qualifier (a version or an alias); "" for
+    #: ``$LATEST``.
+    qualifier: str = ""
+    #: Why the invoke API's URL names no one qualifier (its name's and its query's differ).
+    conflict: str = ""
 
 
 class Router:
@@ -100,6 +114,7 @@ class Router:
                 checked=route.checked,
                 cors=route.cors,
                 pod_headers=pod_headers(route),
+                qualifier="" if route.qualifier == LATEST else route.qualifier,
             )
             entry = (prefix, methods, route.function.namespace, match)
             by_host.setdefault(host, []).append(entry)
@@ -125,9 +140,9 @@ class Router:
         return result
 
     def _match(self, host: bytes, path: bytes, method: bytes) -> Match | None:
-        path = path.split(b"?", 1)[0]
+        path, _, query = path.partition(b"?")
         if path.startswith(INVOKE_PREFIX):
-            return _invoke_match(path)
+            return _invoke_match(path, query)
         name = host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host
         name = name.lower()
         # Any byte decodes in latin-1: a host with others still ends in an assigned suffix.
@@ -166,7 +181,7 @@ def pod_headers(route: Route) -> bytes:
     return lines
 
 
-def _invoke_match(path: bytes) -> Match | None:
+def _invoke_match(path: bytes, query: bytes = b"") -> Match | None:
     if not path.endswith(INVOKE_SUFFIX):
         return None
     parts = path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)].split(b"/")
@@ -176,4 +191,34 @@ def _invoke_match(path: bytes) -> Match | None:
         namespace, name = (part.decode("ascii") for part in parts)
     except UnicodeDecodeError:
         return None
-    return Match(stats.FunctionKey(namespace, name), invoke=True)
+    if not query and "%" not in name and ":" not in name:
+        return Match(stats.FunctionKey(namespace, name), invoke=True)
+    return _qualified_match(namespace, name, query)
+
+
+def _qualified_match(namespace: str, name: str, query: bytes) -> Match | None:
+    """An invoke naming a qualifier in its name (``name:q``, ``name%3Aq``) or its query
+    (``?Qualifier=q``)."""
+    try:
+        name = urllib.parse.unquote(name, errors="strict")
+        asked = urllib.parse.parse_qs(query.decode("ascii"), errors="strict").get("Qualifier")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    name, colon, from_name = name.partition(":")
+    if not name or (colon and not from_name):
+        return None
+    from_query = asked[-1] if asked else ""
+    if from_name and from_query and from_name != from_query:
+        conflict = (
+            f"The derived qualifier from the function name {from_name!r} does not match the "
+            f"specified qualifier {from_query!r}."
+        )
+        return Match(stats.FunctionKey(namespace, name), invoke=True, conflict=conflict)
+    qualifier = from_name or from_query
+    if qualifier == LATEST:
+        qualifier = ""
+    return Match(stats.FunctionKey(namespace, name), invoke=True, qualifier=qualifier)
+
+
+#: The qualifier of the newest code, which names no version: the same as none.
+LATEST = "$LATEST"

@@ -34,6 +34,7 @@ from kfn.activator import (
     forwarding,
     metrics,
     proxy,
+    qualifiers,
     router,
     stats_reporter,
     throttler,
@@ -71,7 +72,12 @@ class Activator:
         #: Each function pod's instants (written by discovery), for cold starts' phases.
         self.pods = cold_start.PodInstants()
         self.reporter = (
-            stats_reporter.StatsReporter(activator_id, lambda: self.throttlers, stats_sink)
+            stats_reporter.StatsReporter(
+                activator_id,
+                lambda: self.throttlers,
+                stats_sink,
+                figures_of=lambda: self.metrics.functions,
+            )
             if stats_sink is not None
             else None
         )
@@ -108,6 +114,10 @@ class Activator:
     ) -> None:
         """Route by these routes from now on; ``owners`` says which namespaces own a host."""
         self.ctx.router = router.Router(routes, owners)
+
+    def set_qualifiers(self, table: qualifiers.Table) -> None:
+        """Resolve qualifiers (versions, aliases) by this table from now on."""
+        self.ctx.qualifiers = table
 
     def set_trusted_pods(self, addresses: frozenset[forwarding.Address]) -> None:
         """Trust these pod IPs (``--trusted-proxy-pods``) beside the trusted networks; each

@@ -1,8 +1,9 @@
 """Reporting to the autoscaler: a :mod:`kfn.stats` message every second, and pokes.
 
 Every period the reporter takes each throttler's numbers (time-weighted average
-and peak in-flight, queued now, requests received) and sends one message listing
-the functions with any activity. A poke — the first request queued for a function
+and peak in-flight, queued now, requests received) and each target's figures (invocations
+answered, failures, handler durations: what a rollout judges a version on) and sends one
+message listing the functions with any activity. A poke — the first request queued for a function
 with no ready endpoint — is sent at once, on its own, so that scaling from zero
 starts within milliseconds instead of up to a second later.
 
@@ -29,6 +30,12 @@ from kfn.activator import throttler as throttlers
 from kfn.clock import Seconds
 
 logger = logging.getLogger(__name__)
+
+
+class Figures(Protocol):
+    """A target's invocations, failures and duration bins since the last take."""
+
+    def take_figures(self) -> tuple[int, int, dict[int, int]]: ...
 
 
 class StatsSink(Protocol):
@@ -91,9 +98,13 @@ class StatsReporter:
         sink: StatsSink,
         *,
         clock: Seconds = time.time,
+        figures_of: Callable[[], Mapping[stats.FunctionKey, Figures]] = dict,
     ) -> None:
         self.activator_id = activator_id
         self.throttlers_of = throttlers_of
+        #: Each target's counters of invocations, failures and durations
+        #: (:class:`kfn.activator.metrics.FunctionMetrics`), taken every period.
+        self.figures_of = figures_of
         self.sink = sink
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
@@ -101,10 +112,17 @@ class StatsReporter:
     def build(self) -> stats.StatMessage:
         """The message for the period that ends now (resets the throttlers' periods)."""
         functions = []
+        figures = self.figures_of()
         for key, throttle in list(self.throttlers_of().items()):
             average, peak, queued, requests = throttle.take_period()
-            if average or peak or queued or requests:
-                functions.append(stats.FunctionStat(key, average, peak, queued, requests))
+            counted = figures.get(key)
+            invocations, errors, durations = counted.take_figures() if counted else (0, 0, {})
+            if average or peak or queued or requests or invocations:
+                functions.append(
+                    stats.FunctionStat(
+                        key, average, peak, queued, requests, invocations, errors, durations
+                    )
+                )
         return stats.StatMessage(self.activator_id, self.clock(), tuple(functions))
 
     def build_poke(self, function: stats.FunctionKey) -> stats.StatMessage:

@@ -6,7 +6,9 @@
 * :mod:`kfn.autoscaler.server` receives :mod:`kfn.stats` messages over HTTP.
 * :mod:`kfn.autoscaler.cluster` reads scale bounds from Functions and acts through
   the Deployment ``scale`` subresource.
+* :mod:`kfn.autoscaler.rollouts` moves aliases with a ``rollout`` in steps and back, from
+  the same stats (:mod:`kfn.rollout` decides), writing ``status.aliases`` and Events.
 * :mod:`kfn.autoscaler.metrics` exports the decisions and the stats messages received.
 
-It shares nothing with the activator but :mod:`kfn.stats`.
+It shares nothing with the activator but :mod:`kfn.stats` (and :mod:`kfn.rollout`'s bins).
 """

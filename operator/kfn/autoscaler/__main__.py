@@ -6,7 +6,8 @@ only from the senders ``--stats-senders`` names (:mod:`kfn.autoscaler.callers`).
 ``--in-memory`` it scales a dict instead and takes stats from anyone, for local runs and
 benchmarks. Its metrics (:mod:`kfn.autoscaler.metrics`) are served at ``/metrics`` on
 ``--metrics-port`` (9090, as every kfn component), on the ``--host`` address unless
-``--metrics-address`` says otherwise.
+``--metrics-address`` says otherwise. In a cluster it also moves the aliases with a
+``rollout`` (:mod:`kfn.autoscaler.rollouts`), judged on the same stats, on the wall clock.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 
 from kfn import kube, logs, stats
 from kfn.authn import reviews
-from kfn.autoscaler import autoscaler, callers, cluster, metrics, scaler, server
+from kfn.autoscaler import autoscaler, callers, cluster, metrics, rollouts, scaler, server
 
 
 def _gate(args: argparse.Namespace) -> callers.Callers | None:
@@ -45,14 +46,19 @@ async def _main(args: argparse.Namespace) -> None:
         scaler.InMemoryScaler() if args.in_memory else cluster.KubeScaler()
     )
     gate = _gate(args)
+    moving = None if args.in_memory else rollouts.Rollouts(rollouts.KubeWriter())
 
     async def receive(message: stats.StatMessage) -> None:
+        if moving is not None:
+            moving.receive(message, time.time())  # kept first: a failed poke must not drop it
         await scaling.receive(message, time.monotonic())
 
     tasks = []
-    if not args.in_memory:
+    if moving is not None:
         windows = {"stable_window": args.stable_window, "panic_window": args.panic_window}
-        tasks.append(asyncio.create_task(cluster.FunctionSpecs(scaling, **windows).run()))
+        specs = cluster.FunctionSpecs(scaling, also=moving.apply, **windows)
+        tasks.append(asyncio.create_task(specs.run()))
+        tasks.append(asyncio.create_task(moving.run()))
     metrics.serve(args.metrics_port, args.metrics_address or args.host)
     srv = await server.serve(receive, args.host, args.port, gate=gate)
     logging.info(

@@ -151,6 +151,7 @@ class AsyncDeliverer:
                 payload,
                 request_id=request_id,
                 timeout=self.timeout,
+                qualifier=target.qualifier,
             )
             if on_attempt is not None:
                 on_attempt(outcome)

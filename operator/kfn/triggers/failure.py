@@ -26,15 +26,19 @@ class Target:
     function: str
     trigger: str
     kind: str
+    #: The function's version or alias the Trigger names; "" for ``$LATEST``.
+    qualifier: str = ""
 
     @property
     def label(self) -> str:
         return f"{self.namespace}/{self.trigger}"
 
 
-def function_arn(namespace: str, function: str) -> str:
-    """The name a failure record gives the function (Lambda's ``functionArn``)."""
-    return f"kfn:{namespace}:function:{function}"
+def function_arn(namespace: str, function: str, qualifier: str = "") -> str:
+    """The name a failure record gives the function (Lambda's ``functionArn``), with its
+    qualifier when the Trigger names one, as a qualified ARN does."""
+    base = f"kfn:{namespace}:function:{function}"
+    return f"{base}:{qualifier}" if qualifier else base
 
 
 def _payload_value(payload: bytes) -> Any:
@@ -61,7 +65,7 @@ def failure_record(
         "timestamp": meta.format_time(now),
         "requestContext": {
             "requestId": request_id,
-            "functionArn": function_arn(target.namespace, target.function),
+            "functionArn": function_arn(target.namespace, target.function, target.qualifier),
             "condition": condition,
             "approximateInvokeCount": attempts,
         },

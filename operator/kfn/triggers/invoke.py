@@ -137,7 +137,11 @@ class Invoker:
         self._host_header = parsed.netloc
         self._local = threading.local()
 
-    def path(self, namespace: str, function: str) -> str:
+    def path(self, namespace: str, function: str, qualifier: str = "") -> str:
+        """The invoke API's path for ``function``, naming ``qualifier`` (a version or an
+        alias; "" for ``$LATEST``) after a quoted colon, as Lambda's ``name:qualifier``."""
+        if qualifier:
+            function += "%3A" + urllib.parse.quote(qualifier, safe="")
         return f"{self.base_path}/_kfn/functions/{namespace}/{function}/invoke"
 
     def _connection(self, timeout: float) -> tuple[_Connection, bool]:
@@ -163,15 +167,17 @@ class Invoker:
         request_id: str,
         timeout: float = 900.0,
         invocation_type: str = "RequestResponse",
+        qualifier: str = "",
     ) -> retry.Outcome:
-        """One invocation; blocks until the function answered (or, for ``Event``, the
-        activator accepted it)."""
+        """One invocation of ``function`` (its ``qualifier``: a version, an alias, or "" for
+        ``$LATEST``); blocks until the function answered (or, for ``Event``, the activator
+        accepted it)."""
         try:
             authorization = f"Authorization: Bearer {self.token()}\r\n" if self.token else ""
         except OSError as exc:
             return retry.Outcome(0, f"reading the invoke token: {exc}".encode())
         head = (
-            f"POST {self.path(namespace, function)} HTTP/1.1\r\n"
+            f"POST {self.path(namespace, function, qualifier)} HTTP/1.1\r\n"
             f"Host: {self._host_header}\r\n"
             "Content-Type: application/json\r\n"
             f"Kfn-Invocation-Type: {invocation_type}\r\n"

@@ -56,7 +56,9 @@ class Destinations:
     ) -> None:
         body = json.dumps(record, separators=(",", ":"), default=str).encode()
         if destination.function is not None:
-            self._to_function(namespace, destination.function.name, body)
+            self._to_function(
+                namespace, destination.function.name, body, destination.function.target_qualifier
+            )
         elif destination.kafka is not None:
             self._to_kafka(namespace, destination.kafka, body, key)
         elif destination.nats is not None:
@@ -64,9 +66,14 @@ class Destinations:
         else:  # pragma: no cover - the API requires exactly one
             raise DestinationError("the destination names nothing")
 
-    def _to_function(self, namespace: str, function: str, body: bytes) -> None:
+    def _to_function(self, namespace: str, function: str, body: bytes, qualifier: str) -> None:
         outcome = self.invoker.invoke(
-            namespace, function, body, request_id=str(uuid.uuid4()), invocation_type="Event"
+            namespace,
+            function,
+            body,
+            request_id=str(uuid.uuid4()),
+            invocation_type="Event",
+            qualifier=qualifier,
         )
         if outcome.status != 202:
             raise DestinationError(

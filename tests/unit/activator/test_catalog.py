@@ -31,13 +31,15 @@ def fn(name: str, **spec: Any) -> function.Function:
     )
 
 
-def http_trigger(name: str, target: str, namespace: str = "team", **http: Any) -> trigger.Trigger:
+def http_trigger(
+    name: str, target: str, namespace: str = "team", qualifier: str | None = None, **http: Any
+) -> trigger.Trigger:
     return trigger.Trigger.model_validate(
         {
             "apiVersion": "kfn.dev/v1alpha1",
             "kind": "Trigger",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"functionRef": {"name": target}, "http": http},
+            "spec": {"functionRef": {"name": target, "qualifier": qualifier}, "http": http},
         }
     )
 
@@ -254,8 +256,8 @@ class Pushed:
 
 
 @pytest.mark.asyncio
-async def test_the_catalog_pushes_every_change_and_is_synced_once_both_kinds_were_listed() -> None:
-    servers = {"Function": ApiServer(), "Trigger": ApiServer()}
+async def test_the_catalog_pushes_every_change_and_is_synced_once_every_kind_was_listed() -> None:
+    servers = {"Function": ApiServer(), "Trigger": ApiServer(), "FunctionVersion": ApiServer()}
 
     def reflect(api_version: str, kind: str, *args: Any, **kwargs: Any) -> None:
         """Each kind from a server of its own, so that each list and event goes to one."""
@@ -280,6 +282,8 @@ async def test_the_catalog_pushes_every_change_and_is_synced_once_both_kinds_wer
     newer = body("Trigger", "new", "2024-02-01T00:00:00Z", functionRef={"name": "b"}, http={})
     older = body("Trigger", "old", "2024-01-01T00:00:00Z", functionRef={"name": "a"}, http={})
     await asyncio.to_thread(servers["Trigger"].send, [newer])
+    assert not cluster.synced.is_set()  # nor before the FunctionVersions were listed
+    await asyncio.to_thread(servers["FunctionVersion"].send, [])
     assert cluster.synced.is_set()
     assert activator.routed() == [b]
     # The older Trigger takes the route it asks for too; when it goes, the newer gets it back.
@@ -305,7 +309,7 @@ async def test_the_catalog_pushes_every_change_and_is_synced_once_both_kinds_wer
 
 @pytest.mark.asyncio
 async def test_the_catalog_routes_only_granted_claims_whatever_status_a_trigger_shows() -> None:
-    servers = {"Function": ApiServer(), "Trigger": ApiServer()}
+    servers = {"Function": ApiServer(), "Trigger": ApiServer(), "FunctionVersion": ApiServer()}
 
     def reflect(api_version: str, kind: str, *args: Any, **kwargs: Any) -> None:
         servers[kind].reflect(api_version, kind, *args, **kwargs)
@@ -412,7 +416,7 @@ def test_a_trigger_of_another_namespace_on_a_function_url_host_gets_no_traffic()
 
 @pytest.mark.asyncio
 async def test_the_catalog_routes_function_urls_anew_only_when_one_changes() -> None:
-    servers = {"Function": ApiServer(), "Trigger": ApiServer()}
+    servers = {"Function": ApiServer(), "Trigger": ApiServer(), "FunctionVersion": ApiServer()}
 
     def reflect(api_version: str, kind: str, *args: Any, **kwargs: Any) -> None:
         servers[kind].reflect(api_version, kind, *args, **kwargs)
@@ -460,3 +464,33 @@ def test_a_triggers_payload_format_and_strip_prefix_reach_its_route() -> None:
         "/api": ("1.0", True),
         "/lb": ("alb", False),
     }
+
+
+def test_a_triggers_qualifier_reaches_its_route_and_the_match_for_its_requests() -> None:
+    found = catalog.routes(
+        [
+            http_trigger("live", "a", qualifier="live", pathPrefix="/live"),
+            http_trigger("pinned", "a", qualifier="3", pathPrefix="/pinned"),
+            http_trigger("latest", "a", qualifier="$LATEST", pathPrefix="/latest"),
+            http_trigger("plain", "a", pathPrefix="/"),
+        ],
+        {("team", "live"): JAN, ("team", "pinned"): FEB, ("team", "latest"): FEB},
+    )
+    assert {r.path_prefix: r.qualifier for r in found.routes} == {
+        "/live": "live",
+        "/pinned": "3",
+        "/latest": "",
+        "/": "",
+    }
+    table = router.Router(found.routes)
+    asked = {
+        path: table.match(b"x", path.encode(), b"GET")
+        for path in ("/live/cart", "/pinned", "/latest/x", "/other")
+    }
+    assert {path: m.qualifier if m else None for path, m in asked.items()} == {
+        "/live/cart": "live",
+        "/pinned": "3",
+        "/latest/x": "",
+        "/other": "",
+    }
+    assert {m.function if m else None for m in asked.values()} == {stats.FunctionKey("team", "a")}

@@ -194,23 +194,24 @@ async def test_an_event_given_up_is_counted_by_function_and_condition(
     page = counted.render().decode()
     assert (
         'kfn_function_async_events_dropped_total{function="slow",namespace="tenant-a",'
-        'reason="RetriesExhausted"} 1.0' in page
+        'reason="RetriesExhausted",version="$LATEST"} 1.0' in page
     )
     assert (
         'kfn_function_async_events_dropped_total{function="quick",namespace="tenant-b",'
-        'reason="Rejected"} 1.0' in page
+        'reason="Rejected",version="$LATEST"} 1.0' in page
     )
     assert (
-        'kfn_function_async_events_received_total{function="slow",namespace="tenant-a"} 1.0' in page
+        'kfn_function_async_events_received_total{function="slow",namespace="tenant-a",'
+        'version="$LATEST"} 1.0' in page
     )
     # Each attempt's age: three attempts of the slow function's event, one of the quick one's.
     assert (
-        'kfn_function_async_event_age_seconds_count{function="slow",namespace="tenant-a"} 3.0'
-        in page
+        'kfn_function_async_event_age_seconds_count{function="slow",namespace="tenant-a",'
+        'version="$LATEST"} 3.0' in page
     )
     assert (
-        'kfn_function_async_event_age_seconds_count{function="quick",namespace="tenant-b"} 1.0'
-        in page
+        'kfn_function_async_event_age_seconds_count{function="quick",namespace="tenant-b",'
+        'version="$LATEST"} 1.0' in page
     )
 
 
@@ -250,11 +251,11 @@ async def test_a_deleted_functions_waiting_events_end_as_resource_not_found_and_
         page = activator.metrics.render().decode()
         assert [line for line in page.splitlines() if 'namespace="tenant-a"' in line] == [
             'kfn_function_async_events_dropped_total{function="slow",namespace="tenant-a",'
-            'reason="ResourceNotFound"} 5.0'
+            'reason="ResourceNotFound",version="$LATEST"} 5.0'
         ]
         assert (
-            'kfn_function_async_events_received_total{function="quick",namespace="tenant-b"} 20.0'
-            in page
+            'kfn_function_async_events_received_total{function="quick",namespace="tenant-b",'
+            'version="$LATEST"} 20.0' in page
         )
     finally:
         await activator.shutdown(drain_timeout=1)

@@ -37,6 +37,13 @@ def test_an_event_read_back_from_its_headers_is_the_event_that_was_put() -> None
     assert read.stored == 1_800_000_030.0
 
 
+def test_an_event_for_a_version_is_read_back_for_that_version() -> None:
+    original = event(function=FN._replace(version="3"))
+    headers = event_record.headers(original, stored=1_800_000_030.0)
+    assert headers["Kfn-Function"] == "tenant-a/resize:3"
+    assert event_record.read(headers, original.payload).event == original
+
+
 def test_a_new_event_has_no_last_answer_and_is_due_when_received() -> None:
     headers = event_record.headers(event(), stored=1_800_000_000.5)
     assert event_record.LAST_STATUS not in headers
@@ -68,6 +75,7 @@ def test_every_put_of_one_event_has_its_own_deduplication_id() -> None:
         {"Kfn-Function": "tenant-a/resize"},
         {"Kfn-Function": "no-slash", "Kfn-Request-Id": "r", "Kfn-Received": "1.0"},
         {"Kfn-Function": "a/b", "Kfn-Request-Id": "r", "Kfn-Received": "soon"},
+        {"Kfn-Function": "a/b:live", "Kfn-Request-Id": "r", "Kfn-Received": "1.0"},
         {
             "Kfn-Function": "a/b",
             "Kfn-Request-Id": "r",
@@ -76,7 +84,7 @@ def test_every_put_of_one_event_has_its_own_deduplication_id() -> None:
             "Kfn-Last-Body": "not base64!",
         },
     ],
-    ids=["none", "empty", "no-request-id", "bad-function", "bad-time", "bad-body"],
+    ids=["none", "empty", "no-request-id", "bad-function", "bad-time", "bad-version", "bad-body"],
 )
 def test_a_message_kfn_did_not_write_is_refused(headers: dict[str, str] | None) -> None:
     with pytest.raises(event_record.InvalidRecordError):

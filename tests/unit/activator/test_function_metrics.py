@@ -225,7 +225,7 @@ async def test_a_refusal_of_the_activators_own_is_throttled_and_no_invocation(
 
 @pytest.mark.asyncio
 async def test_a_deleted_functions_series_disappear_with_it() -> None:
-    servers = {"Function": ApiServer(), "Trigger": ApiServer()}
+    servers = {"Function": ApiServer(), "Trigger": ApiServer(), "FunctionVersion": ApiServer()}
 
     def reflect(api_version: str, kind: str, *args: Any, **kwargs: Any) -> None:
         servers[kind].reflect(api_version, kind, *args, **kwargs)
@@ -241,29 +241,41 @@ async def test_a_deleted_functions_series_disappear_with_it() -> None:
         )
         activator.metrics.of(deleted).invocations += 1
         page = activator.metrics.render().decode()
-        assert 'kfn_function_invocations_total{function="gone",namespace="team"} 1.0' in page
-        assert 'kfn_activator_queue_capacity{function="gone",namespace="team"}' in page
+        assert (
+            'kfn_function_invocations_total{function="gone",namespace="team",version="$LATEST"} 1.0'
+            in page
+        )
+        assert (
+            'kfn_activator_queue_capacity{function="gone",namespace="team",version="$LATEST"}'
+            in page
+        )
         await asyncio.to_thread(
             servers["Function"].send, ("DELETED", body("Function", "gone", "", source=IMAGE))
         )
         assert set(activator.ctx.functions) == {kept}
         page = activator.metrics.render().decode()
         assert 'function="gone"' not in page
-        assert 'kfn_function_invocations_total{function="kept",namespace="team"} 0.0' in page
+        assert (
+            'kfn_function_invocations_total{function="kept",namespace="team",version="$LATEST"} 0.0'
+            in page
+        )
         # Its events ending after it are counted, and bring no other series back.
         activator.metrics.event_dropped(deleted, "ResourceNotFound")
         activator.metrics.event_attempted(deleted, 1.0)
         page = activator.metrics.render().decode()
         assert [line for line in page.splitlines() if 'function="gone"' in line] == [
             'kfn_function_async_events_dropped_total{function="gone",namespace="team",'
-            'reason="ResourceNotFound"} 1.0'
+            'reason="ResourceNotFound",version="$LATEST"} 1.0'
         ]
         # Added again, it starts afresh.
         await asyncio.to_thread(
             servers["Function"].send, ("ADDED", body("Function", "gone", "", source=IMAGE))
         )
         page = activator.metrics.render().decode()
-        assert 'kfn_function_invocations_total{function="gone",namespace="team"} 0.0' in page
+        assert (
+            'kfn_function_invocations_total{function="gone",namespace="team",version="$LATEST"} 0.0'
+            in page
+        )
         assert "ResourceNotFound" not in page
     finally:
         running.cancel()

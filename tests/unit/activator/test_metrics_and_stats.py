@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from kfn import stats
+from kfn import rollout, stats
 from kfn.activator import stats_reporter
 from kfn.autoscaler import server as stats_server
 
@@ -43,13 +43,13 @@ async def test_metrics_are_served_with_conventional_names(
     await client.close()
     scraper = await Client.connect(activator.ports[1])
     page = (await scraper.request("GET", "/metrics")).body.decode()
-    fn = 'function="hello",namespace="default"'
+    fn = 'function="hello",namespace="default",version="$LATEST"'
     for line in (
         f'kfn_activator_requests_total{{code="200",{fn}}} 3.0',
         f"kfn_activator_request_duration_seconds_count{{{fn}}} 3.0",
         f"kfn_function_invocations_total{{{fn}}} 3.0",
-        'kfn_function_errors_total{function="hello",kind="function",namespace="default"} 0.0',
-        'kfn_function_errors_total{function="hello",kind="throttled",namespace="default"} 0.0',
+        f'kfn_function_errors_total{{function="hello",kind="function",{fn[17:]}}} 0.0',
+        f'kfn_function_errors_total{{function="hello",kind="throttled",{fn[17:]}}} 0.0',
         f"kfn_function_cold_starts_total{{{fn}}} 0.0",
         f"kfn_activator_queue_depth{{{fn}}} 0.0",
         f"kfn_activator_queue_capacity{{{fn}}} 1000.0",
@@ -106,3 +106,25 @@ async def test_cold_request_pokes_the_autoscaler_over_http_at_once(
     assert (await pending).status == 429
     await client.close()
     endpoint.close()
+
+
+@pytest.mark.asyncio
+async def test_the_report_counts_invocations_failures_and_handler_durations_of_the_period(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    sink = Collecting()
+    activator = await make_activator(endpoints=frozenset({backend.address}), stats_sink=sink)
+    assert activator.reporter is not None
+    client = await Client.connect(activator.ports[0])
+    # A handler's own 5xx is no failure; a function error, an init error and a timeout are.
+    for path in ("/timed", "/own503", "/limited", "/init-error", "/task-timeout"):
+        await client.request("GET", path)
+    [stat] = activator.reporter.build().functions
+    assert (stat.requests, stat.invocations, stat.errors) == (5, 5, 3)
+    # Each handler duration a runtime told, in its bin, as the histogram observed them.
+    assert stat.durations[rollout.duration_bin(0.003712)] == 1
+    observed = activator.metrics.of(FN).handler_durations.counts
+    assert sum(stat.durations.values()) == sum(observed) >= 1
+    # The next period starts from nothing.
+    assert activator.reporter.build().functions == ()
+    await client.close()

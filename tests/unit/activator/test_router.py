@@ -194,3 +194,20 @@ def test_a_static_configs_route_may_name_a_payload_format_and_strip_its_prefix()
     ]
     with pytest.raises(ValueError, match=r"2\.0, 1\.0 or alb"):
         config.parse({"routes": [{"function": "default/a", "payload_format": "3.0"}]})
+
+
+def test_a_route_naming_a_version_or_alias_gives_its_matches_that_qualifier() -> None:
+    table = router.Router(
+        [
+            router.Route(host="*", path_prefix="/", function=ANY),
+            router.Route(host="*", path_prefix="/api", function=API, qualifier="live"),
+            router.Route(host="*", path_prefix="/v3", function=API, qualifier="3"),
+            router.Route(host="*", path_prefix="/new", function=API, qualifier="$LATEST"),
+        ]
+    )
+    assert table.match(b"x", b"/api/orders", b"GET") == router.Match(API, qualifier="live")
+    assert table.match(b"x", b"/v3", b"POST") == router.Match(API, qualifier="3")
+    assert table.match(b"x", b"/new/x", b"GET") == router.Match(API)
+    assert table.match(b"x", b"/other", b"GET") == router.Match(ANY)
+    invoked = table.match(b"x", b"/_kfn/functions/default/api/invoke", b"POST")
+    assert invoked == router.Match(API, invoke=True)

@@ -232,6 +232,7 @@ class _RestartingInvoker(invoke.Invoker):
         request_id: str,
         timeout: float = 900.0,
         invocation_type: str = "RequestResponse",
+        qualifier: str = "",
     ) -> retry.Outcome:
         self.kubelet.ensure_running()
         outcome = super().invoke(
@@ -241,6 +242,7 @@ class _RestartingInvoker(invoke.Invoker):
             request_id=request_id,
             timeout=timeout,
             invocation_type=invocation_type,
+            qualifier=qualifier,
         )
         self.kubelet.reap(outcome)
         return outcome

@@ -32,7 +32,11 @@ SERIES = (
 
 
 def sample(name: str, function: stats.FunctionKey) -> float | None:
-    labels = {"namespace": function.namespace, "function": function.name}
+    labels = {
+        "namespace": function.namespace,
+        "function": function.name,
+        "version": function.version or "$LATEST",
+    }
     return prometheus_client.REGISTRY.get_sample_value(name, labels)
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kfn import stats
+from kfn import rollout, stats
 
 MESSAGE = stats.StatMessage(
     activator="act-1",
@@ -51,8 +51,76 @@ def _entry(**fields: object) -> bytes:
         _entry(ns=None),
         _entry(c=True),
         _entry(c=float("inf")),
+        # A version is its number as text.
+        _entry(v=3),
+        _entry(v="03"),
+        _entry(v="live"),
     ],
 )
 def test_invalid_messages_are_rejected(body: bytes) -> None:
     with pytest.raises(stats.StatsError):
         stats.decode(body)
+
+
+def test_an_entry_without_a_version_is_for_latest_and_one_with_it_for_that_version() -> None:
+    latest, three = stats.decode(_entry()), stats.decode(_entry(v="3"))
+    assert latest.functions[0].function == stats.FunctionKey("d", "f", "")
+    assert three.functions[0].function == stats.FunctionKey("d", "f", "3")
+
+
+# --- the figures a rollout judges ----------------------------------------------------------------
+
+FIGURES = stats.StatMessage(
+    activator="act-1",
+    timestamp=1.0,
+    functions=(
+        stats.FunctionStat(
+            stats.FunctionKey("team", "hello", "3"), 1.0, 2, 0, 12, 10, 3, {130: 7, 0: 1}
+        ),
+    ),
+)
+
+
+def test_a_versions_invocations_errors_and_duration_bins_survive_encoding_and_decoding() -> None:
+    assert stats.decode(stats.encode(FIGURES)) == FIGURES
+    entry = json.loads(stats.encode(FIGURES))["f"][0]
+    assert (entry["i"], entry["e"], entry["d"]) == (10, 3, {"0": 1, "130": 7})
+
+
+def test_an_entry_without_figures_encodes_none_and_decodes_as_zero() -> None:
+    entry = json.loads(stats.encode(MESSAGE))["f"][0]
+    assert not {"i", "e", "d"} & set(entry)
+    (stat,) = stats.decode(_entry()).functions
+    assert (stat.invocations, stat.errors, stat.durations) == (0, 0, {})
+
+
+def test_the_stats_message_knows_as_many_duration_bins_as_the_rollout_decisions() -> None:
+    assert stats.DURATION_BINS == rollout.BINS
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"i": -1},
+        {"i": 1.0},
+        {"e": True},
+        # Failures are counted among the invocations.
+        {"i": 2, "e": 3},
+        {"e": 1},
+        {"d": [1, 2]},
+        {"d": {"x": 1}},
+        {"d": {"-1": 1}},
+        {"d": {"01": 1}},
+        {"d": {"416": 1}},
+        {"d": {"3": 0}},
+        {"d": {"3": 1.5}},
+    ],
+)
+def test_malformed_figures_are_rejected(fields: dict[str, object]) -> None:
+    with pytest.raises(stats.StatsError):
+        stats.decode(_entry(**fields))
+
+
+def test_a_stat_with_more_errors_than_invocations_cannot_be_made() -> None:
+    with pytest.raises(ValueError, match="errors <= invocations"):
+        stats.FunctionStat(stats.FunctionKey("d", "f"), 0.0, 0, 0, 0, invocations=1, errors=2)

@@ -11,7 +11,11 @@ from kfn.activator import __main__ as main
 from tests.unit.chart import chart
 
 ACTIVATOR_RULES = {
-    *(("kfn.dev", r, v) for r in ["functions", "triggers"] for v in ["get", "list", "watch"]),
+    *(
+        ("kfn.dev", r, v)
+        for r in ["functions", "functionversions", "triggers"]
+        for v in ["get", "list", "watch"]
+    ),
     *(("", "pods", v) for v in ["get", "list", "watch"]),
     # The invoke door's reviews.
     ("authentication.k8s.io", "tokenreviews", "create"),
@@ -30,6 +34,9 @@ _LIMIT_FLAGS = {
 AUTOSCALER_RULES = {
     *(("kfn.dev", "functions", v) for v in ["get", "list", "watch"]),
     *(("apps", "deployments/scale", v) for v in ["get", "patch", "update"]),
+    # An alias's routing while a rollout moves it, and the rollout's Events.
+    ("kfn.dev", "functions/status", "patch"),
+    ("", "events", "create"),
     # Who sent a stats message.
     ("authentication.k8s.io", "tokenreviews", "create"),
 }
@@ -474,3 +481,18 @@ def test_event_settings_out_of_range_are_refused_by_the_schema(
     helm: pathlib.Path, setting: str
 ) -> None:
     assert chart.render_error(helm, setting)
+
+
+def test_the_autoscaler_may_scale_every_versions_deployment_and_only_through_scale(
+    helm: pathlib.Path,
+) -> None:
+    # A version runs in <function>-v<N>: a rule naming Deployments would leave it unscaled.
+    role = chart.one(chart.render(helm), "ClusterRole", "autoscaler")
+    apps = [r for r in role["rules"] if r["apiGroups"] == ["apps"]]
+    assert apps == [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments/scale"],
+            "verbs": ["get", "patch", "update"],
+        }
+    ]

@@ -284,3 +284,38 @@ def test_a_tick_older_than_the_maximum_event_age_is_not_retried(
 def test_only_http_activator_urls_are_accepted() -> None:
     with pytest.raises(ValueError, match="http"):
         worker.Deliverer("file:///etc/passwd", "local")
+
+
+def test_a_trigger_naming_an_alias_invokes_it_and_its_failure_record_names_it(
+    activator: ActivatorStub,
+) -> None:
+    activator.answer(500, b"{}", Kfn_Function_Error="x")
+    cron = {
+        "schedule": "@every 2s",
+        "delivery": {
+            "maxRetries": 0,
+            "onFailure": {"function": {"name": "failures", "qualifier": "7"}},
+        },
+    }
+    obj = trigger(cron)
+    obj["spec"]["functionRef"]["qualifier"] = "live"
+    made = table.entry_of(obj, None)
+    assert made is not None
+    deliverer(activator).fire(table.Firing(made, CREATED + s(2), CREATED + s(4)))
+    assert [c.path for c in activator.calls] == [
+        "/_kfn/functions/shop/report%3Alive/invoke",
+        "/_kfn/functions/shop/failures%3A7/invoke",
+    ]
+    record = json.loads(activator.calls[1].body)
+    assert record["requestContext"]["functionArn"] == "kfn:shop:function:report:live"
+
+
+def test_a_trigger_naming_latest_invokes_the_unqualified_function(
+    activator: ActivatorStub,
+) -> None:
+    obj = trigger({"schedule": "@every 2s"})
+    obj["spec"]["functionRef"]["qualifier"] = "$LATEST"
+    made = table.entry_of(obj, None)
+    assert made is not None
+    deliverer(activator).fire(table.Firing(made, CREATED + s(2), CREATED + s(4)))
+    assert [c.path for c in activator.calls] == ["/_kfn/functions/shop/report/invoke"]

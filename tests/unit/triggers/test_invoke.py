@@ -11,6 +11,10 @@ import socket
 import threading
 import time
 
+import pytest
+
+from kfn import stats
+from kfn.activator import router
 from kfn.authn import tokenfile
 from kfn.triggers import invoke
 from tests.unit.triggers.conftest import ActivatorStub
@@ -30,6 +34,23 @@ def test_a_synchronous_invocation_returns_the_functions_answer(activator: Activa
     assert call.path == "/_kfn/functions/shop/thumbnail/invoke"
     assert call.headers["Kfn-Request-Id"] == "r-1"
     assert call.headers["Kfn-Invocation-Type"] == "RequestResponse"
+
+
+@pytest.mark.parametrize("qualifier", ["3", "live", "blue_2024-a"])
+def test_a_qualified_invocation_names_its_qualifier_as_the_activators_router_reads_it(
+    activator: ActivatorStub, qualifier: str
+) -> None:
+    invoker = invoke.Invoker(activator.url)
+    invoker.invoke("shop", "thumbnail", b"{}", request_id="r-1", qualifier=qualifier)
+    (call,) = activator.calls
+    assert call.path == f"/_kfn/functions/shop/thumbnail%3A{qualifier}/invoke"
+    match = router.Router().match(b"activator", call.path.encode(), b"POST")
+    assert match is not None
+    assert (match.function, match.qualifier, match.invoke) == (
+        stats.FunctionKey("shop", "thumbnail"),
+        qualifier,
+        True,
+    )
 
 
 def test_a_function_error_is_told_apart_from_an_unavailable_activator(

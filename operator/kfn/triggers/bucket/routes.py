@@ -34,6 +34,8 @@ class Route:
     function: str
     spec: trigger_api.BucketTrigger
     obj: kube.Object
+    #: The function's version or alias it invokes; "" for ``$LATEST``.
+    qualifier: str = ""
 
     @property
     def key(self) -> Key:
@@ -45,7 +47,7 @@ class Route:
 
     @property
     def target(self) -> failure.Target:
-        return failure.Target(self.namespace, self.function, self.name, KIND)
+        return failure.Target(self.namespace, self.function, self.name, KIND, self.qualifier)
 
 
 def route_of(obj: kube.Object) -> Route | None:
@@ -62,6 +64,7 @@ def route_of(obj: kube.Object) -> Route | None:
         function=trigger.spec.function_ref.name,
         spec=trigger.spec.bucket,
         obj=obj,
+        qualifier=trigger.spec.function_ref.target_qualifier,
     )
 
 

@@ -46,6 +46,8 @@ class Entry:
     conditions: list[meta.Condition] = dataclasses.field(default_factory=list)
     #: What keeps the schedule from firing, as the user reads it (:mod:`validity`).
     problem: str | None = None
+    #: The function's version or alias it invokes; "" for ``$LATEST``.
+    qualifier: str = ""
 
     @property
     def label(self) -> str:
@@ -90,6 +92,7 @@ def entry_of(obj: kube.Object, previous: Entry | None) -> Entry | None:
         generation=meta_.get("generation"),
         conditions=status.conditions_of(obj),
         problem=problem,
+        qualifier=trigger.spec.function_ref.target_qualifier if trigger is not None else "",
     )
 
 

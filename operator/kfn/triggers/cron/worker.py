@@ -132,7 +132,7 @@ class Deliverer:
 
     def fire(self, firing: table.Firing) -> None:
         entry = firing.entry
-        target = failure.Target(entry.namespace, entry.function, entry.name, KIND)
+        target = failure.Target(entry.namespace, entry.function, entry.name, KIND, entry.qualifier)
         LATENESS.observe(max(0.0, (self.clock() - firing.tick).total_seconds()))
         metrics.RECEIVED.labels(entry.namespace, entry.name, KIND).inc()
         result = self.async_delivery.deliver(

@@ -53,6 +53,8 @@ class Target:
     function: str
     spec: trigger_api.StreamTrigger
     region: str = "local"
+    #: The function's version or alias it invokes; "" for ``$LATEST``.
+    qualifier: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -64,7 +66,7 @@ class Target:
 
     @property
     def delivery_target(self) -> failure.Target:
-        return failure.Target(self.namespace, self.function, self.name, KIND)
+        return failure.Target(self.namespace, self.function, self.name, KIND, self.qualifier)
 
 
 class ForgetError(Exception):
@@ -202,6 +204,7 @@ class BatchSource(abc.ABC, Generic[T]):
             self.encode(records),
             request_id=self.request_id(records, attempt),
             timeout=INVOKE_TIMEOUT,
+            qualifier=self.target.qualifier,
         )
 
     def give_up(self, dead: batching.DeadLetter[T], last: retry.Outcome | None) -> bool:

@@ -68,6 +68,7 @@ def wanted_of(obj: kube.Object, region: str = "local") -> Wanted | None:
         function=trigger.spec.function_ref.name,
         spec=stream,
         region=region,
+        qualifier=trigger.spec.function_ref.target_qualifier,
     )
     return Wanted(target, (target.uid, int(metadata.generation or 0)), obj)
 

@@ -8,15 +8,17 @@ new word). It prints the candidates one a line (``value<TAB>description``) and m
 question of ``kubectl-kfn __complete`` when the plugin is run by its own name.
 
 What a value may be comes from its option or argument: its ``choices``; its metavar ``DIR``
-(directories) or ``FILE`` (files); or a function in :data:`VALUES` under its metavar, which is
-where completions that ask the cluster (namespaces, functions) go.
+(directories) or ``FILE`` (files); a function in :data:`VALUES` under its metavar; or, for the
+metavars in :data:`CLUSTER_LISTS` (``FUNCTION``, ``NAMESPACE``), the names the cluster lists,
+asked with the ``-n``, ``--context`` and ``--kubeconfig`` typed so far. A cluster that does not
+answer within :data:`CLUSTER_TIMEOUT` seconds, or refuses, offers nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from kfn.cli import events, parser
@@ -32,6 +34,15 @@ VALUES: Final[dict[str, Callable[[], Sequence[str]]]] = {
 }
 """Candidates for the values of options and arguments with these metavars."""
 
+CLUSTER_LISTS: Final[dict[str, tuple[str, str, bool]]] = {
+    "FUNCTION": ("kfn.dev/v1alpha1", "Function", True),
+    "NAMESPACE": ("v1", "Namespace", False),
+}
+"""Metavars whose values are the names of a kind in the cluster: (apiVersion, kind, whether
+it is namespaced)."""
+CLUSTER_TIMEOUT: Final = 3.0
+GLOBAL_OPTIONS: Final = ("namespace", "context", "kubeconfig")
+
 Candidates = tuple[list[str], int]
 
 
@@ -41,9 +52,32 @@ def _first_line(text: str | None) -> str:
     return text.split("\n", 1)[0].replace("\t", " ")
 
 
-def _values(action: argparse.Action, prefix: str, emit: str = "") -> Candidates:
+def cluster_names(metavar: str, options: Mapping[str, str]) -> list[str]:
+    """The names of the objects a ``FUNCTION`` or ``NAMESPACE`` may be, as the cluster of the
+    global options typed so far lists them; none when it cannot be asked."""
+    from kfn.cli import cluster  # noqa: PLC0415 - the Kubernetes client only when asked
+
+    api_version, kind, namespaced = CLUSTER_LISTS[metavar]
+    try:
+        kube = cluster.Cluster.connect(argparse.Namespace(**options))
+        items = kube.list(
+            cluster.path(api_version, kind, kube.namespace if namespaced else None),
+            timeout=CLUSTER_TIMEOUT,
+        )
+    except Exception:  # completion must never fail the shell: nothing to offer
+        return []
+    return sorted(str(item.get("metadata", {}).get("name", "")) for item in items)
+
+
+def _values(
+    action: argparse.Action,
+    prefix: str,
+    emit: str = "",
+    options: Mapping[str, str] | None = None,
+) -> Candidates:
     """The candidates for a value of ``action`` starting with ``prefix``; ``emit`` is put
-    before each (``--output=`` when the value shares the option's word)."""
+    before each (``--output=`` when the value shares the option's word); ``options``: the
+    global options typed so far."""
     if action.choices is not None:
         found = [f"{emit}{c}" for c in action.choices if str(c).startswith(prefix)]
         return found, NO_FILE_COMP
@@ -55,6 +89,9 @@ def _values(action: argparse.Action, prefix: str, emit: str = "") -> Candidates:
     source = VALUES.get(metavar)
     if source is not None:
         return [f"{emit}{v}" for v in source() if v.startswith(prefix)], NO_FILE_COMP
+    if metavar in CLUSTER_LISTS:
+        names = cluster_names(metavar, options or {})
+        return [f"{emit}{v}" for v in names if v.startswith(prefix)], NO_FILE_COMP
     return [], NO_FILE_COMP
 
 
@@ -74,6 +111,8 @@ class _Position:
     positionals: int = 0
     pending: argparse.Action | None = None
     """An option whose value is the word under the cursor."""
+    options: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The global options typed so far (-n, --context, --kubeconfig), by dest."""
 
 
 def _locate(top: argparse.ArgumentParser, before: Sequence[str]) -> _Position:
@@ -81,11 +120,16 @@ def _locate(top: argparse.ArgumentParser, before: Sequence[str]) -> _Position:
     at = _Position(top)
     for word in before:
         if at.pending is not None:
+            if at.pending.dest in GLOBAL_OPTIONS:
+                at.options[at.pending.dest] = word
             at.pending = None
         elif word.startswith("-") and word != "-":
-            action = _options(at.parser).get(word.split("=", 1)[0])
-            if action is not None and _takes_value(action) and "=" not in word:
+            name, given, value = word.partition("=")
+            action = _options(at.parser).get(name)
+            if action is not None and _takes_value(action) and not given:
                 at.pending = action
+            elif action is not None and given and action.dest in GLOBAL_OPTIONS:
+                at.options[action.dest] = value
         elif at.parser is top and word in commands:
             at.parser = commands[word]
         else:
@@ -120,12 +164,12 @@ def _command_names(top: argparse.ArgumentParser, prefix: str) -> list[str]:
     ]
 
 
-def _inline_value(active: argparse.ArgumentParser, word: str) -> Candidates:
+def _inline_value(at: _Position, word: str) -> Candidates:
     """Values for ``--option=<value>`` typed as one word."""
     name, value = word.split("=", 1)
-    action = _options(active).get(name)
+    action = _options(at.parser).get(name)
     if action is not None and _takes_value(action):
-        return _values(action, value, emit=f"{name}=")
+        return _values(action, value, emit=f"{name}=", options=at.options)
     return [], NO_FILE_COMP
 
 
@@ -134,9 +178,9 @@ def complete(top: argparse.ArgumentParser, words: Sequence[str]) -> Candidates:
     *before, current = words or [""]
     at = _locate(top, before)
     if at.pending is not None:
-        return _values(at.pending, current)
+        return _values(at.pending, current, options=at.options)
     if current.startswith("--") and "=" in current:
-        return _inline_value(at.parser, current)
+        return _inline_value(at, current)
     if current.startswith("-"):
         return _option_names(top, at.parser, current), NO_FILE_COMP
     if at.parser is top:
@@ -144,7 +188,7 @@ def complete(top: argparse.ArgumentParser, words: Sequence[str]) -> Candidates:
     arguments = [a for a in at.parser._actions if not a.option_strings]
     if at.positionals >= len(arguments):
         return [], NO_FILE_COMP
-    return _values(arguments[at.positionals], current)
+    return _values(arguments[at.positionals], current, options=at.options)
 
 
 def _global_help(top: argparse.ArgumentParser, option: str) -> str:

@@ -25,14 +25,22 @@ DESCRIPTION: Final = """\
 Write, test and ship kfn Functions: AWS Lambda-style handlers run on Kubernetes.
 
 kubectl kfn is a kubectl plugin (the executable kubectl-kfn, installed with kfn's Python
-package). It starts a function folder from a template and prints Lambda-shaped test
-events."""
+package). The developer loop: start a function folder from a template (init), deploy it and
+follow its build until it serves (deploy), call it and read its log tail (invoke), follow
+its pods' logs through scaling from and to zero (logs), and see why it is not Ready
+(describe). It talks to the cluster of the kubeconfig as kubectl does, and needs no kubectl
+itself."""
 
 EPILOG: Final = """\
 Examples:
-  # Start a Python function in ./hello, then print the test event of an upload
+  # Start a Python function in ./hello, deploy it, call it, read its log
   kubectl kfn init hello --runtime python3.13
-  kubectl kfn events s3
+  kubectl kfn deploy hello
+  kubectl kfn invoke hello -f hello/events/event.json
+  kubectl kfn logs hello -f
+
+  # Why is it not Ready?
+  kubectl kfn describe hello
 
   # Shell completion for bash
   source <(kubectl kfn completion bash)

@@ -26,6 +26,10 @@ def test_the_first_word_completes_to_the_subcommands_with_their_summaries() -> N
 
     assert found == [
         "init\tCreate a function folder: handler, function.yaml, test event",
+        "deploy\tDeploy a function folder and follow it until it serves",
+        "invoke\tInvoke a function and print its result and log",
+        "logs\tPrint or follow a function's log, with pod and request id",
+        "describe\tShow a function: conditions, triggers, last build, events",
         "events\tList the built-in test events, or print one",
         "completion\tPrint a shell completion script (bash, zsh)",
     ]
@@ -105,3 +109,33 @@ def test_the_bash_script_completes_through_the_plugin(
     assert sorted(
         _bash_complete(["kubectl-kfn", "--kubeconfig", "s"], plugin_on_path, tmp_path)
     ) == ["setup.txt", "src"]
+
+
+def test_the_global_options_typed_so_far_choose_the_cluster_asked_for_names() -> None:
+    top = parser.build(commands.ALL)
+
+    at = completion._locate(
+        top, ["-n", "team-a", "invoke", "--context=kind", "--kubeconfig", "/k", "-d", "{}"]
+    )
+
+    assert at.options == {"namespace": "team-a", "context": "kind", "kubeconfig": "/k"}
+
+
+def test_functions_and_namespaces_complete_to_nothing_when_the_cluster_cannot_be_asked(
+    tmp_path: pathlib.Path,
+) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+
+    for words in (["invoke", ""], ["logs", "-n", ""], ["describe", "he"]):
+        found = complete("--kubeconfig", str(config), *words)
+        assert found == ([], completion.NO_FILE_COMP), words
+    assert complete("--kubeconfig", str(tmp_path / "missing"), "invoke", "") == (
+        [],
+        completion.NO_FILE_COMP,
+    )

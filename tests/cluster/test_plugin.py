@@ -77,6 +77,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory, namespace: str) -> pathlib.
 def test_the_developer_loop(folder: pathlib.Path, namespace: str) -> None:
     _deploy(folder, namespace)
     request_id = _invoke_and_follow(namespace)
+    _logs_of_a_pod_gone(namespace, request_id)
     _describe(namespace)
     print(f"request followed: {request_id}")
 
@@ -173,6 +174,29 @@ def _invoke_and_follow(namespace: str) -> str:
     return request_id
 
 
+def _logs_of_a_pod_gone(namespace: str, request_id: str) -> None:
+    """logs without -f, the function at zero: the last lines its pods left, kept by kfn."""
+    ns = ["-n", namespace]
+    kept = wait_for(
+        "the operator to keep the departed pod's last lines",
+        lambda: kubectl("-n", namespace, "get", "configmap", "kfn-logs.hello", check=False),
+        timeout=30,
+    )
+    print(kept)
+    gone = plugin("logs", "hello", *ns)
+    print(gone.stdout[-2000:], gone.stderr, sep="\n")
+    assert gone.returncode == 0, gone.stderr
+    assert "has no pods" in gone.stderr and "the last lines its pods left" in gone.stderr
+    mine = [line for line in gone.stdout.splitlines() if f"[{request_id}]" in line]
+    assert any(f"START RequestId: {request_id}" in line for line in mine), gone.stdout
+    assert any(f"\trequest {request_id}" in line for line in mine), gone.stdout
+    assert all(line.startswith("[hello-") for line in mine), mine
+    # --tail bounds each departed pod's lines too
+    last = plugin("logs", "hello", *ns, "--tail", "1")
+    assert last.returncode == 0, last.stderr
+    assert 1 <= len(last.stdout.splitlines()) <= len(mine)
+
+
 def _describe(namespace: str) -> None:
     ns = ["-n", namespace]
 
@@ -203,11 +227,6 @@ def _describe(namespace: str) -> None:
         capture_output=True, text=True, env=_env(), timeout=30, check=True,
     ).stdout  # fmt: skip
     assert f"{namespace}\n" in spaces
-
-    # logs without -f after scale to zero: nothing to read, and it says why
-    gone = plugin("logs", "hello", *ns)
-    assert gone.returncode == 0
-    assert "has no pods" in gone.stderr
 
 
 def test_the_plugin_needs_no_kubectl_on_the_path(namespace: str) -> None:

@@ -86,6 +86,32 @@ def merged(by_pod: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
     return [(pod, line) for _, _, pod, line in keyed]
 
 
+def kept_lines(
+    data: Mapping[str, str],
+    live: Iterable[str],
+    *,
+    tail: int | None = None,
+    newer_than: str = "",
+) -> dict[str, list[str]]:
+    """The stamped lines kept of pods that went (the ``kfn-logs.<function>`` ConfigMap's data),
+    less those of pods still listed (their own log is read): each pod's last ``tail`` lines,
+    only those stamped after ``newer_than`` (RFC 3339) when given."""
+    alive = set(live)
+    cutoff = _sort_key(newer_than)
+    found: dict[str, list[str]] = {}
+    for pod, text in data.items():
+        if pod in alive:
+            continue
+        lines = [line for line in text.splitlines() if line]
+        if cutoff:
+            lines = [line for line in lines if _sort_key(split_timestamp(line)[0]) > cutoff]
+        if tail is not None:
+            lines = lines[-tail:] if tail else []
+        if lines:
+            found[pod] = lines
+    return found
+
+
 def parse_duration(text: str) -> int:
     """Seconds of a duration as kubectl's ``--since`` takes it (``30s``, ``5m``, ``1h30m``);
     ValueError if it is not one."""
@@ -95,6 +121,16 @@ def parse_duration(text: str) -> int:
     if seconds <= 0:
         raise ValueError(f'invalid duration "{text}": it must be longer than 0s')
     return seconds
+
+
+def pod_names(pods: Iterable[Mapping[str, object]]) -> list[str]:
+    """The names of the pods of a listing."""
+    names = []
+    for pod in pods:
+        meta = pod.get("metadata")
+        if isinstance(meta, dict) and meta.get("name"):
+            names.append(str(meta["name"]))
+    return names
 
 
 def new_pods(known: Iterable[str], pods: Iterable[Mapping[str, object]]) -> list[str]:

@@ -428,17 +428,59 @@ def watch(
         query.append(("labelSelector", label_selector))
     if field_selector:
         query.append(("fieldSelector", field_selector))
+    for line in _stream_lines(
+        _collection(api_version, kind, namespace),
+        query,
+        accept="application/json",
+        read_timeout=timeout_seconds + 30,
+    ):
+        if line.strip():
+            yield _watch_event(line)
+
+
+def follow_pod_log(
+    namespace: str, name: str, container: str, *, timeout_seconds: float
+) -> Iterator[str]:
+    """Yields a pod container's log lines, each stamped by the API server (``<RFC 3339 time>
+    <line>``), from its first line, following until the container ends (or the server closes
+    the stream after ``timeout_seconds``). Nothing when the pod or its log is gone."""
+    query = [("container", container), ("follow", "true"), ("timestamps", "true")]
+    try:
+        for line in _stream_lines(
+            f"/api/v1/namespaces/{namespace}/pods/{name}/log",
+            query,
+            accept="*/*",
+            read_timeout=timeout_seconds,
+            unterminated=True,
+        ):
+            yield line.decode("utf-8", errors="replace")
+    except ApiError as exc:
+        if exc.status not in (400, 404):  # the pod or its container is gone, or not started
+            raise
+
+
+def _stream_lines(
+    path: str,
+    query: list[tuple[str, str]],
+    *,
+    accept: str,
+    read_timeout: float,
+    unterminated: bool = False,
+) -> Iterator[bytes]:
+    """The lines of a streamed GET (a watch, a followed log), without their newlines; a last
+    line without one only if ``unterminated`` (a log's last line may lack it; a watch's is
+    cut off)."""
     client_ = api()
     _, url, headers, _, _ = client_.param_serialize(
         method="GET",
-        resource_path=_collection(api_version, kind, namespace),
+        resource_path=path,
         query_params=query,
-        header_params={"Accept": "application/json"},
+        header_params={"Accept": accept},
         auth_settings=["BearerToken"],
     )
     try:
         response = client_.call_api(
-            "GET", url, header_params=headers, _request_timeout=(10, timeout_seconds + 30)
+            "GET", url, header_params=headers, _request_timeout=(10, read_timeout)
         )
     except exceptions.ApiException as exc:
         raise ApiError(int(exc.status or 0), str(exc.reason), str(exc.reason)) from None
@@ -453,9 +495,9 @@ def watch(
         for chunk in raw.stream(65536, decode_content=True):
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    yield _watch_event(line)
+            yield from lines
+        if pending and unterminated:
+            yield pending
         finished = True
     finally:
         if not finished:

@@ -17,6 +17,7 @@ from kfn import logs
 from kfn.operator import (
     bucket_events,  # noqa: F401 - registers the bucket Triggers' Secrets
     handlers,  # noqa: F401 - registers the handlers
+    kept_logs,  # noqa: F401 - registers the keeping of departed pods' last lines
     metrics,
 )
 

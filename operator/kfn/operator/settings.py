@@ -56,6 +56,13 @@ def max_function_timeout() -> float:
 
 
 @functools.cache
+def keep_logs() -> bool:
+    """Whether the last lines of function pods that go are kept (the chart's
+    ``functions.keepLogs``; on when unset)."""
+    return os.environ.get("KFN_KEEP_LOGS", "true").lower() != "false"
+
+
+@functools.cache
 def host_policy() -> routes.HostPolicy:
     """Hosts the cluster admin assigned to namespaces, and the names of the shared default host
     (the chart's ``routes`` values and the activator's Service names): the activator is given

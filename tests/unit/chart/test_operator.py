@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kfn.api import function
+from kfn.operator import settings as kfn_settings
 from kfn.resources import build
 from kfncluster import config
 from tests.unit.chart import chart
@@ -228,6 +229,23 @@ def test_function_pod_defaults_reach_the_operator(helm: pathlib.Path) -> None:
     }
     assert json.loads(env["KFN_IMAGE_PULL_SECRETS"]) == ["cluster-pull"]
     assert json.loads(env["KFN_FUNCTION_SCHEDULING"]) == functions["scheduling"]
+
+
+@pytest.mark.parametrize(("value", "kept"), [(None, True), (False, False)])
+def test_keeping_departed_pods_last_lines_is_on_unless_the_admin_turns_it_off(
+    helm: pathlib.Path, value: bool | None, kept: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {} if value is None else {"functions": {"keepLogs": value}}
+    env = {
+        e["name"]: e.get("value")
+        for e in chart.operator_container(chart.render(helm, values))["env"]
+    }
+    monkeypatch.setenv("KFN_KEEP_LOGS", env["KFN_KEEP_LOGS"])
+    kfn_settings.keep_logs.cache_clear()
+    try:
+        assert kfn_settings.keep_logs() is kept
+    finally:
+        kfn_settings.keep_logs.cache_clear()
 
 
 def test_status_urls_and_every_cross_component_url_come_from_the_release_and_cluster_domain(

@@ -138,3 +138,37 @@ def test_the_tagging_stream_of_the_runtime_writes_lines_the_prefix_reads() -> No
         runtime_logs.request_id.reset(token)
 
     assert logview.request_id(target.getvalue().rstrip("\n")) == RID
+
+
+KEPT = {
+    "hello-a": "2026-12-05T10:00:01.5Z first\n2026-12-05T10:00:03Z second\n",
+    "hello-b": "2026-12-05T10:00:02.25Z other\n",
+}
+
+
+def test_the_lines_kept_of_departed_pods_are_shown_under_their_pods() -> None:
+    found = logview.kept_lines(KEPT, [])
+    assert logview.merged(found) == [
+        ("hello-a", "first"),
+        ("hello-b", "other"),
+        ("hello-a", "second"),
+    ]
+
+
+def test_a_pod_still_listed_is_read_from_its_own_log_not_from_the_kept_lines() -> None:
+    assert set(logview.kept_lines(KEPT, ["hello-a"])) == {"hello-b"}
+
+
+def test_kept_lines_honour_tail_and_since() -> None:
+    assert logview.kept_lines(KEPT, [], tail=1)["hello-a"] == ["2026-12-05T10:00:03Z second"]
+    assert logview.kept_lines(KEPT, [], tail=0) == {}
+    newer = logview.kept_lines(KEPT, [], newer_than="2026-12-05T10:00:02.000000Z")
+    assert newer == {
+        "hello-a": ["2026-12-05T10:00:03Z second"],
+        "hello-b": ["2026-12-05T10:00:02.25Z other"],
+    }
+
+
+def test_pod_names_are_read_from_a_listing() -> None:
+    pods: list[dict[str, object]] = [{"metadata": {"name": "a"}}, {"metadata": {}}, {}]
+    assert logview.pod_names(pods) == ["a"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 import threading
 import time
 from typing import Final
 
+from kfn.api import kept_logs
 from kfn.cli import cluster, errors, logview, parser
 
 _DESCRIPTION = """\
@@ -15,8 +17,11 @@ Print the log of a function's pods, each line prefixed with its pod and, when th
 carries one, the Lambda request id of the invocation that wrote it:
   [hello-7c9d8-x2k4q] [8f5017ac-4a1e-4bd8-9c1e-5b8a3c36a1f0] START RequestId: 8f5017ac-...
 
-The lines of several pods are merged in time order. A function scaled to zero has no pods,
-and its pods' logs went with them (ship them with a log collector to keep them).
+The lines of several pods are merged in time order. The pods of a function scaled to zero
+are gone, but kfn keeps the last lines (200, up to 32 KiB) of each of its last 10 pods
+when they go, in the ConfigMap kfn-logs.<function>: those are printed too, under the
+departed pod's name (unless the installation turned that off with functions.keepLogs; ship
+pods' logs with a log collector to keep more).
 
 With -f the command follows: it watches for the function's pods and follows each one as it
 starts (a scale from zero included, from its first line), and keeps printing the others as
@@ -56,8 +61,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def selector(name: str) -> str:
-    """The function's serving pods (its build pods carry its name too, not the component)."""
-    return f"kfn.dev/function={name},app.kubernetes.io/component=function"
+    """The function's serving pods, of $LATEST and of its versions (its build pods carry its
+    name too, not these components)."""
+    return f"kfn.dev/function={name},app.kubernetes.io/component in (function,function-version)"
+
+
+def _kept(
+    kube: cluster.Cluster, name: str, live: list[str], tail: int | None, since: int | None
+) -> dict[str, list[str]]:
+    """The last lines kfn kept of the function's pods that went."""
+    found = kube.get(
+        cluster.path("v1", "ConfigMap", kube.namespace, kept_logs.config_map_name(name))
+    )
+    if not found:
+        return {}
+    newer_than = ""
+    if since is not None:
+        moment = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=since)
+        newer_than = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return logview.kept_lines(found.get("data") or {}, live, tail=tail, newer_than=newer_than)
 
 
 class _Printer:
@@ -83,14 +105,13 @@ def _pods(kube: cluster.Cluster, name: str) -> list[dict[str, object]]:
 def _print_once(kube: cluster.Cluster, name: str, tail: int | None, since: int | None) -> int:
     pods = _pods(kube, name)
     names = logview.new_pods((), pods)
+    by_pod: dict[str, list[str]] = _kept(kube, name, logview.pod_names(pods), tail, since)
     if not names:
         print(
-            f"function {name} has no pods in namespace {kube.namespace} (scaled to zero?): "
-            "their logs went with them; -f waits for the next",
+            f"function {name} has no pods in namespace {kube.namespace} (scaled to zero?)"
+            + (": the last lines its pods left follow" if by_pod else "; -f waits for the next"),
             file=sys.stderr,
         )
-        return 0
-    by_pod: dict[str, list[str]] = {}
     for pod in names:
         try:
             by_pod[pod] = list(
@@ -127,6 +148,12 @@ def _follow(kube: cluster.Cluster, name: str, tail: int | None, since: int | Non
             return
         out.note(f"--- {pod}: its log ended (the pod stopped)")
 
+    try:
+        listed = logview.pod_names(_pods(kube, name))
+        for pod, line in logview.merged(_kept(kube, name, listed, tail, since)):
+            out.line(pod, line)
+    except errors.CliError as exc:
+        out.note(f"--- the kept lines of departed pods could not be read: {exc}")
     while True:
         try:
             pods = _pods(kube, name)

@@ -213,3 +213,18 @@ def test_a_rollout_of_a_failing_version_rolls_back_by_itself_failing_only_its_ow
     assert events, kubectl("-n", namespace, "get", "events")
     assert "version 3" in events[0]["message"]
     print(f"the Event: {events[0]['message']}")
+
+    # ... and a condition the user sees in kubectl describe, outside Ready
+    condition = wait_for(
+        "the RolledOut condition",
+        lambda: next(
+            (c for c in _status(namespace).get("conditions", []) if c["type"] == "RolledOut"),
+            None,
+        ),
+        timeout=30,
+    )
+    print(f"the condition: {condition}")
+    assert (condition["status"], condition["reason"]) == ("False", "RolledBack")
+    assert condition["message"].startswith("alias live: ")
+    ready = next(c for c in _status(namespace)["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"

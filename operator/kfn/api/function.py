@@ -111,6 +111,9 @@ class ConditionType(enum.StrEnum):
     DEPLOYED = "Deployed"
     ACTIVE = "Active"
     EXPOSED = "Exposed"
+    ROLLED_OUT = "RolledOut"
+    """Whether the aliases' rollouts reached their new versions (present only while an alias
+    has a rollout); outside Ready: a rollback leaves the function serving."""
 
 
 READY_DEPENDS_ON: Final = (
@@ -153,6 +156,9 @@ class Reason(enum.StrEnum):
     EXPOSED = "Exposed"
     EXPOSING = "Exposing"
     NOT_EXPOSED = "NotExposed"
+    ROLLOUT_PROGRESSING = "Progressing"
+    ROLLOUT_PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
 
 
 # --- source ----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import kopf
 
 from kfn import kube
 from kfn.api import function, meta
-from kfn.operator import builds, metrics, reconcile
+from kfn.operator import builds, metrics, reconcile, versions
 from kfn.operator import settings as kfn_settings
 from kfn.resources import build, objects
 
@@ -226,6 +226,26 @@ def networkpolicy_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> 
     # activator. (The namespace's owner can still add a policy of their own that admits more;
     # policies add up, and opening their own function is theirs to decide.)
     _child_event(event, kwargs["functions_by_name"], logger)
+
+
+@kopf.on.event(meta.GROUP, meta.VERSION, "functions")
+@metrics.measured("Function")
+def rollout_event(event: kopf.RawEvent, logger: Logger, **_: Any) -> None:
+    """A Function changed (the autoscaler moving an alias's rollout included): its
+    ``RolledOut`` condition follows its aliases' rollouts."""
+    body = event.get("object") or {}
+    if event.get("type") == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return
+    if not (body.get("spec") or {}).get("aliases") and not any(
+        c.get("type") == function.ConditionType.ROLLED_OUT
+        for c in (body.get("status") or {}).get("conditions") or []
+    ):
+        return
+    try:
+        versions.refresh_rolled_out(body)
+    except kube.ApiError as exc:
+        if exc.status != 404:
+            logger.warning("writing the rollout condition failed: %s", exc)
 
 
 POD_LABELS = {**CHILD_LABELS, objects.LABEL_COMPONENT: objects.COMPONENT_FUNCTION}

@@ -17,8 +17,8 @@ from typing import Any
 
 import pydantic
 
-from kfn import kube
-from kfn.api import function, function_version, meta, versioning
+from kfn import clock, kube
+from kfn.api import conditions, function, function_version, meta, versioning
 from kfn.operator import settings
 from kfn.resources import deployment as deployment_builder
 from kfn.resources import objects
@@ -145,3 +145,40 @@ def _run_routed(fn: function.Function, versions: list[function_version.FunctionV
         name = live.get("metadata", {}).get("name", "")
         if name not in wanted:
             kube.delete("apps/v1", "Deployment", ns, name)
+
+
+def refresh_rolled_out(body: Mapping[str, Any]) -> bool:
+    """Writes the Function's ``RolledOut`` condition when what its aliases' rollouts say (in
+    ``status.aliases``, written by the autoscaler) changed it; True if it wrote."""
+    try:
+        fn = function.Function.model_validate(dict(body))
+    except pydantic.ValidationError:
+        return False  # the reconciler says why in Ready
+    current = list(fn.status.conditions) if fn.status else []
+    before = next((c for c in current if c.type == function.ConditionType.ROLLED_OUT), None)
+    verdict = decide.rolled_out(fn)
+    if verdict is None:
+        if before is None:
+            return False
+        updated = [c for c in current if c.type != function.ConditionType.ROLLED_OUT]
+    else:
+        if before is not None and (before.status, before.reason, before.message) == verdict:
+            return False
+        status, reason, message = verdict
+        updated = conditions.set_condition(
+            current,
+            function.ConditionType.ROLLED_OUT,
+            status,
+            reason,
+            message,
+            now=clock.utcnow(),
+            observed_generation=fn.metadata.generation,
+        )
+    kube.patch_status(
+        API_VERSION,
+        function.KIND,
+        fn.metadata.namespace,
+        fn.metadata.name,
+        {"conditions": [c.model_dump(mode="json", by_alias=True) for c in updated]},
+    )
+    return True

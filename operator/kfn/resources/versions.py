@@ -153,3 +153,33 @@ def records(
         )
         for v in newest_first
     ]
+
+
+def rolled_out(fn: function.Function) -> tuple[meta.ConditionStatus, str, str] | None:
+    """The ``RolledOut`` condition (status, reason, message) from the rollouts of the aliases
+    the spec still has, worst first: a rollback (False), a rollout under way (Unknown), all
+    promoted (True); None when no alias has a rollout."""
+    wanted = {alias.name: alias for alias in fn.spec.aliases or [] if alias.rollout}
+    found = [
+        (alias.name, alias.rollout)
+        for alias in (fn.status.aliases or [] if fn.status else [])
+        if alias.name in wanted and alias.rollout is not None
+        and alias.rollout.to_version == wanted[alias.name].version
+    ]  # fmt: skip
+    if not found:
+        return None
+    back = [f"alias {name}: {r.message or f'version {r.to_version} rolled back'}"
+            for name, r in found if r.outcome == "RolledBack"]  # fmt: skip
+    if back:
+        return (
+            "False",
+            function.Reason.ROLLED_BACK,
+            "; ".join(back) + " (the alias serves its old version; set the alias's version to "
+            "the old one to stop, or publish a fixed version and point the alias at it)",
+        )
+    moving = [f"alias {name}: {r.message or f'moving to version {r.to_version}'}"
+              for name, r in found if r.outcome == "Progressing"]  # fmt: skip
+    if moving:
+        return "Unknown", function.Reason.ROLLOUT_PROGRESSING, "; ".join(moving)
+    done = ", ".join(f"alias {name} serves version {r.to_version}" for name, r in found)
+    return "True", function.Reason.ROLLOUT_PROMOTED, done

@@ -188,3 +188,50 @@ def test_the_network_policy_guards_the_pods_of_every_version_too() -> None:
         assert selector["matchLabels"].items() <= labels.items()
         (expression,) = selector.get("matchExpressions", [])
         assert labels[expression["key"]] in expression["values"]
+
+
+def _rolling(outcome: str, *, to: int = 3, message: str = "") -> function.Function:
+    status = {
+        "aliases": [
+            {
+                "name": "live",
+                "routes": [{"version": 2, "weight": 100}],
+                "rollout": {
+                    "from": 2,
+                    "to": to,
+                    "step": 1,
+                    "stepStarted": "2026-12-05T03:00:00Z",
+                    "outcome": outcome,
+                    "message": message,
+                },
+            }
+        ]
+    }
+    return _function(status=status, aliases=[{"name": "live", "version": 3, "rollout": {}}])
+
+
+def test_a_rolled_back_rollout_makes_rolled_out_false_with_why_and_what_to_do() -> None:
+    verdict = versions.rolled_out(
+        _rolling("RolledBack", message="version 3 failed 19.4 % of 31 against 0.0 % of 241")
+    )
+    assert verdict is not None
+    status, reason, message = verdict
+    assert (status, reason) == ("False", "RolledBack")
+    assert message.startswith("alias live: version 3 failed 19.4 % of 31 against 0.0 % of 241")
+    assert "point the alias at it" in message
+
+
+def test_a_rollout_under_way_is_unknown_and_a_promoted_one_true() -> None:
+    moving = versions.rolled_out(_rolling("Progressing", message="step 2: 50 %"))
+    assert moving == ("Unknown", "Progressing", "alias live: step 2: 50 %")
+    assert versions.rolled_out(_rolling("Promoted")) == (
+        "True",
+        "Promoted",
+        "alias live serves version 3",
+    )
+
+
+def test_no_condition_without_a_rollout_or_once_the_alias_moved_on() -> None:
+    assert versions.rolled_out(_function()) is None
+    # the user pointed the alias at another version since: that rollout is history
+    assert versions.rolled_out(_rolling("RolledBack", to=4)) is None

@@ -297,19 +297,25 @@ class Exchange:
             return None
         return target
 
-    def serve_route(self, function: stats.FunctionKey) -> None:
-        """A route's request its caller may make: to the target its qualifier names (an
-        alias's chosen per request), which the activator knows."""
+    def known(self, function: stats.FunctionKey) -> context.FunctionEntry | None:
+        """The entry of the target the request's qualifier names (an alias's chosen per
+        request), or None once the caller was answered that it has none."""
         if self.qualifier:
             target = self.qualified(function)
             if target is None:
-                return
+                return None
             function = target
         entry = self.proto.ctx.functions.get(function)
         if entry is None:
             self.answer(answers.NO_FUNCTION)
-            return
-        self.start(entry)
+        return entry
+
+    def serve_route(self, function: stats.FunctionKey) -> None:
+        """A route's request its caller may make: to the target its qualifier names, which
+        the activator knows."""
+        entry = self.known(function)
+        if entry is not None:
+            self.start(entry)
 
     def begin_invoke(
         self, door: context.Door, function: stats.FunctionKey, conflict: str = ""
@@ -376,14 +382,8 @@ class Exchange:
 
     def serve_invoke(self, function: stats.FunctionKey, kind: invoke_api.Kind) -> None:
         """An invoke the caller may make: to a function this activator knows, gated."""
-        if self.qualifier:
-            target = self.qualified(function)
-            if target is None:
-                return
-            function = target
-        entry = self.proto.ctx.functions.get(function)
+        entry = self.known(function)
         if entry is None:
-            self.answer(answers.NO_FUNCTION)
             return
         if isinstance(kind, answers.Answer):
             self.answer(kind)

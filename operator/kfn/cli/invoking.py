@@ -154,6 +154,8 @@ class Outcome:
     """``errorType: errorMessage`` of the function's own failure."""
     refusal: str | None = None
     """Why the door (not the function) refused or failed the call."""
+    version: str | None = None
+    """The version that ran (``X-Amz-Executed-Version``)."""
 
     @property
     def exit_code(self) -> int:
@@ -178,13 +180,14 @@ def read(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
     log = decode_tail(h.get("x-amz-log-result"))
     rid = h.get("x-amz-request-id") or h.get("kfn-request-id")
     marked = h.get("x-amz-function-error") or h.get("kfn-function-error")
+    version = h.get("x-amz-executed-version")
     if marked:
         error = _json(body)
         kind = str(error.get("errorType") or marked)
         message = str(error.get("errorMessage") or body.decode("utf-8", "replace").strip())
-        return Outcome(status, body, log, rid, function_error=f"{kind}: {message}")
+        return Outcome(status, body, log, rid, function_error=f"{kind}: {message}", version=version)
     if 200 <= status < 300:
-        return Outcome(status, body, log, rid)
+        return Outcome(status, body, log, rid, version=version)
     error = _json(body)
     kind = str(error.get("errorType") or h.get("x-amzn-errortype") or "").split(":", 1)[0]
     message = str(
@@ -195,6 +198,19 @@ def read(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
     )
     text = f"{kind}: {message}" if kind else message
     return Outcome(status, body, log, rid, refusal=f"the invoke door answered {status}: {text}")
+
+
+def split_qualifier(name: str, qualifier: str | None) -> tuple[str, str | None]:
+    """``NAME:QUALIFIER`` as Lambda takes a qualified name, or NAME and ``--qualifier``; both
+    at once is a usage error (ValueError)."""
+    base, sep, given = name.partition(":")
+    if not sep:
+        return name, qualifier
+    if qualifier is not None and qualifier != given:
+        raise ValueError(f"{name} names the qualifier {given}, and --qualifier {qualifier}")
+    if not base or not given:
+        raise ValueError(f"{name}: use NAME or NAME:QUALIFIER (a version number or an alias)")
+    return base, given
 
 
 def bind_advice(message: str, namespace: str, invoker_role: str = INVOKER_ROLE) -> str:

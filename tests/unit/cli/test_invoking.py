@@ -236,3 +236,24 @@ def test_a_ready_activator_pod_is_forwarded_to_on_the_port_the_service_names() -
     assert door.pick_pod(pods, 9000) == ("c", 9000)
     with pytest.raises(errors.CliError, match="no activator pod"):
         door.pick_pod(pods[:2], "invoke")
+
+
+def test_a_qualified_name_splits_as_lambda_takes_it() -> None:
+    assert invoking.split_qualifier("hello:live", None) == ("hello", "live")
+    assert invoking.split_qualifier("hello:3", "3") == ("hello", "3")
+    assert invoking.split_qualifier("hello", "2") == ("hello", "2")
+    assert invoking.split_qualifier("hello", None) == ("hello", None)
+
+
+@pytest.mark.parametrize(
+    ("name", "qualifier"), [("hello:live", "2"), ("hello:", None), (":2", None)]
+)
+def test_a_qualifier_named_twice_or_empty_is_refused(name: str, qualifier: str | None) -> None:
+    with pytest.raises(ValueError, match="NAME:QUALIFIER|names the qualifier"):
+        invoking.split_qualifier(name, qualifier)
+
+
+def test_the_answer_names_the_version_that_ran() -> None:
+    outcome = invoking.read(200, {"X-Amz-Executed-Version": "3"}, b"{}")
+    assert outcome.version == "3"
+    assert invoking.read(200, {}, b"{}").version is None

@@ -37,6 +37,9 @@ _EXAMPLES = """\
 
   # Send a payload, or a file, or one of the built-in test events
   kubectl kfn invoke hello -d '{"name": "kfn"}'
+
+  # Invoke the alias live of hello (the answer names the version that ran with -v)
+  kubectl kfn invoke hello:live --event apigw -v
   kubectl kfn invoke hello -f events/event.json
   kubectl kfn invoke thumbnails --event s3
 
@@ -45,7 +48,11 @@ _EXAMPLES = """\
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", metavar="FUNCTION", help="the Function's name")
+    p.add_argument(
+        "name",
+        metavar="FUNCTION",
+        help="the Function's name, or NAME:VERSION or NAME:ALIAS for one of its versions",
+    )
     payload = p.add_mutually_exclusive_group()
     payload.add_argument("-d", "--data", metavar="JSON", help="the payload, JSON")
     payload.add_argument(
@@ -67,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--qualifier",
         metavar="QUALIFIER",
-        help="the version or alias to invoke (default: $LATEST, the only one kfn has yet)",
+        help="the version or alias to invoke, as NAME:QUALIFIER does (default: $LATEST)",
     )
     p.add_argument(
         "--service-account",
@@ -128,8 +135,12 @@ def _token(kube: cluster.Cluster, choice: invoking.TokenChoice) -> str:
 
 def run(args: argparse.Namespace) -> int:
     payload = _payload(args)
+    try:
+        name, args.qualifier = invoking.split_qualifier(args.name, args.qualifier)
+    except ValueError as exc:
+        raise errors.CliError(str(exc)) from None
     kube = cluster.Cluster.connect(args)
-    ns, name = kube.namespace, args.name
+    ns = kube.namespace
     found = door.Door.find(kube, args.invoke_service)
     choice = invoking.choose_token(kube.bearer_token(), args.service_account, ns)
     log_tail = args.log_type == "Tail"
@@ -175,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose:
         print(
             f"POST {req.path.split('?')[0]} via {found.where()} as {choice.describe()}: "
-            f"{status} in {took * 1000:.1f} ms (request id {outcome.request_id}; the "
+            f"{status} in {took * 1000:.1f} ms (request id {outcome.request_id}"
+            + (f", version {outcome.version}" if outcome.version else "")
+            + "; the "
             f"connection took {found.connect_seconds * 1000:.1f} ms to open)",
             file=sys.stderr,
         )

@@ -270,34 +270,48 @@ def latest_patch(fn: Mapping[str, Any], version: Mapping[str, Any]) -> dict[str,
     }
 
 
-def owned_metadata(fn: Mapping[str, Any], manager: str) -> dict[str, dict[str, Any]]:
-    """The labels and annotations ``manager``'s server-side applies set (its ``Apply`` entry
-    of ``metadata.managedFields``), with their values now: what its next apply must send
-    again to keep them."""
-    meta = fn.get("metadata") or {}
-    found: dict[str, dict[str, Any]] = {}
-    for entry in meta.get("managedFields") or []:
+def _applied_fields(fn: Mapping[str, Any], manager: str) -> Mapping[str, Any]:
+    """``manager``'s ``Apply`` entry of ``metadata.managedFields`` (its ``fieldsV1``)."""
+    for entry in (fn.get("metadata") or {}).get("managedFields") or []:
         if not isinstance(entry, Mapping):
             continue
-        if entry.get("manager") != manager or entry.get("operation") != "Apply":
-            continue
-        fields = (entry.get("fieldsV1") or {}).get("f:metadata") or {}
-        for key in ("labels", "annotations"):
-            values = meta.get(key) or {}
-            for owned in fields.get(f"f:{key}") or {}:
-                name = str(owned).removeprefix("f:")
-                if name in values:
-                    found.setdefault(key, {})[name] = values[name]
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            found = entry.get("fieldsV1")
+            return found if isinstance(found, Mapping) else {}
+    return {}
+
+
+def owned_metadata(fn: Mapping[str, Any], manager: str) -> dict[str, dict[str, Any]]:
+    """The labels and annotations ``manager``'s server-side applies set, with their values
+    now: what its next apply must send again to keep them."""
+    meta = fn.get("metadata") or {}
+    fields = _applied_fields(fn, manager).get("f:metadata") or {}
+    found: dict[str, dict[str, Any]] = {}
+    for key in ("labels", "annotations"):
+        values = meta.get(key) or {}
+        for owned in fields.get(f"f:{key}") or {}:
+            name = str(owned).removeprefix("f:")
+            if name in values:
+                found.setdefault(key, {})[name] = values[name]
     return found
 
 
 def apply_body(fn: Mapping[str, Any], spec: Mapping[str, Any], manager: str) -> dict[str, Any]:
-    """The server-side apply of ``spec`` as ``manager``: the labels and annotations it set
-    before kept (but the source hash: the folder's code no longer runs), against the
-    ``resourceVersion`` read."""
+    """The server-side apply of ``spec`` as ``manager``, against the ``resourceVersion`` read.
+
+    The labels and annotations it applied before are sent again (but the source hash: the
+    folder's code no longer runs), and of the Function's own :data:`FUNCTION_FIELDS` only
+    those it applied before: the others stay as they are without the apply taking them over
+    from whoever set them (a later apply of theirs would conflict with it)."""
     meta = fn.get("metadata") or {}
     kept = owned_metadata(fn, manager)
     kept.get("annotations", {}).pop(package.SOURCE_HASH_ANNOTATION, None)
+    owned_spec = _applied_fields(fn, manager).get("f:spec") or {}
+    sent = {
+        key: copy.deepcopy(value)
+        for key, value in spec.items()
+        if key not in FUNCTION_FIELDS or f"f:{key}" in owned_spec
+    }
     return {
         "apiVersion": fn.get("apiVersion"),
         "kind": fn.get("kind"),
@@ -307,13 +321,14 @@ def apply_body(fn: Mapping[str, Any], spec: Mapping[str, Any], manager: str) -> 
             "resourceVersion": meta.get("resourceVersion"),
             **{key: values for key, values in kept.items() if values},
         },
-        "spec": copy.deepcopy(dict(spec)),
+        "spec": sent,
     }
 
 
 def leftovers(would_be: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
     """The top-level fields where what an apply would make (its dry run) differs from
-    ``spec``: fields another manager set, which the apply leaves in place."""
+    ``spec`` (the whole spec wanted, not only what the apply sends): fields another manager
+    set, which the apply leaves in place."""
     return sorted(merge_patch(_spec(would_be), spec))
 
 

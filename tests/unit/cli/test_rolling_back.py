@@ -323,7 +323,7 @@ def _managed(fn: dict[str, Any]) -> dict[str, Any]:
                     "f:labels": {"f:team": {}},
                     "f:annotations": {"f:kfn.dev/source-hash": {}, "f:owner": {}},
                 },
-                "f:spec": {"f:runtime": {}},
+                "f:spec": {"f:runtime": {}, "f:aliases": {}},
             },
         },
         {
@@ -346,6 +346,8 @@ def test_the_apply_keeps_the_labels_and_annotations_deploy_applied_but_the_sourc
 
     body = rollingback.apply_body(fn, spec, "kubectl-kfn")
 
+    # Of the Function's own settings, only the aliases were applied by kubectl-kfn.
+    sent = {k: v for k, v in spec.items() if k not in ("publish", "versionRetention")}
     assert body == {
         "apiVersion": "kfn.dev/v1alpha1",
         "kind": "Function",
@@ -356,14 +358,18 @@ def test_the_apply_keeps_the_labels_and_annotations_deploy_applied_but_the_sourc
             "labels": {"team": "a"},
             "annotations": {"owner": "ana"},
         },
-        "spec": spec,
+        "spec": sent,
     }
+    assert sent["aliases"] == [LIVE]
 
 
-def test_a_function_no_apply_of_the_manager_wrote_gets_an_apply_of_its_spec_alone() -> None:
-    body = rollingback.apply_body(_fn(), {"runtime": "python3.13"}, "kubectl-kfn")
+def test_settings_the_manager_never_applied_are_left_out_of_its_apply() -> None:
+    spec = {"runtime": "python3.13", "aliases": [LIVE], "publish": "Always"}
+
+    body = rollingback.apply_body(_fn(), spec, "kubectl-kfn")
 
     assert set(body["metadata"]) == {"name", "namespace", "resourceVersion"}
+    assert body["spec"] == {"runtime": "python3.13"}
 
 
 def test_fields_another_manager_set_are_leftovers_of_the_apply() -> None:

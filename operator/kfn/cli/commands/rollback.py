@@ -161,11 +161,10 @@ def _replace_spec(
     patch = rollingback.latest_patch(fn, version)
     if patch is None:
         return None
-    body = rollingback.apply_body(
-        fn, rollingback.rolled_back_spec(fn, version), cluster.FIELD_MANAGER
-    )
+    spec = rollingback.rolled_back_spec(fn, version)
+    body = rollingback.apply_body(fn, spec, cluster.FIELD_MANAGER)
     try:
-        left = rollingback.leftovers(kube.apply(body, dry_run=True), body["spec"])
+        left = rollingback.leftovers(kube.apply(body, dry_run=True), spec)
     except cluster.ApiError as exc:
         if exc.status != 422:  # 422: what other managers set makes it invalid
             raise

@@ -34,6 +34,7 @@ Object = dict[str, Any]
 PATHS: Final[Mapping[tuple[str, str], tuple[str, str]]] = {
     ("kfn.dev/v1alpha1", "Function"): ("/apis/kfn.dev/v1alpha1", "functions"),
     ("kfn.dev/v1alpha1", "Trigger"): ("/apis/kfn.dev/v1alpha1", "triggers"),
+    ("kfn.dev/v1alpha1", "FunctionVersion"): ("/apis/kfn.dev/v1alpha1", "functionversions"),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
     ("v1", "Secret"): ("/api/v1", "secrets"),
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts"),
@@ -226,6 +227,17 @@ class Cluster:
             body=dict(obj),
             query=query,
             content_type="application/apply-patch+yaml",
+        )
+
+    def merge_patch(self, api_path: str, patch: Mapping[str, Any]) -> Object:
+        """Applies a JSON merge patch (RFC 7386) as :data:`FIELD_MANAGER`; one carrying
+        ``metadata.resourceVersion`` is refused with 409 when the object changed since."""
+        return self.call(
+            "PATCH",
+            api_path,
+            body=dict(patch),
+            query=[("fieldManager", FIELD_MANAGER)],
+            content_type="application/merge-patch+json",
         )
 
     def log_lines(

@@ -27,9 +27,9 @@ Write, test and ship kfn Functions: AWS Lambda-style handlers run on Kubernetes.
 kubectl kfn is a kubectl plugin (the executable kubectl-kfn, installed with kfn's Python
 package). The developer loop: start a function folder from a template (init), deploy it and
 follow its build until it serves (deploy), call it and read its log tail (invoke), follow
-its pods' logs through scaling from and to zero (logs), and see why it is not Ready
-(describe). It talks to the cluster of the kubeconfig as kubectl does, and needs no kubectl
-itself."""
+its pods' logs through scaling from and to zero (logs), see why it is not Ready
+(describe), publish a version (publish) and go back to one (rollback). It talks to the
+cluster of the kubeconfig as kubectl does, and needs no kubectl itself."""
 
 EPILOG: Final = """\
 Examples:
@@ -41,6 +41,9 @@ Examples:
 
   # Why is it not Ready?
   kubectl kfn describe hello
+
+  # Send the alias live's requests back to its previous version
+  kubectl kfn rollback hello --alias live
 
   # Shell completion for bash
   source <(kubectl kfn completion bash)

@@ -30,6 +30,8 @@ def test_the_first_word_completes_to_the_subcommands_with_their_summaries() -> N
         "invoke\tInvoke a function and print its result and log",
         "logs\tPrint or follow a function's log, with pod and request id",
         "describe\tShow a function: conditions, triggers, last build, events",
+        "publish\tPublish what a function runs now as a new version",
+        "rollback\tPoint an alias, or $LATEST, back at a published version",
         "events\tList the built-in test events, or print one",
         "completion\tPrint a shell completion script (bash, zsh)",
     ]
@@ -132,7 +134,13 @@ def test_functions_and_namespaces_complete_to_nothing_when_the_cluster_cannot_be
         "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
     )
 
-    for words in (["invoke", ""], ["logs", "-n", ""], ["describe", "he"]):
+    for words in (
+        ["invoke", ""],
+        ["logs", "-n", ""],
+        ["describe", "he"],
+        ["publish", ""],
+        ["rollback", "--alias", "live", ""],
+    ):
         found = complete("--kubeconfig", str(config), *words)
         assert found == ([], completion.NO_FILE_COMP), words
     assert complete("--kubeconfig", str(tmp_path / "missing"), "invoke", "") == (

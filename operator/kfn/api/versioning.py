@@ -46,7 +46,14 @@ class Publish(enum.StrEnum):
 
 
 PUBLISH_ANNOTATION: Final = "kfn.dev/publish"
-"""With ``publish: OnRequest``, a change of this annotation's value publishes a version."""
+"""With ``publish: OnRequest``, a change of this annotation's value publishes a version. Any
+new value asks; ``kubectl kfn publish`` writes the time, then the version's description."""
+
+
+def publish_description(value: str) -> str | None:
+    """The description a publish request's value carries after its first space, if any."""
+    _, _, description = value.strip().partition(" ")
+    return description.strip() or None
 
 
 def _strictly_increasing(steps: list[int]) -> bool:

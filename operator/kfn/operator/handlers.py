@@ -25,7 +25,7 @@ from typing import Any
 import kopf
 
 from kfn import kube
-from kfn.api import function, meta
+from kfn.api import function, meta, versioning
 from kfn.operator import builds, metrics, reconcile, versions
 from kfn.operator import settings as kfn_settings
 from kfn.resources import build, objects
@@ -36,6 +36,7 @@ FINALIZER = "kfn.dev/finalizer"
 RESYNC_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 300.0
 CHILD_LABELS = {objects.LABEL_MANAGED_BY: objects.MANAGER}
+PUBLISH = versioning.PUBLISH_ANNOTATION
 
 
 @kopf.on.startup()
@@ -160,10 +161,16 @@ def function_deleted(body: kopf.Body, logger: Logger, **_: Any) -> None:
 
 
 def _owner(
-    body: Mapping[str, Any], index: kopf.Index[tuple[str, str], kopf.Body]
+    body: Mapping[str, Any],
+    index: kopf.Index[tuple[str, str], kopf.Body],
+    *,
+    labelled: bool = True,
 ) -> kopf.Body | None:
+    """The Function a child names in its label (or, not ``labelled``, the Function ``body``
+    is), as the index holds it; None if it is gone or going."""
     meta_ = body.get("metadata", {})
-    name = (meta_.get("labels") or {}).get(objects.LABEL_FUNCTION)
+    labels = meta_.get("labels") or {}
+    name = labels.get(objects.LABEL_FUNCTION) if labelled else meta_.get("name")
     if not name:
         return None
     found = index.get((meta_.get("namespace", ""), name))
@@ -230,12 +237,21 @@ def networkpolicy_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> 
 
 @kopf.on.event(meta.GROUP, meta.VERSION, "functions")
 @metrics.measured("Function")
-def rollout_event(event: kopf.RawEvent, logger: Logger, **_: Any) -> None:
-    """A Function changed (the autoscaler moving an alias's rollout included): its
-    ``RolledOut`` condition follows its aliases' rollouts."""
+def versions_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
+    """A Function changed outside its spec: a publish request (``kfn.dev/publish``, which only
+    the annotation carries) reconciles it at once; the autoscaler moving an alias's rollout
+    refreshes its ``RolledOut`` condition."""
     body = event.get("object") or {}
     if event.get("type") == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
+        versions.forget(body)
         return
+    owner = _owner(body, kwargs["functions_by_name"], labelled=False)
+    if versions.publish_requested(body) and owner is not None:
+        logger.info("publishing a version, as the annotation %s asks", PUBLISH)
+        try:
+            _announce(owner, reconcile.reconcile(owner))
+        except kube.ApiError as exc:  # the resync (or the next change) tries again
+            logger.warning("publishing failed: %s", exc)
     if not (body.get("spec") or {}).get("aliases") and not any(
         c.get("type") == function.ConditionType.ROLLED_OUT
         for c in (body.get("status") or {}).get("conditions") or []

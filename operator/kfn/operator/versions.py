@@ -79,7 +79,10 @@ def reconcile(fn: function.Function, image: str, source_hash: str) -> Published:
     publication = decide.to_publish(fn, image, versions, requested=bool(request))
     if publication is not None:
         body = decide.build_function_version(
-            fn, publication, source_hash=source_hash if fn.spec.source.image is None else None
+            fn,
+            publication,
+            source_hash=source_hash if fn.spec.source.image is None else None,
+            description=versioning.publish_description(request) if request else None,
         )
         if request:
             body["metadata"]["annotations"] = {versioning.PUBLISH_ANNOTATION: request}
@@ -182,3 +185,22 @@ def refresh_rolled_out(body: Mapping[str, Any]) -> bool:
         {"conditions": [c.model_dump(mode="json", by_alias=True) for c in updated]},
     )
     return True
+
+
+_publish_seen: dict[tuple[str, str], str] = {}
+
+
+def publish_requested(body: Mapping[str, Any]) -> bool:
+    """Whether a Function's publish annotation changed since this operator last saw it (the
+    first sight of each, at start-up, is not a change: resuming reconciles them all)."""
+    meta_ = body.get("metadata") or {}
+    key = (str(meta_.get("namespace", "")), str(meta_.get("name", "")))
+    value = str((meta_.get("annotations") or {}).get(versioning.PUBLISH_ANNOTATION, ""))
+    before = _publish_seen.get(key)
+    _publish_seen[key] = value
+    return before is not None and value != before and bool(value)
+
+
+def forget(body: Mapping[str, Any]) -> None:
+    meta_ = body.get("metadata") or {}
+    _publish_seen.pop((str(meta_.get("namespace", "")), str(meta_.get("name", ""))), None)

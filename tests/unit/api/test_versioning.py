@@ -106,3 +106,12 @@ def test_status_keeps_alias_routes_and_the_rollout_with_lambda_like_names() -> N
     assert status.aliases[0].rollout is not None
     dumped = status.model_dump(by_alias=True, exclude_none=True)
     assert dumped["aliases"][0]["rollout"]["from"] == 2
+
+
+def test_a_publish_request_carries_its_description_after_the_time() -> None:
+    assert (
+        versioning.publish_description("2026-12-05T05:11:38.841255Z fix the totals")
+        == "fix the totals"
+    )
+    assert versioning.publish_description("2026-12-05T05:11:38Z") is None
+    assert versioning.publish_description("  again  ") is None

@@ -14,6 +14,7 @@ import pytest
 
 from kfn.api import function
 from kfn.operator import reconcile, settings
+from kfn.operator import versions as operator_versions
 from kfn.resources import build
 from tests.unit.operator import kubeapi
 
@@ -127,3 +128,16 @@ def test_on_request_publishes_when_the_annotation_changes(api: kubeapi.KubeApi) 
     _deploy(api, 1, publish="OnRequest")
     _deploy(api, 1, publish="OnRequest")
     assert api.names(VERSIONS) == ["web-v1"]
+
+
+def test_a_changed_publish_annotation_is_a_request_but_the_first_sight_is_not() -> None:
+    def body(value: str | None) -> dict[str, Any]:
+        annotations = {} if value is None else {"kfn.dev/publish": value}
+        return {"metadata": {"namespace": "team-a", "name": "pub", "annotations": annotations}}
+
+    assert not operator_versions.publish_requested(body("t1"))  # the operator just started
+    assert not operator_versions.publish_requested(body("t1"))  # unchanged
+    assert operator_versions.publish_requested(body("t2 hotfix"))
+    assert not operator_versions.publish_requested(body(None))  # taken away: nothing to do
+    operator_versions.forget(body(None))
+    assert not operator_versions.publish_requested(body("t3"))  # a new Function of that name

@@ -1,4 +1,4 @@
-"""``kubectl kfn`` as a developer types it: init, deploy, invoke, logs, describe.
+"""``kubectl kfn`` as a developer types it: init, deploy, invoke, logs, describe, rollback.
 
 Every command runs as the installed executable ``kubectl-kfn`` in a subprocess, with
 ``KUBECONFIG`` set and this checkout's kfn first on the Python path, against kfn installed
@@ -25,6 +25,7 @@ from tests.cluster.kubeutil import (
     REPO,
     function_pods,
     kubectl,
+    kubectl_json,
     scratch_namespace,
     wait_at_zero,
     wait_for,
@@ -79,6 +80,7 @@ def test_the_developer_loop(folder: pathlib.Path, namespace: str) -> None:
     request_id = _invoke_and_follow(namespace)
     _logs_of_a_pod_gone(namespace, request_id)
     _describe(namespace)
+    _versions_and_rollback(folder, namespace)
     print(f"request followed: {request_id}")
 
 
@@ -186,7 +188,8 @@ def _logs_of_a_pod_gone(namespace: str, request_id: str) -> None:
     gone = plugin("logs", "hello", *ns)
     print(gone.stdout[-2000:], gone.stderr, sep="\n")
     assert gone.returncode == 0, gone.stderr
-    assert "has no pods" in gone.stderr and "the last lines its pods left" in gone.stderr
+    assert "has no pods" in gone.stderr
+    assert "the last lines its pods left" in gone.stderr
     mine = [line for line in gone.stdout.splitlines() if f"[{request_id}]" in line]
     assert any(f"START RequestId: {request_id}" in line for line in mine), gone.stdout
     assert any(f"\trequest {request_id}" in line for line in mine), gone.stdout
@@ -227,6 +230,73 @@ def _describe(namespace: str) -> None:
         capture_output=True, text=True, env=_env(), timeout=30, check=True,
     ).stdout  # fmt: skip
     assert f"{namespace}\n" in spaces
+
+
+def _message(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(json.loads(done.stdout)["body"])["message"])
+
+
+def _executed(done: subprocess.CompletedProcess[str]) -> str:
+    found = re.search(r"; version ([^;\s]+);", done.stderr)
+    assert found, done.stderr
+    return found.group(1)
+
+
+def _latest_version(namespace: str) -> int:
+    status = kubectl_json("-n", namespace, "get", "function", "hello").get("status") or {}
+    return int(status.get("latestVersion") or 0)
+
+
+def _versions_and_rollback(folder: pathlib.Path, namespace: str) -> None:
+    """Every deploy is a version; an alias names one; rollback moves an alias, then $LATEST."""
+    ns = ["-n", namespace]
+    assert _latest_version(namespace) == 1  # publish: Always, the first deploy is version 1
+    app = folder / "app.py"
+    code = app.read_text()
+    assert 'f"Hello, {name}!"' in code
+    app.write_text(code.replace('f"Hello, {name}!"', 'f"Hello again, {name}!"'))
+    redeployed = plugin("deploy", str(folder), *ns, "--timeout", "10m", timeout=660)
+    assert redeployed.returncode == 0, redeployed.stderr
+    wait_for("version 2", lambda: _latest_version(namespace) == 2, timeout=60)
+    assert _message(plugin("invoke", "hello", *ns, "--event", "apigw")) == "Hello again, kfn!"
+    print(kubectl("-n", namespace, "get", "fnv"))
+
+    # an alias on version 2, invoked as hello:live; the answer names the version
+    kubectl(
+        "-n", namespace, "patch", "function", "hello", "--type", "merge",
+        "-p", json.dumps({"spec": {"aliases": [{"name": "live", "version": 2}]}}),
+    )  # fmt: skip
+
+    def served() -> subprocess.CompletedProcess[str] | None:
+        done = plugin("invoke", "hello:live", *ns, "--event", "apigw", "-v")
+        return done if done.returncode == 0 else None
+
+    live = wait_for("the alias to serve", served, timeout=60, every=1)
+    assert (_message(live), _executed(live)) == ("Hello again, kfn!", "2")
+
+    # rollback --alias: the alias goes back to version 1 at once
+    back = plugin("rollback", "hello", *ns, "--alias", "live")
+    print(back.stdout, back.stderr, sep="\n")
+    assert back.returncode == 0, back.stderr
+    assert "alias hello:live rolled back to version 1" in back.stdout
+    old = plugin("invoke", "hello:live", *ns, "--event", "apigw", "-v")
+    assert (_message(old), _executed(old)) == ("Hello, kfn!", "1")
+
+    # rollback: $LATEST runs version 1's code and configuration again, without a build
+    latest = plugin("rollback", "hello", *ns, timeout=300)
+    print(latest.stdout, latest.stderr[-2000:], sep="\n")
+    assert latest.returncode == 0, latest.stderr
+    assert "function hello rolled back to version 1" in latest.stdout
+    assert _message(plugin("invoke", "hello", *ns, "--event", "apigw")) == "Hello, kfn!"
+    # publish: Always already published what runs
+    published = plugin("publish", "hello", *ns)
+    assert published.returncode == 0, published.stderr
+    assert "publishes every deployed change" in published.stdout + published.stderr
+    described = plugin("describe", "hello", *ns)
+    print(described.stdout)
+    assert re.search(r"^  live +1 \(100 %\)", described.stdout, re.MULTILINE), described.stdout
+    assert re.search(r"^Versions: +latest 3$", described.stdout, re.MULTILINE)
 
 
 def test_the_plugin_needs_no_kubectl_on_the_path(namespace: str) -> None:

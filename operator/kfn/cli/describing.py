@@ -214,6 +214,49 @@ def _conditions(fn: Mapping[str, Any], now: datetime.datetime) -> list[str]:
     return ["Conditions:", *_table(rows)]
 
 
+def _versions(fn: Mapping[str, Any], now: datetime.datetime) -> list[str]:
+    found = _get(fn, "status", "versions") or []
+    if not found:
+        return ["Versions:  <none>"]
+    rows = [["VERSION", "PUBLISHED", "IMAGE"]]
+    for v in found:
+        image = str(v.get("image", ""))
+        rows.append([str(v.get("version", "")), age(v.get("published"), now), image[-24:]])
+    latest = _get(fn, "status", "latestVersion")
+    return [f"Versions:  latest {latest}" if latest else "Versions:", *_table(rows)]
+
+
+def _routes(routes: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(f"{r.get('version')} ({r.get('weight')} %)" for r in routes)
+
+
+def _aliases(fn: Mapping[str, Any]) -> list[str]:
+    wanted = _get(fn, "spec", "aliases") or []
+    if not wanted:
+        return ["Aliases:  <none>"]
+    moved = {str(a.get("name")): a for a in _get(fn, "status", "aliases") or []}
+    rows = [["ALIAS", "ROUTES", "ROLLOUT"]]
+    for alias in wanted:
+        name = str(alias.get("name", ""))
+        routes: list[Mapping[str, Any]] = [{"version": alias.get("version"), "weight": 100}]
+        extra = alias.get("additionalVersion")
+        if extra:
+            routes = [
+                {"version": alias.get("version"), "weight": 100 - int(extra.get("weight", 0))},
+                extra,
+            ]
+        state = moved.get(name) or {}
+        routes = state.get("routes") or routes
+        rollout = state.get("rollout") or {}
+        told = ""
+        if rollout:
+            told = f"{rollout.get('outcome')} {rollout.get('from')} -> {rollout.get('to')}"
+            if rollout.get("message"):
+                told += ": " + " ".join(str(rollout["message"]).split())
+        rows.append([name, _routes(routes), told])
+    return ["Aliases:", *_table(rows)]
+
+
 def _triggers(triggers: Sequence[Mapping[str, Any]]) -> list[str]:
     if not triggers:
         return ["Triggers:  <none>"]
@@ -288,6 +331,8 @@ def render(view: View, now: datetime.datetime) -> str:
         *_function_lines(view.function),
         _replicas(view),
         *_conditions(view.function, now),
+        *_versions(view.function, now),
+        *_aliases(view.function),
         *_triggers(view.triggers),
         *_build(view),
         *_events(view.events, now),

@@ -114,8 +114,46 @@ def test_a_function_just_created_shows_none_where_nothing_is_known_yet() -> None
     assert "Image:        <none>" in page
     assert "Conditions:  <none>" in page
     assert "Triggers:  <none>" in page
+    assert "Versions:  <none>" in page
+    assert "Aliases:  <none>" in page
     assert "Replicas:  no Deployment yet" in page
     assert "Events:  <none>" in page
+
+
+def test_versions_and_aliases_show_what_routes_where_and_how_a_rollout_went() -> None:
+    fn = {
+        "metadata": {"name": "hello", "namespace": "a", "generation": 4},
+        "spec": {
+            "aliases": [
+                {"name": "beta", "version": 1, "additionalVersion": {"version": 2, "weight": 10}},
+                {"name": "live", "version": 3, "rollout": {}},
+            ]
+        },
+        "status": {
+            "latestVersion": 3,
+            "versions": [
+                {"version": 3, "image": "r/fn@sha256:" + "3" * 64,
+                 "published": "2026-12-04T09:59:00Z"},
+                {"version": 2, "image": "r/fn@sha256:" + "2" * 64,
+                 "published": "2026-12-04T09:00:00Z"},
+            ],
+            "aliases": [
+                {"name": "live", "routes": [{"version": 2, "weight": 100}],
+                 "rollout": {"from": 2, "to": 3, "step": 0, "stepStarted": "2026-12-04T09:59:30Z",
+                             "outcome": "RolledBack", "message": "version 3 failed 30 %"}},
+            ],
+        },
+    }  # fmt: skip
+
+    lines = describing.render(describing.View(function=fn), NOW).splitlines()
+
+    assert "Versions:  latest 3" in lines
+    assert any(line.split()[:2] == ["3", "60s"] for line in lines), lines
+    beta = next(line for line in lines if line.strip().startswith("beta"))
+    assert "1 (90 %), 2 (10 %)" in beta
+    live = next(line for line in lines if line.strip().startswith("live"))
+    assert "2 (100 %)" in live
+    assert "RolledBack 2 -> 3: version 3 failed 30 %" in live
 
 
 def test_output_prints_the_objects_themselves() -> None:

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"POST {req.path.split('?')[0]} via {found.where()} as {choice.describe()}: "
             f"{status} in {took * 1000:.1f} ms (request id {outcome.request_id}"
-            + (f", version {outcome.version}" if outcome.version else "")
+            + (f"; version {outcome.version}" if outcome.version else "")
             + "; the "
             f"connection took {found.connect_seconds * 1000:.1f} ms to open)",
             file=sys.stderr,

@@ -12,15 +12,28 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from kubernetes import client
 
-from kfn import oci
+from kfn import kube, oci
 from tests.unit import registries
+from tests.unit.operator import kubeapi
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[kubeapi.KubeApi]:
+    """The loopback stand-in of the Kubernetes API, which ``kfn.kube`` talks to."""
+    fake = kubeapi.KubeApi()
+    served = fake.serve()
+    url = next(served)
+    monkeypatch.setattr(kube, "_api", client.ApiClient(client.Configuration(host=url)))
+    yield fake
+    next(served, None)
 
 
 @pytest.fixture

@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
-
-import pytest
-from kubernetes import client
 
 from kfn import kube
 from tests.unit.operator import kubeapi
@@ -19,15 +15,6 @@ HELLO = {
     "kind": "Function",
     "metadata": {"name": "hello", "namespace": "team", "uid": "u-1", "resourceVersion": "7"},
 }
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[kubeapi.KubeApi]:
-    fake = kubeapi.KubeApi()
-    served = fake.serve()
-    monkeypatch.setattr(kube, "_api", client.ApiClient(client.Configuration(host=next(served))))
-    yield fake
-    next(served, None)
 
 
 def test_an_event_names_its_object_reason_message_type_component_and_time(

@@ -36,12 +36,31 @@ async def version_two() -> AsyncIterator[Backend]:
     await started.stop()
 
 
-async def serving(make_activator: MakeActivator, latest: Backend, two: Backend) -> server.Activator:
-    activator = await make_activator(endpoints=frozenset({latest.address}), invoke_door=True)
+@dataclasses.dataclass
+class Hello:
+    """hello served by an activator: ``$LATEST`` on ``latest``'s pod, version 2 on ``two``'s,
+    its aliases those of :data:`TARGETS`."""
+
+    activator: server.Activator
+    latest: Backend
+    two: Backend
+
+    async def connect(self, door: int = 1) -> Client:
+        """A client of the activator's ``door``: 0 the HTTP door, 1 the invoke API's."""
+        return await Client.connect(self.activator.ports[door])
+
+    def seen(self) -> tuple[int, int]:
+        """How many requests version 2's pod and ``$LATEST``'s got."""
+        return len(self.two.seen), len(self.latest.seen)
+
+
+@pytest_asyncio.fixture
+async def hello(backend: Backend, version_two: Backend, make_activator: MakeActivator) -> Hello:
+    activator = await make_activator(endpoints=frozenset({backend.address}), invoke_door=True)
     activator.set_functions({FN: LIMITS, V2: LIMITS, FN._replace(version="1"): LIMITS})
-    activator.update_endpoints(V2, frozenset({two.address}))
+    activator.update_endpoints(V2, frozenset({version_two.address}))
     activator.set_qualifiers(TARGETS)
-    return activator
+    return Hello(activator, backend, version_two)
 
 
 @pytest.mark.asyncio
@@ -54,35 +73,30 @@ async def serving(make_activator: MakeActivator, latest: Backend, two: Backend) 
     ],
 )
 async def test_a_qualified_invoke_runs_on_the_versions_pods_and_names_the_version(
-    backend: Backend, version_two: Backend, make_activator: MakeActivator, path: str
+    hello: Hello, path: str
 ) -> None:
-    activator = await serving(make_activator, backend, version_two)
-    client = await Client.connect(activator.ports[1])
+    client = await hello.connect()
     response = await client.request("POST", path, b"{}")
     assert response.status == 200
     assert response.headers["x-amz-executed-version"] == "2"
-    assert (len(version_two.seen), len(backend.seen)) == (1, 0)
+    assert hello.seen() == (1, 0)
     assert json.loads(response.body)["headers"]["kfn-function-name"] == "hello"
 
 
 @pytest.mark.asyncio
-async def test_an_unqualified_invoke_runs_latest_and_says_so(
-    backend: Backend, version_two: Backend, make_activator: MakeActivator
-) -> None:
-    activator = await serving(make_activator, backend, version_two)
-    client = await Client.connect(activator.ports[1])
+async def test_an_unqualified_invoke_runs_latest_and_says_so(hello: Hello) -> None:
+    client = await hello.connect()
     response = await client.request("POST", "/_kfn/functions/default/hello/invoke", b"{}")
     assert response.status == 200
     assert response.headers["x-amz-executed-version"] == "$LATEST"
-    assert (len(version_two.seen), len(backend.seen)) == (0, 1)
+    assert hello.seen() == (0, 1)
 
 
 @pytest.mark.asyncio
 async def test_an_invoke_of_a_version_that_does_not_exist_is_resource_not_found(
-    backend: Backend, version_two: Backend, make_activator: MakeActivator
+    hello: Hello,
 ) -> None:
-    activator = await serving(make_activator, backend, version_two)
-    client = await Client.connect(activator.ports[1])
+    client = await hello.connect()
     response = await client.request("POST", "/_kfn/functions/default/hello:7/invoke", b"{}")
     assert response.status == 404
     assert response.json() == {
@@ -90,28 +104,25 @@ async def test_an_invoke_of_a_version_that_does_not_exist_is_resource_not_found(
         "errorMessage": "Function not found: default/hello:7",
     }
     assert "x-amz-executed-version" not in response.headers
-    assert (len(version_two.seen), len(backend.seen)) == (0, 0)
+    assert hello.seen() == (0, 0)
 
 
 @pytest.mark.asyncio
 async def test_an_invoke_naming_two_different_qualifiers_is_an_invalid_parameter(
-    backend: Backend, version_two: Backend, make_activator: MakeActivator
+    hello: Hello,
 ) -> None:
-    activator = await serving(make_activator, backend, version_two)
-    client = await Client.connect(activator.ports[1])
+    client = await hello.connect()
     path = "/_kfn/functions/default/hello:2/invoke?Qualifier=live"
     response = await client.request("POST", path, b"{}")
     assert response.status == 400
     assert response.json()["errorType"] == "InvalidParameterValueException"
     assert response.headers["kfn-request-id"]
-    assert (len(version_two.seen), len(backend.seen)) == (0, 0)
+    assert hello.seen() == (0, 0)
 
 
 @pytest.mark.asyncio
-async def test_the_activators_own_answer_for_a_version_names_it_too(
-    backend: Backend, version_two: Backend, make_activator: MakeActivator
-) -> None:
-    activator = await serving(make_activator, backend, version_two)
+async def test_the_activators_own_answer_for_a_version_names_it_too(hello: Hello) -> None:
+    activator = hello.activator
     activator.set_functions(
         {
             FN: LIMITS,
@@ -119,7 +130,7 @@ async def test_the_activators_own_answer_for_a_version_names_it_too(
             FN._replace(version="1"): dataclasses.replace(LIMITS, queue_timeout_ms=50),
         }
     )
-    client = await Client.connect(activator.ports[1])
+    client = await hello.connect()
     # Version 1 has no pod: the request waits its queue timeout and is refused.
     response = await client.request("POST", "/_kfn/functions/default/hello:old/invoke", b"{}")
     assert response.status == 429
@@ -128,19 +139,19 @@ async def test_the_activators_own_answer_for_a_version_names_it_too(
 
 @pytest.mark.asyncio
 async def test_the_lambda_api_invokes_an_alias_and_answers_with_the_executed_version(
-    backend: Backend, version_two: Backend, make_activator: MakeActivator
+    hello: Hello,
 ) -> None:
-    activator = await serving(make_activator, backend, version_two)
+    activator = hello.activator
     activator.ctx.lambda_service = lambda_door.LambdaApi(
         keys=lambda_keys.StaticKeys(()), review=None
     )
-    client = await Client.connect(activator.ports[1])
+    client = await hello.connect()
     response = await client.request(
         "POST", "/default/2015-03-31/functions/hello:live/invocations", b"{}"
     )
     assert response.status == 200
     assert response.headers["x-amz-executed-version"] == "2"
-    assert len(version_two.seen) == 1
+    assert len(hello.two.seen) == 1
     missing = await client.request(
         "POST", "/default/2015-03-31/functions/hello/invocations?Qualifier=beta", b"{}"
     )
@@ -159,14 +170,12 @@ def test_every_entry_names_its_version_in_one_header_line_made_once() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_version_served_is_no_function_of_its_own_in_list_functions(
-    backend: Backend, version_two: Backend, make_activator: MakeActivator
-) -> None:
-    activator = await serving(make_activator, backend, version_two)
+async def test_a_version_served_is_no_function_of_its_own_in_list_functions(hello: Hello) -> None:
+    activator = hello.activator
     activator.ctx.lambda_service = lambda_door.LambdaApi(
         keys=lambda_keys.StaticKeys(()), review=None
     )
-    client = await Client.connect(activator.ports[1])
+    client = await hello.connect()
     listed = await client.request("GET", "/default/2015-03-31/functions/")
     assert listed.status == 200
     assert [f["FunctionName"] for f in listed.json()["Functions"]] == ["hello"]
@@ -174,9 +183,9 @@ async def test_a_version_served_is_no_function_of_its_own_in_list_functions(
 
 @pytest.mark.asyncio
 async def test_an_http_trigger_naming_an_alias_or_a_version_serves_its_requests_there(
-    backend: Backend, version_two: Backend, make_activator: MakeActivator
+    hello: Hello,
 ) -> None:
-    activator = await serving(make_activator, backend, version_two)
+    activator = hello.activator
     activator.set_routes(
         [
             router.Route(host="*", path_prefix="/", function=FN),
@@ -185,18 +194,18 @@ async def test_an_http_trigger_naming_an_alias_or_a_version_serves_its_requests_
             router.Route(host="*", path_prefix="/beta", function=FN, qualifier="beta"),
         ]
     )
-    client = await Client.connect(activator.ports[0])
+    client = await hello.connect(door=0)
     for path in ("/live/cart", "/two"):
         response = await client.request("GET", path)
         assert response.status == 200
-    assert (len(version_two.seen), len(backend.seen)) == (2, 0)
+    assert hello.seen() == (2, 0)
     latest = await client.request("GET", "/home")
     assert latest.status == 200
-    assert (len(version_two.seen), len(backend.seen)) == (2, 1)
+    assert hello.seen() == (2, 1)
     missing = await client.request("GET", "/beta")
     assert missing.status == 404
     assert missing.json() == {
         "errorType": "ResourceNotFoundException",
         "errorMessage": "Function not found: default/hello:beta (no such version or alias)",
     }
-    assert (len(version_two.seen), len(backend.seen)) == (2, 1)
+    assert hello.seen() == (2, 1)

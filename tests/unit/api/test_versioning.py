@@ -6,6 +6,7 @@ import pydantic
 import pytest
 
 from kfn.api import crdgen, function, function_version, versioning
+from tests.unit import statuses
 
 SPEC = {
     "runtime": "python3.13",
@@ -85,22 +86,7 @@ def test_a_versions_spec_is_immutable_on_the_server() -> None:
 
 def test_status_keeps_alias_routes_and_the_rollout_with_lambda_like_names() -> None:
     status = function.FunctionStatus.model_validate(
-        {
-            "latestVersion": 3,
-            "aliases": [
-                {
-                    "name": "live",
-                    "routes": [{"version": 2, "weight": 90}, {"version": 3, "weight": 10}],
-                    "rollout": {
-                        "from": 2,
-                        "to": 3,
-                        "step": 0,
-                        "stepStarted": "2026-12-05T02:00:00Z",
-                        "outcome": "Progressing",
-                    },
-                }
-            ],
-        }
+        {"latestVersion": 3, **statuses.rollout_in_progress("2026-12-05T02:00:00Z")}
     )
     assert status.aliases is not None
     assert status.aliases[0].rollout is not None

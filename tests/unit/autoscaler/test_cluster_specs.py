@@ -9,8 +9,8 @@ import pytest
 
 from kfn import kube, stats
 from kfn.api import function
-from kfn.autoscaler import autoscaler, cluster, scaler
-from tests.unit.apiserver import ApiServer
+from kfn.autoscaler import cluster
+from tests.unit.autoscaler import watching
 
 
 def fn(**spec: Any) -> function.Function:
@@ -50,28 +50,21 @@ def body(name: str, **spec: Any) -> kube.Object:
 
 @pytest.mark.asyncio
 async def test_functions_listed_changed_and_gone_set_and_remove_their_scale_specs() -> None:
-    server = ApiServer()
-    target = autoscaler.Autoscaler(scaler.InMemoryScaler())
-    specs = cluster.FunctionSpecs(target, reflect=server.reflect, stable_window=30)
-    running = asyncio.create_task(specs.run())
     a, b, c = (stats.FunctionKey("team", name) for name in "abc")
     invalid = body("c", concurrency=0)
     deleting = body("b")
     deleting["metadata"]["deletionTimestamp"] = "2026-01-01T10:00:00Z"
-
-    # Each send returns after the store's listener was scheduled on this loop, which runs
-    # it before it resumes this test.
-    await asyncio.to_thread(server.send, [body("a"), body("b", scale={"maxReplicas": 3}), invalid])
-    assert set(target.specs) == {a, b}
-    assert (target.specs[b].max_replicas, target.specs[b].stable_window) == (3, 30)
-    await asyncio.to_thread(server.send, ("MODIFIED", body("c")))
-    await asyncio.to_thread(server.send, ("MODIFIED", deleting))
-    assert set(target.specs) == {a, c}
-    await asyncio.to_thread(server.send, ("MODIFIED", body("c", concurrency=0)))
-    await asyncio.to_thread(server.send, [body("b")])  # relisted: a was deleted meanwhile
-    assert set(target.specs) == {b}
-
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
-    server.hang_up()
+    async with watching.function_specs(stable_window=30) as (server, target):
+        # Each send returns after the store's listener was scheduled on this loop, which runs
+        # it before it resumes this test.
+        await asyncio.to_thread(
+            server.send, [body("a"), body("b", scale={"maxReplicas": 3}), invalid]
+        )
+        assert set(target.specs) == {a, b}
+        assert (target.specs[b].max_replicas, target.specs[b].stable_window) == (3, 30)
+        await asyncio.to_thread(server.send, ("MODIFIED", body("c")))
+        await asyncio.to_thread(server.send, ("MODIFIED", deleting))
+        assert set(target.specs) == {a, c}
+        await asyncio.to_thread(server.send, ("MODIFIED", body("c", concurrency=0)))
+        await asyncio.to_thread(server.send, [body("b")])  # relisted: a was deleted meanwhile
+        assert set(target.specs) == {b}

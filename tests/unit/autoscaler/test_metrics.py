@@ -18,8 +18,8 @@ import prometheus_client
 import pytest
 
 from kfn import kube, stats
-from kfn.autoscaler import autoscaler, cluster, scaler, scaling, server
-from tests.unit.apiserver import ApiServer
+from kfn.autoscaler import autoscaler, scaler, scaling, server
+from tests.unit.autoscaler import watching
 
 from ..activator.http import Client
 
@@ -138,24 +138,17 @@ def function_body(name: str, ready: int | None) -> kube.Object:
 
 @pytest.mark.asyncio
 async def test_the_actual_replicas_are_the_ready_pods_the_functions_status_reports() -> None:
-    server_ = ApiServer()
-    target = autoscaler.Autoscaler(scaler.InMemoryScaler())
-    specs = cluster.FunctionSpecs(target, reflect=server_.reflect)
-    running = asyncio.create_task(specs.run())
     fresh, scaled = stats.FunctionKey("team", "fresh"), stats.FunctionKey("team", "scaled")
-    # Each send returns once the listener was scheduled on this loop, which runs it first.
-    await asyncio.to_thread(
-        server_.send, [function_body("fresh", None), function_body("scaled", 3)]
-    )
-    assert (sample(SERIES[1], fresh), sample(SERIES[1], scaled)) == (0.0, 3.0)
-    await asyncio.to_thread(server_.send, ("MODIFIED", function_body("scaled", 5)))
-    assert sample(SERIES[1], scaled) == 5.0
-    await asyncio.to_thread(server_.send, ("DELETED", function_body("scaled", 5)))
-    assert sample(SERIES[1], scaled) is None
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
-    server_.hang_up()
+    async with watching.function_specs() as (server_, _):
+        # Each send returns once the listener was scheduled on this loop, which runs it first.
+        await asyncio.to_thread(
+            server_.send, [function_body("fresh", None), function_body("scaled", 3)]
+        )
+        assert (sample(SERIES[1], fresh), sample(SERIES[1], scaled)) == (0.0, 3.0)
+        await asyncio.to_thread(server_.send, ("MODIFIED", function_body("scaled", 5)))
+        assert sample(SERIES[1], scaled) == 5.0
+        await asyncio.to_thread(server_.send, ("DELETED", function_body("scaled", 5)))
+        assert sample(SERIES[1], scaled) is None
 
 
 # --- stats messages -------------------------------------------------------------------------------

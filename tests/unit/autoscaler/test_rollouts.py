@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import prometheus_client
 import pytest
-from kubernetes import client
 
 from kfn import kube, rollout, stats
 from kfn.api import function as function_api
-from kfn.autoscaler import autoscaler, cluster, rollouts, scaler
+from kfn.autoscaler import rollouts
 from kfn.kube import cache
-from tests.unit.apiserver import ApiServer
+from tests.unit.autoscaler import watching
 from tests.unit.operator import kubeapi
 
 FUNCTIONS = "/apis/kfn.dev/v1alpha1/namespaces/team/functions"
@@ -27,15 +25,7 @@ HELLO = stats.FunctionKey("team", "hello")
 T0 = 1_800_000_000.0
 POLICY = {"steps": [10, 50], "interval": "5m", "minInvocations": 20}
 
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[kubeapi.KubeApi]:
-    """The loopback stand-in of the Kubernetes API, which ``kfn.kube`` talks to."""
-    fake = kubeapi.KubeApi()
-    served = fake.serve()
-    monkeypatch.setattr(kube, "_api", client.ApiClient(client.Configuration(host=next(served))))
-    yield fake
-    next(served, None)
+pytestmark = pytest.mark.asyncio
 
 
 def body(version: int, *, policy: dict[str, Any] | None = POLICY, **status: Any) -> kube.Object:
@@ -111,8 +101,20 @@ class Controller:
     def writes(self) -> int:
         return sum(1 for method, path in self.api.requests if method in ("PATCH", "POST"))
 
+    def deploy_3_after_2(self) -> None:
+        """The alias settled on version 2 (as a rollout leaves it), then the user deploys 3."""
+        self.deploy(body(2, aliases=ON_V2))
+        self.deploy(body(3))
 
-@pytest.mark.asyncio
+
+async def rolling(api: kubeapi.KubeApi) -> Controller:
+    """A controller that started moving the alias from version 2 to 3 at ``T0``: 10 % on 3."""
+    ctl = Controller(api)
+    ctl.deploy_3_after_2()
+    await ctl.tick(T0)
+    return ctl
+
+
 async def test_a_v3_failing_30_percent_at_10_percent_rolls_back_to_v2_with_both_error_rates(
     api: kubeapi.KubeApi,
 ) -> None:
@@ -157,14 +159,10 @@ async def test_a_v3_failing_30_percent_at_10_percent_rolls_back_to_v2_with_both_
     assert ctl.routes() == [(2, 100)]
 
 
-@pytest.mark.asyncio
 async def test_a_healthy_candidate_steps_10_then_50_then_takes_all_with_an_event_each(
     api: kubeapi.KubeApi,
 ) -> None:
-    ctl = Controller(api)
-    ctl.deploy(body(2, aliases=ON_V2))
-    ctl.deploy(body(3))
-    await ctl.tick(T0)
+    ctl = await rolling(api)
     ctl.report(T0 + 1, "2", 180, 1, 0.040)
     ctl.report(T0 + 1, "3", 20, 0, 0.042)
     await ctl.tick(T0 + 60)  # healthy, but the step's 5m are not over: a hold writes nothing
@@ -193,27 +191,19 @@ async def test_a_healthy_candidate_steps_10_then_50_then_takes_all_with_an_event
     assert "promoted, 100 % to version 3" in promoted
 
 
-@pytest.mark.asyncio
 async def test_a_step_waits_for_enough_invocations_of_the_candidate(
     api: kubeapi.KubeApi,
 ) -> None:
-    ctl = Controller(api)
-    ctl.deploy(body(2, aliases=ON_V2))
-    ctl.deploy(body(3))
-    await ctl.tick(T0)
+    ctl = await rolling(api)
     ctl.report(T0 + 1, "3", 19, 0, 0.04)
     await ctl.tick(T0 + 300)
     assert ctl.routes() == [(2, 90), (3, 10)]
 
 
-@pytest.mark.asyncio
 async def test_changing_the_version_while_a_rollout_runs_starts_a_new_one_from_the_settled(
     api: kubeapi.KubeApi,
 ) -> None:
-    ctl = Controller(api)
-    ctl.deploy(body(2, aliases=ON_V2))
-    ctl.deploy(body(3))
-    await ctl.tick(T0)
+    ctl = await rolling(api)
     assert ctl.routes() == [(2, 90), (3, 10)]
 
     ctl.deploy(body(4))
@@ -226,7 +216,6 @@ async def test_changing_the_version_while_a_rollout_runs_starts_a_new_one_from_t
     assert any("10 % to version 4 and 90 % to version 2" in m for m in starts)
 
 
-@pytest.mark.asyncio
 async def test_a_new_version_after_a_promotion_starts_from_the_promoted_one(
     api: kubeapi.KubeApi,
 ) -> None:
@@ -249,14 +238,10 @@ async def test_a_new_version_after_a_promotion_starts_from_the_promoted_one(
     assert ctl.routes() == [(3, 90), (4, 10)]
 
 
-@pytest.mark.asyncio
 async def test_setting_the_version_back_while_a_rollout_runs_sends_all_traffic_back_at_once(
     api: kubeapi.KubeApi,
 ) -> None:
-    ctl = Controller(api)
-    ctl.deploy(body(2, aliases=ON_V2))
-    ctl.deploy(body(3))
-    await ctl.tick(T0)
+    ctl = await rolling(api)
     ctl.deploy(body(2))
     await ctl.tick(T0 + 1)
     assert ctl.routes() == [(2, 100)]
@@ -265,7 +250,6 @@ async def test_setting_the_version_back_while_a_rollout_runs_sends_all_traffic_b
     assert ("RolledBack", "Warning") in [(r, k) for r, k, _ in ctl.events()]
 
 
-@pytest.mark.asyncio
 async def test_an_aliases_first_deploy_routes_all_to_its_version_and_starts_nothing(
     api: kubeapi.KubeApi,
 ) -> None:
@@ -276,7 +260,6 @@ async def test_an_aliases_first_deploy_routes_all_to_its_version_and_starts_noth
     assert ctl.events() == []
 
 
-@pytest.mark.asyncio
 async def test_an_alias_without_a_rollout_gets_no_controller_writes(
     api: kubeapi.KubeApi,
 ) -> None:
@@ -291,27 +274,19 @@ async def test_an_alias_without_a_rollout_gets_no_controller_writes(
     assert ctl.aliases() is None
 
 
-@pytest.mark.asyncio
 async def test_an_alias_whose_rollout_is_removed_loses_its_entry_so_the_spec_routes_it(
     api: kubeapi.KubeApi,
 ) -> None:
-    ctl = Controller(api)
-    ctl.deploy(body(2, aliases=ON_V2))
-    ctl.deploy(body(3))
-    await ctl.tick(T0)
+    ctl = await rolling(api)
     ctl.deploy(body(3, policy=None))
     await ctl.tick(T0 + 1)
     assert ctl.aliases() is None
 
 
-@pytest.mark.asyncio
 async def test_a_restarted_autoscaler_goes_on_with_the_rollout_its_status_records(
     api: kubeapi.KubeApi,
 ) -> None:
-    ctl = Controller(api)
-    ctl.deploy(body(2, aliases=ON_V2))
-    ctl.deploy(body(3))
-    await ctl.tick(T0)
+    await rolling(api)  # by the autoscaler before its restart
     restarted = Controller(api)
     restarted.watched()
     await restarted.tick(T0 + 10)
@@ -320,7 +295,6 @@ async def test_a_restarted_autoscaler_goes_on_with_the_rollout_its_status_record
     assert restarted.routes() == [(2, 50), (3, 50)]
 
 
-@pytest.mark.asyncio
 async def test_only_the_versions_of_a_running_rollout_have_figures_kept(
     api: kubeapi.KubeApi,
 ) -> None:
@@ -339,19 +313,11 @@ async def test_only_the_versions_of_a_running_rollout_have_figures_kept(
     ]
 
 
-@pytest.mark.asyncio
 async def test_the_function_watch_feeds_the_rollouts_the_same_changes_as_the_scaling() -> None:
-    server = ApiServer()
     heard: list[cache.Change[function_api.Function]] = []
-    target = autoscaler.Autoscaler(scaler.InMemoryScaler())
-    specs = cluster.FunctionSpecs(target, reflect=server.reflect, also=heard.extend)
-    running = asyncio.create_task(specs.run())
-    await asyncio.to_thread(server.send, [body(2)])
-    assert [change.key for change in heard] == [("team", "hello")]
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
-    server.hang_up()
+    async with watching.function_specs(also=heard.extend) as (server, _):
+        await asyncio.to_thread(server.send, [body(2)])
+        assert [change.key for change in heard] == [("team", "hello")]
 
 
 def percent() -> float | None:
@@ -369,15 +335,11 @@ def transitions(reason: str) -> float:
     return found
 
 
-@pytest.mark.asyncio
 async def test_the_candidates_share_and_each_transition_are_exported_until_the_rollout_goes(
     api: kubeapi.KubeApi,
 ) -> None:
     before = {reason: transitions(reason) for reason in ("Started", "RolledBack", "Stepped")}
-    ctl = Controller(api)
-    ctl.deploy(body(2, aliases=ON_V2))
-    ctl.deploy(body(3))
-    await ctl.tick(T0)
+    ctl = await rolling(api)
     assert percent() == 10
     ctl.report(T0 + 1, "3", 20, 20, 0.05)
     await ctl.tick(T0 + 2)
@@ -393,13 +355,11 @@ async def test_the_candidates_share_and_each_transition_are_exported_until_the_r
     assert percent() is None
 
 
-@pytest.mark.asyncio
 async def test_a_watch_that_lags_behind_the_status_written_starts_nothing_twice(
     api: kubeapi.KubeApi,
 ) -> None:
     ctl = Controller(api)
-    ctl.deploy(body(2, aliases=ON_V2))
-    ctl.deploy(body(3))
+    ctl.deploy_3_after_2()
     stale = ctl.rollouts.functions[HELLO]
     await ctl.rollouts.tick(T0)
     # The watch has not brought the written status back, or brings an older one again.

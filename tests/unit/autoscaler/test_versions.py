@@ -4,31 +4,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from kfn import kube, stats
-from kfn.autoscaler import autoscaler, cluster, scaler, scaling
-from tests.unit.apiserver import ApiServer
+from kfn.autoscaler import autoscaler, cluster, scaling
+from tests.unit.autoscaler import watching
 from tests.unit.operator import kubeapi
 
 HELLO = stats.FunctionKey("team", "hello")
 V2 = HELLO._replace(version="2")
 DEPLOYMENTS = "/apis/apps/v1/namespaces/team/deployments"
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[kubeapi.KubeApi]:
-    """The loopback stand-in of the Kubernetes API, which ``kfn.kube`` talks to."""
-    fake = kubeapi.KubeApi()
-    served = fake.serve()
-    url = next(served)
-    monkeypatch.setattr(kube, "_api", client.ApiClient(client.Configuration(host=url)))
-    yield fake
-    next(served, None)
 
 
 def test_a_version_runs_in_the_deployment_named_after_it_and_latest_in_the_functions() -> None:
@@ -73,28 +60,19 @@ def body(**spec: Any) -> kube.Object:
 
 @pytest.mark.asyncio
 async def test_each_routed_version_is_scaled_with_its_functions_settings_until_unrouted() -> None:
-    server = ApiServer()
-    target = autoscaler.Autoscaler(scaler.InMemoryScaler())
-    specs = cluster.FunctionSpecs(target, reflect=server.reflect)
-    running = asyncio.create_task(specs.run())
     weighted = {"name": "live", "version": 2, "additionalVersion": {"version": 3, "weight": 10}}
     scale = {"maxReplicas": 4}
-
-    await asyncio.to_thread(server.send, [body(aliases=[weighted], scale=scale)])
-    assert set(target.specs) == {HELLO, V2, HELLO._replace(version="3")}
-    assert {spec.max_replicas for spec in target.specs.values()} == {4}
-    # The alias moves to version 3 alone: version 2 is no longer scaled.
-    await asyncio.to_thread(
-        server.send, ("MODIFIED", body(aliases=[{"name": "live", "version": 3}], scale=scale))
-    )
-    assert set(target.specs) == {HELLO, HELLO._replace(version="3")}
-    await asyncio.to_thread(server.send, ("DELETED", body()))
-    assert target.specs == {}
-
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
-    server.hang_up()
+    async with watching.function_specs() as (server, target):
+        await asyncio.to_thread(server.send, [body(aliases=[weighted], scale=scale)])
+        assert set(target.specs) == {HELLO, V2, HELLO._replace(version="3")}
+        assert {spec.max_replicas for spec in target.specs.values()} == {4}
+        # The alias moves to version 3 alone: version 2 is no longer scaled.
+        await asyncio.to_thread(
+            server.send, ("MODIFIED", body(aliases=[{"name": "live", "version": 3}], scale=scale))
+        )
+        assert set(target.specs) == {HELLO, HELLO._replace(version="3")}
+        await asyncio.to_thread(server.send, ("DELETED", body()))
+        assert target.specs == {}
 
 
 def test_a_versions_stats_entry_names_its_version_and_survives_the_wire() -> None:

@@ -7,14 +7,12 @@ The operator reconciles against a loopback stand-in of the Kubernetes API
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from kfn.api import function
 from kfn.operator import reconcile, settings
-from kfn.resources import build, network
+from kfn.resources import network
 from tests.unit.operator import kubeapi
 
 NS = "team"
@@ -25,30 +23,13 @@ ACTIVATOR = {"app.kubernetes.io/instance": "kfn", "app.kubernetes.io/component":
 CHART_SETTING = json.dumps({"activatorNamespace": "kfn-system", "activatorPodLabels": ACTIVATOR})
 
 
-@pytest.fixture(autouse=True)
-def operator_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "KFN_IMAGE_REGISTRY": "registry.local",
-        "KFN_BUILDER_IMAGE": "registry.local/kfn/kfn:test",
-        **{
-            build.runtime_image_env(r): f"registry.local/kfn/runtime-{r}:test"
-            for r in function.RUNTIMES
-        },
-        "KFN_REGISTRY_CREDENTIALS": "none",
-        "KFN_INVOKE_URL": "http://kfn-invoke.kfn-system.svc.cluster.local",
-        "KFN_NETWORK_POLICY": CHART_SETTING,
-    }.items():
-        monkeypatch.setenv(key, value)
-    _clear()
-    yield
-    _clear()
-    reconcile.forget({"metadata": {"namespace": NS, "name": "web"}})
+pytestmark = pytest.mark.usefixtures("prebuilt_operator_env")
 
 
-def _clear() -> None:
-    settings.builds.cache_clear()
-    settings.registry_credentials.cache_clear()
-    settings.network_peers.cache_clear()
+@pytest.fixture
+def network_policy_setting() -> str:
+    """The chart's setting: this release's activators are the pods' only peers."""
+    return CHART_SETTING
 
 
 def _function(api: kubeapi.KubeApi) -> dict[str, Any]:

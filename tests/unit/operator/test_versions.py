@@ -7,15 +7,12 @@ It reconciles against a loopback stand-in of the Kubernetes API
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from kfn.api import function
-from kfn.operator import reconcile, settings
+from kfn.operator import reconcile
 from kfn.operator import versions as operator_versions
-from kfn.resources import build
 from tests.unit.operator import kubeapi
 
 NS = "team"
@@ -23,35 +20,11 @@ FUNCTIONS = f"/apis/kfn.dev/v1alpha1/namespaces/{NS}/functions"
 VERSIONS = f"/apis/kfn.dev/v1alpha1/namespaces/{NS}/functionversions"
 DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NS}/deployments"
 
+pytestmark = pytest.mark.usefixtures("prebuilt_operator_env")
+
 
 def _image(n: int) -> str:
     return f"registry.local/fn/team/web@sha256:{n:064x}"
-
-
-@pytest.fixture(autouse=True)
-def operator_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "KFN_IMAGE_REGISTRY": "registry.local",
-        "KFN_BUILDER_IMAGE": "registry.local/kfn/kfn:test",
-        **{
-            build.runtime_image_env(r): f"registry.local/kfn/runtime-{r}:test"
-            for r in function.RUNTIMES
-        },
-        "KFN_REGISTRY_CREDENTIALS": "none",
-        "KFN_INVOKE_URL": "http://kfn-invoke.kfn-system.svc.cluster.local",
-        "KFN_NETWORK_POLICY": "",
-    }.items():
-        monkeypatch.setenv(key, value)
-    _clear()
-    yield
-    _clear()
-    reconcile.forget({"metadata": {"namespace": NS, "name": "web"}})
-
-
-def _clear() -> None:
-    settings.builds.cache_clear()
-    settings.registry_credentials.cache_clear()
-    settings.network_peers.cache_clear()
 
 
 def _deploy(api: kubeapi.KubeApi, image: int, **spec: Any) -> dict[str, Any]:

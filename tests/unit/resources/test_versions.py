@@ -6,6 +6,7 @@ from typing import Any
 
 from kfn.api import function, function_version
 from kfn.resources import deployment, network, objects, versions
+from tests.unit import statuses
 
 IMAGE = "registry.kfn.localhost/fn/team-a/hello@sha256:" + "1" * 64
 OTHER_IMAGE = "registry.kfn.localhost/fn/team-a/hello@sha256:" + "2" * 64
@@ -118,23 +119,10 @@ def test_retention_deletes_the_oldest_versions_but_never_a_routed_one() -> None:
 
 
 def test_both_ends_of_a_rollout_in_progress_are_kept() -> None:
-    status = {
-        "aliases": [
-            {
-                "name": "live",
-                "routes": [{"version": 2, "weight": 90}, {"version": 3, "weight": 10}],
-                "rollout": {
-                    "from": 2,
-                    "to": 3,
-                    "step": 0,
-                    "stepStarted": "2026-12-05T03:00:00Z",
-                    "outcome": "Progressing",
-                },
-            }
-        ]
-    }
     fn = _function(
-        status=status, versionRetention=1, aliases=[{"name": "live", "version": 3, "rollout": {}}]
+        status=statuses.rollout_in_progress("2026-12-05T03:00:00Z"),
+        versionRetention=1,
+        aliases=[{"name": "live", "version": 3, "rollout": {}}],
     )
     existing = [_version(fn, n) for n in range(1, 5)]
     assert versions.routed(fn) == {2, 3}

@@ -4,7 +4,6 @@ kind, all gone with the Trigger; failed onFailure sends counted; a stream record
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import confluent_kafka
@@ -19,6 +18,7 @@ from kfn.triggers.cron import worker as cron_worker
 from kfn.triggers.stream import batching, kafka, source
 from tests.unit.triggers import test_cron_worker
 from tests.unit.triggers.conftest import ActivatorStub
+from tests.unit.triggers.stream import helpers
 
 #: Every series a Trigger has, by the exported name.
 SHARED = (
@@ -148,25 +148,6 @@ def test_each_failed_try_to_send_a_failure_record_is_counted(
 # --- a stream record's age ------------------------------------------------------------------------
 
 
-class Batch(source.BatchSource[bytes]):
-    """The smallest batch source: records are their bytes, nothing to commit."""
-
-    def encode(self, records: Sequence[batching.Record[bytes]]) -> bytes:
-        return b'{"records":%d}' % len(records)
-
-    def where(self, records: Sequence[batching.Record[bytes]]) -> str:
-        return "here"
-
-    def batch_info(self, records: Sequence[batching.Record[bytes]]) -> dict[str, Any]:
-        return {}
-
-    def key(self, records: Sequence[batching.Record[bytes]]) -> bytes:
-        return b""
-
-    def commit(self, last: batching.Record[bytes]) -> None:
-        pass
-
-
 def test_a_stream_invocation_reports_the_age_of_the_last_record_it_hands_on(
     activator: ActivatorStub,
 ) -> None:
@@ -181,12 +162,12 @@ def test_a_stream_invocation_reports_the_age_of_the_last_record_it_hands_on(
     )
     consumer.wall = lambda: 1000.0
     records = [batching.Record(1, 900.0, 1, b"a"), batching.Record(2, 958.5, 1, b"b")]
-    outcome = Batch(consumer, 0, threading.Event()).invoke(records, 1)
+    outcome = helpers.BytesSource(consumer, 0, threading.Event()).invoke(records, 1)
     assert outcome.kind == "success"
     labels = {"namespace": "shop", "trigger": "aged", "kind": "stream"}
     assert sample("kfn_trigger_iterator_age_seconds", **labels) == 41.5
     consumer.wall = lambda: 950.0  # the broker's clock ahead of ours: no age, not a negative one
-    Batch(consumer, 0, threading.Event()).invoke(records, 2)
+    helpers.BytesSource(consumer, 0, threading.Event()).invoke(records, 2)
     assert sample("kfn_trigger_iterator_age_seconds", **labels) == 0.0
 
 

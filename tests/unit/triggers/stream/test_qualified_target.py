@@ -4,33 +4,13 @@ activator's invoke API as ``name:qualifier`` (a real HTTP server on 127.0.0.1)."
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
-from typing import Any
 
 from kfn.triggers import failure, invoke, onfailure
 from kfn.triggers import status as status_
 from kfn.triggers.stream import batching, source, worker
 from tests.unit.triggers.conftest import ActivatorStub
+from tests.unit.triggers.stream import helpers
 from tests.unit.triggers.stream.test_worker import trigger
-
-
-class _Source(source.BatchSource[bytes]):
-    """A partition's batch source reduced to what invoking needs: its records' bytes."""
-
-    def encode(self, records: Sequence[batching.Record[bytes]]) -> bytes:
-        return b"[" + b",".join(r.raw for r in records) + b"]"
-
-    def where(self, records: Sequence[batching.Record[bytes]]) -> str:
-        return f"positions {records[0].position}..{records[-1].position}"
-
-    def batch_info(self, records: Sequence[batching.Record[bytes]]) -> dict[str, Any]:
-        return {}
-
-    def key(self, records: Sequence[batching.Record[bytes]]) -> bytes:
-        return b""
-
-    def commit(self, last: batching.Record[bytes]) -> None:
-        pass
 
 
 def _invoked_path(activator: ActivatorStub, function_ref: dict[str, str]) -> str:
@@ -41,7 +21,7 @@ def _invoked_path(activator: ActivatorStub, function_ref: dict[str, str]) -> str
     invoker = invoke.Invoker(activator.url)
     clients = source.Clients(invoker, onfailure.Destinations(invoker), status_.StatusWriter())
     consumer = source.Consumer(wanted.target, clients)
-    batch = _Source(consumer, 0, consumer.stopping)
+    batch = helpers.BytesSource(consumer, 0, consumer.stopping)
     outcome = batch.invoke([batching.Record(1, 0.0, 2, b"{}")], 0)
     assert outcome.status == 200
     (call,) = activator.calls

@@ -283,6 +283,15 @@ def _versions_and_rollback(folder: pathlib.Path, namespace: str) -> None:
     old = plugin("invoke", "hello:live", *ns, "--event", "apigw", "-v")
     assert (_message(old), _executed(old)) == ("Hello, kfn!", "1")
 
+    def routed(name: str) -> str:
+        found = kubectl_json("-n", namespace, "get", "fnv", name).get("status") or {}
+        condition = next((c for c in found.get("conditions", []) if c["type"] == "Routed"), {})
+        return f"{condition.get('status')} {condition.get('message', '')}"
+
+    wait_for("version 1 to be routed", lambda: routed("hello-v1") == "True alias live")
+    assert routed("hello-v2").startswith("False no alias routes to it")
+    print(kubectl("-n", namespace, "get", "fnv"))
+
     # rollback: $LATEST runs version 1's code and configuration again, without a build
     latest = plugin("rollback", "hello", *ns, timeout=300)
     print(latest.stdout, latest.stderr[-2000:], sep="\n")

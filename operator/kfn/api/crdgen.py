@@ -365,10 +365,10 @@ def function_version_crd() -> dict[str, Any]:
             "description": "Whether anything routes to it.",
         },
         {
-            "name": "Replicas",
-            "type": "integer",
-            "jsonPath": ".status.replicas",
-            "description": "Pods running it.",
+            "name": "Routed-By",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Routed")].message',
+            "description": "What routes to it.",
         },
         {
             "name": "Image",

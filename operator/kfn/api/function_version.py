@@ -60,10 +60,8 @@ class FunctionVersionStatus(toplevel.Status):
     """Whether the version runs, written by the operator."""
 
     conditions: list[meta.Condition] = toplevel.conditions_field(
-        "Routed (an alias, $LATEST or a caller naming the version routes to it)."
-    )
-    replicas: int | None = pydantic.Field(
-        default=None, ge=0, description="Pods running this version."
+        "Routed: True while an alias routes to the version (then it runs in a Deployment of its "
+        "own, scaled from zero), its message naming the aliases; False otherwise."
     )
 
 

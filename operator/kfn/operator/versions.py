@@ -93,6 +93,8 @@ def reconcile(fn: function.Function, image: str, source_hash: str) -> Published:
     for name in sorted(doomed):
         kube.delete(API_VERSION, function_version.KIND, fn.metadata.namespace, name)
     kept = [v for v in versions if v.metadata.name not in doomed]
+    for version in kept:
+        _write_routed(fn, version)
     numbers = {v.spec.version for v in kept}
     missing = [
         f"{alias.name} -> {number}"
@@ -148,6 +150,35 @@ def _run_routed(fn: function.Function, versions: list[function_version.FunctionV
         name = live.get("metadata", {}).get("name", "")
         if name not in wanted:
             kube.delete("apps/v1", "Deployment", ns, name)
+
+
+def _write_routed(fn: function.Function, version: function_version.FunctionVersion) -> None:
+    """The version's ``Routed`` condition, written when it changed."""
+    status, reason, message = decide.routed_condition(fn, version.spec.version)
+    current = list(version.status.conditions) if version.status else []
+    before = next((c for c in current if c.type == decide.ROUTED), None)
+    if before is not None and (before.status, before.reason, before.message) == (
+        status,
+        reason,
+        message,
+    ):
+        return
+    updated = conditions.set_condition(
+        current,
+        decide.ROUTED,
+        status,
+        reason,
+        message,
+        now=clock.utcnow(),
+        observed_generation=version.metadata.generation,
+    )
+    kube.patch_status(
+        API_VERSION,
+        function_version.KIND,
+        fn.metadata.namespace,
+        version.metadata.name,
+        {"conditions": [c.model_dump(mode="json", by_alias=True) for c in updated]},
+    )
 
 
 def refresh_rolled_out(body: Mapping[str, Any]) -> bool:

@@ -249,6 +249,36 @@ def keep_init_error(
     return verdict
 
 
+def keep_deployed_through_scale_up(
+    verdict: Verdict,
+    previous: meta.Condition | None,
+    deployment: Mapping[str, Any] | None,
+    *,
+    generation: int | None,
+    image_unchanged: bool,
+) -> Verdict:
+    """A function deployed, scaling up (from zero, or by load): its new pods run the version
+    already deployed, so it stays Deployed (and Ready) while they start, and while the
+    Deployment controller takes in the new replica count (a scale changes the Deployment's
+    generation too); ``Active`` says they are starting. Only a new spec or image, or pods of
+    an old version still running, make it a rollout again."""
+    if deployment is None:
+        return verdict
+    status = deployment.get("status") or {}
+    no_old_pods = (status.get("replicas", 0) or 0) <= (status.get("updatedReplicas", 0) or 0)
+    if (
+        verdict.status == "Unknown"
+        and verdict.reason == function.Reason.DEPLOYING
+        and previous is not None
+        and previous.status == "True"
+        and previous.observed_generation == generation
+        and image_unchanged
+        and no_old_pods
+    ):
+        return Verdict("True", function.Reason.DEPLOYED, "")
+    return verdict
+
+
 def timeout_refused(fn: function.Function, max_timeout_seconds: float) -> Verdict | None:
     """``Deployed`` False when the Function's timeout is longer than this installation serves.
 
@@ -319,6 +349,13 @@ def compute(
             generation=generation,
             image_unchanged=facts.image == facts.last_image,
             ready_replicas=ready,
+        )
+        verdict = keep_deployed_through_scale_up(
+            verdict,
+            before,
+            facts.deployment,
+            generation=generation,
+            image_unchanged=facts.image == facts.last_image,
         )
         verdicts.append((function.ConditionType.DEPLOYED, verdict))
     else:

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from kfn.api import function, function_version, meta, versioning
 from kfn.resources import objects
@@ -110,19 +110,25 @@ def build_function_version(
     }
 
 
-def routed(fn: function.Function) -> set[int]:
-    """Versions something routes to: each alias's version and additional version, and both
-    ends of every rollout the status records (a rollout may still send traffic back)."""
-    numbers: set[int] = set()
+def routes_by_alias(fn: function.Function) -> dict[str, set[int]]:
+    """The versions each alias routes to: its version and additional version, and both ends of
+    a rollout the status records as under way (it may still send traffic back)."""
+    found: dict[str, set[int]] = {}
     for alias in fn.spec.aliases:
-        numbers.add(alias.version)
+        numbers = found.setdefault(alias.name, {alias.version})
         if alias.additional_version is not None:
             numbers.add(alias.additional_version.version)
     for state in (fn.status.aliases if fn.status is not None else None) or []:
+        numbers = found.setdefault(state.name, set())
         numbers.update(route.version for route in state.routes)
         if state.rollout is not None and state.rollout.outcome == "Progressing":
             numbers.update((state.rollout.from_version, state.rollout.to_version))
-    return numbers
+    return found
+
+
+def routed(fn: function.Function) -> set[int]:
+    """Versions something routes to (:func:`routes_by_alias`)."""
+    return set().union(*routes_by_alias(fn).values())
 
 
 def to_delete(
@@ -183,3 +189,20 @@ def rolled_out(fn: function.Function) -> tuple[meta.ConditionStatus, str, str] |
         return "Unknown", function.Reason.ROLLOUT_PROGRESSING, "; ".join(moving)
     done = ", ".join(f"alias {name} serves version {r.to_version}" for name, r in found)
     return "True", function.Reason.ROLLOUT_PROMOTED, done
+
+
+ROUTED: Final = "Routed"
+"""A FunctionVersion's condition: whether an alias routes to it."""
+
+
+def routed_condition(fn: function.Function, number: int) -> tuple[meta.ConditionStatus, str, str]:
+    """Version ``number``'s ``Routed`` condition (status, reason, message): the aliases that
+    route to it."""
+    names = [name for name, numbers in routes_by_alias(fn).items() if number in numbers]
+    if names:
+        return "True", "Alias", ", ".join(f"alias {name}" for name in names)
+    return (
+        "False",
+        "NotRouted",
+        "no alias routes to it, so it runs no pods; point an alias at it to serve it",
+    )

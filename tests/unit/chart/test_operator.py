@@ -21,6 +21,7 @@ OPERATOR_RULES = {
     *((g, r, v) for g, r in [("kfn.dev", "functions/status"), ("kfn.dev", "triggers/status")]
       for v in ["get", "patch", "update"]),
     *(("kfn.dev", "functionversions", v) for v in ["get", "list", "create", "patch", "delete"]),
+    ("kfn.dev", "functionversions/status", "patch"),
     *(("apps", "deployments", v)
       for v in ["get", "list", "watch", "create", "patch", "update", "delete"]),
     *(("apps", "deployments/scale", v) for v in ["get", "patch", "update"]),

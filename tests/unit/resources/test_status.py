@@ -502,3 +502,39 @@ def test_an_init_error_stays_reported_until_a_pod_of_the_same_spec_and_image_loa
         ready = next(c for c in result["conditions"] if c["type"] == "Ready")
         assert "No module named 'requests'" in ready["message"]
         assert ready["lastTransitionTime"] == meta.format_time(NOW)
+
+
+def _deployed_at_zero(generation: int = 4) -> list[meta.Condition]:
+    """The conditions of a function deployed and scaled to zero."""
+    facts = status.Facts(SOURCE_OK, BUILD_OK, IMAGE, "hash", rolled_out(0), last_image=IMAGE)
+    result = status.compute(_function(generation), facts, now=NOW, url="u")
+    assert _conditions(result)["Ready"] == ("True", "Ready")
+    return function.FunctionStatus.model_validate(result).conditions
+
+
+SCALE_UP_CASES = [
+    pytest.param(4, deployment(wanted=1, replicas=1, updatedReplicas=1, readyReplicas=0), IMAGE,
+                 ("True", "Deployed"), id="a scale from zero keeps a deployed function Ready"),
+    pytest.param(4, deployment(wanted=3, replicas=3, updatedReplicas=3, readyReplicas=1), IMAGE,
+                 ("True", "Deployed"), id="a scale up under load keeps it Ready"),
+    pytest.param(4, deployment(generation=3, observedGeneration=2, wanted=1), IMAGE,
+                 ("True", "Deployed"),
+                 id="the controller taking in a new replica count keeps it Ready"),
+    pytest.param(5, deployment(wanted=1, replicas=1, updatedReplicas=1, readyReplicas=0), IMAGE,
+                 ("Unknown", "Deploying"), id="a new spec's first pod starting is a rollout"),
+    pytest.param(4, deployment(wanted=1, replicas=1, updatedReplicas=1, readyReplicas=0),
+                 OTHER_IMAGE, ("Unknown", "Deploying"), id="a new image's pods starting too"),
+    pytest.param(4, deployment(wanted=1, replicas=2, updatedReplicas=1, readyReplicas=1), IMAGE,
+                 ("Unknown", "Deploying"), id="old pods still running are a rollout"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("generation", "live", "last_image", "expected"), SCALE_UP_CASES)
+def test_pods_starting_for_a_scale_up_are_no_rollout(
+    generation: int, live: dict[str, Any], last_image: str, expected: tuple[str, str]
+) -> None:
+    facts = status.Facts(SOURCE_OK, BUILD_OK, IMAGE, "hash", live, last_image=last_image)
+    result = status.compute(
+        _function(generation), facts, now=LATER, url="u", previous=_deployed_at_zero()
+    )
+    assert _conditions(result)["Deployed"] == expected

@@ -223,3 +223,18 @@ def test_no_condition_without_a_rollout_or_once_the_alias_moved_on() -> None:
     assert versions.rolled_out(_function()) is None
     # the user pointed the alias at another version since: that rollout is history
     assert versions.rolled_out(_rolling("RolledBack", to=4)) is None
+
+
+def test_a_versions_routed_condition_names_the_aliases_that_route_to_it() -> None:
+    fn = _function(
+        aliases=[
+            {"name": "beta", "version": 1, "additionalVersion": {"version": 2, "weight": 10}},
+            {"name": "live", "version": 2},
+        ]
+    )
+    assert versions.routed_condition(fn, 2) == ("True", "Alias", "alias beta, alias live")
+    assert versions.routed_condition(fn, 1) == ("True", "Alias", "alias beta")
+    status, reason, message = versions.routed_condition(fn, 3)
+    assert (status, reason) == ("False", "NotRouted")
+    assert "point an alias at it" in message
+    assert versions.routed(fn) == {1, 2}

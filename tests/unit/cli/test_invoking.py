@@ -249,7 +249,7 @@ def test_a_qualified_name_splits_as_lambda_takes_it() -> None:
     ("name", "qualifier"), [("hello:live", "2"), ("hello:", None), (":2", None)]
 )
 def test_a_qualifier_named_twice_or_empty_is_refused(name: str, qualifier: str | None) -> None:
-    with pytest.raises(ValueError, match="NAME:QUALIFIER|names the qualifier"):
+    with pytest.raises(ValueError, match=r"NAME:QUALIFIER|names the qualifier"):
         invoking.split_qualifier(name, qualifier)
 
 

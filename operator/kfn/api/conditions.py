@@ -56,6 +56,35 @@ def set_condition(
     return [updated if condition.type == type_ else condition for condition in conditions]
 
 
+def changed(
+    conditions: Sequence[meta.Condition],
+    type_: str,
+    verdict: tuple[meta.ConditionStatus, str, str] | None,
+    *,
+    now: datetime.datetime,
+    observed_generation: int | None = None,
+) -> list[meta.Condition] | None:
+    """The conditions with ``type_`` set to ``verdict`` (status, reason, message), or taken
+    away when it is None; None when that changes nothing a reader sees."""
+    previous = find(conditions, type_)
+    if verdict is None:
+        if previous is None:
+            return None
+        return [c for c in conditions if c.type != type_]
+    if previous is not None and (previous.status, previous.reason, previous.message) == verdict:
+        return None
+    status, reason, message = verdict
+    return set_condition(
+        conditions,
+        type_,
+        status,
+        reason,
+        message,
+        now=now,
+        observed_generation=observed_generation,
+    )
+
+
 def summarize(
     conditions: Sequence[meta.Condition],
     depends_on: Sequence[str],

@@ -159,6 +159,25 @@ def add_output_option(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def add_wait_options(
+    parser: argparse.ArgumentParser, *, waits_for: str, until: str, default_timeout: str
+) -> None:
+    """``--wait/--no-wait`` and ``--timeout DURATION`` for a command that waits for the
+    cluster: ``waits_for`` says what --wait does, ``until`` what --timeout bounds."""
+    parser.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"{waits_for} (default: --wait)",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        default=default_timeout,
+        help=f"how long to wait{until} (default: {default_timeout})",
+    )
+
+
 def build(commands: Sequence[Command], *, width: int = HELP_WIDTH) -> Parser:
     """The parser for ``commands``; ``width`` fixes the help's line length (the generated
     reference uses the default, so it does not depend on the terminal)."""

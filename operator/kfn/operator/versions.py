@@ -154,31 +154,17 @@ def _run_routed(fn: function.Function, versions: list[function_version.FunctionV
 
 def _write_routed(fn: function.Function, version: function_version.FunctionVersion) -> None:
     """The version's ``Routed`` condition, written when it changed."""
-    status, reason, message = decide.routed_condition(fn, version.spec.version)
-    current = list(version.status.conditions) if version.status else []
-    before = next((c for c in current if c.type == decide.ROUTED), None)
-    if before is not None and (before.status, before.reason, before.message) == (
-        status,
-        reason,
-        message,
-    ):
-        return
-    updated = conditions.set_condition(
-        current,
+    updated = conditions.changed(
+        version.status.conditions if version.status else [],
         decide.ROUTED,
-        status,
-        reason,
-        message,
+        decide.routed_condition(fn, version.spec.version),
         now=clock.utcnow(),
         observed_generation=version.metadata.generation,
     )
-    kube.patch_status(
-        API_VERSION,
-        function_version.KIND,
-        fn.metadata.namespace,
-        version.metadata.name,
-        {"conditions": [c.model_dump(mode="json", by_alias=True) for c in updated]},
-    )
+    if updated is not None:
+        _patch_conditions(
+            function_version.KIND, fn.metadata.namespace, version.metadata.name, updated
+        )
 
 
 def refresh_rolled_out(body: Mapping[str, Any]) -> bool:
@@ -188,34 +174,27 @@ def refresh_rolled_out(body: Mapping[str, Any]) -> bool:
         fn = function.Function.model_validate(dict(body))
     except pydantic.ValidationError:
         return False  # the reconciler says why in Ready
-    current = list(fn.status.conditions) if fn.status else []
-    before = next((c for c in current if c.type == function.ConditionType.ROLLED_OUT), None)
-    verdict = decide.rolled_out(fn)
-    if verdict is None:
-        if before is None:
-            return False
-        updated = [c for c in current if c.type != function.ConditionType.ROLLED_OUT]
-    else:
-        if before is not None and (before.status, before.reason, before.message) == verdict:
-            return False
-        status, reason, message = verdict
-        updated = conditions.set_condition(
-            current,
-            function.ConditionType.ROLLED_OUT,
-            status,
-            reason,
-            message,
-            now=clock.utcnow(),
-            observed_generation=fn.metadata.generation,
-        )
+    updated = conditions.changed(
+        fn.status.conditions if fn.status else [],
+        function.ConditionType.ROLLED_OUT,
+        decide.rolled_out(fn),
+        now=clock.utcnow(),
+        observed_generation=fn.metadata.generation,
+    )
+    if updated is None:
+        return False
+    _patch_conditions(function.KIND, fn.metadata.namespace, fn.metadata.name, updated)
+    return True
+
+
+def _patch_conditions(kind: str, namespace: str, name: str, updated: list[meta.Condition]) -> None:
     kube.patch_status(
         API_VERSION,
-        function.KIND,
-        fn.metadata.namespace,
-        fn.metadata.name,
+        kind,
+        namespace,
+        name,
         {"conditions": [c.model_dump(mode="json", by_alias=True) for c in updated]},
     )
-    return True
 
 
 _publish_seen: dict[tuple[str, str], str] = {}

@@ -79,3 +79,20 @@ def test_a_function_scaled_to_zero_stays_ready() -> None:
     assert conditions.is_true(
         conditions.summarize(idle, function.READY_DEPENDS_ON, now=T1), "Ready"
     )
+
+
+def test_a_changed_verdict_is_written_an_unchanged_one_is_not_and_none_takes_it_away() -> None:
+    now = datetime.datetime(2026, 12, 5, 10, 0, tzinfo=datetime.UTC)
+    first = conditions.changed([], "RolledOut", ("Unknown", "Progressing", "10 %"), now=now)
+    assert first is not None
+    assert [(c.type, c.status, c.reason, c.message) for c in first] == [
+        ("RolledOut", "Unknown", "Progressing", "10 %")
+    ]
+    assert (
+        conditions.changed(first, "RolledOut", ("Unknown", "Progressing", "10 %"), now=now) is None
+    )
+    moved = conditions.changed(first, "RolledOut", ("False", "RolledBack", "why"), now=now)
+    assert moved is not None
+    assert moved[0].reason == "RolledBack"
+    assert conditions.changed(moved, "RolledOut", None, now=now) == []
+    assert conditions.changed([], "RolledOut", None, now=now) is None

@@ -54,17 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the Function's YAML (default: DIR/function.yaml)",
     )
-    p.add_argument(
-        "--wait",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="follow the build and wait until the Function is Ready (default: --wait)",
-    )
-    p.add_argument(
-        "--timeout",
-        metavar="DURATION",
-        default=DEFAULT_TIMEOUT,
-        help=f"how long to wait for Ready (default: {DEFAULT_TIMEOUT})",
+    parser.add_wait_options(
+        p,
+        waits_for="follow the build and wait until the Function is Ready",
+        until=" for Ready",
+        default_timeout=DEFAULT_TIMEOUT,
     )
 
 

@@ -68,17 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the version to go back to (default: the one before the current one)",
     )
     parser.add_output_option(p, "the Function as rolled back")
-    p.add_argument(
-        "--wait",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="wait until the rollback is served (default: --wait)",
-    )
-    p.add_argument(
-        "--timeout",
-        metavar="DURATION",
-        default=DEFAULT_TIMEOUT,
-        help=f"how long to wait (default: {DEFAULT_TIMEOUT})",
+    parser.add_wait_options(
+        p, waits_for="wait until the rollback is served", until="", default_timeout=DEFAULT_TIMEOUT
     )
 
 

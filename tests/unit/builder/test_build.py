@@ -74,21 +74,25 @@ def test_a_python_build_without_dependencies_pushes_the_runtime_plus_a_code_laye
     assert config["config"]["Entrypoint"] == ["runtime"]
 
 
-def test_the_command_line_reports_the_result_in_the_termination_log(
-    tmp_path: pathlib.Path, registry: str, base_image: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cfg = _config(tmp_path, registry, base_image, PYTHON, {"app.py": "x = 1\n"})
-    env = {
-        "KFN_BUILD_RUNTIME": PYTHON,
-        "KFN_BUILD_BASE_IMAGE": base_image,
+def _command_line_env(monkeypatch: pytest.MonkeyPatch, cfg: BuildConfig) -> None:
+    """The environment the build Job gives kfn's builder command line, for ``cfg``."""
+    for key, value in {
+        "KFN_BUILD_RUNTIME": cfg.runtime,
+        "KFN_BUILD_BASE_IMAGE": cfg.base_image,
         "KFN_BUILD_TARGET": cfg.target,
         "KFN_BUILD_WORKSPACE": str(cfg.workspace),
         "KFN_BUILD_SOURCE_DIR": str(cfg.source_dir),
         "KFN_TERMINATION_LOG": str(cfg.termination_log),
         "KFN_REGISTRY_PLAIN_HTTP": "true",
-    }
-    for key, value in env.items():
+    }.items():
         monkeypatch.setenv(key, value)
+
+
+def test_the_command_line_reports_the_result_in_the_termination_log(
+    tmp_path: pathlib.Path, registry: str, base_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _config(tmp_path, registry, base_image, PYTHON, {"app.py": "x = 1\n"})
+    _command_line_env(monkeypatch, cfg)
     assert cli.main(["build"]) == 0
     result = json.loads(cfg.termination_log.read_text())
     assert result["image"].startswith(f"{registry}/fn/team/hello@sha256:")
@@ -100,16 +104,7 @@ def test_a_failed_build_exits_1_with_the_error_in_the_termination_log(
     tmp_path: pathlib.Path, registry: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = _config(tmp_path, registry, f"{registry}/kfn/no-such-runtime:1", PYTHON, {"a.py": ""})
-    for key, value in {
-        "KFN_BUILD_RUNTIME": PYTHON,
-        "KFN_BUILD_BASE_IMAGE": cfg.base_image,
-        "KFN_BUILD_TARGET": cfg.target,
-        "KFN_BUILD_WORKSPACE": str(cfg.workspace),
-        "KFN_BUILD_SOURCE_DIR": str(cfg.source_dir),
-        "KFN_TERMINATION_LOG": str(cfg.termination_log),
-        "KFN_REGISTRY_PLAIN_HTTP": "true",
-    }.items():
-        monkeypatch.setenv(key, value)
+    _command_line_env(monkeypatch, cfg)
     assert cli.main(["build"]) == 1
     reported = json.loads(cfg.termination_log.read_text())
     assert "no-such-runtime" in reported["error"]
@@ -128,16 +123,7 @@ def test_a_build_that_fails_installing_names_the_install_phase(
         PYTHON,
         {"app.py": "x = 1\n", "requirements.txt": "not a requirement !!\n"},
     )
-    for key, value in {
-        "KFN_BUILD_RUNTIME": PYTHON,
-        "KFN_BUILD_BASE_IMAGE": base_image,
-        "KFN_BUILD_TARGET": cfg.target,
-        "KFN_BUILD_WORKSPACE": str(cfg.workspace),
-        "KFN_BUILD_SOURCE_DIR": str(cfg.source_dir),
-        "KFN_TERMINATION_LOG": str(cfg.termination_log),
-        "KFN_REGISTRY_PLAIN_HTTP": "true",
-    }.items():
-        monkeypatch.setenv(key, value)
+    _command_line_env(monkeypatch, cfg)
     assert cli.main(["prepare"]) == 0
     assert cli.main(["push"]) == 1
     reported = json.loads(cfg.termination_log.read_text())

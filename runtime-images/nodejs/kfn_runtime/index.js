@@ -3,23 +3,23 @@
  * Entry point of the kfn Node.js runtime: `node /opt/kfn/runtime/kfn_runtime/index.js`.
  * Uses only Node's standard library (Node 18 or newer) so that it can be copied into an image as a
  * plain directory. See runtime-images/CONTRACT.md for the contract it speaks.
+ *
+ * A normal start reads its configuration and loads the handler at once. In pool mode
+ * (KFN_POOL=1, pool.js) it only serves its probes until POST /_kfn/specialise brings a function;
+ * the configuration is read then, from the function's environment.
  */
 const config = require('./config');
 const logs = require('./logs');
+const pool = require('./pool');
 const { Runtime } = require('./server');
-const streaming = require('./streaming');
+const setup = require('./setup');
 
 function main() {
-  const cfg = config.load();
-  config.exportLambdaEnvironment(cfg, process.env);
-  try {
-    process.chdir(cfg.taskRoot);
-  } catch (e) {
-    // the task root may not exist when run by hand; the handler load reports it
-  }
-  logs.install(logs.settingsFrom(process.env));
-  streaming.install();
-  const runtime = new Runtime(cfg);
+  // The pod's environment as the container got it, before anything is filled in.
+  const podEnv = { ...process.env };
+  const pooled = pool.enabled(podEnv);
+  const cfg = pooled ? config.load() : setup.prepare();
+  const runtime = new Runtime(cfg, { pool: pooled ? { podEnv, settings: pool.settings(podEnv) } : null });
   process.on('SIGTERM', () => runtime.drain());
   process.on('SIGINT', () => runtime.drain());
   // An error escaping a handler's callbacks must not take down other invocations in flight.

@@ -16,6 +16,9 @@ const events = require('./events');
 const health = require('./health');
 const loader = require('./loader');
 const logs = require('./logs');
+const pool = require('./pool');
+const setup = require('./setup');
+const { ByteReader } = require('./bytes');
 const streaming = require('./streaming');
 const timing = require('./timing');
 
@@ -23,12 +26,16 @@ const READY_PATH = '/_kfn/ready';
 const STARTED_PATH = '/_kfn/started';
 const LIVE_PATH = '/_kfn/live';
 const INVOKE_PATH = '/_kfn/invoke';
+const SPECIALISE_PATH = '/_kfn/specialise';
 const RESERVED_PREFIX = '/_kfn/';
 const JSON_TYPE = ['Content-Type', 'application/json'];
 const UNHANDLED = ['Kfn-Function-Error', 'Unhandled'];
 // Marks a 429/503 for a request whose handler was never called (CONTRACT.md §3).
 const BUSY = ['Kfn-Not-Started', 'busy'];
 const DRAINING = ['Kfn-Not-Started', 'draining'];
+// A pool runtime's refusals before it has a function (pool.js): idle or specialising, and spent.
+const POOL_HEADER = 'Kfn-Pool';
+const notStartedIn = (state) => ['Kfn-Not-Started', state];
 // The handler's own time in seconds, on every answer of an invocation whose handler ran.
 const HANDLER_DURATION = 'Kfn-Handler-Duration';
 
@@ -88,14 +95,17 @@ function invokeAnswer(outcome) {
     init_error: [502, [UNHANDLED]],
     busy: [429, [['Retry-After', '1'], BUSY]],
     draining: [503, [['Retry-After', '1'], DRAINING]],
+    pool_waiting: [503, [['Retry-After', '1'], notStartedIn(outcome.state)]],
+    pool_spent: [410, [notStartedIn('spent')]],
   }[outcome.kind];
   return [extra[0], [JSON_TYPE, ...extra[1]], dump(outcome.error)];
 }
 
-function gateway(status, message, { functionError = false, notStarted = null } = {}) {
+function gateway(status, message, { functionError = false, notStarted = null, retryAfter = true } = {}) {
   const headers = [JSON_TYPE];
   if (functionError) headers.push(UNHANDLED);
-  if (notStarted) headers.push(['Retry-After', '1'], notStarted);
+  if (notStarted && retryAfter) headers.push(['Retry-After', '1']);
+  if (notStarted) headers.push(notStarted);
   return [status, headers, dump({ message })];
 }
 
@@ -129,6 +139,8 @@ function httpAnswer(outcome, payloadFormat) {
     timeout: gateway(504, 'Endpoint request timed out', { functionError: true }),
     busy: gateway(429, 'Too Many Requests', { notStarted: BUSY }),
     draining: gateway(503, 'Service Unavailable', { notStarted: DRAINING }),
+    pool_waiting: gateway(503, 'Service Unavailable', { notStarted: notStartedIn(outcome.state) }),
+    pool_spent: gateway(410, 'Gone', { notStarted: notStartedIn('spent'), retryAfter: false }),
   }[outcome.kind];
   return [...answer, null];
 }
@@ -168,9 +180,15 @@ function callHandler(handler, event, makeCtx) {
 }
 
 class Runtime {
-  constructor(cfg, clock = Date.now) {
+  /**
+   * cfg: the configuration (config.js); a pool runtime's is the pod's until it is specialised.
+   * pool: {podEnv, settings} in pool mode (pool.js), else null; its `state` is idle, then
+   * specialising, then specialised (a function pod from then on) or spent (a refused request).
+   */
+  constructor(cfg, { clock = Date.now, pool: poolMode = null } = {}) {
     this.cfg = cfg;
     this.clock = clock;
+    this.pool = poolMode === null ? null : { ...poolMode, state: 'idle' };
     this.handler = null;
     this.initError = null;
     this.initialized = false;
@@ -186,7 +204,7 @@ class Runtime {
     this.server = null;
   }
 
-  /** Starts listening, then loads the handler; resolves with the bound port. */
+  /** Starts listening, then loads the handler (not in pool mode); resolves with the bound port. */
   listen() {
     this.server = http.createServer({ maxHeaderSize: config.MAX_HEAD_BYTES }, (req, res) => this.onRequest(req, res));
     this.server.keepAliveTimeout = config.IDLE_TIMEOUT_MS;
@@ -194,7 +212,10 @@ class Runtime {
     this.server.requestTimeout = 0;
     this.server.on('checkContinue', (req, res) => {
       const length = Number(req.headers['content-length'] || 0);
-      if (length > config.MAX_PAYLOAD_BYTES) {
+      if (this.takesSpecialise(req)) {
+        res.writeContinue(); // its body is bounded by the pool's own limits
+        this.onRequest(req, res);
+      } else if (length > config.MAX_PAYLOAD_BYTES) {
         this.onRequest(req, res); // answers 413 without asking for the body
       } else {
         res.writeContinue();
@@ -213,14 +234,70 @@ class Runtime {
       this.server.once('error', reject);
       this.server.listen(this.cfg.port, this.cfg.host, () => {
         const port = this.server.address().port;
-        logs.write(`kfn runtime: nodejs listening on ${this.cfg.host || '*'}:${port}, handler ${this.cfg.handler}, ` +
-          `concurrency ${this.cfg.concurrency}, timeout ${this.cfg.timeoutMs} ms\n`);
+        const serving = this.pool ? 'idle in a pool: no handler until specialised' : this.describe();
+        logs.write(`kfn runtime: nodejs listening on ${this.cfg.host || '*'}:${port}, ${serving}\n`);
         resolve(port);
       });
     }).then((port) => {
-      this.initialize();
+      if (!this.pool) this.initialize();
       return port;
     });
+  }
+
+  describe() {
+    return `handler ${this.cfg.handler}, concurrency ${this.cfg.concurrency}, timeout ${this.cfg.timeoutMs} ms`;
+  }
+
+  /** Whether this is a POST /_kfn/specialise an idle pool runtime would read the body of. */
+  takesSpecialise(req) {
+    return req.method === 'POST' && req.url.split('?', 1)[0] === SPECIALISE_PATH && this.pool !== null && this.pool.state === 'idle';
+  }
+
+  /**
+   * POST /_kfn/specialise (pool.js): lays out the layers, replaces the environment with the
+   * function's, reads the configuration and loads the handler as a normal start does. Answers
+   * 200 with Kfn-Init-Timing, or the ready probe's init error answer; a refused request (400, or
+   * 500 for a failure of this pod's own) leaves the pod spent: 410 to every invocation after.
+   * Accepted once: 409 after, 410 once spent.
+   */
+  async specialise(req, res) {
+    if (this.pool.state !== 'idle') {
+      const spent = this.pool.state === 'spent';
+      const shape = spent
+        ? errors.shape(errors.POOL_SPENT, 'This pool runtime failed to specialise and serves nothing.')
+        : errors.shape(errors.RESOURCE_CONFLICT, `This pool runtime was specialised already (${this.pool.state}).`);
+      return this.refuseBody(req, res, [JSON_TYPE], dump(shape), spent ? 410 : 409);
+    }
+    this.pool.state = 'specialising';
+    const started = this.clock();
+    const reader = new ByteReader(req);
+    try {
+      const request = await pool.receive(reader, this.pool.settings, (line) => logs.write(line));
+      pool.replaceEnvironment(process.env, pool.environment(this.pool.podEnv, request.env));
+      try {
+        this.cfg = setup.prepare({ handler: request.handler });
+      } catch (err) {
+        throw new pool.SpecialiseError(err.message);
+      }
+    } catch (err) {
+      this.pool.state = 'spent';
+      const refused = err instanceof pool.SpecialiseError;
+      logs.write(`kfn runtime: specialising failed, this pod is spent: ${refused ? err.message : err.stack}\n`);
+      const shape = errors.shape(refused ? errors.INVALID_REQUEST_CONTENT : errors.SERVICE_EXCEPTION, err.message);
+      await pool.drain(reader, config.MAX_DISCARD_BYTES, 5000);
+      this.send(req, res, refused ? 400 : 500, [JSON_TYPE], dump(shape), { keepAlive: false });
+      return this.finished(res);
+    }
+    await this.initialize();
+    this.pool.state = 'specialised';
+    logs.write(`kfn runtime: specialised in ${this.clock() - started} ms: ${this.describe()}\n`);
+    if (this.initError) {
+      const [status, headers, body] = this.probe(READY_PATH);
+      this.send(req, res, status, headers, body);
+    } else {
+      this.send(req, res, 200, [JSON_TYPE, ...this.timingHeaders()], dump({ specialised: true }));
+    }
+    return this.finished(res);
   }
 
   /**
@@ -348,7 +425,7 @@ class Runtime {
    * closing a socket with unread input resets the connection, and a client still sending would
    * get that reset instead of the answer. After Expect: 100-continue nothing was sent.
    */
-  async refuseBody(req, res, headers, body) {
+  async refuseBody(req, res, headers, body, status = 413) {
     const expecting = (req.headers.expect || '').toLowerCase() === '100-continue';
     if (!expecting && !req.complete) {
       await new Promise((resolve) => {
@@ -368,7 +445,7 @@ class Runtime {
         req.resume();
       });
     }
-    this.send(req, res, 413, headers, body, { keepAlive: false });
+    this.send(req, res, status, headers, body, { keepAlive: false });
     return this.finished(res);
   }
 
@@ -411,13 +488,17 @@ class Runtime {
       this.tracked(() => this.invoke(req, res));
       return;
     }
+    if (path === SPECIALISE_PATH && req.method === 'POST' && this.pool) {
+      this.tracked(() => this.specialise(req, res));
+      return;
+    }
     req.resume();
     if ([READY_PATH, LIVE_PATH, STARTED_PATH].includes(path) && (req.method === 'GET' || req.method === 'HEAD')) {
       const [status, headers, body] = this.probe(path);
       this.send(req, res, status, headers, body);
       return;
     }
-    const known = [READY_PATH, LIVE_PATH, STARTED_PATH, INVOKE_PATH].includes(path);
+    const known = [READY_PATH, LIVE_PATH, STARTED_PATH, INVOKE_PATH].includes(path) || (path === SPECIALISE_PATH && this.pool);
     this.send(req, res, known ? 405 : 404, [JSON_TYPE],
       dump(errors.shape('ResourceNotFoundException', `${req.method} ${path} is not served`)));
   }
@@ -438,13 +519,19 @@ class Runtime {
     if (path === STARTED_PATH) {
       // For the kubelet's startup probe: the load has ended, loaded or not, and an init error is
       // already in the log. The pod's `started` turning true tells the operator to look for it.
-      return [this.initialized ? 200 : 503, [JSON_TYPE, ...this.timingHeaders()], dump({ status: this.initialized ? 'started' : 'initializing' })];
+      // A pool runtime has started once it listens: it loads nothing until specialised.
+      const started = this.initialized || this.pool !== null;
+      return [started ? 200 : 503, [JSON_TYPE, ...this.timingHeaders()], dump({ status: started ? 'started' : 'initializing' })];
     }
     const nowMs = this.clock();
     const deadlinesMs = [...this.slots.values()];
     if (path === LIVE_PATH) {
       const v = health.liveness({ deadlinesMs, concurrency: this.cfg.concurrency, nowMs, stuckGraceMs: this.cfg.stuckGraceMs });
       return [v.ok ? 200 : 503, [JSON_TYPE], dump({ status: v.reason })];
+    }
+    if (this.pool && this.pool.state !== 'specialised') {
+      // Never Kfn-Init-Error: no handler was loaded, so none failed to.
+      return [503, [JSON_TYPE, [POOL_HEADER, this.pool.state]], dump({ status: this.draining ? 'draining' : `pool ${this.pool.state}` })];
     }
     if (this.initError && !this.draining) {
       return [503, [JSON_TYPE, [errors.INIT_ERROR_HEADER, this.initError.errorType], ...this.timingHeaders()], dump(this.initError)];
@@ -570,6 +657,16 @@ class Runtime {
     const timeout = { kind: 'timeout', error: errors.shape(errors.TIMEOUT, message) };
     if (this.draining) {
       return { kind: 'draining', error: errors.shape(errors.SERVICE_UNAVAILABLE, 'The runtime is shutting down; the request was not started.') };
+    }
+    if (this.pool && this.pool.state === 'spent') {
+      return { kind: 'pool_spent', error: errors.shape(errors.POOL_SPENT, 'This pool runtime failed to specialise and serves nothing; the request was not started.') };
+    }
+    if (this.pool && this.pool.state !== 'specialised') {
+      return {
+        kind: 'pool_waiting',
+        state: this.pool.state,
+        error: errors.shape(errors.SERVICE_UNAVAILABLE, `This pool runtime has no function yet (${this.pool.state}); the request was not started.`),
+      };
     }
     await this.waitForInit();
     if (this.initError || !this.handler) return { kind: 'init_error', error: this.initError };

@@ -335,6 +335,33 @@ def test_a_layer_that_is_not_what_its_media_type_says_is_refused(start_pool: Sta
     pool.assert_spent()
 
 
+def _truncated(archive: bytes) -> bytes:
+    return archive[:700]
+
+
+def _checksum_broken(archive: bytes) -> bytes:
+    return archive[:10] + b"X" + archive[11:]  # a byte of the first entry's name
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        pytest.param(_truncated, "the archive ends inside", id="truncated"),
+        pytest.param(_checksum_broken, "a tar header with a wrong checksum", id="checksum"),
+    ],
+)
+def test_a_damaged_archive_is_refused_even_when_its_digest_matches(
+    start_pool: StartPool, damage: Callable[[bytes], bytes], said: str
+) -> None:
+    pool = start_pool()
+    entries = [file("var/task/app.js", APP * 3)]
+    damaged = Layer(damage(layer(entries, fmt=tarfile.USTAR_FORMAT, gzipped=False).blob), TAR)
+    refused = pool.specialise([damaged])
+    assert refused.status == 400, refused.body
+    assert said in refused.json()["errorMessage"]
+    pool.assert_spent()
+
+
 def test_a_second_specialise_is_refused_with_409_and_changes_nothing(
     start_pool: StartPool,
 ) -> None:

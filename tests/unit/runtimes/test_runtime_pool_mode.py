@@ -15,8 +15,10 @@ import io
 import json
 import os
 import re
+import socket
 import stat
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -433,6 +435,21 @@ def test_a_body_that_goes_on_after_its_last_layer_is_refused(start_pool: StartPo
     answer = pod.specialise(body + b"more")
     assert answer.status == 400
     assert "Content-Length" in answer.json()["errorMessage"]
+    _assert_spent(pod)
+
+
+def test_a_client_that_goes_away_inside_a_layer_leaves_the_pod_spent(
+    start_pool: StartPool,
+) -> None:
+    pod = start_pool()
+    body = specialise_body("app.handler", {}, [(layer(file("var/task/app.py", ENV_HANDLER)), GZIP)])
+    head = f"POST /_kfn/specialise HTTP/1.1\r\nHost: pod\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", pod.runtime.port), timeout=10) as sock:
+        sock.sendall(head.encode() + body[: len(body) - 10])
+    deadline = time.monotonic() + 5
+    while pod.runtime.request("GET", "/_kfn/ready").headers["Kfn-Pool"] != "spent":
+        assert time.monotonic() < deadline, "the pod did not turn spent"
+        time.sleep(0.02)
     _assert_spent(pod)
 
 

@@ -26,6 +26,11 @@ RESPONSE_TOO_LARGE = "ResponseSizeTooLarge"
 INVALID_REQUEST_CONTENT = "InvalidRequestContentException"
 SERVICE_UNAVAILABLE = "ServiceUnavailableException"
 INVALID_RESPONSE = "Runtime.InvalidResponse"
+#: A pool pod's ``/_kfn/specialise`` (CONTRACT.md §13): its layers or JSON line are unusable,
+#: it was specialised already (or is no pool pod), or it refused its layers before.
+INVALID_LAYERS = "Runtime.InvalidLayers"
+SPECIALISE_CONFLICT = "Runtime.SpecialiseConflict"
+POOL_POD_SPENT = "Runtime.PoolPodSpent"
 #: Loading the handler outlasted its budget (``KFN_INIT_TIMEOUT_MS``). kfn's name: Lambda logs
 #: ``INIT_REPORT ... Status: timeout`` and runs the init again within the first invocation,
 #: which an import that cannot be stopped does not allow here.

@@ -34,9 +34,14 @@ def readiness(
     deadlines_ms: Iterable[int],
     concurrency: int,
     now_ms: int,
+    pool_state: str | None = None,
 ) -> Verdict:
+    """``pool_state``: a pool pod's state until it is a function (``idle``, ``specialising``,
+    ``spent``), never ready."""
     if draining:
         return Verdict(False, "draining")
+    if pool_state is not None:
+        return Verdict(False, pool_state)
     if init_failed:
         return Verdict(False, "init error")
     if not initialized:

@@ -115,6 +115,89 @@ async def read_body(
         raise ProtocolError(400, "incomplete body") from None
 
 
+class BodyReader:
+    """A request body read piece by piece, for a body too large to hold at once (a pool pod's
+    layers, :mod:`kfn_runtime.pool`). By ``Content-Length`` or chunked, as :func:`read_body`."""
+
+    def __init__(self, reader: asyncio.StreamReader, head: RequestHead) -> None:
+        self._reader = reader
+        self._head = head
+        self._chunked = "chunked" in (head.header("transfer-encoding") or "").lower()
+        length_header = head.header("content-length")
+        #: The body's length when the request said it (not chunked), else None.
+        self.length: int | None = None
+        if not self._chunked:
+            if length_header is not None and not length_header.isdigit():
+                raise ProtocolError(400, "bad Content-Length")
+            self.length = int(length_header or "0")
+        #: Bytes left: of the body (by length), or of the current chunk (chunked).
+        self._left = self.length or 0
+        self._ended = not self._chunked and self._left == 0
+        self._pushed = bytearray()
+
+    async def start(self, writer: asyncio.StreamWriter) -> None:
+        """Sends ``100 Continue`` if the client waits for it before sending the body."""
+        if not self._ended and (self._head.header("expect") or "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
+
+    async def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the body (at least one), or ``b""`` once it ended."""
+        if self._pushed:
+            data = bytes(self._pushed[:size])
+            del self._pushed[:size]
+            return data
+        try:
+            return await self._read(size)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            raise ProtocolError(400, "incomplete body") from None
+
+    async def readline(self, limit: int) -> bytes | None:
+        """The body up to and with its first ``\\n``, or None when the body ended or ``limit``
+        bytes passed without one. What was read past the line is kept for :meth:`read`."""
+        line = bytearray()
+        while True:
+            end = self._pushed.find(b"\n")
+            if end >= 0:
+                line += self._pushed[: end + 1]
+                del self._pushed[: end + 1]
+                return bytes(line) if len(line) <= limit else None
+            line += self._pushed
+            self._pushed.clear()
+            if len(line) > limit:
+                return None
+            data = await self.read(64 * 1024)
+            if not data:
+                return None
+            self._pushed += data
+
+    async def _read(self, size: int) -> bytes:
+        if self._ended:
+            return b""
+        if self._chunked and self._left == 0:
+            size_line = (await self._reader.readuntil(b"\r\n")).split(b";", 1)[0].strip()
+            try:
+                self._left = int(size_line, 16)
+            except ValueError:
+                raise ProtocolError(400, "bad chunk size") from None
+            if self._left == 0:
+                while (await self._reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass  # trailers are not used
+                self._ended = True
+                return b""
+        data = await self._reader.read(min(size, self._left))
+        if not data:
+            raise ProtocolError(400, "incomplete body")
+        self._left -= len(data)
+        if self._left == 0:
+            if self._chunked:
+                if await self._reader.readexactly(2) != b"\r\n":
+                    raise ProtocolError(400, "bad chunk terminator")
+            else:
+                self._ended = True
+        return data
+
+
 async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
     body = bytearray()
     while True:

@@ -37,8 +37,10 @@ from kfn_runtime import (
     events,
     health,
     http11,
+    layers,
     loader,
     logs,
+    pool,
     streaming,
     timing,
 )
@@ -47,6 +49,7 @@ READY_PATH = "/_kfn/ready"
 STARTED_PATH = "/_kfn/started"
 LIVE_PATH = "/_kfn/live"
 INVOKE_PATH = "/_kfn/invoke"
+SPECIALISE_PATH = "/_kfn/specialise"
 RESERVED_PREFIX = "/_kfn/"
 
 _JSON = ("Content-Type", "application/json")
@@ -54,11 +57,16 @@ _UNHANDLED = ("Kfn-Function-Error", "Unhandled")
 #: Marks a 429/503 for a request whose handler was never called (CONTRACT.md §3).
 _BUSY = ("Kfn-Not-Started", "busy")
 _DRAINING = ("Kfn-Not-Started", "draining")
+#: A pool pod (CONTRACT.md §13) that has no function yet, or never will.
+_IDLE = ("Kfn-Not-Started", "idle")
+_SPENT = ("Kfn-Not-Started", "spent")
 #: The handler's own time in seconds, on every answer of an invocation whose handler ran.
 HANDLER_DURATION_HEADER = "Kfn-Handler-Duration"
 
 #: "streamed": the answer was written as the handler produced it (:mod:`kfn_runtime.streaming`).
-Kind = Literal["ok", "error", "timeout", "init_error", "busy", "draining", "streamed"]
+Kind = Literal[
+    "ok", "error", "timeout", "init_error", "busy", "draining", "idle", "spent", "streamed"
+]
 
 #: Writes a streaming result as its answer: given the source, the seconds left to the
 #: deadline, the time-out's error shape, and the seconds the handler has run so far.
@@ -116,6 +124,8 @@ def invoke_response(outcome: Outcome) -> tuple[int, list[tuple[str, str]], bytes
         "init_error": (502, [_UNHANDLED]),
         "busy": (429, [("Retry-After", "1"), _BUSY]),
         "draining": (503, [("Retry-After", "1"), _DRAINING]),
+        "idle": (503, [("Retry-After", "1"), _IDLE]),
+        "spent": (410, [_SPENT]),
     }[outcome.kind]
     return status, [_JSON, *extra, *_ran(outcome)], _dump(error)
 
@@ -147,6 +157,8 @@ def http_response(
         "timeout": _gateway(504, "Endpoint request timed out", function_error=True),
         "busy": _gateway(429, "Too Many Requests", not_started=_BUSY),
         "draining": _gateway(503, "Service Unavailable", not_started=_DRAINING),
+        "idle": _gateway(503, "Service Unavailable", not_started=_IDLE),
+        "spent": _gateway(410, "Gone", not_started=_SPENT),
     }[outcome.kind]
     return status, headers + _ran(outcome), body, None
 
@@ -178,13 +190,31 @@ def _dump(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
+#: A pool pod's state until it is a function (then None): waiting for ``/_kfn/specialise``,
+#: taking its layers, or refused them (never a function then).
+PoolState = Literal["idle", "specialising", "spent"]
+
+
 class Runtime:
-    """One function's server. ``serve`` returns the process exit code."""
+    """One function's server. ``serve`` returns the process exit code.
+
+    With ``pool`` (CONTRACT.md §13) it serves with no function until ``/_kfn/specialise``
+    gives it one: ``cfg`` is then the pod's own (where to listen), and the function's is read
+    at specialisation, as :func:`configure` reads it at a normal start.
+    """
 
     def __init__(
-        self, cfg: config.Config, out: logs.TaggingStream, clock: Callable[[], float] = time.time
+        self,
+        cfg: config.Config,
+        out: logs.TaggingStream,
+        clock: Callable[[], float] = time.time,
+        *,
+        pool: bool = False,
     ) -> None:
         self.cfg = cfg
+        self._pool_mode = pool
+        self._pool_state: PoolState | None = "idle" if pool else None
+        self._init_task: asyncio.Task[None] | None = None
         self._out = out
         self._clock = clock
         self._handler: Callable[..., Any] | None = None
@@ -201,9 +231,7 @@ class Runtime:
         self._drain_requested = asyncio.Event()
         self._drained = asyncio.Event()
         self._connections: set[asyncio.StreamWriter] = set()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=cfg.concurrency, thread_name_prefix="kfn-handler"
-        )
+        self._threads = _handler_threads(cfg)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -216,14 +244,14 @@ class Runtime:
             self._connection, self.cfg.host, self.cfg.port, limit=http11.STREAM_LIMIT
         )
         port = server.sockets[0].getsockname()[1]
-        self._out.raw_write(
-            f"kfn runtime: python listening on {self.cfg.host or '*'}:{port}, "
-            f"handler {self.cfg.handler}, concurrency {self.cfg.concurrency}, "
-            f"timeout {self.cfg.timeout_ms} ms\n"
-        )
+        listening = f"kfn runtime: python listening on {self.cfg.host or '*'}:{port}, "
+        if self._pool_mode:
+            self._out.raw_write(listening + "a pool pod waiting to be specialised\n")
+        else:
+            self._out.raw_write(listening + self._function_summary())
+            self._init_task = asyncio.create_task(self._initialize())
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.drain)
-        init = asyncio.create_task(self._initialize())
         await self._drain_requested.wait()
         bound_s = (self.cfg.timeout_ms + config.DRAIN_GRACE_MS) / 1000
         try:
@@ -236,9 +264,16 @@ class Runtime:
         server.close()
         for writer in list(self._connections):
             writer.close()
-        init.cancel()
+        if self._init_task is not None:
+            self._init_task.cancel()
         self._out.raw_write("kfn runtime: drained, exiting\n")
         return 0
+
+    def _function_summary(self) -> str:
+        return (
+            f"handler {self.cfg.handler}, concurrency {self.cfg.concurrency}, "
+            f"timeout {self.cfg.timeout_ms} ms\n"
+        )
 
     def drain(self) -> None:
         """Stops taking work: readiness fails at once, in-flight requests finish, then exit."""
@@ -345,6 +380,8 @@ class Runtime:
             return await self._tracked(self._http_event(head, reader, writer, peer))
         if path == INVOKE_PATH and head.method == "POST":
             return await self._tracked(self._invoke(head, reader, writer))
+        if path == SPECIALISE_PATH and head.method == "POST":
+            return await self._tracked(self._specialise(head, reader, writer))
         try:
             await http11.read_body(reader, writer, head, 64 * 1024)
         except http11.BodyTooLargeError:
@@ -354,7 +391,7 @@ class Runtime:
             return await self._send(
                 writer, status, headers, body, head.keep_alive, head_only=head.method == "HEAD"
             )
-        known = path in (READY_PATH, LIVE_PATH, STARTED_PATH, INVOKE_PATH)
+        known = path in (READY_PATH, LIVE_PATH, STARTED_PATH, INVOKE_PATH, SPECIALISE_PATH)
         status = 405 if known else 404
         shape = errors.shape("ResourceNotFoundException", f"{head.method} {path} is not served")
         return await self._send(writer, status, [_JSON], _dump(shape), head.keep_alive)
@@ -366,14 +403,17 @@ class Runtime:
         writer: asyncio.StreamWriter,
         headers: list[tuple[str, str]],
         body: bytes,
+        *,
+        status: int = 413,
     ) -> bool:
-        """Answers 413 and closes; the unread body is discarded first so the client sees the 413.
+        """Answers ``status`` (413) and closes; the unread body is discarded first so the client
+        sees the answer.
 
         Closing a socket with unread input makes the kernel reset the connection, and a client
         still sending would get that reset instead of the answer. A client that asked
         ``Expect: 100-continue`` has sent nothing, so there is nothing to discard.
         """
-        await self._send(writer, 413, headers, body, False)
+        await self._send(writer, status, headers, body, False)
         if (head.header("expect") or "").lower() != "100-continue":
             with contextlib.suppress(TimeoutError, ConnectionError):
                 await asyncio.wait_for(_discard(reader, config.MAX_DISCARD_BYTES), 5.0)
@@ -394,7 +434,8 @@ class Runtime:
             # For the kubelet's startup probe: the load has ended, loaded or not, and an init
             # error is already in the log. The pod's ``started`` turning true tells the operator
             # to look for it.
-            started = self._init_done.is_set()
+            # A pool pod has started once it listens: it loads nothing until specialised.
+            started = self._init_done.is_set() or self._pool_mode
             body = _dump({"status": "started" if started else "initializing"})
             return (200 if started else 503), [_JSON, *self._timing()], body
         now = self._now_ms()
@@ -414,7 +455,11 @@ class Runtime:
                 deadlines_ms=deadlines,
                 concurrency=self.cfg.concurrency,
                 now_ms=now,
+                pool_state=self._pool_state,
             )
+            if self._pool_state is not None and not self._draining:
+                state = (pool.HEADER, self._pool_state)
+                return 503, [_JSON, state], _dump({"status": verdict.reason})
             if self._init_error is not None and not self._draining:
                 init_error = (errors.INIT_ERROR_HEADER, self._init_error["errorType"])
                 return 503, [_JSON, init_error, *self._timing()], _dump(self._init_error)
@@ -427,6 +472,66 @@ class Runtime:
     def _timing(self) -> list[tuple[str, str]]:
         """``Kfn-Init-Timing`` once loading ended (the probes of §2 carry it)."""
         return [] if self._init_timing is None else [(timing.HEADER, self._init_timing)]
+
+    # ---- pool mode -------------------------------------------------------------------------
+
+    async def _specialise(
+        self, head: http11.RequestHead, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Makes a pool pod its function (CONTRACT.md §13): the layers extracted, the process's
+        environment the function's, then its configuration read and its handler loaded as a
+        normal start does (:func:`configure`, :meth:`_initialize`). Answers as the ready probe
+        does then. A request refused past its checks leaves the pod spent."""
+        if self._pool_state is None or self._pool_state == "specialising":
+            message = (
+                "this pod is specialised already"
+                if self._pool_mode
+                else "this pod is no pool pod: it runs its function from its start"
+            )
+            shape = errors.shape(errors.SPECIALISE_CONFLICT, message)
+            return await self._refuse_body(head, reader, writer, [_JSON], _dump(shape), status=409)
+        if self._pool_state == "spent":
+            shape = errors.shape(errors.POOL_POD_SPENT, "this pool pod refused its layers")
+            return await self._refuse_body(head, reader, writer, [_JSON], _dump(shape), status=410)
+        self._pool_state = "specialising"
+        pod_env = dict(os.environ)
+        try:
+            body = http11.BodyReader(reader, head)
+            await body.start(writer)
+            request = await pool.read_request(body, pool.max_layer_bytes(pod_env))
+            await pool.install(body, request, layers.roots(pod_env))
+            pool.replace_environ(os.environ, pool.environment(pod_env, request.env))
+            self.cfg, self._out = configure(handler=request.handler)
+            self._threads = _handler_threads(self.cfg)
+            self._pool_state = None
+        except (pool.RefusedError, http11.ProtocolError) as exc:
+            return await self._refuse_specialise(head, reader, writer, exc.status, str(exc))
+        except SystemExit as exc:  # a setting of the function's environment is malformed
+            return await self._refuse_specialise(head, reader, writer, 400, str(exc.code))
+        finally:
+            if self._pool_state == "specialising":  # the client went away, or a bug
+                self._pool_state = "spent"
+        self._out.raw_write("kfn runtime: python specialised, " + self._function_summary())
+        self._init_task = asyncio.create_task(self._initialize())
+        await self._init_task
+        status, headers, answer = self._probe(READY_PATH)
+        if status == 200:
+            answer = _dump({"specialised": True})
+        return await self._send(writer, status, headers, answer, head.keep_alive)
+
+    async def _refuse_specialise(
+        self,
+        head: http11.RequestHead,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        message: str,
+    ) -> bool:
+        self._pool_state = "spent"
+        self._out.raw_write(f"kfn runtime: specialise refused ({status}), pod spent: {message}\n")
+        error_type = errors.REQUEST_TOO_LARGE if status == 413 else errors.INVALID_LAYERS
+        shape = errors.shape(error_type, message)
+        return await self._refuse_body(head, reader, writer, [_JSON], _dump(shape), status=status)
 
     # ---- invocations -----------------------------------------------------------------------
 
@@ -592,6 +697,23 @@ class Runtime:
                     "The runtime is shutting down; the request was not started.",
                 ),
             )
+        if self._pool_state == "spent":
+            return Outcome(
+                "spent",
+                error=errors.shape(
+                    errors.POOL_POD_SPENT,
+                    "This pool pod refused its layers and serves no function; the request was "
+                    "not started.",
+                ),
+            )
+        if self._pool_state is not None:
+            return Outcome(
+                "idle",
+                error=errors.shape(
+                    errors.SERVICE_UNAVAILABLE,
+                    "This pool pod has no function yet; the request was not started.",
+                ),
+            )
         await self._init_done.wait()
         if self._init_error is not None or self._handler is None:
             return Outcome("init_error", error=self._init_error)
@@ -635,7 +757,9 @@ class Runtime:
             self._slots.pop(slot, None)
 
         if stream is not None and finished and _streams(running):
-            source = streaming.Source(running.result(), pool=self._pool, ctx=ctx, release=release)
+            source = streaming.Source(
+                running.result(), pool=self._threads, ctx=ctx, release=release
+            )
             assert timeout.error is not None
             ended = await stream(
                 source,
@@ -717,12 +841,19 @@ class Runtime:
         loop = asyncio.get_running_loop()
         if self._is_async:
             return loop.create_task(_await(self._handler(event, lambda_context)), context=ctx)
-        return loop.run_in_executor(self._pool, ctx.run, self._handler, event, lambda_context)
+        return loop.run_in_executor(self._threads, ctx.run, self._handler, event, lambda_context)
 
     async def _wait(self, running: asyncio.Future[Any], deadline_ms: int) -> bool:
         remaining_s = max(0.0, deadline_ms / 1000 - self._clock())
         done, _ = await asyncio.wait({running}, timeout=remaining_s)
         return running in done
+
+
+def _handler_threads(cfg: config.Config) -> concurrent.futures.ThreadPoolExecutor:
+    """The threads sync handlers run in, one per concurrency slot."""
+    return concurrent.futures.ThreadPoolExecutor(
+        max_workers=cfg.concurrency, thread_name_prefix="kfn-handler"
+    )
 
 
 def _load_in_thread(handler: str) -> asyncio.Future[tuple[Callable[..., Any], float]]:
@@ -792,21 +923,36 @@ async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def main() -> None:
-    """Configures the process as Lambda would, serves until drained, then exits.
-
-    The exit is ``os._exit``: a sync handler stuck past its deadline must not hold the process
-    open after draining (the pool's threads are joined at interpreter exit otherwise).
-    """
+def configure(*, handler: str | None = None) -> tuple[config.Config, logs.TaggingStream]:
+    """Reads the function's configuration from the environment and readies the process for its
+    handler as Lambda would: its variables filled in, the import path, the working directory,
+    the log format. Runs at a normal start, or when a pool pod is specialised (then ``handler``
+    is the one the request names). Returns the stream the runtime writes its lines to."""
     cfg = config.load()
+    if handler is not None:
+        cfg = dataclasses.replace(cfg, handler=handler)
     config.export_lambda_environment(cfg, os.environ)
     loader.setup_sys_path(cfg.task_root)
     if os.path.isdir(cfg.task_root):
         os.chdir(cfg.task_root)
-    out = logs.install(logs.settings_from(os.environ))
+    return cfg, logs.install(logs.settings_from(os.environ))
+
+
+def main() -> None:
+    """Configures the process as Lambda would, serves until drained, then exits. A pool pod
+    (``KFN_POOL=1``) reads only where to listen now, and the rest when it is specialised.
+
+    The exit is ``os._exit``: a sync handler stuck past its deadline must not hold the process
+    open after draining (the pool's threads are joined at interpreter exit otherwise).
+    """
+    in_pool = pool.enabled(os.environ)
+    if in_pool:
+        cfg, out = config.load(), logs.install(logs.settings_from(os.environ))
+    else:
+        cfg, out = configure()
 
     async def run() -> int:
-        return await Runtime(cfg, out).serve()
+        return await Runtime(cfg, out, pool=in_pool).serve()
 
     code = asyncio.run(run())
     sys.stdout.flush()

@@ -292,10 +292,17 @@ def start(
         argv = interpreter.argv()
         if interpreter.rootfs is not None:
             environment["PATH"] = IMAGE_PATH
+    return launch(language, argv, environment, task_root)
+
+
+def launch(
+    language: str, argv: list[str], environment: dict[str, str], cwd: Path
+) -> RunningRuntime:
+    """Runs ``argv`` with exactly ``environment`` and waits until it listens."""
     proc = subprocess.Popen(
         argv,
         env=environment,
-        cwd=task_root,
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -385,6 +385,14 @@ def _reconcile_pools(ns: str, logger: Logger) -> None:
         logger.info("warm pools of %s: %s", ns, ", ".join(done))
 
 
+@kopf.index(meta.GROUP, meta.VERSION, "functions")
+def functions_by_namespace(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[str, kopf.Body]:
+    """Every Function by its namespace, for a Namespace's change to reach its Functions."""
+    return {namespace or "": body}
+
+
 @kopf.on.event("", "v1", "namespaces")
 @metrics.measured("Function")
 def namespace_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
@@ -401,8 +409,8 @@ def namespace_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None
     if before == after:
         return
     _reconcile_pools(name, logger)
-    for owner in pools.functions_of(name, kwargs["functions_by_name"]):
-        if not pools.warm_pool_changed(owner):
+    for owner in kwargs["functions_by_namespace"].get(name, ()):
+        if owner.get("metadata", {}).get("deletionTimestamp") or not pools.warm_pool_changed(owner):
             continue
         try:
             outcome = reconcile.refresh_status(owner)

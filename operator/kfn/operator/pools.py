@@ -1,7 +1,7 @@
 """Warm pools of opted-in namespaces: kept as :mod:`kfn.resources.pools` decides.
 
 For a namespace: its pools' ReplicaSets applied (server-side, as every child), those no
-Function wants any more deleted, the ``kfn-pool`` ServiceAccount and NetworkPolicy kept while
+Function wants any more deleted, the ``kfn.pool`` ServiceAccount and NetworkPolicy kept while
 any pool or pool pod is there, and idle pods of an older template replaced. For a claimed pod:
 deleted once its Function's own Deployment has a ready pod, or when it stayed claimed too long.
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pydantic
 
@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 API_VERSION = meta.API_VERSION
 POOL_SELECTOR = ",".join(f"{k}={v}" for k, v in pools.labels().items())
 RESYNC_SECONDS = 300.0
-
-_Body = TypeVar("_Body", bound=Mapping[str, Any])
 
 _lock = threading.Lock()
 _namespaces: dict[str, pools.NamespacePools] = {}
@@ -244,14 +242,3 @@ def retire(
         and (uid := str(meta_.get("uid", ""))) in since
     ]
     return gone, (max(0.0, min(waits)) + 1.0 if waits else None)
-
-
-def functions_of(ns: str, index: Mapping[tuple[str, str], Iterable[_Body]]) -> list[_Body]:
-    """The Function bodies of a namespace that the ``functions_by_name`` index holds."""
-    return [
-        body
-        for (namespace_, _), bodies in index.items()
-        if namespace_ == ns
-        for body in bodies
-        if not (body.get("metadata") or {}).get("deletionTimestamp")
-    ]

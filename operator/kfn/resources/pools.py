@@ -22,7 +22,7 @@ started pod cannot take afterwards decides which Functions can use a pool
 
 What differs between Functions but a pod can be given at its start is part of the key, so
 Functions share a pool only when their pods would be the same: the namespace, the runtime,
-``resources``, ``serviceAccountName`` (unset: the token-less ``kfn-pool`` account) and
+``resources``, ``serviceAccountName`` (unset: the token-less ``kfn.pool`` account) and
 ``scheduling`` (a Function that sets it gets the pool of its own placement, with the same
 chart defaults filled in as its Deployment; one that does not shares the namespace's).
 Environment, handler, concurrency, memory size and logging reach the pod when it is
@@ -65,9 +65,12 @@ ANNOTATION_WARM_POOL_SIZE: Final = "kfn.dev/warm-pool-size"
 """The Namespace annotation: idle pods per pool (0 to :data:`MAX_POOL_SIZE`)."""
 MAX_POOL_SIZE: Final = 20
 
-POOL_SERVICE_ACCOUNT: Final = "kfn-pool"
-"""The ServiceAccount of pool pods of Functions that name none: no token, no bindings."""
-POOL_NETWORK_POLICY: Final = "kfn-pool"
+POOL_SERVICE_ACCOUNT: Final = "kfn.pool"
+"""The ServiceAccount of pool pods of Functions that name none: no token, no bindings. Its
+name, like the policy's, has a dot, which no Function's name can have: a Function's own
+ServiceAccount and NetworkPolicy are named after it, and a Function named ``kfn-pool`` would
+otherwise share (and fight over) the pool's, leaving its own pods or the pool's unguarded."""
+POOL_NETWORK_POLICY: Final = "kfn.pool"
 
 POOL_TIMEOUT: Final[str] = function.FunctionSpec.model_fields["timeout"].default
 """The function timeout a pool pod is made for (the default), which sizes its grace period
@@ -395,7 +398,7 @@ def build_pool_replicaset(
 
 
 def build_pool_service_account(namespace: str) -> PoolServiceAccount:
-    """``kfn-pool``: the account of pool pods whose Function names none. No token is mounted
+    """``kfn.pool``: the account of pool pods whose Function names none. No token is mounted
     and kfn binds no Role to it."""
     return {
         "apiVersion": "v1",

@@ -104,10 +104,10 @@ def test_an_opted_in_namespace_gets_one_pool_per_key_behind_the_activator(
         replicaset = api.get(REPLICASETS, name)
         assert replicaset is not None
         assert replicaset["spec"]["replicas"] == 2  # the chart's default
-    account = api.get(ACCOUNTS, "kfn-pool")
+    account = api.get(ACCOUNTS, "kfn.pool")
     assert account is not None
     assert account["automountServiceAccountToken"] is False
-    policy = api.get(POLICIES, "kfn-pool")
+    policy = api.get(POLICIES, "kfn.pool")
     assert policy is not None
     assert policy["spec"]["ingress"][0]["from"][0]["podSelector"] == {"matchLabels": ACTIVATOR}
     # The policy is applied before the pods it guards.
@@ -154,11 +154,11 @@ def test_opting_out_deletes_the_pools_but_keeps_the_policy_while_a_claimed_pod_r
     _namespace()
     pools.reconcile_namespace(NS)
     assert api.names(REPLICASETS) == []
-    assert api.names(POLICIES) == ["kfn-pool"]
+    assert api.names(POLICIES) == ["kfn.pool"]
     api.objects[PODS].clear()
     done = pools.reconcile_namespace(NS)
-    assert "NetworkPolicy/kfn-pool deleted" in done
-    assert "ServiceAccount/kfn-pool deleted" in done
+    assert "NetworkPolicy/kfn.pool deleted" in done
+    assert "ServiceAccount/kfn.pool deleted" in done
     assert api.names(POLICIES) == []
     assert api.names(ACCOUNTS) == []
 
@@ -176,10 +176,10 @@ def test_a_pool_no_function_wants_any_more_is_deleted(api: kubeapi.KubeApi) -> N
 
 
 def test_a_users_own_kfn_pool_account_is_never_deleted(api: kubeapi.KubeApi) -> None:
-    api.put(ACCOUNTS, {"metadata": {"name": "kfn-pool", "namespace": NS, "labels": {}}})
+    api.put(ACCOUNTS, {"metadata": {"name": "kfn.pool", "namespace": NS, "labels": {}}})
     _namespace()
     pools.reconcile_namespace(NS)
-    assert api.names(ACCOUNTS) == ["kfn-pool"]
+    assert api.names(ACCOUNTS) == ["kfn.pool"]
 
 
 def test_idle_pods_of_an_older_template_are_deleted_for_their_replicaset_to_replace(
@@ -294,8 +294,8 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return posted
 
 
-def _index(*bodies: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    return {(b["metadata"]["namespace"], b["metadata"]["name"]): [b] for b in bodies}
+def _index(*bodies: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return {NS: list(bodies)}
 
 
 def _namespace_event(labels: dict[str, str], **kwargs: Any) -> None:
@@ -307,22 +307,22 @@ def _namespace_event(labels: dict[str, str], **kwargs: Any) -> None:
 def test_opting_a_namespace_in_makes_its_pools_and_tells_its_functions(
     api: kubeapi.KubeApi,
 ) -> None:
-    _namespace_event({}, functions_by_name={})
+    _namespace_event({}, functions_by_namespace={})
     web = _function(api, "web", source={"image": IMAGE})
     reconcile.reconcile(web)
     written = api.get(FUNCTIONS, "web")
     assert written is not None
     assert _warm_pool(api, "web")["reason"] == "NamespaceNotOptedIn"
     _function(api, "a")
-    _namespace_event(OPTED_IN, functions_by_name=_index(json.loads(json.dumps(written))))
+    _namespace_event(OPTED_IN, functions_by_namespace=_index(json.loads(json.dumps(written))))
     assert len(api.names(REPLICASETS)) == 1
     assert _warm_pool(api, "web")["reason"] == "PrebuiltImage"
 
 
 def test_an_unchanged_namespace_event_does_nothing(api: kubeapi.KubeApi) -> None:
-    _namespace_event(OPTED_IN, functions_by_name={})
+    _namespace_event(OPTED_IN, functions_by_namespace={})
     count = len(api.requests)
-    _namespace_event(OPTED_IN, functions_by_name={})
+    _namespace_event(OPTED_IN, functions_by_namespace={})
     assert len(api.requests) == count
 
 
@@ -363,18 +363,18 @@ def test_a_pool_policy_deleted_by_hand_is_put_back(api: kubeapi.KubeApi) -> None
     _namespace(OPTED_IN)
     _function(api, "a")
     pools.reconcile_namespace(NS)
-    policy = api.objects[POLICIES].pop("kfn-pool")
+    policy = api.objects[POLICIES].pop("kfn.pool")
     handlers.networkpolicy_event(
         event={"type": "DELETED", "object": policy}, logger=LOG, functions_by_name={}
     )
-    assert api.names(POLICIES) == ["kfn-pool"]
+    assert api.names(POLICIES) == ["kfn.pool"]
 
 
 def test_a_pool_policy_widened_by_hand_is_put_back(api: kubeapi.KubeApi) -> None:
     _namespace(OPTED_IN)
     _function(api, "a")
     pools.reconcile_namespace(NS)
-    policy = api.get(POLICIES, "kfn-pool")
+    policy = api.get(POLICIES, "kfn.pool")
     assert policy is not None
     policy["spec"]["ingress"] = [{}]
     handlers.networkpolicy_event(
@@ -382,6 +382,6 @@ def test_a_pool_policy_widened_by_hand_is_put_back(api: kubeapi.KubeApi) -> None
         logger=LOG,
         functions_by_name={},
     )
-    restored = api.get(POLICIES, "kfn-pool")
+    restored = api.get(POLICIES, "kfn.pool")
     assert restored is not None
     assert restored["spec"]["ingress"][0]["from"][0]["podSelector"] == {"matchLabels": ACTIVATOR}

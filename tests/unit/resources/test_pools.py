@@ -273,7 +273,7 @@ def test_a_pool_pod_carries_nothing_of_any_function() -> None:
         {"name": "LAMBDA_TASK_ROOT", "value": "/var/task"},
     ]
     assert "envFrom" not in container
-    assert pod["spec"]["serviceAccountName"] == "kfn-pool"
+    assert pod["spec"]["serviceAccountName"] == "kfn.pool"
     assert "imagePullSecrets" not in pod["spec"]
 
 
@@ -400,16 +400,22 @@ def test_idle_pods_of_a_pool_no_longer_wanted_are_stale_but_claimed_ones_are_not
 # --- the ServiceAccount and the policy --------------------------------------------------------
 
 
+def test_no_function_can_be_named_as_the_pools_account_and_policy() -> None:
+    # A Function's own account and policy are named after it: the pool's must not be one.
+    for name in (pools.POOL_SERVICE_ACCOUNT, pools.POOL_NETWORK_POLICY):
+        assert re.fullmatch(function.FUNCTION_NAME_RULE.pattern, name) is None
+
+
 def test_the_pool_account_mounts_no_token() -> None:
     account = pools.build_pool_service_account("team")
-    assert account["metadata"]["name"] == "kfn-pool"
+    assert account["metadata"]["name"] == "kfn.pool"
     assert account["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kfn"
     assert account["automountServiceAccountToken"] is False
 
 
 def test_pool_pods_admit_only_the_activator_on_the_runtimes_port_as_function_pods_do() -> None:
     policy = pools.build_pool_network_policy("team", PEERS)
-    assert policy["metadata"]["name"] == "kfn-pool"
+    assert policy["metadata"]["name"] == "kfn.pool"
     assert policy["metadata"]["namespace"] == "team"
     assert policy["spec"]["podSelector"] == {
         "matchLabels": {

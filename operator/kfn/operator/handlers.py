@@ -137,7 +137,7 @@ def function_changed(body: kopf.Body, retry: int, logger: Logger, **_: Any) -> N
     if retry == 0:
         _warn_deprecated_runtime(body)
     _run(body, retry, logger)
-    _reconcile_pools(str(body.get("metadata", {}).get("namespace", "")), logger)
+    _function_pools(body, logger)
 
 
 def _warn_deprecated_runtime(body: kopf.Body) -> None:
@@ -170,7 +170,7 @@ def function_deleted(body: kopf.Body, logger: Logger, **_: Any) -> None:
     reconcile.forget(body)
     logger.info("deleted %s", ", ".join(gone) or "nothing")
     # Still listed while its finalizer holds it, but no longer counted: its pool may go.
-    _reconcile_pools(str(body.get("metadata", {}).get("namespace", "")), logger)
+    _function_pools(body, logger)
 
 
 def _owner(
@@ -383,6 +383,15 @@ def _reconcile_pools(ns: str, logger: Logger) -> None:
         return
     if done:
         logger.info("warm pools of %s: %s", ns, ", ".join(done))
+
+
+def _function_pools(body: Mapping[str, Any], logger: Logger) -> None:
+    """A Function came, changed or went: its namespace's pools follow, if it keeps any (a
+    namespace that opted out was cleaned up by its own event, and the resync finishes that)."""
+    ns = str(body.get("metadata", {}).get("namespace", ""))
+    asked = pools.namespace(ns)
+    if asked is not None and asked.opted_in:
+        _reconcile_pools(ns, logger)
 
 
 @kopf.index(meta.GROUP, meta.VERSION, "functions")

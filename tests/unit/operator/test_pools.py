@@ -385,3 +385,22 @@ def test_a_pool_policy_widened_by_hand_is_put_back(api: kubeapi.KubeApi) -> None
     restored = api.get(POLICIES, "kfn.pool")
     assert restored is not None
     assert restored["spec"]["ingress"][0]["from"][0]["podSelector"] == {"matchLabels": ACTIVATOR}
+
+
+def test_a_function_changed_in_an_opted_in_namespace_gets_its_pool_at_once(
+    api: kubeapi.KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handlers, "_run", lambda *_: None)  # its own reconcile is not the point
+    _namespace(OPTED_IN)
+    body = _function(api, "a")
+    handlers.function_changed(body=body, retry=1, logger=LOG)
+    assert len(api.names(REPLICASETS)) == 1
+
+
+def test_a_function_changed_in_a_namespace_not_opted_in_costs_no_request(
+    api: kubeapi.KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handlers, "_run", lambda *_: None)
+    _namespace()
+    handlers.function_changed(body=_function(api, "a"), retry=1, logger=LOG)
+    assert api.requests == []

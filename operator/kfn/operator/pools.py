@@ -13,7 +13,6 @@ The handlers (:mod:`kfn.operator.handlers`) say when.
 from __future__ import annotations
 
 import datetime
-import logging
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,8 +23,6 @@ from kfn import kube
 from kfn.api import function, meta
 from kfn.operator import settings
 from kfn.resources import objects, pools, status
-
-logger = logging.getLogger(__name__)
 
 API_VERSION = meta.API_VERSION
 POOL_SELECTOR = ",".join(f"{k}={v}" for k, v in pools.labels().items())
@@ -154,18 +151,23 @@ def reconcile_namespace(ns: str) -> list[str]:
     ]
     peers = settings.network_peers()
     done = []
+    live = {
+        str((rs.get("metadata") or {}).get("name", "")): rs
+        for rs in kube.list_objects("apps/v1", "ReplicaSet", ns, POOL_SELECTOR)
+    }
     if replicasets:
         # In apply order: the pods start behind their policy.
         kube.apply(pools.build_pool_service_account(ns))
         if peers is not None:
             kube.apply(pools.build_pool_network_policy(ns, peers))
         for replicaset in replicasets:
-            kube.apply(replicaset)
-            done.append(f"ReplicaSet/{replicaset['metadata']['name']}")
+            name = replicaset["metadata"]["name"]
+            if name not in live or not objects.contains(live[name], replicaset):
+                kube.apply(replicaset)
+                done.append(f"ReplicaSet/{name}")
     names = {rs["metadata"]["name"] for rs in replicasets}
-    for live in kube.list_objects("apps/v1", "ReplicaSet", ns, POOL_SELECTOR):
-        name = str((live.get("metadata") or {}).get("name", ""))
-        if name not in names and kube.delete("apps/v1", "ReplicaSet", ns, name):
+    for name in sorted(set(live) - names):
+        if kube.delete("apps/v1", "ReplicaSet", ns, name):
             done.append(f"ReplicaSet/{name} deleted")
     pods = kube.list_objects("v1", "Pod", ns, POOL_SELECTOR)
     for name in pools.stale_idle_pods(pods, replicasets):

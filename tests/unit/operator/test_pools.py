@@ -117,6 +117,21 @@ def test_an_opted_in_namespace_gets_one_pool_per_key_behind_the_activator(
     )
 
 
+def test_a_pool_as_wanted_is_left_alone_and_one_changed_by_hand_is_put_back(
+    api: kubeapi.KubeApi,
+) -> None:
+    _namespace(OPTED_IN)
+    _function(api, "a")
+    pools.reconcile_namespace(NS)
+    (name,) = api.names(REPLICASETS)
+    assert pools.reconcile_namespace(NS) == []
+    replicaset = api.get(REPLICASETS, name)
+    assert replicaset is not None
+    replicaset["spec"]["replicas"] = 9
+    assert pools.reconcile_namespace(NS) == [f"ReplicaSet/{name}"]
+    assert replicaset["spec"]["replicas"] == 2
+
+
 def test_the_size_annotation_sizes_every_pool_of_the_namespace(api: kubeapi.KubeApi) -> None:
     _namespace(OPTED_IN, **{"kfn.dev/warm-pool-size": "5"})
     _function(api, "a")

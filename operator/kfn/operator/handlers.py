@@ -378,7 +378,7 @@ def _reconcile_pools(ns: str, logger: Logger) -> None:
         return
     try:
         done = pools.reconcile_namespace(ns)
-    except kube.ApiError as exc:
+    except kube.FAILURES as exc:
         logger.warning("reconciling the warm pools of %s failed: %s", ns, exc)
         return
     if done:
@@ -460,15 +460,20 @@ def _retire(pods: list[Mapping[str, Any]], logger: Logger) -> None:
     too long (no event comes for a pod nobody touches)."""
     try:
         gone, again = pools.retire(pods, datetime.datetime.now(datetime.UTC))
-    except kube.ApiError as exc:
+    except kube.FAILURES as exc:
         logger.warning("retiring claimed pool pods failed: %s", exc)
         return
     for retirement in gone:
         logger.info("deleted pool pod %s: %s", retirement.pod, retirement.reason)
     if again is None:
         return
+    retired = {r.pod for r in gone}
     for pod in pods:
-        uid = str((pod.get("metadata") or {}).get("uid", ""))
+        meta_ = pod.get("metadata") or {}
+        state = (meta_.get("labels") or {}).get(pool_rules.LABEL_POOL_STATE)
+        if state != pool_rules.STATE_CLAIMED or meta_.get("name") in retired:
+            continue
+        uid = str(meta_.get("uid", ""))
         with _recheck_lock:
             if uid in _rechecks:
                 continue
@@ -482,7 +487,11 @@ def _recheck(pod: Mapping[str, Any], logger: Logger) -> None:
     meta_ = pod.get("metadata") or {}
     with _recheck_lock:
         _rechecks.pop(str(meta_.get("uid", "")), None)
-    live = kube.get("v1", "Pod", str(meta_.get("namespace", "")), str(meta_.get("name", "")))
+    try:
+        live = kube.get("v1", "Pod", str(meta_.get("namespace", "")), str(meta_.get("name", "")))
+    except kube.FAILURES as exc:  # the pod's next event or the Deployment's tries again
+        logger.warning("reading pool pod %s failed: %s", meta_.get("name"), exc)
+        return
     if live is not None and live.get("metadata", {}).get("uid") == meta_.get("uid"):
         _retire([live], logger)
 

@@ -477,6 +477,14 @@ def claim_seen(
     return seen or now
 
 
+def _restarted(pod: Mapping[str, Any]) -> bool:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return any(
+        cs.get("name") == deployment.CONTAINER_NAME and (cs.get("restartCount") or 0) > 0
+        for cs in statuses
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Retirement:
     """A claimed pool pod to delete, and why."""
@@ -498,6 +506,8 @@ def retire(
     specialised for more than :data:`CLAIM_LIMIT_SECONDS` since ``claimed_since`` (by uid;
     :func:`claim_seen`). A pod whose Function is gone is the garbage collector's: the claim
     made the Function its owner. Idle pods and pods already going are never retired here.
+    A claimed pod whose runtime restarted goes at once: the new process starts in pool mode,
+    knowing nothing of the function it was given.
     """
     limit = datetime.timedelta(seconds=CLAIM_LIMIT_SECONDS)
     found = []
@@ -509,6 +519,13 @@ def retire(
         serving = serving_deployment(pod)
         if serving is not None and ready_replicas.get(serving, 0) >= 1:
             found.append(Retirement(name, f"Deployment {serving} has a ready pod"))
+            continue
+        if _restarted(pod):
+            found.append(
+                Retirement(
+                    name, "its runtime restarted, in pool mode: it serves its function no more"
+                )
+            )
             continue
         since = claimed_since.get(str(meta_.get("uid", "")))
         if state == STATE_CLAIMED and since is not None and now - since > limit:

@@ -484,6 +484,16 @@ def test_a_pod_claimed_but_not_specialised_goes_after_sixty_seconds() -> None:
     assert "not specialised" in retired.reason
 
 
+@pytest.mark.parametrize("state", ["claimed", "specialised"])
+def test_a_claimed_pod_whose_runtime_restarted_goes_at_once(state: str) -> None:
+    pod = _pod("p", "abc", state, fn="web")
+    pod["status"] = {"containerStatuses": [{"name": "function", "restartCount": 0}]}
+    assert pools.retire([pod], {}, {}, NOW) == []
+    pod["status"]["containerStatuses"][0]["restartCount"] = 1
+    (retired,) = pools.retire([pod], {}, {}, NOW)
+    assert "restarted" in retired.reason
+
+
 def test_a_specialised_pod_is_never_retired_for_its_age() -> None:
     pods = [_pod("p", "abc", "specialised", fn="web")]
     since = {"uid-p": NOW - datetime.timedelta(hours=1)}

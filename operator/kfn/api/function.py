@@ -114,6 +114,9 @@ class ConditionType(enum.StrEnum):
     ROLLED_OUT = "RolledOut"
     """Whether the aliases' rollouts reached their new versions (present only while an alias
     has a rollout); outside Ready: a rollback leaves the function serving."""
+    WARM_POOL = "WarmPool"
+    """Whether the function's cold starts are served from its namespace's warm pool, and if
+    not why; outside Ready: a function without a pool serves all the same."""
 
 
 READY_DEPENDS_ON: Final = (
@@ -159,6 +162,13 @@ class Reason(enum.StrEnum):
     ROLLOUT_PROGRESSING = "Progressing"
     ROLLOUT_PROMOTED = "Promoted"
     ROLLED_BACK = "RolledBack"
+    POOL_AVAILABLE = "PoolAvailable"
+    NAMESPACE_NOT_OPTED_IN = "NamespaceNotOptedIn"
+    POOL_SIZE_ZERO = "PoolSizeZero"
+    POOL_PREBUILT_IMAGE = "PrebuiltImage"
+    POOL_LAYERS = "LayersUsed"
+    POOL_NO_IMAGE = "NoPoolImage"
+    POOL_TIMEOUT_TOO_LONG = "TimeoutTooLongForPool"
 
 
 # --- source ----------------------------------------------------------------------------------
@@ -976,8 +986,9 @@ class FunctionStatus(toplevel.Status):
     conditions: list[meta.Condition] = toplevel.conditions_field(
         "Ready (summary of SourceReady, BuildSucceeded and Deployed), SourceReady, "
         "BuildSucceeded, Deployed, Active (pods running; not part of Ready, so a function "
-        "scaled to zero stays Ready), and Exposed (the Function URL is served at the cluster's "
-        "edge; not part of Ready either)."
+        "scaled to zero stays Ready), Exposed (the Function URL is served at the cluster's "
+        "edge; not part of Ready either), and WarmPool (cold starts are served from the "
+        "namespace's warm pool, or why not; not part of Ready either)."
     )
     image: str | None = pydantic.Field(
         default=None, max_length=512, description="The image running, referenced by digest."

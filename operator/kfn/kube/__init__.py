@@ -38,6 +38,7 @@ _logger = logging.getLogger(__name__)
 #: The kinds kfn writes, with their API paths.
 _PATHS: Final[Mapping[tuple[str, str], tuple[str, str]]] = {
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
+    ("apps/v1", "ReplicaSet"): ("/apis/apps/v1", "replicasets"),
     ("v1", "Service"): ("/api/v1", "services"),
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts"),
     ("v1", "Pod"): ("/api/v1", "pods"),

@@ -13,12 +13,17 @@
   ``kfn.dev/finalizer``.
 * Errors back off exponentially (1 s doubling to 5 min); input only the user
   can fix ends in a condition, never in retries.
+* Warm pools (:mod:`kfn.operator.pools`): a namespace's pools are reconciled when its
+  label or size annotation changes, when one of its Functions is created, changed or
+  deleted, and on the resync (once per namespace); a claimed pool pod is retired on its own
+  events, on its Function's Deployment's, and a minute after its claim.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,9 +31,10 @@ import kopf
 
 from kfn import kube
 from kfn.api import function, meta, versioning
-from kfn.operator import builds, metrics, reconcile, versions
+from kfn.operator import builds, metrics, pools, reconcile, versions
 from kfn.operator import settings as kfn_settings
 from kfn.resources import build, objects
+from kfn.resources import pools as pool_rules
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -43,6 +49,7 @@ PUBLISH = versioning.PUBLISH_ANNOTATION
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # A bad chart value stops the operator here, before any Function is left open or cut off.
     kfn_settings.network_peers()
+    kfn_settings.warm_pool_default_size()
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kfn.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -130,6 +137,7 @@ def function_changed(body: kopf.Body, retry: int, logger: Logger, **_: Any) -> N
     if retry == 0:
         _warn_deprecated_runtime(body)
     _run(body, retry, logger)
+    _function_pools(body, logger)
 
 
 def _warn_deprecated_runtime(body: kopf.Body) -> None:
@@ -147,6 +155,9 @@ def _warn_deprecated_runtime(body: kopf.Body) -> None:
 @metrics.measured("Function")
 def function_resync(body: kopf.Body, logger: Logger, **_: Any) -> None:
     _run(body, 0, logger)
+    ns = str(body.get("metadata", {}).get("namespace", ""))
+    if pools.resync_due(ns, datetime.datetime.now(datetime.UTC)):
+        _reconcile_pools(ns, logger)
 
 
 @kopf.on.delete(meta.GROUP, meta.VERSION, "functions")
@@ -158,6 +169,8 @@ def function_deleted(body: kopf.Body, logger: Logger, **_: Any) -> None:
         raise kopf.TemporaryError(str(exc), delay=5) from exc
     reconcile.forget(body)
     logger.info("deleted %s", ", ".join(gone) or "nothing")
+    # Still listed while its finalizer holds it, but no longer counted: its pool may go.
+    _function_pools(body, logger)
 
 
 def _owner(
@@ -212,6 +225,13 @@ def _child_event(
 @metrics.measured("Function")
 def deployment_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
     _child_event(event, kwargs["functions_by_name"], logger)
+    body = event.get("object") or {}
+    ready = int((body.get("status") or {}).get("readyReplicas") or 0)
+    if event.get("type") != "DELETED" and ready >= 1:
+        meta_ = body.get("metadata") or {}
+        claimed = kwargs["claimed_pool_pods"].get((meta_.get("namespace"), meta_.get("name")))
+        if claimed:
+            _retire(list(claimed), logger)
 
 
 @kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
@@ -233,6 +253,12 @@ def networkpolicy_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> 
     # activator. (The namespace's owner can still add a policy of their own that admits more;
     # policies add up, and opening their own function is theirs to decide.)
     _child_event(event, kwargs["functions_by_name"], logger)
+    body = event.get("object") or {}
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    if labels.get(objects.LABEL_COMPONENT) == pool_rules.COMPONENT_POOL and (
+        event.get("type") == "DELETED" or not pools.pool_policy_intact(body)
+    ):
+        _reconcile_pools(str(body["metadata"].get("namespace", "")), logger)
 
 
 @kopf.on.event(meta.GROUP, meta.VERSION, "functions")
@@ -340,3 +366,145 @@ def source_config_map_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any)
             logger.warning(
                 "reconciling after ConfigMap %s changed failed: %s", meta_.get("name"), exc
             )
+
+
+# --- warm pools -------------------------------------------------------------------------------
+
+
+def _reconcile_pools(ns: str, logger: Logger) -> None:
+    """Reconciles a namespace's warm pools; a failure waits for the next trigger or resync
+    (the Function's own reconcile is not held up by its namespace's pools)."""
+    if not ns:
+        return
+    try:
+        done = pools.reconcile_namespace(ns)
+    except kube.FAILURES as exc:
+        logger.warning("reconciling the warm pools of %s failed: %s", ns, exc)
+        return
+    if done:
+        logger.info("warm pools of %s: %s", ns, ", ".join(done))
+
+
+def _function_pools(body: Mapping[str, Any], logger: Logger) -> None:
+    """A Function came, changed or went: its namespace's pools follow, if it keeps any (a
+    namespace that opted out was cleaned up by its own event, and the resync finishes that)."""
+    ns = str(body.get("metadata", {}).get("namespace", ""))
+    asked = pools.namespace(ns)
+    if asked is not None and asked.opted_in:
+        _reconcile_pools(ns, logger)
+
+
+@kopf.index(meta.GROUP, meta.VERSION, "functions")
+def functions_by_namespace(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[str, kopf.Body]:
+    """Every Function by its namespace, for a Namespace's change to reach its Functions."""
+    return {namespace or "": body}
+
+
+@kopf.on.event("", "v1", "namespaces")
+@metrics.measured("Function")
+def namespace_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> None:
+    """A Namespace seen or changed: its pools follow its opt-in label and size annotation,
+    and its Functions' ``WarmPool`` conditions say so."""
+    body = event.get("object") or {}
+    name = str((body.get("metadata") or {}).get("name", ""))
+    if event.get("type") == "DELETED":
+        pools.forget_namespace(name)
+        return
+    before, after = pools.observe_namespace(body)
+    if after.problem is not None and (before is None or before.problem != after.problem):
+        logger.warning("namespace %s: %s", name, after.problem)
+    if before == after:
+        return
+    _reconcile_pools(name, logger)
+    for owner in kwargs["functions_by_namespace"].get(name, ()):
+        if owner.get("metadata", {}).get("deletionTimestamp") or not pools.warm_pool_changed(owner):
+            continue
+        try:
+            outcome = reconcile.refresh_status(owner)
+        except kube.ApiError as exc:
+            logger.warning("writing the WarmPool condition failed: %s", exc)
+            continue
+        if outcome is not None:
+            _announce(owner, outcome)
+
+
+POOL_LABELS = pool_rules.labels()
+
+
+@kopf.on.event("apps", "v1", "replicasets", labels=POOL_LABELS)
+@metrics.measured("Function")
+def pool_replicaset_event(event: kopf.RawEvent, logger: Logger, **_: Any) -> None:
+    """A pool's ReplicaSet deleted by hand is made again (if its pool is still wanted)."""
+    if event.get("type") == "DELETED":
+        body = event.get("object") or {}
+        _reconcile_pools(str((body.get("metadata") or {}).get("namespace", "")), logger)
+
+
+@kopf.index("", "v1", "pods", labels={**POOL_LABELS, objects.LABEL_FUNCTION: kopf.PRESENT})
+def claimed_pool_pods(body: kopf.Body, **_: Any) -> dict[tuple[str, str], kopf.Body] | None:
+    """Claimed pool pods by the Deployment that takes over from them, for its events."""
+    serving = pool_rules.serving_deployment(body)
+    if serving is None:
+        return None
+    return {(str(body.get("metadata", {}).get("namespace", "")), serving): body}
+
+
+_recheck_lock = threading.Lock()
+_rechecks: dict[str, threading.Timer] = {}
+
+
+def _retire(pods: list[Mapping[str, Any]], logger: Logger) -> None:
+    """Deletes the claimed pool pods that are done; looks again when one may stay claimed
+    too long (no event comes for a pod nobody touches)."""
+    try:
+        gone, again = pools.retire(pods, datetime.datetime.now(datetime.UTC))
+    except kube.FAILURES as exc:
+        logger.warning("retiring claimed pool pods failed: %s", exc)
+        return
+    for retirement in gone:
+        logger.info("deleted pool pod %s: %s", retirement.pod, retirement.reason)
+    if again is None:
+        return
+    retired = {r.pod for r in gone}
+    for pod in pods:
+        meta_ = pod.get("metadata") or {}
+        state = (meta_.get("labels") or {}).get(pool_rules.LABEL_POOL_STATE)
+        if state != pool_rules.STATE_CLAIMED or meta_.get("name") in retired:
+            continue
+        uid = str(meta_.get("uid", ""))
+        with _recheck_lock:
+            if uid in _rechecks:
+                continue
+            timer = threading.Timer(again, _recheck, args=(pod, logger))
+            timer.daemon = True
+            _rechecks[uid] = timer
+        timer.start()
+
+
+def _recheck(pod: Mapping[str, Any], logger: Logger) -> None:
+    meta_ = pod.get("metadata") or {}
+    with _recheck_lock:
+        _rechecks.pop(str(meta_.get("uid", "")), None)
+    try:
+        live = kube.get("v1", "Pod", str(meta_.get("namespace", "")), str(meta_.get("name", "")))
+    except kube.FAILURES as exc:  # the pod's next event or the Deployment's tries again
+        logger.warning("reading pool pod %s failed: %s", meta_.get("name"), exc)
+        return
+    if live is not None and live.get("metadata", {}).get("uid") == meta_.get("uid"):
+        _retire([live], logger)
+
+
+@kopf.on.event("", "v1", "pods", labels=POOL_LABELS)
+@metrics.measured("Function")
+def pool_pod_event(event: kopf.RawEvent, logger: Logger, **_: Any) -> None:
+    """A pool pod changed: a claimed one's claim is timed, and it goes once it is done."""
+    body = event.get("object") or {}
+    if event.get("type") == "DELETED":
+        pools.forget_pod(body)
+        return
+    pools.note_claim(body, datetime.datetime.now(datetime.UTC))
+    state = ((body.get("metadata") or {}).get("labels") or {}).get(pool_rules.LABEL_POOL_STATE)
+    if state in (pool_rules.STATE_CLAIMED, pool_rules.STATE_SPECIALISED):
+        _retire([body], logger)

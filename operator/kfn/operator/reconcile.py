@@ -18,7 +18,7 @@ import pydantic
 
 from kfn import clock, kube
 from kfn.api import function, meta
-from kfn.operator import builds, credentials, settings, triggers
+from kfn.operator import builds, credentials, pools, settings, triggers
 from kfn.operator import versions as versions_
 from kfn.resources import deployment as deployment_builder
 from kfn.resources import network, objects, provenance, service, source, status
@@ -413,6 +413,7 @@ def _write(
             last_image=(current or {}).get("image"),
             refused=status.timeout_refused(fn, settings.max_function_timeout()),
             records=records,
+            warm_pool=pools.warm_pool(fn),
         )
         previous = function.FunctionStatus.model_validate(current or {}).conditions
         new = status.compute(fn, facts, now=clock.utcnow(), url=url_for(fn), previous=previous)

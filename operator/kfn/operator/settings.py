@@ -8,7 +8,7 @@ import os
 
 from kfn import urls
 from kfn.api import function, routes
-from kfn.resources import bucket_events, build, credentials, exposure, network, platform
+from kfn.resources import bucket_events, build, credentials, exposure, network, platform, pools
 
 
 @functools.cache
@@ -90,3 +90,23 @@ def exposure_settings() -> exposure.Settings | None:
     """How HTTP Triggers with a host and Function URLs reach the cluster's edge (the chart's
     ``exposure`` values and the activator's public Service), or None: not exposed."""
     return exposure.settings_from_json(os.environ.get("KFN_EXPOSURE", ""))
+
+
+@functools.cache
+def warm_pool_default_size() -> int:
+    """Idle pods per pool in an opted-in namespace without the size annotation (the chart's
+    ``warmPools.defaultSize``; 1 when unset). A bad value stops the operator at start."""
+    value = os.environ.get("KFN_WARM_POOL_DEFAULT_SIZE", "")
+    size = pools.parse_pool_size(value or None, 1)
+    if isinstance(size, str):
+        raise ValueError(
+            f"KFN_WARM_POOL_DEFAULT_SIZE is {value!r}: it must be a whole number from 0 to "
+            f"{pools.MAX_POOL_SIZE} (the chart's warmPools.defaultSize)"
+        )
+    return size
+
+
+def pool_images() -> dict[str, str]:
+    """The image of each runtime's pool pods: the runtime image functions are built on (the
+    chart's ``builder.runtimeImages``), so a specialised pod runs what a built one would."""
+    return dict(builds().runtime_images)

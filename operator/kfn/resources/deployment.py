@@ -172,24 +172,51 @@ PRE_STOP_SECONDS: Final = 2
 def _pod_spec(
     fn: function.Function, image: str, platform: platform_.Platform, version: Version | None
 ) -> PodSpec:
-    """The pod: one container, Pod Security "restricted", nothing from the API by default.
+    """The function's pod: :func:`runtime_pod_spec` around :func:`runtime_container`, with the
+    function's code in the image and its configuration in the environment."""
+    container = runtime_container(
+        image=image,
+        env=[*_contract_env(fn, version), *(_user_env(var) for var in fn.spec.env)],
+        resources=resource_fields(fn.spec.resources),
+        # Ready only once the handler imported; fails fast (1s, 1 failure) so a draining pod
+        # leaves the endpoints at once and a new one joins as soon as it can serve.
+        readiness_path="/_kfn/ready",
+        timeout=timeout_seconds(fn),
+        env_from=[_user_env_from(source) for source in fn.spec.env_from],
+    )
+    return runtime_pod_spec(
+        container,
+        service_account=service.service_account_name(fn),
+        timeout=timeout_seconds(fn),
+        pull_secrets=platform.pull_secrets_for(fn),
+        placement=platform.functions.overridden_by(fn.spec.scheduling),
+    )
 
-    No user or group is set: the runtime images run as a numeric non-root user, and a cluster
-    that assigns each namespace its own range of user ids (OpenShift's ``restricted-v2``) may
-    run the pod under any of them; ``runAsNonRoot`` is the guarantee.
-    """
+
+def runtime_container(
+    *,
+    image: str,
+    env: list[EnvVar],
+    resources: dict[str, dict[str, str]],
+    readiness_path: str,
+    timeout: float,
+    volume_mounts: list[dict[str, str]] | None = None,
+    env_from: list[dict[str, Any]] | None = None,
+) -> Container:
+    """The one container of a runtime's pod, a function's or a warm pool's
+    (:mod:`kfn.resources.pools`): everything that keeps it contained is decided here once, so
+    the two can never differ in it. ``timeout`` is the function timeout the pod must bear
+    (its liveness probe waits longer than one invocation may take)."""
     container: Container = {
         "name": CONTAINER_NAME,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-        "env": [*_contract_env(fn, version), *(_user_env(var) for var in fn.spec.env)],
-        "envFrom": [_user_env_from(source) for source in fn.spec.env_from],
-        "resources": _resources(fn.spec.resources),
-        # Ready only once the handler imported; fails fast (1s, 1 failure) so a draining pod
-        # leaves the endpoints at once and a new one joins as soon as it can serve.
-        "readinessProbe": _probe("/_kfn/ready", period=1, timeout=1, failures=1),
-        "livenessProbe": _liveness_probe(fn),
+        "env": env,
+        "envFrom": env_from or [],
+        "resources": resources,
+        "readinessProbe": _probe(readiness_path, period=1, timeout=1, failures=1),
+        "livenessProbe": liveness_probe(timeout),
         # Passes once loading the handler ended, loaded or not: the container's `started` then
         # tells the operator that a pod which is not ready may have failed to load its handler
         # (the runtime contract, section 5a). It bounds how long an import may take.
@@ -207,28 +234,53 @@ def _pod_spec(
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(volume_mounts or [])],
     }
     if not container["envFrom"]:
         del container["envFrom"]
+    return container
+
+
+def runtime_pod_spec(
+    container: Container,
+    *,
+    service_account: str,
+    timeout: float,
+    pull_secrets: list[str],
+    placement: platform_.Placement,
+    volumes: list[dict[str, Any]] | None = None,
+) -> PodSpec:
+    """The pod around :func:`runtime_container`: Pod Security "restricted", nothing from the
+    API (no token, no service links), ``/tmp`` the only writable place besides ``volumes``.
+
+    No user or group is set: the runtime images run as a numeric non-root user, and a cluster
+    that assigns each namespace its own range of user ids (OpenShift's ``restricted-v2``) may
+    run the pod under any of them; ``runAsNonRoot`` is the guarantee.
+    """
     spec: PodSpec = {
-        "serviceAccountName": service.service_account_name(fn),
+        "serviceAccountName": service_account,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": math.ceil(timeout_seconds(fn)) + SHUTDOWN_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": termination_grace_seconds(timeout),
         "securityContext": {
             "runAsNonRoot": True,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+            *(volumes or []),
+        ],
     }
-    pull_secrets = platform.image_pull_secrets(fn)
     if pull_secrets:
-        spec["imagePullSecrets"] = pull_secrets
-    placement = platform.functions.overridden_by(fn.spec.scheduling).pod_fields()
-    spec.update(placement)  # type: ignore[typeddict-item]
+        spec["imagePullSecrets"] = [{"name": name} for name in pull_secrets]
+    spec.update(placement.pod_fields())  # type: ignore[typeddict-item]
     return spec
+
+
+def termination_grace_seconds(timeout: float) -> int:
+    """How long a deleted pod may take: an invocation of ``timeout`` seconds, and the drain."""
+    return math.ceil(timeout) + SHUTDOWN_GRACE_SECONDS
 
 
 def _probe(path: str, *, period: int, timeout: int, failures: int) -> Probe:
@@ -241,13 +293,14 @@ def _probe(path: str, *, period: int, timeout: int, failures: int) -> Probe:
     }
 
 
-def _liveness_probe(fn: function.Function) -> Probe:
+def liveness_probe(timeout: float) -> Probe:
     """Lenient: a synchronous handler may keep the runtime from answering for a whole timeout.
 
-    The pod is restarted only after failing for longer than the function timeout plus a period,
-    so a slow but legitimate invocation is never killed by its own liveness check.
+    The pod is restarted only after failing for longer than the function timeout (``timeout``
+    seconds) plus a period, so a slow but legitimate invocation is never killed by its own
+    liveness check.
     """
-    failures = max(3, math.ceil(timeout_seconds(fn) / LIVENESS_PERIOD_SECONDS) + 1)
+    failures = max(3, math.ceil(timeout / LIVENESS_PERIOD_SECONDS) + 1)
     return _probe("/_kfn/live", period=LIVENESS_PERIOD_SECONDS, timeout=5, failures=failures)
 
 
@@ -328,7 +381,7 @@ def _user_env_from(source: function.EnvFromSource) -> dict[str, Any]:
     return result
 
 
-def _resources(resources: function.Resources) -> dict[str, dict[str, str]]:
+def resource_fields(resources: function.Resources) -> dict[str, dict[str, str]]:
     result: dict[str, dict[str, str]] = {}
     for key, amounts in (("requests", resources.requests), ("limits", resources.limits)):
         if amounts is None:

@@ -65,11 +65,6 @@ class NetworkPolicy(TypedDict):
 def build_network_policy(fn: function.Function, peers: Peers) -> NetworkPolicy:
     """Ingress to the function's serving pods, those of ``$LATEST`` and of every version's own
     Deployment: the runtime's port, from the activator only."""
-    peer: PolicyPeer = {
-        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: peers.namespace}},
-        "podSelector": {"matchLabels": dict(peers.pod_labels)},
-    }
-    port: PolicyPort = {"protocol": "TCP", "port": CONTAINER_PORT}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -86,9 +81,20 @@ def build_network_policy(fn: function.Function, peers: Peers) -> NetworkPolicy:
                 ],
             },
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [peer], "ports": [port]}],
+            "ingress": activator_ingress(peers),
         },
     }
+
+
+def activator_ingress(peers: Peers) -> list[dict[str, Any]]:
+    """The one ingress rule of every policy kfn keeps in front of runtime pods (a function's,
+    a warm pool's): the runtime's port, from the activator's pods only."""
+    peer: PolicyPeer = {
+        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: peers.namespace}},
+        "podSelector": {"matchLabels": dict(peers.pod_labels)},
+    }
+    port: PolicyPort = {"protocol": "TCP", "port": CONTAINER_PORT}
+    return [{"from": [peer], "ports": [port]}]
 
 
 def peers_from_json(text: str) -> Peers | None:

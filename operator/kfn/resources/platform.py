@@ -99,10 +99,15 @@ class Platform:
     functions: Placement = dataclasses.field(default_factory=Placement)
     builds: Placement = dataclasses.field(default_factory=Placement)
 
+    def default_pull_secrets(self) -> list[str]:
+        """The Secrets every pod of a namespace pulls with (the namespace's registry credential,
+        then the chart's), each once: all a warm pool's pods, which run a runtime image, use."""
+        names = [self.credentials_secret] if self.credentials_secret else []
+        return list(dict.fromkeys([*names, *self.pull_secrets]))
+
     def pull_secrets_for(self, fn: function.Function) -> list[str]:
         """The Secrets ``fn``'s pods pull with, in order, each once."""
-        names = [self.credentials_secret] if self.credentials_secret else []
-        names += [*self.pull_secrets, *(ref.name for ref in fn.spec.image_pull_secrets)]
+        names = [*self.default_pull_secrets(), *(ref.name for ref in fn.spec.image_pull_secrets)]
         return list(dict.fromkeys(names))
 
     def image_pull_secrets(self, fn: function.Function) -> list[dict[str, str]]:

@@ -2,8 +2,8 @@
 
 The operator gathers the facts — how the source resolved, the live Deployment,
 the problems its pods report — and this module turns them into conditions a
-user can act on. ``Active`` is computed here too but never feeds ``Ready``: a
-function scaled to zero is Ready and not Active.
+user can act on. ``Active`` and ``WarmPool`` are computed here too but never feed
+``Ready``: a function scaled to zero is Ready and not Active.
 """
 
 from __future__ import annotations
@@ -71,6 +71,10 @@ class Facts:
     """Why the current spec is not deployed although it is valid (:func:`timeout_refused`)."""
     records: provenance.Records = dataclasses.field(default_factory=provenance.Records)
     """The builds kfn ran and the dependency layers they made, kept in the status."""
+    warm_pool: Verdict | None = None
+    """Whether cold starts come from the namespace's warm pool (:func:`kfn.resources.pools.
+    condition`); None when the operator does not know the namespace yet (the condition is
+    then left as it was)."""
 
 
 def pod_problems(pods: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -368,6 +372,8 @@ def compute(
             )
         )
     verdicts.append((function.ConditionType.ACTIVE, active(facts.deployment)))
+    if facts.warm_pool is not None:
+        verdicts.append((function.ConditionType.WARM_POOL, facts.warm_pool))
     for type_, verdict in verdicts:
         result = conditions.set_condition(
             result,

@@ -31,6 +31,9 @@ OPERATOR_RULES = {
     *(("networking.k8s.io", "networkpolicies", v)
       for v in ["get", "list", "watch", "create", "patch", "update", "delete"]),
     *(("", r, v) for r in ["configmaps", "pods"] for v in ["get", "list", "watch"]),
+    # Warm pools: their ReplicaSets, and pool pods deleted when claimed and done or stale.
+    *(("apps", "replicasets", v) for v in ["get", "list", "watch", "create", "patch", "delete"]),
+    ("", "pods", "delete"),
     # A function pod's init error, from the runtime's report in its log.
     ("", "pods/log", "get"),
     # Builds: the source ConfigMap and the Job of each build.
@@ -247,6 +250,30 @@ def test_keeping_departed_pods_last_lines_is_on_unless_the_admin_turns_it_off(
         assert kfn_settings.keep_logs() is kept
     finally:
         kfn_settings.keep_logs.cache_clear()
+
+
+@pytest.mark.parametrize(("value", "size"), [(None, 1), (0, 0), (20, 20)])
+def test_the_warm_pools_default_size_reaches_the_operator_from_the_chart(
+    helm: pathlib.Path, value: int | None, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {} if value is None else {"warmPools": {"defaultSize": value}}
+    env = {
+        e["name"]: e.get("value")
+        for e in chart.operator_container(chart.render(helm, values))["env"]
+    }
+    monkeypatch.setenv("KFN_WARM_POOL_DEFAULT_SIZE", env["KFN_WARM_POOL_DEFAULT_SIZE"])
+    kfn_settings.warm_pool_default_size.cache_clear()
+    try:
+        assert kfn_settings.warm_pool_default_size() == size
+    finally:
+        kfn_settings.warm_pool_default_size.cache_clear()
+
+
+@pytest.mark.parametrize("value", ["21", "-1", "one"])
+def test_the_schema_refuses_a_warm_pools_default_size_outside_0_to_20(
+    helm: pathlib.Path, value: str
+) -> None:
+    assert "defaultSize" in chart.render_error(helm, f"warmPools.defaultSize={value}")
 
 
 def test_status_urls_and_every_cross_component_url_come_from_the_release_and_cluster_domain(

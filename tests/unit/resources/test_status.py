@@ -6,6 +6,7 @@ the condition a user then reads; :mod:`kfn.resources.status` decides them withou
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
@@ -262,6 +263,28 @@ def test_the_previous_conditions_default_to_the_functions_own_status() -> None:
     first = status.compute(_function(), _facts(live=rolled_out(1)), now=NOW, url="u")
     again = status.compute(_function(status_=first), _facts(live=rolled_out(1)), now=LATER, url="u")
     assert status.same(first, again)
+
+
+# --- the warm pool ---------------------------------------------------------------------------
+
+NOT_OPTED_IN = status.Verdict("False", function.Reason.NAMESPACE_NOT_OPTED_IN, "label it")
+
+
+def test_the_warm_pool_condition_is_written_last_and_never_makes_a_function_not_ready() -> None:
+    facts = dataclasses.replace(_facts(live=rolled_out(1)), warm_pool=NOT_OPTED_IN)
+    result = status.compute(_function(), facts, now=NOW, url="u")
+    assert [c["type"] for c in result["conditions"]][-1] == "WarmPool"
+    found = _conditions(result)
+    assert found["WarmPool"] == ("False", "NamespaceNotOptedIn")
+    assert found["Ready"] == ("True", "Ready")
+
+
+def test_an_unknown_namespace_leaves_the_warm_pool_condition_as_it_was() -> None:
+    facts = dataclasses.replace(_facts(live=rolled_out(1)), warm_pool=NOT_OPTED_IN)
+    first = status.compute(_function(), facts, now=NOW, url="u")
+    again = status.compute(_function(status_=first), _facts(live=rolled_out(1)), now=LATER, url="u")
+    assert status.same(first, again)
+    assert "WarmPool" not in _conditions(status.compute(_function(), _facts(), now=NOW, url="u"))
 
 
 # --- a timeout longer than the installation serves ----------------------------------------------

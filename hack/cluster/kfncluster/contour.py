@@ -8,8 +8,7 @@ serves a plain TLS Ingress with no controller-specific annotation (Traefik needs
 it serves TLS, and shares one certificate store between Ingresses and Gateway listeners),
 because it builds from the module proxy with no replacement (ingress-nginx needs its own
 OpenResty build, and most others are not served at all), and because its data plane is Envoy:
-the same ``envoy`` image the Gateway runs. ``/work/notes/gateway-research.md`` §4b has the
-evidence.
+the same ``envoy`` image the Gateway runs.
 
 It runs in Ingress-only mode: no Gateway API configuration (Envoy Gateway owns that), and only
 the two CRDs ``contour serve`` refuses to start without (``HTTPProxy`` and

@@ -16,11 +16,12 @@ const RESPONSE_TOO_LARGE = 'ResponseSizeTooLarge';
 const INVALID_REQUEST_CONTENT = 'InvalidRequestContentException';
 const SERVICE_UNAVAILABLE = 'ServiceUnavailableException';
 const INVALID_RESPONSE = 'Runtime.InvalidResponse';
-/** A pool runtime (pool.js) asked to specialise again; one that failed on its own part. */
-const RESOURCE_CONFLICT = 'ResourceConflictException';
-const SERVICE_EXCEPTION = 'ServiceException';
 /** A pool runtime whose specialisation was refused: it serves nothing (410). kfn's name. */
-const POOL_SPENT = 'Runtime.PoolSpent';
+const POOL_SPENT = 'Runtime.PoolPodSpent';
+/** A specialise refused (bad layers, digest, body) or failed on the pod's own part (CONTRACT §13). */
+const INVALID_LAYERS = 'Runtime.InvalidLayers';
+/** A specialise after one began, or on a pod started with its function. */
+const SPECIALISE_CONFLICT = 'Runtime.SpecialiseConflict';
 /**
  * Loading the handler outlasted its budget (KFN_INIT_TIMEOUT_MS). kfn's name: Lambda logs
  * INIT_REPORT ... Status: timeout and runs the init again within the first invocation.
@@ -79,6 +80,6 @@ function timeoutMessage(budgetMs) {
 module.exports = {
   IMPORT_MODULE_ERROR, HANDLER_NOT_FOUND, MALFORMED_HANDLER_NAME, USER_CODE_SYNTAX_ERROR, MARSHAL_ERROR,
   TIMEOUT, INIT_TIMEOUT, initTimeout, TOO_MANY_REQUESTS, REQUEST_TOO_LARGE, RESPONSE_TOO_LARGE, INVALID_REQUEST_CONTENT,
-  SERVICE_UNAVAILABLE, INVALID_RESPONSE, RESOURCE_CONFLICT, SERVICE_EXCEPTION, POOL_SPENT, INIT_ERROR_HEADER, INIT_ERROR_LOG_PREFIX, shape, fromThrown,
+  SERVICE_UNAVAILABLE, INVALID_RESPONSE, POOL_SPENT, INVALID_LAYERS, SPECIALISE_CONFLICT, INIT_ERROR_HEADER, INIT_ERROR_LOG_PREFIX, shape, fromThrown,
   timeoutMessage, initErrorLine,
 };

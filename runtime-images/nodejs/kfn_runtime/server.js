@@ -265,7 +265,7 @@ class Runtime {
       const spent = this.pool.state === 'spent';
       const shape = spent
         ? errors.shape(errors.POOL_SPENT, 'This pool runtime failed to specialise and serves nothing.')
-        : errors.shape(errors.RESOURCE_CONFLICT, `This pool runtime was specialised already (${this.pool.state}).`);
+        : errors.shape(errors.SPECIALISE_CONFLICT, `This pool runtime was specialised already (${this.pool.state}).`);
       return this.refuseBody(req, res, [JSON_TYPE], dump(shape), spent ? 410 : 409);
     }
     this.pool.state = 'specialising';
@@ -283,7 +283,7 @@ class Runtime {
       this.pool.state = 'spent';
       const refused = err instanceof pool.SpecialiseError;
       logs.write(`kfn runtime: specialising failed, this pod is spent: ${refused ? err.message : err.stack}\n`);
-      const shape = errors.shape(refused ? errors.INVALID_REQUEST_CONTENT : errors.SERVICE_EXCEPTION, err.message);
+      const shape = errors.shape(errors.INVALID_LAYERS, err.message);
       await pool.drain(reader, config.MAX_DISCARD_BYTES, 5000);
       this.send(req, res, refused ? 400 : 500, [JSON_TYPE], dump(shape), { keepAlive: false });
       return this.finished(res);
@@ -490,6 +490,12 @@ class Runtime {
     }
     if (path === SPECIALISE_PATH && req.method === 'POST' && this.pool) {
       this.tracked(() => this.specialise(req, res));
+      return;
+    }
+    if (path === SPECIALISE_PATH && req.method === 'POST') {
+      // Started with its function: it never becomes another (CONTRACT §13).
+      const shape = errors.shape(errors.SPECIALISE_CONFLICT, 'This runtime was started with its function; it cannot be specialised.');
+      this.tracked(() => this.refuseBody(req, res, [JSON_TYPE], dump(shape), 409));
       return;
     }
     req.resume();

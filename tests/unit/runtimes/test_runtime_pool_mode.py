@@ -4,7 +4,8 @@ brings the handler, the environment and the layers; layers it must not take spen
 
 A real runtime process each time, with a pool pod's environment and its writable directories
 (the task root and /opt) made here; the layers are real tar files built by the tests.
-Only the Python runtime has pool mode so far: the Node.js runtime's cases are skipped.
+The Python runtime's; the Node.js runtime's pool mode has its own tests, with its own tar
+reader's cases, in test_runtime_pool_mode_node.py.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def start_pool(tmp_path: Path, runtime: str) -> Iterator[StartPool]:
     """``start_pool(**env)`` → a pool pod with a pool pod's environment (plus ``env``), killed
     at teardown. Its task root and /opt are empty directories, as a pool pod's volumes."""
     if language_of(runtime) != "python":
-        pytest.skip("pool mode of the Node.js runtime is not in this branch yet")
+        pytest.skip("the Node.js runtime's pool mode is tested in test_runtime_pool_mode_node.py")
     found = find_interpreter(runtime)
     if isinstance(found, str):
         pytest.skip(found)

@@ -1,4 +1,4 @@
-"""Runtime pool mode of the Node.js runtime (KFN_POOL=1, /work/notes/pool-protocol.md): an idle
+"""Runtime pool mode of the Node.js runtime (KFN_POOL=1, CONTRACT.md §13): an idle
 runtime loads nothing until ``POST /_kfn/specialise`` brings a function's handler, environment
 and image layers, which it checks, extracts (its own tar reader) and then loads as a normal start
 does. A real runtime process each time, its task root and /opt directories made here; the
@@ -196,7 +196,8 @@ def test_a_runtime_outside_pool_mode_does_not_serve_specialise(tmp_path: Path) -
     try:
         assert rt.wait_ready().status == 200
         refused = rt.request("POST", "/_kfn/specialise", b"{}\n")
-        assert refused.status == 404
+        assert refused.status == 409
+        assert refused.json()["errorType"] == "Runtime.SpecialiseConflict"
         assert rt.invoke({}).status == 200
     finally:
         rt.stop()

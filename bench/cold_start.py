@@ -17,6 +17,12 @@ Three measurements on the local cluster, ``--trials`` each:
 * **cold start per runtime** — the same through the activator for a Function built by kfn
   from inline source on each runtime's image (``--runtimes``, by default every runtime the
   local cluster makes an image for): what the interpreter's own start adds.
+* **cold start from a warm pool** (``--pools``) — the bench namespace opts in to warm pools
+  (docs/warm-pools.md) and three Functions at zero are invoked once each trial: Python and
+  Node.js with no dependencies, and Python with one (``requests``). Each trial waits until the
+  function is at zero with no pod of its own, its previous pool pod gone and an idle pool pod
+  ready, so every trial is a first request; the answer names the pod that served it, and a
+  trial served by anything but a pool pod is counted as a fallback.
 
 They run interleaved, trial by trial, so the machine's load weighs on them alike.
 Prints every trial and p50/p99 of each, and the activator's margin over both floors.
@@ -25,6 +31,7 @@ Targets: p50 ≤ 1.0 s and ≤ 0.3 s above the bare pod-start floor.
     .venv/bin/python bench/cold_start.py --trials 20
     .venv/bin/python bench/cold_start.py --trials 10 --runtimes nodejs22 python3.13
     .venv/bin/python bench/cold_start.py --trials 5 --plot docs/img/cold-start.png
+    .venv/bin/python bench/cold_start.py --trials 30 --runtimes --pools
 
 With ``--plot PATH`` it also draws every path's trials (a row of dots per path) against the
 two pod-start floors of the same run (grey rows; dashed lines at their medians), as a PNG.
@@ -65,6 +72,41 @@ from kfncluster import fnimage, runtimeimages  # noqa: E402
 
 HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
 NODE_HANDLER = "exports.handler = async () => ({ ok: true });\n"
+#: The pool trials' handlers answer with the pod that served them.
+POOL_HANDLERS = {
+    "pool-python": {
+        "runtime": "python3.11",
+        "source": {"inline": {"files": [{"name": "app.py", "content": (
+            "import socket\n\n\ndef handler(event, context):\n"
+            "    return {'pod': socket.gethostname()}\n"
+        )}]}},
+    },
+    "pool-node": {
+        "runtime": "nodejs22",
+        "source": {"inline": {"files": [{"name": "app.js", "content": (
+            "const os = require('os');\n"
+            "exports.handler = async () => ({ pod: os.hostname() });\n"
+        )}]}},
+    },
+    "pool-requests": {
+        "runtime": "python3.11",
+        "dependencies": ["requests"],
+        "source": {"inline": {"files": [{"name": "app.py", "content": (
+            "import socket\n\nimport requests\n\n\ndef handler(event, context):\n"
+            "    return {'pod': socket.gethostname(), 'requests': requests.__version__}\n"
+        )}]}},
+    },
+}  # fmt: skip
+#: The namespaced Role an admin opting a namespace in creates (docs/warm-pools.md).
+POOL_ROLE = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "Role",
+    "metadata": {"name": "kfn-warm-pool"},
+    "rules": [
+        {"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch", "delete"]},
+    ],
+}
 RESTRICTED = {
     "runAsNonRoot": True,
     "allowPrivilegeEscalation": False,
@@ -164,7 +206,7 @@ def deploy_function(ns: str, address: tuple[str, int], name: str, spec: dict[str
     }
     kubectl("apply", "-f", "-", input=json.dumps(fn))
     path = f"/_kfn/functions/{ns}/{name}/invoke"
-    _wait(lambda: _known(address, path), f"the activators to know {name}", timeout=900)
+    wait_until(lambda: _known(address, path), f"the activators to know {name}", timeout=900)
     return path
 
 
@@ -181,7 +223,7 @@ def activator_trial(
 ) -> float:
     """One invocation of the Function once it is at zero with no pod left."""
     label = f"kfn.dev/function={name},app.kubernetes.io/component=function"
-    _wait(
+    wait_until(
         lambda: (
             _replicas(ns, name) == 0 and not api.list_namespaced_pod(ns, label_selector=label).items
         ),
@@ -193,7 +235,64 @@ def activator_trial(
     return response.seconds
 
 
-def _ready(ns: str, name: str) -> bool:
+def opt_in(ns: str, release_namespace: str, size: int) -> None:
+    """The namespace asks for warm pools of ``size`` and grants the activator the Role."""
+    kubectl("label", "namespace", ns, "kfn.dev/warm-pools=enabled", "--overwrite")
+    kubectl("annotate", "namespace", ns, f"kfn.dev/warm-pool-size={size}", "--overwrite")
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(POOL_ROLE))
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "kfn-warm-pool"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "kfn-warm-pool",
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": "kfn-activator", "namespace": release_namespace}
+        ],
+    }
+    kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(binding))
+
+
+def _pool_pods(api: client.CoreV1Api, ns: str, selector: str) -> list[client.V1Pod]:
+    return list(
+        api.list_namespaced_pod(
+            ns, label_selector=f"app.kubernetes.io/component=function-pool,{selector}"
+        ).items
+    )
+
+
+def pod_ready(pod: client.V1Pod) -> bool:
+    return pod.metadata.deletion_timestamp is None and any(
+        c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [])
+    )
+
+
+def pool_trial(
+    api: client.CoreV1Api, ns: str, name: str, path: str, address: tuple[str, int]
+) -> tuple[float, bool]:
+    """One first request of a Function at zero with an idle pool pod ready: the seconds to
+    the complete answer, and whether a pool pod served it."""
+    label = f"kfn.dev/function={name},app.kubernetes.io/component=function"
+    wait_until(
+        lambda: (
+            _replicas(ns, name) == 0
+            and not api.list_namespaced_pod(ns, label_selector=label).items
+            and not _pool_pods(api, ns, f"kfn.dev/function={name}")
+            and any(pod_ready(p) for p in _pool_pods(api, ns, "kfn.dev/pool-state=idle"))
+        ),
+        f"{name} at zero with an idle pool pod ready",
+    )
+    response = asyncio.run(httpload.request(*address, "POST", path, b"{}", headers=bearer()))
+    if response.status != 200:
+        raise SystemExit(f"pool invocation of {name} answered {response.status}: {response.body!r}")
+    pod = str(json.loads(response.body).get("pod", ""))
+    return response.seconds, pod.startswith("kfn-pool-")
+
+
+def function_ready(ns: str, name: str) -> bool:
     conditions = (kubectl_json("-n", ns, "get", "function", name).get("status") or {}).get(
         "conditions"
     ) or []
@@ -216,7 +315,7 @@ def _known(address: tuple[str, int], path: str) -> bool:
     return asyncio.run(probe())
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -237,7 +336,7 @@ def summary(name: str, values: list[float]) -> tuple[float, float]:
     return p50, p99
 
 
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--namespace", default="kfn-system", help="where kfn runs")
@@ -247,8 +346,17 @@ def main() -> int:
         default=list(runtimeimages.IMAGES),
         help="runtimes whose cold start to time too (none: skip)",
     )
+    parser.add_argument(
+        "--pools",
+        action="store_true",
+        help="time cold starts from a warm pool too (needs warmPools.enabled in the chart)",
+    )
     plots.add_argument(parser)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _parse_args()
 
     api_client = config.new_client_from_config(config_file=str(KUBECONFIG))  # type: ignore[no-untyped-call]
     api, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
@@ -264,7 +372,11 @@ def main() -> int:
     runtime: list[float] = []
     cold: list[float] = []
     per_runtime: dict[str, list[float]] = {r: [] for r in args.runtimes}
+    pooled: dict[str, list[float]] = {name: [] for name in POOL_HANDLERS} if args.pools else {}
+    fallbacks: dict[str, int] = dict.fromkeys(pooled, 0)
     try:
+        if args.pools:
+            opt_in(ns, args.namespace, 1)
         for body in (deployment("bare", bare), deployment("runtime", image, RUNTIME_ENV)):
             kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(body))
         warm(api, ns, "bare")
@@ -276,9 +388,18 @@ def main() -> int:
         runtime_paths = {
             r: deploy_function(ns, address, _name(r), runtime_function(r)) for r in args.runtimes
         }
-        for r in args.runtimes:
-            print(f"waiting for {_name(r)} to be built and Ready", flush=True)
-            _wait(lambda r=r: _ready(ns, _name(r)), f"{_name(r)} built and Ready", timeout=1200)
+        pool_paths = {
+            name: deploy_function(ns, address, name, spec)
+            for name, spec in POOL_HANDLERS.items()
+            if name in pooled
+        }
+        for name in [*map(_name, args.runtimes), *pool_paths]:
+            print(f"waiting for {name} to be built and Ready", flush=True)
+            wait_until(
+                lambda n=name: function_ready(ns, n),
+                f"{name} built and Ready",
+                timeout=1200,
+            )
         # Interleaved, so that the machine's load weighs on them all alike.
         for trial in range(1, args.trials + 1):
             floor.append(pod_start_trial(api, apps, ns, "bare", "/"))
@@ -286,10 +407,15 @@ def main() -> int:
             cold.append(activator_trial(api, ns, "cold", path, address))
             for r, r_path in runtime_paths.items():
                 per_runtime[r].append(activator_trial(api, ns, _name(r), r_path, address))
+            for name, p_path in pool_paths.items():
+                took, from_pool = pool_trial(api, ns, name, p_path, address)
+                pooled[name].append(took)
+                fallbacks[name] += not from_pool
             print(
                 f"trial {trial:2d}: bare {floor[-1] * 1000:5.0f} ms   runtime "
                 f"{runtime[-1] * 1000:5.0f} ms   activator {cold[-1] * 1000:5.0f} ms"
-                + "".join(f"   {r} {v[-1] * 1000:5.0f} ms" for r, v in per_runtime.items()),
+                + "".join(f"   {r} {v[-1] * 1000:5.0f} ms" for r, v in per_runtime.items())
+                + "".join(f"   {n} {v[-1] * 1000:5.1f} ms" for n, v in pooled.items()),
                 flush=True,
             )
     finally:
@@ -311,9 +437,32 @@ def main() -> int:
     )
     met = cold50 <= 1.0 and cold50 - floor50 <= 0.3
     print(f"targets (p50 <= 1.0 s, <= 0.3 s above the floor): {'met' if met else 'NOT met'}")
+    if pooled:
+        pool_report(pooled, fallbacks, floor50, cold50)
     if args.plot:
         plot(args.plot, floor, runtime, cold, per_runtime)
     return 0
+
+
+def pool_report(
+    pooled: dict[str, list[float]], fallbacks: dict[str, int], floor50: float, cold50: float
+) -> None:
+    """The pool trials against the bare floor and the normal path of the same run."""
+    print()
+    for name, values in pooled.items():
+        p50, _ = summary(f"from a warm pool, {name}", values)
+        print(
+            f"{'':<34} {p50 / floor50:.3f}x the bare floor, {p50 / cold50:.3f}x the normal "
+            f"path at p50; {fallbacks[name]} of {len(values)} served by the normal path"
+        )
+    met = all(
+        pod_start.percentile(pooled[n], 50) <= 0.05 and pod_start.percentile(pooled[n], 99) <= 0.25
+        for n in ("pool-python", "pool-node")
+    )
+    print(
+        "pool targets (python and node without dependencies: p50 <= 50 ms, p99 <= 250 ms): "
+        + ("met" if met else "NOT met")
+    )
 
 
 def plot(

@@ -69,7 +69,7 @@ def trial(
 ) -> tuple[dict[str, float], float]:
     """One cold invocation: its phases (ms) and the client's own time for it (ms)."""
     label = f"kfn.dev/function={name},app.kubernetes.io/component=function"
-    cold_start._wait(
+    cold_start.wait_until(
         lambda: (
             cold_start._replicas(ns, name) == 0
             and not api.list_namespaced_pod(ns, label_selector=label).items
@@ -153,7 +153,9 @@ def main() -> int:
             spec = {"runtime": "python3.11", "source": {"image": image}}
         path = cold_start.deploy_function(ns, address, "phases", spec)
         print("waiting for the function to be Ready", flush=True)
-        cold_start._wait(lambda: cold_start._ready(ns, "phases"), "Ready", timeout=1200)
+        cold_start.wait_until(
+            lambda: cold_start.function_ready(ns, "phases"), "Ready", timeout=1200
+        )
         for number in range(1, args.trials + 1):
             timings, seconds = trial(api, ns, "phases", path, address)
             rows.append(timings)

@@ -227,8 +227,10 @@ def main() -> int:
             env=[{"name": "WORK_MS", "value": str(args.work_ms)}],
             scale={"maxReplicas": args.max_replicas, "idleTimeout": "5s"},
         )
-        cold_start._wait(lambda: cold_start._ready(ns, name), f"{name} Ready", timeout=300)
-        cold_start._wait(
+        cold_start.wait_until(
+            lambda: cold_start.function_ready(ns, name), f"{name} Ready", timeout=300
+        )
+        cold_start.wait_until(
             lambda: cold_start._known(address, invoke_path(ns, name)), "the activators to know it"
         )
         wait_at_zero(ns, name, timeout=180)

@@ -16,6 +16,7 @@ import pathlib
 import re
 import signal
 import socket
+import tempfile
 from collections.abc import Sequence
 
 import uvloop
@@ -33,6 +34,7 @@ from kfn.activator import (
     lambda_api,
     lambda_door,
     lambda_keys,
+    pools,
     reviews,
     server,
     stats_reporter,
@@ -126,6 +128,32 @@ def _lambda_service(
     )
 
 
+def _specialiser(
+    args: argparse.Namespace, cluster: catalog.KubeCatalog, source: discovery.KubeEndpointSource
+) -> pools.Specialiser:
+    """The warm pools' specialiser, pulling from the chart's registry (its CA from
+    ``KFN_REGISTRY_CA_PEM``, written to a file the TLS context reads)."""
+    ca_file = None
+    pem = os.environ.get("KFN_REGISTRY_CA_PEM", "")
+    if pem.strip():
+        with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as out:
+            out.write(pem)
+        ca_file = out.name
+    return pools.Specialiser(
+        function_of=cluster.function,
+        pool_of=pools.pool_of,
+        adopt=source.adopt,
+        drop=source.drop,
+        registry=pools.Registry(
+            host=args.registry_host,
+            plain_http=args.registry_plain_http,
+            ca_file=ca_file,
+            secret_name=args.registry_secret_name,
+        ),
+        cache_bytes=args.pool_blob_cache_bytes,
+    )
+
+
 async def _main(args: argparse.Namespace) -> None:
     token = tokenfile.TokenFile(args.autoscaler_token_file) if args.autoscaler_token_file else None
     sink = (
@@ -194,6 +222,9 @@ async def _main(args: argparse.Namespace) -> None:
             probe_interval=args.probe_interval, pods=activator.pods
         )
         activator.ctx.exits = source.exits
+        if args.warm_pools == "on":
+            activator.specialiser = _specialiser(args, cluster, source)
+            activator.keep(asyncio.get_running_loop().create_task(activator.specialiser.run()))
     checks = _checks(args)
     activator.ctx.lambda_service = _lambda_service(args, cluster)
     await activator.start(
@@ -300,6 +331,39 @@ def _lambda_flags(parser: argparse.ArgumentParser) -> None:
         "--lambda-account",
         default=os.environ.get("KFN_LAMBDA_ACCOUNT", lambda_api.DEFAULT_ACCOUNT),
         help="the account id in the ARNs the Lambda API answers (chooses nothing)",
+    )
+
+
+def _pool_flags(parser: argparse.ArgumentParser) -> None:
+    """Warm pools (:mod:`kfn.activator.pools`): where function images are pulled from."""
+    parser.add_argument(
+        "--warm-pools",
+        choices=("on", "off"),
+        default=os.environ.get("KFN_WARM_POOLS", "off"),
+        help="serve functions at zero from the warm pools of the namespaces that opted in "
+        "(docs/warm-pools.md)",
+    )
+    parser.add_argument(
+        "--registry-host",
+        default=os.environ.get("KFN_IMAGE_REGISTRY", ""),
+        help="the registry function images are built into (host[:port])",
+    )
+    parser.add_argument(
+        "--registry-plain-http",
+        action="store_true",
+        default=os.environ.get("KFN_REGISTRY_PLAIN_HTTP", "false") == "true",
+        help="talk to the registry over plain HTTP",
+    )
+    parser.add_argument(
+        "--registry-secret-name",
+        default=os.environ.get("KFN_REGISTRY_SECRET_NAME", "kfn-registry"),
+        help="each namespace's dockerconfigjson Secret with its registry credential",
+    )
+    parser.add_argument(
+        "--pool-blob-cache-bytes",
+        type=int,
+        default=int(os.environ.get("KFN_POOL_BLOB_CACHE_BYTES", str(256 << 20))),
+        help="bytes of image layers kept to specialise pool pods",
     )
 
 
@@ -484,6 +548,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "longest function timeout plus the head timeout, so that no request is cut",
     )
     _edge_flags(parser)
+    _pool_flags(parser)
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args(argv)
     try:

@@ -343,6 +343,13 @@ class KubeCatalog:
             if f.function.metadata.namespace == namespace
         ]
 
+    def function(self, namespace: str, name: str) -> function_api.Function | None:
+        """A Function as last seen, or None."""
+        if self._functions is None:
+            return None
+        found = self._functions.get((namespace, name))
+        return None if found is None else found.function
+
     def _push_versions(self) -> None:
         """FunctionVersions changed: the targets and the versions' limits follow."""
         self._heard.add(function_version.KIND)

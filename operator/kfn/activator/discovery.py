@@ -52,8 +52,16 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_VERSION = "kfn.dev/version"
 COMPONENT_FUNCTION = "function"
 COMPONENT_VERSION = "function-version"
-#: Selects every function pod in every namespace: ``$LATEST``'s and every version's.
-POD_SELECTOR = f"{LABEL_FUNCTION},{LABEL_COMPONENT} in ({COMPONENT_FUNCTION},{COMPONENT_VERSION})"
+#: A warm pool's pod; a function's once it was specialised for it (kfn.activator.pools).
+COMPONENT_POOL = "function-pool"
+LABEL_POOL_STATE = "kfn.dev/pool-state"
+POOL_SPECIALISED = "specialised"
+#: Selects every function pod in every namespace: ``$LATEST``'s, every version's, and the
+#: pool pods specialised for a function.
+POD_SELECTOR = (
+    f"{LABEL_FUNCTION},"
+    f"{LABEL_COMPONENT} in ({COMPONENT_FUNCTION},{COMPONENT_VERSION},{COMPONENT_POOL})"
+)
 #: The runtime contract's port and readiness path.
 POD_PORT = pod_probe.POD_PORT
 READY_PATH = pod_probe.READY_PATH
@@ -90,7 +98,10 @@ def view(pod: Mapping[str, Any]) -> PodView | None:
     if not name or not uid:
         return None
     version = stats.LATEST_VERSION
-    if labels.get(LABEL_COMPONENT) == COMPONENT_VERSION:
+    component = labels.get(LABEL_COMPONENT)
+    if component == COMPONENT_POOL and labels.get(LABEL_POOL_STATE) != POOL_SPECIALISED:
+        return None  # not (yet) any function's
+    if component == COMPONENT_VERSION:
         version = str(labels.get(LABEL_VERSION) or "")
         if not version.isdigit():
             return None  # a version's pod without its number: no target to count it for
@@ -242,6 +253,31 @@ class KubeEndpointSource:
                 task.cancel()
 
     # --- called on the event loop -------------------------------------------------------
+
+    def adopt(self, pod: Mapping[str, Any], function: stats.FunctionKey, began: float) -> None:
+        """A pool pod the activator just specialised for ``function`` (kfn.activator.pools):
+        an endpoint at once, ready by the runtime's own answer, before its labels reach the
+        watch. ``began`` is when its specialisation began, its cold start's only phase."""
+        v = view(pod)
+        if v is None or v.function != function:
+            return
+        self.tracker.observe(v)
+        self._instants[v.uid] = seen = cold_start.Pod(created=began, bound=began)
+        seen.probed = time.time()
+        self.instants.pods[v.address] = seen
+        self.tracker.probed(v.uid)
+        self._push({function})
+
+    def drop(self, uid: str) -> None:
+        """An adopted pod that never reached the watch (it was deleted): no endpoint now."""
+        gone = self.tracker.view(uid)
+        if gone is None:
+            return
+        self._instants.pop(uid, None)
+        self.instants.forget(gone.address)
+        function = self.tracker.forget(uid)
+        if function is not None:
+            self._push({function})
 
     def apply(self, changes: list[cache.Change[PodView]]) -> None:
         """Takes in what a list or a watch event changed (a re-list reports the pods it no

@@ -33,6 +33,7 @@ from kfn.activator import (
     event_record,
     forwarding,
     metrics,
+    pools,
     proxy,
     qualifiers,
     router,
@@ -99,6 +100,8 @@ class Activator:
         #: The latest endpoints pushed for every function, known or not (yet): a function
         #: (re)added later starts from them, as sources push only changes.
         self._endpoints: dict[stats.FunctionKey, frozenset[str]] = {}
+        #: Serves functions at zero from warm pools (kfn.activator.pools), when turned on.
+        self.specialiser: pools.Specialiser | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.set_functions(functions or {})
@@ -164,6 +167,8 @@ class Activator:
     def _poke(self, function: stats.FunctionKey) -> None:
         if self.reporter is not None:
             self.reporter.poke(function)
+        if self.specialiser is not None:
+            self.specialiser.start(function)
 
     async def _deliver(
         self, function: stats.FunctionKey, request_id: str, payload: bytes

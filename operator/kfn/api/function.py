@@ -165,6 +165,7 @@ class Reason(enum.StrEnum):
     POOL_AVAILABLE = "PoolAvailable"
     NAMESPACE_NOT_OPTED_IN = "NamespaceNotOptedIn"
     POOL_SIZE_ZERO = "PoolSizeZero"
+    POOLS_DISABLED = "PoolsDisabled"
     POOL_PREBUILT_IMAGE = "PrebuiltImage"
     POOL_LAYERS = "LayersUsed"
     POOL_NO_IMAGE = "NoPoolImage"

@@ -44,7 +44,10 @@ def observe_namespace(
     and now."""
     meta_ = body.get("metadata") or {}
     now = pools.namespace_pools(
-        meta_.get("labels"), meta_.get("annotations"), settings.warm_pool_default_size()
+        meta_.get("labels"),
+        meta_.get("annotations"),
+        settings.warm_pool_default_size(),
+        enabled=settings.warm_pools_enabled(),
     )
     with _lock:
         before = _namespaces.get(str(meta_.get("name", "")))

@@ -106,6 +106,11 @@ def warm_pool_default_size() -> int:
     return size
 
 
+def warm_pools_enabled() -> bool:
+    """Whether the installation keeps warm pools (the chart's ``warmPools.enabled``)."""
+    return os.environ.get("KFN_WARM_POOLS", "on") == "on"
+
+
 def pool_images() -> dict[str, str]:
     """The image of each runtime's pool pods: the runtime image functions are built on (the
     chart's ``builder.runtimeImages``), so a specialised pod runs what a built one would."""

@@ -203,6 +203,8 @@ class NamespacePools:
     """Idle pods per pool (the same for every key of the namespace)."""
     problem: str | None = None
     """What is wrong with the size annotation (then ``size`` is the default)."""
+    disabled: bool = False
+    """The installation keeps no pools (the chart's ``warmPools.enabled: false``)."""
 
 
 def parse_pool_size(value: str | None, default: int) -> int | str:
@@ -219,9 +221,16 @@ def parse_pool_size(value: str | None, default: int) -> int | str:
 
 
 def namespace_pools(
-    labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None, default: int
+    labels: Mapping[str, str] | None,
+    annotations: Mapping[str, str] | None,
+    default: int,
+    *,
+    enabled: bool = True,
 ) -> NamespacePools:
-    """What a Namespace asks for; a bad size annotation falls back to ``default`` and says so."""
+    """What a Namespace asks for; a bad size annotation falls back to ``default`` and says so.
+    With pools turned off for the installation (``enabled`` False) no namespace has any."""
+    if not enabled:
+        return NamespacePools(opted_in=False, size=0, disabled=True)
     opted_in = (labels or {}).get(LABEL_WARM_POOLS) == ENABLED
     size = parse_pool_size((annotations or {}).get(ANNOTATION_WARM_POOL_SIZE), default)
     if isinstance(size, str):
@@ -247,7 +256,7 @@ NOT_OPTED_IN_MESSAGE: Final = (
     f"the namespace is not opted in to warm pools: a cluster admin labels it "
     f"{LABEL_WARM_POOLS}={ENABLED} and creates the Role and RoleBinding that let kfn's "
     "activator read the Secrets and ConfigMaps its Functions name and patch and delete its "
-    "pods (docs/design/warm-pools.md)"
+    "pods (docs/warm-pools.md)"
 )
 
 
@@ -255,6 +264,12 @@ def condition(
     fn: function.Function, namespace: NamespacePools, pool_images: Mapping[str, str]
 ) -> tuple[meta.ConditionStatus, str, str]:
     """The Function's ``WarmPool`` condition (status, reason, message); outside Ready."""
+    if namespace.disabled:
+        return (
+            "False",
+            function.Reason.POOLS_DISABLED,
+            "warm pools are turned off in this kfn installation (the chart's warmPools.enabled)",
+        )
     if not namespace.opted_in:
         return "False", function.Reason.NAMESPACE_NOT_OPTED_IN, NOT_OPTED_IN_MESSAGE
     found = poolability(fn, pool_images)

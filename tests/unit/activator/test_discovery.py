@@ -196,3 +196,53 @@ async def test_the_source_pushes_a_pod_that_failed_to_load_until_one_that_loaded
         await until(lambda: updates[-1] == (FN, {"10.0.0.5:8080"}))
         await send(("ADDED", pod("b", "10.0.0.6", ready=False)))
         await until(lambda: updates[-1] == (FN, {"10.0.0.6:8080"}))
+
+
+# --- pool pods specialised for a function (kfn.activator.pools) ------------------------------
+
+
+def pool_pod(uid: str, ip: str, *, state: str, function: str | None = "hello") -> dict[str, Any]:
+    labels = {"app.kubernetes.io/component": "function-pool", "kfn.dev/pool-state": state}
+    if function is not None:
+        labels["kfn.dev/function"] = function
+    return {
+        "metadata": {"uid": uid, "namespace": "team", "labels": labels},
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def test_a_pool_pod_is_a_function_pod_only_once_specialised_for_it() -> None:
+    assert discovery.view(pool_pod("p", "10.0.0.8", state="idle", function=None)) is None
+    assert discovery.view(pool_pod("p", "10.0.0.8", state="claimed")) is None
+    v = view(pool_pod("p", "10.0.0.8", state="specialised"))
+    assert (v.function, v.address) == (FN, "10.0.0.8:8080")
+
+
+@pytest.mark.asyncio
+async def test_an_adopted_pool_pod_is_an_endpoint_at_once_and_stays_one_in_the_watch() -> None:
+    updates: Updates = []
+    async with watching(updates, probe=answers_never) as (source, send):
+        await send([])
+        source.adopt(pool_pod("p", "10.0.0.8", state="specialised"), FN, 100.0)
+        assert updates[-1] == (FN, {"10.0.0.8:8080"})
+        assert source.instants.pods["10.0.0.8:8080"].created == 100.0
+        await send(("ADDED", pool_pod("p", "10.0.0.8", state="specialised")))
+        assert updates[-1] == (FN, {"10.0.0.8:8080"})
+        other = stats.FunctionKey("team", "other")
+        source.adopt(pool_pod("q", "10.0.0.9", state="specialised"), other, 100.0)
+        assert source.tracker.ready(other) == frozenset()  # not the function it was labelled for
+
+
+@pytest.mark.asyncio
+async def test_an_adopted_pod_that_never_reached_the_watch_is_dropped() -> None:
+    updates: Updates = []
+    async with watching(updates, probe=answers_never) as (source, send):
+        await send([])
+        source.adopt(pool_pod("p", "10.0.0.8", state="specialised"), FN, 100.0)
+        source.drop("p")
+        assert updates[-1] == (FN, frozenset())
+        assert "10.0.0.8:8080" not in source.instants.pods

@@ -184,9 +184,9 @@ def test_a_version_pod_without_its_number_counts_for_no_target() -> None:
     assert discovery.view(pod("function-version", **{"kfn.dev/version": "x"})) is None
 
 
-def test_the_pod_watch_selects_both_components() -> None:
+def test_the_pod_watch_selects_both_components_and_pool_pods_given_to_a_function() -> None:
     assert discovery.POD_SELECTOR == (
-        "kfn.dev/function,app.kubernetes.io/component in (function,function-version)"
+        "kfn.dev/function,app.kubernetes.io/component in (function,function-version,function-pool)"
     )
 
 

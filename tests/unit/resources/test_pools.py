@@ -514,3 +514,17 @@ def test_a_claim_is_timed_from_its_first_sight_until_it_is_no_longer_claimed() -
     assert first == NOW
     assert pools.claim_seen(first, claimed, NOW + datetime.timedelta(seconds=30)) == NOW
     assert pools.claim_seen(first, _pod("p", "abc", "specialised", fn="web"), NOW) is None
+
+
+def test_an_installation_with_pools_turned_off_keeps_none_and_says_so() -> None:
+    ns = pools.namespace_pools(
+        {pools.LABEL_WARM_POOLS: pools.ENABLED},
+        {pools.ANNOTATION_WARM_POOL_SIZE: "3"},
+        1,
+        enabled=False,
+    )
+    assert not ns.opted_in
+    assert ns.size == 0
+    status, reason, message = pools.condition(_function(), ns, IMAGES)
+    assert (status, reason) == ("False", "PoolsDisabled")
+    assert "warmPools.enabled" in message

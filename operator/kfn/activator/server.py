@@ -139,6 +139,7 @@ class Activator:
                     concurrency=limits.concurrency,
                     queue_limit=limits.queue_limit,
                     poke=self._poke,
+                    on_wake=self._wake,
                     on_cold_start=self.metrics.cold_start,
                     pods=self.pods,
                 )
@@ -164,6 +165,10 @@ class Activator:
     def _poke(self, function: stats.FunctionKey) -> None:
         if self.reporter is not None:
             self.reporter.poke(function)
+
+    def _wake(self, function: stats.FunctionKey) -> None:
+        if self.reporter is not None:
+            self.reporter.wake(function)
 
     async def _deliver(
         self, function: stats.FunctionKey, request_id: str, payload: bytes

@@ -17,6 +17,8 @@ import pytest_asyncio
 
 from kfn import stats
 from kfn.activator import access, router, server, stats_reporter, throttler
+from kfn.autoscaler import autoscaler as autoscalers
+from kfn.autoscaler import scaler, scaling
 from kfn.autoscaler import server as stats_server
 
 from .conftest import FN, MakeActivator, until
@@ -24,6 +26,7 @@ from .http import Backend, Client
 from .test_access import ALICE, ApiServer
 
 WAKE = "/_kfn/functions/default/hello/wake"
+GONE = stats.FunctionKey("default", "nobody")
 TOKEN = {"Authorization": "Bearer good"}
 
 
@@ -69,6 +72,7 @@ async def _activator(
     api = ApiServer()
     api.allowed.add((ALICE.username, FN))
     api.identities["other"] = access.Identity("system:serviceaccount:team-c:eve")
+    api.allowed.add((ALICE.username, GONE))
     checks = access.Access(
         api.review_token, api.review_access, clock=asyncio.get_running_loop().time
     )
@@ -135,6 +139,45 @@ async def test_a_wake_the_caller_may_not_make_wakes_nothing(
     assert response.json()["errorType"] == error_type
     assert activator.ctx.functions[FN].throttler.wakes == 0
     await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_wake_of_a_function_the_activator_does_not_know_is_404(
+    make_activator: MakeActivator, autoscaler: Autoscaler
+) -> None:
+    _, client = await _activator(make_activator, autoscaler)
+    response = await client.request("POST", "/_kfn/functions/default/nobody/wake", headers=TOKEN)
+    assert response.status == 404
+    assert response.json()["errorType"] == "ResourceNotFoundException"
+    await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_wake_scales_a_function_at_zero_to_its_activation_scale_through_the_autoscaler(
+    make_activator: MakeActivator,
+) -> None:
+    replicas = scaler.InMemoryScaler({FN: 0})
+    loop = autoscalers.Autoscaler(replicas)
+    loop.set_spec(FN, scaling.ScaleSpec(activation_scale=3))
+
+    async def receive(message: stats.StatMessage) -> None:
+        await loop.receive(message, now=loop.clock())
+
+    port = _free_port()
+    endpoint = await stats_server.serve(receive, "127.0.0.1", port)
+    sink = stats_reporter.HttpStatsSink(f"http://127.0.0.1:{port}/stats")
+    api = ApiServer()
+    api.allowed.add((ALICE.username, FN))
+    checks = access.Access(
+        api.review_token, api.review_access, clock=asyncio.get_running_loop().time
+    )
+    activator = await make_activator(invoke_door=True, checks=checks, stats_sink=sink)
+    client = await Client.connect(activator.ports[1])
+    assert (await client.request("POST", WAKE, headers=TOKEN)).status == 202
+    await until(lambda: replicas.history)
+    assert replicas.history == [(FN, 3)]
+    await client.close()
+    endpoint.close()
 
 
 def test_the_router_matches_the_wake_beside_the_invoke_with_its_qualifier() -> None:

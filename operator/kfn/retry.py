@@ -66,6 +66,9 @@ class Outcome:
     status: int
     body: bytes = b""
     function_error: bool = False
+    #: The cold start the request waited for, in milliseconds, as the activator's
+    #: ``Server-Timing: cold-start;dur=`` told it (None: it found a pod ready).
+    cold_start_ms: float | None = None
 
     @property
     def kind(self) -> Kind:

@@ -25,7 +25,8 @@ Wire format (``Content-Type: application/json``), version 1, compact keys::
           "r": 37,                 # requests received during the period
           "i": 35,                 # optional: invocations a pod answered in the period
           "e": 2,                  # optional: of those, failures of the function
-          "d": {"130": 30, "131": 5}  # optional: handler durations, bin -> count
+          "d": {"130": 30, "131": 5},  # optional: handler durations, bin -> count
+          "w": 1                   # optional: wakes asked for in the period
         }
       ]
     }
@@ -42,6 +43,12 @@ process's exit; never a throttle), and their handler durations counted in
 :data:`DURATION_BINS`). Absent means zero; they came without a new schema version: an older
 autoscaler ignores them, and an older activator's reports leave a rollout holding for want of
 invocations (never rolling back).
+
+``"w"`` counts the wakes callers asked for (``POST /_kfn/functions/{ns}/{name}/wake``): a
+caller expecting requests soon. The autoscaler takes a wake as activity (the idle timeout
+starts again from it) and, in a poke, scales a function at zero to its ``activationScale`` as
+a queued request would. It came without a new schema version: an older autoscaler ignores it,
+so upgrade the autoscaler before the activators.
 
 Each entry is one invocation target: a function's ``$LATEST`` (no ``"v"``) or one of its
 published versions (``"v"``: the number as text), which runs in a Deployment of its own
@@ -109,6 +116,8 @@ class FunctionStat:
     """Of ``invocations``, those that failed as the function's fault."""
     durations: Mapping[int, int] = dataclasses.field(default_factory=dict)
     """Handler durations of the period: :func:`kfn.rollout.duration_bin` bin -> count."""
+    wakes: int = 0
+    """Wakes asked for in the period: callers expecting requests soon."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.errors <= self.invocations:
@@ -157,6 +166,8 @@ def _entry(stat: FunctionStat) -> dict[str, Any]:
     durations = {str(b): n for b, n in sorted(stat.durations.items()) if n}
     if durations:
         entry["d"] = durations
+    if stat.wakes:
+        entry["w"] = stat.wakes
     return entry
 
 
@@ -199,6 +210,7 @@ def _function_stat(entry: Any) -> FunctionStat:
         invocations=invocations,
         errors=errors,
         durations=_durations(entry),
+        wakes=_count(entry, "w") if "w" in entry else 0,
     )
 
 

@@ -216,7 +216,7 @@ class Exchange:
         match = ctx.router.match(head.host, head.url, head.method)
         if match is not None and match.invoke:
             self.qualifier = match.qualifier
-            self.begin_invoke(door, match.function, match.conflict)
+            self.begin_invoke(door, match.function, match.conflict, wake=match.wake)
             return
         if not door.routes:
             self.answer(answers.ROUTES_ELSEWHERE)
@@ -318,10 +318,15 @@ class Exchange:
             self.start(entry)
 
     def begin_invoke(
-        self, door: context.Door, function: stats.FunctionKey, conflict: str = ""
+        self,
+        door: context.Door,
+        function: stats.FunctionKey,
+        conflict: str = "",
+        *,
+        wake: bool = False,
     ) -> None:
-        """The invoke API: on its door only, authorised when the door checks tokens;
-        ``conflict`` says why its URL names no one qualifier."""
+        """The invoke API (or with ``wake``, its wake): on its door only, authorised when the
+        door checks tokens; ``conflict`` says why its URL names no one qualifier."""
         self.invoke = True
         if not door.invoke:
             self.answer(answers.INVOKE_ELSEWHERE)
@@ -330,7 +335,7 @@ class Exchange:
             self.request_id = invoke_api.request_id(self.head.given_request_id)
             self.answer(answers.error(400, "InvalidParameterValueException", conflict))
             return
-        kind = invoke_api.gate(self.head.method, self.head.invocation_type)
+        kind = invoke_api.gate(self.head.method, self.head.invocation_type, wake=wake)
         if kind == invoke_api.EVENT:
             self.event_body = bytearray()  # the payload is collected from here on
         if door.access is not None:
@@ -387,6 +392,12 @@ class Exchange:
             return
         if isinstance(kind, answers.Answer):
             self.answer(kind)
+            return
+        if kind == invoke_api.WAKE:
+            # Not a request of the function's (no entry: neither counted nor timed as one).
+            entry.throttler.wake()
+            self.request_id = invoke_api.request_id(self.head.given_request_id)
+            self.answer(invoke_api.WOKEN)
             return
         if kind == invoke_api.EVENT:
             self.entry = entry

@@ -6,6 +6,10 @@ a ``POST``; ``Kfn-Invocation-Type`` (or Lambda's ``X-Amz-Invocation-Type``) choo
 (accepted at once, see :mod:`~kfn.activator.events`). Anything else is refused in
 Lambda's error shape.
 
+Its sibling ``/_kfn/functions/{namespace}/{name}/wake`` must be a ``POST`` too, under the same
+authorisation (the verb ``invoke``); it runs nothing and is answered :data:`WOKEN` (202) at
+once, whatever its body (which is not read) and its invocation type.
+
 An invoke keeps its caller's request id (``Kfn-Request-Id``, when it is one plain
 header value), so a trigger worker's retries of one event carry one
 ``aws_request_id``, as Lambda's asynchronous retries do; every other request gets a
@@ -23,8 +27,12 @@ from kfn.activator import answers
 
 SYNC: Final = "sync"
 EVENT: Final = "event"
+WAKE: Final = "wake"
 NOT_POST = answers.error(405, "InvalidRequestContentException", "invoke with POST")
 UNKNOWN_TYPE = answers.error(400, "InvalidParameterValueException", "unknown invocation type")
+NOT_POST_WAKE = answers.error(405, "InvalidRequestContentException", "wake with POST")
+#: The answer to a wake: taken, nothing ran (the pods start in the background).
+WOKEN = answers.Answer(202, b"", b"")
 
 _RANDOM_CHUNK: Final = 4096
 
@@ -53,11 +61,13 @@ class _RandomIds:
 _ids = _RandomIds()
 
 
-Kind = Literal["sync", "event"] | answers.Answer
+Kind = Literal["sync", "event", "wake"] | answers.Answer
 
 
-def gate(method: bytes, invocation_type: bytes) -> Kind:
-    """How an invoke is served, or the answer that refuses it."""
+def gate(method: bytes, invocation_type: bytes, *, wake: bool = False) -> Kind:
+    """How an invoke (or with ``wake``, a wake) is served, or the answer that refuses it."""
+    if wake:
+        return WAKE if method == b"POST" else NOT_POST_WAKE
     if method != b"POST":
         return NOT_POST
     if invocation_type == b"Event":

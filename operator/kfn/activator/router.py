@@ -9,6 +9,9 @@ Two kinds of request reach the activator:
   names it for :mod:`~kfn.activator.qualifiers`, with ``$LATEST`` as none. The header
   ``Kfn-Invocation-Type`` (or Lambda's ``X-Amz-Invocation-Type``) chooses
   ``RequestResponse`` (default) or ``Event``. It is proxied to the pod's ``POST /_kfn/invoke``.
+  ``POST /_kfn/functions/{namespace}/{name}/wake`` (a qualifier as the invoke's) is its
+  sibling: it runs nothing, and asks for the function's pods before requests come
+  (:meth:`kfn.activator.throttler.Throttler.wake`).
 * HTTP-trigger and Function URL requests, matched against :class:`Route`s and proxied
   unchanged, to the version or alias the route's Trigger names if any (its match carries
   the qualifier, resolved per request as the invoke API's); a route whose Trigger or
@@ -41,6 +44,7 @@ from kfn.api import web
 
 INVOKE_PREFIX = b"/_kfn/functions/"
 INVOKE_SUFFIX = b"/invoke"
+WAKE_SUFFIX = b"/wake"
 #: Where a pod serves invocations (the runtime contract).
 POD_INVOKE_PATH = b"/_kfn/invoke"
 
@@ -98,6 +102,8 @@ class Match:
     qualifier: str = ""
     #: Why the invoke API's URL names no one qualifier (its name's and its query's differ).
     conflict: str = ""
+    #: The invoke API's wake (``.../wake``): run nothing, ask for pods.
+    wake: bool = False
 
 
 class Router:
@@ -182,9 +188,13 @@ def pod_headers(route: Route) -> bytes:
 
 
 def _invoke_match(path: bytes, query: bytes = b"") -> Match | None:
-    if not path.endswith(INVOKE_SUFFIX):
+    if path.endswith(INVOKE_SUFFIX):
+        suffix, wake = INVOKE_SUFFIX, False
+    elif path.endswith(WAKE_SUFFIX):
+        suffix, wake = WAKE_SUFFIX, True
+    else:
         return None
-    parts = path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)].split(b"/")
+    parts = path[len(INVOKE_PREFIX) : -len(suffix)].split(b"/")
     if len(parts) != 2 or not all(parts):
         return None
     try:
@@ -192,8 +202,9 @@ def _invoke_match(path: bytes, query: bytes = b"") -> Match | None:
     except UnicodeDecodeError:
         return None
     if not query and "%" not in name and ":" not in name:
-        return Match(stats.FunctionKey(namespace, name), invoke=True)
-    return _qualified_match(namespace, name, query)
+        return Match(stats.FunctionKey(namespace, name), invoke=True, wake=wake)
+    match = _qualified_match(namespace, name, query)
+    return dataclasses.replace(match, wake=True) if match is not None and wake else match
 
 
 def _qualified_match(namespace: str, name: str, query: bytes) -> Match | None:

@@ -142,6 +142,7 @@ class Activator:
                     concurrency=limits.concurrency,
                     queue_limit=limits.queue_limit,
                     poke=self._poke,
+                    on_wake=self._wake,
                     on_cold_start=self.metrics.cold_start,
                     pods=self.pods,
                 )
@@ -169,6 +170,10 @@ class Activator:
             self.reporter.poke(function)
         if self.specialiser is not None:
             self.specialiser.start(function)
+
+    def _wake(self, function: stats.FunctionKey) -> None:
+        if self.reporter is not None:
+            self.reporter.wake(function)
 
     async def _deliver(
         self, function: stats.FunctionKey, request_id: str, payload: bytes

@@ -5,7 +5,10 @@ and peak in-flight, queued now, requests received) and each target's figures (in
 answered, failures, handler durations: what a rollout judges a version on) and sends one
 message listing the functions with any activity. A poke — the first request queued for a function
 with no ready endpoint — is sent at once, on its own, so that scaling from zero
-starts within milliseconds instead of up to a second later.
+starts within milliseconds instead of up to a second later. A wake at zero is sent the same
+way, its entry counting the wake (``"w"``) rather than a queued request: it asks the autoscaler
+for ``activationScale`` pods and restarts the function's idle clock, and it is counted again in
+the next period's message, so a lost send costs at most a second.
 
 Sending never blocks the proxy: a failed or slow send is logged and dropped (the
 next period carries fresh numbers anyway).
@@ -115,12 +118,13 @@ class StatsReporter:
         figures = self.figures_of()
         for key, throttle in list(self.throttlers_of().items()):
             average, peak, queued, requests = throttle.take_period()
+            wakes = throttle.take_wakes()
             counted = figures.get(key)
             invocations, errors, durations = counted.take_figures() if counted else (0, 0, {})
-            if average or peak or queued or requests or invocations:
+            if average or peak or queued or requests or invocations or wakes:
                 functions.append(
                     stats.FunctionStat(
-                        key, average, peak, queued, requests, invocations, errors, durations
+                        key, average, peak, queued, requests, invocations, errors, durations, wakes
                     )
                 )
         return stats.StatMessage(self.activator_id, self.clock(), tuple(functions))
@@ -131,6 +135,18 @@ class StatsReporter:
         queued = throttle.queued if throttle else 1
         stat = stats.FunctionStat(function, float(in_flight), in_flight, max(queued, 1), 0)
         return stats.StatMessage(self.activator_id, self.clock(), (stat,), poke=True)
+
+    def build_wake(self, function: stats.FunctionKey) -> stats.StatMessage:
+        """The poke of a wake: nothing queued on its account, one wake."""
+        throttle = self.throttlers_of().get(function)
+        in_flight = throttle.in_flight if throttle else 0
+        queued = throttle.queued if throttle else 0
+        stat = stats.FunctionStat(function, float(in_flight), in_flight, queued, 0, wakes=1)
+        return stats.StatMessage(self.activator_id, self.clock(), (stat,), poke=True)
+
+    def wake(self, function: stats.FunctionKey) -> None:
+        """Called by a throttler woken at zero: send at once."""
+        self._send_soon(self.build_wake(function))
 
     def poke(self, function: stats.FunctionKey) -> None:
         """Called by a throttler when a request queues at zero: send at once."""

@@ -16,6 +16,12 @@ for it (its answer reports the phases). When endpoints change, waiters are relea
 immediately; an endpoint that leaves gets no new requests but keeps its in-flight ones
 until they finish.
 
+A wake (:meth:`Throttler.wake`, the invoke API's ``/wake``: a caller expecting requests soon)
+is counted for the stats period, and at zero calls ``on_wake`` at once, as the first queued
+request calls ``poke``: the autoscaler scales the function before its requests arrive, and takes
+the wake as activity. It queues nothing and starts no cold start: a request that still finds no
+pod pays for the rest of the wait as any request at zero does.
+
 The throttler also keeps the numbers the stats reporter needs: a time-weighted
 in-flight average and peak over the reporting period, the queue length and the
 requests received.
@@ -60,6 +66,7 @@ class Throttler:
         on_cold_start: Callable[[stats.FunctionKey, cold_start.Phases], None] | None = None,
         pods: cold_start.PodInstants | None = None,
         clock: Seconds = time.monotonic,
+        on_wake: Callable[[stats.FunctionKey], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -67,6 +74,7 @@ class Throttler:
         self.concurrency = concurrency
         self.queue_limit = queue_limit
         self.poke = poke
+        self.on_wake = on_wake
         self.on_cold_start = on_cold_start
         self.clock = clock
         #: The instants of the function's pods (from discovery), for cold starts' phases.
@@ -83,6 +91,7 @@ class Throttler:
         self._area = 0.0
         self._peak = 0
         self.requests = 0
+        self.wakes = 0
 
     # --- capacity ------------------------------------------------------------------
 
@@ -228,6 +237,21 @@ class Throttler:
     def _report(self, decided: cold_start.Phases) -> None:
         if self.on_cold_start is not None:
             self.on_cold_start(self.function, decided)
+
+    def wake(self) -> bool:
+        """A caller expects requests soon: counted for the period, and at zero (no ready
+        endpoint) the autoscaler is poked at once. Returns whether it was poked."""
+        self.wakes += 1
+        if self._ready:
+            return False
+        if self.on_wake is not None:
+            self.on_wake(self.function)
+        return True
+
+    def take_wakes(self) -> int:
+        """The wakes since the last call; resets."""
+        wakes, self.wakes = self.wakes, 0
+        return wakes
 
     def note_request(self) -> None:
         """Count a request received for this function (for the stats period)."""

@@ -598,7 +598,25 @@ class Scale(meta.Model):
     idle_timeout: Annotated[meta.Duration, DurationRange("1s", "24h")] = pydantic.Field(
         default="60s",
         description="Time without requests after which the function scales to minReplicas "
-        "(a duration such as 60s or 5m; 1s to 24h).",
+        "(a duration such as 60s or 5m; 1s to 24h). A wake (POST "
+        "/_kfn/functions/{namespace}/{name}/wake) counts as a request.",
+    )
+    initial_scale: int | None = pydantic.Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Pods the function's Deployment is created with when the Function is "
+        "first deployed (Knative's initial-scale); defaults to minReplicas. Pods beyond "
+        "minReplicas then follow the autoscaler: without requests they go after idleTimeout. "
+        "0 deploys without starting a pod. At least minReplicas, at most maxReplicas.",
+    )
+    activation_scale: int = pydantic.Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Pods started at once when the function scales from zero, and kept "
+        "while it is above zero (Knative's activation-scale): a burst that will need several "
+        "pods does not wait for them one scale-up at a time. At most maxReplicas.",
     )
 
     __rules__ = (
@@ -607,7 +625,26 @@ class Scale(meta.Model):
             message="minReplicas must not be greater than maxReplicas",
             check=lambda s: s.min_replicas <= s.max_replicas,
         ),
+        Rule(
+            cel="!has(self.initialScale)"
+            " || (self.minReplicas <= self.initialScale && self.initialScale <= self.maxReplicas)",
+            message="initialScale must be between minReplicas and maxReplicas",
+            check=lambda s: (
+                s.initial_scale is None or s.min_replicas <= s.initial_scale <= s.max_replicas
+            ),
+        ),
+        Rule(
+            cel="self.activationScale <= self.maxReplicas",
+            message="activationScale must not be greater than maxReplicas",
+            check=lambda s: s.activation_scale <= s.max_replicas,
+        ),
     )
+
+    @property
+    def replicas_at_creation(self) -> int:
+        """The replicas a new Deployment of the function starts with: ``initialScale``,
+        else ``minReplicas``."""
+        return self.min_replicas if self.initial_scale is None else self.initial_scale
 
 
 # --- where pods run --------------------------------------------------------------------------

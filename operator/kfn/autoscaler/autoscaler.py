@@ -39,6 +39,10 @@ class Autoscaler:
         self._retention = 60.0
         #: When this autoscaler started listening (its first tick or message).
         self.listening_since: float | None = None
+        #: When each function was first decided on: a function created while the autoscaler
+        #: runs counts as idle only from then, so the pods its Deployment was created with
+        #: (``initialScale``) stay for an idle timeout instead of going at the first tick.
+        self.known_since: dict[stats.FunctionKey, float] = {}
 
     def set_spec(self, function: stats.FunctionKey, spec: scaling.ScaleSpec) -> None:
         """Start (or keep) scaling a function with this spec."""
@@ -50,6 +54,7 @@ class Autoscaler:
         """Stop scaling a function (it was deleted); its series go with it."""
         self.specs.pop(function, None)
         self.decisions.pop(function, None)
+        self.known_since.pop(function, None)
         metrics.forget(function)
 
     def observe_ready(self, function: stats.FunctionKey, replicas: int) -> None:
@@ -85,6 +90,9 @@ class Autoscaler:
         """Decide for one function and apply the decision if it changes anything."""
         spec = self.specs[function]
         current = await self.scaler.get_scale(function)
+        since = self.known_since.setdefault(function, now)
+        if self.listening_since is not None:
+            since = max(since, self.listening_since)
         decision = scaling.decide(
             self.window,
             function,
@@ -92,9 +100,10 @@ class Autoscaler:
             current,
             now,
             previous=self.decisions.get(function),
-            listening_since=self.listening_since,
+            listening_since=since,
         )
         if function not in self.specs:
+            self.known_since.pop(function, None)
             return decision  # removed while its scale was read: nothing to act on or export
         self.decisions[function] = decision
         metrics.decided(function, decision.desired, decision.in_panic)

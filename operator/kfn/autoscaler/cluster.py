@@ -50,6 +50,7 @@ def spec_of(fn: function_api.Function, **windows: float) -> scaling.ScaleSpec:
         min_replicas=scale.min_replicas,
         max_replicas=scale.max_replicas,
         idle_timeout=meta.parse_duration(scale.idle_timeout).total_seconds(),
+        activation_scale=min(scale.activation_scale, scale.max_replicas),
         **windows,
     )
 

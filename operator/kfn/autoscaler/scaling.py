@@ -13,12 +13,17 @@ The rules follow Knative's KPA:
   current pods can take, the autoscaler panics. In panic it follows the panic
   window and never scales down, until a whole stable window has passed without
   the threshold being reached again.
-* A request queued at zero replicas asks for one replica at once (the poke).
+* A request queued at zero replicas asks for one replica at once (the poke); so does a
+  wake (a caller expecting requests soon), for ``stale_after`` seconds after it.
+* Above zero the function keeps at least ``activation_scale`` replicas (Knative's
+  activation-scale): scaling from zero goes straight there, and the scale-down that follows
+  stops there until the function is idle.
 * Scale-down is rate limited (at most halving per decision) and reaching zero
   needs ``idle_timeout`` seconds without any request, in-flight or queued one.
   Once a function has been idle that long it goes to ``min_replicas`` at once,
   whatever the stable window still remembers: scale-to-zero then takes
-  ``idle_timeout``, not ``stable_window``.
+  ``idle_timeout``, not ``stable_window``. A wake counts as a request for this clock: a woken
+  function keeps its pods for ``idle_timeout`` after the wake.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class ScaleSpec:
     panic_window: float = 6.0
     panic_threshold: float = 2.0
     idle_timeout: float = 60.0
+    activation_scale: int = 1
     max_scale_down_rate: float = 2.0
     max_scale_up_rate: float = 1000.0
 
@@ -48,6 +54,8 @@ class ScaleSpec:
             raise ValueError("target_concurrency must be positive")
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
             raise ValueError("need 0 <= min_replicas <= max_replicas and max_replicas >= 1")
+        if not 1 <= self.activation_scale <= self.max_replicas:
+            raise ValueError("need 1 <= activation_scale <= max_replicas")
         if not 0 < self.panic_window <= self.stable_window:
             raise ValueError("need 0 < panic_window <= stable_window")
         if self.max_scale_down_rate < 1 or self.max_scale_up_rate < 1:
@@ -89,6 +97,7 @@ class StatsWindow:
         self._latest: dict[stats.FunctionKey, dict[str, _Latest]] = {}
         self._first_seen: dict[stats.FunctionKey, float] = {}
         self._last_active: dict[stats.FunctionKey, float] = {}
+        self._last_woken: dict[stats.FunctionKey, float] = {}
 
     def record(self, message: stats.StatMessage, now: float) -> None:
         """Add one activator's message, received at ``now``."""
@@ -107,7 +116,15 @@ class StatsWindow:
             bucket.queued = stat.queued
             bucket.requests += stat.requests
             self._latest.setdefault(key, {})[message.activator] = _Latest(now, stat.queued)
-            if stat.requests or stat.queued or stat.peak_concurrency or stat.average_concurrency:
+            if stat.wakes:
+                self._last_woken[key] = now
+            if (
+                stat.requests
+                or stat.queued
+                or stat.peak_concurrency
+                or stat.average_concurrency
+                or stat.wakes
+            ):
                 self._last_active[key] = now
 
     def expire(self, now: float) -> None:
@@ -124,6 +141,8 @@ class StatsWindow:
                 del self._buckets[key]
                 self._latest.pop(key, None)
                 self._first_seen.pop(key, None)
+        for key in [k for k, at in self._last_woken.items() if now - at > self.stale_after]:
+            del self._last_woken[key]
 
     def functions(self) -> list[stats.FunctionKey]:
         """The functions with any data in the window."""
@@ -158,6 +177,12 @@ class StatsWindow:
             for latest in self._latest.get(key, {}).values()
             if now - latest.received <= self.stale_after
         )
+
+    def woken(self, key: stats.FunctionKey, now: float) -> bool:
+        """Whether a wake for the function came within ``stale_after`` seconds: it asks for
+        pods as a queued request does, for as long as a report of one would count."""
+        at = self._last_woken.get(key)
+        return at is not None and 0.0 <= now - at <= self.stale_after
 
     def idle_for(self, key: stats.FunctionKey, now: float) -> float:
         """Seconds since the last report with any activity (infinite if never active)."""
@@ -237,6 +262,9 @@ def decide(
     if queued > 0 and desired < 1:
         desired = 1
         reason = "poke" if current == 0 else "queued"
+    elif desired < 1 and window.woken(key, now):
+        desired = 1
+        reason = "wake"
     if desired < 1 and current > 0 and idle < spec.idle_timeout:
         # Zero only after a full idle period: no request, none in flight, none queued.
         desired = 1
@@ -248,6 +276,10 @@ def decide(
         # just started knows nothing yet and must not drop pods at once.)
         desired = 0
         reason = "idle"
+    if 0 < desired < spec.activation_scale:
+        # Knative's activation-scale: from zero straight to it, and never below it above zero.
+        desired = spec.activation_scale
+        reason += "+activation"
 
     clamped = max(spec.min_replicas, min(spec.max_replicas, desired))
     if clamped != desired:

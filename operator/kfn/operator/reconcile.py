@@ -181,7 +181,7 @@ def reconcile(body: Mapping[str, Any]) -> Outcome:
     published: versions_.Published | None = None
     if image is not None:
         existing = kube.get("apps/v1", "Deployment", ns, fn.metadata.name)
-        initial = fn.spec.scale.min_replicas if existing is None else None
+        initial = fn.spec.scale.replicas_at_creation if existing is None else None
         # The previous image keeps serving while the next one builds, under its own hash.
         deploy_hash = source_hash if resolution.current else _deployed_hash(fn, existing)
         try:

@@ -6,6 +6,11 @@ exceeds its concurrency. :class:`Invoker` makes one invocation (``RequestRespons
 every answer, or the failure to get one, as a :class:`kfn.retry.Outcome` for the caller's
 retry policy.
 
+:meth:`Invoker.wake` asks the activator to start a function's pods before its events come
+(``POST .../wake``, the same door and right as an invoke), and every answer's cold start
+(``Server-Timing: cold-start;dur=``) is read into :attr:`kfn.retry.Outcome.cold_start_ms`, so a
+worker can learn how long to wake ahead (:mod:`kfn.triggers.warming`).
+
 The activator's invoke door asks for a bearer token that RBAC allows to invoke the function
 (:mod:`kfn.activator.access`): a worker sends its projected ServiceAccount token for the
 audience ``kfn`` (:class:`kfn.authn.tokenfile.TokenFile`), which the kubelet rotates in place.
@@ -21,6 +26,7 @@ import urllib.parse
 from collections.abc import Callable
 
 from kfn import retry
+from kfn.triggers import warming
 
 
 class _ClosedError(Exception):
@@ -49,12 +55,12 @@ class _Connection:
         self.reader.close()
         self.sock.close()
 
-    def exchange(self, head: bytes, body: bytes, timeout: float) -> tuple[int, bool, bytes, bool]:
-        """Sends a request; (status, function error, body, keep the connection)."""
+    def exchange(self, head: bytes, body: bytes, timeout: float) -> tuple[retry.Outcome, bool]:
+        """Sends a request; its outcome, and whether the connection may be kept."""
         self.sock.settimeout(timeout)
         self._send(head, body)
         while True:
-            status, keep, length, chunked, function_error = self._read_head()
+            status, keep, length, chunked, function_error, cold = self._read_head()
             if not 100 <= status < 200:
                 break  # an interim answer is followed by the final one
         if chunked:
@@ -65,7 +71,7 @@ class _Connection:
                 raise http.client.IncompleteRead(data, length - len(data))
         else:
             data, keep = self.reader.read(), False
-        return status, function_error, data, keep
+        return retry.Outcome(status, data, function_error, cold), keep
 
     def _send(self, head: bytes, body: bytes) -> None:
         try:
@@ -79,7 +85,7 @@ class _Connection:
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise _ClosedError(str(exc)) from None
 
-    def _read_head(self) -> tuple[int, bool, int | None, bool, bool]:
+    def _read_head(self) -> tuple[int, bool, int | None, bool, bool, float | None]:
         """The status line and the headers the invoke API uses."""
         line = self.reader.readline(65537)
         if not line:
@@ -90,6 +96,7 @@ class _Connection:
         keep = parts[0] == b"HTTP/1.1"
         length: int | None = None
         chunked = function_error = False
+        cold: float | None = None
         while (header := self.reader.readline(65537)) not in (b"\r\n", b"\n", b""):
             name, _, value = header.partition(b":")
             name = name.strip().lower()
@@ -101,7 +108,9 @@ class _Connection:
                 keep = keep and b"close" not in value.lower()
             elif name == b"kfn-function-error":
                 function_error = True
-        return int(parts[1]), keep, length, chunked, function_error
+            elif name == b"server-timing":
+                cold = warming.cold_start_ms(value) if cold is None else cold
+        return int(parts[1]), keep, length, chunked, function_error, cold
 
     def _chunks(self) -> bytes:
         parts: list[bytes] = []
@@ -185,10 +194,34 @@ class Invoker:
             f"{authorization}"
             f"Content-Length: {len(payload)}\r\n\r\n"
         ).encode("latin-1")
+        return self._send(head, payload, timeout)
+
+    def wake(
+        self, namespace: str, function: str, *, qualifier: str = "", timeout: float = 5.0
+    ) -> retry.Outcome:
+        """Asks the activator to start ``function``'s pods (its ``qualifier``'s) now, for
+        events expected soon: runs nothing, answered 202 at once. Waking a function that has
+        pods only counts as activity (its idle timeout starts again)."""
+        try:
+            authorization = f"Authorization: Bearer {self.token()}\r\n" if self.token else ""
+        except OSError as exc:
+            return retry.Outcome(0, f"reading the invoke token: {exc}".encode())
+        path = self.path(namespace, function, qualifier).removesuffix("/invoke") + "/wake"
+        head = (
+            f"POST {path} HTTP/1.1\r\n"
+            f"Host: {self._host_header}\r\n"
+            f"{authorization}"
+            "Content-Length: 0\r\n\r\n"
+        ).encode("latin-1")
+        return self._send(head, b"", timeout)
+
+    def _send(self, head: bytes, payload: bytes, timeout: float) -> retry.Outcome:
+        """One request over this thread's connection, sent again once on a fresh connection
+        when a reused one turned out closed before any answer arrived."""
         for _ in range(2):
             try:
                 connection, reused = self._connection(timeout)
-                status, error, body, keep = connection.exchange(head, payload, timeout)
+                outcome, keep = connection.exchange(head, payload, timeout)
             except _ClosedError as exc:
                 self._drop()
                 if reused:
@@ -199,5 +232,5 @@ class Invoker:
                 return retry.Outcome(0, str(exc).encode() or type(exc).__name__.encode())
             if not keep:
                 self._drop()
-            return retry.Outcome(status, body, error)
+            return outcome
         return retry.Outcome(0, b"the activator closed the connection")

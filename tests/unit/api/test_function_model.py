@@ -296,3 +296,26 @@ def test_log_levels_need_the_json_format_as_in_lambda(
 def test_log_levels_are_lambdas_names(level: str) -> None:
     with pytest.raises(pydantic.ValidationError):
         _function(logging={"format": "JSON", "applicationLogLevel": level})
+
+
+def test_scale_from_zero_starts_one_pod_and_creation_starts_min_replicas_by_default() -> None:
+    scale = _function(scale={"minReplicas": 2}).spec.scale
+    assert scale.activation_scale == 1
+    assert scale.initial_scale is None
+    assert scale.replicas_at_creation == 2
+    assert _function(scale={"initialScale": 0}).spec.scale.replicas_at_creation == 0
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        ({"maxReplicas": 3, "activationScale": 4}, "activationScale must not be greater"),
+        ({"maxReplicas": 3, "initialScale": 4}, "initialScale must be between"),
+        ({"minReplicas": 2, "initialScale": 1}, "initialScale must be between"),
+    ],
+)
+def test_scale_settings_out_of_their_bounds_are_refused(
+    scale: dict[str, int], message: str
+) -> None:
+    with pytest.raises(pydantic.ValidationError, match=message):
+        _function(scale=scale)

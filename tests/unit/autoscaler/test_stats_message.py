@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -124,3 +125,11 @@ def test_malformed_figures_are_rejected(fields: dict[str, object]) -> None:
 def test_a_stat_with_more_errors_than_invocations_cannot_be_made() -> None:
     with pytest.raises(ValueError, match="errors <= invocations"):
         stats.FunctionStat(stats.FunctionKey("d", "f"), 0.0, 0, 0, 0, invocations=1, errors=2)
+
+
+def test_a_wake_count_survives_the_wire_and_is_left_out_when_zero() -> None:
+    woken = stats.FunctionStat(stats.FunctionKey("ns", "fn"), 0.0, 0, 0, 0, wakes=2)
+    message = stats.StatMessage("act", 1.0, (woken,), poke=True)
+    assert stats.decode(stats.encode(message)).functions[0].wakes == 2
+    plain = stats.StatMessage("act", 1.0, (dataclasses.replace(woken, wakes=0),))
+    assert b'"w"' not in stats.encode(plain)

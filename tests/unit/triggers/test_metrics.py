@@ -33,7 +33,12 @@ SHARED = (
     "kfn_trigger_iterator_age_seconds",
     "kfn_trigger_destination_delivery_failures_total",
 )
-CRON_OWN = ("kfn_cron_fires_total", "kfn_cron_fire_failures_total", "kfn_cron_skipped_ticks_total")
+CRON_OWN = (
+    "kfn_cron_fires_total",
+    "kfn_cron_fire_failures_total",
+    "kfn_cron_skipped_ticks_total",
+    "kfn_cron_wakes_total",
+)
 
 
 def sample(name: str, **labels: str) -> float | None:
@@ -89,7 +94,12 @@ def test_forgetting_a_trigger_with_no_series_changes_nothing() -> None:
 
 def test_a_cron_trigger_that_leaves_the_table_takes_its_cron_series_with_it() -> None:
     touch_every_series("ops", "nightly", "cron")
-    for counter in (cron_worker.FIRES, cron_worker.FAILURES, cron_worker.SKIPPED):
+    for counter in (
+        cron_worker.FIRES,
+        cron_worker.FAILURES,
+        cron_worker.SKIPPED,
+        cron_worker.WAKES,
+    ):
         counter.labels("ops", "nightly").inc()
     touch_every_series("ops", "hourly", "cron")
     cron_worker.FIRES.labels("ops", "hourly").inc()

@@ -10,6 +10,9 @@ Three threads share one store of cron Triggers (:func:`table.schedules`):
   plans each Trigger with :func:`schedule.plan` (a Trigger whose ticks cannot be computed
   is skipped, never the loop) and hands the due ticks to the Trigger's own lane
   (:mod:`~kfn.triggers.cron.lanes`), so a slow or failing Trigger never delays another's.
+  It also wakes each Trigger's function a lead before its next tick
+  (:mod:`~kfn.triggers.cron.waking`), in threads of their own, so the tick finds a pod and
+  fires no later for it.
 
 Followers keep the table current from the watch (including ``status.lastFireTime`` the
 leader writes), so a new leader continues where the old one stopped.
@@ -28,7 +31,7 @@ from typing import Final
 
 import prometheus_client
 
-from kfn import kube
+from kfn import kube, retry
 from kfn.api import meta
 from kfn.api import trigger as trigger_api
 from kfn.clock import Clock, utcnow
@@ -42,8 +45,9 @@ from kfn.triggers import (
     onfailure,
     process,
     status,
+    warming,
 )
-from kfn.triggers.cron import lanes, schedule, table
+from kfn.triggers.cron import lanes, schedule, table, waking
 
 API_VERSION: Final = f"{meta.GROUP}/{meta.VERSION}"
 LEASE_NAME: Final = "kfn-cron"
@@ -71,12 +75,15 @@ LATENESS = prometheus_client.Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600),
 )
 LEADER = prometheus_client.Gauge("kfn_cron_leader", "1 while this replica fires the schedules.")
+WAKES = prometheus_client.Counter(
+    "kfn_cron_wakes", "Functions woken ahead of a tick, by trigger.", _BY_TRIGGER
+)
 
 
 def forget_metrics(namespace: str, name: str) -> None:
     """Drops a deleted cron Trigger's series, the shared ones and the cron worker's own."""
     metrics.forget_metrics(namespace, name, KIND)
-    for metric in (FIRES, FAILURES, SKIPPED):
+    for metric in (FIRES, FAILURES, SKIPPED, WAKES):
         with contextlib.suppress(KeyError):
             metric.remove(namespace, name)
 
@@ -118,6 +125,12 @@ class Deliverer:
         self.alive: Callable[[table.Entry], bool] = lambda entry: True
         self._recorded: dict[str, datetime.datetime] = {}
         self._lock = threading.Lock()
+        #: The cold starts of each function, learnt from the answers (the wakes' lead).
+        self.cold_starts = warming.ColdStarts()
+        #: Each Trigger's (by uid) last wake: the tick it was for and when it was sent.
+        self.woken: dict[str, tuple[datetime.datetime, datetime.datetime]] = {}
+        #: Each Trigger's last tick handed to its lane.
+        self.last_tick: dict[str, datetime.datetime] = {}
 
     def body(self, firing: table.Firing) -> bytes:
         event = schedule.scheduled_event(
@@ -130,17 +143,56 @@ class Deliverer:
         )
         return json.dumps(event, separators=(",", ":")).encode()
 
+    def woken_for(self, uid: str) -> datetime.datetime | None:
+        """The tick the Trigger ``uid``'s function was last woken for."""
+        with self._lock:
+            woken = self.woken.get(uid)
+        return woken[0] if woken else None
+
+    def mark_woken(self, uid: str, tick: datetime.datetime, at: datetime.datetime) -> None:
+        with self._lock:
+            self.woken[uid] = (tick, at)
+
+    def keep_only(self, uids: set[str]) -> None:
+        """Forgets the wakes and ticks of Triggers gone."""
+        with self._lock:
+            for uid in set(self.woken) - uids:
+                del self.woken[uid]
+            for uid in set(self.last_tick) - uids:
+                del self.last_tick[uid]
+
+    def wake(self, entry: table.Entry, tick: datetime.datetime) -> None:
+        """Wakes the function of ``entry`` for ``tick`` (in a thread of the Worker's)."""
+        self.mark_woken(entry.uid, tick, self.clock())
+        outcome = self.invoker.wake(entry.namespace, entry.function, qualifier=entry.qualifier)
+        WAKES.labels(entry.namespace, entry.name).inc()
+        if outcome.status != 202:
+            # The tick goes on as without a wake; its own invocation says what is wrong.
+            logger.info("%s: waking the function failed: %s", entry.label, outcome.describe())
+
     def fire(self, firing: table.Firing) -> None:
         entry = firing.entry
         target = failure.Target(entry.namespace, entry.function, entry.name, KIND, entry.qualifier)
-        LATENESS.observe(max(0.0, (self.clock() - firing.tick).total_seconds()))
+        started = self.clock()
+        LATENESS.observe(max(0.0, (started - firing.tick).total_seconds()))
         metrics.RECEIVED.labels(entry.namespace, entry.name, KIND).inc()
+        with self._lock:
+            woken = self.woken.get(entry.uid)
+        # Only the first attempt follows the wake; a retry's cold start is its own.
+        woken_before = [started - woken[1] if woken and woken[0] == firing.tick else None]
+        key = (entry.namespace, entry.function, entry.qualifier)
+
+        def learn(outcome: retry.Outcome) -> None:
+            self.cold_starts.observe(key, outcome.cold_start_ms, woken_before=woken_before[0])
+            woken_before[0] = None
+
         result = self.async_delivery.deliver(
             target,
             entry.spec.delivery,
             self.body(firing),
             request_id=schedule.event_id(entry.uid, firing.tick),
             first_seen=firing.tick,
+            on_attempt=learn,
             alive=lambda: self.alive(entry),
         )
         if not result.handled:
@@ -283,6 +335,8 @@ class Worker:
         )
         #: Writes of ``nextFireTime`` alone, apart from the fires so neither waits for the other.
         self.records = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="record")
+        #: Wakes ahead of ticks, apart from the fires so a slow wake never delays a tick.
+        self.wakes = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="wake")
 
     def holds(self, entry: table.Entry) -> bool:
         """Whether the Trigger of ``entry`` (the same object, by uid) is still here."""
@@ -305,6 +359,7 @@ class Worker:
             self.schedules.stop()
             self.lanes.join()
             self.records.shutdown(wait=True)
+            self.wakes.shutdown(wait=True)
             self.lease.release()
 
     def loop(self) -> None:
@@ -334,6 +389,7 @@ class Worker:
         if self.deliverer.record:
             self.deliverer.watch(entries)
         self.lanes.submit(firings)
+        later = self.wake_ahead(entries, firings, now)
         fired = {id(f.entry) for f in firings}
         for entry in entries:
             if id(entry) in fired or entry.next is None or entry.next == entry.reported_next:
@@ -341,5 +397,36 @@ class Worker:
             entry.reported_next = entry.next
             if self.deliverer.record:
                 self.records.submit(record_status, entry, last=None, next_=entry.next)
-        pending = [e.next for e in entries if e.next is not None]
+        pending = [e.next for e in entries if e.next is not None] + later
         return min(pending, default=None)
+
+    def wake_ahead(
+        self, entries: list[table.Entry], firings: list[table.Firing], now: datetime.datetime
+    ) -> list[datetime.datetime]:
+        """Sends the wakes due at ``now`` (:func:`waking.plan`); the wake instants ahead."""
+        deliverer = self.deliverer
+        for firing in firings:
+            deliverer.last_tick[firing.entry.uid] = max(
+                firing.tick, deliverer.last_tick.get(firing.entry.uid, firing.tick)
+            )
+        later: list[datetime.datetime] = []
+        uids: set[str] = set()
+        for entry in entries:
+            uids.add(entry.uid)
+            if entry.next is None or entry.problem is not None or entry.spec.suspend:
+                continue
+            plan = waking.plan(
+                entry.next,
+                now,
+                deliverer.cold_starts.lead((entry.namespace, entry.function, entry.qualifier)),
+                previous_tick=deliverer.last_tick.get(entry.uid),
+                woken_for=deliverer.woken_for(entry.uid),
+            )
+            if plan.wake_now:
+                # Marked before the thread runs, so the next pass does not send it again.
+                deliverer.mark_woken(entry.uid, entry.next, now)
+                self.wakes.submit(deliverer.wake, entry, entry.next)
+            elif plan.later is not None:
+                later.append(plan.later)
+        deliverer.keep_only(uids)
+        return later

@@ -489,6 +489,7 @@ class Consumer(source_.Consumer):
             self.charge(added)
         if received:
             metrics.RECEIVED.labels(self.target.namespace, self.target.name, KIND).inc(received)
+            self.pending(received, now)
             if not self.reachable:
                 self._reachable(True, trigger_api.Reason.CONNECTED, "consuming")
 

@@ -654,6 +654,7 @@ class Consumer(source_.Consumer):
                 taken += 1
         if taken:
             metrics.RECEIVED.labels(self.target.namespace, self.target.name, KIND).inc(taken)
+            self.pending(taken, now)
             if not self.reachable:
                 self._reachable(
                     True,

@@ -16,6 +16,7 @@ group, a durable), given the broker's own deleting step.
 from __future__ import annotations
 
 import abc
+import concurrent.futures
 import dataclasses
 import datetime
 import logging
@@ -30,7 +31,7 @@ from kfn.api import endpoints
 from kfn.api import trigger as trigger_api
 from kfn.triggers import credentials, failure, invoke, metrics, onfailure
 from kfn.triggers import status as status_
-from kfn.triggers.stream import batching, events
+from kfn.triggers.stream import batching, events, waking
 from kfn.triggers.stream import budget as budget_
 
 logger = logging.getLogger(__name__)
@@ -102,13 +103,17 @@ def forget(
 @dataclasses.dataclass(frozen=True)
 class Clients:
     """What every consumer of a worker uses: the activator's invoke client, the onFailure
-    destinations, the status writer and the process's byte budget."""
+    destinations, the status writer, the process's byte budget and the threads that wake
+    functions (:mod:`~kfn.triggers.stream.waking`)."""
 
     invoker: invoke.Invoker
     destinations: onfailure.Destinations
     statuses: status_.StatusWriter
     budget: budget_.ByteBudget = dataclasses.field(
         default_factory=lambda: budget_.ByteBudget(budget_.DEFAULT_MIB * 1024 * 1024)
+    )
+    wakes: concurrent.futures.Executor = dataclasses.field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="wake")
     )
 
 
@@ -124,6 +129,11 @@ class Consumer:
         self.destinations = clients.destinations
         self.statuses = clients.statuses
         self.budget = clients.budget
+        self.wakes = clients.wakes
+        #: When the function was last invoked and last woken (monotonic; None: never).
+        self.last_invoked: float | None = None
+        self.last_woken: float | None = None
+        self._waking = threading.Lock()
         #: Bytes this consumer holds of the budget, all given back when it ends.
         self.charged = 0
         self.grace = grace
@@ -145,8 +155,34 @@ class Consumer:
         self.budget.give(self.charged)
         self.charged = 0
 
+    def pending(self, records: int, now: float) -> None:
+        """``records`` wait for the function (taken in, or the broker's lag) at ``now``
+        (monotonic): wakes it when it may have gone idle (:func:`waking.should_wake`)."""
+        with self._waking:
+            wake = waking.should_wake(
+                records, now, last_invoked=self.last_invoked, last_woken=self.last_woken
+            )
+            if wake:
+                self.last_woken = now
+        if wake:
+            self.wakes.submit(self._wake)
+
+    def invoked(self, now: float) -> None:
+        """The function is invoked at ``now`` (monotonic): it is awake."""
+        with self._waking:
+            self.last_invoked = now
+
+    def _wake(self) -> None:
+        target = self.target
+        outcome = self.invoker.wake(target.namespace, target.function, qualifier=target.qualifier)
+        if outcome.status != 202:
+            # The batch goes on as without a wake; its own invocation says what is wrong.
+            logger.info("%s: waking the function failed: %s", target.label, outcome.describe())
+
     def report_lag(self, lag: int) -> None:
-        """Exports the lag and writes it, with the last event's time, to the status."""
+        """Exports the lag and writes it, with the last event's time, to the status; a lag
+        may wake the function (:meth:`pending`)."""
+        self.pending(lag, time.monotonic())
         metrics.LAG.labels(self.target.namespace, self.target.name, KIND).set(lag)
         extra: dict[str, Any] = {"lag": lag}
         if self.last_event is not None:
@@ -198,6 +234,7 @@ class BatchSource(abc.ABC, Generic[T]):
             self.target.namespace, self.target.name, KIND,
             now=self.consumer.wall(), written=records[-1].time,
         )  # fmt: skip
+        self.consumer.invoked(time.monotonic())
         return self.consumer.invoker.invoke(
             self.target.namespace,
             self.target.function,

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -36,18 +37,18 @@ from kfn import kube, oci, ociauth, stats
 from kfn.activator import pod_probe, specialise
 from kfn.api import function as function_api
 from kfn.kube import cache
-from kfn.resources import deployment
+from kfn.resources import deployment, objects
 from kfn.resources import pools as pool_rules
 
 logger = logging.getLogger(__name__)
 
-LABEL_COMPONENT = "app.kubernetes.io/component"
-LABEL_FUNCTION = "kfn.dev/function"
-LABEL_POOL = "kfn.dev/pool"
-LABEL_STATE = "kfn.dev/pool-state"
-COMPONENT_POOL = "function-pool"
-IDLE = "idle"
-SPECIALISED = "specialised"
+LABEL_COMPONENT = objects.LABEL_COMPONENT
+LABEL_FUNCTION = objects.LABEL_FUNCTION
+LABEL_POOL = pool_rules.LABEL_POOL
+LABEL_STATE = pool_rules.LABEL_POOL_STATE
+COMPONENT_POOL = pool_rules.COMPONENT_POOL
+IDLE = pool_rules.STATE_IDLE
+SPECIALISED = pool_rules.STATE_SPECIALISED
 #: The idle pods of every pool in every namespace.
 IDLE_SELECTOR = f"{LABEL_COMPONENT}={COMPONENT_POOL},{LABEL_STATE}={IDLE}"
 SPECIALISE_PATH = "/_kfn/specialise"
@@ -337,9 +338,11 @@ class Specialiser:
 
     async def _label(self, pod: IdlePod, fn: function_api.Function) -> None:
         """Makes the pod its function's for every activator and out of its ReplicaSet."""
+        at = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
         patch = {
             "metadata": {
                 "labels": {LABEL_STATE: SPECIALISED, LABEL_FUNCTION: fn.metadata.name},
+                "annotations": {pool_rules.ANNOTATION_SPECIALISED_AT: at},
                 "ownerReferences": [
                     {
                         "apiVersion": fn.api_version,

@@ -471,7 +471,8 @@ def _retire(pods: list[Mapping[str, Any]], logger: Logger) -> None:
     for pod in pods:
         meta_ = pod.get("metadata") or {}
         state = (meta_.get("labels") or {}).get(pool_rules.LABEL_POOL_STATE)
-        if state != pool_rules.STATE_CLAIMED or meta_.get("name") in retired:
+        waiting = (pool_rules.STATE_CLAIMED, pool_rules.STATE_SPECIALISED)
+        if state not in waiting or meta_.get("name") in retired:
             continue
         uid = str(meta_.get("uid", ""))
         with _recheck_lock:

@@ -230,13 +230,16 @@ def retire(
         return [], None
     ns = str((pods[0].get("metadata") or {}).get("namespace", ""))
     ready: dict[str, int] = {}
+    at_zero: set[str] = set()
     for name in {pools.serving_deployment(pod) for pod in pods} - {None}:
         assert name is not None
         live = kube.get("apps/v1", "Deployment", ns, name)
         ready[name] = int(((live or {}).get("status") or {}).get("readyReplicas") or 0)
+        if live is not None and not (live.get("spec") or {}).get("replicas"):
+            at_zero.add(name)
     with _lock:
         since = dict(_claims)
-    gone = pools.retire(pods, ready, since, now)
+    gone = pools.retire(pods, ready, since, now, scaled_to_zero=at_zero)
     for retirement in gone:
         kube.delete("v1", "Pod", ns, retirement.pod)
     retired = {r.pod for r in gone}
@@ -245,5 +248,13 @@ def retire(
         for pod in pods
         if (meta_ := pod.get("metadata") or {}).get("name") not in retired
         and (uid := str(meta_.get("uid", ""))) in since
+    ]
+    # A specialised pod whose function is at zero goes after the grace: look again then.
+    waits += [
+        pools.IDLE_GRACE_SECONDS - (now - at).total_seconds()
+        for pod in pods
+        if (pod.get("metadata") or {}).get("name") not in retired
+        and pools.serving_deployment(pod) in at_zero
+        and (at := pools.specialised_at(pod)) is not None
     ]
     return gone, (max(0.0, min(waits)) + 1.0 if waits else None)

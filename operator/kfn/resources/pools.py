@@ -35,7 +35,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
 from kfn.api import function, meta
@@ -54,6 +54,8 @@ STATE_CLAIMED: Final = "claimed"
 STATE_SPECIALISED: Final = "specialised"
 ANNOTATION_POOL_RUNTIME: Final = "kfn.dev/pool-runtime"
 ANNOTATION_POOL_TEMPLATE: Final = "kfn.dev/pool-template"
+#: When the activator specialised a pool pod (RFC 3339), set with its function's labels.
+ANNOTATION_SPECIALISED_AT: Final = "kfn.dev/specialised-at"
 """On pool pods: a digest of the pod template they were made from. A ReplicaSet does not
 replace its pods when its template changes (a new runtime image, say), so the operator deletes
 the idle pods of an older template and the ReplicaSet makes new ones."""
@@ -76,6 +78,9 @@ POOL_TIMEOUT: Final[str] = function.FunctionSpec.model_fields["timeout"].default
 """The function timeout a pool pod is made for (the default), which sizes its grace period
 and liveness bound."""
 CLAIM_LIMIT_SECONDS: Final = 60.0
+#: How long a specialised pod outlives its function's Deployment at zero replicas: longer than
+#: the autoscaler takes to scale it up for the request that specialised the pod.
+IDLE_GRACE_SECONDS: Final = 10.0
 """How long a pod may stay claimed without being specialised before it is deleted."""
 
 DEPS_DIRS: Final = {"python": "/opt/python", "nodejs": "/opt/nodejs"}
@@ -508,11 +513,23 @@ class Retirement:
     reason: str
 
 
+def specialised_at(pod: Mapping[str, Any]) -> datetime.datetime | None:
+    """When the activator specialised ``pod`` (its annotation), or None."""
+    value = (_meta(pod).get("annotations") or {}).get(ANNOTATION_SPECIALISED_AT)
+    try:
+        at = datetime.datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    return at if at is None or at.tzinfo else at.replace(tzinfo=datetime.UTC)
+
+
 def retire(
     pods: Sequence[Mapping[str, Any]],
     ready_replicas: Mapping[str, int],
     claimed_since: Mapping[str, datetime.datetime],
     now: datetime.datetime,
+    *,
+    scaled_to_zero: Collection[str] = (),
 ) -> list[Retirement]:
     """The claimed and specialised pool pods to delete.
 
@@ -522,7 +539,11 @@ def retire(
     :func:`claim_seen`). A pod whose Function is gone is the garbage collector's: the claim
     made the Function its owner. Idle pods and pods already going are never retired here.
     A claimed pod whose runtime restarted goes at once: the new process starts in pool mode,
-    knowing nothing of the function it was given.
+    knowing nothing of the function it was given. A specialised pod also goes when its
+    function went idle: the Deployment is in ``scaled_to_zero`` (its ``spec.replicas`` is 0)
+    more than :data:`IDLE_GRACE_SECONDS` after the pod was specialised (its Deployment may be
+    scaled down before its own pod was ever ready, with an idle timeout shorter than a pod
+    start).
     """
     limit = datetime.timedelta(seconds=CLAIM_LIMIT_SECONDS)
     found = []
@@ -541,6 +562,15 @@ def retire(
                     name, "its runtime restarted, in pool mode: it serves its function no more"
                 )
             )
+            continue
+        at = specialised_at(pod)
+        idle_for = (
+            (now - at).total_seconds()
+            if state == STATE_SPECIALISED and serving in scaled_to_zero and at is not None
+            else None
+        )
+        if idle_for is not None and idle_for > IDLE_GRACE_SECONDS:
+            found.append(Retirement(name, f"Deployment {serving} scaled to zero: it went idle"))
             continue
         since = claimed_since.get(str(meta_.get("uid", "")))
         if state == STATE_CLAIMED and since is not None and now - since > limit:

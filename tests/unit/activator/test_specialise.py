@@ -63,11 +63,15 @@ def test_a_user_value_from_the_deployment_builder_arrives_as_the_user_wrote_it()
         {
             "apiVersion": "kfn.dev/v1alpha1",
             "kind": "Function",
-            "metadata": {"name": "f", "namespace": "team"},
+            "metadata": {"name": "f", "namespace": "team", "uid": "u-1"},
             "spec": {
                 "runtime": "python3.11",
                 "handler": "app.handler",
-                "source": {"inline": {"app.py": "def handler(e, c): return 1\n"}},
+                "source": {
+                    "inline": {
+                        "files": [{"name": "app.py", "content": "def handler(e, c): return 1\n"}]
+                    }
+                },
                 "env": [{"name": "PRICE", "value": "$(NOT_A_REF) costs $5"}],
             },
         }

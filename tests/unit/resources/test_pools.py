@@ -528,3 +528,24 @@ def test_an_installation_with_pools_turned_off_keeps_none_and_says_so() -> None:
     status, reason, message = pools.condition(_function(), ns, IMAGES)
     assert (status, reason) == ("False", "PoolsDisabled")
     assert "warmPools.enabled" in message
+
+
+def test_a_specialised_pod_goes_when_its_function_went_idle_after_the_grace() -> None:
+    pod = _pod("p", "abc", "specialised", fn="web")
+    pod["metadata"]["annotations"] = {"kfn.dev/specialised-at": NOW.isoformat()}
+    soon = NOW + datetime.timedelta(seconds=pools.IDLE_GRACE_SECONDS - 1)
+    later = NOW + datetime.timedelta(seconds=pools.IDLE_GRACE_SECONDS + 1)
+    # Its Deployment is not scaled up yet for the request that specialised it: it stays.
+    assert pools.retire([pod], {}, {}, soon, scaled_to_zero={"web"}) == []
+    # Still scaled up (its own pod starting): it stays too.
+    assert pools.retire([pod], {}, {}, later) == []
+    (retired,) = pools.retire([pod], {}, {}, later, scaled_to_zero={"web"})
+    assert retired.pod == "p"
+    assert "went idle" in retired.reason
+
+
+def test_a_specialised_pod_without_its_time_is_left_to_its_deployments_ready_pod() -> None:
+    pod = _pod("p", "abc", "specialised", fn="web")
+    pod["metadata"]["annotations"] = {"kfn.dev/specialised-at": "yesterday"}
+    later = NOW + datetime.timedelta(hours=1)
+    assert pools.retire([pod], {}, {}, later, scaled_to_zero={"web"}) == []

@@ -376,7 +376,8 @@ def main() -> int:
     fallbacks: dict[str, int] = dict.fromkeys(pooled, 0)
     try:
         if args.pools:
-            opt_in(ns, args.namespace, 1)
+            # Two: the two Python functions share a pool, each trial takes one pod of it.
+            opt_in(ns, args.namespace, 2)
         for body in (deployment("bare", bare), deployment("runtime", image, RUNTIME_ENV)):
             kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(body))
         warm(api, ns, "bare")

@@ -227,7 +227,9 @@ def deployment_event(event: kopf.RawEvent, logger: Logger, **kwargs: Any) -> Non
     _child_event(event, kwargs["functions_by_name"], logger)
     body = event.get("object") or {}
     ready = int((body.get("status") or {}).get("readyReplicas") or 0)
-    if event.get("type") != "DELETED" and ready >= 1:
+    at_zero = not (body.get("spec") or {}).get("replicas")
+    # Its pool pods go once it has a ready pod of its own, or once it went idle.
+    if event.get("type") != "DELETED" and (ready >= 1 or at_zero):
         meta_ = body.get("metadata") or {}
         claimed = kwargs["claimed_pool_pods"].get((meta_.get("namespace"), meta_.get("name")))
         if claimed:

@@ -47,6 +47,12 @@ def pool_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     settings.warm_pool_default_size.cache_clear()
     pools.forget_namespace(NS)
+    # The looks again a test scheduled would come after it, against nothing.
+    with handlers._recheck_lock:
+        timers = list(handlers._rechecks.values())
+        handlers._rechecks.clear()
+    for timer in timers:
+        timer.cancel()
 
 
 def _namespace(labels: dict[str, str] | None = None, **annotations: str) -> None:
@@ -361,6 +367,38 @@ def test_a_deployment_getting_a_ready_pod_retires_the_pool_pods_it_takes_over_fr
         claimed_pool_pods={(NS, "web"): [pod]},
     )
     assert api.names(PODS) == []
+
+
+def test_a_deployment_scaled_to_zero_retires_a_pool_pod_specialised_before_the_grace(
+    api: kubeapi.KubeApi,
+) -> None:
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+        seconds=rules.IDLE_GRACE_SECONDS + 5
+    )
+    just_now = datetime.datetime.now(datetime.UTC)
+    old = _pod("p", rules.STATE_SPECIALISED, fn="web")
+    old["metadata"]["annotations"] = {rules.ANNOTATION_SPECIALISED_AT: long_ago.isoformat()}
+    new = _pod("q", rules.STATE_SPECIALISED, fn="web")
+    new["metadata"]["annotations"] = {rules.ANNOTATION_SPECIALISED_AT: just_now.isoformat()}
+    pods = [api.put(PODS, old), api.put(PODS, new)]
+    deployment = api.put(
+        DEPLOYMENTS,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": NS, "labels": {}},
+            "spec": {"replicas": 0},
+            "status": {},
+        },
+    )
+    handlers.deployment_event(
+        event={"type": "MODIFIED", "object": deployment},
+        logger=LOG,
+        functions_by_name={},
+        claimed_pool_pods={(NS, "web"): pods},
+    )
+    # The one specialised just now may be the request's that woke the Deployment: it stays.
+    assert api.names(PODS) == ["q"]
 
 
 def test_a_pool_pod_specialised_after_its_functions_pods_are_ready_goes_at_once(

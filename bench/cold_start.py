@@ -270,6 +270,18 @@ def pod_ready(pod: client.V1Pod) -> bool:
     )
 
 
+def settled(api: client.CoreV1Api, ns: str) -> bool:
+    """No pod of the namespace is starting or stopping: the previous trial's aftermath (its
+    function's own pod, its pool's refill, their scale-down) is over, so it does not take the
+    2-core node's CPU from this trial."""
+    for pod in api.list_namespaced_pod(ns).items:
+        if pod.status.phase in ("Succeeded", "Failed"):
+            continue
+        if not pod_ready(pod):
+            return False
+    return True
+
+
 def pool_trial(
     api: client.CoreV1Api, ns: str, name: str, path: str, address: tuple[str, int]
 ) -> tuple[float, bool]:
@@ -282,6 +294,7 @@ def pool_trial(
             and not api.list_namespaced_pod(ns, label_selector=label).items
             and not _pool_pods(api, ns, f"kfn.dev/function={name}")
             and any(pod_ready(p) for p in _pool_pods(api, ns, "kfn.dev/pool-state=idle"))
+            and settled(api, ns)
         ),
         f"{name} at zero with an idle pool pod ready",
     )

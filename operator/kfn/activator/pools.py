@@ -188,14 +188,30 @@ class Specialiser:
             for task in [*self._running.values(), *self._background]:
                 task.cancel()
 
-    def start(self, function: stats.FunctionKey) -> None:
-        """The function has a request queued and no pod: specialise one, unless one is
-        being specialised for it already. Only ``$LATEST`` is served from pools."""
+    def start(self, function: stats.FunctionKey, then: Callable[[], None]) -> bool:
+        """The function has a request queued and no pod: specialise an idle pod of its pool
+        for it, and call ``then`` when that ended, however it did. False (``then`` is not
+        called) when its pool has no idle pod, it cannot use one, or one is being specialised
+        for it already. Only ``$LATEST`` is served from pools.
+
+        The caller pokes the autoscaler in ``then``: a pod of the function's own Deployment
+        starting on a 2-core node takes the CPU the specialisation needs, and the function
+        has its answer by then."""
         if function.version != stats.LATEST_VERSION or function in self._running:
-            return
+            return False
+        fn = self.function_of(function.namespace, function.name)
+        pool = None if fn is None else self.pool_of(fn)
+        if pool is None or not self.idle(function.namespace, pool):
+            return False
         task = asyncio.get_running_loop().create_task(self._specialise(function))
         self._running[function] = task
-        task.add_done_callback(lambda _: self._running.pop(function, None))
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._running.pop(function, None)
+            then()
+
+        task.add_done_callback(done)
+        return True
 
     def idle(self, namespace: str, pool: str) -> list[IdlePod]:
         if self._store is None:
@@ -214,8 +230,8 @@ class Specialiser:
             logger.exception("specialising a pool pod for %s failed", function)
             outcome = "error"
         self.outcomes[outcome] += 1
-        logger.debug(
-            "pool pod for %s: %s (%.1f ms)", function, outcome, (time.time() - began) * 1e3
+        logger.info(
+            "warm pool for %s: %s in %.1f ms", function, outcome, (time.time() - began) * 1e3
         )
 
     async def _attempt(self, function: stats.FunctionKey, began: float) -> str:

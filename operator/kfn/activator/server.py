@@ -166,10 +166,18 @@ class Activator:
             entry.throttler.update_endpoints(addresses)
 
     def _poke(self, function: stats.FunctionKey) -> None:
+        """The function's first request queued with no pod: a warm pool's pod is specialised
+        for it if one can be, and the autoscaler is told once that ended (the specialiser's
+        note says why); else at once."""
+        if self.specialiser is not None and self.specialiser.start(
+            function, lambda: self._tell_autoscaler(function)
+        ):
+            return
+        self._tell_autoscaler(function)
+
+    def _tell_autoscaler(self, function: stats.FunctionKey) -> None:
         if self.reporter is not None:
             self.reporter.poke(function)
-        if self.specialiser is not None:
-            self.specialiser.start(function)
 
     def _wake(self, function: stats.FunctionKey) -> None:
         if self.reporter is not None:

@@ -298,6 +298,7 @@ def pool_trial(
         ),
         f"{name} at zero with an idle pool pod ready",
     )
+    time.sleep(1.0)  # the kubelet's clean-up of the pods that went (cgroups, networks) ends
     response = asyncio.run(httpload.request(*address, "POST", path, b"{}", headers=bearer()))
     if response.status != 200:
         raise SystemExit(f"pool invocation of {name} answered {response.status}: {response.body!r}")

@@ -133,7 +133,10 @@ class StatsReporter:
         throttle = self.throttlers_of().get(function)
         in_flight = throttle.in_flight if throttle else 0
         queued = throttle.queued if throttle else 1
-        stat = stats.FunctionStat(function, float(in_flight), in_flight, max(queued, 1), 0)
+        # A poke stands for at least the request that made it, queued or (once a warm pool's
+        # pod took it: kfn.activator.pools) in flight; never for it twice.
+        wanted = max(queued, 0 if in_flight else 1)
+        stat = stats.FunctionStat(function, float(in_flight), in_flight, wanted, 0)
         return stats.StatMessage(self.activator_id, self.clock(), (stat,), poke=True)
 
     def build_wake(self, function: stats.FunctionKey) -> stats.StatMessage:

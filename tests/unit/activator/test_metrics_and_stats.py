@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from kfn import rollout, stats
-from kfn.activator import stats_reporter
+from kfn.activator import stats_reporter, throttler
 from kfn.autoscaler import server as stats_server
 
 from .conftest import FN, MakeActivator, until
@@ -128,3 +128,17 @@ async def test_the_report_counts_invocations_failures_and_handler_durations_of_t
     # The next period starts from nothing.
     assert activator.reporter.build().functions == ()
     await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_poke_sent_once_a_pool_pod_took_the_request_asks_for_it_once() -> None:
+    throttle = throttler.Throttler(FN, concurrency=1)
+    waiting = throttle.wait()
+    reporter = stats_reporter.StatsReporter("act-1", lambda: {FN: throttle}, Collecting())
+    (queued,) = reporter.build_poke(FN).functions
+    assert (queued.peak_concurrency, queued.queued) == (0, 1)
+    # A specialised pool pod became its endpoint and took it: in flight now, not queued.
+    throttle.update_endpoints({"10.0.0.9:8080"})
+    assert waiting.done()
+    (taken,) = reporter.build_poke(FN).functions
+    assert (taken.peak_concurrency, taken.queued) == (1, 0)

@@ -161,6 +161,7 @@ class Specialiser:
         registry: Registry,
         cache_bytes: int = 256 << 20,
         reflect: cache.Reflect = kube.reflect,
+        port: int = pod_probe.POD_PORT,
     ) -> None:
         self.function_of = function_of
         self.pool_of = pool_of
@@ -169,6 +170,8 @@ class Specialiser:
         self.registry = registry
         self.blobs = BlobCache(cache_bytes)
         self.reflect = reflect
+        #: The pods' port (tests run pool runtimes on another).
+        self.port = port
         self._plans: dict[tuple[str, str], Plan] = {}
         self._running: dict[stats.FunctionKey, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -278,7 +281,9 @@ class Specialiser:
         limit = deployment.init_timeout_ms(offer.fn) / 1000 + 5
         for pod in offer.pods:
             try:
-                status, body = await asyncio.wait_for(_post(pod.ip, offer.head, offer.blobs), limit)
+                status, body = await asyncio.wait_for(
+                    _post(pod.ip, self.port, offer.head, offer.blobs), limit
+                )
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
                 logger.info("pool pod %s/%s did not specialise: %s", pod.namespace, pod.name, exc)
                 self._later(_delete(pod))
@@ -432,9 +437,9 @@ def _as_function_pod(pod: IdlePod, function: stats.FunctionKey) -> dict[str, Any
     }
 
 
-async def _post(ip: str, head: bytes, blobs: Sequence[bytes]) -> tuple[int, bytes]:
+async def _post(ip: str, port: int, head: bytes, blobs: Sequence[bytes]) -> tuple[int, bytes]:
     """``POST /_kfn/specialise`` to a pool pod: the answer's status and body."""
-    reader, writer = await asyncio.open_connection(ip, pod_probe.POD_PORT)
+    reader, writer = await asyncio.open_connection(ip, port)
     try:
         length = len(head) + sum(len(blob) for blob in blobs)
         writer.write(

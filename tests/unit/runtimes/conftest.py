@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "runtime-images/python"))
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 LANGUAGES = ("python", "nodejs")
-_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(r"listening on 127\.\d+\.\d+\.\d+:(\d+)")
 #: PATH inside a base image (as its config sets it).
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

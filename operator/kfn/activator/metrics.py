@@ -36,6 +36,7 @@ to are served, so a function has at most its aliases' versions and ``$LATEST``):
     kfn_activator_retries_total                          counter
     kfn_activator_events_redelivered_total               counter
     kfn_activator_buffered_bytes                         gauge     (no labels) bytes held now
+    kfn_activator_warm_pool_specialisations_total{outcome} counter warm pools' offers, by end
 
 A function's series go when the catalog sees it deleted (:meth:`Metrics.forget`, called as
 the activator drops the function): its throttler's gauges went with the throttler. Events
@@ -293,10 +294,13 @@ class Metrics:
         self,
         throttlers_of: Callable[[], Mapping[stats.FunctionKey, throttlers.Throttler]],
         held_bytes: Callable[[], int] = lambda: 0,
+        pool_outcomes: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.throttlers_of = throttlers_of
         #: The bytes the activator holds now (queued bodies, answers not yet written).
         self.held_bytes = held_bytes
+        #: How the warm pools' specialisations ended, by outcome (kfn.activator.pools).
+        self.pool_outcomes = pool_outcomes
         self.functions: dict[stats.FunctionKey, FunctionMetrics] = {}
         #: Functions deleted (and not added again): what still happens to their events
         #: gives them no series again, but for the events dropped (see the module doc).
@@ -509,9 +513,17 @@ class _Collector(registry.Collector):
             "Request and response bytes the activator holds in memory now.",
         )
         held.add_metric([], self._metrics.held_bytes())
+        pools = core.CounterMetricFamily(
+            "kfn_activator_warm_pool_specialisations",
+            "Functions at zero offered a warm pool's pod, by how it ended (specialised, "
+            "no_idle_pod, other_base, unresolvable, refused, taken, error).",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(self._metrics.pool_outcomes().items()):
+            pools.add_metric([outcome], count)
         yield from (invocations, errors, handler, concurrent, cold, cold_durations, cold_phases)
         yield from (ready, received, ages, dropped, destination, dead_letter)
-        yield from (requests, durations, queue, capacity, retries, redelivered, held)
+        yield from (requests, durations, queue, capacity, retries, redelivered, held, pools)
 
 
 def _float(value: float) -> str:

@@ -69,7 +69,11 @@ class Activator:
         bounds: client_bounds.Bounds | None = None,
         trusted_networks: Iterable[forwarding.Network] = (),
     ) -> None:
-        self.metrics = metrics.Metrics(lambda: self.throttlers, self._held_bytes)
+        self.metrics = metrics.Metrics(
+            lambda: self.throttlers,
+            self._held_bytes,
+            lambda: self.specialiser.outcomes if self.specialiser is not None else {},
+        )
         #: Each function pod's instants (written by discovery), for cold starts' phases.
         self.pods = cold_start.PodInstants()
         self.reporter = (

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from kfn import rollout, stats
-from kfn.activator import stats_reporter, throttler
+from kfn.activator import metrics, stats_reporter, throttler
 from kfn.autoscaler import server as stats_server
 
 from .conftest import FN, MakeActivator, until
@@ -142,3 +142,10 @@ async def test_a_poke_sent_once_a_pool_pod_took_the_request_asks_for_it_once() -
     assert waiting.done()
     (taken,) = reporter.build_poke(FN).functions
     assert (taken.peak_concurrency, taken.queued) == (1, 0)
+
+
+def test_the_warm_pools_offers_are_counted_by_outcome() -> None:
+    outcomes = {"specialised": 3, "no_idle_pod": 1}
+    page = metrics.Metrics(dict, pool_outcomes=lambda: outcomes).render().decode()
+    assert 'kfn_activator_warm_pool_specialisations_total{outcome="specialised"} 3.0' in page
+    assert 'kfn_activator_warm_pool_specialisations_total{outcome="no_idle_pod"} 1.0' in page

@@ -29,7 +29,6 @@ import asyncio
 import datetime
 import json
 import pathlib
-import re
 import sys
 import threading
 import time
@@ -48,20 +47,11 @@ from tests.cluster.invoking import activator_metric, bearer  # noqa: E402
 from tests.cluster.kubeutil import apply, kubectl, kubectl_json  # noqa: E402
 
 import cold_start  # noqa: E402
+import cron_lateness  # noqa: E402
 import pod_start  # noqa: E402
 
-HANDLER = """\
-import json, time
-
-
-def handler(event, context):
-    seen = time.time()
-    tick = event.get("baselineTick") if isinstance(event, dict) else None
-    print("LATE " + json.dumps({"time": event.get("time"), "baseline": tick, "seen": seen}),
-          flush=True)
-    return {}
-"""
-SEEN = re.compile(r"LATE (\{.*\})")
+# The handler prints when it ran and for which tick, as bench/cron_lateness.py's does.
+HANDLER, SEEN = cron_lateness.HANDLER, cron_lateness.SEEN
 SPEC = {
     "runtime": "python3.11",
     "source": {"inline": {"files": [{"name": "app.py", "content": HANDLER}]}},

@@ -25,10 +25,10 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -53,7 +53,10 @@ SPECIALISED = pool_rules.STATE_SPECIALISED
 IDLE_SELECTOR = f"{LABEL_COMPONENT}={COMPONENT_POOL},{LABEL_STATE}={IDLE}"
 SPECIALISE_PATH = "/_kfn/specialise"
 #: Pods tried for one cold start before leaving it to the function's own pod.
-ATTEMPTS = 3
+ATTEMPTS = 8
+#: The longest a specialised pod's labelling and its function's scale-up wait for the other
+#: specialisations this activator has under way (see Specialiser.start).
+QUIET_LIMIT = 1.0
 #: A pod's answer head and body are short; longer is not a runtime.
 ANSWER_LIMIT = 1 << 20
 
@@ -173,7 +176,12 @@ class Specialiser:
         #: The pods' port (tests run pool runtimes on another).
         self.port = port
         self._plans: dict[tuple[str, str], Plan] = {}
-        self._running: dict[stats.FunctionKey, asyncio.Task[None]] = {}
+        self._running: dict[stats.FunctionKey, asyncio.Task[str]] = {}
+        #: Specialisations under way, the pods they are offered to, and what waits for them.
+        self._busy = 0
+        self._offering: set[str] = set()
+        self._after: list[Callable[[], None]] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._store: cache.Store[IdlePod] | None = None
         #: How each attempt ended, by outcome (``specialised``, ``no_idle_pod``, ...).
@@ -209,12 +217,35 @@ class Specialiser:
         task = asyncio.get_running_loop().create_task(self._specialise(function))
         self._running[function] = task
 
-        def done(_: asyncio.Task[None]) -> None:
+        def done(ended: asyncio.Task[str]) -> None:
             self._running.pop(function, None)
-            then()
+            if not ended.cancelled() and ended.result() == "specialised":
+                self._when_quiet(then)
+            else:
+                then()  # its request still waits: the Deployment's pod, at once
 
         task.add_done_callback(done)
         return True
+
+    def _when_quiet(self, action: Callable[[], None]) -> None:
+        """Runs ``action`` once no specialisation is under way here, or after QUIET_LIMIT.
+
+        What follows a specialisation (the pod's labels, which refill its pool; the poke that
+        starts the function's own pod) starts pods, and starting pods takes the node's CPU
+        from the other specialisations of a burst: it waits for the burst to end."""
+        self._after.append(action)
+        if self._busy == 0:
+            self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(QUIET_LIMIT, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        actions, self._after = self._after, []
+        for action in actions:
+            action()
 
     def idle(self, namespace: str, pool: str) -> list[IdlePod]:
         if self._store is None:
@@ -225,17 +256,23 @@ class Specialiser:
             if pod.namespace == namespace and pod.pool == pool and pod.ready and pod.ip
         ]
 
-    async def _specialise(self, function: stats.FunctionKey) -> None:
+    async def _specialise(self, function: stats.FunctionKey) -> str:
         began = time.time()
+        self._busy += 1
         try:
             outcome = await self._attempt(function, began)
         except Exception:  # a pool is an optimisation: never fail the request over it
             logger.exception("specialising a pool pod for %s failed", function)
             outcome = "error"
+        finally:
+            self._busy -= 1
+        if self._busy == 0 and self._after:
+            asyncio.get_running_loop().call_soon(self._flush)
         self.outcomes[outcome] += 1
         logger.info(
             "warm pool for %s: %s in %.1f ms", function, outcome, (time.time() - began) * 1e3
         )
+        return outcome
 
     async def _attempt(self, function: stats.FunctionKey, began: float) -> str:
         prepared = await self._prepare(function)
@@ -254,7 +291,7 @@ class Specialiser:
         candidates = self.idle(function.namespace, pool)
         if not candidates:
             return "no_idle_pod"
-        random.shuffle(candidates)
+        candidates = offer_order(candidates, function)
         base = candidates[0].image
         container = _container(fn, fn.status.image)
         secrets, config_maps = specialise.referenced(container)
@@ -271,7 +308,7 @@ class Specialiser:
             return "unresolvable"
         return Offer(
             fn=fn,
-            pods=[pod for pod in candidates[:ATTEMPTS] if pod.image == base],
+            pods=[pod for pod in candidates if pod.image == base][:ATTEMPTS],
             head=specialise.head(fn.spec.handler or "", env, plan.layers),
             blobs=[self.blobs.get(layer.digest) or b"" for layer in plan.layers],
         )
@@ -280,14 +317,20 @@ class Specialiser:
         """Sends the specialisation to the pods in turn until one takes it."""
         limit = deployment.init_timeout_ms(offer.fn) / 1000 + 5
         for pod in offer.pods:
+            if pod.uid in self._offering:
+                continue  # this activator offers it to another function now
+            self._offering.add(pod.uid)
             try:
                 status, body = await asyncio.wait_for(
                     _post(pod.ip, self.port, offer.head, offer.blobs), limit
                 )
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+                # Not an answer: the pod may be another activator's by now, or its runtime
+                # gone (the kubelet's probe takes it out of the pool). Never deleted on this.
                 logger.info("pool pod %s/%s did not specialise: %s", pod.namespace, pod.name, exc)
-                self._later(_delete(pod))
                 continue
+            finally:
+                self._offering.discard(pod.uid)
             if status == 409:
                 continue  # another activator took it
             if status != 200:
@@ -302,7 +345,7 @@ class Specialiser:
                 self._later(_delete(pod))
                 return "refused"
             self.adopt(_as_function_pod(pod, function), function, began)
-            self._later(self._label(pod, offer.fn))
+            self._when_quiet(functools.partial(self._label_later, pod, offer.fn))
             return "specialised"
         return "taken"
 
@@ -356,6 +399,9 @@ class Specialiser:
             plain_http=self.registry.plain_http,
             timeout=30.0,
         )
+
+    def _label_later(self, pod: IdlePod, fn: function_api.Function) -> None:
+        self._later(self._label(pod, fn))
 
     async def _label(self, pod: IdlePod, fn: function_api.Function) -> None:
         """Makes the pod its function's for every activator and out of its ReplicaSet."""
@@ -474,6 +520,16 @@ async def _delete(pod: IdlePod) -> None:
         await asyncio.to_thread(kube.delete, "v1", "Pod", pod.namespace, pod.name)
     except kube.ApiError as exc:
         logger.error("could not delete the pool pod %s/%s: %s", pod.namespace, pod.name, exc)
+
+
+def offer_order(pods: list[IdlePod], function: stats.FunctionKey) -> list[IdlePod]:
+    """The pods in an order of the function's own: by name, from a place its name picks.
+    Functions starting at once (on this activator or another) then try different pods first,
+    rather than all the same one."""
+    ordered = sorted(pods, key=lambda pod: pod.name)
+    digest = hashlib.sha256(f"{function.namespace}/{function.name}".encode()).digest()
+    start = int.from_bytes(digest[:4], "big") % len(ordered)
+    return ordered[start:] + ordered[:start]
 
 
 def pool_of(fn: function_api.Function) -> str | None:

@@ -28,6 +28,7 @@ import hashlib
 import os
 import pathlib
 import shutil
+import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -105,6 +106,30 @@ def find_cached(paths: config.Paths, name: str) -> oci.Image | None:
             if image is not None:
                 return image
     return None
+
+
+def unpacked(paths: config.Paths, name: str, image: oci.Image) -> pathlib.Path:
+    """The root filesystem of ``image`` (cached as ``name``), unpacked once under the cache's
+    ``rootfs`` and kept: what runtime images compile bytecode in and the runtime tests run
+    runtimes in (both with chroot, as root). Unpacking needs root to keep the owners."""
+    root = paths.cache / "rootfs" / f"{name}-{image.digest.removeprefix('sha256:')[:16]}"
+    if not root.is_dir():
+        staging = root.with_name(root.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for layer in image.layers:
+            subprocess.run(
+                ["tar", "--extract", "--numeric-owner", "--file", str(layer.blob.path),
+                 "--directory", str(staging)],
+                check=True,
+            )  # fmt: skip
+        staging.rename(root)
+        for stale in root.parent.glob(f"{name}-*"):
+            # The same base unpacked from an older image: "base-nodejs-<digest>", not
+            # "base-nodejs-trixie-<digest>".
+            if stale != root and "-" not in stale.name.removeprefix(f"{name}-"):
+                shutil.rmtree(stale, ignore_errors=True)
+    return root
 
 
 def _file_key(*parts: pathlib.Path | str) -> str:

@@ -8,6 +8,7 @@ root) and skip a base that is not cached yet; the content key tests need neither
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import os
@@ -60,77 +61,106 @@ def _tag(runtime: str) -> str:
     return "cpython-" + runtime.removeprefix("python").replace(".", "")
 
 
+@dataclasses.dataclass(frozen=True)
+class Built:
+    """A Python runtime, its base's root filesystem and the two layers made for it."""
+
+    runtime: str
+    rootfs: pathlib.Path
+    members: dict[str, bytes]
+    """The runtime layer: file path in the image → content."""
+    stdlib: oci.Layer
+    """The base's standard library's bytecode."""
+
+
 @pytest.fixture(scope="module", params=PYTHONS)
-def built(request: pytest.FixtureRequest) -> tuple[str, pathlib.Path, dict[str, bytes]]:
-    """A Python runtime, its base's root filesystem and the runtime layer made for it."""
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Built:
     runtime = str(request.param)
     rootfs = _rootfs(runtime)
-    return runtime, rootfs, _layer_members(rootfs)
+    made = runtimeimages.IMAGES[runtime]
+    base = images.find_cached(config.Paths(), made.cache_name)
+    assert base is not None
+    cache = tmp_path_factory.mktemp("cache")
+    paths = config.Paths(state=cache / "state", run=cache / "run", cache=cache)
+    stdlib = runtimeimages.stdlib_bytecode(paths, made, base, rootfs)
+    return Built(runtime, rootfs, _layer_members(rootfs), stdlib)
 
 
-def test_the_layer_has_the_bases_bytecode_for_every_runtime_module(
-    built: tuple[str, pathlib.Path, dict[str, bytes]],
-) -> None:
-    runtime, _, members = built
-    pyc = {name for name in members if name.endswith(".pyc")}
-    expected = {f"{IN_IMAGE}/__pycache__/{m}.{_tag(runtime)}.pyc" for m in MODULES}
+def test_the_layer_has_the_bases_bytecode_for_every_runtime_module(built: Built) -> None:
+    pyc = {name for name in built.members if name.endswith(".pyc")}
+    expected = {f"{IN_IMAGE}/__pycache__/{m}.{_tag(built.runtime)}.pyc" for m in MODULES}
     assert pyc == expected
-    assert {f"{IN_IMAGE}/{m}.py" for m in MODULES} <= set(members)
+    assert {f"{IN_IMAGE}/{m}.py" for m in MODULES} <= set(built.members)
 
 
-def test_the_bytecode_is_unchecked_hash_so_file_times_do_not_matter(
-    built: tuple[str, pathlib.Path, dict[str, bytes]],
-) -> None:
-    runtime, _, members = built
+def test_the_bytecode_is_unchecked_hash_so_file_times_do_not_matter(built: Built) -> None:
     for module in MODULES:
-        data = members[f"{IN_IMAGE}/__pycache__/{module}.{_tag(runtime)}.pyc"]
+        data = built.members[f"{IN_IMAGE}/__pycache__/{module}.{_tag(built.runtime)}.pyc"]
         # PEP 552: magic, flags (bit 0 hash-based, bit 1 check_source), then the source hash.
         assert int.from_bytes(data[4:8], "little") == 0b01, module
-        if runtime == f"python{sys.version_info.major}.{sys.version_info.minor}":
+        if built.runtime == f"python{sys.version_info.major}.{sys.version_info.minor}":
             assert data[:4] == importlib.util.MAGIC_NUMBER
-            source = members[f"{IN_IMAGE}/{module}.py"]
+            source = built.members[f"{IN_IMAGE}/{module}.py"]
             assert data[8:16] == importlib.util.source_hash(source), module
 
 
-def test_the_runtime_imports_from_its_bytecode_in_the_base_as_the_function_user(
-    built: tuple[str, pathlib.Path, dict[str, bytes]],
+def test_the_standard_library_layer_is_the_bases_bytecode_alone(built: Built) -> None:
+    version = built.runtime.removeprefix("python")
+    with tarfile.open(built.stdlib.blob.path) as tar:
+        members = tar.getmembers()
+        pyc = [m for m in members if m.isfile()]
+        assert {m.name for m in members if m.isdir()} == {m.name.rsplit("/", 1)[0] for m in pyc}, (
+            "only the __pycache__ directories"
+        )
+        assert all(m.name.endswith(f".{_tag(built.runtime)}.pyc") for m in pyc)
+        assert all(f"lib/python{version}/" in m.name and "/__pycache__/" in m.name for m in pyc)
+        names = {m.name.split(f"lib/python{version}/", 1)[1] for m in pyc}
+        assert f"asyncio/__pycache__/base_events.{_tag(built.runtime)}.pyc" in names
+        for m in pyc[:50]:
+            f = tar.extractfile(m)
+            assert f is not None
+            assert int.from_bytes(f.read(8)[4:8], "little") == 0b01, m.name
+
+
+def test_the_runtime_and_the_standard_library_load_from_bytecode_in_the_image(
+    built: Built, tmp_path: pathlib.Path
 ) -> None:
-    """The base's python3, as uid 65532 with PYTHONDONTWRITEBYTECODE as in a pod, loads every
-    module from its ``.pyc`` (``-v`` says where each code object comes from)."""
-    runtime, rootfs, members = built
-    top = pathlib.Path(tempfile.mkdtemp(prefix="kfn-bytecode-test-", dir=rootfs / "tmp"))
-    try:
-        top.chmod(0o755)
-        for name, data in members.items():
-            target = top / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        for d in [top, *(p for p in top.rglob("*") if p.is_dir())]:
-            d.chmod(0o755)
-        inside = "/" + top.relative_to(rootfs).as_posix()
-        files = set(top.rglob("*"))
-        imports = ", ".join(f"kfn_runtime.{m}" for m in MODULES if m != "__main__")
-        done = subprocess.run(
-            ["chroot", "--userspec=65532:65532", str(rootfs), "/usr/bin/env", "-i",
-             "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1",
-             f"PYTHONPATH={inside}/opt/kfn/runtime", "python3", "-v", "-c", f"import {imports}"],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        runtime_code = [
-            line
-            for line in done.stderr.splitlines()
-            if line.startswith("# code object from") and "/kfn_runtime/" in line
-        ]
-        expected = {
-            f"# code object from '{inside}/{IN_IMAGE}/__pycache__/{m}.{_tag(runtime)}.pyc'"
-            for m in MODULES
-            if m != "__main__"
-        }
-        assert set(runtime_code) == expected
-        assert set(top.rglob("*")) == files, "nothing was compiled again and written"
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
+    """The image's root as a pod has it (the base with both layers over it, read-only), its
+    python3 as uid 65532 with PYTHONDONTWRITEBYTECODE: every module the runtime imports comes
+    from a ``.pyc`` (``-v`` says where each code object comes from); none is compiled."""
+    runtime_dir, stdlib_dir, merged = tmp_path / "runtime", tmp_path / "stdlib", tmp_path / "root"
+    for d in (runtime_dir, stdlib_dir, merged):
+        d.mkdir()
+    for name, data in built.members.items():
+        (runtime_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (runtime_dir / name).write_bytes(data)
+    for d in [runtime_dir, *(p for p in runtime_dir.rglob("*") if p.is_dir())]:
+        d.chmod(0o755)
+    with tarfile.open(built.stdlib.blob.path) as tar:
+        tar.extractall(stdlib_dir, filter="data")
+    imports = ", ".join(f"kfn_runtime.{m}" for m in MODULES if m != "__main__")
+    script = (
+        'set -e; mount -t overlay overlay -o "lowerdir=$1:$2:$3" "$4"; shift 4; exec chroot "$@"'
+    )
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+         str(runtime_dir), str(stdlib_dir), str(built.rootfs), str(merged),
+         "--userspec=65532:65532", str(merged), "/usr/bin/env", "-i",
+         "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1",
+         "PYTHONPATH=/opt/kfn/runtime", "python3", "-v", "-c", f"import {imports}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loaded = [line for line in done.stderr.splitlines() if line.startswith("# code object from")]
+    runtime_code = {line for line in loaded if "/kfn_runtime/" in line}
+    assert runtime_code == {
+        f"# code object from '/{IN_IMAGE}/__pycache__/{m}.{_tag(built.runtime)}.pyc'"
+        for m in MODULES
+        if m != "__main__"
+    }
+    compiled = [line for line in loaded if not line.endswith(".pyc'")]
+    assert compiled == [], "compiled from source"
+    assert any("/asyncio/__pycache__/" in line for line in loaded)
 
 
 def test_bytecode_lying_in_the_working_tree_is_not_shipped(tmp_path: pathlib.Path) -> None:

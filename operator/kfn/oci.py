@@ -179,7 +179,9 @@ class BlobStore:
             gz_tmp = pathlib.Path(raw.name)
             with (
                 tmp.open("rb") as src,
-                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz,
+                # No file name in the header either (it would be the random temporary one):
+                # the same files always give the same compressed blob.
+                gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz,
             ):
                 while chunk := src.read(_CHUNK):
                     gz.write(chunk)

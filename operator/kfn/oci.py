@@ -139,20 +139,23 @@ class BlobStore:
         *,
         compress: bool = False,
         owner: tuple[int, int] | None = (0, 0),
+        bytecode: bool = False,
     ) -> Layer:
         """Makes a layer from ``(path in image, path on disk)`` pairs.
 
         Directories are added with their contents. Times are zeroed and owners
         fixed so that the same files always give the same digest, which is what
         lets a build reuse an unchanged dependency layer. ``owner=None`` keeps
-        the owners on disk (for a whole root filesystem).
+        the owners on disk (for a whole root filesystem). Python bytecode
+        (``__pycache__``, ``*.pyc``) is left out unless ``bytecode`` is set: a
+        caller that compiled it for the image's own interpreter on purpose.
         """
         with tempfile.NamedTemporaryFile(dir=self.root, delete=False) as raw:
             tmp = pathlib.Path(raw.name)
             hasher = _HashingWriter(raw)
             with tarfile.open(fileobj=hasher, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for arcname, source in files:
-                    _add_tree(tar, arcname.strip("/"), source, owner)
+                    _add_tree(tar, arcname.strip("/"), source, owner, bytecode)
             diff_id = "sha256:" + hasher.sha.hexdigest()
         if compress:
             return self._compress(tmp, diff_id)
@@ -176,7 +179,9 @@ class BlobStore:
             gz_tmp = pathlib.Path(raw.name)
             with (
                 tmp.open("rb") as src,
-                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz,
+                # No file name in the header either (it would be the random temporary one):
+                # the same files always give the same compressed blob.
+                gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=1, mtime=0) as gz,
             ):
                 while chunk := src.read(_CHUNK):
                     gz.write(chunk)
@@ -918,10 +923,16 @@ class _HashingWriter(io.RawIOBase):
 
 
 def _add_tree(
-    tar: tarfile.TarFile, arcname: str, source: pathlib.Path, owner: tuple[int, int] | None
+    tar: tarfile.TarFile,
+    arcname: str,
+    source: pathlib.Path,
+    owner: tuple[int, int] | None,
+    bytecode: bool = False,
 ) -> None:
     """Adds ``source`` as ``arcname``, recursing into directories in sorted order."""
-    if source.name in _SKIPPED or source.suffix == ".pyc":
+    if bytecode and (source.name == "__pycache__" or source.suffix == ".pyc"):
+        pass  # compiled for the image on purpose
+    elif source.name in _SKIPPED or source.suffix == ".pyc":
         return
     st = source.lstat()
     info = tarfile.TarInfo(arcname)
@@ -933,7 +944,8 @@ def _add_tree(
         if arcname:
             tar.addfile(info)
         for child in sorted(source.iterdir()):
-            _add_tree(tar, f"{arcname}/{child.name}" if arcname else child.name, child, owner)
+            child_name = f"{arcname}/{child.name}" if arcname else child.name
+            _add_tree(tar, child_name, child, owner, bytecode)
     elif stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(source)

@@ -2,7 +2,8 @@
 
 A Function with ``source.image`` runs an image like these. The layers are the
 same as the in-cluster builder's (the runtime directory and ``/var/task``),
-assembled here with :mod:`kfn.oci` and pushed to the local registry.
+assembled here with :mod:`kfn.oci` and pushed to the local registry: the python3.11
+runtime image (:mod:`kfncluster.runtimeimages`, with its bytecode) plus the code.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 
 from kfn import oci
-from kfncluster import config
+from kfncluster import config, runtimeimages
 from kfncluster import registry as local_registry
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
@@ -31,15 +32,12 @@ def push_python_function(repository: str, tag: str, files: Mapping[str, str]) ->
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
         store = oci.BlobStore(pathlib.Path(tmp) / "blobs")
-        runtime = store.layer_from_tree(
-            [(dest, RUNTIMES / "python" / src) for src, dest in spec["copy"].items()]
-        )
         task = store.layer_from_tree([("var/task", code)])
         digest = oci.extend(
             local_registry.client(),
-            oci.Reference.parse(config.BASE_PYTHON_IMAGE),
+            oci.Reference.parse(runtimeimages.push_runtime("python3.11")),
             store=store,
-            layers=[runtime, task],
+            layers=[task],
             overrides=oci.ImageConfig(
                 entrypoint=spec["entrypoint"],
                 env=spec["env"],
@@ -47,6 +45,6 @@ def push_python_function(repository: str, tag: str, files: Mapping[str, str]) ->
                 user=spec["user"],
             ),
             target=oci.Reference(config.REGISTRY, repository, tag),
-            history="kfn python runtime and function code",
+            history="function code",
         )
     return f"{config.REGISTRY}/{repository}@{digest}"

@@ -28,6 +28,7 @@ import hashlib
 import os
 import pathlib
 import shutil
+import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -80,9 +81,11 @@ def _static_binary_image(
     return store.image([layer], image_config, history=[f"COPY {binary.name} {target}"])
 
 
-def _cached(
+def cached(
     paths: config.Paths, name: str, key: str, make: Callable[[oci.BlobStore], oci.Image]
 ) -> oci.Image:
+    """The image cached as ``name`` for ``key``, made by ``make`` (in its store) when missing;
+    other keys' images of that name are removed."""
     root = paths.images / f"{name}-{key}"
     store = oci.BlobStore(root)
     image = store.load_index()
@@ -107,6 +110,30 @@ def find_cached(paths: config.Paths, name: str) -> oci.Image | None:
     return None
 
 
+def unpacked(paths: config.Paths, name: str, image: oci.Image) -> pathlib.Path:
+    """The root filesystem of ``image`` (cached as ``name``), unpacked once under the cache's
+    ``rootfs`` and kept: what runtime images compile bytecode in and the runtime tests run
+    runtimes in (both with chroot, as root). Unpacking needs root to keep the owners."""
+    root = paths.cache / "rootfs" / f"{name}-{image.digest.removeprefix('sha256:')[:16]}"
+    if not root.is_dir():
+        staging = root.with_name(root.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for layer in image.layers:
+            subprocess.run(
+                ["tar", "--extract", "--numeric-owner", "--file", str(layer.blob.path),
+                 "--directory", str(staging)],
+                check=True,
+            )  # fmt: skip
+        staging.rename(root)
+        for stale in root.parent.glob(f"{name}-*"):
+            # The same base unpacked from an older image: "base-nodejs-<digest>", not
+            # "base-nodejs-trixie-<digest>".
+            if stale != root and "-" not in stale.name.removeprefix(f"{name}-"):
+                shutil.rmtree(stale, ignore_errors=True)
+    return root
+
+
 def _file_key(*parts: pathlib.Path | str) -> str:
     sha = hashlib.sha256()
     for part in parts:
@@ -118,7 +145,7 @@ def _file_key(*parts: pathlib.Path | str) -> str:
 
 
 def pause(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
-    return _cached(
+    return cached(
         paths,
         "pause",
         _file_key(binary),
@@ -129,7 +156,7 @@ def pause(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
 
 
 def coredns(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
-    return _cached(
+    return cached(
         paths,
         "coredns",
         _file_key(binary),
@@ -144,7 +171,7 @@ def coredns(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
 
 def versitygw(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
     """The S3 gateway, non-root; the pod gives it its data directory (an emptyDir)."""
-    return _cached(
+    return cached(
         paths,
         "versitygw",
         _file_key(binary),
@@ -165,7 +192,7 @@ _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def envoy_gateway(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
     """Envoy Gateway's one binary: the controller, certgen and the Envoy pods'
     shutdown-manager, non-root."""
-    return _cached(
+    return cached(
         paths,
         "envoy-gateway",
         _file_key(binary),
@@ -182,7 +209,7 @@ def envoy_gateway(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
 
 def cert_manager(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
     """kfn's cert-manager controller (hack/cluster/gomod/cert-manager), non-root."""
-    return _cached(
+    return cached(
         paths,
         "cert-manager",
         _file_key(binary),
@@ -201,7 +228,7 @@ def cert_manager(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
 
 def contour(paths: config.Paths, binary: pathlib.Path) -> oci.Image:
     """Contour's one binary (``serve``, ``bootstrap``, ``certgen``), non-root."""
-    return _cached(
+    return cached(
         paths,
         "contour",
         _file_key(binary),
@@ -235,7 +262,7 @@ def _in_bin(paths: config.Paths, name: str, binary: pathlib.Path) -> oci.Image:
     Operator runs Prometheus (the image's entrypoint) and the config reloader (the command
     ``/bin/prometheus-config-reloader``) from."""
     target = f"/bin/{binary.name}"
-    return _cached(
+    return cached(
         paths,
         name,
         _file_key(binary),
@@ -282,7 +309,7 @@ def envoy(paths: config.Paths, base: oci.Image, binary: pathlib.Path) -> oci.Ima
             history=["debootstrap (the base-python layers)", "COPY envoy /usr/local/bin/envoy"],
         )
 
-    return _cached(paths, "envoy", _file_key(binary, base.digest), make)
+    return cached(paths, "envoy", _file_key(binary, base.digest), make)
 
 
 def debian_base(
@@ -358,7 +385,7 @@ def debian_base(
         *packages,
         *(f"apt:{p}" for p in apt_packages),
     )
-    return _cached(paths, name, key, make)
+    return cached(paths, name, key, make)
 
 
 def nodejs_dist(paths: config.Paths, base: oci.Image, log: pathlib.Path) -> oci.Image:
@@ -382,7 +409,7 @@ def nodejs_dist(paths: config.Paths, base: oci.Image, log: pathlib.Path) -> oci.
         )
 
     key = _file_key(base.digest, nodedist.NODE.integrity, nodedist.NPM.integrity, "2")
-    return _cached(paths, f"base-nodejs{nodedist.NODE.version.split('.')[0]}", key, make)
+    return cached(paths, f"base-nodejs{nodedist.NODE.version.split('.')[0]}", key, make)
 
 
 def base_python(paths: config.Paths) -> oci.Image:
@@ -452,7 +479,7 @@ def base_python312(paths: config.Paths) -> oci.Image:
         )
 
     key = _file_key(libs.digest, cpython.ZIP_SHA256, cpython.CONFIGURE, "1")
-    return _cached(paths, "base-python312", key, make)
+    return cached(paths, "base-python312", key, make)
 
 
 def apt_install(rootfs: pathlib.Path, packages: tuple[str, ...], log: pathlib.Path) -> None:

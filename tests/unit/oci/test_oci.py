@@ -63,6 +63,13 @@ def test_a_compressed_layer_keeps_the_uncompressed_digest_as_its_diff_id(
     assert packed.blob.size < plain.blob.size
 
 
+def test_the_same_files_compress_to_the_same_blob_in_any_store(tmp_path: pathlib.Path) -> None:
+    src = _tree(tmp_path / "src", {"a": "a" * 10_000, "b": "b"})
+    first = oci.BlobStore(tmp_path / "one").layer_from_tree([("x", src)], compress=True)
+    second = oci.BlobStore(tmp_path / "two").layer_from_tree([("x", src)], compress=True)
+    assert first.blob.digest == second.blob.digest
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

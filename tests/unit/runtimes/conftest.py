@@ -131,24 +131,7 @@ def _unpacked(image_name: str) -> Path | None:
     image = images.find_cached(paths, image_name)
     if image is None:
         return None
-    root = paths.cache / "rootfs" / f"{image_name}-{image.digest.removeprefix('sha256:')[:16]}"
-    if not root.is_dir():
-        staging = root.with_name(root.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for layer in image.layers:
-            subprocess.run(
-                ["tar", "--extract", "--numeric-owner", "--file", str(layer.blob.path),
-                 "--directory", str(staging)],
-                check=True,
-            )  # fmt: skip
-        staging.rename(root)
-        for stale in root.parent.glob(f"{image_name}-*"):
-            # The same base unpacked from an older image: "base-nodejs-<digest>", not
-            # "base-nodejs-trixie-<digest>".
-            if stale != root and "-" not in stale.name.removeprefix(f"{image_name}-"):
-                shutil.rmtree(stale, ignore_errors=True)
-    return root
+    return images.unpacked(paths, image_name, image)
 
 
 @functools.cache

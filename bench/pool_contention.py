@@ -8,7 +8,11 @@ with no pod of its own and the pool holds an idle ready pod for each, then:
 * **all at once** — every function invoked in the same instant.
 
 Each answer names the pod that served it; a request served by anything but a pool pod is
-counted as a fallback. Prints p50, p95 and p95/p50 of both. Target: all at once,
+counted as a fallback. Prints p50, p95 and p95/p50 of both. It also prints what the pool costs
+while it waits: the resident memory of each idle pool pod (its pod cgroup's ``total_rss``, read
+on the node: this bench runs on the local cluster's one node) against a function pod of the
+same runtime, and how fast the pool refills after a round all at once (pods per second)
+against the functions' own pods the same round started. Target: all at once,
 p95 <= 2x p50 (Fission's pool manager's p95 grew 3.85x while another function's burst warmed:
 fission/fission#3623).
 
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import json
 import pathlib
+import statistics
 import sys
 import time
 import uuid
@@ -49,6 +54,43 @@ SPEC = {
     "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}},
     "source": cold_start.POOL_HANDLERS["pool-python"]["source"],
 }
+
+
+CGROUP = pathlib.Path("/sys/fs/cgroup/memory/kfn-cluster/kubepods")
+
+
+def rss_mib(pod: client.V1Pod) -> float | None:
+    """The pod's resident memory from its cgroup on this node (cgroup v1), in MiB."""
+    for stat in [*CGROUP.glob(f"*/pod{pod.metadata.uid}/memory.stat"),
+                 *CGROUP.glob(f"pod{pod.metadata.uid}/memory.stat")]:  # fmt: skip
+        for line in stat.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "total_rss":
+                return int(value) / 2**20
+    return None
+
+
+def _pods(api: client.CoreV1Api, ns: str, selector: str) -> list[client.V1Pod]:
+    return [
+        p
+        for p in api.list_namespaced_pod(ns, label_selector=selector).items
+        if cold_start.pod_ready(p)
+    ]
+
+
+def _refill(api: client.CoreV1Api, ns: str, size: int) -> tuple[float, float]:
+    """Seconds until the pool holds ``size`` ready idle pods again, and until ``size`` of the
+    functions' own pods are ready (both started by the round just ended)."""
+    started = time.monotonic()
+    pool = own = 0.0
+    while not (pool and own) and time.monotonic() - started < 300:
+        now = time.monotonic() - started
+        if not pool and len(_pods(api, ns, "kfn.dev/pool-state=idle")) >= size:
+            pool = now
+        if not own and len(_pods(api, ns, "app.kubernetes.io/component=function")) >= size:
+            own = now
+        time.sleep(0.1)
+    return pool, own
 
 
 def _at_zero_with_pool(api: client.CoreV1Api, ns: str, names: list[str]) -> bool:
@@ -104,6 +146,8 @@ def main() -> int:
     names = [f"f{i:02d}" for i in range(args.functions)]
     alone: list[tuple[float, bool]] = []
     together: list[tuple[float, bool]] = []
+    memory: dict[str, list[float]] = {}
+    refills: list[tuple[float, float]] = []
     try:
         cold_start.opt_in(ns, args.namespace, args.functions)
         paths = [cold_start.deploy_function(ns, address, name, SPEC) for name in names]
@@ -122,6 +166,10 @@ def main() -> int:
             cold_start.wait_until(
                 lambda: _at_zero_with_pool(api, ns, names), "every function at zero, pool full", 300
             )
+            if round_ == 1:
+                memory["pool"] = [
+                    m for p in _pods(api, ns, "kfn.dev/pool-state=idle") if (m := rss_mib(p))
+                ]
             started = time.monotonic()
             together.extend(asyncio.run(_all_at_once(address, paths)))
             print(
@@ -129,12 +177,32 @@ def main() -> int:
                 f"{(time.monotonic() - started) * 1000:.0f} ms",
                 flush=True,
             )
+            pool_s, own_s = _refill(api, ns, args.functions)
+            refills.append((pool_s, own_s))
+            if round_ == 1:
+                own = _pods(api, ns, "app.kubernetes.io/component=function")
+                memory["own"] = [m for p in own if (m := rss_mib(p))]
     finally:
         kubectl("delete", "namespace", ns, "--wait=false")
     print()
     _report("one at a time", alone)
     p50, p95 = _report("all at once", together)
     print(f"target (all at once: p95 <= 2x p50): {'met' if p95 <= 2 * p50 else 'NOT met'}")
+    for what, values in (
+        ("idle pool pod", memory.get("pool")),
+        ("function pod", memory.get("own")),
+    ):
+        if values:
+            print(
+                f"{what:<14} resident memory median {statistics.median(values):.1f} MiB "
+                f"(n={len(values)})"
+            )
+    for pool_s, own_s in refills:
+        print(
+            f"refill: {args.functions} pool pods ready in {pool_s:.1f} s = "
+            f"{args.functions / pool_s:.2f} pods/s; the functions' own {args.functions} pods "
+            f"in {own_s:.1f} s = {args.functions / own_s:.2f} pods/s"
+        )
     return 0
 
 

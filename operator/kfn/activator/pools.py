@@ -52,11 +52,13 @@ SPECIALISED = pool_rules.STATE_SPECIALISED
 #: The idle pods of every pool in every namespace.
 IDLE_SELECTOR = f"{LABEL_COMPONENT}={COMPONENT_POOL},{LABEL_STATE}={IDLE}"
 SPECIALISE_PATH = "/_kfn/specialise"
-#: Pods tried for one cold start before leaving it to the function's own pod.
-ATTEMPTS = 8
+#: Pods tried for one cold start before leaving it to the function's own pod: a pool's most.
+ATTEMPTS = pool_rules.MAX_POOL_SIZE
 #: The longest a specialised pod's labelling and its function's scale-up wait for the other
-#: specialisations this activator has under way (see Specialiser.start).
-QUIET_LIMIT = 1.0
+#: specialisations under way (see Specialiser.start), and how long none must have begun or
+#: ended here before they go (another activator's burst is seen only as quiet here).
+QUIET_LIMIT = 2.0
+QUIET_FOR = 0.3
 #: A pod's answer head and body are short; longer is not a runtime.
 ANSWER_LIMIT = 1 << 20
 
@@ -182,6 +184,7 @@ class Specialiser:
         self._offering: set[str] = set()
         self._after: list[Callable[[], None]] = []
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_by = 0.0
         self._background: set[asyncio.Task[None]] = set()
         self._store: cache.Store[IdlePod] | None = None
         #: How each attempt ended, by outcome (``specialised``, ``no_idle_pod``, ...).
@@ -233,13 +236,27 @@ class Specialiser:
         What follows a specialisation (the pod's labels, which refill its pool; the poke that
         starts the function's own pod) starts pods, and starting pods takes the node's CPU
         from the other specialisations of a burst: it waits for the burst to end."""
+        loop = asyncio.get_running_loop()
+        if not self._after:
+            self._flush_by = loop.time() + QUIET_LIMIT
         self._after.append(action)
-        if self._busy == 0:
-            self._flush()
-        elif self._flush_timer is None:
-            self._flush_timer = asyncio.get_running_loop().call_later(QUIET_LIMIT, self._flush)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Flushes QUIET_FOR after the last specialisation here began or ended, and never
+        later than QUIET_LIMIT after the first action waited."""
+        if not self._after:
+            return
+        loop = asyncio.get_running_loop()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        at = min(self._flush_by, loop.time() + QUIET_FOR)
+        self._flush_timer = loop.call_at(at, self._flush)
 
     def _flush(self) -> None:
+        if self._busy and asyncio.get_running_loop().time() < self._flush_by:
+            self._schedule_flush()
+            return
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
@@ -259,6 +276,7 @@ class Specialiser:
     async def _specialise(self, function: stats.FunctionKey) -> str:
         began = time.time()
         self._busy += 1
+        self._schedule_flush()
         try:
             outcome = await self._attempt(function, began)
         except Exception:  # a pool is an optimisation: never fail the request over it
@@ -266,8 +284,7 @@ class Specialiser:
             outcome = "error"
         finally:
             self._busy -= 1
-        if self._busy == 0 and self._after:
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._schedule_flush()
         self.outcomes[outcome] += 1
         logger.info(
             "warm pool for %s: %s in %.1f ms", function, outcome, (time.time() - began) * 1e3

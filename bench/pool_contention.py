@@ -79,15 +79,19 @@ def _pods(api: client.CoreV1Api, ns: str, selector: str) -> list[client.V1Pod]:
 
 
 def _refill(api: client.CoreV1Api, ns: str, size: int) -> tuple[float, float]:
-    """Seconds until the pool holds ``size`` ready idle pods again, and until ``size`` of the
-    functions' own pods are ready (both started by the round just ended)."""
+    """Seconds until the pool holds ``size`` ready idle pods again, and until each of the
+    ``size`` functions has had its own pod ready (both started by the round just ended; a
+    function's pod may go again before the last one is up, so each is counted once seen)."""
     started = time.monotonic()
     pool = own = 0.0
+    seen: set[str] = set()
     while not (pool and own) and time.monotonic() - started < 300:
         now = time.monotonic() - started
         if not pool and len(_pods(api, ns, "kfn.dev/pool-state=idle")) >= size:
             pool = now
-        if not own and len(_pods(api, ns, "app.kubernetes.io/component=function")) >= size:
+        for pod in _pods(api, ns, "app.kubernetes.io/component=function"):
+            seen.add((pod.metadata.labels or {}).get("kfn.dev/function", ""))
+        if not own and len(seen) >= size:
             own = now
         time.sleep(0.1)
     return pool, own
@@ -205,6 +209,9 @@ def main() -> int:
                 f"(n={len(values)})"
             )
     for pool_s, own_s in refills:
+        if not (pool_s and own_s):
+            print(f"refill: not complete within 300 s (pool {pool_s:.1f} s, own {own_s:.1f} s)")
+            continue
         print(
             f"refill: {args.functions} pool pods ready in {pool_s:.1f} s = "
             f"{args.functions / pool_s:.2f} pods/s; the functions' own {args.functions} pods "

@@ -44,6 +44,7 @@ from typing import Any
 from kfn import kube, stats
 from kfn.activator import cold_start, endpoints, exits, pod_probe
 from kfn.kube import cache
+from kfn.resources import pools as pool_rules
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,9 @@ LABEL_VERSION = "kfn.dev/version"
 COMPONENT_FUNCTION = "function"
 COMPONENT_VERSION = "function-version"
 #: A warm pool's pod; a function's once it was specialised for it (kfn.activator.pools).
-COMPONENT_POOL = "function-pool"
-LABEL_POOL_STATE = "kfn.dev/pool-state"
-POOL_SPECIALISED = "specialised"
+COMPONENT_POOL = pool_rules.COMPONENT_POOL
+LABEL_POOL_STATE = pool_rules.LABEL_POOL_STATE
+POOL_SPECIALISED = pool_rules.STATE_SPECIALISED
 #: Selects every function pod in every namespace: ``$LATEST``'s, every version's, and the
 #: pool pods specialised for a function.
 POD_SELECTOR = (

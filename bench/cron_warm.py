@@ -10,8 +10,8 @@ every 30 s (``--period``), in the same run:
   (offset by half a period, so the two never start pods at once), with no wake: every
   invocation is a cold start, what a cron tick cost before.
 
-Counted per function by the activators' cold-start metric
-(``kfn_function_cold_start_duration_seconds_count``), and the lateness of each tick from
+Counted per function by the activators' cold-start metric (``kfn_function_cold_starts_total``,
+which counts a start its waiting request gave up on too), and the lateness of each tick from
 its scheduled instant to the handler running (read from the function's log, on the node's
 one clock). Target: zero cold starts over ``--ticks`` (20) ticks of the cron Trigger, and
 its fire lateness in line with docs/benchmarks.md's warm figure (p50 2.2 ms).
@@ -57,7 +57,7 @@ SPEC = {
     "source": {"inline": {"files": [{"name": "app.py", "content": HANDLER}]}},
     "scale": {"idleTimeout": "10s"},
 }
-COLD_STARTS = "kfn_function_cold_start_duration_seconds_count"
+COLD_STARTS = "kfn_function_cold_starts_total"
 
 
 def cold_starts(ns: str, name: str) -> float:

@@ -166,14 +166,16 @@ class PodInstants:
         self.pods.pop(address, None)
 
 
-#: Called once per cold start with its function's decided phases.
-Report = Callable[[Phases], None]
+#: Called with a cold start's decided phases once its paying request is answered (None when
+#: a request that waited for it gave up first), and whether the start is to be counted now:
+#: each start is counted once, at whichever of the two comes first.
+Report = Callable[[Phases | None, bool], None]
 
 
 class ColdStart:
     """One cold start, from its first queued request to the answer of the one paying for it."""
 
-    __slots__ = ("paid", "pods", "queued", "queued_at", "ready_at", "report")
+    __slots__ = ("counted", "paid", "pods", "queued", "queued_at", "ready_at", "report")
 
     def __init__(self, queued_at: float, pods: PodInstants | None, report: Report | None) -> None:
         #: When the first request queued, on the loop's clock, and on the wall clock.
@@ -182,6 +184,8 @@ class ColdStart:
         #: When the first endpoint became ready (loop clock), None while none is.
         self.ready_at: float | None = None
         self.paid = False
+        #: Whether it was counted already (see :meth:`gave_up`).
+        self.counted = False
         self.pods = pods
         self.report = report
 
@@ -195,6 +199,19 @@ class ColdStart:
             return False
         self.paid = True
         return True
+
+    def gave_up(self) -> None:
+        """A request that waited for it gave up (its queue timeout) before any pod was ready.
+
+        The start counts now: every request waiting for it may give up, and then no answer
+        would ever count it. Its phases, unknown yet, are reported if a later request that
+        waited for it is answered.
+        """
+        if self.counted or self.paid or self.ready_at is not None:
+            return
+        self.counted = True
+        if self.report is not None:
+            self.report(None, True)
 
     def answered(self, address: str, first_byte: float) -> bytes:
         """The paying request's answer began (wall clock) from the pod at ``address``: the
@@ -216,5 +233,6 @@ class ColdStart:
             )
         )
         if self.report is not None:
-            self.report(decided)
+            self.report(decided, not self.counted)
+        self.counted = True
         return server_timing(decided)

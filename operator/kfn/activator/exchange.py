@@ -692,6 +692,9 @@ class Exchange:
         )
         match expiry:
             case "throttled":
+                cold = entry.throttler.cold
+                if self.cold is None and cold is not None and cold.waited_for(self.accepted):
+                    cold.gave_up()
                 self.answer(answers.no_capacity(entry.limits.queue_timeout_ms))
             case "stopping":
                 self.answer(answers.STOPPING_BEFORE_CAPACITY)

@@ -20,7 +20,8 @@ to are served, so a function has at most its aliases' versions and ``$LATEST``):
     kfn_function_errors_total{kind}                      counter   see :func:`classify`
     kfn_function_duration_seconds                        histogram the handler's own time
     kfn_function_concurrent_executions                   gauge     requests in a pod now
-    kfn_function_cold_starts_total                       counter
+    kfn_function_cold_starts_total                       counter   once each, answered or given up
+    kfn_function_cold_start_timeouts_total               counter   given up before a pod was ready
     kfn_function_cold_start_duration_seconds             histogram queued at zero -> first byte
     kfn_function_cold_start_phase_seconds{phase}         histogram :mod:`.cold_start`
     kfn_function_ready_endpoints                         gauge
@@ -182,6 +183,7 @@ class FunctionMetrics:
         "codes",
         "cold_start_durations",
         "cold_start_phases",
+        "cold_start_timeouts",
         "cold_starts",
         "dead_letter_errors",
         "destination_failures",
@@ -206,6 +208,7 @@ class FunctionMetrics:
         self.errors: dict[str, int] = {}
         self.handler_durations = _Histogram(HANDLER_BUCKETS)
         self.cold_starts = 0
+        self.cold_start_timeouts = 0
         self.cold_start_durations = _Histogram(COLD_START_BUCKETS)
         self.cold_start_phases = {
             phase: _Histogram(PHASE_BUCKETS) for phase in (*cold_start.PHASES, cold_start.OTHER)
@@ -280,8 +283,14 @@ class FunctionMetrics:
         """A pod refused a request without starting it; it is being sent again."""
         self.retries += 1
 
-    def observe_cold_start(self, decided: cold_start.Phases) -> None:
-        self.cold_starts += 1
+    def observe_cold_start(self, decided: cold_start.Phases | None, count: bool = True) -> None:
+        """A cold start counted (``count``) and, once its paying request was answered, its
+        phases; ``decided`` None: a request gave up waiting for it before any pod was ready."""
+        if count:
+            self.cold_starts += 1
+        if decided is None:
+            self.cold_start_timeouts += 1
+            return
         self.cold_start_durations.observe(decided.total)
         for phase, seconds in decided.durations.items():
             self.cold_start_phases[phase].observe(seconds)
@@ -330,10 +339,12 @@ class Metrics:
         """Where an event of ``function`` counts: nowhere once it was deleted."""
         return None if function in self.deleted else self.of(function)
 
-    def cold_start(self, function: stats.FunctionKey, decided: cold_start.Phases) -> None:
+    def cold_start(
+        self, function: stats.FunctionKey, decided: cold_start.Phases | None, count: bool = True
+    ) -> None:
         found = self._counted(function)
         if found is not None:
-            found.observe_cold_start(decided)
+            found.observe_cold_start(decided, count)
 
     # --- asynchronous invocations (async_invoke.Counters) ------------------------------------
 
@@ -383,6 +394,40 @@ class _Collector(registry.Collector):
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
+    def _cold_starts(self) -> list[core.Metric]:
+        """The cold-start families, per function."""
+        cold = core.CounterMetricFamily(
+            "kfn_function_cold_starts",
+            "Cold starts: a request waited while the function had no ready pod.",
+            labels=_FN,
+        )
+        cold_timeouts = core.CounterMetricFamily(
+            "kfn_function_cold_start_timeouts",
+            "Cold starts a waiting request gave up on (queue timeout) before a pod was ready.",
+            labels=_FN,
+        )
+        cold_durations = core.HistogramMetricFamily(
+            "kfn_function_cold_start_duration_seconds",
+            "From the first request queued at zero to the first byte of its answer.",
+            labels=_FN,
+        )
+        cold_phases = core.HistogramMetricFamily(
+            "kfn_function_cold_start_phase_seconds",
+            "The phases of cold starts (other: what no source measured).",
+            labels=[*_FN, "phase"],
+        )
+        for function, fm in list(self._metrics.functions.items()):
+            fn = _labels(function)
+            cold.add_metric(fn, fm.cold_starts)
+            cold_timeouts.add_metric(fn, fm.cold_start_timeouts)
+            cold_durations.add_metric(
+                fn, fm.cold_start_durations.buckets(), fm.cold_start_durations.total
+            )
+            if fm.cold_starts:
+                for phase, histogram in fm.cold_start_phases.items():
+                    cold_phases.add_metric([*fn, phase], histogram.buckets(), histogram.total)
+        return [cold, cold_timeouts, cold_durations, cold_phases]
+
     def collect(self) -> Iterator[core.Metric]:
         invocations = core.CounterMetricFamily(
             "kfn_function_invocations",
@@ -398,21 +443,6 @@ class _Collector(registry.Collector):
             "kfn_function_duration_seconds",
             "The handler's own time, as its runtime measured it (Kfn-Handler-Duration).",
             labels=_FN,
-        )
-        cold = core.CounterMetricFamily(
-            "kfn_function_cold_starts",
-            "Cold starts: a request waited while the function had no ready pod.",
-            labels=_FN,
-        )
-        cold_durations = core.HistogramMetricFamily(
-            "kfn_function_cold_start_duration_seconds",
-            "From the first request queued at zero to the first byte of its answer.",
-            labels=_FN,
-        )
-        cold_phases = core.HistogramMetricFamily(
-            "kfn_function_cold_start_phase_seconds",
-            "The phases of cold starts (other: what no source measured).",
-            labels=[*_FN, "phase"],
         )
         received = core.CounterMetricFamily(
             "kfn_function_async_events_received",
@@ -468,13 +498,6 @@ class _Collector(registry.Collector):
             for kind in ERROR_KINDS:
                 errors.add_metric([*fn, kind], fm.errors.get(kind, 0))
             handler.add_metric(fn, fm.handler_durations.buckets(), fm.handler_durations.total)
-            cold.add_metric(fn, fm.cold_starts)
-            cold_durations.add_metric(
-                fn, fm.cold_start_durations.buckets(), fm.cold_start_durations.total
-            )
-            if fm.cold_starts:
-                for phase, histogram in fm.cold_start_phases.items():
-                    cold_phases.add_metric([*fn, phase], histogram.buckets(), histogram.total)
             received.add_metric(fn, fm.events_received)
             ages.add_metric(fn, fm.event_ages.buckets(), fm.event_ages.total)
             for reason, count in sorted(fm.events_dropped.items()):
@@ -521,7 +544,8 @@ class _Collector(registry.Collector):
         )
         for outcome, count in sorted(self._metrics.pool_outcomes().items()):
             pools.add_metric([outcome], count)
-        yield from (invocations, errors, handler, concurrent, cold, cold_durations, cold_phases)
+        yield from (invocations, errors, handler, concurrent)
+        yield from self._cold_starts()
         yield from (ready, received, ages, dropped, destination, dead_letter)
         yield from (requests, durations, queue, capacity, retries, redelivered, held, pools)
 

@@ -213,11 +213,13 @@ class Specialiser:
         has its answer by then."""
         if function.version != stats.LATEST_VERSION or function in self._running:
             return False
-        fn = self.function_of(function.namespace, function.name)
-        pool = None if fn is None else self.pool_of(fn)
-        if pool is None or not self.idle(function.namespace, pool):
+        found = self._eligible(function)
+        if isinstance(found, str):
+            if found == "no_idle_pod":
+                # The pool is too small for the cold starts it sees: counted for its admin.
+                self.outcomes[found] += 1
             return False
-        task = asyncio.get_running_loop().create_task(self._specialise(function))
+        task = asyncio.get_running_loop().create_task(self._specialise(function, *found))
         self._running[function] = task
 
         def done(ended: asyncio.Task[str]) -> None:
@@ -264,6 +266,21 @@ class Specialiser:
         for action in actions:
             action()
 
+    def _eligible(
+        self, function: stats.FunctionKey
+    ) -> tuple[function_api.Function, list[IdlePod]] | str:
+        """The function and its pool's idle pods; or why its pool cannot serve it now."""
+        fn = self.function_of(function.namespace, function.name)
+        if fn is None or not fn.status or not fn.status.image:
+            return "not_deployed"
+        pool = self.pool_of(fn)
+        if pool is None:
+            return "not_poolable"
+        candidates = self.idle(function.namespace, pool)
+        if not candidates:
+            return "no_idle_pod"
+        return fn, candidates
+
     def idle(self, namespace: str, pool: str) -> list[IdlePod]:
         if self._store is None:
             return []
@@ -273,12 +290,14 @@ class Specialiser:
             if pod.namespace == namespace and pod.pool == pool and pod.ready and pod.ip
         ]
 
-    async def _specialise(self, function: stats.FunctionKey) -> str:
+    async def _specialise(
+        self, function: stats.FunctionKey, fn: function_api.Function, candidates: list[IdlePod]
+    ) -> str:
         began = time.time()
         self._busy += 1
         self._schedule_flush()
         try:
-            outcome = await self._attempt(function, began)
+            outcome = await self._attempt(function, fn, candidates, began)
         except Exception:  # a pool is an optimisation: never fail the request over it
             logger.exception("specialising a pool pod for %s failed", function)
             outcome = "error"
@@ -291,30 +310,33 @@ class Specialiser:
         )
         return outcome
 
-    async def _attempt(self, function: stats.FunctionKey, began: float) -> str:
-        prepared = await self._prepare(function)
+    async def _attempt(
+        self,
+        function: stats.FunctionKey,
+        fn: function_api.Function,
+        candidates: list[IdlePod],
+        began: float,
+    ) -> str:
+        prepared = await self._prepare(function, fn, candidates)
         if isinstance(prepared, str):
             return prepared
         return await self._offer(function, prepared, began)
 
-    async def _prepare(self, function: stats.FunctionKey) -> Offer | str:
-        """What to send, and to which idle pods; or why the pool cannot serve the function."""
-        fn = self.function_of(function.namespace, function.name)
-        if fn is None or not fn.status or not fn.status.image:
+    async def _prepare(
+        self, function: stats.FunctionKey, fn: function_api.Function, candidates: list[IdlePod]
+    ) -> Offer | str:
+        """What to send, and to which of ``candidates`` (``fn``'s pool's idle pods, from
+        :meth:`_eligible`); or why the pool cannot serve the function."""
+        image = fn.status.image if fn.status else None
+        if not image:
             return "not_deployed"
-        pool = self.pool_of(fn)
-        if pool is None:
-            return "not_poolable"
-        candidates = self.idle(function.namespace, pool)
-        if not candidates:
-            return "no_idle_pod"
         candidates = offer_order(candidates, function)
         base = candidates[0].image
-        container = _container(fn, fn.status.image)
+        container = _container(fn, image)
         secrets, config_maps = specialise.referenced(container)
         sources, plan = await asyncio.gather(
             _read_sources(function.namespace, secrets, config_maps),
-            self._plan(function.namespace, fn.status.image, base),
+            self._plan(function.namespace, image, base),
         )
         if plan is None:
             return "other_base"

@@ -63,7 +63,8 @@ class Throttler:
         concurrency: int,
         queue_limit: int = 1000,
         poke: Callable[[stats.FunctionKey], None] | None = None,
-        on_cold_start: Callable[[stats.FunctionKey, cold_start.Phases], None] | None = None,
+        on_cold_start: Callable[[stats.FunctionKey, cold_start.Phases | None, bool], None]
+        | None = None,
         pods: cold_start.PodInstants | None = None,
         clock: Seconds = time.monotonic,
         on_wake: Callable[[stats.FunctionKey], None] | None = None,
@@ -234,9 +235,9 @@ class Throttler:
 
     # --- reporting -------------------------------------------------------------------
 
-    def _report(self, decided: cold_start.Phases) -> None:
+    def _report(self, decided: cold_start.Phases | None, count: bool) -> None:
         if self.on_cold_start is not None:
-            self.on_cold_start(self.function, decided)
+            self.on_cold_start(self.function, decided, count)
 
     def wake(self) -> bool:
         """A caller expects requests soon: counted for the period, and at zero (no ready

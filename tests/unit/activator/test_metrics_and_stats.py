@@ -51,6 +51,7 @@ async def test_metrics_are_served_with_conventional_names(
         f'kfn_function_errors_total{{function="hello",kind="function",{fn[17:]}}} 0.0',
         f'kfn_function_errors_total{{function="hello",kind="throttled",{fn[17:]}}} 0.0',
         f"kfn_function_cold_starts_total{{{fn}}} 0.0",
+        f"kfn_function_cold_start_timeouts_total{{{fn}}} 0.0",
         f"kfn_activator_queue_depth{{{fn}}} 0.0",
         f"kfn_activator_queue_capacity{{{fn}}} 1000.0",
         f"kfn_function_concurrent_executions{{{fn}}} 0.0",

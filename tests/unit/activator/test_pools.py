@@ -441,6 +441,8 @@ async def test_nothing_is_started_without_an_idle_ready_pod_for_a_version_or_an_
         )
         await b.idle(pool_pod("not-ready", "127.0.0.1", images.base, pool_hash(fn), ready=False))
         assert not b.start(key)
+        # Its pool had no pod to give: counted, the sign of a pool too small for its cold starts.
+        assert b.specialiser.outcomes == {"no_idle_pod": 1}
         await b.idle(pool_pod("pool-a", "127.0.0.1", images.base, pool_hash(fn)))
         assert b.start(key)  # the control: the same function starts with a ready pod
         assert not b.start(stats.FunctionKey(NS, "hello", "1"))
@@ -450,7 +452,7 @@ async def test_nothing_is_started_without_an_idle_ready_pod_for_a_version_or_an_
         await until(lambda: b.ended == [key])
         # No pool runtime listens: the one attempt failed to connect. That is no answer (the
         # pod may be another activator's by now): it is left to the kubelet's probe.
-        assert b.specialiser.outcomes == {"taken": 1}
+        assert b.specialiser.outcomes == {"no_idle_pod": 1, "taken": 1}
         assert namespace.get(PODS, "pool-a") is not None
         assert not b.adopted
 

@@ -113,6 +113,41 @@ async def test_waiting_past_the_queue_timeout_answers_429_and_never_claims_a_tim
 
 
 @pytest.mark.asyncio
+async def test_a_cold_start_its_waiters_gave_up_on_is_counted_once_and_its_phases_when_answered(
+    backend: Backend, make_activator: MakeActivator
+) -> None:
+    activator = await make_activator(timeout_ms=60_000, queue_timeout_ms=200)
+    fm = activator.metrics.of(FN)
+    first, second = (
+        await Client.connect(activator.ports[0]),
+        await Client.connect(activator.ports[0]),
+    )
+    # Two requests wait for the same start and give up before any pod is ready: one start,
+    # counted at once, though no answer will ever report it.
+    refused = await asyncio.gather(first.request("GET", "/"), second.request("GET", "/"))
+    assert [r.status for r in refused] == [429, 429]
+    assert (fm.cold_starts, fm.cold_start_timeouts) == (1, 1)
+    assert fm.cold_start_durations.total == 0
+    # A request that still waits for that start when the pod comes is answered with its
+    # phases; the start is not counted a second time.
+    pending = asyncio.ensure_future(first.request("GET", "/later"))
+    await until(lambda: activator.ctx.functions[FN].throttler.queued == 1)
+    activator.update_endpoints(FN, frozenset({backend.address}))
+    assert (await asyncio.wait_for(pending, 2)).status == 200
+    assert (fm.cold_starts, fm.cold_start_timeouts) == (1, 1)
+    assert sum(fm.cold_start_durations.counts) == 1
+    # At the next start from zero, a request answered in time counts it as usual.
+    activator.update_endpoints(FN, frozenset())
+    pending = asyncio.ensure_future(second.request("GET", "/again"))
+    await until(lambda: activator.ctx.functions[FN].throttler.queued == 1)
+    activator.update_endpoints(FN, frozenset({backend.address}))
+    assert (await asyncio.wait_for(pending, 2)).status == 200
+    assert (fm.cold_starts, fm.cold_start_timeouts) == (2, 1)
+    await first.close()
+    await second.close()
+
+
+@pytest.mark.asyncio
 async def test_a_request_may_wait_longer_than_the_function_timeout_within_its_queue_timeout(
     backend: Backend, make_activator: MakeActivator
 ) -> None:

@@ -134,6 +134,46 @@ def apply_crds(kubectl: Kubectl) -> int:
 # --- controllers -------------------------------------------------------------------------------
 
 
+def pods_state(pods: list[dict[str, Any]]) -> str:
+    """What keeps pods from being ready, one line each: phase, readiness, restarts, why a
+    container waits or last ended, why a pod is not scheduled."""
+    if not pods:
+        return "no pods"
+    lines = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        containers = status.get("containerStatuses") or []
+        ready = sum(1 for c in containers if c.get("ready"))
+        parts = [
+            str(status.get("phase", "Unknown")),
+            f"ready {ready}/{len(containers)}",
+            f"restarts {sum(int(c.get('restartCount', 0)) for c in containers)}",
+        ]
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") != "True":
+                parts.append(f"not scheduled: {condition.get('message', '')}")
+        for c in containers:
+            waiting = (c.get("state") or {}).get("waiting")
+            last = (c.get("lastState") or {}).get("terminated")
+            if waiting:
+                parts.append(f"{c.get('name')} waiting: {waiting.get('reason', '')}")
+            if last:
+                parts.append(
+                    f"{c.get('name')} last ended: {last.get('reason', '')} "
+                    f"(exit {last.get('exitCode', '?')})"
+                )
+        lines.append(f"{pod.get('metadata', {}).get('name', '?')}: {', '.join(parts)}")
+    return "; ".join(lines)
+
+
+def _pods_now(kubectl: Kubectl, namespace: str, selector: str) -> str:
+    found = kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json", check=False)
+    try:
+        return pods_state(json.loads(found).get("items", []))
+    except ValueError:
+        return f"pods unreadable: {found.strip()[:200]}"
+
+
 def _rollout(kubectl: Kubectl, namespace: str, name: str, timeout: int = 180) -> None:
     result = kubectl(
         "-n", namespace, "rollout", "status", f"deployment/{name}", f"--timeout={timeout}s",
@@ -142,8 +182,10 @@ def _rollout(kubectl: Kubectl, namespace: str, name: str, timeout: int = 180) ->
     if "successfully rolled out" not in result:
         raise procs.ComponentError(
             name, None,
-            f"did not become ready in {timeout}s; read `kubectl -n {namespace} logs "
-            f"deploy/{name}` and `kubectl -n {namespace} describe pods`",
+            f"did not become ready in {timeout}s ({result.strip()[-200:]}); its pods now: "
+            f"{_pods_now(kubectl, namespace, f'app.kubernetes.io/name={name}')}; read "
+            f"`kubectl -n {namespace} logs deploy/{name}` and `kubectl -n {namespace} describe "
+            "pods`",
         )  # fmt: skip
 
 
@@ -156,9 +198,11 @@ def _wait(
     *,
     namespace: str | None = None,
     timeout: int = 180,
+    pods: tuple[str, str] | None = None,
 ) -> None:
     """Waits for ``what`` (``kind/name``) to have ``condition``; a failure names
-    ``component`` and what to read."""
+    ``component``, the condition's own message, the state of the ``pods`` (namespace,
+    selector) that make it, and what to read."""
     where = ["-n", namespace] if namespace else []
     result = kubectl(
         *where, "wait", f"--for=condition={condition}", f"--timeout={timeout}s", what,
@@ -166,8 +210,15 @@ def _wait(
     )  # fmt: skip
     if "condition met" not in result:
         name = f"{namespace}/{what}" if namespace else what
+        said = kubectl(
+            *where, "get", what, "-o",
+            f'jsonpath={{.status.conditions[?(@.type=="{condition}")].message}}', check=False,
+        ).strip()  # fmt: skip
+        state = f" ({said})" if said else ""
+        if pods is not None:
+            state += f"; its pods now: {_pods_now(kubectl, *pods)}"
         raise procs.ComponentError(
-            component, None, f"{name} not {condition} in {timeout}s; read {hint}"
+            component, None, f"{name} not {condition} in {timeout}s{state}; read {hint}"
         )
 
 
@@ -248,6 +299,7 @@ def install_gateway(kubectl: Kubectl, envoy_image: str) -> None:
     _wait(
         kubectl, f"gateway/{gateway.NAME}", "Programmed", "envoy-gateway",
         f"{_EG_LOGS} and {envoy_logs}", namespace=gateway.NAMESPACE, timeout=240,
+        pods=(gateway.ENVOY_NAMESPACE, f"gateway.envoyproxy.io/owning-gateway-name={gateway.NAME}"),
     )  # fmt: skip
 
 

@@ -410,3 +410,38 @@ def test_a_new_envoy_image_leaves_envoy_gateways_cached_image_alone(
         images.envoy(paths, base, envoy_binary)
     assert len(list(paths.images.glob("envoy-[0-9a-f]*"))) == 1, "the old Envoy layout is gone"
     assert (eg_layout / "index.json").exists(), "Envoy Gateway's layout was removed with it"
+
+
+# --- what a failed wait says --------------------------------------------------------------------
+
+
+def test_a_failed_wait_names_why_each_pod_is_not_ready() -> None:
+    crashing = {
+        "metadata": {"name": "envoy-kfn-1"},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {"name": "envoy", "ready": False, "restartCount": 5,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                 "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}},
+                {"name": "shutdown-manager", "ready": True, "restartCount": 0, "state": {}},
+            ],
+        },
+    }  # fmt: skip
+    pending = {
+        "metadata": {"name": "envoy-kfn-2"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {"type": "PodScheduled", "status": "False",
+                 "message": "0/1 nodes are available: 1 Insufficient cpu."},
+            ],
+        },
+    }  # fmt: skip
+    assert gatewayinfra.pods_state([crashing, pending]) == (
+        "envoy-kfn-1: Running, ready 1/2, restarts 5, envoy waiting: CrashLoopBackOff, "
+        "envoy last ended: Error (exit 1); "
+        "envoy-kfn-2: Pending, ready 0/0, restarts 0, "
+        "not scheduled: 0/1 nodes are available: 1 Insufficient cpu."
+    )
+    assert gatewayinfra.pods_state([]) == "no pods"

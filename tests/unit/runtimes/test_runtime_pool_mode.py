@@ -3,7 +3,8 @@ once, refuses invocations as not started, and becomes its function when ``/_kfn/
 brings the handler, the environment and the layers; layers it must not take spend the pod.
 
 A real runtime process each time, with a pool pod's environment and its writable directories
-(the task root and /opt) made here; the layers are real tar files built by the tests.
+(the task root and /opt) made here; the layers are real tar files built by the tests (with
+pool_layers.py, which the Node.js runtime's pool tests share).
 The Python runtime's; the Node.js runtime's pool mode has its own tests, with its own tar
 reader's cases, in test_runtime_pool_mode_node.py.
 """
@@ -11,9 +12,6 @@ reader's cases, in test_runtime_pool_mode_node.py.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 import os
 import re
 import socket
@@ -29,16 +27,23 @@ from kfn_runtime import layers, pool
 from .conftest import (
     IMAGE_PATH,
     REPO,
+    Interpreter,
     Response,
     RunningRuntime,
     Starter,
-    find_interpreter,
-    language_of,
     launch,
 )
+from .pool_layers import (
+    TAR,
+    Entry,
+    Layer,
+    digest_of,
+    file,
+    layer,
+    specialise_body,
+    starting,
+)
 
-GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-TAR = "application/vnd.oci.image.layer.v1.tar"
 #: The variables a start fills in where the environment has none (CONTRACT.md §1).
 LAMBDA_FILLED_IN = {
     "AWS_LAMBDA_FUNCTION_NAME",
@@ -85,56 +90,17 @@ def handler(event, context):
 """
 
 
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One tar entry: a regular file by default."""
-
-    name: str
-    data: bytes = b""
-    type: bytes = tarfile.REGTYPE
-    linkname: str = ""
-    mode: int = 0o644
+#: The layout's bare directories, which a layer the builder makes has first (and a runtime
+#: ignores).
+BARE = [
+    Entry(name, type=tarfile.DIRTYPE, mode=0o755)
+    for name in (".", "var", "var/task", "opt", "opt/python")
+]
 
 
-def file(name: str, text: str, mode: int = 0o644) -> Entry:
-    return Entry(name, text.encode(), mode=mode)
-
-
-def layer(*entries: Entry, gzipped: bool = True) -> bytes:
-    """A layer as the builder makes one: the layout's bare directories first (``./``, ``var/``,
-    ``var/task/``, ``opt/``, ``opt/python/``, ignored), then ``entries``."""
-    bare = [Entry(name, type=tarfile.DIRTYPE, mode=0o755) for name in (".", "var", "var/task")]
-    bare += [Entry(name, type=tarfile.DIRTYPE, mode=0o755) for name in ("opt", "opt/python")]
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz" if gzipped else "w") as tar:
-        for entry in [*bare, *entries]:
-            info = tarfile.TarInfo(entry.name)
-            info.type, info.linkname, info.mode = entry.type, entry.linkname, entry.mode
-            info.size = len(entry.data) if entry.type == tarfile.REGTYPE else 0
-            info.uid = info.gid = 4242
-            tar.addfile(info, io.BytesIO(entry.data) if info.size else None)
-    return out.getvalue()
-
-
-def digest_of(blob: bytes) -> str:
-    return "sha256:" + hashlib.sha256(blob).hexdigest()
-
-
-def specialise_body(
-    handler: str,
-    env: dict[str, str],
-    blobs: list[tuple[bytes, str]],
-    digests: list[str] | None = None,
-) -> bytes:
-    """The request body: the JSON line, then the blobs; ``digests`` replaces the true ones."""
-    listed = [
-        {"digest": digest, "size": len(blob), "mediaType": media_type}
-        for (blob, media_type), digest in zip(
-            blobs, digests or [digest_of(blob) for blob, _ in blobs], strict=True
-        )
-    ]
-    line = json.dumps({"handler": handler, "env": env, "layers": listed}) + "\n"
-    return line.encode() + b"".join(blob for blob, _ in blobs)
+def builder_layer(*entries: Entry, gzipped: bool = True) -> Layer:
+    """A layer as the builder makes one: the layout's bare directories first, then ``entries``."""
+    return layer(*BARE, *entries, gzipped=gzipped)
 
 
 @dataclasses.dataclass
@@ -150,10 +116,10 @@ class PoolPod:
         return self.runtime.request("POST", "/_kfn/specialise", body, headers)
 
     def specialise_with(
-        self, handler: str, *blobs: bytes, env: dict[str, str] | None = None
+        self, handler: str, *blobs: Layer, env: dict[str, str] | None = None
     ) -> Response:
-        """Specialises with gzipped layers ``blobs``, their digests true."""
-        return self.specialise(specialise_body(handler, env or {}, [(b, GZIP) for b in blobs]))
+        """Specialises with the layers ``blobs``, their digests true."""
+        return self.specialise(specialise_body(handler, env or {}, blobs))
 
 
 StartPool = Callable[..., PoolPod]
@@ -163,14 +129,8 @@ StartPool = Callable[..., PoolPod]
 def start_pool(tmp_path: Path, runtime: str) -> Iterator[StartPool]:
     """``start_pool(**env)`` → a pool pod with a pool pod's environment (plus ``env``), killed
     at teardown. Its task root and /opt are empty directories, as a pool pod's volumes."""
-    if language_of(runtime) != "python":
-        pytest.skip("the Node.js runtime's pool mode is tested in test_runtime_pool_mode_node.py")
-    found = find_interpreter(runtime)
-    if isinstance(found, str):
-        pytest.skip(found)
-    started: list[RunningRuntime] = []
 
-    def starter(**extra: str) -> PoolPod:
+    def start(found: Interpreter, extra: dict[str, str]) -> PoolPod:
         task_root, opt = tmp_path / "var-task", tmp_path / "opt"
         task_root.mkdir()
         (opt / "python").mkdir(parents=True)
@@ -185,13 +145,10 @@ def start_pool(tmp_path: Path, runtime: str) -> Iterator[StartPool]:
             "PYTHONDONTWRITEBYTECODE": "1",
             **extra,
         }
-        running = launch("python", found.argv(), env, task_root)
-        started.append(running)
-        return PoolPod(running, task_root, opt, env)
+        return PoolPod(launch("python", found.argv(), env, task_root), task_root, opt, env)
 
-    yield starter
-    for running in started:
-        running.stop()
+    elsewhere = "the Node.js runtime's pool mode is tested in test_runtime_pool_mode_node.py"
+    yield from starting(runtime, "python", elsewhere, start)
 
 
 def _assert_spent(pod: PoolPod) -> None:
@@ -200,7 +157,9 @@ def _assert_spent(pod: PoolPod) -> None:
     invoked = pod.runtime.invoke({})
     assert invoked.status == 410
     assert invoked.headers["Kfn-Not-Started"] == "spent"
-    assert pod.specialise_with("app.handler", layer(file("var/task/app.py", ""))).status == 410
+    assert (
+        pod.specialise_with("app.handler", builder_layer(file("var/task/app.py", ""))).status == 410
+    )
 
 
 def test_an_idle_pool_runtime_is_started_and_live_but_not_ready_and_refuses_invocations(
@@ -233,7 +192,7 @@ def test_specialising_with_a_code_layer_serves_the_handler_with_the_given_enviro
         "KFN_TIMEOUT_MS": "20000",
     }
     answer = pod.specialise_with(
-        "app.handler", layer(file("var/task/app.py", ENV_HANDLER)), env=given
+        "app.handler", builder_layer(file("var/task/app.py", ENV_HANDLER)), env=given
     )
     assert answer.status == 200, answer.body
     assert answer.json() == {"specialised": True}
@@ -267,9 +226,11 @@ def test_a_layer_whose_digest_does_not_match_is_refused_and_the_pod_is_spent(
     start_pool: StartPool,
 ) -> None:
     pod = start_pool()
-    blob = layer(file("var/task/app.py", ENV_HANDLER))
+    blob = builder_layer(file("var/task/app.py", ENV_HANDLER))
     claimed = digest_of(b"other bytes")
-    answer = pod.specialise(specialise_body("app.handler", {}, [(blob, GZIP)], [claimed]))
+    answer = pod.specialise(
+        specialise_body("app.handler", {}, [blob], [{**blob.descriptor(), "digest": claimed}])
+    )
     assert answer.status == 400
     assert claimed in answer.json()["errorMessage"]
     assert list(pod.task_root.iterdir()) == []  # nothing is extracted before its digest matched
@@ -319,12 +280,12 @@ def test_a_layer_with_an_entry_a_pool_pod_must_not_take_is_refused_and_the_pod_i
     start_pool: StartPool, tmp_path: Path, entries: list[Entry], message: str
 ) -> None:
     pod = start_pool()
-    blob = layer(file("var/task/app.py", ENV_HANDLER), *entries)
+    blob = builder_layer(file("var/task/app.py", ENV_HANDLER), *entries)
     answer = pod.specialise_with("app.handler", blob)
     assert answer.status == 400, answer.body
     error = answer.json()
     assert error["errorType"] == "Runtime.InvalidLayers"
-    assert digest_of(blob) in error["errorMessage"]
+    assert blob.digest in error["errorMessage"]
     assert message in error["errorMessage"]
     assert not (tmp_path / "escaped").exists()
     assert not (tmp_path / "var-task" / "escaped").exists()
@@ -336,10 +297,12 @@ def test_a_second_specialise_is_refused_with_409_and_the_function_serves_on(
 ) -> None:
     pod = start_pool()
     assert (
-        pod.specialise_with("app.handler", layer(file("var/task/app.py", ENV_HANDLER))).status
+        pod.specialise_with(
+            "app.handler", builder_layer(file("var/task/app.py", ENV_HANDLER))
+        ).status
         == 200
     )
-    again = pod.specialise_with("app.handler", layer(file("var/task/app.py", "")))
+    again = pod.specialise_with("app.handler", builder_layer(file("var/task/app.py", "")))
     assert again.status == 409
     assert again.json()["errorType"] == "Runtime.SpecialiseConflict"
     assert pod.runtime.invoke({}).status == 200
@@ -359,7 +322,8 @@ def test_a_handler_that_fails_to_import_is_answered_as_an_init_error(
 ) -> None:
     pod = start_pool()
     answer = pod.specialise_with(
-        "broken.handler", layer(file("var/task/broken.py", "import kfn_no_such_dependency\n"))
+        "broken.handler",
+        builder_layer(file("var/task/broken.py", "import kfn_no_such_dependency\n")),
     )
     assert answer.status == 503
     error = answer.json()
@@ -377,9 +341,9 @@ def test_a_dependency_layer_under_opt_python_is_importable_by_the_handler(
     start_pool: StartPool,
 ) -> None:
     pod = start_pool()
-    code = layer(file("var/task/app.py", DEPENDENCY_HANDLER), gzipped=False)
-    dependencies = layer(file("opt/python/greeting.py", "GREETING = 'hi from a layer'\n"))
-    body = specialise_body("app.handler", {}, [(dependencies, GZIP), (code, TAR)])
+    code = builder_layer(file("var/task/app.py", DEPENDENCY_HANDLER), gzipped=False)
+    dependencies = builder_layer(file("opt/python/greeting.py", "GREETING = 'hi from a layer'\n"))
+    body = specialise_body("app.handler", {}, [dependencies, code])
     assert pod.specialise(body).status == 200
     result = pod.runtime.invoke({}).json()
     assert result["greeting"] == "hi from a layer"
@@ -388,7 +352,7 @@ def test_a_dependency_layer_under_opt_python_is_importable_by_the_handler(
 
 def test_files_keep_their_modes_but_not_setuid_or_setgid(start_pool: StartPool) -> None:
     pod = start_pool()
-    blob = layer(
+    blob = builder_layer(
         file("var/task/app.py", ENV_HANDLER, mode=0o640),
         file("var/task/tool", "#!/bin/sh\n", mode=0o6755),
         Entry("var/task/bin", type=tarfile.SYMTYPE, linkname="tool"),
@@ -401,8 +365,8 @@ def test_files_keep_their_modes_but_not_setuid_or_setgid(start_pool: StartPool) 
 
 def test_a_later_layer_replaces_an_earlier_layers_file(start_pool: StartPool) -> None:
     pod = start_pool()
-    first = layer(file("var/task/app.py", "def handler(e, c):\n    return 'first'\n"))
-    second = layer(file("var/task/app.py", "def handler(e, c):\n    return 'second'\n"))
+    first = builder_layer(file("var/task/app.py", "def handler(e, c):\n    return 'first'\n"))
+    second = builder_layer(file("var/task/app.py", "def handler(e, c):\n    return 'second'\n"))
     assert pod.specialise_with("app.handler", first, second).status == 200
     assert pod.runtime.invoke({}).json() == "second"
 
@@ -411,7 +375,7 @@ def test_a_body_sent_chunked_in_small_pieces_specialises_as_one_with_a_length(
     start_pool: StartPool,
 ) -> None:
     pod = start_pool()
-    body = specialise_body("app.handler", {}, [(layer(file("var/task/app.py", ENV_HANDLER)), GZIP)])
+    body = specialise_body("app.handler", {}, [builder_layer(file("var/task/app.py", ENV_HANDLER))])
     conn = pod.runtime.connection()
     try:
         pieces = (body[i : i + 100] for i in range(0, len(body), 100))
@@ -425,14 +389,14 @@ def test_a_body_sent_chunked_in_small_pieces_specialises_as_one_with_a_length(
 
 def test_layers_larger_than_the_pods_bound_are_refused_with_413(start_pool: StartPool) -> None:
     pod = start_pool(KFN_POOL_MAX_LAYER_BYTES="100")
-    answer = pod.specialise_with("app.handler", layer(file("var/task/app.py", ENV_HANDLER)))
+    answer = pod.specialise_with("app.handler", builder_layer(file("var/task/app.py", ENV_HANDLER)))
     assert answer.status == 413
     _assert_spent(pod)
 
 
 def test_a_body_that_goes_on_after_its_last_layer_is_refused(start_pool: StartPool) -> None:
     pod = start_pool()
-    body = specialise_body("app.handler", {}, [(layer(file("var/task/app.py", "")), GZIP)])
+    body = specialise_body("app.handler", {}, [builder_layer(file("var/task/app.py", ""))])
     answer = pod.specialise(body + b"more")
     assert answer.status == 400
     assert "Content-Length" in answer.json()["errorMessage"]
@@ -443,7 +407,7 @@ def test_a_client_that_goes_away_inside_a_layer_leaves_the_pod_spent(
     start_pool: StartPool,
 ) -> None:
     pod = start_pool()
-    body = specialise_body("app.handler", {}, [(layer(file("var/task/app.py", ENV_HANDLER)), GZIP)])
+    body = specialise_body("app.handler", {}, [builder_layer(file("var/task/app.py", ENV_HANDLER))])
     head = f"POST /_kfn/specialise HTTP/1.1\r\nHost: pod\r\nContent-Length: {len(body)}\r\n\r\n"
     with socket.create_connection(("127.0.0.1", pod.runtime.port), timeout=10) as sock:
         sock.sendall(head.encode() + body[: len(body) - 10])

@@ -2,36 +2,34 @@
 runtime loads nothing until ``POST /_kfn/specialise`` brings a function's handler, environment
 and image layers, which it checks, extracts (its own tar reader) and then loads as a normal start
 does. A real runtime process each time, its task root and /opt directories made here; the
-layers are real tar archives made with Python's tarfile."""
+layers are real tar archives made with Python's tarfile (by pool_layers.py, which the Python
+runtime's pool tests share)."""
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import hashlib
-import io
-import json
 import os
 import re
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .conftest import (
-    Response,
-    RunningRuntime,
-    find_interpreter,
-    language_of,
-    make_task_root,
-    start,
+from .conftest import Interpreter, Response, RunningRuntime, make_task_root, start
+from .pool_layers import (
+    TAR,
+    TAR_GZIP,
+    Descriptor,
+    Entry,
+    Layer,
+    file,
+    layer,
+    specialise_body,
+    starting,
 )
 
-TAR = "application/vnd.oci.image.layer.v1.tar"
-TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 TIMING = re.compile(r"^(start=\d+\.\d{6};)?boot=\d+\.\d{6};imported=\d+\.\d{6}$")
 
 #: The handler the code layers carry: what it sees of its environment, itself and a child's.
@@ -50,53 +48,9 @@ exports.handler = async (event, context) => ({
 """
 
 
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One tar entry: a file (``data``), a directory, a symbolic or hard link, or a device."""
-
-    name: str
-    data: bytes = b""
-    mode: int = 0o644
-    type: bytes = tarfile.REGTYPE
-    link: str = ""
-
-
-def file(name: str, text: str, mode: int = 0o644) -> Entry:
-    return Entry(name, text.encode(), mode)
-
-
-@dataclasses.dataclass(frozen=True)
-class Layer:
-    blob: bytes
-    media_type: str = TAR_GZIP
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(self.blob).hexdigest()
-
-    def descriptor(self) -> dict[str, Any]:
-        return {"digest": self.digest, "size": len(self.blob), "mediaType": self.media_type}
-
-
-def layer(entries: list[Entry], *, fmt: int = tarfile.PAX_FORMAT, gzipped: bool = True) -> Layer:
-    """A layer of ``entries``, as a tar archive of ``fmt`` (gzipped unless told)."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=fmt) as archive:
-        for entry in entries:
-            info = tarfile.TarInfo(entry.name)
-            info.type = entry.type
-            info.mode = entry.mode
-            info.linkname = entry.link
-            info.size = len(entry.data) if entry.type == tarfile.REGTYPE else 0
-            archive.addfile(info, io.BytesIO(entry.data) if entry.type == tarfile.REGTYPE else None)
-    if not gzipped:
-        return Layer(raw.getvalue(), TAR)
-    return Layer(gzip.compress(raw.getvalue()), TAR_GZIP)
-
-
 def code_layer(*extra: Entry) -> Layer:
     directory = Entry("var/task", type=tarfile.DIRTYPE, mode=0o755)
-    return layer([directory, file("var/task/app.js", APP), *extra])
+    return layer(directory, file("var/task/app.js", APP), *extra)
 
 
 @dataclasses.dataclass
@@ -114,15 +68,10 @@ class Pool:
         *,
         handler: str = "app.handler",
         env: dict[str, str] | None = None,
-        descriptors: list[dict[str, Any]] | None = None,
+        descriptors: list[Descriptor] | None = None,
         trailing: bytes = b"",
     ) -> Response:
-        line = {
-            "handler": handler,
-            "env": env if env is not None else {},
-            "layers": descriptors if descriptors is not None else [x.descriptor() for x in layers],
-        }
-        body = json.dumps(line).encode() + b"\n" + b"".join(x.blob for x in layers) + trailing
+        body = specialise_body(handler, env or {}, layers, descriptors) + trailing
         return self.runtime.request(
             "POST", "/_kfn/specialise", body, {"Content-Type": "application/octet-stream"}
         )
@@ -145,14 +94,8 @@ StartPool = Callable[..., Pool]
 @pytest.fixture
 def start_pool(tmp_path: Path, runtime: str) -> Iterator[StartPool]:
     """``start_pool(**env)`` → an idle Node.js pool runtime, killed at teardown."""
-    if language_of(runtime) != "nodejs":
-        pytest.skip("written for the nodejs runtimes")
-    found = find_interpreter(runtime)
-    if isinstance(found, str):
-        pytest.skip(found)
-    started: list[RunningRuntime] = []
 
-    def starter(**env: str) -> Pool:
+    def start_one(found: Interpreter, env: dict[str, str]) -> Pool:
         task, opt, outside = tmp_path / "task", tmp_path / "opt", tmp_path / "outside"
         for directory in (task, opt / "nodejs", outside):
             directory.mkdir(parents=True)
@@ -160,12 +103,9 @@ def start_pool(tmp_path: Path, runtime: str) -> Iterator[StartPool]:
             "nodejs", task, "", interpreter=found, KFN_POOL="1", KFN_OPT_ROOT=str(opt),
             POD_ONLY="from the pod", OVERRIDDEN="from the pod", **env,
         )  # fmt: skip
-        started.append(running)
         return Pool(running, task, opt, outside)
 
-    yield starter
-    for running in started:
-        running.stop()
+    yield from starting(runtime, "nodejs", "written for the nodejs runtimes", start_one)
 
 
 def test_an_idle_pool_runtime_is_started_and_live_but_not_ready_and_refuses_invocations(
@@ -233,7 +173,9 @@ def test_files_keep_their_modes_without_setuid_and_hard_links_share_their_file(
             code_layer(
                 file("var/task/bin/tool", "#!/bin/sh\n", 0o4755),
                 file("var/task/secret.txt", "s", 0o600),
-                Entry("var/task/bin/tool-again", type=tarfile.LNKTYPE, link="var/task/bin/tool"),
+                Entry(
+                    "var/task/bin/tool-again", type=tarfile.LNKTYPE, linkname="var/task/bin/tool"
+                ),
                 Entry("var/task/ro", type=tarfile.DIRTYPE, mode=0o555),
                 file("var/task/ro/inside.txt", "in"),
             )
@@ -267,25 +209,25 @@ BAD_ENTRIES = [
     pytest.param([file("var/task/../../outside/x", "x")], "..", id="dot-dot"),
     pytest.param([file("/var/task/abs.js", "x")], "/var/task/abs.js", id="absolute"),
     pytest.param(
-        [Entry("var/task/out", type=tarfile.SYMTYPE, link="../../outside")],
+        [Entry("var/task/out", type=tarfile.SYMTYPE, linkname="../../outside")],
         "var/task/out",
         id="symlink-out",
     ),
     pytest.param(
-        [Entry("var/task/abs", type=tarfile.SYMTYPE, link="/etc/passwd")],
+        [Entry("var/task/abs", type=tarfile.SYMTYPE, linkname="/etc/passwd")],
         "var/task/abs",
         id="absolute-symlink",
     ),
     pytest.param(
         [
-            Entry("var/task/here", type=tarfile.SYMTYPE, link="."),
-            Entry("var/task/here/up", type=tarfile.SYMTYPE, link="../outside"),
+            Entry("var/task/here", type=tarfile.SYMTYPE, linkname="."),
+            Entry("var/task/here/up", type=tarfile.SYMTYPE, linkname="../outside"),
         ],
         "var/task/here/up",
         id="through-a-symlink",
     ),
     pytest.param(
-        [Entry("var/task/h", type=tarfile.LNKTYPE, link="outside/x")],
+        [Entry("var/task/h", type=tarfile.LNKTYPE, linkname="outside/x")],
         "var/task/h",
         id="hard-link-out",
     ),
@@ -303,7 +245,7 @@ def test_an_entry_outside_the_allowed_places_is_refused_by_name(
     start_pool: StartPool, entries: list[Entry], named: str
 ) -> None:
     pool = start_pool()
-    refused = pool.specialise([layer([file("var/task/app.js", APP), *entries])])
+    refused = pool.specialise([layer(file("var/task/app.js", APP), *entries)])
     assert refused.status == 400, refused.body
     assert named in refused.json()["errorMessage"]
     assert list(pool.outside.iterdir()) == []
@@ -329,7 +271,7 @@ def test_layers_larger_together_than_the_pools_bound_are_refused(start_pool: Sta
 
 def test_a_layer_that_is_not_what_its_media_type_says_is_refused(start_pool: StartPool) -> None:
     pool = start_pool()
-    plain = layer([file("var/task/app.js", APP)], gzipped=False)
+    plain = layer(file("var/task/app.js", APP), gzipped=False)
     refused = pool.specialise([plain], descriptors=[{**plain.descriptor(), "mediaType": TAR_GZIP}])
     assert refused.status == 400
     assert f"layer {plain.digest}: not gzip data" in refused.json()["errorMessage"]
@@ -356,7 +298,7 @@ def test_a_damaged_archive_is_refused_even_when_its_digest_matches(
 ) -> None:
     pool = start_pool()
     entries = [file("var/task/app.js", APP * 3)]
-    damaged = Layer(damage(layer(entries, fmt=tarfile.USTAR_FORMAT, gzipped=False).blob), TAR)
+    damaged = Layer(damage(layer(*entries, fmt=tarfile.USTAR_FORMAT, gzipped=False).blob), TAR)
     refused = pool.specialise([damaged])
     assert refused.status == 400, refused.body
     assert said in refused.json()["errorMessage"]
@@ -406,19 +348,17 @@ def test_a_dependency_under_opt_nodejs_node_modules_is_require_able(
     pool = start_pool()
     # Spelt as `tar -C dir .` writes it, in a plain (not gzipped) tar.
     dependencies = layer(
-        [
-            Entry("./", type=tarfile.DIRTYPE, mode=0o755),
-            Entry("./opt", type=tarfile.DIRTYPE, mode=0o755),
-            Entry("./opt/nodejs", type=tarfile.DIRTYPE, mode=0o755),
-            Entry("./opt/nodejs/node_modules", type=tarfile.DIRTYPE, mode=0o755),
-            file(
-                "./opt/nodejs/node_modules/leftpad/index.js",
-                "module.exports = (s, n) => s.padStart(n, '.');\n",
-            ),
-        ],
+        Entry("./", type=tarfile.DIRTYPE, mode=0o755),
+        Entry("./opt", type=tarfile.DIRTYPE, mode=0o755),
+        Entry("./opt/nodejs", type=tarfile.DIRTYPE, mode=0o755),
+        Entry("./opt/nodejs/node_modules", type=tarfile.DIRTYPE, mode=0o755),
+        file(
+            "./opt/nodejs/node_modules/leftpad/index.js",
+            "module.exports = (s, n) => s.padStart(n, '.');\n",
+        ),
         gzipped=False,
     )
-    code = layer([file("var/task/dependent.js", DEPENDENT_APP)])
+    code = layer(file("var/task/dependent.js", DEPENDENT_APP))
     answer = pool.specialise([dependencies, code], handler="dependent.handler")
     assert answer.status == 200, answer.body
     invoked = pool.runtime.invoke({"text": "ab"})
@@ -448,11 +388,9 @@ def test_names_and_link_targets_longer_than_100_characters_extract_correctly(
     # ustar has no room for a link target over 100 characters: a short one there.
     link = target if fmt != tarfile.USTAR_FORMAT else "app.js"
     code = layer(
-        [
-            file("var/task/app.js", f"exports.handler = require('./{target}').handler;\n"),
-            file(f"var/task/{target}", "exports.handler = async () => 'deep';\n"),
-            Entry("var/task/shortcut.js", type=tarfile.SYMTYPE, link=link),
-        ],
+        file("var/task/app.js", f"exports.handler = require('./{target}').handler;\n"),
+        file(f"var/task/{target}", "exports.handler = async () => 'deep';\n"),
+        Entry("var/task/shortcut.js", type=tarfile.SYMTYPE, linkname=link),
         fmt=fmt,
     )
     answer = pool.specialise([code], handler="shortcut.handler")

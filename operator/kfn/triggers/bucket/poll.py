@@ -53,6 +53,9 @@ RECORD_PREFIX: Final = "pushed."
 #: How long a Push Trigger's listing must keep showing a change no notification brought
 #: before the catch-up delivers it.
 PUSH_SETTLE: Final = datetime.timedelta(seconds=10)
+#: A Trigger's first listing reports the objects changed since its creation if it comes
+#: within this of it (see :func:`baseline`).
+NEW_TRIGGER: Final = datetime.timedelta(minutes=5)
 
 Snapshot = dict[str, str]
 
@@ -98,6 +101,34 @@ def diff(snapshot: Mapping[str, str], listing: Iterable[s3.ObjectInfo]) -> list[
         if key not in seen
     ]
     return sorted(created, key=lambda c: c.key) + sorted(removed, key=lambda c: c.key)
+
+
+def baseline(
+    listing: Iterable[s3.ObjectInfo],
+    *,
+    created: datetime.datetime | None,
+    now: datetime.datetime,
+    young: datetime.timedelta = NEW_TRIGGER,
+) -> Snapshot:
+    """A Trigger's first snapshot: the objects its first listing shows, but for those last
+    modified after the Trigger was created when that was less than ``young`` ago.
+
+    Those are left out, so :func:`diff` reports them: a change made between the Trigger's
+    creation and its first listing is a change the Trigger is for, and a notification of it
+    may have gone to a replica that did not know the Trigger yet (or to none). Times are
+    compared by the second (``creationTimestamp`` has no finer one), and an object changed
+    in the second of the Trigger's creation counts as older, so an object written just
+    before the Trigger sends nothing. ``young`` keeps a Trigger whose snapshot was deleted
+    long after its creation from reporting its whole history again.
+    """
+    since = created if created is not None and now - created < young else None
+    return {item.key: item.etag for item in listing if not _changed_after(item, since)}
+
+
+def _changed_after(item: s3.ObjectInfo, since: datetime.datetime | None) -> bool:
+    if since is None or item.modified is None:
+        return False
+    return item.modified.replace(microsecond=0) > since.replace(microsecond=0)
 
 
 def reported(spec: trigger_api.BucketTrigger, change: Change) -> bool:
@@ -250,14 +281,20 @@ def configmap(
     }
 
 
+def owned(obj: Mapping[str, Any] | None, *, uid: str) -> bool:
+    """Whether a snapshot's ConfigMap is this Trigger's (not one left by a deleted Trigger
+    of the same name)."""
+    if obj is None:
+        return False
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(owner.get("uid") == uid for owner in owners)
+
+
 def snapshot_of(obj: Mapping[str, Any] | None, *, uid: str, source: str) -> Snapshot | None:
     """The snapshot a ConfigMap holds for this Trigger and source, or None (baseline anew)."""
-    if obj is None:
+    if obj is None or not owned(obj, uid=uid):
         return None
     metadata = obj.get("metadata") or {}
-    owners = metadata.get("ownerReferences") or []
-    if not any(owner.get("uid") == uid for owner in owners):
-        return None  # left by a deleted Trigger of the same name
     if (metadata.get("annotations") or {}).get(SOURCE_ANNOTATION) != source:
         return None
     value = (obj.get("binaryData") or {}).get(DATA_KEY)
@@ -266,10 +303,7 @@ def snapshot_of(obj: Mapping[str, Any] | None, *, uid: str, source: str) -> Snap
 
 def records_of(obj: Mapping[str, Any] | None, *, uid: str) -> dict[str, str]:
     """The pushed-change records a snapshot's ConfigMap holds for this Trigger."""
-    if obj is None:
-        return {}
-    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    if not any(owner.get("uid") == uid for owner in owners):
+    if obj is None or not owned(obj, uid=uid):
         return {}
     data = obj.get("data") or {}
     return {k: v for k, v in data.items() if k.startswith(RECORD_PREFIX) and isinstance(v, str)}
@@ -283,6 +317,11 @@ class SnapshotStore:
     def load(self, namespace: str, trigger: str, *, uid: str, source: str) -> Snapshot | None:
         obj = kube.get("v1", "ConfigMap", namespace, configmap_name(trigger))
         return snapshot_of(obj, uid=uid, source=source)
+
+    def kept(self, namespace: str, trigger: str, *, uid: str) -> bool:
+        """Whether this Trigger has a snapshot's ConfigMap at all (of another source, or
+        unreadable): then its next baseline is not its first."""
+        return owned(kube.get("v1", "ConfigMap", namespace, configmap_name(trigger)), uid=uid)
 
     def save(
         self,

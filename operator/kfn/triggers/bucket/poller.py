@@ -66,6 +66,8 @@ class PollState:
     sightings: dict[poll.Sighting, datetime.datetime] = dataclasses.field(default_factory=dict)
     #: Push Triggers: the last listing's failure, logged once until it changes.
     problem: str = ""
+    #: Whether the Trigger has no snapshot's ConfigMap yet: its baseline is its first.
+    first: bool = False
 
 
 class Poller:
@@ -163,11 +165,16 @@ class Poller:
             return
         records, listing = found
         if state.snapshot is None:
-            baseline = {item.key: item.etag for item in listing}
+            # Objects changed since a new Trigger was created are left to the diff: their
+            # notifications may have reached no replica that knew the Trigger.
+            created = route.created if state.first else None
+            baseline = poll.baseline(listing, created=created, now=self.clock())
             if self._save(route, source, baseline) and records:
                 self._drop_records(route, records)
             state.snapshot = baseline
-            logger.info("%s: baseline of %d objects taken", route.label, len(baseline))
+            logger.info("%s: baseline of %d objects taken (%d changed since the Trigger was "
+                        "created are left to the next listing)", route.label, len(baseline),
+                        len(listing) - len(baseline))  # fmt: skip
             return
         loud = self._reconcile(route, state, source, records, listing)
         if loud:
@@ -185,6 +192,10 @@ class Poller:
                 state.snapshot = self.snapshots.load(
                     route.namespace, route.name, uid=route.uid, source=source
                 )
+                if state.snapshot is None:
+                    state.first = not self.snapshots.kept(
+                        route.namespace, route.name, uid=route.uid
+                    )
             # Read before listing, so every change a record names happened before the listing.
             records = (
                 self.snapshots.records(route.namespace, route.name, uid=route.uid) if pushed else {}

@@ -8,6 +8,7 @@ of its Poll Triggers. :func:`plan_push` and :func:`payload_of` are pure.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from typing import Final
 
@@ -36,6 +37,8 @@ class Route:
     obj: kube.Object
     #: The function's version or alias it invokes; "" for ``$LATEST``.
     qualifier: str = ""
+    #: When the Trigger was created (its ``creationTimestamp``), None if unknown.
+    created: datetime.datetime | None = None
 
     @property
     def key(self) -> Key:
@@ -65,7 +68,19 @@ def route_of(obj: kube.Object) -> Route | None:
         spec=trigger.spec.bucket,
         obj=obj,
         qualifier=trigger.spec.function_ref.target_qualifier,
+        created=_time(trigger.metadata.creation_timestamp),
     )
+
+
+def _time(value: str | None) -> datetime.datetime | None:
+    """An RFC 3339 time the API server wrote, or None."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
 
 def table(listener: cache.Listener[Route] | None = None) -> cache.Store[Route]:

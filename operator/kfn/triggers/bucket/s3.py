@@ -142,6 +142,8 @@ class ObjectInfo:
     key: str
     etag: str
     size: int
+    #: Its ``LastModified``; None when the store gave none (or one that is not a time).
+    modified: datetime.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +159,15 @@ def _find(element: ET.Element, name: str) -> str:
     return (found.text or "") if found is not None else ""
 
 
+def _modified(value: str) -> datetime.datetime | None:
+    """A listing's ``LastModified`` (``2026-03-01T12:00:00.000Z``) as an aware time."""
+    try:
+        parsed = datetime.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
+
+
 def parse_list_page(body: bytes) -> Page:
     """One ListObjectsV2 answer: its objects and the token of the next page, if any."""
     try:
@@ -169,6 +180,7 @@ def parse_list_page(body: bytes) -> Page:
             key=_find(item, "Key"),
             etag=_find(item, "ETag").strip('"'),
             size=int(_find(item, "Size") or 0),
+            modified=_modified(_find(item, "LastModified")),
         )
         for item in contents
     ]

@@ -88,7 +88,7 @@ class Worker:
             peer_url=peer_url or public_url, key=handoff_key, send=send_handoff
         )
         snapshots = snapshots or poll.SnapshotStore()
-        self.records = ledger.Ledger(snapshots)
+        self.records = ledger.Ledger(snapshots, clock=clock)
         self.pusher = push.Pusher(
             self.routes, self.dispatcher, self.held, handoff_key=handoff_key,
             abort=self.abort, records=self.records, clock=clock,

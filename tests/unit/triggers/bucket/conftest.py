@@ -6,15 +6,21 @@ import dataclasses
 import http.server
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
 
-def listing_xml(keys: list[tuple[str, str, int]], token: str | None) -> bytes:
-    """A ListObjectsV2 answer as S3 writes it."""
+def listing_xml(
+    keys: list[tuple[str, str, int]], token: str | None, modified: Mapping[str, str] | None = None
+) -> bytes:
+    """A ListObjectsV2 answer as S3 writes it (with ``LastModified`` for the keys in
+    ``modified``)."""
+    times = modified or {}
     items = "".join(
-        f"<Contents><Key>{key}</Key><ETag>&quot;{etag}&quot;</ETag><Size>{size}</Size></Contents>"
+        f"<Contents><Key>{key}</Key>"
+        + (f"<LastModified>{times[key]}</LastModified>" if key in times else "")
+        + f"<ETag>&quot;{etag}&quot;</ETag><Size>{size}</Size></Contents>"
         for key, etag, size in keys
     )
     more = f"<IsTruncated>true</IsTruncated><NextContinuationToken>{token}</NextContinuationToken>"
@@ -35,6 +41,8 @@ class Store:
     seen: list[tuple[str, str, dict[str, str]]] = dataclasses.field(default_factory=list)
     page_size: int = 2
     refuse: bool = False
+    #: ``LastModified`` of the keys that have one, as the store writes it.
+    modified: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _handler(store: Store) -> type[http.server.BaseHTTPRequestHandler]:
@@ -70,7 +78,8 @@ def _handler(store: Store) -> type[http.server.BaseHTTPRequestHandler]:
             keys = sorted((k, *v) for k, v in store.objects.items() if k.startswith(prefix))
             start = int(query.get("continuation-token", "0"))
             end = start + store.page_size
-            self._send(200, listing_xml(keys[start:end], str(end) if end < len(keys) else None))
+            token = str(end) if end < len(keys) else None
+            self._send(200, listing_xml(keys[start:end], token, store.modified))
 
     return Handler
 

@@ -141,6 +141,9 @@ class MemorySnapshots(poll.SnapshotStore):
         obj = self.objects.get((namespace, trigger))
         return poll.snapshot_of(obj, uid=uid, source=source)
 
+    def kept(self, namespace: str, trigger: str, *, uid: str) -> bool:
+        return poll.owned(self.objects.get((namespace, trigger)), uid=uid)
+
     def save(
         self, namespace: str, trigger: str, *, uid: str, source: str, snapshot: Mapping[str, str]
     ) -> None:

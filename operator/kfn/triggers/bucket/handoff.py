@@ -51,6 +51,8 @@ SKEW: Final = datetime.timedelta(seconds=30)
 LEGACY_GRACE: Final = datetime.timedelta(minutes=15)
 #: Nonces a replica remembers at most (a minute of hand-offs is far fewer).
 REPLAY_LIMIT: Final = 100_000
+#: How long one hand-off may take to be answered.
+SEND_TIMEOUT: Final = 5.0
 
 
 class HandoffError(ValueError):
@@ -198,7 +200,12 @@ class Replays:
 
 
 def send(
-    base_url: str, key: bytes, item: Handoff, *, timeout: float = 5.0, clock: Clock = utcnow
+    base_url: str,
+    key: bytes,
+    item: Handoff,
+    *,
+    timeout: float = SEND_TIMEOUT,
+    clock: Clock = utcnow,
 ) -> int:
     """POSTs one hand-off to ``base_url`` (the worker's Service), good for :data:`VALIDITY`
     and once; the answer's status, or 0 when no replica could be reached."""

@@ -27,6 +27,8 @@ HANDOFF_PATIENCE: Final = 10.0
 logger = logging.getLogger(__name__)
 
 SendHandoff = Callable[[str, bytes, handoff.Handoff], int]
+#: Told of each held event that no other replica took (see :class:`HeldEvents`).
+Lost = Callable[["Held"], None]
 
 
 @dataclasses.dataclass
@@ -40,16 +42,29 @@ class Held:
     first_seen: datetime.datetime
     handed: bool = False
     claimed: bool = False
+    #: Set once the thread that claimed it is done handing it over, taken or not.
+    settled: bool = False
 
 
 class HeldEvents:
     """The pushed events this replica holds until they end or move to another replica."""
 
-    def __init__(self, *, peer_url: str, key: bytes, send: SendHandoff = handoff.send) -> None:
+    def __init__(
+        self,
+        *,
+        peer_url: str,
+        key: bytes,
+        send: SendHandoff = handoff.send,
+        lost: Lost = lambda held: None,
+    ) -> None:
+        """``lost`` is told of each event no other replica took, before :meth:`hand_off`
+        returns, so that what was recorded of it can be taken back (the catch-up listing
+        then delivers it)."""
         #: The worker's own Service, which hand-offs go to.
         self.peer_url = peer_url.rstrip("/")
         self.key = key
         self.send = send
+        self.lost = lost
         self._lock = threading.Lock()
         self._held: dict[int, Held] = {}
         self._tokens = itertools.count()
@@ -75,21 +90,45 @@ class HeldEvents:
         with self._settled:
             return self._settled.wait_for(lambda: not self._held, timeout)
 
+    def wait_handed(self, timeout: float) -> bool:
+        """Waits until no held event is being handed over (each was taken, or told
+        ``lost``); False if ``timeout`` passed first. Invocations still running may stay."""
+        with self._settled:
+            return self._settled.wait_for(
+                lambda: not any(h.claimed and not h.settled for h in self._held.values()),
+                timeout,
+            )
+
+    def _settle(self, held: Held) -> None:
+        with self._settled:
+            held.settled = True
+            self._settled.notify_all()
+
     def hand_off(
         self, held: Held, progress: delivery.Progress, deadline: float | None = None
     ) -> delivery.Result | None:
         """Gives ``held`` to another replica through the Service, trying until ``deadline``
         (monotonic; :data:`HANDOFF_PATIENCE` from now by default); a handled Result once
         one took it (or the Trigger is gone), None when none would."""
-        route = held.route
         attempts = progress.failures + progress.throttles
         with self._lock:
             if held.claimed:  # the other thread that holds it hands it over
                 return delivery.Result(True, False, attempts, "HandedOff")
             held.claimed = True
+        try:
+            return self._hand_off(held, progress, attempts, deadline)
+        finally:
+            self._settle(held)
+
+    def _hand_off(
+        self, held: Held, progress: delivery.Progress, attempts: int, deadline: float | None
+    ) -> delivery.Result | None:
+        route = held.route
         if not self.key:
-            logger.error("%s: stopping with event %s unhandled and no hand-off key; it is lost",
-                         route.label, held.request_id)  # fmt: skip
+            logger.error("%s: stopping with event %s unhandled and no hand-off key; the "
+                         "catch-up listing is left to deliver it", route.label,
+                         held.request_id)  # fmt: skip
+            self.lost(held)
             return None
         item = handoff.Handoff(
             namespace=route.namespace,
@@ -117,8 +156,10 @@ class HeldEvents:
             if code in (400, 401) or time.monotonic() >= deadline:
                 break
             time.sleep(0.5)
-        logger.error("%s: no other replica took event %s (last answer %s); it is lost",
-                     route.label, held.request_id, code or "none")  # fmt: skip
+        logger.error("%s: no other replica took event %s (last answer %s); the catch-up "
+                     "listing is left to deliver it", route.label, held.request_id,
+                     code or "none")  # fmt: skip
+        self.lost(held)
         return None
 
     def hand_off_all(self) -> int:

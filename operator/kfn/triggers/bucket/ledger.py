@@ -3,7 +3,9 @@
 Every replica notes each (Push Trigger, change) pair it queues (:meth:`Ledger.note`) and
 writes them to the Trigger's snapshot ConfigMap in one merge patch per Trigger every
 :data:`FLUSH_EVERY` (:meth:`Ledger.flush`), so the replica that lists the bucket knows
-which changes a notification already brought (:mod:`~kfn.triggers.bucket.poll`). A record
+which changes a notification already brought (:mod:`~kfn.triggers.bucket.poll`). A change
+a replica then lost (no other replica took it when this one stopped) has its record taken
+back (:meth:`Ledger.retract`), so the catch-up delivers it after all. A record
 that cannot be written costs at worst one duplicate invocation, never a lost event: the
 catch-up then delivers the change a second time, with its own request id.
 
@@ -68,6 +70,17 @@ class Ledger:
         key, value = poll.record_entry(change)
         with self._lock:
             self._waiting.setdefault(route.key, {})[key] = (value, self.clock())
+
+    def retract(self, route: routes.Route, change: events.ObjectEvent) -> None:
+        """Takes back the record of a pushed change this replica lost (it could neither
+        deliver it nor hand it over), so that the catch-up listing delivers it: dropped if
+        not yet written, else taken back by a :func:`~kfn.triggers.bucket.poll.lost_entry`."""
+        key, _ = poll.record_entry(change)
+        lost, value = poll.lost_entry(change)
+        with self._lock:
+            waiting = self._waiting.setdefault(route.key, {})
+            if waiting.pop(key, None) is None:
+                waiting[lost] = (value, self.clock())
 
     def flush(self) -> None:
         """Writes what was noted; keeps what could not be written for the next flush."""

@@ -19,7 +19,9 @@ changes it takes in hand in the same ConfigMap (``data`` keys under
 :data:`RECORD_PREFIX`, one merge patch per flush, see :func:`record_entry`); the catch-up
 folds them into the snapshot (:func:`fold`) before comparing, and delivers a change no
 record explains only once two listings at least :data:`PUSH_SETTLE` apart found it
-(:func:`settled`), so a notification still on its way is not doubled.
+(:func:`settled`), so a notification still on its way is not doubled. A replica that
+recorded a change and then could neither deliver it nor hand it over takes the record back
+(:func:`lost_entry`, under :data:`LOST_PREFIX`), so the catch-up delivers it after all.
 
 Everything here but :class:`SnapshotStore` is pure.
 """
@@ -50,6 +52,8 @@ SOURCE_ANNOTATION: Final = "kfn.dev/bucket-source"
 MAX_SNAPSHOT_BYTES: Final = 900 * 1024
 #: ``data`` keys of the snapshot's ConfigMap that record pushed changes.
 RECORD_PREFIX: Final = "pushed."
+#: ``data`` keys that take a record back: the replica that held the change lost it.
+LOST_PREFIX: Final = "lost."
 #: How long a Push Trigger's listing must keep showing a change no notification brought
 #: before the catch-up delivers it.
 PUSH_SETTLE: Final = datetime.timedelta(seconds=10)
@@ -168,6 +172,13 @@ def record_entry(change: events.ObjectEvent) -> tuple[str, str]:
     return RECORD_PREFIX + digest, json.dumps(body, separators=(",", ":"))
 
 
+def lost_entry(change: events.ObjectEvent) -> tuple[str, str]:
+    """The ConfigMap ``data`` entry taking back the record of a pushed change that a replica
+    could neither deliver nor hand over, so that the catch-up delivers it (:func:`fold`)."""
+    key, value = record_entry(change)
+    return LOST_PREFIX + key.removeprefix(RECORD_PREFIX), value
+
+
 def _recorded(value: str) -> tuple[str, str | None] | None:
     """(key, eTag) of a record, eTag None for a removal; None for garbage."""
     try:
@@ -191,12 +202,18 @@ def fold(
     some stores send) takes the listing's eTag; a key the listing lacks after a recorded
     removal leaves the snapshot. Anything else stays, so :func:`diff` reports what no
     notification explains.
+
+    A lost change (:func:`lost_entry`) is then taken out again, whether its record is
+    folded now or was before: a creation the listing still shows leaves the snapshot, a
+    removal the listing still lacks puts the key back, so :func:`diff` reports either.
     """
     marks: dict[str, set[str | None]] = {}
-    for value in records.values():
+    lost: dict[str, set[str | None]] = {}
+    for name, value in records.items():
         recorded = _recorded(value)
         if recorded is not None:
-            marks.setdefault(recorded[0], set()).add(recorded[1])
+            found = lost if name.startswith(LOST_PREFIX) else marks
+            found.setdefault(recorded[0], set()).add(recorded[1])
     updated = dict(snapshot)
     for key, seen in marks.items():
         current = listing.get(key)
@@ -205,6 +222,13 @@ def fold(
                 updated.pop(key, None)
         elif current in seen or "" in seen:
             updated[key] = current
+    for key, seen in lost.items():
+        current = listing.get(key)
+        if current is None:
+            if None in seen and key not in updated:
+                updated[key] = ""
+        elif (current in seen or "" in seen) and updated.get(key) == current:
+            del updated[key]
     return updated
 
 
@@ -306,7 +330,11 @@ def records_of(obj: Mapping[str, Any] | None, *, uid: str) -> dict[str, str]:
     if obj is None or not owned(obj, uid=uid):
         return {}
     data = obj.get("data") or {}
-    return {k: v for k, v in data.items() if k.startswith(RECORD_PREFIX) and isinstance(v, str)}
+    return {
+        k: v
+        for k, v in data.items()
+        if k.startswith((RECORD_PREFIX, LOST_PREFIX)) and isinstance(v, str)
+    }
 
 
 class SnapshotStore:

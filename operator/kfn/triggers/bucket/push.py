@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import json
 import threading
 
 from kfn.clock import Clock, utcnow
@@ -86,13 +87,16 @@ class Pusher:
             if self.records is not None:
                 self.records.note(route, change)
         futures = []
-        try:
-            for route, change in pairs:
-                payload = routes.payload_of(route, change)
-                request_id = events.request_id(route.uid, change, polled=False)
+        for route, change in pairs:
+            payload = routes.payload_of(route, change)
+            request_id = events.request_id(route.uid, change, polled=False)
+            try:
                 futures.append(self._submit(route, payload, request_id, received, None))
-        except RuntimeError:  # the pool is shut down: the process is exiting
-            return 503, "stopping"
+            except RuntimeError:  # the pool is shut down: the process is exiting
+                for unqueued, lost in pairs[len(futures) :]:
+                    if self.records is not None:
+                        self.records.retract(unqueued, lost)
+                return 503, "stopping"
         results = [dispatch.result_of(future) for future in futures]
         if all(result.handled for result in results):
             return 200, f"{len(results)} events handled"
@@ -129,14 +133,32 @@ class Pusher:
         try:
             if held.handed:  # handed over while it waited in the pool's queue
                 return delivery.Result(True, False, 0, "HandedOff")
-            result = self.dispatcher.deliver(held.route, held.payload, held.request_id,
-                                             held.first_seen, progress)  # fmt: skip
+            try:
+                result = self.dispatcher.deliver(held.route, held.payload, held.request_id,
+                                                 held.first_seen, progress)  # fmt: skip
+            except Exception:
+                if not held.handed:  # neither delivered nor handed: leave it to the catch-up
+                    self.lose(held)
+                raise
             if result.handled or held.handed:
                 return result
             resume = result.progress or progress or delivery.Progress()
             return self.held.hand_off(held, resume) or result
         finally:
             self.held.release(token)
+
+    def lose(self, held: holding.Held) -> None:
+        """Takes back what was recorded of an event this replica could neither deliver nor
+        hand over (the ledger's record keeps the catch-up listing from delivering it), so
+        that the catch-up delivers it after all."""
+        if self.records is None:
+            return
+        try:
+            changes = events.parse_notification(json.loads(held.payload), self.clock())
+        except ValueError:  # not an event this worker wrote; nothing to take back
+            return
+        for change in changes:
+            self.records.retract(held.route, change)
 
     # -- taking over from another replica --
 

@@ -85,8 +85,9 @@ class Worker:
             known=lambda key: self.routes.get(key) is not None,
         )  # fmt: skip
         self.held = holding.HeldEvents(
-            peer_url=peer_url or public_url, key=handoff_key, send=send_handoff
-        )
+            peer_url=peer_url or public_url, key=handoff_key, send=send_handoff,
+            lost=self._lost,
+        )  # fmt: skip
         snapshots = snapshots or poll.SnapshotStore()
         self.records = ledger.Ledger(snapshots, clock=clock)
         self.pusher = push.Pusher(
@@ -112,6 +113,10 @@ class Worker:
 
     def take_over(self, body: bytes, signature: str | None) -> tuple[int, str]:
         return self.pusher.take_over(body, signature)
+
+    def _lost(self, held: holding.Held) -> None:
+        """An event no other replica took: its record is taken back for the catch-up."""
+        self.pusher.lose(held)
 
     def _routes_changed(self, changes: list[cache.Change[routes.Route]]) -> None:
         for change in changes:
@@ -207,6 +212,9 @@ def run(
         lost = worker.held.hand_off_all()
         if lost:
             logger.error("%d events still in hand could not be handed over", lost)
+    # Hand-offs of retries that ended at the abort may still be under way: what they lose
+    # is taken back from the records (for the catch-up) before the last flush below.
+    worker.held.wait_handed(holding.HANDOFF_PATIENCE + handoff.SEND_TIMEOUT)
     server.wait_idle(shutdown.last_answers)
     polling.join(shutdown.last_answers)
     stop_polling.set()

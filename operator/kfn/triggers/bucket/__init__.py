@@ -21,7 +21,8 @@ Design:
   Stores send a notification once at best, so the poller also lists Push Triggers' buckets
   (with their credentials) and delivers what no notification brought; the
   :mod:`~kfn.triggers.bucket.ledger` records pushed changes so that catch-up does not
-  double them (:mod:`~kfn.triggers.bucket.poll` says how).
+  double them (:mod:`~kfn.triggers.bucket.poll` says how), and takes the record of an
+  event back when no replica could deliver or take it, so that catch-up delivers it.
 * **Poll mode** (:mod:`~kfn.triggers.bucket.poller`, :mod:`~kfn.triggers.bucket.poll`,
   :mod:`~kfn.triggers.bucket.s3`): the replica holding the ``kfn-bucket-poller`` Lease
   (the cron worker's election rules) lists each bucket every ``pollInterval`` with
@@ -32,7 +33,10 @@ Design:
   after each batch: a poller killed mid-burst leaves the rest to the next leader, which
   resends at most the batch that was in flight.
   **The first poll takes the listing as the baseline: objects that existed before the
-  Trigger (or before its endpoint, bucket or filter changed) produce no events.**
+  Trigger (or before its endpoint, bucket or filter changed) produce no events.** Objects
+  a new Trigger's first listing shows changed after its creation are reported
+  (:func:`~kfn.triggers.bucket.poll.baseline`), so an upload made just after it and before
+  that listing is not lost with a notification that reached no replica knowing the Trigger.
 * Delivery (:mod:`~kfn.triggers.bucket.dispatch`) goes through
   :class:`kfn.triggers.delivery.AsyncDeliverer` with the Trigger's ``delivery`` policy
   (Lambda's async retries, then onFailure); status (:mod:`~kfn.triggers.bucket.conditions`,

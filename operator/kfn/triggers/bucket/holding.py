@@ -4,7 +4,9 @@ A store sends a notification once, so from the moment a pushed event is queued u
 ended this replica holds it (:meth:`HeldEvents.hold`). A replica that stops first does not
 drop what it holds: it sends each such event to the worker's Service
 (:mod:`~kfn.triggers.bucket.handoff` is the signed body), which by then routes only to
-replicas that stay, and the taker goes on from the event's progress.
+replicas that stay, and the taker goes on from the event's progress. An event no replica
+takes is told to ``lost``, which takes back its catch-up record, so that the listing
+delivers it (:meth:`kfn.triggers.bucket.ledger.Ledger.retract`).
 """
 
 from __future__ import annotations

@@ -48,6 +48,10 @@ class Held:
     settled: bool = False
 
 
+class ClosedError(RuntimeError):
+    """The replica is handing over what it holds: it takes nothing more in hand."""
+
+
 class HeldEvents:
     """The pushed events this replica holds until they end or move to another replica."""
 
@@ -71,16 +75,27 @@ class HeldEvents:
         self._held: dict[int, Held] = {}
         self._tokens = itertools.count()
         self._settled = threading.Condition(self._lock)
+        self._closed = False
 
     def hold(
         self, route: routes.Route, payload: bytes, request_id: str, first_seen: datetime.datetime
     ) -> tuple[int, Held]:
-        """Records a pushed event as held by this replica until it ended or was handed on."""
+        """Records a pushed event as held by this replica until it ended or was handed on;
+        :class:`ClosedError` once :meth:`close` was called."""
         held = Held(route, payload, request_id, first_seen)
         with self._lock:
+            if self._closed:
+                raise ClosedError("stopping: no event is taken in hand any more")
             token = next(self._tokens)
             self._held[token] = held
         return token, held
+
+    def close(self) -> None:
+        """Takes no event in hand from now on, so that what :meth:`hand_off_all` and
+        :meth:`wait_settled` see is all this replica holds: a notification or hand-off that
+        passed its checks just before is refused (503) rather than queued behind them."""
+        with self._lock:
+            self._closed = True
 
     def release(self, token: int) -> None:
         with self._lock:

@@ -92,7 +92,7 @@ class Pusher:
             request_id = events.request_id(route.uid, change, polled=False)
             try:
                 futures.append(self._submit(route, payload, request_id, received, None))
-            except RuntimeError:  # the pool is shut down: the process is exiting
+            except RuntimeError:  # the replica hands over what it holds, or is exiting
                 for unqueued, lost in pairs[len(futures) :]:
                     if self.records is not None:
                         self.records.retract(unqueued, lost)
@@ -117,8 +117,9 @@ class Pusher:
         self, route: routes.Route, payload: bytes, request_id: str,
         first_seen: datetime.datetime, progress: delivery.Progress | None,
     ) -> concurrent.futures.Future[delivery.Result]:  # fmt: skip
-        """Queues a pushed event in the pool, held from now on; RuntimeError once the pool
-        is shut down."""
+        """Queues a pushed event in the pool, held from now on; RuntimeError once the
+        replica hands over what it holds (:meth:`holding.HeldEvents.close`) or the pool is
+        shut down."""
         token, held = self.held.hold(route, payload, request_id, first_seen)
         try:
             return self.dispatcher.pool.submit(self._deliver_held, token, held, progress)

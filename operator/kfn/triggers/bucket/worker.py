@@ -207,6 +207,7 @@ def run(
     worker.held.wait_settled(shutdown.patience)
     polling.join(max(0.0, deadline - time.monotonic()))
     # Retries still waiting end now; each is handed to another replica by its own thread.
+    worker.held.close()
     worker.abort.set()
     if not worker.held.wait_settled(max(0.0, deadline - time.monotonic())):
         lost = worker.held.hand_off_all()

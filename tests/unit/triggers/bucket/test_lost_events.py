@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kfn.triggers import delivery
-from kfn.triggers.bucket import events, holding, poll, routes, s3, worker
+from kfn.triggers.bucket import events, handoff, holding, poll, routes, s3, worker
 from tests.unit.triggers.bucket.conftest import Store
 from tests.unit.triggers.bucket.helpers import (
     MemorySnapshots,
@@ -214,3 +214,25 @@ def test_a_stopping_replica_waits_for_hand_offs_under_way_but_not_for_invocation
     assert handing.handed
     assert not running.handed
     held.release(token)
+
+
+def test_a_replica_handing_over_what_it_holds_takes_nothing_more_in_hand(store: Store) -> None:
+    """Notifications and hand-offs that passed their checks just before the replica set out
+    to hand over its events are refused, not queued behind the hand-over and dropped."""
+    snapshots = MemorySnapshots()
+    lister, recorder, route, clock = leader(store, snapshots)
+    replica = stopping(store, snapshots, Recorder())
+    replica.held.close()
+    assert replica.accepting(), "the abort is not set yet: the race this closes"
+    store.objects["in/k0014"] = ("e9", 9)
+    assert replica.handle_push(notification("in/k0014", etag="e9")) == (503, "stopping")
+    body = handoff.encode(
+        handoff.Handoff("media", "thumbs", route.uid, "r-1", NOW, b"{}", delivery.Progress()),
+        expires=datetime.datetime.now(datetime.UTC) + handoff.VALIDITY,
+        nonce="n-1",
+    )
+    assert replica.take_over(body, handoff.sign(KEY, body)) == (503, "stopping")
+    assert replica.held.wait_settled(0)
+    replica.records.flush()
+    listings(lister, route, clock, 3)
+    assert recorder.keys() == [("ObjectCreated:Put", "in/k0014")]

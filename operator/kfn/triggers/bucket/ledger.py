@@ -27,6 +27,8 @@ from kfn import kube
 from kfn.clock import Clock, utcnow
 from kfn.triggers.bucket import events, poll, routes
 
+logger = logging.getLogger(__name__)
+
 #: How often the records taken in hand are written.
 FLUSH_EVERY: Final = 0.5
 #: Records kept per Trigger while writing them fails; the oldest beyond go.
@@ -47,9 +49,6 @@ def kept_until_listed(
     listing made one: the ones noted less than ``young`` ago (a Trigger listed later than
     that takes them in with its baseline; one never listed must not keep them forever)."""
     return {key: entry for key, entry in waiting.items() if now - entry[1] < young}
-
-
-logger = logging.getLogger(__name__)
 
 
 class Ledger:
@@ -82,14 +81,15 @@ class Ledger:
             if waiting.pop(key, None) is None:
                 waiting[lost] = (value, self.clock())
 
-    def flush(self) -> None:
-        """Writes what was noted; keeps what could not be written for the next flush."""
+    def flush(self, *, last: bool = False) -> None:
+        """Writes what was noted; keeps what could not be written for the next flush (the
+        ``last`` one, as the replica leaves, tries every Trigger)."""
         now = self.clock()
         with self._lock:
             waiting, self._waiting = self._waiting, {}
         for key, entries in waiting.items():
             tried = self._unlisted.get(key)
-            if tried is not None and now - tried < UNLISTED_RETRY:
+            if not last and tried is not None and now - tried < UNLISTED_RETRY:
                 self._put_back(key, entries)
                 continue
             try:
@@ -132,4 +132,4 @@ class Ledger:
         """Flushes every :data:`FLUSH_EVERY` until ``stop``, then once more."""
         while not stop.wait(FLUSH_EVERY):
             self.flush()
-        self.flush()
+        self.flush(last=True)

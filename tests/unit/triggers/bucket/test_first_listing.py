@@ -154,7 +154,9 @@ def test_an_upload_pushed_before_the_first_listing_is_not_delivered_again_by_it(
     assert snapshots.records("media", "thumbs", uid=route.uid) == {}
 
 
-def test_a_write_that_found_no_configmap_is_not_tried_again_at_once(store: Store) -> None:
+def test_a_write_that_found_no_configmap_is_tried_again_only_after_a_while_or_when_leaving(
+    store: Store,
+) -> None:
     obj = new_trigger(store)
     bucket, _, snapshots, _, clock = leader(store, obj, CREATED + 2 * SECOND)
     tries: list[int] = []
@@ -172,6 +174,8 @@ def test_a_write_that_found_no_configmap_is_not_tried_again_at_once(store: Store
     clock.advance(ledger.UNLISTED_RETRY)
     bucket.records.flush()
     assert tries == [1, 1]
+    bucket.records.flush(last=True)  # the replica leaves: its last flush tries them all
+    assert tries == [1, 1, 1]
 
 
 def test_a_poll_trigger_reports_an_upload_made_between_its_creation_and_its_first_poll(

@@ -156,6 +156,47 @@ def drained(shutdown: Shutdown, *, stopped_at: float, last_post: float, now: flo
     return now - stopped_at >= shutdown.drain and now - last_post >= shutdown.quiet
 
 
+@dataclasses.dataclass
+class _Background:
+    """The threads a worker runs beside its receiver, and the events that stop them."""
+
+    polling: threading.Thread
+    recording: threading.Thread
+    keeping: threading.Thread | None
+    stop_polling: threading.Event
+    stop_records: threading.Event
+    stop_lease: threading.Event
+    stop_status: threading.Event
+
+    @classmethod
+    def start(cls, worker: Worker) -> _Background:
+        """Starts the Triggers' watch and every background thread."""
+        stops = [threading.Event() for _ in range(4)]
+        polling = threading.Thread(
+            target=worker.poller.loop, args=(stops[0],), name="poll", daemon=True
+        )
+        worker.routes.start()
+        recording = threading.Thread(
+            target=worker.records.run, args=(stops[1],), name="records", daemon=True
+        )
+        threads = [polling, recording]
+        keeping: threading.Thread | None = None
+        if worker.lease is not None:
+            keeping = threading.Thread(
+                target=worker.lease.run, args=(stops[2],), name="lease", daemon=True
+            )
+            threads.append(keeping)
+        if worker.statuses is not None:
+            threads.append(
+                threading.Thread(
+                    target=worker.statuses.run, args=(stops[3],), name="status", daemon=True
+                )
+            )
+        for thread in threads:
+            thread.start()
+        return cls(polling, recording, keeping, *stops)
+
+
 def run(
     worker: Worker,
     address: tuple[str, int],
@@ -164,34 +205,17 @@ def run(
 ) -> None:
     """Runs every thread until ``worker.terminating`` is set, then leaves without losing
     a notification in hand (blocking)."""
-    stop_polling = threading.Event()
-    stop_lease = threading.Event()
-    stop_status = threading.Event()
-    stop_records = threading.Event()
-    polling = threading.Thread(
-        target=worker.poller.loop, args=(stop_polling,), name="poll", daemon=True
-    )
-    worker.routes.start()
-    recording = threading.Thread(
-        target=worker.records.run, args=(stop_records,), name="records", daemon=True
-    )
-    threads = [polling, recording]
-    if worker.lease is not None:
-        threads.append(
-            threading.Thread(target=worker.lease.run, args=(stop_lease,), name="lease", daemon=True)
-        )
-    if worker.statuses is not None:
-        threads.append(
-            threading.Thread(
-                target=worker.statuses.run, args=(stop_status,), name="status", daemon=True
-            )
-        )
-    for thread in threads:
-        thread.start()
+    threads = _Background.start(worker)
     server, _ = receiver.serve(address, worker, signing=worker.signing)
     logger.info("receiving notifications on %s:%d", *address)
     worker.terminating.wait()
     stopped_at = time.monotonic()
+    if worker.lease is not None and threads.keeping is not None:
+        threading.Thread(
+            target=_let_go,
+            args=(worker.lease, threads.polling, threads.keeping, threads.stop_lease),
+            name="lease-release", daemon=True,
+        ).start()  # fmt: skip
     # From now on every answer closes its connection: the store dials the Service again
     # for its next notification and reaches a replica that stays.
     server.closing.set()
@@ -205,7 +229,7 @@ def run(
                 time.monotonic() - stopped_at, idle)  # fmt: skip
     deadline = time.monotonic() + shutdown.grace
     worker.held.wait_settled(shutdown.patience)
-    polling.join(max(0.0, deadline - time.monotonic()))
+    threads.polling.join(max(0.0, deadline - time.monotonic()))
     # Retries still waiting end now; each is handed to another replica by its own thread.
     worker.held.close()
     worker.abort.set()
@@ -217,17 +241,33 @@ def run(
     # is taken back from the records (for the catch-up) before the last flush below.
     worker.held.wait_handed(holding.HANDOFF_PATIENCE + handoff.SEND_TIMEOUT)
     server.wait_idle(shutdown.last_answers)
-    polling.join(shutdown.last_answers)
-    stop_polling.set()
-    stop_records.set()
-    recording.join(5.0)
+    threads.polling.join(shutdown.last_answers)
+    threads.stop_polling.set()
+    threads.stop_records.set()
+    threads.recording.join(5.0)
     worker.routes.stop()
     worker.dispatcher.pool.shutdown(wait=False, cancel_futures=True)
-    stop_lease.set()
-    if worker.lease is not None:
+    threads.stop_lease.set()
+    if worker.lease is not None:  # _let_go did it unless the poller is still delivering
         worker.lease.release()
-    stop_status.set()
+    threads.stop_status.set()
     if worker.statuses is not None:
         worker.statuses.flush()
     server.server_close()
     logger.info("stopped")
+
+
+def _let_go(
+    lease: lease_.LeaseKeeper,
+    polling: threading.Thread,
+    keeping: threading.Thread,
+    stop_lease: threading.Event,
+) -> None:
+    """Gives the poller Lease up as soon as a stopping replica's poller has stopped: another
+    replica's catch-up listing then starts at once, not after this one's whole leaving (up
+    to a minute and more, during which a terminating replica would also keep, or even take,
+    the Lease that lets no other replica list)."""
+    polling.join()
+    stop_lease.set()
+    keeping.join(5.0)
+    lease.release()

@@ -4,6 +4,7 @@ deliver nor hand over has its record taken back, so the catch-up listing deliver
 from __future__ import annotations
 
 import datetime
+import json
 import threading
 import time
 from typing import Any
@@ -68,6 +69,22 @@ def test_a_lost_record_is_read_and_dropped_with_the_others() -> None:
     lost_key, lost_value = poll.lost_entry(pushed("a"))
     obj["data"] = {lost_key: lost_value, "other": "x"}
     assert poll.records_of(obj, uid="u") == {lost_key: lost_value}
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "etag"),
+    [("in/cat 1+2.jpg", events.CREATED_PUT, "e1"), ("a/ü%20x", events.REMOVED_DELETE, "")],
+)
+def test_the_change_a_held_event_carries_reads_back_as_the_one_recorded(
+    key: str, name: str, etag: str
+) -> None:
+    """What a replica takes back is found from the event it holds (or took over), so the
+    event's payload must name the very record that was written."""
+    route = routes.route_of(trigger())
+    assert route is not None
+    change = pushed(key, name, etag)
+    [back] = events.parse_notification(json.loads(routes.payload_of(route, change)), NOW)
+    assert poll.lost_entry(back) == poll.lost_entry(change)
 
 
 # --- the worker ---------------------------------------------------------------------------------

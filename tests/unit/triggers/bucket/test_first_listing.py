@@ -37,10 +37,15 @@ def info(key: str, modified: datetime.datetime | None) -> s3.ObjectInfo:
 def test_a_listing_reads_when_each_object_was_last_modified() -> None:
     from tests.unit.triggers.bucket.conftest import listing_xml  # noqa: PLC0415
 
-    page = s3.parse_list_page(
-        listing_xml([("a", "e1", 1), ("b", "e2", 2)], None, {"a": "2026-03-01T12:00:03.250Z"})
-    )
-    assert [o.modified for o in page.objects] == [CREATED + 3.25 * SECOND, None]
+    times = {
+        "a": "2026-03-01T12:00:03.250Z",  # S3's spelling
+        "b": "2026-03-01T12:00:03.250000001Z",  # Go's RFC 3339 with nanoseconds
+        "c": "yesterday",
+    }
+    keys = [("a", "e1", 1), ("b", "e2", 2), ("c", "e3", 3), ("d", "e4", 4)]
+    page = s3.parse_list_page(listing_xml(keys, None, times))
+    at = CREATED + 3.25 * SECOND
+    assert [o.modified for o in page.objects] == [at, at, None, None]
 
 
 def test_the_first_baseline_leaves_out_objects_changed_after_the_trigger_was_created() -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
-from kfn import kube
 from kfn.triggers import lease
 from kfn.triggers.bucket import poller, worker
+from tests.unit.apiserver import ApiServer
 from tests.unit.triggers.bucket.conftest import Store
 from tests.unit.triggers.bucket.helpers import Recorder, make_worker, notification, trigger
 from tests.unit.triggers.test_lease_keeper import LeaseEndpoint
@@ -18,25 +17,6 @@ from tests.unit.triggers.test_lease_keeper import LeaseEndpoint
 QUICK = worker.Shutdown(
     drain=0.3, quiet=0.1, drain_max=1.0, patience=5.0, grace=6.0, last_answers=0.5
 )
-
-
-def listed(objects: list[kube.Object]) -> Any:
-    """Stands in for the API server's list and watch of Triggers: lists ``objects``, then
-    nothing changes."""
-
-    def reflect(
-        api_version: str,
-        kind: str,
-        into: kube.Reflection,
-        stop: threading.Event,
-        *,
-        label_selector: str = "",
-    ) -> None:
-        del api_version, kind, label_selector
-        into.replace(objects)
-        stop.wait()
-
-    return reflect
 
 
 def holder(endpoint: LeaseEndpoint) -> str:
@@ -51,10 +31,12 @@ def test_a_stopping_leader_gives_the_poller_lease_up_while_it_still_finishes_its
     slow = Recorder()
     slow.gate.clear()  # its function still runs when SIGTERM comes
     bucket = make_worker(slow, lease=keeper)
-    bucket.routes.reflect = listed([trigger(endpoint=store.url)])
+    api = ApiServer()
+    bucket.routes.reflect = api.reflect
     running = threading.Thread(target=worker.run, args=(bucket, ("127.0.0.1", 0)),
                                kwargs={"shutdown": QUICK}, daemon=True)  # fmt: skip
     running.start()
+    api.send([trigger(endpoint=store.url)])  # the Triggers' list; then nothing changes
     answers: list[tuple[int, str]] = []
     try:
         deadline = time.monotonic() + 10
@@ -76,6 +58,7 @@ def test_a_stopping_leader_gives_the_poller_lease_up_while_it_still_finishes_its
         assert not bucket.held.wait_settled(0), "the event in hand had to end first"
     finally:
         slow.gate.set()
+        api.hang_up()
     sender.join(10)
     running.join(15)
     assert not running.is_alive()

@@ -68,19 +68,8 @@ def route_of(obj: kube.Object) -> Route | None:
         spec=trigger.spec.bucket,
         obj=obj,
         qualifier=trigger.spec.function_ref.target_qualifier,
-        created=_time(trigger.metadata.creation_timestamp),
+        created=events.parse_time(trigger.metadata.creation_timestamp),
     )
-
-
-def _time(value: str | None) -> datetime.datetime | None:
-    """An RFC 3339 time the API server wrote, or None."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
 
 
 def table(listener: cache.Listener[Route] | None = None) -> cache.Store[Route]:

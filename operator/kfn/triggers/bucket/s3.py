@@ -21,6 +21,7 @@ from typing import Final
 from urllib import parse
 
 from kfn.clock import Clock, utcnow
+from kfn.triggers.bucket import events
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
@@ -159,15 +160,6 @@ def _find(element: ET.Element, name: str) -> str:
     return (found.text or "") if found is not None else ""
 
 
-def _modified(value: str) -> datetime.datetime | None:
-    """A listing's ``LastModified`` (``2026-03-01T12:00:00.000Z``) as an aware time."""
-    try:
-        parsed = datetime.datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
-
-
 def parse_list_page(body: bytes) -> Page:
     """One ListObjectsV2 answer: its objects and the token of the next page, if any."""
     try:
@@ -180,7 +172,7 @@ def parse_list_page(body: bytes) -> Page:
             key=_find(item, "Key"),
             etag=_find(item, "ETag").strip('"'),
             size=int(_find(item, "Size") or 0),
-            modified=_modified(_find(item, "LastModified")),
+            modified=events.parse_time(_find(item, "LastModified").strip()),
         )
         for item in contents
     ]

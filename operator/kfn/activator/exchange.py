@@ -693,8 +693,8 @@ class Exchange:
         match expiry:
             case "throttled":
                 cold = entry.throttler.cold
-                if self.cold is None and cold is not None and cold.waited_for(self.accepted):
-                    cold.gave_up()
+                if self.cold is None and cold is not None:
+                    cold.gave_up()  # a no-op once a pod was ready: then it was no cold wait
                 self.answer(answers.no_capacity(entry.limits.queue_timeout_ms))
             case "stopping":
                 self.answer(answers.STOPPING_BEFORE_CAPACITY)

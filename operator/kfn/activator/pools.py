@@ -133,6 +133,15 @@ class Plan:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Eligible:
+    """A function its pool can serve now: it, its image and the pool's idle pods."""
+
+    fn: function_api.Function
+    image: str
+    candidates: list[IdlePod]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Offer:
     """A specialisation ready to send: the function, the idle pods to try, the body."""
 
@@ -219,7 +228,7 @@ class Specialiser:
                 # The pool is too small for the cold starts it sees: counted for its admin.
                 self.outcomes[found] += 1
             return False
-        task = asyncio.get_running_loop().create_task(self._specialise(function, *found))
+        task = asyncio.get_running_loop().create_task(self._specialise(function, found))
         self._running[function] = task
 
         def done(ended: asyncio.Task[str]) -> None:
@@ -266,10 +275,9 @@ class Specialiser:
         for action in actions:
             action()
 
-    def _eligible(
-        self, function: stats.FunctionKey
-    ) -> tuple[function_api.Function, list[IdlePod]] | str:
-        """The function and its pool's idle pods; or why its pool cannot serve it now."""
+    def _eligible(self, function: stats.FunctionKey) -> Eligible | str:
+        """The function, its image and its pool's idle pods; or why its pool cannot serve it
+        now."""
         fn = self.function_of(function.namespace, function.name)
         if fn is None or not fn.status or not fn.status.image:
             return "not_deployed"
@@ -279,7 +287,7 @@ class Specialiser:
         candidates = self.idle(function.namespace, pool)
         if not candidates:
             return "no_idle_pod"
-        return fn, candidates
+        return Eligible(fn, fn.status.image, candidates)
 
     def idle(self, namespace: str, pool: str) -> list[IdlePod]:
         if self._store is None:
@@ -290,14 +298,12 @@ class Specialiser:
             if pod.namespace == namespace and pod.pool == pool and pod.ready and pod.ip
         ]
 
-    async def _specialise(
-        self, function: stats.FunctionKey, fn: function_api.Function, candidates: list[IdlePod]
-    ) -> str:
+    async def _specialise(self, function: stats.FunctionKey, found: Eligible) -> str:
         began = time.time()
         self._busy += 1
         self._schedule_flush()
         try:
-            outcome = await self._attempt(function, fn, candidates, began)
+            outcome = await self._attempt(function, found, began)
         except Exception:  # a pool is an optimisation: never fail the request over it
             logger.exception("specialising a pool pod for %s failed", function)
             outcome = "error"
@@ -310,27 +316,17 @@ class Specialiser:
         )
         return outcome
 
-    async def _attempt(
-        self,
-        function: stats.FunctionKey,
-        fn: function_api.Function,
-        candidates: list[IdlePod],
-        began: float,
-    ) -> str:
-        prepared = await self._prepare(function, fn, candidates)
+    async def _attempt(self, function: stats.FunctionKey, found: Eligible, began: float) -> str:
+        prepared = await self._prepare(function, found)
         if isinstance(prepared, str):
             return prepared
         return await self._offer(function, prepared, began)
 
-    async def _prepare(
-        self, function: stats.FunctionKey, fn: function_api.Function, candidates: list[IdlePod]
-    ) -> Offer | str:
-        """What to send, and to which of ``candidates`` (``fn``'s pool's idle pods, from
-        :meth:`_eligible`); or why the pool cannot serve the function."""
-        image = fn.status.image if fn.status else None
-        if not image:
-            return "not_deployed"
-        candidates = offer_order(candidates, function)
+    async def _prepare(self, function: stats.FunctionKey, found: Eligible) -> Offer | str:
+        """What to send, and to which of the pool's idle pods (found by :meth:`_eligible`);
+        or why the pool cannot serve the function."""
+        fn, image = found.fn, found.image
+        candidates = offer_order(found.candidates, function)
         base = candidates[0].image
         container = _container(fn, image)
         secrets, config_maps = specialise.referenced(container)
